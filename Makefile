@@ -1,0 +1,104 @@
+# warden - build, test, demo, bench.  `make demo` and `make test` work on a fresh
+# Debian 12 machine as root: both go through `make deps`.
+
+LUA_VERSION ?= 5.4
+LUA_PC      := lua$(LUA_VERSION)
+LUA         := lua$(LUA_VERSION)
+BUSTED      := $(LUA) /usr/bin/busted
+
+DEB_PACKAGES := build-essential pkg-config liblua$(LUA_VERSION)-dev lua$(LUA_VERSION) \
+                libcurl4-openssl-dev libyaml-dev lua-cjson lua-busted lua-check \
+                libjansson-dev libevent-dev libpcre2-dev libsqlite3-dev libsodium-dev bubblewrap
+
+PKGS    := $(LUA_PC) yaml-0.1 jansson libevent libpcre2-8 libsodium
+BUILD   ?= build
+CC      ?= cc
+CJSON_SO = $(shell $(LUA) -e 'print(package.searchpath("cjson", package.cpath) or "")' 2>/dev/null)
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -pthread -Iengine -Iengine/include \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
+           -DWD_LUA_DIR='"$(CURDIR)/lua"' -DWD_CJSON_SO='"$(CJSON_SO)"'
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
+
+CORE_SRC := engine/util.c engine/ydoc.c engine/rx.c engine/policy.c engine/schema.c engine/guard.c \
+            engine/redact.c engine/audit.c engine/jsonlua.c engine/sandbox.c engine/engine.c \
+            engine/pipeline.c engine/mock.c engine/lua_warden.c
+CORE_OBJ := $(CORE_SRC:engine/%.c=$(BUILD)/obj/%.o)
+TEST_SRC := $(wildcard engine/test/test_*.c)
+TEST_BIN := $(TEST_SRC:engine/test/%.c=$(BUILD)/test/%)
+
+.PHONY: all deps test test-c test-lua lint demo asan bench clean
+
+all: $(BUILD)/warden $(BUILD)/lua/warden/core.so
+
+# installs what is missing; apt-get update first, as the machine may be fresh
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BUILD)/obj/%.o: engine/%.c $(wildcard engine/*.h) engine/include/warden.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libwarden.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/warden: $(BUILD)/obj/cli.o $(BUILD)/libwarden.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/lua/warden/core.so: $(BUILD)/obj/lua_core.o $(BUILD)/libwarden.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -shared -o $@ $^ $(filter-out -l$(LUA_PC),$(LDLIBS))
+
+$(BUILD)/test/%: engine/test/%.c engine/test/harness.h $(BUILD)/libwarden.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libwarden.a $(LDLIBS)
+
+$(BUILD)/bench/%: engine/bench/%.c $(BUILD)/libwarden.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libwarden.a $(LDLIBS)
+
+test: deps
+	@$(MAKE) --no-print-directory all $(TEST_BIN)
+	@$(MAKE) --no-print-directory test-c test-lua lint
+
+test-c: $(TEST_BIN)
+	@pass=0; fail=0; for t in $(TEST_BIN); do \
+	  if out=$$($$t 2>&1); then echo "$$out" | tail -1; else echo "$$out"; fi; \
+	  p=$$(echo "$$out" | sed -n 's/^\(.*: \)\?\([0-9]*\) passed, \([0-9]*\) failed.*/\2/p' | tail -1); \
+	  f=$$(echo "$$out" | sed -n 's/^\(.*: \)\?\([0-9]*\) passed, \([0-9]*\) failed.*/\3/p' | tail -1); \
+	  pass=$$((pass + $${p:-0})); fail=$$((fail + $${f:-1})); \
+	done; echo "C tests: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+
+test-lua: all
+	WARDEN_BUILD=$(CURDIR)/$(BUILD) $(BUSTED)
+
+lint:
+	@if command -v luacheck >/dev/null; then luacheck -q lua agents spec; fi
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@rm -f logs/demo_audit.jsonl
+	./$(BUILD)/warden run agents/research_assistant "What do our notes say about AI safety?" \
+	  --user alice --policy policies/demo.yaml --llm mock:agents/research_assistant/scenarios/demo.yaml
+	./$(BUILD)/warden audit verify logs/demo_audit.jsonl
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan CC=clang \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" all test-c
+	@echo "asan: C tests clean"
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_tool
+	./$(BUILD)/bench/bench_tool 200000
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,402 @@
+/* audit.c - buffered, hash-chained JSON lines with group fsync and torn-line repair. */
+#include "audit.h"
+#include "policy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
+
+struct wd_audit {
+    char *path;
+    int fd;
+    int fsync_mode;
+    int failed;
+    char errmsg[256];
+    json_t **pending;
+    size_t npending, cap;
+    off_t known_size;     /* file size after our last write; -1 unknown */
+    long long seq;
+    char prev_hash[65];
+};
+
+static int mkdirs(const char *path)
+{
+    char *dup = strdup(path);
+    if (!dup)
+        return -1;
+    char *dir = dirname(dup);
+    for (char *p = dir + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(dir, 0750);
+            *p = '/';
+        }
+    int rc = mkdir(dir, 0750);
+    free(dup);
+    return rc == 0 || errno == EEXIST ? 0 : -1;
+}
+
+wd_audit *wd_audit_open(const char *path, int fsync_mode, char *err, size_t errlen)
+{
+    wd_audit *a = calloc(1, sizeof *a);
+    if (!a || !(a->path = strdup(path))) {
+        free(a);
+        wd_errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->fsync_mode = fsync_mode;
+    a->known_size = -1;
+    mkdirs(path);
+    a->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (a->fd < 0) {
+        wd_errf(err, errlen, "cannot open audit log %s: %s", path, strerror(errno));
+        free(a->path);
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void wd_audit_close(wd_audit *a)
+{
+    if (!a)
+        return;
+    wd_audit_flush(a);
+    for (size_t i = 0; i < a->npending; i++)
+        json_decref(a->pending[i]);
+    free(a->pending);
+    if (a->fd >= 0)
+        close(a->fd);
+    free(a->path);
+    free(a);
+}
+
+int wd_audit_failed(const wd_audit *a) { return a->failed; }
+const char *wd_audit_path(const wd_audit *a) { return a->path; }
+const char *wd_audit_error(const wd_audit *a) { return a->errmsg; }
+size_t wd_audit_pending(const wd_audit *a) { return a->npending; }
+
+int wd_audit_append(wd_audit *a, json_t *rec)
+{
+    if (!rec)
+        return -1;
+    if (a->failed) {
+        json_decref(rec);
+        return -1;
+    }
+    char ts[40];
+    wd_rfc3339_ms(wd_wall_ms(), ts, sizeof ts);
+    json_object_set_new(rec, "timestamp", json_string(ts));
+    if (a->npending == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        json_t **p = realloc(a->pending, cap * sizeof *p);
+        if (!p) {
+            json_decref(rec);
+            return -1;
+        }
+        a->pending = p;
+        a->cap = cap;
+    }
+    a->pending[a->npending++] = rec;
+    if (a->fsync_mode == WD_FSYNC_ALWAYS)
+        return wd_audit_flush(a);
+    return 0;
+}
+
+static void hex(const unsigned char *h, char out[65])
+{
+    static const char d[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = d[h[i] >> 4];
+        out[2 * i + 1] = d[h[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+/* hash of prev_hash followed by the canonical text */
+static void chain_hash(const char *prev, const char *canon, size_t len, char out[65])
+{
+    crypto_hash_sha256_state st;
+    unsigned char h[32];
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, (const unsigned char *)prev, 64);
+    crypto_hash_sha256_update(&st, (const unsigned char *)canon, len);
+    crypto_hash_sha256_final(&st, h);
+    hex(h, out);
+}
+
+/* read [from, to) of the file; caller frees */
+static char *read_range(int fd, off_t from, off_t to)
+{
+    size_t n = (size_t)(to - from);
+    char *b = malloc(n + 1);
+    if (!b)
+        return NULL;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, b + got, n - got, from + (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            free(b);
+            return NULL;
+        }
+        got += (size_t)r;
+    }
+    b[n] = '\0';
+    return b;
+}
+
+/* Under the lock: learn seq and prev_hash from the file's last line, cutting a torn
+** tail off first. *recovery gets a record describing the cut, if any. */
+static int sync_tail(wd_audit *a, off_t size, json_t **recovery)
+{
+    *recovery = NULL;
+    a->seq = 0;
+    memcpy(a->prev_hash, ZERO_HASH, 65);
+    if (size == 0)
+        return 0;
+    off_t span = 4096;
+    for (;;) {
+        off_t from = size > span ? size - span : 0;
+        char *b = read_range(a->fd, from, size);
+        if (!b)
+            return -1;
+        size_t n = (size_t)(size - from);
+        size_t end = n; /* end of the last complete line (exclusive of '\n') */
+        if (b[n - 1] != '\n') {
+            char *nl = memrchr(b, '\n', n);
+            if (!nl && from > 0) {
+                free(b);
+                span *= 4;
+                continue;
+            }
+            size_t keep = nl ? (size_t)(nl - b) + 1 : 0;
+            json_t *r = json_object();
+            char reason[160];
+            snprintf(reason, sizeof reason, "torn last line of %zu bytes cut off at offset %lld", n - keep,
+                     (long long)(from + (off_t)keep));
+            json_object_set_new(r, "event", json_string("audit_recovered"));
+            json_object_set_new(r, "success", json_false());
+            json_object_set_new(r, "reason", json_string(reason));
+            json_t *frag = json_stringn(b + keep, n - keep > 4096 ? 4096 : n - keep);
+            json_object_set_new(r, "torn_fragment", frag ? frag : json_string("(not valid UTF-8)"));
+            if (ftruncate(a->fd, from + (off_t)keep) < 0) {
+                json_decref(r);
+                free(b);
+                return -1;
+            }
+            *recovery = r;
+            size = from + (off_t)keep;
+            end = keep ? keep - 1 : 0;
+            if (!keep) {
+                free(b);
+                if (size == 0)
+                    return 0;
+                continue; /* the tail we read was all torn: read again before it */
+            }
+        } else {
+            end = n - 1;
+        }
+        char *start = memrchr(b, '\n', end);
+        if (!start && from > 0) {
+            free(b);
+            span *= 4;
+            continue;
+        }
+        start = start ? start + 1 : b;
+        b[end] = '\0';
+        json_t *last = json_loads(start, 0, NULL);
+        free(b);
+        json_t *seq = json_object_get(last, "seq"), *h = json_object_get(last, "hash");
+        if (json_is_integer(seq))
+            a->seq = json_integer_value(seq);
+        if (json_is_string(h) && json_string_length(h) == 64)
+            memcpy(a->prev_hash, json_string_value(h), 65);
+        json_decref(last);
+        return 0;
+    }
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int fail_closed(wd_audit *a, const char *what)
+{
+    a->failed = 1;
+    snprintf(a->errmsg, sizeof a->errmsg, "audit log %s: %s failed: %s", a->path, what, strerror(errno));
+    return -1;
+}
+
+/* one record into its line: seq and prev_hash set, canonical text hashed */
+static int render(wd_audit *a, json_t *rec, wd_buf *out)
+{
+    json_object_set_new(rec, "seq", json_integer(++a->seq));
+    json_object_set_new(rec, "prev_hash", json_string(a->prev_hash));
+    char *canon = json_dumps(rec, WD_AUDIT_JSON_FLAGS);
+    if (!canon)
+        return -1;
+    size_t len = strlen(canon);
+    char h[65];
+    chain_hash(a->prev_hash, canon, len, h);
+    int rc = wd_buf_add(out, canon, len - 1);
+    rc |= wd_buf_addf(out, ",\"hash\":\"%s\"}\n", h);
+    free(canon);
+    memcpy(a->prev_hash, h, 65);
+    return rc;
+}
+
+int wd_audit_flush(wd_audit *a)
+{
+    if (!a)
+        return 0;
+    if (a->failed)
+        return -1;
+    if (!a->npending)
+        return 0;
+    if (flock(a->fd, LOCK_EX) < 0)
+        return fail_closed(a, "lock");
+    wd_buf out = {0};
+    struct stat st;
+    int rc = -1;
+    if (fstat(a->fd, &st) < 0) {
+        fail_closed(a, "stat");
+        goto unlock;
+    }
+    if (st.st_size != a->known_size) {
+        json_t *recovery = NULL;
+        if (sync_tail(a, st.st_size, &recovery) < 0) {
+            fail_closed(a, "read of the last line");
+            goto unlock;
+        }
+        if (recovery && render(a, recovery, &out) < 0) {
+            json_decref(recovery);
+            goto unlock;
+        }
+        json_decref(recovery);
+    }
+    for (size_t i = 0; i < a->npending; i++)
+        if (render(a, a->pending[i], &out) < 0) {
+            errno = ENOMEM;
+            fail_closed(a, "render");
+            goto unlock;
+        }
+    if (write_all(a->fd, out.p, out.len) < 0) {
+        fail_closed(a, "write");
+        goto unlock;
+    }
+    /* an fsync error is fatal for the log: the page cache may have dropped the data */
+    if (a->fsync_mode != WD_FSYNC_NONE && fdatasync(a->fd) < 0) {
+        fail_closed(a, "fsync");
+        goto unlock;
+    }
+    if (fstat(a->fd, &st) == 0)
+        a->known_size = st.st_size;
+    rc = 0;
+unlock:
+    flock(a->fd, LOCK_UN);
+    if (rc < 0)
+        a->known_size = -1;
+    for (size_t i = 0; i < a->npending; i++)
+        json_decref(a->pending[i]);
+    a->npending = 0;
+    wd_buf_free(&out);
+    return rc;
+}
+
+int wd_audit_verify(const char *path, wd_buf *report, long *records)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        wd_buf_addf(report, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long lineno = 0;
+    long long expect_seq = 0;
+    char prev[65];
+    memcpy(prev, ZERO_HASH, 65);
+    int rc = 0;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        lineno++;
+        if (line[n - 1] != '\n') {
+            wd_buf_addf(report, "%s:%ld: torn last line (no newline): a crash mid-write or a cut file", path,
+                        lineno);
+            rc = 1;
+            break;
+        }
+        line[n - 1] = '\0';
+        json_error_t je;
+        json_t *rec = json_loads(line, 0, &je);
+        if (!json_is_object(rec)) {
+            wd_buf_addf(report, "%s:%ld: not a JSON object (%s): the line was edited", path, lineno, je.text);
+            json_decref(rec);
+            rc = 1;
+            break;
+        }
+        json_t *h = json_object_get(rec, "hash"), *ph = json_object_get(rec, "prev_hash"),
+               *seq = json_object_get(rec, "seq");
+        if (!json_is_string(h) || !json_is_string(ph) || !json_is_integer(seq)) {
+            wd_buf_addf(report, "%s:%ld: missing seq, prev_hash or hash: the line was edited", path, lineno);
+            json_decref(rec);
+            rc = 1;
+            break;
+        }
+        char want_hash[65];
+        wd_strlcpy(want_hash, json_string_value(h), sizeof want_hash);
+        long long s = json_integer_value(seq);
+        int seq_ok = s == expect_seq + 1;
+        int prev_ok = !strcmp(json_string_value(ph), prev);
+        json_object_del(rec, "hash");
+        char *canon = json_dumps(rec, WD_AUDIT_JSON_FLAGS);
+        char got[65];
+        chain_hash(json_string_value(ph), canon ? canon : "", canon ? strlen(canon) : 0, got);
+        free(canon);
+        json_decref(rec);
+        if (strcmp(got, want_hash)) {
+            wd_buf_addf(report, "%s:%ld: hash does not match the record's content: the line was edited", path,
+                        lineno);
+            rc = 1;
+            break;
+        }
+        if (!prev_ok || !seq_ok) {
+            wd_buf_addf(report,
+                        "%s:%ld: chain broken (seq %lld after %lld; prev_hash does %smatch the line before): "
+                        "a line was deleted, inserted or moved here",
+                        path, lineno, s, expect_seq, prev_ok ? "" : "not ");
+            rc = 1;
+            break;
+        }
+        expect_seq = s;
+        memcpy(prev, want_hash, 65);
+    }
+    free(line);
+    fclose(f);
+    if (records)
+        *records = lineno;
+    if (!rc)
+        wd_buf_addf(report, "%s: intact, %ld records", path, lineno);
+    return rc;
+}

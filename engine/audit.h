@@ -1,0 +1,38 @@
+/* audit.h - the append-only, hash-chained audit log (DESIGN.md sections 7 and 8).
+**
+** Records are buffered as JSON objects and chained at flush time, under an exclusive
+** file lock: the writer reads the last line's seq and hash when the file grew under it
+** (another process appended), so several processes append one valid chain.
+** hash = SHA-256(prev_hash || canonical JSON of the record without "hash"), where the
+** canonical JSON is compact with sorted keys and reals printed with 15 significant
+** digits. The first record's prev_hash is 64 zeros. A torn last line (a crash mid
+** write) is cut off on the next flush and an "audit_recovered" record keeps it. */
+#ifndef WD_AUDIT_H
+#define WD_AUDIT_H
+
+#include <stddef.h>
+#include <jansson.h>
+#include "util.h"
+
+typedef struct wd_audit wd_audit;
+
+#define WD_AUDIT_JSON_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15))
+
+/* caller closes with wd_audit_close; the file and its directory are created on demand */
+wd_audit *wd_audit_open(const char *path, int fsync_mode, char *err, size_t errlen);
+/* flushes, then frees; accepts NULL */
+void wd_audit_close(wd_audit *a);
+/* takes ownership of rec (already redacted); stamps timestamp. -1 when the log failed
+** closed (an earlier write or fsync error): callers must stop acting. */
+int wd_audit_append(wd_audit *a, json_t *rec);
+/* writes what is buffered; 0 ok, -1 the log failed (and stays failed) */
+int wd_audit_flush(wd_audit *a);
+size_t wd_audit_pending(const wd_audit *a);
+int wd_audit_failed(const wd_audit *a);
+const char *wd_audit_path(const wd_audit *a);
+const char *wd_audit_error(const wd_audit *a);
+
+/* 0 intact, 1 tampered (report names the first bad line), -1 unreadable */
+int wd_audit_verify(const char *path, wd_buf *report, long *records);
+
+#endif

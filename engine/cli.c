@@ -1,0 +1,268 @@
+/* cli.c - the `warden` command (DESIGN.md section 6). Exit codes: 0 success, 1 the
+** run ended without success (its result still printed), 2 usage or configuration. */
+#include "audit.h"
+#include "policy.h"
+#include "util.h"
+#include "warden.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char USAGE[] =
+    "usage:\n"
+    "  warden run AGENT [QUERY] [--user ID] [--session ID] [--policy FILE] [--llm mock:FILE] [--json]\n"
+    "  warden policy check FILE\n"
+    "  warden audit verify [FILE] [--policy FILE]\n"
+    "  warden audit query [FILE] [--run ID] [--user ID] [--event TYPE] [--since T] [--policy FILE]\n"
+    "  warden version\n";
+
+static int usage(const char *msg)
+{
+    if (msg)
+        fprintf(stderr, "warden: %s\n", msg);
+    fputs(USAGE, stderr);
+    return 2;
+}
+
+typedef struct {
+    const char *pos[4];
+    int npos;
+    const char *user, *session, *policy, *llm, *run, *event, *since;
+    int json;
+} args_t;
+
+static int parse(int argc, char **argv, int from, args_t *a)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = from; i < argc; i++) {
+        const char *s = argv[i];
+        const char **dst = NULL;
+        if (!strcmp(s, "--json")) {
+            a->json = 1;
+            continue;
+        }
+        if (!strcmp(s, "--user")) dst = &a->user;
+        else if (!strcmp(s, "--session")) dst = &a->session;
+        else if (!strcmp(s, "--policy")) dst = &a->policy;
+        else if (!strcmp(s, "--llm")) dst = &a->llm;
+        else if (!strcmp(s, "--run")) dst = &a->run;
+        else if (!strcmp(s, "--event")) dst = &a->event;
+        else if (!strcmp(s, "--since")) dst = &a->since;
+        else if (s[0] == '-' && s[1] == '-') {
+            fprintf(stderr, "warden: unknown option %s\n", s);
+            return -1;
+        }
+        if (dst) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "warden: %s needs a value\n", s);
+                return -1;
+            }
+            *dst = argv[++i];
+            continue;
+        }
+        if (a->npos >= 4) {
+            fprintf(stderr, "warden: too many arguments\n");
+            return -1;
+        }
+        a->pos[a->npos++] = s;
+    }
+    return 0;
+}
+
+typedef struct {
+    json_t *res;
+} one_t;
+
+static void on_done(const json_t *res, void *ud)
+{
+    ((one_t *)ud)->res = json_incref((json_t *)res);
+}
+
+static int cmd_run(args_t *a)
+{
+    if (a->npos < 1)
+        return usage("run needs an AGENT");
+    char err[4096] = "";
+    wd_engine_opts eo = {a->policy, a->llm, NULL};
+    wd_engine *e = wd_engine_new(&eo, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    one_t one = {NULL};
+    wd_run_opts ro = {a->pos[0], a->npos > 1 ? a->pos[1] : "", a->user, a->session, NULL};
+    wd_engine_submit(e, &ro, on_done, &one);
+    wd_engine_wait(e);
+    char *audit = strdup(wd_engine_audit_path(e));
+    wd_engine_free(e);
+    if (!one.res) {
+        fprintf(stderr, "warden: the run produced no result\n");
+        free(audit);
+        return 1;
+    }
+    int ok = json_is_true(json_object_get(one.res, "success"));
+    if (a->json) {
+        char *s = json_dumps(one.res, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+        puts(s ? s : "{}");
+        free(s);
+    } else {
+        printf("%s\n\n", json_string_value(json_object_get(one.res, "result")));
+        printf("status: %s   steps: %lld   cost: $%.4f   time: %lld ms\n",
+               json_string_value(json_object_get(one.res, "status")),
+               json_integer_value(json_object_get(one.res, "steps_taken")),
+               json_real_value(json_object_get(one.res, "cost_usd")),
+               json_integer_value(json_object_get(one.res, "execution_time_ms")));
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(one.res, "tool_calls"), i, c) {
+            printf("tool %-20s %s  %s\n", json_string_value(json_object_get(c, "name")),
+                   json_is_true(json_object_get(c, "success")) ? "ok     " : "refused",
+                   json_string_value(json_object_get(c, "result")));
+        }
+        json_array_foreach(json_object_get(one.res, "errors"), i, c) printf("error: %s\n", json_string_value(c));
+        printf("run: %s\naudit log: %s\n", json_string_value(json_object_get(one.res, "run_id")), audit);
+    }
+    json_decref(one.res);
+    free(audit);
+    return ok ? 0 : 1;
+}
+
+static int cmd_policy_check(args_t *a)
+{
+    if (a->npos < 1)
+        return usage("policy check needs a FILE");
+    wd_perrors pe = {0};
+    wd_policy *p = wd_policy_load(a->pos[0], &pe);
+    if (p) {
+        printf("%s: ok (%zu users, %zu tools, %zu models)\n", a->pos[0], p->n_users, p->n_tools, p->n_models);
+        wd_policy_unref(p);
+        return 0;
+    }
+    for (size_t i = 0; i < pe.n; i++)
+        fprintf(stderr, "%s\n", pe.v[i]);
+    fprintf(stderr, "%zu error%s\n", pe.n, pe.n == 1 ? "" : "s");
+    wd_perrors_free(&pe);
+    return 2;
+}
+
+/* the audit path: explicit FILE, else the policy's audit.path */
+static char *audit_path(args_t *a)
+{
+    if (a->npos >= 1)
+        return strdup(a->pos[0]);
+    wd_perrors pe = {0};
+    wd_policy *p = wd_policy_load(a->policy ? a->policy : "policies/default.yaml", &pe);
+    if (!p) {
+        for (size_t i = 0; i < pe.n; i++)
+            fprintf(stderr, "%s\n", pe.v[i]);
+        wd_perrors_free(&pe);
+        return NULL;
+    }
+    char *s = strdup(p->audit_path);
+    wd_policy_unref(p);
+    return s;
+}
+
+static int cmd_audit_verify(args_t *a)
+{
+    char *path = audit_path(a);
+    if (!path)
+        return 2;
+    wd_buf rep = {0};
+    long n = 0;
+    int rc = wd_audit_verify(path, &rep, &n);
+    if (a->json)
+        printf("{\"intact\":%s,\"records\":%ld,\"report\":\"%s\"}\n", rc == 0 ? "true" : "false", n,
+               rep.p ? rep.p : "");
+    else
+        printf("%s\n", rep.p ? rep.p : "");
+    wd_buf_free(&rep);
+    free(path);
+    return rc == 0 ? 0 : rc == 1 ? 1 : 2;
+}
+
+static int cmd_audit_query(args_t *a)
+{
+    char *path = audit_path(a);
+    if (!path)
+        return 2;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "warden: cannot open %s\n", path);
+        free(path);
+        return 2;
+    }
+    long long since = -1;
+    if (a->since && (since = wd_parse_time(a->since)) < 0) {
+        fprintf(stderr, "warden: --since wants a time like 2026-11-21 or 2026-11-21T10:00:00Z\n");
+        fclose(f);
+        free(path);
+        return 2;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long shown = 0;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        json_t *r = json_loads(line, 0, NULL);
+        if (!r)
+            continue;
+        const char *ev = json_string_value(json_object_get(r, "event"));
+        const char *run = json_string_value(json_object_get(r, "run_id"));
+        const char *user = json_string_value(json_object_get(r, "user_id"));
+        const char *ts = json_string_value(json_object_get(r, "timestamp"));
+        int keep = (!a->event || (ev && !strcmp(ev, a->event))) && (!a->run || (run && !strcmp(run, a->run))) &&
+                   (!a->user || (user && !strcmp(user, a->user))) &&
+                   (since < 0 || (ts && wd_parse_time(ts) >= since));
+        if (keep) {
+            fputs(line, stdout);
+            shown++;
+        }
+        json_decref(r);
+    }
+    free(line);
+    fclose(f);
+    free(path);
+    if (!a->json)
+        fprintf(stderr, "%ld record%s\n", shown, shown == 1 ? "" : "s");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    args_t a;
+    if (argc < 2)
+        return usage(NULL);
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("warden %s\n", WARDEN_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        fputs(USAGE, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "run")) {
+        if (parse(argc, argv, 2, &a) < 0)
+            return usage(NULL);
+        return cmd_run(&a);
+    }
+    if (!strcmp(cmd, "policy") && argc >= 3 && !strcmp(argv[2], "check")) {
+        if (parse(argc, argv, 3, &a) < 0)
+            return usage(NULL);
+        return cmd_policy_check(&a);
+    }
+    if (!strcmp(cmd, "audit") && argc >= 3 && !strcmp(argv[2], "verify")) {
+        if (parse(argc, argv, 3, &a) < 0)
+            return usage(NULL);
+        return cmd_audit_verify(&a);
+    }
+    if (!strcmp(cmd, "audit") && argc >= 3 && !strcmp(argv[2], "query")) {
+        if (parse(argc, argv, 3, &a) < 0)
+            return usage(NULL);
+        return cmd_audit_query(&a);
+    }
+    fprintf(stderr, "warden: unknown command '%s'\n", cmd);
+    return usage(NULL);
+}

@@ -1,0 +1,656 @@
+/* engine.c - the loop, the run lifecycle and the driver that resumes run coroutines.
+**
+** Every run is a lua_State of its own; its agent runs as a coroutine. Engine calls
+** (ctx:llm, ctx:call_tool, ctx:sleep) record a request on the run and yield; the driver
+** sees the yield reach the top, starts the operation, and a loop event resumes the
+** coroutine with the answer, even when the answer is immediate. */
+#include "engine.h"
+#include "jsonlua.h"
+#include "redact.h"
+#include "util.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define READY_BATCH 256
+#define FLUSH_MS 20
+
+static const char *const STATUS_NAMES[] = {"running", "completed", "failed", "max_iterations", "timeout",
+                                           "budget_exceeded", "rate_limited", "unauthorized", "halted",
+                                           "rejected", "killed"};
+
+const char *wd_status_name(wd_status st) { return STATUS_NAMES[st]; }
+
+/* what the user reads; internal errors stay in the audit log and errors[] */
+static const char *user_message(wd_status st)
+{
+    switch (st) {
+    case WD_ST_MAX_ITERATIONS:
+        return "I couldn't complete your request within the time limit. Please try rephrasing or "
+               "breaking it into smaller tasks.";
+    case WD_ST_TIMEOUT:
+        return "I couldn't complete the task within time limits. Please try again or break it into "
+               "smaller tasks.";
+    case WD_ST_BUDGET_EXCEEDED: return "Processing budget exhausted for this request.";
+    case WD_ST_RATE_LIMITED: return "Too many requests right now. Please try again later.";
+    case WD_ST_UNAUTHORIZED: return "You are not authorized to use this agent.";
+    case WD_ST_HALTED: return "I stopped because my actions were not making progress.";
+    case WD_ST_REJECTED: return "The requested action was not approved.";
+    case WD_ST_KILLED: return "This agent has been disabled by an operator.";
+    default: return "I encountered an error processing your request.";
+    }
+}
+
+wd_policy *wd_engine_policy(wd_engine *e) { return wd_policy_ref(e->policy); }
+
+/* ---- audit helpers ------------------------------------------------------------ */
+
+json_t *wd_run_event(wd_run *r, const char *event, int success)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "event", json_string(event));
+    json_object_set_new(o, "run_id", json_string(r->run_id));
+    json_object_set_new(o, "session_id", json_string(r->session_id));
+    json_object_set_new(o, "user_id", r->user_id ? json_string(r->user_id) : json_null());
+    json_object_set_new(o, "agent", r->agent_name ? json_string(r->agent_name) : json_null());
+    json_object_set_new(o, "success", json_boolean(success));
+    return o;
+}
+
+int wd_run_audit(wd_run *r, json_t *rec)
+{
+    if (!rec)
+        return -1;
+    wd_redact_record(r->pol ? r->pol : r->eng->policy, rec);
+    return wd_audit_append(r->eng->audit, rec);
+}
+
+/* ---- ready queue ------------------------------------------------------------ */
+
+static void ready_push(wd_run *r)
+{
+    wd_engine *e = r->eng;
+    if (r->in_ready)
+        return;
+    r->in_ready = 1;
+    r->next_ready = NULL;
+    if (e->ready_tail)
+        e->ready_tail->next_ready = r;
+    else
+        e->ready_head = r;
+    e->ready_tail = r;
+    event_active(e->ready_ev, EV_READ, 0);
+}
+
+static void ready_remove(wd_run *r)
+{
+    wd_engine *e = r->eng;
+    if (!r->in_ready)
+        return;
+    wd_run **pp = &e->ready_head, *prev = NULL;
+    while (*pp && *pp != r) {
+        prev = *pp;
+        pp = &(*pp)->next_ready;
+    }
+    if (*pp) {
+        *pp = r->next_ready;
+        if (e->ready_tail == r)
+            e->ready_tail = prev;
+    }
+    r->in_ready = 0;
+}
+
+void wd_run_schedule(wd_run *r, lua_State *co, int nargs)
+{
+    r->resume_co = co;
+    r->resume_nargs = nargs;
+    ready_push(r);
+}
+
+/* ---- run end ------------------------------------------------------------------ */
+
+static void run_free(wd_run *r)
+{
+    if (!r)
+        return;
+    if (r->op_timer)
+        event_free(r->op_timer);
+    if (r->run_timer)
+        event_free(r->run_timer);
+    if (r->tool.timer)
+        event_free(r->tool.timer);
+    for (size_t i = 0; i < r->ntools; i++) {
+        free(r->tools[i].name);
+        free(r->tools[i].description);
+        json_decref(r->tools[i].parameters);
+        wd_schema_free(r->tools[i].schema);
+    }
+    free(r->tools);
+    wd_sandbox_free(r->sb);
+    json_decref(r->req.args);
+    free(r->req.end_error);
+    free(r->req.model);
+    json_decref(r->tool.args);
+    free(r->tool.name);
+    json_decref(r->pending_llm);
+    json_decref(r->tool_calls);
+    json_decref(r->errors);
+    free(r->session_id);
+    free(r->user_id);
+    free(r->agent_name);
+    free(r->agent_path);
+    free(r->agent_dir);
+    free(r->query);
+    free(r->llm);
+    free(r->default_model);
+    free(r->result_text);
+    wd_policy_unref(r->pol);
+    free(r);
+}
+
+static double round6(double v) { return (double)(long long)(v * 1e6 + 0.5) / 1e6; }
+
+void wd_run_end(wd_run *r, wd_status st, const char *error)
+{
+    if (r->finishing)
+        return;
+    r->finishing = 1;
+    wd_engine *e = r->eng;
+    ready_remove(r);
+    if (r->op_timer)
+        event_del(r->op_timer);
+    if (r->run_timer)
+        event_del(r->run_timer);
+    if (r->tool.active)
+        wd_pipeline_tool_cancel(r);
+    r->status = st;
+    if (error && *error)
+        json_array_append_new(r->errors, json_string(error));
+    const char *text = st == WD_ST_COMPLETED && r->result_text ? r->result_text : user_message(st);
+    int64_t ms = (wd_now_ns() - r->t0_ns) / 1000000;
+
+    json_t *res = json_object();
+    json_object_set_new(res, "run_id", json_string(r->run_id));
+    json_object_set_new(res, "session_id", json_string(r->session_id));
+    json_object_set_new(res, "agent", r->agent_name ? json_string(r->agent_name) : json_null());
+    json_object_set_new(res, "user_id", r->user_id ? json_string(r->user_id) : json_null());
+    json_object_set_new(res, "status", json_string(wd_status_name(st)));
+    json_object_set_new(res, "success", json_boolean(st == WD_ST_COMPLETED));
+    json_object_set_new(res, "result", json_string(text));
+    json_object_set_new(res, "cost_usd", json_real(round6(r->cost)));
+    json_object_set_new(res, "steps_taken", json_integer(r->steps));
+    json_object_set_new(res, "tool_calls", json_incref(r->tool_calls));
+    json_object_set_new(res, "errors", json_incref(r->errors));
+    json_object_set_new(res, "execution_time_ms", json_integer(ms));
+
+    json_t *ev = wd_run_event(r, "run_finished", st == WD_ST_COMPLETED);
+    if (ev) {
+        json_object_set_new(ev, "reason", json_string(wd_status_name(st)));
+        json_object_set_new(ev, "agent_step", json_integer(r->steps));
+        json_object_set_new(ev, "cost_usd", json_real(round6(r->cost)));
+        json_object_set_new(ev, "latency_ms", json_integer(ms));
+        if (error && *error)
+            json_object_set_new(ev, "error", json_string(error));
+        wd_run_audit(r, ev);
+    }
+    if (r->done)
+        r->done(res, r->done_ud);
+    json_decref(res);
+    run_free(r);
+    e->active--;
+}
+
+/* ---- the driver ------------------------------------------------------------- */
+
+/* a script error object as text, without calling __tostring (it could run script code) */
+static void error_text(lua_State *co, int idx, char *out, size_t n, int *transient)
+{
+    *transient = 0;
+    int t = lua_type(co, idx);
+    if (t == LUA_TSTRING) {
+        wd_strlcpy(out, lua_tostring(co, idx), n);
+        return;
+    }
+    if (t == LUA_TTABLE) {
+        lua_pushliteral(co, "message");
+        lua_rawget(co, idx < 0 ? idx - 1 : idx);
+        lua_pushliteral(co, "transient");
+        lua_rawget(co, idx < 0 ? idx - 2 : idx);
+        *transient = lua_toboolean(co, -1);
+        if (lua_type(co, -2) == LUA_TSTRING)
+            wd_strlcpy(out, lua_tostring(co, -2), n);
+        else
+            snprintf(out, n, "(error object is a table)");
+        lua_pop(co, 2);
+        return;
+    }
+    snprintf(out, n, "(error object is a %s value)", lua_typename(co, t));
+}
+
+static void agent_returned(wd_run *r, lua_State *co, int nres)
+{
+    int base = lua_gettop(co) - nres + 1;
+    if (nres >= 1 && lua_type(co, base) == LUA_TSTRING) {
+        r->result_text = wd_strdup(lua_tostring(co, base));
+        wd_run_end(r, WD_ST_COMPLETED, NULL);
+        return;
+    }
+    if (nres >= 1 && (lua_type(co, base) == LUA_TNUMBER)) {
+        r->result_text = wd_strdup(lua_tostring(co, base));
+        wd_run_end(r, WD_ST_COMPLETED, NULL);
+        return;
+    }
+    if (nres >= 1 && lua_type(co, base) == LUA_TTABLE) {
+        char err[200];
+        r->sb->in_engine++;
+        json_t *j = wd_lua_to_json(co, base, err, sizeof err);
+        r->sb->in_engine--;
+        if (j) {
+            char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+            json_decref(j);
+            r->result_text = s;
+            wd_run_end(r, WD_ST_COMPLETED, NULL);
+            return;
+        }
+        char msg[300];
+        snprintf(msg, sizeof msg, "the agent returned a result that is not data: %s", err);
+        wd_run_end(r, WD_ST_FAILED, msg);
+        return;
+    }
+    char msg[600];
+    if (nres >= 2 && lua_type(co, base + 1) == LUA_TSTRING)
+        snprintf(msg, sizeof msg, "%s", lua_tostring(co, base + 1));
+    else
+        snprintf(msg, sizeof msg, "the agent returned no result");
+    wd_run_end(r, WD_ST_FAILED, msg);
+}
+
+static void on_kill(wd_run *r, lua_State *co)
+{
+    wd_sandbox *sb = r->sb;
+    int reason = sb->kill_reason;
+    int64_t now = wd_now_ns();
+    if (co == r->tool.co && r->tool.active && !(reason == WD_KILL_TIMEOUT && now >= r->deadline_ns)) {
+        char msg[200];
+        if (reason == WD_KILL_TIMEOUT)
+            snprintf(msg, sizeof msg, "tool '%s' timed out after %lld ms", r->tool.name, r->tool.timeout_ms);
+        else if (reason == WD_KILL_MEMORY)
+            snprintf(msg, sizeof msg, "tool '%s' exceeded the run's memory limit (%lld MB)", r->tool.name,
+                     r->pol->memory_mb);
+        else
+            snprintf(msg, sizeof msg, "tool '%s' stopped: %s", r->tool.name, wd_sandbox_kill_text(reason));
+        sb->mode = WD_MODE_NONE;
+        sb->kill_reason = WD_KILL_NONE;
+        wd_pipeline_tool_done(r, 0, 0, msg, 0);
+        /* the abandoned handler's memory comes back before the agent goes on */
+        sb->in_engine++;
+        lua_gc(r->L, LUA_GCCOLLECT);
+        sb->in_engine--;
+        if (sb->used > sb->limit)
+            wd_run_end(r, WD_ST_FAILED, "memory limit exceeded");
+        return;
+    }
+    if (reason == WD_KILL_TIMEOUT)
+        wd_run_end(r, WD_ST_TIMEOUT, "run time limit exceeded");
+    else {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s (%s)", wd_sandbox_kill_text(reason),
+                 reason == WD_KILL_MEMORY ? "defaults.sandbox.memory_mb" : "defaults.sandbox.instructions_per_call");
+        wd_run_end(r, WD_ST_FAILED, msg);
+    }
+}
+
+static void step(wd_run *r, lua_State *co, int nargs)
+{
+    int nres = 0;
+    int64_t dl = r->deadline_ns;
+    int is_tool = r->tool.active && co == r->tool.co;
+    if (is_tool && r->tool.deadline_ns < dl)
+        dl = r->tool.deadline_ns;
+    if (co == r->agent_co && r->tool.overhead_ns) {
+        if (r->eng->record_overhead) {
+            wd_engine *e = r->eng;
+            if (e->nlat == e->caplat) {
+                size_t cap = e->caplat ? e->caplat * 2 : 1024;
+                long long *p = realloc(e->lat, cap * sizeof *p);
+                if (p) {
+                    e->lat = p;
+                    e->caplat = cap;
+                }
+            }
+            if (e->nlat < e->caplat)
+                e->lat[e->nlat++] = r->tool.overhead_ns + (wd_now_ns() - r->tool.t0);
+        }
+        r->tool.overhead_ns = 0;
+    }
+    int64_t h0 = is_tool ? wd_now_ns() : 0;
+    int st = wd_sandbox_resume(r->sb, co, nargs, &nres, dl);
+    if (is_tool)
+        r->tool.t0 += wd_now_ns() - h0; /* handler time is not enforcement overhead */
+    if (r->sb->mode == WD_MODE_KILL) {
+        on_kill(r, co);
+        return;
+    }
+    if (st == LUA_YIELD) {
+        if (nres >= 1 && lua_touserdata(co, -nres) == WD_ENGINE_MARK) {
+            lua_pop(co, nres);
+            r->waiting = co;
+            wd_pipeline_start(r);
+            return;
+        }
+        lua_pop(co, nres);
+        if (is_tool)
+            wd_pipeline_tool_done(r, 0, 0, "coroutine.yield was called outside a coroutine", 0);
+        else
+            wd_run_end(r, WD_ST_FAILED, "coroutine.yield was called outside a coroutine");
+        return;
+    }
+    if (st == LUA_OK) {
+        if (is_tool)
+            wd_pipeline_tool_done(r, 1, nres, NULL, 0);
+        else
+            agent_returned(r, co, nres);
+        return;
+    }
+    char msg[600];
+    int transient;
+    error_text(co, -1, msg, sizeof msg, &transient);
+    if (st == LUA_ERRMEM)
+        wd_strlcpy(msg, "memory limit exceeded", sizeof msg);
+    if (is_tool)
+        wd_pipeline_tool_done(r, 0, 0, msg, transient);
+    else
+        wd_run_end(r, WD_ST_FAILED, msg);
+}
+
+static void run_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_run *r = arg;
+    wd_run_end(r, WD_ST_TIMEOUT, "run time limit exceeded");
+}
+
+/* resolves agent path: a directory with agent.lua, or a .lua file */
+static int resolve_agent(wd_run *r, const char *agent, char *err, size_t n)
+{
+    struct stat st;
+    if (stat(agent, &st) < 0) {
+        wd_errf(err, n, "agent %s not found", agent);
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        if (asprintf(&r->agent_path, "%s/agent.lua", agent) < 0)
+            return -1;
+        r->agent_dir = wd_strdup(agent);
+    } else {
+        r->agent_path = wd_strdup(agent);
+        char *d = wd_strdup(agent);
+        r->agent_dir = wd_strdup(dirname(d));
+        free(d);
+    }
+    if (access(r->agent_path, R_OK) < 0) {
+        wd_errf(err, n, "agent %s: cannot read %s", agent, r->agent_path);
+        return -1;
+    }
+    char *base = wd_strdup(agent);
+    size_t l = strlen(base);
+    while (l > 1 && base[l - 1] == '/')
+        base[--l] = '\0';
+    char *b = basename(base);
+    l = strlen(b);
+    if (l > 4 && !strcmp(b + l - 4, ".lua"))
+        b[l - 4] = '\0';
+    r->agent_name = wd_strdup(b);
+    free(base);
+    return 0;
+}
+
+/* the start of a run, from the loop: run-start checks, sandbox, agent coroutine */
+static void start(wd_run *r)
+{
+    char err[400];
+    wd_engine *e = r->eng;
+    r->pol = wd_engine_policy(e);
+    wd_policy *p = r->pol;
+    const wd_user *u = wd_policy_user(p, r->user_id);
+    if (!u) {
+        json_t *ev = wd_run_event(r, "authorization_denied", 0);
+        json_object_set_new(ev, "reason", json_string("unknown user"));
+        wd_run_audit(r, ev);
+        wd_run_end(r, WD_ST_UNAUTHORIZED, "unknown user");
+        return;
+    }
+    if (wd_audit_failed(e->audit)) {
+        wd_run_end(r, WD_ST_FAILED, "audit log unavailable: refusing to run");
+        return;
+    }
+    r->max_iterations = p->max_iterations;
+    r->sb = wd_sandbox_new((size_t)p->memory_mb << 20, p->instructions_per_call, r->agent_dir, err, sizeof err);
+    if (!r->sb) {
+        wd_run_end(r, WD_ST_FAILED, err);
+        return;
+    }
+    r->sb->owner = r;
+    r->L = r->sb->L;
+    lua_State *L = r->L;
+    r->sb->in_engine++;
+    /* everything below allocates on the run's state: protected by the slack, and the
+    ** loaders never raise */
+    wd_lua_open_warden(L);
+    char runner[1024];
+    snprintf(runner, sizeof runner, "%s/warden/runner.lua", wd_sandbox_lua_dir());
+    r->agent_co = lua_newthread(L);
+    r->agent_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (wd_sandbox_loadfile(r->agent_co, runner, "warden/runner.lua") < 0) {
+        snprintf(err, sizeof err, "engine library: %s", lua_tostring(r->agent_co, -1));
+        r->sb->in_engine--;
+        wd_run_end(r, WD_ST_FAILED, err);
+        return;
+    }
+    if (wd_sandbox_loadfile(r->agent_co, r->agent_path, r->agent_path) < 0) {
+        snprintf(err, sizeof err, "%s", lua_tostring(r->agent_co, -1));
+        r->sb->in_engine--;
+        wd_run_end(r, WD_ST_FAILED, err);
+        return;
+    }
+    lua_pushstring(r->agent_co, r->query ? r->query : "");
+    wd_lua_push_ctx(r->agent_co, r, 0);
+    r->sb->in_engine--;
+
+    r->deadline_ns = r->t0_ns + p->run_ms * 1000000LL;
+    struct timeval tv = {(time_t)(p->run_ms / 1000), (suseconds_t)(p->run_ms % 1000) * 1000};
+    evtimer_add(r->run_timer, &tv);
+    json_t *ev = wd_run_event(r, "run_started", 1);
+    if (ev) {
+        json_object_set_new(ev, "reason", json_string(r->query ? "query" : "no query"));
+        json_object_set_new(ev, "tool_args", json_pack("{s:s}", "query", r->query ? r->query : ""));
+        wd_run_audit(r, ev);
+    }
+    step(r, r->agent_co, 3);
+}
+
+static void on_ready(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_engine *e = arg;
+    for (int i = 0; i < READY_BATCH && e->ready_head; i++) {
+        wd_run *r = e->ready_head;
+        e->ready_head = r->next_ready;
+        if (!e->ready_head)
+            e->ready_tail = NULL;
+        r->in_ready = 0;
+        lua_State *co = r->resume_co;
+        int n = r->resume_nargs;
+        r->resume_co = NULL;
+        if (!co)
+            start(r);
+        else
+            step(r, co, n);
+    }
+    if (e->ready_head)
+        event_active(e->ready_ev, EV_READ, 0);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_engine *e = arg;
+    if (wd_audit_pending(e->audit))
+        wd_audit_flush(e->audit);
+}
+
+/* ---- public ---------------------------------------------------------------- */
+
+wd_engine *wd_engine_new(const wd_engine_opts *o, char *err, size_t errlen)
+{
+    wd_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        wd_errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    const char *pp = o && o->policy_path ? o->policy_path : "policies/default.yaml";
+    wd_perrors pe = {0};
+    e->policy = wd_policy_load(pp, &pe);
+    if (!e->policy) {
+        wd_buf b = {0};
+        for (size_t i = 0; i < pe.n; i++)
+            wd_buf_addf(&b, "%s%s", i ? "\n" : "", pe.v[i]);
+        wd_strlcpy(err, b.p ? b.p : "invalid policy", errlen);
+        wd_buf_free(&b);
+        wd_perrors_free(&pe);
+        free(e);
+        return NULL;
+    }
+    const char *ap = o && o->audit_path ? o->audit_path : e->policy->audit_path;
+    e->audit = wd_audit_open(ap, e->policy->audit_fsync, err, errlen);
+    if (!e->audit)
+        goto fail;
+    e->llm = o && o->llm ? wd_strdup(o->llm) : NULL;
+    e->base = event_base_new();
+    if (!e->base)
+        goto fail;
+    e->ready_ev = event_new(e->base, -1, 0, on_ready, e);
+    e->flush_ev = event_new(e->base, -1, EV_PERSIST, on_flush, e);
+    if (!e->ready_ev || !e->flush_ev)
+        goto fail;
+    struct timeval tv = {0, FLUSH_MS * 1000};
+    event_add(e->flush_ev, &tv);
+    wd_watchdog_attach();
+    return e;
+fail:
+    if (!err[0])
+        wd_errf(err, errlen, "out of memory");
+    wd_engine_free(e);
+    return NULL;
+}
+
+void wd_engine_free(wd_engine *e)
+{
+    if (!e)
+        return;
+    while (e->ready_head) { /* runs never started still end with a result */
+        wd_run *r = e->ready_head;
+        wd_run_end(r, WD_ST_FAILED, "engine stopped");
+    }
+    if (e->ready_ev)
+        event_free(e->ready_ev);
+    if (e->flush_ev)
+        event_free(e->flush_ev);
+    if (e->base)
+        event_base_free(e->base);
+    wd_audit_close(e->audit);
+    wd_policy_unref(e->policy);
+    wd_mock_free(e->mock);
+    free(e->mock_path);
+    free(e->llm);
+    free(e->lat);
+    free(e);
+}
+
+const char *wd_engine_audit_path(const wd_engine *e) { return wd_audit_path(e->audit); }
+
+void wd_engine_record_tool_overhead(wd_engine *e, int on)
+{
+    e->record_overhead = on;
+    e->nlat = 0;
+}
+
+size_t wd_engine_tool_overhead(const wd_engine *e, const long long **samples)
+{
+    *samples = e->lat;
+    return e->nlat;
+}
+
+int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, void *ud)
+{
+    wd_run *r = calloc(1, sizeof *r);
+    if (!r)
+        return -1;
+    r->eng = e;
+    r->done = done;
+    r->done_ud = ud;
+    r->t0_ns = wd_now_ns();
+    r->wall0_ms = wd_wall_ms();
+    r->agent_ref = r->ctx_ref = r->tool_ctx_ref = LUA_NOREF;
+    wd_uuid(r->run_id);
+    if (o->session_id)
+        r->session_id = wd_strdup(o->session_id);
+    else {
+        char s[37];
+        wd_uuid(s);
+        r->session_id = wd_strdup(s);
+    }
+    r->user_id = wd_strdup(o->user_id);
+    r->query = wd_strdup(o->query);
+    r->llm = wd_strdup(o->llm ? o->llm : e->llm);
+    r->tool_calls = json_array();
+    r->errors = json_array();
+    r->op_timer = evtimer_new(e->base, NULL, NULL); /* callbacks are set per operation */
+    r->run_timer = evtimer_new(e->base, run_timeout, r);
+    r->tool.timer = evtimer_new(e->base, NULL, NULL);
+    e->active++;
+    char err[300];
+    if (!r->session_id || !r->tool_calls || !r->errors || !r->op_timer || !r->run_timer || !r->tool.timer) {
+        r->agent_name = wd_strdup("?");
+        wd_run_end(r, WD_ST_FAILED, "out of memory");
+        return -1;
+    }
+    if (!o->agent || resolve_agent(r, o->agent, err, sizeof err) < 0) {
+        if (!r->agent_name)
+            r->agent_name = wd_strdup(o->agent ? o->agent : "?");
+        /* still ends from the loop with a result */
+        free(r->req.end_error);
+        r->req.end_error = wd_strdup(o->agent ? err : "no agent given");
+        r->req.kind = OP_END;
+        r->req.end_status = WD_ST_FAILED;
+        r->resume_co = NULL;
+        r->finishing = 0;
+        r->pol = wd_engine_policy(e);
+        json_t *ev = wd_run_event(r, "run_started", 0);
+        json_object_set_new(ev, "error", json_string(r->req.end_error));
+        wd_run_audit(r, ev);
+        wd_run_end(r, WD_ST_FAILED, r->req.end_error);
+        return 0;
+    }
+    wd_run_schedule(r, NULL, 0);
+    return 0;
+}
+
+int wd_engine_wait(wd_engine *e)
+{
+    while (e->active > 0)
+        if (event_base_loop(e->base, EVLOOP_ONCE) < 0)
+            return -1;
+    wd_audit_flush(e->audit);
+    return 0;
+}

@@ -1,0 +1,143 @@
+/* engine.h - internal structures shared by engine.c, pipeline.c, mock.c and the Lua
+** bindings. Not installed. */
+#ifndef WD_ENGINE_H
+#define WD_ENGINE_H
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <lua.h>
+#include <stdint.h>
+
+#include "warden.h"
+#include "audit.h"
+#include "policy.h"
+#include "sandbox.h"
+#include "schema.h"
+
+typedef struct wd_mock wd_mock;
+
+struct wd_engine {
+    struct event_base *base;
+    wd_policy *policy;          /* current snapshot; swapped whole on reload */
+    wd_audit *audit;
+    char *llm;
+    wd_mock *mock;              /* last scenario loaded, by path */
+    char *mock_path;
+    wd_run *ready_head, *ready_tail;
+    struct event *ready_ev;
+    struct event *flush_ev;
+    int active;
+    int record_overhead;
+    long long *lat;
+    size_t nlat, caplat;
+};
+
+typedef enum { OP_NONE, OP_LLM, OP_TOOL, OP_SLEEP, OP_END } wd_opkind;
+
+/* a tool script loaded into the run */
+typedef struct wd_tool_impl {
+    char *name;
+    char *description;
+    json_t *parameters;   /* the schema as written */
+    wd_schema *schema;
+    int fn_ref;           /* registry ref of run(args, ctx) */
+} wd_tool_impl;
+
+typedef enum {
+    WD_ST_RUNNING = 0, WD_ST_COMPLETED, WD_ST_FAILED, WD_ST_MAX_ITERATIONS, WD_ST_TIMEOUT,
+    WD_ST_BUDGET_EXCEEDED, WD_ST_RATE_LIMITED, WD_ST_UNAUTHORIZED, WD_ST_HALTED, WD_ST_REJECTED,
+    WD_ST_KILLED
+} wd_status;
+
+struct wd_run {
+    wd_engine *eng;
+    wd_policy *pol;              /* pinned at start: run-level limits */
+    char run_id[37];
+    char *session_id, *user_id, *agent_name, *agent_path, *agent_dir, *query;
+    wd_mock *mock;               /* borrowed from the engine while the run lives */
+    char *llm;
+    wd_sandbox *sb;
+    lua_State *L;
+    lua_State *agent_co;
+    int agent_ref;
+    int ctx_ref, tool_ctx_ref;
+    wd_tool_impl *tools;
+    size_t ntools;
+    char *default_model;
+    int max_iterations;          /* the agent's, never above the policy's */
+
+    /* the request an engine call made before yielding */
+    struct {
+        wd_opkind kind;
+        wd_status end_status;
+        char *end_error;
+        size_t tool;             /* index into tools */
+        const char *tool_name;
+        json_t *args;            /* validated arguments */
+        int64_t t0;              /* pipeline entry (ns) */
+        long long sleep_ms;
+        char *model;             /* alias */
+        int nmessages;
+    } req;
+    lua_State *waiting;          /* the top-level thread an operation will resume */
+
+    /* the tool call in flight */
+    struct {
+        int active;
+        size_t impl;
+        char *name;
+        lua_State *co;
+        int co_ref;
+        json_t *args;
+        int64_t t0, deadline_ns, overhead_ns;
+        long long timeout_ms;
+        struct event *timer;
+    } tool;
+
+    struct event *op_timer, *run_timer;
+    json_t *pending_llm;         /* the mock answer delivered when op_timer fires */
+    int64_t t0_ns, deadline_ns, wall0_ms;
+    int steps;
+    double cost;
+    json_t *tool_calls, *errors;
+    wd_status status;
+    char *result_text;
+    int finishing;
+
+    wd_run_done_fn done;
+    void *done_ud;
+
+    wd_run *next_ready;
+    int in_ready;
+    lua_State *resume_co;
+    int resume_nargs;
+};
+
+/* engine.c */
+void wd_run_schedule(wd_run *r, lua_State *co, int nargs);  /* resume co from the loop */
+void wd_run_end(wd_run *r, wd_status st, const char *error);/* from the loop only */
+json_t *wd_run_event(wd_run *r, const char *event, int success); /* audit record skeleton */
+int wd_run_audit(wd_run *r, json_t *rec);                   /* redacts, appends; takes ownership */
+const char *wd_status_name(wd_status st);
+wd_policy *wd_engine_policy(wd_engine *e);                   /* a new reference */
+
+/* pipeline.c: called by the Lua bindings, on the calling thread L */
+int wd_pipeline_tool(wd_run *r, lua_State *L);   /* ctx:call_tool(name, args) */
+int wd_pipeline_llm(wd_run *r, lua_State *L);    /* ctx:llm{...} */
+void wd_pipeline_start(wd_run *r);               /* start r->req after the yield reached the top */
+void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int transient);
+void wd_pipeline_tool_cancel(wd_run *r);
+int wd_tool_load(wd_run *r, lua_State *L, const char *name); /* index, or -1 with message pushed */
+void wd_push_error_table(lua_State *L, const char *msg);
+
+/* mock.c */
+wd_mock *wd_mock_load(const char *path, char *err, size_t errlen);
+void wd_mock_free(wd_mock *m);
+/* entry i (the last repeats); borrowed */
+json_t *wd_mock_entry(const wd_mock *m, int i);
+
+/* lua_warden.c */
+int wd_lua_open_warden(lua_State *L);              /* installs `warden` into the sandbox env */
+void wd_lua_push_ctx(lua_State *L, wd_run *r, int for_tool);
+
+#endif

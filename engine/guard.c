@@ -1,0 +1,196 @@
+/* guard.c - forbidden patterns and resource confinement. */
+#include "guard.h"
+#include "util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int scan(const wd_rxlist *fl, json_t *v, wd_buf *ptr, char *err, size_t errlen, int depth)
+{
+    if (depth > 64)
+        return 0;
+    if (json_is_string(v)) {
+        for (size_t i = 0; i < fl->n; i++) {
+            int m = wd_rx_match(fl->v[i], json_string_value(v), json_string_length(v));
+            if (m != 0) { /* an error while matching is treated as a hit: fail closed */
+                wd_errf(err, errlen, "%s: matches forbidden pattern '%s'", ptr->len ? ptr->p : "/",
+                        wd_rx_source(fl->v[i]));
+                return -1;
+            }
+        }
+        return 0;
+    }
+    size_t mark = ptr->len;
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *kv;
+        json_object_foreach(v, k, kv) {
+            for (size_t i = 0; i < fl->n; i++)
+                if (wd_rx_match(fl->v[i], k, strlen(k)) != 0) {
+                    wd_errf(err, errlen, "%s/%s: key matches forbidden pattern '%s'", ptr->len ? ptr->p : "", k,
+                            wd_rx_source(fl->v[i]));
+                    return -1;
+                }
+            wd_buf_addf(ptr, "/%s", k);
+            int rc = scan(fl, kv, ptr, err, errlen, depth + 1);
+            ptr->len = mark;
+            if (ptr->p)
+                ptr->p[mark] = '\0';
+            if (rc)
+                return rc;
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *iv;
+        json_array_foreach(v, i, iv) {
+            wd_buf_addf(ptr, "/%zu", i);
+            int rc = scan(fl, iv, ptr, err, errlen, depth + 1);
+            ptr->len = mark;
+            if (ptr->p)
+                ptr->p[mark] = '\0';
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int wd_guard_patterns(const wd_rxlist *forbidden, json_t *args, char *err, size_t errlen)
+{
+    if (!forbidden || !forbidden->n)
+        return 0;
+    wd_buf ptr = {0};
+    int rc = scan(forbidden, args, &ptr, err, errlen, 0);
+    wd_buf_free(&ptr);
+    return rc;
+}
+
+/* lexical normalization of an absolute path: removes ., .., and repeated slashes */
+static void normalize(char *p)
+{
+    char *out = p, *in = p;
+    while (*in) {
+        while (*in == '/')
+            in++;
+        if (!*in)
+            break;
+        char *seg = in;
+        while (*in && *in != '/')
+            in++;
+        size_t l = (size_t)(in - seg);
+        if (l == 1 && seg[0] == '.')
+            continue;
+        if (l == 2 && seg[0] == '.' && seg[1] == '.') {
+            while (out > p && *--out != '/')
+                ;
+            continue;
+        }
+        *out++ = '/';
+        memmove(out, seg, l);
+        out += l;
+    }
+    if (out == p)
+        *out++ = '/';
+    *out = '\0';
+}
+
+char *wd_guard_canon(const char *base, const char *path)
+{
+    char *full = NULL;
+    if (!path || !*path || strlen(path) > PATH_MAX || memchr(path, '\0', strlen(path) + 1) != path + strlen(path))
+        return NULL;
+    if (path[0] == '/') {
+        full = strdup(path);
+    } else {
+        char *b = realpath(base ? base : ".", NULL);
+        if (!b)
+            return NULL;
+        if (asprintf(&full, "%s/%s", b, path) < 0)
+            full = NULL;
+        free(b);
+    }
+    if (!full)
+        return NULL;
+    normalize(full);
+    /* resolve the longest prefix that exists: symlinks inside it are followed */
+    size_t len = strlen(full);
+    for (size_t cut = len; cut > 0; cut--) {
+        if (cut != len && full[cut] != '/')
+            continue;
+        char save = full[cut];
+        full[cut] = '\0';
+        char *r = realpath(cut ? full : "/", NULL);
+        full[cut] = save;
+        if (!r)
+            continue;
+        char *res = NULL;
+        if (asprintf(&res, "%s%s", r, full + cut) < 0)
+            res = NULL;
+        free(r);
+        free(full);
+        if (res)
+            normalize(res);
+        return res;
+    }
+    return full;
+}
+
+int wd_guard_path_allowed(const wd_strlist *roots, const char *base, const char *canon)
+{
+    for (size_t i = 0; roots && i < roots->n; i++) {
+        char *r = wd_guard_canon(base, roots->v[i]);
+        if (!r)
+            continue;
+        size_t l = strlen(r);
+        int ok = !strncmp(canon, r, l) && (canon[l] == '\0' || canon[l] == '/' || (l == 1 && r[0] == '/'));
+        free(r);
+        if (ok)
+            return 1;
+    }
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+int wd_guard_is_path_arg(const char *name, const wd_schema *schema)
+{
+    static const char *const names[] = {"path", "file", "filename", "filepath", "dir", "directory", NULL};
+    for (int i = 0; names[i]; i++)
+        if (!strcmp(name, names[i]))
+            return 1;
+    if (ends_with(name, "_path") || ends_with(name, "_file") || ends_with(name, "_dir"))
+        return 1;
+    return wd_schema_is_path_prop(schema, name);
+}
+
+int wd_guard_resources(const wd_tool_policy *tp, const wd_schema *schema, const char *base,
+                       json_t *args, char *err, size_t errlen)
+{
+    if (!tp->allowed_resources.n || !json_is_object(args))
+        return 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(args, k, v) {
+        if (!wd_guard_is_path_arg(k, schema))
+            continue;
+        if (!json_is_string(v)) {
+            wd_errf(err, errlen, "/%s: a path must be a string", k);
+            return -1;
+        }
+        char *c = wd_guard_canon(base, json_string_value(v));
+        int ok = c && wd_guard_path_allowed(&tp->allowed_resources, base, c);
+        free(c);
+        if (!ok) {
+            wd_errf(err, errlen, "/%s: path '%s' is outside the allowed resources", k, json_string_value(v));
+            return -1;
+        }
+    }
+    return 0;
+}

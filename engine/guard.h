@@ -1,0 +1,30 @@
+/* guard.h - guardrails on tool arguments: forbidden patterns over every string and
+** allowed resources over path arguments, canonicalized so ../ and symlinks cannot escape. */
+#ifndef WD_GUARD_H
+#define WD_GUARD_H
+
+#include <stddef.h>
+#include <jansson.h>
+#include "policy.h"
+#include "schema.h"
+
+/* 0 clean; -1 with "/query: matches forbidden pattern 'secret'" in err */
+int wd_guard_patterns(const wd_rxlist *forbidden, json_t *args, char *err, size_t errlen);
+
+/* Canonical absolute form of path, relative to base when not absolute: the longest
+** existing prefix resolved with realpath (symlinks followed), the rest normalized
+** lexically. Caller frees; NULL on error. */
+char *wd_guard_canon(const char *base, const char *path);
+
+/* 1 when canon (already canonical) lies inside one of roots (resolved against base) */
+int wd_guard_path_allowed(const wd_strlist *roots, const char *base, const char *canon);
+
+/* 1 for argument names that hold paths: path, file, filename, filepath, dir, directory,
+** *_path, *_file, *_dir, or declared with format "path" in the schema */
+int wd_guard_is_path_arg(const char *name, const wd_schema *schema);
+
+/* checks every path argument of args against the tool's allowed_resources; 0 ok */
+int wd_guard_resources(const wd_tool_policy *tp, const wd_schema *schema, const char *base,
+                       json_t *args, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,47 @@
+/* warden.h - the public C interface of the warden engine.
+**
+** An engine owns one libevent loop, the current policy snapshot, the audit log and the
+** mock provider. Runs are submitted to it and always end with a result object (JSON,
+** DESIGN.md section 3) handed to the callback, from the loop. */
+#ifndef WARDEN_H
+#define WARDEN_H
+
+#include <jansson.h>
+
+#define WARDEN_VERSION "0.1.0"
+
+typedef struct wd_engine wd_engine;
+typedef struct wd_run wd_run;
+
+typedef struct wd_engine_opts {
+    const char *policy_path;   /* default policies/default.yaml */
+    const char *llm;           /* "mock:FILE" for every run unless a run says otherwise */
+    const char *audit_path;    /* overrides audit.path of the policy */
+} wd_engine_opts;
+
+typedef struct wd_run_opts {
+    const char *agent;         /* a directory holding agent.lua, or a .lua file */
+    const char *query;
+    const char *user_id;
+    const char *session_id;    /* generated when NULL */
+    const char *llm;           /* overrides the engine's */
+} wd_run_opts;
+
+/* result is borrowed: valid during the call only (incref to keep it) */
+typedef void (*wd_run_done_fn)(const json_t *result, void *ud);
+
+/* caller frees with wd_engine_free; NULL with the reason (policy errors one per line) in err */
+wd_engine *wd_engine_new(const wd_engine_opts *o, char *err, size_t errlen);
+void wd_engine_free(wd_engine *e);
+/* queue a run; the callback runs from the loop when it ends. 0, or -1 when out of memory */
+int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, void *ud);
+/* drive the loop until every submitted run has ended */
+int wd_engine_wait(wd_engine *e);
+const char *wd_engine_audit_path(const wd_engine *e);
+
+/* benchmarking: when on, the engine records the enforcement time of each tool call
+** (pipeline entry to the agent's resumption, handler time excluded) in nanoseconds */
+void wd_engine_record_tool_overhead(wd_engine *e, int on);
+size_t wd_engine_tool_overhead(const wd_engine *e, const long long **samples);
+
+#endif

@@ -1,0 +1,141 @@
+/* lua_core.c - the engine as a Lua module (`require "warden.core"`) for busted specs
+** and plain lua5.4: runs agents, checks policies, verifies audit logs. */
+#include "engine.h"
+#include "jsonlua.h"
+#include "util.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    json_t *results;
+    size_t index;
+} collect_t;
+
+typedef struct {
+    collect_t *c;
+    size_t i;
+} slot_t;
+
+static void on_done(const json_t *res, void *ud)
+{
+    slot_t *s = ud;
+    json_array_set(s->c->results, s->i, (json_t *)res);
+}
+
+static const char *opt_field(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    const char *v = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
+    lua_pop(L, 1); /* the string stays alive in the table */
+    return v;
+}
+
+/* core.run_many(engine_opts, {run_opts, ...}) -> {result, ...} ; core.run(opts) -> result */
+static int run_list(lua_State *L, int eng_idx, int list_idx, int single)
+{
+    char err[2048] = "";
+    wd_engine_opts eo = {opt_field(L, eng_idx, "policy"), opt_field(L, eng_idx, "llm"),
+                         opt_field(L, eng_idx, "audit")};
+    wd_engine *e = wd_engine_new(&eo, err, sizeof err);
+    if (!e) {
+        luaL_pushfail(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    size_t n = single ? 1 : lua_rawlen(L, list_idx);
+    collect_t c = {json_array(), 0};
+    slot_t *slots = calloc(n ? n : 1, sizeof *slots);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(c.results, json_null());
+    for (size_t i = 0; i < n; i++) {
+        int t = list_idx;
+        if (!single) {
+            lua_rawgeti(L, list_idx, (lua_Integer)i + 1);
+            t = lua_gettop(L);
+        }
+        wd_run_opts ro = {opt_field(L, t, "agent"), opt_field(L, t, "query"), opt_field(L, t, "user"),
+                          opt_field(L, t, "session"), opt_field(L, t, "llm")};
+        slots[i].c = &c;
+        slots[i].i = i;
+        wd_engine_submit(e, &ro, on_done, &slots[i]);
+        if (!single)
+            lua_pop(L, 1);
+    }
+    wd_engine_wait(e);
+    lua_pushstring(L, wd_engine_audit_path(e));
+    int audit_idx = lua_gettop(L);
+    wd_engine_free(e);
+    free(slots);
+    if (single) {
+        wd_json_push(L, json_array_get(c.results, 0));
+    } else {
+        wd_json_push(L, c.results);
+    }
+    json_decref(c.results);
+    lua_pushvalue(L, audit_idx);
+    return 2;
+}
+
+static int l_run(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    return run_list(L, 1, 1, 1);
+}
+
+static int l_run_many(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    return run_list(L, 1, 2, 0);
+}
+
+static int l_policy_check(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    wd_perrors pe = {0};
+    wd_policy *p = wd_policy_load(path, &pe);
+    if (p) {
+        wd_policy_unref(p);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    lua_createtable(L, (int)pe.n, 0);
+    for (size_t i = 0; i < pe.n; i++) {
+        lua_pushstring(L, pe.v[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    wd_perrors_free(&pe);
+    return 2;
+}
+
+static int l_audit_verify(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    wd_buf rep = {0};
+    long n = 0;
+    int rc = wd_audit_verify(path, &rep, &n);
+    lua_pushboolean(L, rc == 0);
+    lua_pushstring(L, rep.p ? rep.p : "");
+    lua_pushinteger(L, n);
+    wd_buf_free(&rep);
+    return 3;
+}
+
+static const luaL_Reg funcs[] = {
+    {"run", l_run},
+    {"run_many", l_run_many},
+    {"policy_check", l_policy_check},
+    {"audit_verify", l_audit_verify},
+    {NULL, NULL},
+};
+
+int luaopen_warden_core(lua_State *L)
+{
+    luaL_newlib(L, funcs);
+    lua_pushliteral(L, WARDEN_VERSION);
+    lua_setfield(L, -2, "version");
+    return 1;
+}

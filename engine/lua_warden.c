@@ -1,0 +1,383 @@
+/* lua_warden.c - what scripts see: the `warden` table and the per-run `ctx`. */
+#include "engine.h"
+#include "guard.h"
+#include "jsonlua.h"
+#include "redact.h"
+#include "util.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REG_CTX_MT "wd.ctx_mt"
+#define REG_TOOLCTX_MT "wd.toolctx_mt"
+
+static wd_run *run_of(lua_State *L)
+{
+    wd_run *r = wd_sandbox_of(L)->owner;
+    if (!r)
+        luaL_error(L, "no run is active");
+    return r;
+}
+
+/* ---- warden.* constructors ------------------------------------------------- */
+
+static void check_name(lua_State *L, const char *what)
+{
+    if (lua_getfield(L, 1, "name") != LUA_TSTRING || !lua_rawlen(L, -1))
+        luaL_error(L, "%s needs a name (a non-empty string)", what);
+    lua_pop(L, 1);
+}
+
+static void check_opt(lua_State *L, const char *field, int type, const char *what)
+{
+    int t = lua_getfield(L, 1, field);
+    if (t != LUA_TNIL && t != type)
+        luaL_error(L, "%s: '%s' must be a %s", what, field, lua_typename(L, type));
+    lua_pop(L, 1);
+}
+
+static int w_tool(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    check_name(L, "warden.tool");
+    if (lua_getfield(L, 1, "run") != LUA_TFUNCTION)
+        return luaL_error(L, "warden.tool: 'run' must be a function(args, ctx)");
+    lua_pop(L, 1);
+    check_opt(L, "parameters", LUA_TTABLE, "warden.tool");
+    check_opt(L, "description", LUA_TSTRING, "warden.tool");
+    lua_pushliteral(L, "tool");
+    lua_setfield(L, 1, "kind");
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int w_agent(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    check_name(L, "warden.agent");
+    check_opt(L, "tools", LUA_TTABLE, "warden.agent");
+    check_opt(L, "model", LUA_TSTRING, "warden.agent");
+    check_opt(L, "system_prompt", LUA_TSTRING, "warden.agent");
+    check_opt(L, "run", LUA_TFUNCTION, "warden.agent");
+    check_opt(L, "detectors", LUA_TTABLE, "warden.agent");
+    int t = lua_getfield(L, 1, "max_iterations");
+    if (t != LUA_TNIL && (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1))
+        return luaL_error(L, "warden.agent: 'max_iterations' must be a whole number >= 1");
+    lua_pop(L, 1);
+    lua_pushliteral(L, "agent");
+    lua_setfield(L, 1, "kind");
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int w_workflow(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    check_name(L, "warden.workflow");
+    check_opt(L, "steps", LUA_TTABLE, "warden.workflow");
+    check_opt(L, "choose", LUA_TTABLE, "warden.workflow");
+    int hs = lua_getfield(L, 1, "steps") == LUA_TTABLE, hc = lua_getfield(L, 1, "choose") == LUA_TTABLE;
+    lua_pop(L, 2);
+    if (hs == hc)
+        return luaL_error(L, "warden.workflow needs either 'steps' (a fixed sequence) or 'choose' (one LLM choice)");
+    lua_pushliteral(L, "workflow");
+    lua_setfield(L, 1, "kind");
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int w_detector(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    check_name(L, "warden.detector");
+    if (lua_getfield(L, 1, "check") != LUA_TFUNCTION)
+        return luaL_error(L, "warden.detector: 'check' must be a function(event, history, ctx)");
+    lua_pop(L, 1);
+    lua_pushliteral(L, "detector");
+    lua_setfield(L, 1, "kind");
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int w_transient(lua_State *L)
+{
+    const char *m = luaL_optstring(L, 1, "transient failure");
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, m);
+    lua_setfield(L, -2, "message");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "transient");
+    return 1;
+}
+
+/* warden.prompt(path): a file inside the agent's directory */
+static int w_prompt(lua_State *L)
+{
+    wd_sandbox *sb = wd_sandbox_of(L);
+    const char *rel = luaL_checkstring(L, 1);
+    if (!sb->agent_dir)
+        return luaL_error(L, "warden.prompt: no agent directory");
+    char *c = wd_guard_canon(sb->agent_dir, rel);
+    size_t l = strlen(sb->agent_dir);
+    if (!c || strncmp(c, sb->agent_dir, l) || c[l] != '/') {
+        free(c);
+        return luaL_error(L, "warden.prompt: '%s' is outside the agent's directory", rel);
+    }
+    size_t len;
+    char *text = wd_read_file(c, 256u << 10, &len);
+    free(c);
+    if (!text)
+        return luaL_error(L, "warden.prompt: cannot read '%s': %s", rel, strerror(errno));
+    lua_pushlstring(L, text, len);
+    free(text);
+    return 1;
+}
+
+/* ---- ctx methods ----------------------------------------------------------- */
+
+static int c_call_tool(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    return wd_pipeline_tool(run_of(L), L);
+}
+
+static int c_llm(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    return wd_pipeline_llm(run_of(L), L);
+}
+
+static int c_sleep(lua_State *L)
+{
+    wd_run *r = run_of(L);
+    lua_Integer ms = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, ms >= 0 && ms <= 86400000, 2, "milliseconds from 0 to 86400000");
+    r->req.kind = OP_SLEEP;
+    r->req.sleep_ms = ms;
+    return wd_sandbox_yield(L);
+}
+
+static int c_log(lua_State *L)
+{
+    wd_run *r = run_of(L);
+    char err[200];
+    json_t *f = wd_lua_to_json(L, 2, err, sizeof err);
+    if (!f)
+        return luaL_argerror(L, 2, err);
+    json_t *ev = wd_run_event(r, "agent_log", 1);
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    json_object_set_new(ev, "fields", f);
+    wd_run_audit(r, ev);
+    return 0;
+}
+
+static int c_budget(lua_State *L)
+{
+    wd_run *r = run_of(L);
+    wd_policy *p = wd_engine_policy(r->eng);
+    const wd_tier *t = wd_policy_tier_of(p, wd_policy_user(p, r->user_id));
+    double limit = t ? t->per_run_usd : 1.0;
+    wd_policy_unref(p);
+    lua_createtable(L, 0, 5);
+    lua_pushnumber(L, r->cost);
+    lua_setfield(L, -2, "cost_usd");
+    lua_pushnumber(L, limit);
+    lua_setfield(L, -2, "per_run_usd");
+    lua_pushnumber(L, limit - r->cost > 0 ? limit - r->cost : 0);
+    lua_setfield(L, -2, "remaining_usd");
+    lua_pushinteger(L, r->steps);
+    lua_setfield(L, -2, "steps");
+    lua_pushinteger(L, r->max_iterations);
+    lua_setfield(L, -2, "max_iterations");
+    return 1;
+}
+
+/* ctx:read_file(path) for tools: inside the tool's allowed resources only */
+static int c_read_file(lua_State *L)
+{
+    wd_run *r = run_of(L);
+    const char *path = luaL_checkstring(L, 2);
+    if (!r->tool.active) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, "ctx:read_file is for tools whose policy lists allowed_resources");
+        return 2;
+    }
+    wd_policy *p = wd_engine_policy(r->eng);
+    const wd_tool_policy *tp = wd_policy_tool(p, r->tool.name);
+    char msg[600];
+    int ok = 0;
+    char *c = NULL;
+    if (!tp || !tp->allowed_resources.n) {
+        snprintf(msg, sizeof msg, "tool '%s' has no allowed_resources in the policy", r->tool.name);
+    } else {
+        for (size_t i = 0; i < tp->forbidden.n; i++)
+            if (wd_rx_match(tp->forbidden.v[i], path, strlen(path)) != 0) {
+                snprintf(msg, sizeof msg, "path '%s' matches forbidden pattern '%s'", path,
+                         wd_rx_source(tp->forbidden.v[i]));
+                goto refused;
+            }
+        c = wd_guard_canon(r->agent_dir, path);
+        if (!c || !wd_guard_path_allowed(&tp->allowed_resources, r->agent_dir, c))
+            snprintf(msg, sizeof msg, "path '%s' is outside the allowed resources", path);
+        else
+            ok = 1;
+    }
+refused:
+    if (!ok) {
+        json_t *ev = wd_run_event(r, "guardrail_violation", 0);
+        json_object_set_new(ev, "tool_name", json_string(r->tool.name));
+        json_object_set_new(ev, "tool_args", json_pack("{s:s}", "path", path));
+        json_object_set_new(ev, "reason", json_string(msg));
+        wd_run_audit(r, ev);
+        wd_policy_unref(p);
+        free(c);
+        luaL_pushfail(L);
+        lua_pushstring(L, msg);
+        return 2;
+    }
+    wd_policy_unref(p);
+    size_t len;
+    char *text = wd_read_file(c, 1u << 20, &len);
+    free(c);
+    if (!text) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "cannot read '%s': %s", path, errno == ERANGE ? "larger than 1 MiB" : strerror(errno));
+        return 2;
+    }
+    lua_pushlstring(L, text, len);
+    free(text);
+    return 1;
+}
+
+/* the tools loaded for this run, as the LLM should see them */
+static int c_tool_specs(lua_State *L)
+{
+    wd_run *r = run_of(L);
+    lua_createtable(L, (int)r->ntools, 0);
+    for (size_t i = 0; i < r->ntools; i++) {
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, r->tools[i].name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, r->tools[i].description);
+        lua_setfield(L, -2, "description");
+        wd_json_push(L, r->tools[i].parameters);
+        lua_setfield(L, -2, "parameters");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+static void load_listed(lua_State *L, wd_run *r, int spec, const char *field)
+{
+    if (lua_getfield(L, spec, field) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "tool");
+            lua_remove(L, -2);
+        }
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "%s[%d] must be a tool name", field, (int)i);
+        const char *name = lua_tostring(L, -1);
+        if (wd_tool_load(r, L, name) < 0)
+            lua_error(L);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* ctx:_configure(spec): the runner hands the agent's spec to the engine */
+static int c_configure(lua_State *L)
+{
+    wd_run *r = run_of(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (lua_getfield(L, 2, "name") == LUA_TSTRING) {
+        free(r->agent_name);
+        r->agent_name = wd_strdup(lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, 2, "model") == LUA_TSTRING) {
+        free(r->default_model);
+        r->default_model = wd_strdup(lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, 2, "max_iterations") == LUA_TNUMBER && lua_isinteger(L, -1)) {
+        lua_Integer mi = lua_tointeger(L, -1);
+        if (mi >= 1 && mi < r->max_iterations) /* the policy may only be lowered */
+            r->max_iterations = (int)mi;
+    }
+    lua_pop(L, 1);
+    load_listed(L, r, 2, "tools");
+    load_listed(L, r, 2, "steps");
+    load_listed(L, r, 2, "choose");
+    return 0;
+}
+
+static const luaL_Reg warden_funcs[] = {
+    {"tool", w_tool},         {"agent", w_agent},       {"workflow", w_workflow},
+    {"detector", w_detector}, {"transient", w_transient}, {"prompt", w_prompt},
+    {NULL, NULL},
+};
+
+static const luaL_Reg ctx_methods[] = {
+    {"llm", c_llm},         {"call_tool", c_call_tool}, {"sleep", c_sleep},
+    {"log", c_log},         {"budget", c_budget},       {"read_file", c_read_file},
+    {"tool_specs", c_tool_specs}, {"_configure", c_configure},
+    {NULL, NULL},
+};
+
+static const luaL_Reg tool_ctx_methods[] = {
+    {"sleep", c_sleep}, {"log", c_log}, {"budget", c_budget}, {"read_file", c_read_file},
+    {NULL, NULL},
+};
+
+static void new_mt(lua_State *L, const char *reg, const luaL_Reg *methods)
+{
+    lua_createtable(L, 0, 2);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setfield(L, LUA_REGISTRYINDEX, reg);
+}
+
+int wd_lua_open_warden(lua_State *L)
+{
+    wd_sandbox_push_env(L);
+    luaL_newlib(L, warden_funcs);
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+    lua_pushliteral(L, WARDEN_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_setfield(L, -2, "warden");
+    lua_pop(L, 1);
+    new_mt(L, REG_CTX_MT, ctx_methods);
+    new_mt(L, REG_TOOLCTX_MT, tool_ctx_methods);
+    return 0;
+}
+
+void wd_lua_push_ctx(lua_State *L, wd_run *r, int for_tool)
+{
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, r->user_id);
+    lua_setfield(L, -2, "user_id");
+    lua_pushstring(L, r->run_id);
+    lua_setfield(L, -2, "run_id");
+    lua_pushstring(L, r->session_id);
+    lua_setfield(L, -2, "session_id");
+    lua_pushstring(L, r->agent_name);
+    lua_setfield(L, -2, "agent");
+    if (for_tool) {
+        lua_pushstring(L, r->tool.name ? r->tool.name : "");
+        lua_setfield(L, -2, "tool");
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, for_tool ? REG_TOOLCTX_MT : REG_CTX_MT);
+    lua_setmetatable(L, -2);
+}

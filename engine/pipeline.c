@@ -1,0 +1,702 @@
+/* pipeline.c - the native enforcement pipeline for ctx:call_tool and ctx:llm
+** (DESIGN.md section 3), and the operations they start on the loop. */
+#include "engine.h"
+#include "guard.h"
+#include "jsonlua.h"
+#include "util.h"
+
+#include <lauxlib.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SUMMARY_CHARS 200
+#define MAX_RESULT_BYTES (1u << 20)
+
+void wd_push_error_table(lua_State *L, const char *msg)
+{
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, msg);
+    lua_setfield(L, -2, "error");
+}
+
+static void add_tool_call(wd_run *r, const char *name, json_t *args, const char *result, int ok)
+{
+    json_t *c = json_object();
+    json_object_set_new(c, "name", json_string(name));
+    json_object_set_new(c, "args", args ? json_deep_copy(args) : json_object());
+    json_object_set_new(c, "result", json_string(result ? result : ""));
+    json_object_set_new(c, "success", json_boolean(ok));
+    json_array_append_new(r->tool_calls, c);
+}
+
+/* first SUMMARY_CHARS characters of s (UTF-8 safe); *truncated set */
+static char *summary(const char *s, int *truncated)
+{
+    size_t l = strlen(s), cut = 0, chars = 0;
+    while (cut < l && chars < SUMMARY_CHARS) {
+        cut++;
+        while (cut < l && ((unsigned char)s[cut] & 0xC0) == 0x80)
+            cut++;
+        chars++;
+    }
+    *truncated = cut < l;
+    return wd_strndup(s, cut);
+}
+
+/* a refusal: audited under event, recorded in tool_calls, {error=msg} for the agent */
+static int refuse(wd_run *r, lua_State *L, const char *event, const char *name, json_t *args,
+                  const char *msg)
+{
+    json_t *ev = wd_run_event(r, event, 0);
+    if (ev) {
+        json_object_set_new(ev, "tool_name", json_string(name));
+        json_object_set_new(ev, "tool_args", args ? json_deep_copy(args) : json_null());
+        json_object_set_new(ev, "agent_step", json_integer(r->steps));
+        json_object_set_new(ev, "reason", json_string(msg));
+        json_object_set_new(ev, "error", json_string(msg));
+        wd_run_audit(r, ev);
+    }
+    add_tool_call(r, name, args, msg, 0);
+    json_decref(args);
+    wd_push_error_table(L, msg);
+    return 1;
+}
+
+static int valid_tool_name(const char *s)
+{
+    if (!*s || strlen(s) > 64)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+              *s == '-'))
+            return 0;
+    return 1;
+}
+
+static int find_impl(wd_run *r, const char *name)
+{
+    for (size_t i = 0; i < r->ntools; i++)
+        if (!strcmp(r->tools[i].name, name))
+            return (int)i;
+    return -1;
+}
+
+/* registers the spec table at the top of L as tool `name`; pops it. -1 with message pushed */
+static int register_tool(wd_run *r, lua_State *L, const char *name, const char *file)
+{
+    char err[400];
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "%s must return warden.tool{...}", file);
+        return -1;
+    }
+    lua_getfield(L, -1, "kind");
+    int is_tool = lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "tool");
+    lua_pop(L, 1);
+    if (!is_tool) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "%s must return warden.tool{...}", file);
+        return -1;
+    }
+    lua_getfield(L, -1, "name");
+    if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), name)) {
+        lua_pop(L, 2);
+        lua_pushfstring(L, "%s declares a tool whose name is not '%s'", file, name);
+        return -1;
+    }
+    lua_pop(L, 1);
+    json_t *params = NULL;
+    lua_getfield(L, -1, "parameters");
+    if (lua_isnil(L, -1))
+        params = json_pack("{s:s}", "type", "object");
+    else
+        params = wd_lua_to_json(L, -1, err, sizeof err);
+    lua_pop(L, 1);
+    if (!params) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "%s: parameters: %s", file, err);
+        return -1;
+    }
+    wd_schema *schema = wd_schema_compile(params, err, sizeof err);
+    if (!schema) {
+        json_decref(params);
+        lua_pop(L, 1);
+        lua_pushfstring(L, "%s: parameters%s", file, err);
+        return -1;
+    }
+    wd_tool_impl *t = realloc(r->tools, (r->ntools + 1) * sizeof *t);
+    if (!t) {
+        json_decref(params);
+        wd_schema_free(schema);
+        lua_pop(L, 1);
+        lua_pushliteral(L, "out of memory");
+        return -1;
+    }
+    r->tools = t;
+    t = &r->tools[r->ntools];
+    memset(t, 0, sizeof *t);
+    t->name = wd_strdup(name);
+    t->parameters = params;
+    t->schema = schema;
+    lua_getfield(L, -1, "description");
+    t->description = wd_strdup(lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "run");
+    t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+    return (int)r->ntools++;
+}
+
+int wd_tool_load(wd_run *r, lua_State *L, const char *name)
+{
+    int i = find_impl(r, name);
+    if (i >= 0)
+        return i;
+    if (!valid_tool_name(name)) {
+        lua_pushfstring(L, "'%s' is not a valid tool name", name);
+        return -1;
+    }
+    char path[2048], rel[256];
+    snprintf(path, sizeof path, "%s/tools/%s.lua", r->agent_dir, name);
+    snprintf(rel, sizeof rel, "tools/%s.lua", name);
+    if (access(path, R_OK) < 0) {
+        char *d = wd_strdup(r->agent_dir);
+        snprintf(path, sizeof path, "%s/tools/%s.lua", d ? dirname(d) : ".", name);
+        free(d);
+    }
+    if (access(path, R_OK) < 0) {
+        lua_pushfstring(L, "no script for tool '%s' (looked for %s in the agent's directory and agents/tools/)",
+                        name, rel);
+        return -1;
+    }
+    if (wd_sandbox_loadfile(L, path, path) < 0)
+        return -1;
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            lua_pushfstring(L, "%s raised a non-string error", path);
+        }
+        return -1;
+    }
+    return register_tool(r, L, name, path);
+}
+
+static double per_run_limit(const wd_policy *p, const char *user)
+{
+    const wd_tier *t = wd_policy_tier_of(p, wd_policy_user(p, user));
+    return t ? t->per_run_usd : 1.0;
+}
+
+int wd_pipeline_tool(wd_run *r, lua_State *L)
+{
+    int64_t t0 = wd_now_ns();
+    const char *name = luaL_checkstring(L, 2);
+    char msg[700];
+    json_t *args = NULL;
+    int rc;
+    r->sb->in_engine++;
+    wd_policy *p = wd_engine_policy(r->eng);
+    if (wd_audit_failed(r->eng->audit)) {
+        wd_push_error_table(L, "audit log unavailable: refusing to act");
+        rc = 1;
+        goto out;
+    }
+    /* arguments as JSON first, so every audited refusal shows what was asked */
+    int at = lua_type(L, 3);
+    if (at == LUA_TTABLE) {
+        char err[300];
+        args = wd_lua_to_json(L, 3, err, sizeof err);
+        if (!args) {
+            snprintf(msg, sizeof msg, "invalid arguments for tool '%s': %s", name, err);
+            rc = refuse(r, L, "validation_failed", name, NULL, msg);
+            goto out;
+        }
+    } else if (at == LUA_TSTRING) {
+        args = json_loads(lua_tostring(L, 3), JSON_REJECT_DUPLICATES, NULL);
+        if (!args) {
+            snprintf(msg, sizeof msg, "invalid arguments for tool '%s': not valid JSON", name);
+            rc = refuse(r, L, "validation_failed", name, NULL, msg);
+            goto out;
+        }
+    } else if (at == LUA_TNIL || at == LUA_TNONE) {
+        args = json_object();
+    } else {
+        snprintf(msg, sizeof msg, "invalid arguments for tool '%s': expected an object, got %s", name,
+                 lua_typename(L, at));
+        rc = refuse(r, L, "validation_failed", name, NULL, msg);
+        goto out;
+    }
+    const wd_tool_policy *tp = wd_policy_tool(p, name);
+    if (!tp) {
+        snprintf(msg, sizeof msg, "tool '%s' is not declared in the policy: blocked", name);
+        rc = refuse(r, L, "authorization_denied", name, args, msg);
+        goto out;
+    }
+    const wd_user *u = wd_policy_user(p, r->user_id);
+    if (!u) {
+        snprintf(msg, sizeof msg, "user '%s' is no longer in the policy", r->user_id);
+        rc = refuse(r, L, "authorization_denied", name, args, msg);
+        goto out;
+    }
+    if (u->role < tp->permission) {
+        snprintf(msg, sizeof msg, "permission denied: tool '%s' requires the '%s' role; user '%s' has '%s'", name,
+                 p->roles.v[tp->permission], u->name, p->roles.v[u->role]);
+        rc = refuse(r, L, "authorization_denied", name, args, msg);
+        goto out;
+    }
+    int idx = wd_tool_load(r, L, name);
+    if (idx < 0) {
+        snprintf(msg, sizeof msg, "tool '%s' cannot be loaded: %s", name,
+                 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
+        lua_pop(L, 1);
+        rc = refuse(r, L, "tool_call", name, args, msg);
+        goto out;
+    }
+    if (!json_is_object(args)) {
+        snprintf(msg, sizeof msg, "invalid arguments for tool '%s': expected an object", name);
+        rc = refuse(r, L, "validation_failed", name, args, msg);
+        goto out;
+    }
+    char err[600];
+    if (wd_schema_validate(r->tools[idx].schema, args, err, sizeof err) < 0) {
+        snprintf(msg, sizeof msg, "invalid arguments for tool '%s': %s", name, err);
+        rc = refuse(r, L, "validation_failed", name, args, msg);
+        goto out;
+    }
+    if (wd_guard_patterns(&tp->forbidden, args, err, sizeof err) < 0 ||
+        wd_guard_resources(tp, r->tools[idx].schema, r->agent_dir, args, err, sizeof err) < 0) {
+        snprintf(msg, sizeof msg, "guardrail: tool '%s' refused: %s", name, err);
+        rc = refuse(r, L, "guardrail_violation", name, args, msg);
+        goto out;
+    }
+    double limit = per_run_limit(p, r->user_id);
+    if (tp->cost_usd > 0 && r->cost + tp->cost_usd > limit + 1e-12) {
+        snprintf(msg, sizeof msg, "cost limit: tool '%s' costs $%.4f and the run has $%.4f of $%.2f left", name,
+                 tp->cost_usd, limit - r->cost > 0 ? limit - r->cost : 0, limit);
+        rc = refuse(r, L, "budget_exceeded", name, args, msg);
+        goto out;
+    }
+    if (tp->requires_approval) {
+        snprintf(msg, sizeof msg,
+                 "tool '%s' requires human approval, and this engine has no approval workflow configured: refused",
+                 name);
+        rc = refuse(r, L, "authorization_denied", name, args, msg);
+        goto out;
+    }
+    /* accepted: the handler runs from the loop */
+    json_decref(r->req.args);
+    r->req.kind = OP_TOOL;
+    r->req.tool = (size_t)idx;
+    r->req.args = args;
+    r->req.t0 = t0;
+    free(r->tool.name);
+    r->tool.name = wd_strdup(name);
+    r->tool.timeout_ms = tp->timeout_ms;
+    r->sb->in_engine--;
+    wd_policy_unref(p);
+    return wd_sandbox_yield(L);
+out:
+    r->sb->in_engine--;
+    wd_policy_unref(p);
+    return rc;
+}
+
+static void end_request(wd_run *r, wd_status st, const char *msg)
+{
+    r->req.kind = OP_END;
+    r->req.end_status = st;
+    free(r->req.end_error);
+    r->req.end_error = wd_strdup(msg);
+}
+
+int wd_pipeline_llm(wd_run *r, lua_State *L)
+{
+    luaL_checktype(L, 2, LUA_TTABLE);
+    char msg[300];
+    if (wd_audit_failed(r->eng->audit)) {
+        end_request(r, WD_ST_FAILED, "audit log unavailable: refusing to act");
+        return wd_sandbox_yield(L);
+    }
+    /* the iteration limit ends the run: a custom loop cannot ignore it */
+    if (r->steps >= r->max_iterations) {
+        snprintf(msg, sizeof msg, "max_iterations: the agent reached its limit of %d LLM calls", r->max_iterations);
+        end_request(r, WD_ST_MAX_ITERATIONS, msg);
+        return wd_sandbox_yield(L);
+    }
+    wd_policy *p = wd_engine_policy(r->eng);
+    double limit = per_run_limit(p, r->user_id);
+    wd_policy_unref(p);
+    if (r->cost >= limit) {
+        snprintf(msg, sizeof msg, "cost limit: the run spent $%.4f of its $%.2f limit", r->cost, limit);
+        json_t *ev = wd_run_event(r, "budget_exceeded", 0);
+        json_object_set_new(ev, "cost_usd", json_real(r->cost));
+        json_object_set_new(ev, "reason", json_string(msg));
+        wd_run_audit(r, ev);
+        end_request(r, WD_ST_BUDGET_EXCEEDED, msg);
+        return wd_sandbox_yield(L);
+    }
+    lua_getfield(L, 2, "model");
+    const char *model = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                       : (r->default_model ? r->default_model : "default");
+    free(r->req.model);
+    r->req.model = wd_strdup(model);
+    lua_pop(L, 1);
+    lua_getfield(L, 2, "messages");
+    r->req.nmessages = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
+    lua_pop(L, 1);
+    r->steps++;
+    r->req.t0 = wd_now_ns();
+    r->req.kind = OP_LLM;
+    return wd_sandbox_yield(L);
+}
+
+/* ---- operations ------------------------------------------------------------ */
+
+static void llm_fail(wd_run *r, const char *model, const char *msg, long long latency)
+{
+    json_t *ev = wd_run_event(r, "llm_call", 0);
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    json_object_set_new(ev, "model", json_string(model));
+    json_object_set_new(ev, "latency_ms", json_integer(latency));
+    json_object_set_new(ev, "error", json_string(msg));
+    json_object_set_new(ev, "retry_count", json_integer(0));
+    wd_run_audit(r, ev);
+    json_array_append_new(r->errors, json_string(msg));
+    lua_State *co = r->waiting;
+    r->sb->in_engine++;
+    lua_pushnil(co);
+    lua_pushstring(co, msg);
+    r->sb->in_engine--;
+    wd_run_schedule(r, co, 2);
+}
+
+/* delivers a mock entry as the LLM's answer */
+static void llm_deliver(wd_run *r, json_t *entry)
+{
+    wd_policy *p = r->pol;
+    const char *alias = r->req.model ? r->req.model : "default";
+    const wd_model *m = wd_policy_model(p, alias);
+    const char *mname = m ? m->name : alias;
+    long long latency = (wd_now_ns() - r->req.t0) / 1000000;
+    json_t *err = json_object_get(entry, "error");
+    if (err) {
+        char msg[200];
+        json_t *st = json_object_get(err, "status");
+        json_t *em = json_object_get(err, "message");
+        snprintf(msg, sizeof msg, "LLM provider error%s%lld%s%s", json_is_integer(st) ? ": HTTP " : "",
+                 json_is_integer(st) ? (long long)json_integer_value(st) : 0LL, json_is_string(em) ? ": " : "",
+                 json_is_string(em) ? json_string_value(em) : "");
+        if (!json_is_integer(st) && !json_is_string(em))
+            snprintf(msg, sizeof msg, "LLM provider error");
+        llm_fail(r, mname, msg, latency);
+        return;
+    }
+    json_t *usage = json_object_get(entry, "usage");
+    long long in = json_integer_value(json_object_get(usage, "input_tokens"));
+    long long out = json_integer_value(json_object_get(usage, "output_tokens"));
+    double cost = m ? (double)in / 1000.0 * m->input_usd_per_1k + (double)out / 1000.0 * m->output_usd_per_1k : 0;
+    r->cost += cost;
+    json_t *calls = json_object_get(entry, "tool_calls");
+    json_t *ev = wd_run_event(r, "llm_call", 1);
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    json_object_set_new(ev, "model", json_string(mname));
+    json_object_set_new(ev, "input_tokens", json_integer(in));
+    json_object_set_new(ev, "output_tokens", json_integer(out));
+    json_object_set_new(ev, "cost_usd", json_real(cost));
+    json_object_set_new(ev, "latency_ms", json_integer(latency));
+    json_object_set_new(ev, "retry_count", json_integer(0));
+    json_object_set_new(ev, "message_count", json_integer(r->req.nmessages));
+    json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)json_array_size(calls)));
+    wd_run_audit(r, ev);
+
+    lua_State *co = r->waiting;
+    r->sb->in_engine++;
+    lua_createtable(co, 0, 5);
+    json_t *content = json_object_get(entry, "content");
+    if (json_is_string(content)) {
+        lua_pushstring(co, json_string_value(content));
+        lua_setfield(co, -2, "content");
+    }
+    lua_createtable(co, (int)json_array_size(calls), 0);
+    size_t i;
+    json_t *c;
+    json_array_foreach(calls, i, c) {
+        lua_createtable(co, 0, 3);
+        lua_pushfstring(co, "call_%d_%d", r->steps, (int)i + 1);
+        lua_setfield(co, -2, "id");
+        json_t *nm = json_object_get(c, "name");
+        lua_pushstring(co, json_is_string(nm) ? json_string_value(nm) : "");
+        lua_setfield(co, -2, "name");
+        json_t *a = json_object_get(c, "arguments");
+        if (json_is_string(a)) {
+            /* providers send arguments as JSON text; junk stays a string and fails validation */
+            json_t *parsed = json_loads(json_string_value(a), 0, NULL);
+            if (parsed) {
+                wd_json_push(co, parsed);
+                json_decref(parsed);
+            } else {
+                lua_pushstring(co, json_string_value(a));
+            }
+        } else if (a) {
+            wd_json_push(co, a);
+        } else {
+            lua_newtable(co);
+        }
+        lua_setfield(co, -2, "arguments");
+        lua_rawseti(co, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(co, -2, "tool_calls");
+    lua_createtable(co, 0, 2);
+    lua_pushinteger(co, in);
+    lua_setfield(co, -2, "input_tokens");
+    lua_pushinteger(co, out);
+    lua_setfield(co, -2, "output_tokens");
+    lua_setfield(co, -2, "usage");
+    lua_pushnumber(co, cost);
+    lua_setfield(co, -2, "cost_usd");
+    lua_pushstring(co, mname);
+    lua_setfield(co, -2, "model");
+    r->sb->in_engine--;
+    wd_run_schedule(r, co, 1);
+}
+
+static void on_llm_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_run *r = arg;
+    json_t *entry = r->pending_llm;
+    r->pending_llm = NULL;
+    if (!entry) {
+        char msg[120];
+        snprintf(msg, sizeof msg, "LLM read timed out after %lld ms", r->pol->llm_read_ms);
+        const wd_model *m = wd_policy_model(r->pol, r->req.model ? r->req.model : "default");
+        llm_fail(r, m ? m->name : (r->req.model ? r->req.model : "default"), msg,
+                 (wd_now_ns() - r->req.t0) / 1000000);
+        return;
+    }
+    llm_deliver(r, entry);
+    json_decref(entry);
+}
+
+static void start_llm(wd_run *r)
+{
+    wd_engine *e = r->eng;
+    const char *alias = r->req.model ? r->req.model : "default";
+    if (!r->llm || strncmp(r->llm, "mock:", 5)) {
+        const wd_model *m = wd_policy_model(r->pol, alias);
+        char msg[300];
+        if (!m)
+            snprintf(msg, sizeof msg, "model '%s' is not in the policy's models", alias);
+        else
+            snprintf(msg, sizeof msg,
+                     "provider '%s' needs the HTTP client, which this build lacks; run with --llm mock:FILE",
+                     m->provider);
+        llm_fail(r, m ? m->name : alias, msg, 0);
+        return;
+    }
+    const char *path = r->llm + 5;
+    if (!e->mock_path || strcmp(e->mock_path, path)) {
+        char err[300];
+        wd_mock *m = wd_mock_load(path, err, sizeof err);
+        if (!m) {
+            llm_fail(r, alias, err, 0);
+            return;
+        }
+        wd_mock_free(e->mock);
+        free(e->mock_path);
+        e->mock = m;
+        e->mock_path = wd_strdup(path);
+    }
+    json_t *entry = wd_mock_entry(e->mock, r->steps - 1);
+    json_t *delay = json_object_get(entry, "delay_ms");
+    long long d = json_is_integer(delay) ? json_integer_value(delay) : 0;
+    long long read_ms = r->pol->llm_read_ms;
+    json_decref(r->pending_llm);
+    r->pending_llm = d > read_ms ? NULL : json_incref(entry);
+    if (d > read_ms)
+        d = read_ms;
+    /* even an immediate answer arrives through the loop */
+    struct timeval tv = {(time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000};
+    event_assign(r->op_timer, e->base, -1, 0, on_llm_timer, r);
+    evtimer_add(r->op_timer, &tv);
+}
+
+static void on_sleep(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_run *r = arg;
+    wd_run_schedule(r, r->waiting, 0);
+}
+
+static void on_tool_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_run *r = arg;
+    char msg[200];
+    event_del(r->op_timer);
+    snprintf(msg, sizeof msg, "tool '%s' timed out after %lld ms", r->tool.name, r->tool.timeout_ms);
+    wd_pipeline_tool_done(r, 0, 0, msg, 0);
+}
+
+static void start_tool(wd_run *r)
+{
+    wd_engine *e = r->eng;
+    lua_State *L = r->L;
+    wd_tool_impl *t = &r->tools[r->req.tool];
+    r->sb->in_engine++;
+    lua_State *co = lua_newthread(L);
+    r->tool.co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, t->fn_ref);
+    wd_json_push(co, r->req.args);
+    wd_lua_push_ctx(co, r, 1);
+    r->sb->in_engine--;
+    r->tool.active = 1;
+    r->tool.co = co;
+    r->tool.impl = r->req.tool;
+    json_decref(r->tool.args);
+    r->tool.args = r->req.args;
+    r->req.args = NULL;
+    r->tool.t0 = r->req.t0;
+    r->tool.overhead_ns = 0;
+    r->tool.deadline_ns = wd_now_ns() + r->tool.timeout_ms * 1000000LL;
+    r->req.tool_name = NULL;
+    struct timeval tv = {(time_t)(r->tool.timeout_ms / 1000), (suseconds_t)(r->tool.timeout_ms % 1000) * 1000};
+    event_assign(r->tool.timer, e->base, -1, 0, on_tool_timeout, r);
+    evtimer_add(r->tool.timer, &tv);
+    wd_run_schedule(r, co, 2);
+}
+
+void wd_pipeline_start(wd_run *r)
+{
+    wd_opkind k = r->req.kind;
+    r->req.kind = OP_NONE;
+    switch (k) {
+    case OP_END:
+        wd_run_end(r, r->req.end_status, r->req.end_error);
+        return;
+    case OP_LLM:
+        start_llm(r);
+        return;
+    case OP_TOOL:
+        if (r->tool.active) { /* a tool handler cannot call tools */
+            lua_State *co = r->waiting;
+            r->sb->in_engine++;
+            wd_push_error_table(co, "tools cannot call other tools");
+            r->sb->in_engine--;
+            json_decref(r->req.args);
+            r->req.args = NULL;
+            wd_run_schedule(r, co, 1);
+            return;
+        }
+        start_tool(r);
+        return;
+    case OP_SLEEP: {
+        long long ms = r->req.sleep_ms;
+        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+        event_assign(r->op_timer, r->eng->base, -1, 0, on_sleep, r);
+        evtimer_add(r->op_timer, &tv);
+        return;
+    }
+    default:
+        wd_run_end(r, WD_ST_FAILED, "coroutine.yield was called outside a coroutine");
+    }
+}
+
+void wd_pipeline_tool_cancel(wd_run *r)
+{
+    if (!r->tool.active)
+        return;
+    event_del(r->tool.timer);
+    if (r->L) {
+        r->sb->in_engine++;
+        luaL_unref(r->L, LUA_REGISTRYINDEX, r->tool.co_ref);
+        r->sb->in_engine--;
+    }
+    r->tool.co = NULL;
+    r->tool.active = 0;
+}
+
+void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int transient)
+{
+    lua_State *co = r->tool.co;
+    char msg[700];
+    json_t *result = NULL;
+    int success = ok;
+    r->sb->in_engine++;
+    if (ok) {
+        int base = lua_gettop(co) - nres + 1;
+        if (nres >= 2 && lua_isnil(co, base) && lua_type(co, base + 1) == LUA_TSTRING) {
+            snprintf(msg, sizeof msg, "%s", lua_tostring(co, base + 1));
+            success = 0;
+        } else {
+            char err[300];
+            result = wd_lua_to_json(co, nres ? base : 0, err, sizeof err);
+            if (!nres)
+                result = json_null();
+            if (!result) {
+                snprintf(msg, sizeof msg, "tool '%s' returned data that is not JSON: %s", r->tool.name, err);
+                success = 0;
+            } else if (json_is_object(result) && json_object_get(result, "error")) {
+                success = 0; /* the tool reported its own failure */
+            }
+        }
+        lua_settop(co, 0);
+    } else {
+        snprintf(msg, sizeof msg, "tool '%s' failed: %s", r->tool.name, error ? error : "error");
+        if (error && !strncmp(error, "tool '", 6))
+            snprintf(msg, sizeof msg, "%s", error);
+    }
+    char *dump = result ? json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    if (dump && strlen(dump) > MAX_RESULT_BYTES) {
+        snprintf(msg, sizeof msg, "tool '%s' returned more than %u bytes", r->tool.name, MAX_RESULT_BYTES);
+        json_decref(result);
+        result = NULL;
+        free(dump);
+        dump = NULL;
+        success = 0;
+    }
+    int truncated = 0;
+    char *sum = summary(dump ? dump : msg, &truncated);
+    int64_t now = wd_now_ns();
+    wd_policy *p = wd_engine_policy(r->eng);
+    const wd_tool_policy *tp = wd_policy_tool(p, r->tool.name);
+    double cost = success && tp ? tp->cost_usd : 0;
+    r->cost += cost;
+    json_t *ev = wd_run_event(r, "tool_call", success);
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    json_object_set_new(ev, "tool_name", json_string(r->tool.name));
+    json_object_set_new(ev, "tool_args", json_deep_copy(r->tool.args));
+    json_object_set_new(ev, "tool_result_summary", json_string(sum ? sum : ""));
+    json_object_set_new(ev, "tool_result_truncated", json_boolean(truncated));
+    json_object_set_new(ev, "cost_usd", json_real(cost));
+    json_object_set_new(ev, "latency_ms", json_integer((now - r->tool.t0) / 1000000));
+    json_object_set_new(ev, "retry_count", json_integer(0));
+    if (!success) {
+        json_object_set_new(ev, "error", json_string(result ? "the tool returned an error" : msg));
+        if (transient)
+            json_object_set_new(ev, "reason", json_string("transient"));
+    }
+    wd_run_audit(r, ev);
+    wd_policy_unref(p);
+    add_tool_call(r, r->tool.name, r->tool.args, sum, success);
+    free(sum);
+    free(dump);
+
+    wd_pipeline_tool_cancel(r);
+    lua_State *agent = r->agent_co;
+    if (result) {
+        wd_json_push(agent, result);
+        json_decref(result);
+    } else {
+        wd_push_error_table(agent, msg);
+    }
+    r->sb->in_engine--;
+    r->tool.overhead_ns = 1;
+    wd_run_schedule(r, agent, 1);
+}

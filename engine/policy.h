@@ -1,0 +1,109 @@
+/* policy.h - the policy as an immutable, reference-counted snapshot (DESIGN.md section 5).
+** A reload builds a new snapshot and swaps the pointer; readers hold a reference for
+** the length of one decision. An invalid file never yields a snapshot. */
+#ifndef WD_POLICY_H
+#define WD_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "rx.h"
+
+typedef struct wd_rxlist {
+    wd_rx **v;
+    size_t n;
+} wd_rxlist;
+
+typedef struct wd_strlist {
+    char **v;
+    size_t n;
+} wd_strlist;
+
+typedef struct wd_tier {
+    char *name;
+    double per_run_usd, daily_usd, monthly_usd;
+    long long requests_per_hour;
+} wd_tier;
+
+typedef struct wd_user {
+    char *name;
+    int role;          /* index into roles */
+    int tier;          /* index into tiers, -1 none */
+    char *api_key_sha256;
+} wd_user;
+
+typedef struct wd_model {
+    char *alias, *provider, *name, *base_url, *api_key_env;
+    double input_usd_per_1k, output_usd_per_1k;
+} wd_model;
+
+typedef struct wd_tool_policy {
+    char *name;
+    int permission;    /* index into roles */
+    char *risk;        /* safe, low, medium, high, critical */
+    char *category;
+    long long timeout_ms;
+    double cost_usd;
+    long long rate_limit_per_hour;
+    int requires_approval;
+    wd_strlist allowed_resources;
+    wd_strlist allowed_hosts;
+    wd_rxlist forbidden;
+} wd_tool_policy;
+
+enum { WD_FSYNC_NONE, WD_FSYNC_BATCH, WD_FSYNC_ALWAYS };
+
+typedef struct wd_policy {
+    int refs;          /* atomic */
+    char *path;
+    int max_iterations;
+    long long llm_connect_ms, llm_read_ms, tool_ms, run_ms;
+    long long max_retries, retry_base_ms, retry_max_ms, retry_jitter_ms;
+    long long breaker_failure_threshold, breaker_open_ms, breaker_half_open_probes;
+    long long memory_mb, instructions_per_call;
+    wd_strlist roles;
+    wd_user *users;
+    size_t n_users;
+    wd_tier *tiers;
+    size_t n_tiers;
+    double global_monthly_usd, warn_ratio;
+    wd_model *models;
+    size_t n_models;
+    wd_tool_policy *tools;
+    size_t n_tools;
+    long long expiry_ms[4]; /* low normal high critical */
+    double escalate_at;
+    json_t *routes;         /* {risk: [approver, ...]} */
+    json_t *detectors;      /* {name: {config}} */
+    long long kill_consecutive_errors;
+    char *audit_path;
+    int audit_fsync;
+    wd_strlist redact_keys;
+    wd_rxlist redact_patterns;
+    wd_strlist redact_pattern_names;
+    char *store_path;
+} wd_policy;
+
+typedef struct wd_perrors {
+    char **v;
+    size_t n;
+} wd_perrors;
+
+/* Load a file, or a directory of *.yaml / *.yml merged in name order.
+** Returns a snapshot with one reference, or NULL with every problem in errs. */
+wd_policy *wd_policy_load(const char *path, wd_perrors *errs);
+/* same, from text already in memory; fname is used in messages */
+wd_policy *wd_policy_load_text(const char *text, size_t len, const char *fname, wd_perrors *errs);
+void wd_perrors_free(wd_perrors *e);
+
+wd_policy *wd_policy_ref(wd_policy *p);
+void wd_policy_unref(wd_policy *p);   /* accepts NULL */
+
+const wd_user *wd_policy_user(const wd_policy *p, const char *name);
+const wd_tool_policy *wd_policy_tool(const wd_policy *p, const char *name);
+const wd_model *wd_policy_model(const wd_policy *p, const char *alias);
+const wd_tier *wd_policy_tier_of(const wd_policy *p, const wd_user *u);
+/* "12s", "15m", "4h", "2d" or digits (ms); -1 on error */
+long long wd_policy_duration(const char *s);
+
+#endif

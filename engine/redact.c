@@ -1,0 +1,135 @@
+/* redact.c - key- and pattern-based redaction for audit records. */
+#include "redact.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+#include <stdlib.h>
+
+int wd_redact_is_secret_key(const wd_policy *p, const char *key)
+{
+    for (size_t i = 0; i < p->redact_keys.n; i++)
+        if (strcasestr(key, p->redact_keys.v[i]))
+            return 1;
+    return 0;
+}
+
+/* card numbers must pass the Luhn check, so ids and counts are left alone */
+static int luhn_ok(const char *s, size_t n)
+{
+    int sum = 0, alt = 0, digits = 0;
+    for (size_t i = n; i-- > 0;) {
+        if (!isdigit((unsigned char)s[i]))
+            continue;
+        int d = s[i] - '0';
+        if (alt) {
+            d *= 2;
+            if (d > 9)
+                d -= 9;
+        }
+        sum += d;
+        alt = !alt;
+        digits++;
+    }
+    return digits >= 13 && digits <= 19 && sum % 10 == 0;
+}
+
+char *wd_redact_string(const wd_policy *p, const char *s, size_t len)
+{
+    wd_buf out = {0};
+    const char *cur = s;
+    size_t curlen = len;
+    char *owned = NULL;
+    for (size_t i = 0; i < p->redact_patterns.n; i++) {
+        const char *name = i < p->redact_pattern_names.n ? p->redact_pattern_names.v[i] : "secret";
+        int card = !strcmp(name, "credit_card");
+        size_t pos = 0, so, eo, copied = 0;
+        int changed = 0;
+        out.len = 0;
+        while (pos <= curlen && wd_rx_find(p->redact_patterns.v[i], cur, curlen, pos, &so, &eo) == 1) {
+            if (eo == so) {
+                pos = eo + 1;
+                continue;
+            }
+            if (card && !luhn_ok(cur + so, eo - so)) {
+                pos = eo;
+                continue;
+            }
+            wd_buf_add(&out, cur + copied, so - copied);
+            wd_buf_addf(&out, "[REDACTED:%s]", strncmp(name, "re:", 3) ? name : "pattern");
+            copied = pos = eo;
+            changed = 1;
+        }
+        if (!changed)
+            continue;
+        wd_buf_add(&out, cur + copied, curlen - copied);
+        free(owned);
+        owned = out.p;
+        cur = owned;
+        curlen = out.len;
+        out.p = NULL;
+        out.len = out.cap = 0;
+    }
+    wd_buf_free(&out);
+    return owned;
+}
+
+/* a replacement for v, or NULL to keep v (objects and arrays are redacted in place) */
+static json_t *redact(const wd_policy *p, json_t *v, int depth)
+{
+    if (json_is_string(v)) {
+        char *r = wd_redact_string(p, json_string_value(v), json_string_length(v));
+        if (!r)
+            return NULL;
+        json_t *n = json_string(r);
+        free(r);
+        return n ? n : json_string("[REDACTED]");
+    }
+    if (depth > 64)
+        return NULL;
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *kv;
+        json_object_foreach(v, k, kv) {
+            json_t *n = wd_redact_is_secret_key(p, k) && !json_is_null(kv) ? json_string("[REDACTED]")
+                                                                           : redact(p, kv, depth + 1);
+            if (n)
+                json_object_set_new(v, k, n);
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *iv;
+        json_array_foreach(v, i, iv) {
+            json_t *n = redact(p, iv, depth + 1);
+            if (n)
+                json_array_set_new(v, i, n);
+        }
+    }
+    return NULL;
+}
+
+void wd_redact_value(const wd_policy *p, json_t *v)
+{
+    json_decref(redact(p, v, 0)); /* a bare string cannot be replaced in place: callers pass containers */
+}
+
+static const char *const ENGINE_FIELDS[] = {"seq", "timestamp", "event", "run_id", "session_id",
+                                            "prev_hash", "hash", "agent", "user_id", NULL};
+
+void wd_redact_record(const wd_policy *p, json_t *rec)
+{
+    const char *k;
+    json_t *kv;
+    json_object_foreach(rec, k, kv) {
+        int skip = 0;
+        for (int i = 0; ENGINE_FIELDS[i] && !skip; i++)
+            skip = !strcmp(k, ENGINE_FIELDS[i]);
+        if (skip)
+            continue;
+        json_t *n = wd_redact_is_secret_key(p, k) && !json_is_null(kv) ? json_string("[REDACTED]")
+                                                                       : redact(p, kv, 1);
+        if (n)
+            json_object_set_new(rec, k, n);
+    }
+}

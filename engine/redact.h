@@ -1,0 +1,18 @@
+/* redact.h - secrets never reach the audit log: values under secret-named keys and
+** card numbers, emails, bearer tokens (the policy's patterns) inside any string. */
+#ifndef WD_REDACT_H
+#define WD_REDACT_H
+
+#include <jansson.h>
+#include "policy.h"
+
+/* redacts in place every field of an audit record but the engine's own identifiers */
+void wd_redact_record(const wd_policy *p, json_t *rec);
+/* redacts in place one value (and everything below it) */
+void wd_redact_value(const wd_policy *p, json_t *v);
+/* 1 when a key names a secret (case-insensitive substring of a redact key) */
+int wd_redact_is_secret_key(const wd_policy *p, const char *key);
+/* caller frees: s with every pattern match replaced, or NULL when nothing matched */
+char *wd_redact_string(const wd_policy *p, const char *s, size_t len);
+
+#endif

@@ -1,0 +1,705 @@
+/* sandbox.c - per-run lua_State, safe globals, confined require, preemption. */
+#include "sandbox.h"
+#include "guard.h"
+#include "util.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef WD_LUA_DIR
+#define WD_LUA_DIR "lua"
+#endif
+#ifndef WD_CJSON_SO
+#define WD_CJSON_SO "/usr/lib/x86_64-linux-gnu/lua/5.4/cjson.so"
+#endif
+
+#define METER_COUNT 10000
+#define METER_AFTER_NS (2 * 1000000LL)  /* a slice runs this long unmetered */
+#define ENGINE_SLACK (32u << 20)        /* the engine may exceed the cap by this much */
+#define REG_ENV "wd.env"
+#define REG_LOADED "wd.loaded"
+
+char wd_engine_mark_addr;
+
+wd_sandbox *wd_sandbox_of(lua_State *L)
+{
+    void *ud;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    wd_sandbox *sb = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        sb->used -= old;
+        return NULL;
+    }
+    if (nsize > old) {
+        size_t cap = sb->limit + (sb->in_engine ? ENGINE_SLACK : 0);
+        if (sb->used + (nsize - old) > cap) {
+            if (!sb->in_engine && sb->L)
+                wd_sandbox_kill(sb, WD_KILL_MEMORY);
+            return NULL;
+        }
+    }
+    void *p = realloc(ptr, nsize);
+    if (p)
+        sb->used = sb->used - old + nsize;
+    return p;
+}
+
+const char *wd_sandbox_kill_text(int reason)
+{
+    switch (reason) {
+    case WD_KILL_TIMEOUT: return "time limit exceeded";
+    case WD_KILL_INSTRUCTIONS: return "instruction limit exceeded";
+    case WD_KILL_MEMORY: return "memory limit exceeded";
+    case WD_KILL_CANCEL: return "cancelled";
+    default: return "stopped";
+    }
+}
+
+/*
+** The hook. Armed by the watchdog (METER) on a slice that ran past METER_AFTER_NS,
+** by the allocator (KILL) on a memory overrun, or by the engine. In METER mode it
+** checks the deadline and the instruction budget every METER_COUNT instructions. In
+** KILL mode it fires on every instruction and yields out of the thread, which the
+** engine never resumes; where a yield is impossible (inside a C call such as
+** table.sort) it raises, and since it fires again on the next instruction outside any
+** pcall, no pcall can swallow the kill.
+*/
+static void sb_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    wd_sandbox *sb = wd_sandbox_of(L);
+    if (sb->mode == WD_MODE_NONE) {
+        lua_sethook(L, NULL, 0, 0);
+        return;
+    }
+    if (sb->mode == WD_MODE_METER) {
+        sb->instr += METER_COUNT;
+        int64_t now = wd_now_ns();
+        if (now >= sb->deadline_ns)
+            wd_sandbox_kill(sb, WD_KILL_TIMEOUT);
+        else if (sb->instr_limit > 0 && sb->instr > sb->instr_limit)
+            wd_sandbox_kill(sb, WD_KILL_INSTRUCTIONS);
+        else
+            return;
+    }
+    if (sb->kill_reason == WD_KILL_TIMEOUT && wd_now_ns() < sb->deadline_ns) {
+        /* a stale alarm from the previous slice: go back to metering */
+        sb->mode = WD_MODE_METER;
+        sb->kill_reason = WD_KILL_NONE;
+        lua_sethook(L, sb_hook, LUA_MASKCOUNT, METER_COUNT);
+        return;
+    }
+    lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
+    if (lua_isyieldable(L))
+        lua_yield(L, 0);
+    sb->in_engine++;
+    lua_pushfstring(L, "run stopped: %s", wd_sandbox_kill_text(sb->kill_reason));
+    sb->in_engine--;
+    lua_error(L);
+}
+
+void wd_sandbox_kill(wd_sandbox *sb, int reason)
+{
+    if (sb->mode != WD_MODE_KILL || sb->kill_reason == WD_KILL_NONE)
+        sb->kill_reason = reason;
+    sb->mode = WD_MODE_KILL;
+    lua_State *r = sb->running;
+    if (r)
+        lua_sethook(r, sb_hook, LUA_MASKCOUNT, 1);
+}
+
+/* ---- watchdog ---------------------------------------------------------------- */
+
+#define MAX_SLOTS 256
+
+typedef struct {
+    _Atomic int used;
+    pthread_t thread;
+    _Atomic(wd_sandbox *) sb;
+    _Atomic int64_t started;
+} slot_t;
+
+static slot_t slots[MAX_SLOTS];
+static pthread_mutex_t wd_mu = PTHREAD_MUTEX_INITIALIZER;
+static int wd_started;
+static _Thread_local slot_t *my_slot;
+
+static slot_t *find_slot(void)
+{
+    pthread_t self = pthread_self();
+    for (int i = 0; i < MAX_SLOTS; i++)
+        if (atomic_load(&slots[i].used) && pthread_equal(slots[i].thread, self))
+            return &slots[i];
+    return NULL;
+}
+
+/* runs on the loop thread, interrupting Lua: lua_sethook is async-signal-safe */
+static void on_signal(int sig)
+{
+    (void)sig;
+    int e = errno;
+    slot_t *s = find_slot();
+    wd_sandbox *sb = s ? atomic_load(&s->sb) : NULL;
+    if (sb && sb->mode != WD_MODE_NONE && sb->running)
+        lua_sethook(sb->running, sb_hook, LUA_MASKCOUNT, sb->mode == WD_MODE_KILL ? 1 : METER_COUNT);
+    errno = e;
+}
+
+static void *watchdog(void *arg)
+{
+    (void)arg;
+    struct timespec tick = {0, 1000000}; /* 1 ms */
+    for (;;) {
+        nanosleep(&tick, NULL);
+        int64_t now = wd_now_ns();
+        for (int i = 0; i < MAX_SLOTS; i++) {
+            slot_t *s = &slots[i];
+            if (!atomic_load(&s->used))
+                continue;
+            wd_sandbox *sb = atomic_load(&s->sb);
+            if (!sb)
+                continue;
+            int64_t started = atomic_load(&s->started);
+            if (sb->mode == WD_MODE_NONE && now - started > METER_AFTER_NS) {
+                sb->mode = WD_MODE_METER;
+                pthread_kill(s->thread, SIGURG);
+            }
+        }
+    }
+    return NULL;
+}
+
+int wd_watchdog_attach(void)
+{
+    if (my_slot)
+        return 0;
+    pthread_mutex_lock(&wd_mu);
+    if (!wd_started) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGURG, &sa, NULL);
+        pthread_t t;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old); /* the watchdog takes no signals */
+        int rc = pthread_create(&t, &at, watchdog, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&at);
+        if (rc) {
+            pthread_mutex_unlock(&wd_mu);
+            return -1;
+        }
+        wd_started = 1;
+    }
+    for (int i = 0; i < MAX_SLOTS; i++)
+        if (!atomic_load(&slots[i].used)) {
+            slots[i].thread = pthread_self();
+            atomic_store(&slots[i].sb, NULL);
+            atomic_store(&slots[i].used, 1);
+            my_slot = &slots[i];
+            break;
+        }
+    pthread_mutex_unlock(&wd_mu);
+    return my_slot ? 0 : -1;
+}
+
+void wd_watchdog_detach(void)
+{
+    if (!my_slot)
+        return;
+    atomic_store(&my_slot->sb, NULL);
+    atomic_store(&my_slot->used, 0);
+    my_slot = NULL;
+}
+
+int wd_sandbox_resume(wd_sandbox *sb, lua_State *co, int nargs, int *nres, int64_t deadline_ns)
+{
+    if (!my_slot)
+        wd_watchdog_attach();
+    sb->deadline_ns = deadline_ns;
+    sb->instr = 0;
+    sb->running = co;
+    if (sb->mode != WD_MODE_KILL) {
+        sb->mode = WD_MODE_NONE;
+        sb->kill_reason = WD_KILL_NONE;
+    } else {
+        lua_sethook(co, sb_hook, LUA_MASKCOUNT, 1);
+    }
+    sb->slice_start_ns = wd_now_ns();
+    if (deadline_ns <= sb->slice_start_ns) {
+        /* already late: meter from the first instruction, the hook will stop it */
+        sb->mode = WD_MODE_METER;
+        lua_sethook(co, sb_hook, LUA_MASKCOUNT, 1);
+    }
+    if (my_slot) {
+        atomic_store(&my_slot->started, sb->slice_start_ns);
+        atomic_store(&my_slot->sb, sb);
+    }
+    int st = lua_resume(co, NULL, nargs, nres);
+    if (my_slot)
+        atomic_store(&my_slot->sb, NULL);
+    sb->running = NULL;
+    if (sb->mode == WD_MODE_METER)
+        sb->mode = WD_MODE_NONE; /* hooks left on threads disarm themselves */
+    return st;
+}
+
+/* ---- coroutine wrappers -------------------------------------------------------- */
+
+static int resume_from(lua_State *L, lua_State *co, int narg, int wrap);
+
+static int resume_cont(lua_State *L, int status, lua_KContext k)
+{
+    (void)status;
+    int wrap = (int)k;
+    lua_State *co = lua_tothread(L, wrap ? lua_upvalueindex(1) : 1);
+    return resume_from(L, co, lua_gettop(L) - (wrap ? 0 : 1), wrap);
+}
+
+static void close_thread(lua_State *co, lua_State *L)
+{
+#if LUA_VERSION_RELEASE_NUM >= 50406
+    lua_closethread(co, L);
+#else
+    (void)L;
+    lua_resetthread(co);
+#endif
+}
+
+static int resume_from(lua_State *L, lua_State *co, int narg, int wrap)
+{
+    wd_sandbox *sb = wd_sandbox_of(L);
+    if (co == L)
+        return luaL_error(L, "cannot resume non-suspended coroutine");
+    int cst = lua_status(co);
+    if (cst == LUA_OK && lua_gettop(co) == 0) {
+        if (wrap)
+            return luaL_error(L, "cannot resume dead coroutine");
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "cannot resume dead coroutine");
+        return 2;
+    }
+    if (cst != LUA_OK && cst != LUA_YIELD) {
+        if (wrap)
+            return luaL_error(L, "cannot resume dead coroutine");
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "cannot resume dead coroutine");
+        return 2;
+    }
+    if (!lua_checkstack(co, narg))
+        return luaL_error(L, "too many arguments to resume");
+    lua_xmove(L, co, narg);
+    lua_State *prev = sb->running;
+    sb->running = co;
+    if (sb->mode != WD_MODE_NONE) /* hooks are per thread: carry ours into co */
+        lua_sethook(co, sb_hook, LUA_MASKCOUNT, sb->mode == WD_MODE_KILL ? 1 : METER_COUNT);
+    int nres = 0;
+    int st = lua_resume(co, L, narg, &nres);
+    sb->running = prev;
+    if (sb->mode == WD_MODE_KILL) {
+        lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
+        if (lua_isyieldable(L))
+            return lua_yield(L, 0);
+        return luaL_error(L, "run stopped: %s", wd_sandbox_kill_text(sb->kill_reason));
+    }
+    if (st == LUA_YIELD && nres >= 1 && lua_touserdata(co, -nres) == WD_ENGINE_MARK) {
+        if (!lua_isyieldable(L)) {
+            lua_pop(co, nres);
+            close_thread(co, L);
+            return luaL_error(L, "an engine call (ctx:...) was made in a coroutine resumed from a C function "
+                                 "(sort, gsub, a metamethod); call it outside");
+        }
+        if (!lua_checkstack(L, nres))
+            return luaL_error(L, "stack overflow");
+        lua_settop(L, wrap ? 0 : 1);
+        lua_xmove(co, L, nres);
+        return lua_yieldk(L, nres, (lua_KContext)wrap, resume_cont);
+    }
+    if (st == LUA_OK || st == LUA_YIELD) {
+        if (!lua_checkstack(L, nres + 1)) {
+            lua_pop(co, nres);
+            return luaL_error(L, "too many results to resume");
+        }
+        lua_xmove(co, L, nres);
+        if (wrap)
+            return nres;
+        lua_pushboolean(L, 1);
+        lua_insert(L, -(nres + 1));
+        return nres + 1;
+    }
+    lua_xmove(co, L, 1); /* the error object */
+    if (wrap) {
+        close_thread(co, L);
+        return lua_error(L);
+    }
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+}
+
+static int co_resume(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co, 1, "coroutine");
+    return resume_from(L, co, lua_gettop(L) - 1, 0);
+}
+
+static int co_wrap_call(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+    return resume_from(L, co, lua_gettop(L), 1);
+}
+
+static int co_wrap(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_State *co = lua_newthread(L);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    lua_pushcclosure(L, co_wrap_call, 1);
+    return 1;
+}
+
+int wd_sandbox_yield(lua_State *L)
+{
+    lua_pushlightuserdata(L, WD_ENGINE_MARK);
+    return lua_yield(L, 1);
+}
+
+/* ---- safe globals ------------------------------------------------------------- */
+
+static int sb_print(lua_State *L)
+{
+    wd_buf b = {0};
+    int n = lua_gettop(L);
+    for (int i = 1; i <= n; i++) {
+        size_t l;
+        const char *s = luaL_tolstring(L, i, &l);
+        wd_buf_add(&b, i > 1 ? "\t" : "", i > 1);
+        wd_buf_add(&b, s, l);
+        lua_pop(L, 1);
+    }
+    if (getenv("WARDEN_SCRIPT_PRINT"))
+        fprintf(stderr, "[script] %s\n", b.p ? b.p : "");
+    wd_buf_free(&b);
+    return 0;
+}
+
+static int sb_load(lua_State *L)
+{
+    size_t l;
+    const char *s = lua_tolstring(L, 1, &l);
+    if (!s)
+        return luaL_argerror(L, 1, "load accepts source text only (no reader functions, no bytecode)");
+    const char *name = luaL_optstring(L, 2, "=(load)");
+    const char *mode = luaL_optstring(L, 3, "t");
+    if (strcmp(mode, "t"))
+        return luaL_argerror(L, 3, "only mode \"t\" (text) is allowed");
+    int has_env = !lua_isnone(L, 4);
+    if (luaL_loadbufferx(L, s, l, name, "t") != LUA_OK) {
+        luaL_pushfail(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    if (has_env)
+        lua_pushvalue(L, 4);
+    else
+        lua_getfield(L, LUA_REGISTRYINDEX, REG_ENV);
+    if (!lua_setupvalue(L, -2, 1))
+        lua_pop(L, 1);
+    return 1;
+}
+
+static int sb_collectgarbage(lua_State *L)
+{
+    static const char *const ok[] = {"collect", "count", "step", "isrunning", NULL};
+    const char *opt = luaL_optstring(L, 1, "collect");
+    for (int i = 0; ok[i]; i++)
+        if (!strcmp(opt, ok[i])) {
+            switch (i) {
+            case 0: lua_gc(L, LUA_GCCOLLECT); lua_pushinteger(L, 0); return 1;
+            case 1: {
+                int kb = lua_gc(L, LUA_GCCOUNT), b = lua_gc(L, LUA_GCCOUNTB);
+                lua_pushnumber(L, (lua_Number)kb + ((lua_Number)b / 1024));
+                return 1;
+            }
+            case 2: lua_pushboolean(L, lua_gc(L, LUA_GCSTEP, (int)luaL_optinteger(L, 2, 0))); return 1;
+            default: lua_pushboolean(L, lua_gc(L, LUA_GCISRUNNING)); return 1;
+            }
+        }
+    return luaL_argerror(L, 1, "only collect, count, step and isrunning are allowed in the sandbox");
+}
+
+int wd_sandbox_loadfile(lua_State *L, const char *path, const char *chunkname)
+{
+    size_t len;
+    char *text = wd_read_file(path, 4u << 20, &len);
+    if (!text) {
+        lua_pushfstring(L, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char name[512];
+    snprintf(name, sizeof name, "@%s", chunkname ? chunkname : path);
+    int rc = luaL_loadbufferx(L, text, len, name, "t");
+    free(text);
+    if (rc != LUA_OK)
+        return -1;
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_ENV);
+    if (!lua_setupvalue(L, -2, 1))
+        lua_pop(L, 1);
+    return 0;
+}
+
+const char *wd_sandbox_lua_dir(void)
+{
+    const char *d = getenv("WARDEN_LUA_DIR");
+    return d && *d ? d : WD_LUA_DIR;
+}
+
+static int valid_modname(const char *s)
+{
+    if (!*s || *s == '.')
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+              (*p == '.' && p[1] != '.' && p[1])))
+            return 0;
+    return 1;
+}
+
+/* require: engine modules (warden.*, cjson) and files under the agent's directory */
+static int sb_require(lua_State *L)
+{
+    wd_sandbox *sb = wd_sandbox_of(L);
+    const char *name = luaL_checkstring(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_LOADED);
+    if (lua_getfield(L, -1, name) != LUA_TNIL)
+        return 1;
+    lua_pop(L, 1);
+    if (!valid_modname(name))
+        return luaL_error(L, "module '%s' not found: names are letters, digits, _ and dots", name);
+    char rel[512], path[1024];
+    snprintf(rel, sizeof rel, "%s", name);
+    for (char *p = rel; *p; p++)
+        if (*p == '.')
+            *p = '/';
+    int engine = !strncmp(name, "warden.", 7);
+    if (engine)
+        snprintf(path, sizeof path, "%s/%s.lua", wd_sandbox_lua_dir(), rel);
+    else if (sb->agent_dir)
+        snprintf(path, sizeof path, "%s/%s.lua", sb->agent_dir, rel);
+    else
+        return luaL_error(L, "module '%s' not found", name);
+    if (!engine) {
+        char *c = wd_guard_canon(sb->agent_dir, path);
+        size_t l = strlen(sb->agent_dir);
+        int inside = c && !strncmp(c, sb->agent_dir, l) && c[l] == '/';
+        free(c);
+        if (!inside)
+            return luaL_error(L, "module '%s' not found: only engine modules and files in the agent's "
+                                 "directory can be required", name);
+    }
+    if (access(path, R_OK) < 0)
+        return luaL_error(L, "module '%s' not found (looked for %s)", name, engine ? path : rel);
+    if (wd_sandbox_loadfile(L, path, engine ? path : rel) < 0)
+        return lua_error(L);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, name);
+    return 1;
+}
+
+/* cjson as a fixed-limit instance: encode/decode/null only, never the setters */
+static int open_cjson(lua_State *L)
+{
+    static lua_CFunction opener;
+    if (!opener) {
+        void *h = dlopen(WD_CJSON_SO, RTLD_NOW | RTLD_LOCAL);
+        if (h)
+            opener = (lua_CFunction)(uintptr_t)dlsym(h, "luaopen_cjson");
+    }
+    if (!opener)
+        return 0;
+    lua_pushcfunction(L, opener);
+    lua_call(L, 0, 1);
+    lua_getfield(L, -1, "new");
+    lua_call(L, 0, 1);                 /* a private instance */
+    lua_createtable(L, 0, 3);
+    const char *keep[] = {"encode", "decode", "null"};
+    for (int i = 0; i < 3; i++) {
+        lua_getfield(L, -2, keep[i]);
+        lua_setfield(L, -2, keep[i]);
+    }
+    lua_remove(L, -2);
+    lua_remove(L, -2);
+    return 1;
+}
+
+static void copy_fields(lua_State *L, int src, const char *const *names)
+{
+    for (; *names; names++) {
+        lua_getfield(L, src, *names);
+        lua_setfield(L, -2, *names);
+    }
+}
+
+static int panic(lua_State *L)
+{
+    const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a string)";
+    fprintf(stderr, "warden: unprotected Lua error in the engine: %s\n", m);
+    abort();
+}
+
+/* builds the env in a protected call: every allocation may fail */
+static int build_env(lua_State *L)
+{
+    wd_sandbox *sb = wd_sandbox_of(L);
+    luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+    luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 0);
+    luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 0);
+    luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 0);
+    luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 0);
+    luaL_requiref(L, LUA_COLIBNAME, luaopen_coroutine, 0);
+    luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 0);
+    int g = lua_gettop(L) - 6, str = g + 1, tab = g + 2, mth = g + 3, utf = g + 4, co = g + 5, os = g + 6;
+
+    /* string.dump would hand out bytecode; the metatable must not expose the table */
+    lua_pushnil(L);
+    lua_setfield(L, str, "dump");
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 2);
+
+    lua_newtable(L); /* env */
+    int env = lua_gettop(L);
+    static const char *const base[] = {"assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall",
+                                       "rawequal", "rawget", "rawlen", "rawset", "select", "setmetatable",
+                                       "getmetatable", "tonumber", "tostring", "type", "_VERSION", NULL};
+    copy_fields(L, g, base);
+    lua_pushvalue(L, str);
+    lua_setfield(L, env, "string");
+    lua_pushvalue(L, tab);
+    lua_setfield(L, env, "table");
+    lua_pushvalue(L, mth);
+    lua_setfield(L, env, "math");
+    lua_pushvalue(L, utf);
+    lua_setfield(L, env, "utf8");
+    lua_newtable(L);
+    static const char *const cof[] = {"create", "yield", "status", "running", "isyieldable", "close", NULL};
+    copy_fields(L, co, cof);
+    lua_pushcfunction(L, co_resume);
+    lua_setfield(L, -2, "resume");
+    lua_pushcfunction(L, co_wrap);
+    lua_setfield(L, -2, "wrap");
+    lua_setfield(L, env, "coroutine");
+    lua_newtable(L);
+    static const char *const osf[] = {"clock", "time", "date", "difftime", NULL};
+    copy_fields(L, os, osf);
+    lua_setfield(L, env, "os");
+    lua_pushcfunction(L, sb_print);
+    lua_setfield(L, env, "print");
+    lua_pushcfunction(L, sb_load);
+    lua_setfield(L, env, "load");
+    lua_pushcfunction(L, sb_collectgarbage);
+    lua_setfield(L, env, "collectgarbage");
+    lua_pushcfunction(L, sb_require);
+    lua_setfield(L, env, "require");
+    lua_pushvalue(L, env);
+    lua_setfield(L, env, "_G");
+    lua_pushvalue(L, env);
+    lua_setfield(L, LUA_REGISTRYINDEX, REG_ENV);
+
+    lua_newtable(L); /* loaded modules */
+    if (open_cjson(L)) {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "cjson");
+        lua_setfield(L, -2, "cjson.safe");
+    }
+    lua_setfield(L, LUA_REGISTRYINDEX, REG_LOADED);
+    /* the real globals table is never visible to scripts; empty it of risky entries */
+    static const char *const drop[] = {"dofile", "loadfile", "load", "require", "collectgarbage", NULL};
+    for (int i = 0; drop[i]; i++) {
+        lua_pushnil(L);
+        lua_setfield(L, g, drop[i]);
+    }
+    (void)sb;
+    return 0;
+}
+
+void wd_sandbox_push_env(lua_State *L) { lua_getfield(L, LUA_REGISTRYINDEX, REG_ENV); }
+
+wd_sandbox *wd_sandbox_new(size_t mem_limit, long long instr_limit, const char *agent_dir, char *err,
+                           size_t errlen)
+{
+    wd_sandbox *sb = calloc(1, sizeof *sb);
+    if (!sb) {
+        wd_errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    sb->limit = mem_limit;
+    sb->instr_limit = instr_limit;
+    if (agent_dir && !(sb->agent_dir = wd_guard_canon(NULL, agent_dir))) {
+        wd_errf(err, errlen, "agent directory %s: %s", agent_dir, strerror(errno));
+        free(sb);
+        return NULL;
+    }
+    sb->in_engine = 1;
+    lua_State *L = lua_newstate(sb_alloc, sb);
+    if (!L) {
+        wd_errf(err, errlen, "cannot create a Lua state within %zu bytes", mem_limit);
+        free(sb->agent_dir);
+        free(sb);
+        return NULL;
+    }
+    sb->L = L;
+    lua_atpanic(L, panic);
+    lua_pushcfunction(L, build_env);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+        wd_errf(err, errlen, "sandbox setup failed: %s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
+        wd_sandbox_free(sb);
+        return NULL;
+    }
+    sb->in_engine = 0;
+    return sb;
+}
+
+void wd_sandbox_free(wd_sandbox *sb)
+{
+    if (!sb)
+        return;
+    if (sb->L) {
+        sb->in_engine = 1;
+        lua_close(sb->L);
+    }
+    free(sb->agent_dir);
+    free(sb);
+}

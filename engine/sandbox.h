@@ -1,0 +1,64 @@
+/* sandbox.h - one lua_State per run with a memory cap, the safe library subset, and
+** preemption by a watchdog that arms a count hook only on a slice that overran.
+**
+** Engine calls yield the running coroutine with WD_ENGINE_MARK as first value. The
+** sandbox's coroutine.resume/wrap pass such yields up to the engine and pass the
+** engine's answer back down, so ctx calls work inside script coroutines too. */
+#ifndef WD_SANDBOX_H
+#define WD_SANDBOX_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <lua.h>
+
+enum { WD_MODE_NONE = 0, WD_MODE_METER = 1, WD_MODE_KILL = 2 };
+enum { WD_KILL_NONE = 0, WD_KILL_TIMEOUT, WD_KILL_INSTRUCTIONS, WD_KILL_MEMORY, WD_KILL_CANCEL };
+
+typedef struct wd_sandbox {
+    lua_State *L;
+    size_t used, limit;
+    int in_engine;                    /* >0 while the engine itself allocates: small slack */
+    volatile sig_atomic_t mode;       /* WD_MODE_* set by the watchdog, allocator or engine */
+    volatile sig_atomic_t kill_reason;
+    lua_State *volatile running;      /* the thread executing Lua right now */
+    int64_t deadline_ns;              /* of the current slice */
+    int64_t slice_start_ns;
+    long long instr, instr_limit;
+    void *owner;                      /* the run */
+    char *agent_dir;                  /* canonical */
+} wd_sandbox;
+
+extern char wd_engine_mark_addr;
+#define WD_ENGINE_MARK ((void *)&wd_engine_mark_addr)
+
+/* caller frees with wd_sandbox_free; NULL with a message in err */
+wd_sandbox *wd_sandbox_new(size_t mem_limit, long long instr_limit, const char *agent_dir, char *err,
+                           size_t errlen);
+void wd_sandbox_free(wd_sandbox *sb);
+wd_sandbox *wd_sandbox_of(lua_State *L);
+
+/* pushes the table scripts see as _ENV */
+void wd_sandbox_push_env(lua_State *L);
+/* loads a text file as a function with the sandbox env; pushes it, or returns -1 with
+** the message pushed. Never raises. */
+int wd_sandbox_loadfile(lua_State *L, const char *path, const char *chunkname);
+/* yield the calling thread to the engine (use as `return wd_sandbox_yield(L)`) */
+int wd_sandbox_yield(lua_State *L);
+
+/* Resume co (a top-level thread of the run) under the watchdog. Returns lua_resume's
+** status; *nres as lua_resume. After it, sb->mode == WD_MODE_KILL means the slice was
+** stopped (sb->kill_reason says why) and co must never be resumed again. */
+int wd_sandbox_resume(wd_sandbox *sb, lua_State *co, int nargs, int *nres, int64_t deadline_ns);
+
+/* kill the run from the engine's side (e.g. out of memory while the engine pushes) */
+void wd_sandbox_kill(wd_sandbox *sb, int reason);
+const char *wd_sandbox_kill_text(int reason);
+
+/* the engine's Lua library directory (lua/ in the source tree or WARDEN_LUA_DIR) */
+const char *wd_sandbox_lua_dir(void);
+
+/* the watchdog thread: started once per process; each loop thread registers */
+int wd_watchdog_attach(void);
+void wd_watchdog_detach(void);
+
+#endif

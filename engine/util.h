@@ -1,0 +1,42 @@
+/* util.h - small helpers shared by the engine: growable buffers, clocks, files. */
+#ifndef WD_UTIL_H
+#define WD_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+
+typedef struct wd_buf {
+    char *p;
+    size_t len, cap;
+} wd_buf;
+
+/* all wd_buf functions keep p NUL-terminated; they return 0, or -1 when out of memory */
+int wd_buf_add(wd_buf *b, const char *s, size_t n);
+int wd_buf_adds(wd_buf *b, const char *s);
+int wd_buf_addf(wd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int wd_buf_vaddf(wd_buf *b, const char *fmt, va_list ap);
+void wd_buf_free(wd_buf *b);
+
+int64_t wd_now_ns(void);          /* monotonic */
+int64_t wd_wall_ms(void);         /* realtime, ms since the epoch */
+/* "2026-11-21T04:36:00.123Z" into out (at least 32 bytes) */
+void wd_rfc3339_ms(int64_t wall_ms, char *out, size_t n);
+/* parse RFC 3339 (or a date "2026-11-21") into wall ms; -1 on error */
+int64_t wd_parse_time(const char *s);
+
+/* caller frees; NULL on error with errno set. Reads at most max bytes (ERANGE past it). */
+char *wd_read_file(const char *path, size_t max, size_t *len);
+
+/* caller frees: strdup that aborts on OOM is not used; returns NULL on OOM */
+char *wd_strdup(const char *s);
+char *wd_strndup(const char *s, size_t n);
+
+/* random 128-bit id as a UUIDv4 string into out (37 bytes) */
+void wd_uuid(char out[37]);
+
+/* copy with truncation, always NUL-terminated */
+void wd_strlcpy(char *dst, const char *src, size_t n);
+void wd_errf(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

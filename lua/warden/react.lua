@@ -1,0 +1,41 @@
+-- react.lua: the ReAct loop (reason, act, observe). The engine counts LLM calls
+-- natively and ends the run at max_iterations, so this loop needs no counter of its own.
+local json = require("cjson")
+
+local M = {}
+
+local DEFAULT_PROMPT = "You are a careful assistant. Use the tools you are given when they help, "
+  .. "and answer the user directly when you can."
+
+local function encode(v)
+  local ok, s = pcall(json.encode, v)
+  if ok then return s end
+  return '{"error":"tool result could not be encoded"}'
+end
+
+function M.run(agent, query, ctx)
+  local tools = ctx:tool_specs()
+  local messages = {
+    { role = "system", content = agent.system_prompt or DEFAULT_PROMPT },
+    { role = "user", content = query },
+  }
+  while true do
+    local resp, err = ctx:llm { messages = messages, tools = tools, model = agent.model,
+                                temperature = agent.temperature }
+    if not resp then
+      return nil, err
+    end
+    local calls = resp.tool_calls or {}
+    if #calls == 0 then
+      return resp.content or ""
+    end
+    messages[#messages + 1] = { role = "assistant", content = resp.content, tool_calls = calls }
+    for _, call in ipairs(calls) do
+      local result = ctx:call_tool(call.name, call.arguments)
+      messages[#messages + 1] = { role = "tool", tool_call_id = call.id, name = call.name,
+                                  content = encode(result) }
+    end
+  end
+end
+
+return M
