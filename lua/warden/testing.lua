@@ -1,0 +1,135 @@
+-- warden.testing: helpers for busted specs. Runs agents through the real engine
+-- (require "warden.core"), writes mock scenarios and policies to temporary files,
+-- and reads audit logs back.
+local core = require("warden.core")
+local json = require("cjson")
+
+local M = { core = core }
+
+local tmpdir
+local counter = 0
+
+function M.tmpdir()
+  if not tmpdir then
+    local h = assert(io.popen("mktemp -d /tmp/warden-spec.XXXXXX"))
+    tmpdir = h:read("l")
+    h:close()
+  end
+  return tmpdir
+end
+
+-- a fresh file name in the spec's temporary directory
+function M.tmpfile(suffix)
+  counter = counter + 1
+  return ("%s/f%d%s"):format(M.tmpdir(), counter, suffix or "")
+end
+
+function M.write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+function M.read(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- YAML is a superset of JSON, so tables are written as JSON
+function M.scenario(entries)
+  return M.write(M.tmpfile(".yaml"), json.encode(entries))
+end
+
+-- deep-merges overrides into the policy file (defaults to policies/test.yaml)
+local function merge(a, b)
+  for k, v in pairs(b) do
+    if type(v) == "table" and type(a[k]) == "table" and #v == 0 and next(v) ~= nil then
+      merge(a[k], v)
+    else
+      a[k] = v
+    end
+  end
+  return a
+end
+
+function M.load_yaml(path)
+  local lyaml = require("lyaml")
+  return lyaml.load(assert(M.read(path)))
+end
+
+function M.policy(overrides, base)
+  local p = M.load_yaml(base or "policies/test.yaml")
+  if overrides then merge(p, overrides) end
+  p.audit = p.audit or {}
+  p.audit.path = p.audit.path or M.tmpfile(".jsonl")
+  local path = M.write(M.tmpfile(".yaml"), json.encode(p))
+  return path, p.audit.path
+end
+
+-- opts: agent, query (string or table, encoded as JSON), user, scenario (table) or llm,
+-- policy (path) or policy_overrides (table), audit (path)
+function M.run(opts)
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  if type(o.query) == "table" then o.query = json.encode(o.query) end
+  if o.scenario then o.llm = "mock:" .. M.scenario(o.scenario); o.scenario = nil end
+  o.llm = o.llm or ("mock:" .. M.scenario({ { content = "done" } }))
+  if not o.policy or o.policy_overrides then
+    o.policy = M.policy(o.policy_overrides, o.policy)
+  end
+  o.policy_overrides = nil
+  o.audit = o.audit or M.tmpfile(".jsonl")
+  o.user = o.user or "reader"
+  local res, audit = core.run(o)
+  return res, audit
+end
+
+-- several runs in one engine (one loop): opts.runs is a list of run options
+function M.run_many(engine_opts, runs)
+  local e = {}
+  for k, v in pairs(engine_opts) do e[k] = v end
+  e.policy = e.policy or M.policy()
+  e.audit = e.audit or M.tmpfile(".jsonl")
+  e.llm = e.llm or ("mock:" .. M.scenario({ { content = "done" } }))
+  for _, r in ipairs(runs) do
+    if type(r.query) == "table" then r.query = json.encode(r.query) end
+    r.user = r.user or "reader"
+  end
+  return core.run_many(e, runs)
+end
+
+function M.records(path)
+  local out = {}
+  local f = io.open(path, "r")
+  if not f then return out end
+  for line in f:lines() do out[#out + 1] = json.decode(line) end
+  f:close()
+  return out
+end
+
+function M.events(path, name)
+  local out = {}
+  for _, r in ipairs(M.records(path)) do
+    if r.event == name then out[#out + 1] = r end
+  end
+  return out
+end
+
+function M.decode(s) return json.decode(s) end
+function M.encode(v) return json.encode(v) end
+
+-- the lab agent runs a plan given as its query and returns what each step gave back
+function M.lab(plan, opts)
+  local o = { agent = "spec/fixtures/lab", query = plan }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local res, audit = M.run(o)
+  local steps
+  if res.status == "completed" then steps = json.decode(res.result) end
+  return res, steps, audit
+end
+
+return M
