@@ -86,7 +86,8 @@ static void ready_push(wd_run *r)
     else
         e->ready_head = r;
     e->ready_tail = r;
-    event_active(e->ready_ev, EV_READ, 0);
+    if (!e->in_ready)
+        event_active(e->ready_ev, EV_READ, 0);
 }
 
 static void ready_remove(wd_run *r)
@@ -338,6 +339,10 @@ static void step(wd_run *r, lua_State *co, int nargs)
         on_kill(r, co);
         return;
     }
+    if (st == LUA_YIELD && nres == 0 && r->sb->preempted) {
+        wd_run_schedule(r, co, 0); /* back of the queue: other runs take their turn */
+        return;
+    }
     if (st == LUA_YIELD) {
         if (nres >= 1 && lua_touserdata(co, -nres) == WD_ENGINE_MARK) {
             lua_pop(co, nres);
@@ -482,8 +487,13 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     wd_engine *e = arg;
+    /* only what was queued before this turn: a run requeued now (preempted, or
+    ** answered at once) waits until timers and I/O have had their turn */
+    wd_run *last = e->ready_tail;
+    e->in_ready = 1;
     for (int i = 0; i < READY_BATCH && e->ready_head; i++) {
         wd_run *r = e->ready_head;
+        int was_last = r == last;
         e->ready_head = r->next_ready;
         if (!e->ready_head)
             e->ready_tail = NULL;
@@ -495,9 +505,16 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
             start(r);
         else
             step(r, co, n);
+        if (was_last)
+            break;
     }
-    if (e->ready_head)
-        event_active(e->ready_ev, EV_READ, 0);
+    e->in_ready = 0;
+    /* event_active here would rerun us in this same dispatch pass and starve timers;
+    ** a zero timeout runs us again after the loop has polled and fired its timers */
+    if (e->ready_head) {
+        struct timeval zero = {0, 0};
+        event_add(e->ready_ev, &zero);
+    }
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)

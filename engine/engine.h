@@ -25,6 +25,7 @@ struct wd_engine {
     char *mock_path;
     wd_run *ready_head, *ready_tail;
     struct event *ready_ev;
+    int in_ready;               /* inside on_ready: re-arm after timers, not at once */
     struct event *flush_ev;
     int active;
     int record_overhead;

@@ -4,6 +4,7 @@
 #include "jsonlua.h"
 #include "util.h"
 
+#include <dlfcn.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +135,11 @@ static const luaL_Reg funcs[] = {
 
 int luaopen_warden_core(lua_State *L)
 {
+    /* the watchdog thread runs code from this library: it must never be unloaded,
+    ** even when the host closes its Lua state and dlcloses the module */
+    Dl_info info;
+    if (dladdr((void *)luaopen_warden_core, &info) && info.dli_fname)
+        dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD);
     luaL_newlib(L, funcs);
     lua_pushliteral(L, WARDEN_VERSION);
     lua_setfield(L, -2, "version");

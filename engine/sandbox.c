@@ -24,6 +24,7 @@
 
 #define METER_COUNT 10000
 #define METER_AFTER_NS (2 * 1000000LL)  /* a slice runs this long unmetered */
+#define QUANTUM_NS (20 * 1000000LL)     /* then yields to other runs where it can */
 #define ENGINE_SLACK (32u << 20)        /* the engine may exceed the cap by this much */
 #define REG_ENV "wd.env"
 #define REG_LOADED "wd.loaded"
@@ -95,8 +96,14 @@ static void sb_hook(lua_State *L, lua_Debug *ar)
             wd_sandbox_kill(sb, WD_KILL_TIMEOUT);
         else if (sb->instr_limit > 0 && sb->instr > sb->instr_limit)
             wd_sandbox_kill(sb, WD_KILL_INSTRUCTIONS);
-        else
+        else {
+            /* preemption: a long slice gives the loop back, so other runs go on */
+            if (now - sb->slice_start_ns > QUANTUM_NS && lua_isyieldable(L)) {
+                sb->preempted = 1;
+                lua_yield(L, 0);
+            }
             return;
+        }
     }
     if (sb->kill_reason == WD_KILL_TIMEOUT && wd_now_ns() < sb->deadline_ns) {
         /* a stale alarm from the previous slice: go back to metering */
@@ -239,7 +246,9 @@ int wd_sandbox_resume(wd_sandbox *sb, lua_State *co, int nargs, int *nres, int64
     if (!my_slot)
         wd_watchdog_attach();
     sb->deadline_ns = deadline_ns;
-    sb->instr = 0;
+    if (!sb->preempted)
+        sb->instr = 0; /* a preempted slice keeps counting where it stopped */
+    sb->preempted = 0;
     sb->running = co;
     if (sb->mode != WD_MODE_KILL) {
         sb->mode = WD_MODE_NONE;
@@ -316,8 +325,21 @@ static int resume_from(lua_State *L, lua_State *co, int narg, int wrap)
     if (sb->mode != WD_MODE_NONE) /* hooks are per thread: carry ours into co */
         lua_sethook(co, sb_hook, LUA_MASKCOUNT, sb->mode == WD_MODE_KILL ? 1 : METER_COUNT);
     int nres = 0;
-    int st = lua_resume(co, L, narg, &nres);
+    int st;
+again:
+    st = lua_resume(co, L, narg, &nres);
     sb->running = prev;
+    if (st == LUA_YIELD && nres == 0 && sb->preempted && sb->mode != WD_MODE_KILL) {
+        /* a preemption inside a script coroutine: pass it up to the engine */
+        if (lua_isyieldable(L)) {
+            lua_settop(L, wrap ? 0 : 1);
+            return lua_yieldk(L, 0, (lua_KContext)wrap, resume_cont);
+        }
+        sb->preempted = 0;
+        narg = 0;
+        sb->running = co;
+        goto again;
+    }
     if (sb->mode == WD_MODE_KILL) {
         lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
         if (lua_isyieldable(L))

@@ -23,6 +23,7 @@ typedef struct wd_sandbox {
     lua_State *volatile running;      /* the thread executing Lua right now */
     int64_t deadline_ns;              /* of the current slice */
     int64_t slice_start_ns;
+    volatile sig_atomic_t preempted;  /* the hook yielded a slice that used its quantum */
     long long instr, instr_limit;
     void *owner;                      /* the run */
     char *agent_dir;                  /* canonical */
@@ -47,7 +48,9 @@ int wd_sandbox_yield(lua_State *L);
 
 /* Resume co (a top-level thread of the run) under the watchdog. Returns lua_resume's
 ** status; *nres as lua_resume. After it, sb->mode == WD_MODE_KILL means the slice was
-** stopped (sb->kill_reason says why) and co must never be resumed again. */
+** stopped (sb->kill_reason says why) and co must never be resumed again; a LUA_YIELD
+** with no values and sb->preempted set means the slice used its quantum and co must be
+** resumed later with no arguments, after other runs had their turn. */
 int wd_sandbox_resume(wd_sandbox *sb, lua_State *co, int nargs, int *nres, int64_t deadline_ns);
 
 /* kill the run from the engine's side (e.g. out of memory while the engine pushes) */
