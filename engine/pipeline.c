@@ -3,6 +3,7 @@
 #include "engine.h"
 #include "guard.h"
 #include "jsonlua.h"
+#include "redact.h"
 #include "util.h"
 
 #include <lauxlib.h>
@@ -660,6 +661,15 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
         free(dump);
         dump = NULL;
         success = 0;
+    }
+    /* the summary goes to the log and the result: built from the redacted result */
+    if (dump) {
+        json_t *red = json_deep_copy(result);
+        json_t *box = json_pack("{s:o}", "v", red);
+        wd_redact_value(r->pol, box);
+        free(dump);
+        dump = json_dumps(json_object_get(box, "v"), JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(box);
     }
     int truncated = 0;
     char *sum = summary(dump ? dump : msg, &truncated);

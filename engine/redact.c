@@ -7,11 +7,22 @@
 #include <strings.h>
 #include <stdlib.h>
 
+/* a redact key matches a whole word of the key: "user_api_key" and "X-Api-Key" hold
+** "api_key"/"api-key"... as words, "input_tokens" does not hold the word "token" */
+static int word_char(char c) { return isalnum((unsigned char)c); }
+
 int wd_redact_is_secret_key(const wd_policy *p, const char *key)
 {
-    for (size_t i = 0; i < p->redact_keys.n; i++)
-        if (strcasestr(key, p->redact_keys.v[i]))
-            return 1;
+    for (size_t i = 0; i < p->redact_keys.n; i++) {
+        const char *rk = p->redact_keys.v[i];
+        size_t rl = strlen(rk);
+        for (const char *at = key; (at = strcasestr(at, rk)); at++) {
+            int before = at == key || !word_char(at[-1]);
+            int after = !word_char(at[rl]);
+            if (before && after)
+                return 1;
+        }
+    }
     return 0;
 }
 

@@ -65,7 +65,9 @@ function M.policy(overrides, base)
   local p = M.load_yaml(base or "policies/test.yaml")
   if overrides then merge(p, overrides) end
   p.audit = p.audit or {}
-  p.audit.path = p.audit.path or M.tmpfile(".jsonl")
+  if not (overrides and overrides.audit and overrides.audit.path) then
+    p.audit.path = M.tmpfile(".jsonl") -- every policy gets a log of its own
+  end
   local path = M.write(M.tmpfile(".yaml"), json.encode(p))
   return path, p.audit.path
 end

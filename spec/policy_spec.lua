@@ -1,0 +1,138 @@
+-- Policy loading (DESIGN.md section 5): every key validated, errors with file:line:col
+-- and what to write instead, aliases and oversized documents refused.
+local T = require("warden.testing")
+local core = T.core
+
+local function check(text)
+  local path = T.write(T.tmpfile(".yaml"), text)
+  local ok, errs = core.policy_check(path)
+  return ok, errs or {}, path
+end
+
+local function has(errs, pattern)
+  for _, e in ipairs(errs) do
+    if e:match(pattern) then return true end
+  end
+  return false, table.concat(errs, "\n")
+end
+
+describe("policy check", function()
+  it("accepts the shipped policies", function()
+    for _, p in ipairs { "policies/default.yaml", "policies/test.yaml", "policies/demo.yaml" } do
+      local ok, errs = core.policy_check(p)
+      assert.is_true(ok, p .. ": " .. table.concat(errs or {}, "\n"))
+    end
+  end)
+
+  it("names file, line and column of an unknown key and suggests the right one", function()
+    local ok, errs, path = check("version: 1\ndefaults:\n  max_iteratons: 5\n")
+    assert.is_false(ok)
+    assert.equal(1, #errs)
+    assert.equal(path .. ":3:3: unknown key 'max_iteratons' in defaults; did you mean 'max_iterations'?", errs[1])
+  end)
+
+  it("lists the expected keys when nothing is close", function()
+    local _, errs = check("tools:\n  t: {permission: read, colour: red}\n")
+    assert.is_true(has(errs, "unknown key 'colour' in tools.t; expected one of: permission, risk"))
+  end)
+
+  it("reports every error at once", function()
+    local _, errs = check([[
+version: 2
+defaults: {max_iterations: 0, timeouts: {run_ms: soon}}
+users:
+  bob: {role: superuser, tier: gold}
+tools:
+  x: {permission: root, risk: extreme, timeout_ms: -5}
+audit: {fsync: sometimes}
+]])
+    assert.is_true(has(errs, ":1:10: version must be 1"))
+    assert.is_true(has(errs, "defaults.max_iterations is 0; write a number from 1 to 1000"))
+    assert.is_true(has(errs, "defaults.timeouts.run_ms must be a duration"))
+    assert.is_true(has(errs, "users.bob.role 'superuser' is not in roles"))
+    assert.is_true(has(errs, "users.bob.tier 'gold' is not defined under tiers"))
+    assert.is_true(has(errs, "tools.x.permission 'root' is not in roles"))
+    assert.is_true(has(errs, "tools.x.risk 'extreme'"))
+    assert.is_true(has(errs, "tools.x.timeout_ms must be a duration"))
+    assert.is_true(has(errs, "audit.fsync must be always, batch or none"))
+    assert.is_true(#errs >= 9)
+  end)
+
+  it("accepts durations as milliseconds or strings", function()
+    local ok, errs = check("defaults: {timeouts: {run_ms: 2m, tool_ms: 1500, llm_read_ms: 30s}}\n" ..
+      "approvals: {expiry: {critical: 15m, low: 1d}}\n")
+    assert.is_true(ok, table.concat(errs, "\n"))
+  end)
+
+  it("refuses YAML aliases (billion laughs, cycles)", function()
+    local _, errs = check("a: &a [1, 2]\nb: *a\n")
+    assert.is_true(has(errs, ":2:4: aliases %(%*a%) are not allowed"))
+    local _, errs2 = check([[
+lol1: &l1 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+lol2: &l2 [*l1,*l1,*l1,*l1,*l1,*l1,*l1,*l1,*l1]
+lol3: [*l2,*l2,*l2,*l2,*l2,*l2,*l2,*l2,*l2]
+]])
+    assert.is_true(has(errs2, "aliases"))
+  end)
+
+  it("caps nesting depth", function()
+    local _, errs = check(("["):rep(100) .. ("]"):rep(100) .. "\n")
+    assert.is_true(has(errs, "nesting deeper than 32 levels"))
+  end)
+
+  it("caps file size", function()
+    local _, errs = check("# " .. ("x"):rep(1100000) .. "\n")
+    assert.is_true(has(errs, "larger than 1 MiB"))
+  end)
+
+  it("reports YAML syntax errors with their position", function()
+    local _, errs, path = check("users:\n  bob: {role: read\n")
+    assert.matches("^" .. path:gsub("%p", "%%%0") .. ":%d+:%d+: ", errs[1])
+  end)
+
+  it("refuses a duplicate key", function()
+    local _, errs = check("users:\n  bob: {role: read}\n  bob: {role: admin}\n")
+    assert.is_true(has(errs, "key 'bob' appears twice"))
+  end)
+
+  it("compiles forbidden patterns and reports bad ones", function()
+    local _, errs = check("tools:\n  t: {permission: read, forbidden_patterns: ['(unclosed']}\n")
+    assert.is_true(has(errs, "forbidden_patterns%[0%]: invalid pattern"))
+  end)
+
+  it("checks redact patterns by name", function()
+    local _, errs = check("audit: {redact_patterns: [credit_card, phone]}\n")
+    assert.is_true(has(errs, "unknown 'phone'"))
+    local ok = check("audit: {redact_patterns: [email, 're:\\bACME-\\d+']}\n")
+    assert.is_true(ok)
+  end)
+
+  it("merges a directory of files in name order, later files winning", function()
+    local dir = T.tmpdir() .. "/pdir"
+    os.execute("mkdir -p " .. dir)
+    T.write(dir .. "/10-base.yaml", "users:\n  bob: {role: read}\ntools:\n  t: {permission: read}\n")
+    T.write(dir .. "/20-more.yaml", "users:\n  eve: {role: admin}\ndefaults: {max_iterations: 3}\n")
+    local ok, errs = core.policy_check(dir)
+    assert.is_true(ok, table.concat(errs or {}, "\n"))
+    T.write(dir .. "/30-bad.yaml", "users:\n  zed: {role: nobody}\n")
+    local ok2, errs2 = core.policy_check(dir)
+    assert.is_false(ok2)
+    assert.is_true(has(errs2, "30%-bad%.yaml:2:"))
+  end)
+
+  it("is what `warden policy check` runs: exit 2 and messages on stderr", function()
+    local _, _, path = check("defaults: {max_iterations: many}\n")
+    local h = io.popen("build/warden policy check " .. path .. " 2>&1; echo rc=$?")
+    local out = h:read("a")
+    h:close()
+    assert.matches(":1:28: defaults.max_iterations must be a whole number", out)
+    assert.matches("rc=2", out)
+  end)
+
+  it("never lets an invalid policy start a run", function()
+    local _, _, path = check("users: [not, a, map]\n")
+    local res, err = core.run { agent = "spec/fixtures/lab", query = "[]", user = "reader", policy = path }
+    assert.is_nil(res)
+    assert.matches("users must be a mapping", err)
+  end)
+end)
