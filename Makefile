@@ -1,6 +1,8 @@
 # warden - build, test, demo, bench.  `make demo` and `make test` work on a fresh
 # Debian 12 machine as root: both go through `make deps`.
 
+SHELL := /bin/bash
+
 LUA_VERSION ?= 5.4
 LUA_PC      := lua$(LUA_VERSION)
 LUA         := lua$(LUA_VERSION)
@@ -67,7 +69,12 @@ $(BUILD)/bench/%: engine/bench/%.c $(BUILD)/libwarden.a
 
 test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN)
-	@$(MAKE) --no-print-directory test-c test-lua lint
+	@set -o pipefail; $(MAKE) --no-print-directory test-c | tee $(BUILD)/test-c.out
+	@set -o pipefail; $(MAKE) --no-print-directory test-lua | tee $(BUILD)/test-lua.out
+	@$(MAKE) --no-print-directory lint
+	@c=$$(sed -n 's/^ctests: \([0-9]*\) passed, \([0-9]*\) failed$$/\1 \2/p' $(BUILD)/test-c.out); \
+	 l=$$(sed -n 's/^\([0-9]*\) successes \/ \([0-9]*\) failures \/ \([0-9]*\) errors.*/\1 \2 \3/p' $(BUILD)/test-lua.out); \
+	 set -- $$c $$l; echo "total: $$(($$1 + $$3)) passed, $$(($$2 + $$4 + $$5)) failed"
 
 test-c: $(TEST_BIN)
 	@pass=0; fail=0; for t in $(TEST_BIN); do \
@@ -75,10 +82,10 @@ test-c: $(TEST_BIN)
 	  p=$$(echo "$$out" | sed -n 's/^\(.*: \)\?\([0-9]*\) passed, \([0-9]*\) failed.*/\2/p' | tail -1); \
 	  f=$$(echo "$$out" | sed -n 's/^\(.*: \)\?\([0-9]*\) passed, \([0-9]*\) failed.*/\3/p' | tail -1); \
 	  pass=$$((pass + $${p:-0})); fail=$$((fail + $${f:-1})); \
-	done; echo "C tests: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+	done; echo "ctests: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
 test-lua: all
-	WARDEN_BUILD=$(CURDIR)/$(BUILD) $(BUSTED)
+	@$(BUSTED) --output=plainTerminal
 
 lint:
 	@if command -v luacheck >/dev/null; then luacheck -q lua agents spec; fi

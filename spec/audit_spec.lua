@@ -51,7 +51,8 @@ describe("audit records", function()
   end)
 
   it("describe LLM calls: model, tokens, cost, step", function()
-    local _, _, audit = T.lab({ { "llm" } }, { scenario = { { content = "x", usage = { input_tokens = 7, output_tokens = 3 } } } })
+    local _, _, audit = T.lab({ { "llm" } },
+      { scenario = { { content = "x", usage = { input_tokens = 7, output_tokens = 3 } } } })
     local c = T.events(audit, "llm_call")[1]
     assert.equal("mock-model", c.model)
     assert.equal(7, c.input_tokens)
@@ -184,7 +185,7 @@ describe("several writers", function()
     local scen = T.scenario({ { content = "done" } })
     local plan = T.encode({ { "tool", "echo", { i = 1 } }, { "tool", "echo", { i = 2 } } })
     local cmds = {}
-    for i = 1, 8 do
+    for _ = 1, 8 do
       cmds[#cmds + 1] = ("build/warden run spec/fixtures/lab '%s' --user reader --policy %s --llm mock:%s >/dev/null &")
         :format(plan, policy, scen)
     end

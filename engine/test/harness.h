@@ -1,0 +1,44 @@
+/* harness.h - a tiny test harness: CHECK records failures, the runner prints
+** "<file>: N passed, N failed" as its last line and exits non-zero on failure. */
+#ifndef WD_HARNESS_H
+#define WD_HARNESS_H
+
+#include <stdio.h>
+#include <string.h>
+
+static int h_pass, h_fail, h_case_failed;
+static const char *h_case;
+
+#define CHECK(cond)                                                                      \
+    do {                                                                                 \
+        if (cond) {                                                                      \
+        } else {                                                                         \
+            fprintf(stderr, "  FAIL %s: %s:%d: %s\n", h_case, __FILE__, __LINE__, #cond); \
+            h_case_failed = 1;                                                           \
+        }                                                                                \
+    } while (0)
+
+static inline int h_streq(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
+#define CHECK_STR(a, b) CHECK(h_streq((a), (b)))
+static inline int h_has(const char *hay, const char *needle) { return hay && strstr(hay, needle) != NULL; }
+#define CHECK_HAS(hay, needle) CHECK(h_has((hay), (needle)))
+
+#define TEST(name) static void name(void)
+#define RUN(name)                                   \
+    do {                                            \
+        h_case = #name;                             \
+        h_case_failed = 0;                          \
+        name();                                     \
+        if (h_case_failed)                          \
+            h_fail++;                               \
+        else                                        \
+            h_pass++;                               \
+    } while (0)
+
+#define DONE()                                                          \
+    do {                                                                \
+        printf("%s: %d passed, %d failed\n", __FILE__, h_pass, h_fail); \
+        return h_fail ? 1 : 0;                                          \
+    } while (0)
+
+#endif

@@ -1,0 +1,164 @@
+/* test_audit.c - the hash chain, verify's verdicts, redaction, torn-line repair */
+#include "harness.h"
+#include "audit.h"
+#include "policy.h"
+#include "redact.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+static char dir[] = "/tmp/wd-audit-test.XXXXXX";
+
+static char *path_of(const char *name)
+{
+    static char p[256];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return p;
+}
+
+static void write_n(const char *path, int n)
+{
+    char err[200];
+    wd_audit *a = wd_audit_open(path, WD_FSYNC_NONE, err, sizeof err);
+    for (int i = 0; i < n; i++)
+        wd_audit_append(a, json_pack("{s:s,s:i,s:b}", "event", "tool_call", "n", i, "success", 1));
+    wd_audit_close(a);
+}
+
+static int verify(const char *path, char *msg, size_t n)
+{
+    wd_buf rep = {0};
+    int rc = wd_audit_verify(path, &rep, NULL);
+    snprintf(msg, n, "%s", rep.p ? rep.p : "");
+    wd_buf_free(&rep);
+    return rc;
+}
+
+TEST(chain_is_valid_and_continues)
+{
+    char *p = path_of("a.jsonl"), msg[300];
+    write_n(p, 10);
+    write_n(p, 5); /* a second writer continues the chain */
+    CHECK(verify(p, msg, sizeof msg) == 0);
+    CHECK_HAS(msg, "intact, 15 records");
+}
+
+static void rewrite(const char *path, int line, const char *with, int drop)
+{
+    size_t len;
+    char *text = wd_read_file(path, 1 << 20, &len);
+    FILE *f = fopen(path, "w");
+    int n = 1;
+    for (char *s = text, *nl; s && *s; s = nl + 1, n++) {
+        nl = strchr(s, '\n');
+        if (n == line) {
+            if (with)
+                fprintf(f, "%s\n", with);
+            if (drop)
+                continue;
+        }
+        fwrite(s, 1, (size_t)(nl - s + 1), f);
+    }
+    fclose(f);
+    free(text);
+}
+
+TEST(edit_delete_insert_detected)
+{
+    char *p = path_of("b.jsonl"), msg[300];
+    write_n(p, 6);
+    size_t len;
+    char *text = wd_read_file(p, 1 << 20, &len);
+    char *line3 = strdup(strchr(strchr(text, '\n') + 1, '\n') + 1);
+    *strchr(line3, '\n') = '\0';
+    free(text);
+
+    rewrite(p, 4, NULL, 1); /* delete line 4 */
+    CHECK(verify(p, msg, sizeof msg) == 1);
+    CHECK_HAS(msg, ":4: chain broken");
+
+    unlink(p);
+    write_n(p, 6);
+    rewrite(p, 5, line3, 0); /* insert a copy of line 3 before line 5 */
+    CHECK(verify(p, msg, sizeof msg) == 1);
+    CHECK_HAS(msg, ":5: chain broken");
+
+    unlink(p);
+    write_n(p, 6);
+    char *edited = strdup(line3);
+    char *at = strstr(edited, "\"n\":2");
+    at[4] = '7';
+    rewrite(p, 3, edited, 1); /* edit line 3 */
+    CHECK(verify(p, msg, sizeof msg) == 1);
+    CHECK_HAS(msg, ":3: hash does not match");
+    free(edited);
+    free(line3);
+}
+
+TEST(torn_line_repaired_with_record)
+{
+    char *p = path_of("c.jsonl"), msg[300];
+    write_n(p, 3);
+    FILE *f = fopen(p, "a");
+    fputs("{\"seq\":4,\"ev", f);
+    fclose(f);
+    CHECK(verify(p, msg, sizeof msg) == 1);
+    CHECK_HAS(msg, "torn last line");
+    write_n(p, 1);
+    CHECK(verify(p, msg, sizeof msg) == 0);
+    size_t len;
+    char *text = wd_read_file(p, 1 << 20, &len);
+    CHECK_HAS(text, "\"event\":\"audit_recovered\"");
+    CHECK_HAS(text, "\"torn_fragment\":\"{\\\"seq\\\":4,\\\"ev\"");
+    free(text);
+}
+
+TEST(fails_closed_when_unwritable)
+{
+    char err[200];
+    wd_audit *a = wd_audit_open("/proc/warden-cannot-write/x.jsonl", WD_FSYNC_BATCH, err, sizeof err);
+    CHECK(a == NULL);
+    CHECK_HAS(err, "cannot open audit log");
+}
+
+TEST(redaction)
+{
+    wd_perrors pe = {0};
+    const char *y = "audit: {redact_keys: [password, token], redact_patterns: [credit_card, email, bearer_token]}\n";
+    wd_policy *p = wd_policy_load_text(y, strlen(y), "t.yaml", &pe);
+    CHECK(p != NULL);
+    json_t *rec = json_pack("{s:s,s:{s:s,s:i,s:s},s:s}", "event", "tool_call", "tool_args", "password", "hunter2",
+                            "input_tokens", 5, "note", "mail me at a.b@example.com or 4111-1111-1111-1111",
+                            "error", "Authorization: Bearer abc.def");
+    wd_redact_record(p, rec);
+    char *s = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    CHECK(strstr(s, "hunter2") == NULL);
+    CHECK(strstr(s, "example.com") == NULL);
+    CHECK(strstr(s, "4111") == NULL);
+    CHECK(strstr(s, "abc.def") == NULL);
+    CHECK_HAS(s, "\"input_tokens\":5");
+    CHECK_HAS(s, "[REDACTED:email]");
+    CHECK_HAS(s, "[REDACTED:credit_card]");
+    CHECK_HAS(s, "[REDACTED:bearer_token]");
+    CHECK_HAS(s, "\"event\":\"tool_call\"");
+    free(s);
+    json_decref(rec);
+    wd_policy_unref(p);
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir))
+        return 1;
+    RUN(chain_is_valid_and_continues);
+    RUN(edit_delete_insert_detected);
+    RUN(torn_line_repaired_with_record);
+    RUN(fails_closed_when_unwritable);
+    RUN(redaction);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    DONE();
+}

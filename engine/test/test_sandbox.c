@@ -1,0 +1,114 @@
+/* test_sandbox.c - the sandbox's limits without an engine: safe globals, memory cap,
+** the watchdog stopping a loop that pcall cannot catch, coroutines carrying the hook */
+#include "harness.h"
+#include "sandbox.h"
+#include "util.h"
+
+#include <lauxlib.h>
+
+/* runs src as a coroutine with a deadline; returns the status and leaves sb for checks */
+static int run_src(wd_sandbox *sb, const char *src, int64_t budget_ms, char *out, size_t n)
+{
+    lua_State *co = lua_newthread(sb->L);
+    sb->in_engine++;
+    int rc = luaL_loadbufferx(co, src, strlen(src), "=src", "t");
+    sb->in_engine--;
+    if (rc != LUA_OK) {
+        snprintf(out, n, "%s", lua_tostring(co, -1));
+        return -1;
+    }
+    wd_sandbox_push_env(co);
+    lua_setupvalue(co, -2, 1);
+    int nres = 0;
+    int st = wd_sandbox_resume(sb, co, 0, &nres, wd_now_ns() + budget_ms * 1000000LL);
+    while (st == LUA_YIELD && sb->preempted && sb->mode != WD_MODE_KILL)
+        st = wd_sandbox_resume(sb, co, 0, &nres, sb->deadline_ns);
+    out[0] = '\0';
+    if (lua_gettop(co) > 0 && lua_type(co, -1) == LUA_TSTRING)
+        snprintf(out, n, "%s", lua_tostring(co, -1));
+    lua_pop(sb->L, 1);
+    return st;
+}
+
+TEST(safe_globals)
+{
+    char err[200], out[200];
+    wd_sandbox *sb = wd_sandbox_new(16u << 20, 0, NULL, err, sizeof err);
+    CHECK(sb != NULL);
+    CHECK(run_src(sb, "return tostring(io) .. tostring(debug) .. tostring(os.execute) .. tostring(string.dump)",
+                  1000, out, sizeof out) == LUA_OK);
+    CHECK_STR(out, "nilnilnilnil");
+    CHECK(run_src(sb, "return tostring(getmetatable(''))", 1000, out, sizeof out) == LUA_OK);
+    CHECK_STR(out, "false");
+    wd_sandbox_free(sb);
+}
+
+TEST(memory_cap_holds_through_pcall)
+{
+    char err[200], out[200];
+    wd_sandbox *sb = wd_sandbox_new(4u << 20, 0, NULL, err, sizeof err);
+    int st = run_src(sb, "local ok = pcall(function() local t = {} while true do t[#t+1] = ('x'):rep(1000) .. #t end end) "
+                         "return 'survived'", 5000, out, sizeof out);
+    CHECK(sb->mode == WD_MODE_KILL);
+    CHECK(sb->kill_reason == WD_KILL_MEMORY);
+    CHECK(st != LUA_OK || strcmp(out, "survived") != 0);
+    CHECK(sb->used <= sb->limit + (32u << 20));
+    wd_sandbox_free(sb);
+}
+
+TEST(watchdog_stops_loop_in_pcall)
+{
+    char err[200], out[200];
+    wd_sandbox *sb = wd_sandbox_new(16u << 20, 0, NULL, err, sizeof err);
+    int64_t t0 = wd_now_ns();
+    run_src(sb, "while true do pcall(function() while true do end end) end", 100, out, sizeof out);
+    int64_t ms = (wd_now_ns() - t0) / 1000000;
+    CHECK(sb->mode == WD_MODE_KILL);
+    CHECK(sb->kill_reason == WD_KILL_TIMEOUT);
+    CHECK(ms >= 90 && ms < 2000);
+    wd_sandbox_free(sb);
+}
+
+TEST(hook_follows_into_coroutines)
+{
+    char err[200], out[200];
+    wd_sandbox *sb = wd_sandbox_new(16u << 20, 0, NULL, err, sizeof err);
+    run_src(sb, "local co = coroutine.create(function() while true do end end) coroutine.resume(co) return 'escaped'",
+            100, out, sizeof out);
+    CHECK(sb->mode == WD_MODE_KILL);
+    CHECK(strcmp(out, "escaped") != 0);
+    wd_sandbox_free(sb);
+}
+
+TEST(instruction_budget)
+{
+    char err[200], out[200];
+    wd_sandbox *sb = wd_sandbox_new(16u << 20, 5000000, NULL, err, sizeof err);
+    run_src(sb, "local i = 0 while true do i = i + 1 end", 10000, out, sizeof out);
+    CHECK(sb->mode == WD_MODE_KILL);
+    CHECK(sb->kill_reason == WD_KILL_INSTRUCTIONS);
+    wd_sandbox_free(sb);
+}
+
+TEST(short_code_is_not_disturbed)
+{
+    char err[200], out[200];
+    wd_sandbox *sb = wd_sandbox_new(16u << 20, 0, NULL, err, sizeof err);
+    CHECK(run_src(sb, "local s = 0 for i = 1, 1000 do s = s + i end return tostring(s)", 1000, out, sizeof out) ==
+          LUA_OK);
+    CHECK_STR(out, "500500");
+    CHECK(sb->mode == WD_MODE_NONE);
+    wd_sandbox_free(sb);
+}
+
+int main(void)
+{
+    wd_watchdog_attach();
+    RUN(safe_globals);
+    RUN(memory_cap_holds_through_pcall);
+    RUN(watchdog_stops_loop_in_pcall);
+    RUN(hook_follows_into_coroutines);
+    RUN(instruction_budget);
+    RUN(short_code_is_not_disturbed);
+    DONE();
+}
