@@ -172,10 +172,10 @@ describe("audit verify", function()
 
   it("is what `warden audit verify` runs: exit 0 intact, 1 tampered", function()
     local audit, ls = fresh()
-    assert.equal(0, sh("build/warden audit verify " .. audit .. " >/dev/null"))
+    assert.equal(0, sh(T.bin .. " audit verify " .. audit .. " >/dev/null"))
     ls[2] = ls[2]:gsub('"event":"', '"event":"x')
     write_lines(audit, ls)
-    assert.equal(1, sh("build/warden audit verify " .. audit .. " >/dev/null"))
+    assert.equal(1, sh(T.bin .. " audit verify " .. audit .. " >/dev/null"))
   end)
 end)
 
@@ -186,7 +186,7 @@ describe("several writers", function()
     local plan = T.encode({ { "tool", "echo", { i = 1 } }, { "tool", "echo", { i = 2 } } })
     local cmds = {}
     for _ = 1, 8 do
-      cmds[#cmds + 1] = ("build/warden run spec/fixtures/lab '%s' --user reader --policy %s --llm mock:%s >/dev/null &")
+      cmds[#cmds + 1] = (T.bin .. " run spec/fixtures/lab '%s' --user reader --policy %s --llm mock:%s >/dev/null &")
         :format(plan, policy, scen)
     end
     assert.equal(0, sh("(" .. table.concat(cmds, " ") .. " wait)"))
@@ -226,7 +226,7 @@ end)
 describe("audit query", function()
   it("filters by event, user and run", function()
     local res, _, audit = T.lab({ { "tool", "admin_tool", {} } })
-    local h = io.popen("build/warden audit query " .. audit .. " --event authorization_denied --run " .. res.run_id
+    local h = io.popen(T.bin .. " audit query " .. audit .. " --event authorization_denied --run " .. res.run_id
       .. " 2>/dev/null")
     local out = h:read("a")
     h:close()

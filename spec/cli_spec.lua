@@ -11,7 +11,7 @@ end
 describe("warden run", function()
   it("runs the research assistant and exits 0 on success", function()
     local policy = T.policy(nil, "policies/default.yaml")
-    local out, rc = run("build/warden run agents/research_assistant 'notes on AI safety?' --user alice --policy "
+    local out, rc = run(T.bin .. " run agents/research_assistant 'notes on AI safety?' --user alice --policy "
       .. policy .. " --llm mock:agents/research_assistant/scenarios/demo.yaml")
     assert.equal(0, rc, out)
     assert.matches("status: completed", out)
@@ -20,7 +20,7 @@ describe("warden run", function()
 
   it("refuses delete_document to a read-only user, audits it, and prints the refusal", function()
     local policy, audit = T.policy(nil, "policies/default.yaml")
-    local out, rc = run("build/warden run agents/research_assistant 'delete the old notes' --user bob --policy "
+    local out, rc = run(T.bin .. " run agents/research_assistant 'delete the old notes' --user bob --policy "
       .. policy .. " --llm mock:agents/research_assistant/scenarios/delete.yaml --json")
     local res = T.decode(out:gsub("rc=%d+%s*$", ""))
     assert.equal(0, rc) -- the agent answered: the run succeeded, the tool did not
@@ -35,25 +35,25 @@ describe("warden run", function()
   it("exits 1 when the run ends without success, still printing the result", function()
     local policy = T.policy(nil, "policies/default.yaml")
     local scen = T.scenario({ { tool_calls = { { name = "search_documents", arguments = { query = "x" } } } } })
-    local out, rc = run("build/warden run agents/research_assistant loop --user bob --json --policy " .. policy ..
+    local out, rc = run(T.bin .. " run agents/research_assistant loop --user bob --json --policy " .. policy ..
       " --llm mock:" .. scen)
     assert.equal(1, rc)
     assert.matches('"status": "max_iterations"', out)
   end)
 
   it("exits 2 on a usage error or a bad policy", function()
-    local _, rc = run("build/warden run")
+    local _, rc = run(T.bin .. " run")
     assert.equal(2, rc)
-    local _, rc2 = run("build/warden frobnicate")
+    local _, rc2 = run(T.bin .. " frobnicate")
     assert.equal(2, rc2)
     local bad = T.write(T.tmpfile(".yaml"), "defaults: {nope: 1}\n")
-    local out, rc3 = run("build/warden run agents/summarizer x --policy " .. bad)
+    local out, rc3 = run(T.bin .. " run agents/summarizer x --policy " .. bad)
     assert.equal(2, rc3)
     assert.matches("unknown key 'nope'", out)
   end)
 
   it("prints the whole result object with --json", function()
-    local out = run("build/warden run agents/summarizer 'A. B. C.' --user bob --json --policy " ..
+    local out = run(T.bin .. " run agents/summarizer 'A. B. C.' --user bob --json --policy " ..
       T.policy(nil, "policies/default.yaml"))
     local res = T.decode(out:gsub("rc=%d+%s*$", ""))
     assert.equal("completed", res.status)

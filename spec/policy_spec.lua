@@ -122,7 +122,7 @@ lol3: [*l2,*l2,*l2,*l2,*l2,*l2,*l2,*l2,*l2]
 
   it("is what `warden policy check` runs: exit 2 and messages on stderr", function()
     local _, _, path = check("defaults: {max_iterations: many}\n")
-    local h = io.popen("build/warden policy check " .. path .. " 2>&1; echo rc=$?")
+    local h = io.popen(T.bin .. " policy check " .. path .. " 2>&1; echo rc=$?")
     local out = h:read("a")
     h:close()
     assert.matches(":1:28: defaults.max_iterations must be a whole number", out)

@@ -6,6 +6,10 @@ local json = require("cjson")
 
 local M = { core = core }
 
+-- the build directory under test (make asan points it at build-asan)
+M.build = os.getenv("WARDEN_BUILD") or "build"
+M.bin = M.build .. "/warden"
+
 local tmpdir
 local counter = 0
 
