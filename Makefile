@@ -29,6 +29,13 @@ CORE_OBJ := $(CORE_SRC:engine/%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(wildcard engine/test/test_*.c)
 TEST_BIN := $(TEST_SRC:engine/test/%.c=$(BUILD)/test/%)
 
+# total(label, builddir): one "label: N passed, N failed" line from the two runners' outputs
+define total
+c=$$(sed -n 's/^ctests: \([0-9]*\) passed, \([0-9]*\) failed$$/\1 \2/p' $(2)/test-c.out); \
+l=$$(sed -n 's/^\([0-9]*\) successes \/ \([0-9]*\) failures \/ \([0-9]*\) errors.*/\1 \2 \3/p' $(2)/test-lua.out); \
+set -- $$c $$l; echo "$(1): $$(($$1 + $$3)) passed, $$(($$2 + $$4 + $$5)) failed"
+endef
+
 .PHONY: all deps test test-c test-lua lint demo asan bench clean
 
 all: $(BUILD)/warden $(BUILD)/lua/warden/core.so
@@ -72,9 +79,7 @@ test: deps
 	@set -o pipefail; $(MAKE) --no-print-directory test-c | tee $(BUILD)/test-c.out
 	@set -o pipefail; $(MAKE) --no-print-directory test-lua | tee $(BUILD)/test-lua.out
 	@$(MAKE) --no-print-directory lint
-	@c=$$(sed -n 's/^ctests: \([0-9]*\) passed, \([0-9]*\) failed$$/\1 \2/p' $(BUILD)/test-c.out); \
-	 l=$$(sed -n 's/^\([0-9]*\) successes \/ \([0-9]*\) failures \/ \([0-9]*\) errors.*/\1 \2 \3/p' $(BUILD)/test-lua.out); \
-	 set -- $$c $$l; echo "total: $$(($$1 + $$3)) passed, $$(($$2 + $$4 + $$5)) failed"
+	@$(call total,total,$(BUILD))
 
 test-c: $(TEST_BIN)
 	@pass=0; fail=0; for t in $(TEST_BIN); do \
@@ -103,11 +108,11 @@ SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" all \
 	  $(TEST_SRC:engine/test/%.c=build-asan/test/%)
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" test-c
-	@LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	@set -o pipefail; $(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" test-c | tee build-asan/test-c.out
+	@set -o pipefail; LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  WARDEN_BUILD=build-asan $(BUSTED) --output=plainTerminal --cpath='build-asan/lua/?.so'
-	@echo "asan: clean"
+	  WARDEN_BUILD=build-asan $(BUSTED) --output=plainTerminal --cpath='build-asan/lua/?.so' | tee build-asan/test-lua.out
+	@$(call total,asan,build-asan)
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_tool
