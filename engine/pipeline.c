@@ -175,7 +175,12 @@ int wd_tool_load(wd_run *r, lua_State *L, const char *name)
     }
     if (wd_sandbox_loadfile(L, path, path) < 0)
         return -1;
-    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    /* the tool file's own code runs under the script's limits, not the engine's slack */
+    int slack = r->sb->in_engine;
+    r->sb->in_engine = 0;
+    int rc = lua_pcall(L, 0, 1, 0);
+    r->sb->in_engine = slack;
+    if (rc != LUA_OK) {
         if (lua_type(L, -1) != LUA_TSTRING) {
             lua_pop(L, 1);
             lua_pushfstring(L, "%s raised a non-string error", path);

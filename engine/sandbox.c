@@ -429,6 +429,30 @@ static int sb_print(lua_State *L)
     return 0;
 }
 
+/*
+** setmetatable without finalizers: a __gc metamethod would run when the collector or
+** lua_close decides, outside any watched slice (an endless finalizer would hang the
+** engine at the end of the run). Lua 5.4 marks an object for finalization only if its
+** metatable has __gc when it is set, so refusing it here is enough.
+*/
+static int sb_setmetatable(lua_State *L)
+{
+    int t = lua_type(L, 2);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+    if (t == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "__gc metamethods are not allowed in the sandbox");
+        lua_pop(L, 1);
+    }
+    if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+        return luaL_error(L, "cannot change a protected metatable");
+    lua_settop(L, 2);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
 static int sb_load(lua_State *L)
 {
     size_t l;
@@ -624,7 +648,7 @@ static int build_env(lua_State *L)
     lua_newtable(L); /* env */
     int env = lua_gettop(L);
     static const char *const base[] = {"assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall",
-                                       "rawequal", "rawget", "rawlen", "rawset", "select", "setmetatable",
+                                       "rawequal", "rawget", "rawlen", "rawset", "select",
                                        "getmetatable", "tonumber", "tostring", "type", "_VERSION", NULL};
     copy_fields(L, g, base);
     lua_pushvalue(L, str);
@@ -649,6 +673,8 @@ static int build_env(lua_State *L)
     lua_setfield(L, env, "os");
     lua_pushcfunction(L, sb_print);
     lua_setfield(L, env, "print");
+    lua_pushcfunction(L, sb_setmetatable);
+    lua_setfield(L, env, "setmetatable");
     lua_pushcfunction(L, sb_load);
     lua_setfield(L, env, "load");
     lua_pushcfunction(L, sb_collectgarbage);

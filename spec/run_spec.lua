@@ -156,9 +156,7 @@ describe("result object", function()
   end)
 
   it("fails a run whose agent file is broken, with a result", function()
-    local dir = T.tmpdir() .. "/broken"
-    os.execute("mkdir -p " .. dir)
-    T.write(dir .. "/agent.lua", "return warden.agent { name = ")
+    local dir = T.agent("broken", { ["agent.lua"] = "return warden.agent { name = " })
     local res = T.run { agent = dir, query = "x" }
     assert.equal("failed", res.status)
     assert.matches("agent.lua", res.errors[1])
@@ -171,19 +169,15 @@ describe("result object", function()
   end)
 
   it("fails a run whose agent file returns something else", function()
-    local dir = T.tmpdir() .. "/wrong"
-    os.execute("mkdir -p " .. dir)
-    T.write(dir .. "/agent.lua", "return 42")
+    local dir = T.agent("wrong", { ["agent.lua"] = "return 42" })
     local res = T.run { agent = dir, query = "x" }
     assert.equal("failed", res.status)
     assert.matches("must return warden.agent", res.errors[1])
   end)
 
   it("refuses a malformed tool definition with a clear message", function()
-    local dir = T.tmpdir() .. "/badtool"
-    os.execute("mkdir -p " .. dir .. "/tools")
-    T.write(dir .. "/agent.lua", 'return warden.agent { name = "b", tools = { "echo" } }')
-    T.write(dir .. "/tools/echo.lua", 'return warden.tool { name = "echo" }')
+    local dir = T.agent("badtool", { ["agent.lua"] = 'return warden.agent { name = "b", tools = { "echo" } }',
+                                     ["tools/echo.lua"] = 'return warden.tool { name = "echo" }' })
     local res = T.run { agent = dir, query = "x" }
     assert.equal("failed", res.status)
     assert.matches("'run' must be a function", res.errors[1])

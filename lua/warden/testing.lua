@@ -108,6 +108,17 @@ function M.run_many(engine_opts, runs)
   return core.run_many(e, runs)
 end
 
+-- a throwaway agent directory: files is {["agent.lua"] = "...", ["tools/x.lua"] = "..."}
+function M.agent(name, files)
+  local dir = M.tmpdir() .. "/" .. name
+  for rel, text in pairs(files) do
+    local sub = (dir .. "/" .. rel):match("^(.*)/[^/]*$")
+    assert(os.execute("mkdir -p '" .. sub .. "'"))
+    M.write(dir .. "/" .. rel, text)
+  end
+  return dir
+end
+
 function M.records(path)
   local out = {}
   local f = io.open(path, "r")
