@@ -586,8 +586,11 @@ static int sb_require(lua_State *L)
 static int open_cjson(lua_State *L)
 {
     static lua_CFunction opener;
-    if (!opener) {
-        void *h = dlopen(WD_CJSON_SO, RTLD_NOW | RTLD_LOCAL);
+    /* the path found at build time, then Debian's multiarch location */
+    static const char *const where[] = {WD_CJSON_SO, "/usr/lib/x86_64-linux-gnu/lua/5.4/cjson.so",
+                                        "/usr/lib/aarch64-linux-gnu/lua/5.4/cjson.so", NULL};
+    for (int i = 0; !opener && where[i]; i++) {
+        void *h = *where[i] ? dlopen(where[i], RTLD_NOW | RTLD_LOCAL) : NULL;
         if (h)
             opener = (lua_CFunction)(uintptr_t)dlsym(h, "luaopen_cjson");
     }
