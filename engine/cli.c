@@ -172,10 +172,14 @@ static int cmd_audit_verify(args_t *a)
     wd_buf rep = {0};
     long n = 0;
     int rc = wd_audit_verify(path, &rep, &n);
-    if (a->json)
-        printf("{\"intact\":%s,\"records\":%ld,\"report\":\"%s\"}\n", rc == 0 ? "true" : "false", n,
-               rep.p ? rep.p : "");
-    else
+    if (a->json) {
+        json_t *j = json_pack("{s:b,s:i,s:s,s:s}", "intact", rc == 0, "records", (json_int_t)n, "path", path,
+                              "report", rep.p ? rep.p : "");
+        char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        puts(out ? out : "{}");
+        free(out);
+        json_decref(j);
+    } else
         printf("%s\n", rep.p ? rep.p : "");
     wd_buf_free(&rep);
     free(path);

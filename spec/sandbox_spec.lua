@@ -84,6 +84,18 @@ describe("require", function()
     says([[local ok, err = pcall(require, "..etc.passwd") return tostring(ok)]], "false")
     says([[local ok, err = pcall(require, "os") return tostring(ok)]], "false")
   end)
+  it("loads a module from the agent's directory but not through a symlink out of it", function()
+    local outside = T.agent("outside", { ["evil.lua"] = "return 'escaped'" })
+    local dir = T.agent("req", { ["agent.lua"] = [[return warden.agent { name = "req", run = function(q)
+        local a = require("lib.good")
+        local ok, err = pcall(require, "link.evil")
+        return a .. ":" .. tostring(ok) .. ":" .. tostring(err):match("only engine modules") end }]],
+      ["lib/good.lua"] = "return 'good'" })
+    assert(os.execute("ln -sfn " .. outside .. " " .. dir .. "/link"))
+    local res = T.run { agent = dir, query = "" }
+    assert.equal("good:false:only engine modules", res.result)
+  end)
+
   it("refuses C modules by name", function()
     says([[local ok = pcall(require, "lfs") local ok2 = pcall(require, "socket") return tostring(ok) .. tostring(ok2)]],
       "falsefalse")
