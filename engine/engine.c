@@ -152,6 +152,7 @@ static void run_free(wd_run *r)
     free(r->llm);
     free(r->default_model);
     free(r->result_text);
+    free(r->start_error);
     wd_policy_unref(r->pol);
     free(r);
 }
@@ -425,6 +426,13 @@ static void start(wd_run *r)
     wd_engine *e = r->eng;
     r->pol = wd_engine_policy(e);
     wd_policy *p = r->pol;
+    if (r->start_error) {
+        json_t *ev = wd_run_event(r, "run_started", 0);
+        json_object_set_new(ev, "error", json_string(r->start_error));
+        wd_run_audit(r, ev);
+        wd_run_end(r, WD_ST_FAILED, r->start_error);
+        return;
+    }
     const wd_user *u = wd_policy_user(p, r->user_id);
     if (!u) {
         json_t *ev = wd_run_event(r, "authorization_denied", 0);
@@ -645,19 +653,7 @@ int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, vo
     if (!o->agent || resolve_agent(r, o->agent, err, sizeof err) < 0) {
         if (!r->agent_name)
             r->agent_name = wd_strdup(o->agent ? o->agent : "?");
-        /* still ends from the loop with a result */
-        free(r->req.end_error);
-        r->req.end_error = wd_strdup(o->agent ? err : "no agent given");
-        r->req.kind = OP_END;
-        r->req.end_status = WD_ST_FAILED;
-        r->resume_co = NULL;
-        r->finishing = 0;
-        r->pol = wd_engine_policy(e);
-        json_t *ev = wd_run_event(r, "run_started", 0);
-        json_object_set_new(ev, "error", json_string(r->req.end_error));
-        wd_run_audit(r, ev);
-        wd_run_end(r, WD_ST_FAILED, r->req.end_error);
-        return 0;
+        r->start_error = wd_strdup(o->agent ? err : "no agent given"); /* ended by start() */
     }
     wd_run_schedule(r, NULL, 0);
     return 0;

@@ -103,6 +103,7 @@ struct wd_run {
     json_t *tool_calls, *errors;
     wd_status status;
     char *result_text;
+    char *start_error;           /* the run cannot start: start() ends it from the loop */
     int finishing;
 
     wd_run_done_fn done;
