@@ -626,7 +626,7 @@ int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, vo
     r->done_ud = ud;
     r->t0_ns = wd_now_ns();
     r->wall0_ms = wd_wall_ms();
-    r->agent_ref = r->ctx_ref = r->tool_ctx_ref = LUA_NOREF;
+    r->agent_ref = LUA_NOREF;
     wd_uuid(r->run_id);
     if (o->session_id)
         r->session_id = wd_strdup(o->session_id);

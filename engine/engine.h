@@ -61,7 +61,6 @@ struct wd_run {
     lua_State *L;
     lua_State *agent_co;
     int agent_ref;
-    int ctx_ref, tool_ctx_ref;
     wd_tool_impl *tools;
     size_t ntools;
     char *default_model;
@@ -73,7 +72,6 @@ struct wd_run {
         wd_status end_status;
         char *end_error;
         size_t tool;             /* index into tools */
-        const char *tool_name;
         json_t *args;            /* validated arguments */
         int64_t t0;              /* pipeline entry (ns) */
         long long sleep_ms;

@@ -571,7 +571,6 @@ static void start_tool(wd_run *r)
     r->tool.t0 = r->req.t0;
     r->tool.overhead_ns = 0;
     r->tool.deadline_ns = wd_now_ns() + r->tool.timeout_ms * 1000000LL;
-    r->req.tool_name = NULL;
     struct timeval tv = {(time_t)(r->tool.timeout_ms / 1000), (suseconds_t)(r->tool.timeout_ms % 1000) * 1000};
     event_assign(r->tool.timer, e->base, -1, 0, on_tool_timeout, r);
     evtimer_add(r->tool.timer, &tv);
