@@ -2,6 +2,7 @@
 ** and plain lua5.4: runs agents, checks policies, verifies audit logs. */
 #include "engine.h"
 #include "jsonlua.h"
+#include "lmatch.h"
 #include "util.h"
 
 #include <dlfcn.h>
@@ -143,5 +144,8 @@ int luaopen_warden_core(lua_State *L)
     luaL_newlib(L, funcs);
     lua_pushliteral(L, WARDEN_VERSION);
     lua_setfield(L, -2, "version");
+    lua_newtable(L); /* the sandbox's pattern functions, for differential tests */
+    wd_lmatch_install(L, -1);
+    lua_setfield(L, -2, "pattern");
     return 1;
 }

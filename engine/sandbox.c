@@ -1,6 +1,7 @@
 /* sandbox.c - per-run lua_State, safe globals, confined require, preemption. */
 #include "sandbox.h"
 #include "guard.h"
+#include "lmatch.h"
 #include "util.h"
 
 #include <dlfcn.h>
@@ -639,9 +640,13 @@ static int build_env(lua_State *L)
     luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 0);
     int g = lua_gettop(L) - 6, str = g + 1, tab = g + 2, mth = g + 3, utf = g + 4, co = g + 5, os = g + 6;
 
-    /* string.dump would hand out bytecode; the metatable must not expose the table */
+    /* string.dump would hand out bytecode; the metatable must not expose the table;
+    ** pattern matching gets a step budget the hook cannot give it (lmatch.h) */
     lua_pushnil(L);
     lua_setfield(L, str, "dump");
+    wd_lmatch_install(L, str);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, WD_SANDBOX_MARK);
     lua_pushliteral(L, "");
     lua_getmetatable(L, -1);
     lua_pushboolean(L, 0);

@@ -29,6 +29,8 @@ typedef struct wd_sandbox {
     char *agent_dir;                  /* canonical */
 } wd_sandbox;
 
+#define WD_SANDBOX_MARK "wd.sandboxed" /* registry key present in sandbox states only */
+
 extern char wd_engine_mark_addr;
 #define WD_ENGINE_MARK ((void *)&wd_engine_mark_addr)
 
