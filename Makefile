@@ -23,7 +23,7 @@ WD_CFLAGS := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -pthread -Iengine
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
 
 CORE_SRC := engine/util.c engine/ydoc.c engine/rx.c engine/policy.c engine/schema.c engine/guard.c \
-            engine/redact.c engine/audit.c engine/jsonlua.c engine/lmatch.c engine/sandbox.c engine/engine.c \
+            engine/redact.c engine/audit.c engine/jsonlua.c engine/lmatch.c engine/ltable.c engine/sandbox.c engine/engine.c \
             engine/pipeline.c engine/mock.c engine/lua_warden.c
 CORE_OBJ := $(CORE_SRC:engine/%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(wildcard engine/test/test_*.c)

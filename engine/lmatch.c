@@ -17,7 +17,6 @@ typedef struct {
     const char *s0, *se;   /* subject */
     const char *pe;        /* end of pattern */
     lua_State *L;
-    wd_sandbox *sb;
     unsigned long steps;
     int depth;
     int ncap;
@@ -27,16 +26,10 @@ typedef struct {
     } cap[MAXCAP];
 } mstate;
 
-/* the budget: every 1024 steps, the slice's deadline and the kill flag */
+/* the budget: the slice's deadline and the kill flag, every 1024 steps */
 static void tick(mstate *m)
 {
-    if ((++m->steps & 1023) || !m->sb)
-        return;
-    wd_sandbox *sb = m->sb;
-    if (sb->mode == WD_MODE_KILL || wd_now_ns() >= sb->deadline_ns) {
-        wd_sandbox_kill(sb, sb->mode == WD_MODE_KILL && sb->kill_reason ? sb->kill_reason : WD_KILL_TIMEOUT);
-        luaL_error(m->L, "run stopped: %s", wd_sandbox_kill_text(sb->kill_reason));
-    }
+    wd_sandbox_tick(m->L, &m->steps);
 }
 
 /* end of the single-character class starting at p */
@@ -340,11 +333,6 @@ static void init(mstate *m, lua_State *L, const char *s, size_t ls, const char *
     m->se = s + ls;
     m->pe = p + lp;
     m->steps = 0;
-    /* budgeted only inside a sandbox: its registry carries the mark */
-    m->sb = NULL;
-    if (lua_getfield(L, LUA_REGISTRYINDEX, WD_SANDBOX_MARK) == LUA_TBOOLEAN)
-        m->sb = wd_sandbox_of(L);
-    lua_pop(L, 1);
     reset(m);
 }
 

@@ -3,6 +3,7 @@
 #include "engine.h"
 #include "jsonlua.h"
 #include "lmatch.h"
+#include "ltable.h"
 #include "util.h"
 
 #include <dlfcn.h>
@@ -147,5 +148,8 @@ int luaopen_warden_core(lua_State *L)
     lua_newtable(L); /* the sandbox's pattern functions, for differential tests */
     wd_lmatch_install(L, -1);
     lua_setfield(L, -2, "pattern");
+    lua_newtable(L); /* the sandbox's table functions, likewise */
+    wd_ltable_install(L, -1);
+    lua_setfield(L, -2, "table");
     return 1;
 }

@@ -2,6 +2,7 @@
 #include "sandbox.h"
 #include "guard.h"
 #include "lmatch.h"
+#include "ltable.h"
 #include "util.h"
 
 #include <dlfcn.h>
@@ -130,6 +131,22 @@ void wd_sandbox_kill(wd_sandbox *sb, int reason)
     lua_State *r = sb->running;
     if (r)
         lua_sethook(r, sb_hook, LUA_MASKCOUNT, 1);
+}
+
+void wd_sandbox_tick(lua_State *L, unsigned long *steps)
+{
+    if ((++*steps & 1023))
+        return;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, WD_SANDBOX_MARK) != LUA_TBOOLEAN) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pop(L, 1);
+    wd_sandbox *sb = wd_sandbox_of(L);
+    if (sb->mode == WD_MODE_KILL || wd_now_ns() >= sb->deadline_ns) {
+        wd_sandbox_kill(sb, sb->mode == WD_MODE_KILL && sb->kill_reason ? sb->kill_reason : WD_KILL_TIMEOUT);
+        luaL_error(L, "run stopped: %s", wd_sandbox_kill_text(sb->kill_reason));
+    }
 }
 
 /* ---- watchdog ---------------------------------------------------------------- */
@@ -645,6 +662,7 @@ static int build_env(lua_State *L)
     lua_pushnil(L);
     lua_setfield(L, str, "dump");
     wd_lmatch_install(L, str);
+    wd_ltable_install(L, tab);
     lua_pushboolean(L, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, WD_SANDBOX_MARK);
     lua_pushliteral(L, "");

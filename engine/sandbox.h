@@ -55,6 +55,11 @@ int wd_sandbox_yield(lua_State *L);
 ** resumed later with no arguments, after other runs had their turn. */
 int wd_sandbox_resume(wd_sandbox *sb, lua_State *co, int nargs, int *nres, int64_t deadline_ns);
 
+/* For long loops in C functions given to scripts (patterns, table functions), where the
+** count hook cannot fire: every 1024 calls, raises "run stopped" once the slice is past
+** its deadline or the run is being killed. A no-op outside a sandbox. */
+void wd_sandbox_tick(lua_State *L, unsigned long *steps);
+
 /* kill the run from the engine's side (e.g. out of memory while the engine pushes) */
 void wd_sandbox_kill(wd_sandbox *sb, int reason);
 const char *wd_sandbox_kill_text(int reason);
