@@ -12,8 +12,8 @@
 static const char USAGE[] =
     "usage:\n"
     "  warden run AGENT [QUERY] [--user ID] [--session ID] [--policy FILE] [--llm mock:FILE] [--json]\n"
-    "  warden policy check FILE\n"
-    "  warden audit verify [FILE] [--policy FILE]\n"
+    "  warden policy check FILE [--json]\n"
+    "  warden audit verify [FILE] [--policy FILE] [--json]\n"
     "  warden audit query [FILE] [--run ID] [--user ID] [--event TYPE] [--since T] [--policy FILE]\n"
     "  warden version\n";
 
@@ -134,6 +134,19 @@ static int cmd_policy_check(args_t *a)
         return usage("policy check needs a FILE");
     wd_perrors pe = {0};
     wd_policy *p = wd_policy_load(a->pos[0], &pe);
+    if (a->json) {
+        json_t *errs = json_array();
+        for (size_t i = 0; i < pe.n; i++)
+            json_array_append_new(errs, json_string(pe.v[i]));
+        json_t *j = json_pack("{s:s,s:b,s:o}", "path", a->pos[0], "ok", p != NULL, "errors", errs);
+        char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        puts(out ? out : "{}");
+        free(out);
+        json_decref(j);
+        wd_policy_unref(p);
+        wd_perrors_free(&pe);
+        return p ? 0 : 2;
+    }
     if (p) {
         printf("%s: ok (%zu users, %zu tools, %zu models)\n", a->pos[0], p->n_users, p->n_tools, p->n_models);
         wd_policy_unref(p);

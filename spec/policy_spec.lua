@@ -129,6 +129,17 @@ lol3: [*l2,*l2,*l2,*l2,*l2,*l2,*l2,*l2,*l2]
     assert.matches("rc=2", out)
   end)
 
+  it("prints the errors as JSON with --json", function()
+    local _, _, path = check("defaults: {max_iterations: many}\nusers: {a: {role: x}}\n")
+    local h = io.popen(T.bin .. " policy check " .. path .. " --json; echo rc=$?")
+    local out = h:read("a")
+    h:close()
+    local j = T.decode(out:match("^(.-)\nrc="))
+    assert.is_false(j.ok)
+    assert.equal(2, #j.errors)
+    assert.matches("rc=2", out)
+  end)
+
   it("never lets an invalid policy start a run", function()
     local _, _, path = check("users: [not, a, map]\n")
     local res, err = core.run { agent = "spec/fixtures/lab", query = "[]", user = "reader", policy = path }
