@@ -189,6 +189,8 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
     json_object_set_new(res, "cost_usd", json_real(round6(r->cost)));
     json_object_set_new(res, "steps_taken", json_integer(r->steps));
     json_object_set_new(res, "tool_calls", json_incref(r->tool_calls));
+    if (r->tool_calls_omitted)
+        json_object_set_new(res, "tool_calls_omitted", json_integer(r->tool_calls_omitted));
     json_object_set_new(res, "errors", json_incref(r->errors));
     json_object_set_new(res, "execution_time_ms", json_integer(ms));
 

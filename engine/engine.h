@@ -16,6 +16,8 @@
 
 typedef struct wd_mock wd_mock;
 
+#define WD_MAX_TOOL_CALLS_IN_RESULT 1000
+
 struct wd_engine {
     struct event_base *base;
     wd_policy *policy;          /* current snapshot; swapped whole on reload */
@@ -99,6 +101,7 @@ struct wd_run {
     int steps;
     double cost;
     json_t *tool_calls, *errors;
+    long tool_calls_omitted;     /* past WD_MAX_TOOL_CALLS_IN_RESULT */
     wd_status status;
     char *result_text;
     char *start_error;           /* the run cannot start: start() ends it from the loop */

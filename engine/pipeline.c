@@ -23,11 +23,16 @@ void wd_push_error_table(lua_State *L, const char *msg)
     lua_setfield(L, -2, "error");
 }
 
+/* args is shared, not copied: nothing changes it after the call */
 static void add_tool_call(wd_run *r, const char *name, json_t *args, const char *result, int ok)
 {
+    if (json_array_size(r->tool_calls) >= WD_MAX_TOOL_CALLS_IN_RESULT) {
+        r->tool_calls_omitted++; /* the audit log keeps every call */
+        return;
+    }
     json_t *c = json_object();
     json_object_set_new(c, "name", json_string(name));
-    json_object_set_new(c, "args", args ? json_deep_copy(args) : json_object());
+    json_object_set_new(c, "args", args ? json_incref(args) : json_object());
     json_object_set_new(c, "result", json_string(result ? result : ""));
     json_object_set_new(c, "success", json_boolean(ok));
     json_array_append_new(r->tool_calls, c);
@@ -657,7 +662,14 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
         if (error && !strncmp(error, "tool '", 6))
             snprintf(msg, sizeof msg, "%s", error);
     }
-    char *dump = result ? json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    /* one rendering of the redacted result: the size cap and the summary for the log */
+    char *dump = NULL;
+    if (result) {
+        json_t *box = json_pack("{s:o}", "v", json_deep_copy(result)); /* the agent gets it unredacted */
+        wd_redact_value(r->pol, box);
+        dump = json_dumps(json_object_get(box, "v"), JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(box);
+    }
     if (dump && strlen(dump) > MAX_RESULT_BYTES) {
         snprintf(msg, sizeof msg, "tool '%s' returned more than %u bytes", r->tool.name, MAX_RESULT_BYTES);
         json_decref(result);
@@ -665,15 +677,6 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
         free(dump);
         dump = NULL;
         success = 0;
-    }
-    /* the summary goes to the log and the result: built from the redacted result */
-    if (dump) {
-        json_t *red = json_deep_copy(result);
-        json_t *box = json_pack("{s:o}", "v", red);
-        wd_redact_value(r->pol, box);
-        free(dump);
-        dump = json_dumps(json_object_get(box, "v"), JSON_COMPACT | JSON_ENCODE_ANY);
-        json_decref(box);
     }
     int truncated = 0;
     char *sum = summary(dump ? dump : msg, &truncated);

@@ -78,6 +78,12 @@ describe("redaction", function()
     assert.matches('"password":"%[REDACTED%]"', call.tool_result_summary)
   end)
 
+  it("redacts the log's copy only: the agent gets its tool's result as returned", function()
+    local _, steps, audit = T.lab({ { "tool", "echo", { password = "hunter2" } } })
+    assert.equal("hunter2", steps[1].echo.password)
+    assert.matches('"password":"%[REDACTED%]"', T.events(audit, "tool_call")[1].tool_result_summary)
+  end)
+
   it("redacts card numbers, emails and bearer tokens inside any string", function()
     local _, _, audit = T.lab({ { "tool", "echo", {
       note = "card 4111 1111 1111 1111, mail bob@example.com, header Bearer abc.def.ghi" } },

@@ -265,6 +265,16 @@ describe("tool failures never crash the run", function()
     assert.equal(1, steps[2].echo.ok)
   end)
 
+  it("keeps the first 1000 calls in tool_calls and counts the rest; the log keeps all", function()
+    local plan = {}
+    for i = 1, 1003 do plan[i] = { "tool", "noop", {} } end
+    local res, _, audit = lab(plan)
+    assert.equal("completed", res.status)
+    assert.equal(1000, #res.tool_calls)
+    assert.equal(3, res.tool_calls_omitted)
+    assert.equal(1003, #T.events(audit, "tool_call"))
+  end)
+
   it("records every call in tool_calls with a 200-character result summary", function()
     local res = lab({ { "tool", "echo", { s = ("q"):rep(500) } }, { "tool", "admin_tool", {} } })
     assert.equal(2, #res.tool_calls)
