@@ -13,11 +13,15 @@ M.bin = M.build .. "/warden"
 local tmpdir
 local counter = 0
 
+local cleanup -- luacheck: ignore (kept alive so its __gc removes the directory at exit)
+
 function M.tmpdir()
   if not tmpdir then
     local h = assert(io.popen("mktemp -d /tmp/warden-spec.XXXXXX"))
     tmpdir = h:read("l")
     h:close()
+    local dir = tmpdir
+    cleanup = setmetatable({}, { __gc = function() os.execute("rm -rf '" .. dir .. "'") end })
   end
   return tmpdir
 end
