@@ -559,9 +559,7 @@ void wd_lmatch_install(lua_State *L, int idx)
     static const luaL_Reg fns[] = {
         {"find", l_find}, {"match", l_match}, {"gmatch", l_gmatch}, {"gsub", l_gsub}, {NULL, NULL},
     };
-    idx = lua_absindex(L, idx);
-    for (const luaL_Reg *f = fns; f->name; f++) {
-        lua_pushcfunction(L, f->func);
-        lua_setfield(L, idx, f->name);
-    }
+    lua_pushvalue(L, idx);
+    luaL_setfuncs(L, fns, 0);
+    lua_pop(L, 1);
 }

@@ -182,9 +182,7 @@ void wd_ltable_install(lua_State *L, int idx)
     static const luaL_Reg fns[] = {
         {"insert", t_insert}, {"remove", t_remove}, {"move", t_move}, {"sort", t_sort}, {NULL, NULL},
     };
-    idx = lua_absindex(L, idx);
-    for (const luaL_Reg *f = fns; f->name; f++) {
-        lua_pushcfunction(L, f->func);
-        lua_setfield(L, idx, f->name);
-    }
+    lua_pushvalue(L, idx);
+    luaL_setfuncs(L, fns, 0);
+    lua_pop(L, 1);
 }
