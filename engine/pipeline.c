@@ -215,30 +215,23 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
         rc = 1;
         goto out;
     }
-    /* arguments as JSON first, so every audited refusal shows what was asked */
+    /* arguments as JSON first, so every audited refusal shows what was asked; a
+    ** conversion failure is reported after the authorization checks (DESIGN.md 3) */
+    char bad_args[400] = "";
     int at = lua_type(L, 3);
     if (at == LUA_TTABLE) {
         char err[300];
         args = wd_lua_to_json(L, 3, err, sizeof err);
-        if (!args) {
-            snprintf(msg, sizeof msg, "invalid arguments for tool '%s': %s", name, err);
-            rc = refuse(r, L, "validation_failed", name, NULL, msg);
-            goto out;
-        }
+        if (!args)
+            snprintf(bad_args, sizeof bad_args, "%s", err);
     } else if (at == LUA_TSTRING) {
         args = json_loads(lua_tostring(L, 3), JSON_REJECT_DUPLICATES, NULL);
-        if (!args) {
-            snprintf(msg, sizeof msg, "invalid arguments for tool '%s': not valid JSON", name);
-            rc = refuse(r, L, "validation_failed", name, NULL, msg);
-            goto out;
-        }
+        if (!args)
+            snprintf(bad_args, sizeof bad_args, "not valid JSON");
     } else if (at == LUA_TNIL || at == LUA_TNONE) {
         args = json_object();
     } else {
-        snprintf(msg, sizeof msg, "invalid arguments for tool '%s': expected an object, got %s", name,
-                 lua_typename(L, at));
-        rc = refuse(r, L, "validation_failed", name, NULL, msg);
-        goto out;
+        snprintf(bad_args, sizeof bad_args, "expected an object, got %s", lua_typename(L, at));
     }
     const wd_tool_policy *tp = wd_policy_tool(p, name);
     if (!tp) {
@@ -256,6 +249,11 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
         snprintf(msg, sizeof msg, "permission denied: tool '%s' requires the '%s' role; user '%s' has '%s'", name,
                  p->roles.v[tp->permission], u->name, p->roles.v[u->role]);
         rc = refuse(r, L, "authorization_denied", name, args, msg);
+        goto out;
+    }
+    if (bad_args[0]) {
+        snprintf(msg, sizeof msg, "invalid arguments for tool '%s': %s", name, bad_args);
+        rc = refuse(r, L, "validation_failed", name, args, msg);
         goto out;
     }
     int idx = wd_tool_load(r, L, name);
