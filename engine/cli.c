@@ -159,7 +159,7 @@ static int cmd_policy_check(args_t *a)
     return 2;
 }
 
-/* the audit path: explicit FILE, else the policy's audit.path */
+/* caller frees: the audit path, an explicit FILE or else the policy's audit.path */
 static char *audit_path(args_t *a)
 {
     if (a->npos >= 1)

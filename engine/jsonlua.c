@@ -8,6 +8,7 @@
 
 #define MAX_DEPTH 64
 
+/* caller owns: a JSON string, invalid UTF-8 bytes written as \\xNN */
 static json_t *str_json(const char *s, size_t l)
 {
     json_t *j = json_stringn(s, l);
@@ -27,6 +28,7 @@ static json_t *str_json(const char *s, size_t l)
     return j;
 }
 
+/* caller owns; NULL with "pointer: why" in err */
 static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, char *err, size_t errlen)
 {
     switch (lua_type(L, idx)) {

@@ -27,6 +27,7 @@ static void on_done(const json_t *res, void *ud)
     json_array_set(s->c->results, s->i, (json_t *)res);
 }
 
+/* borrowed from the table: a string field, or NULL when absent */
 static const char *opt_field(lua_State *L, int t, const char *k)
 {
     lua_getfield(L, t, k);

@@ -38,7 +38,7 @@ static void add_tool_call(wd_run *r, const char *name, json_t *args, const char 
     json_array_append_new(r->tool_calls, c);
 }
 
-/* first SUMMARY_CHARS characters of s (UTF-8 safe); *truncated set */
+/* caller frees: the first SUMMARY_CHARS characters of s (UTF-8 safe); *truncated set */
 static char *summary(const char *s, int *truncated)
 {
     size_t l = strlen(s), cut = 0, chars = 0;

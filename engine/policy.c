@@ -640,6 +640,7 @@ static int compile_redactions(pctx *c, const wd_ynode *root)
     return 0;
 }
 
+/* caller unrefs: a policy holding every default of DESIGN.md section 5 */
 static wd_policy *policy_new(void)
 {
     wd_policy *p = calloc(1, sizeof *p);
@@ -686,6 +687,7 @@ static wd_policy *policy_new(void)
     return p;
 }
 
+/* fills c->p from the document; problems go to c->errs */
 static wd_policy *build(pctx *c, const wd_ynode *root)
 {
     wd_policy *p = c->p;
@@ -791,6 +793,7 @@ static int merge(wd_ynode *a, wd_ynode *b)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* caller unrefs; NULL when errs got anything */
 static wd_policy *load_root(wd_ynode *root, const char *fname, wd_perrors *errs)
 {
     pctx c = {errs, policy_new(), fname};

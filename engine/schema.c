@@ -81,6 +81,7 @@ static int get_count(json_t *v, long long *out)
     return -1;
 }
 
+/* caller frees with wd_schema_free; NULL with "pointer: why" in err */
 static wd_schema *compile(json_t *j, const char *at, int depth, char *err, size_t errlen)
 {
     if (depth > 32) {

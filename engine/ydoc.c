@@ -15,6 +15,7 @@ typedef struct {
     wd_ynode *root;
 } builder;
 
+/* caller frees with wd_ydoc_free */
 static wd_ynode *node_new(wd_ykind k, const yaml_mark_t *m)
 {
     wd_ynode *n = calloc(1, sizeof *n);
