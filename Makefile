@@ -12,7 +12,7 @@ DEB_PACKAGES := build-essential pkg-config liblua$(LUA_VERSION)-dev lua$(LUA_VER
                 libcurl4-openssl-dev libyaml-dev lua-cjson lua-busted lua-check lua-yaml \
                 libjansson-dev libevent-dev libpcre2-dev libsqlite3-dev libsodium-dev bubblewrap
 
-PKGS    := $(LUA_PC) yaml-0.1 jansson libevent libpcre2-8 libsodium
+PKGS    := $(LUA_PC) yaml-0.1 jansson libevent libpcre2-8 libsodium libcurl sqlite3
 BUILD   ?= build
 CC      ?= cc
 CJSON_SO = $(shell $(LUA) -e 'print(package.searchpath("cjson", package.cpath) or "")' 2>/dev/null)
@@ -24,7 +24,8 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
 
 CORE_SRC := engine/util.c engine/ydoc.c engine/rx.c engine/policy.c engine/schema.c engine/guard.c \
             engine/redact.c engine/audit.c engine/jsonlua.c engine/lmatch.c engine/ltable.c engine/sandbox.c engine/engine.c \
-            engine/pipeline.c engine/mock.c engine/lua_warden.c
+            engine/pipeline.c engine/mock.c engine/lua_warden.c engine/http.c engine/retry.c engine/store.c \
+            engine/breaker.c engine/provider.c engine/llm.c engine/fetch.c
 CORE_OBJ := $(CORE_SRC:engine/%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(wildcard engine/test/test_*.c)
 TEST_BIN := $(TEST_SRC:engine/test/%.c=$(BUILD)/test/%)

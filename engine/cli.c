@@ -84,7 +84,7 @@ static int cmd_run(args_t *a)
     if (a->npos < 1)
         return usage("run needs an AGENT");
     char err[4096] = "";
-    wd_engine_opts eo = {a->policy, a->llm, NULL};
+    wd_engine_opts eo = {a->policy, a->llm, NULL, NULL};
     wd_engine *e = wd_engine_new(&eo, err, sizeof err);
     if (!e) {
         fprintf(stderr, "%s\n", err);

@@ -6,6 +6,7 @@
 ** coroutine with the answer, even when the answer is immediate. */
 #include "engine.h"
 #include "jsonlua.h"
+#include "llm.h"
 #include "redact.h"
 #include "util.h"
 
@@ -34,15 +35,14 @@ static const char *user_message(wd_status st)
         return "I couldn't complete your request within the time limit. Please try rephrasing or "
                "breaking it into smaller tasks.";
     case WD_ST_TIMEOUT:
-        return "I couldn't complete the task within time limits. Please try again or break it into "
-               "smaller tasks.";
+        return "Taking longer than expected. Please try again in a few minutes.";
     case WD_ST_BUDGET_EXCEEDED: return "Processing budget exhausted for this request.";
     case WD_ST_RATE_LIMITED: return "Too many requests right now. Please try again later.";
     case WD_ST_UNAUTHORIZED: return "You are not authorized to use this agent.";
     case WD_ST_HALTED: return "I stopped because my actions were not making progress.";
     case WD_ST_REJECTED: return "The requested action was not approved.";
     case WD_ST_KILLED: return "This agent has been disabled by an operator.";
-    default: return "I encountered an error processing your request.";
+    default: return "Encountered an issue while processing your request. Please try again later.";
     }
 }
 
@@ -70,6 +70,40 @@ int wd_run_audit(wd_run *r, json_t *rec)
         return -1;
     wd_redact_record(r->pol ? r->pol : r->eng->policy, rec);
     return wd_audit_append(r->eng->audit, rec);
+}
+
+void wd_run_audit_breaker(wd_run *r, const char *breaker, const wd_breaker_change *ch, const char *tool,
+                          const char *model)
+{
+    if (!ch || !ch->happened)
+        return;
+    const char *event = ch->to == WD_BR_OPEN ? "breaker_opened"
+                        : ch->to == WD_BR_HALF_OPEN ? "breaker_half_open"
+                                                    : "breaker_closed";
+    json_t *ev = wd_run_event(r, event, ch->to != WD_BR_OPEN);
+    if (!ev)
+        return;
+    json_object_set_new(ev, "breaker", json_string(breaker));
+    json_object_set_new(ev, "circuit_breaker_state", json_string(wd_breaker_state_name(ch->to)));
+    json_object_set_new(ev, "reason", json_string(ch->reason));
+    if (tool)
+        json_object_set_new(ev, "tool_name", json_string(tool));
+    if (model)
+        json_object_set_new(ev, "model", json_string(model));
+    wd_run_audit(r, ev);
+}
+
+wd_breaker_cfg wd_run_breaker_cfg(const wd_run *r)
+{
+    wd_breaker_cfg c = {r->pol->breaker_failure_threshold, r->pol->breaker_open_ms,
+                        r->pol->breaker_half_open_probes};
+    return c;
+}
+
+wd_retry_cfg wd_run_retry_cfg(const wd_run *r)
+{
+    wd_retry_cfg c = {r->pol->max_retries, r->pol->retry_base_ms, r->pol->retry_max_ms, r->pol->retry_jitter_ms};
+    return c;
 }
 
 /* ---- ready queue ------------------------------------------------------------ */
@@ -136,6 +170,7 @@ static void run_free(wd_run *r)
     free(r->tools);
     wd_sandbox_free(r->sb);
     json_decref(r->req.args);
+    json_decref(r->req.call);
     free(r->req.end_error);
     free(r->req.model);
     json_decref(r->tool.args);
@@ -172,8 +207,12 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
         event_del(r->run_timer);
     if (r->tool.active)
         wd_pipeline_tool_cancel(r);
+    wd_fetch_cancel(r);
+    wd_llm_cancel(r);
     r->status = st;
-    if (error && *error)
+    size_t ne = json_array_size(r->errors);
+    const char *last = ne ? json_string_value(json_array_get(r->errors, ne - 1)) : NULL;
+    if (error && *error && !(last && !strcmp(last, error))) /* an LLM failure the agent passed on */
         json_array_append_new(r->errors, json_string(error));
     const char *text = st == WD_ST_COMPLETED && r->result_text ? r->result_text : user_message(st);
     int64_t ms = (wd_now_ns() - r->t0_ns) / 1000000;
@@ -273,6 +312,11 @@ static void agent_returned(wd_run *r, lua_State *co, int nres)
         snprintf(msg, sizeof msg, "%s", lua_tostring(co, base + 1));
     else
         snprintf(msg, sizeof msg, "the agent returned no result");
+    /* an agent that gave up after an LLM timeout timed out; the error is already in errors[] */
+    if (r->last_fail_timeout) {
+        wd_run_end(r, WD_ST_TIMEOUT, NULL);
+        return;
+    }
     wd_run_end(r, WD_ST_FAILED, msg);
 }
 
@@ -562,10 +606,20 @@ wd_engine *wd_engine_new(const wd_engine_opts *o, char *err, size_t errlen)
     e->audit = wd_audit_open(ap, e->policy->audit_fsync, err, errlen);
     if (!e->audit)
         goto fail;
+    const char *sp = o && o->store_path ? o->store_path : e->policy->store_path;
+    e->store = wd_store_open(sp, err, errlen);
+    if (!e->store)
+        goto fail;
+    e->breakers = wd_breakers_new(e->store);
     e->llm = o && o->llm ? wd_strdup(o->llm) : NULL;
     e->base = event_base_new();
-    if (!e->base)
+    if (!e->base || !e->breakers)
         goto fail;
+    e->http = wd_http_new(e->base);
+    if (!e->http) {
+        wd_errf(err, errlen, "libcurl cannot start");
+        goto fail;
+    }
     e->ready_ev = event_new(e->base, -1, 0, on_ready, e);
     e->flush_ev = event_new(e->base, -1, EV_PERSIST, on_flush, e);
     if (!e->ready_ev || !e->flush_ev)
@@ -589,6 +643,7 @@ void wd_engine_free(wd_engine *e)
         wd_run *r = e->ready_head;
         wd_run_end(r, WD_ST_FAILED, "engine stopped");
     }
+    wd_http_free(e->http);
     if (e->ready_ev)
         event_free(e->ready_ev);
     if (e->flush_ev)
@@ -596,6 +651,8 @@ void wd_engine_free(wd_engine *e)
     if (e->base)
         event_base_free(e->base);
     wd_audit_close(e->audit);
+    wd_breakers_free(e->breakers);
+    wd_store_close(e->store);
     wd_policy_unref(e->policy);
     wd_mock_free(e->mock);
     free(e->mock_path);

@@ -10,7 +10,12 @@
 
 #include "warden.h"
 #include "audit.h"
+#include "breaker.h"
+#include "http.h"
 #include "policy.h"
+#include "provider.h"
+#include "retry.h"
+#include "store.h"
 #include "sandbox.h"
 #include "schema.h"
 
@@ -29,13 +34,16 @@ struct wd_engine {
     struct event *ready_ev;
     int in_ready;               /* inside on_ready: re-arm after timers, not at once */
     struct event *flush_ev;
+    wd_http *http;              /* libcurl multi on this loop */
+    wd_store *store;            /* shared state (breakers, ...) */
+    wd_breakers *breakers;
     int active;
     int record_overhead;
     long long *lat;
     size_t nlat, caplat;
 };
 
-typedef enum { OP_NONE, OP_LLM, OP_TOOL, OP_SLEEP, OP_END } wd_opkind;
+typedef enum { OP_NONE, OP_LLM, OP_TOOL, OP_SLEEP, OP_HTTP, OP_END } wd_opkind;
 
 /* a tool script loaded into the run */
 typedef struct wd_tool_impl {
@@ -79,6 +87,7 @@ struct wd_run {
         long long sleep_ms;
         char *model;             /* alias */
         int nmessages;
+        json_t *call;            /* {messages, tools, temperature, max_tokens} for HTTP providers */
     } req;
     lua_State *waiting;          /* the top-level thread an operation will resume */
 
@@ -93,7 +102,37 @@ struct wd_run {
         int64_t t0, deadline_ns, overhead_ns;
         long long timeout_ms;
         struct event *timer;
+        int retries;             /* transient failures retried so far */
+        int admitted, probe;     /* by the tool's breaker; an outcome is owed */
     } tool;
+
+    /* the LLM call in flight (llm.c) */
+    struct {
+        int active;
+        int mock;                /* played from the scenario, not over HTTP */
+        const wd_model *model;   /* in r->pol */
+        char *alias;
+        json_t *call;
+        wd_llm_request hreq;
+        wd_http_req *http;
+        char breaker[200];
+        int admitted, probe;
+        int retries;
+        int mock_pos;            /* next scenario entry: every attempt plays one */
+    } call;
+    int last_fail_timeout;       /* the last LLM call failed by a timeout */
+
+    /* ctx:http in flight (fetch.c) */
+    struct {
+        wd_http_req *http;
+        char *url, *method, *body;
+        size_t body_len;
+        char **headers;
+        size_t nheaders;
+        long long timeout_ms;
+        int retries;
+        int64_t t0;
+    } fetch;
 
     struct event *op_timer, *run_timer;
     json_t *pending_llm;         /* the mock answer delivered when op_timer fires */
@@ -122,6 +161,11 @@ void wd_run_end(wd_run *r, wd_status st, const char *error);/* from the loop onl
 json_t *wd_run_event(wd_run *r, const char *event, int success); /* audit record skeleton */
 int wd_run_audit(wd_run *r, json_t *rec);                   /* redacts, appends; takes ownership */
 const char *wd_status_name(wd_status st);
+/* audits a breaker's change of state, if any (tool or model names the subject) */
+void wd_run_audit_breaker(wd_run *r, const char *breaker, const wd_breaker_change *ch, const char *tool,
+                          const char *model);
+wd_breaker_cfg wd_run_breaker_cfg(const wd_run *r);
+wd_retry_cfg wd_run_retry_cfg(const wd_run *r);
 wd_policy *wd_engine_policy(wd_engine *e);                   /* a new reference */
 
 /* pipeline.c: called by the Lua bindings, on the calling thread L */
@@ -132,6 +176,11 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
 void wd_pipeline_tool_cancel(wd_run *r);
 int wd_tool_load(wd_run *r, lua_State *L, const char *name); /* index, or -1 with message pushed */
 void wd_push_error_table(lua_State *L, const char *msg);
+
+/* fetch.c: ctx:http for tools */
+int wd_fetch_call(wd_run *r, lua_State *L);      /* checks, records r->fetch, yields */
+void wd_fetch_start(wd_run *r);
+void wd_fetch_cancel(wd_run *r);
 
 /* mock.c */
 wd_mock *wd_mock_load(const char *path, char *err, size_t errlen);

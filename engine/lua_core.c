@@ -41,7 +41,7 @@ static int run_list(lua_State *L, int eng_idx, int list_idx, int single)
 {
     char err[2048] = "";
     wd_engine_opts eo = {opt_field(L, eng_idx, "policy"), opt_field(L, eng_idx, "llm"),
-                         opt_field(L, eng_idx, "audit")};
+                         opt_field(L, eng_idx, "audit"), opt_field(L, eng_idx, "store")};
     wd_engine *e = wd_engine_new(&eo, err, sizeof err);
     if (!e) {
         luaL_pushfail(L);

@@ -159,6 +159,13 @@ static int c_sleep(lua_State *L)
     return wd_sandbox_yield(L);
 }
 
+/* ctx:http{url=, method=, headers=, body=, timeout_ms=} (tools only; fetch.c) */
+static int c_http(lua_State *L)
+{
+    wd_run *r = run_of(L);
+    return wd_fetch_call(r, L);
+}
+
 static int c_log(lua_State *L)
 {
     wd_run *r = run_of(L);
@@ -334,7 +341,7 @@ static const luaL_Reg ctx_methods[] = {
 
 static const luaL_Reg tool_ctx_methods[] = {
     {"sleep", c_sleep}, {"log", c_log}, {"budget", c_budget}, {"read_file", c_read_file},
-    {NULL, NULL},
+    {"http", c_http},   {NULL, NULL},
 };
 
 static void new_mt(lua_State *L, const char *reg, const luaL_Reg *methods)

@@ -2,6 +2,7 @@
 ** (DESIGN.md section 3), and the operations they start on the loop. */
 #include "engine.h"
 #include "guard.h"
+#include "llm.h"
 #include "jsonlua.h"
 #include "redact.h"
 #include "util.h"
@@ -215,6 +216,11 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
         rc = 1;
         goto out;
     }
+    if (r->tool.active) { /* a handler reached the agent's ctx: one tool call at a time */
+        wd_push_error_table(L, "tools cannot call other tools");
+        rc = 1;
+        goto out;
+    }
     /* arguments as JSON first, so every audited refusal shows what was asked; a
     ** conversion failure is reported after the authorization checks (DESIGN.md 3) */
     char bad_args[400] = "";
@@ -295,6 +301,33 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
         rc = refuse(r, L, "authorization_denied", name, args, msg);
         goto out;
     }
+    /* the tool's breaker: refused at once while open, without running the handler */
+    char bname[200];
+    snprintf(bname, sizeof bname, "tool:%s", name);
+    wd_breaker_cfg bc = wd_run_breaker_cfg(r);
+    wd_breaker_change ch;
+    int probe;
+    if (!wd_breakers_admit(r->eng->breakers, bname, &bc, &probe, msg, sizeof msg, &ch)) {
+        wd_run_audit_breaker(r, bname, &ch, name, NULL);
+        json_t *ev = wd_run_event(r, "tool_call", 0);
+        json_object_set_new(ev, "tool_name", json_string(name));
+        json_object_set_new(ev, "tool_args", json_deep_copy(args));
+        json_object_set_new(ev, "agent_step", json_integer(r->steps));
+        json_object_set_new(ev, "error", json_string(msg));
+        json_object_set_new(ev, "reason", json_string("circuit_open"));
+        json_object_set_new(ev, "circuit_breaker_state",
+                            json_string(wd_breaker_state_name(wd_breakers_state(r->eng->breakers, bname))));
+        wd_run_audit(r, ev);
+        add_tool_call(r, name, args, msg, 0);
+        json_decref(args);
+        wd_push_error_table(L, msg);
+        rc = 1;
+        goto out;
+    }
+    wd_run_audit_breaker(r, bname, &ch, name, NULL);
+    r->tool.admitted = 1;
+    r->tool.probe = probe;
+    r->tool.retries = 0;
     /* accepted: the handler runs from the loop */
     json_decref(r->req.args);
     r->req.kind = OP_TOOL;
@@ -356,6 +389,30 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
     lua_getfield(L, 2, "messages");
     r->req.nmessages = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
     lua_pop(L, 1);
+    json_decref(r->req.call);
+    r->req.call = NULL;
+    if (!r->llm || strncmp(r->llm, "mock:", 5)) {
+        /* what goes over the wire: the agent's messages and tools as JSON */
+        char err[300];
+        json_t *call = json_object();
+        static const char *const FIELDS[] = {"messages", "tools", "temperature", "max_tokens", NULL};
+        for (int i = 0; FIELDS[i]; i++) {
+            if (lua_getfield(L, 2, FIELDS[i]) != LUA_TNIL) {
+                json_t *v = wd_lua_to_json(L, -1, err, sizeof err);
+                if (!v) {
+                    json_decref(call);
+                    return luaL_error(L, "ctx:llm: %s: %s", FIELDS[i], err);
+                }
+                json_object_set_new(call, FIELDS[i], v);
+            }
+            lua_pop(L, 1);
+        }
+        if (!json_is_array(json_object_get(call, "messages"))) {
+            json_decref(call);
+            return luaL_error(L, "ctx:llm: messages must be a list of {role=, content=}");
+        }
+        r->req.call = call;
+    }
     r->steps++;
     r->req.t0 = wd_now_ns();
     r->req.kind = OP_LLM;
@@ -363,176 +420,6 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
 }
 
 /* ---- operations ------------------------------------------------------------ */
-
-static void llm_fail(wd_run *r, const char *model, const char *msg, long long latency)
-{
-    json_t *ev = wd_run_event(r, "llm_call", 0);
-    json_object_set_new(ev, "agent_step", json_integer(r->steps));
-    json_object_set_new(ev, "model", json_string(model));
-    json_object_set_new(ev, "latency_ms", json_integer(latency));
-    json_object_set_new(ev, "error", json_string(msg));
-    json_object_set_new(ev, "retry_count", json_integer(0));
-    wd_run_audit(r, ev);
-    json_array_append_new(r->errors, json_string(msg));
-    lua_State *co = r->waiting;
-    r->sb->in_engine++;
-    lua_pushnil(co);
-    lua_pushstring(co, msg);
-    r->sb->in_engine--;
-    wd_run_schedule(r, co, 2);
-}
-
-/* delivers a mock entry as the LLM's answer */
-static void llm_deliver(wd_run *r, json_t *entry)
-{
-    wd_policy *p = r->pol;
-    const char *alias = r->req.model ? r->req.model : "default";
-    const wd_model *m = wd_policy_model(p, alias);
-    const char *mname = m ? m->name : alias;
-    long long latency = (wd_now_ns() - r->req.t0) / 1000000;
-    json_t *err = json_object_get(entry, "error");
-    if (err) {
-        char msg[200];
-        json_t *st = json_object_get(err, "status");
-        json_t *em = json_object_get(err, "message");
-        snprintf(msg, sizeof msg, "LLM provider error%s%lld%s%s", json_is_integer(st) ? ": HTTP " : "",
-                 json_is_integer(st) ? (long long)json_integer_value(st) : 0LL, json_is_string(em) ? ": " : "",
-                 json_is_string(em) ? json_string_value(em) : "");
-        if (!json_is_integer(st) && !json_is_string(em))
-            snprintf(msg, sizeof msg, "LLM provider error");
-        llm_fail(r, mname, msg, latency);
-        return;
-    }
-    json_t *usage = json_object_get(entry, "usage");
-    long long in = json_integer_value(json_object_get(usage, "input_tokens"));
-    long long out = json_integer_value(json_object_get(usage, "output_tokens"));
-    double cost = m ? (double)in / 1000.0 * m->input_usd_per_1k + (double)out / 1000.0 * m->output_usd_per_1k : 0;
-    r->cost += cost;
-    json_t *calls = json_object_get(entry, "tool_calls");
-    json_t *ev = wd_run_event(r, "llm_call", 1);
-    json_object_set_new(ev, "agent_step", json_integer(r->steps));
-    json_object_set_new(ev, "model", json_string(mname));
-    json_object_set_new(ev, "input_tokens", json_integer(in));
-    json_object_set_new(ev, "output_tokens", json_integer(out));
-    json_object_set_new(ev, "cost_usd", json_real(cost));
-    json_object_set_new(ev, "latency_ms", json_integer(latency));
-    json_object_set_new(ev, "retry_count", json_integer(0));
-    json_object_set_new(ev, "message_count", json_integer(r->req.nmessages));
-    json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)json_array_size(calls)));
-    wd_run_audit(r, ev);
-
-    lua_State *co = r->waiting;
-    r->sb->in_engine++;
-    lua_createtable(co, 0, 5);
-    json_t *content = json_object_get(entry, "content");
-    if (json_is_string(content)) {
-        lua_pushstring(co, json_string_value(content));
-        lua_setfield(co, -2, "content");
-    }
-    lua_createtable(co, (int)json_array_size(calls), 0);
-    size_t i;
-    json_t *c;
-    json_array_foreach(calls, i, c) {
-        lua_createtable(co, 0, 3);
-        lua_pushfstring(co, "call_%d_%d", r->steps, (int)i + 1);
-        lua_setfield(co, -2, "id");
-        json_t *nm = json_object_get(c, "name");
-        lua_pushstring(co, json_is_string(nm) ? json_string_value(nm) : "");
-        lua_setfield(co, -2, "name");
-        json_t *a = json_object_get(c, "arguments");
-        if (json_is_string(a)) {
-            /* providers send arguments as JSON text; junk stays a string and fails validation */
-            json_t *parsed = json_loads(json_string_value(a), 0, NULL);
-            if (parsed) {
-                wd_json_push(co, parsed);
-                json_decref(parsed);
-            } else {
-                lua_pushstring(co, json_string_value(a));
-            }
-        } else if (a) {
-            wd_json_push(co, a);
-        } else {
-            lua_newtable(co);
-        }
-        lua_setfield(co, -2, "arguments");
-        lua_rawseti(co, -2, (lua_Integer)i + 1);
-    }
-    lua_setfield(co, -2, "tool_calls");
-    lua_createtable(co, 0, 2);
-    lua_pushinteger(co, in);
-    lua_setfield(co, -2, "input_tokens");
-    lua_pushinteger(co, out);
-    lua_setfield(co, -2, "output_tokens");
-    lua_setfield(co, -2, "usage");
-    lua_pushnumber(co, cost);
-    lua_setfield(co, -2, "cost_usd");
-    lua_pushstring(co, mname);
-    lua_setfield(co, -2, "model");
-    r->sb->in_engine--;
-    wd_run_schedule(r, co, 1);
-}
-
-static void on_llm_timer(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    wd_run *r = arg;
-    json_t *entry = r->pending_llm;
-    r->pending_llm = NULL;
-    if (!entry) {
-        char msg[120];
-        snprintf(msg, sizeof msg, "LLM read timed out after %lld ms", r->pol->llm_read_ms);
-        const wd_model *m = wd_policy_model(r->pol, r->req.model ? r->req.model : "default");
-        llm_fail(r, m ? m->name : (r->req.model ? r->req.model : "default"), msg,
-                 (wd_now_ns() - r->req.t0) / 1000000);
-        return;
-    }
-    llm_deliver(r, entry);
-    json_decref(entry);
-}
-
-static void start_llm(wd_run *r)
-{
-    wd_engine *e = r->eng;
-    const char *alias = r->req.model ? r->req.model : "default";
-    if (!r->llm || strncmp(r->llm, "mock:", 5)) {
-        const wd_model *m = wd_policy_model(r->pol, alias);
-        char msg[300];
-        if (!m)
-            snprintf(msg, sizeof msg, "model '%s' is not in the policy's models", alias);
-        else
-            snprintf(msg, sizeof msg,
-                     "provider '%s' needs the HTTP client, which this build lacks; run with --llm mock:FILE",
-                     m->provider);
-        llm_fail(r, m ? m->name : alias, msg, 0);
-        return;
-    }
-    const char *path = r->llm + 5;
-    if (!e->mock_path || strcmp(e->mock_path, path)) {
-        char err[300];
-        wd_mock *m = wd_mock_load(path, err, sizeof err);
-        if (!m) {
-            llm_fail(r, alias, err, 0);
-            return;
-        }
-        wd_mock_free(e->mock);
-        free(e->mock_path);
-        e->mock = m;
-        e->mock_path = wd_strdup(path);
-    }
-    json_t *entry = wd_mock_entry(e->mock, r->steps - 1);
-    json_t *delay = json_object_get(entry, "delay_ms");
-    long long d = json_is_integer(delay) ? json_integer_value(delay) : 0;
-    long long read_ms = r->pol->llm_read_ms;
-    json_decref(r->pending_llm);
-    r->pending_llm = d > read_ms ? NULL : json_incref(entry);
-    if (d > read_ms)
-        d = read_ms;
-    /* even an immediate answer arrives through the loop */
-    struct timeval tv = {(time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000};
-    event_assign(r->op_timer, e->base, -1, 0, on_llm_timer, r);
-    evtimer_add(r->op_timer, &tv);
-}
 
 static void on_sleep(evutil_socket_t fd, short what, void *arg)
 {
@@ -553,31 +440,44 @@ static void on_tool_timeout(evutil_socket_t fd, short what, void *arg)
     wd_pipeline_tool_done(r, 0, 0, msg, 0);
 }
 
-static void start_tool(wd_run *r)
+/* runs the handler (again, on a retry) in a fresh coroutine under the tool's deadline */
+static void run_handler(wd_run *r)
 {
     wd_engine *e = r->eng;
     lua_State *L = r->L;
-    wd_tool_impl *t = &r->tools[r->req.tool];
+    wd_tool_impl *t = &r->tools[r->tool.impl];
     r->sb->in_engine++;
     lua_State *co = lua_newthread(L);
     r->tool.co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_rawgeti(co, LUA_REGISTRYINDEX, t->fn_ref);
-    wd_json_push(co, r->req.args);
+    wd_json_push(co, r->tool.args);
     wd_lua_push_ctx(co, r, 1);
     r->sb->in_engine--;
-    r->tool.active = 1;
     r->tool.co = co;
+    r->tool.deadline_ns = wd_now_ns() + r->tool.timeout_ms * 1000000LL;
+    struct timeval tv = {(time_t)(r->tool.timeout_ms / 1000), (suseconds_t)(r->tool.timeout_ms % 1000) * 1000};
+    event_assign(r->tool.timer, e->base, -1, 0, on_tool_timeout, r);
+    evtimer_add(r->tool.timer, &tv);
+    wd_run_schedule(r, co, 2);
+}
+
+static void on_tool_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    run_handler(arg);
+}
+
+static void start_tool(wd_run *r)
+{
+    r->tool.active = 1;
     r->tool.impl = r->req.tool;
     json_decref(r->tool.args);
     r->tool.args = r->req.args;
     r->req.args = NULL;
     r->tool.t0 = r->req.t0;
     r->tool.overhead_ns = 0;
-    r->tool.deadline_ns = wd_now_ns() + r->tool.timeout_ms * 1000000LL;
-    struct timeval tv = {(time_t)(r->tool.timeout_ms / 1000), (suseconds_t)(r->tool.timeout_ms % 1000) * 1000};
-    event_assign(r->tool.timer, e->base, -1, 0, on_tool_timeout, r);
-    evtimer_add(r->tool.timer, &tv);
-    wd_run_schedule(r, co, 2);
+    run_handler(r);
 }
 
 void wd_pipeline_start(wd_run *r)
@@ -589,7 +489,10 @@ void wd_pipeline_start(wd_run *r)
         wd_run_end(r, r->req.end_status, r->req.end_error);
         return;
     case OP_LLM:
-        start_llm(r);
+        wd_llm_start(r);
+        return;
+    case OP_HTTP:
+        wd_fetch_start(r);
         return;
     case OP_TOOL:
         if (r->tool.active) { /* a tool handler cannot call tools */
@@ -616,24 +519,60 @@ void wd_pipeline_start(wd_run *r)
     }
 }
 
-void wd_pipeline_tool_cancel(wd_run *r)
+/* drops the handler's coroutine; the call itself stays active (a retry may follow) */
+static void drop_handler(wd_run *r)
 {
-    if (!r->tool.active)
-        return;
     event_del(r->tool.timer);
-    if (r->L) {
+    wd_fetch_cancel(r);
+    if (r->L && r->tool.co) {
         r->sb->in_engine++;
         luaL_unref(r->L, LUA_REGISTRYINDEX, r->tool.co_ref);
         r->sb->in_engine--;
     }
     r->tool.co = NULL;
+}
+
+void wd_pipeline_tool_cancel(wd_run *r)
+{
+    if (!r->tool.active)
+        return;
+    drop_handler(r);
     r->tool.active = 0;
+    if (r->tool.admitted && r->tool.probe) { /* the run ended first: no outcome to report */
+        char bname[200];
+        snprintf(bname, sizeof bname, "tool:%s", r->tool.name);
+        wd_breakers_release(r->eng->breakers, bname);
+    }
+    r->tool.admitted = 0;
 }
 
 void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int transient)
 {
     lua_State *co = r->tool.co;
     char msg[700];
+    wd_retry_cfg rc = wd_run_retry_cfg(r);
+    if (!ok && transient && r->tool.retries < rc.max_retries) {
+        long long wait = wd_retry_delay_ms(&rc, r->tool.retries, -1, wd_retry_random());
+        char reason[80];
+        snprintf(reason, sizeof reason, "transient: retry %d of %lld in %lld ms", r->tool.retries + 1,
+                 rc.max_retries, wait);
+        snprintf(msg, sizeof msg, "tool '%s' failed: %s", r->tool.name, error ? error : "error");
+        json_t *ev = wd_run_event(r, "tool_call", 0);
+        json_object_set_new(ev, "agent_step", json_integer(r->steps));
+        json_object_set_new(ev, "tool_name", json_string(r->tool.name));
+        json_object_set_new(ev, "tool_args", json_deep_copy(r->tool.args));
+        json_object_set_new(ev, "latency_ms", json_integer((wd_now_ns() - r->tool.t0) / 1000000));
+        json_object_set_new(ev, "retry_count", json_integer(r->tool.retries));
+        json_object_set_new(ev, "error", json_string(msg));
+        json_object_set_new(ev, "reason", json_string(reason));
+        wd_run_audit(r, ev);
+        drop_handler(r);
+        r->tool.retries++;
+        struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+        event_assign(r->op_timer, r->eng->base, -1, 0, on_tool_retry, r);
+        evtimer_add(r->op_timer, &tv);
+        return;
+    }
     json_t *result = NULL;
     int success = ok;
     r->sb->in_engine++;
@@ -691,13 +630,25 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
     json_object_set_new(ev, "tool_result_truncated", json_boolean(truncated));
     json_object_set_new(ev, "cost_usd", json_real(cost));
     json_object_set_new(ev, "latency_ms", json_integer((now - r->tool.t0) / 1000000));
-    json_object_set_new(ev, "retry_count", json_integer(0));
+    json_object_set_new(ev, "retry_count", json_integer(r->tool.retries));
     if (!success) {
         json_object_set_new(ev, "error", json_string(result ? "the tool returned an error" : msg));
         if (transient)
             json_object_set_new(ev, "reason", json_string("transient"));
     }
+    wd_breaker_change ch = {0};
+    char bname[200];
+    snprintf(bname, sizeof bname, "tool:%s", r->tool.name);
+    if (r->tool.admitted) {
+        /* only a raised error or a timeout speaks against the tool; nil, msg is an answer */
+        wd_breaker_cfg bc = wd_run_breaker_cfg(r);
+        wd_breakers_outcome(r->eng->breakers, bname, &bc, ok, r->tool.probe, &ch);
+        r->tool.admitted = 0;
+        json_object_set_new(ev, "circuit_breaker_state",
+                            json_string(wd_breaker_state_name(wd_breakers_state(r->eng->breakers, bname))));
+    }
     wd_run_audit(r, ev);
+    wd_run_audit_breaker(r, bname, &ch, r->tool.name, NULL); /* after the call that caused it */
     wd_policy_unref(p);
     add_tool_call(r, r->tool.name, r->tool.args, sum, success);
     free(sum);

@@ -245,10 +245,17 @@ describe("tool failures never crash the run", function()
     assert.matches("error object is a table", steps[1].error)
   end)
 
-  it("marks warden.transient errors", function()
+  it("retries warden.transient errors with backoff, then reports the last one", function()
     local _, steps, audit = lab({ { "tool", "transient", {} } })
     assert.matches("upstream 503", steps[1].error)
-    assert.equal("transient", T.events(audit, "tool_call")[1].reason)
+    local calls = T.events(audit, "tool_call")
+    assert.equal(4, #calls) -- the first try and max_retries = 3
+    for i = 1, 3 do
+      assert.matches("^transient: retry " .. i .. " of 3 in %d+ ms$", calls[i].reason)
+      assert.equal(i - 1, calls[i].retry_count)
+    end
+    assert.equal("transient", calls[4].reason)
+    assert.equal(3, calls[4].retry_count)
   end)
 
   it("refuses junk results (functions) with a clear error", function()

@@ -63,16 +63,18 @@ describe("ReAct agent", function()
     local res = T.lab({ { "llm" } }, { scenario = { { error = { status = 503 } } } })
     assert.equal("completed", res.status) -- the lab reports the error value it got
     local res2 = T.run { agent = RA, query = "q", user = "reader", policy = "policies/default.yaml",
-      policy_overrides = { users = { reader = { role = "read", tier = "free" } } },
+      policy_overrides = { users = { reader = { role = "read", tier = "free" } },
+                           defaults = { retry = { base_ms = 1, max_ms = 2, jitter_ms = 0 } } },
       scenario = { { error = { status = 503 } } } }
     assert.equal("failed", res2.status)
-    assert.equal("I encountered an error processing your request.", res2.result)
+    assert.matches("^Encountered an issue", res2.result)
     assert.matches("HTTP 503", res2.errors[1])
     assert.not_matches("traceback", res2.result)
   end)
 
   it("times out an LLM call longer than llm_read_ms", function()
-    local res, steps = T.lab({ { "llm" } }, { scenario = { { delay_ms = 5000, content = "late" } } })
+    local res, steps = T.lab({ { "llm" } }, { scenario = { { delay_ms = 5000, content = "late" } },
+      policy_overrides = { defaults = { retry = { max_retries = 0 } } } })
     assert.matches("timed out after 2000 ms", steps[1].llm_error)
     assert.is_true(res.execution_time_ms >= 1900 and res.execution_time_ms < 4000)
   end)
@@ -149,7 +151,7 @@ describe("result object", function()
   it("never shows a script error to the user, but keeps it in errors and the audit log", function()
     local res, _, audit = T.lab({ { "error", "secret internal detail at line 3" } })
     assert.equal("failed", res.status)
-    assert.equal("I encountered an error processing your request.", res.result)
+    assert.matches("^Encountered an issue", res.result)
     assert.matches("secret internal detail", res.errors[1])
     local fin = T.events(audit, "run_finished")[1]
     assert.matches("internal detail", fin.error)

@@ -17,6 +17,7 @@ typedef struct wd_engine_opts {
     const char *policy_path;   /* default policies/default.yaml */
     const char *llm;           /* "mock:FILE" for every run unless a run says otherwise */
     const char *audit_path;    /* overrides audit.path of the policy */
+    const char *store_path;    /* overrides store.path of the policy (the state store) */
 } wd_engine_opts;
 
 typedef struct wd_run_opts {

@@ -76,6 +76,9 @@ function M.policy(overrides, base)
   if not (overrides and overrides.audit and overrides.audit.path) then
     p.audit.path = M.tmpfile(".jsonl") -- every policy gets a log of its own
   end
+  if not (overrides and overrides.store) then
+    p.store = { path = M.tmpfile(".db") } -- and a state store of its own
+  end
   local path = M.write(M.tmpfile(".yaml"), json.encode(p))
   return path, p.audit.path
 end

@@ -1,0 +1,468 @@
+/* http.c - libcurl's multi-socket interface on the engine's libevent loop.
+**
+** curl tells us which sockets to watch (sock_cb) and when to call it back (timer_cb);
+** libevent tells curl when a socket is ready or the timer expired, and after each such
+** call we collect the transfers that finished. Nothing here blocks. */
+#include "http.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_HEADER_BYTES (64 * 1024)
+#define MAX_HEADERS 100
+
+struct wd_http {
+    struct event_base *base;
+    CURLM *multi;
+    struct event *timer;
+    wd_http_req *head;
+    size_t n;
+};
+
+struct wd_http_req {
+    wd_http *h;
+    CURL *easy;
+    struct curl_slist *hdrs;
+    wd_buf body;
+    size_t max_body;
+    wd_http_header *headers;
+    size_t nheaders, header_bytes;
+    char *retry_after;
+    struct event *read_timer;
+    long long read_ms;
+    int connected, too_large;
+    int64_t t0;
+    wd_http_done_fn cb;
+    void *ud;
+    wd_http_req *prev, *next;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static int curl_ok;
+
+static void curl_init_once(void) { curl_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK; }
+
+static void headers_clear(wd_http_req *q)
+{
+    for (size_t i = 0; i < q->nheaders; i++) {
+        free(q->headers[i].name);
+        free(q->headers[i].value);
+    }
+    free(q->headers);
+    q->headers = NULL;
+    q->nheaders = 0;
+    free(q->retry_after);
+    q->retry_after = NULL;
+}
+
+/* frees everything of q; the transfer must already be out of the multi handle */
+static void req_free(wd_http_req *q)
+{
+    wd_http *h = q->h;
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        h->head = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    h->n--;
+    if (q->read_timer)
+        event_free(q->read_timer);
+    curl_easy_cleanup(q->easy);
+    curl_slist_free_all(q->hdrs);
+    wd_buf_free(&q->body);
+    headers_clear(q);
+    free(q);
+}
+
+/* Retry-After: delay-seconds or an HTTP date; -1 when absent or unreadable */
+static long long retry_after_ms(const char *v)
+{
+    if (!v)
+        return -1;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    if (isdigit((unsigned char)*v)) {
+        char *end;
+        long long s = strtoll(v, &end, 10);
+        while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
+            end++;
+        if (*end || s < 0)
+            return -1;
+        return s > 86400 ? 86400000LL : s * 1000;
+    }
+    time_t t = curl_getdate(v, NULL);
+    if (t < 0)
+        return -1;
+    long long d = (long long)t * 1000 - wd_wall_ms();
+    return d < 0 ? 0 : d;
+}
+
+static void finish(wd_http_req *q, wd_http_fail fail, const char *error)
+{
+    wd_http *h = q->h;
+    curl_multi_remove_handle(h->multi, q->easy);
+    if (q->read_timer)
+        event_del(q->read_timer);
+    wd_http_resp r = {0};
+    r.fail = fail;
+    r.error = error;
+    r.retry_after_ms = -1;
+    if (fail == WD_HTTP_OK) {
+        curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &r.status);
+        r.body = q->body.p ? q->body.p : "";
+        r.len = q->body.len;
+        r.headers = q->headers;
+        r.nheaders = q->nheaders;
+        r.retry_after_ms = retry_after_ms(q->retry_after);
+    }
+    r.latency_ms = (wd_now_ns() - q->t0) / 1000000;
+    q->cb(&r, q->ud);
+    req_free(q);
+}
+
+static void finish_curl(wd_http_req *q, CURLcode code)
+{
+    char msg[CURL_ERROR_SIZE + 80];
+    const char *detail = q->errbuf[0] ? q->errbuf : curl_easy_strerror(code);
+    switch (code) {
+    case CURLE_OK:
+        finish(q, WD_HTTP_OK, NULL);
+        return;
+    case CURLE_OPERATION_TIMEDOUT:
+        if (!q->connected) {
+            snprintf(msg, sizeof msg, "connect timed out (%s)", detail);
+            finish(q, WD_HTTP_CONNECT_TIMEOUT, msg);
+        } else {
+            snprintf(msg, sizeof msg, "read timed out after %lld ms", q->read_ms);
+            finish(q, WD_HTTP_READ_TIMEOUT, msg);
+        }
+        return;
+    case CURLE_WRITE_ERROR:
+        if (q->too_large) {
+            snprintf(msg, sizeof msg, "response body larger than %zu bytes: cut off", q->max_body);
+            finish(q, WD_HTTP_TOO_LARGE, msg);
+            return;
+        }
+        break;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        snprintf(msg, sizeof msg, "invalid request: %s", detail);
+        finish(q, WD_HTTP_INVALID, msg);
+        return;
+    default:
+        break;
+    }
+    snprintf(msg, sizeof msg, "network error: %s", detail);
+    finish(q, WD_HTTP_NETWORK, msg);
+}
+
+static void check_done(wd_http *h)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(h->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        wd_http_req *q = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&q);
+        if (q)
+            finish_curl(q, m->data.result);
+    }
+}
+
+static void on_sock(evutil_socket_t fd, short what, void *arg)
+{
+    wd_http *h = arg;
+    int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+    int running;
+    curl_multi_socket_action(h->multi, fd, flags, &running);
+    check_done(h);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_http *h = arg;
+    int running;
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(h);
+}
+
+static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    wd_http *h = userp;
+    struct event *ev = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (ev)
+            event_free(ev);
+        curl_multi_assign(h->multi, s, NULL);
+        return 0;
+    }
+    short kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
+    if (!ev) {
+        ev = event_new(h->base, s, kind, on_sock, h);
+        if (!ev)
+            return -1;
+        curl_multi_assign(h->multi, s, ev);
+    } else {
+        event_del(ev);
+        event_assign(ev, h->base, s, kind, on_sock, h);
+    }
+    event_add(ev, NULL);
+    return 0;
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    wd_http *h = userp;
+    if (timeout_ms < 0) {
+        evtimer_del(h->timer);
+        return 0;
+    }
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    evtimer_add(h->timer, &tv);
+    return 0;
+}
+
+static void on_read_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_http_req *q = arg;
+    char msg[80];
+    snprintf(msg, sizeof msg, "read timed out after %lld ms", q->read_ms);
+    finish(q, WD_HTTP_READ_TIMEOUT, msg);
+}
+
+/* the connection is ready (new or reused): the read deadline starts now */
+static int prereq_cb(void *clientp, char *ip, char *local_ip, int port, int local_port)
+{
+    (void)ip;
+    (void)local_ip;
+    (void)port;
+    (void)local_port;
+    wd_http_req *q = clientp;
+    if (!q->connected) {
+        q->connected = 1;
+        struct timeval tv = {(time_t)(q->read_ms / 1000), (suseconds_t)(q->read_ms % 1000) * 1000};
+        evtimer_add(q->read_timer, &tv);
+    }
+    return CURL_PREREQFUNC_OK;
+}
+
+static size_t write_cb(char *p, size_t size, size_t n, void *ud)
+{
+    wd_http_req *q = ud;
+    size_t len = size * n;
+    if (q->body.len + len > q->max_body) {
+        q->too_large = 1;
+        return 0; /* curl aborts the transfer */
+    }
+    if (wd_buf_add(&q->body, p, len) < 0)
+        return 0;
+    return len;
+}
+
+static size_t header_cb(char *p, size_t size, size_t n, void *ud)
+{
+    wd_http_req *q = ud;
+    size_t len = size * n;
+    if (len >= 5 && !memcmp(p, "HTTP/", 5)) { /* a new response (after 100 Continue, say) */
+        headers_clear(q);
+        q->header_bytes = 0;
+        return len;
+    }
+    q->header_bytes += len;
+    if (q->header_bytes > MAX_HEADER_BYTES)
+        return 0;
+    const char *colon = memchr(p, ':', len);
+    if (!colon || q->nheaders >= MAX_HEADERS)
+        return len;
+    size_t nl = (size_t)(colon - p);
+    const char *v = colon + 1, *end = p + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    wd_http_header *hs = realloc(q->headers, (q->nheaders + 1) * sizeof *hs);
+    if (!hs)
+        return 0;
+    q->headers = hs;
+    char *name = wd_strndup(p, nl), *value = wd_strndup(v, (size_t)(end - v));
+    if (!name || !value) {
+        free(name);
+        free(value);
+        return 0;
+    }
+    for (char *c = name; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    hs[q->nheaders].name = name;
+    hs[q->nheaders].value = value;
+    q->nheaders++;
+    if (!strcmp(name, "retry-after")) {
+        free(q->retry_after);
+        q->retry_after = wd_strdup(value);
+    }
+    return len;
+}
+
+wd_http *wd_http_new(struct event_base *base)
+{
+    pthread_once(&curl_once, curl_init_once);
+    if (!curl_ok)
+        return NULL;
+    wd_http *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->base = base;
+    h->multi = curl_multi_init();
+    h->timer = evtimer_new(base, on_timer, h);
+    if (!h->multi || !h->timer)
+        goto fail;
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+    /* idle connections kept for reuse; a thousand runs talk to one server at once */
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 2048L);
+    return h;
+fail:
+    wd_http_free(h);
+    return NULL;
+}
+
+void wd_http_free(wd_http *h)
+{
+    if (!h)
+        return;
+    while (h->head)
+        wd_http_cancel(h->head);
+    if (h->multi)
+        curl_multi_cleanup(h->multi); /* closes the cached connections through sock_cb */
+    if (h->timer)
+        event_free(h->timer);
+    free(h);
+}
+
+size_t wd_http_active(const wd_http *h) { return h ? h->n : 0; }
+
+void wd_http_cancel(wd_http_req *q)
+{
+    if (!q)
+        return;
+    curl_multi_remove_handle(q->h->multi, q->easy);
+    req_free(q);
+}
+
+wd_http_req *wd_http_start(wd_http *h, const wd_http_opts *o, wd_http_done_fn cb, void *ud, char *err,
+                           size_t errlen)
+{
+    wd_http_req *q = calloc(1, sizeof *q);
+    if (!q) {
+        wd_errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    q->h = h;
+    q->cb = cb;
+    q->ud = ud;
+    q->max_body = o->max_body ? o->max_body : (8u << 20);
+    q->read_ms = o->read_ms > 0 ? o->read_ms : 30000;
+    q->t0 = wd_now_ns();
+    q->next = h->head;
+    if (h->head)
+        h->head->prev = q;
+    h->head = q;
+    h->n++;
+    q->easy = curl_easy_init();
+    q->read_timer = evtimer_new(h->base, on_read_timeout, q);
+    if (!q->easy || !q->read_timer) {
+        wd_errf(err, errlen, "out of memory");
+        goto fail;
+    }
+    CURL *e = q->easy;
+    long long connect_ms = o->connect_ms > 0 ? o->connect_ms : 3000;
+    curl_easy_setopt(e, CURLOPT_URL, o->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, q);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, q->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "127.0.0.1,localhost,::1");
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
+    /* a backstop: our own read timer fires first */
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(connect_ms + q->read_ms + 1000));
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(q->read_ms / 1000 + 1));
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, q);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, q);
+    const char *method = o->method ? o->method : (o->body ? "POST" : "GET");
+    if (o->body) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
+        curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, o->body);
+    }
+    if (!strcmp(method, "HEAD"))
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    else if (strcmp(method, "GET") || o->body)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    /* no Expect: 100-continue round trip; no header from the environment */
+    struct curl_slist *l = curl_slist_append(NULL, "Expect:");
+    for (size_t i = 0; l && i < o->nheaders; i++)
+        l = curl_slist_append(l, o->headers[i]);
+    if (!l) {
+        wd_errf(err, errlen, "out of memory");
+        goto fail;
+    }
+    q->hdrs = l;
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, l);
+    if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+        wd_errf(err, errlen, "cannot start the transfer");
+        goto fail;
+    }
+    return q;
+fail:
+    req_free(q);
+    return NULL;
+}
+
+int wd_http_url_host(const char *url, char *host, size_t hostlen, int *port)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *h = NULL, *p = NULL;
+    int rc = -1;
+    if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+        goto out;
+    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        (strcmp(scheme, "http") && strcmp(scheme, "https")))
+        goto out;
+    if (curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK || !*h || strlen(h) >= hostlen)
+        goto out;
+    if (curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) != CURLUE_OK)
+        goto out;
+    for (size_t i = 0; h[i]; i++)
+        host[i] = (char)tolower((unsigned char)h[i]);
+    host[strlen(h)] = '\0';
+    if (port)
+        *port = atoi(p);
+    rc = 0;
+out:
+    curl_free(scheme);
+    curl_free(h);
+    curl_free(p);
+    curl_url_cleanup(u);
+    return rc;
+}

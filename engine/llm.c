@@ -1,0 +1,396 @@
+/* llm.c - a ctx:llm call on the loop (see llm.h). Each attempt is played from the mock
+** scenario or sent over HTTP; an attempt's outcome goes through one function that
+** retries transient failures after a loop timer and, at the end, updates the breaker,
+** audits the call and resumes the agent. */
+#include "llm.h"
+#include "jsonlua.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LLM_MAX_BODY (8u << 20)
+
+typedef struct outcome {
+    int ok;
+    json_t *answer;          /* normalized, when ok */
+    char msg[600];
+    int transient, timeout;
+    int breaker_failure;     /* says the endpoint is unwell (not a 4xx of ours) */
+    long long retry_after_ms;
+} outcome;
+
+static void attempt(wd_run *r);
+
+static const char *model_name(wd_run *r)
+{
+    return r->call.model ? r->call.model->name : (r->call.alias ? r->call.alias : "default");
+}
+
+static void call_clear(wd_run *r)
+{
+    json_decref(r->call.call);
+    r->call.call = NULL;
+    wd_provider_request_free(&r->call.hreq);
+    free(r->call.alias);
+    r->call.alias = NULL;
+    r->call.active = 0;
+    r->call.admitted = 0;
+    r->call.probe = 0;
+}
+
+void wd_llm_cancel(wd_run *r)
+{
+    if (!r->call.active)
+        return;
+    wd_http_cancel(r->call.http);
+    r->call.http = NULL;
+    if (r->call.admitted && r->call.probe)
+        wd_breakers_release(r->eng->breakers, r->call.breaker);
+    call_clear(r);
+}
+
+static json_t *llm_event(wd_run *r, int success, long long latency)
+{
+    json_t *ev = wd_run_event(r, "llm_call", success);
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    json_object_set_new(ev, "model", json_string(model_name(r)));
+    json_object_set_new(ev, "latency_ms", json_integer(latency));
+    json_object_set_new(ev, "retry_count", json_integer(r->call.retries));
+    json_object_set_new(ev, "circuit_breaker_state",
+                        json_string(wd_breaker_state_name(wd_breakers_state(r->eng->breakers, r->call.breaker))));
+    return ev;
+}
+
+/* the call failed for good: audited, (nil, msg) to the agent */
+static void fail(wd_run *r, const char *msg, int timeout, const char *reason)
+{
+    long long latency = (wd_now_ns() - r->req.t0) / 1000000;
+    json_t *ev = llm_event(r, 0, latency);
+    json_object_set_new(ev, "error", json_string(msg));
+    if (reason)
+        json_object_set_new(ev, "reason", json_string(reason));
+    wd_run_audit(r, ev);
+    json_array_append_new(r->errors, json_string(msg));
+    r->last_fail_timeout = timeout;
+    call_clear(r);
+    lua_State *co = r->waiting;
+    r->sb->in_engine++;
+    lua_pushnil(co);
+    lua_pushstring(co, msg);
+    r->sb->in_engine--;
+    wd_run_schedule(r, co, 2);
+}
+
+/* the answer (normalized) to the agent, with its cost */
+static void deliver(wd_run *r, json_t *a)
+{
+    const wd_model *m = r->call.model;
+    long long latency = (wd_now_ns() - r->req.t0) / 1000000;
+    json_t *usage = json_object_get(a, "usage");
+    long long in = json_integer_value(json_object_get(usage, "input_tokens"));
+    long long out = json_integer_value(json_object_get(usage, "output_tokens"));
+    if (in < 0)
+        in = 0;
+    if (out < 0)
+        out = 0;
+    double cost = m ? (double)in / 1000.0 * m->input_usd_per_1k + (double)out / 1000.0 * m->output_usd_per_1k : 0;
+    r->cost += cost;
+    r->last_fail_timeout = 0;
+    json_t *calls = json_object_get(a, "tool_calls");
+    json_t *ev = llm_event(r, 1, latency);
+    json_object_set_new(ev, "input_tokens", json_integer(in));
+    json_object_set_new(ev, "output_tokens", json_integer(out));
+    json_object_set_new(ev, "cost_usd", json_real(cost));
+    json_object_set_new(ev, "message_count", json_integer(r->req.nmessages));
+    json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)json_array_size(calls)));
+    wd_run_audit(r, ev);
+
+    lua_State *co = r->waiting;
+    r->sb->in_engine++;
+    lua_createtable(co, 0, 5);
+    json_t *content = json_object_get(a, "content");
+    if (json_is_string(content)) {
+        lua_pushstring(co, json_string_value(content));
+        lua_setfield(co, -2, "content");
+    }
+    lua_createtable(co, (int)json_array_size(calls), 0);
+    size_t i;
+    json_t *c;
+    json_array_foreach(calls, i, c) {
+        lua_createtable(co, 0, 3);
+        json_t *id = json_object_get(c, "id");
+        if (json_is_string(id))
+            lua_pushstring(co, json_string_value(id));
+        else
+            lua_pushfstring(co, "call_%d_%d", r->steps, (int)i + 1);
+        lua_setfield(co, -2, "id");
+        json_t *nm = json_object_get(c, "name");
+        lua_pushstring(co, json_is_string(nm) ? json_string_value(nm) : "");
+        lua_setfield(co, -2, "name");
+        json_t *args = json_object_get(c, "arguments");
+        if (json_is_string(args)) {
+            /* providers send arguments as JSON text; junk stays a string and fails validation */
+            json_t *parsed = json_loads(json_string_value(args), 0, NULL);
+            if (parsed) {
+                wd_json_push(co, parsed);
+                json_decref(parsed);
+            } else {
+                lua_pushstring(co, json_string_value(args));
+            }
+        } else if (args) {
+            wd_json_push(co, args);
+        } else {
+            lua_newtable(co);
+        }
+        lua_setfield(co, -2, "arguments");
+        lua_rawseti(co, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(co, -2, "tool_calls");
+    lua_createtable(co, 0, 2);
+    lua_pushinteger(co, in);
+    lua_setfield(co, -2, "input_tokens");
+    lua_pushinteger(co, out);
+    lua_setfield(co, -2, "output_tokens");
+    lua_setfield(co, -2, "usage");
+    lua_pushnumber(co, cost);
+    lua_setfield(co, -2, "cost_usd");
+    lua_pushstring(co, model_name(r));
+    lua_setfield(co, -2, "model");
+    r->sb->in_engine--;
+    call_clear(r);
+    wd_run_schedule(r, co, 1);
+}
+
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    attempt(arg);
+}
+
+/* every attempt ends here */
+static void settle(wd_run *r, outcome *o)
+{
+    wd_retry_cfg rc = wd_run_retry_cfg(r);
+    if (!o->ok && o->transient && r->call.retries < rc.max_retries) {
+        long long wait = wd_retry_delay_ms(&rc, r->call.retries, o->retry_after_ms, wd_retry_random());
+        char reason[80];
+        snprintf(reason, sizeof reason, "transient: retry %d of %lld in %lld ms", r->call.retries + 1,
+                 rc.max_retries, wait);
+        json_t *ev = llm_event(r, 0, (wd_now_ns() - r->req.t0) / 1000000);
+        json_object_set_new(ev, "error", json_string(o->msg));
+        json_object_set_new(ev, "reason", json_string(reason));
+        wd_run_audit(r, ev);
+        r->call.retries++;
+        struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+        event_assign(r->op_timer, r->eng->base, -1, 0, on_retry_timer, r);
+        evtimer_add(r->op_timer, &tv);
+        return;
+    }
+    if (r->call.admitted) {
+        wd_breaker_cfg bc = wd_run_breaker_cfg(r);
+        wd_breaker_change ch;
+        wd_breakers_outcome(r->eng->breakers, r->call.breaker, &bc, o->ok || !o->breaker_failure, r->call.probe,
+                            &ch);
+        r->call.admitted = 0;
+        wd_run_audit_breaker(r, r->call.breaker, &ch, NULL, model_name(r));
+    }
+    if (o->ok)
+        deliver(r, o->answer);
+    else
+        fail(r, o->msg, o->timeout, o->transient ? "transient" : NULL);
+    json_decref(o->answer);
+}
+
+/* ---- the mock ---------------------------------------------------------------- */
+
+static void on_mock_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_run *r = arg;
+    json_t *entry = r->pending_llm;
+    r->pending_llm = NULL;
+    outcome o = {0};
+    o.retry_after_ms = -1;
+    if (!entry) {
+        snprintf(o.msg, sizeof o.msg, "LLM read timed out after %lld ms", r->pol->llm_read_ms);
+        o.transient = o.timeout = o.breaker_failure = 1;
+        settle(r, &o);
+        return;
+    }
+    json_t *err = json_object_get(entry, "error");
+    if (err) {
+        json_t *st = json_object_get(err, "status");
+        json_t *em = json_object_get(err, "message");
+        long long status = json_is_integer(st) ? json_integer_value(st) : 0;
+        snprintf(o.msg, sizeof o.msg, "LLM provider error%s%lld%s%s", status ? ": HTTP " : "", status,
+                 json_is_string(em) ? ": " : "", json_is_string(em) ? json_string_value(em) : "");
+        if (!status)
+            snprintf(o.msg, sizeof o.msg, "LLM provider error%s%s", json_is_string(em) ? ": " : "",
+                     json_is_string(em) ? json_string_value(em) : "");
+        o.transient = o.breaker_failure = status >= 500 || status == 429;
+        json_t *ra = json_object_get(err, "retry_after_ms");
+        if (json_is_integer(ra))
+            o.retry_after_ms = json_integer_value(ra);
+        json_decref(entry);
+        settle(r, &o);
+        return;
+    }
+    o.ok = 1;
+    o.answer = entry; /* the scenario's entry has the normalized shape */
+    settle(r, &o);
+}
+
+static void mock_attempt(wd_run *r)
+{
+    wd_engine *e = r->eng;
+    json_t *entry = wd_mock_entry(e->mock, r->call.mock_pos++);
+    json_t *delay = json_object_get(entry, "delay_ms");
+    long long d = json_is_integer(delay) ? json_integer_value(delay) : 0;
+    long long read_ms = r->pol->llm_read_ms;
+    json_decref(r->pending_llm);
+    r->pending_llm = d > read_ms ? NULL : json_incref(entry);
+    if (d > read_ms)
+        d = read_ms;
+    /* even an immediate answer arrives through the loop */
+    struct timeval tv = {(time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000};
+    event_assign(r->op_timer, e->base, -1, 0, on_mock_timer, r);
+    evtimer_add(r->op_timer, &tv);
+}
+
+/* ---- HTTP ---------------------------------------------------------------------- */
+
+static void on_http(const wd_http_resp *resp, void *ud)
+{
+    wd_run *r = ud;
+    r->call.http = NULL;
+    const wd_model *m = r->call.model;
+    outcome o = {0};
+    o.retry_after_ms = resp->retry_after_ms;
+    if (resp->fail != WD_HTTP_OK) {
+        snprintf(o.msg, sizeof o.msg, "LLM %s: %s", m->name, resp->error ? resp->error : "request failed");
+        o.transient = wd_retry_transient(resp);
+        o.timeout = resp->fail == WD_HTTP_CONNECT_TIMEOUT || resp->fail == WD_HTTP_READ_TIMEOUT;
+        o.breaker_failure = resp->fail != WD_HTTP_INVALID;
+    } else if (resp->status < 200 || resp->status > 299) {
+        char why[240];
+        wd_provider_error_text(resp->body, resp->len, why, sizeof why);
+        snprintf(o.msg, sizeof o.msg, "LLM %s: HTTP %ld from %s%s%s", m->name, resp->status, m->provider,
+                 why[0] ? ": " : "", why);
+        o.transient = o.breaker_failure = wd_retry_transient(resp);
+    } else {
+        char err[300];
+        o.answer = wd_provider_parse(m->provider, resp->body, resp->len, err, sizeof err);
+        if (o.answer)
+            o.ok = 1;
+        else {
+            snprintf(o.msg, sizeof o.msg, "LLM %s: unusable answer from %s: %s", m->name, m->provider, err);
+            o.breaker_failure = 1;
+        }
+    }
+    wd_provider_scrub(m, o.msg);
+    settle(r, &o);
+}
+
+static void http_attempt(wd_run *r)
+{
+    const wd_model *m = r->call.model;
+    char err[300];
+    if (!r->call.hreq.url) {
+        const char *url = r->llm && (!strncmp(r->llm, "http://", 7) || !strncmp(r->llm, "https://", 8)) ? r->llm
+                                                                                                      : NULL;
+        if (wd_provider_request(m, url, r->call.call, &r->call.hreq, err, sizeof err) < 0) {
+            outcome o = {0};
+            wd_strlcpy(o.msg, err, sizeof o.msg);
+            o.retry_after_ms = -1;
+            settle(r, &o); /* our side is wrong: not the endpoint's failure */
+            return;
+        }
+    }
+    wd_http_opts ho = {0};
+    ho.url = r->call.hreq.url;
+    ho.method = "POST";
+    ho.headers = (const char *const *)r->call.hreq.headers;
+    ho.nheaders = r->call.hreq.nheaders;
+    ho.body = r->call.hreq.body;
+    ho.body_len = r->call.hreq.body_len;
+    ho.connect_ms = r->pol->llm_connect_ms;
+    ho.read_ms = r->pol->llm_read_ms;
+    ho.max_body = LLM_MAX_BODY;
+    r->call.http = wd_http_start(r->eng->http, &ho, on_http, r, err, sizeof err);
+    if (!r->call.http) {
+        outcome o = {0};
+        snprintf(o.msg, sizeof o.msg, "LLM %s: %s", m->name, err);
+        o.retry_after_ms = -1;
+        settle(r, &o);
+    }
+}
+
+static void attempt(wd_run *r)
+{
+    if (r->call.mock)
+        mock_attempt(r);
+    else
+        http_attempt(r);
+}
+
+/* ---- start ----------------------------------------------------------------------- */
+
+void wd_llm_start(wd_run *r)
+{
+    wd_engine *e = r->eng;
+    const char *alias = r->req.model ? r->req.model : "default";
+    call_clear(r);
+    r->call.active = 1;
+    r->call.alias = wd_strdup(alias);
+    r->call.call = r->req.call;
+    r->req.call = NULL;
+    r->call.retries = 0;
+    r->call.model = wd_policy_model(r->pol, alias);
+    r->call.mock = r->llm && !strncmp(r->llm, "mock:", 5);
+    char msg[400];
+    if (r->call.mock) {
+        const char *path = r->llm + 5;
+        if (!e->mock_path || strcmp(e->mock_path, path)) {
+            wd_mock *m = wd_mock_load(path, msg, sizeof msg);
+            if (!m) {
+                fail(r, msg, 0, NULL);
+                return;
+            }
+            wd_mock_free(e->mock);
+            free(e->mock_path);
+            e->mock = m;
+            e->mock_path = wd_strdup(path);
+        }
+        snprintf(r->call.breaker, sizeof r->call.breaker, "llm:mock");
+    } else {
+        if (!r->call.model) {
+            snprintf(msg, sizeof msg, "model '%s' is not in the policy's models", alias);
+            fail(r, msg, 0, NULL);
+            return;
+        }
+        if (!strcmp(r->call.model->provider, "mock")) {
+            snprintf(msg, sizeof msg, "model '%s' has provider mock, which plays a scenario: run with --llm mock:FILE",
+                     alias);
+            fail(r, msg, 0, NULL);
+            return;
+        }
+        const char *url = r->llm && strncmp(r->llm, "mock:", 5) ? r->llm : NULL;
+        wd_provider_endpoint(r->call.model, url, r->call.breaker, sizeof r->call.breaker);
+    }
+    wd_breaker_cfg bc = wd_run_breaker_cfg(r);
+    wd_breaker_change ch;
+    int probe;
+    if (!wd_breakers_admit(e->breakers, r->call.breaker, &bc, &probe, msg, sizeof msg, &ch)) {
+        wd_run_audit_breaker(r, r->call.breaker, &ch, NULL, model_name(r));
+        fail(r, msg, 0, "circuit_open");
+        return;
+    }
+    wd_run_audit_breaker(r, r->call.breaker, &ch, NULL, model_name(r));
+    r->call.admitted = 1;
+    r->call.probe = probe;
+    attempt(r);
+}

@@ -1,0 +1,14 @@
+/* llm.h - one ctx:llm call on the loop: provider breaker -> HTTP (or the mock) with
+** connect/read timeouts -> transient failures retried with backoff -> parse -> cost ->
+** llm_call audited -> the agent resumed with the answer or (nil, message). */
+#ifndef WD_LLM_H
+#define WD_LLM_H
+
+#include "engine.h"
+
+/* starts the call recorded in r->req (model, call) */
+void wd_llm_start(wd_run *r);
+/* abandons the call in flight (the run ends): no resume, the probe slot freed */
+void wd_llm_cancel(wd_run *r);
+
+#endif

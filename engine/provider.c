@@ -1,0 +1,409 @@
+/* provider.c - OpenAI Chat Completions and Anthropic Messages, both ways */
+#include "provider.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ANTHROPIC_VERSION "2023-06-01"
+#define ANTHROPIC_MAX_TOKENS 1024
+
+static const char *default_base(const char *provider)
+{
+    return !strcmp(provider, "anthropic") ? "https://api.anthropic.com/v1" : "https://api.openai.com/v1";
+}
+
+static const char *base_of(const wd_model *m, const char *base_url)
+{
+    if (base_url && *base_url)
+        return base_url;
+    return m->base_url && *m->base_url ? m->base_url : default_base(m->provider);
+}
+
+void wd_provider_endpoint(const wd_model *m, const char *base_url, char *out, size_t n)
+{
+    snprintf(out, n, "llm:%s", base_of(m, base_url));
+}
+
+/* content as text: a string stays, anything else is its JSON */
+static json_t *text_of(json_t *v)
+{
+    if (json_is_string(v))
+        return json_incref(v);
+    if (!v || json_is_null(v))
+        return json_string("");
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_t *t = json_string(s ? s : "");
+    free(s);
+    return t;
+}
+
+/* arguments as JSON text (OpenAI) */
+static json_t *args_text(json_t *a)
+{
+    if (json_is_string(a))
+        return json_incref(a);
+    char *s = json_dumps(a ? a : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
+    json_t *t = json_string(s ? s : "{}");
+    free(s);
+    return t;
+}
+
+/* arguments as an object (Anthropic): text that is not a JSON object becomes {} */
+static json_t *args_object(json_t *a)
+{
+    if (json_is_object(a))
+        return json_incref(a);
+    if (json_is_string(a)) {
+        json_t *o = json_loads(json_string_value(a), 0, NULL);
+        if (json_is_object(o))
+            return o;
+        json_decref(o);
+    }
+    return json_object();
+}
+
+static json_t *openai_body(const wd_model *m, const json_t *call)
+{
+    json_t *msgs = json_array(), *in = json_object_get(call, "messages");
+    size_t i;
+    json_t *msg;
+    json_array_foreach(in, i, msg) {
+        const char *role = json_string_value(json_object_get(msg, "role"));
+        json_t *o = json_object();
+        json_object_set_new(o, "role", json_string(role ? role : "user"));
+        json_t *calls = json_object_get(msg, "tool_calls");
+        if (role && !strcmp(role, "assistant") && json_array_size(calls)) {
+            json_t *content = json_object_get(msg, "content");
+            json_object_set_new(o, "content", json_is_string(content) ? json_incref(content) : json_null());
+            json_t *tc = json_array(), *c;
+            size_t j;
+            json_array_foreach(calls, j, c) {
+                json_array_append_new(
+                    tc, json_pack("{s:O?,s:s,s:{s:O?,s:o}}", "id", json_object_get(c, "id"), "type", "function",
+                                  "function", "name", json_object_get(c, "name"), "arguments",
+                                  args_text(json_object_get(c, "arguments"))));
+            }
+            json_object_set_new(o, "tool_calls", tc);
+        } else {
+            json_object_set_new(o, "content", text_of(json_object_get(msg, "content")));
+            if (role && !strcmp(role, "tool")) {
+                json_t *id = json_object_get(msg, "tool_call_id");
+                json_object_set_new(o, "tool_call_id", json_is_string(id) ? json_incref(id) : json_string(""));
+            }
+        }
+        json_array_append_new(msgs, o);
+    }
+    json_t *body = json_pack("{s:s,s:o}", "model", m->name, "messages", msgs);
+    json_t *tools = json_object_get(call, "tools"), *t;
+    if (json_array_size(tools)) {
+        json_t *out = json_array();
+        json_array_foreach(tools, i, t) {
+            json_t *params = json_object_get(t, "parameters");
+            json_array_append_new(out, json_pack("{s:s,s:{s:O?,s:O?,s:O}}", "type", "function", "function", "name",
+                                                 json_object_get(t, "name"), "description",
+                                                 json_object_get(t, "description"), "parameters",
+                                                 params ? params : json_pack("{s:s}", "type", "object")));
+        }
+        json_object_set_new(body, "tools", out);
+    }
+    json_t *temp = json_object_get(call, "temperature");
+    if (json_is_number(temp))
+        json_object_set(body, "temperature", temp);
+    json_t *mt = json_object_get(call, "max_tokens");
+    if (json_is_integer(mt))
+        json_object_set(body, "max_tokens", mt);
+    return body;
+}
+
+/* appends blocks to the last message when it has the same role (Anthropic wants turns
+** to alternate) */
+static void anth_add(json_t *msgs, const char *role, json_t *blocks)
+{
+    size_t n = json_array_size(msgs);
+    json_t *last = n ? json_array_get(msgs, n - 1) : NULL;
+    if (last && !strcmp(json_string_value(json_object_get(last, "role")), role)) {
+        json_array_extend(json_object_get(last, "content"), blocks);
+        json_decref(blocks);
+        return;
+    }
+    json_array_append_new(msgs, json_pack("{s:s,s:o}", "role", role, "content", blocks));
+}
+
+static json_t *anthropic_body(const wd_model *m, const json_t *call)
+{
+    json_t *msgs = json_array(), *in = json_object_get(call, "messages");
+    wd_buf system = {0};
+    size_t i;
+    json_t *msg;
+    json_array_foreach(in, i, msg) {
+        const char *role = json_string_value(json_object_get(msg, "role"));
+        json_t *content = json_object_get(msg, "content");
+        if (role && !strcmp(role, "system")) {
+            json_t *t = text_of(content);
+            wd_buf_addf(&system, "%s%s", system.len ? "\n\n" : "", json_string_value(t));
+            json_decref(t);
+            continue;
+        }
+        json_t *blocks = json_array();
+        if (role && !strcmp(role, "tool")) {
+            json_t *id = json_object_get(msg, "tool_call_id");
+            json_array_append_new(blocks, json_pack("{s:s,s:O?,s:o}", "type", "tool_result", "tool_use_id",
+                                                    json_is_string(id) ? id : NULL, "content", text_of(content)));
+            anth_add(msgs, "user", blocks);
+            continue;
+        }
+        int assistant = role && !strcmp(role, "assistant");
+        if (json_is_string(content) && json_string_length(content))
+            json_array_append_new(blocks, json_pack("{s:s,s:O}", "type", "text", "text", content));
+        else if (content && !json_is_null(content) && !json_is_string(content))
+            json_array_append_new(blocks, json_pack("{s:s,s:o}", "type", "text", "text", text_of(content)));
+        json_t *calls = json_object_get(msg, "tool_calls"), *c;
+        size_t j;
+        if (assistant)
+            json_array_foreach(calls, j, c) {
+                json_array_append_new(blocks, json_pack("{s:s,s:O?,s:O?,s:o}", "type", "tool_use", "id",
+                                                        json_object_get(c, "id"), "name", json_object_get(c, "name"),
+                                                        "input", args_object(json_object_get(c, "arguments"))));
+            }
+        if (!json_array_size(blocks))
+            json_array_append_new(blocks, json_pack("{s:s,s:s}", "type", "text", "text", "(empty)"));
+        anth_add(msgs, assistant ? "assistant" : "user", blocks);
+    }
+    json_t *mt = json_object_get(call, "max_tokens");
+    json_t *body = json_pack("{s:s,s:o,s:I}", "model", m->name, "messages", msgs, "max_tokens",
+                             json_is_integer(mt) ? json_integer_value(mt) : (json_int_t)ANTHROPIC_MAX_TOKENS);
+    if (system.len)
+        json_object_set_new(body, "system", json_string(system.p));
+    wd_buf_free(&system);
+    json_t *tools = json_object_get(call, "tools"), *t;
+    if (json_array_size(tools)) {
+        json_t *out = json_array();
+        json_array_foreach(tools, i, t) {
+            json_t *params = json_object_get(t, "parameters");
+            json_array_append_new(out, json_pack("{s:O?,s:O?,s:O}", "name", json_object_get(t, "name"),
+                                                 "description", json_object_get(t, "description"), "input_schema",
+                                                 params ? params : json_pack("{s:s}", "type", "object")));
+        }
+        json_object_set_new(body, "tools", out);
+    }
+    json_t *temp = json_object_get(call, "temperature");
+    if (json_is_number(temp))
+        json_object_set(body, "temperature", temp);
+    return body;
+}
+
+void wd_provider_request_free(wd_llm_request *q)
+{
+    if (!q)
+        return;
+    free(q->url);
+    free(q->body);
+    for (size_t i = 0; i < q->nheaders; i++) {
+        if (q->headers[i]) {
+            explicit_bzero(q->headers[i], strlen(q->headers[i]));
+            free(q->headers[i]);
+        }
+    }
+    memset(q, 0, sizeof *q);
+}
+
+static int add_header(wd_llm_request *q, const char *fmt, const char *v)
+{
+    char *h = NULL;
+    if (asprintf(&h, fmt, v) < 0)
+        return -1;
+    q->headers[q->nheaders++] = h;
+    return 0;
+}
+
+int wd_provider_request(const wd_model *m, const char *base_url, const json_t *call, wd_llm_request *out,
+                        char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    int anthropic = !strcmp(m->provider, "anthropic");
+    if (strcmp(m->provider, "openai") && !anthropic) {
+        wd_errf(err, errlen, "model '%s': provider '%s' does not speak HTTP", m->alias, m->provider);
+        return -1;
+    }
+    const char *key = NULL;
+    if (m->api_key_env && *m->api_key_env) {
+        key = getenv(m->api_key_env);
+        if (!key || !*key) {
+            wd_errf(err, errlen, "model '%s': the environment variable %s (models.%s.api_key_env) is not set",
+                    m->alias, m->api_key_env, m->alias);
+            return -1;
+        }
+    }
+    const char *base = base_of(m, base_url);
+    size_t bl = strlen(base);
+    while (bl && base[bl - 1] == '/')
+        bl--;
+    if (asprintf(&out->url, "%.*s/%s", (int)bl, base, anthropic ? "messages" : "chat/completions") < 0)
+        goto oom;
+    json_t *body = anthropic ? anthropic_body(m, call) : openai_body(m, call);
+    out->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!out->body)
+        goto oom;
+    out->body_len = strlen(out->body);
+    if (add_header(out, "%s", "Content-Type: application/json") < 0)
+        goto oom;
+    if (anthropic) {
+        if (add_header(out, "anthropic-version: %s", ANTHROPIC_VERSION) < 0)
+            goto oom;
+        if (key && add_header(out, "x-api-key: %s", key) < 0)
+            goto oom;
+    } else if (key && add_header(out, "Authorization: Bearer %s", key) < 0) {
+        goto oom;
+    }
+    return 0;
+oom:
+    wd_provider_request_free(out);
+    wd_errf(err, errlen, "out of memory");
+    return -1;
+}
+
+static json_t *answer(json_t *content, json_t *calls, json_int_t in, json_int_t outt)
+{
+    json_t *a = json_pack("{s:o,s:{s:I,s:I}}", "tool_calls", calls, "usage", "input_tokens", in, "output_tokens",
+                          outt);
+    if (content)
+        json_object_set_new(a, "content", content);
+    return a;
+}
+
+static json_int_t int_at(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? json_integer_value(v) : 0;
+}
+
+static json_t *parse_openai(json_t *root, char *err, size_t errlen)
+{
+    json_t *choices = json_object_get(root, "choices");
+    json_t *msg = json_object_get(json_array_get(choices, 0), "message");
+    if (!json_is_object(msg)) {
+        wd_errf(err, errlen, "the answer has no choices[0].message");
+        return NULL;
+    }
+    json_t *content = json_object_get(msg, "content");
+    if (content && !json_is_string(content) && !json_is_null(content)) {
+        wd_errf(err, errlen, "choices[0].message.content is not text");
+        return NULL;
+    }
+    json_t *calls = json_array(), *c;
+    size_t i;
+    json_array_foreach(json_object_get(msg, "tool_calls"), i, c) {
+        json_t *f = json_object_get(c, "function");
+        json_t *name = json_object_get(f, "name");
+        if (!json_is_string(name)) {
+            json_decref(calls);
+            wd_errf(err, errlen, "choices[0].message.tool_calls[%zu] has no function name", i);
+            return NULL;
+        }
+        json_t *id = json_object_get(c, "id");
+        json_t *args = json_object_get(f, "arguments");
+        json_array_append_new(calls, json_pack("{s:o,s:O,s:O}", "id",
+                                               json_is_string(id) ? json_incref(id) : json_sprintf("call_%zu", i + 1),
+                                               "name", name, "arguments", args ? args : json_string("{}")));
+    }
+    json_t *usage = json_object_get(root, "usage");
+    return answer(json_is_string(content) ? json_incref(content) : NULL, calls, int_at(usage, "prompt_tokens"),
+                  int_at(usage, "completion_tokens"));
+}
+
+static json_t *parse_anthropic(json_t *root, char *err, size_t errlen)
+{
+    json_t *blocks = json_object_get(root, "content");
+    if (!json_is_array(blocks)) {
+        wd_errf(err, errlen, "the answer has no content blocks");
+        return NULL;
+    }
+    wd_buf text = {0};
+    json_t *calls = json_array(), *b;
+    size_t i;
+    int has_text = 0;
+    json_array_foreach(blocks, i, b) {
+        const char *type = json_string_value(json_object_get(b, "type"));
+        if (type && !strcmp(type, "text") && json_is_string(json_object_get(b, "text"))) {
+            wd_buf_adds(&text, json_string_value(json_object_get(b, "text")));
+            has_text = 1;
+        } else if (type && !strcmp(type, "tool_use")) {
+            json_t *name = json_object_get(b, "name");
+            if (!json_is_string(name)) {
+                wd_buf_free(&text);
+                json_decref(calls);
+                wd_errf(err, errlen, "content[%zu] (tool_use) has no name", i);
+                return NULL;
+            }
+            json_t *id = json_object_get(b, "id"), *input = json_object_get(b, "input");
+            json_array_append_new(calls, json_pack("{s:o,s:O,s:O}", "id",
+                                                   json_is_string(id) ? json_incref(id)
+                                                                      : json_sprintf("toolu_%zu", i + 1),
+                                                   "name", name, "arguments", input ? input : json_object()));
+        }
+    }
+    json_t *usage = json_object_get(root, "usage");
+    json_t *a = answer(has_text ? json_string(text.p ? text.p : "") : NULL, calls, int_at(usage, "input_tokens"),
+                       int_at(usage, "output_tokens"));
+    wd_buf_free(&text);
+    return a;
+}
+
+json_t *wd_provider_parse(const char *provider, const char *body, size_t len, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        wd_errf(err, errlen, "the answer is not valid JSON (byte %d: %s)", je.position, je.text);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        wd_errf(err, errlen, "the answer is not a JSON object");
+        return NULL;
+    }
+    json_t *a = !strcmp(provider, "anthropic") ? parse_anthropic(root, err, errlen) : parse_openai(root, err, errlen);
+    json_decref(root);
+    if (a && !json_is_string(json_object_get(a, "content")) && !json_array_size(json_object_get(a, "tool_calls"))) {
+        json_decref(a);
+        wd_errf(err, errlen, "the answer has neither text nor tool calls");
+        return NULL;
+    }
+    return a;
+}
+
+void wd_provider_error_text(const char *body, size_t len, char *out, size_t n)
+{
+    out[0] = '\0';
+    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *e = json_object_get(root, "error");
+    json_t *m = json_is_object(e) ? json_object_get(e, "message") : e;
+    if (json_is_string(m))
+        wd_strlcpy(out, json_string_value(m), n);
+    json_decref(root);
+    for (char *p = out; *p; p++) /* one line in messages and logs */
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+}
+
+void wd_provider_scrub(const wd_model *m, char *msg)
+{
+    const char *key = m && m->api_key_env ? getenv(m->api_key_env) : NULL;
+    if (!key || strlen(key) < 4)
+        return;
+    size_t kl = strlen(key);
+    char *p;
+    while ((p = strstr(msg, key))) {
+        static const char R[] = "[REDACTED]";
+        size_t rl = sizeof R - 1, tail = strlen(p + kl);
+        if (rl <= kl) {
+            memcpy(p, R, rl);
+            memmove(p + rl, p + kl, tail + 1);
+        } else {
+            memset(p, '*', kl); /* no room to grow in place */
+        }
+    }
+}
