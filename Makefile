@@ -71,12 +71,17 @@ $(BUILD)/test/%: engine/test/%.c engine/test/harness.h $(BUILD)/libwarden.a
 	@mkdir -p $(dir $@)
 	$(CC) $(WD_CFLAGS) -o $@ $< $(BUILD)/libwarden.a $(LDLIBS)
 
+# the fault-injecting LLM server the specs and benchmarks talk to
+$(BUILD)/fakellm: spec/support/fakellm.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WD_CFLAGS) -o $@ $< $(LDLIBS)
+
 $(BUILD)/bench/%: engine/bench/%.c $(BUILD)/libwarden.a
 	@mkdir -p $(dir $@)
 	$(CC) $(WD_CFLAGS) -o $@ $< $(BUILD)/libwarden.a $(LDLIBS)
 
 test: deps
-	@$(MAKE) --no-print-directory all $(TEST_BIN)
+	@$(MAKE) --no-print-directory all $(TEST_BIN) $(BUILD)/fakellm
 	@set -o pipefail; $(MAKE) --no-print-directory test-c | tee $(BUILD)/test-c.out
 	@set -o pipefail; $(MAKE) --no-print-directory test-lua | tee $(BUILD)/test-lua.out
 	@$(MAKE) --no-print-directory lint
@@ -90,7 +95,7 @@ test-c: $(TEST_BIN)
 	  pass=$$((pass + $${p:-0})); fail=$$((fail + $${f:-1})); \
 	done; echo "ctests: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
-test-lua: all
+test-lua: all $(BUILD)/fakellm
 	@$(BUSTED) --output=plainTerminal
 
 lint:
@@ -107,7 +112,7 @@ demo: deps
 # loaded into lua5.4 with libasan preloaded; the interpreter's own leaks are not ours)
 SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" all \
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" all build-asan/fakellm \
 	  $(TEST_SRC:engine/test/%.c=build-asan/test/%)
 	@set -o pipefail; $(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" test-c | tee build-asan/test-c.out
 	@set -o pipefail; LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \

@@ -612,7 +612,14 @@ wd_engine *wd_engine_new(const wd_engine_opts *o, char *err, size_t errlen)
         goto fail;
     e->breakers = wd_breakers_new(e->store);
     e->llm = o && o->llm ? wd_strdup(o->llm) : NULL;
-    e->base = event_base_new();
+    /* deadlines are measured from now (not from when the loop last polled) on the
+    ** precise monotonic clock (the coarse one fires up to a jiffy early) */
+    struct event_config *cfg = event_config_new();
+    if (cfg) {
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_NO_CACHE_TIME | EVENT_BASE_FLAG_PRECISE_TIMER);
+        e->base = event_base_new_with_config(cfg);
+        event_config_free(cfg);
+    }
     if (!e->base || !e->breakers)
         goto fail;
     e->http = wd_http_new(e->base);

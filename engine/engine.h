@@ -102,6 +102,7 @@ struct wd_run {
         int64_t t0, deadline_ns, overhead_ns;
         long long timeout_ms;
         struct event *timer;
+        int64_t start_ns;        /* for latency_ms: t0 is shifted to leave handler time out */
         int retries;             /* transient failures retried so far */
         int admitted, probe;     /* by the tool's breaker; an outcome is owed */
     } tool;

@@ -476,6 +476,7 @@ static void start_tool(wd_run *r)
     r->tool.args = r->req.args;
     r->req.args = NULL;
     r->tool.t0 = r->req.t0;
+    r->tool.start_ns = r->req.t0;
     r->tool.overhead_ns = 0;
     run_handler(r);
 }
@@ -561,7 +562,7 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
         json_object_set_new(ev, "agent_step", json_integer(r->steps));
         json_object_set_new(ev, "tool_name", json_string(r->tool.name));
         json_object_set_new(ev, "tool_args", json_deep_copy(r->tool.args));
-        json_object_set_new(ev, "latency_ms", json_integer((wd_now_ns() - r->tool.t0) / 1000000));
+        json_object_set_new(ev, "latency_ms", json_integer((wd_now_ns() - r->tool.start_ns) / 1000000));
         json_object_set_new(ev, "retry_count", json_integer(r->tool.retries));
         json_object_set_new(ev, "error", json_string(msg));
         json_object_set_new(ev, "reason", json_string(reason));
@@ -629,7 +630,7 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
     json_object_set_new(ev, "tool_result_summary", json_string(sum ? sum : ""));
     json_object_set_new(ev, "tool_result_truncated", json_boolean(truncated));
     json_object_set_new(ev, "cost_usd", json_real(cost));
-    json_object_set_new(ev, "latency_ms", json_integer((now - r->tool.t0) / 1000000));
+    json_object_set_new(ev, "latency_ms", json_integer((now - r->tool.start_ns) / 1000000));
     json_object_set_new(ev, "retry_count", json_integer(r->tool.retries));
     if (!success) {
         json_object_set_new(ev, "error", json_string(result ? "the tool returned an error" : msg));

@@ -52,10 +52,14 @@ function M.scenario(entries)
   return M.write(M.tmpfile(".yaml"), json.encode(entries))
 end
 
--- deep-merges overrides into the policy file (defaults to policies/test.yaml)
+-- deep-merges overrides into the policy file (defaults to policies/test.yaml);
+-- M.NONE as a value removes the key
+M.NONE = setmetatable({}, { __name = "warden.testing.NONE" })
 local function merge(a, b)
   for k, v in pairs(b) do
-    if type(v) == "table" and type(a[k]) == "table" and #v == 0 and next(v) ~= nil then
+    if v == M.NONE then
+      a[k] = nil
+    elseif type(v) == "table" and type(a[k]) == "table" and #v == 0 and next(v) ~= nil then
       merge(a[k], v)
     else
       a[k] = v
@@ -90,7 +94,11 @@ function M.run(opts)
   for k, v in pairs(opts) do o[k] = v end
   if type(o.query) == "table" then o.query = json.encode(o.query) end
   if o.scenario then o.llm = "mock:" .. M.scenario(o.scenario); o.scenario = nil end
-  o.llm = o.llm or ("mock:" .. M.scenario({ { content = "done" } }))
+  if o.llm == false then
+    o.llm = nil -- the policy's models, over HTTP
+  else
+    o.llm = o.llm or ("mock:" .. M.scenario({ { content = "done" } }))
+  end
   if not o.policy or o.policy_overrides then
     o.policy = M.policy(o.policy_overrides, o.policy)
   end
@@ -141,6 +149,49 @@ function M.events(path, name)
     if r.event == name then out[#out + 1] = r end
   end
   return out
+end
+
+-- the fault-injecting server (spec/support/fakellm.c) on a free loopback port, for the
+-- life of the spec process. srv.url(opts) is a base_url whose path picks the faults
+-- ("key=a,fail=2"); srv.requests(key) counts what reached it.
+local server
+function M.fakellm()
+  if server then return server end
+  local stat = assert(io.open("/proc/self/stat")):read("l")
+  local mypid = stat:match("^(%d+)")
+  local pf, log = M.tmpfile(".port"), M.tmpfile(".log")
+  local h = assert(io.popen(("%s/fakellm --port-file %s --log %s --watch-pid %s >/dev/null 2>&1 & echo $!")
+    :format(M.build, pf, log, mypid)))
+  local pid = h:read("l")
+  h:close()
+  local port
+  for _ = 1, 500 do
+    port = M.read(pf)
+    if port then break end
+    os.execute("sleep 0.01")
+  end
+  assert(port, "fakellm did not start")
+  port = port:match("%d+")
+  server = { port = port, pid = pid, log = log }
+  function server.url(opts)
+    return ("http://127.0.0.1:%s/%s/v1"):format(port, opts or "x=1")
+  end
+  function server.requests(key)
+    local n = 0
+    local text = M.read(log) or ""
+    for line in text:gmatch("[^\n]+") do
+      if line:match("^(%S+)") == key then n = n + 1 end
+    end
+    return n
+  end
+  return server
+end
+
+-- a fresh key for the fake server's counters
+local keys = 0
+function M.key(prefix)
+  keys = keys + 1
+  return ("%s%d_%d"):format(prefix or "k", keys, os.time())
 end
 
 function M.decode(s) return json.decode(s) end

@@ -1,0 +1,510 @@
+/* fakellm - a fault-injecting OpenAI- and Anthropic-compatible server for the specs and
+** the benchmarks. It listens on a free loopback port (written to --port-file), logs
+** one line per request to --log, and exits when --watch-pid is gone.
+**
+** The faults are chosen by the URL: every path segment holding '=' is a list of
+** options, so a policy's base_url picks them, e.g.
+**   http://127.0.0.1:PORT/key=a,fail=2,status=503/v1
+**
+**   key=K            requests are counted per key (for fail=N)
+**   delay=MS         answer after MS milliseconds
+**   fail=N           the first N requests of the key get `status` (default 503)
+**   status=S         with mode=status: every request gets S
+**   retry_after=S    Retry-After: S (seconds) on failures
+**   retry_date=S     Retry-After as an HTTP date S seconds from now
+**   mode=M           hang | trickle | malformed | truncated | big | reset | badargs | status
+**   calls=N,tool=T   call tool T (arguments args=JSON, %-escaped, default {}) until the request
+**                    holds N assistant messages, then answer "done"
+**   expect_key=K     401 (quoting the key received) unless the request carries key K
+**
+** /v1/chat/completions answers as OpenAI, /v1/messages as Anthropic, any other path
+** echoes the request as JSON (for ctx:http). */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_HEAD (64 * 1024)
+#define MAX_BODY (16 * 1024 * 1024)
+#define BIG_BYTES (64L * 1024 * 1024)
+
+typedef struct opts {
+    char key[64], mode[32], tool[64], args[512], expect_key[256];
+    long delay, fail, status, retry_after, retry_date, calls;
+} opts;
+
+typedef struct conn {
+    struct bufferevent *bev;
+    struct event *timer;
+    int busy;                  /* a request is being answered */
+    int close_after;
+    char *trickle;             /* bytes still to send one per second */
+    size_t trickle_len, trickle_pos;
+    long big_left;
+    char *pending;             /* the response waiting for its delay */
+    size_t pending_len;
+    int pending_reset;
+} conn;
+
+static struct event_base *base;
+static FILE *logf;
+static json_t *counters;       /* key -> requests seen */
+static pid_t watch_pid;
+
+static void conn_free(conn *c)
+{
+    if (c->timer)
+        event_free(c->timer);
+    bufferevent_free(c->bev);
+    free(c->trickle);
+    free(c->pending);
+    free(c);
+}
+
+static void reset_conn(conn *c)
+{
+    struct linger l = {1, 0}; /* close with RST */
+    setsockopt(bufferevent_getfd(c->bev), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    conn_free(c);
+}
+
+/* %XX decoding, in place */
+static void unescape(char *s)
+{
+    char *w = s;
+    for (; *s; s++) {
+        unsigned v;
+        if (*s == '%' && sscanf(s + 1, "%2x", &v) == 1) {
+            *w++ = (char)v;
+            s += 2;
+        } else {
+            *w++ = *s;
+        }
+    }
+    *w = '\0';
+}
+
+static void parse_opts(const char *path, opts *o)
+{
+    memset(o, 0, sizeof *o);
+    strcpy(o->key, "default");
+    strcpy(o->args, "{}");
+    o->status = 503;
+    char buf[2048];
+    snprintf(buf, sizeof buf, "%s", path);
+    char *q = strchr(buf, '?');
+    if (q)
+        *q = '\0';
+    for (char *seg = strtok(buf, "/"); seg; seg = strtok(NULL, "/")) {
+        if (!strchr(seg, '='))
+            continue;
+        char *save = NULL;
+        for (char *kv = strtok_r(seg, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+            char *eq = strchr(kv, '=');
+            if (!eq)
+                continue;
+            *eq = '\0';
+            unescape(eq + 1);
+            const char *k = kv, *v = eq + 1;
+            if (!strcmp(k, "key")) snprintf(o->key, sizeof o->key, "%s", v);
+            else if (!strcmp(k, "mode")) snprintf(o->mode, sizeof o->mode, "%s", v);
+            else if (!strcmp(k, "tool")) snprintf(o->tool, sizeof o->tool, "%s", v);
+            else if (!strcmp(k, "args")) snprintf(o->args, sizeof o->args, "%s", v);
+            else if (!strcmp(k, "expect_key")) snprintf(o->expect_key, sizeof o->expect_key, "%s", v);
+            else if (!strcmp(k, "delay")) o->delay = atol(v);
+            else if (!strcmp(k, "fail")) o->fail = atol(v);
+            else if (!strcmp(k, "status")) o->status = atol(v);
+            else if (!strcmp(k, "retry_after")) o->retry_after = atol(v);
+            else if (!strcmp(k, "retry_date")) o->retry_date = atol(v);
+            else if (!strcmp(k, "calls")) o->calls = atol(v);
+        }
+    }
+}
+
+/* a case-insensitive header lookup in the request head; into out */
+static int header(const char *head, const char *name, char *out, size_t n)
+{
+    size_t nl = strlen(name);
+    for (const char *p = strstr(head, "\r\n"); p; p = strstr(p + 2, "\r\n")) {
+        const char *line = p + 2;
+        if (!strncasecmp(line, name, nl) && line[nl] == ':') {
+            const char *v = line + nl + 1;
+            while (*v == ' ')
+                v++;
+            const char *e = strstr(v, "\r\n");
+            size_t l = e ? (size_t)(e - v) : strlen(v);
+            if (l >= n)
+                l = n - 1;
+            memcpy(out, v, l);
+            out[l] = '\0';
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static char *response(long status, const char *extra_headers, const char *body, size_t *len, long declared)
+{
+    const char *reason = status == 200 ? "OK" : status == 429 ? "Too Many Requests" : status == 401 ? "Unauthorized"
+                                              : status >= 500 ? "Server Error" : "Error";
+    char *out = NULL;
+    int n = asprintf(&out, "HTTP/1.1 %ld %s\r\nContent-Type: application/json\r\nContent-Length: %ld\r\n%s\r\n%s",
+                     status, reason, declared >= 0 ? declared : (long)strlen(body), extra_headers, body);
+    *len = n < 0 ? 0 : (size_t)n;
+    return out;
+}
+
+static int count_assistant(json_t *req)
+{
+    int n = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(req, "messages"), i, m) {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        n += role && !strcmp(role, "assistant");
+    }
+    return n;
+}
+
+static char *answer_body(const opts *o, json_t *req, int anthropic)
+{
+    int call = o->tool[0] && count_assistant(req) < o->calls;
+    int bad = !strcmp(o->mode, "badargs");
+    json_t *b;
+    static long seq;
+    char id[32];
+    snprintf(id, sizeof id, "call_%ld", ++seq);
+    if (anthropic) {
+        json_t *content = json_array();
+        if (call || bad) {
+            json_t *args = json_loads(o->args, 0, NULL);
+            json_array_append_new(content, json_pack("{s:s,s:s,s:s,s:o}", "type", "tool_use", "id", id, "name",
+                                                     bad ? (o->tool[0] ? o->tool : "echo") : o->tool, "input",
+                                                     args ? args : json_object()));
+        } else {
+            json_array_append_new(content, json_pack("{s:s,s:s}", "type", "text", "text", "done"));
+        }
+        b = json_pack("{s:s,s:s,s:o,s:{s:i,s:i}}", "type", "message", "role", "assistant", "content", content,
+                      "usage", "input_tokens", 100, "output_tokens", 20);
+    } else {
+        json_t *msg = json_pack("{s:s}", "role", "assistant");
+        if (call || bad) {
+            json_object_set_new(msg, "content", json_null());
+            json_object_set_new(msg, "tool_calls",
+                                json_pack("[{s:s,s:s,s:{s:s,s:s}}]", "id", id, "type", "function", "function",
+                                          "name", bad ? (o->tool[0] ? o->tool : "echo") : o->tool, "arguments",
+                                          bad ? "{\"query\": " : o->args));
+        } else {
+            json_object_set_new(msg, "content", json_string("done"));
+        }
+        b = json_pack("{s:s,s:[{s:i,s:o,s:s}],s:{s:i,s:i}}", "object", "chat.completion", "choices", "index", 0,
+                      "message", msg, "finish_reason", call ? "tool_calls" : "stop", "usage", "prompt_tokens", 100,
+                      "completion_tokens", 20);
+    }
+    char *s = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    return s;
+}
+
+static void on_write_done(struct bufferevent *bev, void *arg);
+static void on_read(struct bufferevent *bev, void *arg);
+
+static void send_bytes(conn *c, const char *p, size_t n) { bufferevent_write(c->bev, p, n); }
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn *c = arg;
+    if (c->pending_reset) {
+        reset_conn(c);
+        return;
+    }
+    if (c->pending) {
+        send_bytes(c, c->pending, c->pending_len);
+        free(c->pending);
+        c->pending = NULL;
+        return;
+    }
+    if (c->trickle && c->trickle_pos < c->trickle_len) {
+        send_bytes(c, c->trickle + c->trickle_pos++, 1);
+        struct timeval tv = {1, 0};
+        evtimer_add(c->timer, &tv);
+    }
+}
+
+/* queue the response, after the delay */
+static void respond(conn *c, char *resp, size_t len, long delay)
+{
+    if (delay > 0) {
+        c->pending = resp;
+        c->pending_len = len;
+        struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+        evtimer_add(c->timer, &tv);
+        return;
+    }
+    send_bytes(c, resp, len);
+    free(resp);
+}
+
+static void handle(conn *c, const char *head, const char *body, size_t body_len)
+{
+    char method[16] = "", path[2048] = "";
+    sscanf(head, "%15s %2047s", method, path);
+    opts o;
+    parse_opts(path, &o);
+    json_t *cnt = json_object_get(counters, o.key);
+    long seen = cnt ? (long)json_integer_value(cnt) : 0;
+    json_object_set_new(counters, o.key, json_integer(seen + 1));
+    if (logf) {
+        fprintf(logf, "%s %s %s\n", o.key, method, path);
+        fflush(logf);
+    }
+    c->busy = 1;
+    int anthropic = strstr(path, "/messages") != NULL;
+    int llm = anthropic || strstr(path, "/chat/completions") != NULL;
+    char extra[256] = "";
+    size_t len;
+    char *resp;
+    if (o.expect_key[0]) {
+        char got[512] = "";
+        if (!header(head, "x-api-key", got, sizeof got) && header(head, "Authorization", got, sizeof got) &&
+            !strncmp(got, "Bearer ", 7))
+            memmove(got, got + 7, strlen(got + 7) + 1);
+        if (strcmp(got, o.expect_key)) {
+            json_t *e = json_pack("{s:{s:s+,s:s}}", "error", "message", "Incorrect API key provided: ", got, "type",
+                                  "invalid_request_error");
+            char *s = json_dumps(e, JSON_COMPACT);
+            json_decref(e);
+            resp = response(401, "", s, &len, -1);
+            free(s);
+            respond(c, resp, len, o.delay);
+            return;
+        }
+    }
+    if (o.retry_after)
+        snprintf(extra, sizeof extra, "Retry-After: %ld\r\n", o.retry_after);
+    if (o.retry_date) {
+        time_t t = time(NULL) + o.retry_date;
+        char d[64];
+        strftime(d, sizeof d, "%a, %d %b %Y %H:%M:%S GMT", gmtime(&t));
+        snprintf(extra, sizeof extra, "Retry-After: %s\r\n", d);
+    }
+    if ((o.fail && seen < o.fail) || !strcmp(o.mode, "status")) {
+        char b[200];
+        snprintf(b, sizeof b, "{\"error\":{\"message\":\"injected failure %ld\",\"type\":\"server_error\"}}",
+                 seen + 1);
+        resp = response(o.status, extra, b, &len, -1);
+        respond(c, resp, len, o.delay);
+        return;
+    }
+    if (!strcmp(o.mode, "hang"))
+        return; /* never answers; the connection stays open */
+    if (!strcmp(o.mode, "reset")) {
+        if (o.delay > 0) {
+            c->pending_reset = 1;
+            struct timeval tv = {o.delay / 1000, (o.delay % 1000) * 1000};
+            evtimer_add(c->timer, &tv);
+        } else {
+            reset_conn(c);
+        }
+        return;
+    }
+    if (!strcmp(o.mode, "big")) {
+        const char *h = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        send_bytes(c, h, strlen(h));
+        c->big_left = BIG_BYTES;
+        c->close_after = 1;
+        on_write_done(c->bev, c);
+        return;
+    }
+    char *b;
+    if (llm) {
+        json_t *req = json_loadb(body, body_len, 0, NULL);
+        b = answer_body(&o, req, anthropic);
+        json_decref(req);
+    } else {
+        json_t *e = json_pack("{s:s,s:s,s:s%}", "method", method, "path", path, "body", body, body_len);
+        b = e ? json_dumps(e, JSON_COMPACT) : NULL;
+        json_decref(e);
+    }
+    if (!b)
+        b = strdup("{}");
+    if (!strcmp(o.mode, "malformed")) {
+        b[strlen(b) / 2] = '\0'; /* half a JSON document, honestly sized */
+    }
+    if (!strcmp(o.mode, "trickle")) {
+        const char *h = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n";
+        char hb[200];
+        snprintf(hb, sizeof hb, h, strlen(b));
+        send_bytes(c, hb, strlen(hb));
+        c->trickle = b;
+        c->trickle_len = strlen(b);
+        c->trickle_pos = 0;
+        struct timeval tv = {0, 1000};
+        evtimer_add(c->timer, &tv);
+        return;
+    }
+    long declared = -1;
+    if (!strcmp(o.mode, "truncated")) {
+        declared = (long)strlen(b) + 100; /* promises more than it sends, then closes */
+        c->close_after = 1;
+    }
+    resp = response(200, extra, b, &len, declared);
+    free(b);
+    respond(c, resp, len, o.delay);
+}
+
+/* output drained: more of a big body, a close, or the next request */
+static void on_write_done(struct bufferevent *bev, void *arg)
+{
+    conn *c = arg;
+    (void)bev;
+    if (c->big_left > 0) {
+        static char chunk[65536 + 32];
+        static int init;
+        if (!init) {
+            int h = sprintf(chunk, "10000\r\n");
+            memset(chunk + h, 'x', 65536);
+            memcpy(chunk + h + 65536, "\r\n", 2);
+            init = h + 65536 + 2;
+        }
+        send_bytes(c, chunk, (size_t)init);
+        c->big_left -= 65536;
+        if (c->big_left <= 0)
+            send_bytes(c, "0\r\n\r\n", 5);
+        return;
+    }
+    if (!c->busy || c->pending || c->trickle_pos < c->trickle_len)
+        return;
+    if (c->close_after) {
+        conn_free(c);
+        return;
+    }
+    c->busy = 0;
+    free(c->trickle);
+    c->trickle = NULL;
+    c->trickle_len = c->trickle_pos = 0;
+    on_read(c->bev, c); /* a pipelined request may be waiting */
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    conn *c = arg;
+    if (c->busy)
+        return;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+    if (end.pos < 0) {
+        if (evbuffer_get_length(in) > MAX_HEAD)
+            conn_free(c);
+        return;
+    }
+    size_t head_len = (size_t)end.pos + 4;
+    char *head = malloc(head_len + 1);
+    evbuffer_copyout(in, head, head_len);
+    head[head_len] = '\0';
+    char cl[32] = "";
+    long body_len = header(head, "Content-Length", cl, sizeof cl) ? atol(cl) : 0;
+    if (body_len < 0 || body_len > MAX_BODY) {
+        free(head);
+        conn_free(c);
+        return;
+    }
+    if (evbuffer_get_length(in) < head_len + (size_t)body_len) {
+        free(head);
+        return;
+    }
+    evbuffer_drain(in, head_len);
+    char *body = malloc((size_t)body_len + 1);
+    evbuffer_remove(in, body, (size_t)body_len);
+    body[body_len] = '\0';
+    handle(c, head, body, (size_t)body_len);
+    free(head);
+    free(body);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        conn_free(arg);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
+{
+    (void)l;
+    (void)sa;
+    (void)len;
+    (void)arg;
+    conn *c = calloc(1, sizeof *c);
+    c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->timer = evtimer_new(base, on_timer, c);
+    bufferevent_setcb(c->bev, on_read, on_write_done, on_event, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (watch_pid && kill(watch_pid, 0) < 0 && errno == ESRCH)
+        event_base_loopbreak(base);
+}
+
+int main(int argc, char **argv)
+{
+    const char *port_file = NULL, *log_path = NULL;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--port-file")) port_file = argv[i + 1];
+        else if (!strcmp(argv[i], "--log")) log_path = argv[i + 1];
+        else if (!strcmp(argv[i], "--watch-pid")) watch_pid = (pid_t)atol(argv[i + 1]);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    counters = json_object();
+    if (log_path && !(logf = fopen(log_path, "a"))) {
+        perror(log_path);
+        return 1;
+    }
+    base = event_base_new();
+    struct sockaddr_in sin = {0};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct evconnlistener *l = evconnlistener_new_bind(base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+                                                       4096, (struct sockaddr *)&sin, sizeof sin);
+    if (!l) {
+        perror("listen");
+        return 1;
+    }
+    socklen_t sl = sizeof sin;
+    getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&sin, &sl);
+    int port = ntohs(sin.sin_port);
+    if (port_file) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
+        FILE *f = fopen(tmp, "w");
+        if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) || rename(tmp, port_file)) {
+            perror(port_file);
+            return 1;
+        }
+    }
+    printf("%d\n", port);
+    fflush(stdout);
+    struct event *w = event_new(base, -1, EV_PERSIST, on_watch, NULL);
+    struct timeval tv = {0, 200000};
+    event_add(w, &tv);
+    event_base_dispatch(base);
+    return 0;
+}
