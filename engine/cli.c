@@ -1,7 +1,9 @@
 /* cli.c - the `warden` command (DESIGN.md section 6). Exit codes: 0 success, 1 the
 ** run ended without success (its result still printed), 2 usage or configuration. */
 #include "audit.h"
+#include "breaker.h"
 #include "policy.h"
+#include "store.h"
 #include "util.h"
 #include "warden.h"
 
@@ -15,6 +17,8 @@ static const char USAGE[] =
     "  warden policy check FILE [--json]\n"
     "  warden audit verify [FILE] [--policy FILE] [--json]\n"
     "  warden audit query [FILE] [--run ID] [--user ID] [--event TYPE] [--since T] [--policy FILE]\n"
+    "  warden breakers [--policy FILE] [--json]\n"
+    "  warden breakers reset NAME --user ID [--policy FILE]   (ID must hold the highest role)\n"
     "  warden version\n";
 
 static int usage(const char *msg)
@@ -246,6 +250,135 @@ static int cmd_audit_query(args_t *a)
     return 0;
 }
 
+static wd_policy *load_policy(args_t *a)
+{
+    wd_perrors pe = {0};
+    wd_policy *p = wd_policy_load(a->policy ? a->policy : "policies/default.yaml", &pe);
+    for (size_t i = 0; i < pe.n; i++)
+        fprintf(stderr, "%s\n", pe.v[i]);
+    wd_perrors_free(&pe);
+    return p;
+}
+
+static int cmd_breakers_list(args_t *a, wd_policy *p, wd_store *st)
+{
+    wd_breaker_row *rows;
+    size_t n;
+    if (wd_store_breaker_list(st, &rows, &n) < 0) {
+        fprintf(stderr, "warden: state store %s: %s\n", wd_store_path(st), wd_store_error(st));
+        return 2;
+    }
+    int64_t now = wd_wall_ms();
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++) {
+        wd_breaker_row *r = &rows[i];
+        long long retry_in = r->state == WD_BR_OPEN ? p->breaker_open_ms - (now - r->opened_ms) : 0;
+        if (retry_in < 0)
+            retry_in = 0; /* due: the next call is the probe */
+        char opened[40] = "";
+        if (r->opened_ms)
+            wd_rfc3339_ms(r->opened_ms, opened, sizeof opened);
+        json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:s?,s:I,s:I}", "name", r->name, "state",
+                                              wd_breaker_state_name(r->state), "failures", (json_int_t)r->failures,
+                                              "opened_at", opened[0] ? opened : NULL, "retry_in_ms",
+                                              (json_int_t)retry_in, "probes_in_flight",
+                                              (json_int_t)(r->state == WD_BR_HALF_OPEN ? r->probes : 0)));
+    }
+    free(rows);
+    if (a->json) {
+        char *out = json_dumps(list, JSON_COMPACT);
+        puts(out ? out : "[]");
+        free(out);
+    } else if (!n) {
+        printf("no breaker has been used yet (store %s)\n", wd_store_path(st));
+    } else {
+        printf("%-40s %-10s %8s  %s\n", "BREAKER", "STATE", "FAILURES", "RETRY IN");
+        size_t i;
+        json_t *b;
+        json_array_foreach(list, i, b) {
+            long long ri = json_integer_value(json_object_get(b, "retry_in_ms"));
+            char when[32] = "-";
+            if (!strcmp(json_string_value(json_object_get(b, "state")), "open"))
+                snprintf(when, sizeof when, "%lld s", (ri + 999) / 1000);
+            printf("%-40s %-10s %8lld  %s\n", json_string_value(json_object_get(b, "name")),
+                   json_string_value(json_object_get(b, "state")),
+                   json_integer_value(json_object_get(b, "failures")), when);
+        }
+    }
+    json_decref(list);
+    return 0;
+}
+
+/* an operator closes a breaker by hand: admins only, audited */
+static int cmd_breakers_reset(args_t *a, wd_policy *p, wd_store *st)
+{
+    const char *name = a->pos[1];
+    const wd_user *u = a->user ? wd_policy_user(p, a->user) : NULL;
+    int top = (int)p->roles.n - 1;
+    if (!u || u->role < top) {
+        fprintf(stderr, "warden: breakers reset needs --user with the '%s' role%s%s%s\n", p->roles.v[top],
+                a->user ? " ('" : "", a->user ? a->user : "", a->user ? (u ? "' has less)" : "' is not in the policy)") : "");
+        return 2;
+    }
+    wd_breaker_row row;
+    int found;
+    if (wd_store_begin(st) < 0 || (found = wd_store_breaker_get(st, name, &row)) < 0) {
+        fprintf(stderr, "warden: state store %s: %s\n", wd_store_path(st), wd_store_error(st));
+        return 2;
+    }
+    if (!found) {
+        wd_store_rollback(st);
+        fprintf(stderr, "warden: no breaker named '%s' (see `warden breakers`)\n", name);
+        return 2;
+    }
+    int from = row.state;
+    row.state = WD_BR_CLOSED;
+    row.failures = 0;
+    row.probes = 0;
+    row.updated_ms = wd_wall_ms();
+    if (wd_store_breaker_put(st, &row) < 0 || wd_store_commit(st) < 0) {
+        wd_store_rollback(st);
+        fprintf(stderr, "warden: state store %s: %s\n", wd_store_path(st), wd_store_error(st));
+        return 2;
+    }
+    char err[300];
+    wd_audit *au = wd_audit_open(p->audit_path, p->audit_fsync, err, sizeof err);
+    if (au) {
+        char reason[200];
+        snprintf(reason, sizeof reason, "reset by %s (was %s)", u->name, wd_breaker_state_name(from));
+        json_t *ev = json_pack("{s:s,s:n,s:n,s:s,s:n,s:b,s:s,s:s,s:s}", "event", "breaker_closed", "run_id",
+                               "session_id", "user_id", u->name, "agent", "success", 1, "breaker", name,
+                               "circuit_breaker_state", "closed", "reason", reason);
+        wd_audit_append(au, ev);
+        wd_audit_close(au);
+    } else {
+        fprintf(stderr, "warden: %s\n", err);
+    }
+    printf("%s: closed (was %s)\n", name, wd_breaker_state_name(from));
+    return au ? 0 : 2;
+}
+
+static int cmd_breakers(args_t *a)
+{
+    int reset = a->npos >= 1 && !strcmp(a->pos[0], "reset");
+    if (a->npos > (reset ? 2 : 0) || (reset && a->npos < 2))
+        return usage(reset ? "breakers reset needs a NAME" : "breakers takes no argument but reset NAME");
+    wd_policy *p = load_policy(a);
+    if (!p)
+        return 2;
+    char err[400];
+    wd_store *st = wd_store_open(p->store_path, err, sizeof err);
+    if (!st) {
+        fprintf(stderr, "warden: %s\n", err);
+        wd_policy_unref(p);
+        return 2;
+    }
+    int rc = reset ? cmd_breakers_reset(a, p, st) : cmd_breakers_list(a, p, st);
+    wd_store_close(st);
+    wd_policy_unref(p);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     args_t a;
@@ -279,6 +412,11 @@ int main(int argc, char **argv)
         if (parse(argc, argv, 3, &a) < 0)
             return usage(NULL);
         return cmd_audit_query(&a);
+    }
+    if (!strcmp(cmd, "breakers")) {
+        if (parse(argc, argv, 2, &a) < 0)
+            return usage(NULL);
+        return cmd_breakers(&a);
     }
     fprintf(stderr, "warden: unknown command '%s'\n", cmd);
     return usage(NULL);

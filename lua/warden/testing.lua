@@ -115,7 +115,11 @@ function M.run_many(engine_opts, runs)
   for k, v in pairs(engine_opts) do e[k] = v end
   e.policy = e.policy or M.policy()
   e.audit = e.audit or M.tmpfile(".jsonl")
-  e.llm = e.llm or ("mock:" .. M.scenario({ { content = "done" } }))
+  if e.llm == false then
+    e.llm = nil
+  else
+    e.llm = e.llm or ("mock:" .. M.scenario({ { content = "done" } }))
+  end
   for _, r in ipairs(runs) do
     if type(r.query) == "table" then r.query = json.encode(r.query) end
     r.user = r.user or "reader"
