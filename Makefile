@@ -121,8 +121,9 @@ asan: deps
 	@$(call total,asan,build-asan)
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_tool
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_tool $(BUILD)/bench/bench_runs $(BUILD)/fakellm
 	./$(BUILD)/bench/bench_tool 200000
+	./$(BUILD)/bench/bench_runs 100 1000
 
 clean:
 	rm -rf build build-asan

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #define READY_BATCH 256
@@ -164,6 +165,7 @@ static void run_free(wd_run *r)
     for (size_t i = 0; i < r->ntools; i++) {
         free(r->tools[i].name);
         free(r->tools[i].description);
+        free(r->tools[i].breaker);
         json_decref(r->tools[i].parameters);
         wd_schema_free(r->tools[i].schema);
     }
@@ -582,8 +584,20 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 
 /* ---- public ---------------------------------------------------------------- */
 
+/* thousands of runs waiting on the network hold as many sockets: the soft limit on
+** descriptors (often 1024) goes up to the hard one */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 wd_engine *wd_engine_new(const wd_engine_opts *o, char *err, size_t errlen)
 {
+    raise_nofile();
     wd_engine *e = calloc(1, sizeof *e);
     if (!e) {
         wd_errf(err, errlen, "out of memory");

@@ -52,6 +52,7 @@ typedef struct wd_tool_impl {
     json_t *parameters;   /* the schema as written */
     wd_schema *schema;
     int fn_ref;           /* registry ref of run(args, ctx) */
+    char *breaker;        /* "tool:NAME" */
 } wd_tool_impl;
 
 typedef enum {

@@ -146,6 +146,8 @@ static int register_tool(wd_run *r, lua_State *L, const char *name, const char *
     t = &r->tools[r->ntools];
     memset(t, 0, sizeof *t);
     t->name = wd_strdup(name);
+    if (asprintf(&t->breaker, "tool:%s", name) < 0)
+        t->breaker = NULL;
     t->parameters = params;
     t->schema = schema;
     lua_getfield(L, -1, "description");
@@ -302,8 +304,7 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
         goto out;
     }
     /* the tool's breaker: refused at once while open, without running the handler */
-    char bname[200];
-    snprintf(bname, sizeof bname, "tool:%s", name);
+    const char *bname = r->tools[idx].breaker ? r->tools[idx].breaker : "tool:?";
     wd_breaker_cfg bc = wd_run_breaker_cfg(r);
     wd_breaker_change ch;
     int probe;
@@ -539,11 +540,8 @@ void wd_pipeline_tool_cancel(wd_run *r)
         return;
     drop_handler(r);
     r->tool.active = 0;
-    if (r->tool.admitted && r->tool.probe) { /* the run ended first: no outcome to report */
-        char bname[200];
-        snprintf(bname, sizeof bname, "tool:%s", r->tool.name);
-        wd_breakers_release(r->eng->breakers, bname);
-    }
+    if (r->tool.admitted && r->tool.probe && r->tools[r->tool.impl].breaker) /* no outcome to report */
+        wd_breakers_release(r->eng->breakers, r->tools[r->tool.impl].breaker);
     r->tool.admitted = 0;
 }
 
@@ -638,8 +636,7 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
             json_object_set_new(ev, "reason", json_string("transient"));
     }
     wd_breaker_change ch = {0};
-    char bname[200];
-    snprintf(bname, sizeof bname, "tool:%s", r->tool.name);
+    const char *bname = r->tools[r->tool.impl].breaker ? r->tools[r->tool.impl].breaker : "tool:?";
     if (r->tool.admitted) {
         /* only a raised error or a timeout speaks against the tool; nil, msg is an answer */
         wd_breaker_cfg bc = wd_run_breaker_cfg(r);

@@ -28,7 +28,7 @@ int main(int argc, char **argv)
     char q[32], err[2048];
     snprintf(q, sizeof q, "%ld", n);
     unlink("/tmp/warden-bench-audit.jsonl");
-    wd_engine_opts eo = {"bench/bench.yaml", NULL, NULL};
+    wd_engine_opts eo = {"bench/bench.yaml", NULL, NULL, NULL};
     wd_engine *e = wd_engine_new(&eo, err, sizeof err);
     if (!e) {
         fprintf(stderr, "%s\n", err);

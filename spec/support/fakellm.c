@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -473,6 +474,11 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--watch-pid")) watch_pid = (pid_t)atol(argv[i + 1]);
     }
     signal(SIGPIPE, SIG_IGN);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     counters = json_object();
     if (log_path && !(logf = fopen(log_path, "a"))) {
         perror(log_path);

@@ -1,0 +1,139 @@
+/* bench_runs.c - N concurrent runs in one process against the fake LLM server
+** answering after 50 ms: each run is a ReAct agent making 3 LLM calls and 2 tool calls
+** (DESIGN.md section 9's workload). Prints runs/s, run latency against the ideal
+** (3 x 50 ms), wall time against it, CPU per run and peak RSS. */
+#include "warden.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LATENCY_MS 50
+
+typedef struct {
+    long long *lat;
+    size_t n, failed;
+    char first_error[300];
+} stats;
+
+static void on_done(const json_t *res, void *ud)
+{
+    stats *s = ud;
+    s->lat[s->n++] = json_integer_value(json_object_get(res, "execution_time_ms"));
+    if (!json_is_true(json_object_get(res, "success"))) {
+        if (!s->failed++) {
+            json_t *e = json_array_get(json_object_get(res, "errors"), 0);
+            snprintf(s->first_error, sizeof s->first_error, "%s: %s",
+                     json_string_value(json_object_get(res, "status")), e ? json_string_value(e) : "");
+        }
+    }
+}
+
+static int cmp(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static double cpu_s(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)u.ru_utime.tv_sec + (double)u.ru_utime.tv_usec / 1e6 + (double)u.ru_stime.tv_sec +
+           (double)u.ru_stime.tv_usec / 1e6;
+}
+
+static pid_t start_server(const char *bin, int *port)
+{
+    const char *pf = "/tmp/warden-bench-fakellm.port";
+    unlink(pf);
+    pid_t pid = fork();
+    if (pid == 0) {
+        freopen("/dev/null", "w", stdout);
+        execl(bin, bin, "--port-file", pf, "--watch-pid", "1", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 500; i++) {
+        FILE *f = fopen(pf, "r");
+        if (f) {
+            int ok = fscanf(f, "%d", port) == 1;
+            fclose(f);
+            if (ok)
+                return pid;
+        }
+        usleep(10000);
+    }
+    kill(pid, SIGTERM);
+    return -1;
+}
+
+static int bench(int n, const char *url)
+{
+    char err[2048];
+    unlink("/tmp/warden-bench-audit.jsonl");
+    unlink("/tmp/warden-bench-state.db");
+    wd_engine_opts eo = {"bench/bench.yaml", url, NULL, NULL};
+    wd_engine *e = wd_engine_new(&eo, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    stats s = {calloc((size_t)n, sizeof(long long)), 0, 0, ""};
+    double c0 = cpu_s(), t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        wd_run_opts ro = {"bench/agents/react_noop", "go", "bench", NULL, NULL};
+        wd_engine_submit(e, &ro, on_done, &s);
+    }
+    wd_engine_wait(e);
+    double wall = now_s() - t0, cpu = cpu_s() - c0;
+    wd_engine_free(e);
+    qsort(s.lat, s.n, sizeof *s.lat, cmp);
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    double ideal = 3.0 * LATENCY_MS / 1000.0;
+    printf("%5d runs: wall %.3f s (%.2fx the ideal %.3f s), %.0f runs/s, run latency p50 %lld ms p99 %lld ms "
+           "max %lld ms (ideal %d ms), CPU %.3f ms/run, peak RSS %.1f MB, failed %zu\n",
+           n, wall, wall / ideal, ideal, (double)n / wall, s.lat[s.n / 2], s.lat[(s.n * 99) / 100],
+           s.lat[s.n - 1], 3 * LATENCY_MS, cpu * 1000.0 / n, (double)u.ru_maxrss / 1024.0, s.failed);
+    if (s.failed)
+        printf("       first failure: %s\n", s.first_error);
+    free(s.lat);
+    return s.failed ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *bin = getenv("FAKELLM") ? getenv("FAKELLM") : "build/fakellm";
+    int port;
+    pid_t srv = start_server(bin, &port);
+    if (srv < 0) {
+        fprintf(stderr, "cannot start %s\n", bin);
+        return 2;
+    }
+    char url[256];
+    /* the model asks for noop twice, then answers: 3 LLM calls, 2 tool calls per run */
+    snprintf(url, sizeof url,
+             "http://127.0.0.1:%d/delay=%d,calls=2,tool=noop,args=%%7B%%22query%%22:%%22x%%22%%7D/v1", port,
+             LATENCY_MS);
+    printf("concurrent ReAct runs, one process, fake OpenAI server at %d ms per call (%s)\n", LATENCY_MS, url);
+    int rc = 0;
+    for (int i = 1; i < argc || i == 1; i++) {
+        int n = argc > 1 ? atoi(argv[i]) : 1000;
+        rc |= bench(n, url);
+    }
+    kill(srv, SIGTERM);
+    waitpid(srv, NULL, 0);
+    return rc;
+}

@@ -1,0 +1,126 @@
+/* test_provider.c - the OpenAI and Anthropic wire formats both ways */
+#include "harness.h"
+#include "provider.h"
+
+#include <stdlib.h>
+
+static const char CALL[] =
+    "{\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},{\"role\":\"user\",\"content\":\"hi\"},"
+    "{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c1\",\"name\":\"search\",\"arguments\":{\"q\":\"x\"}},"
+    "{\"id\":\"c2\",\"name\":\"search\",\"arguments\":{\"q\":\"y\"}}]},"
+    "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"name\":\"search\",\"content\":\"r1\"},"
+    "{\"role\":\"tool\",\"tool_call_id\":\"c2\",\"name\":\"search\",\"content\":\"r2\"}],"
+    "\"tools\":[{\"name\":\"search\",\"description\":\"d\",\"parameters\":{\"type\":\"object\"}}],"
+    "\"temperature\":0.5}";
+
+static json_t *build(const char *provider, const char *env)
+{
+    wd_model m = {0};
+    m.alias = "default";
+    m.provider = (char *)provider;
+    m.name = "m1";
+    m.base_url = "http://127.0.0.1:1/v1/";
+    m.api_key_env = (char *)env;
+    json_t *call = json_loads(CALL, 0, NULL);
+    wd_llm_request q;
+    char err[200];
+    int rc = wd_provider_request(&m, NULL, call, &q, err, sizeof err);
+    json_decref(call);
+    if (rc < 0)
+        return json_pack("{s:s}", "error", err);
+    json_t *body = json_loads(q.body, 0, NULL);
+    json_object_set_new(body, "_url", json_string(q.url));
+    json_t *h = json_array();
+    for (size_t i = 0; i < q.nheaders; i++)
+        json_array_append_new(h, json_string(q.headers[i]));
+    json_object_set_new(body, "_headers", h);
+    wd_provider_request_free(&q);
+    return body;
+}
+
+TEST(openai_request)
+{
+    setenv("WD_TEST_KEY", "sk-test-123456", 1);
+    json_t *b = build("openai", "WD_TEST_KEY");
+    CHECK_STR(json_string_value(json_object_get(b, "_url")), "http://127.0.0.1:1/v1/chat/completions");
+    CHECK_STR(json_string_value(json_array_get(json_object_get(b, "_headers"), 1)), "Authorization: Bearer sk-test-123456");
+    json_t *msgs = json_object_get(b, "messages");
+    CHECK(json_array_size(msgs) == 5);
+    json_t *tc = json_array_get(json_object_get(json_array_get(msgs, 2), "tool_calls"), 0);
+    CHECK_STR(json_string_value(json_object_get(json_object_get(tc, "function"), "arguments")), "{\"q\":\"x\"}");
+    CHECK_STR(json_string_value(json_object_get(json_array_get(msgs, 3), "tool_call_id")), "c1");
+    CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(b, "tools"), 0), "type")), "function");
+    json_decref(b);
+}
+
+TEST(anthropic_request)
+{
+    json_t *b = build("anthropic", NULL);
+    CHECK_STR(json_string_value(json_object_get(b, "_url")), "http://127.0.0.1:1/v1/messages");
+    CHECK_STR(json_string_value(json_object_get(b, "system")), "be brief");
+    json_t *msgs = json_object_get(b, "messages");
+    CHECK(json_array_size(msgs) == 3); /* user, assistant, one user turn with both results */
+    json_t *results = json_object_get(json_array_get(msgs, 2), "content");
+    CHECK(json_array_size(results) == 2);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(results, 1), "tool_use_id")), "c2");
+    json_t *use = json_array_get(json_object_get(json_array_get(msgs, 1), "content"), 0);
+    CHECK_STR(json_string_value(json_object_get(use, "type")), "tool_use");
+    CHECK_STR(json_string_value(json_object_get(json_object_get(use, "input"), "q")), "x");
+    CHECK(json_object_get(json_array_get(json_object_get(b, "tools"), 0), "input_schema") != NULL);
+    CHECK(json_integer_value(json_object_get(b, "max_tokens")) == 1024);
+    json_decref(b);
+}
+
+TEST(missing_key_names_the_variable)
+{
+    unsetenv("WD_TEST_NOKEY");
+    json_t *b = build("openai", "WD_TEST_NOKEY");
+    CHECK_HAS(json_string_value(json_object_get(b, "error")), "WD_TEST_NOKEY");
+    CHECK_HAS(json_string_value(json_object_get(b, "error")), "is not set");
+    json_decref(b);
+}
+
+TEST(parse_answers)
+{
+    char err[200];
+    const char *oa = "{\"choices\":[{\"message\":{\"content\":null,\"tool_calls\":[{\"id\":\"a\",\"type\":\"function\","
+                     "\"function\":{\"name\":\"t\",\"arguments\":\"{\\\"k\\\":1}\"}}]}}],"
+                     "\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}";
+    json_t *a = wd_provider_parse("openai", oa, strlen(oa), err, sizeof err);
+    CHECK(a && json_integer_value(json_object_get(json_object_get(a, "usage"), "input_tokens")) == 7);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(a, "tool_calls"), 0), "arguments")),
+              "{\"k\":1}");
+    json_decref(a);
+    const char *an = "{\"content\":[{\"type\":\"text\",\"text\":\"hi \"},{\"type\":\"text\",\"text\":\"there\"}],"
+                     "\"usage\":{\"input_tokens\":5,\"output_tokens\":2}}";
+    a = wd_provider_parse("anthropic", an, strlen(an), err, sizeof err);
+    CHECK_STR(json_string_value(json_object_get(a, "content")), "hi there");
+    json_decref(a);
+    CHECK(wd_provider_parse("openai", "{\"choices\":[", 12, err, sizeof err) == NULL);
+    CHECK_HAS(err, "not valid JSON");
+    CHECK(wd_provider_parse("openai", "{\"choices\":[]}", 14, err, sizeof err) == NULL);
+    CHECK_HAS(err, "choices[0].message");
+    CHECK(wd_provider_parse("anthropic", "{\"content\":[]}", 14, err, sizeof err) == NULL);
+    CHECK_HAS(err, "neither text nor tool calls");
+}
+
+TEST(scrub_removes_the_key)
+{
+    setenv("WD_TEST_KEY", "sk-test-123456", 1);
+    wd_model m = {0};
+    m.api_key_env = "WD_TEST_KEY";
+    char msg[200] = "Incorrect API key provided: sk-test-123456 (twice: sk-test-123456)";
+    wd_provider_scrub(&m, msg);
+    CHECK(strstr(msg, "sk-test-123456") == NULL);
+    CHECK_HAS(msg, "[REDACTED]");
+}
+
+int main(void)
+{
+    RUN(openai_request);
+    RUN(anthropic_request);
+    RUN(missing_key_names_the_variable);
+    RUN(parse_answers);
+    RUN(scrub_removes_the_key);
+    DONE();
+}
