@@ -13,7 +13,7 @@
 
 static const char USAGE[] =
     "usage:\n"
-    "  warden run AGENT [QUERY] [--user ID] [--session ID] [--policy FILE] [--llm mock:FILE] [--json]\n"
+    "  warden run AGENT [QUERY] [--user ID] [--session ID] [--policy FILE] [--llm mock:FILE|URL] [--json]\n"
     "  warden policy check FILE [--json]\n"
     "  warden audit verify [FILE] [--policy FILE] [--json]\n"
     "  warden audit query [FILE] [--run ID] [--user ID] [--event TYPE] [--since T] [--policy FILE]\n"

@@ -112,7 +112,8 @@ struct wd_run {
     struct {
         int active;
         int mock;                /* played from the scenario, not over HTTP */
-        const wd_model *model;   /* in r->pol */
+        const wd_model *model;   /* in r->pol, or model_copy */
+        wd_model model_copy;     /* a mock model sent to a --llm URL speaks openai */
         char *alias;
         json_t *call;
         wd_llm_request hreq;

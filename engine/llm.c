@@ -372,13 +372,18 @@ void wd_llm_start(wd_run *r)
             fail(r, msg, 0, NULL);
             return;
         }
+        const char *url = r->llm && strncmp(r->llm, "mock:", 5) ? r->llm : NULL;
+        if (!strcmp(r->call.model->provider, "mock") && url) {
+            r->call.model_copy = *r->call.model;
+            r->call.model_copy.provider = "openai";
+            r->call.model = &r->call.model_copy;
+        }
         if (!strcmp(r->call.model->provider, "mock")) {
             snprintf(msg, sizeof msg, "model '%s' has provider mock, which plays a scenario: run with --llm mock:FILE",
                      alias);
             fail(r, msg, 0, NULL);
             return;
         }
-        const char *url = r->llm && strncmp(r->llm, "mock:", 5) ? r->llm : NULL;
         wd_provider_endpoint(r->call.model, url, r->call.breaker, sizeof r->call.breaker);
     }
     wd_breaker_cfg bc = wd_run_breaker_cfg(r);
