@@ -14,6 +14,15 @@ local function within(ms, got)
 end
 
 describe("LLM read timeout", function()
+  it("waits for a slow server that answers within llm_read_ms", function()
+    local key = T.key("delay")
+    local _, steps, audit = T.lab({ { "llm" } }, { llm = false,
+      policy_overrides = remote("key=" .. key .. ",delay=200", { llm_read_ms = 500 }) })
+    assert.equal("done", steps[1].content)
+    local lat = T.events(audit, "llm_call")[1].latency_ms
+    assert.is_true(lat >= 200 and lat < 450, lat .. " ms")
+  end)
+
   it("cuts off a server that accepts and never answers, at llm_read_ms", function()
     local key = T.key("hang")
     local _, steps, audit = T.lab({ { "llm" } }, { llm = false,
