@@ -230,22 +230,23 @@ int wd_breakers_admit(wd_breakers *b, const char *name, const wd_breaker_cfg *c,
     return admitted;
 }
 
-void wd_breakers_outcome(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int success, int probe,
-                         wd_breaker_change *ch)
+int wd_breakers_outcome(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int success, int probe,
+                        wd_breaker_change *ch)
 {
     if (ch)
         ch->happened = 0;
     entry *e = lookup(b, name);
     if (!e)
-        return;
+        return WD_BR_CLOSED;
     if (success && !probe && e->row.state == WD_BR_CLOSED && e->row.failures == 0)
-        return; /* the common case: nothing to record */
+        return WD_BR_CLOSED; /* the common case: nothing to record */
     int64_t now = wd_wall_ms();
     int changed, ok = sync_begin(b, e) == 0;
     int from = e->row.state;
     wd_breaker_outcome(&e->row, c, success, probe, now, &changed);
     sync_end(b, e, ok, changed, now);
     describe(ch, from, &e->row, c);
+    return e->row.state;
 }
 
 void wd_breakers_release(wd_breakers *b, const char *name)

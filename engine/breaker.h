@@ -43,8 +43,9 @@ void wd_breakers_free(wd_breakers *b);      /* accepts NULL */
 /* 1 admitted, 0 refused with msg ("circuit open for X, retry in N s") */
 int wd_breakers_admit(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int *probe, char *msg,
                       size_t msglen, wd_breaker_change *ch);
-void wd_breakers_outcome(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int success, int probe,
-                         wd_breaker_change *ch);
+/* returns the state the breaker is left in */
+int wd_breakers_outcome(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int success, int probe,
+                        wd_breaker_change *ch);
 /* a probe abandoned without an outcome (its run ended): frees its slot */
 void wd_breakers_release(wd_breakers *b, const char *name);
 /* the state this process last saw (WD_BR_CLOSED for one never used) */

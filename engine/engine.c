@@ -73,6 +73,15 @@ int wd_run_audit(wd_run *r, json_t *rec)
     return wd_audit_append(r->eng->audit, rec);
 }
 
+void wd_run_audit_guardrail(wd_run *r, json_t *args, const char *reason)
+{
+    json_t *ev = wd_run_event(r, "guardrail_violation", 0);
+    json_object_set_new(ev, "tool_name", json_string(r->tool.name));
+    json_object_set_new(ev, "tool_args", args ? args : json_null());
+    json_object_set_new(ev, "reason", json_string(reason));
+    wd_run_audit(r, ev);
+}
+
 void wd_run_audit_breaker(wd_run *r, const char *breaker, const wd_breaker_change *ch, const char *tool,
                           const char *model)
 {
@@ -105,6 +114,20 @@ wd_retry_cfg wd_run_retry_cfg(const wd_run *r)
 {
     wd_retry_cfg c = {r->pol->max_retries, r->pol->retry_base_ms, r->pol->retry_max_ms, r->pol->retry_jitter_ms};
     return c;
+}
+
+long long wd_run_retry_arm(wd_run *r, int retries, long long retry_after_ms, event_callback_fn cb, char *reason,
+                           size_t n)
+{
+    wd_retry_cfg rc = wd_run_retry_cfg(r);
+    if (retries >= rc.max_retries)
+        return -1;
+    long long wait = wd_retry_delay_ms(&rc, retries, retry_after_ms, wd_retry_random());
+    snprintf(reason, n, "transient: retry %d of %lld in %lld ms", retries + 1, rc.max_retries, wait);
+    struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+    event_assign(r->op_timer, r->eng->base, -1, 0, cb, r);
+    evtimer_add(r->op_timer, &tv);
+    return wait;
 }
 
 /* ---- ready queue ------------------------------------------------------------ */

@@ -164,11 +164,19 @@ void wd_run_end(wd_run *r, wd_status st, const char *error);/* from the loop onl
 json_t *wd_run_event(wd_run *r, const char *event, int success); /* audit record skeleton */
 int wd_run_audit(wd_run *r, json_t *rec);                   /* redacts, appends; takes ownership */
 const char *wd_status_name(wd_status st);
+/* a guardrail_violation record for what the running tool asked (args: taken) */
+void wd_run_audit_guardrail(wd_run *r, json_t *args, const char *reason);
 /* audits a breaker's change of state, if any (tool or model names the subject) */
 void wd_run_audit_breaker(wd_run *r, const char *breaker, const wd_breaker_change *ch, const char *tool,
                           const char *model);
 wd_breaker_cfg wd_run_breaker_cfg(const wd_run *r);
 wd_retry_cfg wd_run_retry_cfg(const wd_run *r);
+/* When retry number `retries` (from 0) is allowed: arms r->op_timer to call cb(r) after
+** the backoff (or Retry-After), writes "transient: retry i of n in N ms" into reason and
+** returns the wait; the caller audits the failed attempt and counts the retry.
+** -1 when max_retries are used up. */
+long long wd_run_retry_arm(wd_run *r, int retries, long long retry_after_ms, event_callback_fn cb, char *reason,
+                           size_t n);
 wd_policy *wd_engine_policy(wd_engine *e);                   /* a new reference */
 
 /* pipeline.c: called by the Lua bindings, on the calling thread L */

@@ -57,11 +57,7 @@ static int host_allowed(const wd_strlist *allowed, const char *host, int port)
 
 static int refuse(wd_run *r, lua_State *L, const char *url, const char *msg)
 {
-    json_t *ev = wd_run_event(r, "guardrail_violation", 0);
-    json_object_set_new(ev, "tool_name", json_string(r->tool.name));
-    json_object_set_new(ev, "tool_args", json_pack("{s:s}", "url", url));
-    json_object_set_new(ev, "reason", json_string(msg));
-    wd_run_audit(r, ev);
+    wd_run_audit_guardrail(r, json_pack("{s:s}", "url", url), msg);
     luaL_pushfail(L);
     lua_pushstring(L, msg);
     return 2;
@@ -224,22 +220,15 @@ static void on_done(const wd_http_resp *resp, void *ud)
 {
     wd_run *r = ud;
     r->fetch.http = NULL;
-    wd_retry_cfg rc = wd_run_retry_cfg(r);
-    char msg[400];
+    char msg[400], reason[80];
     if (resp->fail != WD_HTTP_OK)
         snprintf(msg, sizeof msg, "ctx:http %s: %s", r->fetch.url, resp->error ? resp->error : "failed");
     else
         snprintf(msg, sizeof msg, "HTTP %ld", resp->status);
-    if (wd_retry_transient(resp) && r->fetch.retries < rc.max_retries) {
-        long long wait = wd_retry_delay_ms(&rc, r->fetch.retries, resp->retry_after_ms, wd_retry_random());
-        char reason[80];
-        snprintf(reason, sizeof reason, "transient: retry %d of %lld in %lld ms", r->fetch.retries + 1,
-                 rc.max_retries, wait);
+    if (wd_retry_transient(resp) &&
+        wd_run_retry_arm(r, r->fetch.retries, resp->retry_after_ms, on_retry, reason, sizeof reason) >= 0) {
         audit_request(r, 0, resp->fail == WD_HTTP_OK ? resp->status : 0, msg, reason);
         r->fetch.retries++;
-        struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
-        event_assign(r->op_timer, r->eng->base, -1, 0, on_retry, r);
-        evtimer_add(r->op_timer, &tv);
         return;
     }
     lua_State *co = r->waiting;

@@ -28,6 +28,14 @@ static const char *model_name(wd_run *r)
     return r->call.model ? r->call.model->name : (r->call.alias ? r->call.alias : "default");
 }
 
+/* the server every model is sent to (--llm URL), or NULL */
+static const char *llm_url(const wd_run *r)
+{
+    if (r->llm && (!strncmp(r->llm, "http://", 7) || !strncmp(r->llm, "https://", 8)))
+        return r->llm;
+    return NULL;
+}
+
 static void call_clear(wd_run *r)
 {
     json_decref(r->call.call);
@@ -38,6 +46,7 @@ static void call_clear(wd_run *r)
     r->call.active = 0;
     r->call.admitted = 0;
     r->call.probe = 0;
+    r->call.breaker[0] = '\0';
 }
 
 void wd_llm_cancel(wd_run *r)
@@ -58,8 +67,9 @@ static json_t *llm_event(wd_run *r, int success, long long latency)
     json_object_set_new(ev, "model", json_string(model_name(r)));
     json_object_set_new(ev, "latency_ms", json_integer(latency));
     json_object_set_new(ev, "retry_count", json_integer(r->call.retries));
-    json_object_set_new(ev, "circuit_breaker_state",
-                        json_string(wd_breaker_state_name(wd_breakers_state(r->eng->breakers, r->call.breaker))));
+    if (r->call.breaker[0]) /* none when the call failed before it had an endpoint */
+        json_object_set_new(ev, "circuit_breaker_state",
+                            json_string(wd_breaker_state_name(wd_breakers_state(r->eng->breakers, r->call.breaker))));
     return ev;
 }
 
@@ -173,20 +183,14 @@ static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
 /* every attempt ends here */
 static void settle(wd_run *r, outcome *o)
 {
-    wd_retry_cfg rc = wd_run_retry_cfg(r);
-    if (!o->ok && o->transient && r->call.retries < rc.max_retries) {
-        long long wait = wd_retry_delay_ms(&rc, r->call.retries, o->retry_after_ms, wd_retry_random());
-        char reason[80];
-        snprintf(reason, sizeof reason, "transient: retry %d of %lld in %lld ms", r->call.retries + 1,
-                 rc.max_retries, wait);
+    char reason[80];
+    if (!o->ok && o->transient &&
+        wd_run_retry_arm(r, r->call.retries, o->retry_after_ms, on_retry_timer, reason, sizeof reason) >= 0) {
         json_t *ev = llm_event(r, 0, (wd_now_ns() - r->req.t0) / 1000000);
         json_object_set_new(ev, "error", json_string(o->msg));
         json_object_set_new(ev, "reason", json_string(reason));
         wd_run_audit(r, ev);
         r->call.retries++;
-        struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
-        event_assign(r->op_timer, r->eng->base, -1, 0, on_retry_timer, r);
-        evtimer_add(r->op_timer, &tv);
         return;
     }
     if (r->call.admitted) {
@@ -300,9 +304,7 @@ static void http_attempt(wd_run *r)
     const wd_model *m = r->call.model;
     char err[300];
     if (!r->call.hreq.url) {
-        const char *url = r->llm && (!strncmp(r->llm, "http://", 7) || !strncmp(r->llm, "https://", 8)) ? r->llm
-                                                                                                      : NULL;
-        if (wd_provider_request(m, url, r->call.call, &r->call.hreq, err, sizeof err) < 0) {
+        if (wd_provider_request(m, llm_url(r), r->call.call, &r->call.hreq, err, sizeof err) < 0) {
             outcome o = {0};
             wd_strlcpy(o.msg, err, sizeof o.msg);
             o.retry_after_ms = -1;
@@ -372,7 +374,12 @@ void wd_llm_start(wd_run *r)
             fail(r, msg, 0, NULL);
             return;
         }
-        const char *url = r->llm && strncmp(r->llm, "mock:", 5) ? r->llm : NULL;
+        const char *url = llm_url(r);
+        if (r->llm && !url) {
+            snprintf(msg, sizeof msg, "--llm '%.200s' is neither mock:FILE nor an http(s) URL", r->llm);
+            fail(r, msg, 0, NULL);
+            return;
+        }
         if (!strcmp(r->call.model->provider, "mock") && url) {
             r->call.model_copy = *r->call.model;
             r->call.model_copy.provider = "openai";

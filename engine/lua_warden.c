@@ -233,11 +233,7 @@ static int c_read_file(lua_State *L)
     }
 refused:
     if (!ok) {
-        json_t *ev = wd_run_event(r, "guardrail_violation", 0);
-        json_object_set_new(ev, "tool_name", json_string(r->tool.name));
-        json_object_set_new(ev, "tool_args", json_pack("{s:s}", "path", path));
-        json_object_set_new(ev, "reason", json_string(msg));
-        wd_run_audit(r, ev);
+        wd_run_audit_guardrail(r, json_pack("{s:s}", "path", path), msg);
         wd_policy_unref(p);
         free(c);
         luaL_pushfail(L);

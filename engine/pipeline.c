@@ -496,17 +496,7 @@ void wd_pipeline_start(wd_run *r)
     case OP_HTTP:
         wd_fetch_start(r);
         return;
-    case OP_TOOL:
-        if (r->tool.active) { /* a tool handler cannot call tools */
-            lua_State *co = r->waiting;
-            r->sb->in_engine++;
-            wd_push_error_table(co, "tools cannot call other tools");
-            r->sb->in_engine--;
-            json_decref(r->req.args);
-            r->req.args = NULL;
-            wd_run_schedule(r, co, 1);
-            return;
-        }
+    case OP_TOOL: /* wd_pipeline_tool refused it if a tool was running */
         start_tool(r);
         return;
     case OP_SLEEP: {
@@ -549,12 +539,8 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
 {
     lua_State *co = r->tool.co;
     char msg[700];
-    wd_retry_cfg rc = wd_run_retry_cfg(r);
-    if (!ok && transient && r->tool.retries < rc.max_retries) {
-        long long wait = wd_retry_delay_ms(&rc, r->tool.retries, -1, wd_retry_random());
-        char reason[80];
-        snprintf(reason, sizeof reason, "transient: retry %d of %lld in %lld ms", r->tool.retries + 1,
-                 rc.max_retries, wait);
+    char reason[80];
+    if (!ok && transient && wd_run_retry_arm(r, r->tool.retries, -1, on_tool_retry, reason, sizeof reason) >= 0) {
         snprintf(msg, sizeof msg, "tool '%s' failed: %s", r->tool.name, error ? error : "error");
         json_t *ev = wd_run_event(r, "tool_call", 0);
         json_object_set_new(ev, "agent_step", json_integer(r->steps));
@@ -567,9 +553,6 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
         wd_run_audit(r, ev);
         drop_handler(r);
         r->tool.retries++;
-        struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
-        event_assign(r->op_timer, r->eng->base, -1, 0, on_tool_retry, r);
-        evtimer_add(r->op_timer, &tv);
         return;
     }
     json_t *result = NULL;
@@ -640,10 +623,9 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
     if (r->tool.admitted) {
         /* only a raised error or a timeout speaks against the tool; nil, msg is an answer */
         wd_breaker_cfg bc = wd_run_breaker_cfg(r);
-        wd_breakers_outcome(r->eng->breakers, bname, &bc, ok, r->tool.probe, &ch);
+        int state = wd_breakers_outcome(r->eng->breakers, bname, &bc, ok, r->tool.probe, &ch);
         r->tool.admitted = 0;
-        json_object_set_new(ev, "circuit_breaker_state",
-                            json_string(wd_breaker_state_name(wd_breakers_state(r->eng->breakers, bname))));
+        json_object_set_new(ev, "circuit_breaker_state", json_string(wd_breaker_state_name(state)));
     }
     wd_run_audit(r, ev);
     wd_run_audit_breaker(r, bname, &ch, r->tool.name, NULL); /* after the call that caused it */

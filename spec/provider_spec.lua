@@ -143,6 +143,11 @@ describe("API key", function()
 end)
 
 describe("--llm URL", function()
+  it("refuses a value that is neither mock:FILE nor a URL, naming it", function()
+    local res = T.run { agent = "spec/fixtures/lab", query = { { "llm" } }, llm = "ftp://x" }
+    assert.matches("%-%-llm 'ftp://x' is neither mock:FILE nor an http%(s%) URL", T.decode(res.result)[1].llm_error)
+  end)
+
   it("points every model at one OpenAI-compatible server, mock models included", function()
     local key = T.key("cliurl")
     local policy = T.policy()

@@ -116,6 +116,20 @@ describe("LLM retries", function()
   end)
 end)
 
+describe("mock scenario retries", function()
+  it("plays the next entry on a retry and honours retry_after_ms", function()
+    local _, steps, audit = T.lab({ { "llm" } }, {
+      scenario = { { error = { status = 429, retry_after_ms = 300 } }, { error = { status = 503 } }, { content = "ok" } },
+      policy_overrides = { defaults = { retry = { max_retries = 3, base_ms = 10, max_ms = 5000, jitter_ms = 0 } } } })
+    assert.equal("ok", steps[1].content)
+    local calls = T.events(audit, "llm_call")
+    assert.equal(3, #calls)
+    assert.matches("in 300 ms", calls[1].reason)
+    assert.matches("in 20 ms", calls[2].reason)
+    assert.equal(2, calls[3].retry_count)
+  end)
+end)
+
 describe("tool retries", function()
   it("retries ctx:http on 5xx and returns the final answer as a value", function()
     local key = T.key("tool503")

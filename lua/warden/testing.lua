@@ -87,6 +87,12 @@ function M.policy(overrides, base)
   return path, p.audit.path
 end
 
+-- llm = false: the policy's models over HTTP; nil: a mock that answers "done"
+local function llm_opt(llm)
+  if llm == false then return nil end
+  return llm or ("mock:" .. M.scenario({ { content = "done" } }))
+end
+
 -- opts: agent, query (string or table, encoded as JSON), user, scenario (table) or llm,
 -- policy (path) or policy_overrides (table), audit (path)
 function M.run(opts)
@@ -94,11 +100,7 @@ function M.run(opts)
   for k, v in pairs(opts) do o[k] = v end
   if type(o.query) == "table" then o.query = json.encode(o.query) end
   if o.scenario then o.llm = "mock:" .. M.scenario(o.scenario); o.scenario = nil end
-  if o.llm == false then
-    o.llm = nil -- the policy's models, over HTTP
-  else
-    o.llm = o.llm or ("mock:" .. M.scenario({ { content = "done" } }))
-  end
+  o.llm = llm_opt(o.llm)
   if not o.policy or o.policy_overrides then
     o.policy = M.policy(o.policy_overrides, o.policy)
   end
@@ -115,11 +117,7 @@ function M.run_many(engine_opts, runs)
   for k, v in pairs(engine_opts) do e[k] = v end
   e.policy = e.policy or M.policy()
   e.audit = e.audit or M.tmpfile(".jsonl")
-  if e.llm == false then
-    e.llm = nil
-  else
-    e.llm = e.llm or ("mock:" .. M.scenario({ { content = "done" } }))
-  end
+  e.llm = llm_opt(e.llm)
   for _, r in ipairs(runs) do
     if type(r.query) == "table" then r.query = json.encode(r.query) end
     r.user = r.user or "reader"
