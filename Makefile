@@ -10,7 +10,7 @@ BUSTED      := $(LUA) /usr/bin/busted
 
 DEB_PACKAGES := build-essential pkg-config liblua$(LUA_VERSION)-dev lua$(LUA_VERSION) \
                 libcurl4-openssl-dev libyaml-dev lua-cjson lua-busted lua-check lua-yaml \
-                libjansson-dev libevent-dev libpcre2-dev libsqlite3-dev libsodium-dev bubblewrap
+                libjansson-dev libevent-dev libpcre2-dev libsqlite3-dev libsodium-dev libmimalloc-dev bubblewrap
 
 PKGS    := $(LUA_PC) yaml-0.1 jansson libevent libpcre2-8 libsodium libcurl sqlite3
 BUILD   ?= build
@@ -21,11 +21,15 @@ WD_CFLAGS := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -pthread -Iengine
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
            -DWD_LUA_DIR='"$(CURDIR)/lua"' -DWD_CJSON_SO='"$(CJSON_SO)"' $(CFLAGS)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
+# the process allocator of our executables (docs/performance.md): thousands of runs
+# allocate and free small blocks from several threads. Not in core.so (the host owns
+# malloc there) nor under the sanitizers (which must see every allocation).
+MALLOC  ?= -Wl,--no-as-needed -lmimalloc -Wl,--as-needed
 
 CORE_SRC := engine/util.c engine/ydoc.c engine/rx.c engine/policy.c engine/schema.c engine/guard.c \
             engine/redact.c engine/audit.c engine/jsonlua.c engine/lmatch.c engine/ltable.c engine/sandbox.c engine/engine.c \
             engine/pipeline.c engine/mock.c engine/lua_warden.c engine/http.c engine/retry.c engine/store.c \
-            engine/breaker.c engine/provider.c engine/llm.c engine/fetch.c
+            engine/breaker.c engine/provider.c engine/llm.c engine/fetch.c engine/chunks.c engine/canon.c
 CORE_OBJ := $(CORE_SRC:engine/%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(wildcard engine/test/test_*.c)
 TEST_BIN := $(TEST_SRC:engine/test/%.c=$(BUILD)/test/%)
@@ -61,7 +65,7 @@ $(BUILD)/libwarden.a: $(CORE_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/warden: $(BUILD)/obj/cli.o $(BUILD)/libwarden.a
-	$(CC) $(WD_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(WD_CFLAGS) -o $@ $(MALLOC) $^ $(LDLIBS)
 
 $(BUILD)/lua/warden/core.so: $(BUILD)/obj/lua_core.o $(BUILD)/libwarden.a
 	@mkdir -p $(dir $@)
@@ -69,7 +73,7 @@ $(BUILD)/lua/warden/core.so: $(BUILD)/obj/lua_core.o $(BUILD)/libwarden.a
 
 $(BUILD)/test/%: engine/test/%.c engine/test/harness.h $(BUILD)/libwarden.a
 	@mkdir -p $(dir $@)
-	$(CC) $(WD_CFLAGS) -o $@ $< $(BUILD)/libwarden.a $(LDLIBS)
+	$(CC) $(WD_CFLAGS) -o $@ $(MALLOC) $< $(BUILD)/libwarden.a $(LDLIBS)
 
 # the fault-injecting LLM server the specs and benchmarks talk to
 $(BUILD)/fakellm: spec/support/fakellm.c
@@ -78,7 +82,7 @@ $(BUILD)/fakellm: spec/support/fakellm.c
 
 $(BUILD)/bench/%: engine/bench/%.c $(BUILD)/libwarden.a
 	@mkdir -p $(dir $@)
-	$(CC) $(WD_CFLAGS) -o $@ $< $(BUILD)/libwarden.a $(LDLIBS)
+	$(CC) $(WD_CFLAGS) -o $@ $(MALLOC) $< $(BUILD)/libwarden.a $(LDLIBS)
 
 test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN) $(BUILD)/fakellm
@@ -112,9 +116,9 @@ demo: deps
 # loaded into lua5.4 with libasan preloaded; the interpreter's own leaks are not ours)
 SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" all build-asan/fakellm \
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" MALLOC= all build-asan/fakellm \
 	  $(TEST_SRC:engine/test/%.c=build-asan/test/%)
-	@set -o pipefail; $(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" test-c | tee build-asan/test-c.out
+	@set -o pipefail; $(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" MALLOC= test-c | tee build-asan/test-c.out
 	@set -o pipefail; LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  WARDEN_BUILD=build-asan $(BUSTED) --output=plainTerminal --cpath='build-asan/lua/?.so' | tee build-asan/test-lua.out

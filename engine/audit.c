@@ -1,5 +1,6 @@
 /* audit.c - buffered, hash-chained JSON lines with group fsync and torn-line repair. */
 #include "audit.h"
+#include "canon.h"
 #include "policy.h"
 
 #include <errno.h>
@@ -253,17 +254,20 @@ static int render(wd_audit *a, json_t *rec, wd_buf *out)
 {
     json_object_set_new(rec, "seq", json_integer(++a->seq));
     json_object_set_new(rec, "prev_hash", json_string(a->prev_hash));
-    char *canon = json_dumps(rec, WD_AUDIT_JSON_FLAGS);
-    if (!canon)
+    size_t start = out->len;
+    if (wd_json_canon(rec, out) < 0)
         return -1;
-    size_t len = strlen(canon);
     char h[65];
-    chain_hash(a->prev_hash, canon, len, h);
-    int rc = wd_buf_add(out, canon, len - 1);
-    rc |= wd_buf_addf(out, ",\"hash\":\"%s\"}\n", h);
-    free(canon);
+    chain_hash(a->prev_hash, out->p + start, out->len - start, h);
+    out->p[--out->len] = '\0'; /* the closing brace: the hash goes in before it */
+    char tail[8 + 64 + 4];
+    memcpy(tail, ",\"hash\":\"", 9);
+    memcpy(tail + 9, h, 64);
+    memcpy(tail + 73, "\"}\n", 3);
+    if (wd_buf_add(out, tail, 76) < 0)
+        return -1;
     memcpy(a->prev_hash, h, 65);
-    return rc;
+    return 0;
 }
 
 int wd_audit_flush(wd_audit *a)
@@ -370,10 +374,12 @@ int wd_audit_verify(const char *path, wd_buf *report, long *records)
         int seq_ok = s == expect_seq + 1;
         int prev_ok = !strcmp(json_string_value(ph), prev);
         json_object_del(rec, "hash");
-        char *canon = json_dumps(rec, WD_AUDIT_JSON_FLAGS);
+        wd_buf canon = {0};
         char got[65];
-        chain_hash(json_string_value(ph), canon ? canon : "", canon ? strlen(canon) : 0, got);
-        free(canon);
+        if (wd_json_canon(rec, &canon) < 0)
+            wd_buf_free(&canon);
+        chain_hash(json_string_value(ph), canon.p ? canon.p : "", canon.len, got);
+        wd_buf_free(&canon);
         json_decref(rec);
         if (strcmp(got, want_hash)) {
             wd_buf_addf(report, "%s:%ld: hash does not match the record's content: the line was edited", path,

@@ -1,5 +1,6 @@
 /* sandbox.c - per-run lua_State, safe globals, confined require, preemption. */
 #include "sandbox.h"
+#include "chunks.h"
 #include "guard.h"
 #include "lmatch.h"
 #include "ltable.h"
@@ -518,17 +519,7 @@ static int sb_collectgarbage(lua_State *L)
 
 int wd_sandbox_loadfile(lua_State *L, const char *path, const char *chunkname)
 {
-    size_t len;
-    char *text = wd_read_file(path, 4u << 20, &len);
-    if (!text) {
-        lua_pushfstring(L, "cannot read %s: %s", path, strerror(errno));
-        return -1;
-    }
-    char name[512];
-    snprintf(name, sizeof name, "@%s", chunkname ? chunkname : path);
-    int rc = luaL_loadbufferx(L, text, len, name, "t");
-    free(text);
-    if (rc != LUA_OK)
+    if (wd_chunks_load(L, path, chunkname ? chunkname : path) != LUA_OK)
         return -1;
     lua_getfield(L, LUA_REGISTRYINDEX, REG_ENV);
     if (!lua_setupvalue(L, -2, 1))
@@ -601,30 +592,35 @@ static int sb_require(lua_State *L)
 }
 
 /* cjson as a fixed-limit instance: encode/decode/null only, never the setters */
-static int open_cjson(lua_State *L)
+static lua_CFunction cjson_opener;
+
+static void find_cjson(void)
 {
-    static lua_CFunction opener;
     /* the path found at build time, then Debian's multiarch location */
     static const char *const where[] = {WD_CJSON_SO, "/usr/lib/x86_64-linux-gnu/lua/5.4/cjson.so",
                                         "/usr/lib/aarch64-linux-gnu/lua/5.4/cjson.so", NULL};
-    for (int i = 0; !opener && where[i]; i++) {
+    for (int i = 0; !cjson_opener && where[i]; i++) {
         void *h = *where[i] ? dlopen(where[i], RTLD_NOW | RTLD_LOCAL) : NULL;
         if (h)
-            opener = (lua_CFunction)(uintptr_t)dlsym(h, "luaopen_cjson");
+            cjson_opener = (lua_CFunction)(uintptr_t)dlsym(h, "luaopen_cjson");
     }
+}
+
+static int open_cjson(lua_State *L)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, find_cjson);
+    lua_CFunction opener = cjson_opener;
     if (!opener)
         return 0;
     lua_pushcfunction(L, opener);
-    lua_call(L, 0, 1);
-    lua_getfield(L, -1, "new");
-    lua_call(L, 0, 1);                 /* a private instance */
+    lua_call(L, 0, 1); /* this state's own instance: its settings are private to the run */
     lua_createtable(L, 0, 3);
     const char *keep[] = {"encode", "decode", "null"};
     for (int i = 0; i < 3; i++) {
         lua_getfield(L, -2, keep[i]);
         lua_setfield(L, -2, keep[i]);
     }
-    lua_remove(L, -2);
     lua_remove(L, -2);
     return 1;
 }

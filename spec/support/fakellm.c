@@ -484,7 +484,12 @@ int main(int argc, char **argv)
         perror(log_path);
         return 1;
     }
-    base = event_base_new();
+    /* the loop's cached time can be milliseconds old when a request arrives; a delay
+    ** timed from it would answer early, so timers read the clock */
+    struct event_config *cfg = event_config_new();
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NO_CACHE_TIME | EVENT_BASE_FLAG_PRECISE_TIMER);
+    base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
     struct sockaddr_in sin = {0};
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

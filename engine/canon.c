@@ -1,0 +1,153 @@
+/* canon.c - canonical JSON text, the form the audit chain hashes. */
+#include "canon.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 2048
+#define STACK_KEYS 32
+
+/* 1 where a byte must be escaped: ", \ and the C0 controls (jansson escapes no more) */
+static const unsigned char needs_escape[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+};
+
+static int put_string(wd_buf *b, const char *s, size_t n)
+{
+    static const char hexd[] = "0123456789ABCDEF";
+    if (wd_buf_add(b, "\"", 1) < 0)
+        return -1;
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!needs_escape[c])
+            continue;
+        if (i > run && wd_buf_add(b, s + run, i - run) < 0)
+            return -1;
+        char e[6] = {'\\', 0, 0, 0, 0, 0};
+        size_t el = 2;
+        switch (c) {
+        case '"': e[1] = '"'; break;
+        case '\\': e[1] = '\\'; break;
+        case '\b': e[1] = 'b'; break;
+        case '\f': e[1] = 'f'; break;
+        case '\n': e[1] = 'n'; break;
+        case '\r': e[1] = 'r'; break;
+        case '\t': e[1] = 't'; break;
+        default:
+            e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hexd[c >> 4], e[5] = hexd[c & 15];
+            el = 6;
+        }
+        if (wd_buf_add(b, e, el) < 0)
+            return -1;
+        run = i + 1;
+    }
+    if (n > run && wd_buf_add(b, s + run, n - run) < 0)
+        return -1;
+    return wd_buf_add(b, "\"", 1);
+}
+
+/* jansson's real format: %.15g, ".0" when it would read back as an integer, and the
+** exponent without '+' or leading zeros */
+static int put_real(wd_buf *b, double d)
+{
+    char t[64];
+    int n = snprintf(t, sizeof t - 3, "%.15g", d);
+    if (n < 0 || n >= (int)sizeof t - 3)
+        return -1;
+    if (!strchr(t, '.') && !strchr(t, 'e')) {
+        memcpy(t + n, ".0", 3);
+        n += 2;
+    }
+    char *e = strchr(t, 'e');
+    if (e) {
+        char *start = e + 1, *end = start + 1;
+        if (*start == '-')
+            start++;
+        while (*end == '0')
+            end++;
+        if (end != start) {
+            memmove(start, end, (size_t)(t + n - end) + 1);
+            n -= (int)(end - start);
+        }
+    }
+    return wd_buf_add(b, t, (size_t)n);
+}
+
+static int cmp_keys(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+static int put(const json_t *v, wd_buf *b, int depth);
+
+static int put_object(const json_t *v, wd_buf *b, int depth)
+{
+    size_t n = json_object_size(v), i = 0;
+    const char *stack[STACK_KEYS], **keys = stack;
+    if (n > STACK_KEYS && !(keys = malloc(n * sizeof *keys)))
+        return -1;
+    const char *k;
+    json_t *x;
+    json_object_foreach((json_t *)v, k, x)
+        keys[i++] = k;
+    if (n > 1) {
+        if (n <= 16) { /* records are small: insertion sort beats qsort's calls */
+            for (size_t a = 1; a < n; a++)
+                for (size_t c = a; c > 0 && strcmp(keys[c - 1], keys[c]) > 0; c--) {
+                    const char *t = keys[c];
+                    keys[c] = keys[c - 1];
+                    keys[c - 1] = t;
+                }
+        } else {
+            qsort(keys, n, sizeof *keys, cmp_keys);
+        }
+    }
+    int rc = wd_buf_add(b, "{", 1);
+    for (i = 0; !rc && i < n; i++) {
+        if (i)
+            rc |= wd_buf_add(b, ",", 1);
+        rc |= put_string(b, keys[i], strlen(keys[i]));
+        rc |= wd_buf_add(b, ":", 1);
+        if (!rc)
+            rc = put(json_object_get(v, keys[i]), b, depth + 1);
+    }
+    if (keys != stack)
+        free(keys);
+    return rc ? -1 : wd_buf_add(b, "}", 1);
+}
+
+static int put(const json_t *v, wd_buf *b, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return -1;
+    char t[32];
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return put_object(v, b, depth);
+    case JSON_ARRAY: {
+        if (wd_buf_add(b, "[", 1) < 0)
+            return -1;
+        for (size_t i = 0, n = json_array_size(v); i < n; i++)
+            if ((i && wd_buf_add(b, ",", 1) < 0) || put(json_array_get(v, i), b, depth + 1) < 0)
+                return -1;
+        return wd_buf_add(b, "]", 1);
+    }
+    case JSON_STRING: return put_string(b, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER: {
+        int n = snprintf(t, sizeof t, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return wd_buf_add(b, t, (size_t)n);
+    }
+    case JSON_REAL: return put_real(b, json_real_value(v));
+    case JSON_TRUE: return wd_buf_add(b, "true", 4);
+    case JSON_FALSE: return wd_buf_add(b, "false", 5);
+    case JSON_NULL: return wd_buf_add(b, "null", 4);
+    }
+    return -1;
+}
+
+int wd_json_canon(const json_t *v, wd_buf *out)
+{
+    if (!v)
+        return -1;
+    return put(v, out, 0);
+}

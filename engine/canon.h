@@ -1,0 +1,15 @@
+/* canon.h - canonical JSON text, the form the audit chain hashes. */
+#ifndef WD_CANON_H
+#define WD_CANON_H
+
+#include <jansson.h>
+#include "util.h"
+
+/* Appends v as compact JSON with object keys sorted bytewise and reals printed with 15
+** significant digits: byte for byte what json_dumps gives with WD_AUDIT_JSON_FLAGS
+** (so logs written by either verify with either), without building sorted copies or
+** walking strings one code point at a time. 0, or -1 when out of memory or nested
+** deeper than 2,048 levels. */
+int wd_json_canon(const json_t *v, wd_buf *out);
+
+#endif
