@@ -29,7 +29,7 @@ MALLOC  ?= -Wl,--no-as-needed -lmimalloc -Wl,--as-needed
 CORE_SRC := engine/util.c engine/ydoc.c engine/rx.c engine/policy.c engine/schema.c engine/guard.c \
             engine/redact.c engine/audit.c engine/jsonlua.c engine/lmatch.c engine/ltable.c engine/sandbox.c engine/engine.c \
             engine/pipeline.c engine/mock.c engine/lua_warden.c engine/http.c engine/retry.c engine/store.c \
-            engine/breaker.c engine/provider.c engine/llm.c engine/fetch.c engine/chunks.c engine/canon.c
+            engine/breaker.c engine/provider.c engine/llm.c engine/fetch.c engine/chunks.c engine/canon.c engine/pool.c
 CORE_OBJ := $(CORE_SRC:engine/%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(wildcard engine/test/test_*.c)
 TEST_BIN := $(TEST_SRC:engine/test/%.c=$(BUILD)/test/%)
@@ -41,7 +41,7 @@ l=$$(sed -n 's/^\([0-9]*\) successes \/ \([0-9]*\) failures \/ \([0-9]*\) errors
 set -- $$c $$l; echo "$(1): $$(($$1 + $$3)) passed, $$(($$2 + $$4 + $$5)) failed"
 endef
 
-.PHONY: all deps test test-c test-lua lint demo asan bench clean
+.PHONY: all deps test test-c test-lua lint demo asan tsan bench clean
 
 all: $(BUILD)/warden $(BUILD)/lua/warden/core.so
 
@@ -124,10 +124,20 @@ asan: deps
 	  WARDEN_BUILD=build-asan $(BUSTED) --output=plainTerminal --cpath='build-asan/lua/?.so' | tee build-asan/test-lua.out
 	@$(call total,asan,build-asan)
 
+# ThreadSanitizer over the tests that run several loops at once (worker pool with the
+# watchdog, the process-wide chunk cache). Not test_sandbox: TSan holds a signal until
+# the thread calls into libc, so a pure Lua loop is never preempted under it.
+TSAN_TESTS := test_pool test_chunks
+tsan: deps
+	@$(MAKE) --no-print-directory BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" MALLOC= \
+	  $(TSAN_TESTS:%=build-tsan/test/%)
+	@set -e; for t in $(TSAN_TESTS); do TSAN_OPTIONS=halt_on_error=1 build-tsan/test/$$t; done
+
 bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_tool $(BUILD)/bench/bench_runs $(BUILD)/fakellm
 	./$(BUILD)/bench/bench_tool 200000
 	./$(BUILD)/bench/bench_runs 100 1000
+	./$(BUILD)/bench/bench_runs --workers 1 1000
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan

@@ -670,7 +670,11 @@ wd_engine *wd_engine_new(const wd_engine_opts *o, char *err, size_t errlen)
         goto fail;
     struct timeval tv = {0, FLUSH_MS * 1000};
     event_add(e->flush_ev, &tv);
-    wd_watchdog_attach();
+    /* without the watchdog a runaway script could not be preempted: no engine then */
+    if (wd_watchdog_attach() < 0) {
+        wd_errf(err, errlen, "no watchdog slot left: at most 256 threads can drive engines at once");
+        goto fail;
+    }
     return e;
 fail:
     if (!err[0])

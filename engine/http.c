@@ -17,12 +17,18 @@
 #define MAX_HEADER_BYTES (64 * 1024)
 #define MAX_HEADERS 100
 
+/* an easy handle costs a few kilobytes and a dozen allocations to make; thousands of
+** runs calling in waves reuse them */
+#define SPARE_HANDLES 1024
+
 struct wd_http {
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
     wd_http_req *head;
     size_t n;
+    CURL *spare[SPARE_HANDLES]; /* reset handles kept for the next requests */
+    size_t nspare;
 };
 
 struct wd_http_req {
@@ -75,7 +81,12 @@ static void req_free(wd_http_req *q)
     h->n--;
     if (q->read_timer)
         event_free(q->read_timer);
-    curl_easy_cleanup(q->easy);
+    if (q->easy && h->nspare < SPARE_HANDLES) {
+        curl_easy_reset(q->easy);
+        h->spare[h->nspare++] = q->easy;
+    } else {
+        curl_easy_cleanup(q->easy);
+    }
     curl_slist_free_all(q->hdrs);
     wd_buf_free(&q->body);
     headers_clear(q);
@@ -352,6 +363,8 @@ void wd_http_free(wd_http *h)
         curl_multi_cleanup(h->multi); /* closes the cached connections through sock_cb */
     if (h->timer)
         event_free(h->timer);
+    while (h->nspare)
+        curl_easy_cleanup(h->spare[--h->nspare]);
     free(h);
 }
 
@@ -384,7 +397,7 @@ wd_http_req *wd_http_start(wd_http *h, const wd_http_opts *o, wd_http_done_fn cb
         h->head->prev = q;
     h->head = q;
     h->n++;
-    q->easy = curl_easy_init();
+    q->easy = h->nspare ? h->spare[--h->nspare] : curl_easy_init();
     q->read_timer = evtimer_new(h->base, on_read_timeout, q);
     if (!q->easy || !q->read_timer) {
         wd_errf(err, errlen, "out of memory");

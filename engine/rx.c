@@ -4,6 +4,7 @@
 #include "util.h"
 
 #include <pcre2.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,11 +14,20 @@ struct wd_rx {
 };
 
 static _Thread_local pcre2_match_data *tl_md;
+static pthread_key_t md_key; /* its destructor frees a worker thread's block at exit */
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+
+static void md_free(void *md) { pcre2_match_data_free(md); }
+static void md_key_make(void) { pthread_key_create(&md_key, md_free); }
 
 static pcre2_match_data *match_data(void)
 {
-    if (!tl_md)
+    if (!tl_md) {
+        pthread_once(&md_once, md_key_make);
         tl_md = pcre2_match_data_create(8, NULL);
+        if (tl_md)
+            pthread_setspecific(md_key, tl_md);
+    }
     return tl_md;
 }
 

@@ -156,9 +156,10 @@ void wd_sandbox_tick(lua_State *L, unsigned long *steps)
 
 typedef struct {
     _Atomic int used;
-    pthread_t thread;
+    _Atomic(pthread_t) thread; /* read by the watchdog while a new thread takes the slot */
     _Atomic(wd_sandbox *) sb;
     _Atomic int64_t started;
+    _Atomic int metered;      /* the watchdog asked this slice to be metered */
 } slot_t;
 
 static slot_t slots[MAX_SLOTS];
@@ -170,20 +171,25 @@ static slot_t *find_slot(void)
 {
     pthread_t self = pthread_self();
     for (int i = 0; i < MAX_SLOTS; i++)
-        if (atomic_load(&slots[i].used) && pthread_equal(slots[i].thread, self))
+        if (atomic_load(&slots[i].used) && pthread_equal(atomic_load(&slots[i].thread), self))
             return &slots[i];
     return NULL;
 }
 
-/* runs on the loop thread, interrupting Lua: lua_sethook is async-signal-safe */
+/* Runs on the loop thread, interrupting Lua: lua_sethook is async-signal-safe. Only the
+** loop thread (and this handler, on it) touches a sandbox: the watchdog sees slots,
+** never sandboxes, so a sandbox freed after its slice is never written by it. */
 static void on_signal(int sig)
 {
     (void)sig;
     int e = errno;
     slot_t *s = find_slot();
     wd_sandbox *sb = s ? atomic_load(&s->sb) : NULL;
-    if (sb && sb->mode != WD_MODE_NONE && sb->running)
+    if (sb && sb->running) {
+        if (sb->mode == WD_MODE_NONE)
+            sb->mode = WD_MODE_METER;
         lua_sethook(sb->running, sb_hook, LUA_MASKCOUNT, sb->mode == WD_MODE_KILL ? 1 : METER_COUNT);
+    }
     errno = e;
 }
 
@@ -198,13 +204,11 @@ static void *watchdog(void *arg)
             slot_t *s = &slots[i];
             if (!atomic_load(&s->used))
                 continue;
-            wd_sandbox *sb = atomic_load(&s->sb);
-            if (!sb)
+            if (!atomic_load(&s->sb) || atomic_load(&s->metered))
                 continue;
-            int64_t started = atomic_load(&s->started);
-            if (sb->mode == WD_MODE_NONE && now - started > METER_AFTER_NS) {
-                sb->mode = WD_MODE_METER;
-                pthread_kill(s->thread, SIGURG);
+            if (now - atomic_load(&s->started) > METER_AFTER_NS) {
+                atomic_store(&s->metered, 1);
+                pthread_kill(atomic_load(&s->thread), SIGURG);
             }
         }
     }
@@ -241,7 +245,7 @@ int wd_watchdog_attach(void)
     }
     for (int i = 0; i < MAX_SLOTS; i++)
         if (!atomic_load(&slots[i].used)) {
-            slots[i].thread = pthread_self();
+            atomic_store(&slots[i].thread, pthread_self());
             atomic_store(&slots[i].sb, NULL);
             atomic_store(&slots[i].used, 1);
             my_slot = &slots[i];
@@ -283,6 +287,7 @@ int wd_sandbox_resume(wd_sandbox *sb, lua_State *co, int nargs, int *nres, int64
     }
     if (my_slot) {
         atomic_store(&my_slot->started, sb->slice_start_ns);
+        atomic_store(&my_slot->metered, 0);
         atomic_store(&my_slot->sb, sb);
     }
     int st = lua_resume(co, NULL, nargs, nres);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 
@@ -47,6 +48,32 @@ static int prep(wd_store *s, sqlite3_stmt **st, const char *sql)
     return sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK ? 0 : -1;
 }
 
+/* WAL: readers never wait for writers; NORMAL: a commit does not fsync (state is
+** advisory to a crash, the audit log is the record). Engines opening one file at the
+** same moment (worker threads, processes) can get SQLITE_BUSY here without the busy
+** handler being asked (switching the journal mode, upgrading a read lock), so the
+** setup is retried for up to two seconds. */
+static int setup(sqlite3 *db)
+{
+    int rc = SQLITE_BUSY;
+    for (int i = 0; i < 400; i++) {
+        rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
+            if (rc == SQLITE_OK)
+                rc = sqlite3_exec(db, "PRAGMA user_version=1; COMMIT", NULL, NULL, NULL);
+            if (rc != SQLITE_OK)
+                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        }
+        if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
+            return rc;
+        usleep(5000);
+    }
+    return rc;
+}
+
 wd_store *wd_store_open(const char *path, char *err, size_t errlen)
 {
     wd_store *s = calloc(1, sizeof *s);
@@ -63,13 +90,8 @@ wd_store *wd_store_open(const char *path, char *err, size_t errlen)
         SQLITE_OK)
         goto fail;
     sqlite3_busy_timeout(s->db, 2000);
-    /* WAL: readers never wait for writers; NORMAL: a commit does not fsync (state is
-    ** advisory to a crash, the audit log is the record) */
-    if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL) != SQLITE_OK)
+    if (setup(s->db) != SQLITE_OK)
         goto fail;
-    if (sqlite3_exec(s->db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK)
-        goto fail;
-    sqlite3_exec(s->db, "PRAGMA user_version=1", NULL, NULL, NULL);
     if (prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") ||
         prep(s, &s->rollback, "ROLLBACK") ||
         prep(s, &s->br_get,

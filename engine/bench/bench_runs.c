@@ -4,6 +4,7 @@
 ** (3 x 50 ms), wall time against it, CPU per run and peak RSS. */
 #include "warden.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #define LATENCY_MS 50
 
 typedef struct {
+    pthread_mutex_t mu; /* callbacks come from every worker's thread */
     long long *lat;
     size_t n, failed;
     char first_error[300];
@@ -24,6 +26,7 @@ typedef struct {
 static void on_done(const json_t *res, void *ud)
 {
     stats *s = ud;
+    pthread_mutex_lock(&s->mu);
     s->lat[s->n++] = json_integer_value(json_object_get(res, "execution_time_ms"));
     if (!json_is_true(json_object_get(res, "success"))) {
         if (!s->failed++) {
@@ -32,6 +35,7 @@ static void on_done(const json_t *res, void *ud)
                      json_string_value(json_object_get(res, "status")), e ? json_string_value(e) : "");
         }
     }
+    pthread_mutex_unlock(&s->mu);
 }
 
 static int cmp(const void *a, const void *b)
@@ -79,43 +83,50 @@ static pid_t start_server(const char *bin, int *port)
     return -1;
 }
 
-static int bench(int n, const char *url)
+static int bench(int n, int workers, const char *url)
 {
     char err[2048];
     unlink("/tmp/warden-bench-audit.jsonl");
     unlink("/tmp/warden-bench-state.db");
     wd_engine_opts eo = {"bench/bench.yaml", url, NULL, NULL};
-    wd_engine *e = wd_engine_new(&eo, err, sizeof err);
-    if (!e) {
+    wd_pool *p = wd_pool_new(&eo, workers, err, sizeof err);
+    if (!p) {
         fprintf(stderr, "%s\n", err);
         return 2;
     }
-    stats s = {calloc((size_t)n, sizeof(long long)), 0, 0, ""};
+    stats s = {PTHREAD_MUTEX_INITIALIZER, calloc((size_t)n, sizeof(long long)), 0, 0, ""};
     double c0 = cpu_s(), t0 = now_s();
     for (int i = 0; i < n; i++) {
         wd_run_opts ro = {"bench/agents/react_noop", "go", "bench", NULL, NULL};
-        wd_engine_submit(e, &ro, on_done, &s);
+        wd_pool_submit(p, &ro, on_done, &s);
     }
-    wd_engine_wait(e);
+    wd_pool_wait(p);
     double wall = now_s() - t0, cpu = cpu_s() - c0;
-    wd_engine_free(e);
+    wd_pool_free(p);
     qsort(s.lat, s.n, sizeof *s.lat, cmp);
     struct rusage u;
     getrusage(RUSAGE_SELF, &u);
     double ideal = 3.0 * LATENCY_MS / 1000.0;
-    printf("%5d runs: wall %.3f s (%.2fx the ideal %.3f s), %.0f runs/s, run latency p50 %lld ms p99 %lld ms "
-           "max %lld ms (ideal %d ms), CPU %.3f ms/run, peak RSS %.1f MB, failed %zu\n",
-           n, wall, wall / ideal, ideal, (double)n / wall, s.lat[s.n / 2], s.lat[(s.n * 99) / 100],
-           s.lat[s.n - 1], 3 * LATENCY_MS, cpu * 1000.0 / n, (double)u.ru_maxrss / 1024.0, s.failed);
+    printf("%5d runs, %d worker%s: wall %.3f s (%.2fx the ideal %.3f s), %.0f runs/s, run latency p50 %lld ms "
+           "p99 %lld ms max %lld ms (ideal %d ms), CPU %.3f ms/run, peak RSS %.1f MB, failed %zu\n",
+           n, workers, workers == 1 ? "" : "s", wall, wall / ideal, ideal, (double)n / wall, s.lat[s.n / 2],
+           s.lat[(s.n * 99) / 100], s.lat[s.n - 1], 3 * LATENCY_MS, cpu * 1000.0 / n,
+           (double)u.ru_maxrss / 1024.0, s.failed);
     if (s.failed)
         printf("       first failure: %s\n", s.first_error);
     free(s.lat);
     return s.failed ? 1 : 0;
 }
 
+/* bench_runs [--workers W] N... : W defaults to the number of cores */
 int main(int argc, char **argv)
 {
     const char *bin = getenv("FAKELLM") ? getenv("FAKELLM") : "build/fakellm";
+    int workers = (int)sysconf(_SC_NPROCESSORS_ONLN), first = 1;
+    if (argc > 2 && !strcmp(argv[1], "--workers")) {
+        workers = atoi(argv[2]);
+        first = 3;
+    }
     int port;
     pid_t srv = start_server(bin, &port);
     if (srv < 0) {
@@ -129,11 +140,16 @@ int main(int argc, char **argv)
              LATENCY_MS);
     printf("concurrent ReAct runs, one process, fake OpenAI server at %d ms per call (%s)\n", LATENCY_MS, url);
     int rc = 0;
-    for (int i = 1; i < argc || i == 1; i++) {
-        int n = argc > 1 ? atoi(argv[i]) : 1000;
-        rc |= bench(n, url);
+    for (int i = first; i < argc || i == first; i++) {
+        int n = i < argc ? atoi(argv[i]) : 1000;
+        rc |= bench(n, workers, url);
     }
     kill(srv, SIGTERM);
+    struct rusage u;
     waitpid(srv, NULL, 0);
+    getrusage(RUSAGE_CHILDREN, &u);
+    printf("the fake server used %.0f ms of CPU in all\n",
+           ((double)u.ru_utime.tv_sec + (double)u.ru_stime.tv_sec) * 1000.0 +
+               ((double)u.ru_utime.tv_usec + (double)u.ru_stime.tv_usec) / 1000.0);
     return rc;
 }

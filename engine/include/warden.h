@@ -45,4 +45,21 @@ const char *wd_engine_audit_path(const wd_engine *e);
 void wd_engine_record_tool_overhead(wd_engine *e, int on);
 size_t wd_engine_tool_overhead(const wd_engine *e, const long long **samples);
 
+
+/* ---- worker pool: one engine, one loop, one thread per worker (DESIGN.md section 2) ----
+** The workers share the policy file, the audit log (one chain: writers take turns under
+** its file lock) and the state store; each has its own loop, libcurl multi and Lua
+** states. Runs go to the worker with the fewest in flight. */
+typedef struct wd_pool wd_pool;
+/* caller frees with wd_pool_free; NULL with the reason in err (the first worker's) */
+wd_pool *wd_pool_new(const wd_engine_opts *o, int workers, char *err, size_t errlen);
+/* thread-safe. The callback runs on the worker's thread. 0, or -1 when out of memory
+** (the callback then runs at once with a failed result) */
+int wd_pool_submit(wd_pool *p, const wd_run_opts *o, wd_run_done_fn done, void *ud);
+/* blocks until every run submitted so far has ended and its records are written */
+void wd_pool_wait(wd_pool *p);
+/* waits, stops the workers, frees; accepts NULL */
+void wd_pool_free(wd_pool *p);
+int wd_pool_workers(const wd_pool *p);
+
 #endif

@@ -1,0 +1,302 @@
+/* pool.c - worker threads, each driving its own engine and loop.
+**
+** A submission is copied into a node on the chosen worker's queue and the worker is
+** woken through an eventfd watched by its loop; the worker submits it to its engine
+** from its own thread, so an engine is only ever touched by the thread that made it.
+** Completion comes back through the node: the user's callback, then the counters that
+** wd_pool_wait sleeps on. */
+#include "engine.h"
+#include "sandbox.h"
+#include "util.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define MAX_WORKERS 64
+
+typedef struct node {
+    struct node *next;
+    struct worker *w;
+    char *agent, *query, *user_id, *session_id, *llm;
+    wd_run_done_fn done;
+    void *ud;
+    int called;
+} node;
+
+typedef struct worker {
+    wd_pool *pool;
+    pthread_t thread;
+    int started;
+    int efd;
+    wd_engine *e;
+    struct event *wake;
+    pthread_mutex_t mu; /* guards head/tail and stop */
+    node *head, *tail;
+    int stop;
+    _Atomic int inflight;
+    char err[512];
+    int ready; /* under pool->mu */
+} worker;
+
+struct wd_pool {
+    wd_engine_opts opts;
+    char *policy_path, *llm, *audit_path, *store_path;
+    int n;
+    worker *w;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    long pending; /* submitted, not yet ended; under mu */
+};
+
+/* NULL-safe */
+static void node_free(node *x)
+{
+    if (!x)
+        return;
+    free(x->agent);
+    free(x->query);
+    free(x->user_id);
+    free(x->session_id);
+    free(x->llm);
+    free(x);
+}
+
+static void finished(wd_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    if (--p->pending == 0)
+        pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* on the worker's thread, from wd_run_end: the user's callback, then the bookkeeping */
+static void on_done(const json_t *res, void *ud)
+{
+    node *x = ud;
+    worker *w = x->w;
+    x->called = 1;
+    if (x->done)
+        x->done(res, x->ud);
+    atomic_fetch_sub(&w->inflight, 1);
+    if (w->e->active <= 1) /* the last run in flight: its records go out before wait returns */
+        wd_audit_flush(w->e->audit);
+    finished(w->pool);
+    node_free(x);
+}
+
+/* every run ends with a result object, even one that could not be queued */
+static void fail_now(wd_run_done_fn done, void *ud, const char *why)
+{
+    json_t *res = json_pack("{s:b,s:s,s:[s]}", "success", 0, "status", "failed", "errors", why);
+    if (done)
+        done(res, ud);
+    json_decref(res);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    worker *w = arg;
+    uint64_t v;
+    while (read(fd, &v, sizeof v) < 0 && errno == EINTR)
+        ;
+    pthread_mutex_lock(&w->mu);
+    node *list = w->head;
+    w->head = w->tail = NULL;
+    int stop = w->stop;
+    pthread_mutex_unlock(&w->mu);
+    while (list) {
+        node *x = list;
+        list = x->next;
+        wd_run_opts o = {x->agent, x->query, x->user_id, x->session_id, x->llm};
+        if (wd_engine_submit(w->e, &o, on_done, x) < 0 && !x->called) {
+            fail_now(x->done, x->ud, "out of memory");
+            atomic_fetch_sub(&w->inflight, 1);
+            finished(w->pool);
+            node_free(x);
+        }
+    }
+    if (stop && w->e->active == 0)
+        event_base_loopbreak(w->e->base);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    wd_pool *p = w->pool;
+    w->e = wd_engine_new(&p->opts, w->err, sizeof w->err);
+    if (w->e) {
+        w->wake = event_new(w->e->base, w->efd, EV_READ | EV_PERSIST, on_wake, w);
+        if (!w->wake || event_add(w->wake, NULL) < 0) {
+            wd_errf(w->err, sizeof w->err, "cannot watch the worker's wake-up descriptor");
+            wd_engine_free(w->e);
+            w->e = NULL;
+        }
+    }
+    if (!w->e)
+        wd_watchdog_detach();
+    pthread_mutex_lock(&p->mu);
+    w->ready = w->e ? 1 : -1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    if (!w->e)
+        return NULL;
+    event_base_loop(w->e->base, 0); /* the wake event keeps it alive until stopped */
+    event_free(w->wake);
+    wd_engine_free(w->e);
+    w->e = NULL;
+    wd_watchdog_detach(); /* the slot goes back for the next thread */
+    return NULL;
+}
+
+static void wake(worker *w)
+{
+    uint64_t one = 1;
+    while (write(w->efd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+}
+
+static char *dup_or_null(const char *s) { return s ? wd_strdup(s) : NULL; }
+
+wd_pool *wd_pool_new(const wd_engine_opts *o, int workers, char *err, size_t errlen)
+{
+    if (workers < 1 || workers > MAX_WORKERS) {
+        wd_errf(err, errlen, "workers must be between 1 and %d, not %d", MAX_WORKERS, workers);
+        return NULL;
+    }
+    wd_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        goto oom;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->opts.policy_path = p->policy_path = dup_or_null(o->policy_path);
+    p->opts.llm = p->llm = dup_or_null(o->llm);
+    p->opts.audit_path = p->audit_path = dup_or_null(o->audit_path);
+    p->opts.store_path = p->store_path = dup_or_null(o->store_path);
+    if (!(p->w = calloc((size_t)workers, sizeof *p->w)))
+        goto oom;
+    p->n = workers;
+    for (int i = 0; i < workers; i++) {
+        worker *w = &p->w[i];
+        w->pool = p;
+        pthread_mutex_init(&w->mu, NULL);
+        w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (w->efd < 0) {
+            wd_errf(err, errlen, "eventfd: %s", strerror(errno));
+            goto fail;
+        }
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            wd_errf(err, errlen, "cannot start worker %d", i + 1);
+            goto fail;
+        }
+        w->started = 1;
+    }
+    pthread_mutex_lock(&p->mu);
+    int bad = -1;
+    for (int i = 0; i < workers; i++) {
+        while (!p->w[i].ready)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (p->w[i].ready < 0 && bad < 0)
+            bad = i;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (bad >= 0) {
+        wd_errf(err, errlen, "%s", p->w[bad].err);
+        goto fail;
+    }
+    return p;
+oom:
+    wd_errf(err, errlen, "out of memory");
+fail:
+    wd_pool_free(p);
+    return NULL;
+}
+
+int wd_pool_workers(const wd_pool *p) { return p->n; }
+
+int wd_pool_submit(wd_pool *p, const wd_run_opts *o, wd_run_done_fn done, void *ud)
+{
+    worker *w = &p->w[0];
+    for (int i = 1; i < p->n; i++)
+        if (atomic_load(&p->w[i].inflight) < atomic_load(&w->inflight))
+            w = &p->w[i];
+    node *x = calloc(1, sizeof *x);
+    if (x) {
+        x->w = w;
+        x->done = done;
+        x->ud = ud;
+        x->agent = dup_or_null(o->agent);
+        x->query = dup_or_null(o->query);
+        x->user_id = dup_or_null(o->user_id);
+        x->session_id = dup_or_null(o->session_id);
+        x->llm = dup_or_null(o->llm);
+    }
+    if (!x || (o->agent && !x->agent) || (o->query && !x->query) || (o->user_id && !x->user_id) ||
+        (o->session_id && !x->session_id) || (o->llm && !x->llm)) {
+        node_free(x);
+        fail_now(done, ud, "out of memory");
+        return -1;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->pending++;
+    pthread_mutex_unlock(&p->mu);
+    atomic_fetch_add(&w->inflight, 1);
+    pthread_mutex_lock(&w->mu);
+    if (w->tail)
+        w->tail->next = x;
+    else
+        w->head = x;
+    w->tail = x;
+    int first = w->head == x; /* a wake-up is already on its way otherwise */
+    pthread_mutex_unlock(&w->mu);
+    if (first)
+        wake(w);
+    return 0;
+}
+
+void wd_pool_wait(wd_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    while (p->pending > 0)
+        pthread_cond_wait(&p->cv, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void wd_pool_free(wd_pool *p)
+{
+    if (!p)
+        return;
+    if (p->w) {
+        wd_pool_wait(p);
+        for (int i = 0; i < p->n; i++) {
+            worker *w = &p->w[i];
+            if (!w->started)
+                continue;
+            pthread_mutex_lock(&w->mu);
+            w->stop = 1;
+            pthread_mutex_unlock(&w->mu);
+            wake(w);
+            pthread_join(w->thread, NULL);
+        }
+        for (int i = 0; i < p->n; i++) {
+            if (p->w[i].efd > 0)
+                close(p->w[i].efd);
+            pthread_mutex_destroy(&p->w[i].mu);
+        }
+        free(p->w);
+    }
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->policy_path);
+    free(p->llm);
+    free(p->audit_path);
+    free(p->store_path);
+    free(p);
+}
