@@ -77,43 +77,47 @@ static int put_real(wd_buf *b, double d)
     return wd_buf_add(b, t, (size_t)n);
 }
 
-static int cmp_keys(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+typedef struct {
+    const char *k;
+    json_t *v;
+} pair;
+
+static int cmp_pairs(const void *a, const void *b) { return strcmp(((const pair *)a)->k, ((const pair *)b)->k); }
 
 static int put(const json_t *v, wd_buf *b, int depth);
 
+/* the members sorted by key, each value taken with its key (no second lookup) */
 static int put_object(const json_t *v, wd_buf *b, int depth)
 {
     size_t n = json_object_size(v), i = 0;
-    const char *stack[STACK_KEYS], **keys = stack;
-    if (n > STACK_KEYS && !(keys = malloc(n * sizeof *keys)))
+    pair stack[STACK_KEYS], *m = stack;
+    if (n > STACK_KEYS && !(m = malloc(n * sizeof *m)))
         return -1;
     const char *k;
     json_t *x;
     json_object_foreach((json_t *)v, k, x)
-        keys[i++] = k;
-    if (n > 1) {
-        if (n <= 16) { /* records are small: insertion sort beats qsort's calls */
-            for (size_t a = 1; a < n; a++)
-                for (size_t c = a; c > 0 && strcmp(keys[c - 1], keys[c]) > 0; c--) {
-                    const char *t = keys[c];
-                    keys[c] = keys[c - 1];
-                    keys[c - 1] = t;
-                }
-        } else {
-            qsort(keys, n, sizeof *keys, cmp_keys);
-        }
+        m[i++] = (pair){k, x};
+    if (n <= 16) { /* records are small: insertion sort beats qsort's calls */
+        for (size_t a = 1; a < n; a++)
+            for (size_t c = a; c > 0 && strcmp(m[c - 1].k, m[c].k) > 0; c--) {
+                pair t = m[c];
+                m[c] = m[c - 1];
+                m[c - 1] = t;
+            }
+    } else {
+        qsort(m, n, sizeof *m, cmp_pairs);
     }
     int rc = wd_buf_add(b, "{", 1);
     for (i = 0; !rc && i < n; i++) {
         if (i)
             rc |= wd_buf_add(b, ",", 1);
-        rc |= put_string(b, keys[i], strlen(keys[i]));
+        rc |= put_string(b, m[i].k, strlen(m[i].k));
         rc |= wd_buf_add(b, ":", 1);
         if (!rc)
-            rc = put(json_object_get(v, keys[i]), b, depth + 1);
+            rc = put(m[i].v, b, depth + 1);
     }
-    if (keys != stack)
-        free(keys);
+    if (m != stack)
+        free(m);
     return rc ? -1 : wd_buf_add(b, "}", 1);
 }
 

@@ -183,10 +183,13 @@ wd_pool *wd_pool_new(const wd_engine_opts *o, int workers, char *err, size_t err
     if (!(p->w = calloc((size_t)workers, sizeof *p->w)))
         goto oom;
     p->n = workers;
+    for (int i = 0; i < workers; i++) { /* every slot freeable before any starts */
+        p->w[i].efd = -1;
+        pthread_mutex_init(&p->w[i].mu, NULL);
+    }
     for (int i = 0; i < workers; i++) {
         worker *w = &p->w[i];
         w->pool = p;
-        pthread_mutex_init(&w->mu, NULL);
         w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (w->efd < 0) {
             wd_errf(err, errlen, "eventfd: %s", strerror(errno));
@@ -286,7 +289,7 @@ void wd_pool_free(wd_pool *p)
             pthread_join(w->thread, NULL);
         }
         for (int i = 0; i < p->n; i++) {
-            if (p->w[i].efd > 0)
+            if (p->w[i].efd >= 0)
                 close(p->w[i].efd);
             pthread_mutex_destroy(&p->w[i].mu);
         }
