@@ -12,7 +12,7 @@ DEB_PACKAGES := build-essential pkg-config liblua$(LUA_VERSION)-dev lua$(LUA_VER
                 libcurl4-openssl-dev libyaml-dev lua-cjson lua-busted lua-check lua-yaml \
                 libjansson-dev libevent-dev libpcre2-dev libsqlite3-dev libsodium-dev libmimalloc-dev bubblewrap
 
-PKGS    := $(LUA_PC) yaml-0.1 jansson libevent libpcre2-8 libsodium libcurl sqlite3
+PKGS    := $(LUA_PC) yaml-0.1 jansson libevent libpcre2-8 libsodium libcurl libcrypto sqlite3
 BUILD   ?= build
 CC      ?= cc
 CJSON_SO = $(shell $(LUA) -e 'print(package.searchpath("cjson", package.cpath) or "")' 2>/dev/null)

@@ -6,7 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <sodium.h>
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +23,18 @@ struct wd_audit {
     int fsync_mode;
     int failed;
     char errmsg[256];
-    json_t **pending;
+    /* records rendered at append time, while their trees are still in the cache: the
+    ** canonical members in text, with the places of prev_hash and seq, which only the
+    ** flush knows */
+    wd_buf text;
+    struct pending {
+        size_t start, prev_at, seq_at, end;
+    } *pending;
     size_t npending, cap;
     off_t known_size;     /* file size after our last write; -1 unknown */
     long long seq;
     char prev_hash[65];
+    EVP_MD_CTX *md;
 };
 
 static int mkdirs(const char *path)
@@ -72,9 +80,9 @@ void wd_audit_close(wd_audit *a)
     if (!a)
         return;
     wd_audit_flush(a);
-    for (size_t i = 0; i < a->npending; i++)
-        json_decref(a->pending[i]);
+    wd_buf_free(&a->text);
     free(a->pending);
+    EVP_MD_CTX_free(a->md);
     if (a->fd >= 0)
         close(a->fd);
     free(a->path);
@@ -85,6 +93,31 @@ int wd_audit_failed(const wd_audit *a) { return a->failed; }
 const char *wd_audit_path(const wd_audit *a) { return a->path; }
 const char *wd_audit_error(const wd_audit *a) { return a->errmsg; }
 size_t wd_audit_pending(const wd_audit *a) { return a->npending; }
+
+/* the members the chain writes itself, sorted */
+static const char *const CHAIN_KEYS[] = {"hash", "prev_hash", "seq", NULL};
+
+/* rec (not consumed) into the pending text; 0 or -1 */
+static int stage(wd_audit *a, const json_t *rec)
+{
+    if (a->npending == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        struct pending *p = realloc(a->pending, cap * sizeof *p);
+        if (!p)
+            return -1;
+        a->pending = p;
+        a->cap = cap;
+    }
+    size_t at[3], start = a->text.len;
+    if (wd_json_canon_members(rec, &a->text, CHAIN_KEYS, at) < 0) {
+        a->text.len = start;
+        if (a->text.p)
+            a->text.p[start] = '\0';
+        return -1;
+    }
+    a->pending[a->npending++] = (struct pending){start, at[1], at[2], a->text.len};
+    return 0;
+}
 
 int wd_audit_append(wd_audit *a, json_t *rec)
 {
@@ -97,17 +130,10 @@ int wd_audit_append(wd_audit *a, json_t *rec)
     char ts[40];
     wd_rfc3339_ms(wd_wall_ms(), ts, sizeof ts);
     json_object_set_new(rec, "timestamp", json_string(ts));
-    if (a->npending == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        json_t **p = realloc(a->pending, cap * sizeof *p);
-        if (!p) {
-            json_decref(rec);
-            return -1;
-        }
-        a->pending = p;
-        a->cap = cap;
-    }
-    a->pending[a->npending++] = rec;
+    int rc = stage(a, rec);
+    json_decref(rec);
+    if (rc < 0)
+        return -1;
     if (a->fsync_mode == WD_FSYNC_ALWAYS)
         return wd_audit_flush(a);
     return 0;
@@ -123,19 +149,31 @@ static void hex(const unsigned char *h, char out[65])
     out[64] = '\0';
 }
 
-/* hash of prev_hash followed by the canonical text */
-static void chain_hash(const char *prev, const char *canon, size_t len, char out[65])
+static EVP_MD *sha256_md;
+
+static void sha256_fetch(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
+
+/* hash of prev_hash followed by the canonical text, with ctx (made on first use).
+** OpenSSL's SHA-256 uses the CPU's SHA extensions where there are some: 4-5x faster
+** than libsodium's portable code per record */
+static void chain_hash(EVP_MD_CTX **ctx, const char *prev, const char *canon, size_t len, char out[65])
 {
-    crypto_hash_sha256_state st;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     unsigned char h[32];
-    crypto_hash_sha256_init(&st);
-    crypto_hash_sha256_update(&st, (const unsigned char *)prev, 64);
-    crypto_hash_sha256_update(&st, (const unsigned char *)canon, len);
-    crypto_hash_sha256_final(&st, h);
+    unsigned n = 0;
+    pthread_once(&once, sha256_fetch);
+    if (!*ctx)
+        *ctx = EVP_MD_CTX_new();
+    if (!sha256_md || !*ctx || !EVP_DigestInit_ex2(*ctx, sha256_md, NULL) || !EVP_DigestUpdate(*ctx, prev, 64) ||
+        !EVP_DigestUpdate(*ctx, canon, len) || !EVP_DigestFinal_ex(*ctx, h, &n) || n != 32) {
+        /* no SHA-256 at all: a hash nobody can match, so the chain reads as broken */
+        memset(out, 'x', 64);
+        out[64] = '\0';
+        return;
+    }
     hex(h, out);
 }
 
-/* read [from, to) of the file; caller frees */
 static char *read_range(int fd, off_t from, off_t to)
 {
     size_t n = (size_t)(to - from);
@@ -249,16 +287,27 @@ static int fail_closed(wd_audit *a, const char *what)
     return -1;
 }
 
-/* one record into its line: seq and prev_hash set, canonical text hashed */
-static int render(wd_audit *a, json_t *rec, wd_buf *out)
+/* one staged record into its line: seq and prev_hash put in their places, the
+** canonical text hashed, the hash appended last */
+static int render(wd_audit *a, const struct pending *r, wd_buf *out)
 {
-    json_object_set_new(rec, "seq", json_integer(++a->seq));
-    json_object_set_new(rec, "prev_hash", json_string(a->prev_hash));
+    const char *t = a->text.p;
     size_t start = out->len;
-    if (wd_json_canon(rec, out) < 0)
+    char seq[40];
+    int sl = snprintf(seq, sizeof seq, ",\"seq\":%lld", ++a->seq);
+    int rc = wd_buf_add(out, t + r->start, r->prev_at - r->start);
+    rc |= wd_buf_add(out, ",\"prev_hash\":\"", 14);
+    rc |= wd_buf_add(out, a->prev_hash, 64);
+    rc |= wd_buf_add(out, "\"", 1);
+    rc |= wd_buf_add(out, t + r->prev_at, r->seq_at - r->prev_at);
+    rc |= wd_buf_add(out, seq, (size_t)sl);
+    rc |= wd_buf_add(out, t + r->seq_at, r->end - r->seq_at);
+    rc |= wd_buf_add(out, "}", 1);
+    if (rc)
         return -1;
+    out->p[start] = '{'; /* the first member's comma: prev_hash always precedes it */
     char h[65];
-    chain_hash(a->prev_hash, out->p + start, out->len - start, h);
+    chain_hash(&a->md, a->prev_hash, out->p + start, out->len - start, h);
     out->p[--out->len] = '\0'; /* the closing brace: the hash goes in before it */
     char tail[8 + 64 + 4];
     memcpy(tail, ",\"hash\":\"", 9);
@@ -293,14 +342,21 @@ int wd_audit_flush(wd_audit *a)
             fail_closed(a, "read of the last line");
             goto unlock;
         }
-        if (recovery && render(a, recovery, &out) < 0) {
+        if (recovery) {
+            /* staged behind the others, written ahead of them */
+            size_t mark = a->text.len;
+            int bad = stage(a, recovery) < 0;
             json_decref(recovery);
-            goto unlock;
+            if (bad || render(a, &a->pending[--a->npending], &out) < 0) {
+                errno = ENOMEM;
+                fail_closed(a, "render");
+                goto unlock;
+            }
+            a->text.len = mark;
         }
-        json_decref(recovery);
     }
     for (size_t i = 0; i < a->npending; i++)
-        if (render(a, a->pending[i], &out) < 0) {
+        if (render(a, &a->pending[i], &out) < 0) {
             errno = ENOMEM;
             fail_closed(a, "render");
             goto unlock;
@@ -321,9 +377,10 @@ unlock:
     flock(a->fd, LOCK_UN);
     if (rc < 0)
         a->known_size = -1;
-    for (size_t i = 0; i < a->npending; i++)
-        json_decref(a->pending[i]);
     a->npending = 0;
+    a->text.len = 0;
+    if (a->text.p)
+        a->text.p[0] = '\0';
     wd_buf_free(&out);
     return rc;
 }
@@ -343,6 +400,7 @@ int wd_audit_verify(const char *path, wd_buf *report, long *records)
     char prev[65];
     memcpy(prev, ZERO_HASH, 65);
     int rc = 0;
+    EVP_MD_CTX *md = NULL;
     while ((n = getline(&line, &cap, f)) > 0) {
         lineno++;
         if (line[n - 1] != '\n') {
@@ -378,7 +436,9 @@ int wd_audit_verify(const char *path, wd_buf *report, long *records)
         char got[65];
         if (wd_json_canon(rec, &canon) < 0)
             wd_buf_free(&canon);
-        chain_hash(json_string_value(ph), canon.p ? canon.p : "", canon.len, got);
+        char ph64[65] = {0}; /* an edited prev_hash may be short: hash 64 bytes of ours */
+        strncpy(ph64, json_string_value(ph), 64);
+        chain_hash(&md, ph64, canon.p ? canon.p : "", canon.len, got);
         wd_buf_free(&canon);
         json_decref(rec);
         if (strcmp(got, want_hash)) {
@@ -400,6 +460,7 @@ int wd_audit_verify(const char *path, wd_buf *report, long *records)
     }
     free(line);
     fclose(f);
+    EVP_MD_CTX_free(md);
     if (records)
         *records = lineno;
     if (!rc)

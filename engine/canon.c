@@ -86,29 +86,17 @@ static int cmp_pairs(const void *a, const void *b) { return strcmp(((const pair 
 
 static int put(const json_t *v, wd_buf *b, int depth);
 
+static int sorted_pairs(const json_t *v, pair *stack, pair **out);
+
 /* the members sorted by key, each value taken with its key (no second lookup) */
 static int put_object(const json_t *v, wd_buf *b, int depth)
 {
-    size_t n = json_object_size(v), i = 0;
-    pair stack[STACK_KEYS], *m = stack;
-    if (n > STACK_KEYS && !(m = malloc(n * sizeof *m)))
+    pair stack[STACK_KEYS], *m;
+    int n = sorted_pairs(v, stack, &m);
+    if (n < 0)
         return -1;
-    const char *k;
-    json_t *x;
-    json_object_foreach((json_t *)v, k, x)
-        m[i++] = (pair){k, x};
-    if (n <= 16) { /* records are small: insertion sort beats qsort's calls */
-        for (size_t a = 1; a < n; a++)
-            for (size_t c = a; c > 0 && strcmp(m[c - 1].k, m[c].k) > 0; c--) {
-                pair t = m[c];
-                m[c] = m[c - 1];
-                m[c - 1] = t;
-            }
-    } else {
-        qsort(m, n, sizeof *m, cmp_pairs);
-    }
     int rc = wd_buf_add(b, "{", 1);
-    for (i = 0; !rc && i < n; i++) {
+    for (int i = 0; !rc && i < n; i++) {
         if (i)
             rc |= wd_buf_add(b, ",", 1);
         rc |= put_string(b, m[i].k, strlen(m[i].k));
@@ -147,6 +135,57 @@ static int put(const json_t *v, wd_buf *b, int depth)
     case JSON_NULL: return wd_buf_add(b, "null", 4);
     }
     return -1;
+}
+
+static int sorted_pairs(const json_t *v, pair *stack, pair **out)
+{
+    size_t n = json_object_size(v), i = 0;
+    pair *m = stack;
+    *out = stack;
+    if (n > STACK_KEYS && !(m = malloc(n * sizeof *m)))
+        return -1;
+    const char *k;
+    json_t *x;
+    json_object_foreach((json_t *)v, k, x)
+        m[i++] = (pair){k, x};
+    if (n <= 16) { /* records are small: insertion sort beats qsort's calls */
+        for (size_t a = 1; a < n; a++)
+            for (size_t c = a; c > 0 && strcmp(m[c - 1].k, m[c].k) > 0; c--) {
+                pair t = m[c];
+                m[c] = m[c - 1];
+                m[c - 1] = t;
+            }
+    } else {
+        qsort(m, n, sizeof *m, cmp_pairs);
+    }
+    *out = m;
+    return (int)n;
+}
+
+int wd_json_canon_members(const json_t *v, wd_buf *out, const char *const *skip, size_t *at)
+{
+    if (!json_is_object(v))
+        return -1;
+    pair stack[STACK_KEYS], *m;
+    int n = sorted_pairs(v, stack, &m), rc = n < 0 ? -1 : 0;
+    size_t j = 0;
+    for (int i = 0; !rc && i < n; i++) {
+        int c = 1;
+        while (skip[j] && (c = strcmp(skip[j], m[i].k)) <= 0)
+            at[j++] = out->len;
+        if (c == 0)
+            continue; /* a member the caller writes itself */
+        rc |= wd_buf_add(out, ",", 1);
+        rc |= put_string(out, m[i].k, strlen(m[i].k));
+        rc |= wd_buf_add(out, ":", 1);
+        if (!rc)
+            rc = put(m[i].v, out, 1);
+    }
+    for (; skip[j]; j++)
+        at[j] = out->len;
+    if (m != stack)
+        free(m);
+    return rc ? -1 : 0;
 }
 
 int wd_json_canon(const json_t *v, wd_buf *out)

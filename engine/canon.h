@@ -11,5 +11,9 @@
 ** walking strings one code point at a time. 0, or -1 when out of memory or nested
 ** deeper than 2,048 levels. */
 int wd_json_canon(const json_t *v, wd_buf *out);
+/* The members of object v, each written as ',"key":value' in canonical order, leaving
+** out the keys named in skip (sorted, NULL-terminated); at[i] gets the offset in out
+** where a member named skip[i] belongs. 0, or -1 (not an object, out of memory). */
+int wd_json_canon_members(const json_t *v, wd_buf *out, const char *const *skip, size_t *at);
 
 #endif

@@ -304,7 +304,12 @@ static void http_attempt(wd_run *r)
     const wd_model *m = r->call.model;
     char err[300];
     if (!r->call.hreq.url) {
-        if (wd_provider_request(m, llm_url(r), r->call.call, &r->call.hreq, err, sizeof err) < 0) {
+        int rc = wd_provider_request(m, llm_url(r), r->call.call, &r->call.hreq, err, sizeof err);
+        /* retries resend the text: the tree goes now, while it is still in the cache
+        ** (freed at the answer, 50 ms and a thousand runs later, it cost a miss per node) */
+        json_decref(r->call.call);
+        r->call.call = NULL;
+        if (rc < 0) {
             outcome o = {0};
             wd_strlcpy(o.msg, err, sizeof o.msg);
             o.retry_after_ms = -1;

@@ -83,6 +83,34 @@ static pid_t start_server(const char *bin, int *port)
     return -1;
 }
 
+/* one burst of n runs on pool p, timed; prints its line */
+static int burst(wd_pool *p, int n, int workers, const char *label)
+{
+    stats s = {PTHREAD_MUTEX_INITIALIZER, calloc((size_t)n, sizeof(long long)), 0, 0, ""};
+    double c0 = cpu_s(), t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        wd_run_opts ro = {"bench/agents/react_noop", "go", "bench", NULL, NULL};
+        wd_pool_submit(p, &ro, on_done, &s);
+    }
+    wd_pool_wait(p);
+    double wall = now_s() - t0, cpu = cpu_s() - c0;
+    qsort(s.lat, s.n, sizeof *s.lat, cmp);
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    double ideal = 3.0 * LATENCY_MS / 1000.0;
+    printf("%5d runs, %d worker%s, %s: wall %.3f s (%.2fx the ideal %.3f s), %.0f runs/s, run latency p50 %lld ms "
+           "p99 %lld ms max %lld ms (ideal %d ms), CPU %.3f ms/run, peak RSS %.1f MB, failed %zu\n",
+           n, workers, workers == 1 ? "" : "s", label, wall, wall / ideal, ideal, (double)n / wall, s.lat[s.n / 2],
+           s.lat[(s.n * 99) / 100], s.lat[s.n - 1], 3 * LATENCY_MS, cpu * 1000.0 / n,
+           (double)u.ru_maxrss / 1024.0, s.failed);
+    if (s.failed)
+        printf("       first failure: %s\n", s.first_error);
+    free(s.lat);
+    return s.failed ? 1 : 0;
+}
+
+/* a new pool's first burst (cold: its threads' heaps, caches and connections are new),
+** then a second burst on the same pool (warm, as in a process that has been serving) */
 static int bench(int n, int workers, const char *url)
 {
     char err[2048];
@@ -94,28 +122,10 @@ static int bench(int n, int workers, const char *url)
         fprintf(stderr, "%s\n", err);
         return 2;
     }
-    stats s = {PTHREAD_MUTEX_INITIALIZER, calloc((size_t)n, sizeof(long long)), 0, 0, ""};
-    double c0 = cpu_s(), t0 = now_s();
-    for (int i = 0; i < n; i++) {
-        wd_run_opts ro = {"bench/agents/react_noop", "go", "bench", NULL, NULL};
-        wd_pool_submit(p, &ro, on_done, &s);
-    }
-    wd_pool_wait(p);
-    double wall = now_s() - t0, cpu = cpu_s() - c0;
+    int rc = burst(p, n, workers, "cold");
+    rc |= burst(p, n, workers, "warm");
     wd_pool_free(p);
-    qsort(s.lat, s.n, sizeof *s.lat, cmp);
-    struct rusage u;
-    getrusage(RUSAGE_SELF, &u);
-    double ideal = 3.0 * LATENCY_MS / 1000.0;
-    printf("%5d runs, %d worker%s: wall %.3f s (%.2fx the ideal %.3f s), %.0f runs/s, run latency p50 %lld ms "
-           "p99 %lld ms max %lld ms (ideal %d ms), CPU %.3f ms/run, peak RSS %.1f MB, failed %zu\n",
-           n, workers, workers == 1 ? "" : "s", wall, wall / ideal, ideal, (double)n / wall, s.lat[s.n / 2],
-           s.lat[(s.n * 99) / 100], s.lat[s.n - 1], 3 * LATENCY_MS, cpu * 1000.0 / n,
-           (double)u.ru_maxrss / 1024.0, s.failed);
-    if (s.failed)
-        printf("       first failure: %s\n", s.first_error);
-    free(s.lat);
-    return s.failed ? 1 : 0;
+    return rc;
 }
 
 /* bench_runs [--workers W] N... : W defaults to the number of cores */

@@ -144,10 +144,64 @@ TEST(refuses_absurd_depth)
     json_decref(top);
 }
 
+/* the audit log renders a record's members at append time and puts prev_hash and seq
+** in their places at flush: the result must be the canonical text of the whole record */
+TEST(members_with_chain_keys_put_back_match_the_whole)
+{
+    static const char *const skip[] = {"hash", "prev_hash", "seq", NULL};
+    int differ = 0;
+    for (int i = 0; i < 5000; i++) {
+        json_t *rec = rand_value(0);
+        if (!json_is_object(rec)) {
+            json_decref(rec);
+            rec = json_object();
+        }
+        if (rnd() % 2) /* keys that sort around the chain's own */
+            json_object_set_new(rec, "reason", json_string("r"));
+        if (rnd() % 2)
+            json_object_set_new(rec, "agent", json_string("a"));
+        if (rnd() % 2)
+            json_object_set_new(rec, "timestamp", json_string("t"));
+        if (rnd() % 3 == 0)
+            json_object_set_new(rec, "seq", json_string("stale: the writer's own wins"));
+        json_object_del(rec, "hash");
+        wd_buf m = {0}, got = {0};
+        size_t at[3];
+        CHECK(wd_json_canon_members(rec, &m, skip, at) == 0);
+        CHECK(at[0] <= at[1] && at[1] <= at[2] && at[2] <= m.len);
+        wd_buf_add(&got, m.p, at[1]);
+        wd_buf_adds(&got, ",\"prev_hash\":\"h\"");
+        wd_buf_add(&got, m.p + at[1], at[2] - at[1]);
+        wd_buf_adds(&got, ",\"seq\":7");
+        wd_buf_add(&got, m.p + at[2], m.len - at[2]);
+        wd_buf_adds(&got, "}");
+        got.p[0] = '{';
+        json_object_set_new(rec, "prev_hash", json_string("h"));
+        json_object_set_new(rec, "seq", json_integer(7));
+        char *want = json_dumps(rec, WD_AUDIT_JSON_FLAGS);
+        if (!want || strcmp(want, got.p)) {
+            if (!differ++)
+                fprintf(stderr, "  jansson: %s\n  members: %s\n", want, got.p);
+        }
+        free(want);
+        wd_buf_free(&m);
+        wd_buf_free(&got);
+        json_decref(rec);
+    }
+    CHECK(differ == 0);
+    json_t *arr = json_array();
+    wd_buf m = {0};
+    size_t at[3];
+    CHECK(wd_json_canon_members(arr, &m, skip, at) == -1);
+    json_decref(arr);
+    wd_buf_free(&m);
+}
+
 int main(void)
 {
     RUN(matches_jansson_on_random_records);
     RUN(edge_values);
     RUN(refuses_absurd_depth);
+    RUN(members_with_chain_keys_put_back_match_the_whole);
     DONE();
 }
