@@ -50,12 +50,12 @@ static int put_string(wd_buf *b, const char *s, size_t n)
     return wd_buf_add(b, "\"", 1);
 }
 
-/* jansson's real format: %.15g, ".0" when it would read back as an integer, and the
-** exponent without '+' or leading zeros */
-static int put_real(wd_buf *b, double d)
+/* jansson's real format: %.15g (the audit's precision) or %.17g (its default), ".0"
+** when it would read back as an integer, and the exponent without '+' or leading zeros */
+static int put_real(wd_buf *b, double d, int sorted)
 {
     char t[64];
-    int n = snprintf(t, sizeof t - 3, "%.15g", d);
+    int n = snprintf(t, sizeof t - 3, sorted ? "%.15g" : "%.17g", d);
     if (n < 0 || n >= (int)sizeof t - 3)
         return -1;
     if (!strchr(t, '.') && !strchr(t, 'e')) {
@@ -84,13 +84,28 @@ typedef struct {
 
 static int cmp_pairs(const void *a, const void *b) { return strcmp(((const pair *)a)->k, ((const pair *)b)->k); }
 
-static int put(const json_t *v, wd_buf *b, int depth);
+static int put(const json_t *v, wd_buf *b, int depth, int sorted);
 
 static int sorted_pairs(const json_t *v, pair *stack, pair **out);
 
 /* the members sorted by key, each value taken with its key (no second lookup) */
-static int put_object(const json_t *v, wd_buf *b, int depth)
+static int put_object(const json_t *v, wd_buf *b, int depth, int sorted)
 {
+    if (!sorted) {
+        const char *k;
+        json_t *x;
+        int rc = wd_buf_add(b, "{", 1), first = 1;
+        json_object_foreach((json_t *)v, k, x) {
+            if (!first)
+                rc |= wd_buf_add(b, ",", 1);
+            first = 0;
+            rc |= put_string(b, k, strlen(k));
+            rc |= wd_buf_add(b, ":", 1);
+            if (rc || put(x, b, depth + 1, 0) < 0)
+                return -1;
+        }
+        return rc ? -1 : wd_buf_add(b, "}", 1);
+    }
     pair stack[STACK_KEYS], *m;
     int n = sorted_pairs(v, stack, &m);
     if (n < 0)
@@ -102,25 +117,25 @@ static int put_object(const json_t *v, wd_buf *b, int depth)
         rc |= put_string(b, m[i].k, strlen(m[i].k));
         rc |= wd_buf_add(b, ":", 1);
         if (!rc)
-            rc = put(m[i].v, b, depth + 1);
+            rc = put(m[i].v, b, depth + 1, 1);
     }
     if (m != stack)
         free(m);
     return rc ? -1 : wd_buf_add(b, "}", 1);
 }
 
-static int put(const json_t *v, wd_buf *b, int depth)
+static int put(const json_t *v, wd_buf *b, int depth, int sorted)
 {
     if (depth > MAX_DEPTH)
         return -1;
     char t[32];
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return put_object(v, b, depth);
+    case JSON_OBJECT: return put_object(v, b, depth, sorted);
     case JSON_ARRAY: {
         if (wd_buf_add(b, "[", 1) < 0)
             return -1;
         for (size_t i = 0, n = json_array_size(v); i < n; i++)
-            if ((i && wd_buf_add(b, ",", 1) < 0) || put(json_array_get(v, i), b, depth + 1) < 0)
+            if ((i && wd_buf_add(b, ",", 1) < 0) || put(json_array_get(v, i), b, depth + 1, sorted) < 0)
                 return -1;
         return wd_buf_add(b, "]", 1);
     }
@@ -129,7 +144,7 @@ static int put(const json_t *v, wd_buf *b, int depth)
         int n = snprintf(t, sizeof t, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         return wd_buf_add(b, t, (size_t)n);
     }
-    case JSON_REAL: return put_real(b, json_real_value(v));
+    case JSON_REAL: return put_real(b, json_real_value(v), sorted);
     case JSON_TRUE: return wd_buf_add(b, "true", 4);
     case JSON_FALSE: return wd_buf_add(b, "false", 5);
     case JSON_NULL: return wd_buf_add(b, "null", 4);
@@ -179,7 +194,7 @@ int wd_json_canon_members(const json_t *v, wd_buf *out, const char *const *skip,
         rc |= put_string(out, m[i].k, strlen(m[i].k));
         rc |= wd_buf_add(out, ":", 1);
         if (!rc)
-            rc = put(m[i].v, out, 1);
+            rc = put(m[i].v, out, 1, 1);
     }
     for (; skip[j]; j++)
         at[j] = out->len;
@@ -192,5 +207,12 @@ int wd_json_canon(const json_t *v, wd_buf *out)
 {
     if (!v)
         return -1;
-    return put(v, out, 0);
+    return put(v, out, 0, 1);
+}
+
+int wd_json_compact(const json_t *v, wd_buf *out)
+{
+    if (!v)
+        return -1;
+    return put(v, out, 0, 0);
 }

@@ -21,10 +21,23 @@
 ** runs calling in waves reuse them */
 #define SPARE_HANDLES 1024
 
-struct wd_http {
-    struct event_base *base;
+/* curl looks for a reusable connection, and at each removal for connect-only ones, by
+** walking every connection its multi handle keeps: a thousand transfers in one handle
+** made that a thousand steps per request. A few handles, each request going to the
+** least busy one (so a lone agent's calls stay on one warm connection), keep the walks
+** short. */
+#define SHARDS 8
+
+typedef struct shard {
+    struct wd_http *h;
     CURLM *multi;
     struct event *timer;
+    size_t active;
+} shard;
+
+struct wd_http {
+    struct event_base *base;
+    shard shards[SHARDS];
     wd_http_req *head;
     size_t n;
     CURL *spare[SPARE_HANDLES]; /* reset handles kept for the next requests */
@@ -33,6 +46,7 @@ struct wd_http {
 
 struct wd_http_req {
     wd_http *h;
+    shard *sh;
     CURL *easy;
     struct curl_slist *hdrs;
     wd_buf body;
@@ -116,10 +130,18 @@ static long long retry_after_ms(const char *v)
     return d < 0 ? 0 : d;
 }
 
+static void detach(wd_http_req *q)
+{
+    if (!q->sh)
+        return;
+    curl_multi_remove_handle(q->sh->multi, q->easy);
+    q->sh->active--;
+    q->sh = NULL;
+}
+
 static void finish(wd_http_req *q, wd_http_fail fail, const char *error)
 {
-    wd_http *h = q->h;
-    curl_multi_remove_handle(h->multi, q->easy);
+    detach(q);
     if (q->read_timer)
         event_del(q->read_timer);
     wd_http_resp r = {0};
@@ -175,11 +197,11 @@ static void finish_curl(wd_http_req *q, CURLcode code)
     finish(q, WD_HTTP_NETWORK, msg);
 }
 
-static void check_done(wd_http *h)
+static void check_done(shard *sh)
 {
     CURLMsg *m;
     int left;
-    while ((m = curl_multi_info_read(h->multi, &left))) {
+    while ((m = curl_multi_info_read(sh->multi, &left))) {
         if (m->msg != CURLMSG_DONE)
             continue;
         wd_http_req *q = NULL;
@@ -191,43 +213,43 @@ static void check_done(wd_http *h)
 
 static void on_sock(evutil_socket_t fd, short what, void *arg)
 {
-    wd_http *h = arg;
+    shard *sh = arg;
     int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     int running;
-    curl_multi_socket_action(h->multi, fd, flags, &running);
-    check_done(h);
+    curl_multi_socket_action(sh->multi, fd, flags, &running);
+    check_done(sh);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    wd_http *h = arg;
+    shard *sh = arg;
     int running;
-    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(h);
+    curl_multi_socket_action(sh->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(sh);
 }
 
 static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)easy;
-    wd_http *h = userp;
+    shard *sh = userp;
     struct event *ev = socketp;
     if (what == CURL_POLL_REMOVE) {
         if (ev)
             event_free(ev);
-        curl_multi_assign(h->multi, s, NULL);
+        curl_multi_assign(sh->multi, s, NULL);
         return 0;
     }
     short kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
     if (!ev) {
-        ev = event_new(h->base, s, kind, on_sock, h);
+        ev = event_new(sh->h->base, s, kind, on_sock, sh);
         if (!ev)
             return -1;
-        curl_multi_assign(h->multi, s, ev);
+        curl_multi_assign(sh->multi, s, ev);
     } else {
         event_del(ev);
-        event_assign(ev, h->base, s, kind, on_sock, h);
+        event_assign(ev, sh->h->base, s, kind, on_sock, sh);
     }
     event_add(ev, NULL);
     return 0;
@@ -236,13 +258,13 @@ static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *soc
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
     (void)multi;
-    wd_http *h = userp;
+    shard *sh = userp;
     if (timeout_ms < 0) {
-        evtimer_del(h->timer);
+        evtimer_del(sh->timer);
         return 0;
     }
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    evtimer_add(h->timer, &tv);
+    evtimer_add(sh->timer, &tv);
     return 0;
 }
 
@@ -337,16 +359,20 @@ wd_http *wd_http_new(struct event_base *base)
     if (!h)
         return NULL;
     h->base = base;
-    h->multi = curl_multi_init();
-    h->timer = evtimer_new(base, on_timer, h);
-    if (!h->multi || !h->timer)
-        goto fail;
-    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
-    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-    /* idle connections kept for reuse; a thousand runs talk to one server at once */
-    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 2048L);
+    for (int i = 0; i < SHARDS; i++) {
+        shard *sh = &h->shards[i];
+        sh->h = h;
+        sh->multi = curl_multi_init();
+        sh->timer = evtimer_new(base, on_timer, sh);
+        if (!sh->multi || !sh->timer)
+            goto fail;
+        curl_multi_setopt(sh->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+        curl_multi_setopt(sh->multi, CURLMOPT_SOCKETDATA, sh);
+        curl_multi_setopt(sh->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+        curl_multi_setopt(sh->multi, CURLMOPT_TIMERDATA, sh);
+        /* idle connections kept for reuse; a thousand runs talk to one server at once */
+        curl_multi_setopt(sh->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    }
     return h;
 fail:
     wd_http_free(h);
@@ -359,10 +385,12 @@ void wd_http_free(wd_http *h)
         return;
     while (h->head)
         wd_http_cancel(h->head);
-    if (h->multi)
-        curl_multi_cleanup(h->multi); /* closes the cached connections through sock_cb */
-    if (h->timer)
-        event_free(h->timer);
+    for (int i = 0; i < SHARDS; i++) {
+        if (h->shards[i].multi)
+            curl_multi_cleanup(h->shards[i].multi); /* closes the cached connections through sock_cb */
+        if (h->shards[i].timer)
+            event_free(h->shards[i].timer);
+    }
     while (h->nspare)
         curl_easy_cleanup(h->spare[--h->nspare]);
     free(h);
@@ -374,7 +402,7 @@ void wd_http_cancel(wd_http_req *q)
 {
     if (!q)
         return;
-    curl_multi_remove_handle(q->h->multi, q->easy);
+    detach(q);
     req_free(q);
 }
 
@@ -442,10 +470,16 @@ wd_http_req *wd_http_start(wd_http *h, const wd_http_opts *o, wd_http_done_fn cb
     }
     q->hdrs = l;
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, l);
-    if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+    shard *sh = &h->shards[0];
+    for (int i = 1; i < SHARDS; i++)
+        if (h->shards[i].active < sh->active)
+            sh = &h->shards[i];
+    if (curl_multi_add_handle(sh->multi, e) != CURLM_OK) {
         wd_errf(err, errlen, "cannot start the transfer");
         goto fail;
     }
+    q->sh = sh;
+    sh->active++;
     return q;
 fail:
     req_free(q);

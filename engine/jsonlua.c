@@ -28,6 +28,24 @@ static json_t *str_json(const char *s, size_t l)
     return j;
 }
 
+/* the JSON pointer of an element, for errors: "/" and the key or index (no printf:
+** this runs for every element of every call's messages) */
+static void ptr_push(wd_buf *ptr, const char *k, size_t kl, lua_Integer i)
+{
+    char d[24];
+    if (!k) {
+        char *e = d + sizeof d, *p = e;
+        unsigned long long u = (unsigned long long)i;
+        do
+            *--p = (char)('0' + u % 10);
+        while ((u /= 10));
+        k = p;
+        kl = (size_t)(e - p);
+    }
+    wd_buf_add(ptr, "/", 1);
+    wd_buf_add(ptr, k, kl);
+}
+
 /* caller owns; NULL with "pointer: why" in err */
 static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, char *err, size_t errlen)
 {
@@ -90,7 +108,7 @@ static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, char *err, si
             json_t *a = json_array();
             for (lua_Integer i = 1; a && i <= n; i++) {
                 lua_rawgeti(L, idx, i);
-                wd_buf_addf(ptr, "/%lld", (long long)(i - 1));
+                ptr_push(ptr, NULL, 0, i - 1);
                 json_t *v = conv(L, -1, depth + 1, ptr, err, errlen);
                 ptr->len = mark;
                 ptr->p[mark] = '\0';
@@ -123,7 +141,7 @@ static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, char *err, si
                 json_decref(o);
                 return NULL;
             }
-            wd_buf_addf(ptr, "/%s", k);
+            ptr_push(ptr, k, strlen(k), 0);
             json_t *v = conv(L, -1, depth + 1, ptr, err, errlen);
             ptr->len = mark;
             ptr->p[mark] = '\0';
@@ -133,14 +151,13 @@ static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, char *err, si
                 json_decref(o);
                 return NULL;
             }
-            json_t *ks = json_string(k);
-            if (!ks) { /* key not UTF-8 */
+            json_incref(v); /* a refused key (not UTF-8) costs jansson's reference, not ours */
+            if (json_object_set_new(o, k, v) == 0) {
+                json_decref(v);
+            } else {
                 json_t *fixed = str_json(k, strlen(k));
                 json_object_set_new(o, fixed ? json_string_value(fixed) : "?", v);
                 json_decref(fixed);
-            } else {
-                json_object_set_new(o, k, v);
-                json_decref(ks);
             }
         }
         return o;

@@ -1,5 +1,6 @@
 /* provider.c - OpenAI Chat Completions and Anthropic Messages, both ways */
 #include "provider.h"
+#include "canon.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -243,11 +244,14 @@ int wd_provider_request(const wd_model *m, const char *base_url, const json_t *c
     if (asprintf(&out->url, "%.*s/%s", (int)bl, base, anthropic ? "messages" : "chat/completions") < 0)
         goto oom;
     json_t *body = anthropic ? anthropic_body(m, call) : openai_body(m, call);
-    out->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    wd_buf text = {0};
+    if (body && wd_json_compact(body, &text) < 0)
+        wd_buf_free(&text);
+    out->body = text.p;
     json_decref(body);
     if (!out->body)
         goto oom;
-    out->body_len = strlen(out->body);
+    out->body_len = text.len;
     if (add_header(out, "%s", "Content-Type: application/json") < 0)
         goto oom;
     if (anthropic) {

@@ -44,6 +44,36 @@ TEST(chain_is_valid_and_continues)
     CHECK_HAS(msg, "intact, 15 records");
 }
 
+/* records are rendered in groups between flushes: none lost, none reordered, each
+** with its own content, whatever the group boundaries */
+TEST(groups_keep_every_record_in_order)
+{
+    char *p = path_of("g.jsonl"), msg[300], err[200];
+    wd_audit *a = wd_audit_open(p, WD_FSYNC_NONE, err, sizeof err);
+    for (int i = 0; i < 100; i++) {
+        wd_audit_append(a, json_pack("{s:s,s:i,s:s}", "event", "tool_call", "n", i, "seq", "not the writer's"));
+        if (i == 40 || i == 41 || i == 77)
+            CHECK(wd_audit_flush(a) == 0);
+    }
+    CHECK(wd_audit_pending(a) == 22);
+    wd_audit_close(a);
+    CHECK(verify(p, msg, sizeof msg) == 0);
+    CHECK_HAS(msg, "intact, 100 records");
+    size_t len;
+    char *text = wd_read_file(p, 1 << 20, &len);
+    int n = 0, in_order = 1;
+    for (char *s = text; s && *s; n++) {
+        json_t *r = json_loads(s, JSON_DISABLE_EOF_CHECK, NULL);
+        in_order &= json_integer_value(json_object_get(r, "n")) == n &&
+                    json_integer_value(json_object_get(r, "seq")) == n + 1;
+        json_decref(r);
+        s = strchr(s, '\n');
+        s = s ? s + 1 : NULL;
+    }
+    CHECK(n == 100 && in_order);
+    free(text);
+}
+
 static void rewrite(const char *path, int line, const char *with, int drop)
 {
     size_t len;
@@ -152,6 +182,7 @@ int main(void)
     if (!mkdtemp(dir))
         return 1;
     RUN(chain_is_valid_and_continues);
+    RUN(groups_keep_every_record_in_order);
     RUN(edit_delete_insert_detected);
     RUN(torn_line_repaired_with_record);
     RUN(fails_closed_when_unwritable);

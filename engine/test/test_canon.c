@@ -144,6 +144,26 @@ TEST(refuses_absurd_depth)
     json_decref(top);
 }
 
+/* request bodies: json_dumps(JSON_COMPACT), member order and 17 digits kept */
+TEST(compact_matches_jansson)
+{
+    int differ = 0;
+    for (int i = 0; i < 20000; i++) {
+        json_t *v = rand_value(0);
+        char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        wd_buf got = {0};
+        int rc = wd_json_compact(v, &got);
+        if (rc || !want || strcmp(want, got.p)) {
+            if (!differ++)
+                fprintf(stderr, "  jansson: %s\n  compact: %s\n", want, got.p);
+        }
+        free(want);
+        wd_buf_free(&got);
+        json_decref(v);
+    }
+    CHECK(differ == 0);
+}
+
 /* the audit log renders a record's members at append time and puts prev_hash and seq
 ** in their places at flush: the result must be the canonical text of the whole record */
 TEST(members_with_chain_keys_put_back_match_the_whole)
@@ -203,5 +223,6 @@ int main(void)
     RUN(edge_values);
     RUN(refuses_absurd_depth);
     RUN(members_with_chain_keys_put_back_match_the_whole);
+    RUN(compact_matches_jansson);
     DONE();
 }
