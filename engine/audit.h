@@ -1,6 +1,7 @@
 /* audit.h - the append-only, hash-chained audit log (DESIGN.md sections 7 and 8).
 **
-** Records are buffered as JSON objects and chained at flush time, under an exclusive
+** Records are rendered to canonical text in small groups soon after they are appended
+** (while still in the cache) and chained at flush time, under an exclusive
 ** file lock: the writer reads the last line's seq and hash when the file grew under it
 ** (another process appended), so several processes append one valid chain.
 ** hash = SHA-256(prev_hash || canonical JSON of the record without "hash"), where the
