@@ -196,6 +196,7 @@ static void chain_hash(EVP_MD_CTX **ctx, const char *prev, const char *canon, si
     hex(h, out);
 }
 
+/* read [from, to) of the file; caller frees */
 static char *read_range(int fd, off_t from, off_t to)
 {
     size_t n = (size_t)(to - from);
