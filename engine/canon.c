@@ -216,3 +216,13 @@ int wd_json_compact(const json_t *v, wd_buf *out)
         return -1;
     return put(v, out, 0, 0);
 }
+
+char *wd_json_compact_text(const json_t *v)
+{
+    wd_buf b = {0};
+    if (wd_json_compact(v, &b) < 0) {
+        wd_buf_free(&b);
+        return NULL;
+    }
+    return b.p;
+}

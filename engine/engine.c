@@ -8,6 +8,7 @@
 #include "jsonlua.h"
 #include "llm.h"
 #include "redact.h"
+#include "canon.h"
 #include "util.h"
 
 #include <errno.h>
@@ -325,7 +326,7 @@ static void agent_returned(wd_run *r, lua_State *co, int nres)
         json_t *j = wd_lua_to_json(co, base, err, sizeof err);
         r->sb->in_engine--;
         if (j) {
-            char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+            char *s = wd_json_compact_text(j);
             json_decref(j);
             r->result_text = s;
             wd_run_end(r, WD_ST_COMPLETED, NULL);

@@ -6,6 +6,7 @@
 ** {status, headers, body}; a request that got no answer is (nil, message). */
 #include "engine.h"
 #include "jsonlua.h"
+#include "canon.h"
 #include "util.h"
 
 #include <lauxlib.h>
@@ -137,7 +138,7 @@ int wd_fetch_call(wd_run *r, lua_State *L)
         json_t *j = wd_lua_to_json(L, -1, err, sizeof err);
         if (!j)
             return luaL_error(L, "ctx:http: body: %s", err);
-        char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+        char *s = wd_json_compact_text(j);
         json_decref(j);
         wd_buf_adds(&body, s ? s : "null");
         free(s);

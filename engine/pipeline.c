@@ -5,6 +5,7 @@
 #include "llm.h"
 #include "jsonlua.h"
 #include "redact.h"
+#include "canon.h"
 #include "util.h"
 
 #include <lauxlib.h>
@@ -586,7 +587,7 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
     if (result) {
         json_t *box = json_pack("{s:o}", "v", json_deep_copy(result)); /* the agent gets it unredacted */
         wd_redact_value(r->pol, box);
-        dump = json_dumps(json_object_get(box, "v"), JSON_COMPACT | JSON_ENCODE_ANY);
+        dump = wd_json_compact_text(json_object_get(box, "v"));
         json_decref(box);
     }
     if (dump && strlen(dump) > MAX_RESULT_BYTES) {

@@ -34,7 +34,7 @@ static json_t *text_of(json_t *v)
         return json_incref(v);
     if (!v || json_is_null(v))
         return json_string("");
-    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *s = wd_json_compact_text(v);
     json_t *t = json_string(s ? s : "");
     free(s);
     return t;
@@ -45,7 +45,7 @@ static json_t *args_text(json_t *a)
 {
     if (json_is_string(a))
         return json_incref(a);
-    char *s = json_dumps(a ? a : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
+    char *s = a ? wd_json_compact_text(a) : NULL; /* no arguments: {} */
     json_t *t = json_string(s ? s : "{}");
     free(s);
     return t;
