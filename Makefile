@@ -27,7 +27,7 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
 MALLOC  ?= -Wl,--no-as-needed -lmimalloc -Wl,--as-needed
 
 CORE_SRC := engine/util.c engine/ydoc.c engine/rx.c engine/policy.c engine/schema.c engine/guard.c \
-            engine/redact.c engine/audit.c engine/jsonlua.c engine/lmatch.c engine/ltable.c engine/sandbox.c engine/engine.c \
+            engine/redact.c engine/audit.c engine/jsonlua.c engine/lmatch.c engine/ltable.c engine/arena.c engine/sandbox.c engine/engine.c \
             engine/pipeline.c engine/mock.c engine/lua_warden.c engine/http.c engine/retry.c engine/store.c \
             engine/breaker.c engine/provider.c engine/llm.c engine/fetch.c engine/chunks.c engine/canon.c engine/pool.c
 CORE_OBJ := $(CORE_SRC:engine/%.c=$(BUILD)/obj/%.o)
@@ -124,10 +124,11 @@ asan: deps
 	  WARDEN_BUILD=build-asan $(BUSTED) --output=plainTerminal --cpath='build-asan/lua/?.so' | tee build-asan/test-lua.out
 	@$(call total,asan,build-asan)
 
-# ThreadSanitizer over the tests that run several loops at once (worker pool with the
-# watchdog, the process-wide chunk cache). Not test_sandbox: TSan holds a signal until
-# the thread calls into libc, so a pure Lua loop is never preempted under it.
-TSAN_TESTS := test_pool test_chunks
+# ThreadSanitizer over the tests that run several threads at once (worker pool with the
+# watchdog, the process-wide chunk cache, the audit log's fsync thread). Not
+# test_sandbox: TSan holds a signal until the thread calls into libc, so a pure Lua
+# loop is never preempted under it.
+TSAN_TESTS := test_pool test_chunks test_audit
 tsan: deps
 	@$(MAKE) --no-print-directory BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" MALLOC= \
 	  $(TSAN_TESTS:%=build-tsan/test/%)

@@ -8,6 +8,7 @@
 #include <libgen.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,16 @@ struct wd_audit {
     long long seq;
     char prev_hash[65];
     EVP_MD_CTX *md;
+    /* fsync: batch syncs on a thread of its own: a flush writes under the file lock
+    ** and returns, while fdatasync (0.5 ms typically, 14 ms seen, on a virtual disk)
+    ** stalls neither this loop nor the other writers waiting for the lock */
+    pthread_t syncer;
+    int has_syncer, stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned long long want, synced; /* flushes written, and synced */
+    atomic_int sync_failed;
+    char sync_errmsg[256]; /* written by the syncer before sync_failed is set */
 };
 
 static int mkdirs(const char *path)
@@ -68,10 +79,14 @@ wd_audit *wd_audit_open(const char *path, int fsync_mode, char *err, size_t errl
     }
     a->fsync_mode = fsync_mode;
     a->known_size = -1;
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
     mkdirs(path);
     a->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (a->fd < 0) {
         wd_errf(err, errlen, "cannot open audit log %s: %s", path, strerror(errno));
+        pthread_mutex_destroy(&a->mu);
+        pthread_cond_destroy(&a->cv);
         free(a->path);
         free(a);
         return NULL;
@@ -84,6 +99,15 @@ void wd_audit_close(wd_audit *a)
     if (!a)
         return;
     wd_audit_flush(a);
+    if (a->has_syncer) { /* the last flush is synced before the log is closed */
+        pthread_mutex_lock(&a->mu);
+        a->stop = 1;
+        pthread_cond_signal(&a->cv);
+        pthread_mutex_unlock(&a->mu);
+        pthread_join(a->syncer, NULL);
+    }
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->cv);
     for (size_t i = 0; i < a->nfresh; i++)
         json_decref(a->fresh[i]);
     wd_buf_free(&a->text);
@@ -95,9 +119,14 @@ void wd_audit_close(wd_audit *a)
     free(a);
 }
 
-int wd_audit_failed(const wd_audit *a) { return a->failed; }
+int wd_audit_failed(const wd_audit *a) { return a->failed || atomic_load(&((wd_audit *)a)->sync_failed); }
 const char *wd_audit_path(const wd_audit *a) { return a->path; }
-const char *wd_audit_error(const wd_audit *a) { return a->errmsg; }
+const char *wd_audit_error(const wd_audit *a)
+{
+    if (!a->failed && atomic_load(&((wd_audit *)a)->sync_failed))
+        return a->sync_errmsg;
+    return a->errmsg;
+}
 size_t wd_audit_pending(const wd_audit *a) { return a->npending + a->nfresh; }
 
 static int fail_closed(wd_audit *a, const char *what);
@@ -144,7 +173,7 @@ int wd_audit_append(wd_audit *a, json_t *rec)
 {
     if (!rec)
         return -1;
-    if (a->failed) {
+    if (wd_audit_failed(a)) {
         json_decref(rec);
         return -1;
     }
@@ -310,6 +339,48 @@ static int fail_closed(wd_audit *a, const char *what)
     return -1;
 }
 
+static void *sync_main(void *arg)
+{
+    wd_audit *a = arg;
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        while (a->synced == a->want && !a->stop)
+            pthread_cond_wait(&a->cv, &a->mu);
+        if (a->synced == a->want)
+            break; /* stopping, nothing left */
+        unsigned long long upto = a->want;
+        pthread_mutex_unlock(&a->mu);
+        /* an fsync error is fatal for the log: the page cache may have dropped the data */
+        if (!atomic_load(&a->sync_failed) && fdatasync(a->fd) < 0) {
+            snprintf(a->sync_errmsg, sizeof a->sync_errmsg, "audit log %s: fsync failed: %s", a->path,
+                     strerror(errno));
+            atomic_store(&a->sync_failed, 1);
+        }
+        pthread_mutex_lock(&a->mu);
+        a->synced = upto;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+/* what was written gets synced soon; 0, or -1 when no thread could be started (the
+** caller syncs itself then) */
+static int sync_later(wd_audit *a)
+{
+    pthread_mutex_lock(&a->mu);
+    if (!a->has_syncer) {
+        if (pthread_create(&a->syncer, NULL, sync_main, a) != 0) {
+            pthread_mutex_unlock(&a->mu);
+            return -1;
+        }
+        a->has_syncer = 1;
+    }
+    a->want++;
+    pthread_cond_signal(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    return 0;
+}
+
 /* one staged record into its line: seq and prev_hash put in their places, the
 ** canonical text hashed, the hash appended last */
 static int render(wd_audit *a, const struct pending *r, wd_buf *out)
@@ -348,6 +419,11 @@ int wd_audit_flush(wd_audit *a)
         return 0;
     if (a->failed)
         return -1;
+    if (atomic_load(&a->sync_failed)) {
+        a->failed = 1;
+        snprintf(a->errmsg, sizeof a->errmsg, "%s", a->sync_errmsg);
+        return -1;
+    }
     if (stage_fresh(a) < 0) {
         errno = ENOMEM;
         return fail_closed(a, "render");
@@ -393,9 +469,11 @@ int wd_audit_flush(wd_audit *a)
         goto unlock;
     }
     /* an fsync error is fatal for the log: the page cache may have dropped the data */
-    if (a->fsync_mode != WD_FSYNC_NONE && fdatasync(a->fd) < 0) {
-        fail_closed(a, "fsync");
-        goto unlock;
+    if (a->fsync_mode == WD_FSYNC_ALWAYS || (a->fsync_mode == WD_FSYNC_BATCH && sync_later(a) < 0)) {
+        if (fdatasync(a->fd) < 0) {
+            fail_closed(a, "fsync");
+            goto unlock;
+        }
     }
     if (fstat(a->fd, &st) == 0)
         a->known_size = st.st_size;

@@ -1,6 +1,7 @@
 /* lua_warden.c - what scripts see: the `warden` table and the per-run `ctx`. */
 #include "engine.h"
 #include "guard.h"
+#include "canon.h"
 #include "jsonlua.h"
 #include "redact.h"
 #include "util.h"
@@ -254,6 +255,36 @@ refused:
     return 1;
 }
 
+static int push_text(lua_State *L)
+{
+    lua_pushstring(L, lua_touserdata(L, 1));
+    return 1;
+}
+
+/* ctx:_json(v): v as compact JSON text, or nil and why (the engine's own libraries use
+** it: cjson would give the run's state a finalizer, and the state a slower end) */
+static int c_json(lua_State *L)
+{
+    char err[300];
+    lua_settop(L, 2);
+    json_t *j = wd_lua_to_json(L, 2, err, sizeof err);
+    char *text = j ? wd_json_compact_text(j) : NULL;
+    json_decref(j);
+    if (!text) {
+        lua_pushnil(L);
+        lua_pushstring(L, j ? "out of memory" : err);
+        return 2;
+    }
+    /* the text is ours until Lua has its copy: a memory error must not skip the free */
+    lua_pushcfunction(L, push_text);
+    lua_pushlightuserdata(L, text);
+    int rc = lua_pcall(L, 1, 1, 0);
+    free(text);
+    if (rc != LUA_OK)
+        return lua_error(L);
+    return 1;
+}
+
 /* the tools loaded for this run, as the LLM should see them */
 static int c_tool_specs(lua_State *L)
 {
@@ -331,7 +362,7 @@ static const luaL_Reg warden_funcs[] = {
 static const luaL_Reg ctx_methods[] = {
     {"llm", c_llm},         {"call_tool", c_call_tool}, {"sleep", c_sleep},
     {"log", c_log},         {"budget", c_budget},       {"read_file", c_read_file},
-    {"tool_specs", c_tool_specs}, {"_configure", c_configure},
+    {"tool_specs", c_tool_specs}, {"_configure", c_configure}, {"_json", c_json},
     {NULL, NULL},
 };
 

@@ -41,26 +41,21 @@ wd_sandbox *wd_sandbox_of(lua_State *L)
     return ud;
 }
 
+/* the state's allocator: its arena, within the run's cap (plus a slack while the engine
+** itself allocates); an overrun by the script kills the run */
 static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     wd_sandbox *sb = ud;
-    size_t old = ptr ? osize : 0;
     if (nsize == 0) {
-        free(ptr);
-        sb->used -= old;
+        wd_arena_release(&sb->arena, ptr, osize);
+        sb->used = sb->arena.held;
         return NULL;
     }
-    if (nsize > old) {
-        size_t cap = sb->limit + (sb->in_engine ? ENGINE_SLACK : 0);
-        if (sb->used + (nsize - old) > cap) {
-            if (!sb->in_engine && sb->L)
-                wd_sandbox_kill(sb, WD_KILL_MEMORY);
-            return NULL;
-        }
-    }
-    void *p = realloc(ptr, nsize);
-    if (p)
-        sb->used = sb->used - old + nsize;
+    size_t cap = sb->limit + (sb->in_engine ? ENGINE_SLACK : 0);
+    void *p = ptr ? wd_arena_resize(&sb->arena, ptr, osize, nsize, cap) : wd_arena_alloc(&sb->arena, nsize, cap);
+    sb->used = sb->arena.held;
+    if (!p && sb->used + nsize > cap && !sb->in_engine && sb->L)
+        wd_sandbox_kill(sb, WD_KILL_MEMORY);
     return p;
 }
 
@@ -550,6 +545,8 @@ static int valid_modname(const char *s)
 }
 
 /* require: engine modules (warden.*, cjson) and files under the agent's directory */
+static int open_cjson(lua_State *L);
+
 static int sb_require(lua_State *L)
 {
     wd_sandbox *sb = wd_sandbox_of(L);
@@ -558,6 +555,17 @@ static int sb_require(lua_State *L)
     if (lua_getfield(L, -1, name) != LUA_TNIL)
         return 1;
     lua_pop(L, 1);
+    if (!strcmp(name, "cjson") || !strcmp(name, "cjson.safe")) {
+        /* its settings live in a userdata with a finalizer: the state needs lua_close */
+        sb->needs_close = 1;
+        if (!open_cjson(L))
+            return luaL_error(L, "module '%s' not found: lua-cjson is not installed", name);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "cjson");
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "cjson.safe");
+        return 1;
+    }
     if (!valid_modname(name))
         return luaL_error(L, "module '%s' not found: names are letters, digits, _ and dots", name);
     char rel[512], path[1024];
@@ -713,12 +721,7 @@ static int build_env(lua_State *L)
     lua_pushvalue(L, env);
     lua_setfield(L, LUA_REGISTRYINDEX, REG_ENV);
 
-    lua_newtable(L); /* loaded modules */
-    if (open_cjson(L)) {
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -3, "cjson");
-        lua_setfield(L, -2, "cjson.safe");
-    }
+    lua_newtable(L); /* loaded modules; cjson comes on first require */
     lua_setfield(L, LUA_REGISTRYINDEX, REG_LOADED);
     /* the real globals table is never visible to scripts; empty it of risky entries */
     static const char *const drop[] = {"dofile", "loadfile", "load", "require", "collectgarbage", NULL};
@@ -771,10 +774,13 @@ void wd_sandbox_free(wd_sandbox *sb)
 {
     if (!sb)
         return;
-    if (sb->L) {
+    /* without finalizers nothing in the state holds anything outside its memory, and
+    ** the arena drops that at once (lua_close would free object after object) */
+    if (sb->L && sb->needs_close) {
         sb->in_engine = 1;
         lua_close(sb->L);
     }
+    wd_arena_clear(&sb->arena);
     free(sb->agent_dir);
     free(sb);
 }

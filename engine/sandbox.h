@@ -11,12 +11,16 @@
 #include <stdint.h>
 #include <lua.h>
 
+#include "arena.h"
+
 enum { WD_MODE_NONE = 0, WD_MODE_METER = 1, WD_MODE_KILL = 2 };
 enum { WD_KILL_NONE = 0, WD_KILL_TIMEOUT, WD_KILL_INSTRUCTIONS, WD_KILL_MEMORY, WD_KILL_CANCEL };
 
 typedef struct wd_sandbox {
     lua_State *L;
-    size_t used, limit;
+    wd_arena arena;                   /* all of L's memory */
+    size_t used, limit;               /* used: what the arena holds */
+    int needs_close;                  /* L holds a finalizer: lua_close must run at the end */
     int in_engine;                    /* >0 while the engine itself allocates: small slack */
     volatile sig_atomic_t mode;       /* WD_MODE_* set by the watchdog, allocator or engine */
     volatile sig_atomic_t kill_reason;

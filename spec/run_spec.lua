@@ -100,6 +100,24 @@ describe("ReAct agent", function()
   end)
 end)
 
+describe("the engine's JSON text for scripts (ctx:_json)", function()
+  it("renders a tool result as the model sees it in the ReAct loop, and refuses what JSON cannot hold", function()
+    local dir = T.tmpdir() .. "/jsoner"
+    os.execute("mkdir -p " .. dir)
+    T.write(dir .. "/agent.lua", [[return warden.agent { name = "jsoner", run = function(_, ctx)
+      local ok = ctx:_json({ rows = { 1, 2.5, "a\"b/c" }, none = {}, flag = true })
+      local bad, err = ctx:_json({ f = print })
+      return ok .. " | " .. tostring(bad) .. " | " .. err
+    end }]])
+    local res = T.run { agent = dir, query = "x", scenario = { { content = "unused" } } }
+    assert.equal("completed", res.status)
+    local text, rest = res.result:match("^(.-) | (.*)$")
+    assert.same({ rows = { 1, 2.5, 'a"b/c' }, none = {}, flag = true }, require("cjson").decode(text))
+    assert.matches('"a\\"b/c"', text, 1, true)
+    assert.matches("^nil | /f: ", rest)
+  end)
+end)
+
 describe("run limits", function()
   it("ends a run that takes longer than run_ms with status timeout", function()
     local res, _, audit = T.lab({ { "sleep", 5000 } }, { policy_overrides = { defaults = { timeouts = { run_ms = 300 } } } })

@@ -6,6 +6,9 @@
 #include "util.h"
 
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static char dir[] = "/tmp/wd-audit-test.XXXXXX";
@@ -152,6 +155,42 @@ TEST(fails_closed_when_unwritable)
     CHECK_HAS(err, "cannot open audit log");
 }
 
+/* a FIFO takes writes but refuses fdatasync (EINVAL): a real fsync error */
+static wd_audit *open_fifo(const char *name, int mode)
+{
+    char err[200];
+    char *p = path_of(name);
+    CHECK(mkfifo(p, 0600) == 0);
+    wd_audit *a = wd_audit_open(p, mode, err, sizeof err);
+    CHECK(a != NULL);
+    return a;
+}
+
+TEST(fsync_error_fails_closed_always)
+{
+    wd_audit *a = open_fifo("always.fifo", WD_FSYNC_ALWAYS);
+    CHECK(wd_audit_append(a, json_pack("{s:s}", "event", "run_started")) == -1);
+    CHECK(wd_audit_failed(a));
+    CHECK_HAS(wd_audit_error(a), "fsync failed");
+    wd_audit_close(a);
+}
+
+/* batch syncs on its own thread: the error arrives after the flush returned, and the
+** log is closed for every later record */
+TEST(fsync_error_fails_closed_batch)
+{
+    wd_audit *a = open_fifo("batch.fifo", WD_FSYNC_BATCH);
+    CHECK(wd_audit_append(a, json_pack("{s:s}", "event", "run_started")) == 0);
+    CHECK(wd_audit_flush(a) == 0);
+    for (int i = 0; i < 2000 && !wd_audit_failed(a); i++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    CHECK(wd_audit_failed(a));
+    CHECK_HAS(wd_audit_error(a), "fsync failed");
+    CHECK(wd_audit_append(a, json_pack("{s:s}", "event", "tool_call")) == -1);
+    CHECK(wd_audit_flush(a) == -1);
+    wd_audit_close(a);
+}
+
 TEST(redaction)
 {
     wd_perrors pe = {0};
@@ -186,6 +225,8 @@ int main(void)
     RUN(edit_delete_insert_detected);
     RUN(torn_line_repaired_with_record);
     RUN(fails_closed_when_unwritable);
+    RUN(fsync_error_fails_closed_always);
+    RUN(fsync_error_fails_closed_batch);
     RUN(redaction);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -101,6 +101,23 @@ TEST(short_code_is_not_disturbed)
     wd_sandbox_free(sb);
 }
 
+/* cjson keeps its settings in a userdata with a finalizer: a state that loaded it is
+** closed with lua_close (LeakSanitizer under make asan sees the buffer freed), one that
+** did not is dropped with its arena */
+TEST(cjson_state_is_closed_with_its_finalizer)
+{
+    char err[200], out[200];
+    wd_sandbox *sb = wd_sandbox_new(16u << 20, 0, NULL, err, sizeof err);
+    CHECK(run_src(sb, "return tostring(#string.rep('x', 100))", 1000, out, sizeof out) == LUA_OK);
+    CHECK_STR(out, "100");
+    CHECK(sb->needs_close == 0);
+    CHECK(run_src(sb, "return require('cjson').encode({a = string.rep('y', 5000)}):sub(1, 9)", 1000, out,
+                  sizeof out) == LUA_OK);
+    CHECK_STR(out, "{\"a\":\"yyy");
+    CHECK(sb->needs_close == 1);
+    wd_sandbox_free(sb);
+}
+
 int main(void)
 {
     wd_watchdog_attach();
@@ -110,5 +127,6 @@ int main(void)
     RUN(hook_follows_into_coroutines);
     RUN(instruction_budget);
     RUN(short_code_is_not_disturbed);
+    RUN(cjson_state_is_closed_with_its_finalizer);
     DONE();
 }

@@ -1,16 +1,12 @@
 -- react.lua: the ReAct loop (reason, act, observe). The engine counts LLM calls
 -- natively and ends the run at max_iterations, so this loop needs no counter of its own.
-local json = require("cjson")
-
 local M = {}
 
 local DEFAULT_PROMPT = "You are a careful assistant. Use the tools you are given when they help, "
   .. "and answer the user directly when you can."
 
-local function encode(v)
-  local ok, s = pcall(json.encode, v)
-  if ok then return s end
-  return '{"error":"tool result could not be encoded"}'
+local function encode(ctx, v)
+  return ctx:_json(v) or '{"error":"tool result could not be encoded"}'
 end
 
 function M.run(agent, query, ctx)
@@ -33,7 +29,7 @@ function M.run(agent, query, ctx)
     for _, call in ipairs(calls) do
       local result = ctx:call_tool(call.name, call.arguments)
       messages[#messages + 1] = { role = "tool", tool_call_id = call.id, name = call.name,
-                                  content = encode(result) }
+                                  content = encode(ctx, result) }
     end
   end
 end

@@ -1,17 +1,14 @@
 -- workflow.lua: Path B, direct function calling. Either a fixed sequence of tools
 -- (`steps`), each fed the previous result, or one LLM choice of one tool (`choose`).
-local json = require("cjson")
-
 local M = {}
 
-local function as_text(v)
+local function as_text(ctx, v)
   if type(v) == "string" then return v end
   if type(v) == "table" then
     if type(v.text) == "string" then return v.text end
     if type(v.result) == "string" then return v.result end
   end
-  local ok, s = pcall(json.encode, v)
-  return ok and s or tostring(v)
+  return ctx:_json(v) or tostring(v)
 end
 
 local function failed(v)
@@ -35,7 +32,7 @@ local function run_steps(spec, query, ctx)
     state.results[name] = result
     state.previous = result
   end
-  return as_text(state.previous)
+  return as_text(ctx, state.previous)
 end
 
 -- one LLM call chooses one tool from `choose`; no loop
@@ -52,7 +49,7 @@ local function run_choice(spec, query, ctx)
   if failed(result) then
     return nil, ("tool %s failed: %s"):format(call.name, tostring(result.error))
   end
-  return as_text(result)
+  return as_text(ctx, result)
 end
 
 function M.run(spec, query, ctx)
