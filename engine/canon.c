@@ -163,7 +163,7 @@ static int sorted_pairs(const json_t *v, pair *stack, pair **out)
     json_t *x;
     json_object_foreach((json_t *)v, k, x)
         m[i++] = (pair){k, x};
-    if (n <= 16) { /* records are small: insertion sort beats qsort's calls */
+    if (n <= STACK_KEYS) { /* records are small: insertion sort beats qsort's calls */
         for (size_t a = 1; a < n; a++)
             for (size_t c = a; c > 0 && strcmp(m[c - 1].k, m[c].k) > 0; c--) {
                 pair t = m[c];

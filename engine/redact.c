@@ -13,13 +13,17 @@ static int word_char(char c) { return isalnum((unsigned char)c); }
 
 int wd_redact_is_secret_key(const wd_policy *p, const char *key)
 {
-    for (size_t i = 0; i < p->redact_keys.n; i++) {
-        const char *rk = p->redact_keys.v[i];
-        size_t rl = strlen(rk);
-        for (const char *at = key; (at = strcasestr(at, rk)); at++) {
-            int before = at == key || !word_char(at[-1]);
-            int after = !word_char(at[rl]);
-            if (before && after)
+    /* a match starts where a word may start: only those places are tried (strcasestr
+    ** on every key of every record cost 2% of a run) */
+    for (const char *at = key; *at; at++) {
+        if (at != key && word_char(at[-1]))
+            continue;
+        for (size_t i = 0; i < p->redact_keys.n; i++) {
+            const char *rk = p->redact_keys.v[i];
+            if (tolower((unsigned char)*at) != tolower((unsigned char)*rk))
+                continue;
+            size_t rl = strlen(rk);
+            if (!strncasecmp(at, rk, rl) && !word_char(at[rl]))
                 return 1;
         }
     }

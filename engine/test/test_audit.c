@@ -191,6 +191,22 @@ TEST(fsync_error_fails_closed_batch)
     wd_audit_close(a);
 }
 
+TEST(secret_keys_match_whole_words)
+{
+    wd_perrors pe = {0};
+    const char *y = "audit: {redact_keys: [password, token, api_key]}\n";
+    wd_policy *p = wd_policy_load_text(y, strlen(y), "t.yaml", &pe);
+    CHECK(p != NULL);
+    const char *yes[] = {"password", "PASSWORD", "user_Password", "token", "a.token", "x-TOKEN-y", "my_api_key",
+                         "api_key", NULL};
+    const char *no[] = {"input_tokens", "tokenizer", "mytoken", "passwords", "api", "apikey", "", NULL};
+    for (int i = 0; yes[i]; i++)
+        CHECK(wd_redact_is_secret_key(p, yes[i]));
+    for (int i = 0; no[i]; i++)
+        CHECK(!wd_redact_is_secret_key(p, no[i]));
+    wd_policy_unref(p);
+}
+
 TEST(redaction)
 {
     wd_perrors pe = {0};
@@ -227,6 +243,7 @@ int main(void)
     RUN(fails_closed_when_unwritable);
     RUN(fsync_error_fails_closed_always);
     RUN(fsync_error_fails_closed_batch);
+    RUN(secret_keys_match_whole_words);
     RUN(redaction);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
