@@ -177,6 +177,9 @@ wd_retry_cfg wd_run_retry_cfg(const wd_run *r);
 ** -1 when max_retries are used up. */
 long long wd_run_retry_arm(wd_run *r, int retries, long long retry_after_ms, event_callback_fn cb, char *reason,
                            size_t n);
+/* the descriptor limit raised and the table sized for thousands of sockets; cheapest
+** before any thread starts, harmless to repeat */
+void wd_engine_prepare_fds(void);
 wd_policy *wd_engine_policy(wd_engine *e);                   /* a new reference */
 
 /* pipeline.c: called by the Lua bindings, on the calling thread L */

@@ -183,6 +183,7 @@ wd_pool *wd_pool_new(const wd_engine_opts *o, int workers, char *err, size_t err
     if (!(p->w = calloc((size_t)workers, sizeof *p->w)))
         goto oom;
     p->n = workers;
+    wd_engine_prepare_fds(); /* while this is the only thread: no grace period to wait out */
     for (int i = 0; i < workers; i++) { /* every slot freeable before any starts */
         p->w[i].efd = -1;
         pthread_mutex_init(&p->w[i].mu, NULL);

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static char dir[] = "/tmp/wd-pool-test.XXXXXX";
@@ -120,6 +121,39 @@ TEST(bad_setup_is_named)
     wd_pool_free(NULL);
 }
 
+static long fd_table_size(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long n = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "FDSize: %ld", &n) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* the descriptor table is sized before the workers start: grown later, with threads
+** running, each doubling stalls every thread for an RCU grace period (a burst of runs
+** opening sockets lost ~30 ms at each) */
+TEST(descriptor_table_is_sized_before_workers_start)
+{
+    long before = fd_table_size();
+    char err[600] = "";
+    wd_pool *p = make(2, err, sizeof err);
+    CHECK(p != NULL);
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    long want = rl.rlim_cur < 16384 ? (long)rl.rlim_cur : 16384;
+    long after = fd_table_size();
+    CHECK(before < want);
+    CHECK(after >= want);
+    if (after < want)
+        fprintf(stderr, "  FDSize %ld -> %ld, wanted %ld\n", before, after, want);
+    wd_pool_free(p);
+}
+
 /* a worker hands its watchdog slot back when it exits: more pools than slots (256) over
 ** the process's life still start */
 TEST(worker_threads_give_their_slots_back)
@@ -147,6 +181,7 @@ int main(void)
         return 1;
     snprintf(audit_path, sizeof audit_path, "%s/audit.jsonl", dir);
     snprintf(store_path, sizeof store_path, "%s/state.db", dir);
+    RUN(descriptor_table_is_sized_before_workers_start);
     RUN(runs_spread_over_workers_and_share_one_chain);
     RUN(submissions_from_many_threads);
     RUN(bad_setup_is_named);
