@@ -217,6 +217,8 @@ int wd_json_compact(const json_t *v, wd_buf *out)
     return put(v, out, 0, 0);
 }
 
+int wd_json_put_string(wd_buf *out, const char *s, size_t n) { return put_string(out, s, n); }
+
 char *wd_json_compact_text(const json_t *v)
 {
     wd_buf b = {0};

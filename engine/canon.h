@@ -15,6 +15,8 @@ int wd_json_canon(const json_t *v, wd_buf *out);
 ** json_dumps gives with JSON_COMPACT, byte for byte, at a fraction of its cost (request
 ** bodies). 0, or -1 as above. */
 int wd_json_compact(const json_t *v, wd_buf *out);
+/* s (n bytes) as a JSON string, escaped as the writers above escape; 0 or -1 */
+int wd_json_put_string(wd_buf *out, const char *s, size_t n);
 /* the same as a string; caller frees. NULL when v is NULL or out of memory */
 char *wd_json_compact_text(const json_t *v);
 /* The members of object v, each written as ',"key":value' in canonical order, leaving

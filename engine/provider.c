@@ -40,17 +40,6 @@ static json_t *text_of(json_t *v)
     return t;
 }
 
-/* arguments as JSON text (OpenAI) */
-static json_t *args_text(json_t *a)
-{
-    if (json_is_string(a))
-        return json_incref(a);
-    char *s = a ? wd_json_compact_text(a) : NULL; /* no arguments: {} */
-    json_t *t = json_string(s ? s : "{}");
-    free(s);
-    return t;
-}
-
 /* arguments as an object (Anthropic): text that is not a JSON object becomes {} */
 static json_t *args_object(json_t *a)
 {
@@ -65,57 +54,106 @@ static json_t *args_object(json_t *a)
     return json_object();
 }
 
-static json_t *openai_body(const wd_model *m, const json_t *call)
+/* a literal, its length counted by the compiler */
+#define LIT(b, s) wd_buf_add((b), (s), sizeof(s) - 1)
+
+static int put_str(wd_buf *b, const char *s) { return wd_json_put_string(b, s, strlen(s)); }
+
+/* v (a string, or null/absent for `absent`, or any value as its compact text) as a
+** JSON string */
+static int put_as_text(wd_buf *b, const json_t *v, const char *absent)
 {
-    json_t *msgs = json_array(), *in = json_object_get(call, "messages");
+    if (json_is_string(v))
+        return wd_json_put_string(b, json_string_value(v), json_string_length(v));
+    if (!v || (absent && json_is_null(v)))
+        return put_str(b, absent ? absent : "");
+    char *t = wd_json_compact_text(v);
+    int rc = t ? put_str(b, t) : -1;
+    free(t);
+    return rc;
+}
+
+/* v, or null when absent */
+static int put_or_null(wd_buf *b, const json_t *v) { return v ? wd_json_compact(v, b) : LIT(b, "null"); }
+
+/* The OpenAI body, written straight from the call (no second tree): model, messages
+** (an assistant turn with tool calls gets them as {id, type, function{name,
+** arguments as text}}; other turns' content as text; a tool turn its tool_call_id),
+** tools as functions, then temperature and max_tokens when given. */
+static int openai_text(const wd_model *m, const json_t *call, wd_buf *b)
+{
+    int rc = LIT(b, "{\"model\":");
+    rc |= put_str(b, m->name);
+    rc |= LIT(b, ",\"messages\":[");
+    const json_t *in = json_object_get(call, "messages"), *msg;
     size_t i;
-    json_t *msg;
-    json_array_foreach(in, i, msg) {
+    json_array_foreach((json_t *)in, i, msg) {
         const char *role = json_string_value(json_object_get(msg, "role"));
-        json_t *o = json_object();
-        json_object_set_new(o, "role", json_string(role ? role : "user"));
+        if (i)
+            rc |= LIT(b, ",");
+        rc |= LIT(b, "{\"role\":");
+        rc |= put_str(b, role ? role : "user");
         json_t *calls = json_object_get(msg, "tool_calls");
         if (role && !strcmp(role, "assistant") && json_array_size(calls)) {
-            json_t *content = json_object_get(msg, "content");
-            json_object_set_new(o, "content", json_is_string(content) ? json_incref(content) : json_null());
-            json_t *tc = json_array(), *c;
+            json_t *content = json_object_get(msg, "content"), *c;
+            rc |= LIT(b, ",\"content\":");
+            rc |= json_is_string(content) ? wd_json_compact(content, b) : LIT(b, "null");
+            rc |= LIT(b, ",\"tool_calls\":[");
             size_t j;
             json_array_foreach(calls, j, c) {
-                json_array_append_new(
-                    tc, json_pack("{s:O?,s:s,s:{s:O?,s:o}}", "id", json_object_get(c, "id"), "type", "function",
-                                  "function", "name", json_object_get(c, "name"), "arguments",
-                                  args_text(json_object_get(c, "arguments"))));
+                if (j)
+                    rc |= LIT(b, ",");
+                rc |= LIT(b, "{\"id\":");
+                rc |= put_or_null(b, json_object_get(c, "id"));
+                rc |= LIT(b, ",\"type\":\"function\",\"function\":{\"name\":");
+                rc |= put_or_null(b, json_object_get(c, "name"));
+                rc |= LIT(b, ",\"arguments\":");
+                json_t *args = json_object_get(c, "arguments");
+                rc |= args ? put_as_text(b, args, NULL) : put_str(b, "{}");
+                rc |= LIT(b, "}}");
             }
-            json_object_set_new(o, "tool_calls", tc);
+            rc |= LIT(b, "]");
         } else {
-            json_object_set_new(o, "content", text_of(json_object_get(msg, "content")));
+            rc |= LIT(b, ",\"content\":");
+            rc |= put_as_text(b, json_object_get(msg, "content"), "");
             if (role && !strcmp(role, "tool")) {
                 json_t *id = json_object_get(msg, "tool_call_id");
-                json_object_set_new(o, "tool_call_id", json_is_string(id) ? json_incref(id) : json_string(""));
+                rc |= LIT(b, ",\"tool_call_id\":");
+                rc |= put_as_text(b, json_is_string(id) ? id : NULL, "");
             }
         }
-        json_array_append_new(msgs, o);
+        rc |= LIT(b, "}");
     }
-    json_t *body = json_pack("{s:s,s:o}", "model", m->name, "messages", msgs);
+    rc |= LIT(b, "]");
     json_t *tools = json_object_get(call, "tools"), *t;
     if (json_array_size(tools)) {
-        json_t *out = json_array();
+        rc |= LIT(b, ",\"tools\":[");
         json_array_foreach(tools, i, t) {
             json_t *params = json_object_get(t, "parameters");
-            json_array_append_new(out, json_pack("{s:s,s:{s:O?,s:O?,s:O}}", "type", "function", "function", "name",
-                                                 json_object_get(t, "name"), "description",
-                                                 json_object_get(t, "description"), "parameters",
-                                                 params ? params : json_pack("{s:s}", "type", "object")));
+            if (i)
+                rc |= LIT(b, ",");
+            rc |= LIT(b, "{\"type\":\"function\",\"function\":{\"name\":");
+            rc |= put_or_null(b, json_object_get(t, "name"));
+            rc |= LIT(b, ",\"description\":");
+            rc |= put_or_null(b, json_object_get(t, "description"));
+            rc |= LIT(b, ",\"parameters\":");
+            rc |= params ? wd_json_compact(params, b) : LIT(b, "{\"type\":\"object\"}");
+            rc |= LIT(b, "}}");
         }
-        json_object_set_new(body, "tools", out);
+        rc |= LIT(b, "]");
     }
     json_t *temp = json_object_get(call, "temperature");
-    if (json_is_number(temp))
-        json_object_set(body, "temperature", temp);
+    if (json_is_number(temp)) {
+        rc |= LIT(b, ",\"temperature\":");
+        rc |= wd_json_compact(temp, b);
+    }
     json_t *mt = json_object_get(call, "max_tokens");
-    if (json_is_integer(mt))
-        json_object_set(body, "max_tokens", mt);
-    return body;
+    if (json_is_integer(mt)) {
+        rc |= LIT(b, ",\"max_tokens\":");
+        rc |= wd_json_compact(mt, b);
+    }
+    rc |= LIT(b, "}");
+    return rc ? -1 : 0;
 }
 
 /* appends blocks to the last message when it has the same role (Anthropic wants turns
@@ -243,12 +281,16 @@ int wd_provider_request(const wd_model *m, const char *base_url, const json_t *c
         bl--;
     if (asprintf(&out->url, "%.*s/%s", (int)bl, base, anthropic ? "messages" : "chat/completions") < 0)
         goto oom;
-    json_t *body = anthropic ? anthropic_body(m, call) : openai_body(m, call);
     wd_buf text = {0};
-    if (body && wd_json_compact(body, &text) < 0)
+    if (anthropic) {
+        json_t *body = anthropic_body(m, call);
+        if (body && wd_json_compact(body, &text) < 0)
+            wd_buf_free(&text);
+        json_decref(body);
+    } else if (openai_text(m, call, &text) < 0) {
         wd_buf_free(&text);
+    }
     out->body = text.p;
-    json_decref(body);
     if (!out->body)
         goto oom;
     out->body_len = text.len;

@@ -53,6 +53,51 @@ TEST(openai_request)
     json_decref(b);
 }
 
+/* every odd shape a script can hand over, and the exact bytes that go out (written
+** straight from the call: these are what the tree-building writer produced) */
+static const char ODD_CALL[] =
+    "{\"messages\":[{\"content\":\"no role \\u00e9\\n\\\"q\\\"\\\\ \\u0001\"},{\"role\":\"assista"
+    "nt\",\"content\":\"thinking\",\"tool_calls\":[{\"name\":\"a\",\"arguments\":\"{\\\"raw\\\": "
+    "1}\"},{\"id\":7,\"arguments\":null},{\"id\":\"x\"}]},{\"role\":\"tool\",\"content\":{\"k\":["
+    "1,2.5,null,true]},\"tool_call_id\":5},{\"role\":\"user\",\"content\":null},{\"role\":\"user\""
+    "},{\"role\":\"assistant\",\"content\":\"plain\",\"tool_calls\":[]},{\"role\":\"user\",\"cont"
+    "ent\":[1,\"two\"]},{\"role\":42,\"content\":3.25}],\"tools\":[{\"name\":\"n\"},{\"descriptio"
+    "n\":\"only d\",\"parameters\":{\"properties\":{\"a\":{\"type\":\"string\"}},\"type\":\"objec"
+    "t\"}}],\"temperature\":1,\"max_tokens\":77}";
+static const char ODD_BODY[] =
+    "{\"model\":\"m\\\"1\",\"messages\":[{\"role\":\"user\",\"content\":\"no role é\\n\\\"q\\\"\\\\ "
+    "\\u0001\"},{\"role\":\"assistant\",\"content\":\"thinking\",\"tool_calls\":[{\"id\":null,\"t"
+    "ype\":\"function\",\"function\":{\"name\":\"a\",\"arguments\":\"{\\\"raw\\\": 1}\"}},{\"id\""
+    ":7,\"type\":\"function\",\"function\":{\"name\":null,\"arguments\":\"null\"}},{\"id\":\"x\","
+    "\"type\":\"function\",\"function\":{\"name\":null,\"arguments\":\"{}\"}}]},{\"role\":\"tool\""
+    ",\"content\":\"{\\\"k\\\":[1,2.5,null,true]}\",\"tool_call_id\":\"\"},{\"role\":\"user\",\"c"
+    "ontent\":\"\"},{\"role\":\"user\",\"content\":\"\"},{\"role\":\"assistant\",\"content\":\"pl"
+    "ain\"},{\"role\":\"user\",\"content\":\"[1,\\\"two\\\"]\"},{\"role\":\"user\",\"content\":\""
+    "3.25\"}],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"n\",\"description\":null"
+    ",\"parameters\":{\"type\":\"object\"}}},{\"type\":\"function\",\"function\":{\"name\":null,\""
+    "description\":\"only d\",\"parameters\":{\"properties\":{\"a\":{\"type\":\"string\"}},\"type"
+    "\":\"object\"}}}],\"temperature\":1,\"max_tokens\":77}";
+
+TEST(openai_body_bytes)
+{
+    wd_model m = {0};
+    m.alias = "default";
+    m.provider = "openai";
+    m.name = "m\"1";
+    m.base_url = "http://127.0.0.1:1/v1/";
+    json_t *call = json_loads(ODD_CALL, 0, NULL);
+    CHECK(call != NULL);
+    wd_llm_request q;
+    char err[200];
+    CHECK(wd_provider_request(&m, NULL, call, &q, err, sizeof err) == 0);
+    CHECK_STR(q.body, ODD_BODY);
+    CHECK(q.body_len == strlen(ODD_BODY));
+    if (strcmp(q.body, ODD_BODY))
+        fprintf(stderr, "  got %s\n", q.body);
+    wd_provider_request_free(&q);
+    json_decref(call);
+}
+
 TEST(anthropic_request)
 {
     json_t *b = build("anthropic", NULL);
@@ -118,6 +163,7 @@ TEST(scrub_removes_the_key)
 int main(void)
 {
     RUN(openai_request);
+    RUN(openai_body_bytes);
     RUN(anthropic_request);
     RUN(missing_key_names_the_variable);
     RUN(parse_answers);
