@@ -41,20 +41,32 @@ wd_sandbox *wd_sandbox_of(lua_State *L)
     return ud;
 }
 
-/* the state's allocator: its arena, within the run's cap (plus a slack while the engine
-** itself allocates); an overrun by the script kills the run */
+/* The state's allocator. The cap holds on the bytes the state has asked for and not
+** given back (plus a slack while the engine itself allocates); an overrun by the script
+** kills the run. The arena may hold more than that (chunk tails, freed blocks of one
+** size serving only that size), but never more than twice the cap: a script churning
+** through sizes to make the arena grow behind a small live count runs out there. */
 static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     wd_sandbox *sb = ud;
+    size_t old = ptr ? osize : 0;
     if (nsize == 0) {
         wd_arena_release(&sb->arena, ptr, osize);
-        sb->used = sb->arena.held;
+        sb->used -= old;
         return NULL;
     }
     size_t cap = sb->limit + (sb->in_engine ? ENGINE_SLACK : 0);
-    void *p = ptr ? wd_arena_resize(&sb->arena, ptr, osize, nsize, cap) : wd_arena_alloc(&sb->arena, nsize, cap);
-    sb->used = sb->arena.held;
-    if (!p && sb->used + nsize > cap && !sb->in_engine && sb->L)
+    if (nsize > old && sb->used + (nsize - old) > cap) {
+        if (!sb->in_engine && sb->L)
+            wd_sandbox_kill(sb, WD_KILL_MEMORY);
+        return NULL;
+    }
+    size_t held_cap = cap > SIZE_MAX / 2 ? SIZE_MAX : 2 * cap;
+    void *p = ptr ? wd_arena_resize(&sb->arena, ptr, osize, nsize, held_cap)
+                  : wd_arena_alloc(&sb->arena, nsize, held_cap);
+    if (p)
+        sb->used = sb->used - old + nsize;
+    else if (nsize > old && !sb->in_engine && sb->L)
         wd_sandbox_kill(sb, WD_KILL_MEMORY);
     return p;
 }

@@ -19,7 +19,7 @@ enum { WD_KILL_NONE = 0, WD_KILL_TIMEOUT, WD_KILL_INSTRUCTIONS, WD_KILL_MEMORY, 
 typedef struct wd_sandbox {
     lua_State *L;
     wd_arena arena;                   /* all of L's memory */
-    size_t used, limit;               /* used: what the arena holds */
+    size_t used, limit;               /* used: bytes asked for and not given back */
     int needs_close;                  /* L holds a finalizer: lua_close must run at the end */
     int in_engine;                    /* >0 while the engine itself allocates: small slack */
     volatile sig_atomic_t mode;       /* WD_MODE_* set by the watchdog, allocator or engine */

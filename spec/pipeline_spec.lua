@@ -280,6 +280,13 @@ describe("tool failures never crash the run", function()
     assert.equal(1, steps[2].echo.ok)
   end)
 
+  it("does the same for a tool that blows the cap with small objects", function()
+    local res, steps = lab({ { "tool", "mem_bomb_small", {} }, { "tool", "echo", { ok = 2 } } })
+    assert.equal("completed", res.status)
+    assert.matches("memory limit", steps[1].error)
+    assert.equal(2, steps[2].echo.ok)
+  end)
+
   it("keeps the first 1000 calls in tool_calls and counts the rest; the log keeps all", function()
     local plan = {}
     for i = 1, 1003 do plan[i] = { "tool", "noop", {} } end

@@ -118,6 +118,25 @@ TEST(cjson_state_is_closed_with_its_finalizer)
     wd_sandbox_free(sb);
 }
 
+/* live data stays small while the script walks through every block size, each round
+** kept, dropped and collected: freed blocks of one size serve only that size, so the
+** arena grows behind the live count, and stops at twice the cap */
+TEST(arena_stays_within_twice_the_cap)
+{
+    char err[200], out[200];
+    size_t cap = 4u << 20;
+    wd_sandbox *sb = wd_sandbox_new(cap, 0, NULL, err, sizeof err);
+    int st = run_src(sb,
+                     "for round = 1, 3 do for size = 1, 500, 9 do local keep = {} "
+                     "for i = 1, (1 << 20) // (size + 64) do keep[i] = string.rep('x', size) .. i end "
+                     "keep = nil collectgarbage() end end return 'done'",
+                     20000, out, sizeof out);
+    CHECK(st == LUA_OK || sb->kill_reason == WD_KILL_MEMORY);
+    CHECK(sb->arena.held <= 2 * cap + 8192);
+    CHECK(sb->used <= cap);
+    wd_sandbox_free(sb);
+}
+
 int main(void)
 {
     wd_watchdog_attach();
@@ -128,5 +147,6 @@ int main(void)
     RUN(instruction_budget);
     RUN(short_code_is_not_disturbed);
     RUN(cjson_state_is_closed_with_its_finalizer);
+    RUN(arena_stays_within_twice_the_cap);
     DONE();
 }
