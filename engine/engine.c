@@ -62,11 +62,16 @@ json_t *wd_run_event(wd_run *r, const char *event, int success)
     json_t *o = json_object();
     if (!o)
         return NULL;
+    /* the run's ids as one JSON value each, referenced by every record (redaction
+    ** never replaces them) rather than copied seven times a run */
+    static const char *const KEYS[4] = {"run_id", "session_id", "user_id", "agent"};
+    const char *vals[4] = {r->run_id, r->session_id, r->user_id, r->agent_name};
     json_object_set_new(o, "event", json_string(event));
-    json_object_set_new(o, "run_id", json_string(r->run_id));
-    json_object_set_new(o, "session_id", json_string(r->session_id));
-    json_object_set_new(o, "user_id", r->user_id ? json_string(r->user_id) : json_null());
-    json_object_set_new(o, "agent", r->agent_name ? json_string(r->agent_name) : json_null());
+    for (int i = 0; i < 4; i++) {
+        if (!r->j_ids[i])
+            r->j_ids[i] = vals[i] ? json_string(vals[i]) : json_null();
+        json_object_set(o, KEYS[i], r->j_ids[i]);
+    }
     json_object_set_new(o, "success", json_boolean(success));
     return o;
 }
@@ -212,6 +217,8 @@ static void run_free(wd_run *r)
     free(r->session_id);
     free(r->user_id);
     free(r->agent_name);
+    for (int i = 0; i < 4; i++)
+        json_decref(r->j_ids[i]);
     free(r->agent_path);
     free(r->agent_dir);
     free(r->query);

@@ -334,6 +334,8 @@ static int c_configure(lua_State *L)
     if (lua_getfield(L, 2, "name") == LUA_TSTRING) {
         free(r->agent_name);
         r->agent_name = wd_strdup(lua_tostring(L, -1));
+        json_decref(r->j_ids[3]); /* the records from now on carry the new name */
+        r->j_ids[3] = NULL;
     }
     lua_pop(L, 1);
     if (lua_getfield(L, 2, "model") == LUA_TSTRING) {
@@ -373,8 +375,11 @@ static const luaL_Reg tool_ctx_methods[] = {
 
 static void new_mt(lua_State *L, const char *reg, const luaL_Reg *methods)
 {
+    int n = 0;
+    while (methods[n].name)
+        n++;
     lua_createtable(L, 0, 2);
-    lua_newtable(L);
+    lua_createtable(L, 0, n);
     luaL_setfuncs(L, methods, 0);
     lua_setfield(L, -2, "__index");
     lua_pushboolean(L, 0);
