@@ -82,7 +82,14 @@ typedef struct {
     json_t *v;
 } pair;
 
-static int cmp_pairs(const void *a, const void *b) { return strcmp(((const pair *)a)->k, ((const pair *)b)->k); }
+/* bytewise, the first byte inline: most keys of a record differ there */
+static inline int key_cmp(const char *a, const char *b)
+{
+    int d = (unsigned char)a[0] - (unsigned char)b[0];
+    return d ? d : strcmp(a, b);
+}
+
+static int cmp_pairs(const void *a, const void *b) { return key_cmp(((const pair *)a)->k, ((const pair *)b)->k); }
 
 static int put(const json_t *v, wd_buf *b, int depth, int sorted);
 
@@ -140,9 +147,16 @@ static int put(const json_t *v, wd_buf *b, int depth, int sorted)
         return wd_buf_add(b, "]", 1);
     }
     case JSON_STRING: return put_string(b, json_string_value(v), json_string_length(v));
-    case JSON_INTEGER: {
-        int n = snprintf(t, sizeof t, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return wd_buf_add(b, t, (size_t)n);
+    case JSON_INTEGER: { /* digits from the end, without printf */
+        json_int_t i = json_integer_value(v);
+        unsigned long long u = i < 0 ? 0ULL - (unsigned long long)i : (unsigned long long)i;
+        char *e = t + sizeof t, *d = e;
+        do
+            *--d = (char)('0' + u % 10);
+        while ((u /= 10));
+        if (i < 0)
+            *--d = '-';
+        return wd_buf_add(b, d, (size_t)(e - d));
     }
     case JSON_REAL: return put_real(b, json_real_value(v), sorted);
     case JSON_TRUE: return wd_buf_add(b, "true", 4);
@@ -165,7 +179,7 @@ static int sorted_pairs(const json_t *v, pair *stack, pair **out)
         m[i++] = (pair){k, x};
     if (n <= STACK_KEYS) { /* records are small: insertion sort beats qsort's calls */
         for (size_t a = 1; a < n; a++)
-            for (size_t c = a; c > 0 && strcmp(m[c - 1].k, m[c].k) > 0; c--) {
+            for (size_t c = a; c > 0 && key_cmp(m[c - 1].k, m[c].k) > 0; c--) {
                 pair t = m[c];
                 m[c] = m[c - 1];
                 m[c - 1] = t;

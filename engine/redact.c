@@ -139,7 +139,7 @@ void wd_redact_record(const wd_policy *p, json_t *rec)
     json_object_foreach(rec, k, kv) {
         int skip = 0;
         for (int i = 0; ENGINE_FIELDS[i] && !skip; i++)
-            skip = !strcmp(k, ENGINE_FIELDS[i]);
+            skip = k[0] == ENGINE_FIELDS[i][0] && !strcmp(k, ENGINE_FIELDS[i]);
         if (skip)
             continue;
         json_t *n = wd_redact_is_secret_key(p, k) && !json_is_null(kv) ? json_string("[REDACTED]")

@@ -11,22 +11,17 @@
 #include <unistd.h>
 #include <sodium.h>
 
-int wd_buf_add(wd_buf *b, const char *s, size_t n)
+/* room for n more bytes and the NUL */
+int wd_buf_grow(wd_buf *b, size_t n)
 {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n) /* s may be NULL when there is nothing to add */
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p)
+        return -1;
+    b->p = p;
+    b->cap = cap;
     return 0;
 }
 

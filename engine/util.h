@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <string.h>
 
 typedef struct wd_buf {
     char *p;
@@ -12,7 +13,18 @@ typedef struct wd_buf {
 } wd_buf;
 
 /* all wd_buf functions keep p NUL-terminated; they return 0, or -1 when out of memory */
-int wd_buf_add(wd_buf *b, const char *s, size_t n);
+int wd_buf_grow(wd_buf *b, size_t n);
+/* inline: the JSON writers call it for every quote and comma */
+static inline int wd_buf_add(wd_buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap && wd_buf_grow(b, n) < 0)
+        return -1;
+    if (n) /* s may be NULL when there is nothing to add */
+        memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
 int wd_buf_adds(wd_buf *b, const char *s);
 int wd_buf_addf(wd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int wd_buf_vaddf(wd_buf *b, const char *fmt, va_list ap);
