@@ -802,7 +802,11 @@ static wd_policy *load_root(wd_ynode *root, const char *fname, wd_perrors *errs)
         return NULL;
     }
     c.p->path = wd_strdup(fname);
-    build(&c, root);
+    const wd_ynode *nul = wd_ydoc_find_nul(root);
+    if (nul)
+        perr(&c, nul, "a NUL byte inside a value: policy values are text");
+    else
+        build(&c, root);
     if (errs->n) {
         wd_policy_unref(c.p);
         return NULL;

@@ -122,8 +122,12 @@ wd_ynode *wd_ydoc_parse(const char *buf, size_t len, char *err, size_t errlen)
             n = node_new(WD_Y_SCALAR, m);
             if (!n)
                 goto oom;
-            n->str = wd_strndup((const char *)ev.data.scalar.value, ev.data.scalar.length);
+            /* all the bytes: a "\0" escape puts a NUL inside the value, and len counts past it */
             n->len = ev.data.scalar.length;
+            if ((n->str = malloc(n->len + 1))) {
+                memcpy(n->str, ev.data.scalar.value, n->len);
+                n->str[n->len] = '\0';
+            }
             n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
             if (!n->str) {
                 wd_ydoc_free(n);
@@ -280,6 +284,20 @@ json_t *wd_ydoc_to_json(const wd_ynode *n)
             }
         }
         return j;
+    }
+    return NULL;
+}
+
+const wd_ynode *wd_ydoc_find_nul(const wd_ynode *n)
+{
+    if (!n)
+        return NULL;
+    if (n->kind == WD_Y_SCALAR)
+        return n->str && strlen(n->str) != n->len ? n : NULL;
+    for (size_t i = 0; i < n->n; i++) {
+        const wd_ynode *f = wd_ydoc_find_nul(n->kids[i]);
+        if (f)
+            return f;
     }
     return NULL;
 }

@@ -41,5 +41,7 @@ wd_ynode *wd_ydoc_get(const wd_ynode *map, const char *key);
 
 /* caller owns the result: the node as JSON (plain scalars typed), NULL on OOM */
 json_t *wd_ydoc_to_json(const wd_ynode *n);
+/* the first scalar under n holding a NUL byte (C strings would stop there), or NULL */
+const wd_ynode *wd_ydoc_find_nul(const wd_ynode *n);
 
 #endif

@@ -67,6 +67,15 @@ TEST(durations)
     CHECK(wd_policy_duration("-1s") == -1);
 }
 
+/* a "\0" escape: the value would be cut at the NUL by every C string use (a forbidden
+** pattern "rm\0x" would become "rm"), so the loader refuses it with its position */
+TEST(nul_inside_a_value_is_refused)
+{
+    CHECK(load("version: 1\ntools:\n  t: {permission: read, forbidden_patterns: [\"rm\\0-rf\"]}\n") == NULL);
+    CHECK(has("p.yaml:3:"));
+    CHECK(has("NUL byte"));
+}
+
 TEST(refcount)
 {
     wd_policy *p = load("version: 1\n");
@@ -83,6 +92,7 @@ int main(void)
     RUN(references_and_roles);
     RUN(errors_with_positions);
     RUN(durations);
+    RUN(nul_inside_a_value_is_refused);
     RUN(refcount);
     wd_perrors_free(&pe);
     DONE();
