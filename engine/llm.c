@@ -122,7 +122,7 @@ static void deliver(wd_run *r, json_t *a)
     lua_createtable(co, 0, 5);
     json_t *content = json_object_get(a, "content");
     if (json_is_string(content)) {
-        lua_pushstring(co, json_string_value(content));
+        lua_pushlstring(co, json_string_value(content), json_string_length(content));
         lua_setfield(co, -2, "content");
     }
     lua_createtable(co, (int)json_array_size(calls), 0);
@@ -132,22 +132,25 @@ static void deliver(wd_run *r, json_t *a)
         lua_createtable(co, 0, 3);
         json_t *id = json_object_get(c, "id");
         if (json_is_string(id))
-            lua_pushstring(co, json_string_value(id));
+            lua_pushlstring(co, json_string_value(id), json_string_length(id));
         else
             lua_pushfstring(co, "call_%d_%d", r->steps, (int)i + 1);
         lua_setfield(co, -2, "id");
         json_t *nm = json_object_get(c, "name");
-        lua_pushstring(co, json_is_string(nm) ? json_string_value(nm) : "");
+        if (json_is_string(nm))
+            lua_pushlstring(co, json_string_value(nm), json_string_length(nm));
+        else
+            lua_pushliteral(co, "");
         lua_setfield(co, -2, "name");
         json_t *args = json_object_get(c, "arguments");
         if (json_is_string(args)) {
             /* providers send arguments as JSON text; junk stays a string and fails validation */
-            json_t *parsed = json_loads(json_string_value(args), 0, NULL);
+            json_t *parsed = json_loadb(json_string_value(args), json_string_length(args), 0, NULL);
             if (parsed) {
                 wd_json_push(co, parsed);
                 json_decref(parsed);
             } else {
-                lua_pushstring(co, json_string_value(args));
+                lua_pushlstring(co, json_string_value(args), json_string_length(args));
             }
         } else if (args) {
             wd_json_push(co, args);

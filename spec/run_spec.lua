@@ -118,6 +118,20 @@ describe("the engine's JSON text for scripts (ctx:_json)", function()
   end)
 end)
 
+describe("the model's answer", function()
+  it("reaches the agent whole, NUL bytes included", function()
+    local dir = T.tmpdir() .. "/nul_reader"
+    os.execute("mkdir -p " .. dir)
+    T.write(dir .. "/agent.lua", [[return warden.agent { name = "nul_reader", run = function(_, ctx)
+      local r = ctx:llm { messages = { { role = "user", content = "x" } } }
+      return #r.content .. ":" .. r.content:byte(2)
+    end }]])
+    local res = T.run { agent = dir, query = "x", scenario = { { content = "a\0b" } } }
+    assert.equal("completed", res.status)
+    assert.equal("3:0", res.result)
+  end)
+end)
+
 describe("run limits", function()
   it("ends a run that takes longer than run_ms with status timeout", function()
     local res, _, audit = T.lab({ { "sleep", 5000 } }, { policy_overrides = { defaults = { timeouts = { run_ms = 300 } } } })
