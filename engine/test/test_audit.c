@@ -191,11 +191,18 @@ TEST(fsync_error_fails_closed_batch)
     wd_audit_close(a);
 }
 
-TEST(secret_keys_match_whole_words)
+/* a policy from text; caller unrefs */
+static wd_policy *policy_of(const char *y)
 {
     wd_perrors pe = {0};
-    const char *y = "audit: {redact_keys: [password, token, api_key]}\n";
     wd_policy *p = wd_policy_load_text(y, strlen(y), "t.yaml", &pe);
+    wd_perrors_free(&pe);
+    return p;
+}
+
+TEST(secret_keys_match_whole_words)
+{
+    wd_policy *p = policy_of("audit: {redact_keys: [password, token, api_key]}\n");
     CHECK(p != NULL);
     const char *yes[] = {"password", "PASSWORD", "user_Password", "token", "a.token", "x-TOKEN-y", "my_api_key",
                          "api_key", NULL};
@@ -209,9 +216,8 @@ TEST(secret_keys_match_whole_words)
 
 TEST(redaction)
 {
-    wd_perrors pe = {0};
-    const char *y = "audit: {redact_keys: [password, token], redact_patterns: [credit_card, email, bearer_token]}\n";
-    wd_policy *p = wd_policy_load_text(y, strlen(y), "t.yaml", &pe);
+    wd_policy *p =
+        policy_of("audit: {redact_keys: [password, token], redact_patterns: [credit_card, email, bearer_token]}\n");
     CHECK(p != NULL);
     json_t *rec = json_pack("{s:s,s:{s:s,s:i,s:s},s:s}", "event", "tool_call", "tool_args", "password", "hunter2",
                             "input_tokens", 5, "note", "mail me at a.b@example.com or 4111-1111-1111-1111",
