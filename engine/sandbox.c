@@ -766,8 +766,7 @@ wd_sandbox *wd_sandbox_new(size_t mem_limit, long long instr_limit, const char *
     lua_State *L = lua_newstate(sb_alloc, sb);
     if (!L) {
         wd_errf(err, errlen, "cannot create a Lua state within %zu bytes", mem_limit);
-        free(sb->agent_dir);
-        free(sb);
+        wd_sandbox_free(sb); /* what the failed state took is still in the arena */
         return NULL;
     }
     sb->L = L;
