@@ -20,6 +20,14 @@ end
 
 local function sleep(ms) os.execute(("sleep %.3f"):format(ms / 1000)) end
 
+-- a breaker opened by three failures and left until open_ms has passed: half-open now
+local function half_open(opts)
+  local policy = remote_policy(opts)
+  for _ = 1, 3 do llm_run(policy) end
+  sleep(BREAKER.open_ms + 50)
+  return policy
+end
+
 describe("model breaker", function()
   it("opens after failure_threshold consecutive failures and then refuses without a request", function()
     local key = T.key("open")
@@ -63,9 +71,7 @@ describe("model breaker", function()
 
   it("after open_ms admits one probe; its success closes the breaker", function()
     local key = T.key("probe")
-    local policy = remote_policy("key=" .. key .. ",fail=3,status=503")
-    for _ = 1, 3 do llm_run(policy) end
-    sleep(350)
+    local policy = half_open("key=" .. key .. ",fail=3,status=503")
     local _, steps, audit = llm_run(policy)
     assert.equal("done", steps[1].content)
     local half = T.events(audit, "breaker_half_open")
@@ -78,9 +84,7 @@ describe("model breaker", function()
 
   it("admits exactly one probe even with many runs racing", function()
     local key = T.key("race")
-    local policy = remote_policy("key=" .. key .. ",fail=3,status=503,delay=150")
-    for _ = 1, 3 do llm_run(policy) end
-    sleep(350)
+    local policy = half_open("key=" .. key .. ",fail=3,status=503,delay=150")
     local runs = {}
     for i = 1, 8 do runs[i] = { agent = "spec/fixtures/lab", query = { { "llm" } } } end
     local results = T.run_many({ policy = policy, llm = false }, runs)
@@ -97,9 +101,7 @@ describe("model breaker", function()
 
   it("re-opens when the probe fails, and a probe that hangs fails at its timeout", function()
     local key = T.key("hangprobe")
-    local policy = remote_policy("key=" .. key .. ",fail=3,status=503,mode=hang")
-    for _ = 1, 3 do llm_run(policy) end
-    sleep(350)
+    local policy = half_open("key=" .. key .. ",fail=3,status=503,mode=hang")
     local _, steps, audit = llm_run(policy)
     assert.matches("read timed out after 300 ms", steps[1].llm_error)
     local opened = T.events(audit, "breaker_opened")
@@ -139,7 +141,7 @@ describe("tool breaker", function()
     assert.equal(1, steps[2].echo.x) -- other tools are not affected
     local call = T.events(audit, "tool_call")[1]
     assert.equal("circuit_open", call.reason)
-    sleep(350)
+    sleep(BREAKER.open_ms + 50)
     local _, steps2, audit2 = T.lab({ { "tool", "flaky", {} } }, { policy = policy })
     assert.is_true(steps2[1].ok)
     assert.equal(1, #T.events(audit2, "breaker_half_open"))

@@ -36,19 +36,15 @@ local TOKENS = { "a", "b", "c", ".", "%a", "%d", "%s", "%w", "%p", "%A", "[ab]",
   "*", "+", "-", "?", "(", ")", "()", "%1", "%b()", "%f[%w]", "^", "$", "%", "[", "x", " ", "1", "%.", "[^%s]" }
 local SUBJECT = { "a", "b", "c", "1", "2", " ", ".", "(", ")", "x", "ab", "abc" }
 
-local function random_pattern(rng)
-  local n = rng(1, 6)
+-- lo..hi pieces drawn from `from`, joined
+local function random_text(rng, from, lo, hi)
   local out = {}
-  for i = 1, n do out[i] = TOKENS[rng(1, #TOKENS)] end
+  for i = 1, rng(lo, hi) do out[i] = from[rng(1, #from)] end
   return table.concat(out)
 end
 
-local function random_subject(rng)
-  local n = rng(0, 12)
-  local out = {}
-  for i = 1, n do out[i] = SUBJECT[rng(1, #SUBJECT)] end
-  return table.concat(out)
-end
+local function random_pattern(rng) return random_text(rng, TOKENS, 1, 6) end
+local function random_subject(rng) return random_text(rng, SUBJECT, 0, 12) end
 
 local function gmatch_list(gm, s, p, init)
   local out = {}

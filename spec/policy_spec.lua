@@ -108,10 +108,9 @@ lol3: [*l2,*l2,*l2,*l2,*l2,*l2,*l2,*l2,*l2]
   end)
 
   it("merges a directory of files in name order, later files winning", function()
-    local dir = T.tmpdir() .. "/pdir"
-    os.execute("mkdir -p " .. dir)
-    T.write(dir .. "/10-base.yaml", "users:\n  bob: {role: read}\ntools:\n  t: {permission: read}\n")
-    T.write(dir .. "/20-more.yaml", "users:\n  eve: {role: admin}\ndefaults: {max_iterations: 3}\n")
+    local dir = T.agent("pdir", { -- a directory of files, as for an agent
+      ["10-base.yaml"] = "users:\n  bob: {role: read}\ntools:\n  t: {permission: read}\n",
+      ["20-more.yaml"] = "users:\n  eve: {role: admin}\ndefaults: {max_iterations: 3}\n" })
     local ok, errs = core.policy_check(dir)
     assert.is_true(ok, table.concat(errs or {}, "\n"))
     T.write(dir .. "/30-bad.yaml", "users:\n  zed: {role: nobody}\n")

@@ -102,13 +102,11 @@ end)
 
 describe("the engine's JSON text for scripts (ctx:_json)", function()
   it("renders a tool result as the model sees it in the ReAct loop, and refuses what JSON cannot hold", function()
-    local dir = T.tmpdir() .. "/jsoner"
-    os.execute("mkdir -p " .. dir)
-    T.write(dir .. "/agent.lua", [[return warden.agent { name = "jsoner", run = function(_, ctx)
+    local dir = T.agent("jsoner", { ["agent.lua"] = [[return warden.agent { name = "jsoner", run = function(_, ctx)
       local ok = ctx:_json({ rows = { 1, 2.5, "a\"b/c" }, none = {}, flag = true })
       local bad, err = ctx:_json({ f = print })
       return ok .. " | " .. tostring(bad) .. " | " .. err
-    end }]])
+    end }]] })
     local res = T.run { agent = dir, query = "x", scenario = { { content = "unused" } } }
     assert.equal("completed", res.status)
     local text, rest = res.result:match("^(.-) | (.*)$")
@@ -120,12 +118,11 @@ end)
 
 describe("the model's answer", function()
   it("reaches the agent whole, NUL bytes included", function()
-    local dir = T.tmpdir() .. "/nul_reader"
-    os.execute("mkdir -p " .. dir)
-    T.write(dir .. "/agent.lua", [[return warden.agent { name = "nul_reader", run = function(_, ctx)
-      local r = ctx:llm { messages = { { role = "user", content = "x" } } }
-      return #r.content .. ":" .. r.content:byte(2)
-    end }]])
+    local dir = T.agent("nul_reader", { ["agent.lua"] = [[return warden.agent { name = "nul_reader",
+      run = function(_, ctx)
+        local r = ctx:llm { messages = { { role = "user", content = "x" } } }
+        return #r.content .. ":" .. r.content:byte(2)
+      end }]] })
     local res = T.run { agent = dir, query = "x", scenario = { { content = "a\0b" } } }
     assert.equal("completed", res.status)
     assert.equal("3:0", res.result)
@@ -237,9 +234,8 @@ describe("workflow agent (Path B)", function()
   end)
 
   it("makes a single LLM choice of one tool, no loop", function()
-    local dir = T.tmpdir() .. "/chooser"
-    os.execute("mkdir -p " .. dir)
-    T.write(dir .. "/agent.lua", 'return warden.workflow { name = "chooser", choose = { "echo", "noop" } }')
+    local dir = T.agent("chooser",
+      { ["agent.lua"] = 'return warden.workflow { name = "chooser", choose = { "echo", "noop" } }' })
     os.execute("ln -sfn " .. os.getenv("PWD") .. "/spec/fixtures/lab/tools " .. T.tmpdir() .. "/tools")
     local res, audit = T.run { agent = dir, query = "x",
       scenario = { { tool_calls = { { name = "echo", arguments = { said = "hi" } } } }, { content = "never" } } }
