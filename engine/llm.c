@@ -238,7 +238,7 @@ static void on_mock_timer(evutil_socket_t fd, short what, void *arg)
         if (!status)
             snprintf(o.msg, sizeof o.msg, "LLM provider error%s%s", json_is_string(em) ? ": " : "",
                      json_is_string(em) ? json_string_value(em) : "");
-        o.transient = o.breaker_failure = status >= 500 || status == 429;
+        o.transient = o.breaker_failure = wd_retry_transient_status((long)status);
         json_t *ra = json_object_get(err, "retry_after_ms");
         if (json_is_integer(ra))
             o.retry_after_ms = json_integer_value(ra);

@@ -172,22 +172,26 @@ int wd_tool_load(wd_run *r, lua_State *L, const char *name)
     char path[2048], rel[256];
     snprintf(path, sizeof path, "%s/tools/%s.lua", r->agent_dir, name);
     snprintf(rel, sizeof rel, "tools/%s.lua", name);
-    if (access(path, R_OK) < 0) {
+    int rc = wd_sandbox_loadfile(L, path, path);
+    if (rc == WD_SANDBOX_NOFILE) { /* then agents/tools/ beside the agent's directory */
+        lua_pop(L, 1);
         char *d = wd_strdup(r->agent_dir);
         snprintf(path, sizeof path, "%s/tools/%s.lua", d ? dirname(d) : ".", name);
         free(d);
+        rc = wd_sandbox_loadfile(L, path, path);
     }
-    if (access(path, R_OK) < 0) {
+    if (rc == WD_SANDBOX_NOFILE) {
+        lua_pop(L, 1);
         lua_pushfstring(L, "no script for tool '%s' (looked for %s in the agent's directory and agents/tools/)",
                         name, rel);
         return -1;
     }
-    if (wd_sandbox_loadfile(L, path, path) < 0)
+    if (rc < 0)
         return -1;
     /* the tool file's own code runs under the script's limits, not the engine's slack */
     int slack = r->sb->in_engine;
     r->sb->in_engine = 0;
-    int rc = lua_pcall(L, 0, 1, 0);
+    rc = lua_pcall(L, 0, 1, 0);
     r->sb->in_engine = slack;
     if (rc != LUA_OK) {
         if (lua_type(L, -1) != LUA_TSTRING) {

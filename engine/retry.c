@@ -25,10 +25,12 @@ int wd_retry_transient(const wd_http_resp *r)
     case WD_HTTP_NETWORK:
         return 1;
     case WD_HTTP_OK:
-        return r->status >= 500 || r->status == 429;
+        return wd_retry_transient_status(r->status);
     default:
         return 0;
     }
 }
+
+int wd_retry_transient_status(long status) { return status >= 500 || status == 429; }
 
 double wd_retry_random(void) { return (double)randombytes_uniform(1u << 30) / (double)(1u << 30); }

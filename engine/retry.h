@@ -15,6 +15,8 @@ typedef struct wd_retry_cfg {
 long long wd_retry_delay_ms(const wd_retry_cfg *c, int retry, long long retry_after_ms, double rnd);
 /* a timeout, a network error, 5xx or 429; never another 4xx */
 int wd_retry_transient(const wd_http_resp *r);
+/* the same rule for an answered request's status alone (the mock's injected errors) */
+int wd_retry_transient_status(long status);
 /* a uniform random number in [0, 1) */
 double wd_retry_random(void);
 

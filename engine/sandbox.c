@@ -531,8 +531,9 @@ static int sb_collectgarbage(lua_State *L)
 
 int wd_sandbox_loadfile(lua_State *L, const char *path, const char *chunkname)
 {
-    if (wd_chunks_load(L, path, chunkname ? chunkname : path) != LUA_OK)
-        return -1;
+    int rc = wd_chunks_load(L, path, chunkname ? chunkname : path);
+    if (rc != LUA_OK)
+        return rc == LUA_ERRFILE ? WD_SANDBOX_NOFILE : -1;
     lua_getfield(L, LUA_REGISTRYINDEX, REG_ENV);
     if (!lua_setupvalue(L, -2, 1))
         lua_pop(L, 1);
@@ -601,9 +602,10 @@ static int sb_require(lua_State *L)
             return luaL_error(L, "module '%s' not found: only engine modules and files in the agent's "
                                  "directory can be required", name);
     }
-    if (access(path, R_OK) < 0)
+    int rc = wd_sandbox_loadfile(L, path, engine ? path : rel);
+    if (rc == WD_SANDBOX_NOFILE)
         return luaL_error(L, "module '%s' not found (looked for %s)", name, engine ? path : rel);
-    if (wd_sandbox_loadfile(L, path, engine ? path : rel) < 0)
+    if (rc < 0)
         return lua_error(L);
     lua_pushstring(L, name);
     lua_call(L, 1, 1);

@@ -47,7 +47,9 @@ wd_sandbox *wd_sandbox_of(lua_State *L);
 /* pushes the table scripts see as _ENV */
 void wd_sandbox_push_env(lua_State *L);
 /* loads a text file as a function with the sandbox env; pushes it, or returns -1 with
-** the message pushed. Never raises. */
+** the message pushed (WD_SANDBOX_NOFILE, also below 0, when the file cannot be read).
+** Never raises. */
+#define WD_SANDBOX_NOFILE (-2)
 int wd_sandbox_loadfile(lua_State *L, const char *path, const char *chunkname);
 /* yield the calling thread to the engine (use as `return wd_sandbox_yield(L)`) */
 int wd_sandbox_yield(lua_State *L);
