@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_HEADER_BYTES (64 * 1024)
 #define MAX_HEADERS 100
@@ -35,9 +37,20 @@ typedef struct shard {
     size_t active;
 } shard;
 
+/* a socket's event, by descriptor (see sock_cb) */
+typedef struct watch {
+    struct event *ev;
+    shard *sh;
+    short kind;              /* what ev is in epoll for; 0 when it is not */
+    unsigned char parked;    /* curl no longer watches it; we leave it in epoll */
+    unsigned char ours;      /* opened by open_cb: closed through close_cb */
+} watch;
+
 struct wd_http {
     struct event_base *base;
     shard shards[SHARDS];
+    watch *watches;
+    size_t nwatches;
     wd_http_req *head;
     size_t n;
     CURL *spare[SPARE_HANDLES]; /* reset handles kept for the next requests */
@@ -211,9 +224,37 @@ static void check_done(shard *sh)
     }
 }
 
+/* the watch of socket fd, made when make is set; NULL when there is none (or no memory) */
+static watch *watch_of(wd_http *h, curl_socket_t fd, int make)
+{
+    if (fd < 0)
+        return NULL;
+    if ((size_t)fd >= h->nwatches) {
+        if (!make)
+            return NULL;
+        size_t n = h->nwatches ? h->nwatches : 256;
+        while (n <= (size_t)fd)
+            n *= 2;
+        watch *w = realloc(h->watches, n * sizeof *w);
+        if (!w)
+            return NULL;
+        memset(w + h->nwatches, 0, (n - h->nwatches) * sizeof *w);
+        h->watches = w;
+        h->nwatches = n;
+    }
+    return &h->watches[fd];
+}
+
 static void on_sock(evutil_socket_t fd, short what, void *arg)
 {
     shard *sh = arg;
+    watch *w = watch_of(sh->h, fd, 0);
+    if (w && w->parked) { /* an idle connection stirred: closed by the server, most likely */
+        event_del(w->ev);
+        w->kind = 0;
+        w->parked = 0;
+        return;
+    }
     int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     int running;
     curl_multi_socket_action(sh->multi, fd, flags, &running);
@@ -230,29 +271,81 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     check_done(sh);
 }
 
+/*
+** Watching a kept-alive connection between its requests.
+**
+** For each request on a reused connection curl asks us to watch the socket for reading
+** and, the answer in, to stop: an event made, added, deleted and freed, two epoll_ctl
+** calls, per request. A socket of ours that curl stops watching for reading is parked
+** instead, left in epoll, and the next request on it costs no system call. Should a
+** parked socket turn readable (the server closed it, say) it leaves epoll then; curl
+** finds the connection dead when it next looks at it. Only sockets curl opened through
+** open_cb are parked, because those it closes through close_cb, which frees the event
+** first: a descriptor number taken by a new socket never meets a stale registration.
+** (The resolver's wake-up pair, for one, is closed behind our back.)
+*/
 static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)easy;
+    (void)socketp;
     shard *sh = userp;
-    struct event *ev = socketp;
+    wd_http *h = sh->h;
     if (what == CURL_POLL_REMOVE) {
-        if (ev)
-            event_free(ev);
-        curl_multi_assign(sh->multi, s, NULL);
+        watch *w = watch_of(h, s, 0);
+        if (!w || !w->ev || w->parked || !w->kind)
+            return 0;
+        if (w->ours && w->kind == (EV_READ | EV_PERSIST)) {
+            w->parked = 1;
+        } else {
+            event_del(w->ev);
+            w->kind = 0;
+        }
         return 0;
     }
     short kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-    if (!ev) {
-        ev = event_new(sh->h->base, s, kind, on_sock, sh);
-        if (!ev)
-            return -1;
-        curl_multi_assign(sh->multi, s, ev);
-    } else {
-        event_del(ev);
-        event_assign(ev, sh->h->base, s, kind, on_sock, sh);
+    watch *w = watch_of(h, s, 1);
+    if (!w)
+        return -1;
+    if (w->parked && w->kind == kind && w->sh == sh) { /* in epoll as wanted already */
+        w->parked = 0;
+        return 0;
     }
-    event_add(ev, NULL);
+    if (!w->ev) {
+        w->ev = event_new(h->base, s, kind, on_sock, sh);
+        if (!w->ev)
+            return -1;
+    } else {
+        event_del(w->ev);
+        event_assign(w->ev, h->base, s, kind, on_sock, sh);
+    }
+    w->sh = sh;
+    w->parked = 0;
+    w->kind = 0;
+    if (event_add(w->ev, NULL) < 0)
+        return -1;
+    w->kind = kind;
     return 0;
+}
+
+static curl_socket_t open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)purpose;
+    curl_socket_t s = socket(a->family, a->socktype, a->protocol);
+    watch *w = s >= 0 ? watch_of(clientp, s, 1) : NULL;
+    if (w)
+        w->ours = 1; /* without a watch the socket is simply never parked */
+    return s;
+}
+
+static int close_cb(void *clientp, curl_socket_t s)
+{
+    watch *w = watch_of(clientp, s, 0);
+    if (w) {
+        if (w->ev)
+            event_free(w->ev);
+        memset(w, 0, sizeof *w);
+    }
+    return close(s);
 }
 
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
@@ -393,6 +486,10 @@ void wd_http_free(wd_http *h)
     }
     while (h->nspare)
         curl_easy_cleanup(h->spare[--h->nspare]);
+    for (size_t i = 0; i < h->nwatches; i++)
+        if (h->watches[i].ev)
+            event_free(h->watches[i].ev);
+    free(h->watches);
     free(h);
 }
 
@@ -451,6 +548,10 @@ wd_http_req *wd_http_start(wd_http *h, const wd_http_opts *o, wd_http_done_fn cb
     curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, q);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_cb);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, h);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
     const char *method = o->method ? o->method : (o->body ? "POST" : "GET");
     if (o->body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);

@@ -1,0 +1,159 @@
+/* test_http.c - HTTP over curl's multi-socket interface: kept-alive connections are
+** reused, and one the server drops while idle costs the next request nothing but a
+** reconnect (its socket's parked watch must not outlive it: the new socket usually gets
+** the same descriptor number, and a stale watch would leave it unwatched until the read
+** deadline). The server is a thread here answering on a loopback port. */
+#include "harness.h"
+#include "http.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int listen_fd, port;
+static atomic_int accepted, close_each; /* close_each: drop the connection after each answer */
+
+/* reads one request (head and Content-Length body); 0 on EOF or error */
+static int read_request(int fd)
+{
+    char buf[8192];
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        if (n <= 0)
+            return 0;
+        len += (size_t)n;
+        buf[len] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        if (!end)
+            continue;
+        char *cl = strcasestr(buf, "Content-Length:");
+        size_t want = (size_t)(end + 4 - buf) + (cl ? (size_t)atol(cl + 15) : 0);
+        if (len >= want)
+            return 1;
+    }
+}
+
+static void *server(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int c = accept(listen_fd, NULL, NULL);
+        if (c < 0)
+            return NULL;
+        accepted++;
+        while (read_request(c)) {
+            static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            if (send(c, resp, sizeof resp - 1, MSG_NOSIGNAL) < 0 || close_each)
+                break; /* an abrupt close: nothing told curl the connection would end */
+        }
+        close(c);
+    }
+}
+
+typedef struct {
+    struct event_base *base;
+    long status;
+    int fail;
+    long long ms;
+} outcome;
+
+static void done(const wd_http_resp *r, void *ud)
+{
+    outcome *o = ud;
+    o->status = r->status;
+    o->fail = (int)r->fail;
+    o->ms = r->latency_ms;
+    event_base_loopbreak(o->base);
+}
+
+/* one GET on h, run to its end */
+static outcome get(wd_http *h, struct event_base *base)
+{
+    char url[64], err[200];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/x", port);
+    wd_http_opts o = {0};
+    o.url = url;
+    o.read_ms = 3000;
+    o.connect_ms = 1000;
+    outcome out = {base, 0, -1, 0};
+    if (!wd_http_start(h, &o, done, &out, err, sizeof err))
+        return out;
+    event_base_dispatch(base);
+    return out;
+}
+
+TEST(a_kept_alive_connection_is_reused)
+{
+    struct event_base *base = event_base_new();
+    wd_http *h = wd_http_new(base);
+    close_each = 0;
+    int before = accepted;
+    for (int i = 0; i < 5; i++) {
+        outcome o = get(h, base);
+        CHECK(o.fail == WD_HTTP_OK);
+        CHECK(o.status == 200);
+    }
+    CHECK(accepted - before == 1);
+    wd_http_free(h);
+    event_base_free(base);
+}
+
+static double cpu_ms(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1000.0 +
+           (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1000.0;
+}
+
+TEST(a_connection_dropped_while_idle_costs_only_a_reconnect)
+{
+    struct event_base *base = event_base_new();
+    wd_http *h = wd_http_new(base);
+    close_each = 1;
+    int before = accepted;
+    for (int i = 0; i < 6; i++) {
+        outcome o = get(h, base);
+        CHECK(o.fail == WD_HTTP_OK);
+        CHECK(o.status == 200);
+        CHECK(o.ms < 1000); /* not the read deadline's 3 s */
+        /* the close reaches the idle connection while the loop runs: it must not spin */
+        struct timeval tv = {0, 100000};
+        double c0 = cpu_ms();
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+        CHECK(cpu_ms() - c0 < 30);
+    }
+    CHECK(accepted - before == 6);
+    close_each = 0;
+    wd_http_free(h);
+    event_base_free(base);
+}
+
+int main(void)
+{
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(listen_fd, 16) < 0 ||
+        getsockname(listen_fd, (struct sockaddr *)&a, &al) < 0) {
+        perror("test server");
+        return 1;
+    }
+    port = ntohs(a.sin_port);
+    pthread_t t;
+    pthread_create(&t, NULL, server, NULL);
+    pthread_detach(t);
+    RUN(a_kept_alive_connection_is_reused);
+    RUN(a_connection_dropped_while_idle_costs_only_a_reconnect);
+    DONE();
+}
