@@ -23,6 +23,18 @@ describe("LLM read timeout", function()
     assert.is_true(lat >= 200 and lat < 450, lat .. " ms")
   end)
 
+  it("is measured against a test server whose delay is on time: never short, at most a millisecond long", function()
+    local key = T.key("ontime")
+    local _, _, audit = T.lab({ { "llm" }, { "llm" }, { "llm" }, { "llm" }, { "llm" } }, { llm = false,
+      policy_overrides = remote("key=" .. key .. ",delay=50", { llm_read_ms = 500 }) })
+    local lats = {}
+    for i, e in ipairs(T.events(audit, "llm_call")) do lats[i] = e.latency_ms end
+    assert.equal(5, #lats)
+    table.sort(lats)
+    assert.is_true(lats[1] >= 50, lats[1] .. " ms")
+    assert.is_true(lats[3] <= 51, "median " .. lats[3] .. " ms") -- the kernel's coarse clock made it 52-55
+  end)
+
   it("cuts off a server that accepts and never answers, at llm_read_ms", function()
     local key = T.key("hang")
     local _, steps, audit = T.lab({ { "llm" } }, { llm = false,
