@@ -652,14 +652,6 @@ static int open_cjson(lua_State *L)
     return 1;
 }
 
-static void copy_fields(lua_State *L, int src, const char *const *names)
-{
-    for (; *names; names++) {
-        lua_getfield(L, src, *names);
-        lua_setfield(L, -2, *names);
-    }
-}
-
 static int panic(lua_State *L)
 {
     const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a string)";
@@ -667,39 +659,187 @@ static int panic(lua_State *L)
     abort();
 }
 
+/* ---- the libraries a script sees -------------------------------------------- */
+
+/*
+** The standard libraries, listed once.
+**
+** Every run gets a new state, and opening the standard libraries in each made tables
+** and names the sandbox then threw away (most of os and base, the module table), a
+** fifth of the cost of starting a run. Instead a scratch state opens them once, as
+** usual, and we list the C functions of each library a script may see; every run's
+** state then builds just those tables from the lists. math is opened in each state as
+** before: random and randomseed share a generator state (an upvalue). Should another
+** library's function ever keep an upvalue, the lists cannot be made and no sandbox
+** starts, with a message saying which.
+*/
+typedef struct {
+    const char *name;
+    lua_CFunction fn;
+} lib_fn;
+
+typedef struct {
+    lib_fn *fns;
+    int n;
+} lib_list;
+
+enum { LIST_BASE, LIST_STRING, LIST_STRMETA, LIST_TABLE, LIST_UTF8, LIST_CO, LIST_OS, NLISTS };
+static lib_list lists[NLISTS];
+static char *utf8_pattern;
+static size_t utf8_pattern_len;
+static char lists_err[200];
+static pthread_once_t lists_once = PTHREAD_ONCE_INIT;
+
+static const char *const BASE_FNS[] = {"assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall",
+                                       "rawequal", "rawget", "rawlen", "rawset", "select",
+                                       "getmetatable", "tonumber", "tostring", "type", NULL};
+static const char *const CO_FNS[] = {"create", "yield", "status", "running", "isyieldable", "close", NULL};
+static const char *const OS_FNS[] = {"clock", "time", "date", "difftime", NULL};
+
+static int listed(const char *const *names, const char *s)
+{
+    for (; *names; names++)
+        if (!strcmp(*names, s))
+            return 1;
+    return 0;
+}
+
+/* the functions of the table at idx in S: only those named (all when only is NULL),
+** never those in skip; -1 with lists_err set on a value that cannot be listed */
+static int list_fns(lua_State *S, int idx, const char *lib, const char *const *only, const char *const *skip,
+                    lib_list *out)
+{
+    int cap = 0;
+    lua_pushnil(S);
+    while (lua_next(S, idx)) {
+        const char *k = lua_type(S, -2) == LUA_TSTRING ? lua_tostring(S, -2) : NULL;
+        if (k && (only ? listed(only, k) : !listed(skip, k))) {
+            lua_CFunction fn = lua_tocfunction(S, -1);
+            if (!fn || lua_getupvalue(S, -1, 1)) {
+                snprintf(lists_err, sizeof lists_err, "the %s library's '%s' is not a plain C function", lib, k);
+                lua_pop(S, 2);
+                return -1;
+            }
+            if (out->n == cap) {
+                cap = cap ? 2 * cap : 16;
+                lib_fn *f = realloc(out->fns, (size_t)cap * sizeof *f);
+                if (!f)
+                    goto oom;
+                out->fns = f;
+            }
+            out->fns[out->n].name = strdup(k);
+            if (!out->fns[out->n].name)
+                goto oom;
+            out->fns[out->n++].fn = fn;
+        }
+        lua_pop(S, 1);
+    }
+    return 0;
+oom:
+    snprintf(lists_err, sizeof lists_err, "out of memory");
+    lua_pop(S, 2);
+    return -1;
+}
+
+static void make_lists(void)
+{
+    static const char *const none[] = {NULL}, *const no_dump[] = {"dump", NULL};
+    static const char *const no_index[] = {"__index", NULL}, *const no_pattern[] = {"charpattern", NULL};
+    lua_State *S = luaL_newstate();
+    if (!S) {
+        snprintf(lists_err, sizeof lists_err, "out of memory");
+        return;
+    }
+    luaL_openlibs(S);
+    int ok = 1;
+    struct {
+        const char *global;
+        const char *const *only, *const *skip;
+        int list;
+    } libs[] = {
+        {"_G", BASE_FNS, none, LIST_BASE},         {"string", NULL, no_dump, LIST_STRING},
+        {"table", NULL, none, LIST_TABLE},         {"utf8", NULL, no_pattern, LIST_UTF8},
+        {"coroutine", CO_FNS, none, LIST_CO},      {"os", OS_FNS, none, LIST_OS},
+    };
+    for (size_t i = 0; ok && i < sizeof libs / sizeof *libs; i++) {
+        lua_getglobal(S, libs[i].global);
+        ok = list_fns(S, lua_gettop(S), libs[i].global, libs[i].only, libs[i].skip, &lists[libs[i].list]) == 0;
+        lua_pop(S, 1);
+    }
+    if (ok) { /* the strings' metatable: its arithmetic, and __index we set to each state's string */
+        lua_pushliteral(S, "");
+        lua_getmetatable(S, -1);
+        ok = list_fns(S, lua_gettop(S), "string metatable", NULL, no_index, &lists[LIST_STRMETA]) == 0;
+        lua_pop(S, 2);
+    }
+    if (ok) {
+        lua_getglobal(S, "utf8");
+        lua_getfield(S, -1, "charpattern");
+        size_t n;
+        const char *pat = lua_tolstring(S, -1, &n);
+        if (pat && (utf8_pattern = malloc(n + 1))) {
+            memcpy(utf8_pattern, pat, n + 1);
+            utf8_pattern_len = n;
+        } else {
+            snprintf(lists_err, sizeof lists_err, "no utf8.charpattern");
+            ok = 0;
+        }
+        lua_pop(S, 2);
+    }
+    lua_close(S);
+    if (ok)
+        lists_err[0] = '\0';
+}
+
+static void set_fns(lua_State *L, const lib_list *l)
+{
+    for (int i = 0; i < l->n; i++) {
+        lua_pushcfunction(L, l->fns[i].fn);
+        lua_setfield(L, -2, l->fns[i].name);
+    }
+}
+
+/* a new table holding list l's functions, on the stack; its index */
+static int new_lib(lua_State *L, int list, int extra)
+{
+    lua_createtable(L, 0, lists[list].n + extra);
+    set_fns(L, &lists[list]);
+    return lua_gettop(L);
+}
+
 /* builds the env in a protected call: every allocation may fail */
 static int build_env(lua_State *L)
 {
-    wd_sandbox *sb = wd_sandbox_of(L);
-    luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
-    luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 0);
-    luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 0);
-    luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 0);
-    luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 0);
-    luaL_requiref(L, LUA_COLIBNAME, luaopen_coroutine, 0);
-    luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 0);
-    int g = lua_gettop(L) - 6, str = g + 1, tab = g + 2, mth = g + 3, utf = g + 4, co = g + 5, os = g + 6;
+    if (lists_err[0])
+        return luaL_error(L, "%s", lists_err);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, WD_SANDBOX_MARK);
 
     /* string.dump would hand out bytecode; the metatable must not expose the table;
     ** pattern matching gets a step budget the hook cannot give it (lmatch.h) */
-    lua_pushnil(L);
-    lua_setfield(L, str, "dump");
+    int str = new_lib(L, LIST_STRING, 0);
     wd_lmatch_install(L, str);
-    wd_ltable_install(L, tab);
-    lua_pushboolean(L, 1);
-    lua_setfield(L, LUA_REGISTRYINDEX, WD_SANDBOX_MARK);
-    lua_pushliteral(L, "");
-    lua_getmetatable(L, -1);
+    new_lib(L, LIST_STRMETA, 2);
+    lua_pushvalue(L, str);
+    lua_setfield(L, -2, "__index");
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
+    lua_pushliteral(L, "");
+    lua_pushvalue(L, -2);
+    lua_setmetatable(L, -2);
     lua_pop(L, 2);
+    int tab = new_lib(L, LIST_TABLE, 0);
+    wd_ltable_install(L, tab);
+    lua_pushcfunction(L, luaopen_math);
+    lua_call(L, 0, 1);
+    int mth = lua_gettop(L);
+    int utf = new_lib(L, LIST_UTF8, 1);
+    lua_pushlstring(L, utf8_pattern, utf8_pattern_len);
+    lua_setfield(L, utf, "charpattern");
 
-    lua_createtable(L, 0, 32); /* env, sized for what goes in: no rehash on the way */
-    int env = lua_gettop(L);
-    static const char *const base[] = {"assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall",
-                                       "rawequal", "rawget", "rawlen", "rawset", "select",
-                                       "getmetatable", "tonumber", "tostring", "type", "_VERSION", NULL};
-    copy_fields(L, g, base);
+    int env = new_lib(L, LIST_BASE, 16); /* sized for what goes in: no rehash on the way */
+    lua_pushliteral(L, LUA_VERSION);
+    lua_setfield(L, env, "_VERSION");
     lua_pushvalue(L, str);
     lua_setfield(L, env, "string");
     lua_pushvalue(L, tab);
@@ -708,17 +848,13 @@ static int build_env(lua_State *L)
     lua_setfield(L, env, "math");
     lua_pushvalue(L, utf);
     lua_setfield(L, env, "utf8");
-    lua_createtable(L, 0, 8);
-    static const char *const cof[] = {"create", "yield", "status", "running", "isyieldable", "close", NULL};
-    copy_fields(L, co, cof);
+    new_lib(L, LIST_CO, 2);
     lua_pushcfunction(L, co_resume);
     lua_setfield(L, -2, "resume");
     lua_pushcfunction(L, co_wrap);
     lua_setfield(L, -2, "wrap");
     lua_setfield(L, env, "coroutine");
-    lua_createtable(L, 0, 4);
-    static const char *const osf[] = {"clock", "time", "date", "difftime", NULL};
-    copy_fields(L, os, osf);
+    new_lib(L, LIST_OS, 0);
     lua_setfield(L, env, "os");
     lua_pushcfunction(L, sb_print);
     lua_setfield(L, env, "print");
@@ -737,13 +873,7 @@ static int build_env(lua_State *L)
 
     lua_newtable(L); /* loaded modules; cjson comes on first require */
     lua_setfield(L, LUA_REGISTRYINDEX, REG_LOADED);
-    /* the real globals table is never visible to scripts; empty it of risky entries */
-    static const char *const drop[] = {"dofile", "loadfile", "load", "require", "collectgarbage", NULL};
-    for (int i = 0; drop[i]; i++) {
-        lua_pushnil(L);
-        lua_setfield(L, g, drop[i]);
-    }
-    (void)sb;
+    /* the state's real globals table stays empty: scripts never see it */
     return 0;
 }
 
@@ -773,6 +903,7 @@ wd_sandbox *wd_sandbox_new(size_t mem_limit, long long instr_limit, const char *
     }
     sb->L = L;
     lua_atpanic(L, panic);
+    pthread_once(&lists_once, make_lists);
     lua_pushcfunction(L, build_env);
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
         wd_errf(err, errlen, "sandbox setup failed: %s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");

@@ -43,6 +43,54 @@ TEST(safe_globals)
     wd_sandbox_free(sb);
 }
 
+/* every name a script can reach through the globals, sorted: nothing more, nothing less */
+TEST(the_globals_are_exactly_the_listed_ones)
+{
+    char err[200], out[4096];
+    wd_sandbox *sb = wd_sandbox_new(16u << 20, 0, NULL, err, sizeof err);
+    CHECK(sb != NULL);
+    const char *src =
+        "local names = {}\n"
+        "for k, v in pairs(_G) do\n"
+        "  if type(v) == 'table' and k ~= '_G' then\n"
+        "    for k2, v2 in pairs(v) do names[#names + 1] = k .. '.' .. k2 .. ':' .. type(v2) end\n"
+        "  else names[#names + 1] = k .. ':' .. type(v) end\n"
+        "end\n"
+        "table.sort(names)\n"
+        "return table.concat(names, ' ')";
+    CHECK(run_src(sb, src, 1000, out, sizeof out) == LUA_OK);
+    /* Debian builds Lua 5.4 with the 5.3 math functions (LUA_COMPAT_MATHLIB) */
+    CHECK_STR(out,
+              "_G:table _VERSION:string assert:function collectgarbage:function coroutine.close:function "
+              "coroutine.create:function coroutine.isyieldable:function coroutine.resume:function "
+              "coroutine.running:function coroutine.status:function coroutine.wrap:function "
+              "coroutine.yield:function error:function getmetatable:function ipairs:function load:function "
+              "math.abs:function math.acos:function math.asin:function math.atan2:function math.atan:function "
+              "math.ceil:function math.cos:function math.cosh:function math.deg:function math.exp:function "
+              "math.floor:function math.fmod:function math.frexp:function math.huge:number math.ldexp:function "
+              "math.log10:function math.log:function math.max:function math.maxinteger:number math.min:function "
+              "math.mininteger:number math.modf:function math.pi:number math.pow:function math.rad:function "
+              "math.random:function math.randomseed:function math.sin:function math.sinh:function "
+              "math.sqrt:function math.tan:function math.tanh:function math.tointeger:function math.type:function "
+              "math.ult:function next:function os.clock:function os.date:function os.difftime:function "
+              "os.time:function pairs:function pcall:function print:function rawequal:function rawget:function "
+              "rawlen:function rawset:function require:function select:function setmetatable:function "
+              "string.byte:function string.char:function string.find:function string.format:function "
+              "string.gmatch:function string.gsub:function string.len:function string.lower:function "
+              "string.match:function string.pack:function string.packsize:function string.rep:function "
+              "string.reverse:function string.sub:function string.unpack:function string.upper:function "
+              "table.concat:function table.insert:function table.move:function table.pack:function "
+              "table.remove:function table.sort:function table.unpack:function tonumber:function tostring:function "
+              "type:function utf8.char:function utf8.charpattern:string utf8.codepoint:function utf8.codes:function "
+              "utf8.len:function utf8.offset:function xpcall:function");
+    /* strings keep their methods and arithmetic; the sandbox's find is the budgeted one */
+    CHECK(run_src(sb, "return ('ab'):upper() .. ('10' + 1) .. ('x'):rep(2) .. tostring(('abc'):find('b')) .. "
+                      "tostring(('a').len == string.len) .. _VERSION .. #utf8.charpattern",
+                  1000, out, sizeof out) == LUA_OK);
+    CHECK_STR(out, "AB11xx2trueLua 5.414");
+    wd_sandbox_free(sb);
+}
+
 TEST(memory_cap_holds_through_pcall)
 {
     char err[200], out[200];
@@ -141,6 +189,7 @@ int main(void)
 {
     wd_watchdog_attach();
     RUN(safe_globals);
+    RUN(the_globals_are_exactly_the_listed_ones);
     RUN(memory_cap_holds_through_pcall);
     RUN(watchdog_stops_loop_in_pcall);
     RUN(hook_follows_into_coroutines);
