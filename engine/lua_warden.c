@@ -118,11 +118,12 @@ static int w_prompt(lua_State *L)
 {
     wd_sandbox *sb = wd_sandbox_of(L);
     const char *rel = luaL_checkstring(L, 1);
-    if (!sb->agent_dir)
+    const char *dir = wd_sandbox_agent_dir(sb);
+    if (!dir)
         return luaL_error(L, "warden.prompt: no agent directory");
-    char *c = wd_guard_canon(sb->agent_dir, rel);
-    size_t l = strlen(sb->agent_dir);
-    if (!c || strncmp(c, sb->agent_dir, l) || c[l] != '/') {
+    char *c = wd_guard_canon(dir, rel);
+    size_t l = strlen(dir);
+    if (!c || strncmp(c, dir, l) || c[l] != '/') {
         free(c);
         return luaL_error(L, "warden.prompt: '%s' is outside the agent's directory", rel);
     }

@@ -587,16 +587,17 @@ static int sb_require(lua_State *L)
         if (*p == '.')
             *p = '/';
     int engine = !strncmp(name, "warden.", 7);
+    const char *dir = engine ? NULL : wd_sandbox_agent_dir(sb);
     if (engine)
         snprintf(path, sizeof path, "%s/%s.lua", wd_sandbox_lua_dir(), rel);
-    else if (sb->agent_dir)
-        snprintf(path, sizeof path, "%s/%s.lua", sb->agent_dir, rel);
+    else if (dir)
+        snprintf(path, sizeof path, "%s/%s.lua", dir, rel);
     else
         return luaL_error(L, "module '%s' not found", name);
     if (!engine) {
-        char *c = wd_guard_canon(sb->agent_dir, path);
-        size_t l = strlen(sb->agent_dir);
-        int inside = c && !strncmp(c, sb->agent_dir, l) && c[l] == '/';
+        char *c = wd_guard_canon(dir, path);
+        size_t l = strlen(dir);
+        int inside = c && !strncmp(c, dir, l) && c[l] == '/';
         free(c);
         if (!inside)
             return luaL_error(L, "module '%s' not found: only engine modules and files in the agent's "
@@ -879,6 +880,13 @@ static int build_env(lua_State *L)
 
 void wd_sandbox_push_env(lua_State *L) { lua_getfield(L, LUA_REGISTRYINDEX, REG_ENV); }
 
+const char *wd_sandbox_agent_dir(wd_sandbox *sb)
+{
+    if (!sb->agent_canon && sb->agent_dir)
+        sb->agent_canon = wd_guard_canon(NULL, sb->agent_dir);
+    return sb->agent_canon;
+}
+
 wd_sandbox *wd_sandbox_new(size_t mem_limit, long long instr_limit, const char *agent_dir, char *err,
                            size_t errlen)
 {
@@ -889,8 +897,8 @@ wd_sandbox *wd_sandbox_new(size_t mem_limit, long long instr_limit, const char *
     }
     sb->limit = mem_limit;
     sb->instr_limit = instr_limit;
-    if (agent_dir && !(sb->agent_dir = wd_guard_canon(NULL, agent_dir))) {
-        wd_errf(err, errlen, "agent directory %s: %s", agent_dir, strerror(errno));
+    if (agent_dir && !(sb->agent_dir = wd_strdup(agent_dir))) {
+        wd_errf(err, errlen, "out of memory");
         free(sb);
         return NULL;
     }
@@ -926,5 +934,6 @@ void wd_sandbox_free(wd_sandbox *sb)
     }
     wd_arena_clear(&sb->arena);
     free(sb->agent_dir);
+    free(sb->agent_canon);
     free(sb);
 }

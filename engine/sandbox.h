@@ -30,7 +30,8 @@ typedef struct wd_sandbox {
     volatile sig_atomic_t preempted;  /* the hook yielded a slice that used its quantum */
     long long instr, instr_limit;
     void *owner;                      /* the run */
-    char *agent_dir;                  /* canonical */
+    char *agent_dir;                  /* as given */
+    char *agent_canon;                /* canonical, on first use: wd_sandbox_agent_dir */
 } wd_sandbox;
 
 #define WD_SANDBOX_MARK "wd.sandboxed" /* registry key present in sandbox states only */
@@ -41,6 +42,10 @@ extern char wd_engine_mark_addr;
 /* caller frees with wd_sandbox_free; NULL with a message in err */
 wd_sandbox *wd_sandbox_new(size_t mem_limit, long long instr_limit, const char *agent_dir, char *err,
                            size_t errlen);
+/* the agent's directory with symlinks resolved, worked out on first use (most runs never
+** need it, and realpath reads a link per path component); NULL when the sandbox has none
+** or it cannot be resolved. Owned by sb. */
+const char *wd_sandbox_agent_dir(wd_sandbox *sb);
 void wd_sandbox_free(wd_sandbox *sb);
 wd_sandbox *wd_sandbox_of(lua_State *L);
 
