@@ -87,14 +87,19 @@ static void reset_conn(conn *c)
     conn_free(c);
 }
 
-/* %XX decoding, in place */
+static int hex(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* %XX decoding, in place (sscanf per escape was a twentieth of the server's CPU) */
 static void unescape(char *s)
 {
     char *w = s;
     for (; *s; s++) {
-        unsigned v;
-        if (*s == '%' && sscanf(s + 1, "%2x", &v) == 1) {
-            *w++ = (char)v;
+        int h, l;
+        if (*s == '%' && (h = hex(s[1])) >= 0 && (l = hex(s[2])) >= 0) {
+            *w++ = (char)(h * 16 + l);
             s += 2;
         } else {
             *w++ = *s;
@@ -447,10 +452,25 @@ static void respond(conn *c, char *resp, size_t len, long delay)
     free(resp);
 }
 
+/* the next space-separated word of *s into out (cut to fit), as sscanf("%s") would */
+static void word(const char **s, char *out, size_t n)
+{
+    const char *p = *s;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    size_t k = 0;
+    for (; *p && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n'; p++)
+        if (k + 1 < n)
+            out[k++] = *p;
+    out[k] = '\0';
+    *s = p;
+}
+
 static void handle(conn *c, const char *head, const char *body, size_t body_len)
 {
     char method[16] = "", path[2048] = "";
-    sscanf(head, "%15s %2047s", method, path);
+    word(&head, method, sizeof method);
+    word(&head, path, sizeof path);
     opts o;
     parse_opts(path, &o);
     json_t *cnt = json_object_get(counters, o.key);
