@@ -7,7 +7,7 @@
 **   http://127.0.0.1:PORT/key=a,fail=2,status=503/v1
 **
 **   key=K            requests are counted per key (for fail=N)
-**   delay=MS         answer after MS milliseconds
+**   delay=MS         answer after MS milliseconds (never sooner, at most 0.5 ms later)
 **   fail=N           the first N requests of the key get `status` (default 503)
 **   status=S         with mode=status: every request gets S
 **   retry_after=S    Retry-After: S (seconds) on failures
