@@ -330,7 +330,8 @@ static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *soc
 static curl_socket_t open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
 {
     (void)purpose;
-    curl_socket_t s = socket(a->family, a->socktype, a->protocol);
+    /* close-on-exec: a connection must never outlive us in a process we start */
+    curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
     watch *w = s >= 0 ? watch_of(clientp, s, 1) : NULL;
     if (w)
         w->ours = 1; /* without a watch the socket is simply never parked */

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -123,7 +124,38 @@ static int series(int drop, int n)
     return accepted - before;
 }
 
+/* the client side of kept-alive connections to our server, and how many are close-on-exec */
+static int client_sockets(int *cloexec)
+{
+    int n = 0;
+    *cloexec = 0;
+    for (int fd = 3; fd < 1024; fd++) {
+        struct sockaddr_in peer;
+        socklen_t l = sizeof peer;
+        if (getpeername(fd, (struct sockaddr *)&peer, &l) < 0 || peer.sin_family != AF_INET ||
+            ntohs(peer.sin_port) != port)
+            continue;
+        n++;
+        if (fcntl(fd, F_GETFD) & FD_CLOEXEC)
+            (*cloexec)++;
+    }
+    return n;
+}
+
 TEST(a_kept_alive_connection_is_reused) { CHECK(series(0, 5) == 1); }
+
+TEST(connections_are_closed_on_exec)
+{
+    struct event_base *base = event_base_new();
+    wd_http *h = wd_http_new(base);
+    outcome o = get(h, base);
+    CHECK(o.fail == WD_HTTP_OK);
+    int cloexec, n = client_sockets(&cloexec);
+    CHECK(n == 1);
+    CHECK(cloexec == n);
+    wd_http_free(h);
+    event_base_free(base);
+}
 
 TEST(a_connection_dropped_while_idle_costs_only_a_reconnect) { CHECK(series(1, 6) == 6); }
 
@@ -145,5 +177,6 @@ int main(void)
     pthread_detach(t);
     RUN(a_kept_alive_connection_is_reused);
     RUN(a_connection_dropped_while_idle_costs_only_a_reconnect);
+    RUN(connections_are_closed_on_exec);
     DONE();
 }
