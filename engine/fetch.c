@@ -200,6 +200,18 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
     attempt(arg);
 }
 
+/* the handler's ctx:http returns nil, msg */
+static void give_up(wd_run *r, const char *msg)
+{
+    lua_State *co = r->waiting;
+    r->sb->in_engine++;
+    luaL_pushfail(co);
+    lua_pushstring(co, msg);
+    r->sb->in_engine--;
+    fetch_clear(r);
+    wd_run_schedule(r, co, 2);
+}
+
 static void audit_request(wd_run *r, int success, long status, const char *error, const char *reason)
 {
     json_t *ev = wd_run_event(r, "http_request", success);
@@ -232,17 +244,13 @@ static void on_done(const wd_http_resp *resp, void *ud)
         r->fetch.retries++;
         return;
     }
-    lua_State *co = r->waiting;
-    r->sb->in_engine++;
     if (resp->fail != WD_HTTP_OK) {
         audit_request(r, 0, 0, msg, NULL);
-        luaL_pushfail(co);
-        lua_pushstring(co, msg);
-        r->sb->in_engine--;
-        fetch_clear(r);
-        wd_run_schedule(r, co, 2);
+        give_up(r, msg);
         return;
     }
+    lua_State *co = r->waiting;
+    r->sb->in_engine++;
     audit_request(r, resp->status < 400, resp->status, resp->status < 400 ? NULL : msg, NULL);
     lua_createtable(co, 0, 3);
     lua_pushinteger(co, resp->status);
@@ -275,13 +283,9 @@ static void attempt(wd_run *r)
     o.max_body = FETCH_MAX_BODY;
     r->fetch.http = wd_http_start(r->eng->http, &o, on_done, r, err, sizeof err);
     if (!r->fetch.http) {
-        lua_State *co = r->waiting;
-        r->sb->in_engine++;
-        luaL_pushfail(co);
-        lua_pushfstring(co, "ctx:http: %s", err);
-        r->sb->in_engine--;
-        fetch_clear(r);
-        wd_run_schedule(r, co, 2);
+        char msg[320];
+        snprintf(msg, sizeof msg, "ctx:http: %s", err);
+        give_up(r, msg);
     }
 }
 
