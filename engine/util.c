@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,15 +168,47 @@ fail: {
 char *wd_strdup(const char *s) { return s ? strdup(s) : NULL; }
 char *wd_strndup(const char *s, size_t n) { return s ? strndup(s, n) : NULL; }
 
+/* random bytes for ids, drawn from the kernel a block at a time: a getrandom call per
+** run cost more than the rest of its id; the block is per thread and dropped in a
+** forked child, so two processes never hand out the same bytes */
+static _Thread_local unsigned char id_pool[512];
+static _Thread_local size_t id_left;
+static pthread_once_t id_once = PTHREAD_ONCE_INIT;
+
+/* runs in the child, on the only thread it has: the thread that forked */
+static void id_forked(void) { id_left = 0; }
+static void id_atfork(void) { pthread_atfork(NULL, NULL, id_forked); }
+
+static void id_random(unsigned char *out, size_t n)
+{
+    unsigned char *pool = id_pool;
+    size_t left = id_left;
+    pthread_once(&id_once, id_atfork);
+    if (left < n) {
+        randombytes_buf(pool, sizeof id_pool);
+        left = sizeof id_pool;
+    }
+    unsigned char *p = pool + sizeof id_pool - left;
+    memcpy(out, p, n);
+    sodium_memzero(p, n); /* what was handed out does not stay behind */
+    id_left = left - n;
+}
+
 void wd_uuid(char out[37])
 {
+    static const char HEX[] = "0123456789abcdef";
     unsigned char r[16];
-    randombytes_buf(r, sizeof r);
+    id_random(r, sizeof r);
     r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
     r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
-             r[13], r[14], r[15]);
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = HEX[r[i] >> 4];
+        *o++ = HEX[r[i] & 15];
+    }
+    *o = '\0';
 }
 
 void wd_strlcpy(char *dst, const char *src, size_t n)
