@@ -238,6 +238,8 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
         return;
     r->finishing = 1;
     wd_engine *e = r->eng;
+    if (!r->pol) /* ended before its first turn (a kill, the engine stopping) */
+        e->unstarted--;
     ready_remove(r);
     if (r->op_timer)
         event_del(r->op_timer);
@@ -508,6 +510,7 @@ static void start(wd_run *r)
 {
     char err[400];
     wd_engine *e = r->eng;
+    e->unstarted--;
     r->pol = wd_engine_policy(e);
     wd_policy *p = r->pol;
     if (r->start_error) {
@@ -783,6 +786,7 @@ int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, vo
     r->run_timer = evtimer_new(e->base, run_timeout, r);
     r->tool.timer = evtimer_new(e->base, NULL, NULL);
     e->active++;
+    e->unstarted++;
     char err[300];
     if (!r->session_id || !r->tool_calls || !r->errors || !r->op_timer || !r->run_timer || !r->tool.timer) {
         r->agent_name = wd_strdup("?");

@@ -38,6 +38,7 @@ struct wd_engine {
     wd_store *store;            /* shared state (breakers, ...) */
     wd_breakers *breakers;
     int active;
+    int unstarted;              /* submitted runs waiting for their first turn */
     int record_overhead;
     long long *lat;
     size_t nlat, caplat;

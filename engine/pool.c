@@ -1,8 +1,11 @@
 /* pool.c - worker threads, each driving its own engine and loop.
 **
-** A submission is copied into a node on the chosen worker's queue and the worker is
-** woken through an eventfd watched by its loop; the worker submits it to its engine
-** from its own thread, so an engine is only ever touched by the thread that made it.
+** A submission is copied into a node on the pool's queue. Workers take nodes from it a
+** few at a time, only while their engine has few runs not yet started, so a worker
+** that gets less of the CPU (it shares its core with another process) starts fewer
+** runs instead of holding a backlog the others could have started. A worker is woken
+** through an eventfd watched by its loop and submits what it takes to its engine from
+** its own thread, so an engine is only ever touched by the thread that made it.
 ** Completion comes back through the node: the user's callback, then the counters that
 ** wd_pool_wait sleeps on. */
 #include "engine.h"
@@ -20,6 +23,9 @@
 #include <unistd.h>
 
 #define MAX_WORKERS 64
+/* a worker takes new runs while fewer than this many wait in its engine to start:
+** enough for a turn of its ready queue */
+#define TAKE_BELOW 32
 
 typedef struct node {
     struct node *next;
@@ -37,9 +43,9 @@ typedef struct worker {
     int efd;
     wd_engine *e;
     struct event *wake;
-    pthread_mutex_t mu; /* guards head/tail and stop */
-    node *head, *tail;
-    int stop;
+    struct event *again; /* takes more after the loop's next poll */
+    int stop;            /* under pool->qmu */
+    int taking;          /* woken or coming back for more; under pool->qmu */
     _Atomic int inflight;
     char err[512];
     int ready; /* under pool->mu */
@@ -52,7 +58,9 @@ struct wd_pool {
     worker *w;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    long pending; /* submitted, not yet ended; under mu */
+    long pending;         /* submitted, not yet ended; under mu */
+    pthread_mutex_t qmu;  /* guards the queue and every worker's stop and taking */
+    node *head, *tail;
 };
 
 /* NULL-safe */
@@ -100,31 +108,60 @@ static void fail_now(wd_run_done_fn done, void *ud, const char *why)
     json_decref(res);
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *arg)
+/* on the worker's thread: takes new runs from the pool's queue while its engine has
+** room, and comes back after the loop's next poll while the queue still holds some */
+static void take(worker *w)
 {
-    (void)what;
-    worker *w = arg;
-    uint64_t v;
-    while (read(fd, &v, sizeof v) < 0 && errno == EINTR)
-        ;
-    pthread_mutex_lock(&w->mu);
-    node *list = w->head;
-    w->head = w->tail = NULL;
-    int stop = w->stop;
-    pthread_mutex_unlock(&w->mu);
+    wd_pool *p = w->pool;
+    node *list = NULL, **tail = &list;
+    pthread_mutex_lock(&p->qmu);
+    for (int room = TAKE_BELOW - w->e->unstarted; room > 0 && p->head; room--) {
+        node *x = p->head;
+        p->head = x->next;
+        x->next = NULL;
+        *tail = x;
+        tail = &x->next;
+    }
+    if (!p->head)
+        p->tail = NULL;
+    int more = p->head != NULL, stop = w->stop;
+    w->taking = more;
+    pthread_mutex_unlock(&p->qmu);
+    if (more) {
+        struct timeval zero = {0, 0};
+        event_add(w->again, &zero);
+    }
     while (list) {
         node *x = list;
         list = x->next;
+        x->w = w;
+        atomic_fetch_add(&w->inflight, 1);
         wd_run_opts o = {x->agent, x->query, x->user_id, x->session_id, x->llm};
         if (wd_engine_submit(w->e, &o, on_done, x) < 0 && !x->called) {
             fail_now(x->done, x->ud, "out of memory");
             atomic_fetch_sub(&w->inflight, 1);
-            finished(w->pool);
+            finished(p);
             node_free(x);
         }
     }
     if (stop && w->e->active == 0)
         event_base_loopbreak(w->e->base);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    uint64_t v;
+    while (read(fd, &v, sizeof v) < 0 && errno == EINTR)
+        ;
+    take(arg);
+}
+
+static void on_again(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    take(arg);
 }
 
 static void *worker_main(void *arg)
@@ -134,8 +171,13 @@ static void *worker_main(void *arg)
     w->e = wd_engine_new(&p->opts, w->err, sizeof w->err);
     if (w->e) {
         w->wake = event_new(w->e->base, w->efd, EV_READ | EV_PERSIST, on_wake, w);
-        if (!w->wake || event_add(w->wake, NULL) < 0) {
+        w->again = evtimer_new(w->e->base, on_again, w);
+        if (!w->wake || !w->again || event_add(w->wake, NULL) < 0) {
             wd_errf(w->err, sizeof w->err, "cannot watch the worker's wake-up descriptor");
+            if (w->wake)
+                event_free(w->wake);
+            if (w->again)
+                event_free(w->again);
             wd_engine_free(w->e);
             w->e = NULL;
         }
@@ -150,6 +192,7 @@ static void *worker_main(void *arg)
         return NULL;
     event_base_loop(w->e->base, 0); /* the wake event keeps it alive until stopped */
     event_free(w->wake);
+    event_free(w->again);
     wd_engine_free(w->e);
     w->e = NULL;
     wd_watchdog_detach(); /* the slot goes back for the next thread */
@@ -175,6 +218,7 @@ wd_pool *wd_pool_new(const wd_engine_opts *o, int workers, char *err, size_t err
     if (!p)
         goto oom;
     pthread_mutex_init(&p->mu, NULL);
+    pthread_mutex_init(&p->qmu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->opts.policy_path = p->policy_path = dup_or_null(o->policy_path);
     p->opts.llm = p->llm = dup_or_null(o->llm);
@@ -184,10 +228,8 @@ wd_pool *wd_pool_new(const wd_engine_opts *o, int workers, char *err, size_t err
         goto oom;
     p->n = workers;
     wd_engine_prepare_fds(); /* while this is the only thread: no grace period to wait out */
-    for (int i = 0; i < workers; i++) { /* every slot freeable before any starts */
+    for (int i = 0; i < workers; i++) /* every slot freeable before any starts */
         p->w[i].efd = -1;
-        pthread_mutex_init(&p->w[i].mu, NULL);
-    }
     for (int i = 0; i < workers; i++) {
         worker *w = &p->w[i];
         w->pool = p;
@@ -227,13 +269,8 @@ int wd_pool_workers(const wd_pool *p) { return p->n; }
 
 int wd_pool_submit(wd_pool *p, const wd_run_opts *o, wd_run_done_fn done, void *ud)
 {
-    worker *w = &p->w[0];
-    for (int i = 1; i < p->n; i++)
-        if (atomic_load(&p->w[i].inflight) < atomic_load(&w->inflight))
-            w = &p->w[i];
     node *x = calloc(1, sizeof *x);
     if (x) {
-        x->w = w;
         x->done = done;
         x->ud = ud;
         x->agent = dup_or_null(o->agent);
@@ -251,16 +288,22 @@ int wd_pool_submit(wd_pool *p, const wd_run_opts *o, wd_run_done_fn done, void *
     pthread_mutex_lock(&p->mu);
     p->pending++;
     pthread_mutex_unlock(&p->mu);
-    atomic_fetch_add(&w->inflight, 1);
-    pthread_mutex_lock(&w->mu);
-    if (w->tail)
-        w->tail->next = x;
+    /* queued, and the least busy worker not already on its way is woken: in a burst
+    ** every worker is soon taking, and the rest of the burst wakes nobody */
+    worker *w = NULL;
+    pthread_mutex_lock(&p->qmu);
+    if (p->tail)
+        p->tail->next = x;
     else
-        w->head = x;
-    w->tail = x;
-    int first = w->head == x; /* a wake-up is already on its way otherwise */
-    pthread_mutex_unlock(&w->mu);
-    if (first)
+        p->head = x;
+    p->tail = x;
+    for (int i = 0; i < p->n; i++)
+        if (!p->w[i].taking && (!w || atomic_load(&p->w[i].inflight) < atomic_load(&w->inflight)))
+            w = &p->w[i];
+    if (w)
+        w->taking = 1;
+    pthread_mutex_unlock(&p->qmu);
+    if (w)
         wake(w);
     return 0;
 }
@@ -283,20 +326,20 @@ void wd_pool_free(wd_pool *p)
             worker *w = &p->w[i];
             if (!w->started)
                 continue;
-            pthread_mutex_lock(&w->mu);
+            pthread_mutex_lock(&p->qmu);
             w->stop = 1;
-            pthread_mutex_unlock(&w->mu);
+            pthread_mutex_unlock(&p->qmu);
             wake(w);
             pthread_join(w->thread, NULL);
         }
         for (int i = 0; i < p->n; i++) {
             if (p->w[i].efd >= 0)
                 close(p->w[i].efd);
-            pthread_mutex_destroy(&p->w[i].mu);
         }
         free(p->w);
     }
     pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->qmu);
     pthread_cond_destroy(&p->cv);
     free(p->policy_path);
     free(p->llm);

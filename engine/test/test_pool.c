@@ -1,5 +1,6 @@
 /* test_pool.c - worker threads: every run ends once with its result, runs spread over
-** the workers, one audit chain across them, submissions from many threads */
+** the workers, one audit chain across them, submissions from many threads, a worker
+** that is held up leaves new runs to the others */
 #include "harness.h"
 #include "audit.h"
 #include "warden.h"
@@ -7,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 static char dir[] = "/tmp/wd-pool-test.XXXXXX";
@@ -121,6 +123,71 @@ TEST(bad_setup_is_named)
     wd_pool_free(NULL);
 }
 
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int held, released, quick_done;
+} holdup;
+
+/* the callback runs on the worker's thread: until released, that worker does nothing */
+static void on_hold(const json_t *res, void *ud)
+{
+    holdup *h = ud;
+    (void)res;
+    pthread_mutex_lock(&h->mu);
+    h->held = 1;
+    pthread_cond_broadcast(&h->cv);
+    while (!h->released)
+        pthread_cond_wait(&h->cv, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void on_quick(const json_t *res, void *ud)
+{
+    holdup *h = ud;
+    (void)res;
+    pthread_mutex_lock(&h->mu);
+    h->quick_done++;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* new runs wait in the pool until a worker has room, not on a worker chosen at
+** submission: with one of two workers held up, every run submitted meanwhile ends on
+** the other (handing them out in turn left half of them waiting for the held one) */
+TEST(a_held_up_worker_leaves_new_runs_to_the_others)
+{
+    char err[600] = "";
+    wd_pool *p = make(2, err, sizeof err);
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    holdup h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+    CHECK(wd_pool_submit(p, &RUN_OPTS, on_hold, &h) == 0);
+    pthread_mutex_lock(&h.mu);
+    while (!h.held)
+        pthread_cond_wait(&h.cv, &h.mu);
+    pthread_mutex_unlock(&h.mu);
+    for (int i = 0; i < 40; i++)
+        CHECK(wd_pool_submit(p, &RUN_OPTS, on_quick, &h) == 0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&h.mu);
+    while (h.quick_done < 40 && pthread_cond_timedwait(&h.cv, &h.mu, &until) == 0)
+        ;
+    int done = h.quick_done;
+    h.released = 1;
+    pthread_cond_broadcast(&h.cv);
+    pthread_mutex_unlock(&h.mu);
+    CHECK(done == 40);
+    if (done != 40)
+        fprintf(stderr, "  %d of 40 runs ended while a worker was held up\n", done);
+    wd_pool_wait(p);
+    CHECK(h.quick_done == 40);
+    wd_pool_free(p);
+}
+
 static long fd_table_size(void)
 {
     FILE *f = fopen("/proc/self/status", "r");
@@ -185,6 +252,7 @@ int main(void)
     RUN(runs_spread_over_workers_and_share_one_chain);
     RUN(submissions_from_many_threads);
     RUN(bad_setup_is_named);
+    RUN(a_held_up_worker_leaves_new_runs_to_the_others);
     RUN(worker_threads_give_their_slots_back);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
