@@ -402,7 +402,25 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
         char err[300];
         json_t *call = json_object();
         static const char *const FIELDS[] = {"messages", "tools", "temperature", "max_tokens", NULL};
+        /* the runner's loops ask for the run's loaded tools by name: the engine holds
+        ** them as JSON already, and a table converted at every call costs a third of
+        ** the call's conversion */
+        if (lua_getfield(L, 2, "_loaded_tools") == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
+            json_t *tools = json_array();
+            for (size_t i = 0; i < r->ntools; i++) { /* what ctx:tool_specs() gives */
+                json_t *t = json_object();
+                json_object_set_new(t, "name", json_string(r->tools[i].name));
+                json_object_set_new(t, "description", json_string(r->tools[i].description ? r->tools[i].description : ""));
+                if (r->tools[i].parameters)
+                    json_object_set(t, "parameters", r->tools[i].parameters);
+                json_array_append_new(tools, t);
+            }
+            json_object_set_new(call, "tools", tools);
+        }
+        lua_pop(L, 1);
         for (int i = 0; FIELDS[i]; i++) {
+            if (i == 1 && json_object_get(call, "tools"))
+                continue;
             if (lua_getfield(L, 2, FIELDS[i]) != LUA_TNIL) {
                 json_t *v = wd_lua_to_json(L, -1, err, sizeof err);
                 if (!v) {

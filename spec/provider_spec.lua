@@ -30,6 +30,9 @@ describe("OpenAI provider", function()
     assert.equal("search_documents", res.tool_calls[1].name)
     assert.is_true(res.tool_calls[1].success)
     assert.equal(2, srv.requests(key))
+    -- every call offers the agent's tools, as ctx:tool_specs() lists them
+    assert.same({ "search_documents,summarize,delete_document", "search_documents,summarize,delete_document" },
+                srv.tools(key))
     local calls = T.events(audit, "llm_call")
     assert.equal(2, #calls)
     assert.equal(100, calls[1].input_tokens)
@@ -101,6 +104,8 @@ describe("Anthropic provider", function()
     local calls = T.events(audit, "llm_call")
     assert.equal(100, calls[2].input_tokens)
     assert.equal(2, srv.requests(key))
+    assert.same({ "search_documents,summarize,delete_document", "search_documents,summarize,delete_document" },
+                srv.tools(key))
   end)
 end)
 

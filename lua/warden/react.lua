@@ -10,13 +10,14 @@ local function encode(ctx, v)
 end
 
 function M.run(agent, query, ctx)
-  local tools = ctx:tool_specs()
   local messages = {
     { role = "system", content = agent.system_prompt or DEFAULT_PROMPT },
     { role = "user", content = query },
   }
   while true do
-    local resp, err = ctx:llm { messages = messages, tools = tools, model = agent.model,
+    -- _loaded_tools: the run's tools, as ctx:tool_specs() lists them, sent by the engine
+    -- straight from what it holds
+    local resp, err = ctx:llm { messages = messages, _loaded_tools = true, model = agent.model,
                                 temperature = agent.temperature }
     if not resp then
       return nil, err

@@ -155,7 +155,8 @@ end
 
 -- the fault-injecting server (spec/support/fakellm.c) on a free loopback port, for the
 -- life of the spec process. srv.url(opts) is a base_url whose path picks the faults
--- ("key=a,fail=2"); srv.requests(key) counts what reached it.
+-- ("key=a,fail=2"); srv.requests(key) counts what reached it, srv.tools(key) lists the
+-- tools each of those requests offered the model.
 local server
 function M.fakellm()
   if server then return server end
@@ -185,6 +186,14 @@ function M.fakellm()
       if line:match("^(%S+)") == key then n = n + 1 end
     end
     return n
+  end
+  -- the tools each request with this key offered the model, in order: { "a,b", "-", ... }
+  function server.tools(key)
+    local out = {}
+    for line in (M.read(log) or ""):gmatch("[^\n]+") do
+      if line:match("^(%S+)") == key then out[#out + 1] = line:match(" tools=(%S+)$") end
+    end
+    return out
   end
   return server
 end

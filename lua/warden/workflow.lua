@@ -41,7 +41,7 @@ local function run_choice(spec, query, ctx)
     { role = "system", content = spec.system_prompt or "Pick the one tool that answers the request." },
     { role = "user", content = query },
   }
-  local resp, err = ctx:llm { messages = messages, tools = ctx:tool_specs(), model = spec.model }
+  local resp, err = ctx:llm { messages = messages, _loaded_tools = true, model = spec.model }
   if not resp then return nil, err end
   local call = resp.tool_calls and resp.tool_calls[1]
   if not call then return resp.content or "" end

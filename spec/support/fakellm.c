@@ -1,6 +1,7 @@
 /* fakellm - a fault-injecting OpenAI- and Anthropic-compatible server for the specs and
 ** the benchmarks. It listens on a free loopback port (written to --port-file), logs
-** one line per request to --log, and exits when --watch-pid is gone.
+** one line per request to --log (with the names of the tools it offers the model), and
+** exits when --watch-pid is gone.
 **
 ** The faults are chosen by the URL: every path segment holding '=' is a list of
 ** options, so a policy's base_url picks them, e.g.
@@ -476,8 +477,21 @@ static void handle(conn *c, const char *head, const char *body, size_t body_len)
     json_t *cnt = json_object_get(counters, o.key);
     long seen = cnt ? (long)json_integer_value(cnt) : 0;
     json_object_set_new(counters, o.key, json_integer(seen + 1));
-    if (logf) {
-        fprintf(logf, "%s %s %s\n", o.key, method, path);
+    if (logf) { /* with the names of the tools the request offers the model */
+        char tools[1024] = "";
+        size_t at = 0;
+        json_t *req = body_len ? json_loadb(body, body_len, 0, NULL) : NULL, *t;
+        size_t i;
+        json_array_foreach(json_object_get(req, "tools"), i, t) {
+            json_t *fn = json_object_get(t, "function"); /* OpenAI's shape; Anthropic's has the name on top */
+            const char *name = json_string_value(json_object_get(fn ? fn : t, "name"));
+            int n = snprintf(tools + at, sizeof tools - at, "%s%s", at ? "," : "", name ? name : "?");
+            if (n < 0 || (size_t)n >= sizeof tools - at)
+                break;
+            at += (size_t)n;
+        }
+        json_decref(req);
+        fprintf(logf, "%s %s %s tools=%s\n", o.key, method, path, at ? tools : "-");
         fflush(logf);
     }
     c->busy = 1;
