@@ -24,8 +24,9 @@
 #define READY_BATCH 256
 /* a turn of the ready queue stops after this long: answers waiting on sockets and
 ** requests waiting on curl's timer get the loop back within it (a 256-run turn of
-** new runs held them for 50 ms) */
-#define READY_SLICE_NS 2000000LL
+** new runs held them for 50 ms; 2 ms turns cost a warm burst of 1,000 runs 3% more
+** wall time than 1 ms ones, 0.5 ms turns cost more CPU) */
+#define READY_SLICE_NS 1000000LL
 #define FLUSH_MS 20
 
 static const char *const STATUS_NAMES[] = {"running", "completed", "failed", "max_iterations", "timeout",
