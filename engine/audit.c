@@ -32,6 +32,8 @@ struct wd_audit {
     json_t *fresh[STAGE_GROUP];
     size_t nfresh;
     wd_buf text;
+    wd_buf out; /* the lines of a flush; kept between flushes: growing a fresh buffer
+                ** to a flush's size each time cost page faults and copies */
     struct pending {
         size_t start, prev_at, seq_at, end;
     } *pending;
@@ -114,6 +116,7 @@ void wd_audit_close(wd_audit *a)
         json_decref(a->fresh[i]);
     json_decref(a->ts);
     wd_buf_free(&a->text);
+    wd_buf_free(&a->out);
     free(a->pending);
     EVP_MD_CTX_free(a->md);
     if (a->fd >= 0)
@@ -442,7 +445,8 @@ int wd_audit_flush(wd_audit *a)
         return 0;
     if (flock(a->fd, LOCK_EX) < 0)
         return fail_closed(a, "lock");
-    wd_buf out = {0};
+    wd_buf *out = &a->out;
+    out->len = 0;
     struct stat st;
     int rc = -1;
     if (fstat(a->fd, &st) < 0) {
@@ -460,7 +464,7 @@ int wd_audit_flush(wd_audit *a)
             size_t mark = a->text.len;
             int bad = stage(a, recovery) < 0;
             json_decref(recovery);
-            if (bad || render(a, &a->pending[--a->npending], &out) < 0) {
+            if (bad || render(a, &a->pending[--a->npending], out) < 0) {
                 errno = ENOMEM;
                 fail_closed(a, "render");
                 goto unlock;
@@ -469,12 +473,12 @@ int wd_audit_flush(wd_audit *a)
         }
     }
     for (size_t i = 0; i < a->npending; i++)
-        if (render(a, &a->pending[i], &out) < 0) {
+        if (render(a, &a->pending[i], out) < 0) {
             errno = ENOMEM;
             fail_closed(a, "render");
             goto unlock;
         }
-    if (write_all(a->fd, out.p, out.len) < 0) {
+    if (write_all(a->fd, out->p, out->len) < 0) {
         fail_closed(a, "write");
         goto unlock;
     }
@@ -496,7 +500,9 @@ unlock:
     a->text.len = 0;
     if (a->text.p)
         a->text.p[0] = '\0';
-    wd_buf_free(&out);
+    out->len = 0;
+    if (out->cap > (4u << 20)) /* an unusual flush does not keep its memory */
+        wd_buf_free(out);
     return rc;
 }
 
