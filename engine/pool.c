@@ -13,6 +13,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <event2/event.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -115,7 +116,9 @@ static void take(worker *w)
     wd_pool *p = w->pool;
     node *list = NULL, **tail = &list;
     pthread_mutex_lock(&p->qmu);
-    for (int room = TAKE_BELOW - w->e->unstarted; room > 0 && p->head; room--) {
+    /* alone, a worker takes everything: there is no other worker to leave runs to, and
+    ** runs queued in its engine start ahead of the answers that come back meanwhile */
+    for (int room = p->n == 1 ? INT_MAX : TAKE_BELOW - w->e->unstarted; room > 0 && p->head; room--) {
         node *x = p->head;
         p->head = x->next;
         x->next = NULL;
