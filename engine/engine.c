@@ -205,6 +205,7 @@ static void run_free(wd_run *r)
         wd_schema_free(r->tools[i].schema);
     }
     free(r->tools);
+    json_decref(r->tool_specs);
     wd_sandbox_free(r->sb);
     json_decref(r->req.args);
     json_decref(r->req.call);

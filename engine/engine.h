@@ -76,6 +76,8 @@ struct wd_run {
     int agent_ref;
     wd_tool_impl *tools;
     size_t ntools;
+    json_t *tool_specs;          /* wd_run_tool_specs: of the first tool_specs_n tools */
+    size_t tool_specs_n;
     char *default_model;
     int max_iterations;          /* the agent's, never above the policy's */
 
@@ -191,6 +193,9 @@ void wd_pipeline_start(wd_run *r);               /* start r->req after the yield
 void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int transient);
 void wd_pipeline_tool_cancel(wd_run *r);
 int wd_tool_load(wd_run *r, lua_State *L, const char *name); /* index, or -1 with message pushed */
+/* the loaded tools as the model sees them, [{name, description, parameters}], rebuilt
+** only when a tool was loaded since; the run keeps it (borrowed), NULL out of memory */
+json_t *wd_run_tool_specs(wd_run *r);
 void wd_push_error_table(lua_State *L, const char *msg);
 
 /* fetch.c: ctx:http for tools */

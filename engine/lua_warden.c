@@ -289,18 +289,10 @@ static int c_json(lua_State *L)
 /* the tools loaded for this run, as the LLM should see them */
 static int c_tool_specs(lua_State *L)
 {
-    wd_run *r = run_of(L);
-    lua_createtable(L, (int)r->ntools, 0);
-    for (size_t i = 0; i < r->ntools; i++) {
-        lua_createtable(L, 0, 3);
-        lua_pushstring(L, r->tools[i].name);
-        lua_setfield(L, -2, "name");
-        lua_pushstring(L, r->tools[i].description);
-        lua_setfield(L, -2, "description");
-        wd_json_push(L, r->tools[i].parameters);
-        lua_setfield(L, -2, "parameters");
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
+    json_t *specs = wd_run_tool_specs(run_of(L));
+    if (!specs)
+        return luaL_error(L, "ctx:tool_specs: out of memory");
+    wd_json_push(L, specs);
     return 1;
 }
 

@@ -160,6 +160,28 @@ static int register_tool(wd_run *r, lua_State *L, const char *name, const char *
     return (int)r->ntools++;
 }
 
+json_t *wd_run_tool_specs(wd_run *r)
+{
+    if (r->tool_specs && r->tool_specs_n == r->ntools)
+        return r->tool_specs;
+    json_t *specs = json_array();
+    for (size_t i = 0; specs && i < r->ntools; i++) {
+        json_t *t = json_pack("{s:s,s:s,s:O?}", "name", r->tools[i].name, "description",
+                              r->tools[i].description ? r->tools[i].description : "", "parameters",
+                              r->tools[i].parameters);
+        if (!t || json_array_append_new(specs, t) < 0) {
+            json_decref(specs);
+            return NULL;
+        }
+    }
+    if (!specs)
+        return NULL;
+    json_decref(r->tool_specs);
+    r->tool_specs = specs;
+    r->tool_specs_n = r->ntools;
+    return specs;
+}
+
 int wd_tool_load(wd_run *r, lua_State *L, const char *name)
 {
     int i = find_impl(r, name);
@@ -397,30 +419,23 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
     lua_pop(L, 1);
     json_decref(r->req.call);
     r->req.call = NULL;
+    /* the runner's loops ask for the run's loaded tools by name: the engine holds them
+    ** as JSON already, and a table converted at every call cost a third of the call's
+    ** conversion */
+    int loaded = lua_getfield(L, 2, "_loaded_tools") == LUA_TBOOLEAN && lua_toboolean(L, -1);
+    int given = lua_getfield(L, 2, "tools") != LUA_TNIL;
+    lua_pop(L, 2);
+    if (loaded && given)
+        return luaL_error(L, "ctx:llm: tools and _loaded_tools together: give one of them");
     if (!r->llm || strncmp(r->llm, "mock:", 5)) {
         /* what goes over the wire: the agent's messages and tools as JSON */
         char err[300];
         json_t *call = json_object();
         static const char *const FIELDS[] = {"messages", "tools", "temperature", "max_tokens", NULL};
-        /* the runner's loops ask for the run's loaded tools by name: the engine holds
-        ** them as JSON already, and a table converted at every call costs a third of
-        ** the call's conversion */
-        if (lua_getfield(L, 2, "_loaded_tools") == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
-            json_t *tools = json_array();
-            for (size_t i = 0; i < r->ntools; i++) { /* what ctx:tool_specs() gives */
-                json_t *t = json_object();
-                json_object_set_new(t, "name", json_string(r->tools[i].name));
-                json_object_set_new(t, "description", json_string(r->tools[i].description ? r->tools[i].description : ""));
-                if (r->tools[i].parameters)
-                    json_object_set(t, "parameters", r->tools[i].parameters);
-                json_array_append_new(tools, t);
-            }
-            json_object_set_new(call, "tools", tools);
-        }
-        lua_pop(L, 1);
+        json_t *specs = loaded ? wd_run_tool_specs(r) : NULL;
+        if (specs)
+            json_object_set(call, "tools", specs);
         for (int i = 0; FIELDS[i]; i++) {
-            if (i == 1 && json_object_get(call, "tools"))
-                continue;
             if (lua_getfield(L, 2, FIELDS[i]) != LUA_TNIL) {
                 json_t *v = wd_lua_to_json(L, -1, err, sizeof err);
                 if (!v) {

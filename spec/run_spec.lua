@@ -213,6 +213,28 @@ describe("result object", function()
     assert.equal("failed", res.status)
     assert.matches("'run' must be a function", res.errors[1])
   end)
+
+  it("lists the loaded tools for the model, and takes them by name or as a table, not both", function()
+    local dir = T.agent("specs", {
+      ["agent.lua"] = [[
+return warden.agent { name = "specs", tools = { "echo" }, run = function(_, ctx)
+  local s = ctx:tool_specs()
+  local ok, err = pcall(ctx.llm, ctx, { messages = { { role = "user", content = "x" } }, tools = s,
+                                        _loaded_tools = true })
+  return ctx:_json({ n = #s, name = s[1].name, description = s[1].description,
+                     required = s[1].parameters.required[1], ok = ok, err = tostring(err) })
+end }]],
+      ["tools/echo.lua"] = [[
+return warden.tool { name = "echo", description = "Says it back",
+  parameters = { type = "object", required = { "text" }, properties = { text = { type = "string" } } },
+  run = function(args) return args end }]] })
+    local res = T.run { agent = dir, query = "x" }
+    assert.equal("completed", res.status)
+    local out = T.decode(res.result)
+    assert.same({ 1, "echo", "Says it back", "text", false },
+                { out.n, out.name, out.description, out.required, out.ok })
+    assert.matches("tools and _loaded_tools together", out.err)
+  end)
 end)
 
 describe("workflow agent (Path B)", function()
