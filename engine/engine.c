@@ -251,6 +251,8 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
         wd_pipeline_tool_cancel(r);
     wd_fetch_cancel(r);
     wd_llm_cancel(r);
+    wd_budget_settle(r, &r->tool_hold, 0); /* a call cut short: its reservation goes back */
+    wd_budget_settle(r, &r->llm_hold, 0);
     r->status = st;
     size_t ne = json_array_size(r->errors);
     const char *last = ne ? json_string_value(json_array_get(r->errors, ne - 1)) : NULL;
@@ -274,6 +276,8 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
         json_object_set_new(res, "tool_calls_omitted", json_integer(r->tool_calls_omitted));
     json_object_set_new(res, "errors", json_incref(r->errors));
     json_object_set_new(res, "execution_time_ms", json_integer(ms));
+    if (st == WD_ST_RATE_LIMITED && r->retry_after_ms > 0)
+        json_object_set_new(res, "retry_after_ms", json_integer(r->retry_after_ms));
 
     json_t *ev = wd_run_event(r, "run_finished", st == WD_ST_COMPLETED);
     if (ev) {
@@ -534,6 +538,29 @@ static void start(wd_run *r)
         wd_run_end(r, WD_ST_FAILED, "audit log unavailable: refusing to run");
         return;
     }
+    /* the user's request rate, then its budgets (DESIGN.md section 3) */
+    const wd_tier *tier = wd_policy_tier_of(p, u);
+    if (tier && tier->requests_per_hour > 0) {
+        char key[200], what[200];
+        snprintf(key, sizeof key, "runs:user:%s", r->user_id);
+        snprintf(what, sizeof what, "user %s (tier %s)", r->user_id, tier->name);
+        int64_t retry;
+        int got = wd_rate_take(r, key, tier->requests_per_hour, what, &retry, err, sizeof err);
+        if (got <= 0) {
+            json_t *ev = wd_run_event(r, "rate_limited", 0);
+            json_object_set_new(ev, "reason", json_string(err));
+            if (got == 0)
+                json_object_set_new(ev, "retry_after_ms", json_integer(retry));
+            wd_run_audit(r, ev);
+            r->retry_after_ms = retry;
+            wd_run_end(r, got == 0 ? WD_ST_RATE_LIMITED : WD_ST_FAILED, err);
+            return;
+        }
+    }
+    if (!wd_budget_can_start(r, err, sizeof err)) {
+        wd_run_end(r, WD_ST_BUDGET_EXCEEDED, err);
+        return;
+    }
     r->max_iterations = p->max_iterations;
     r->sb = wd_sandbox_new((size_t)p->memory_mb << 20, p->instructions_per_call, r->agent_dir, err, sizeof err);
     if (!r->sb) {
@@ -615,13 +642,47 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* a budget's warning line was crossed (found by a ledger flush, after the call that
+** crossed it): one record, not tied to a run */
+static void on_budget_warning(void *ud, const wd_ledger_key *k, int64_t spent)
+{
+    wd_engine *e = ud;
+    json_t *ev = json_object();
+    if (!ev)
+        return;
+    const char *user = !strncmp(k->scope, "user:", 5) ? k->scope + 5 : NULL;
+    double s = (double)spent / WD_NUSD_PER_USD, lim = (double)k->limit / WD_NUSD_PER_USD;
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s%s %s budget: $%.6f of $%.2f spent (%.0f%%), past the warning at %.0f%%",
+             user ? "user " : "the ", user ? user : k->scope, !strncmp(k->period, "day:", 4) ? "daily" : "monthly",
+             s, lim, 100.0 * s / lim, 100.0 * (double)k->warn_at / (double)k->limit);
+    json_object_set_new(ev, "event", json_string("budget_warning"));
+    json_object_set_new(ev, "run_id", json_null());
+    json_object_set_new(ev, "session_id", json_null());
+    json_object_set_new(ev, "user_id", user ? json_string(user) : json_null());
+    json_object_set_new(ev, "agent", json_null());
+    json_object_set_new(ev, "success", json_true());
+    json_object_set_new(ev, "budget_scope", json_string(k->scope));
+    json_object_set_new(ev, "budget_period", json_string(k->period));
+    json_object_set_new(ev, "cost_usd", json_real(s));
+    json_object_set_new(ev, "reason", json_string(msg));
+    wd_redact_record(e->policy, ev);
+    wd_audit_append(e->audit, ev);
+}
+
+/* spend first: what the audit log says was spent is in the ledger by the same flush */
+void wd_engine_flush(wd_engine *e)
+{
+    wd_ledger_flush(e->ledger, on_budget_warning, e);
+    if (wd_audit_pending(e->audit))
+        wd_audit_flush(e->audit);
+}
+
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    wd_engine *e = arg;
-    if (wd_audit_pending(e->audit))
-        wd_audit_flush(e->audit);
+    wd_engine_flush(arg);
 }
 
 /* ---- public ---------------------------------------------------------------- */
@@ -685,6 +746,7 @@ wd_engine *wd_engine_new(const wd_engine_opts *o, char *err, size_t errlen)
     if (!e->store)
         goto fail;
     e->breakers = wd_breakers_new(e->store);
+    e->ledger = wd_ledger_new(e->store);
     e->llm = o && o->llm ? wd_strdup(o->llm) : NULL;
     /* deadlines are measured from now (not from when the loop last polled) on the
     ** precise monotonic clock (the coarse one fires up to a jiffy early) */
@@ -694,7 +756,7 @@ wd_engine *wd_engine_new(const wd_engine_opts *o, char *err, size_t errlen)
         e->base = event_base_new_with_config(cfg);
         event_config_free(cfg);
     }
-    if (!e->base || !e->breakers)
+    if (!e->base || !e->breakers || !e->ledger)
         goto fail;
     e->http = wd_http_new(e->base);
     if (!e->http) {
@@ -735,6 +797,7 @@ void wd_engine_free(wd_engine *e)
         event_free(e->flush_ev);
     if (e->base)
         event_base_free(e->base);
+    wd_ledger_free(e->ledger, e->audit ? on_budget_warning : NULL, e);
     wd_audit_close(e->audit);
     wd_breakers_free(e->breakers);
     wd_store_close(e->store);
@@ -809,6 +872,7 @@ int wd_engine_wait(wd_engine *e)
     while (e->active > 0)
         if (event_base_loop(e->base, EVLOOP_ONCE) < 0)
             return -1;
+    wd_ledger_flush(e->ledger, on_budget_warning, e);
     wd_audit_flush(e->audit);
     return 0;
 }

@@ -11,6 +11,7 @@
 #include "warden.h"
 #include "audit.h"
 #include "breaker.h"
+#include "budget.h"
 #include "http.h"
 #include "policy.h"
 #include "provider.h"
@@ -37,6 +38,7 @@ struct wd_engine {
     wd_http *http;              /* libcurl multi on this loop */
     wd_store *store;            /* shared state (breakers, ...) */
     wd_breakers *breakers;
+    wd_ledger *ledger;          /* leases on the store's spend ledger (budget.h) */
     int active;
     int unstarted;              /* submitted runs waiting for their first turn */
     int record_overhead;
@@ -77,7 +79,7 @@ struct wd_run {
     wd_tool_impl *tools;
     size_t ntools;
     json_t *tool_specs;          /* wd_run_tool_specs: of the first tool_specs_n tools */
-    size_t tool_specs_n;
+    size_t tool_specs_n, tool_specs_bytes;
     char *default_model;
     int max_iterations;          /* the agent's, never above the policy's */
 
@@ -92,6 +94,9 @@ struct wd_run {
         long long sleep_ms;
         char *model;             /* alias */
         int nmessages;
+        size_t input_bytes;      /* of the messages and tools: the input estimate */
+        long long max_tokens;    /* the call's, 0 when it gave none */
+        double temperature;      /* -1 when not given */
         json_t *call;            /* {messages, tools, temperature, max_tokens} for HTTP providers */
     } req;
     lua_State *waiting;          /* the top-level thread an operation will resume */
@@ -126,6 +131,9 @@ struct wd_run {
         int admitted, probe;
         int retries;
         int mock_pos;            /* next scenario entry: every attempt plays one */
+        char cache_key[65];      /* hex SHA-256 of what the answer depends on; "" not cacheable */
+        int cached;              /* the answer came from the cache */
+        double saved_usd;        /* what that answer cost when it was bought */
     } call;
     int last_fail_timeout;       /* the last LLM call failed by a timeout */
 
@@ -146,6 +154,10 @@ struct wd_run {
     int64_t t0_ns, deadline_ns, wall0_ms;
     int steps;
     double cost;
+    int64_t held_nusd;           /* reserved by this run's calls in flight */
+    wd_budget_hold llm_hold, tool_hold;
+    int run_warned;              /* the per-run budget_warning was audited */
+    int64_t retry_after_ms;      /* a rate-limited run: when to try again */
     json_t *tool_calls, *errors;
     long tool_calls_omitted;     /* past WD_MAX_TOOL_CALLS_IN_RESULT */
     wd_status status;
@@ -185,6 +197,7 @@ long long wd_run_retry_arm(wd_run *r, int retries, long long retry_after_ms, eve
 ** before any thread starts, harmless to repeat */
 void wd_engine_prepare_fds(void);
 wd_policy *wd_engine_policy(wd_engine *e);                   /* a new reference */
+void wd_engine_flush(wd_engine *e);   /* pending spend to the store, then the audit buffer */
 
 /* pipeline.c: called by the Lua bindings, on the calling thread L */
 int wd_pipeline_tool(wd_run *r, lua_State *L);   /* ctx:call_tool(name, args) */

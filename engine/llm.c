@@ -3,9 +3,11 @@
 ** retries transient failures after a loop timer and, at the end, updates the breaker,
 ** audits the call and resumes the agent. */
 #include "llm.h"
+#include "canon.h"
 #include "jsonlua.h"
 #include "util.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,9 @@ static void call_clear(wd_run *r)
     r->call.admitted = 0;
     r->call.probe = 0;
     r->call.breaker[0] = '\0';
+    r->call.cache_key[0] = '\0';
+    r->call.cached = 0;
+    r->call.saved_usd = 0;
 }
 
 void wd_llm_cancel(wd_run *r)
@@ -57,6 +62,7 @@ void wd_llm_cancel(wd_run *r)
     r->call.http = NULL;
     if (r->call.admitted && r->call.probe)
         wd_breakers_release(r->eng->breakers, r->call.breaker);
+    wd_budget_settle(r, &r->llm_hold, 0);
     call_clear(r);
 }
 
@@ -82,6 +88,7 @@ static void fail(wd_run *r, const char *msg, int timeout, const char *reason)
     if (reason)
         json_object_set_new(ev, "reason", json_string(reason));
     wd_run_audit(r, ev);
+    wd_budget_settle(r, &r->llm_hold, 0); /* no answer, nothing spent */
     json_array_append_new(r->errors, json_string(msg));
     r->last_fail_timeout = timeout;
     call_clear(r);
@@ -106,6 +113,15 @@ static void deliver(wd_run *r, json_t *a)
     if (out < 0)
         out = 0;
     double cost = m ? (double)in / 1000.0 * m->input_usd_per_1k + (double)out / 1000.0 * m->output_usd_per_1k : 0;
+    if (r->call.cached) {
+        cost = 0;
+    } else if (r->call.cache_key[0]) {
+        char *text = wd_json_compact_text(a);
+        if (!text || wd_store_cache_put(r->eng->store, r->call.cache_key, text, wd_budget_nusd(cost), wd_wall_ms(),
+                                        r->pol->cache_ttl_ms) < 0)
+            json_array_append_new(r->errors, json_string("response cache: the answer could not be kept"));
+        free(text);
+    }
     r->cost += cost;
     r->last_fail_timeout = 0;
     json_t *calls = json_object_get(a, "tool_calls");
@@ -115,7 +131,12 @@ static void deliver(wd_run *r, json_t *a)
     json_object_set_new(ev, "cost_usd", json_real(cost));
     json_object_set_new(ev, "message_count", json_integer(r->req.nmessages));
     json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)json_array_size(calls)));
+    if (r->call.cached) {
+        json_object_set_new(ev, "cache_hit", json_true());
+        json_object_set_new(ev, "saved_usd", json_real(r->call.saved_usd));
+    }
     wd_run_audit(r, ev);
+    wd_budget_settle(r, &r->llm_hold, cost);
 
     lua_State *co = r->waiting;
     r->sb->in_engine++;
@@ -347,6 +368,70 @@ static void attempt(wd_run *r)
         http_attempt(r);
 }
 
+/* ---- budget and cache ------------------------------------------------------------- */
+
+/* The most this call can cost: its input, estimated from the size of its text at three
+** bytes a token (English runs near four; code and other scripts fewer) and four tokens
+** a message, at the input price; and the most output it may ask for at the output
+** price. An HTTP call without max_tokens is sent the model's max_output_tokens, so the
+** worst case holds. */
+static double worst_case(wd_run *r)
+{
+    const wd_model *m = r->call.model;
+    if (!m)
+        return 0;
+    long long out = r->req.max_tokens > 0 ? r->req.max_tokens : m->max_output_tokens;
+    if (r->call.call && !json_object_get(r->call.call, "max_tokens") && !r->call.mock)
+        json_object_set_new(r->call.call, "max_tokens", json_integer(out));
+    double in = (double)((r->req.input_bytes + 2) / 3) + 4.0 * r->req.nmessages;
+    return in / 1000.0 * m->input_usd_per_1k + (double)out / 1000.0 * m->output_usd_per_1k;
+}
+
+/* Answers from the response cache when the policy enables it and the call is
+** deterministic (temperature 0, unless cache.any_temperature): 1 answered (the agent
+** resumes with it, nothing spent), 0 go on (r->call.cache_key set when the answer is to
+** be kept). The key covers the model, its endpoint and what the call sends. */
+static int cache_lookup(wd_run *r)
+{
+    const wd_policy *p = r->pol;
+    if (!p->cache_enabled || !r->call.call || (r->req.temperature != 0 && !p->cache_any_temperature))
+        return 0;
+    wd_buf b = {0};
+    int rc = wd_buf_addf(&b, "%s\n%s\n", model_name(r), r->call.breaker);
+    static const char *const PARTS[] = {"messages", "tools", "temperature", "max_tokens", NULL};
+    for (int i = 0; PARTS[i] && rc == 0; i++) {
+        json_t *v = json_object_get(r->call.call, PARTS[i]);
+        rc = wd_buf_addf(&b, "%s=", PARTS[i]);
+        if (rc == 0 && v)
+            rc = wd_json_canon(v, &b);
+        if (rc == 0)
+            rc = wd_buf_add(&b, "\n", 1);
+    }
+    if (rc < 0) {
+        wd_buf_free(&b);
+        return 0;
+    }
+    unsigned char h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(h, (const unsigned char *)b.p, b.len);
+    wd_buf_free(&b);
+    sodium_bin2hex(r->call.cache_key, sizeof r->call.cache_key, h, sizeof h);
+    char *text = NULL;
+    int64_t cost = 0;
+    if (wd_store_cache_get(r->eng->store, r->call.cache_key, wd_wall_ms(), &text, &cost) != 1)
+        return 0;
+    json_t *a = json_loads(text, 0, NULL);
+    free(text);
+    if (!json_is_object(a)) { /* unreadable: asked again, and kept anew */
+        json_decref(a);
+        return 0;
+    }
+    r->call.cached = 1;
+    r->call.saved_usd = (double)cost / WD_NUSD_PER_USD;
+    deliver(r, a);
+    json_decref(a);
+    return 1;
+}
+
 /* ---- start ----------------------------------------------------------------------- */
 
 void wd_llm_start(wd_run *r)
@@ -401,6 +486,15 @@ void wd_llm_start(wd_run *r)
         }
         wd_provider_endpoint(r->call.model, url, r->call.breaker, sizeof r->call.breaker);
     }
+    /* the worst case this call can cost, reserved against the run's limit and every
+    ** budget: a call that does not fit ends the run */
+    if (!wd_budget_reserve(r, worst_case(r), "llm", NULL, &r->llm_hold, msg, sizeof msg)) {
+        call_clear(r);
+        wd_run_end(r, WD_ST_BUDGET_EXCEEDED, msg);
+        return;
+    }
+    if (cache_lookup(r))
+        return;
     wd_breaker_cfg bc = wd_run_breaker_cfg(r);
     wd_breaker_change ch;
     int probe;

@@ -54,11 +54,12 @@ static char *summary(const char *s, int *truncated)
     return wd_strndup(s, cut);
 }
 
-/* a refusal: audited under event, recorded in tool_calls, {error=msg} for the agent */
+/* a refusal: audited under event (NULL: by the caller), recorded in tool_calls, {error=msg}
+** for the agent */
 static int refuse(wd_run *r, lua_State *L, const char *event, const char *name, json_t *args,
                   const char *msg)
 {
-    json_t *ev = wd_run_event(r, event, 0);
+    json_t *ev = event ? wd_run_event(r, event, 0) : NULL; /* NULL: audited already */
     if (ev) {
         json_object_set_new(ev, "tool_name", json_string(name));
         json_object_set_new(ev, "tool_args", args ? json_deep_copy(args) : json_null());
@@ -179,6 +180,9 @@ json_t *wd_run_tool_specs(wd_run *r)
     json_decref(r->tool_specs);
     r->tool_specs = specs;
     r->tool_specs_n = r->ntools;
+    wd_buf b = {0}; /* its size, for the estimate of a call's input */
+    r->tool_specs_bytes = wd_json_compact(specs, &b) == 0 ? b.len : 0;
+    wd_buf_free(&b);
     return specs;
 }
 
@@ -316,17 +320,31 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
         rc = refuse(r, L, "guardrail_violation", name, args, msg);
         goto out;
     }
-    double limit = per_run_limit(p, r->user_id);
-    if (tp->cost_usd > 0 && r->cost + tp->cost_usd > limit + 1e-12) {
-        snprintf(msg, sizeof msg, "cost limit: tool '%s' costs $%.4f and the run has $%.4f of $%.2f left", name,
-                 tp->cost_usd, limit - r->cost > 0 ? limit - r->cost : 0, limit);
-        rc = refuse(r, L, "budget_exceeded", name, args, msg);
+    if (tp->rate_limit_per_hour > 0) {
+        char key[300], what[200];
+        snprintf(key, sizeof key, "tool:%s:user:%s", name, r->user_id);
+        snprintf(what, sizeof what, "tool '%s' for user %s", name, r->user_id);
+        int64_t retry;
+        int got = wd_rate_take(r, key, tp->rate_limit_per_hour, what, &retry, msg, sizeof msg);
+        if (got <= 0) {
+            rc = refuse(r, L, got == 0 ? "rate_limited" : "tool_call", name, args, msg);
+            if (got == 0) {
+                lua_pushinteger(L, retry);
+                lua_setfield(L, -2, "retry_after_ms");
+            }
+            goto out;
+        }
+    }
+    /* the tool's cost, reserved against the run's limit and every budget until it ends */
+    if (tp->cost_usd > 0 && !wd_budget_reserve(r, tp->cost_usd, name, args, &r->tool_hold, msg, sizeof msg)) {
+        rc = refuse(r, L, NULL, name, args, msg);
         goto out;
     }
     if (tp->requires_approval) {
         snprintf(msg, sizeof msg,
                  "tool '%s' requires human approval, and this engine has no approval workflow configured: refused",
                  name);
+        wd_budget_settle(r, &r->tool_hold, 0);
         rc = refuse(r, L, "authorization_denied", name, args, msg);
         goto out;
     }
@@ -336,6 +354,7 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
     wd_breaker_change ch;
     int probe;
     if (!wd_breakers_admit(r->eng->breakers, bname, &bc, &probe, msg, sizeof msg, &ch)) {
+        wd_budget_settle(r, &r->tool_hold, 0);
         wd_run_audit_breaker(r, bname, &ch, name, NULL);
         json_t *ev = wd_run_event(r, "tool_call", 0);
         json_object_set_new(ev, "tool_name", json_string(name));
@@ -372,6 +391,30 @@ out:
     r->sb->in_engine--;
     wd_policy_unref(p);
     return rc;
+}
+
+/* bytes of the strings (and keys) in a table, 8 levels deep at most: what a call's input
+** estimate is made from. Raw traversal: no metamethod runs. */
+static size_t text_bytes(lua_State *L, int idx, int depth)
+{
+    size_t n = 0;
+    if (depth > 8 || !lua_checkstack(L, 3))
+        return 0;
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int t = lua_type(L, -1);
+        if (t == LUA_TSTRING)
+            n += lua_rawlen(L, -1);
+        else if (t == LUA_TTABLE)
+            n += text_bytes(L, -1, depth + 1);
+        else
+            n += 4;
+        if (lua_type(L, -2) == LUA_TSTRING)
+            n += lua_rawlen(L, -2);
+        lua_pop(L, 1);
+    }
+    return n;
 }
 
 static void end_request(wd_run *r, wd_status st, const char *msg)
@@ -416,7 +459,14 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
     lua_pop(L, 1);
     lua_getfield(L, 2, "messages");
     r->req.nmessages = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
+    r->req.input_bytes = lua_istable(L, -1) ? text_bytes(L, -1, 0) : 0;
     lua_pop(L, 1);
+    r->req.max_tokens = lua_getfield(L, 2, "max_tokens") == LUA_TNUMBER && lua_isinteger(L, -1)
+                            ? (long long)lua_tointeger(L, -1) : 0;
+    r->req.temperature = lua_getfield(L, 2, "temperature") == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
+    if (lua_getfield(L, 2, "tools") == LUA_TTABLE)
+        r->req.input_bytes += text_bytes(L, -1, 0);
+    lua_pop(L, 3);
     json_decref(r->req.call);
     r->req.call = NULL;
     /* the runner's loops ask for the run's loaded tools by name: the engine holds them
@@ -427,7 +477,10 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
     lua_pop(L, 2);
     if (loaded && given)
         return luaL_error(L, "ctx:llm: tools and _loaded_tools together: give one of them");
-    if (!r->llm || strncmp(r->llm, "mock:", 5)) {
+    if (loaded && wd_run_tool_specs(r))
+        r->req.input_bytes += r->tool_specs_bytes;
+    /* the call as JSON: what goes over the wire, and what a cached answer is keyed on */
+    if (!r->llm || strncmp(r->llm, "mock:", 5) || r->pol->cache_enabled) {
         /* what goes over the wire: the agent's messages and tools as JSON */
         char err[300];
         json_t *call = json_object();
@@ -568,6 +621,7 @@ void wd_pipeline_tool_cancel(wd_run *r)
         return;
     drop_handler(r);
     r->tool.active = 0;
+    wd_budget_settle(r, &r->tool_hold, 0); /* ended without an outcome: the reservation goes back */
     if (r->tool.admitted && r->tool.probe && r->tools[r->tool.impl].breaker) /* no outcome to report */
         wd_breakers_release(r->eng->breakers, r->tools[r->tool.impl].breaker);
     r->tool.admitted = 0;
@@ -666,6 +720,7 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
         json_object_set_new(ev, "circuit_breaker_state", json_string(wd_breaker_state_name(state)));
     }
     wd_run_audit(r, ev);
+    wd_budget_settle(r, &r->tool_hold, cost); /* its warnings, like the breaker's, after the call */
     wd_run_audit_breaker(r, bname, &ch, r->tool.name, NULL); /* after the call that caused it */
     wd_policy_unref(p);
     add_tool_call(r, r->tool.name, r->tool.args, sum, success);

@@ -305,7 +305,7 @@ static int role_index(const wd_policy *p, const char *name)
 
 static const char *const TOP_KEYS[] = {"version", "defaults", "roles", "users", "tiers", "budget",
                                        "models", "tools", "approvals", "detectors", "kill_switch",
-                                       "audit", "store", NULL};
+                                       "audit", "store", "cache", NULL};
 static const char *const DEFAULT_KEYS[] = {"max_iterations", "timeouts", "retry", "breaker", "sandbox", NULL};
 static const char *const TIMEOUT_KEYS[] = {"llm_connect_ms", "llm_read_ms", "tool_ms", "run_ms", NULL};
 static const char *const RETRY_KEYS[] = {"max_retries", "base_ms", "max_ms", "jitter_ms", NULL};
@@ -315,7 +315,7 @@ static const char *const USER_KEYS[] = {"role", "tier", "api_key_sha256", NULL};
 static const char *const TIER_KEYS[] = {"per_run_usd", "daily_usd", "monthly_usd", "requests_per_hour", NULL};
 static const char *const BUDGET_KEYS[] = {"global_monthly_usd", "warn_ratio", NULL};
 static const char *const MODEL_KEYS[] = {"provider", "name", "base_url", "api_key_env",
-                                         "input_usd_per_1k", "output_usd_per_1k", NULL};
+                                         "input_usd_per_1k", "output_usd_per_1k", "max_output_tokens", NULL};
 static const char *const TOOL_KEYS[] = {"permission", "risk", "category", "timeout_ms", "cost_usd",
                                         "rate_limit_per_hour", "requires_approval", "allowed_resources",
                                         "forbidden_patterns", "allowed_hosts", NULL};
@@ -324,6 +324,7 @@ static const char *const EXPIRY_KEYS[] = {"low", "normal", "high", "critical", N
 static const char *const KILL_KEYS[] = {"consecutive_errors", NULL};
 static const char *const AUDIT_KEYS[] = {"path", "fsync", "redact_keys", "redact_patterns", NULL};
 static const char *const STORE_KEYS[] = {"path", NULL};
+static const char *const CACHE_KEYS[] = {"enabled", "ttl", "any_temperature", NULL};
 static const char *const RISKS[] = {"safe", "low", "medium", "high", "critical", NULL};
 static const char *const PROVIDERS[] = {"openai", "anthropic", "mock", NULL};
 
@@ -475,6 +476,8 @@ static void load_models(pctx *c, const wd_ynode *m)
         get_str(c, v, "api_key_env", where, &md->api_key_env);
         get_num(c, v, "input_usd_per_1k", where, &md->input_usd_per_1k, 0, 1000);
         get_num(c, v, "output_usd_per_1k", where, &md->output_usd_per_1k, 0, 1000);
+        md->max_output_tokens = 4096;
+        get_int(c, v, "max_output_tokens", where, &md->max_output_tokens, 1, 10000000);
         if (!md->provider)
             perr(c, v, "%s has no provider; add provider: openai (or anthropic, mock)", where);
         else if (!in_list(md->provider, PROVIDERS))
@@ -672,6 +675,7 @@ static wd_policy *policy_new(void)
     p->audit_path = wd_strdup("logs/agent_audit.jsonl");
     p->audit_fsync = WD_FSYNC_BATCH;
     p->store_path = wd_strdup("var/warden.db");
+    p->cache_ttl_ms = 3600000;
     const char *keys[] = {"password", "api_key", "secret", "token", "authorization"};
     const char *pats[] = {"credit_card", "email", "bearer_token"};
     p->redact_keys.v = calloc(5, sizeof(char *));
@@ -735,6 +739,11 @@ static wd_policy *build(pctx *c, const wd_ynode *root)
         load_audit(c, n);
     if ((n = wd_ydoc_get(root, "store")) && check_map(c, n, "store", STORE_KEYS) == 0)
         get_str(c, n, "path", "store", &p->store_path);
+    if ((n = wd_ydoc_get(root, "cache")) && check_map(c, n, "cache", CACHE_KEYS) == 0) {
+        get_bool(c, n, "enabled", "cache", &p->cache_enabled);
+        get_dur(c, n, "ttl", "cache", &p->cache_ttl_ms, 1000, 366LL * 86400000);
+        get_bool(c, n, "any_temperature", "cache", &p->cache_any_temperature);
+    }
     compile_redactions(c, root);
     for (size_t i = 0; i < p->n_tools; i++)
         if (p->tools[i].timeout_ms < 0)

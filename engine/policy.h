@@ -35,6 +35,7 @@ typedef struct wd_user {
 typedef struct wd_model {
     char *alias, *provider, *name, *base_url, *api_key_env;
     double input_usd_per_1k, output_usd_per_1k;
+    long long max_output_tokens; /* sent as max_tokens when a call gives none: the worst case */
 } wd_model;
 
 typedef struct wd_tool_policy {
@@ -82,6 +83,8 @@ typedef struct wd_policy {
     wd_rxlist redact_patterns;
     wd_strlist redact_pattern_names;
     char *store_path;
+    int cache_enabled, cache_any_temperature; /* the response cache (temperature 0 only unless any) */
+    long long cache_ttl_ms;
 } wd_policy;
 
 typedef struct wd_perrors {

@@ -94,8 +94,8 @@ static void on_done(const json_t *res, void *ud)
     if (x->done)
         x->done(res, x->ud);
     atomic_fetch_sub(&w->inflight, 1);
-    if (w->e->active <= 1) /* the last run in flight: its records go out before wait returns */
-        wd_audit_flush(w->e->audit);
+    if (w->e->active <= 1) /* the last run in flight: its spend and records go out before wait returns */
+        wd_engine_flush(w->e);
     finished(w->pool);
     node_free(x);
 }

@@ -3,6 +3,9 @@
 #include "util.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,14 +17,47 @@
 struct wd_store {
     sqlite3 *db;
     char *path;
+    int in_txn;              /* holds txn_mu */
     sqlite3_stmt *begin, *commit, *rollback, *br_get, *br_put, *br_list;
+    sqlite3_stmt *sp_get, *sp_apply, *sp_warn, *sp_release, *sp_list;
+    sqlite3_stmt *res_ins, *res_upd, *res_del, *res_owners, *res_of, *res_del_owner;
+    sqlite3_stmt *rate_del, *rate_cnt, *rate_ins, *cache_get, *cache_put, *cache_gc;
 };
+
+/* write transactions of this process, whatever the store: see store.h */
+static pthread_mutex_t txn_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS breakers ("
     " name TEXT PRIMARY KEY, state INTEGER NOT NULL, failures INTEGER NOT NULL,"
     " opened_ms INTEGER NOT NULL, probes INTEGER NOT NULL, probe_ms INTEGER NOT NULL,"
-    " updated_ms INTEGER NOT NULL);";
+    " updated_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS spend (scope TEXT NOT NULL, period TEXT NOT NULL,"
+    " spent INTEGER NOT NULL DEFAULT 0, reserved INTEGER NOT NULL DEFAULT 0,"
+    " warned INTEGER NOT NULL DEFAULT 0, updated_ms INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY(scope, period)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS reservations (id INTEGER PRIMARY KEY, owner TEXT NOT NULL,"
+    " run_id TEXT, amount INTEGER NOT NULL, keys TEXT NOT NULL, created_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS reservations_owner ON reservations(owner);"
+    "CREATE TABLE IF NOT EXISTS rate (key TEXT NOT NULL, ts INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS rate_key ON rate(key, ts);"
+    "CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, answer TEXT NOT NULL, cost INTEGER NOT NULL,"
+    " created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS cache_expiry ON cache(expires_ms);";
+
+/* another process holds the write lock for microseconds: yield, then short sleeps,
+** for about two seconds in all (SQLite's own handler sleeps whole milliseconds) */
+static int on_busy(void *ud, int n)
+{
+    (void)ud;
+    if (n >= 4000)
+        return 0;
+    if (n < 10)
+        sched_yield();
+    else
+        usleep(n < 100 ? 50 : 500);
+    return 1;
+}
 
 /* mkdir -p of the directory part of path */
 static int make_parent(const char *path)
@@ -63,7 +99,7 @@ static int setup(sqlite3 *db)
         if (rc == SQLITE_OK) {
             rc = sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
             if (rc == SQLITE_OK)
-                rc = sqlite3_exec(db, "PRAGMA user_version=1; COMMIT", NULL, NULL, NULL);
+                rc = sqlite3_exec(db, "PRAGMA user_version=2; COMMIT", NULL, NULL, NULL);
             if (rc != SQLITE_OK)
                 sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         }
@@ -89,7 +125,7 @@ wd_store *wd_store_open(const char *path, char *err, size_t errlen)
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK)
         goto fail;
-    sqlite3_busy_timeout(s->db, 2000);
+    sqlite3_busy_handler(s->db, on_busy, NULL);
     if (setup(s->db) != SQLITE_OK)
         goto fail;
     if (prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") ||
@@ -101,7 +137,32 @@ wd_store *wd_store_open(const char *path, char *err, size_t errlen)
              " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(name) DO UPDATE SET state = ?2, failures = ?3,"
              " opened_ms = ?4, probes = ?5, probe_ms = ?6, updated_ms = ?7") ||
         prep(s, &s->br_list,
-             "SELECT name, state, failures, opened_ms, probes, probe_ms, updated_ms FROM breakers ORDER BY name"))
+             "SELECT name, state, failures, opened_ms, probes, probe_ms, updated_ms FROM breakers ORDER BY name") ||
+        prep(s, &s->sp_get, "SELECT spent, reserved, warned FROM spend WHERE scope = ?1 AND period = ?2") ||
+        prep(s, &s->sp_apply,
+             "INSERT INTO spend(scope, period, spent, reserved, updated_ms) VALUES(?1, ?2, ?3, max(0, ?4), ?5)"
+             " ON CONFLICT(scope, period) DO UPDATE SET spent = spent + ?3, reserved = max(0, reserved + ?4),"
+             " updated_ms = ?5 RETURNING spent, warned") ||
+        prep(s, &s->sp_warn, "UPDATE spend SET warned = 1 WHERE scope = ?1 AND period = ?2") ||
+        prep(s, &s->sp_release,
+             "UPDATE spend SET reserved = max(0, reserved - ?3) WHERE scope = ?1 AND period = ?2") ||
+        prep(s, &s->sp_list, "SELECT scope, period, spent, reserved, warned FROM spend ORDER BY scope, period") ||
+        prep(s, &s->res_ins,
+             "INSERT INTO reservations(owner, run_id, amount, keys, created_ms) VALUES(?1, ?2, ?3, ?4, ?5)") ||
+        prep(s, &s->res_upd, "UPDATE reservations SET amount = ?2 WHERE id = ?1") ||
+        prep(s, &s->res_del, "DELETE FROM reservations WHERE id = ?1") ||
+        prep(s, &s->res_owners, "SELECT DISTINCT owner FROM reservations") ||
+        prep(s, &s->res_of, "SELECT amount, keys FROM reservations WHERE owner = ?1") ||
+        prep(s, &s->res_del_owner, "DELETE FROM reservations WHERE owner = ?1") ||
+        prep(s, &s->rate_del, "DELETE FROM rate WHERE key = ?1 AND ts <= ?2") ||
+        prep(s, &s->rate_cnt, "SELECT COUNT(*), MIN(ts) FROM rate WHERE key = ?1") ||
+        prep(s, &s->rate_ins, "INSERT INTO rate(key, ts) VALUES(?1, ?2)") ||
+        prep(s, &s->cache_get, "SELECT answer, cost FROM cache WHERE key = ?1 AND expires_ms > ?2") ||
+        prep(s, &s->cache_put, "INSERT OR REPLACE INTO cache(key, answer, cost, created_ms, expires_ms)"
+                               " VALUES(?1, ?2, ?3, ?4, ?5)") ||
+        prep(s, &s->cache_gc, "DELETE FROM cache WHERE expires_ms <= ?1"))
+        goto fail;
+    if (wd_store_sweep(s) < 0)
         goto fail;
     return s;
 fail:
@@ -121,6 +182,15 @@ void wd_store_close(wd_store *s)
     sqlite3_finalize(s->br_get);
     sqlite3_finalize(s->br_put);
     sqlite3_finalize(s->br_list);
+    sqlite3_stmt *more[] = {s->sp_get, s->sp_apply, s->sp_warn, s->sp_release, s->sp_list,
+                            s->res_ins, s->res_upd, s->res_del, s->res_owners, s->res_of, s->res_del_owner,
+                            s->rate_del, s->rate_cnt, s->rate_ins, s->cache_get, s->cache_put, s->cache_gc};
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++)
+        sqlite3_finalize(more[i]);
+    if (s->in_txn) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        pthread_mutex_unlock(&txn_mu);
+    }
     sqlite3_close(s->db);
     free(s->path);
     free(s);
@@ -136,9 +206,37 @@ static int run1(sqlite3_stmt *st)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int wd_store_begin(wd_store *s) { return run1(s->begin); }
-int wd_store_commit(wd_store *s) { return run1(s->commit); }
-void wd_store_rollback(wd_store *s) { run1(s->rollback); }
+int wd_store_begin(wd_store *s)
+{
+    pthread_mutex_lock(&txn_mu);
+    if (run1(s->begin) < 0) {
+        pthread_mutex_unlock(&txn_mu);
+        return -1;
+    }
+    s->in_txn = 1;
+    return 0;
+}
+
+/* a failed COMMIT leaves the transaction open: the caller rolls back */
+int wd_store_commit(wd_store *s)
+{
+    if (run1(s->commit) < 0)
+        return -1;
+    if (s->in_txn) {
+        s->in_txn = 0;
+        pthread_mutex_unlock(&txn_mu);
+    }
+    return 0;
+}
+
+void wd_store_rollback(wd_store *s)
+{
+    if (!s->in_txn)
+        return;
+    run1(s->rollback);
+    s->in_txn = 0;
+    pthread_mutex_unlock(&txn_mu);
+}
 
 static void row_from(sqlite3_stmt *st, int col, wd_breaker_row *row)
 {
@@ -201,4 +299,383 @@ int wd_store_breaker_list(wd_store *s, wd_breaker_row **rows, size_t *n)
     }
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* ---- the spend ledger ------------------------------------------------------------ */
+
+static void bind_key(sqlite3_stmt *st, const wd_ledger_key *k)
+{
+    sqlite3_bind_text(st, 1, k->scope, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, k->period, -1, SQLITE_STATIC);
+}
+
+static void done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* 0 (row filled, zero when absent) or -1 */
+static int ledger_row(wd_store *s, const wd_ledger_key *k, wd_ledger_row *row)
+{
+    memset(row, 0, sizeof *row);
+    wd_strlcpy(row->scope, k->scope, sizeof row->scope);
+    wd_strlcpy(row->period, k->period, sizeof row->period);
+    sqlite3_stmt *st = s->sp_get;
+    bind_key(st, k);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        row->spent = sqlite3_column_int64(st, 0);
+        row->reserved = sqlite3_column_int64(st, 1);
+        row->warned = sqlite3_column_int(st, 2);
+    }
+    done(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* this process, as reservations name it: "pid:start time in clock ticks since boot"
+** (a pid alone may be reused by the time a sweep looks) */
+static int proc_start(long pid, char *out, size_t n)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (!p)
+        return -1;
+    p++;
+    for (int field = 2; field < 22 && p; field++) { /* starttime is field 22 */
+        p = strchr(p + 1, ' ');
+    }
+    if (!p)
+        return -1;
+    p++;
+    size_t l = strcspn(p, " ");
+    if (l == 0 || l >= n)
+        return -1;
+    memcpy(out, p, l);
+    out[l] = '\0';
+    return 0;
+}
+
+static const char *owner_id(void)
+{
+    static __thread char id[64];
+    static __thread long for_pid;
+    long pid = (long)getpid();
+    if (for_pid != pid) { /* computed again in a forked child */
+        char st[32];
+        if (proc_start(pid, st, sizeof st) < 0)
+            snprintf(st, sizeof st, "?");
+        snprintf(id, sizeof id, "%ld:%s", pid, st);
+        for_pid = pid;
+    }
+    return id;
+}
+
+static int owner_alive(const char *owner)
+{
+    char *end;
+    long pid = strtol(owner, &end, 10);
+    if (*end != ':' || pid <= 0)
+        return 0;
+    char st[32];
+    if (proc_start(pid, st, sizeof st) < 0)
+        return 0;
+    return !strcmp(st, end + 1);
+}
+
+int wd_store_lease_apply(wd_store *s, wd_lease_change *c, int n, int check, int64_t now_ms, int *which)
+{
+    *which = -1;
+    if (wd_store_begin(s) < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        const wd_ledger_key *k = c[i].key;
+        if (ledger_row(s, k, &c[i].state) < 0)
+            goto fail;
+        const wd_ledger_row *row = &c[i].state;
+        if (check && c[i].new_amount > c[i].old && k->limit > 0 &&
+            row->spent + c[i].pending + row->reserved - c[i].old + c[i].new_amount > k->limit) {
+            *which = i;
+            wd_store_rollback(s);
+            return 0;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        const wd_ledger_key *k = c[i].key;
+        c[i].crossed = 0;
+        sqlite3_stmt *st = s->sp_apply;
+        bind_key(st, k);
+        sqlite3_bind_int64(st, 3, c[i].pending);
+        sqlite3_bind_int64(st, 4, c[i].new_amount - c[i].old);
+        sqlite3_bind_int64(st, 5, now_ms);
+        int rc = sqlite3_step(st);
+        c[i].spent = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        int warned = rc == SQLITE_ROW ? sqlite3_column_int(st, 1) : 1;
+        if (rc == SQLITE_ROW)
+            rc = sqlite3_step(st);
+        done(st);
+        if (rc != SQLITE_DONE)
+            goto fail;
+        if (k->warn_at > 0 && c[i].spent >= k->warn_at && !warned) {
+            st = s->sp_warn;
+            bind_key(st, k);
+            rc = sqlite3_step(st);
+            done(st);
+            if (rc != SQLITE_DONE)
+                goto fail;
+            c[i].crossed = 1;
+        }
+        if (c[i].new_amount == c[i].old)
+            continue;
+        if (!*c[i].row) { /* a new reservation row, owned by this process */
+            char keys[200];
+            snprintf(keys, sizeof keys, "%s\t%s\n", k->scope, k->period);
+            st = s->res_ins;
+            sqlite3_bind_text(st, 1, owner_id(), -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(st, 2, "", -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 3, c[i].new_amount);
+            sqlite3_bind_text(st, 4, keys, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(st, 5, now_ms);
+            rc = sqlite3_step(st);
+            done(st);
+            if (rc != SQLITE_DONE)
+                goto fail;
+            *c[i].row = sqlite3_last_insert_rowid(s->db);
+        } else {
+            st = c[i].new_amount > 0 ? s->res_upd : s->res_del;
+            sqlite3_bind_int64(st, 1, *c[i].row);
+            if (c[i].new_amount > 0)
+                sqlite3_bind_int64(st, 2, c[i].new_amount);
+            rc = sqlite3_step(st);
+            done(st);
+            if (rc != SQLITE_DONE)
+                goto fail;
+            if (c[i].new_amount <= 0)
+                *c[i].row = 0;
+        }
+    }
+    if (wd_store_commit(s) < 0)
+        goto fail;
+    return 1;
+fail:
+    wd_store_rollback(s);
+    return -1;
+}
+
+int wd_store_ledger_get(wd_store *s, const wd_ledger_key *k, int n, wd_ledger_row *rows)
+{
+    for (int i = 0; i < n; i++)
+        if (ledger_row(s, &k[i], &rows[i]) < 0)
+            return -1;
+    return 0;
+}
+
+int wd_store_ledger_list(wd_store *s, wd_ledger_row **rows, size_t *n)
+{
+    *rows = NULL;
+    *n = 0;
+    sqlite3_stmt *st = s->sp_list;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        wd_ledger_row *v = realloc(*rows, (*n + 1) * sizeof *v);
+        if (!v)
+            break;
+        *rows = v;
+        wd_ledger_row *r = &v[(*n)++];
+        memset(r, 0, sizeof *r);
+        wd_strlcpy(r->scope, (const char *)sqlite3_column_text(st, 0), sizeof r->scope);
+        wd_strlcpy(r->period, (const char *)sqlite3_column_text(st, 1), sizeof r->period);
+        r->spent = sqlite3_column_int64(st, 2);
+        r->reserved = sqlite3_column_int64(st, 3);
+        r->warned = sqlite3_column_int(st, 4);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* releases every reservation of one owner, inside the caller's transaction */
+static int release_owner(wd_store *s, const char *owner)
+{
+    sqlite3_stmt *st = s->res_of;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    wd_buf todo = {0}; /* "amount\tscope\tperiod\n": the statement is done before the updates */
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        long long amount = sqlite3_column_int64(st, 0);
+        const char *keys = (const char *)sqlite3_column_text(st, 1);
+        for (const char *p = keys ? keys : ""; *p;) {
+            size_t l = strcspn(p, "\n");
+            wd_buf_addf(&todo, "%lld\t%.*s\n", amount, (int)l, p);
+            p += l + (p[l] == '\n');
+        }
+    }
+    done(st);
+    if (rc != SQLITE_DONE) {
+        wd_buf_free(&todo);
+        return -1;
+    }
+    for (char *p = todo.p; p && *p;) {
+        char *nl = strchr(p, '\n'), *t1 = strchr(p, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+        if (!nl || !t1 || !t2 || t2 > nl)
+            break;
+        *t1 = *t2 = *nl = '\0';
+        st = s->sp_release;
+        sqlite3_bind_text(st, 1, t1 + 1, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, t2 + 1, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, strtoll(p, NULL, 10));
+        rc = sqlite3_step(st);
+        done(st);
+        if (rc != SQLITE_DONE) {
+            wd_buf_free(&todo);
+            return -1;
+        }
+        p = nl + 1;
+    }
+    wd_buf_free(&todo);
+    st = s->res_del_owner;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    done(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int wd_store_sweep(wd_store *s)
+{
+    /* a cheap look first: most of the time nobody died holding a reservation */
+    wd_buf dead = {0};
+    int ndead = 0, rc;
+    sqlite3_stmt *st = s->res_owners;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *o = (const char *)sqlite3_column_text(st, 0);
+        if (o && strcmp(o, owner_id()) && !owner_alive(o)) {
+            wd_buf_addf(&dead, "%s\n", o);
+            ndead++;
+        }
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        wd_buf_free(&dead);
+        return -1;
+    }
+    if (!ndead)
+        return 0;
+    if (wd_store_begin(s) < 0) {
+        wd_buf_free(&dead);
+        return -1;
+    }
+    for (char *p = dead.p; *p;) {
+        char *nl = strchr(p, '\n');
+        *nl = '\0';
+        if (release_owner(s, p) < 0) {
+            wd_store_rollback(s);
+            wd_buf_free(&dead);
+            return -1;
+        }
+        p = nl + 1;
+    }
+    wd_buf_free(&dead);
+    if (wd_store_commit(s) < 0) {
+        wd_store_rollback(s);
+        return -1;
+    }
+    return ndead;
+}
+
+/* ---- rate windows ------------------------------------------------------------------ */
+
+int wd_store_rate_take(wd_store *s, const char *key, long long limit, int64_t window_ms, int64_t now_ms,
+                       long long *count, int64_t *retry_ms)
+{
+    *count = 0;
+    *retry_ms = 0;
+    if (wd_store_begin(s) < 0)
+        return -1;
+    sqlite3_stmt *st = s->rate_del;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ms - window_ms);
+    int rc = sqlite3_step(st);
+    done(st);
+    if (rc != SQLITE_DONE)
+        goto fail;
+    st = s->rate_cnt;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    int64_t oldest = 0;
+    if (rc == SQLITE_ROW) {
+        *count = sqlite3_column_int64(st, 0);
+        oldest = sqlite3_column_int64(st, 1);
+    }
+    done(st);
+    if (rc != SQLITE_ROW)
+        goto fail;
+    if (*count >= limit) {
+        *retry_ms = oldest + window_ms - now_ms;
+        if (*retry_ms < 1)
+            *retry_ms = 1;
+        return wd_store_commit(s) < 0 ? (wd_store_rollback(s), -1) : 0; /* the expired rows stay deleted */
+    }
+    st = s->rate_ins;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ms);
+    rc = sqlite3_step(st);
+    done(st);
+    if (rc != SQLITE_DONE || wd_store_commit(s) < 0)
+        goto fail;
+    return 1;
+fail:
+    wd_store_rollback(s);
+    return -1;
+}
+
+/* ---- the response cache ------------------------------------------------------------ */
+
+int wd_store_cache_get(wd_store *s, const char *key, int64_t now_ms, char **answer, int64_t *cost_nusd)
+{
+    *answer = NULL;
+    *cost_nusd = 0;
+    sqlite3_stmt *st = s->cache_get;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ms);
+    int rc = sqlite3_step(st), out = rc == SQLITE_DONE ? 0 : -1;
+    if (rc == SQLITE_ROW) {
+        *answer = wd_strdup((const char *)sqlite3_column_text(st, 0));
+        *cost_nusd = sqlite3_column_int64(st, 1);
+        out = *answer ? 1 : -1;
+    }
+    done(st);
+    return out;
+}
+
+int wd_store_cache_put(wd_store *s, const char *key, const char *answer, int64_t cost_nusd, int64_t now_ms,
+                       int64_t ttl_ms)
+{
+    if (wd_store_begin(s) < 0)
+        return -1;
+    sqlite3_stmt *st = s->cache_gc;
+    sqlite3_bind_int64(st, 1, now_ms);
+    int rc = sqlite3_step(st);
+    done(st);
+    if (rc != SQLITE_DONE)
+        goto fail;
+    st = s->cache_put;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, answer, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, cost_nusd);
+    sqlite3_bind_int64(st, 4, now_ms);
+    sqlite3_bind_int64(st, 5, now_ms + ttl_ms);
+    rc = sqlite3_step(st);
+    done(st);
+    if (rc != SQLITE_DONE || wd_store_commit(s) < 0)
+        goto fail;
+    return 0;
+fail:
+    wd_store_rollback(s);
+    return -1;
 }

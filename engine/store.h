@@ -1,7 +1,10 @@
 /* store.h - the embedded state store (DESIGN.md section 2): one SQLite file, in WAL
-** mode, shared by every warden process on the machine. Breaker states live here now;
-** spend, rate windows and approvals join them later. Each operation is one short
-** transaction, so processes never see half a decision. */
+** mode, shared by every warden process on the machine: breaker states, the spend
+** ledger with its open reservations, rate windows and the response cache (approvals
+** join them later). Each operation is one short transaction, so processes never see
+** half a decision. Within a process, write transactions take turns on a mutex (a
+** worker waits microseconds, not SQLite's millisecond busy sleeps); between processes
+** the busy handler retries in short steps for up to two seconds. */
 #ifndef WD_STORE_H
 #define WD_STORE_H
 
@@ -38,5 +41,64 @@ int wd_store_breaker_get(wd_store *s, const char *name, wd_breaker_row *row);
 int wd_store_breaker_put(wd_store *s, const wd_breaker_row *row);
 /* every breaker, by name; caller frees *rows */
 int wd_store_breaker_list(wd_store *s, wd_breaker_row **rows, size_t *n);
+
+/* ---- the spend ledger. Amounts are integer nano-dollars (1e-9 USD): sums stay exact.
+** A scope is who spends ("user:bob", "global") and a period which budget ("day:2026-11-21",
+** "month:2026-11"); limit 0 means no limit (spend is still counted). ---- */
+
+#define WD_NUSD_PER_USD 1000000000.0
+
+typedef struct wd_ledger_key {
+    char scope[160];
+    char period[24];
+    int64_t limit;           /* 0: none */
+    int64_t warn_at;         /* 0: no warning */
+} wd_ledger_key;
+
+typedef struct wd_ledger_row {
+    char scope[160];
+    char period[24];
+    int64_t spent, reserved;
+    int warned;
+} wd_ledger_row;
+
+/* One change to a process's lease on a key: its pending spend joins `spent`, and its
+** reservation (a row owned by this process, released by a sweep if the process dies)
+** goes from old to new, the difference joining `reserved`. */
+typedef struct wd_lease_change {
+    const wd_ledger_key *key;
+    int64_t *row;            /* in/out: the reservation row, 0 none */
+    int64_t old, new_amount, pending;
+    int crossed;             /* out: spend reached warn_at for the first time in its period */
+    int64_t spent;           /* out: the key's spend afterwards */
+    wd_ledger_row state;     /* out: for a refusal, the key's row before */
+} wd_lease_change;
+
+/* Applies every change in one transaction, or none: with check, a change that grows a
+** reservation past its key's limit (spent + pending + others' reservations + new) is
+** refused. 1 applied, 0 refused (*which: the first refused), -1 store error. */
+int wd_store_lease_apply(wd_store *s, wd_lease_change *c, int n, int check, int64_t now_ms, int *which);
+/* the rows of these keys (absent ones zeroed): 0 or -1 */
+int wd_store_ledger_get(wd_store *s, const wd_ledger_key *k, int n, wd_ledger_row *rows);
+/* every row, by scope and period; caller frees *rows */
+int wd_store_ledger_list(wd_store *s, wd_ledger_row **rows, size_t *n);
+/* Releases the open reservations of processes that are gone (killed mid-call): their
+** amounts leave `reserved`. Returns how many, or -1. Run at open and before a refusal. */
+int wd_store_sweep(wd_store *s);
+
+/* ---- rate windows: sliding, one row per admitted request ---- */
+
+/* 1 admitted (counted), 0 refused: *count requests in the last window_ms already,
+** *retry_ms until the oldest leaves the window. -1 store error. */
+int wd_store_rate_take(wd_store *s, const char *key, long long limit, int64_t window_ms, int64_t now_ms,
+                       long long *count, int64_t *retry_ms);
+
+/* ---- the response cache ---- */
+
+/* 1 hit (*answer: caller frees, *cost_nusd what the answer cost when it was bought),
+** 0 miss, -1 error */
+int wd_store_cache_get(wd_store *s, const char *key, int64_t now_ms, char **answer, int64_t *cost_nusd);
+int wd_store_cache_put(wd_store *s, const char *key, const char *answer, int64_t cost_nusd, int64_t now_ms,
+                       int64_t ttl_ms);
 
 #endif

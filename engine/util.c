@@ -73,11 +73,52 @@ int64_t wd_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-int64_t wd_wall_ms(void)
+/* the wall clock's shift from the real one: budget periods, rate windows, breakers
+** and audit timestamps all read wd_wall_ms, so a spec can move a day ahead without
+** waiting. Set by WARDEN_NOW (RFC 3339 or epoch ms) at the first read, or by
+** wd_clock_set; the monotonic clock (timeouts) is never shifted. */
+static _Atomic int64_t clock_shift;
+static pthread_once_t clock_once = PTHREAD_ONCE_INIT;
+
+static int64_t real_wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static void clock_from_env(void)
+{
+    const char *s = getenv("WARDEN_NOW");
+    if (!s || !*s)
+        return;
+    int64_t t = -1;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (!*end && v > 0)
+        t = v;
+    else
+        t = wd_parse_time(s);
+    if (t > 0)
+        clock_shift = t - real_wall_ms();
+}
+
+int64_t wd_wall_ms(void)
+{
+    pthread_once(&clock_once, clock_from_env);
+    return real_wall_ms() + clock_shift;
+}
+
+void wd_clock_set(int64_t wall_ms)
+{
+    pthread_once(&clock_once, clock_from_env);
+    clock_shift = wall_ms > 0 ? wall_ms - real_wall_ms() : 0;
+}
+
+void wd_clock_advance(int64_t ms)
+{
+    pthread_once(&clock_once, clock_from_env);
+    clock_shift += ms;
 }
 
 void wd_rfc3339_ms(int64_t wall_ms, char *out, size_t n)

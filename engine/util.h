@@ -31,7 +31,11 @@ int wd_buf_vaddf(wd_buf *b, const char *fmt, va_list ap);
 void wd_buf_free(wd_buf *b);
 
 int64_t wd_now_ns(void);          /* monotonic */
-int64_t wd_wall_ms(void);         /* realtime, ms since the epoch */
+int64_t wd_wall_ms(void);         /* realtime, ms since the epoch, shifted by the two below */
+/* tests: the wall clock reads wall_ms now (0: the real clock again) / moves ahead by ms.
+** WARDEN_NOW (RFC 3339 or epoch ms) in the environment sets it at the first read. */
+void wd_clock_set(int64_t wall_ms);
+void wd_clock_advance(int64_t ms);
 /* "2026-11-21T04:36:00.123Z" into out (at least 32 bytes) */
 void wd_rfc3339_ms(int64_t wall_ms, char *out, size_t n);
 /* parse RFC 3339 (or a date "2026-11-21") into wall ms; -1 on error */

@@ -139,15 +139,21 @@ describe("run limits", function()
     assert.equal("timeout", fin[1].reason)
   end)
 
-  it("ends the run as budget_exceeded when the per-run cost is spent before an LLM call", function()
+  it("ends the run as budget_exceeded when the next call's worst case does not fit the per-run limit", function()
     local res, _, audit = T.lab({ { "llm" }, { "llm" }, { "llm" } }, { user = "cheap",
       scenario = { { content = "x", usage = { input_tokens = 1000, output_tokens = 1000 } } } })
-    -- each call: 1000/1000*0.01 + 1000/1000*0.03 = $0.04; the tiny tier allows $0.05
+    -- each call costs 1000/1000*0.01 + 1000/1000*0.03 = $0.04 and may cost up to its
+    -- 1,000 output tokens ($0.03) and its input: the second does not fit the tiny
+    -- tier's $0.05 beside the first, so it is never sent
     assert.equal("budget_exceeded", res.status)
     assert.equal(2, res.steps_taken)
-    assert.near(0.08, res.cost_usd, 1e-9)
+    assert.near(0.04, res.cost_usd, 1e-9)
     assert.equal("Processing budget exhausted for this request.", res.result)
-    assert.equal(1, #T.events(audit, "budget_exceeded"))
+    local ex = T.events(audit, "budget_exceeded")
+    assert.equal(1, #ex)
+    assert.equal("run", ex[1].budget_scope)
+    assert.matches("cost limit: this call may cost up to %$0%.03", ex[1].reason)
+    assert.equal(1, #T.events(audit, "llm_call"))
   end)
 
   it("computes cost natively from token usage and the model's prices", function()

@@ -1,0 +1,420 @@
+/* budget.c - budgets and rate limits of a run on the store's ledger (see budget.h) */
+#include "budget.h"
+#include "engine.h"
+#include "util.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+int64_t wd_budget_nusd(double usd) { return usd > 0 ? (int64_t)ceil(usd * WD_NUSD_PER_USD - 1e-6) : 0; }
+
+static int64_t nusd_near(double usd) { return usd > 0 ? (int64_t)llround(usd * WD_NUSD_PER_USD) : 0; }
+
+static double usd(int64_t nusd) { return (double)nusd / WD_NUSD_PER_USD; }
+
+static void set_key(wd_ledger_key *k, const char *scope, const char *period, double limit, double warn_ratio)
+{
+    wd_strlcpy(k->scope, scope, sizeof k->scope);
+    wd_strlcpy(k->period, period, sizeof k->period);
+    k->limit = nusd_near(limit);
+    k->warn_at = k->limit > 0 && warn_ratio > 0 ? (int64_t)llround((double)k->limit * warn_ratio) : 0;
+}
+
+int wd_budget_keys(const wd_policy *p, const char *user, int64_t now_ms, wd_ledger_key *keys)
+{
+    time_t secs = (time_t)(now_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char scope[160], day[64], month[64];
+    snprintf(scope, sizeof scope, "user:%s", user ? user : "?");
+    snprintf(day, sizeof day, "day:%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+    snprintf(month, sizeof month, "month:%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
+    const wd_tier *t = wd_policy_tier_of(p, wd_policy_user(p, user));
+    set_key(&keys[0], scope, day, t ? t->daily_usd : 0, p->warn_ratio);
+    set_key(&keys[1], scope, month, t ? t->monthly_usd : 0, p->warn_ratio);
+    set_key(&keys[2], "global", month, p->global_monthly_usd, p->warn_ratio);
+    return WD_BUDGET_KEYS;
+}
+
+/* "user bob's daily budget" / "the global monthly budget" */
+static void budget_name(const wd_ledger_key *k, char *out, size_t n)
+{
+    const char *span = !strncmp(k->period, "day:", 4) ? "daily" : "monthly";
+    if (!strncmp(k->scope, "user:", 5))
+        snprintf(out, n, "user %s's %s budget", k->scope + 5, span);
+    else
+        snprintf(out, n, "the %s %s budget", k->scope, span);
+}
+
+static double per_run_limit(const wd_policy *p, const char *user)
+{
+    const wd_tier *t = wd_policy_tier_of(p, wd_policy_user(p, user));
+    return t ? t->per_run_usd : 1.0;
+}
+
+static void audit_budget(wd_run *r, const char *event, const char *what, const json_t *args, const char *scope,
+                         const char *period, double amount, const char *msg)
+{
+    json_t *ev = wd_run_event(r, event, !strcmp(event, "budget_warning"));
+    if (!ev)
+        return;
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    if (what && strcmp(what, "llm") && strcmp(what, "run"))
+        json_object_set_new(ev, "tool_name", json_string(what));
+    if (args)
+        json_object_set_new(ev, "tool_args", json_deep_copy(args));
+    json_object_set_new(ev, "budget_scope", json_string(scope));
+    if (period)
+        json_object_set_new(ev, "budget_period", json_string(period));
+    json_object_set_new(ev, "cost_usd", json_real(amount));
+    json_object_set_new(ev, "reason", json_string(msg));
+    wd_run_audit(r, ev);
+}
+
+/* ---- leases ------------------------------------------------------------------------ */
+
+#define LEASE_BUCKETS 256
+#define LEASE_CALLS 64        /* a grown lease covers up to this many more such calls */
+
+struct wd_lease {
+    wd_ledger_key key;
+    int64_t row;              /* its reservation row in the store, 0 none */
+    int64_t granted;          /* reserved in the store for this engine */
+    int64_t used;             /* held by calls in flight */
+    int64_t pending;          /* settled, not yet written */
+    wd_lease *next;
+};
+
+struct wd_ledger {
+    wd_store *store;
+    wd_lease *buckets[LEASE_BUCKETS];
+    int dirty;                /* a flush has something to do */
+};
+
+static unsigned key_hash(const wd_ledger_key *k)
+{
+    unsigned h = 2166136261u;
+    for (const char *p = k->scope; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    for (const char *p = k->period; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % LEASE_BUCKETS;
+}
+
+/* NULL when out of memory; the key's limit and warning line follow the caller's */
+static wd_lease *lease_of(wd_ledger *l, const wd_ledger_key *k)
+{
+    unsigned h = key_hash(k);
+    for (wd_lease *e = l->buckets[h]; e; e = e->next)
+        if (!strcmp(e->key.scope, k->scope) && !strcmp(e->key.period, k->period)) {
+            e->key.limit = k->limit;
+            e->key.warn_at = k->warn_at;
+            return e;
+        }
+    wd_lease *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->key = *k;
+    e->next = l->buckets[h];
+    l->buckets[h] = e;
+    return e;
+}
+
+wd_ledger *wd_ledger_new(wd_store *s)
+{
+    wd_ledger *l = calloc(1, sizeof *l);
+    if (l)
+        l->store = s;
+    return l;
+}
+
+int wd_ledger_flush(wd_ledger *l, wd_ledger_warn_fn warn, void *ud)
+{
+    if (!l || !l->dirty)
+        return 0;
+    wd_lease_change stack[32], *c = stack;
+    size_t n = 0, cap = 32;
+    int rc = 0;
+    for (int b = 0; b < LEASE_BUCKETS; b++)
+        for (wd_lease *e = l->buckets[b]; e; e = e->next) {
+            if (!e->pending && (e->key.limit <= 0 || e->granted == e->used))
+                continue;
+            if (n == cap) {
+                wd_lease_change *m = malloc(2 * cap * sizeof *m);
+                if (!m) {
+                    rc = -1;
+                    goto out;
+                }
+                memcpy(m, c, n * sizeof *m);
+                if (c != stack)
+                    free(c);
+                c = m;
+                cap *= 2;
+            }
+            wd_lease_change *x = &c[n++];
+            memset(x, 0, sizeof *x);
+            x->key = &e->key;
+            x->row = &e->row;
+            x->old = e->granted;
+            x->new_amount = e->key.limit > 0 ? e->used : e->granted; /* unlimited: counted, never leased */
+            x->pending = e->pending;
+        }
+    int which;
+    if (n && wd_store_lease_apply(l->store, c, (int)n, 0, wd_wall_ms(), &which) < 0) {
+        rc = -1;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        wd_lease *e = (wd_lease *)((char *)c[i].key - offsetof(wd_lease, key));
+        e->granted = c[i].new_amount;
+        e->pending = 0;
+        if (c[i].crossed && warn)
+            warn(ud, &e->key, c[i].spent);
+    }
+    /* leases nobody holds are forgotten: a new period's keys replace the old ones */
+    for (int b = 0; b < LEASE_BUCKETS; b++)
+        for (wd_lease **pp = &l->buckets[b]; *pp;) {
+            wd_lease *e = *pp;
+            if (!e->used && !e->granted && !e->pending && !e->row) {
+                *pp = e->next;
+                free(e);
+            } else {
+                pp = &e->next;
+            }
+        }
+    l->dirty = 0;
+out:
+    if (c != stack)
+        free(c);
+    return rc;
+}
+
+void wd_ledger_free(wd_ledger *l, wd_ledger_warn_fn warn, void *ud)
+{
+    if (!l)
+        return;
+    for (int b = 0; b < LEASE_BUCKETS; b++)
+        for (wd_lease *e = l->buckets[b]; e; e = e->next)
+            e->used = 0; /* every run has ended: nothing is held */
+    l->dirty = 1;
+    wd_ledger_flush(l, warn, ud);
+    for (int b = 0; b < LEASE_BUCKETS; b++)
+        for (wd_lease *e = l->buckets[b], *n; e; e = n) {
+            n = e->next;
+            free(e);
+        }
+    free(l);
+}
+
+int64_t wd_ledger_unflushed(wd_ledger *l, const wd_ledger_key *k)
+{
+    unsigned h = key_hash(k);
+    for (wd_lease *e = l->buckets[h]; e; e = e->next)
+        if (!strcmp(e->key.scope, k->scope) && !strcmp(e->key.period, k->period))
+            return e->pending;
+    return 0;
+}
+
+/* 1 held, 0 refused (*which, *row), -1 store error or out of memory */
+static int ledger_reserve(wd_ledger *l, const wd_ledger_key *keys, int n, int64_t amount, wd_budget_hold *h,
+                          int *which, wd_ledger_row *row)
+{
+    wd_lease *ls[WD_BUDGET_KEYS];
+    wd_lease_change c[WD_BUDGET_KEYS];
+    int nc = 0, at[WD_BUDGET_KEYS];
+    for (int i = 0; i < n; i++) {
+        if (!(ls[i] = lease_of(l, &keys[i])))
+            return -1;
+        wd_lease *e = ls[i];
+        /* an unlimited key only counts; a limited one must fit what the lease has left */
+        if (e->key.limit <= 0 || e->granted - e->used - e->pending >= amount)
+            continue;
+        int64_t extra = amount * LEASE_CALLS, cap = e->key.limit / 100;
+        memset(&c[nc], 0, sizeof c[nc]);
+        c[nc].key = &e->key;
+        c[nc].row = &e->row;
+        c[nc].old = e->granted;
+        c[nc].new_amount = e->used + amount + (extra < cap ? extra : cap);
+        c[nc].pending = e->pending;
+        at[nc++] = i;
+    }
+    if (nc) {
+        int w, got = wd_store_lease_apply(l->store, c, nc, 1, wd_wall_ms(), &w);
+        if (got == 0) { /* the slack did not fit: exactly this call, then */
+            for (int j = 0; j < nc; j++)
+                c[j].new_amount = ls[at[j]]->used + amount;
+            got = wd_store_lease_apply(l->store, c, nc, 1, wd_wall_ms(), &w);
+        }
+        if (got <= 0) {
+            if (got == 0) {
+                *which = at[w];
+                *row = c[w].state;
+                row->reserved -= c[w].old; /* what others hold, beside this engine's calls */
+                row->reserved += ls[at[w]]->used;
+                row->spent += c[w].pending;
+            }
+            return got;
+        }
+        for (int j = 0; j < nc; j++) {
+            wd_lease *e = ls[at[j]];
+            e->granted = c[j].new_amount;
+            e->pending = 0;
+        }
+        l->dirty = 1;
+    }
+    h->n = n;
+    h->amount = amount;
+    for (int i = 0; i < n; i++) {
+        h->lease[i] = ls[i];
+        ls[i]->used += amount;
+    }
+    return 1;
+}
+
+int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *args, wd_budget_hold *h, char *msg,
+                      size_t n)
+{
+    memset(h, 0, sizeof *h);
+    wd_policy *p = wd_engine_policy(r->eng);
+    int rc = 0;
+    double limit = per_run_limit(p, r->user_id), held = usd(r->held_nusd);
+    if (r->cost + held + cost > limit + 1e-12) {
+        double left = limit - r->cost - held;
+        snprintf(msg, n, "cost limit: this call may cost up to $%.6f and the run has $%.6f of its $%.2f left", cost,
+                 left > 0 ? left : 0, limit);
+        audit_budget(r, "budget_exceeded", what, args, "run", NULL, cost, msg);
+        goto out;
+    }
+    if (cost <= 0) { /* a free call cannot overspend */
+        rc = 1;
+        goto out;
+    }
+    wd_ledger_key keys[WD_BUDGET_KEYS];
+    int nk = wd_budget_keys(p, r->user_id, wd_wall_ms(), keys);
+    int64_t amount = wd_budget_nusd(cost);
+    int which = -1;
+    wd_ledger_row row;
+    wd_store *s = r->eng->store;
+    int got = ledger_reserve(r->eng->ledger, keys, nk, amount, h, &which, &row);
+    if (got == 0 && wd_store_sweep(s) > 0) /* a dead process's reservations were in the way */
+        got = ledger_reserve(r->eng->ledger, keys, nk, amount, h, &which, &row);
+    if (got < 0) {
+        snprintf(msg, n, "state store %s: %s: refusing to spend", wd_store_path(s), wd_store_error(s));
+        audit_budget(r, "budget_exceeded", what, args, "store", NULL, cost, msg);
+        goto out;
+    }
+    if (got == 0) {
+        const wd_ledger_key *k = &keys[which];
+        char name[200];
+        budget_name(k, name, sizeof name);
+        int64_t left = k->limit - row.spent - row.reserved;
+        snprintf(msg, n,
+                 "budget: %s of $%.2f (%s) has $%.6f left ($%.6f spent, $%.6f held by calls in flight); this "
+                 "call may cost up to $%.6f",
+                 name, usd(k->limit), k->period, usd(left > 0 ? left : 0), usd(row.spent), usd(row.reserved), cost);
+        audit_budget(r, "budget_exceeded", what, args, k->scope, k->period, cost, msg);
+        goto out;
+    }
+    r->held_nusd += amount;
+    rc = 1;
+out:
+    if (!rc)
+        memset(h, 0, sizeof *h);
+    wd_policy_unref(p);
+    return rc;
+}
+
+void wd_budget_settle(wd_run *r, wd_budget_hold *h, double actual)
+{
+    char msg[300];
+    int64_t spent = nusd_near(actual);
+    if (!h->n && spent > 0) { /* spent without a reservation (a free estimate): still counted */
+        wd_ledger_key keys[WD_BUDGET_KEYS];
+        wd_policy *p = wd_engine_policy(r->eng);
+        int nk = wd_budget_keys(p, r->user_id, wd_wall_ms(), keys);
+        wd_policy_unref(p);
+        for (int i = 0; i < nk; i++) {
+            wd_lease *e = lease_of(r->eng->ledger, &keys[i]);
+            if (e)
+                e->pending += spent;
+        }
+        r->eng->ledger->dirty = 1;
+    }
+    for (int i = 0; i < h->n; i++) {
+        wd_lease *e = h->lease[i];
+        e->used -= h->amount;
+        e->pending += spent;
+        r->eng->ledger->dirty = 1;
+    }
+    if (h->n) {
+        r->held_nusd -= h->amount;
+        if (r->held_nusd < 0)
+            r->held_nusd = 0;
+    }
+    memset(h, 0, sizeof *h);
+    if (!r->run_warned && actual > 0) {
+        wd_policy *p = wd_engine_policy(r->eng);
+        double limit = per_run_limit(p, r->user_id), ratio = p->warn_ratio;
+        wd_policy_unref(p);
+        if (limit > 0 && ratio > 0 && r->cost >= limit * ratio) {
+            r->run_warned = 1;
+            snprintf(msg, sizeof msg, "the run's cost limit: $%.6f of $%.2f spent (%.0f%%), past the warning at %.0f%%",
+                     r->cost, limit, 100.0 * r->cost / limit, 100.0 * ratio);
+            audit_budget(r, "budget_warning", "run", NULL, "run", NULL, r->cost, msg);
+        }
+    }
+}
+
+int wd_budget_can_start(wd_run *r, char *msg, size_t n)
+{
+    wd_ledger_key keys[WD_BUDGET_KEYS];
+    wd_ledger_row rows[WD_BUDGET_KEYS];
+    int nk = wd_budget_keys(r->pol, r->user_id, wd_wall_ms(), keys);
+    int limited = 0;
+    for (int i = 0; i < nk; i++)
+        limited |= keys[i].limit > 0;
+    if (!limited)
+        return 1;
+    wd_store *s = r->eng->store;
+    if (wd_store_ledger_get(s, keys, nk, rows) < 0) {
+        snprintf(msg, n, "state store %s: %s: refusing to spend", wd_store_path(s), wd_store_error(s));
+        audit_budget(r, "budget_exceeded", "run", NULL, "store", NULL, 0, msg);
+        return 0;
+    }
+    for (int i = 0; i < nk; i++) {
+        rows[i].spent += wd_ledger_unflushed(r->eng->ledger, &keys[i]);
+        if (keys[i].limit <= 0 || rows[i].spent < keys[i].limit)
+            continue;
+        char name[200];
+        budget_name(&keys[i], name, sizeof name);
+        snprintf(msg, n, "budget: %s of $%.2f (%s) is spent ($%.6f)", name, usd(keys[i].limit), keys[i].period,
+                 usd(rows[i].spent));
+        audit_budget(r, "budget_exceeded", "run", NULL, keys[i].scope, keys[i].period, 0, msg);
+        return 0;
+    }
+    return 1;
+}
+
+int wd_rate_take(wd_run *r, const char *key, long long limit, const char *what, int64_t *retry_ms, char *msg,
+                 size_t n)
+{
+    *retry_ms = 0;
+    if (limit <= 0)
+        return 1;
+    long long count;
+    wd_store *s = r->eng->store;
+    int got = wd_store_rate_take(s, key, limit, 3600000, wd_wall_ms(), &count, retry_ms);
+    if (got < 0) {
+        snprintf(msg, n, "state store %s: %s: cannot check the rate limit of %s", wd_store_path(s),
+                 wd_store_error(s), what);
+        return -1;
+    }
+    if (got == 0)
+        snprintf(msg, n, "rate limit: %s: %lld requests in the last hour (limit %lld per hour); retry in %lld s",
+                 what, count, limit, (long long)((*retry_ms + 999) / 1000));
+    return got;
+}

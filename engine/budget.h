@@ -1,0 +1,73 @@
+/* budget.h - money and rate for a run (DESIGN.md section 3): the per-run cost limit in
+** memory, and the user's daily and monthly budgets (by tier) and the global monthly one
+** as reservations in the store's ledger, so concurrent runs and several processes never
+** spend past a budget. Rate limits are sliding one-hour windows in the store. */
+#ifndef WD_BUDGET_H
+#define WD_BUDGET_H
+
+#include "store.h"
+#include "policy.h"
+#include <jansson.h>
+
+typedef struct wd_run wd_run;
+
+#define WD_BUDGET_KEYS 3
+
+/* ---- an engine's leases on the ledger ----
+** A call's worst case is reserved in memory, against a lease this engine holds in the
+** store for each key (a reservation row counted in the key's `reserved`). Only a call
+** that does not fit the lease goes to the store, in one transaction that grows every
+** short lease at once (by up to 64 more such calls, at most 1% of the limit) or refuses.
+** A settled call's real cost waits in memory for the next flush (every audit flush,
+** 20 ms, and when the engine stops or waits), which writes the spend, returns what no
+** call holds, and reports the budgets whose warning line was crossed. So the store's
+** spent + reserved never counts less than what calls may cost, except by what answers
+** cost beyond their estimate until the next flush. */
+typedef struct wd_ledger wd_ledger;
+typedef struct wd_lease wd_lease;
+
+/* a reservation held by a run until its call ends */
+typedef struct wd_budget_hold {
+    int n;                     /* 0: nothing held */
+    int64_t amount;            /* nano-dollars, on each lease */
+    wd_lease *lease[WD_BUDGET_KEYS];
+} wd_budget_hold;
+
+typedef void (*wd_ledger_warn_fn)(void *ud, const wd_ledger_key *k, int64_t spent);
+
+/* caller frees; the store is borrowed */
+wd_ledger *wd_ledger_new(wd_store *s);
+/* flushes, returns every lease, frees; accepts NULL */
+void wd_ledger_free(wd_ledger *l, wd_ledger_warn_fn warn, void *ud);
+/* writes pending spend and returns unheld leases; warn is called for each budget whose
+** warning line was crossed. 0, or -1 (kept for the next flush) */
+int wd_ledger_flush(wd_ledger *l, wd_ledger_warn_fn warn, void *ud);
+/* spend not yet in the store, in nano-dollars, of the key (for ctx:budget and checks) */
+int64_t wd_ledger_unflushed(wd_ledger *l, const wd_ledger_key *k);
+
+/* the ledger keys of a user at now_ms: its day and month (limits from its tier) and
+** the global month; returns how many */
+int wd_budget_keys(const wd_policy *p, const char *user, int64_t now_ms, wd_ledger_key *keys);
+/* USD to the ledger's nano-dollars, rounded up: a reservation never falls short */
+int64_t wd_budget_nusd(double usd);
+
+/* Reserves usd for one call against the run's limit and every budget. 1 reserved (h
+** holds it), 0 refused: msg says which budget and what is left, and the refusal is
+** audited as budget_exceeded (what names the call: "llm" or the tool). A store that
+** cannot be reached refuses too (money is never spent unaccounted). args: a tool's,
+** for the audit record, or NULL. */
+int wd_budget_reserve(wd_run *r, double usd, const char *what, const json_t *args, wd_budget_hold *h, char *msg,
+                      size_t n);
+/* the call ended: its real cost replaces the reservation (0 releases it), to be written
+** at the next flush; audits the per-run budget_warning when the run's spend reaches
+** warn_ratio of its limit. Accepts an empty hold. */
+void wd_budget_settle(wd_run *r, wd_budget_hold *h, double actual_usd);
+/* Run start: refuses a user whose budget is already spent (msg). 1 may start, 0 not. */
+int wd_budget_can_start(wd_run *r, char *msg, size_t n);
+
+/* Sliding-window limit of limit per hour on key: 1 admitted, 0 refused (msg names the
+** limit and when to retry, *retry_ms), -1 store error (msg). limit <= 0: no limit. */
+int wd_rate_take(wd_run *r, const char *key, long long limit, const char *what, int64_t *retry_ms, char *msg,
+                 size_t n);
+
+#endif
