@@ -220,9 +220,10 @@ int64_t wd_ledger_unflushed(wd_ledger *l, const wd_ledger_key *k)
 }
 
 /* 1 held, 0 refused (*which, *row), -1 store error or out of memory */
-static int ledger_reserve(wd_ledger *l, const wd_ledger_key *keys, int n, int64_t amount, wd_budget_hold *h,
+static int ledger_reserve(wd_run *r, const wd_ledger_key *keys, int n, int64_t amount, wd_budget_hold *h,
                           int *which, wd_ledger_row *row)
 {
+    wd_ledger *l = r->eng->ledger;
     wd_lease *ls[WD_BUDGET_KEYS];
     wd_lease_change c[WD_BUDGET_KEYS];
     int nc = 0, at[WD_BUDGET_KEYS];
@@ -243,6 +244,10 @@ static int ledger_reserve(wd_ledger *l, const wd_ledger_key *keys, int n, int64_
         at[nc++] = i;
     }
     if (nc) {
+        /* the records of the spend this commits go first: the audit log never shows
+        ** less than the ledger */
+        if (wd_audit_pending(r->eng->audit))
+            wd_audit_flush(r->eng->audit);
         int w, got = wd_store_lease_apply(l->store, c, nc, 1, wd_wall_ms(), &w);
         if (got == 0) { /* the slack did not fit: exactly this call, then */
             for (int j = 0; j < nc; j++)
@@ -299,9 +304,9 @@ int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *ar
     int which = -1;
     wd_ledger_row row;
     wd_store *s = r->eng->store;
-    int got = ledger_reserve(r->eng->ledger, keys, nk, amount, h, &which, &row);
+    int got = ledger_reserve(r, keys, nk, amount, h, &which, &row);
     if (got == 0 && wd_store_sweep(s) > 0) /* a dead process's reservations were in the way */
-        got = ledger_reserve(r->eng->ledger, keys, nk, amount, h, &which, &row);
+        got = ledger_reserve(r, keys, nk, amount, h, &which, &row);
     if (got < 0) {
         snprintf(msg, n, "state store %s: %s: refusing to spend", wd_store_path(s), wd_store_error(s));
         audit_budget(r, "budget_exceeded", what, args, "store", NULL, cost, msg);

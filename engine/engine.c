@@ -670,12 +670,13 @@ static void on_budget_warning(void *ud, const wd_ledger_key *k, int64_t spent)
     wd_audit_append(e->audit, ev);
 }
 
-/* spend first: what the audit log says was spent is in the ledger by the same flush */
+/* records first, then the spend they show: after a crash the audit log never shows less
+** than the ledger (the warnings the ledger finds go out with the next flush) */
 void wd_engine_flush(wd_engine *e)
 {
-    wd_ledger_flush(e->ledger, on_budget_warning, e);
     if (wd_audit_pending(e->audit))
         wd_audit_flush(e->audit);
+    wd_ledger_flush(e->ledger, on_budget_warning, e);
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -872,7 +873,8 @@ int wd_engine_wait(wd_engine *e)
     while (e->active > 0)
         if (event_base_loop(e->base, EVLOOP_ONCE) < 0)
             return -1;
-    wd_ledger_flush(e->ledger, on_budget_warning, e);
     wd_audit_flush(e->audit);
+    wd_ledger_flush(e->ledger, on_budget_warning, e);
+    wd_audit_flush(e->audit); /* the warnings it found */
     return 0;
 }

@@ -7,6 +7,7 @@
 #include "util.h"
 
 #include <dlfcn.h>
+#include <stdio.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +129,69 @@ static int l_audit_verify(lua_State *L)
     return 3;
 }
 
+/* core.clock(wall_ms): the engine's wall clock reads wall_ms now (nil: the real clock) */
+static int l_clock(lua_State *L)
+{
+    wd_clock_set(lua_isnoneornil(L, 1) ? 0 : (int64_t)luaL_checkinteger(L, 1));
+    lua_pushinteger(L, (lua_Integer)wd_wall_ms());
+    return 1;
+}
+
+/* core.advance_clock(ms): the wall clock moves ahead by ms */
+static int l_advance_clock(lua_State *L)
+{
+    wd_clock_advance((int64_t)luaL_checkinteger(L, 1));
+    lua_pushinteger(L, (lua_Integer)wd_wall_ms());
+    return 1;
+}
+
+/* core.ledger(store_path) -> {{scope=, period=, spent_usd=, reserved_usd=, warned=}, ...}
+** Opening the store sweeps the reservations of dead processes, as every start does. */
+static int l_ledger(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char err[600];
+    wd_store *s = wd_store_open(path, err, sizeof err);
+    if (!s) {
+        luaL_pushfail(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    wd_ledger_row *rows;
+    size_t n;
+    int rc = wd_store_ledger_list(s, &rows, &n);
+    if (rc < 0)
+        snprintf(err, sizeof err, "%s", wd_store_error(s));
+    wd_store_close(s);
+    if (rc < 0) {
+        free(rows);
+        luaL_pushfail(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 0, 5);
+        lua_pushstring(L, rows[i].scope);
+        lua_setfield(L, -2, "scope");
+        lua_pushstring(L, rows[i].period);
+        lua_setfield(L, -2, "period");
+        lua_pushnumber(L, (double)rows[i].spent / WD_NUSD_PER_USD);
+        lua_setfield(L, -2, "spent_usd");
+        lua_pushnumber(L, (double)rows[i].reserved / WD_NUSD_PER_USD);
+        lua_setfield(L, -2, "reserved_usd");
+        lua_pushboolean(L, rows[i].warned);
+        lua_setfield(L, -2, "warned");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    free(rows);
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
+    {"clock", l_clock},
+    {"advance_clock", l_advance_clock},
+    {"ledger", l_ledger},
     {"run", l_run},
     {"run_many", l_run_many},
     {"policy_check", l_policy_check},

@@ -94,8 +94,10 @@ static void on_done(const json_t *res, void *ud)
     if (x->done)
         x->done(res, x->ud);
     atomic_fetch_sub(&w->inflight, 1);
-    if (w->e->active <= 1) /* the last run in flight: its spend and records go out before wait returns */
+    if (w->e->active <= 1) { /* the last run in flight: its records and spend go out before wait returns */
         wd_engine_flush(w->e);
+        wd_audit_flush(w->e->audit); /* the warnings the ledger found */
+    }
     finished(w->pool);
     node_free(x);
 }

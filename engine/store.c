@@ -346,7 +346,7 @@ static int proc_start(long pid, char *out, size_t n)
     fclose(f);
     buf[len] = '\0';
     char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
-    if (!p)
+    if (!p || !p[1] || p[2] == 'Z' || p[2] == 'X') /* a zombie is gone, whoever reaps it */
         return -1;
     p++;
     for (int field = 2; field < 22 && p; field++) { /* starttime is field 22 */
@@ -400,7 +400,7 @@ int wd_store_lease_apply(wd_store *s, wd_lease_change *c, int n, int check, int6
         if (ledger_row(s, k, &c[i].state) < 0)
             goto fail;
         const wd_ledger_row *row = &c[i].state;
-        if (check && c[i].new_amount > c[i].old && k->limit > 0 &&
+        if (check && c[i].pending + c[i].new_amount > c[i].old && k->limit > 0 &&
             row->spent + c[i].pending + row->reserved - c[i].old + c[i].new_amount > k->limit) {
             *which = i;
             wd_store_rollback(s);

@@ -74,9 +74,8 @@ typedef struct wd_lease_change {
     wd_ledger_row state;     /* out: for a refusal, the key's row before */
 } wd_lease_change;
 
-/* Applies every change in one transaction, or none: with check, a change that grows a
-** reservation past its key's limit (spent + pending + others' reservations + new) is
-** refused. 1 applied, 0 refused (*which: the first refused), -1 store error. */
+/* Applies every change in one transaction, or none: with check, a change that adds to
+** the key's spent + reserved and takes them past its limit is refused. 1 applied, 0 refused (*which: the first refused), -1 store error. */
 int wd_store_lease_apply(wd_store *s, wd_lease_change *c, int n, int check, int64_t now_ms, int *which);
 /* the rows of these keys (absent ones zeroed): 0 or -1 */
 int wd_store_ledger_get(wd_store *s, const wd_ledger_key *k, int n, wd_ledger_row *rows);

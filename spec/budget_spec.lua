@@ -1,0 +1,186 @@
+-- Budgets (DESIGN.md section 3, issue 4): each LLM call's worst case is reserved against
+-- the run's limit, the user's daily and monthly budgets and the global one before it is
+-- sent; the ledger lives in the state store, so concurrent runs, a second process, a
+-- restart and a kill -9 all see the same spend.
+local T = require("warden.testing")
+local core = require("warden.core")
+
+local DAY = 24 * 3600 * 1000
+
+-- a user whose daily budget fits three calls of the default model: each call may cost
+-- its input (a few tokens at $0.01/1k) plus 1,000 output tokens at $0.03/1k, ~$0.0302,
+-- and costs $0.0301 (10 input and 1,000 output tokens)
+local function daily3_policy(extra)
+  local o = { tiers = { daily3 = { per_run_usd = 1, daily_usd = 0.1, monthly_usd = 10 } },
+              users = { dave = { role = "read", tier = "daily3" } } }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  local path, audit = T.policy(o)
+  return path, audit, T.load_yaml(path).store.path
+end
+
+local CALL = { content = "x", usage = { input_tokens = 10, output_tokens = 1000 } }
+local COST = 10 / 1000 * 0.01 + 1000 / 1000 * 0.03
+
+local function scenario(delay_ms)
+  local e = { content = CALL.content, usage = CALL.usage, delay_ms = delay_ms }
+  return "mock:" .. T.scenario({ e })
+end
+
+-- the latest period's row of a scope ("day:" or "month:")
+local function ledger_row(store, scope, prefix)
+  local found
+  for _, row in ipairs(assert(core.ledger(store))) do
+    if row.scope == scope and row.period:sub(1, #prefix) == prefix then found = row end
+  end
+  return found
+end
+
+local function sum_costs(audit)
+  local total = 0
+  for _, r in ipairs(T.records(audit)) do
+    if (r.event == "llm_call" or r.event == "tool_call") and r.cost_usd then total = total + r.cost_usd end
+  end
+  return total
+end
+
+local function sh(cmd)
+  local h = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
+  local out = h:read("a")
+  h:close()
+  return out, tonumber(out:match("rc=(%d+)%s*$"))
+end
+
+describe("user budgets", function()
+  after_each(function() core.clock(nil) end)
+
+  it("lets 8 parallel runs of one user spend no more than the daily budget plus one call's estimate", function()
+    local policy, audit, store = daily3_policy()
+    local runs = {}
+    for i = 1, 8 do runs[i] = { agent = "spec/fixtures/lab", query = { { "llm" } }, user = "dave" } end
+    local results = T.run_many({ policy = policy, llm = scenario(200), audit = audit }, runs)
+    local done, refused, spent = 0, 0, 0
+    for _, res in ipairs(results) do
+      spent = spent + res.cost_usd
+      if res.status == "completed" then done = done + 1 end
+      if res.status == "budget_exceeded" then
+        refused = refused + 1
+        assert.equal("Processing budget exhausted for this request.", res.result)
+        assert.matches("budget: user dave's daily budget of %$0%.10", res.errors[1])
+      end
+    end
+    assert.equal(3, done)
+    assert.equal(5, refused)
+    assert.is_true(spent <= 0.1 + 0.0302 + 1e-9, "spent " .. spent)
+    -- every refusal is audited with the budget it hit; nothing refused reached the model
+    local ex = T.events(audit, "budget_exceeded")
+    assert.equal(5, #ex)
+    assert.equal("user:dave", ex[1].budget_scope)
+    assert.matches("^day:%d%d%d%d%-%d%d%-%d%d$", ex[1].budget_period)
+    assert.equal(3, #T.events(audit, "llm_call"))
+    -- the ledger holds what was spent, and nothing stays reserved
+    local row = ledger_row(store, "user:dave", "day:")
+    assert.near(3 * COST, row.spent_usd, 1e-9)
+    assert.equal(0, row.reserved_usd)
+    assert.near(sum_costs(audit), row.spent_usd, 1e-9)
+  end)
+
+  it("is seen by a second process, which refuses the call that no longer fits", function()
+    local policy, audit, store = daily3_policy()
+    local runs = {}
+    for i = 1, 3 do runs[i] = { agent = "spec/fixtures/lab", query = { { "llm" } }, user = "dave" } end
+    T.run_many({ policy = policy, llm = scenario(0), audit = audit }, runs)
+    local out, rc = sh(("%s run spec/fixtures/lab '[[\"llm\"]]' --user dave --policy %s --llm %s --json")
+      :format(T.bin, policy, scenario(0)))
+    assert.equal(1, rc, out)
+    local res = T.decode(out:gsub("rc=%d+%s*$", ""))
+    assert.equal("budget_exceeded", res.status)
+    assert.matches("has %$0%.009700 left %(%$0%.090300 spent", res.errors[1])
+    assert.near(3 * COST, ledger_row(store, "user:dave", "day:").spent_usd, 1e-9)
+  end)
+
+  it("refuses a run at its start once the budget is spent, and opens again the next day", function()
+    local policy, audit, store = daily3_policy({ tiers = { daily3 = { daily_usd = 0.05 } } })
+    core.clock(os.time() * 1000)
+    local one = { agent = "spec/fixtures/lab", query = { { "llm" } }, user = "dave" }
+    assert.equal("completed", T.run_many({ policy = policy, llm = scenario(0), audit = audit }, { one })[1].status)
+    -- $0.0301 spent of $0.05: the next call's worst case does not fit
+    local res = T.run_many({ policy = policy, llm = scenario(0), audit = audit }, { one })[1]
+    assert.equal("budget_exceeded", res.status)
+    assert.equal(1, res.steps_taken)
+    -- spent in full: refused before the agent runs at all
+    local p2 = daily3_policy({ tiers = { daily3 = { daily_usd = 0.03 } }, store = { path = store } })
+    res = T.run_many({ policy = p2, llm = scenario(0), audit = audit }, { one })[1]
+    assert.equal("budget_exceeded", res.status)
+    assert.equal(0, res.steps_taken)
+    assert.matches("is spent", res.errors[1])
+    core.advance_clock(DAY)
+    res = T.run_many({ policy = policy, llm = scenario(0), audit = audit }, { one })[1]
+    assert.equal("completed", res.status)
+    -- a new day's row; the month keeps counting
+    assert.near(COST, ledger_row(store, "user:dave", "day:").spent_usd, 1e-9)
+    assert.near(2 * COST, ledger_row(store, "user:dave", "month:").spent_usd, 1e-9)
+  end)
+
+  it("audits one budget_warning per budget and period when spend crosses warn_ratio", function()
+    local policy, audit = daily3_policy({ budget = { warn_ratio = 0.5 } })
+    local runs = {}
+    for i = 1, 3 do runs[i] = { agent = "spec/fixtures/lab", query = { { "llm" } }, user = "dave" } end
+    T.run_many({ policy = policy, llm = scenario(0), audit = audit }, runs)
+    T.run_many({ policy = policy, llm = scenario(0), audit = audit }, { runs[1] })
+    local warned = {}
+    for _, w in ipairs(T.events(audit, "budget_warning")) do
+      if w.budget_scope == "user:dave" then warned[#warned + 1] = w end
+    end
+    -- the daily budget ($0.10) crossed half at the second call; the monthly one ($10)
+    -- never; the per-run limit ($1) never
+    assert.equal(1, #warned)
+    assert.matches("^day:", warned[1].budget_period)
+    assert.matches("user dave daily budget: %$0%.0%d+ of %$0%.10 spent", warned[1].reason)
+  end)
+
+  it("keeps committed spend across a kill -9 and releases the killed call's reservation at the next start",
+    function()
+    local policy, audit, store = daily3_policy()
+    local scen = "mock:" .. T.scenario({ CALL, { content = "y", delay_ms = 30000, usage = CALL.usage } })
+    local h = io.popen(("%s run spec/fixtures/lab '[[\"llm\"],[\"llm\"]]' --user dave --policy %s --llm %s"
+      .. " >/dev/null 2>&1 & echo $!"):format(T.bin, policy, scen))
+    local pid = h:read("l")
+    h:close()
+    local row
+    for _ = 1, 300 do -- the first call spent, the second reserved and waiting
+      row = ledger_row(store, "user:dave", "day:")
+      if row and row.spent_usd > 0 and row.reserved_usd > 0 then break end
+      os.execute("sleep 0.02")
+    end
+    assert.is_true(row.spent_usd > 0 and row.reserved_usd > 0, "the run never reached its second call")
+    os.execute("kill -9 " .. pid)
+    os.execute("sleep 0.1")
+    -- the next start (any engine or command opening the store) releases the dead
+    -- process's reservation; what it spent stays
+    local res = T.run_many({ policy = policy, llm = scenario(0), audit = T.tmpfile(".jsonl") },
+      { { agent = "spec/fixtures/lab", query = { { "llm" } }, user = "dave" } })[1]
+    assert.equal("completed", res.status)
+    row = ledger_row(store, "user:dave", "day:")
+    assert.near(2 * COST, row.spent_usd, 1e-9)
+    assert.equal(0, row.reserved_usd)
+    assert.is_true(#T.events(audit, "llm_call") >= 1)
+  end)
+end)
+
+describe("tool costs", function()
+  it("are reserved and counted like LLM calls: a tool that does not fit is refused, the run goes on", function()
+    local policy, audit, store = daily3_policy({ tiers = { daily3 = { daily_usd = 0.05 } } })
+    local res = T.run_many({ policy = policy, audit = audit }, { { agent = "spec/fixtures/lab", user = "dave",
+      query = { { "tool", "costly", {} }, { "tool", "costly", {} }, { "tool", "costly", {} } } } })[1]
+    assert.equal("completed", res.status)
+    local steps = T.decode(res.result)
+    assert.is_nil(steps[1].error)
+    assert.is_nil(steps[2].error)
+    assert.matches("budget: user dave's daily budget of %$0%.05", steps[3].error)
+    assert.near(0.04, res.cost_usd, 1e-9)
+    assert.near(0.04, ledger_row(store, "user:dave", "day:").spent_usd, 1e-9)
+    local ex = T.events(audit, "budget_exceeded")
+    assert.equal(1, #ex)
+    assert.equal("costly", ex[1].tool_name)
+  end)
+end)
