@@ -3,6 +3,7 @@
 #include "audit.h"
 #include "breaker.h"
 #include "policy.h"
+#include "report.h"
 #include "store.h"
 #include "util.h"
 #include "warden.h"
@@ -17,6 +18,7 @@ static const char USAGE[] =
     "  warden policy check FILE [--json]\n"
     "  warden audit verify [FILE] [--policy FILE] [--json]\n"
     "  warden audit query [FILE] [--run ID] [--user ID] [--event TYPE] [--since T] [--policy FILE]\n"
+    "  warden report cost [AUDIT_FILE] [--since T] [--until T] [--policy FILE] [--json]\n"
     "  warden breakers [--policy FILE] [--json]\n"
     "  warden breakers reset NAME --user ID [--policy FILE]   (ID must hold the highest role)\n"
     "  warden version\n";
@@ -32,7 +34,7 @@ static int usage(const char *msg)
 typedef struct {
     const char *pos[4];
     int npos;
-    const char *user, *session, *policy, *llm, *run, *event, *since;
+    const char *user, *session, *policy, *llm, *run, *event, *since, *until;
     int json;
 } args_t;
 
@@ -53,6 +55,7 @@ static int parse(int argc, char **argv, int from, args_t *a)
         else if (!strcmp(s, "--run")) dst = &a->run;
         else if (!strcmp(s, "--event")) dst = &a->event;
         else if (!strcmp(s, "--since")) dst = &a->since;
+        else if (!strcmp(s, "--until")) dst = &a->until;
         else if (s[0] == '-' && s[1] == '-') {
             fprintf(stderr, "warden: unknown option %s\n", s);
             return -1;
@@ -379,6 +382,42 @@ static int cmd_breakers(args_t *a)
     return rc;
 }
 
+/* warden report cost: spend from the audit log (the policy's, or FILE), budget use from
+** the store */
+static int cmd_report_cost(args_t *a)
+{
+    if (a->npos > 1)
+        return usage("report cost takes at most one audit log");
+    int64_t since = -1, until = -1;
+    if ((a->since && (since = wd_parse_time(a->since)) < 0) || (a->until && (until = wd_parse_time(a->until)) < 0)) {
+        fprintf(stderr, "warden: --since and --until want a time like 2026-11-21 or 2026-11-21T10:00:00Z\n");
+        return 2;
+    }
+    wd_policy *p = load_policy(a);
+    if (!p)
+        return 2;
+    char err[600];
+    wd_store *st = wd_store_open(p->store_path, err, sizeof err);
+    if (!st)
+        fprintf(stderr, "warden: %s (the report goes on without budgets)\n", err);
+    int64_t now = until >= 0 ? until : wd_wall_ms();
+    json_t *rep = wd_report_cost(a->npos ? a->pos[0] : p->audit_path, st, p, since, until, now, err, sizeof err);
+    wd_store_close(st);
+    wd_policy_unref(p);
+    if (!rep) {
+        fprintf(stderr, "warden: %s\n", err);
+        return 2;
+    }
+    char *out = a->json ? json_dumps(rep, JSON_INDENT(2) | JSON_REAL_PRECISION(12)) : wd_report_cost_text(rep);
+    json_decref(rep);
+    if (out)
+        fputs(out, stdout);
+    if (a->json)
+        fputc('\n', stdout);
+    free(out);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     args_t a;
@@ -412,6 +451,11 @@ int main(int argc, char **argv)
         if (parse(argc, argv, 3, &a) < 0)
             return usage(NULL);
         return cmd_audit_query(&a);
+    }
+    if (!strcmp(cmd, "report") && argc >= 3 && !strcmp(argv[2], "cost")) {
+        if (parse(argc, argv, 3, &a) < 0)
+            return usage(NULL);
+        return cmd_report_cost(&a);
     }
     if (!strcmp(cmd, "breakers")) {
         if (parse(argc, argv, 2, &a) < 0)

@@ -1,0 +1,323 @@
+/* report.c - the cost report (see report.h) */
+#include "report.h"
+#include "budget.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SIMPLE_OUTPUT_TOKENS 100 /* an answer this short is a "simple call" */
+#define HIGH_BURN_USD_PER_HOUR 1.0
+#define LOW_SUCCESS 0.8
+
+/* group[name] += {cost_usd, calls} */
+static void add_to(json_t *group, const char *name, double cost)
+{
+    json_t *g = json_object_get(group, name ? name : "?");
+    if (!g) {
+        g = json_pack("{s:f,s:i}", "cost_usd", 0.0, "calls", 0);
+        json_object_set_new(group, name ? name : "?", g);
+    }
+    json_object_set_new(g, "cost_usd", json_real(json_real_value(json_object_get(g, "cost_usd")) + cost));
+    json_object_set_new(g, "calls", json_integer(json_integer_value(json_object_get(g, "calls")) + 1));
+}
+
+static double num(const json_t *o, const char *k)
+{
+    const json_t *v = json_object_get(o, k);
+    return json_is_number(v) ? json_number_value(v) : 0;
+}
+
+static const wd_model *model_named(const wd_policy *p, const char *name)
+{
+    for (size_t i = 0; name && i < p->n_models; i++)
+        if (!strcmp(p->models[i].name, name) || !strcmp(p->models[i].alias, name))
+            return &p->models[i];
+    return NULL;
+}
+
+/* per model: simple calls (short answers), their tokens and cost */
+typedef struct simple_t {
+    char name[160];
+    long calls, simple;
+    double in, out, cost;
+    struct simple_t *next;
+} simple_t;
+
+static simple_t *simple_of(simple_t **list, const char *name)
+{
+    for (simple_t *s = *list; s; s = s->next)
+        if (!strcmp(s->name, name))
+            return s;
+    simple_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    wd_strlcpy(s->name, name, sizeof s->name);
+    s->next = *list;
+    *list = s;
+    return s;
+}
+
+static void recommend(json_t *recs, const wd_policy *p, simple_t *models, double total, double failed_runs_cost,
+                      double success_rate, long runs, double burn, double projected)
+{
+    /* the cheapest model the policy offers, by the price of a short call */
+    const wd_model *cheap = NULL;
+    for (size_t i = 0; i < p->n_models; i++) {
+        const wd_model *m = &p->models[i];
+        if (!cheap || m->input_usd_per_1k + m->output_usd_per_1k < cheap->input_usd_per_1k + cheap->output_usd_per_1k)
+            cheap = m;
+    }
+    char msg[600];
+    for (simple_t *s = models; s && cheap; s = s->next) {
+        const wd_model *m = model_named(p, s->name);
+        if (!s->simple || !m || m == cheap || s->cost <= 0)
+            continue;
+        double there = s->in / 1000.0 * cheap->input_usd_per_1k + s->out / 1000.0 * cheap->output_usd_per_1k;
+        if (there >= s->cost)
+            continue;
+        snprintf(msg, sizeof msg,
+                 "Use a cheaper model for simple calls: %ld of %ld calls to %s answered in at most %d tokens and cost "
+                 "$%.4f; on %s (%s) they would have cost $%.4f.",
+                 s->simple, s->calls, s->name, SIMPLE_OUTPUT_TOKENS, s->cost, cheap->alias, cheap->name, there);
+        json_array_append_new(recs, json_string(msg));
+    }
+    if (runs > 0 && success_rate < LOW_SUCCESS && failed_runs_cost > 0) {
+        snprintf(msg, sizeof msg,
+                 "Success rate is %.0f%%: $%.4f of $%.4f went to runs that did not succeed. Improve error handling "
+                 "to reduce waste.",
+                 success_rate * 100, failed_runs_cost, total);
+        json_array_append_new(recs, json_string(msg));
+    }
+    if (burn > HIGH_BURN_USD_PER_HOUR) {
+        snprintf(msg, sizeof msg,
+                 "High burn rate: $%.2f/hour ($%.0f/month projected). Consider the response cache (policy key cache) "
+                 "or cheaper models.",
+                 burn, projected);
+        json_array_append_new(recs, json_string(msg));
+    }
+    if (!json_array_size(recs))
+        json_array_append_new(recs, json_string(total > 0 ? "Cost usage looks optimal." :
+                                                             "No spend recorded yet: nothing to recommend."));
+}
+
+static json_t *budgets(wd_store *st, const wd_policy *p, int64_t now)
+{
+    json_t *out = json_array();
+    wd_ledger_row *rows = NULL;
+    size_t n = 0;
+    if (!st || wd_store_ledger_list(st, &rows, &n) < 0)
+        return out;
+    wd_ledger_key now_keys[WD_BUDGET_KEYS];
+    wd_budget_keys(p, "?", now, now_keys); /* the current day and month */
+    for (size_t i = 0; i < n; i++) {
+        const wd_ledger_row *r = &rows[i];
+        if (strcmp(r->period, now_keys[0].period) && strcmp(r->period, now_keys[1].period))
+            continue; /* past periods: their spend is history, not budget use */
+        wd_ledger_key k[WD_BUDGET_KEYS];
+        const char *user = !strncmp(r->scope, "user:", 5) ? r->scope + 5 : NULL;
+        wd_budget_keys(p, user ? user : "?", now, k);
+        int64_t limit = 0;
+        for (int j = 0; j < WD_BUDGET_KEYS; j++)
+            if (!strcmp(k[j].scope, r->scope) && !strcmp(k[j].period, r->period))
+                limit = k[j].limit;
+        double spent = (double)r->spent / WD_NUSD_PER_USD, lim = (double)limit / WD_NUSD_PER_USD;
+        json_t *b = json_pack("{s:s,s:s,s:f,s:f}", "scope", r->scope, "period", r->period, "spent_usd", spent,
+                              "reserved_usd", (double)r->reserved / WD_NUSD_PER_USD);
+        json_object_set_new(b, "limit_usd", limit > 0 ? json_real(lim) : json_null());
+        json_object_set_new(b, "used_pct", limit > 0 ? json_real(100.0 * spent / lim) : json_null());
+        json_array_append_new(out, b);
+    }
+    free(rows);
+    return out;
+}
+
+json_t *wd_report_cost(const char *audit_path, wd_store *st, const wd_policy *p, int64_t since, int64_t until,
+                       int64_t now, char *err, size_t n)
+{
+    FILE *f = fopen(audit_path, "r");
+    if (!f) {
+        wd_errf(err, n, "cannot open the audit log %s: %s", audit_path, strerror(errno));
+        return NULL;
+    }
+    json_t *by_user = json_object(), *by_agent = json_object(), *by_model = json_object(), *by_tool = json_object();
+    simple_t *models = NULL;
+    double total = 0, llm_cost = 0, tool_cost = 0, saved = 0, last24 = 0, failed_runs_cost = 0;
+    long calls = 0, ok_calls = 0, llm_calls = 0, tool_calls = 0, hits = 0, runs = 0, ok_runs = 0, bad_lines = 0;
+    int64_t first = -1, last = -1, day_ago = now - 24LL * 3600000;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, f)) > 0) {
+        json_t *r = json_loadb(line, (size_t)len, 0, NULL);
+        if (!json_is_object(r)) {
+            json_decref(r);
+            bad_lines++;
+            continue;
+        }
+        const char *ev = json_string_value(json_object_get(r, "event"));
+        const char *ts = json_string_value(json_object_get(r, "timestamp"));
+        int64_t t = ts ? wd_parse_time(ts) : -1;
+        if (!ev || t < 0 || (since >= 0 && t < since) || (until >= 0 && t >= until)) {
+            json_decref(r);
+            continue;
+        }
+        int success = json_is_true(json_object_get(r, "success"));
+        double cost = num(r, "cost_usd");
+        if (!strcmp(ev, "run_finished")) {
+            runs++;
+            ok_runs += success;
+            if (!success)
+                failed_runs_cost += cost;
+        } else if (!strcmp(ev, "llm_call") || !strcmp(ev, "tool_call")) {
+            int llm = ev[0] == 'l';
+            calls++;
+            ok_calls += success;
+            total += cost;
+            if (t >= day_ago && t <= now)
+                last24 += cost;
+            if (first < 0 || t < first)
+                first = t;
+            if (t > last)
+                last = t;
+            add_to(by_user, json_string_value(json_object_get(r, "user_id")), cost);
+            add_to(by_agent, json_string_value(json_object_get(r, "agent")), cost);
+            if (llm) {
+                llm_calls++;
+                llm_cost += cost;
+                const char *model = json_string_value(json_object_get(r, "model"));
+                add_to(by_model, model, cost);
+                if (json_is_true(json_object_get(r, "cache_hit"))) {
+                    hits++;
+                    saved += num(r, "saved_usd");
+                }
+                simple_t *s = success && model ? simple_of(&models, model) : NULL;
+                if (s) {
+                    s->calls++;
+                    if (num(r, "output_tokens") <= SIMPLE_OUTPUT_TOKENS) {
+                        s->simple++;
+                        s->in += num(r, "input_tokens");
+                        s->out += num(r, "output_tokens");
+                        s->cost += cost;
+                    }
+                }
+            } else {
+                tool_calls++;
+                tool_cost += cost;
+                add_to(by_tool, json_string_value(json_object_get(r, "tool_name")), cost);
+            }
+        }
+        json_decref(r);
+    }
+    free(line);
+    fclose(f);
+    double rate = calls ? (double)ok_calls / (double)calls : 1.0;
+    double run_rate = runs ? (double)ok_runs / (double)runs : 1.0;
+    double burn = last24 / 24.0, projected = burn * 24 * 30;
+    json_t *recs = json_array();
+    recommend(recs, p, models, total, failed_runs_cost, run_rate, runs, burn, projected);
+    for (simple_t *s = models, *nx; s; s = nx) {
+        nx = s->next;
+        free(s);
+    }
+    char a[40], b[40];
+    json_t *rep = json_object();
+    json_object_set_new(rep, "audit_log", json_string(audit_path));
+    if (since >= 0) {
+        wd_rfc3339_ms(since, a, sizeof a);
+        json_object_set_new(rep, "since", json_string(a));
+    }
+    if (until >= 0) {
+        wd_rfc3339_ms(until, b, sizeof b);
+        json_object_set_new(rep, "until", json_string(b));
+    }
+    if (first >= 0) {
+        wd_rfc3339_ms(first, a, sizeof a);
+        wd_rfc3339_ms(last, b, sizeof b);
+        json_object_set_new(rep, "first_call", json_string(a));
+        json_object_set_new(rep, "last_call", json_string(b));
+    }
+    json_object_set_new(rep, "totals",
+                        json_pack("{s:f,s:f,s:f,s:i,s:i,s:i,s:i,s:f,s:f,s:i,s:i,s:f}", "cost_usd", total,
+                                  "llm_cost_usd", llm_cost, "tool_cost_usd", tool_cost, "calls", (json_int_t)calls,
+                                  "llm_calls", (json_int_t)llm_calls, "tool_calls", (json_int_t)tool_calls,
+                                  "successful_calls", (json_int_t)ok_calls, "success_rate", rate,
+                                  "cost_per_successful_call_usd", ok_calls ? total / (double)ok_calls : 0.0,
+                                  "runs", (json_int_t)runs, "successful_runs", (json_int_t)ok_runs,
+                                  "spent_on_unsuccessful_runs_usd", failed_runs_cost));
+    json_object_set_new(rep, "cache", json_pack("{s:i,s:f}", "hits", (json_int_t)hits, "saved_usd", saved));
+    json_object_set_new(rep, "burn", json_pack("{s:f,s:f,s:f}", "last_24h_usd", last24, "hourly_usd", burn,
+                                               "projected_month_usd", projected));
+    json_object_set_new(rep, "by_user", by_user);
+    json_object_set_new(rep, "by_agent", by_agent);
+    json_object_set_new(rep, "by_model", by_model);
+    json_object_set_new(rep, "by_tool", by_tool);
+    json_object_set_new(rep, "budgets", budgets(st, p, now));
+    json_object_set_new(rep, "recommendations", recs);
+    if (bad_lines)
+        json_object_set_new(rep, "unreadable_lines", json_integer(bad_lines));
+    return rep;
+}
+
+static void group_text(wd_buf *b, const char *title, const json_t *g)
+{
+    if (!json_object_size(g))
+        return;
+    wd_buf_addf(b, "%s\n", title);
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)g, k, v)
+        wd_buf_addf(b, "  %-28s $%.6f  %lld call%s\n", k, num(v, "cost_usd"),
+                    (long long)json_integer_value(json_object_get(v, "calls")),
+                    json_integer_value(json_object_get(v, "calls")) == 1 ? "" : "s");
+}
+
+char *wd_report_cost_text(const json_t *rep)
+{
+    wd_buf b = {0};
+    const json_t *t = json_object_get(rep, "totals");
+    wd_buf_addf(&b, "cost report from %s", json_string_value(json_object_get(rep, "audit_log")));
+    if (json_object_get(rep, "since"))
+        wd_buf_addf(&b, " since %s", json_string_value(json_object_get(rep, "since")));
+    if (json_object_get(rep, "until"))
+        wd_buf_addf(&b, " until %s", json_string_value(json_object_get(rep, "until")));
+    wd_buf_addf(&b, "\ntotal      $%.6f in %lld calls (LLM $%.6f in %lld, tools $%.6f in %lld)\n",
+                num(t, "cost_usd"), (long long)num(t, "calls"), num(t, "llm_cost_usd"), (long long)num(t, "llm_calls"),
+                num(t, "tool_cost_usd"), (long long)num(t, "tool_calls"));
+    wd_buf_addf(&b, "success    %.1f%% of calls (%lld), $%.6f per successful call; %lld of %lld runs succeeded\n",
+                100 * num(t, "success_rate"), (long long)num(t, "successful_calls"),
+                num(t, "cost_per_successful_call_usd"), (long long)num(t, "successful_runs"),
+                (long long)num(t, "runs"));
+    const json_t *c = json_object_get(rep, "cache"), *bu = json_object_get(rep, "burn");
+    wd_buf_addf(&b, "cache      %lld hit%s saved $%.6f\n", (long long)num(c, "hits"), num(c, "hits") == 1 ? "" : "s",
+                num(c, "saved_usd"));
+    wd_buf_addf(&b, "burn       $%.6f/hour over the last 24 hours, $%.2f/month projected\n", num(bu, "hourly_usd"),
+                num(bu, "projected_month_usd"));
+    group_text(&b, "by user", json_object_get(rep, "by_user"));
+    group_text(&b, "by agent", json_object_get(rep, "by_agent"));
+    group_text(&b, "by model", json_object_get(rep, "by_model"));
+    group_text(&b, "by tool", json_object_get(rep, "by_tool"));
+    const json_t *bs = json_object_get(rep, "budgets");
+    if (json_array_size(bs))
+        wd_buf_addf(&b, "budgets\n");
+    size_t i;
+    const json_t *x;
+    json_array_foreach((json_t *)bs, i, x) {
+        const json_t *lim = json_object_get(x, "limit_usd");
+        wd_buf_addf(&b, "  %-20s %-18s $%.6f", json_string_value(json_object_get(x, "scope")),
+                    json_string_value(json_object_get(x, "period")), num(x, "spent_usd"));
+        if (json_is_number(lim))
+            wd_buf_addf(&b, " of $%.2f (%.1f%%)", json_number_value(lim), num(x, "used_pct"));
+        else
+            wd_buf_addf(&b, " (no limit)");
+        if (num(x, "reserved_usd") > 0)
+            wd_buf_addf(&b, ", $%.6f held by calls in flight", num(x, "reserved_usd"));
+        wd_buf_addf(&b, "\n");
+    }
+    wd_buf_addf(&b, "recommendations\n");
+    json_array_foreach(json_object_get(rep, "recommendations"), i, x)
+        wd_buf_addf(&b, "  %zu. %s\n", i + 1, json_string_value(x));
+    return b.p;
+}

@@ -1,0 +1,19 @@
+/* report.h - `warden report cost`: what was spent, from the audit log (so its figures
+** are the log's), and how much of each budget is used, from the store's ledger. */
+#ifndef WD_REPORT_H
+#define WD_REPORT_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "policy.h"
+#include "store.h"
+
+/* The report as JSON (caller frees) over the records with since <= timestamp < until
+** (-1: unbounded); now places the burn rate's last 24 hours and the budgets' periods.
+** st may be NULL (no budget section). NULL with err when the log cannot be read. */
+json_t *wd_report_cost(const char *audit_path, wd_store *st, const wd_policy *p, int64_t since, int64_t until,
+                       int64_t now, char *err, size_t n);
+/* the report as text for a terminal; caller frees */
+char *wd_report_cost_text(const json_t *rep);
+
+#endif
