@@ -43,13 +43,6 @@ local function sum_costs(audit)
   return total
 end
 
-local function sh(cmd)
-  local h = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
-  local out = h:read("a")
-  h:close()
-  return out, tonumber(out:match("rc=(%d+)%s*$"))
-end
-
 describe("user budgets", function()
   after_each(function() core.clock(nil) end)
 
@@ -89,10 +82,10 @@ describe("user budgets", function()
     local runs = {}
     for i = 1, 3 do runs[i] = { agent = "spec/fixtures/lab", query = { { "llm" } }, user = "dave" } end
     T.run_many({ policy = policy, llm = scenario(0), audit = audit }, runs)
-    local out, rc = sh(("%s run spec/fixtures/lab '[[\"llm\"]]' --user dave --policy %s --llm %s --json")
+    local out, rc = T.sh(("%s run spec/fixtures/lab '[[\"llm\"]]' --user dave --policy %s --llm %s --json")
       :format(T.bin, policy, scenario(0)))
     assert.equal(1, rc, out)
-    local res = T.decode(out:gsub("rc=%d+%s*$", ""))
+    local res = T.decode(out)
     assert.equal("budget_exceeded", res.status)
     assert.matches("has %$0%.009700 left %(%$0%.090300 spent", res.errors[1])
     assert.near(3 * COST, ledger_row(store, "user:dave", "day:").spent_usd, 1e-9)

@@ -2,10 +2,8 @@
 local T = require("warden.testing")
 
 local function run(cmd)
-  local h = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
-  local out = h:read("a")
-  h:close()
-  return out, tonumber(out:match("rc=(%d+)%s*$"))
+  local out, rc = T.sh(cmd)
+  return out .. "rc=" .. tostring(rc), rc -- some cases read the code from the text
 end
 
 describe("warden run", function()

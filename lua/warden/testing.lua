@@ -205,6 +205,14 @@ function M.key(prefix)
   return ("%s%d_%d"):format(prefix or "k", keys, os.time())
 end
 
+-- a shell command's output (stdout and stderr) and exit code
+function M.sh(cmd)
+  local h = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
+  local out = h:read("a")
+  h:close()
+  return out:gsub("rc=%d+%s*$", ""), tonumber(out:match("rc=(%d+)%s*$"))
+end
+
 function M.decode(s) return json.decode(s) end
 function M.encode(v) return json.encode(v) end
 
