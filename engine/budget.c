@@ -82,7 +82,7 @@ static void audit_budget(wd_run *r, const char *event, const char *what, const j
 
 struct wd_lease {
     wd_ledger_key key;
-    int64_t row;              /* its reservation row in the store, 0 none */
+    int64_t row;              /* its row in the store's leases, 0 none */
     int64_t granted;          /* reserved in the store for this engine */
     int64_t used;             /* held by calls in flight */
     int64_t pending;          /* settled, not yet written */
@@ -305,7 +305,7 @@ int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *ar
     wd_ledger_row row;
     wd_store *s = r->eng->store;
     int got = ledger_reserve(r, keys, nk, amount, h, &which, &row);
-    if (got == 0 && wd_store_sweep(s) > 0) /* a dead process's reservations were in the way */
+    if (got == 0 && wd_store_sweep(s) > 0) /* a dead process's leases were in the way */
         got = ledger_reserve(r, keys, nk, amount, h, &which, &row);
     if (got < 0) {
         snprintf(msg, n, "state store %s: %s: refusing to spend", wd_store_path(s), wd_store_error(s));

@@ -15,7 +15,7 @@ typedef struct wd_run wd_run;
 
 /* ---- an engine's leases on the ledger ----
 ** A call's worst case is reserved in memory, against a lease this engine holds in the
-** store for each key (a reservation row counted in the key's `reserved`). Only a call
+** store for each key (a row of table `leases`, counted in the key's `reserved`). Only a call
 ** that does not fit the lease goes to the store, in one transaction that grows every
 ** short lease at once (by up to 64 more such calls, at most 1% of the limit) or refuses.
 ** A settled call's real cost waits in memory for the next flush (every audit flush,

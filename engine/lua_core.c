@@ -146,7 +146,7 @@ static int l_advance_clock(lua_State *L)
 }
 
 /* core.ledger(store_path) -> {{scope=, period=, spent_usd=, reserved_usd=, warned=}, ...}
-** Opening the store sweeps the reservations of dead processes, as every start does. */
+** Opening the store sweeps the leases of dead processes, as every start does. */
 static int l_ledger(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);

@@ -3,7 +3,6 @@
 #include "util.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sqlite3.h>
@@ -19,8 +18,8 @@ struct wd_store {
     char *path;
     int in_txn;              /* holds txn_mu */
     sqlite3_stmt *begin, *commit, *rollback, *br_get, *br_put, *br_list;
-    sqlite3_stmt *sp_get, *sp_apply, *sp_warn, *sp_release, *sp_list;
-    sqlite3_stmt *res_ins, *res_upd, *res_del, *res_owners, *res_of, *res_del_owner;
+    sqlite3_stmt *sp_get, *sp_apply, *sp_warn, *sp_release_owner, *sp_list;
+    sqlite3_stmt *lease_ins, *lease_upd, *lease_del, *lease_owners, *lease_del_owner;
     sqlite3_stmt *rate_del, *rate_cnt, *rate_ins, *cache_get, *cache_put, *cache_gc;
 };
 
@@ -36,9 +35,9 @@ static const char SCHEMA[] =
     " spent INTEGER NOT NULL DEFAULT 0, reserved INTEGER NOT NULL DEFAULT 0,"
     " warned INTEGER NOT NULL DEFAULT 0, updated_ms INTEGER NOT NULL DEFAULT 0,"
     " PRIMARY KEY(scope, period)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS reservations (id INTEGER PRIMARY KEY, owner TEXT NOT NULL,"
-    " run_id TEXT, amount INTEGER NOT NULL, keys TEXT NOT NULL, created_ms INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS reservations_owner ON reservations(owner);"
+    "CREATE TABLE IF NOT EXISTS leases (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, scope TEXT NOT NULL,"
+    " period TEXT NOT NULL, amount INTEGER NOT NULL, created_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS leases_owner ON leases(owner);"
     "CREATE TABLE IF NOT EXISTS rate (key TEXT NOT NULL, ts INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS rate_key ON rate(key, ts);"
     "CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, answer TEXT NOT NULL, cost INTEGER NOT NULL,"
@@ -144,16 +143,17 @@ wd_store *wd_store_open(const char *path, char *err, size_t errlen)
              " ON CONFLICT(scope, period) DO UPDATE SET spent = spent + ?3, reserved = max(0, reserved + ?4),"
              " updated_ms = ?5 RETURNING spent, warned") ||
         prep(s, &s->sp_warn, "UPDATE spend SET warned = 1 WHERE scope = ?1 AND period = ?2") ||
-        prep(s, &s->sp_release,
-             "UPDATE spend SET reserved = max(0, reserved - ?3) WHERE scope = ?1 AND period = ?2") ||
+        prep(s, &s->sp_release_owner,
+             "UPDATE spend SET reserved = max(0, reserved - (SELECT SUM(amount) FROM leases l WHERE l.owner = ?1"
+             " AND l.scope = spend.scope AND l.period = spend.period))"
+             " WHERE (scope, period) IN (SELECT scope, period FROM leases WHERE owner = ?1)") ||
         prep(s, &s->sp_list, "SELECT scope, period, spent, reserved, warned FROM spend ORDER BY scope, period") ||
-        prep(s, &s->res_ins,
-             "INSERT INTO reservations(owner, run_id, amount, keys, created_ms) VALUES(?1, ?2, ?3, ?4, ?5)") ||
-        prep(s, &s->res_upd, "UPDATE reservations SET amount = ?2 WHERE id = ?1") ||
-        prep(s, &s->res_del, "DELETE FROM reservations WHERE id = ?1") ||
-        prep(s, &s->res_owners, "SELECT DISTINCT owner FROM reservations") ||
-        prep(s, &s->res_of, "SELECT amount, keys FROM reservations WHERE owner = ?1") ||
-        prep(s, &s->res_del_owner, "DELETE FROM reservations WHERE owner = ?1") ||
+        prep(s, &s->lease_ins,
+             "INSERT INTO leases(owner, scope, period, amount, created_ms) VALUES(?1, ?2, ?3, ?4, ?5)") ||
+        prep(s, &s->lease_upd, "UPDATE leases SET amount = ?2 WHERE id = ?1") ||
+        prep(s, &s->lease_del, "DELETE FROM leases WHERE id = ?1") ||
+        prep(s, &s->lease_owners, "SELECT DISTINCT owner FROM leases") ||
+        prep(s, &s->lease_del_owner, "DELETE FROM leases WHERE owner = ?1") ||
         prep(s, &s->rate_del, "DELETE FROM rate WHERE key = ?1 AND ts <= ?2") ||
         prep(s, &s->rate_cnt, "SELECT COUNT(*), MIN(ts) FROM rate WHERE key = ?1") ||
         prep(s, &s->rate_ins, "INSERT INTO rate(key, ts) VALUES(?1, ?2)") ||
@@ -182,8 +182,8 @@ void wd_store_close(wd_store *s)
     sqlite3_finalize(s->br_get);
     sqlite3_finalize(s->br_put);
     sqlite3_finalize(s->br_list);
-    sqlite3_stmt *more[] = {s->sp_get, s->sp_apply, s->sp_warn, s->sp_release, s->sp_list,
-                            s->res_ins, s->res_upd, s->res_del, s->res_owners, s->res_of, s->res_del_owner,
+    sqlite3_stmt *more[] = {s->sp_get, s->sp_apply, s->sp_warn, s->sp_release_owner, s->sp_list,
+                            s->lease_ins, s->lease_upd, s->lease_del, s->lease_owners, s->lease_del_owner,
                             s->rate_del, s->rate_cnt, s->rate_ins, s->cache_get, s->cache_put, s->cache_gc};
     for (size_t i = 0; i < sizeof more / sizeof more[0]; i++)
         sqlite3_finalize(more[i]);
@@ -333,7 +333,7 @@ static int ledger_row(wd_store *s, const wd_ledger_key *k, wd_ledger_row *row)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* this process, as reservations name it: "pid:start time in clock ticks since boot"
+/* this process, as its leases name it: "pid:start time in clock ticks since boot"
 ** (a pid alone may be reused by the time a sweep looks) */
 static int proc_start(long pid, char *out, size_t n)
 {
@@ -434,14 +434,12 @@ int wd_store_lease_apply(wd_store *s, wd_lease_change *c, int n, int check, int6
         }
         if (c[i].new_amount == c[i].old)
             continue;
-        if (!*c[i].row) { /* a new reservation row, owned by this process */
-            char keys[200];
-            snprintf(keys, sizeof keys, "%s\t%s\n", k->scope, k->period);
-            st = s->res_ins;
+        if (!*c[i].row) { /* a new lease row, owned by this process */
+            st = s->lease_ins;
             sqlite3_bind_text(st, 1, owner_id(), -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 2, "", -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 3, c[i].new_amount);
-            sqlite3_bind_text(st, 4, keys, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(st, 2, k->scope, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, k->period, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 4, c[i].new_amount);
             sqlite3_bind_int64(st, 5, now_ms);
             rc = sqlite3_step(st);
             done(st);
@@ -449,7 +447,7 @@ int wd_store_lease_apply(wd_store *s, wd_lease_change *c, int n, int check, int6
                 goto fail;
             *c[i].row = sqlite3_last_insert_rowid(s->db);
         } else {
-            st = c[i].new_amount > 0 ? s->res_upd : s->res_del;
+            st = c[i].new_amount > 0 ? s->lease_upd : s->lease_del;
             sqlite3_bind_int64(st, 1, *c[i].row);
             if (c[i].new_amount > 0)
                 sqlite3_bind_int64(st, 2, c[i].new_amount);
@@ -500,58 +498,26 @@ int wd_store_ledger_list(wd_store *s, wd_ledger_row **rows, size_t *n)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* releases every reservation of one owner, inside the caller's transaction */
+/* releases every lease of one owner, inside the caller's transaction */
 static int release_owner(wd_store *s, const char *owner)
 {
-    sqlite3_stmt *st = s->res_of;
-    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
-    wd_buf todo = {0}; /* "amount\tscope\tperiod\n": the statement is done before the updates */
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        long long amount = sqlite3_column_int64(st, 0);
-        const char *keys = (const char *)sqlite3_column_text(st, 1);
-        for (const char *p = keys ? keys : ""; *p;) {
-            size_t l = strcspn(p, "\n");
-            wd_buf_addf(&todo, "%lld\t%.*s\n", amount, (int)l, p);
-            p += l + (p[l] == '\n');
-        }
-    }
-    done(st);
-    if (rc != SQLITE_DONE) {
-        wd_buf_free(&todo);
-        return -1;
-    }
-    for (char *p = todo.p; p && *p;) {
-        char *nl = strchr(p, '\n'), *t1 = strchr(p, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
-        if (!nl || !t1 || !t2 || t2 > nl)
-            break;
-        *t1 = *t2 = *nl = '\0';
-        st = s->sp_release;
-        sqlite3_bind_text(st, 1, t1 + 1, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, t2 + 1, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, strtoll(p, NULL, 10));
-        rc = sqlite3_step(st);
-        done(st);
-        if (rc != SQLITE_DONE) {
-            wd_buf_free(&todo);
+    sqlite3_stmt *sts[2] = {s->sp_release_owner, s->lease_del_owner};
+    for (int i = 0; i < 2; i++) {
+        sqlite3_bind_text(sts[i], 1, owner, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(sts[i]);
+        done(sts[i]);
+        if (rc != SQLITE_DONE)
             return -1;
-        }
-        p = nl + 1;
     }
-    wd_buf_free(&todo);
-    st = s->res_del_owner;
-    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    done(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    return 0;
 }
 
 int wd_store_sweep(wd_store *s)
 {
-    /* a cheap look first: most of the time nobody died holding a reservation */
+    /* a cheap look first: most of the time nobody died holding a lease */
     wd_buf dead = {0};
     int ndead = 0, rc;
-    sqlite3_stmt *st = s->res_owners;
+    sqlite3_stmt *st = s->lease_owners;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *o = (const char *)sqlite3_column_text(st, 0);
         if (o && strcmp(o, owner_id()) && !owner_alive(o)) {

@@ -1,6 +1,6 @@
 /* store.h - the embedded state store (DESIGN.md section 2): one SQLite file, in WAL
 ** mode, shared by every warden process on the machine: breaker states, the spend
-** ledger with its open reservations, rate windows and the response cache (approvals
+** ledger with the leases processes hold on it, rate windows and the response cache (approvals
 ** join them later). Each operation is one short transaction, so processes never see
 ** half a decision. Within a process, write transactions take turns on a mutex (a
 ** worker waits microseconds, not SQLite's millisecond busy sleeps); between processes
@@ -62,12 +62,12 @@ typedef struct wd_ledger_row {
     int warned;
 } wd_ledger_row;
 
-/* One change to a process's lease on a key: its pending spend joins `spent`, and its
-** reservation (a row owned by this process, released by a sweep if the process dies)
-** goes from old to new, the difference joining `reserved`. */
+/* One change to an engine's lease on a key: its pending spend joins `spent`, and the
+** lease (a row of table `leases` owned by this process, released by a sweep if the
+** process dies) goes from old to new, the difference joining `reserved`. */
 typedef struct wd_lease_change {
     const wd_ledger_key *key;
-    int64_t *row;            /* in/out: the reservation row, 0 none */
+    int64_t *row;            /* in/out: the lease's row, 0 none */
     int64_t old, new_amount, pending;
     int crossed;             /* out: spend reached warn_at for the first time in its period */
     int64_t spent;           /* out: the key's spend afterwards */
@@ -75,14 +75,15 @@ typedef struct wd_lease_change {
 } wd_lease_change;
 
 /* Applies every change in one transaction, or none: with check, a change that adds to
-** the key's spent + reserved and takes them past its limit is refused. 1 applied, 0 refused (*which: the first refused), -1 store error. */
+** the key's spent + reserved and takes them past its limit is refused. 1 applied, 0
+** refused (*which: the first refused), -1 store error. */
 int wd_store_lease_apply(wd_store *s, wd_lease_change *c, int n, int check, int64_t now_ms, int *which);
 /* the rows of these keys (absent ones zeroed): 0 or -1 */
 int wd_store_ledger_get(wd_store *s, const wd_ledger_key *k, int n, wd_ledger_row *rows);
 /* every row, by scope and period; caller frees *rows */
 int wd_store_ledger_list(wd_store *s, wd_ledger_row **rows, size_t *n);
-/* Releases the open reservations of processes that are gone (killed mid-call): their
-** amounts leave `reserved`. Returns how many, or -1. Run at open and before a refusal. */
+/* Releases the leases of processes that are gone (killed mid-call): their amounts leave
+** `reserved`. Returns how many processes, or -1. Run at open and before a refusal. */
 int wd_store_sweep(wd_store *s);
 
 /* ---- rate windows: sliding, one row per admitted request ---- */
