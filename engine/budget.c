@@ -40,8 +40,7 @@ int wd_budget_keys(const wd_policy *p, const char *user, int64_t now_ms, wd_ledg
     return WD_BUDGET_KEYS;
 }
 
-/* "user bob's daily budget" / "the global monthly budget" */
-static void budget_name(const wd_ledger_key *k, char *out, size_t n)
+void wd_budget_name(const wd_ledger_key *k, char *out, size_t n)
 {
     const char *span = !strncmp(k->period, "day:", 4) ? "daily" : "monthly";
     if (!strncmp(k->scope, "user:", 5))
@@ -50,7 +49,7 @@ static void budget_name(const wd_ledger_key *k, char *out, size_t n)
         snprintf(out, n, "the %s %s budget", k->scope, span);
 }
 
-static double per_run_limit(const wd_policy *p, const char *user)
+double wd_budget_per_run(const wd_policy *p, const char *user)
 {
     const wd_tier *t = wd_policy_tier_of(p, wd_policy_user(p, user));
     return t ? t->per_run_usd : 1.0;
@@ -286,7 +285,7 @@ int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *ar
     memset(h, 0, sizeof *h);
     wd_policy *p = wd_engine_policy(r->eng);
     int rc = 0;
-    double limit = per_run_limit(p, r->user_id), held = usd(r->held_nusd);
+    double limit = wd_budget_per_run(p, r->user_id), held = usd(r->held_nusd);
     if (r->cost + held + cost > limit + 1e-12) {
         double left = limit - r->cost - held;
         snprintf(msg, n, "cost limit: this call may cost up to $%.6f and the run has $%.6f of its $%.2f left", cost,
@@ -315,7 +314,7 @@ int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *ar
     if (got == 0) {
         const wd_ledger_key *k = &keys[which];
         char name[200];
-        budget_name(k, name, sizeof name);
+        wd_budget_name(k, name, sizeof name);
         int64_t left = k->limit - row.spent - row.reserved;
         snprintf(msg, n,
                  "budget: %s of $%.2f (%s) has $%.6f left ($%.6f spent, $%.6f held by calls in flight); this "
@@ -363,7 +362,7 @@ void wd_budget_settle(wd_run *r, wd_budget_hold *h, double actual)
     memset(h, 0, sizeof *h);
     if (!r->run_warned && actual > 0) {
         wd_policy *p = wd_engine_policy(r->eng);
-        double limit = per_run_limit(p, r->user_id), ratio = p->warn_ratio;
+        double limit = wd_budget_per_run(p, r->user_id), ratio = p->warn_ratio;
         wd_policy_unref(p);
         if (limit > 0 && ratio > 0 && r->cost >= limit * ratio) {
             r->run_warned = 1;
@@ -395,7 +394,7 @@ int wd_budget_can_start(wd_run *r, char *msg, size_t n)
         if (keys[i].limit <= 0 || rows[i].spent < keys[i].limit)
             continue;
         char name[200];
-        budget_name(&keys[i], name, sizeof name);
+        wd_budget_name(&keys[i], name, sizeof name);
         snprintf(msg, n, "budget: %s of $%.2f (%s) is spent ($%.6f)", name, usd(keys[i].limit), keys[i].period,
                  usd(rows[i].spent));
         audit_budget(r, "budget_exceeded", "run", NULL, keys[i].scope, keys[i].period, 0, msg);

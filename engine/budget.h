@@ -48,6 +48,10 @@ int64_t wd_ledger_unflushed(wd_ledger *l, const wd_ledger_key *k);
 /* the ledger keys of a user at now_ms: its day and month (limits from its tier) and
 ** the global month; returns how many */
 int wd_budget_keys(const wd_policy *p, const char *user, int64_t now_ms, wd_ledger_key *keys);
+/* the run limit of a user: its tier's per_run_usd, 1.00 without a tier */
+double wd_budget_per_run(const wd_policy *p, const char *user);
+/* "user bob's daily budget" / "the global monthly budget", into out */
+void wd_budget_name(const wd_ledger_key *k, char *out, size_t n);
 /* USD to the ledger's nano-dollars, rounded up: a reservation never falls short */
 int64_t wd_budget_nusd(double usd);
 

@@ -652,10 +652,10 @@ static void on_budget_warning(void *ud, const wd_ledger_key *k, int64_t spent)
         return;
     const char *user = !strncmp(k->scope, "user:", 5) ? k->scope + 5 : NULL;
     double s = (double)spent / WD_NUSD_PER_USD, lim = (double)k->limit / WD_NUSD_PER_USD;
-    char msg[400];
-    snprintf(msg, sizeof msg, "%s%s %s budget: $%.6f of $%.2f spent (%.0f%%), past the warning at %.0f%%",
-             user ? "user " : "the ", user ? user : k->scope, !strncmp(k->period, "day:", 4) ? "daily" : "monthly",
-             s, lim, 100.0 * s / lim, 100.0 * (double)k->warn_at / (double)k->limit);
+    char name[200], msg[400];
+    wd_budget_name(k, name, sizeof name);
+    snprintf(msg, sizeof msg, "%s: $%.6f of $%.2f spent (%.0f%%), past the warning at %.0f%%", name, s, lim,
+             100.0 * s / lim, 100.0 * (double)k->warn_at / (double)k->limit);
     json_object_set_new(ev, "event", json_string("budget_warning"));
     json_object_set_new(ev, "run_id", json_null());
     json_object_set_new(ev, "session_id", json_null());

@@ -186,8 +186,7 @@ static int c_budget(lua_State *L)
 {
     wd_run *r = run_of(L);
     wd_policy *p = wd_engine_policy(r->eng);
-    const wd_tier *t = wd_policy_tier_of(p, wd_policy_user(p, r->user_id));
-    double limit = t ? t->per_run_usd : 1.0;
+    double limit = wd_budget_per_run(p, r->user_id);
     wd_policy_unref(p);
     lua_createtable(L, 0, 5);
     lua_pushnumber(L, r->cost);

@@ -229,12 +229,6 @@ int wd_tool_load(wd_run *r, lua_State *L, const char *name)
     return register_tool(r, L, name, path);
 }
 
-static double per_run_limit(const wd_policy *p, const char *user)
-{
-    const wd_tier *t = wd_policy_tier_of(p, wd_policy_user(p, user));
-    return t ? t->per_run_usd : 1.0;
-}
-
 int wd_pipeline_tool(wd_run *r, lua_State *L)
 {
     int64_t t0 = wd_now_ns();
@@ -440,7 +434,7 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
         return wd_sandbox_yield(L);
     }
     wd_policy *p = wd_engine_policy(r->eng);
-    double limit = per_run_limit(p, r->user_id);
+    double limit = wd_budget_per_run(p, r->user_id);
     wd_policy_unref(p);
     if (r->cost >= limit) {
         snprintf(msg, sizeof msg, "cost limit: the run spent $%.4f of its $%.2f limit", r->cost, limit);

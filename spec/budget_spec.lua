@@ -128,7 +128,7 @@ describe("user budgets", function()
     -- never; the per-run limit ($1) never
     assert.equal(1, #warned)
     assert.matches("^day:", warned[1].budget_period)
-    assert.matches("user dave daily budget: %$0%.0%d+ of %$0%.10 spent", warned[1].reason)
+    assert.matches("user dave's daily budget: %$0%.0%d+ of %$0%.10 spent", warned[1].reason)
   end)
 
   it("keeps committed spend across a kill -9 and releases the killed call's reservation at the next start",
