@@ -370,19 +370,25 @@ static void attempt(wd_run *r)
 
 /* ---- budget and cache ------------------------------------------------------------- */
 
+/* The most output this call may produce: its max_tokens, or the model's
+** max_output_tokens, which an HTTP call is then sent as max_tokens so the bound holds. */
+static long long bound_output(wd_run *r)
+{
+    const wd_model *m = r->call.model;
+    long long out = r->req.max_tokens > 0 ? r->req.max_tokens : m ? m->max_output_tokens : 0;
+    if (out > 0 && r->call.call && !r->call.mock && !json_object_get(r->call.call, "max_tokens"))
+        json_object_set_new(r->call.call, "max_tokens", json_integer(out));
+    return out;
+}
+
 /* The most this call can cost: its input, estimated from the size of its text at three
 ** bytes a token (English runs near four; code and other scripts fewer) and four tokens
-** a message, at the input price; and the most output it may ask for at the output
-** price. An HTTP call without max_tokens is sent the model's max_output_tokens, so the
-** worst case holds. */
-static double worst_case(wd_run *r)
+** a message, at the input price; and out tokens at the output price. */
+static double worst_case(const wd_run *r, long long out)
 {
     const wd_model *m = r->call.model;
     if (!m)
         return 0;
-    long long out = r->req.max_tokens > 0 ? r->req.max_tokens : m->max_output_tokens;
-    if (r->call.call && !json_object_get(r->call.call, "max_tokens") && !r->call.mock)
-        json_object_set_new(r->call.call, "max_tokens", json_integer(out));
     double in = (double)((r->req.input_bytes + 2) / 3) + 4.0 * r->req.nmessages;
     return in / 1000.0 * m->input_usd_per_1k + (double)out / 1000.0 * m->output_usd_per_1k;
 }
@@ -488,7 +494,8 @@ void wd_llm_start(wd_run *r)
     }
     /* the worst case this call can cost, reserved against the run's limit and every
     ** budget: a call that does not fit ends the run */
-    if (!wd_budget_reserve(r, worst_case(r), "llm", NULL, &r->llm_hold, msg, sizeof msg)) {
+    long long out = bound_output(r);
+    if (!wd_budget_reserve(r, worst_case(r, out), "llm", NULL, &r->llm_hold, msg, sizeof msg)) {
         call_clear(r);
         wd_run_end(r, WD_ST_BUDGET_EXCEEDED, msg);
         return;

@@ -455,20 +455,23 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
     r->req.nmessages = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
     r->req.input_bytes = lua_istable(L, -1) ? text_bytes(L, -1, 0) : 0;
     lua_pop(L, 1);
-    r->req.max_tokens = lua_getfield(L, 2, "max_tokens") == LUA_TNUMBER && lua_isinteger(L, -1)
-                            ? (long long)lua_tointeger(L, -1) : 0;
+    /* a whole number, sent as one: a 7.0 from decoded JSON must not slip past the bound */
+    int mt = lua_getfield(L, 2, "max_tokens"), whole;
+    lua_Integer max_tokens = lua_tointegerx(L, -1, &whole);
+    if (mt != LUA_TNIL && (mt != LUA_TNUMBER || !whole || max_tokens <= 0))
+        return luaL_error(L, "ctx:llm: max_tokens must be a whole number above 0");
+    r->req.max_tokens = mt == LUA_TNIL ? 0 : (long long)max_tokens;
     r->req.temperature = lua_getfield(L, 2, "temperature") == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
-    if (lua_getfield(L, 2, "tools") == LUA_TTABLE)
+    int given = lua_getfield(L, 2, "tools") != LUA_TNIL;
+    if (lua_istable(L, -1))
         r->req.input_bytes += text_bytes(L, -1, 0);
-    lua_pop(L, 3);
-    json_decref(r->req.call);
-    r->req.call = NULL;
     /* the runner's loops ask for the run's loaded tools by name: the engine holds them
     ** as JSON already, and a table converted at every call cost a third of the call's
     ** conversion */
     int loaded = lua_getfield(L, 2, "_loaded_tools") == LUA_TBOOLEAN && lua_toboolean(L, -1);
-    int given = lua_getfield(L, 2, "tools") != LUA_TNIL;
-    lua_pop(L, 2);
+    lua_pop(L, 4);
+    json_decref(r->req.call);
+    r->req.call = NULL;
     if (loaded && given)
         return luaL_error(L, "ctx:llm: tools and _loaded_tools together: give one of them");
     if (loaded && wd_run_tool_specs(r))
@@ -478,7 +481,7 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
         /* what goes over the wire: the agent's messages and tools as JSON */
         char err[300];
         json_t *call = json_object();
-        static const char *const FIELDS[] = {"messages", "tools", "temperature", "max_tokens", NULL};
+        static const char *const FIELDS[] = {"messages", "tools", "temperature", NULL};
         json_t *specs = loaded ? wd_run_tool_specs(r) : NULL;
         if (specs)
             json_object_set(call, "tools", specs);
@@ -493,6 +496,8 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
             }
             lua_pop(L, 1);
         }
+        if (r->req.max_tokens)
+            json_object_set_new(call, "max_tokens", json_integer(r->req.max_tokens));
         if (!json_is_array(json_object_get(call, "messages"))) {
             json_decref(call);
             return luaL_error(L, "ctx:llm: messages must be a list of {role=, content=}");

@@ -160,6 +160,35 @@ describe("user budgets", function()
   end)
 end)
 
+describe("the worst case of an LLM call", function()
+  it("is bounded by what the call asks for: max_tokens, else the model's max_output_tokens, sent", function()
+    local srv = T.fakellm()
+    local key = T.key("bound")
+    local policy = T.policy({ models = { default = { provider = "openai", name = "gpt-test",
+      base_url = srv.url("key=" .. key), max_output_tokens = 123 } } })
+    local msgs = { { role = "user", content = "hi" } }
+    T.lab({ { "llm", { messages = msgs } }, { "llm", { messages = msgs, max_tokens = 7 } } },
+      { llm = false, policy = policy })
+    assert.same({ 123, 7 }, srv.max_tokens(key))
+    -- the 7 came through JSON as 7.0; 7.5 is no number of tokens
+    local res = T.lab({ { "llm", { messages = msgs, max_tokens = 7.5 } } }, { llm = false, policy = policy })
+    assert.equal("failed", res.status)
+    assert.matches("max_tokens must be a whole number above 0", res.errors[1])
+    assert.equal(2, srv.requests(key))
+  end)
+
+  it("ends the run before the call is sent when it does not fit", function()
+    local srv = T.fakellm()
+    local key = T.key("nofit")
+    -- reader's run limit is $1.00: 40,000 output tokens at $0.03/1k may cost $1.20
+    local policy = T.policy({ models = { default = { provider = "openai", name = "gpt-test",
+      base_url = srv.url("key=" .. key), max_output_tokens = 40000 } } })
+    local res = T.lab({ { "llm" } }, { llm = false, policy = policy })
+    assert.equal("budget_exceeded", res.status)
+    assert.equal(0, srv.requests(key))
+  end)
+end)
+
 describe("tool costs", function()
   it("are reserved and counted like LLM calls: a tool that does not fit is refused, the run goes on", function()
     local policy, audit, store = daily3_policy({ tiers = { daily3 = { daily_usd = 0.05 } } })

@@ -156,7 +156,7 @@ end
 -- the fault-injecting server (spec/support/fakellm.c) on a free loopback port, for the
 -- life of the spec process. srv.url(opts) is a base_url whose path picks the faults
 -- ("key=a,fail=2"); srv.requests(key) counts what reached it, srv.tools(key) lists the
--- tools each of those requests offered the model.
+-- tools each of those requests offered the model, srv.max_tokens(key) what each asked.
 local server
 function M.fakellm()
   if server then return server end
@@ -187,12 +187,20 @@ function M.fakellm()
     end
     return n
   end
-  -- the tools each request with this key offered the model, in order: { "a,b", "-", ... }
-  function server.tools(key)
+  -- a field of each request with this key, in order
+  local function field(key, pattern)
     local out = {}
     for line in (M.read(log) or ""):gmatch("[^\n]+") do
-      if line:match("^(%S+)") == key then out[#out + 1] = line:match(" tools=(%S+)$") end
+      if line:match("^(%S+)") == key then out[#out + 1] = line:match(pattern) end
     end
+    return out
+  end
+  -- the tools each request offered the model: { "a,b", "-", ... }
+  function server.tools(key) return field(key, " tools=(%S+)") end
+  -- the max_tokens each request asked for (-1: none)
+  function server.max_tokens(key)
+    local out = field(key, " max_tokens=(%-?%d+)")
+    for i, v in ipairs(out) do out[i] = tonumber(v) end
     return out
   end
   return server

@@ -477,7 +477,7 @@ static void handle(conn *c, const char *head, const char *body, size_t body_len)
     json_t *cnt = json_object_get(counters, o.key);
     long seen = cnt ? (long)json_integer_value(cnt) : 0;
     json_object_set_new(counters, o.key, json_integer(seen + 1));
-    if (logf) { /* with the names of the tools the request offers the model */
+    if (logf) { /* with the names of the tools the request offers the model, and its max_tokens */
         char tools[1024] = "";
         size_t at = 0;
         json_t *req = body_len ? json_loadb(body, body_len, 0, NULL) : NULL, *t;
@@ -490,8 +490,10 @@ static void handle(conn *c, const char *head, const char *body, size_t body_len)
                 break;
             at += (size_t)n;
         }
+        json_t *mt = json_object_get(req, "max_tokens");
+        long long max_tokens = json_is_integer(mt) ? (long long)json_integer_value(mt) : -1;
         json_decref(req);
-        fprintf(logf, "%s %s %s tools=%s\n", o.key, method, path, at ? tools : "-");
+        fprintf(logf, "%s %s %s tools=%s max_tokens=%lld\n", o.key, method, path, at ? tools : "-", max_tokens);
         fflush(logf);
     }
     c->busy = 1;
