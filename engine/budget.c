@@ -90,6 +90,8 @@ struct wd_lease {
 
 struct wd_ledger {
     wd_store *store;
+    wd_ledger_warn_fn warn;
+    void *warn_ud;
     wd_lease *buckets[LEASE_BUCKETS];
     int dirty;                /* a flush has something to do */
 };
@@ -123,15 +125,26 @@ static wd_lease *lease_of(wd_ledger *l, const wd_ledger_key *k)
     return e;
 }
 
-wd_ledger *wd_ledger_new(wd_store *s)
+wd_ledger *wd_ledger_new(wd_store *s, wd_ledger_warn_fn warn, void *ud)
 {
     wd_ledger *l = calloc(1, sizeof *l);
-    if (l)
+    if (l) {
         l->store = s;
+        l->warn = warn;
+        l->warn_ud = ud;
+    }
     return l;
 }
 
-int wd_ledger_flush(wd_ledger *l, wd_ledger_warn_fn warn, void *ud)
+/* the budgets an applied change crossed */
+static void report_crossed(wd_ledger *l, const wd_lease_change *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (c[i].crossed && l->warn)
+            l->warn(l->warn_ud, c[i].key, c[i].spent);
+}
+
+int wd_ledger_flush(wd_ledger *l)
 {
     if (!l || !l->dirty)
         return 0;
@@ -171,9 +184,8 @@ int wd_ledger_flush(wd_ledger *l, wd_ledger_warn_fn warn, void *ud)
         wd_lease *e = (wd_lease *)((char *)c[i].key - offsetof(wd_lease, key));
         e->granted = c[i].new_amount;
         e->pending = 0;
-        if (c[i].crossed && warn)
-            warn(ud, &e->key, c[i].spent);
     }
+    report_crossed(l, c, n);
     /* leases nobody holds are forgotten: a new period's keys replace the old ones */
     for (int b = 0; b < LEASE_BUCKETS; b++)
         for (wd_lease **pp = &l->buckets[b]; *pp;) {
@@ -192,7 +204,7 @@ out:
     return rc;
 }
 
-void wd_ledger_free(wd_ledger *l, wd_ledger_warn_fn warn, void *ud)
+void wd_ledger_free(wd_ledger *l)
 {
     if (!l)
         return;
@@ -200,7 +212,7 @@ void wd_ledger_free(wd_ledger *l, wd_ledger_warn_fn warn, void *ud)
         for (wd_lease *e = l->buckets[b]; e; e = e->next)
             e->used = 0; /* every run has ended: nothing is held */
     l->dirty = 1;
-    wd_ledger_flush(l, warn, ud);
+    wd_ledger_flush(l);
     for (int b = 0; b < LEASE_BUCKETS; b++)
         for (wd_lease *e = l->buckets[b], *n; e; e = n) {
             n = e->next;
@@ -268,6 +280,7 @@ static int ledger_reserve(wd_run *r, const wd_ledger_key *keys, int n, int64_t a
             e->granted = c[j].new_amount;
             e->pending = 0;
         }
+        report_crossed(l, c, (size_t)nc); /* the pending spend went in with the lease */
         l->dirty = 1;
     }
     h->n = n;

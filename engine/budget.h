@@ -35,13 +35,14 @@ typedef struct wd_budget_hold {
 
 typedef void (*wd_ledger_warn_fn)(void *ud, const wd_ledger_key *k, int64_t spent);
 
-/* caller frees; the store is borrowed */
-wd_ledger *wd_ledger_new(wd_store *s);
+/* caller frees; the store is borrowed. warn (may be NULL) is called for each budget
+** whose warning line a write of spend crossed, whichever write it was (a flush, or a
+** lease grown with the spend waiting on it) */
+wd_ledger *wd_ledger_new(wd_store *s, wd_ledger_warn_fn warn, void *ud);
 /* flushes, returns every lease, frees; accepts NULL */
-void wd_ledger_free(wd_ledger *l, wd_ledger_warn_fn warn, void *ud);
-/* writes pending spend and returns unheld leases; warn is called for each budget whose
-** warning line was crossed. 0, or -1 (kept for the next flush) */
-int wd_ledger_flush(wd_ledger *l, wd_ledger_warn_fn warn, void *ud);
+void wd_ledger_free(wd_ledger *l);
+/* writes pending spend and returns unheld leases. 0, or -1 (kept for the next flush) */
+int wd_ledger_flush(wd_ledger *l);
 /* spend not yet in the store, in nano-dollars, of the key (for ctx:budget and checks) */
 int64_t wd_ledger_unflushed(wd_ledger *l, const wd_ledger_key *k);
 

@@ -647,7 +647,7 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
 static void on_budget_warning(void *ud, const wd_ledger_key *k, int64_t spent)
 {
     wd_engine *e = ud;
-    json_t *ev = json_object();
+    json_t *ev = e->audit ? json_object() : NULL;
     if (!ev)
         return;
     const char *user = !strncmp(k->scope, "user:", 5) ? k->scope + 5 : NULL;
@@ -676,7 +676,7 @@ void wd_engine_flush(wd_engine *e)
 {
     if (wd_audit_pending(e->audit))
         wd_audit_flush(e->audit);
-    wd_ledger_flush(e->ledger, on_budget_warning, e);
+    wd_ledger_flush(e->ledger);
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -747,7 +747,7 @@ wd_engine *wd_engine_new(const wd_engine_opts *o, char *err, size_t errlen)
     if (!e->store)
         goto fail;
     e->breakers = wd_breakers_new(e->store);
-    e->ledger = wd_ledger_new(e->store);
+    e->ledger = wd_ledger_new(e->store, on_budget_warning, e);
     e->llm = o && o->llm ? wd_strdup(o->llm) : NULL;
     /* deadlines are measured from now (not from when the loop last polled) on the
     ** precise monotonic clock (the coarse one fires up to a jiffy early) */
@@ -798,7 +798,7 @@ void wd_engine_free(wd_engine *e)
         event_free(e->flush_ev);
     if (e->base)
         event_base_free(e->base);
-    wd_ledger_free(e->ledger, e->audit ? on_budget_warning : NULL, e);
+    wd_ledger_free(e->ledger);
     wd_audit_close(e->audit);
     wd_breakers_free(e->breakers);
     wd_store_close(e->store);
@@ -874,7 +874,7 @@ int wd_engine_wait(wd_engine *e)
         if (event_base_loop(e->base, EVLOOP_ONCE) < 0)
             return -1;
     wd_audit_flush(e->audit);
-    wd_ledger_flush(e->ledger, on_budget_warning, e);
+    wd_ledger_flush(e->ledger);
     wd_audit_flush(e->audit); /* the warnings it found */
     return 0;
 }

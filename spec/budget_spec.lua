@@ -131,6 +131,20 @@ describe("user budgets", function()
     assert.matches("user dave's daily budget: %$0%.0%d+ of %$0%.10 spent", warned[1].reason)
   end)
 
+  it("audits the warning when the spend that crosses it goes in with a lease grown for the next call", function()
+    -- one run, two calls: the first call's $0.0301 waits in memory and is written when
+    -- the second call grows the lease, past the warning line at 25% of $0.10
+    local policy, audit = daily3_policy({ budget = { warn_ratio = 0.25 } })
+    T.run_many({ policy = policy, llm = scenario(0), audit = audit },
+      { { agent = "spec/fixtures/lab", query = { { "llm" }, { "llm" } }, user = "dave" } })
+    local warned = {}
+    for _, w in ipairs(T.events(audit, "budget_warning")) do
+      if w.budget_scope == "user:dave" and w.budget_period:match("^day:") then warned[#warned + 1] = w end
+    end
+    assert.equal(1, #warned)
+    assert.matches("user dave's daily budget: %$0%.030100 of %$0%.10 spent %(30%%%)", warned[1].reason)
+  end)
+
   it("keeps committed spend across a kill -9 and releases the killed call's reservation at the next start",
     function()
     local policy, audit, store = daily3_policy()
