@@ -345,13 +345,11 @@ static int proc_start(long pid, char *out, size_t n)
     size_t len = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[len] = '\0';
-    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    char *p = strrchr(buf, ')'); /* ends field 2, the command name (which may hold ')') */
     if (!p || !p[1] || p[2] == 'Z' || p[2] == 'X') /* a zombie is gone, whoever reaps it */
         return -1;
-    p++;
-    for (int field = 2; field < 22 && p; field++) { /* starttime is field 22 */
+    for (int field = 3; field <= 22 && p; field++) /* p: the space before field 22, starttime */
         p = strchr(p + 1, ' ');
-    }
     if (!p)
         return -1;
     p++;

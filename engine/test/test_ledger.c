@@ -1,0 +1,117 @@
+/* test_ledger.c - the store's ledger: leases checked against limits, and the sweep that
+** releases the leases of dead processes but never a live one's */
+#include "harness.h"
+#include "store.h"
+#include "util.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static char dir[] = "/tmp/wd-ledger-test.XXXXXX";
+
+/* field 22 of /proc/PID/stat, split the plain way: what a live owner must be named by */
+static long long start_time(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')') + 2; /* field 3 */
+    long long v = -1;
+    for (int field = 3; p && field < 22; field++) {
+        p = strchr(p, ' ');
+        if (p)
+            p++;
+    }
+    if (p)
+        sscanf(p, "%lld", &v);
+    return v;
+}
+
+static void sql(const char *path, const char *q)
+{
+    sqlite3 *db;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    char *err = NULL;
+    CHECK(sqlite3_exec(db, q, NULL, NULL, &err) == SQLITE_OK);
+    if (err)
+        fprintf(stderr, "  %s\n", err);
+    sqlite3_free(err);
+    sqlite3_close(db);
+}
+
+TEST(sweep_releases_dead_owners_only)
+{
+    char path[300], err[300], q[1000];
+    snprintf(path, sizeof path, "%s/sweep.db", dir);
+    wd_store *s = wd_store_open(path, err, sizeof err);
+    CHECK(s != NULL);
+    wd_store_close(s);
+    /* the parent (alive) under its real start time; the parent under another start time
+    ** (a reused pid: dead); a pid that does not exist */
+    long ppid = (long)getppid();
+    long long st = start_time(ppid);
+    CHECK(st > 0);
+    snprintf(q, sizeof q,
+             "INSERT INTO spend(scope, period, spent, reserved) VALUES('user:a', 'day:x', 5, 700);"
+             "INSERT INTO leases(owner, scope, period, amount, created_ms) VALUES"
+             " ('%ld:%lld', 'user:a', 'day:x', 100, 0), ('%ld:%lld', 'user:a', 'day:x', 200, 0),"
+             " ('999999999:1', 'user:a', 'day:x', 400, 0);",
+             ppid, st, ppid, st + 1);
+    sql(path, q);
+    s = wd_store_open(path, err, sizeof err); /* opening sweeps */
+    CHECK(s != NULL);
+    wd_ledger_key k = {"user:a", "day:x", 0, 0};
+    wd_ledger_row row;
+    CHECK(wd_store_ledger_get(s, &k, 1, &row) == 0);
+    CHECK(row.reserved == 100 && row.spent == 5);
+    CHECK(wd_store_sweep(s) == 0); /* nothing left to release */
+    wd_store_close(s);
+}
+
+TEST(a_lease_grows_only_within_the_limit_counting_pending_spend)
+{
+    char path[300], err[300];
+    snprintf(path, sizeof path, "%s/lease.db", dir);
+    wd_store *s = wd_store_open(path, err, sizeof err);
+    CHECK(s != NULL);
+    wd_ledger_key k = {"user:b", "day:x", 1000, 500};
+    int64_t row_id = 0;
+    int which;
+    wd_lease_change c = {&k, &row_id, 0, 600, 0, 0, 0, {{0}, {0}, 0, 0, 0}};
+    CHECK(wd_store_lease_apply(s, &c, 1, 1, 1, &which) == 1);
+    CHECK(row_id > 0);
+    /* 500 spent waiting, lease kept at 600: 1,100 would pass the limit */
+    wd_lease_change d = {&k, &row_id, 600, 600, 500, 0, 0, {{0}, {0}, 0, 0, 0}};
+    CHECK(wd_store_lease_apply(s, &d, 1, 1, 2, &which) == 0 && which == 0);
+    /* shrunk to 400 with the spend: 900 fits, and the spend reaches the warning line at 500 */
+    d.new_amount = 400;
+    CHECK(wd_store_lease_apply(s, &d, 1, 1, 3, &which) == 1);
+    CHECK(d.crossed == 1 && d.spent == 500);
+    wd_ledger_row r;
+    CHECK(wd_store_ledger_get(s, &k, 1, &r) == 0 && r.spent == 500 && r.reserved == 400 && r.warned);
+    /* back to nothing: the lease row goes */
+    wd_lease_change e = {&k, &row_id, 400, 0, 0, 0, 0, {{0}, {0}, 0, 0, 0}};
+    CHECK(wd_store_lease_apply(s, &e, 1, 0, 4, &which) == 1 && row_id == 0);
+    CHECK(wd_store_ledger_get(s, &k, 1, &r) == 0 && r.reserved == 0);
+    wd_store_close(s);
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir))
+        return 1;
+    RUN(sweep_releases_dead_owners_only);
+    RUN(a_lease_grows_only_within_the_limit_counting_pending_spend);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    DONE();
+}
