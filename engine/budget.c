@@ -55,6 +55,19 @@ double wd_budget_per_run(const wd_policy *p, const char *user)
     return t ? t->per_run_usd : 1.0;
 }
 
+/* the run's keys under policy p now: made once per policy and UTC day, as every call
+** of a run asks for the same (a borrowed pointer into the run) */
+static const wd_ledger_key *run_keys(wd_run *r, const wd_policy *p)
+{
+    int64_t now = wd_wall_ms(), day = now / 86400000;
+    if (r->bkeys_gen != p->gen || r->bkeys_day != day) {
+        wd_budget_keys(p, r->user_id, now, r->bkeys);
+        r->bkeys_gen = p->gen;
+        r->bkeys_day = day;
+    }
+    return r->bkeys;
+}
+
 static void audit_budget(wd_run *r, const char *event, const char *what, const json_t *args, const char *scope,
                          const char *period, double amount, const char *msg)
 {
@@ -77,7 +90,7 @@ static void audit_budget(wd_run *r, const char *event, const char *what, const j
 /* ---- leases ------------------------------------------------------------------------ */
 
 #define LEASE_BUCKETS 256
-#define LEASE_CALLS 64        /* a grown lease covers up to this many more such calls */
+#define LEASE_CALLS 256       /* a grown lease covers up to this many more such calls */
 
 struct wd_lease {
     wd_ledger_key key;
@@ -85,6 +98,7 @@ struct wd_lease {
     int64_t granted;          /* reserved in the store for this engine */
     int64_t used;             /* held by calls in flight */
     int64_t pending;          /* settled, not yet written */
+    int active;               /* reserved on since the last flush: its room is kept */
     wd_lease *next;
 };
 
@@ -106,19 +120,27 @@ static unsigned key_hash(const wd_ledger_key *k)
     return h % LEASE_BUCKETS;
 }
 
+/* NULL when the ledger has no lease on k */
+static wd_lease *lease_find(wd_ledger *l, const wd_ledger_key *k)
+{
+    for (wd_lease *e = l->buckets[key_hash(k)]; e; e = e->next)
+        if (!strcmp(e->key.scope, k->scope) && !strcmp(e->key.period, k->period))
+            return e;
+    return NULL;
+}
+
 /* NULL when out of memory; the key's limit and warning line follow the caller's */
 static wd_lease *lease_of(wd_ledger *l, const wd_ledger_key *k)
 {
-    unsigned h = key_hash(k);
-    for (wd_lease *e = l->buckets[h]; e; e = e->next)
-        if (!strcmp(e->key.scope, k->scope) && !strcmp(e->key.period, k->period)) {
-            e->key.limit = k->limit;
-            e->key.warn_at = k->warn_at;
-            return e;
-        }
-    wd_lease *e = calloc(1, sizeof *e);
-    if (!e)
+    wd_lease *e = lease_find(l, k);
+    if (e) {
+        e->key.limit = k->limit;
+        e->key.warn_at = k->warn_at;
+        return e;
+    }
+    if (!(e = calloc(1, sizeof *e)))
         return NULL;
+    unsigned h = key_hash(k);
     e->key = *k;
     e->next = l->buckets[h];
     l->buckets[h] = e;
@@ -144,16 +166,22 @@ static void report_crossed(wd_ledger *l, const wd_lease_change *c, size_t n)
             l->warn(l->warn_ud, c[i].key, c[i].spent);
 }
 
-int wd_ledger_flush(wd_ledger *l)
+int wd_ledger_flush(wd_ledger *l, int idle)
 {
     if (!l || !l->dirty)
         return 0;
     wd_lease_change stack[32], *c = stack;
     size_t n = 0, cap = 32;
     int rc = 0;
+    int keep = 0;
+    /* a lease in use keeps its room, less what was spent; one not reserved on since the
+    ** last flush goes back to the store but for what calls hold */
     for (int b = 0; b < LEASE_BUCKETS; b++)
         for (wd_lease *e = l->buckets[b]; e; e = e->next) {
-            if (!e->pending && (e->key.limit <= 0 || e->granted == e->used))
+            int active = e->active && !idle;
+            e->active = 0;
+            keep |= active && e->key.limit > 0 && e->granted - e->pending > e->used;
+            if (!e->pending && (e->key.limit <= 0 || e->granted == e->used || active))
                 continue;
             if (n == cap) {
                 wd_lease_change *m = malloc(2 * cap * sizeof *m);
@@ -172,7 +200,10 @@ int wd_ledger_flush(wd_ledger *l)
             x->key = &e->key;
             x->row = &e->row;
             x->old = e->granted;
-            x->new_amount = e->key.limit > 0 ? e->used : e->granted; /* unlimited: counted, never leased */
+            if (e->key.limit <= 0)
+                x->new_amount = e->granted; /* unlimited: counted, never leased */
+            else
+                x->new_amount = active && e->granted - e->pending > e->used ? e->granted - e->pending : e->used;
             x->pending = e->pending;
         }
     int which;
@@ -197,7 +228,7 @@ int wd_ledger_flush(wd_ledger *l)
                 pp = &e->next;
             }
         }
-    l->dirty = 0;
+    l->dirty = keep; /* the next flush returns a lease kept now, if it is left idle */
 out:
     if (c != stack)
         free(c);
@@ -212,7 +243,7 @@ void wd_ledger_free(wd_ledger *l)
         for (wd_lease *e = l->buckets[b]; e; e = e->next)
             e->used = 0; /* every run has ended: nothing is held */
     l->dirty = 1;
-    wd_ledger_flush(l);
+    wd_ledger_flush(l, 1);
     for (int b = 0; b < LEASE_BUCKETS; b++)
         for (wd_lease *e = l->buckets[b], *n; e; e = n) {
             n = e->next;
@@ -223,11 +254,14 @@ void wd_ledger_free(wd_ledger *l)
 
 int64_t wd_ledger_unflushed(wd_ledger *l, const wd_ledger_key *k)
 {
-    unsigned h = key_hash(k);
-    for (wd_lease *e = l->buckets[h]; e; e = e->next)
-        if (!strcmp(e->key.scope, k->scope) && !strcmp(e->key.period, k->period))
-            return e->pending;
-    return 0;
+    wd_lease *e = lease_find(l, k);
+    return e ? e->pending : 0;
+}
+
+static int lease_has_room(wd_ledger *l, const wd_ledger_key *k)
+{
+    wd_lease *e = lease_find(l, k);
+    return e && e->granted - e->used - e->pending > 0;
 }
 
 /* 1 held, 0 refused (*which, *row), -1 store error or out of memory */
@@ -288,6 +322,7 @@ static int ledger_reserve(wd_run *r, const wd_ledger_key *keys, int n, int64_t a
     for (int i = 0; i < n; i++) {
         h->lease[i] = ls[i];
         ls[i]->used += amount;
+        ls[i]->active = 1;
     }
     return 1;
 }
@@ -310,8 +345,8 @@ int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *ar
         rc = 1;
         goto out;
     }
-    wd_ledger_key keys[WD_BUDGET_KEYS];
-    int nk = wd_budget_keys(p, r->user_id, wd_wall_ms(), keys);
+    const wd_ledger_key *keys = run_keys(r, p);
+    int nk = WD_BUDGET_KEYS;
     int64_t amount = wd_budget_nusd(cost);
     int which = -1;
     wd_ledger_row row;
@@ -350,11 +385,10 @@ void wd_budget_settle(wd_run *r, wd_budget_hold *h, double actual)
     char msg[300];
     int64_t spent = nusd_near(actual);
     if (!h->n && spent > 0) { /* spent without a reservation (a free estimate): still counted */
-        wd_ledger_key keys[WD_BUDGET_KEYS];
         wd_policy *p = wd_engine_policy(r->eng);
-        int nk = wd_budget_keys(p, r->user_id, wd_wall_ms(), keys);
+        const wd_ledger_key *keys = run_keys(r, p);
         wd_policy_unref(p);
-        for (int i = 0; i < nk; i++) {
+        for (int i = 0; i < WD_BUDGET_KEYS; i++) {
             wd_lease *e = lease_of(r->eng->ledger, &keys[i]);
             if (e)
                 e->pending += spent;
@@ -388,13 +422,14 @@ void wd_budget_settle(wd_run *r, wd_budget_hold *h, double actual)
 
 int wd_budget_can_start(wd_run *r, char *msg, size_t n)
 {
-    wd_ledger_key keys[WD_BUDGET_KEYS];
     wd_ledger_row rows[WD_BUDGET_KEYS];
-    int nk = wd_budget_keys(r->pol, r->user_id, wd_wall_ms(), keys);
-    int limited = 0;
+    const wd_ledger_key *keys = run_keys(r, r->pol);
+    int nk = WD_BUDGET_KEYS, unknown = 0;
+    /* a key this engine holds an unused lease on is not spent: the store granted the
+    ** lease within the limit. Only the others need a read of the store */
     for (int i = 0; i < nk; i++)
-        limited |= keys[i].limit > 0;
-    if (!limited)
+        unknown |= keys[i].limit > 0 && !lease_has_room(r->eng->ledger, &keys[i]);
+    if (!unknown)
         return 1;
     wd_store *s = r->eng->store;
     if (wd_store_ledger_get(s, keys, nk, rows) < 0) {

@@ -17,10 +17,11 @@ typedef struct wd_run wd_run;
 ** A call's worst case is reserved in memory, against a lease this engine holds in the
 ** store for each key (a row of table `leases`, counted in the key's `reserved`). Only a call
 ** that does not fit the lease goes to the store, in one transaction that grows every
-** short lease at once (by up to 64 more such calls, at most 1% of the limit) or refuses.
+** short lease at once (by up to 256 more such calls, at most 1% of the limit) or refuses.
 ** A settled call's real cost waits in memory for the next flush (every audit flush,
-** 20 ms, and when the engine stops or waits), which writes the spend, returns what no
-** call holds, and reports the budgets whose warning line was crossed. So the store's
+** 20 ms, and when the engine stops or waits), which writes the spend, returns the room
+** of leases not reserved on since the flush before (the room of all when no run is
+** left), and reports the budgets whose warning line was crossed. So the store's
 ** spent + reserved never counts less than what calls may cost, except by what answers
 ** cost beyond their estimate until the next flush. */
 typedef struct wd_ledger wd_ledger;
@@ -41,8 +42,9 @@ typedef void (*wd_ledger_warn_fn)(void *ud, const wd_ledger_key *k, int64_t spen
 wd_ledger *wd_ledger_new(wd_store *s, wd_ledger_warn_fn warn, void *ud);
 /* flushes, returns every lease, frees; accepts NULL */
 void wd_ledger_free(wd_ledger *l);
-/* writes pending spend and returns unheld leases. 0, or -1 (kept for the next flush) */
-int wd_ledger_flush(wd_ledger *l);
+/* writes pending spend and returns the room of leases not reserved on since the last
+** flush (idle: of every lease), keeping what calls hold. 0, or -1 (kept for the next) */
+int wd_ledger_flush(wd_ledger *l, int idle);
 /* spend not yet in the store, in nano-dollars, of the key (for ctx:budget and checks) */
 int64_t wd_ledger_unflushed(wd_ledger *l, const wd_ledger_key *k);
 

@@ -672,18 +672,18 @@ static void on_budget_warning(void *ud, const wd_ledger_key *k, int64_t spent)
 
 /* records first, then the spend they show: after a crash the audit log never shows less
 ** than the ledger (the warnings the ledger finds go out with the next flush) */
-void wd_engine_flush(wd_engine *e)
+void wd_engine_flush(wd_engine *e, int idle)
 {
     if (wd_audit_pending(e->audit))
         wd_audit_flush(e->audit);
-    wd_ledger_flush(e->ledger);
+    wd_ledger_flush(e->ledger, idle);
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    wd_engine_flush(arg);
+    wd_engine_flush(arg, 0);
 }
 
 /* ---- public ---------------------------------------------------------------- */
@@ -873,8 +873,7 @@ int wd_engine_wait(wd_engine *e)
     while (e->active > 0)
         if (event_base_loop(e->base, EVLOOP_ONCE) < 0)
             return -1;
-    wd_audit_flush(e->audit);
-    wd_ledger_flush(e->ledger);
+    wd_engine_flush(e, 1);
     wd_audit_flush(e->audit); /* the warnings it found */
     return 0;
 }

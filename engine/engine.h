@@ -156,6 +156,10 @@ struct wd_run {
     double cost;
     int64_t held_nusd;           /* reserved by this run's calls in flight */
     wd_budget_hold llm_hold, tool_hold;
+    /* the run's ledger keys, made again for another policy or another UTC day */
+    wd_ledger_key bkeys[WD_BUDGET_KEYS];
+    unsigned long long bkeys_gen;
+    int64_t bkeys_day;
     int run_warned;              /* the per-run budget_warning was audited */
     int64_t retry_after_ms;      /* a rate-limited run: when to try again */
     json_t *tool_calls, *errors;
@@ -197,7 +201,9 @@ long long wd_run_retry_arm(wd_run *r, int retries, long long retry_after_ms, eve
 ** before any thread starts, harmless to repeat */
 void wd_engine_prepare_fds(void);
 wd_policy *wd_engine_policy(wd_engine *e);                   /* a new reference */
-void wd_engine_flush(wd_engine *e);   /* pending spend to the store, then the audit buffer */
+/* the audit buffer, then pending spend to the store; idle: no run is left to use the
+** leases' room */
+void wd_engine_flush(wd_engine *e, int idle);
 
 /* pipeline.c: called by the Lua bindings, on the calling thread L */
 int wd_pipeline_tool(wd_run *r, lua_State *L);   /* ctx:call_tool(name, args) */

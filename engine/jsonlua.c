@@ -47,9 +47,12 @@ static void ptr_push(wd_buf *ptr, const char *k, size_t kl, lua_Integer i)
 }
 
 /* caller owns; NULL with "pointer: why" in err */
-static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, char *err, size_t errlen)
+static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, size_t *text, char *err, size_t errlen)
 {
-    switch (lua_type(L, idx)) {
+    int t = lua_type(L, idx);
+    if (t != LUA_TSTRING && t != LUA_TTABLE)
+        *text += 4;
+    switch (t) {
     case LUA_TNIL:
         return json_null();
     case LUA_TBOOLEAN:
@@ -68,6 +71,7 @@ static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, char *err, si
     case LUA_TSTRING: {
         size_t l;
         const char *s = lua_tolstring(L, idx, &l);
+        *text += l;
         return str_json(s, l);
     }
     case LUA_TLIGHTUSERDATA:
@@ -109,7 +113,7 @@ static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, char *err, si
             for (lua_Integer i = 1; a && i <= n; i++) {
                 lua_rawgeti(L, idx, i);
                 ptr_push(ptr, NULL, 0, i - 1);
-                json_t *v = conv(L, -1, depth + 1, ptr, err, errlen);
+                json_t *v = conv(L, -1, depth + 1, ptr, text, err, errlen);
                 ptr->len = mark;
                 ptr->p[mark] = '\0';
                 lua_pop(L, 1);
@@ -141,8 +145,11 @@ static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, char *err, si
                 json_decref(o);
                 return NULL;
             }
-            ptr_push(ptr, k, strlen(k), 0);
-            json_t *v = conv(L, -1, depth + 1, ptr, err, errlen);
+            size_t kl = strlen(k);
+            if (lua_type(L, -2) == LUA_TSTRING)
+                *text += kl;
+            ptr_push(ptr, k, kl, 0);
+            json_t *v = conv(L, -1, depth + 1, ptr, text, err, errlen);
             ptr->len = mark;
             ptr->p[mark] = '\0';
             lua_pop(L, 1);
@@ -172,13 +179,19 @@ static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, char *err, si
 
 json_t *wd_lua_to_json(lua_State *L, int idx, char *err, size_t errlen)
 {
+    size_t text = 0;
+    return wd_lua_to_json_sized(L, idx, &text, err, errlen);
+}
+
+json_t *wd_lua_to_json_sized(lua_State *L, int idx, size_t *text, char *err, size_t errlen)
+{
     wd_buf ptr = {0};
     wd_buf_add(&ptr, "", 0);
     if (!ptr.p) {
         wd_errf(err, errlen, "out of memory");
         return NULL;
     }
-    json_t *j = conv(L, idx, 0, &ptr, err, errlen);
+    json_t *j = conv(L, idx, 0, &ptr, text, err, errlen);
     wd_buf_free(&ptr);
     return j;
 }

@@ -161,6 +161,30 @@ static int register_tool(wd_run *r, lua_State *L, const char *name, const char *
     return (int)r->ntools++;
 }
 
+/* a JSON value's size as prompt text, counted as wd_lua_to_json_sized does */
+static size_t json_text_bytes(const json_t *v, int depth)
+{
+    size_t n = 0;
+    const char *k;
+    json_t *x;
+    if (depth > 64)
+        return 0;
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return json_string_length(v);
+    case JSON_OBJECT:
+        json_object_foreach((json_t *)v, k, x)
+            n += strlen(k) + json_text_bytes(x, depth + 1);
+        return n;
+    case JSON_ARRAY:
+        for (size_t i = 0; i < json_array_size(v); i++)
+            n += json_text_bytes(json_array_get(v, i), depth + 1);
+        return n;
+    default:
+        return 4;
+    }
+}
+
 json_t *wd_run_tool_specs(wd_run *r)
 {
     if (r->tool_specs && r->tool_specs_n == r->ntools)
@@ -180,9 +204,7 @@ json_t *wd_run_tool_specs(wd_run *r)
     json_decref(r->tool_specs);
     r->tool_specs = specs;
     r->tool_specs_n = r->ntools;
-    wd_buf b = {0}; /* its size, for the estimate of a call's input */
-    r->tool_specs_bytes = wd_json_compact(specs, &b) == 0 ? b.len : 0;
-    wd_buf_free(&b);
+    r->tool_specs_bytes = json_text_bytes(specs, 0); /* for the estimate of a call's input */
     return specs;
 }
 
@@ -451,9 +473,12 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
     free(r->req.model);
     r->req.model = wd_strdup(model);
     lua_pop(L, 1);
+    /* the call as JSON: what goes over the wire, and what a cached answer is keyed on.
+    ** Its conversion measures the input too; a mock call without a cache only measures */
+    int as_json = !r->llm || strncmp(r->llm, "mock:", 5) || r->pol->cache_enabled;
     lua_getfield(L, 2, "messages");
     r->req.nmessages = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
-    r->req.input_bytes = lua_istable(L, -1) ? text_bytes(L, -1, 0) : 0;
+    r->req.input_bytes = lua_istable(L, -1) && !as_json ? text_bytes(L, -1, 0) : 0;
     lua_pop(L, 1);
     /* a whole number, sent as one: a 7.0 from decoded JSON must not slip past the bound */
     int mt = lua_getfield(L, 2, "max_tokens"), whole;
@@ -463,7 +488,7 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
     r->req.max_tokens = mt == LUA_TNIL ? 0 : (long long)max_tokens;
     r->req.temperature = lua_getfield(L, 2, "temperature") == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
     int given = lua_getfield(L, 2, "tools") != LUA_TNIL;
-    if (lua_istable(L, -1))
+    if (lua_istable(L, -1) && !as_json)
         r->req.input_bytes += text_bytes(L, -1, 0);
     /* the runner's loops ask for the run's loaded tools by name: the engine holds them
     ** as JSON already, and a table converted at every call cost a third of the call's
@@ -476,9 +501,7 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
         return luaL_error(L, "ctx:llm: tools and _loaded_tools together: give one of them");
     if (loaded && wd_run_tool_specs(r))
         r->req.input_bytes += r->tool_specs_bytes;
-    /* the call as JSON: what goes over the wire, and what a cached answer is keyed on */
-    if (!r->llm || strncmp(r->llm, "mock:", 5) || r->pol->cache_enabled) {
-        /* what goes over the wire: the agent's messages and tools as JSON */
+    if (as_json) {
         char err[300];
         json_t *call = json_object();
         static const char *const FIELDS[] = {"messages", "tools", "temperature", NULL};
@@ -487,7 +510,10 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
             json_object_set(call, "tools", specs);
         for (int i = 0; FIELDS[i]; i++) {
             if (lua_getfield(L, 2, FIELDS[i]) != LUA_TNIL) {
-                json_t *v = wd_lua_to_json(L, -1, err, sizeof err);
+                size_t text = 0;
+                json_t *v = wd_lua_to_json_sized(L, -1, &text, err, sizeof err);
+                if (i < 2) /* messages and tools: the temperature is no input */
+                    r->req.input_bytes += text;
                 if (!v) {
                     json_decref(call);
                     return luaL_error(L, "ctx:llm: %s: %s", FIELDS[i], err);

@@ -649,7 +649,9 @@ static wd_policy *policy_new(void)
     wd_policy *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
+    static unsigned long long next_gen;
     p->refs = 1;
+    p->gen = __atomic_add_fetch(&next_gen, 1, __ATOMIC_RELAXED);
     p->max_iterations = 5;
     p->llm_connect_ms = 3000;
     p->llm_read_ms = 30000;

@@ -56,6 +56,7 @@ enum { WD_FSYNC_NONE, WD_FSYNC_BATCH, WD_FSYNC_ALWAYS };
 
 typedef struct wd_policy {
     int refs;          /* atomic */
+    unsigned long long gen; /* unique to this load: what caches derived from it compare */
     char *path;
     int max_iterations;
     long long llm_connect_ms, llm_read_ms, tool_ms, run_ms;

@@ -95,7 +95,7 @@ static void on_done(const json_t *res, void *ud)
         x->done(res, x->ud);
     atomic_fetch_sub(&w->inflight, 1);
     if (w->e->active <= 1) { /* the last run in flight: its records and spend go out before wait returns */
-        wd_engine_flush(w->e);
+        wd_engine_flush(w->e, 1);
         wd_audit_flush(w->e->audit); /* the warnings the ledger found */
     }
     finished(w->pool);

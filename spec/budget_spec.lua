@@ -145,6 +145,27 @@ describe("user budgets", function()
     assert.matches("user dave's daily budget: %$0%.030100 of %$0%.10 spent %(30%%%)", warned[1].reason)
   end)
 
+  it("returns what a lease holds beyond its calls once the engine has no call to make", function()
+    -- $1 of daily budget per $0.03 call: the first call leases room for many more
+    local policy, _, store = daily3_policy({ tiers = { big = { per_run_usd = 1, daily_usd = 100 } },
+                                             users = { dave = { role = "read", tier = "big" } } })
+    local scen = "mock:" .. T.scenario({ CALL })
+    local h = io.popen(("%s run spec/fixtures/lab '[[\"llm\"],[\"sleep\",10000]]' --user dave --policy %s"
+      .. " --llm %s >/dev/null 2>&1 & echo $!"):format(T.bin, policy, scen))
+    local pid = h:read("l")
+    h:close()
+    local row
+    for _ = 1, 50 do -- while the run sleeps, the idle engine gives the room back
+      row = ledger_row(store, "user:dave", "day:")
+      if row and row.spent_usd > 0 and row.reserved_usd == 0 then break end
+      os.execute("sleep 0.02")
+    end
+    os.execute("kill " .. pid)
+    assert.is_truthy(row, "the run never called the model")
+    assert.near(COST, row.spent_usd, 1e-9)
+    assert.equal(0, row.reserved_usd)
+  end)
+
   it("keeps committed spend across a kill -9 and releases the killed call's reservation at the next start",
     function()
     local policy, audit, store = daily3_policy()
