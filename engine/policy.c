@@ -406,6 +406,17 @@ static void load_tiers(pctx *c, const wd_ynode *t)
     }
 }
 
+/* budgets and rate limits are kept in the store under the name: a longer one could
+** not be told from another sharing its first bytes */
+#define MAX_NAME 128
+
+static void check_name(pctx *c, const wd_ynode *k, const char *what)
+{
+    if (strlen(k->str) > MAX_NAME)
+        perr(c, k, "%s.%.40s...: a name is at most %d bytes (this one has %zu)", what, k->str, MAX_NAME,
+             strlen(k->str));
+}
+
 static void load_users(pctx *c, const wd_ynode *u)
 {
     wd_policy *p = c->p;
@@ -419,6 +430,7 @@ static void load_users(pctx *c, const wd_ynode *u)
         char where[160];
         snprintf(where, sizeof where, "users.%s", u->kids[i]->str);
         wd_user *us = &p->users[p->n_users++];
+        check_name(c, u->kids[i], "users");
         us->name = wd_strdup(u->kids[i]->str);
         us->role = -1;
         us->tier = -1;
@@ -501,6 +513,7 @@ static void load_tools(pctx *c, const wd_ynode *t)
         char where[160], sub[200];
         snprintf(where, sizeof where, "tools.%s", t->kids[i]->str);
         wd_tool_policy *tp = &p->tools[p->n_tools++];
+        check_name(c, t->kids[i], "tools");
         tp->name = wd_strdup(t->kids[i]->str);
         tp->permission = -1;
         tp->timeout_ms = -1; /* inherit defaults.timeouts.tool_ms */

@@ -95,6 +95,15 @@ lol3: [*l2,*l2,*l2,*l2,*l2,*l2,*l2,*l2,*l2]
     assert.is_true(has(errs, "key 'bob' appears twice"))
   end)
 
+  it("caps user and tool names at 128 bytes: budgets and rate limits are kept under them", function()
+    local long = ("u"):rep(129)
+    local ok, errs = check(("users:\n  %s: {role: read}\ntools:\n  %s: {permission: read}\n"):format(long, long))
+    assert.is_false(ok)
+    assert.is_true(has(errs, ":2:3: users%.u+%.%.%.: a name is at most 128 bytes %(this one has 129%)"))
+    assert.is_true(has(errs, ":4:3: tools%.u+%.%.%.: a name is at most 128 bytes"))
+    assert.is_true(check(("users:\n  %s: {role: read}\n"):format(long:sub(2))))
+  end)
+
   it("compiles forbidden patterns and reports bad ones", function()
     local _, errs = check("tools:\n  t: {permission: read, forbidden_patterns: ['(unclosed']}\n")
     assert.is_true(has(errs, "forbidden_patterns%[0%]: invalid pattern"))
