@@ -451,6 +451,32 @@ int wd_budget_can_start(wd_run *r, char *msg, size_t n)
     return 1;
 }
 
+int wd_budget_left(wd_run *r, double left[WD_BUDGET_KEYS], char *msg, size_t n)
+{
+    wd_ledger_row rows[WD_BUDGET_KEYS];
+    wd_policy *p = wd_engine_policy(r->eng);
+    const wd_ledger_key *keys = run_keys(r, p);
+    wd_policy_unref(p);
+    wd_store *s = r->eng->store;
+    if (wd_store_ledger_get(s, keys, WD_BUDGET_KEYS, rows) < 0) {
+        snprintf(msg, n, "state store %s: %s", wd_store_path(s), wd_store_error(s));
+        return -1;
+    }
+    for (int i = 0; i < WD_BUDGET_KEYS; i++) {
+        if (keys[i].limit <= 0) {
+            left[i] = -1;
+            continue;
+        }
+        /* this engine's lease counts in the row's reserved; only its calls hold money */
+        wd_lease *e = lease_find(r->eng->ledger, &keys[i]);
+        int64_t spent = rows[i].spent + (e ? e->pending : 0);
+        int64_t held = rows[i].reserved - (e ? e->granted - e->used : 0);
+        int64_t l = keys[i].limit - spent - (held > 0 ? held : 0);
+        left[i] = usd(l > 0 ? l : 0);
+    }
+    return 0;
+}
+
 int wd_rate_take(wd_run *r, const char *key, long long limit, const char *what, int64_t *retry_ms, char *msg,
                  size_t n)
 {

@@ -69,6 +69,10 @@ int wd_budget_reserve(wd_run *r, double usd, const char *what, const json_t *arg
 ** at the next flush; audits the per-run budget_warning when the run's spend reaches
 ** warn_ratio of its limit. Accepts an empty hold. */
 void wd_budget_settle(wd_run *r, wd_budget_hold *h, double actual_usd);
+/* What each of the run's budgets (its user's day and month, the global month) has
+** left in USD, less what calls in flight hold; -1 for no limit. 0, or -1 when the store
+** cannot be read (msg). For ctx:budget(), not the hot path: it reads the store. */
+int wd_budget_left(wd_run *r, double left[WD_BUDGET_KEYS], char *msg, size_t n);
 /* Run start: refuses a user whose budget is already spent (msg). 1 may start, 0 not. */
 int wd_budget_can_start(wd_run *r, char *msg, size_t n);
 

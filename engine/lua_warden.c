@@ -199,6 +199,21 @@ static int c_budget(lua_State *L)
     lua_setfield(L, -2, "steps");
     lua_pushinteger(L, r->max_iterations);
     lua_setfield(L, -2, "max_iterations");
+    /* the user's and the installation's budgets: absent when unlimited */
+    static const char *const LEFT[WD_BUDGET_KEYS] = {"user_daily_remaining_usd", "user_monthly_remaining_usd",
+                                                     "global_monthly_remaining_usd"};
+    double left[WD_BUDGET_KEYS];
+    char msg[300];
+    if (wd_budget_left(r, left, msg, sizeof msg) < 0) {
+        lua_pushstring(L, msg);
+        lua_setfield(L, -2, "budgets_error");
+        return 1;
+    }
+    for (int i = 0; i < WD_BUDGET_KEYS; i++)
+        if (left[i] >= 0) {
+            lua_pushnumber(L, left[i]);
+            lua_setfield(L, -2, LEFT[i]);
+        }
     return 1;
 }
 

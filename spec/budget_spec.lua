@@ -91,6 +91,29 @@ describe("user budgets", function()
     assert.near(3 * COST, ledger_row(store, "user:dave", "day:").spent_usd, 1e-9)
   end)
 
+  it("tells the agent what its user's budgets and the global one have left (ctx:budget)", function()
+    local policy, audit = daily3_policy()
+    local res = T.run_many({ policy = policy, llm = scenario(0), audit = audit },
+      { { agent = "spec/fixtures/lab", query = { { "budget" }, { "llm" }, { "budget" } }, user = "dave" } })[1]
+    assert.equal("completed", res.status)
+    local out = T.decode(res.result)
+    assert.near(0.1, out[1].user_daily_remaining_usd, 1e-9)
+    assert.near(10, out[1].user_monthly_remaining_usd, 1e-9)
+    assert.near(10000, out[1].global_monthly_remaining_usd, 1e-9)
+    -- what the call cost is gone; the room the engine leased for more calls is not
+    assert.near(0.1 - COST, out[3].user_daily_remaining_usd, 1e-9)
+    assert.near(10 - COST, out[3].user_monthly_remaining_usd, 1e-9)
+    assert.near(1 - COST, out[3].remaining_usd, 1e-9)
+    -- no limit, no field
+    local free = T.policy({ users = { ann = { role = "read" } }, budget = { global_monthly_usd = 0 } })
+    res = T.run_many({ policy = free, llm = scenario(0), audit = T.tmpfile(".jsonl") },
+      { { agent = "spec/fixtures/lab", query = { { "budget" } }, user = "ann" } })[1]
+    out = T.decode(res.result)
+    assert.is_nil(out[1].user_daily_remaining_usd)
+    assert.is_nil(out[1].global_monthly_remaining_usd)
+    assert.near(1, out[1].remaining_usd, 1e-9)
+  end)
+
   it("refuses a run at its start once the budget is spent, and opens again the next day", function()
     local policy, audit, store = daily3_policy({ tiers = { daily3 = { daily_usd = 0.05 } } })
     core.clock(os.time() * 1000)
