@@ -284,19 +284,16 @@ static int ledger_reserve(wd_run *r, const wd_ledger_key *keys, int n, int64_t a
         c[nc].key = &e->key;
         c[nc].row = &e->row;
         c[nc].old = e->granted;
-        c[nc].new_amount = e->used + amount + (extra < cap ? extra : cap);
-        c[nc].pending = e->pending;
+        /* the spend waiting in the lease stays in it, for the flush to write after the
+        ** records that show it: a call never waits for the audit log's disk */
+        c[nc].new_amount = e->used + e->pending + amount + (extra < cap ? extra : cap);
         at[nc++] = i;
     }
     if (nc) {
-        /* the records of the spend this commits go first: the audit log never shows
-        ** less than the ledger */
-        if (wd_audit_pending(r->eng->audit))
-            wd_audit_flush(r->eng->audit);
         int w, got = wd_store_lease_apply(l->store, c, nc, 1, wd_wall_ms(), &w);
         if (got == 0) { /* the slack did not fit: exactly this call, then */
             for (int j = 0; j < nc; j++)
-                c[j].new_amount = ls[at[j]]->used + amount;
+                c[j].new_amount = ls[at[j]]->used + ls[at[j]]->pending + amount;
             got = wd_store_lease_apply(l->store, c, nc, 1, wd_wall_ms(), &w);
         }
         if (got <= 0) {
@@ -305,16 +302,12 @@ static int ledger_reserve(wd_run *r, const wd_ledger_key *keys, int n, int64_t a
                 *row = c[w].state;
                 row->reserved -= c[w].old; /* what others hold, beside this engine's calls */
                 row->reserved += ls[at[w]]->used;
-                row->spent += c[w].pending;
+                row->spent += ls[at[w]]->pending;
             }
             return got;
         }
-        for (int j = 0; j < nc; j++) {
-            wd_lease *e = ls[at[j]];
-            e->granted = c[j].new_amount;
-            e->pending = 0;
-        }
-        report_crossed(l, c, (size_t)nc); /* the pending spend went in with the lease */
+        for (int j = 0; j < nc; j++)
+            ls[at[j]]->granted = c[j].new_amount;
         l->dirty = 1;
     }
     h->n = n;

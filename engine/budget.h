@@ -37,8 +37,9 @@ typedef struct wd_budget_hold {
 typedef void (*wd_ledger_warn_fn)(void *ud, const wd_ledger_key *k, int64_t spent);
 
 /* caller frees; the store is borrowed. warn (may be NULL) is called for each budget
-** whose warning line a write of spend crossed, whichever write it was (a flush, or a
-** lease grown with the spend waiting on it) */
+** whose warning line a flush's write of spend crossed (only flushes write spend: a
+** lease grown for a call keeps the spend waiting in it, so no call waits for the
+** audit log, whose records of that spend must reach the disk first) */
 wd_ledger *wd_ledger_new(wd_store *s, wd_ledger_warn_fn warn, void *ud);
 /* flushes, returns every lease, frees; accepts NULL */
 void wd_ledger_free(wd_ledger *l);

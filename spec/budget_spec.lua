@@ -154,9 +154,10 @@ describe("user budgets", function()
     assert.matches("user dave's daily budget: %$0%.0%d+ of %$0%.10 spent", warned[1].reason)
   end)
 
-  it("audits the warning when the spend that crosses it goes in with a lease grown for the next call", function()
-    -- one run, two calls: the first call's $0.0301 waits in memory and is written when
-    -- the second call grows the lease, past the warning line at 25% of $0.10
+  it("audits the warning when the spend that crosses it waits in a lease grown for the next call", function()
+    -- one run, two calls: the first call's $0.0301 waits in memory while the second
+    -- call grows the lease, and is written by the flush after (with the second's, if
+    -- no flush fell between them), past the warning line at 25% of $0.10
     local policy, audit = daily3_policy({ budget = { warn_ratio = 0.25 } })
     T.run_many({ policy = policy, llm = scenario(0), audit = audit },
       { { agent = "spec/fixtures/lab", query = { { "llm" }, { "llm" } }, user = "dave" } })
@@ -165,7 +166,8 @@ describe("user budgets", function()
       if w.budget_scope == "user:dave" and w.budget_period:match("^day:") then warned[#warned + 1] = w end
     end
     assert.equal(1, #warned)
-    assert.matches("user dave's daily budget: %$0%.030100 of %$0%.10 spent %(30%%%)", warned[1].reason)
+    local spent = warned[1].reason:match("user dave's daily budget: %$(0%.%d+) of %$0%.10 spent")
+    assert.is_truthy(spent == "0.030100" or spent == "0.060200", warned[1].reason)
   end)
 
   it("returns what a lease holds beyond its calls once the engine has no call to make", function()
