@@ -1,5 +1,6 @@
 /* cli.c - the `warden` command (DESIGN.md section 6). Exit codes: 0 success, 1 the
 ** run ended without success (its result still printed), 2 usage or configuration. */
+#include "approval.h"
 #include "audit.h"
 #include "breaker.h"
 #include "policy.h"
@@ -19,6 +20,9 @@ static const char USAGE[] =
     "  warden audit verify [FILE] [--policy FILE] [--json]\n"
     "  warden audit query [FILE] [--run ID] [--user ID] [--event TYPE] [--since T] [--policy FILE]\n"
     "  warden report cost [AUDIT_FILE] [--since T] [--until T] [--policy FILE] [--json]\n"
+    "  warden approvals list [--all] [--policy FILE] [--json]\n"
+    "  warden approvals approve ID --by WHO [--policy FILE]\n"
+    "  warden approvals reject ID --reason TEXT --by WHO [--policy FILE]\n"
     "  warden breakers [--policy FILE] [--json]\n"
     "  warden breakers reset NAME --user ID [--policy FILE]   (ID must hold the highest role)\n"
     "  warden version\n";
@@ -34,8 +38,8 @@ static int usage(const char *msg)
 typedef struct {
     const char *pos[4];
     int npos;
-    const char *user, *session, *policy, *llm, *run, *event, *since, *until;
-    int json;
+    const char *user, *session, *policy, *llm, *run, *event, *since, *until, *by, *reason;
+    int json, all;
 } args_t;
 
 static int parse(int argc, char **argv, int from, args_t *a)
@@ -44,8 +48,8 @@ static int parse(int argc, char **argv, int from, args_t *a)
     for (int i = from; i < argc; i++) {
         const char *s = argv[i];
         const char **dst = NULL;
-        if (!strcmp(s, "--json")) {
-            a->json = 1;
+        if (!strcmp(s, "--json") || !strcmp(s, "--all")) {
+            *(s[2] == 'j' ? &a->json : &a->all) = 1;
             continue;
         }
         if (!strcmp(s, "--user")) dst = &a->user;
@@ -56,6 +60,8 @@ static int parse(int argc, char **argv, int from, args_t *a)
         else if (!strcmp(s, "--event")) dst = &a->event;
         else if (!strcmp(s, "--since")) dst = &a->since;
         else if (!strcmp(s, "--until")) dst = &a->until;
+        else if (!strcmp(s, "--by")) dst = &a->by;
+        else if (!strcmp(s, "--reason")) dst = &a->reason;
         else if (s[0] == '-' && s[1] == '-') {
             fprintf(stderr, "warden: unknown option %s\n", s);
             return -1;
@@ -86,6 +92,12 @@ static void on_done(const json_t *res, void *ud)
     ((one_t *)ud)->res = json_incref((json_t *)res);
 }
 
+static void to_stderr(void *ud, const char *line)
+{
+    (void)ud;
+    fprintf(stderr, "warden: %s\n", line);
+}
+
 static int cmd_run(args_t *a)
 {
     if (a->npos < 1)
@@ -99,6 +111,7 @@ static int cmd_run(args_t *a)
     }
     one_t one = {NULL};
     wd_run_opts ro = {a->pos[0], a->npos > 1 ? a->pos[1] : "", a->user, a->session, NULL};
+    wd_engine_on_notice(e, to_stderr, NULL);
     wd_engine_submit(e, &ro, on_done, &one);
     wd_engine_wait(e);
     char *audit = strdup(wd_engine_audit_path(e));
@@ -382,6 +395,84 @@ static int cmd_breakers(args_t *a)
     return rc;
 }
 
+/* warden approvals list | approve ID | reject ID: from any process; each first settles
+** what time and death decided (approval.h) */
+static int cmd_approvals(args_t *a)
+{
+    const char *sub = a->npos ? a->pos[0] : "list";
+    int list = !strcmp(sub, "list"), approve = !strcmp(sub, "approve"), reject = !strcmp(sub, "reject");
+    if (!list && !approve && !reject)
+        return usage("approvals takes list, approve ID or reject ID");
+    if (list ? a->npos > 1 : a->npos != 2)
+        return usage(list ? "approvals list takes no argument" : "approvals approve|reject needs one ID");
+    if (!list && (!a->by || !*a->by))
+        return usage("say who decides: --by WHO");
+    if (reject && (!a->reason || !*a->reason))
+        return usage("approvals reject needs --reason TEXT");
+    wd_policy *p = load_policy(a);
+    if (!p)
+        return 2;
+    char err[600];
+    wd_store *st = wd_store_open(p->store_path, err, sizeof err);
+    wd_policy_unref(p);
+    if (!st) {
+        fprintf(stderr, "warden: %s\n", err);
+        return 2;
+    }
+    int64_t now = wd_wall_ms();
+    int rc = 2;
+    if (wd_approval_sweep(st, now) < 0)
+        goto store_fail;
+    if (list) {
+        json_t *l;
+        if (wd_approval_list(st, a->all, &l) < 0)
+            goto store_fail;
+        if (a->json) {
+            char *s = json_dumps(l, JSON_INDENT(2));
+            if (s)
+                puts(s);
+            free(s);
+        } else {
+            size_t i;
+            json_t *o;
+            if (!json_array_size(l))
+                printf("no %sapproval requests\n", a->all ? "" : "pending ");
+            json_array_foreach(l, i, o) {
+                char *args = json_dumps(json_object_get(o, "args"), JSON_COMPACT | JSON_SORT_KEYS);
+                char *who = json_dumps(json_object_get(o, "approvers"), JSON_COMPACT);
+                long long left = (long long)(json_integer_value(json_object_get(o, "expires_ms")) - now) / 1000;
+                printf("%s  %s  tool %s %s  run %s user %s  %s risk, %s urgency, needs %lld of %s\n",
+                       json_string_value(json_object_get(o, "id")), json_string_value(json_object_get(o, "status")),
+                       json_string_value(json_object_get(o, "tool")), args ? args : "{}",
+                       json_string_value(json_object_get(o, "run_id")),
+                       json_string_value(json_object_get(o, "user_id")),
+                       json_string_value(json_object_get(o, "risk")), json_string_value(json_object_get(o, "urgency")),
+                       (long long)json_integer_value(json_object_get(o, "approvals_needed")), who ? who : "[]");
+                if (left > 0 && !strcmp(json_string_value(json_object_get(o, "status")), "pending"))
+                    printf("    expires in %lld s; justification: %s\n", left,
+                           json_string_value(json_object_get(o, "justification")));
+                free(args);
+                free(who);
+            }
+        }
+        json_decref(l);
+        rc = 0;
+    } else {
+        char msg[1400];
+        int got = wd_approval_decide(st, a->pos[1], approve, a->by, a->reason, now, msg, sizeof msg);
+        if (got < 0)
+            goto store_fail;
+        fprintf(got ? stdout : stderr, "%s%s\n", got ? "" : "warden: ", msg);
+        rc = got ? 0 : 1;
+    }
+    wd_store_close(st);
+    return rc;
+store_fail:
+    fprintf(stderr, "warden: state store %s: %s\n", wd_store_path(st), wd_store_error(st));
+    wd_store_close(st);
+    return 2;
+}
+
 /* warden report cost: spend from the audit log (the policy's, or FILE), budget use from
 ** the store */
 static int cmd_report_cost(args_t *a)
@@ -456,6 +547,11 @@ int main(int argc, char **argv)
         if (parse(argc, argv, 3, &a) < 0)
             return usage(NULL);
         return cmd_report_cost(&a);
+    }
+    if (!strcmp(cmd, "approvals")) {
+        if (parse(argc, argv, 2, &a) < 0)
+            return usage(NULL);
+        return cmd_approvals(&a);
     }
     if (!strcmp(cmd, "breakers")) {
         if (parse(argc, argv, 2, &a) < 0)

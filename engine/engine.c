@@ -249,6 +249,7 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
         event_del(r->run_timer);
     if (r->tool.active)
         wd_pipeline_tool_cancel(r);
+    wd_pipeline_approval_cancel(r, error && *error ? error : user_message(st));
     wd_fetch_cancel(r);
     wd_llm_cancel(r);
     wd_budget_settle(r, &r->tool_hold, 0); /* a call cut short: its reservation goes back */
@@ -811,6 +812,12 @@ void wd_engine_free(wd_engine *e)
 }
 
 const char *wd_engine_audit_path(const wd_engine *e) { return wd_audit_path(e->audit); }
+
+void wd_engine_on_notice(wd_engine *e, void (*fn)(void *ud, const char *line), void *ud)
+{
+    e->notice = fn;
+    e->notice_ud = ud;
+}
 
 void wd_engine_record_tool_overhead(wd_engine *e, int on)
 {

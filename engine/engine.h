@@ -42,11 +42,13 @@ struct wd_engine {
     int active;
     int unstarted;              /* submitted runs waiting for their first turn */
     int record_overhead;
+    void (*notice)(void *ud, const char *line); /* lines for a person watching (warden run: stderr) */
+    void *notice_ud;
     long long *lat;
     size_t nlat, caplat;
 };
 
-typedef enum { OP_NONE, OP_LLM, OP_TOOL, OP_SLEEP, OP_HTTP, OP_END } wd_opkind;
+typedef enum { OP_NONE, OP_LLM, OP_TOOL, OP_SLEEP, OP_HTTP, OP_APPROVAL, OP_END } wd_opkind;
 
 /* a tool script loaded into the run */
 typedef struct wd_tool_impl {
@@ -161,6 +163,12 @@ struct wd_run {
     unsigned long long bkeys_gen;
     int64_t bkeys_day;
     int run_warned;              /* the per-run budget_warning was audited */
+    struct {                     /* a tool call waiting for a person (approval.h) */
+        char id[37];             /* "" when none */
+        int escalation_audited;
+        int64_t remaining_ns;    /* of the run's deadline, which waits too */
+        int64_t asked_ms;
+    } appr;
     int64_t retry_after_ms;      /* a rate-limited run: when to try again */
     json_t *tool_calls, *errors;
     long tool_calls_omitted;     /* past WD_MAX_TOOL_CALLS_IN_RESULT */
@@ -211,6 +219,8 @@ int wd_pipeline_llm(wd_run *r, lua_State *L);    /* ctx:llm{...} */
 void wd_pipeline_start(wd_run *r);               /* start r->req after the yield reached the top */
 void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int transient);
 void wd_pipeline_tool_cancel(wd_run *r);
+/* a run ending while it waits for an approval: the request is cancelled */
+void wd_pipeline_approval_cancel(wd_run *r, const char *why);
 int wd_tool_load(wd_run *r, lua_State *L, const char *name); /* index, or -1 with message pushed */
 /* the loaded tools as the model sees them, [{name, description, parameters}], rebuilt
 ** only when a tool was loaded since; the run keeps it (borrowed), NULL out of memory */

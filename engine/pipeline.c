@@ -5,6 +5,7 @@
 #include "llm.h"
 #include "jsonlua.h"
 #include "redact.h"
+#include "approval.h"
 #include "canon.h"
 #include "util.h"
 
@@ -251,6 +252,286 @@ int wd_tool_load(wd_run *r, lua_State *L, const char *name)
     return register_tool(r, L, name, path);
 }
 
+static void start_tool(wd_run *r);
+
+/* the tool's breaker: 1 admitted (r->tool.admitted, .probe set), 0 refused at once
+** while open, without running the handler: audited and listed, msg says why */
+static int admit_tool(wd_run *r, int idx, const char *name, json_t *args, char *msg, size_t msgn)
+{
+    const char *bname = r->tools[idx].breaker ? r->tools[idx].breaker : "tool:?";
+    wd_breaker_cfg bc = wd_run_breaker_cfg(r);
+    wd_breaker_change ch;
+    int probe;
+    if (!wd_breakers_admit(r->eng->breakers, bname, &bc, &probe, msg, msgn, &ch)) {
+        wd_budget_settle(r, &r->tool_hold, 0);
+        wd_run_audit_breaker(r, bname, &ch, name, NULL);
+        json_t *ev = wd_run_event(r, "tool_call", 0);
+        json_object_set_new(ev, "tool_name", json_string(name));
+        json_object_set_new(ev, "tool_args", json_deep_copy(args));
+        json_object_set_new(ev, "agent_step", json_integer(r->steps));
+        json_object_set_new(ev, "error", json_string(msg));
+        json_object_set_new(ev, "reason", json_string("circuit_open"));
+        json_object_set_new(ev, "circuit_breaker_state",
+                            json_string(wd_breaker_state_name(wd_breakers_state(r->eng->breakers, bname))));
+        wd_run_audit(r, ev);
+        add_tool_call(r, name, args, msg, 0);
+        return 0;
+    }
+    wd_run_audit_breaker(r, bname, &ch, name, NULL);
+    r->tool.admitted = 1;
+    r->tool.probe = probe;
+    return 1;
+}
+
+/* ---- approvals: a tool call waits for a person (approval.h) ---------------------- */
+
+#define APPROVAL_POLL_MS 100
+
+static int need_approval(const wd_tool_policy *tp) { return tp->requires_approval; }
+
+static int risk_rank(const char *risk)
+{
+    static const char *const R[] = {"safe", "low", "medium", "high", "critical"};
+    for (int i = 0; i < 5; i++)
+        if (risk && !strcmp(risk, R[i]))
+            return i;
+    return 2;
+}
+
+/* the call the loop starts after the yield; takes ownership of args */
+static void set_request(wd_run *r, wd_opkind kind, const wd_tool_policy *tp, const char *name, json_t *args, int idx,
+                        int64_t t0)
+{
+    json_decref(r->req.args);
+    r->req.kind = kind;
+    r->req.tool = (size_t)idx;
+    r->req.args = args;
+    r->req.t0 = t0;
+    free(r->tool.name);
+    r->tool.name = wd_strdup(name);
+    r->tool.timeout_ms = tp->timeout_ms;
+}
+
+/* Creates the request and audits it. -1 asked (the run yields with OP_APPROVAL; args
+** taken), 1 refused (error table pushed; args freed). */
+static int ask_approval(wd_run *r, lua_State *L, const wd_tool_policy *tp, const char *name, json_t *args, int idx,
+                        int64_t t0, char *msg, size_t n)
+{
+    wd_policy *p = wd_engine_policy(r->eng);
+    const char *risk = tp->risk ? tp->risk : "medium";
+    /* urgency: what the risk says, raised (never lowered) by the agent's own */
+    static const int URG_OF_RISK[5] = {0, 0, 1, 2, 3};
+    int urg = URG_OF_RISK[risk_rank(risk)];
+    const char *justification = "";
+    if (lua_type(L, 4) == LUA_TTABLE) {
+        if (lua_getfield(L, 4, "justification") == LUA_TSTRING)
+            justification = lua_tostring(L, -1); /* kept alive by the table until we return */
+        lua_pop(L, 1);
+        if (lua_getfield(L, 4, "urgency") != LUA_TNIL) {
+            int k = -1;
+            for (int i = 0; i < 4 && lua_type(L, -1) == LUA_TSTRING; i++)
+                if (!strcmp(lua_tostring(L, -1), WD_URGENCIES[i]))
+                    k = i;
+            lua_pop(L, 1);
+            if (k < 0) {
+                wd_policy_unref(p);
+                snprintf(msg, n, "invalid approval request for tool '%s': urgency must be low, normal, high or critical",
+                         name);
+                wd_budget_settle(r, &r->tool_hold, 0);
+                return refuse(r, L, "validation_failed", name, args, msg);
+            }
+            if (k > urg)
+                urg = k;
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    int64_t now = wd_wall_ms(), ttl = p->expiry_ms[urg];
+    json_t *approvers = json_object_get(p->routes, risk);
+    json_t *args_red = json_deep_copy(args);
+    wd_redact_value(p, args_red);
+    json_t *req = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:s%,s:o,s:i,s:I,s:I,s:I}", "run_id", r->run_id,
+                            "session_id", r->session_id, "user_id", r->user_id ? r->user_id : "", "agent",
+                            r->agent_name ? r->agent_name : "", "tool", name, "args", args_red, "risk", risk,
+                            "urgency", WD_URGENCIES[urg], "justification", justification, strlen(justification) > 2000 ? (size_t)2000 : strlen(justification),
+                            "approvers", json_is_array(approvers) ? json_incref(approvers) : json_array(), "needed",
+                            risk_rank(risk) >= 4 ? 2 : 1, "created_ms", (json_int_t)now, "expires_ms",
+                            (json_int_t)(now + ttl), "escalate_ms", (json_int_t)(now + (int64_t)(ttl * p->escalate_at)));
+    wd_policy_unref(p);
+    char id[37];
+    if (!req || wd_approval_create(r->eng->store, req, id) < 0) {
+        json_decref(req);
+        snprintf(msg, n, "state store %s: %s: cannot ask for approval of tool '%s': refused",
+                 wd_store_path(r->eng->store), wd_store_error(r->eng->store), name);
+        wd_budget_settle(r, &r->tool_hold, 0);
+        return refuse(r, L, "authorization_denied", name, args, msg);
+    }
+    json_t *ev = wd_run_event(r, "approval_requested", 1);
+    json_object_set_new(ev, "approval_id", json_string(id));
+    json_object_set_new(ev, "tool_name", json_string(name));
+    json_object_set_new(ev, "tool_args", json_deep_copy(args));
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    static const char *const COPY[] = {"risk", "urgency", "justification", "approvers", "needed", "expires_ms"};
+    for (int i = 0; i < 6; i++)
+        json_object_set(ev, COPY[i], json_object_get(req, COPY[i]));
+    wd_run_audit(r, ev);
+    if (r->eng->notice) {
+        char line[700];
+        snprintf(line, sizeof line,
+                 "waiting for approval of tool '%s' (request %s, %s risk, expires in %lld s): "
+                 "warden approvals approve %s --by WHO",
+                 name, id, risk, (long long)(ttl / 1000), id);
+        r->eng->notice(r->eng->notice_ud, line);
+    }
+    json_decref(req);
+    memcpy(r->appr.id, id, sizeof id);
+    r->appr.escalation_audited = 0;
+    r->appr.asked_ms = now;
+    set_request(r, OP_APPROVAL, tp, name, args, idx, t0);
+    return -1;
+}
+
+static void on_approval_poll(evutil_socket_t fd, short what, void *arg);
+
+static void arm_poll(wd_run *r)
+{
+    struct timeval tv = {0, APPROVAL_POLL_MS * 1000};
+    event_assign(r->op_timer, r->eng->base, -1, 0, on_approval_poll, r);
+    evtimer_add(r->op_timer, &tv);
+}
+
+/* the run's deadline waits with it: a person's hours are not the agent's */
+static void pause_deadline(wd_run *r)
+{
+    r->appr.remaining_ns = r->deadline_ns - wd_now_ns();
+    if (r->appr.remaining_ns < 0)
+        r->appr.remaining_ns = 0;
+    event_del(r->run_timer);
+}
+
+static void resume_deadline(wd_run *r)
+{
+    int64_t left = r->appr.remaining_ns;
+    r->deadline_ns = wd_now_ns() + left;
+    struct timeval tv = {(time_t)(left / 1000000000), (suseconds_t)(left % 1000000000 / 1000)};
+    evtimer_add(r->run_timer, &tv);
+}
+
+static void approval_event(wd_run *r, const char *event, int success, const wd_approval_state *st, const char *msg)
+{
+    json_t *ev = wd_run_event(r, event, success);
+    json_object_set_new(ev, "approval_id", json_string(r->appr.id));
+    json_object_set_new(ev, "tool_name", json_string(r->tool.name));
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    if (st) {
+        json_object_set(ev, "approved_by", st->approved_by);
+        json_object_set_new(ev, "approvals_needed", json_integer(st->needed));
+        if (st->decided_by[0])
+            json_object_set_new(ev, "decided_by", json_string(st->decided_by));
+        json_object_set_new(ev, "wait_ms", json_integer((st->decided_ms ? st->decided_ms : wd_wall_ms()) - st->created_ms));
+    }
+    if (msg)
+        json_object_set_new(ev, "reason", json_string(msg));
+    wd_run_audit(r, ev);
+}
+
+/* the call will not run: the agent gets {error = msg} */
+static void approval_refused(wd_run *r, const char *msg)
+{
+    wd_budget_settle(r, &r->tool_hold, 0);
+    add_tool_call(r, r->tool.name, r->req.args, msg, 0);
+    json_decref(r->req.args);
+    r->req.args = NULL;
+    r->appr.id[0] = '\0';
+    lua_State *co = r->waiting;
+    r->sb->in_engine++;
+    wd_push_error_table(co, msg);
+    r->sb->in_engine--;
+    resume_deadline(r);
+    wd_run_schedule(r, co, 1);
+}
+
+static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_run *r = arg;
+    wd_store *s = r->eng->store;
+    wd_approval_state st;
+    char msg[700];
+    int got = wd_approval_get(s, r->appr.id, &st);
+    if (got <= 0) {
+        snprintf(msg, sizeof msg, "approval request %s for tool '%s' %s: the call was not made", r->appr.id,
+                 r->tool.name, got < 0 ? "cannot be read from the state store" : "is gone from the state store");
+        approval_event(r, "approval_expired", 0, NULL, msg);
+        approval_refused(r, msg);
+        return;
+    }
+    int64_t now = wd_wall_ms();
+    if (!strcmp(st.status, "pending") && now >= st.expires_ms &&
+        wd_approval_close(s, r->appr.id, "expired", "no decision before it expired", now) > 0) {
+        strcpy(st.status, "expired");
+        st.decided_ms = now;
+    } else if (!strcmp(st.status, "pending") && now >= st.escalate_ms && !st.escalated) {
+        wd_approval_sweep(s, now); /* marks it escalated for every process to see */
+        st.escalated = 1;
+    }
+    if (st.escalated && !r->appr.escalation_audited) {
+        r->appr.escalation_audited = 1;
+        snprintf(msg, sizeof msg, "no decision on tool '%s' after %lld s: escalated", r->tool.name,
+                 (long long)((st.escalate_ms - st.created_ms) / 1000));
+        approval_event(r, "approval_escalated", 1, &st, msg);
+        if (r->eng->notice)
+            r->eng->notice(r->eng->notice_ud, msg);
+    }
+    if (!strcmp(st.status, "pending")) {
+        json_decref(st.approved_by);
+        arm_poll(r);
+        return;
+    }
+    if (!strcmp(st.status, "approved")) {
+        approval_event(r, "approval_granted", 1, &st, NULL);
+        json_decref(st.approved_by);
+        r->appr.id[0] = '\0';
+        resume_deadline(r);
+        r->tool.retries = 0;
+        int idx = (int)r->req.tool;
+        if (!admit_tool(r, idx, r->tool.name, r->req.args, msg, sizeof msg)) {
+            json_decref(r->req.args);
+            r->req.args = NULL;
+            lua_State *co = r->waiting;
+            r->sb->in_engine++;
+            wd_push_error_table(co, msg);
+            r->sb->in_engine--;
+            wd_run_schedule(r, co, 1);
+            return;
+        }
+        start_tool(r);
+        return;
+    }
+    if (!strcmp(st.status, "rejected")) {
+        snprintf(msg, sizeof msg, "tool '%s' was rejected by %s: %s", r->tool.name,
+                 st.decided_by[0] ? st.decided_by : "an approver", st.reason[0] ? st.reason : "no reason given");
+        approval_event(r, "approval_rejected", 0, &st, msg);
+    } else {
+        snprintf(msg, sizeof msg, "approval of tool '%s' %s: %s; the call was not made", r->tool.name, st.status,
+                 st.reason[0] ? st.reason : "no decision");
+        approval_event(r, "approval_expired", 0, &st, msg);
+    }
+    json_decref(st.approved_by);
+    approval_refused(r, msg);
+}
+
+void wd_pipeline_approval_cancel(wd_run *r, const char *why)
+{
+    if (!r->appr.id[0])
+        return;
+    char reason[400];
+    snprintf(reason, sizeof reason, "the run ended first: %s", why ? why : "?");
+    wd_approval_close(r->eng->store, r->appr.id, "cancelled", reason, wd_wall_ms());
+    r->appr.id[0] = '\0';
+}
+
 int wd_pipeline_tool(wd_run *r, lua_State *L)
 {
     int64_t t0 = wd_now_ns();
@@ -356,50 +637,24 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
         rc = refuse(r, L, NULL, name, args, msg);
         goto out;
     }
-    if (tp->requires_approval) {
-        snprintf(msg, sizeof msg,
-                 "tool '%s' requires human approval, and this engine has no approval workflow configured: refused",
-                 name);
-        wd_budget_settle(r, &r->tool_hold, 0);
-        rc = refuse(r, L, "authorization_denied", name, args, msg);
+    if (need_approval(tp)) {
+        rc = ask_approval(r, L, tp, name, args, idx, t0, msg, sizeof msg);
+        if (rc < 0) { /* asked: the run waits for the decision */
+            r->sb->in_engine--;
+            wd_policy_unref(p);
+            return wd_sandbox_yield(L);
+        }
         goto out;
     }
-    /* the tool's breaker: refused at once while open, without running the handler */
-    const char *bname = r->tools[idx].breaker ? r->tools[idx].breaker : "tool:?";
-    wd_breaker_cfg bc = wd_run_breaker_cfg(r);
-    wd_breaker_change ch;
-    int probe;
-    if (!wd_breakers_admit(r->eng->breakers, bname, &bc, &probe, msg, sizeof msg, &ch)) {
-        wd_budget_settle(r, &r->tool_hold, 0);
-        wd_run_audit_breaker(r, bname, &ch, name, NULL);
-        json_t *ev = wd_run_event(r, "tool_call", 0);
-        json_object_set_new(ev, "tool_name", json_string(name));
-        json_object_set_new(ev, "tool_args", json_deep_copy(args));
-        json_object_set_new(ev, "agent_step", json_integer(r->steps));
-        json_object_set_new(ev, "error", json_string(msg));
-        json_object_set_new(ev, "reason", json_string("circuit_open"));
-        json_object_set_new(ev, "circuit_breaker_state",
-                            json_string(wd_breaker_state_name(wd_breakers_state(r->eng->breakers, bname))));
-        wd_run_audit(r, ev);
-        add_tool_call(r, name, args, msg, 0);
+    if (!admit_tool(r, idx, name, args, msg, sizeof msg)) {
         json_decref(args);
         wd_push_error_table(L, msg);
         rc = 1;
         goto out;
     }
-    wd_run_audit_breaker(r, bname, &ch, name, NULL);
-    r->tool.admitted = 1;
-    r->tool.probe = probe;
     r->tool.retries = 0;
     /* accepted: the handler runs from the loop */
-    json_decref(r->req.args);
-    r->req.kind = OP_TOOL;
-    r->req.tool = (size_t)idx;
-    r->req.args = args;
-    r->req.t0 = t0;
-    free(r->tool.name);
-    r->tool.name = wd_strdup(name);
-    r->tool.timeout_ms = tp->timeout_ms;
+    set_request(r, OP_TOOL, tp, name, args, idx, t0);
     r->sb->in_engine--;
     wd_policy_unref(p);
     return wd_sandbox_yield(L);
@@ -614,6 +869,10 @@ void wd_pipeline_start(wd_run *r)
         return;
     case OP_TOOL: /* wd_pipeline_tool refused it if a tool was running */
         start_tool(r);
+        return;
+    case OP_APPROVAL:
+        pause_deadline(r);
+        arm_poll(r);
         return;
     case OP_SLEEP: {
         long long ms = r->req.sleep_ms;

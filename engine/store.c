@@ -42,7 +42,14 @@ static const char SCHEMA[] =
     "CREATE INDEX IF NOT EXISTS rate_key ON rate(key, ts);"
     "CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, answer TEXT NOT NULL, cost INTEGER NOT NULL,"
     " created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS cache_expiry ON cache(expires_ms);";
+    "CREATE INDEX IF NOT EXISTS cache_expiry ON cache(expires_ms);"
+    "CREATE TABLE IF NOT EXISTS approvals (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, session_id TEXT,"
+    " user_id TEXT, agent TEXT, tool TEXT NOT NULL, args TEXT NOT NULL, risk TEXT NOT NULL,"
+    " urgency TEXT NOT NULL, justification TEXT, approvers TEXT NOT NULL, needed INTEGER NOT NULL,"
+    " approved_by TEXT NOT NULL DEFAULT '[]', status TEXT NOT NULL, reason TEXT, decided_by TEXT,"
+    " owner TEXT NOT NULL, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
+    " escalate_ms INTEGER NOT NULL, escalated INTEGER NOT NULL DEFAULT 0, decided_ms INTEGER);"
+    "CREATE INDEX IF NOT EXISTS approvals_status ON approvals(status, created_ms);";
 
 /* another process holds the write lock for microseconds: yield, then short sleeps,
 ** for about two seconds in all (SQLite's own handler sleeps whole milliseconds) */
@@ -98,7 +105,7 @@ static int setup(sqlite3 *db)
         if (rc == SQLITE_OK) {
             rc = sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
             if (rc == SQLITE_OK)
-                rc = sqlite3_exec(db, "PRAGMA user_version=2; COMMIT", NULL, NULL, NULL);
+                rc = sqlite3_exec(db, "PRAGMA user_version=3; COMMIT", NULL, NULL, NULL);
             if (rc != SQLITE_OK)
                 sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         }
@@ -361,6 +368,8 @@ static int proc_start(long pid, char *out, size_t n)
     return 0;
 }
 
+static int owner_alive(const char *owner);
+
 static const char *owner_id(void)
 {
     static __thread char id[64];
@@ -375,6 +384,12 @@ static const char *owner_id(void)
     }
     return id;
 }
+
+const char *wd_store_owner(void) { return owner_id(); }
+
+int wd_store_owner_alive(const char *owner) { return owner_alive(owner); }
+
+sqlite3 *wd_store_db(wd_store *s) { return s->db; }
 
 static int owner_alive(const char *owner)
 {

@@ -1,7 +1,7 @@
 /* store.h - the embedded state store (DESIGN.md section 2): one SQLite file, in WAL
 ** mode, shared by every warden process on the machine: breaker states, the spend
-** ledger with the leases processes hold on it, rate windows and the response cache (approvals
-** join them later). Each operation is one short transaction, so processes never see
+** ledger with the leases processes hold on it, rate windows, the response cache and
+** approval requests (approval.h). Each operation is one short transaction, so processes never see
 ** half a decision. Within a process, write transactions take turns on a mutex (a
 ** worker waits microseconds, not SQLite's millisecond busy sleeps); between processes
 ** the busy handler retries in short steps for up to two seconds. */
@@ -100,5 +100,15 @@ int wd_store_rate_take(wd_store *s, const char *key, long long limit, int64_t wi
 int wd_store_cache_get(wd_store *s, const char *key, int64_t now_ms, char **answer, int64_t *cost_nusd);
 int wd_store_cache_put(wd_store *s, const char *key, const char *answer, int64_t cost_nusd, int64_t now_ms,
                        int64_t ttl_ms);
+
+/* ---- for the tables other files keep here (approval.c) ---- */
+
+typedef struct sqlite3 sqlite3;
+/* the connection, borrowed: statements on it run between wd_store_begin and commit */
+sqlite3 *wd_store_db(wd_store *s);
+/* this process as "pid:start time": what rows it owns are marked with */
+const char *wd_store_owner(void);
+/* 1 when the process an owner id names is still running */
+int wd_store_owner_alive(const char *owner);
 
 #endif

@@ -39,6 +39,9 @@ int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, vo
 /* drive the loop until every submitted run has ended */
 int wd_engine_wait(wd_engine *e);
 const char *wd_engine_audit_path(const wd_engine *e);
+/* fn gets lines meant for a person watching the runs (a run waiting for approval, an
+** escalation), on the engine's thread; NULL: none */
+void wd_engine_on_notice(wd_engine *e, void (*fn)(void *ud, const char *line), void *ud);
 
 /* benchmarking: when on, the engine records the enforcement time of each tool call
 ** (pipeline entry to the agent's resumption, handler time excluded) in nanoseconds */

@@ -1,0 +1,53 @@
+/* approval.h - human approval requests in the state store (DESIGN.md section 3, seed
+** 003 section 2.1). A tool call that needs a person's decision becomes a row of table
+** `approvals`; the run that asked waits for it (pipeline.c), and any process decides it:
+** `warden approvals approve|reject`, or the clock (expired), or the death of the asking
+** process (abandoned). Whoever looks at a pending request settles what time and death
+** have decided, so a request never stays pending past its expiry or its run. */
+#ifndef WD_APPROVAL_H
+#define WD_APPROVAL_H
+
+#include "store.h"
+#include <jansson.h>
+#include <stdint.h>
+
+/* urgency: low, normal, high, critical (the policy's approvals.expiry keys) */
+extern const char *const WD_URGENCIES[4];
+
+/* the state of one request, as the waiting run reads it */
+typedef struct wd_approval_state {
+    char status[16];            /* pending approved rejected expired abandoned cancelled */
+    int given, needed;          /* approvals given, needed */
+    int escalated;
+    int64_t created_ms, expires_ms, escalate_ms, decided_ms;
+    char decided_by[160];       /* the last approver, or who rejected */
+    char reason[400];
+    json_t *approved_by;        /* caller decrefs: the approvers so far */
+} wd_approval_state;
+
+/* Creates a pending request owned by this process from req: run_id, session_id,
+** user_id, agent, tool, args (redacted), risk, urgency, justification, approvers (a
+** list), needed, created_ms, expires_ms, escalate_ms. id: 36 characters + NUL, filled.
+** 0 or -1 (wd_store_error). */
+int wd_approval_create(wd_store *s, const json_t *req, char id[37]);
+/* 1 found (st filled; decref st->approved_by), 0 no such request, -1 error */
+int wd_approval_get(wd_store *s, const char *id, wd_approval_state *st);
+/* A person's decision on a pending request. approve: `by` joins the approvers (once
+** each; one of the request's approvers when it names any), and the request is approved
+** when enough have; reject: with reason. 1 done (msg says what it did), 0 refused (msg
+** says why: no such request, already decided, expired, not an approver), -1 error. */
+int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by, const char *reason, int64_t now_ms,
+                       char *msg, size_t n);
+/* Settles what time and death decided: pending requests past expiry become expired,
+** those past their escalation point are marked escalated, those whose process is gone
+** abandoned. Returns how many rows changed, or -1. */
+int wd_approval_sweep(wd_store *s, int64_t now_ms);
+/* Ends a pending request without a decision (its run ended, or its clock ran out as the
+** waiting run saw it): status expired or cancelled, with reason. 1 changed, 0 it was
+** not pending any more, -1 error. */
+int wd_approval_close(wd_store *s, const char *id, const char *status, const char *reason, int64_t now_ms);
+/* The requests, oldest first, as JSON objects (pending only unless all); *out: caller
+** decrefs. 0 or -1. */
+int wd_approval_list(wd_store *s, int all, json_t **out);
+
+#endif
