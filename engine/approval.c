@@ -121,12 +121,11 @@ static int exec_changed(wd_store *s, const char *sql, const char *t1, const char
     sqlite3_stmt *st = prep(s, sql);
     if (!st)
         return -1;
+    /* ?1..?3 text, ?4 the time: one a statement does not use is not bound (SQLITE_RANGE) */
     const char *t[3] = {t1, t2, t3};
-    int n = sqlite3_bind_parameter_count(st);
-    for (int i = 0; i < 3 && i < n; i++)
+    for (int i = 0; i < 3; i++)
         sqlite3_bind_text(st, i + 1, t[i], -1, SQLITE_STATIC);
-    if (n >= 4)
-        sqlite3_bind_int64(st, 4, i1);
+    sqlite3_bind_int64(st, 4, i1);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
@@ -149,15 +148,13 @@ int wd_approval_close(wd_store *s, const char *id, const char *status, const cha
     return rc;
 }
 
-/* is name in the JSON list text? */
-static int listed(const char *list_json, const char *name)
+/* is name in the list? */
+static int listed(const json_t *l, const char *name)
 {
-    json_t *l = json_loads(list_json ? list_json : "[]", 0, NULL);
     size_t i;
     json_t *v;
     int found = 0;
     json_array_foreach(l, i, v) found |= json_is_string(v) && !strcmp(json_string_value(v), name);
-    json_decref(l);
     return found;
 }
 
@@ -165,7 +162,7 @@ int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by,
                        char *msg, size_t n)
 {
     wd_approval_state st = {0};
-    char approvers[1024] = "";
+    json_t *approvers = NULL;
     char *by_text = NULL;
     int rc = -1;
     if (wd_store_begin(s) < 0)
@@ -177,7 +174,8 @@ int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by,
     int step = sqlite3_step(q);
     if (step == SQLITE_ROW) {
         read_state(q, &st);
-        copy_col(q, 10, approvers, sizeof approvers);
+        const unsigned char *a = sqlite3_column_text(q, 10);
+        approvers = json_loads(a ? (const char *)a : "[]", 0, NULL);
     }
     sqlite3_finalize(q);
     if (step != SQLITE_ROW) {
@@ -202,16 +200,15 @@ int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by,
         snprintf(msg, n, "request %s has expired", id);
         goto out;
     }
-    if (strcmp(approvers, "[]") && !listed(approvers, by)) {
-        snprintf(msg, n, "%s may not decide request %s: its approvers are %s", by, id, approvers);
+    if (json_array_size(approvers) && !listed(approvers, by)) {
+        char *names = json_dumps(approvers, JSON_COMPACT);
+        snprintf(msg, n, "%s may not decide request %s: its approvers are %s", by, id, names ? names : "?");
+        free(names);
         goto out;
     }
     int c;
     if (approve) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(st.approved_by, i, v) if (!strcmp(json_string_value(v), by))
-        {
+        if (listed(st.approved_by, by)) {
             snprintf(msg, n, "%s has approved request %s already; it needs %d different approvers", by, id,
                      st.needed);
             goto out;
@@ -222,7 +219,7 @@ int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by,
         c = exec_changed(s,
                          done ? "UPDATE approvals SET approved_by = ?2, decided_by = ?3, status = 'approved',"
                                 " decided_ms = ?4 WHERE id = ?1"
-                              : "UPDATE approvals SET approved_by = ?2, decided_by = ?3 WHERE id = ?1 AND ?4 >= 0",
+                              : "UPDATE approvals SET approved_by = ?2, decided_by = ?3 WHERE id = ?1",
                          id, by_text, by, now_ms);
         if (done)
             snprintf(msg, n, "approved request %s", id);
@@ -245,6 +242,7 @@ int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by,
 out:
     wd_store_rollback(s); /* after a refusal or an error; nothing once committed */
     json_decref(st.approved_by);
+    json_decref(approvers);
     free(by_text);
     return rc;
 }

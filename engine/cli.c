@@ -21,8 +21,8 @@ static const char USAGE[] =
     "  warden audit query [FILE] [--run ID] [--user ID] [--event TYPE] [--since T] [--policy FILE]\n"
     "  warden report cost [AUDIT_FILE] [--since T] [--until T] [--policy FILE] [--json]\n"
     "  warden approvals list [--all] [--policy FILE] [--json]\n"
-    "  warden approvals approve ID --by WHO [--policy FILE]\n"
-    "  warden approvals reject ID --reason TEXT --by WHO [--policy FILE]\n"
+    "  warden approvals approve ID [--by WHO] [--policy FILE]   (WHO: the login name by default)\n"
+    "  warden approvals reject ID --reason TEXT [--by WHO] [--policy FILE]\n"
     "  warden breakers [--policy FILE] [--json]\n"
     "  warden breakers reset NAME --user ID [--policy FILE]   (ID must hold the highest role)\n"
     "  warden version\n";
@@ -405,7 +405,8 @@ static int cmd_approvals(args_t *a)
         return usage("approvals takes list, approve ID or reject ID");
     if (list ? a->npos > 1 : a->npos != 2)
         return usage(list ? "approvals list takes no argument" : "approvals approve|reject needs one ID");
-    if (!list && (!a->by || !*a->by))
+    const char *by = a->by && *a->by ? a->by : getenv("USER"); /* a route's approver must be named */
+    if (!list && (!by || !*by))
         return usage("say who decides: --by WHO");
     if (reject && (!a->reason || !*a->reason))
         return usage("approvals reject needs --reason TEXT");
@@ -459,7 +460,7 @@ static int cmd_approvals(args_t *a)
         rc = 0;
     } else {
         char msg[1400];
-        int got = wd_approval_decide(st, a->pos[1], approve, a->by, a->reason, now, msg, sizeof msg);
+        int got = wd_approval_decide(st, a->pos[1], approve, by, a->reason, now, msg, sizeof msg);
         if (got < 0)
             goto store_fail;
         fprintf(got ? stdout : stderr, "%s%s\n", got ? "" : "warden: ", msg);

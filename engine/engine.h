@@ -167,7 +167,6 @@ struct wd_run {
         char id[37];             /* "" when none */
         int escalation_audited;
         int64_t remaining_ns;    /* of the run's deadline, which waits too */
-        int64_t asked_ms;
     } appr;
     int64_t retry_after_ms;      /* a rate-limited run: when to try again */
     json_t *tool_calls, *errors;

@@ -386,7 +386,6 @@ static int ask_approval(wd_run *r, lua_State *L, const wd_tool_policy *tp, const
     json_decref(req);
     memcpy(r->appr.id, id, sizeof id);
     r->appr.escalation_audited = 0;
-    r->appr.asked_ms = now;
     set_request(r, OP_APPROVAL, tp, name, args, idx, t0);
     return -1;
 }
