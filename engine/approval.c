@@ -15,16 +15,6 @@ static const char *jstr(const json_t *o, const char *k)
     return v ? v : "";
 }
 
-/* prepared on the store's connection; NULL on error (wd_store_error says why) */
-static sqlite3_stmt *prep(wd_store *s, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(wd_store_db(s), sql, -1, &st, NULL) != SQLITE_OK) {
-        sqlite3_finalize(st);
-        return NULL;
-    }
-    return st;
-}
 
 int wd_approval_create(wd_store *s, const json_t *req, char id[37])
 {
@@ -35,7 +25,7 @@ int wd_approval_create(wd_store *s, const json_t *req, char id[37])
     approvers = json_dumps(json_object_get(req, "approvers"), JSON_COMPACT | JSON_ENCODE_ANY);
     if (!args || !approvers || wd_store_begin(s) < 0)
         goto fail;
-    st = prep(s, "INSERT INTO approvals(id, run_id, session_id, user_id, agent, tool, args, risk, urgency,"
+    st = wd_store_prepare(s, "INSERT INTO approvals(id, run_id, session_id, user_id, agent, tool, args, risk, urgency,"
                  " justification, approvers, needed, status, owner, created_ms, expires_ms, escalate_ms)"
                  " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,'pending',?,?,?,?)");
     if (!st)
@@ -103,7 +93,7 @@ static void read_state(sqlite3_stmt *q, wd_approval_state *st)
 int wd_approval_get(wd_store *s, const char *id, wd_approval_state *st)
 {
     memset(st, 0, sizeof *st);
-    sqlite3_stmt *q = prep(s, "SELECT " STATE_COLS " FROM approvals WHERE id = ?");
+    sqlite3_stmt *q = wd_store_prepare(s, "SELECT " STATE_COLS " FROM approvals WHERE id = ?");
     if (!q)
         return -1;
     sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
@@ -118,7 +108,7 @@ int wd_approval_get(wd_store *s, const char *id, wd_approval_state *st)
 ** changed, 0 none, -1 error */
 static int exec_changed(wd_store *s, const char *sql, const char *t1, const char *t2, const char *t3, int64_t i1)
 {
-    sqlite3_stmt *st = prep(s, sql);
+    sqlite3_stmt *st = wd_store_prepare(s, sql);
     if (!st)
         return -1;
     /* ?1..?3 text, ?4 the time: one a statement does not use is not bound (SQLITE_RANGE) */
@@ -167,7 +157,7 @@ int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by,
     int rc = -1;
     if (wd_store_begin(s) < 0)
         return -1;
-    sqlite3_stmt *q = prep(s, "SELECT " STATE_COLS " FROM approvals WHERE id = ?");
+    sqlite3_stmt *q = wd_store_prepare(s, "SELECT " STATE_COLS " FROM approvals WHERE id = ?");
     if (!q)
         goto out;
     sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
@@ -252,7 +242,7 @@ int wd_approval_sweep(wd_store *s, int64_t now_ms)
     int changed = 0;
     if (wd_store_begin(s) < 0)
         return -1;
-    sqlite3_stmt *q = prep(s, "SELECT id, owner FROM approvals WHERE status = 'pending'");
+    sqlite3_stmt *q = wd_store_prepare(s, "SELECT id, owner FROM approvals WHERE status = 'pending'");
     if (!q)
         goto fail;
     /* the owners' liveness first: a statement may not run while this one reads */
@@ -284,7 +274,7 @@ int wd_approval_sweep(wd_store *s, int64_t now_ms)
         changed += c;
     }
     free(dead);
-    sqlite3_stmt *u = prep(s, "UPDATE approvals SET status = 'expired', reason = 'no decision before it expired',"
+    sqlite3_stmt *u = wd_store_prepare(s, "UPDATE approvals SET status = 'expired', reason = 'no decision before it expired',"
                               " decided_ms = ?1 WHERE status = 'pending' AND expires_ms <= ?1");
     if (!u)
         goto fail;
@@ -294,7 +284,7 @@ int wd_approval_sweep(wd_store *s, int64_t now_ms)
     if (rc != SQLITE_DONE)
         goto fail;
     changed += sqlite3_changes(wd_store_db(s));
-    u = prep(s, "UPDATE approvals SET escalated = 1 WHERE status = 'pending' AND escalated = 0 AND escalate_ms <= ?1");
+    u = wd_store_prepare(s, "UPDATE approvals SET escalated = 1 WHERE status = 'pending' AND escalated = 0 AND escalate_ms <= ?1");
     if (!u)
         goto fail;
     sqlite3_bind_int64(u, 1, now_ms);
@@ -314,7 +304,7 @@ fail:
 int wd_approval_list(wd_store *s, int all, json_t **out)
 {
     *out = NULL;
-    sqlite3_stmt *q = prep(s, all ? "SELECT id, run_id, session_id, user_id, agent, tool, args, risk, urgency,"
+    sqlite3_stmt *q = wd_store_prepare(s, all ? "SELECT id, run_id, session_id, user_id, agent, tool, args, risk, urgency,"
                                     " justification, approvers, needed, approved_by, status, reason, decided_by,"
                                     " created_ms, expires_ms, escalated, decided_ms FROM approvals ORDER BY created_ms"
                                   : "SELECT id, run_id, session_id, user_id, agent, tool, args, risk, urgency,"

@@ -3,6 +3,7 @@
 #include "approval.h"
 #include "audit.h"
 #include "breaker.h"
+#include "killswitch.h"
 #include "policy.h"
 #include "report.h"
 #include "store.h"
@@ -23,6 +24,9 @@ static const char USAGE[] =
     "  warden approvals list [--all] [--policy FILE] [--json]\n"
     "  warden approvals approve ID [--by WHO] [--policy FILE]   (WHO: the login name by default)\n"
     "  warden approvals reject ID --reason TEXT [--by WHO] [--policy FILE]\n"
+    "  warden kill [AGENT|--all] [--reason TEXT] [--by WHO] [--policy FILE] [--json]   (no AGENT: list)\n"
+    "  warden revive AGENT|--all [--by WHO] [--policy FILE]\n"
+    "  warden report compliance [AUDIT_FILE] [--since T] [--until T] [--policy FILE] [--json]\n"
     "  warden breakers [--policy FILE] [--json]\n"
     "  warden breakers reset NAME --user ID [--policy FILE]   (ID must hold the highest role)\n"
     "  warden version\n";
@@ -474,17 +478,128 @@ store_fail:
     return 2;
 }
 
+/* --since and --until as ms since the epoch (-1 when not given); -1 after a message */
+static int window(const args_t *a, int64_t *since, int64_t *until)
+{
+    *since = *until = -1;
+    if ((a->since && (*since = wd_parse_time(a->since)) < 0) || (a->until && (*until = wd_parse_time(a->until)) < 0)) {
+        fprintf(stderr, "warden: --since and --until want a time like 2026-11-21 or 2026-11-21T10:00:00Z\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* warden kill [AGENT|--all] | revive AGENT|--all: the kill switch in the store, audited */
+static int cmd_kill(args_t *a, int revive)
+{
+    if (a->npos > 1 || (a->npos && a->all))
+        return usage("kill and revive take one agent name, or --all");
+    if (revive && !a->npos && !a->all)
+        return usage("revive needs an agent name, or --all");
+    const char *agent = a->all ? WD_KILL_ALL : a->npos ? a->pos[0] : NULL;
+    const char *by = a->by && *a->by ? a->by : getenv("USER");
+    wd_policy *p = load_policy(a);
+    if (!p)
+        return 2;
+    char err[600];
+    wd_store *st = wd_store_open(p->store_path, err, sizeof err);
+    if (!st) {
+        wd_policy_unref(p);
+        fprintf(stderr, "warden: %s\n", err);
+        return 2;
+    }
+    int rc = 2, got;
+    if (!agent) { /* the list */
+        json_t *l;
+        if (wd_kill_list(st, &l) < 0)
+            goto store_fail;
+        if (a->json) {
+            char *t = json_dumps(l, JSON_INDENT(2));
+            if (t)
+                puts(t);
+            free(t);
+        } else if (!json_array_size(l)) {
+            puts("no agent is killed");
+        }
+        size_t i;
+        json_t *o;
+        json_array_foreach(l, i, o) if (!a->json) {
+            const char *ag = json_string_value(json_object_get(o, "agent"));
+            printf("%s  killed %s by %s: %s\n", !strcmp(ag, WD_KILL_ALL) ? "--all" : ag,
+                   json_is_true(json_object_get(o, "automatic")) ? "automatically" : "",
+                   json_string_value(json_object_get(o, "by")), json_string_value(json_object_get(o, "reason")));
+        }
+        json_decref(l);
+        rc = 0;
+        goto done;
+    }
+    const char *reason = a->reason && *a->reason ? a->reason : revive ? "revived" : "killed by an operator";
+    got = revive ? wd_kill_clear(st, agent) : wd_kill_set(st, agent, by ? by : "", reason, 0, wd_wall_ms());
+    if (got < 0)
+        goto store_fail;
+    wd_audit *au = wd_audit_open(p->audit_path, p->audit_fsync, err, sizeof err);
+    if (au) {
+        json_t *ev = json_pack("{s:s,s:n,s:n,s:s?,s:s,s:b,s:s,s:s}", "event", "kill_switch", "run_id", "session_id",
+                               "user_id", by, "agent", agent, "success", 1, "action", revive ? "revive" : "kill",
+                               "reason", reason);
+        wd_audit_append(au, ev);
+        wd_audit_close(au);
+    } else {
+        fprintf(stderr, "warden: %s\n", err);
+    }
+    const char *what = !strcmp(agent, WD_KILL_ALL) ? "every agent" : agent;
+    if (revive)
+        printf("%s revived%s\n", what, got ? "" : " (it was not killed)");
+    else
+        printf("%s killed%s: new runs are refused, running ones end within a second\n", what,
+               got ? "" : " already");
+    rc = au ? 0 : 2;
+    goto done;
+store_fail:
+    fprintf(stderr, "warden: state store %s: %s\n", wd_store_path(st), wd_store_error(st));
+done:
+    wd_store_close(st);
+    wd_policy_unref(p);
+    return rc;
+}
+
+/* warden report compliance: from the audit log alone (its figures are the log's) */
+static int cmd_report_compliance(args_t *a)
+{
+    if (a->npos > 1)
+        return usage("report compliance takes at most one audit log");
+    int64_t since, until;
+    if (window(a, &since, &until) < 0)
+        return 2;
+    wd_policy *p = load_policy(a);
+    if (!p)
+        return 2;
+    char err[600];
+    json_t *rep = wd_report_compliance(a->npos ? a->pos[0] : p->audit_path, since, until, err, sizeof err);
+    wd_policy_unref(p);
+    if (!rep) {
+        fprintf(stderr, "warden: %s\n", err);
+        return 2;
+    }
+    char *out = a->json ? json_dumps(rep, JSON_INDENT(2) | JSON_REAL_PRECISION(12)) : wd_report_compliance_text(rep);
+    json_decref(rep);
+    if (out)
+        fputs(out, stdout);
+    if (a->json)
+        fputc('\n', stdout);
+    free(out);
+    return 0;
+}
+
 /* warden report cost: spend from the audit log (the policy's, or FILE), budget use from
 ** the store */
 static int cmd_report_cost(args_t *a)
 {
     if (a->npos > 1)
         return usage("report cost takes at most one audit log");
-    int64_t since = -1, until = -1;
-    if ((a->since && (since = wd_parse_time(a->since)) < 0) || (a->until && (until = wd_parse_time(a->until)) < 0)) {
-        fprintf(stderr, "warden: --since and --until want a time like 2026-11-21 or 2026-11-21T10:00:00Z\n");
+    int64_t since, until;
+    if (window(a, &since, &until) < 0)
         return 2;
-    }
     wd_policy *p = load_policy(a);
     if (!p)
         return 2;
@@ -548,6 +663,16 @@ int main(int argc, char **argv)
         if (parse(argc, argv, 3, &a) < 0)
             return usage(NULL);
         return cmd_report_cost(&a);
+    }
+    if (!strcmp(cmd, "report") && argc >= 3 && !strcmp(argv[2], "compliance")) {
+        if (parse(argc, argv, 3, &a) < 0)
+            return usage(NULL);
+        return cmd_report_compliance(&a);
+    }
+    if (!strcmp(cmd, "kill") || !strcmp(cmd, "revive")) {
+        if (parse(argc, argv, 2, &a) < 0)
+            return usage(NULL);
+        return cmd_kill(&a, cmd[0] == 'r');
     }
     if (!strcmp(cmd, "approvals")) {
         if (parse(argc, argv, 2, &a) < 0)

@@ -85,9 +85,11 @@ int wd_run_audit(wd_run *r, json_t *rec)
     return wd_audit_append(r->eng->audit, rec);
 }
 
-void wd_run_audit_guardrail(wd_run *r, json_t *args, const char *reason)
+void wd_run_audit_guardrail(wd_run *r, json_t *args, const char *reason, const char *type, const char *severity)
 {
     json_t *ev = wd_run_event(r, "guardrail_violation", 0);
+    json_object_set_new(ev, "violation_type", json_string(type));
+    json_object_set_new(ev, "severity", json_string(severity));
     json_object_set_new(ev, "tool_name", json_string(r->tool.name));
     json_object_set_new(ev, "tool_args", args ? args : json_null());
     json_object_set_new(ev, "reason", json_string(reason));
@@ -251,10 +253,12 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
         wd_pipeline_tool_cancel(r);
     wd_pipeline_approval_cancel(r, error && *error ? error : user_message(st));
     wd_fetch_cancel(r);
+    wd_exec_cancel(r);
     wd_llm_cancel(r);
     wd_budget_settle(r, &r->tool_hold, 0); /* a call cut short: its reservation goes back */
     wd_budget_settle(r, &r->llm_hold, 0);
     r->status = st;
+    wd_kills_note_end(r, st);
     size_t ne = json_array_size(r->errors);
     const char *last = ne ? json_string_value(json_array_get(r->errors, ne - 1)) : NULL;
     if (error && *error && !(last && !strcmp(last, error))) /* an LLM failure the agent passed on */
@@ -293,6 +297,12 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
     if (r->done)
         r->done(res, r->done_ud);
     json_decref(res);
+    if (r->live_prev)
+        r->live_prev->live_next = r->live_next;
+    else if (e->live == r)
+        e->live = r->live_next;
+    if (r->live_next)
+        r->live_next->live_prev = r->live_prev;
     run_free(r);
     e->active--;
 }
@@ -537,6 +547,10 @@ static void start(wd_run *r)
     }
     if (wd_audit_failed(e->audit)) {
         wd_run_end(r, WD_ST_FAILED, "audit log unavailable: refusing to run");
+        return;
+    }
+    if (wd_kills_refuse(r, err, sizeof err)) {
+        wd_run_end(r, WD_ST_KILLED, err);
         return;
     }
     /* the user's request rate, then its budgets (DESIGN.md section 3) */
@@ -793,6 +807,7 @@ void wd_engine_free(wd_engine *e)
         wd_run_end(r, WD_ST_FAILED, "engine stopped");
     }
     wd_http_free(e->http);
+    wd_kills_free(e);
     if (e->ready_ev)
         event_free(e->ready_ev);
     if (e->flush_ev)
@@ -860,6 +875,11 @@ int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, vo
     r->tool.timer = evtimer_new(e->base, NULL, NULL);
     e->active++;
     e->unstarted++;
+    r->live_next = e->live;
+    if (e->live)
+        e->live->live_prev = r;
+    e->live = r;
+    wd_kills_arm(e);
     char err[300];
     if (!r->session_id || !r->tool_calls || !r->errors || !r->op_timer || !r->run_timer || !r->tool.timer) {
         r->agent_name = wd_strdup("?");

@@ -18,6 +18,8 @@
 #include "retry.h"
 #include "store.h"
 #include "sandbox.h"
+#include "killswitch.h"
+#include "util.h"
 #include "schema.h"
 
 typedef struct wd_mock wd_mock;
@@ -46,9 +48,15 @@ struct wd_engine {
     void *notice_ud;
     long long *lat;
     size_t nlat, caplat;
+    wd_run *live;               /* every submitted run not yet ended */
+    struct {                    /* the kill switch's tables as last read (killswitch.c) */
+        json_t *killed, *failing;
+        int64_t read_ns;
+        struct event *ev;
+    } kills;
 };
 
-typedef enum { OP_NONE, OP_LLM, OP_TOOL, OP_SLEEP, OP_HTTP, OP_APPROVAL, OP_END } wd_opkind;
+typedef enum { OP_NONE, OP_LLM, OP_TOOL, OP_SLEEP, OP_HTTP, OP_EXEC, OP_APPROVAL, OP_END } wd_opkind;
 
 /* a tool script loaded into the run */
 typedef struct wd_tool_impl {
@@ -151,6 +159,21 @@ struct wd_run {
         int64_t t0;
     } fetch;
 
+    /* ctx:exec in flight (exec.c) */
+    struct {
+        char **argv;             /* bwrap's command line */
+        char *cmd;               /* the command's argv joined by spaces */
+        json_t *jargv;           /* the command's argv, for the audit record */
+        char *in;
+        size_t in_len, in_off, cap;
+        long long timeout_ms, limits[4]; /* cpu_s, memory_mb, procs, file_mb */
+        int pid, pidfd, fd_in, fd_out, fd_err;
+        struct event *ev_in, *ev_out, *ev_err, *ev_exit, *timer;
+        wd_buf out, err;
+        int truncated, timed_out;
+        int64_t t0;
+    } exec;
+
     struct event *op_timer, *run_timer;
     json_t *pending_llm;         /* the mock answer delivered when op_timer fires */
     int64_t t0_ns, deadline_ns, wall0_ms;
@@ -180,6 +203,8 @@ struct wd_run {
     void *done_ud;
 
     wd_run *next_ready;
+    wd_run *live_next, *live_prev;
+    int consecutive_errors;      /* tool calls that failed or were refused in a row (hitl) */
     int in_ready;
     lua_State *resume_co;
     int resume_nargs;
@@ -191,8 +216,9 @@ void wd_run_end(wd_run *r, wd_status st, const char *error);/* from the loop onl
 json_t *wd_run_event(wd_run *r, const char *event, int success); /* audit record skeleton */
 int wd_run_audit(wd_run *r, json_t *rec);                   /* redacts, appends; takes ownership */
 const char *wd_status_name(wd_status st);
-/* a guardrail_violation record for what the running tool asked (args: taken) */
-void wd_run_audit_guardrail(wd_run *r, json_t *args, const char *reason);
+/* a guardrail_violation record for what the running tool asked (args: taken), with the
+** violation's type and severity (seed 003 1.2: low, medium, high, critical) */
+void wd_run_audit_guardrail(wd_run *r, json_t *args, const char *reason, const char *type, const char *severity);
 /* audits a breaker's change of state, if any (tool or model names the subject) */
 void wd_run_audit_breaker(wd_run *r, const char *breaker, const wd_breaker_change *ch, const char *tool,
                           const char *model);
@@ -230,6 +256,11 @@ void wd_push_error_table(lua_State *L, const char *msg);
 int wd_fetch_call(wd_run *r, lua_State *L);      /* checks, records r->fetch, yields */
 void wd_fetch_start(wd_run *r);
 void wd_fetch_cancel(wd_run *r);
+
+/* exec.c: ctx:exec for tools of category execute */
+int wd_exec_call(wd_run *r, lua_State *L);       /* checks, records r->exec, yields */
+void wd_exec_start(wd_run *r);
+void wd_exec_cancel(wd_run *r);                   /* kills the command, if any */
 
 /* mock.c */
 wd_mock *wd_mock_load(const char *path, char *err, size_t errlen);

@@ -58,7 +58,7 @@ static int host_allowed(const wd_strlist *allowed, const char *host, int port)
 
 static int refuse(wd_run *r, lua_State *L, const char *url, const char *msg)
 {
-    wd_run_audit_guardrail(r, json_pack("{s:s}", "url", url), msg);
+    wd_run_audit_guardrail(r, json_pack("{s:s}", "url", url), msg, "host_not_allowed", "high");
     luaL_pushfail(L);
     lua_pushstring(L, msg);
     return 2;

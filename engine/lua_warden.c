@@ -161,6 +161,13 @@ static int c_sleep(lua_State *L)
     return wd_sandbox_yield(L);
 }
 
+/* ctx:exec{argv=, stdin=, timeout_ms=} (tools of category execute; exec.c) */
+static int c_exec(lua_State *L)
+{
+    wd_run *r = run_of(L);
+    return wd_exec_call(r, L);
+}
+
 /* ctx:http{url=, method=, headers=, body=, timeout_ms=} (tools only; fetch.c) */
 static int c_http(lua_State *L)
 {
@@ -230,7 +237,7 @@ static int c_read_file(lua_State *L)
     wd_policy *p = wd_engine_policy(r->eng);
     const wd_tool_policy *tp = wd_policy_tool(p, r->tool.name);
     char msg[600];
-    int ok = 0;
+    int ok = 0, forbidden = 0;
     char *c = NULL;
     if (!tp || !tp->allowed_resources.n) {
         snprintf(msg, sizeof msg, "tool '%s' has no allowed_resources in the policy", r->tool.name);
@@ -239,6 +246,7 @@ static int c_read_file(lua_State *L)
             if (wd_rx_match(tp->forbidden.v[i], path, strlen(path)) != 0) {
                 snprintf(msg, sizeof msg, "path '%s' matches forbidden pattern '%s'", path,
                          wd_rx_source(tp->forbidden.v[i]));
+                forbidden = 1;
                 goto refused;
             }
         c = wd_guard_canon(r->agent_dir, path);
@@ -249,7 +257,9 @@ static int c_read_file(lua_State *L)
     }
 refused:
     if (!ok) {
-        wd_run_audit_guardrail(r, json_pack("{s:s}", "path", path), msg);
+        wd_run_audit_guardrail(r, json_pack("{s:s}", "path", path), msg,
+                               forbidden ? "forbidden_pattern" : "resource_access_denied",
+                               forbidden ? "critical" : "high");
         wd_policy_unref(p);
         free(c);
         luaL_pushfail(L);
@@ -377,7 +387,7 @@ static const luaL_Reg ctx_methods[] = {
 
 static const luaL_Reg tool_ctx_methods[] = {
     {"sleep", c_sleep}, {"log", c_log}, {"budget", c_budget}, {"read_file", c_read_file},
-    {"http", c_http},   {NULL, NULL},
+    {"http", c_http},   {"exec", c_exec},   {NULL, NULL},
 };
 
 static void new_mt(lua_State *L, const char *reg, const luaL_Reg *methods)

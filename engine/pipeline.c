@@ -29,6 +29,7 @@ void wd_push_error_table(lua_State *L, const char *msg)
 /* args is shared, not copied: nothing changes it after the call */
 static void add_tool_call(wd_run *r, const char *name, json_t *args, const char *result, int ok)
 {
+    r->consecutive_errors = ok ? 0 : r->consecutive_errors + 1; /* a hitl trigger */
     if (json_array_size(r->tool_calls) >= WD_MAX_TOOL_CALLS_IN_RESULT) {
         r->tool_calls_omitted++; /* the audit log keeps every call */
         return;
@@ -57,18 +58,22 @@ static char *summary(const char *s, int *truncated)
 
 /* a refusal: audited under event (NULL: by the caller), recorded in tool_calls, {error=msg}
 ** for the agent */
+static json_t *refusal(wd_run *r, const char *event, const char *name, json_t *args, const char *msg)
+{
+    json_t *ev = wd_run_event(r, event, 0);
+    json_object_set_new(ev, "tool_name", json_string(name));
+    json_object_set_new(ev, "tool_args", args ? json_deep_copy(args) : json_null());
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    json_object_set_new(ev, "reason", json_string(msg));
+    json_object_set_new(ev, "error", json_string(msg));
+    return ev;
+}
+
 static int refuse(wd_run *r, lua_State *L, const char *event, const char *name, json_t *args,
                   const char *msg)
 {
-    json_t *ev = event ? wd_run_event(r, event, 0) : NULL; /* NULL: audited already */
-    if (ev) {
-        json_object_set_new(ev, "tool_name", json_string(name));
-        json_object_set_new(ev, "tool_args", args ? json_deep_copy(args) : json_null());
-        json_object_set_new(ev, "agent_step", json_integer(r->steps));
-        json_object_set_new(ev, "reason", json_string(msg));
-        json_object_set_new(ev, "error", json_string(msg));
-        wd_run_audit(r, ev);
-    }
+    if (event) /* NULL: audited already */
+        wd_run_audit(r, refusal(r, event, name, args, msg));
     add_tool_call(r, name, args, msg, 0);
     json_decref(args);
     wd_push_error_table(L, msg);
@@ -287,15 +292,105 @@ static int admit_tool(wd_run *r, int idx, const char *name, json_t *args, char *
 
 #define APPROVAL_POLL_MS 100
 
-static int need_approval(const wd_tool_policy *tp) { return tp->requires_approval; }
+#define risk_rank wd_policy_risk_rank
 
-static int risk_rank(const char *risk)
+/* what the agent said of a call: ctx:call_tool(name, args, {justification=, urgency=,
+** confidence=}) */
+typedef struct call_opts {
+    const char *justification; /* kept alive by the opts table while the call is checked */
+    int urgency;               /* index into WD_URGENCIES, -1 not given */
+    double confidence;         /* 0..1, -1 not given */
+} call_opts;
+
+/* 0, or -1 with msg saying what is wrong */
+static int read_opts(lua_State *L, call_opts *o, const char *name, char *msg, size_t n)
 {
-    static const char *const R[] = {"safe", "low", "medium", "high", "critical"};
-    for (int i = 0; i < 5; i++)
-        if (risk && !strcmp(risk, R[i]))
-            return i;
-    return 2;
+    o->justification = "";
+    o->urgency = -1;
+    o->confidence = -1;
+    if (lua_type(L, 4) != LUA_TTABLE)
+        return 0;
+    if (lua_getfield(L, 4, "justification") == LUA_TSTRING)
+        o->justification = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    int t = lua_getfield(L, 4, "urgency");
+    for (int i = 0; i < 4 && t == LUA_TSTRING; i++)
+        if (!strcmp(lua_tostring(L, -1), WD_URGENCIES[i]))
+            o->urgency = i;
+    lua_pop(L, 1);
+    if (t != LUA_TNIL && o->urgency < 0) {
+        snprintf(msg, n, "invalid options for tool '%s': urgency must be low, normal, high or critical", name);
+        return -1;
+    }
+    t = lua_getfield(L, 4, "confidence");
+    int isnum = 0;
+    double c = lua_tonumberx(L, -1, &isnum);
+    lua_pop(L, 1);
+    if (t != LUA_TNIL && (t != LUA_TNUMBER || !isnum || !(c >= 0 && c <= 1))) {
+        snprintf(msg, n, "invalid options for tool '%s': confidence must be a number from 0 to 1", name);
+        return -1;
+    }
+    if (t != LUA_TNIL)
+        o->confidence = c;
+    return 0;
+}
+
+/* ** What a person must do about a call (seed 003 sections 2.2 and 7). The strictest of:
+** the autonomy level of the tool's category (5-4 execute, 3 execute and notify, 2
+** approval, 1 senior approval: two approvers, 0 never), requires_approval, a risk at or
+** above approvals.min_risk, and the hitl triggers (stated confidence below
+** hitl.confidence_below, estimated cost above hitl.cost_above_usd, hitl.consecutive_errors
+** failed or refused calls in a row). */
+enum { OV_EXECUTE, OV_NOTIFY, OV_APPROVE, OV_NEVER };
+
+typedef struct oversight {
+    int action, needed, level;
+    const char *triggers[6];
+    int ntriggers;
+} oversight;
+
+static void decide(const wd_run *r, const wd_policy *p, const wd_tool_policy *tp, const call_opts *o, oversight *ov)
+{
+    memset(ov, 0, sizeof *ov);
+    ov->level = wd_policy_autonomy(p, tp->category);
+    ov->needed = risk_rank(tp->risk) >= 4 ? 2 : 1;
+    if (ov->level == 0) {
+        ov->action = OV_NEVER;
+        return;
+    }
+    if (ov->level <= 2) {
+        ov->triggers[ov->ntriggers++] = "autonomy";
+        if (ov->level == 1)
+            ov->needed = 2;
+    }
+    if (tp->requires_approval)
+        ov->triggers[ov->ntriggers++] = "requires_approval";
+    if (risk_rank(tp->risk) >= p->approval_min_risk)
+        ov->triggers[ov->ntriggers++] = "risk";
+    if (p->hitl_confidence_below >= 0 && o->confidence >= 0 && o->confidence < p->hitl_confidence_below)
+        ov->triggers[ov->ntriggers++] = "low_confidence";
+    if (p->hitl_cost_above_usd >= 0 && tp->cost_usd > p->hitl_cost_above_usd)
+        ov->triggers[ov->ntriggers++] = "cost_threshold";
+    if (p->hitl_consecutive_errors > 0 && r->consecutive_errors >= p->hitl_consecutive_errors)
+        ov->triggers[ov->ntriggers++] = "error_threshold";
+    ov->action = ov->ntriggers ? OV_APPROVE : ov->level == 3 ? OV_NOTIFY : OV_EXECUTE;
+}
+
+/* autonomy level 3: the call goes on, and a person hears of it */
+static void notify(wd_run *r, const wd_tool_policy *tp, const char *name, json_t *args)
+{
+    char line[500];
+    snprintf(line, sizeof line, "agent '%s' calls tool '%s' (category %s at autonomy level 3: execute and notify)",
+             r->agent_name ? r->agent_name : "?", name, tp->category ? tp->category : "?");
+    json_t *ev = wd_run_event(r, "human_notified", 1);
+    json_object_set_new(ev, "tool_name", json_string(name));
+    json_object_set_new(ev, "tool_args", json_deep_copy(args));
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    json_object_set_new(ev, "autonomy_level", json_integer(3));
+    json_object_set_new(ev, "reason", json_string(line));
+    wd_run_audit(r, ev);
+    if (r->eng->notice)
+        r->eng->notice(r->eng->notice_ud, line);
 }
 
 /* the call the loop starts after the yield; takes ownership of args */
@@ -315,37 +410,16 @@ static void set_request(wd_run *r, wd_opkind kind, const wd_tool_policy *tp, con
 /* Creates the request and audits it. -1 asked (the run yields with OP_APPROVAL; args
 ** taken), 1 refused (error table pushed; args freed). */
 static int ask_approval(wd_run *r, lua_State *L, const wd_tool_policy *tp, const char *name, json_t *args, int idx,
-                        int64_t t0, char *msg, size_t n)
+                        int64_t t0, const call_opts *o, const oversight *ov, char *msg, size_t n)
 {
     wd_policy *p = wd_engine_policy(r->eng);
     const char *risk = tp->risk ? tp->risk : "medium";
     /* urgency: what the risk says, raised (never lowered) by the agent's own */
     static const int URG_OF_RISK[5] = {0, 0, 1, 2, 3};
     int urg = URG_OF_RISK[risk_rank(risk)];
-    const char *justification = "";
-    if (lua_type(L, 4) == LUA_TTABLE) {
-        if (lua_getfield(L, 4, "justification") == LUA_TSTRING)
-            justification = lua_tostring(L, -1); /* kept alive by the table until we return */
-        lua_pop(L, 1);
-        if (lua_getfield(L, 4, "urgency") != LUA_TNIL) {
-            int k = -1;
-            for (int i = 0; i < 4 && lua_type(L, -1) == LUA_TSTRING; i++)
-                if (!strcmp(lua_tostring(L, -1), WD_URGENCIES[i]))
-                    k = i;
-            lua_pop(L, 1);
-            if (k < 0) {
-                wd_policy_unref(p);
-                snprintf(msg, n, "invalid approval request for tool '%s': urgency must be low, normal, high or critical",
-                         name);
-                wd_budget_settle(r, &r->tool_hold, 0);
-                return refuse(r, L, "validation_failed", name, args, msg);
-            }
-            if (k > urg)
-                urg = k;
-        } else {
-            lua_pop(L, 1);
-        }
-    }
+    if (o->urgency > urg)
+        urg = o->urgency;
+    const char *justification = o->justification;
     int64_t now = wd_wall_ms(), ttl = p->expiry_ms[urg];
     json_t *approvers = json_object_get(p->routes, risk);
     json_t *args_red = json_deep_copy(args);
@@ -355,7 +429,7 @@ static int ask_approval(wd_run *r, lua_State *L, const wd_tool_policy *tp, const
                             r->agent_name ? r->agent_name : "", "tool", name, "args", args_red, "risk", risk,
                             "urgency", WD_URGENCIES[urg], "justification", justification, strlen(justification) > 2000 ? (size_t)2000 : strlen(justification),
                             "approvers", json_is_array(approvers) ? json_incref(approvers) : json_array(), "needed",
-                            risk_rank(risk) >= 4 ? 2 : 1, "created_ms", (json_int_t)now, "expires_ms",
+                            ov->needed, "created_ms", (json_int_t)now, "expires_ms",
                             (json_int_t)(now + ttl), "escalate_ms", (json_int_t)(now + (int64_t)(ttl * p->escalate_at)));
     wd_policy_unref(p);
     char id[37];
@@ -374,6 +448,16 @@ static int ask_approval(wd_run *r, lua_State *L, const wd_tool_policy *tp, const
     static const char *const COPY[] = {"risk", "urgency", "justification", "approvers", "needed", "expires_ms"};
     for (int i = 0; i < 6; i++)
         json_object_set(ev, COPY[i], json_object_get(req, COPY[i]));
+    json_t *trig = json_array();
+    for (int i = 0; i < ov->ntriggers; i++)
+        json_array_append_new(trig, json_string(ov->triggers[i]));
+    json_object_set_new(ev, "trigger", json_string(ov->ntriggers ? ov->triggers[0] : "requires_approval"));
+    json_object_set_new(ev, "triggers", trig);
+    json_object_set_new(ev, "autonomy_level", json_integer(ov->level));
+    if (o->confidence >= 0)
+        json_object_set_new(ev, "confidence", json_real(o->confidence));
+    if (ov->level <= 2 || r->consecutive_errors)
+        json_object_set_new(ev, "consecutive_errors", json_integer(r->consecutive_errors));
     wd_run_audit(r, ev);
     if (r->eng->notice) {
         char line[700];
@@ -491,6 +575,7 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
     if (!strcmp(st.status, "approved")) {
         approval_event(r, "approval_granted", 1, &st, NULL);
         json_decref(st.approved_by);
+        r->consecutive_errors = 0; /* a person has looked at the run */
         r->appr.id[0] = '\0';
         resume_deadline(r);
         r->tool.retries = 0;
@@ -610,10 +695,19 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
         rc = refuse(r, L, "validation_failed", name, args, msg);
         goto out;
     }
-    if (wd_guard_patterns(&tp->forbidden, args, err, sizeof err) < 0 ||
-        wd_guard_resources(tp, r->tools[idx].schema, r->agent_dir, args, err, sizeof err) < 0) {
+    int forbidden = wd_guard_patterns(&tp->forbidden, args, err, sizeof err) < 0;
+    if (forbidden || wd_guard_resources(tp, r->tools[idx].schema, r->agent_dir, args, err, sizeof err) < 0) {
         snprintf(msg, sizeof msg, "guardrail: tool '%s' refused: %s", name, err);
-        rc = refuse(r, L, "guardrail_violation", name, args, msg);
+        json_t *ev = refusal(r, "guardrail_violation", name, args, msg);
+        json_object_set_new(ev, "violation_type", json_string(forbidden ? "forbidden_pattern" : "resource_access_denied"));
+        json_object_set_new(ev, "severity", json_string(forbidden ? "critical" : "high"));
+        wd_run_audit(r, ev);
+        rc = refuse(r, L, NULL, name, args, msg);
+        goto out;
+    }
+    call_opts opts;
+    if (read_opts(L, &opts, name, msg, sizeof msg) < 0) {
+        rc = refuse(r, L, "validation_failed", name, args, msg);
         goto out;
     }
     if (tp->rate_limit_per_hour > 0) {
@@ -636,8 +730,19 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
         rc = refuse(r, L, NULL, name, args, msg);
         goto out;
     }
-    if (need_approval(tp)) {
-        rc = ask_approval(r, L, tp, name, args, idx, t0, msg, sizeof msg);
+    oversight ov;
+    decide(r, p, tp, &opts, &ov);
+    if (ov.action == OV_NEVER) {
+        wd_budget_settle(r, &r->tool_hold, 0);
+        snprintf(msg, sizeof msg, "tool '%s' is never run by an agent: category '%s' is at autonomy level 0", name,
+                 tp->category ? tp->category : "?");
+        rc = refuse(r, L, "authorization_denied", name, args, msg);
+        goto out;
+    }
+    if (ov.action == OV_NOTIFY)
+        notify(r, tp, name, args);
+    if (ov.action == OV_APPROVE) {
+        rc = ask_approval(r, L, tp, name, args, idx, t0, &opts, &ov, msg, sizeof msg);
         if (rc < 0) { /* asked: the run waits for the decision */
             r->sb->in_engine--;
             wd_policy_unref(p);
@@ -866,6 +971,9 @@ void wd_pipeline_start(wd_run *r)
     case OP_HTTP:
         wd_fetch_start(r);
         return;
+    case OP_EXEC:
+        wd_exec_start(r);
+        return;
     case OP_TOOL: /* wd_pipeline_tool refused it if a tool was running */
         start_tool(r);
         return;
@@ -890,6 +998,7 @@ static void drop_handler(wd_run *r)
 {
     event_del(r->tool.timer);
     wd_fetch_cancel(r);
+    wd_exec_cancel(r);
     if (r->L && r->tool.co) {
         r->sb->in_engine++;
         luaL_unref(r->L, LUA_REGISTRYINDEX, r->tool.co_ref);

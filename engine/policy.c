@@ -305,8 +305,10 @@ static int role_index(const wd_policy *p, const char *name)
 
 static const char *const TOP_KEYS[] = {"version", "defaults", "roles", "users", "tiers", "budget",
                                        "models", "tools", "approvals", "detectors", "kill_switch",
-                                       "audit", "store", "cache", NULL};
-static const char *const DEFAULT_KEYS[] = {"max_iterations", "timeouts", "retry", "breaker", "sandbox", NULL};
+                                       "audit", "store", "cache", "autonomy", "hitl", NULL};
+static const char *const DEFAULT_KEYS[] = {"max_iterations", "timeouts", "retry", "breaker", "sandbox", "exec", NULL};
+static const char *const EXEC_KEYS[] = {"cpu_s", "memory_mb", "procs", "file_mb", "output_kb", NULL};
+static const char *const HITL_KEYS[] = {"confidence_below", "cost_above_usd", "consecutive_errors", NULL};
 static const char *const TIMEOUT_KEYS[] = {"llm_connect_ms", "llm_read_ms", "tool_ms", "run_ms", NULL};
 static const char *const RETRY_KEYS[] = {"max_retries", "base_ms", "max_ms", "jitter_ms", NULL};
 static const char *const BREAKER_KEYS[] = {"failure_threshold", "open_ms", "half_open_probes", NULL};
@@ -318,8 +320,8 @@ static const char *const MODEL_KEYS[] = {"provider", "name", "base_url", "api_ke
                                          "input_usd_per_1k", "output_usd_per_1k", "max_output_tokens", NULL};
 static const char *const TOOL_KEYS[] = {"permission", "risk", "category", "timeout_ms", "cost_usd",
                                         "rate_limit_per_hour", "requires_approval", "allowed_resources",
-                                        "forbidden_patterns", "allowed_hosts", NULL};
-static const char *const APPROVAL_KEYS[] = {"expiry", "escalate_at", "routes", NULL};
+                                        "writable_resources", "forbidden_patterns", "allowed_hosts", NULL};
+static const char *const APPROVAL_KEYS[] = {"expiry", "escalate_at", "routes", "min_risk", NULL};
 static const char *const EXPIRY_KEYS[] = {"low", "normal", "high", "critical", NULL};
 static const char *const KILL_KEYS[] = {"consecutive_errors", NULL};
 static const char *const AUDIT_KEYS[] = {"path", "fsync", "redact_keys", "redact_patterns", NULL};
@@ -378,6 +380,13 @@ static void load_defaults(pctx *c, const wd_ynode *d)
         get_int(c, n, "memory_mb", "defaults.sandbox", &p->memory_mb, 1, 16384);
         get_int(c, n, "instructions_per_call", "defaults.sandbox", &p->instructions_per_call, 1000,
                 1000000000000LL);
+    }
+    if ((n = wd_ydoc_get(d, "exec")) && check_map(c, n, "defaults.exec", EXEC_KEYS) == 0) {
+        get_int(c, n, "cpu_s", "defaults.exec", &p->exec_cpu_s, 1, 86400);
+        get_int(c, n, "memory_mb", "defaults.exec", &p->exec_memory_mb, 16, 65536);
+        get_int(c, n, "procs", "defaults.exec", &p->exec_procs, 1, 100000);
+        get_int(c, n, "file_mb", "defaults.exec", &p->exec_file_mb, 0, 1048576);
+        get_int(c, n, "output_kb", "defaults.exec", &p->exec_output_kb, 1, 65536);
     }
 }
 
@@ -540,6 +549,8 @@ static void load_tools(pctx *c, const wd_ynode *t)
         get_bool(c, v, "requires_approval", where, &tp->requires_approval);
         snprintf(sub, sizeof sub, "%s.allowed_resources", where);
         strlist_from(c, wd_ydoc_get(v, "allowed_resources"), sub, &tp->allowed_resources);
+        snprintf(sub, sizeof sub, "%s.writable_resources", where);
+        strlist_from(c, wd_ydoc_get(v, "writable_resources"), sub, &tp->writable_resources);
         snprintf(sub, sizeof sub, "%s.allowed_hosts", where);
         strlist_from(c, wd_ydoc_get(v, "allowed_hosts"), sub, &tp->allowed_hosts);
         snprintf(sub, sizeof sub, "%s.forbidden_patterns", where);
@@ -557,6 +568,15 @@ static void load_approvals(pctx *c, const wd_ynode *a)
         for (int i = 0; EXPIRY_KEYS[i]; i++)
             get_dur(c, e, EXPIRY_KEYS[i], "approvals.expiry", &p->expiry_ms[i], 1000, 30LL * 86400000);
     get_num(c, a, "escalate_at", "approvals", &p->escalate_at, 0, 1);
+    const wd_ynode *mr = wd_ydoc_get(a, "min_risk");
+    if (mr) {
+        if (mr->kind == WD_Y_SCALAR && !strcmp(mr->str, "none"))
+            p->approval_min_risk = 5;
+        else if (mr->kind == WD_Y_SCALAR && in_list(mr->str, RISKS))
+            p->approval_min_risk = wd_policy_risk_rank(mr->str);
+        else
+            perr(c, mr, "approvals.min_risk must be safe, low, medium, high, critical or none");
+    }
     const wd_ynode *r = wd_ydoc_get(a, "routes");
     if (r && check_map(c, r, "approvals.routes", RISKS) == 0) {
         for (size_t i = 0; i + 1 < r->n; i += 2)
@@ -566,6 +586,38 @@ static void load_approvals(pctx *c, const wd_ynode *a)
         json_decref(p->routes);
         p->routes = wd_ydoc_to_json(r);
     }
+}
+
+/* autonomy: {category: level}, levels 0 (never) .. 5 (execute) */
+static void load_autonomy(pctx *c, const wd_ynode *a)
+{
+    wd_policy *p = c->p;
+    if (check_map(c, a, "autonomy", NULL) < 0)
+        return;
+    for (size_t i = 0; i + 1 < a->n; i += 2) {
+        long long lv;
+        if (wd_ydoc_int(a->kids[i + 1], &lv) < 0 || lv < 0 || lv > 5)
+            perr(c, a->kids[i + 1],
+                 "autonomy.%s must be a level from 0 to 5 (0 never, 1 senior approval, 2 approval, "
+                 "3 execute and notify, 4-5 execute)",
+                 a->kids[i]->str);
+    }
+    json_decref(p->autonomy);
+    p->autonomy = wd_ydoc_to_json(a);
+}
+
+int wd_policy_risk_rank(const char *risk)
+{
+    for (int i = 0; i < 5; i++)
+        if (risk && !strcmp(risk, RISKS[i]))
+            return i;
+    return 2;
+}
+
+int wd_policy_autonomy(const wd_policy *p, const char *category)
+{
+    json_t *v = category ? json_object_get(p->autonomy, category) : NULL;
+    return json_is_integer(v) ? (int)json_integer_value(v) : 5;
 }
 
 static const char *const LOOP_KEYS[] = {"identical_calls", "alternating", "no_progress_window", "verdict", NULL};
@@ -687,6 +739,14 @@ static wd_policy *policy_new(void)
     p->global_monthly_usd = 10000;
     p->warn_ratio = 0.8;
     p->kill_consecutive_errors = 5;
+    p->approval_min_risk = 3; /* high and critical actions always wait for a person (seed 003 2.2) */
+    p->hitl_confidence_below = -1;
+    p->hitl_cost_above_usd = -1;
+    p->exec_cpu_s = 10;
+    p->exec_memory_mb = 256;
+    p->exec_procs = 64;
+    p->exec_file_mb = 16;
+    p->exec_output_kb = 256;
     p->audit_path = wd_strdup("logs/agent_audit.jsonl");
     p->audit_fsync = WD_FSYNC_BATCH;
     p->store_path = wd_strdup("var/warden.db");
@@ -750,6 +810,13 @@ static wd_policy *build(pctx *c, const wd_ynode *root)
         load_detectors(c, n);
     if ((n = wd_ydoc_get(root, "kill_switch")) && check_map(c, n, "kill_switch", KILL_KEYS) == 0)
         get_int(c, n, "consecutive_errors", "kill_switch", &p->kill_consecutive_errors, 0, 1000000);
+    if ((n = wd_ydoc_get(root, "autonomy")))
+        load_autonomy(c, n);
+    if ((n = wd_ydoc_get(root, "hitl")) && check_map(c, n, "hitl", HITL_KEYS) == 0) {
+        get_num(c, n, "confidence_below", "hitl", &p->hitl_confidence_below, 0, 1);
+        get_num(c, n, "cost_above_usd", "hitl", &p->hitl_cost_above_usd, 0, 1e9);
+        get_int(c, n, "consecutive_errors", "hitl", &p->hitl_consecutive_errors, 0, 1000000);
+    }
     if ((n = wd_ydoc_get(root, "audit")))
         load_audit(c, n);
     if ((n = wd_ydoc_get(root, "store")) && check_map(c, n, "store", STORE_KEYS) == 0)
@@ -984,12 +1051,14 @@ void wd_policy_unref(wd_policy *p)
         free(t->risk);
         free(t->category);
         strlist_free(&t->allowed_resources);
+        strlist_free(&t->writable_resources);
         strlist_free(&t->allowed_hosts);
         rxlist_free(&t->forbidden);
     }
     free(p->tools);
     json_decref(p->routes);
     json_decref(p->detectors);
+    json_decref(p->autonomy);
     free(p->audit_path);
     strlist_free(&p->redact_keys);
     rxlist_free(&p->redact_patterns);

@@ -48,6 +48,7 @@ typedef struct wd_tool_policy {
     long long rate_limit_per_hour;
     int requires_approval;
     wd_strlist allowed_resources;
+    wd_strlist writable_resources; /* bound read-write into ctx:exec's sandbox */
     wd_strlist allowed_hosts;
     wd_rxlist forbidden;
 } wd_tool_policy;
@@ -78,6 +79,11 @@ typedef struct wd_policy {
     json_t *routes;         /* {risk: [approver, ...]} */
     json_t *detectors;      /* {name: {config}} */
     long long kill_consecutive_errors;
+    int approval_min_risk;  /* risk rank (0 safe .. 4 critical) from which a tool needs approval; 5 never */
+    json_t *autonomy;       /* {category: level 0..5}; a category not listed is level 5 */
+    double hitl_confidence_below, hitl_cost_above_usd; /* < 0: off */
+    long long hitl_consecutive_errors;                  /* 0: off */
+    long long exec_cpu_s, exec_memory_mb, exec_procs, exec_file_mb, exec_output_kb; /* ctx:exec's rlimits */
     char *audit_path;
     int audit_fsync;
     wd_strlist redact_keys;
@@ -106,6 +112,10 @@ void wd_policy_unref(wd_policy *p);   /* accepts NULL */
 const wd_user *wd_policy_user(const wd_policy *p, const char *name);
 const wd_tool_policy *wd_policy_tool(const wd_policy *p, const char *name);
 const wd_model *wd_policy_model(const wd_policy *p, const char *alias);
+/* 0 safe, 1 low, 2 medium, 3 high, 4 critical; 2 for anything else */
+int wd_policy_risk_rank(const char *risk);
+/* the autonomy level 0..5 of a tool category (5 when the policy does not list it) */
+int wd_policy_autonomy(const wd_policy *p, const char *category);
 const wd_tier *wd_policy_tier_of(const wd_policy *p, const wd_user *u);
 /* "12s", "15m", "4h", "2d" or digits (ms); -1 on error */
 long long wd_policy_duration(const char *s);

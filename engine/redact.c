@@ -91,12 +91,13 @@ char *wd_redact_string(const wd_policy *p, const char *s, size_t len)
 }
 
 /* a replacement for v, or NULL to keep v (objects and arrays are redacted in place) */
-static json_t *redact(const wd_policy *p, json_t *v, int depth)
+static json_t *redact(const wd_policy *p, json_t *v, int depth, int *hits)
 {
     if (json_is_string(v)) {
         char *r = wd_redact_string(p, json_string_value(v), json_string_length(v));
         if (!r)
             return NULL;
+        (*hits)++;
         json_t *n = json_string(r);
         free(r);
         return n ? n : json_string("[REDACTED]");
@@ -107,8 +108,9 @@ static json_t *redact(const wd_policy *p, json_t *v, int depth)
         const char *k;
         json_t *kv;
         json_object_foreach(v, k, kv) {
-            json_t *n = wd_redact_is_secret_key(p, k) && !json_is_null(kv) ? json_string("[REDACTED]")
-                                                                           : redact(p, kv, depth + 1);
+            int secret = wd_redact_is_secret_key(p, k) && !json_is_null(kv);
+            json_t *n = secret ? json_string("[REDACTED]") : redact(p, kv, depth + 1, hits);
+            *hits += secret;
             if (n)
                 json_object_set_new(v, k, n);
         }
@@ -116,7 +118,7 @@ static json_t *redact(const wd_policy *p, json_t *v, int depth)
         size_t i;
         json_t *iv;
         json_array_foreach(v, i, iv) {
-            json_t *n = redact(p, iv, depth + 1);
+            json_t *n = redact(p, iv, depth + 1, hits);
             if (n)
                 json_array_set_new(v, i, n);
         }
@@ -126,14 +128,16 @@ static json_t *redact(const wd_policy *p, json_t *v, int depth)
 
 void wd_redact_value(const wd_policy *p, json_t *v)
 {
-    json_decref(redact(p, v, 0)); /* a bare string cannot be replaced in place: callers pass containers */
+    int hits = 0;
+    json_decref(redact(p, v, 0, &hits)); /* a bare string cannot be replaced in place: callers pass containers */
 }
 
 static const char *const ENGINE_FIELDS[] = {"seq", "timestamp", "event", "run_id", "session_id",
                                             "prev_hash", "hash", "agent", "user_id", NULL};
 
-void wd_redact_record(const wd_policy *p, json_t *rec)
+int wd_redact_record(const wd_policy *p, json_t *rec)
 {
+    int hits = 0;
     const char *k;
     json_t *kv;
     json_object_foreach(rec, k, kv) {
@@ -142,9 +146,13 @@ void wd_redact_record(const wd_policy *p, json_t *rec)
             skip = k[0] == ENGINE_FIELDS[i][0] && !strcmp(k, ENGINE_FIELDS[i]);
         if (skip)
             continue;
-        json_t *n = wd_redact_is_secret_key(p, k) && !json_is_null(kv) ? json_string("[REDACTED]")
-                                                                       : redact(p, kv, 1);
+        int secret = wd_redact_is_secret_key(p, k) && !json_is_null(kv);
+        json_t *n = secret ? json_string("[REDACTED]") : redact(p, kv, 1, &hits);
+        hits += secret;
         if (n)
             json_object_set_new(rec, k, n);
     }
+    if (hits) /* the record held sensitive data: flagged for the compliance report */
+        json_object_set_new(rec, "sensitive_data", json_integer(hits));
+    return hits;
 }

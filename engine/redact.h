@@ -6,8 +6,9 @@
 #include <jansson.h>
 #include "policy.h"
 
-/* redacts in place every field of an audit record but the engine's own identifiers */
-void wd_redact_record(const wd_policy *p, json_t *rec);
+/* redacts in place every field of an audit record but the engine's own identifiers;
+** a record that held any gets sensitive_data: N (the values redacted). Returns N. */
+int wd_redact_record(const wd_policy *p, json_t *rec);
 /* redacts in place one value (and everything below it) */
 void wd_redact_value(const wd_policy *p, json_t *v);
 /* 1 when a key names a secret (case-insensitive substring of a redact key) */

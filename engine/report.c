@@ -1,5 +1,6 @@
 /* report.c - the cost report (see report.h) */
 #include "report.h"
+#include "audit.h"
 #include "budget.h"
 #include "util.h"
 
@@ -319,5 +320,187 @@ char *wd_report_cost_text(const json_t *rep)
     wd_buf_addf(&b, "recommendations\n");
     json_array_foreach(json_object_get(rep, "recommendations"), i, x)
         wd_buf_addf(&b, "  %zu. %s\n", i + 1, json_string_value(x));
+    return b.p;
+}
+
+/* ---- the compliance report ------------------------------------------------------- */
+
+/* obj[key] += by */
+static void bump(json_t *obj, const char *key, json_int_t by)
+{
+    key = key ? key : "?";
+    json_object_set_new(obj, key, json_integer(json_integer_value(json_object_get(obj, key)) + by));
+}
+
+/* decision times: {count, total_ms, max_ms} under key */
+static void time_to(json_t *times, const char *key, const json_t *wait)
+{
+    if (!json_is_integer(wait))
+        return;
+    json_int_t w = json_integer_value(wait);
+    json_t *g = json_object_get(times, key);
+    if (!g) {
+        g = json_pack("{s:I,s:I,s:I}", "count", (json_int_t)0, "total_ms", (json_int_t)0, "max_ms", (json_int_t)0);
+        json_object_set_new(times, key, g);
+    }
+    bump(g, "count", 1);
+    bump(g, "total_ms", w);
+    if (w > json_integer_value(json_object_get(g, "max_ms")))
+        json_object_set_new(g, "max_ms", json_integer(w));
+}
+
+json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t until, char *err, size_t n)
+{
+    FILE *f = fopen(audit_path, "r");
+    if (!f) {
+        wd_errf(err, n, "cannot open the audit log %s: %s", audit_path, strerror(errno));
+        return NULL;
+    }
+    json_t *events = json_object(), *sev = json_object(), *vtype = json_object(), *appr = json_object(),
+           *times = json_object(), *unauth = json_object(), *sens = json_object(), *kills = json_object(),
+           *triggers = json_object();
+    long records = 0, bad_lines = 0, violations = 0, unauthorized = 0, sens_records = 0, sens_values = 0;
+    static const char *const APPR[][2] = {{"approval_requested", "requested"}, {"approval_granted", "granted"},
+                                          {"approval_rejected", "rejected"},   {"approval_expired", "expired"},
+                                          {"approval_escalated", "escalated"}, {NULL, NULL}};
+    for (int i = 0; APPR[i][0]; i++)
+        json_object_set_new(appr, APPR[i][1], json_integer(0));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, f)) > 0) {
+        json_t *r = json_loadb(line, (size_t)len, 0, NULL);
+        const char *ev = json_string_value(json_object_get(r, "event"));
+        const char *ts = json_string_value(json_object_get(r, "timestamp"));
+        int64_t t = ts ? wd_parse_time(ts) : -1;
+        if (!json_is_object(r) || !ev || t < 0) {
+            json_decref(r);
+            bad_lines++;
+            continue;
+        }
+        if ((since >= 0 && t < since) || (until >= 0 && t >= until)) {
+            json_decref(r);
+            continue;
+        }
+        records++;
+        bump(events, ev, 1);
+        const char *user = json_string_value(json_object_get(r, "user_id"));
+        if (!strcmp(ev, "guardrail_violation")) {
+            violations++;
+            bump(sev, json_string_value(json_object_get(r, "severity")) ? json_string_value(json_object_get(r, "severity"))
+                                                                          : "unrated",
+                 1);
+            bump(vtype, json_string_value(json_object_get(r, "violation_type")), 1);
+        } else if (!strcmp(ev, "authorization_denied")) {
+            unauthorized++;
+            bump(unauth, user ? user : "(none)", 1);
+        } else if (!strcmp(ev, "kill_switch")) {
+            bump(kills, json_string_value(json_object_get(r, "action")), 1);
+        }
+        for (int i = 0; APPR[i][0]; i++)
+            if (!strcmp(ev, APPR[i][0])) {
+                bump(appr, APPR[i][1], 1);
+                if (i >= 1 && i <= 3)
+                    time_to(times, APPR[i][1], json_object_get(r, "wait_ms"));
+                if (i == 0)
+                    bump(triggers, json_string_value(json_object_get(r, "trigger")), 1);
+            }
+        const json_t *sd = json_object_get(r, "sensitive_data");
+        if (json_is_integer(sd) && json_integer_value(sd) > 0) {
+            sens_records++;
+            sens_values += (long)json_integer_value(sd);
+            bump(sens, ev, 1);
+        }
+        json_decref(r);
+    }
+    free(line);
+    fclose(f);
+    const char *k;
+    json_t *g;
+    json_object_foreach(times, k, g) {
+        json_int_t c = json_integer_value(json_object_get(g, "count"));
+        json_object_set_new(g, "mean_ms", json_integer(c ? json_integer_value(json_object_get(g, "total_ms")) / c : 0));
+    }
+    json_object_set_new(appr, "time_to_decision", times);
+    json_object_set_new(appr, "by_trigger", triggers);
+    wd_buf vr = {0};
+    long chained = 0;
+    int v = wd_audit_verify(audit_path, &vr, &chained);
+    json_t *rep = json_pack("{s:s,s:I,s:I,s:o,s:{s:I,s:o,s:o},s:o,s:{s:I,s:o},s:{s:I,s:I,s:o},s:o,s:{s:b,s:s,s:I,s:s}}",
+                            "audit_log", audit_path, "records", (json_int_t)records, "unreadable_lines",
+                            (json_int_t)bad_lines, "events", events, "violations", "total", (json_int_t)violations,
+                            "by_severity", sev, "by_type", vtype, "approvals", appr, "unauthorized", "total",
+                            (json_int_t)unauthorized, "by_user", unauth, "sensitive_data", "records",
+                            (json_int_t)sens_records, "values_redacted", (json_int_t)sens_values, "by_event", sens,
+                            "kill_switch", kills, "chain", "intact", v == 0, "status",
+                            v == 0 ? "intact" : v == 1 ? "tampered" : "unreadable", "records_checked",
+                            (json_int_t)chained, "report", vr.p ? vr.p : "");
+    wd_buf_free(&vr);
+    char a[40], b[40];
+    if (rep && since >= 0) {
+        wd_rfc3339_ms(since, a, sizeof a);
+        json_object_set_new(rep, "since", json_string(a));
+    }
+    if (rep && until >= 0) {
+        wd_rfc3339_ms(until, b, sizeof b);
+        json_object_set_new(rep, "until", json_string(b));
+    }
+    if (!rep)
+        wd_errf(err, n, "out of memory");
+    return rep;
+}
+
+static void counts_text(wd_buf *b, const char *title, const json_t *g)
+{
+    wd_buf_addf(b, "%s", title);
+    if (!json_object_size(g))
+        wd_buf_addf(b, " none");
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)g, k, v)
+        wd_buf_addf(b, " %s %lld,", k, (long long)json_integer_value(v));
+    if (json_object_size(g))
+        b->p[--b->len] = '\0'; /* the last comma */
+    wd_buf_addf(b, "\n");
+}
+
+char *wd_report_compliance_text(const json_t *rep)
+{
+    wd_buf b = {0};
+    wd_buf_addf(&b, "compliance report from %s", json_string_value(json_object_get(rep, "audit_log")));
+    if (json_object_get(rep, "since"))
+        wd_buf_addf(&b, " since %s", json_string_value(json_object_get(rep, "since")));
+    if (json_object_get(rep, "until"))
+        wd_buf_addf(&b, " until %s", json_string_value(json_object_get(rep, "until")));
+    wd_buf_addf(&b, "\nrecords        %lld", (long long)num(rep, "records"));
+    if (num(rep, "unreadable_lines") > 0)
+        wd_buf_addf(&b, " (%lld unreadable lines)", (long long)num(rep, "unreadable_lines"));
+    wd_buf_addf(&b, "\n");
+    counts_text(&b, "events        ", json_object_get(rep, "events"));
+    const json_t *v = json_object_get(rep, "violations");
+    wd_buf_addf(&b, "violations     %lld\n", (long long)num(v, "total"));
+    counts_text(&b, "  by severity ", json_object_get(v, "by_severity"));
+    counts_text(&b, "  by type     ", json_object_get(v, "by_type"));
+    const json_t *a = json_object_get(rep, "approvals");
+    wd_buf_addf(&b, "approvals      %lld requested, %lld granted, %lld rejected, %lld expired, %lld escalated\n",
+                (long long)num(a, "requested"), (long long)num(a, "granted"), (long long)num(a, "rejected"),
+                (long long)num(a, "expired"), (long long)num(a, "escalated"));
+    const char *k;
+    const json_t *g;
+    json_object_foreach(json_object_get(a, "time_to_decision"), k, g)
+        wd_buf_addf(&b, "  %-9s after %.1f s on average, %.1f s at most (%lld)\n", k, num(g, "mean_ms") / 1000,
+                    num(g, "max_ms") / 1000, (long long)num(g, "count"));
+    counts_text(&b, "  by trigger  ", json_object_get(a, "by_trigger"));
+    const json_t *u = json_object_get(rep, "unauthorized");
+    wd_buf_addf(&b, "unauthorized   %lld attempts\n", (long long)num(u, "total"));
+    counts_text(&b, "  by user     ", json_object_get(u, "by_user"));
+    const json_t *s = json_object_get(rep, "sensitive_data");
+    wd_buf_addf(&b, "sensitive data %lld records flagged, %lld values redacted\n", (long long)num(s, "records"),
+                (long long)num(s, "values_redacted"));
+    counts_text(&b, "kill switch   ", json_object_get(rep, "kill_switch"));
+    const json_t *c = json_object_get(rep, "chain");
+    wd_buf_addf(&b, "audit chain    %s (%lld records checked)%s%s\n", json_string_value(json_object_get(c, "status")),
+                (long long)num(c, "records_checked"), json_is_true(json_object_get(c, "intact")) ? "" : ": ",
+                json_is_true(json_object_get(c, "intact")) ? "" : json_string_value(json_object_get(c, "report")));
     return b.p;
 }

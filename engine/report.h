@@ -1,4 +1,4 @@
-/* report.h - `warden report cost`: what was spent, from the audit log (so its figures
+/* report.h - `warden report cost` and `warden report compliance`. Cost: what was spent, from the audit log (so its figures
 ** are the log's), and how much of each budget is used, from the store's ledger. */
 #ifndef WD_REPORT_H
 #define WD_REPORT_H
@@ -15,5 +15,13 @@ json_t *wd_report_cost(const char *audit_path, wd_store *st, const wd_policy *p,
                        int64_t now, char *err, size_t n);
 /* the report as text for a terminal; caller frees */
 char *wd_report_cost_text(const json_t *rep);
+
+/* `warden report compliance`: events by type, guardrail violations by severity and type,
+** approvals with their time to decision, unauthorized attempts by user, records that
+** held sensitive data, kill switch use (records with since <= timestamp < until; -1
+** unbounded), and the whole chain's integrity. Caller frees; NULL with err. */
+json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t until, char *err, size_t n);
+/* the report as text for a terminal; caller frees */
+char *wd_report_compliance_text(const json_t *rep);
 
 #endif

@@ -49,7 +49,10 @@ static const char SCHEMA[] =
     " approved_by TEXT NOT NULL DEFAULT '[]', status TEXT NOT NULL, reason TEXT, decided_by TEXT,"
     " owner TEXT NOT NULL, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
     " escalate_ms INTEGER NOT NULL, escalated INTEGER NOT NULL DEFAULT 0, decided_ms INTEGER);"
-    "CREATE INDEX IF NOT EXISTS approvals_status ON approvals(status, created_ms);";
+    "CREATE INDEX IF NOT EXISTS approvals_status ON approvals(status, created_ms);"
+    "CREATE TABLE IF NOT EXISTS kills (agent TEXT PRIMARY KEY, by TEXT NOT NULL, reason TEXT NOT NULL,"
+    " automatic INTEGER NOT NULL, created_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS agent_health (agent TEXT PRIMARY KEY, failures INTEGER NOT NULL);";
 
 /* another process holds the write lock for microseconds: yield, then short sleeps,
 ** for about two seconds in all (SQLite's own handler sleeps whole milliseconds) */
@@ -105,7 +108,7 @@ static int setup(sqlite3 *db)
         if (rc == SQLITE_OK) {
             rc = sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
             if (rc == SQLITE_OK)
-                rc = sqlite3_exec(db, "PRAGMA user_version=3; COMMIT", NULL, NULL, NULL);
+                rc = sqlite3_exec(db, "PRAGMA user_version=4; COMMIT", NULL, NULL, NULL);
             if (rc != SQLITE_OK)
                 sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         }
@@ -390,6 +393,16 @@ const char *wd_store_owner(void) { return owner_id(); }
 int wd_store_owner_alive(const char *owner) { return owner_alive(owner); }
 
 sqlite3 *wd_store_db(wd_store *s) { return s->db; }
+
+sqlite3_stmt *wd_store_prepare(wd_store *s, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    return st;
+}
 
 static int owner_alive(const char *owner)
 {

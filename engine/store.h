@@ -101,9 +101,12 @@ int wd_store_cache_get(wd_store *s, const char *key, int64_t now_ms, char **answ
 int wd_store_cache_put(wd_store *s, const char *key, const char *answer, int64_t cost_nusd, int64_t now_ms,
                        int64_t ttl_ms);
 
-/* ---- for the tables other files keep here (approval.c) ---- */
+/* ---- for the tables other files keep here (approval.c, killswitch.c) ---- */
 
 typedef struct sqlite3 sqlite3;
+typedef struct sqlite3_stmt sqlite3_stmt;
+/* a statement on the store's connection, caller finalizes; NULL on error (wd_store_error) */
+sqlite3_stmt *wd_store_prepare(wd_store *s, const char *sql);
 /* the connection, borrowed: statements on it run between wd_store_begin and commit */
 sqlite3 *wd_store_db(wd_store *s);
 /* this process as "pid:start time": what rows it owns are marked with */

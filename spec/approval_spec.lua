@@ -12,15 +12,6 @@ local function policy(extra)
   return path, audit
 end
 
--- starts `warden run` of the lab agent in the background: its pid and result file
-local function start(pol, plan)
-  local out = T.tmpfile(".json")
-  local h = io.popen(("%s run spec/fixtures/lab '%s' --user reader --policy %s --llm mock:none --json >%s 2>%s.err"
-    .. " & echo $!"):format(T.bin, plan, pol, out, out))
-  local pid = h:read("l")
-  h:close()
-  return pid, out
-end
 
 local function approvals(pol, args, now_ms)
   local env = now_ms and ("WARDEN_NOW=%d "):format(now_ms) or ""
@@ -37,21 +28,13 @@ local function pending(pol)
   error("no approval request appeared")
 end
 
-local function result(out)
-  for _ = 1, 500 do
-    local s = T.read(out)
-    if s and s:match("}%s*$") then return T.decode(s) end
-    os.execute("sleep 0.02")
-  end
-  error("the run gave no result: " .. tostring(T.read(out .. ".err")))
-end
 
 local PLAN = '[["tool","approval_tool",{"note":"x"}]]'
 
 describe("approval workflow", function()
   it("runs the tool once an approver approves, and the run completes", function()
     local pol, audit = policy()
-    local _, out = start(pol, PLAN)
+    local _, out = T.start_lab(pol, PLAN)
     local req = pending(pol)
     assert.equal("approval_tool", req.tool)
     assert.equal("reader", req.user_id)
@@ -67,7 +50,7 @@ describe("approval workflow", function()
     -- without --by, the approver is the login name
     msg, rc = T.sh(("USER=lead %s approvals approve %s --policy %s"):format(T.bin, req.id, pol))
     assert.equal(0, rc, msg)
-    local res = result(out)
+    local res = T.result_of(out)
     assert.equal("completed", res.status)
     assert.is_true(res.tool_calls[1].success)
     local granted = T.events(audit, "approval_granted")
@@ -79,11 +62,11 @@ describe("approval workflow", function()
 
   it("does not run a rejected tool; the agent gets the reason and the run ends with a result", function()
     local pol, audit = policy()
-    local _, out = start(pol, PLAN)
+    local _, out = T.start_lab(pol, PLAN)
     local req = pending(pol)
     local msg, rc = approvals(pol, "reject " .. req.id .. " --by director --reason 'not on a Friday'")
     assert.equal(0, rc, msg)
-    local res = result(out)
+    local res = T.result_of(out)
     assert.equal("completed", res.status) -- the lab agent goes on after a refused tool
     local steps = T.decode(res.result)
     assert.equal("tool 'approval_tool' was rejected by director: not on a Friday", steps[1].error)
@@ -100,11 +83,11 @@ describe("approval workflow", function()
 
   it("expires a request nobody decides (injected clock) and tells the agent", function()
     local pol, audit = policy()
-    local _, out = start(pol, PLAN)
+    local _, out = T.start_lab(pol, PLAN)
     local req = pending(pol)
     -- anyone looking after the expiry settles it: here a listing two hours on
     approvals(pol, "list", req.created_ms + 2 * HOUR)
-    local res = result(out)
+    local res = T.result_of(out)
     local steps = T.decode(res.result)
     assert.matches("approval of tool 'approval_tool' expired: no decision before it expired", steps[1].error)
     assert.equal(1, #T.events(audit, "approval_expired"))
@@ -116,7 +99,7 @@ describe("approval workflow", function()
 
   it("audits one escalation at escalate_at of the time, and the request can still be approved", function()
     local pol, audit = policy()
-    local _, out = start(pol, PLAN)
+    local _, out = T.start_lab(pol, PLAN)
     local req = pending(pol)
     approvals(pol, "list", req.created_ms + HOUR / 2 + 1000) -- past half of the hour
     approvals(pol, "list", req.created_ms + HOUR / 2 + 2000)
@@ -125,7 +108,7 @@ describe("approval workflow", function()
       os.execute("sleep 0.02")
     end
     approvals(pol, "approve " .. req.id .. " --by lead")
-    assert.equal("completed", result(out).status)
+    assert.equal("completed", T.result_of(out).status)
     local esc = T.events(audit, "approval_escalated")
     assert.equal(1, #esc)
     assert.matches("escalated", esc[1].reason)
@@ -134,7 +117,7 @@ describe("approval workflow", function()
 
   it("needs two different approvers for a critical tool", function()
     local pol, audit = policy({ tools = { approval_tool = { risk = "critical" } } })
-    local _, out = start(pol, PLAN)
+    local _, out = T.start_lab(pol, PLAN)
     local req = pending(pol)
     assert.equal(2, req.approvals_needed)
     local msg, rc = approvals(pol, "approve " .. req.id .. " --by director")
@@ -146,13 +129,13 @@ describe("approval workflow", function()
     os.execute("sleep 0.3")
     assert.is_nil(T.read(out):match("}%s*$"), "the tool ran on one approval")
     approvals(pol, "approve " .. req.id .. " --by vp")
-    assert.equal("completed", result(out).status)
+    assert.equal("completed", T.result_of(out).status)
     assert.same({ "director", "vp" }, T.events(audit, "approval_granted")[1].approved_by)
   end)
 
   it("marks a request abandoned when the process of its run is gone", function()
     local pol = policy()
-    local pid = start(pol, PLAN)
+    local pid = T.start_lab(pol, PLAN)
     local req = pending(pol)
     os.execute("kill -9 " .. pid)
     os.execute("sleep 0.1")

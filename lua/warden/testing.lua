@@ -224,6 +224,27 @@ end
 function M.decode(s) return json.decode(s) end
 function M.encode(v) return json.encode(v) end
 
+-- starts `warden run` of the lab agent in the background with plan (JSON text): its pid
+-- and the file its result object will be in (stderr beside it, in FILE.err)
+function M.start_lab(policy, plan)
+  local out = M.tmpfile(".json")
+  local h = io.popen(("%s run spec/fixtures/lab '%s' --user reader --policy %s --llm mock:none --json >%s 2>%s.err"
+    .. " & echo $!"):format(M.bin, plan, policy, out, out))
+  local pid = h:read("l")
+  h:close()
+  return pid, out
+end
+
+-- the result object a background run wrote, once it has (waits up to 10 s)
+function M.result_of(out)
+  for _ = 1, 1000 do
+    local s = M.read(out)
+    if s and s:match("}%s*$") then return json.decode(s) end
+    os.execute("sleep 0.01")
+  end
+  error("the run gave no result: " .. tostring(M.read(out .. ".err")))
+end
+
 -- the lab agent runs a plan given as its query and returns what each step gave back
 function M.lab(plan, opts)
   local o = { agent = "spec/fixtures/lab", query = plan }

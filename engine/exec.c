@@ -1,0 +1,571 @@
+/* exec.c - ctx:exec{argv=, stdin=, timeout_ms=} for tools of category execute.
+**
+** The command runs under bubblewrap: every namespace unshared (no network: its own
+** loopback only), a root of its own holding /usr and the loader cache read-only, /proc,
+** /dev, a private /tmp, and the tool's allowed_resources read-only and
+** writable_resources read-write; nothing else of the host. Before bwrap starts, the
+** child takes the policy's rlimits (CPU, address space, processes, file size) and,
+** when warden runs as root, the uid of nobody: root is exempt from RLIMIT_NPROC, so a
+** fork bomb would not be contained otherwise. The wall timeout kills the whole tree
+** (bwrap's pid namespace dies with it); output beyond the cap is dropped and flagged.
+** The command's end is a value {exit_code, signal, stdout, stderr, timed_out,
+** truncated}; a refusal or a failure to start is (nil, message). */
+#include "engine.h"
+#include "guard.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <lauxlib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define EXEC_MAX_ARGS 256
+#define EXEC_MAX_ARGV_BYTES 65536
+#define EXEC_MAX_STDIN (1u << 20)
+#define EXEC_UID 65534 /* nobody: who commands run as when warden is root */
+
+static const char *const BWRAP_DIRS[] = {"/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap", NULL};
+
+static const char *bwrap_path(void)
+{
+    for (int i = 0; BWRAP_DIRS[i]; i++)
+        if (access(BWRAP_DIRS[i], X_OK) == 0)
+            return BWRAP_DIRS[i];
+    return NULL;
+}
+
+static void free_argv(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void exec_clear(wd_run *r)
+{
+    struct event *evs[4] = {r->exec.ev_in, r->exec.ev_out, r->exec.ev_err, r->exec.ev_exit};
+    for (int i = 0; i < 4; i++)
+        if (evs[i])
+            event_free(evs[i]);
+    if (r->exec.timer)
+        event_free(r->exec.timer);
+    int fds[4] = {r->exec.fd_in, r->exec.fd_out, r->exec.fd_err, r->exec.pidfd};
+    for (int i = 0; i < 4; i++)
+        if (fds[i] > 0)
+            close(fds[i]);
+    free_argv(r->exec.argv);
+    free(r->exec.in);
+    free(r->exec.cmd);
+    wd_buf_free(&r->exec.out);
+    wd_buf_free(&r->exec.err);
+    memset(&r->exec, 0, sizeof r->exec);
+}
+
+/* kills the sandbox (bwrap's pid namespace goes with it) and reaps it */
+static void kill_child(wd_run *r)
+{
+    if (r->exec.pid > 0) {
+        kill(-r->exec.pid, SIGKILL);
+        kill(r->exec.pid, SIGKILL);
+        waitpid(r->exec.pid, NULL, 0); /* SIGKILL: at once */
+    }
+    r->exec.pid = 0;
+}
+
+void wd_exec_cancel(wd_run *r)
+{
+    kill_child(r);
+    json_decref(r->exec.jargv);
+    exec_clear(r);
+}
+
+static int refuse(wd_run *r, lua_State *L, json_t *args, const char *msg, const char *type, const char *severity)
+{
+    wd_run_audit_guardrail(r, args, msg, type, severity);
+    luaL_pushfail(L);
+    lua_pushstring(L, msg);
+    return 2;
+}
+
+/* processes of uid now (RLIMIT_NPROC counts them all, ours included) */
+static long count_procs(uid_t uid)
+{
+    DIR *d = opendir("/proc");
+    long n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        struct stat st;
+        if (de->d_name[0] < '1' || de->d_name[0] > '9')
+            continue;
+        if (fstatat(dirfd(d), de->d_name, &st, 0) == 0 && st.st_uid == uid)
+            n++;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* appends a copy of s to the NULL-terminated list v */
+static int add(char ***v, size_t *n, size_t *cap, const char *s)
+{
+    if (*n + 2 > *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        char **nv = realloc(*v, c * sizeof *nv);
+        if (!nv)
+            return -1;
+        *v = nv;
+        *cap = c;
+    }
+    if (!((*v)[*n] = wd_strdup(s)))
+        return -1;
+    (*v)[++*n] = NULL;
+    return 0;
+}
+
+#define ADD(s)                                       \
+    do {                                             \
+        if (add(&v, &n, &cap, (s)) < 0)        \
+            goto fail;                               \
+    } while (0)
+
+/* bwrap's command line for the tool's command; caller frees (free_argv). The agent's
+** directory is the working directory (empty but for the bound resources). */
+static char **sandbox_argv(const char *bwrap, const wd_tool_policy *tp, const char *agent_dir, char **cmd)
+{
+    char **v = NULL;
+    size_t n = 0, cap = 0;
+    char *adir = wd_guard_canon(NULL, agent_dir ? agent_dir : ".");
+    if (!adir)
+        return NULL;
+    ADD(bwrap);
+    static const char *const FIXED[] = {"--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+                                        "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
+                                        "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8",
+                                        "--tmpfs", "/", "--ro-bind", "/usr", "/usr", NULL};
+    for (int i = 0; FIXED[i]; i++)
+        ADD(FIXED[i]);
+    /* merged /usr: /bin -> usr/bin and friends are symlinks; older layouts are bound */
+    static const char *const TOP[] = {"/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", NULL};
+    for (int i = 0; TOP[i]; i++) {
+        char target[256];
+        ssize_t l = readlink(TOP[i], target, sizeof target - 1);
+        if (l > 0) {
+            target[l] = '\0';
+            ADD("--symlink");
+            ADD(target);
+            ADD(TOP[i]);
+        } else if (access(TOP[i], F_OK) == 0) {
+            ADD("--ro-bind");
+            ADD(TOP[i]);
+            ADD(TOP[i]);
+        }
+    }
+    static const char *const ETC[] = {"/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime", NULL};
+    for (int i = 0; ETC[i]; i++) {
+        ADD("--ro-bind-try");
+        ADD(ETC[i]);
+        ADD(ETC[i]);
+    }
+    static const char *const SYS[] = {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", NULL};
+    for (int i = 0; SYS[i]; i++)
+        ADD(SYS[i]);
+    ADD(adir);
+    const wd_strlist *lists[2] = {&tp->allowed_resources, &tp->writable_resources};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < lists[k]->n; i++) {
+            char *c = wd_guard_canon(agent_dir, lists[k]->v[i]);
+            if (!c)
+                goto fail;
+            int bad = add(&v, &n, &cap, k ? "--bind-try" : "--ro-bind-try") < 0 || add(&v, &n, &cap, c) < 0 ||
+                      add(&v, &n, &cap, c) < 0;
+            free(c);
+            if (bad)
+                goto fail;
+        }
+    ADD("--remount-ro");
+    ADD("/");
+    ADD("--chdir");
+    ADD(adir);
+    ADD("--");
+    for (size_t i = 0; cmd[i]; i++)
+        ADD(cmd[i]);
+    free(adir);
+    return v;
+fail:
+    free(adir);
+    free_argv(v);
+    return NULL;
+}
+
+int wd_exec_call(wd_run *r, lua_State *L)
+{
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!r->tool.active)
+        return luaL_error(L, "ctx:exec is for tools");
+    if (lua_getfield(L, 2, "argv") != LUA_TTABLE)
+        return luaL_error(L, "ctx:exec: argv must be a list of strings");
+    lua_Integer argc = luaL_len(L, -1);
+    if (argc < 1 || argc > EXEC_MAX_ARGS)
+        return luaL_error(L, "ctx:exec: argv must hold 1 to %d strings", EXEC_MAX_ARGS);
+    size_t total = 0;
+    for (lua_Integer i = 1; i <= argc; i++) {
+        size_t l;
+        if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
+            return luaL_error(L, "ctx:exec: argv[%d] must be a string", (int)i);
+        const char *s = lua_tolstring(L, -1, &l);
+        if (strlen(s) != l)
+            return luaL_error(L, "ctx:exec: argv[%d] holds a NUL byte", (int)i);
+        total += l + 1;
+        lua_pop(L, 1);
+    }
+    if (total > EXEC_MAX_ARGV_BYTES)
+        return luaL_error(L, "ctx:exec: argv is longer than %d bytes", EXEC_MAX_ARGV_BYTES);
+    size_t in_len = 0;
+    const char *in = NULL;
+    int it = lua_getfield(L, 2, "stdin");
+    if (it == LUA_TSTRING)
+        in = lua_tolstring(L, -1, &in_len);
+    else if (it != LUA_TNIL)
+        return luaL_error(L, "ctx:exec: stdin must be a string");
+    if (in_len > EXEC_MAX_STDIN)
+        return luaL_error(L, "ctx:exec: stdin is longer than %u bytes", EXEC_MAX_STDIN);
+    lua_Integer timeout = r->tool.timeout_ms;
+    if (lua_getfield(L, 2, "timeout_ms") != LUA_TNIL) {
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
+            return luaL_error(L, "ctx:exec: timeout_ms must be a positive integer");
+        if (lua_tointeger(L, -1) < timeout) /* never longer than the tool's own */
+            timeout = lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+    /* stack: ctx, opts, argv, stdin. Nothing below raises. */
+    json_t *jargv = json_array();
+    wd_buf joined = {0};
+    for (lua_Integer i = 1; i <= argc; i++) {
+        lua_rawgeti(L, 3, i);
+        json_array_append_new(jargv, json_string(lua_tostring(L, -1)));
+        if (i > 1)
+            wd_buf_add(&joined, " ", 1);
+        wd_buf_adds(&joined, lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    char msg[700];
+    wd_policy *p = wd_engine_policy(r->eng);
+    const wd_tool_policy *tp = wd_policy_tool(p, r->tool.name);
+    int rc = 0;
+    if (!tp || !tp->category || strcmp(tp->category, "execute")) {
+        snprintf(msg, sizeof msg, "ctx:exec: tool '%s' is not of category execute in the policy", r->tool.name);
+        rc = refuse(r, L, json_pack("{s:o}", "argv", jargv), msg, "exec_not_allowed", "high");
+        goto out;
+    }
+    for (size_t i = 0; i < tp->forbidden.n; i++)
+        if (wd_rx_match(tp->forbidden.v[i], joined.p ? joined.p : "", joined.len) != 0) {
+            snprintf(msg, sizeof msg, "ctx:exec: the command matches forbidden pattern '%s'",
+                     wd_rx_source(tp->forbidden.v[i]));
+            rc = refuse(r, L, json_pack("{s:o}", "argv", jargv), msg, "forbidden_pattern", "critical");
+            goto out;
+        }
+    const char *bw = bwrap_path();
+    char **cmd = calloc((size_t)argc + 1, sizeof *cmd);
+    for (lua_Integer i = 1; cmd && i <= argc; i++) {
+        lua_rawgeti(L, 3, i);
+        cmd[i - 1] = wd_strdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    char **argv = bw && cmd ? sandbox_argv(bw, tp, r->agent_dir, cmd) : NULL;
+    free_argv(cmd);
+    if (!argv) {
+        json_decref(jargv);
+        luaL_pushfail(L);
+        lua_pushstring(L, bw ? "ctx:exec: out of memory"
+                             : "ctx:exec needs bubblewrap (bwrap), which is not installed: apt-get install bubblewrap");
+        rc = 2;
+        goto out;
+    }
+    wd_exec_cancel(r);
+    r->exec.argv = argv;
+    r->exec.cmd = joined.p;
+    joined.p = NULL;
+    r->exec.jargv = jargv;
+    if (in_len && (r->exec.in = malloc(in_len)))
+        memcpy(r->exec.in, in, in_len);
+    r->exec.in_len = r->exec.in ? in_len : 0;
+    r->exec.timeout_ms = timeout;
+    r->exec.cap = (size_t)p->exec_output_kb * 1024;
+    r->exec.limits[0] = p->exec_cpu_s;
+    r->exec.limits[1] = p->exec_memory_mb;
+    r->exec.limits[2] = p->exec_procs;
+    r->exec.limits[3] = p->exec_file_mb;
+    r->req.kind = OP_EXEC;
+    wd_buf_free(&joined);
+    wd_policy_unref(p);
+    return wd_sandbox_yield(L);
+out:
+    wd_buf_free(&joined);
+    wd_policy_unref(p);
+    return rc;
+}
+
+/* ---- the process on the loop ------------------------------------------------------- */
+
+static void finish(wd_run *r, const char *fail);
+
+static void audit_exec(wd_run *r, int ok, int code, int sig, const char *error)
+{
+    json_t *ev = wd_run_event(r, "exec", ok);
+    json_object_set_new(ev, "tool_name", json_string(r->tool.name));
+    json_object_set_new(ev, "tool_args", json_pack("{s:O,s:I}", "argv", r->exec.jargv ? r->exec.jargv : json_null(),
+                                                   "stdin_bytes", (json_int_t)r->exec.in_len));
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    json_object_set_new(ev, "latency_ms", json_integer((wd_now_ns() - r->exec.t0) / 1000000));
+    if (code >= 0)
+        json_object_set_new(ev, "exit_code", json_integer(code));
+    if (sig > 0)
+        json_object_set_new(ev, "signal", json_integer(sig));
+    if (r->exec.timed_out)
+        json_object_set_new(ev, "timed_out", json_true());
+    if (r->exec.truncated)
+        json_object_set_new(ev, "tool_result_truncated", json_true());
+    if (error)
+        json_object_set_new(ev, "error", json_string(error));
+    wd_run_audit(r, ev);
+}
+
+/* reads what fd has; 1 at EOF or error, 0 more may come */
+static int drain(wd_run *r, int fd, wd_buf *b)
+{
+    char chunk[16384];
+    for (;;) {
+        ssize_t got = read(fd, chunk, sizeof chunk);
+        if (got > 0) {
+            size_t room = b->len < r->exec.cap ? r->exec.cap - b->len : 0;
+            size_t keep = (size_t)got < room ? (size_t)got : room;
+            if (keep < (size_t)got)
+                r->exec.truncated = 1;
+            if (keep)
+                wd_buf_add(b, chunk, keep);
+            continue;
+        }
+        if (got < 0 && (errno == EAGAIN || errno == EINTR))
+            return 0;
+        return 1;
+    }
+}
+
+static void on_output(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    wd_run *r = arg;
+    int is_out = fd == r->exec.fd_out;
+    if (drain(r, fd, is_out ? &r->exec.out : &r->exec.err)) {
+        event_del(is_out ? r->exec.ev_out : r->exec.ev_err);
+        close(fd);
+        if (is_out)
+            r->exec.fd_out = -1;
+        else
+            r->exec.fd_err = -1;
+    }
+}
+
+static void on_stdin(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    wd_run *r = arg;
+    while (r->exec.in_off < r->exec.in_len) {
+        ssize_t w = write(fd, r->exec.in + r->exec.in_off, r->exec.in_len - r->exec.in_off);
+        if (w > 0) {
+            r->exec.in_off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && (errno == EAGAIN || errno == EINTR))
+            return; /* the event stays armed */
+        break;      /* EPIPE: the command does not read it all */
+    }
+    event_del(r->exec.ev_in);
+    close(fd);
+    r->exec.fd_in = -1;
+}
+
+static void on_exit_ev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    finish(arg, NULL);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_run *r = arg;
+    r->exec.timed_out = 1;
+    kill(-r->exec.pid, SIGKILL);
+    kill(r->exec.pid, SIGKILL);
+    /* the pidfd reports the death: finish() runs then */
+}
+
+/* the command ended (or could not start: fail): the handler's ctx:exec returns */
+static void finish(wd_run *r, const char *fail)
+{
+    lua_State *co = r->waiting;
+    int status = 0, code = -1, sig = 0;
+    if (!fail) {
+        event_del(r->exec.timer);
+        if (waitpid(r->exec.pid, &status, 0) < 0)
+            fail = "ctx:exec: lost the command's process";
+        r->exec.pid = 0;
+        /* what the pipes still hold: the namespace is gone, so no writer is left */
+        if (r->exec.fd_out > 0)
+            drain(r, r->exec.fd_out, &r->exec.out);
+        if (r->exec.fd_err > 0)
+            drain(r, r->exec.fd_err, &r->exec.err);
+    }
+    if (!fail) {
+        if (WIFEXITED(status))
+            code = WEXITSTATUS(status);
+        else if (WIFSIGNALED(status))
+            sig = WTERMSIG(status);
+    }
+    char msg[300];
+    if (r->exec.timed_out)
+        snprintf(msg, sizeof msg, "ctx:exec: the command ran out of time (%lld ms) and was killed", r->exec.timeout_ms);
+    else if (code > 0)
+        snprintf(msg, sizeof msg, "exit status %d", code);
+    else if (sig)
+        snprintf(msg, sizeof msg, "killed by signal %d", sig);
+    audit_exec(r, !fail && code == 0 && !r->exec.timed_out, code, sig,
+               fail ? fail : (code == 0 && !r->exec.timed_out) ? NULL : msg);
+    r->sb->in_engine++;
+    int nres;
+    if (fail) {
+        luaL_pushfail(co);
+        lua_pushstring(co, fail);
+        nres = 2;
+    } else {
+        lua_createtable(co, 0, 6);
+        if (code >= 0) {
+            lua_pushinteger(co, code);
+            lua_setfield(co, -2, "exit_code");
+        }
+        if (sig) {
+            lua_pushinteger(co, sig);
+            lua_setfield(co, -2, "signal");
+        }
+        lua_pushlstring(co, r->exec.out.p ? r->exec.out.p : "", r->exec.out.len);
+        lua_setfield(co, -2, "stdout");
+        lua_pushlstring(co, r->exec.err.p ? r->exec.err.p : "", r->exec.err.len);
+        lua_setfield(co, -2, "stderr");
+        lua_pushboolean(co, r->exec.timed_out);
+        lua_setfield(co, -2, "timed_out");
+        lua_pushboolean(co, r->exec.truncated);
+        lua_setfield(co, -2, "truncated");
+        lua_pushinteger(co, (wd_now_ns() - r->exec.t0) / 1000000);
+        lua_setfield(co, -2, "duration_ms");
+        nres = 1;
+    }
+    r->sb->in_engine--;
+    json_decref(r->exec.jargv);
+    r->exec.jargv = NULL;
+    exec_clear(r);
+    wd_run_schedule(r, co, nres);
+}
+
+static int nonblock(int fd) { return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+void wd_exec_start(wd_run *r)
+{
+    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1};
+    r->exec.t0 = wd_now_ns();
+    r->exec.fd_in = r->exec.fd_out = r->exec.fd_err = r->exec.pidfd = -1;
+    if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0)
+        goto fail;
+    uid_t uid = geteuid() == 0 ? EXEC_UID : geteuid();
+    rlim_t nproc = (rlim_t)(count_procs(uid) + r->exec.limits[2] + 2); /* + bwrap's two */
+    struct rlimit lim[5] = {
+        {(rlim_t)r->exec.limits[0], (rlim_t)r->exec.limits[0] + 1},
+        {(rlim_t)r->exec.limits[1] << 20, (rlim_t)r->exec.limits[1] << 20},
+        {nproc, nproc},
+        {(rlim_t)r->exec.limits[3] << 20, (rlim_t)r->exec.limits[3] << 20},
+        {0, 0},
+    };
+    static const int RES[5] = {RLIMIT_CPU, RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_CORE};
+    int as_root = geteuid() == 0;
+    pid_t pid = fork();
+    if (pid < 0)
+        goto fail;
+    if (pid == 0) {
+        /* the child: async-signal-safe calls only (the engine may have threads) */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        setsid();
+        if (dup2(pin[0], 0) < 0 || dup2(pout[1], 1) < 0 || dup2(perr[1], 2) < 0)
+            _exit(126);
+        for (int i = 0; i < 5; i++)
+            if (setrlimit(RES[i], &lim[i]) < 0)
+                _exit(126);
+        if (as_root && (setgroups(0, NULL) < 0 || setgid(EXEC_UID) < 0 || setuid(EXEC_UID) < 0))
+            _exit(126);
+        syscall(SYS_close_range, 3, ~0U, 0);
+        execv(r->exec.argv[0], r->exec.argv);
+        _exit(127);
+    }
+    r->exec.pid = pid;
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    r->exec.fd_in = pin[1];
+    r->exec.fd_out = pout[0];
+    r->exec.fd_err = perr[0];
+    r->exec.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (r->exec.pidfd < 0) {
+        kill_child(r);
+        finish(r, "ctx:exec: pidfd_open failed");
+        return;
+    }
+    nonblock(r->exec.fd_in);
+    nonblock(r->exec.fd_out);
+    nonblock(r->exec.fd_err);
+    struct event_base *b = r->eng->base;
+    r->exec.ev_out = event_new(b, r->exec.fd_out, EV_READ | EV_PERSIST, on_output, r);
+    r->exec.ev_err = event_new(b, r->exec.fd_err, EV_READ | EV_PERSIST, on_output, r);
+    r->exec.ev_exit = event_new(b, r->exec.pidfd, EV_READ, on_exit_ev, r);
+    r->exec.timer = evtimer_new(b, on_timeout, r);
+    if (r->exec.in_len)
+        r->exec.ev_in = event_new(b, r->exec.fd_in, EV_WRITE | EV_PERSIST, on_stdin, r);
+    else {
+        close(r->exec.fd_in);
+        r->exec.fd_in = -1;
+    }
+    if (!r->exec.ev_out || !r->exec.ev_err || !r->exec.ev_exit || !r->exec.timer || (r->exec.in_len && !r->exec.ev_in)) {
+        kill_child(r);
+        finish(r, "ctx:exec: out of memory");
+        return;
+    }
+    event_add(r->exec.ev_out, NULL);
+    event_add(r->exec.ev_err, NULL);
+    event_add(r->exec.ev_exit, NULL);
+    if (r->exec.ev_in)
+        event_add(r->exec.ev_in, NULL);
+    struct timeval tv = {(time_t)(r->exec.timeout_ms / 1000), (suseconds_t)(r->exec.timeout_ms % 1000) * 1000};
+    evtimer_add(r->exec.timer, &tv);
+    return;
+fail:;
+    char msg[200];
+    snprintf(msg, sizeof msg, "ctx:exec: cannot start the command: %s", strerror(errno));
+    int fds[6] = {pin[0], pin[1], pout[0], pout[1], perr[0], perr[1]};
+    for (int i = 0; i < 6; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    finish(r, msg);
+}

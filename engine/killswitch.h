@@ -1,0 +1,38 @@
+/* killswitch.h - the kill switch (DESIGN.md sections 3 and 6). `warden kill AGENT|--all`
+** writes a row of table `kills` in the state store; every engine sharing the store
+** refuses new runs of that agent (status killed) and, polling the table every 200 ms
+** while it has runs, ends the running ones. An agent whose last
+** kill_switch.consecutive_errors runs failed is killed the same way, automatically,
+** until `warden revive`. */
+#ifndef WD_KILLSWITCH_H
+#define WD_KILLSWITCH_H
+
+#include "store.h"
+#include <jansson.h>
+#include <stdint.h>
+
+#define WD_KILL_ALL "*"
+
+/* Kills agent (WD_KILL_ALL: every agent). 1 set, 0 it was killed already, -1 error. */
+int wd_kill_set(wd_store *s, const char *agent, const char *by, const char *reason, int automatic, int64_t now_ms);
+/* Revives agent (its row and its failure count), or with WD_KILL_ALL every agent.
+** Returns the rows removed, or -1. */
+int wd_kill_clear(wd_store *s, const char *agent);
+/* *out: caller decrefs; [{agent, by, reason, automatic, created_ms}] oldest first. 0 or -1. */
+int wd_kill_list(wd_store *s, json_t **out);
+/* One run of agent ended: failed counts one more consecutive failure, else the count
+** goes back to 0. *count: the count now. 0 or -1. */
+int wd_kill_note_run(wd_store *s, const char *agent, int failed, long long *count);
+
+/* engine side (engine.h) */
+typedef struct wd_run wd_run;
+typedef struct wd_engine wd_engine;
+/* 1 and why in msg when the run's agent is killed, 0 not (the cache is at most 200 ms old) */
+int wd_kills_refuse(wd_run *r, char *msg, size_t n);
+/* a run ending with status st (wd_status): counts it toward auto-disable */
+void wd_kills_note_end(wd_run *r, int st);
+/* arms the poll that ends running runs of killed agents (while the engine has runs) */
+void wd_kills_arm(wd_engine *e);
+void wd_kills_free(wd_engine *e);
+
+#endif
