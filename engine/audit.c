@@ -289,7 +289,10 @@ static int sync_tail(wd_audit *a, off_t size, json_t **recovery)
             char reason[160];
             snprintf(reason, sizeof reason, "torn last line of %zu bytes cut off at offset %lld", n - keep,
                      (long long)(from + (off_t)keep));
+            char ts[40];
+            wd_rfc3339_ms(wd_wall_ms(), ts, sizeof ts);
             json_object_set_new(r, "event", json_string("audit_recovered"));
+            json_object_set_new(r, "timestamp", json_string(ts));
             json_object_set_new(r, "success", json_false());
             json_object_set_new(r, "reason", json_string(reason));
             json_t *frag = json_stringn(b + keep, n - keep > 4096 ? 4096 : n - keep);

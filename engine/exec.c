@@ -483,6 +483,10 @@ static int nonblock(int fd) { return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_N
 
 void wd_exec_start(wd_run *r)
 {
+    /* a command that exits before reading its stdin must not kill us with SIGPIPE */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
     int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1};
     r->exec.t0 = wd_now_ns();
     r->exec.fd_in = r->exec.fd_out = r->exec.fd_err = r->exec.pidfd = -1;
@@ -516,8 +520,12 @@ void wd_exec_start(wd_run *r)
                 _exit(126);
         if (as_root && (setgroups(0, NULL) < 0 || setgid(EXEC_UID) < 0 || setuid(EXEC_UID) < 0))
             _exit(126);
-        syscall(SYS_close_range, 3, ~0U, 0);
-        execv(r->exec.argv[0], r->exec.argv);
+        if (syscall(SYS_close_range, 3, ~0U, 0) < 0) /* no descriptor of ours reaches the sandbox */
+            for (int fd = 3; fd < 65536; fd++)
+                close(fd);
+        /* bwrap gets no environment either (LD_PRELOAD and the like stay out) */
+        static char *const no_env[] = {NULL};
+        execve(r->exec.argv[0], r->exec.argv, no_env);
         _exit(127);
     }
     r->exec.pid = pid;

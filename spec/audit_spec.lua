@@ -216,6 +216,7 @@ describe("torn last line", function()
     local rec = T.events(audit, "audit_recovered")
     assert.equal(1, #rec)
     assert.equal('{"seq":99,"event":"tool_ca', rec[1].torn_fragment)
+    assert.matches("^%d%d%d%d%-%d%d%-%d%dT", rec[1].timestamp) -- every record has one (DESIGN.md 7)
   end)
 end)
 
