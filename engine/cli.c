@@ -563,11 +563,13 @@ done:
     return rc;
 }
 
-/* warden report compliance: from the audit log alone (its figures are the log's) */
-static int cmd_report_compliance(args_t *a)
+/* warden report cost | compliance [FILE]: from the audit log (the policy's, or FILE);
+** cost adds budget use from the store, compliance reads the log alone (its figures are
+** the log's) */
+static int cmd_report(args_t *a, int cost)
 {
     if (a->npos > 1)
-        return usage("report compliance takes at most one audit log");
+        return usage("report takes at most one audit log");
     int64_t since, until;
     if (window(a, &since, &until) < 0)
         return 2;
@@ -575,47 +577,25 @@ static int cmd_report_compliance(args_t *a)
     if (!p)
         return 2;
     char err[600];
-    json_t *rep = wd_report_compliance(a->npos ? a->pos[0] : p->audit_path, since, until, err, sizeof err);
+    const char *log = a->npos ? a->pos[0] : p->audit_path;
+    json_t *rep;
+    if (cost) {
+        wd_store *st = wd_store_open(p->store_path, err, sizeof err);
+        if (!st)
+            fprintf(stderr, "warden: %s (the report goes on without budgets)\n", err);
+        rep = wd_report_cost(log, st, p, since, until, until >= 0 ? until : wd_wall_ms(), err, sizeof err);
+        wd_store_close(st);
+    } else {
+        rep = wd_report_compliance(log, since, until, err, sizeof err);
+    }
     wd_policy_unref(p);
     if (!rep) {
         fprintf(stderr, "warden: %s\n", err);
         return 2;
     }
-    char *out = a->json ? json_dumps(rep, JSON_INDENT(2) | JSON_REAL_PRECISION(12)) : wd_report_compliance_text(rep);
-    json_decref(rep);
-    if (out)
-        fputs(out, stdout);
-    if (a->json)
-        fputc('\n', stdout);
-    free(out);
-    return 0;
-}
-
-/* warden report cost: spend from the audit log (the policy's, or FILE), budget use from
-** the store */
-static int cmd_report_cost(args_t *a)
-{
-    if (a->npos > 1)
-        return usage("report cost takes at most one audit log");
-    int64_t since, until;
-    if (window(a, &since, &until) < 0)
-        return 2;
-    wd_policy *p = load_policy(a);
-    if (!p)
-        return 2;
-    char err[600];
-    wd_store *st = wd_store_open(p->store_path, err, sizeof err);
-    if (!st)
-        fprintf(stderr, "warden: %s (the report goes on without budgets)\n", err);
-    int64_t now = until >= 0 ? until : wd_wall_ms();
-    json_t *rep = wd_report_cost(a->npos ? a->pos[0] : p->audit_path, st, p, since, until, now, err, sizeof err);
-    wd_store_close(st);
-    wd_policy_unref(p);
-    if (!rep) {
-        fprintf(stderr, "warden: %s\n", err);
-        return 2;
-    }
-    char *out = a->json ? json_dumps(rep, JSON_INDENT(2) | JSON_REAL_PRECISION(12)) : wd_report_cost_text(rep);
+    char *out = a->json ? json_dumps(rep, JSON_INDENT(2) | JSON_REAL_PRECISION(12))
+                : cost  ? wd_report_cost_text(rep)
+                        : wd_report_compliance_text(rep);
     json_decref(rep);
     if (out)
         fputs(out, stdout);
@@ -659,15 +639,10 @@ int main(int argc, char **argv)
             return usage(NULL);
         return cmd_audit_query(&a);
     }
-    if (!strcmp(cmd, "report") && argc >= 3 && !strcmp(argv[2], "cost")) {
+    if (!strcmp(cmd, "report") && argc >= 3 && (!strcmp(argv[2], "cost") || !strcmp(argv[2], "compliance"))) {
         if (parse(argc, argv, 3, &a) < 0)
             return usage(NULL);
-        return cmd_report_cost(&a);
-    }
-    if (!strcmp(cmd, "report") && argc >= 3 && !strcmp(argv[2], "compliance")) {
-        if (parse(argc, argv, 3, &a) < 0)
-            return usage(NULL);
-        return cmd_report_compliance(&a);
+        return cmd_report(&a, !strcmp(argv[2], "cost"));
     }
     if (!strcmp(cmd, "kill") || !strcmp(cmd, "revive")) {
         if (parse(argc, argv, 2, &a) < 0)

@@ -239,14 +239,7 @@ int wd_exec_call(wd_run *r, lua_State *L)
         return luaL_error(L, "ctx:exec: stdin must be a string");
     if (in_len > EXEC_MAX_STDIN)
         return luaL_error(L, "ctx:exec: stdin is longer than %u bytes", EXEC_MAX_STDIN);
-    lua_Integer timeout = r->tool.timeout_ms;
-    if (lua_getfield(L, 2, "timeout_ms") != LUA_TNIL) {
-        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
-            return luaL_error(L, "ctx:exec: timeout_ms must be a positive integer");
-        if (lua_tointeger(L, -1) < timeout) /* never longer than the tool's own */
-            timeout = lua_tointeger(L, -1);
-    }
-    lua_pop(L, 1);
+    lua_Integer timeout = wd_tool_timeout_opt(r, L, 2, "ctx:exec");
     /* stack: ctx, opts, argv, stdin. Nothing below raises. */
     json_t *jargv = json_array();
     wd_buf joined = {0};

@@ -78,6 +78,19 @@ static int valid_header(const char *name, const char *value)
     return 1;
 }
 
+lua_Integer wd_tool_timeout_opt(wd_run *r, lua_State *L, int idx, const char *what)
+{
+    lua_Integer timeout = r->tool.timeout_ms;
+    if (lua_getfield(L, idx, "timeout_ms") != LUA_TNIL) {
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
+            return luaL_error(L, "%s: timeout_ms must be a positive integer", what);
+        if (lua_tointeger(L, -1) < timeout) /* never longer than the tool's own */
+            timeout = lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+    return timeout;
+}
+
 int wd_fetch_call(wd_run *r, lua_State *L)
 {
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -116,14 +129,7 @@ int wd_fetch_call(wd_run *r, lua_State *L)
         if (!ok)
             return luaL_error(L, "ctx:http: method must be one of GET, POST, PUT, PATCH, DELETE, HEAD");
     }
-    lua_Integer timeout = r->tool.timeout_ms;
-    if (lua_getfield(L, 2, "timeout_ms") != LUA_TNIL) {
-        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
-            return luaL_error(L, "ctx:http: timeout_ms must be a positive integer");
-        if (lua_tointeger(L, -1) < timeout) /* never longer than the tool's own */
-            timeout = lua_tointeger(L, -1);
-    }
-    lua_pop(L, 1);
+    lua_Integer timeout = wd_tool_timeout_opt(r, L, 2, "ctx:http");
 
     /* everything below is copied into r->fetch; nothing raises after the first copy */
     wd_buf body = {0};
