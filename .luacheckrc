@@ -2,6 +2,7 @@
 std = "lua54"
 max_line_length = 130
 files["lua"] = { globals = {} }
+files["lua/warden/detectors"] = { read_globals = { "warden" } }
 files["agents"] = { read_globals = { "warden" } }
 files["spec/fixtures"] = { read_globals = { "warden" } }
 files["spec"] = { std = "+busted" }

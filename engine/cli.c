@@ -27,6 +27,7 @@ static const char USAGE[] =
     "  warden kill [AGENT|--all] [--reason TEXT] [--by WHO] [--policy FILE] [--json]   (no AGENT: list)\n"
     "  warden revive AGENT|--all [--by WHO] [--policy FILE]\n"
     "  warden report compliance [AUDIT_FILE] [--since T] [--until T] [--policy FILE] [--json]\n"
+    "  warden report failures [AUDIT_FILE] [--since T] [--until T] [--policy FILE] [--json]\n"
     "  warden breakers [--policy FILE] [--json]\n"
     "  warden breakers reset NAME --user ID [--policy FILE]   (ID must hold the highest role)\n"
     "  warden version\n";
@@ -563,10 +564,12 @@ done:
     return rc;
 }
 
-/* warden report cost | compliance [FILE]: from the audit log (the policy's, or FILE);
+/* warden report cost | compliance | failures [FILE]: from the audit log (the policy's, or FILE);
 ** cost adds budget use from the store, compliance reads the log alone (its figures are
 ** the log's) */
-static int cmd_report(args_t *a, int cost)
+enum { REPORT_COST, REPORT_COMPLIANCE, REPORT_FAILURES };
+
+static int cmd_report(args_t *a, int kind)
 {
     if (a->npos > 1)
         return usage("report takes at most one audit log");
@@ -579,14 +582,16 @@ static int cmd_report(args_t *a, int cost)
     char err[600];
     const char *log = a->npos ? a->pos[0] : p->audit_path;
     json_t *rep;
-    if (cost) {
+    if (kind == REPORT_COST) {
         wd_store *st = wd_store_open(p->store_path, err, sizeof err);
         if (!st)
             fprintf(stderr, "warden: %s (the report goes on without budgets)\n", err);
         rep = wd_report_cost(log, st, p, since, until, until >= 0 ? until : wd_wall_ms(), err, sizeof err);
         wd_store_close(st);
-    } else {
+    } else if (kind == REPORT_COMPLIANCE) {
         rep = wd_report_compliance(log, since, until, err, sizeof err);
+    } else {
+        rep = wd_report_failures(log, since, until, err, sizeof err);
     }
     wd_policy_unref(p);
     if (!rep) {
@@ -594,8 +599,9 @@ static int cmd_report(args_t *a, int cost)
         return 2;
     }
     char *out = a->json ? json_dumps(rep, JSON_INDENT(2) | JSON_REAL_PRECISION(12))
-                : cost  ? wd_report_cost_text(rep)
-                        : wd_report_compliance_text(rep);
+                : kind == REPORT_COST       ? wd_report_cost_text(rep)
+                : kind == REPORT_COMPLIANCE ? wd_report_compliance_text(rep)
+                                            : wd_report_failures_text(rep);
     json_decref(rep);
     if (out)
         fputs(out, stdout);
@@ -639,10 +645,13 @@ int main(int argc, char **argv)
             return usage(NULL);
         return cmd_audit_query(&a);
     }
-    if (!strcmp(cmd, "report") && argc >= 3 && (!strcmp(argv[2], "cost") || !strcmp(argv[2], "compliance"))) {
+    if (!strcmp(cmd, "report") && argc >= 3 &&
+        (!strcmp(argv[2], "cost") || !strcmp(argv[2], "compliance") || !strcmp(argv[2], "failures"))) {
         if (parse(argc, argv, 3, &a) < 0)
             return usage(NULL);
-        return cmd_report(&a, !strcmp(argv[2], "cost"));
+        return cmd_report(&a, !strcmp(argv[2], "cost")         ? REPORT_COST
+                              : !strcmp(argv[2], "compliance") ? REPORT_COMPLIANCE
+                                                               : REPORT_FAILURES);
     }
     if (!strcmp(cmd, "kill") || !strcmp(cmd, "revive")) {
         if (parse(argc, argv, 2, &a) < 0)

@@ -47,7 +47,7 @@ static const char *user_message(wd_status st)
     case WD_ST_BUDGET_EXCEEDED: return "Processing budget exhausted for this request.";
     case WD_ST_RATE_LIMITED: return "Too many requests right now. Please try again later.";
     case WD_ST_UNAUTHORIZED: return "You are not authorized to use this agent.";
-    case WD_ST_HALTED: return "I stopped because my actions were not making progress.";
+    case WD_ST_HALTED: return "I stopped because a safety check found a problem with what I was doing.";
     case WD_ST_REJECTED: return "The requested action was not approved.";
     case WD_ST_KILLED: return "This agent has been disabled by an operator.";
     default: return "Encountered an issue while processing your request. Please try again later.";
@@ -209,6 +209,7 @@ static void run_free(wd_run *r)
     free(r->tools);
     json_decref(r->tool_specs);
     wd_sandbox_free(r->sb);
+    wd_detect_free(r->det);
     json_decref(r->req.args);
     json_decref(r->req.call);
     free(r->req.end_error);
@@ -258,6 +259,7 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
     wd_budget_settle(r, &r->tool_hold, 0); /* a call cut short: its reservation goes back */
     wd_budget_settle(r, &r->llm_hold, 0);
     r->status = st;
+    wd_detect_finish(r, wd_status_name(st), error);
     wd_kills_note_end(r, st);
     size_t ne = json_array_size(r->errors);
     const char *last = ne ? json_string_value(json_array_get(r->errors, ne - 1)) : NULL;
@@ -334,17 +336,28 @@ static void error_text(lua_State *co, int idx, char *out, size_t n, int *transie
     snprintf(out, n, "(error object is a %s value)", lua_typename(co, t));
 }
 
+/* the agent's answer: the detectors see it before the run completes */
+static void complete(wd_run *r)
+{
+    if (r->det) {
+        wd_detect_finished(r, "completed", r->result_text, NULL);
+        if (wd_detect_drain(r, 1) != WD_DET_GO)
+            return;
+    }
+    wd_run_end(r, WD_ST_COMPLETED, NULL);
+}
+
 static void agent_returned(wd_run *r, lua_State *co, int nres)
 {
     int base = lua_gettop(co) - nres + 1;
     if (nres >= 1 && lua_type(co, base) == LUA_TSTRING) {
         r->result_text = wd_strdup(lua_tostring(co, base));
-        wd_run_end(r, WD_ST_COMPLETED, NULL);
+        complete(r);
         return;
     }
     if (nres >= 1 && (lua_type(co, base) == LUA_TNUMBER)) {
         r->result_text = wd_strdup(lua_tostring(co, base));
-        wd_run_end(r, WD_ST_COMPLETED, NULL);
+        complete(r);
         return;
     }
     if (nres >= 1 && lua_type(co, base) == LUA_TTABLE) {
@@ -356,7 +369,7 @@ static void agent_returned(wd_run *r, lua_State *co, int nres)
             char *s = wd_json_compact_text(j);
             json_decref(j);
             r->result_text = s;
-            wd_run_end(r, WD_ST_COMPLETED, NULL);
+            complete(r);
             return;
         }
         char msg[300];
@@ -451,6 +464,10 @@ static void step(wd_run *r, lua_State *co, int nargs)
         if (nres >= 1 && lua_touserdata(co, -nres) == WD_ENGINE_MARK) {
             lua_pop(co, nres);
             r->waiting = co;
+            /* what happened since the last request, shown to the detectors before the
+            ** next one is carried out */
+            if (r->det && wd_detect_drain(r, 0) != WD_DET_GO)
+                return;
             wd_pipeline_start(r);
             return;
         }

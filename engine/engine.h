@@ -21,6 +21,7 @@
 #include "killswitch.h"
 #include "util.h"
 #include "schema.h"
+#include "detect.h"
 
 typedef struct wd_mock wd_mock;
 
@@ -190,6 +191,8 @@ struct wd_run {
         char id[37];             /* "" when none */
         int escalation_audited;
         int64_t remaining_ns;    /* of the run's deadline, which waits too */
+        int gate;                /* a detector's escalation: 1 holds the next request, 2 the answer */
+        char label[100];         /* what waits: a tool's name, "(run)" or "(final answer)" */
     } appr;
     int64_t retry_after_ms;      /* a rate-limited run: when to try again */
     json_t *tool_calls, *errors;
@@ -204,6 +207,7 @@ struct wd_run {
 
     wd_run *next_ready;
     wd_run *live_next, *live_prev;
+    wd_detect *det;              /* the run's detectors, NULL when none (detect.h) */
     int consecutive_errors;      /* tool calls that failed or were refused in a row (hitl) */
     int in_ready;
     lua_State *resume_co;
@@ -244,6 +248,11 @@ int wd_pipeline_llm(wd_run *r, lua_State *L);    /* ctx:llm{...} */
 void wd_pipeline_start(wd_run *r);               /* start r->req after the yield reached the top */
 void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int transient);
 void wd_pipeline_tool_cancel(wd_run *r);
+/* a detector escalated: the run's next request (finish: its completion) waits for a
+** person's approval with the detector's reason; rejected or expired, the run ends
+** rejected. 0 asked, -1 not possible (msg says why) */
+int wd_pipeline_gate(wd_run *r, int finish, const char *detector, const char *reason, const char *risk, char *msg,
+                     size_t n);
 /* a run ending while it waits for an approval: the request is cancelled */
 void wd_pipeline_approval_cancel(wd_run *r, const char *why);
 int wd_tool_load(wd_run *r, lua_State *L, const char *name); /* index, or -1 with message pushed */

@@ -29,10 +29,11 @@ int wd_kill_set(wd_store *s, const char *agent, const char *by, const char *reas
     int changed = sqlite3_changes(wd_store_db(s)) > 0;
     sqlite3_finalize(st);
     if (wd_store_commit(s) < 0)
-        return -1;
+        goto fail_commit;
     return changed;
 fail:
     sqlite3_finalize(st);
+fail_commit: /* a failed COMMIT leaves the transaction open */
     wd_store_rollback(s);
     return -1;
 }
@@ -58,9 +59,10 @@ int wd_kill_clear(wd_store *s, const char *agent)
             n = sqlite3_changes(wd_store_db(s));
     }
     if (wd_store_commit(s) < 0)
-        return -1;
+        goto fail_commit;
     return n;
 fail:
+fail_commit:
     wd_store_rollback(s);
     return -1;
 }
@@ -114,7 +116,9 @@ int wd_kill_note_run(wd_store *s, const char *agent, int failed, long long *coun
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
         goto fail_txn;
-    return wd_store_commit(s);
+    if (wd_store_commit(s) == 0)
+        return 0;
+    goto fail_txn;
 fail:
     sqlite3_finalize(st);
 fail_txn:

@@ -89,6 +89,9 @@ static void fail(wd_run *r, const char *msg, int timeout, const char *reason)
         json_object_set_new(ev, "reason", json_string(reason));
     wd_run_audit(r, ev);
     wd_budget_settle(r, &r->llm_hold, 0); /* no answer, nothing spent */
+    if (r->det)
+        wd_detect_event(r, json_pack("{s:s,s:s,s:b,s:s}", "type", "llm_call", "model", model_name(r), "success", 0,
+                                     "error", msg));
     json_array_append_new(r->errors, json_string(msg));
     r->last_fail_timeout = timeout;
     call_clear(r);
@@ -137,6 +140,16 @@ static void deliver(wd_run *r, json_t *a)
     }
     wd_run_audit(r, ev);
     wd_budget_settle(r, &r->llm_hold, cost);
+    if (r->det) {
+        json_t *de = json_pack("{s:s,s:s,s:b,s:I,s:I,s:f}", "type", "llm_call", "model", model_name(r), "success", 1,
+                               "input_tokens", (json_int_t)in, "output_tokens", (json_int_t)out, "cost_usd", cost);
+        json_t *content = json_object_get(a, "content");
+        if (de && json_is_string(content))
+            json_object_set(de, "content", content);
+        if (de && json_is_array(calls))
+            json_object_set(de, "tool_calls", calls);
+        wd_detect_event(r, de);
+    }
 
     lua_State *co = r->waiting;
     r->sb->in_engine++;

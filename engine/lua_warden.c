@@ -96,6 +96,8 @@ static int w_detector(lua_State *L)
     if (lua_getfield(L, 1, "check") != LUA_TFUNCTION)
         return luaL_error(L, "warden.detector: 'check' must be a function(event, history, ctx)");
     lua_pop(L, 1);
+    check_opt(L, "on", LUA_TTABLE, "warden.detector");
+    check_opt(L, "failure_mode", LUA_TSTRING, "warden.detector");
     lua_pushliteral(L, "detector");
     lua_setfield(L, 1, "kind");
     lua_settop(L, 1);
@@ -185,6 +187,8 @@ static int c_log(lua_State *L)
     json_t *ev = wd_run_event(r, "agent_log", 1);
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
     json_object_set_new(ev, "fields", f);
+    if (r->det) /* agents tag choices and evidence this way (selection and confirmation bias) */
+        wd_detect_event(r, json_pack("{s:s,s:O}", "type", "log", "fields", f));
     wd_run_audit(r, ev);
     return 0;
 }
@@ -369,6 +373,11 @@ static int c_configure(lua_State *L)
     load_listed(L, r, 2, "tools");
     load_listed(L, r, 2, "steps");
     load_listed(L, r, 2, "choose");
+    char msg[300];
+    lua_getfield(L, 2, "detectors");
+    if (wd_detect_configure(r, L, lua_gettop(L), msg, sizeof msg) < 0)
+        return luaL_error(L, "%s", msg);
+    lua_pop(L, 1);
     return 0;
 }
 

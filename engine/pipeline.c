@@ -26,10 +26,22 @@ void wd_push_error_table(lua_State *L, const char *msg)
     lua_setfield(L, -2, "error");
 }
 
-/* args is shared, not copied: nothing changes it after the call */
-static void add_tool_call(wd_run *r, const char *name, json_t *args, const char *result, int ok)
+/* args is shared, not copied: nothing changes it after the call. result: the summary,
+** or why the call failed; value: what the tool returned (NULL when it did not run) for
+** the detectors' tool_result event */
+static void add_tool_call(wd_run *r, const char *name, json_t *args, const char *result, int ok, json_t *value,
+                          int ran)
 {
     r->consecutive_errors = ok ? 0 : r->consecutive_errors + 1; /* a hitl trigger */
+    if (r->det) {
+        json_t *ev = json_pack("{s:s,s:s,s:O,s:b,s:b}", "type", "tool_result", "tool", name, "args",
+                               args ? args : json_null(), "success", ok, "refused", !ran);
+        if (ev && value)
+            json_object_set(ev, "result", value);
+        if (ev && !ok)
+            json_object_set_new(ev, "error", json_string(result ? result : "error"));
+        wd_detect_event(r, ev);
+    }
     if (json_array_size(r->tool_calls) >= WD_MAX_TOOL_CALLS_IN_RESULT) {
         r->tool_calls_omitted++; /* the audit log keeps every call */
         return;
@@ -74,7 +86,7 @@ static int refuse(wd_run *r, lua_State *L, const char *event, const char *name, 
 {
     if (event) /* NULL: audited already */
         wd_run_audit(r, refusal(r, event, name, args, msg));
-    add_tool_call(r, name, args, msg, 0);
+    add_tool_call(r, name, args, msg, 0, NULL, 0);
     json_decref(args);
     wd_push_error_table(L, msg);
     return 1;
@@ -279,7 +291,7 @@ static int admit_tool(wd_run *r, int idx, const char *name, json_t *args, char *
         json_object_set_new(ev, "circuit_breaker_state",
                             json_string(wd_breaker_state_name(wd_breakers_state(r->eng->breakers, bname))));
         wd_run_audit(r, ev);
-        add_tool_call(r, name, args, msg, 0);
+        add_tool_call(r, name, args, msg, 0, NULL, 0);
         return 0;
     }
     wd_run_audit_breaker(r, bname, &ch, name, NULL);
@@ -504,8 +516,10 @@ static void approval_event(wd_run *r, const char *event, int success, const wd_a
 {
     json_t *ev = wd_run_event(r, event, success);
     json_object_set_new(ev, "approval_id", json_string(r->appr.id));
-    json_object_set_new(ev, "tool_name", json_string(r->tool.name));
+    json_object_set_new(ev, "tool_name", json_string(r->appr.gate ? r->appr.label : r->tool.name));
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    if (r->appr.gate)
+        json_object_set_new(ev, "trigger", json_string("detector"));
     if (st) {
         json_object_set(ev, "approved_by", st->approved_by);
         json_object_set_new(ev, "approvals_needed", json_integer(st->needed));
@@ -522,7 +536,7 @@ static void approval_event(wd_run *r, const char *event, int success, const wd_a
 static void approval_refused(wd_run *r, const char *msg)
 {
     wd_budget_settle(r, &r->tool_hold, 0);
-    add_tool_call(r, r->tool.name, r->req.args, msg, 0);
+    add_tool_call(r, r->tool.name, r->req.args, msg, 0, NULL, 0);
     json_decref(r->req.args);
     r->req.args = NULL;
     r->appr.id[0] = '\0';
@@ -544,10 +558,16 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
     char msg[700];
     int got = wd_approval_get(s, r->appr.id, &st);
     if (got <= 0) {
-        snprintf(msg, sizeof msg, "approval request %s for tool '%s' %s: the call was not made", r->appr.id,
-                 r->tool.name, got < 0 ? "cannot be read from the state store" : "is gone from the state store");
+        snprintf(msg, sizeof msg, "approval request %s for %s %s: %s", r->appr.id, r->appr.gate ? "the run" : "tool",
+                 r->appr.gate ? r->appr.label : r->tool.name,
+                 got < 0 ? "cannot be read from the state store" : "is gone from the state store");
         approval_event(r, "approval_expired", 0, NULL, msg);
-        approval_refused(r, msg);
+        if (r->appr.gate) {
+            r->appr.id[0] = '\0';
+            wd_run_end(r, WD_ST_REJECTED, msg);
+        } else {
+            approval_refused(r, msg);
+        }
         return;
     }
     int64_t now = wd_wall_ms();
@@ -561,7 +581,8 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
     }
     if (st.escalated && !r->appr.escalation_audited) {
         r->appr.escalation_audited = 1;
-        snprintf(msg, sizeof msg, "no decision on tool '%s' after %lld s: escalated", r->tool.name,
+        snprintf(msg, sizeof msg, "no decision on %s '%s' after %lld s: escalated", r->appr.gate ? "the run at" : "tool",
+                 r->appr.gate ? r->appr.label : r->tool.name,
                  (long long)((st.escalate_ms - st.created_ms) / 1000));
         approval_event(r, "approval_escalated", 1, &st, msg);
         if (r->eng->notice)
@@ -578,6 +599,15 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
         r->consecutive_errors = 0; /* a person has looked at the run */
         r->appr.id[0] = '\0';
         resume_deadline(r);
+        if (r->appr.gate) { /* what the detector held goes on */
+            int finish = r->appr.gate == 2;
+            r->appr.gate = 0;
+            if (finish)
+                wd_run_end(r, WD_ST_COMPLETED, NULL);
+            else
+                wd_pipeline_start(r);
+            return;
+        }
         r->tool.retries = 0;
         int idx = (int)r->req.tool;
         if (!admit_tool(r, idx, r->tool.name, r->req.args, msg, sizeof msg)) {
@@ -594,16 +624,82 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (!strcmp(st.status, "rejected")) {
-        snprintf(msg, sizeof msg, "tool '%s' was rejected by %s: %s", r->tool.name,
+        snprintf(msg, sizeof msg, "%s '%s' was rejected by %s: %s", r->appr.gate ? "the run at" : "tool",
+                 r->appr.gate ? r->appr.label : r->tool.name,
                  st.decided_by[0] ? st.decided_by : "an approver", st.reason[0] ? st.reason : "no reason given");
         approval_event(r, "approval_rejected", 0, &st, msg);
     } else {
-        snprintf(msg, sizeof msg, "approval of tool '%s' %s: %s; the call was not made", r->tool.name, st.status,
-                 st.reason[0] ? st.reason : "no decision");
+        snprintf(msg, sizeof msg, "approval of %s '%s' %s: %s; %s", r->appr.gate ? "the run at" : "tool",
+                 r->appr.gate ? r->appr.label : r->tool.name, st.status,
+                 st.reason[0] ? st.reason : "no decision", r->appr.gate ? "the run ends" : "the call was not made");
         approval_event(r, "approval_expired", 0, &st, msg);
     }
     json_decref(st.approved_by);
+    if (r->appr.gate) {
+        r->appr.id[0] = '\0';
+        wd_run_end(r, WD_ST_REJECTED, msg);
+        return;
+    }
     approval_refused(r, msg);
+}
+
+int wd_pipeline_gate(wd_run *r, int finish, const char *detector, const char *reason, const char *risk, char *msg,
+                     size_t n)
+{
+    int tool = !finish && (r->req.kind == OP_TOOL) && r->tool.name;
+    snprintf(r->appr.label, sizeof r->appr.label, "%s", tool ? r->tool.name : finish ? "(final answer)" : "(run)");
+    wd_policy *p = wd_engine_policy(r->eng);
+    int rank = risk_rank(risk);
+    static const int URG_OF_RISK[5] = {0, 0, 1, 2, 3};
+    int urg = URG_OF_RISK[rank];
+    int64_t now = wd_wall_ms(), ttl = p->expiry_ms[urg];
+    json_t *approvers = json_object_get(p->routes, risk);
+    json_t *args = tool && r->req.args ? json_deep_copy(r->req.args) : json_object();
+    wd_redact_value(p, args);
+    char just[900];
+    snprintf(just, sizeof just, "detector '%s' escalated: %s", detector, reason);
+    json_t *req = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:o,s:i,s:I,s:I,s:I}", "run_id", r->run_id,
+                            "session_id", r->session_id, "user_id", r->user_id ? r->user_id : "", "agent",
+                            r->agent_name ? r->agent_name : "", "tool", r->appr.label, "args", args, "risk",
+                            WD_RISKS[rank], "urgency", WD_URGENCIES[urg], "justification", just, "approvers",
+                            json_is_array(approvers) ? json_incref(approvers) : json_array(), "needed",
+                            rank >= 4 ? 2 : 1, "created_ms", (json_int_t)now, "expires_ms", (json_int_t)(now + ttl),
+                            "escalate_ms", (json_int_t)(now + (int64_t)(ttl * p->escalate_at)));
+    wd_policy_unref(p);
+    char id[37];
+    if (!req || wd_approval_create(r->eng->store, req, id) < 0) {
+        json_decref(req);
+        wd_errf(msg, n, "detector '%s' escalated (%s) and the state store %s cannot take the approval request: %s",
+                detector, reason, wd_store_path(r->eng->store), wd_store_error(r->eng->store));
+        return -1;
+    }
+    json_t *ev = wd_run_event(r, "approval_requested", 1);
+    json_object_set_new(ev, "approval_id", json_string(id));
+    json_object_set_new(ev, "tool_name", json_string(r->appr.label));
+    if (tool)
+        json_object_set(ev, "tool_args", json_object_get(req, "args"));
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    static const char *const COPY[] = {"risk", "urgency", "justification", "approvers", "needed", "expires_ms"};
+    for (int i = 0; i < 6; i++)
+        json_object_set(ev, COPY[i], json_object_get(req, COPY[i]));
+    json_object_set_new(ev, "trigger", json_string("detector"));
+    json_object_set_new(ev, "triggers", json_pack("[s]", "detector"));
+    json_object_set_new(ev, "detector", json_string(detector));
+    json_object_set_new(ev, "reason", json_string(reason));
+    wd_run_audit(r, ev);
+    if (r->eng->notice) {
+        char line[900];
+        snprintf(line, sizeof line, "detector '%s' escalated (%s): the run waits for approval (request %s): "
+                 "warden approvals approve %s --by WHO", detector, reason, id, id);
+        r->eng->notice(r->eng->notice_ud, line);
+    }
+    json_decref(req);
+    memcpy(r->appr.id, id, sizeof id);
+    r->appr.escalation_audited = 0;
+    r->appr.gate = finish ? 2 : 1;
+    pause_deadline(r);
+    arm_poll(r);
+    return 0;
 }
 
 void wd_pipeline_approval_cancel(wd_run *r, const char *why)
@@ -653,6 +749,9 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
     } else {
         snprintf(bad_args, sizeof bad_args, "expected an object, got %s", lua_typename(L, at));
     }
+    if (r->det) /* every request, refused or not: a loop of refusals is a loop */
+        wd_detect_event(r, json_pack("{s:s,s:s,s:O}", "type", "tool_call", "tool", name, "args",
+                                     args ? args : json_null()));
     const wd_tool_policy *tp = wd_policy_tool(p, name);
     if (!tp) {
         snprintf(msg, sizeof msg, "tool '%s' is not declared in the policy: blocked", name);
@@ -1115,7 +1214,8 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
     wd_budget_settle(r, &r->tool_hold, cost); /* its warnings, like the breaker's, after the call */
     wd_run_audit_breaker(r, bname, &ch, r->tool.name, NULL); /* after the call that caused it */
     wd_policy_unref(p);
-    add_tool_call(r, r->tool.name, r->tool.args, sum, success);
+    add_tool_call(r, r->tool.name, r->tool.args, success ? sum : result ? "the tool returned an error" : msg, success,
+                  result, 1);
     free(sum);
     free(dump);
 

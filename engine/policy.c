@@ -327,7 +327,8 @@ static const char *const KILL_KEYS[] = {"consecutive_errors", NULL};
 static const char *const AUDIT_KEYS[] = {"path", "fsync", "redact_keys", "redact_patterns", NULL};
 static const char *const STORE_KEYS[] = {"path", NULL};
 static const char *const CACHE_KEYS[] = {"enabled", "ttl", "any_temperature", NULL};
-static const char *const RISKS[] = {"safe", "low", "medium", "high", "critical", NULL};
+const char *const WD_RISKS[] = {"safe", "low", "medium", "high", "critical", NULL};
+#define RISKS WD_RISKS
 static const char *const PROVIDERS[] = {"openai", "anthropic", "mock", NULL};
 
 static int in_list(const char *s, const char *const *l)
@@ -620,7 +621,17 @@ int wd_policy_autonomy(const wd_policy *p, const char *category)
     return json_is_integer(v) ? (int)json_integer_value(v) : 5;
 }
 
-static const char *const LOOP_KEYS[] = {"identical_calls", "alternating", "no_progress_window", "verdict", NULL};
+/* the built-in detectors' settings (lua/warden/detectors/); any detector also takes
+** verdict, enforce and risk, read by the engine. A user's detector takes any keys. */
+static const char *const DETECTOR_KEYS[][9] = {
+    {"loop", "identical_calls", "alternating", "no_progress_window", NULL},
+    {"grounding", "threshold", "strict_numbers", "min_claim_words", "require_sources", NULL},
+    {"misuse", "placeholders", "failures", NULL},
+    {"exhaustion", "ratio", NULL},
+    {"selection_bias", "min_samples", "window", "alpha", "options", NULL},
+    {"confirmation_bias", "max_confirming", "min_evidence", NULL},
+    {NULL},
+};
 
 static void load_detectors(pctx *c, const wd_ynode *d)
 {
@@ -629,14 +640,27 @@ static void load_detectors(pctx *c, const wd_ynode *d)
         return;
     for (size_t i = 0; i + 1 < d->n; i += 2) {
         const wd_ynode *v = d->kids[i + 1];
+        const char *name = d->kids[i]->str;
         char where[160];
-        snprintf(where, sizeof where, "detectors.%s", d->kids[i]->str);
-        if (check_map(c, v, where, !strcmp(d->kids[i]->str, "loop") ? LOOP_KEYS : NULL) < 0)
+        snprintf(where, sizeof where, "detectors.%s", name);
+        const char *keys[16] = {"verdict", "enforce", "risk", NULL};
+        for (int b = 0; DETECTOR_KEYS[b][0]; b++)
+            if (!strcmp(DETECTOR_KEYS[b][0], name))
+                for (int k = 1; DETECTOR_KEYS[b][k]; k++)
+                    keys[2 + k] = DETECTOR_KEYS[b][k];
+        int builtin = keys[3] != NULL;
+        if (check_map(c, v, where, builtin ? keys : NULL) < 0)
             continue;
         const wd_ynode *vd = wd_ydoc_get(v, "verdict");
         if (vd && (vd->kind != WD_Y_SCALAR || (strcmp(vd->str, "halt") && strcmp(vd->str, "warn") &&
                                               strcmp(vd->str, "escalate"))))
             perr(c, vd, "%s.verdict must be halt, warn or escalate", where);
+        const wd_ynode *en = wd_ydoc_get(v, "enforce");
+        if (en && (en->kind != WD_Y_SCALAR || (strcmp(en->str, "true") && strcmp(en->str, "false"))))
+            perr(c, en, "%s.enforce must be true (the detector watches every agent) or false", where);
+        const wd_ynode *rk = wd_ydoc_get(v, "risk");
+        if (rk && (rk->kind != WD_Y_SCALAR || !in_list(rk->str, RISKS)))
+            perr(c, rk, "%s.risk must be one of safe, low, medium, high, critical (it routes escalations)", where);
     }
     json_decref(p->detectors);
     p->detectors = wd_ydoc_to_json(d);

@@ -113,6 +113,7 @@ const wd_user *wd_policy_user(const wd_policy *p, const char *name);
 const wd_tool_policy *wd_policy_tool(const wd_policy *p, const char *name);
 const wd_model *wd_policy_model(const wd_policy *p, const char *alias);
 /* 0 safe, 1 low, 2 medium, 3 high, 4 critical; 2 for anything else */
+extern const char *const WD_RISKS[]; /* safe low medium high critical, NULL */
 int wd_policy_risk_rank(const char *risk);
 /* the autonomy level 0..5 of a tool category (5 when the policy does not list it) */
 int wd_policy_autonomy(const wd_policy *p, const char *category);

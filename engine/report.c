@@ -326,6 +326,71 @@ char *wd_report_cost_text(const json_t *rep)
 /* ---- the compliance report ------------------------------------------------------- */
 
 /* obj[key] += by */
+/* the audit log's readable records in [since, until) (-1 unbounded), one at a time;
+** unreadable lines are counted in bad */
+typedef struct log_reader {
+    FILE *f;
+    char *line;
+    size_t cap;
+    int64_t since, until;
+    long bad;
+} log_reader;
+
+static int reader_open(log_reader *lr, const char *path, int64_t since, int64_t until, char *err, size_t n)
+{
+    memset(lr, 0, sizeof *lr);
+    lr->since = since;
+    lr->until = until;
+    lr->f = fopen(path, "r");
+    if (!lr->f)
+        wd_errf(err, n, "cannot open the audit log %s: %s", path, strerror(errno));
+    return lr->f ? 0 : -1;
+}
+
+/* caller decrefs: the next record (its event name in *ev), NULL at the end */
+static json_t *reader_next(log_reader *lr, const char **ev)
+{
+    ssize_t len;
+    while ((len = getline(&lr->line, &lr->cap, lr->f)) > 0) {
+        json_t *r = json_loadb(lr->line, (size_t)len, 0, NULL);
+        *ev = json_string_value(json_object_get(r, "event"));
+        const char *ts = json_string_value(json_object_get(r, "timestamp"));
+        int64_t t = ts ? wd_parse_time(ts) : -1;
+        if (!json_is_object(r) || !*ev || t < 0) {
+            json_decref(r);
+            lr->bad++;
+            continue;
+        }
+        if ((lr->since >= 0 && t < lr->since) || (lr->until >= 0 && t >= lr->until)) {
+            json_decref(r);
+            continue;
+        }
+        return r;
+    }
+    return NULL;
+}
+
+static void reader_close(log_reader *lr)
+{
+    free(lr->line);
+    if (lr->f)
+        fclose(lr->f);
+}
+
+/* the report's window, when it has one */
+static void set_window(json_t *rep, int64_t since, int64_t until)
+{
+    char a[40];
+    if (since >= 0) {
+        wd_rfc3339_ms(since, a, sizeof a);
+        json_object_set_new(rep, "since", json_string(a));
+    }
+    if (until >= 0) {
+        wd_rfc3339_ms(until, a, sizeof a);
+        json_object_set_new(rep, "until", json_string(a));
+    }
+}
+
 static void bump(json_t *obj, const char *key, json_int_t by)
 {
     key = key ? key : "?";
@@ -351,37 +416,21 @@ static void time_to(json_t *times, const char *key, const json_t *wait)
 
 json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t until, char *err, size_t n)
 {
-    FILE *f = fopen(audit_path, "r");
-    if (!f) {
-        wd_errf(err, n, "cannot open the audit log %s: %s", audit_path, strerror(errno));
+    log_reader lr;
+    if (reader_open(&lr, audit_path, since, until, err, n) < 0)
         return NULL;
-    }
     json_t *events = json_object(), *sev = json_object(), *vtype = json_object(), *appr = json_object(),
            *times = json_object(), *unauth = json_object(), *sens = json_object(), *kills = json_object(),
            *triggers = json_object();
-    long records = 0, bad_lines = 0, violations = 0, unauthorized = 0, sens_records = 0, sens_values = 0;
+    long records = 0, violations = 0, unauthorized = 0, sens_records = 0, sens_values = 0;
     static const char *const APPR[][2] = {{"approval_requested", "requested"}, {"approval_granted", "granted"},
                                           {"approval_rejected", "rejected"},   {"approval_expired", "expired"},
                                           {"approval_escalated", "escalated"}, {NULL, NULL}};
     for (int i = 0; APPR[i][0]; i++)
         json_object_set_new(appr, APPR[i][1], json_integer(0));
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    while ((len = getline(&line, &cap, f)) > 0) {
-        json_t *r = json_loadb(line, (size_t)len, 0, NULL);
-        const char *ev = json_string_value(json_object_get(r, "event"));
-        const char *ts = json_string_value(json_object_get(r, "timestamp"));
-        int64_t t = ts ? wd_parse_time(ts) : -1;
-        if (!json_is_object(r) || !ev || t < 0) {
-            json_decref(r);
-            bad_lines++;
-            continue;
-        }
-        if ((since >= 0 && t < since) || (until >= 0 && t >= until)) {
-            json_decref(r);
-            continue;
-        }
+    json_t *r;
+    const char *ev;
+    while ((r = reader_next(&lr, &ev))) {
         records++;
         bump(events, ev, 1);
         const char *user = json_string_value(json_object_get(r, "user_id"));
@@ -413,8 +462,8 @@ json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t unti
         }
         json_decref(r);
     }
-    free(line);
-    fclose(f);
+    long bad_lines = lr.bad;
+    reader_close(&lr);
     const char *k;
     json_t *g;
     json_object_foreach(times, k, g) {
@@ -436,15 +485,8 @@ json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t unti
                             v == 0 ? "intact" : v == 1 ? "tampered" : "unreadable", "records_checked",
                             (json_int_t)chained, "report", vr.p ? vr.p : "");
     wd_buf_free(&vr);
-    char a[40], b[40];
-    if (rep && since >= 0) {
-        wd_rfc3339_ms(since, a, sizeof a);
-        json_object_set_new(rep, "since", json_string(a));
-    }
-    if (rep && until >= 0) {
-        wd_rfc3339_ms(until, b, sizeof b);
-        json_object_set_new(rep, "until", json_string(b));
-    }
+    if (rep)
+        set_window(rep, since, until);
     if (!rep)
         wd_errf(err, n, "out of memory");
     return rep;
@@ -502,5 +544,140 @@ char *wd_report_compliance_text(const json_t *rep)
     wd_buf_addf(&b, "audit chain    %s (%lld records checked)%s%s\n", json_string_value(json_object_get(c, "status")),
                 (long long)num(c, "records_checked"), json_is_true(json_object_get(c, "intact")) ? "" : ": ",
                 json_is_true(json_object_get(c, "intact")) ? "" : json_string_value(json_object_get(c, "report")));
+    return b.p;
+}
+
+/* ---- failures (seed 003 section 3.1) ------------------------------------------------ */
+
+/* the failure mode an audit record stands for, and whether the engine stopped it before
+** harm (prevented) or it happened (occurred); NULL when the record is no incident */
+static const char *incident_of(const json_t *r, const char *ev, int *prevented, const char **source)
+{
+    const char *reason = json_string_value(json_object_get(r, "reason"));
+    *prevented = 1;
+    *source = ev;
+    if (!strcmp(ev, "detector_verdict")) {
+        *prevented = json_is_true(json_object_get(r, "prevented"));
+        *source = "detector";
+        const char *m = json_string_value(json_object_get(r, "failure_mode"));
+        return m ? m : "unclassified";
+    }
+    if (!strcmp(ev, "guardrail_violation") || !strcmp(ev, "authorization_denied"))
+        return "security_violation";
+    if (!strcmp(ev, "validation_failed"))
+        return "tool_misuse";
+    if (!strcmp(ev, "budget_exceeded"))
+        return "resource_exhaustion";
+    if (!strcmp(ev, "breaker_opened"))
+        return "cascade_failure";
+    if (!strcmp(ev, "run_finished") && reason) {
+        *source = "run_finished";
+        if (!strcmp(reason, "max_iterations"))
+            return "infinite_loop"; /* stopped by the iteration cap, late but stopped */
+        if (!strcmp(reason, "timeout"))
+            return "resource_exhaustion";
+        if (!strcmp(reason, "failed")) {
+            *prevented = 0;
+            return "run_error";
+        }
+    }
+    return NULL;
+}
+
+static void tally(json_t *group, const char *key, int prevented)
+{
+    json_t *g = json_object_get(group, key);
+    if (!g) {
+        g = json_pack("{s:I,s:I,s:I}", "incidents", (json_int_t)0, "prevented", (json_int_t)0, "occurred",
+                      (json_int_t)0);
+        json_object_set_new(group, key, g);
+    }
+    bump(g, "incidents", 1);
+    bump(g, prevented ? "prevented" : "occurred", 1);
+}
+
+json_t *wd_report_failures(const char *audit_path, int64_t since, int64_t until, char *err, size_t n)
+{
+    log_reader lr;
+    if (reader_open(&lr, audit_path, since, until, err, n) < 0)
+        return NULL;
+    json_t *modes = json_object(), *agents = json_object(), *sources = json_object(), *det_errors = json_object();
+    long runs = 0, total = 0, prevented = 0;
+    json_t *r;
+    const char *ev;
+    while ((r = reader_next(&lr, &ev))) {
+        if (!strcmp(ev, "run_finished"))
+            runs++;
+        if (!strcmp(ev, "detector_error"))
+            bump(det_errors, json_string_value(json_object_get(r, "detector")), 1);
+        int prev;
+        const char *source;
+        const char *mode = incident_of(r, ev, &prev, &source);
+        if (mode) {
+            const char *agent = json_string_value(json_object_get(r, "agent"));
+            total++;
+            prevented += prev;
+            tally(modes, mode, prev);
+            tally(agents, agent && *agent ? agent : "(none)", prev);
+            bump(sources, source, 1);
+        }
+        json_decref(r);
+    }
+    long bad_lines = lr.bad;
+    reader_close(&lr);
+    const char *top = NULL, *k;
+    json_int_t best = 0;
+    json_t *g;
+    json_object_foreach(modes, k, g) {
+        json_int_t c = json_integer_value(json_object_get(g, "incidents"));
+        if (c > best || (c == best && top && strcmp(k, top) < 0)) {
+            best = c;
+            top = k;
+        }
+    }
+    json_t *rep = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:s?,s:o,s:o,s:o,s:o}", "audit_log", audit_path, "runs",
+                            (json_int_t)runs, "unreadable_lines", (json_int_t)bad_lines, "total_incidents",
+                            (json_int_t)total, "prevented", (json_int_t)prevented, "occurred",
+                            (json_int_t)(total - prevented), "prevention_rate",
+                            total ? (double)prevented / (double)total : 0.0, "most_common_mode", top, "by_failure_mode",
+                            modes, "by_agent", agents, "by_source", sources, "detector_errors", det_errors);
+    if (rep)
+        set_window(rep, since, until);
+    if (rep && !top)
+        json_object_set_new(rep, "most_common_mode", json_null());
+    if (!rep)
+        wd_errf(err, n, "out of memory");
+    return rep;
+}
+
+static void incidents_text(wd_buf *b, const char *title, const json_t *group)
+{
+    wd_buf_addf(b, "%s\n", title);
+    if (!json_object_size(group))
+        wd_buf_addf(b, "  none\n");
+    const char *k;
+    const json_t *g;
+    json_object_foreach((json_t *)group, k, g)
+        wd_buf_addf(b, "  %-22s %5lld incidents: %lld prevented, %lld occurred\n", k, (long long)num(g, "incidents"),
+                    (long long)num(g, "prevented"), (long long)num(g, "occurred"));
+}
+
+char *wd_report_failures_text(const json_t *rep)
+{
+    wd_buf b = {0};
+    wd_buf_addf(&b, "failure report from %s", json_string_value(json_object_get(rep, "audit_log")));
+    if (json_object_get(rep, "since"))
+        wd_buf_addf(&b, " since %s", json_string_value(json_object_get(rep, "since")));
+    if (json_object_get(rep, "until"))
+        wd_buf_addf(&b, " until %s", json_string_value(json_object_get(rep, "until")));
+    wd_buf_addf(&b, "\nruns             %lld\n", (long long)num(rep, "runs"));
+    wd_buf_addf(&b, "incidents        %lld: %lld prevented, %lld occurred (prevention rate %.1f%%)\n",
+                (long long)num(rep, "total_incidents"), (long long)num(rep, "prevented"),
+                (long long)num(rep, "occurred"), num(rep, "prevention_rate") * 100);
+    const char *top = json_string_value(json_object_get(rep, "most_common_mode"));
+    wd_buf_addf(&b, "most common mode %s\n", top ? top : "none");
+    incidents_text(&b, "by failure mode", json_object_get(rep, "by_failure_mode"));
+    incidents_text(&b, "by agent", json_object_get(rep, "by_agent"));
+    counts_text(&b, "detector errors ", json_object_get(rep, "detector_errors"));
     return b.p;
 }

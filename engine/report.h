@@ -1,4 +1,4 @@
-/* report.h - `warden report cost` and `warden report compliance`. Cost: what was spent, from the audit log (so its figures
+/* report.h - `warden report cost`, `compliance` and `failures`. Cost: what was spent, from the audit log (so its figures
 ** are the log's), and how much of each budget is used, from the store's ledger. */
 #ifndef WD_REPORT_H
 #define WD_REPORT_H
@@ -23,5 +23,13 @@ char *wd_report_cost_text(const json_t *rep);
 json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t until, char *err, size_t n);
 /* the report as text for a terminal; caller frees */
 char *wd_report_compliance_text(const json_t *rep);
+
+/* `warden report failures`: incidents by failure mode and by agent, prevented (the engine
+** stopped it: a halt or an escalation, a refusal, a cap) or occurred (a warning, a failed
+** run), the prevention rate and the most common mode; detector errors apart. Records with
+** since <= timestamp < until (-1 unbounded). Caller frees; NULL with err. */
+json_t *wd_report_failures(const char *audit_path, int64_t since, int64_t until, char *err, size_t n);
+/* the report as text for a terminal; caller frees */
+char *wd_report_failures_text(const json_t *rep);
 
 #endif

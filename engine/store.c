@@ -52,7 +52,9 @@ static const char SCHEMA[] =
     "CREATE INDEX IF NOT EXISTS approvals_status ON approvals(status, created_ms);"
     "CREATE TABLE IF NOT EXISTS kills (agent TEXT PRIMARY KEY, by TEXT NOT NULL, reason TEXT NOT NULL,"
     " automatic INTEGER NOT NULL, created_ms INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS agent_health (agent TEXT PRIMARY KEY, failures INTEGER NOT NULL);";
+    "CREATE TABLE IF NOT EXISTS agent_health (agent TEXT PRIMARY KEY, failures INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS detector_state (detector TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+    " updated_ms INTEGER NOT NULL, PRIMARY KEY(detector, key)) WITHOUT ROWID;";
 
 /* another process holds the write lock for microseconds: yield, then short sleeps,
 ** for about two seconds in all (SQLite's own handler sleeps whole milliseconds) */
@@ -108,7 +110,7 @@ static int setup(sqlite3 *db)
         if (rc == SQLITE_OK) {
             rc = sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
             if (rc == SQLITE_OK)
-                rc = sqlite3_exec(db, "PRAGMA user_version=4; COMMIT", NULL, NULL, NULL);
+                rc = sqlite3_exec(db, "PRAGMA user_version=5; COMMIT", NULL, NULL, NULL);
             if (rc != SQLITE_OK)
                 sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         }

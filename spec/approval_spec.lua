@@ -13,21 +13,7 @@ local function policy(extra)
 end
 
 
-local function approvals(pol, args, now_ms)
-  local env = now_ms and ("WARDEN_NOW=%d "):format(now_ms) or ""
-  return T.sh(("%s%s approvals %s --policy %s"):format(env, T.bin, args, pol))
-end
-
--- the first pending request, once the run has asked
-local function pending(pol)
-  for _ = 1, 250 do
-    local l = T.decode((approvals(pol, "list --json")))
-    if l[1] then return l[1] end
-    os.execute("sleep 0.02")
-  end
-  error("no approval request appeared")
-end
-
+local approvals, pending = T.approvals, T.pending
 
 local PLAN = '[["tool","approval_tool",{"note":"x"}]]'
 

@@ -245,6 +245,22 @@ function M.result_of(out)
   error("the run gave no result: " .. tostring(M.read(out .. ".err")))
 end
 
+-- `warden approvals ARGS` against a policy (now_ms: the clock it sees); output, exit code
+function M.approvals(pol, args, now_ms)
+  local env = now_ms and ("WARDEN_NOW=%d "):format(now_ms) or ""
+  return M.sh(("%s%s approvals %s --policy %s"):format(env, M.bin, args, pol))
+end
+
+-- the first pending approval request, once a run has asked (waits up to 5 s)
+function M.pending(pol)
+  for _ = 1, 250 do
+    local l = json.decode((M.approvals(pol, "list --json")))
+    if l[1] then return l[1] end
+    os.execute("sleep 0.02")
+  end
+  error("no approval request appeared")
+end
+
 -- the lab agent runs a plan given as its query and returns what each step gave back
 function M.lab(plan, opts)
   local o = { agent = "spec/fixtures/lab", query = plan }

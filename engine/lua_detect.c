@@ -1,0 +1,218 @@
+/* lua_detect.c - ctx.store for detectors: a small persistent state per detector in the
+** state store's table detector_state, so statistics can span runs and processes
+** (selection bias over the last few hundred choices, say). Values are JSON; expected
+** failures (the store busy or broken, a value too big) come back as nil, msg. */
+#include "detect.h"
+#include "jsonlua.h"
+#include "util.h"
+
+#include <lauxlib.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_KEY 200
+#define MAX_VALUE (256u << 10)
+#define MAX_LIST 10000
+
+static wd_store *store_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+static const char *detector_of(lua_State *L) { return lua_tostring(L, lua_upvalueindex(2)); }
+
+static const char *check_key(lua_State *L)
+{
+    size_t l;
+    const char *k = luaL_checklstring(L, 2, &l);
+    luaL_argcheck(L, l > 0 && l <= MAX_KEY, 2, "a key of 1 to 200 bytes");
+    return k;
+}
+
+static int fail(lua_State *L, wd_store *s, const char *what)
+{
+    luaL_pushfail(L);
+    lua_pushfstring(L, "detector state %s: %s: %s", wd_store_path(s), what, wd_store_error(s));
+    return 2;
+}
+
+/* caller decrefs: the value under key (NULL: none); -1 on a store error */
+static int get_value(wd_store *s, const char *det, const char *key, json_t **out)
+{
+    *out = NULL;
+    sqlite3_stmt *st = wd_store_prepare(s, "SELECT value FROM detector_state WHERE detector = ?1 AND key = ?2");
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, det, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+        *out = t ? json_loads(t, JSON_DECODE_ANY, NULL) : NULL;
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* v NULL deletes; 0 or -1 */
+static int put_value(wd_store *s, const char *det, const char *key, const char *text)
+{
+    sqlite3_stmt *st = wd_store_prepare(s, text ? "INSERT OR REPLACE INTO detector_state VALUES(?1, ?2, ?3, ?4)"
+                                                : "DELETE FROM detector_state WHERE detector = ?1 AND key = ?2");
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, det, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    if (text) {
+        sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, wd_wall_ms());
+    }
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* store:get(key) -> value or nil */
+static int s_get(lua_State *L)
+{
+    wd_store *s = store_of(L);
+    const char *key = check_key(L);
+    json_t *v;
+    if (get_value(s, detector_of(L), key, &v) < 0)
+        return fail(L, s, "get");
+    if (!v)
+        lua_pushnil(L);
+    else
+        wd_json_push(L, v);
+    json_decref(v);
+    return 1;
+}
+
+/* caller frees: the value at idx as JSON text within MAX_VALUE; raises on bad data */
+static char *value_text(lua_State *L, int idx)
+{
+    char err[200];
+    json_t *j = wd_lua_to_json(L, idx, err, sizeof err);
+    if (!j)
+        luaL_argerror(L, idx, err);
+    char *t = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(j);
+    if (!t)
+        luaL_error(L, "out of memory");
+    if (strlen(t) > MAX_VALUE) {
+        free(t);
+        luaL_argerror(L, idx, "a value of at most 256 KiB as JSON");
+    }
+    return t;
+}
+
+/* store:set(key, value): nil deletes. true, or nil, msg */
+static int s_set(lua_State *L)
+{
+    wd_store *s = store_of(L);
+    const char *key = check_key(L);
+    lua_settop(L, 3);
+    char *text = lua_isnil(L, 3) ? NULL : value_text(L, 3);
+    int rc = -1;
+    if (wd_store_begin(s) == 0) {
+        rc = put_value(s, detector_of(L), key, text) == 0 && wd_store_commit(s) == 0 ? 0 : -1;
+        if (rc < 0)
+            wd_store_rollback(s);
+    }
+    free(text);
+    if (rc < 0)
+        return fail(L, s, "set");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* store:incr(key [, by]): the number under key raised by `by` (1) in one transaction;
+** the new number, or nil, msg */
+static int s_incr(lua_State *L)
+{
+    wd_store *s = store_of(L);
+    const char *key = check_key(L);
+    lua_Number by = luaL_optnumber(L, 3, 1);
+    if (wd_store_begin(s) < 0)
+        return fail(L, s, "incr");
+    json_t *v;
+    if (get_value(s, detector_of(L), key, &v) < 0) {
+        wd_store_rollback(s);
+        return fail(L, s, "incr");
+    }
+    double now = (json_is_number(v) ? json_number_value(v) : 0) + by;
+    json_decref(v);
+    json_t *nv = now == (double)(json_int_t)now ? json_integer((json_int_t)now) : json_real(now);
+    char *text = json_dumps(nv, JSON_ENCODE_ANY);
+    json_decref(nv);
+    if (!text || put_value(s, detector_of(L), key, text) < 0 || wd_store_commit(s) < 0) {
+        free(text);
+        wd_store_rollback(s);
+        return fail(L, s, "incr");
+    }
+    free(text);
+    lua_pushnumber(L, now);
+    return 1;
+}
+
+/* store:push(key, value [, max]): appends to the list under key, keeping its last max
+** (1000) items, in one transaction; the list's length, or nil, msg */
+static int s_push(lua_State *L)
+{
+    wd_store *s = store_of(L);
+    const char *key = check_key(L);
+    lua_Integer max = luaL_optinteger(L, 4, 1000);
+    luaL_argcheck(L, max >= 1 && max <= MAX_LIST, 4, "a length from 1 to 10000");
+    char err[200];
+    json_t *item = wd_lua_to_json(L, 3, err, sizeof err);
+    if (!item)
+        return luaL_argerror(L, 3, err);
+    if (wd_store_begin(s) < 0) {
+        json_decref(item);
+        return fail(L, s, "push");
+    }
+    json_t *list;
+    if (get_value(s, detector_of(L), key, &list) < 0) {
+        json_decref(item);
+        wd_store_rollback(s);
+        return fail(L, s, "push");
+    }
+    if (!json_is_array(list)) {
+        json_decref(list);
+        list = json_array();
+    }
+    json_array_append_new(list, item);
+    while (json_array_size(list) > (size_t)max)
+        json_array_remove(list, 0);
+    size_t n = json_array_size(list);
+    char *text = json_dumps(list, JSON_COMPACT);
+    json_decref(list);
+    if (text && strlen(text) > MAX_VALUE * 4) {
+        free(text);
+        wd_store_rollback(s);
+        luaL_pushfail(L);
+        lua_pushliteral(L, "detector state: the list would pass 1 MiB as JSON");
+        return 2;
+    }
+    if (!text || put_value(s, detector_of(L), key, text) < 0 || wd_store_commit(s) < 0) {
+        free(text);
+        wd_store_rollback(s);
+        return fail(L, s, "push");
+    }
+    free(text);
+    lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+}
+
+static const luaL_Reg store_funcs[] = {
+    {"get", s_get}, {"set", s_set}, {"incr", s_incr}, {"push", s_push}, {NULL, NULL},
+};
+
+void wd_detect_push_store(lua_State *L, wd_store *s, const char *detector)
+{
+    lua_createtable(L, 0, 4);
+    for (const luaL_Reg *f = store_funcs; f->name; f++) {
+        lua_pushlightuserdata(L, s);
+        lua_pushstring(L, detector);
+        lua_pushcclosure(L, f->func, 2);
+        lua_setfield(L, -2, f->name);
+    }
+}
