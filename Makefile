@@ -140,6 +140,7 @@ bench: deps
 	./$(BUILD)/bench/bench_tool 200000
 	./$(BUILD)/bench/bench_runs 100 1000
 	./$(BUILD)/bench/bench_runs --workers 1 1000
+	./$(BUILD)/bench/bench_runs --workers 1 --agent bench/agents/react_watched 1000
 
 clean:
 	rm -rf build build-asan build-tsan

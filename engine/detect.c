@@ -453,6 +453,11 @@ static void audit_verdict(wd_run *r, const det *d, const char *type, const json_
     if (v->details)
         json_object_set_new(ev, "details", json_incref(v->details));
     wd_run_audit(r, ev);
+    if (r->eng->notice) {
+        char line[800];
+        snprintf(line, sizeof line, "detector '%s' (%s on %s): %s", d->name, KINDS[v->kind], type, v->reason);
+        r->eng->notice(r->eng->notice_ud, line);
+    }
 }
 
 /* appends the event (pushed, popped) to the history, trimming it to its last

@@ -464,9 +464,10 @@ static void step(wd_run *r, lua_State *co, int nargs)
         if (nres >= 1 && lua_touserdata(co, -nres) == WD_ENGINE_MARK) {
             lua_pop(co, nres);
             r->waiting = co;
-            /* what happened since the last request, shown to the detectors before the
-            ** next one is carried out */
-            if (r->det && wd_detect_drain(r, 0) != WD_DET_GO)
+            /* what happened since the agent's last request, shown to the detectors
+            ** before the next one is carried out (a tool's own requests wait: the
+            ** call's outcome comes first) */
+            if (r->det && co == r->agent_co && wd_detect_drain(r, 0) != WD_DET_GO)
                 return;
             wd_pipeline_start(r);
             return;

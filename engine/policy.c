@@ -625,7 +625,7 @@ int wd_policy_autonomy(const wd_policy *p, const char *category)
 ** verdict, enforce and risk, read by the engine. A user's detector takes any keys. */
 static const char *const DETECTOR_KEYS[][9] = {
     {"loop", "identical_calls", "alternating", "no_progress_window", NULL},
-    {"grounding", "threshold", "strict_numbers", "min_claim_words", "require_sources", NULL},
+    {"grounding", "threshold", "strict_numbers", "min_overlap", "min_claim_words", "require_sources", NULL},
     {"misuse", "placeholders", "failures", NULL},
     {"exhaustion", "ratio", NULL},
     {"selection_bias", "min_samples", "window", "alpha", "options", NULL},

@@ -105,6 +105,38 @@ describe("detector API", function()
     assert.same({ 1, 2, 3 }, totals)
   end)
 
+  it("runs the complete example of docs/lua-api.md as written", function()
+    local doc = T.read("docs/lua-api.md")
+    local files = { ["tools/query_db.lua"] = [[
+return warden.tool { name = "query_db", description = "SQL",
+  parameters = { type = "object", properties = { sql = { type = "string" } } },
+  run = function(args) return { rows = 0, sql = args.sql } end }]] }
+    for block in doc:gmatch("```lua\n(.-)```") do
+      local path = block:match("^%-%- agents/analyst/(%S+)")
+      if path then files[path] = block end
+    end
+    assert.truthy(files["agent.lua"] and files["detectors/no_drop.lua"])
+    local dir = T.agent("analyst", files)
+    local pol = T.policy({ tools = { query_db = { permission = "read", risk = "low" } },
+      approvals = { expiry = { low = "1s", normal = "1s", high = "1s", critical = "1s" } },
+      detectors = { loop = { identical_calls = 3, verdict = "halt" }, no_drop = { risk = "high" } } })
+    local function sql(q) return { tool_calls = { { name = "query_db", arguments = { sql = q } } } } end
+    local res, audit = T.run({ agent = dir, query = "q", policy = pol,
+      scenario = { sql("SELECT 1"), sql("DROP TABLE users"), { content = "done" } } })
+    assert.equal("halted", res.status)
+    assert.equal("halted by detector 'no_drop': destructive SQL: drop table users", res.errors[1])
+    assert.equal("data_corruption", verdicts(audit, "no_drop")[1].failure_mode)
+    -- nobody answers within the second the policy gives: the run ends rejected, unqueried
+    res, audit = T.run({ agent = dir, query = "q", policy = pol, scenario = { sql("SELECT * FROM salaries") } })
+    assert.equal("rejected", res.status)
+    assert.equal(0, #res.tool_calls)
+    local asked = T.events(audit, "approval_requested")[1]
+    assert.equal("query_db", asked.tool_name)
+    assert.equal("high", asked.risk)
+    assert.equal("no_drop", asked.detector)
+    assert.equal(1, #T.events(audit, "approval_expired"))
+  end)
+
   it("lets the policy decide what a firing detector does (verdict)", function()
     local res, steps, audit = lab({ { "tool", "echo", { x = 1 } }, { "tool", "echo", { x = 1 } },
       { "tool", "echo", { x = 1 } } }, { loop = { verdict = "warn" } })
@@ -127,9 +159,11 @@ end)
 
 describe("escalate verdicts", function()
   local approvals, pending = T.approvals, T.pending
+  -- a run left waiting by a failed case gives up after ten seconds
+  local TEN = { expiry = { low = "10s", normal = "10s", high = "10s", critical = "10s" } }
 
   it("holds a tool call until a person approves it, then the call runs", function()
-    local pol, audit = T.policy({ detectors = { escalator = { enforce = true, risk = "medium" } } })
+    local pol, audit = T.policy({ detectors = { escalator = { enforce = true, risk = "medium" } }, approvals = TEN })
     local _, out = T.start_lab(pol, '[["tool","echo",{"escalate":true,"n":1}]]')
     local req = pending(pol)
     assert.equal("echo", req.tool)
@@ -149,7 +183,7 @@ describe("escalate verdicts", function()
   end)
 
   it("ends the run as rejected when the person says no", function()
-    local pol, audit = T.policy({ detectors = { escalator = { enforce = true } } })
+    local pol, audit = T.policy({ detectors = { escalator = { enforce = true } }, approvals = TEN })
     local _, out = T.start_lab(pol, '[["log",{"say":"escalate"}],["tool","echo",{"x":"escalate"}]]')
     local req = pending(pol)
     assert.equal("(final answer)", req.tool)
@@ -373,5 +407,38 @@ describe("warden report failures", function()
     out = T.sh(("%s report failures %s --policy %s"):format(T.bin, log, pol))
     assert.matches("incidents        4: 2 prevented, 2 occurred (prevention rate 50.0%)", out, 1, true)
     assert.matches("most common mode infinite_loop", out, 1, true)
+  end)
+end)
+
+describe("detector helpers", function()
+  local S, C, D = require("warden.stats"), require("warden.claims"), require("warden.detect")
+
+  it("gives chi-square p-values that match the tables", function()
+    assert.near(0.05, S.chi_square_p(3.841458820694124, 1), 1e-12)
+    assert.near(0.05, S.chi_square_p(5.991464547107979, 2), 1e-12)
+    assert.near(0.01, S.chi_square_p(11.344866730144373, 3), 1e-12)
+    assert.near(0.9189, S.chi_square_p(0.5, 3), 1e-4)
+    assert.equal(1, S.chi_square_p(0, 4))
+    local stat, df, p = S.chi_square_uniform({ a = 10, b = 10 }, { "a", "b", "c" })
+    assert.near(10, stat, 1e-12) -- expected 6.67 each: (3.33^2 * 2 + 6.67^2) / 6.67
+    assert.equal(2, df)
+    assert.near(math.exp(-5), p, 1e-12)
+  end)
+
+  it("finds numbers, names and sentences in text", function()
+    assert.same({ "1234.5", "42", "1", "2", "3", "3.5", "2024" },
+      C.numbers("It costs $1,234.50 and 42 units, 1,2,3 or 3.5. Year 2024."))
+    assert.same({ "API", "New York", "Acme Corp", "NASA" },
+      C.entities("The API endpoint at New York returns Acme Corp data from NASA"))
+    assert.same({ "Hello there", "The price is 3.5 dollars", "Really", "bullet one", "item two" },
+      C.sentences("Hello there. The price is 3.5 dollars! Really?\n- bullet one\n1. item two"))
+    assert.same({ "api", "endpoint", "return", "user", "data", "field" },
+      C.words("The API endpoint returns user data with fields"))
+  end)
+
+  it("gives equal values equal canonical texts", function()
+    assert.equal(D.canon({ b = 1, a = { 1, 2.0, "x" } }), D.canon({ a = { 1.0, 2, "x" }, b = 1.0 }))
+    assert.not_equal(D.canon({ a = "1" }), D.canon({ a = 1 }))
+    assert.equal('search {"q":"x"}', D.call_key({ tool = "search", args = { q = "x" } }))
   end)
 end)

@@ -35,7 +35,9 @@ describe("ReAct agent", function()
 
   it("stops at max_iterations when the model never stops calling tools", function()
     local res, audit = T.run { agent = RA, query = "Keep searching forever", user = "reader",
-      policy = "policies/default.yaml", policy_overrides = { users = { reader = { role = "read", tier = "free" } } },
+      policy = "policies/default.yaml", policy_overrides = { users = { reader = { role = "read", tier = "free" } },
+        -- the loop detector told to let repetition through: the iteration cap is the last line
+        detectors = { loop = { identical_calls = 0, alternating = false, no_progress_window = 0 } } },
       scenario = { search("again") } }
     assert.equal("max_iterations", res.status)
     assert.is_false(res.success)

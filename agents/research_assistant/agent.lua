@@ -6,4 +6,6 @@ return warden.agent {
   system_prompt = warden.prompt("prompts/research.txt"),
   tools = { "search_documents", "summarize", "delete_document" },
   max_iterations = 5,
+  -- built-ins (lua/warden/detectors/), set up under the policy's detectors:
+  detectors = { "loop", "grounding", "misuse", "exhaustion" },
 }

@@ -100,6 +100,8 @@ static pid_t start_server(const char *bin, int *port)
     return -1;
 }
 
+static const char *agent = "bench/agents/react_noop";
+
 /* one burst of n runs on pool p, timed; prints its line */
 static int burst(wd_pool *p, int n, int workers, const char *label)
 {
@@ -107,7 +109,7 @@ static int burst(wd_pool *p, int n, int workers, const char *label)
     one *runs = calloc((size_t)n, sizeof *runs);
     double c0 = cpu_s(), t0 = now_s();
     for (int i = 0; i < n; i++) {
-        wd_run_opts ro = {"bench/agents/react_noop", "go", "bench", NULL, NULL};
+        wd_run_opts ro = {agent, "go", "bench", NULL, NULL};
         runs[i].s = &s;
         runs[i].t_submit = now_s();
         wd_pool_submit(p, &ro, on_done, &runs[i]);
@@ -149,14 +151,19 @@ static int bench(int n, int workers, const char *url)
     return rc;
 }
 
-/* bench_runs [--workers W] N... : W defaults to the number of cores */
+/* bench_runs [--workers W] [--agent DIR] N... : W defaults to the number of cores */
 int main(int argc, char **argv)
 {
     const char *bin = getenv("FAKELLM") ? getenv("FAKELLM") : "build/fakellm";
     int workers = (int)sysconf(_SC_NPROCESSORS_ONLN), first = 1;
-    if (argc > 2 && !strcmp(argv[1], "--workers")) {
-        workers = atoi(argv[2]);
-        first = 3;
+    for (;;) {
+        if (argc > first + 1 && !strcmp(argv[first], "--workers"))
+            workers = atoi(argv[first + 1]);
+        else if (argc > first + 1 && !strcmp(argv[first], "--agent"))
+            agent = argv[first + 1];
+        else
+            break;
+        first += 2;
     }
     int port;
     pid_t srv = start_server(bin, &port);
@@ -169,8 +176,8 @@ int main(int argc, char **argv)
     snprintf(url, sizeof url,
              "http://127.0.0.1:%d/delay=%d,calls=2,tool=noop,args=%%7B%%22query%%22:%%22x%%22%%7D/v1", port,
              LATENCY_MS);
-    printf("concurrent ReAct runs, one process, fake OpenAI server (batch-class process) at %d ms per call (%s)\n",
-           LATENCY_MS, url);
+    printf("concurrent ReAct runs of %s, one process, fake OpenAI server (batch-class process) at %d ms per call (%s)\n",
+           agent, LATENCY_MS, url);
     int rc = 0;
     for (int i = first; i < argc || i == first; i++) {
         int n = i < argc ? atoi(argv[i]) : 1000;

@@ -8,6 +8,7 @@
 -- require_sources (false: an answer given without any tool result is not judged),
 -- verdict (warn).
 local D = require "warden.detect"
+local C = require "warden.claims"
 
 local function contains(hay, needle)
   return hay:find(needle, 1, true) ~= nil
@@ -35,20 +36,20 @@ return warden.detector {
     local source = table.concat(texts, "\n")
     local lower = source:lower()
     local numbers, words = {}, {}
-    for _, n in ipairs(D.numbers(source)) do
+    for _, n in ipairs(C.numbers(source)) do
       numbers[n] = true
     end
-    for _, w in ipairs(D.words(source)) do
+    for _, w in ipairs(C.words(source)) do
       words[w] = true
     end
     local min_overlap = cfg.min_overlap or 0.6
     local min_words = cfg.min_claim_words or 3
     local claims, ungrounded, bad_number = 0, {}, false
-    for _, sentence in ipairs(D.sentences(event.result)) do
+    for _, sentence in ipairs(C.sentences(event.result)) do
       local missing = {}
-      local nums = D.numbers(sentence)
-      local ents = D.entities(sentence)
-      local cw = D.words(sentence)
+      local nums = C.numbers(sentence)
+      local ents = C.entities(sentence)
+      local cw = C.words(sentence)
       if #nums > 0 or #ents > 0 or #cw >= min_words then
         claims = claims + 1
         for _, n in ipairs(nums) do

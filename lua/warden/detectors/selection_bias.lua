@@ -5,7 +5,7 @@
 -- state store, and once `min_samples` are there a chi-square test against a uniform
 -- choice is made; p below `alpha` is reported. Settings: min_samples (100), window (200),
 -- alpha (0.01), options ({decision = {...}}), verdict (warn).
-local D = require "warden.detect"
+local S = require "warden.stats"
 
 local choices, options = {}, {}
 
@@ -62,7 +62,7 @@ return warden.detector {
           end
         end
         table.sort(opts)
-        local stat, df, p, expected = D.chi_square_uniform(counts, opts)
+        local stat, df, p, expected = S.chi_square_uniform(counts, opts)
         if df >= 1 and p < (cfg.alpha or 0.01) and (not found or p < found.p_value) then
           local over, under = {}, {}
           for _, o in ipairs(opts) do
