@@ -148,13 +148,22 @@ void wd_detect_free(wd_detect *D)
 
 /* ---- running detector code ------------------------------------------------------ */
 
+/* t[k] without metamethods: a detector's tables are read outside any watched slice, where
+** an __index that loops or raises would hang or abort the engine */
+static int rawfield(lua_State *L, int idx, const char *k)
+{
+    idx = lua_absindex(L, idx);
+    lua_pushstring(L, k);
+    return lua_rawget(L, idx);
+}
+
 /* a script error object as text, without calling __tostring */
 static void error_text(lua_State *co, char *out, size_t n)
 {
     int t = lua_type(co, -1);
     if (t == LUA_TSTRING)
         wd_strlcpy(out, lua_tostring(co, -1), n);
-    else if (t == LUA_TTABLE && lua_getfield(co, -1, "message") == LUA_TSTRING)
+    else if (t == LUA_TTABLE && rawfield(co, -1, "message") == LUA_TSTRING)
         wd_strlcpy(out, lua_tostring(co, -1), n);
     else
         snprintf(out, n, "(error object is a %s value)", lua_typename(co, t));
@@ -292,7 +301,7 @@ static int load_one(wd_run *r, wd_detect *D, const char *name, char *msg, size_t
     }
     int ok = 0;
     if (lua_istable(L, -1)) {
-        ok = lua_getfield(L, -1, "kind") == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "detector");
+        ok = rawfield(L, -1, "kind") == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "detector");
         lua_pop(L, 1);
     }
     if (!ok) {
@@ -300,7 +309,7 @@ static int load_one(wd_run *r, wd_detect *D, const char *name, char *msg, size_t
         wd_errf(msg, n, "%s must return warden.detector{...}", chunk);
         return -1;
     }
-    lua_getfield(L, -1, "name");
+    rawfield(L, -1, "name");
     ok = lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), name);
     lua_pop(L, 1);
     if (!ok) {
@@ -308,9 +317,15 @@ static int load_one(wd_run *r, wd_detect *D, const char *name, char *msg, size_t
         wd_errf(msg, n, "%s must return warden.detector{name = \"%s\", ...}", chunk, name);
         return -1;
     }
+    if (rawfield(L, -1, "check") != LUA_TFUNCTION) {
+        lua_pop(L, 2);
+        wd_errf(msg, n, "%s: check must be a function(event, history, ctx)", chunk);
+        return -1;
+    }
+    lua_pop(L, 1);
     det *d = &D->d[D->n];
     memset(d, 0, sizeof *d);
-    if (lua_getfield(L, -1, "on") == LUA_TTABLE) {
+    if (rawfield(L, -1, "on") == LUA_TTABLE) {
         lua_Integer len = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= len; i++) {
             lua_rawgeti(L, -1, i);
@@ -328,9 +343,9 @@ static int load_one(wd_run *r, wd_detect *D, const char *name, char *msg, size_t
         d->on = ~0u;
     }
     lua_pop(L, 1);
-    d->mode = wd_strdup(lua_getfield(L, -1, "failure_mode") == LUA_TSTRING ? lua_tostring(L, -1) : name);
+    d->mode = wd_strdup(rawfield(L, -1, "failure_mode") == LUA_TSTRING ? lua_tostring(L, -1) : name);
     lua_pop(L, 1);
-    lua_getfield(L, -1, "check");
+    rawfield(L, -1, "check");
     d->check_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1); /* the spec */
     push_ctx(r, D, name);
@@ -398,7 +413,7 @@ static int read_verdict(wd_run *r, wd_detect *D, const det *d, verdict *v, char 
         return -1;
     }
     static const char *const KINDS[] = {"", "warn", "escalate", "halt"};
-    const char *vs = lua_getfield(L, -1, "verdict") == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    const char *vs = rawfield(L, -1, "verdict") == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     for (int i = 1; i < 4 && vs; i++)
         if (!strcmp(vs, KINDS[i]))
             v->kind = i;
@@ -408,7 +423,7 @@ static int read_verdict(wd_run *r, wd_detect *D, const det *d, verdict *v, char 
         lua_pop(L, 1);
         return -1;
     }
-    if (lua_getfield(L, -1, "reason") == LUA_TSTRING)
+    if (rawfield(L, -1, "reason") == LUA_TSTRING)
         wd_strlcpy(v->reason, lua_tostring(L, -1), sizeof v->reason);
     else
         snprintf(v->reason, sizeof v->reason, "detector '%s' gave the verdict %s", d->name, KINDS[v->kind]);
@@ -573,7 +588,8 @@ int wd_detect_drain(wd_run *r, int finish)
     return WD_DET_GO;
 }
 
-void wd_detect_finished(wd_run *r, const char *status, const char *result, const char *error)
+/* run_finished (status, the answer, the error) joins the queue, once */
+static void queue_finished(wd_run *r, const char *status, const char *result, const char *error)
 {
     wd_detect *D = r->det;
     if (!D || D->finished || D->state < 0)
@@ -587,12 +603,14 @@ void wd_detect_finished(wd_run *r, const char *status, const char *result, const
     wd_detect_event(r, ev);
 }
 
+void wd_detect_answer(wd_run *r, const char *result) { queue_finished(r, "completed", result, NULL); }
+
 void wd_detect_finish(wd_run *r, const char *status, const char *error)
 {
     wd_detect *D = r->det;
     if (!D || D->state < 0)
         return;
-    wd_detect_finished(r, status, NULL, error);
+    queue_finished(r, status, NULL, error);
     if (!json_array_size(D->queue))
         return;
     char msg[800];

@@ -40,7 +40,7 @@ enum { WD_DET_GO = 0, WD_DET_ENDED, WD_DET_HELD };
 int wd_detect_drain(wd_run *r, int finish);
 /* the agent answered: run_finished (status completed, the answer) joins the queue, to be
 ** drained with finish set before the run completes */
-void wd_detect_finished(wd_run *r, const char *status, const char *result, const char *error);
+void wd_detect_answer(wd_run *r, const char *result);
 /* the run is ending with status st: run_finished to the detectors, verdicts audited
 ** only. Called by wd_run_end. */
 void wd_detect_finish(wd_run *r, const char *status, const char *error);

@@ -340,7 +340,7 @@ static void error_text(lua_State *co, int idx, char *out, size_t n, int *transie
 static void complete(wd_run *r)
 {
     if (r->det) {
-        wd_detect_finished(r, "completed", r->result_text, NULL);
+        wd_detect_answer(r, r->result_text);
         if (wd_detect_drain(r, 1) != WD_DET_GO)
             return;
     }

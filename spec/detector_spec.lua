@@ -67,12 +67,12 @@ describe("detector API", function()
   it("contains a detector that raises, loops, eats memory or returns junk: audited, switched off, the run goes on",
     function()
       local res, steps, audit = lab({ { "tool", "echo", { x = 1 } }, { "tool", "echo", { x = 2 } } },
-        { "raises", "spins", "hog", "junk_verdict", "recorder" })
+        { "raises", "spins", "hog", "junk_verdict", "sly", "recorder" })
       assert.equal("completed", res.status)
       assert.same({ x = 2 }, steps[2].echo)
       local errs = {}
       for _, e in ipairs(T.events(audit, "detector_error")) do errs[e.detector] = (errs[e.detector] or "") .. e.error end
-      assert.same({ "hog", "junk_verdict", "raises", "spins" }, (function()
+      assert.same({ "hog", "junk_verdict", "raises", "sly", "spins" }, (function()
         local k = {}
         for n in pairs(errs) do k[#k + 1] = n end
         table.sort(k)
@@ -82,6 +82,7 @@ describe("detector API", function()
       assert.matches("^stopped: ", errs.spins) -- pcall did not swallow the stop
       assert.matches("memory limit exceeded", errs.hog)
       assert.matches("not warn, escalate or halt", errs.junk_verdict)
+      assert.matches("not warn, escalate or halt", errs.sly) -- read raw: its __index never ran
       -- each failed once and was off after: the healthy one saw every event
       assert.equal(5, #verdicts(audit, "recorder"))
     end)
