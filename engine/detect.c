@@ -377,6 +377,7 @@ static int load(wd_run *r, wd_detect *D, char *msg, size_t n)
 /* ---- verdicts ---------------------------------------------------------------------- */
 
 enum { V_NONE, V_WARN, V_ESCALATE, V_HALT };
+static const char *const KINDS[] = {"", "warn", "escalate", "halt"};
 
 typedef struct verdict {
     int kind;
@@ -412,7 +413,6 @@ static int read_verdict(wd_run *r, wd_detect *D, const det *d, verdict *v, char 
         lua_pop(L, 1);
         return -1;
     }
-    static const char *const KINDS[] = {"", "warn", "escalate", "halt"};
     const char *vs = rawfield(L, -1, "verdict") == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     for (int i = 1; i < 4 && vs; i++)
         if (!strcmp(vs, KINDS[i]))
@@ -449,7 +449,6 @@ static int read_verdict(wd_run *r, wd_detect *D, const det *d, verdict *v, char 
 static void audit_verdict(wd_run *r, const det *d, const char *type, const json_t *event, const verdict *v,
                           int acted)
 {
-    static const char *const KINDS[] = {"", "warn", "escalate", "halt"};
     json_t *ev = wd_run_event(r, "detector_verdict", 0);
     json_object_set_new(ev, "detector", json_string(d->name));
     json_object_set_new(ev, "verdict", json_string(KINDS[v->kind]));

@@ -153,25 +153,18 @@ static int s_incr(lua_State *L)
     return 1;
 }
 
-/* store:push(key, value [, max]): appends to the list under key, keeping its last max
-** (1000) items, in one transaction; the list's length, or nil, msg */
-static int s_push(lua_State *L)
+/* appends items (a JSON array, taken) to the list under key, keeping its last max, in
+** one transaction; pushes the list's length, or nil, msg */
+static int append(lua_State *L, const char *key, json_t *items, lua_Integer max)
 {
     wd_store *s = store_of(L);
-    const char *key = check_key(L);
-    lua_Integer max = luaL_optinteger(L, 4, 1000);
-    luaL_argcheck(L, max >= 1 && max <= MAX_LIST, 4, "a length from 1 to 10000");
-    char err[200];
-    json_t *item = wd_lua_to_json(L, 3, err, sizeof err);
-    if (!item)
-        return luaL_argerror(L, 3, err);
     if (wd_store_begin(s) < 0) {
-        json_decref(item);
+        json_decref(items);
         return fail(L, s, "push");
     }
     json_t *list;
     if (get_value(s, detector_of(L), key, &list) < 0) {
-        json_decref(item);
+        json_decref(items);
         wd_store_rollback(s);
         return fail(L, s, "push");
     }
@@ -179,12 +172,19 @@ static int s_push(lua_State *L)
         json_decref(list);
         list = json_array();
     }
-    json_array_append_new(list, item);
-    while (json_array_size(list) > (size_t)max)
-        json_array_remove(list, 0);
-    size_t n = json_array_size(list);
-    char *text = json_dumps(list, JSON_COMPACT);
-    json_decref(list);
+    json_array_extend(list, items);
+    json_decref(items);
+    size_t n = json_array_size(list), drop = n > (size_t)max ? n - (size_t)max : 0;
+    json_t *kept = list;
+    if (drop) { /* one copy of the tail, not a shift per item */
+        kept = json_array();
+        for (size_t i = drop; i < n; i++)
+            json_array_append(kept, json_array_get(list, i));
+        json_decref(list);
+        n -= drop;
+    }
+    char *text = json_dumps(kept, JSON_COMPACT);
+    json_decref(kept);
     if (text && strlen(text) > MAX_VALUE * 4) {
         free(text);
         wd_store_rollback(s);
@@ -202,13 +202,54 @@ static int s_push(lua_State *L)
     return 1;
 }
 
+static lua_Integer check_max(lua_State *L)
+{
+    lua_Integer max = luaL_optinteger(L, 4, 1000);
+    luaL_argcheck(L, max >= 1 && max <= MAX_LIST, 4, "a length from 1 to 10000");
+    return max;
+}
+
+/* store:push(key, value [, max]): appends one item to the list under key, keeping its
+** last max (1000); the list's length, or nil, msg */
+static int s_push(lua_State *L)
+{
+    const char *key = check_key(L);
+    lua_Integer max = check_max(L);
+    char err[200];
+    json_t *item = wd_lua_to_json(L, 3, err, sizeof err);
+    if (!item)
+        return luaL_argerror(L, 3, err);
+    return append(L, key, json_pack("[o]", item), max);
+}
+
+/* store:extend(key, items [, max]): push for every item of a list, in one transaction */
+static int s_extend(lua_State *L)
+{
+    const char *key = check_key(L);
+    lua_Integer max = check_max(L);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    char err[200];
+    json_t *items = wd_lua_to_json(L, 3, err, sizeof err);
+    if (!items)
+        return luaL_argerror(L, 3, err);
+    if (json_is_object(items) && !json_object_size(items)) { /* {} is an empty list too */
+        json_decref(items);
+        items = json_array();
+    }
+    if (!json_is_array(items)) {
+        json_decref(items);
+        return luaL_argerror(L, 3, "a list");
+    }
+    return append(L, key, items, max);
+}
+
 static const luaL_Reg store_funcs[] = {
-    {"get", s_get}, {"set", s_set}, {"incr", s_incr}, {"push", s_push}, {NULL, NULL},
+    {"get", s_get}, {"set", s_set}, {"incr", s_incr}, {"push", s_push}, {"extend", s_extend}, {NULL, NULL},
 };
 
 void wd_detect_push_store(lua_State *L, wd_store *s, const char *detector)
 {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
     for (const luaL_Reg *f = store_funcs; f->name; f++) {
         lua_pushlightuserdata(L, s);
         lua_pushstring(L, detector);

@@ -419,47 +419,70 @@ static void set_request(wd_run *r, wd_opkind kind, const wd_tool_policy *tp, con
     r->tool.timeout_ms = tp->timeout_ms;
 }
 
+/* urgency: what the risk says (low, normal, high, critical), raised by the caller's own */
+static const int URG_OF_RISK[5] = {0, 0, 1, 2, 3};
+
+/* ** Opens an approval request for `what` (a tool's name, or what a detector holds) with
+** args (redacted here; NULL: none) in the store, and fills r->appr (id, label). Returns
+** the approval_requested record, not yet written, for the caller to add its triggers
+** and audit (caller owns it); NULL when the store cannot take the request. *ttl_ms:
+** until it expires. */
+static json_t *open_request(wd_run *r, const char *what, const json_t *args, const char *risk, int urg,
+                            const char *justification, int needed, int64_t *ttl_ms)
+{
+    wd_policy *p = wd_engine_policy(r->eng);
+    int64_t now = wd_wall_ms(), ttl = p->expiry_ms[urg];
+    json_t *approvers = json_object_get(p->routes, risk);
+    json_t *args_red = args ? json_deep_copy(args) : json_object();
+    wd_redact_value(p, args_red);
+    size_t jl = strlen(justification);
+    json_t *req = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:s%,s:o,s:i,s:I,s:I,s:I}", "run_id", r->run_id,
+                            "session_id", r->session_id, "user_id", r->user_id ? r->user_id : "", "agent",
+                            r->agent_name ? r->agent_name : "", "tool", what, "args", args_red, "risk", risk,
+                            "urgency", WD_URGENCIES[urg], "justification", justification, jl > 2000 ? (size_t)2000 : jl,
+                            "approvers", json_is_array(approvers) ? json_incref(approvers) : json_array(), "needed",
+                            needed, "created_ms", (json_int_t)now, "expires_ms", (json_int_t)(now + ttl),
+                            "escalate_ms", (json_int_t)(now + (int64_t)(ttl * p->escalate_at)));
+    wd_policy_unref(p);
+    char id[37];
+    if (!req || wd_approval_create(r->eng->store, req, id) < 0) {
+        json_decref(req);
+        return NULL;
+    }
+    json_t *ev = wd_run_event(r, "approval_requested", 1);
+    json_object_set_new(ev, "approval_id", json_string(id));
+    json_object_set_new(ev, "tool_name", json_string(what));
+    if (args)
+        json_object_set_new(ev, "tool_args", json_deep_copy(args));
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    static const char *const COPY[] = {"risk", "urgency", "justification", "approvers", "needed", "expires_ms"};
+    for (int i = 0; i < 6; i++)
+        json_object_set(ev, COPY[i], json_object_get(req, COPY[i]));
+    json_decref(req);
+    memcpy(r->appr.id, id, sizeof id);
+    snprintf(r->appr.label, sizeof r->appr.label, "%s", what);
+    r->appr.escalation_audited = 0;
+    *ttl_ms = ttl;
+    return ev;
+}
+
 /* Creates the request and audits it. -1 asked (the run yields with OP_APPROVAL; args
 ** taken), 1 refused (error table pushed; args freed). */
 static int ask_approval(wd_run *r, lua_State *L, const wd_tool_policy *tp, const char *name, json_t *args, int idx,
                         int64_t t0, const call_opts *o, const oversight *ov, char *msg, size_t n)
 {
-    wd_policy *p = wd_engine_policy(r->eng);
     const char *risk = tp->risk ? tp->risk : "medium";
-    /* urgency: what the risk says, raised (never lowered) by the agent's own */
-    static const int URG_OF_RISK[5] = {0, 0, 1, 2, 3};
     int urg = URG_OF_RISK[risk_rank(risk)];
     if (o->urgency > urg)
         urg = o->urgency;
-    const char *justification = o->justification;
-    int64_t now = wd_wall_ms(), ttl = p->expiry_ms[urg];
-    json_t *approvers = json_object_get(p->routes, risk);
-    json_t *args_red = json_deep_copy(args);
-    wd_redact_value(p, args_red);
-    json_t *req = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:s%,s:o,s:i,s:I,s:I,s:I}", "run_id", r->run_id,
-                            "session_id", r->session_id, "user_id", r->user_id ? r->user_id : "", "agent",
-                            r->agent_name ? r->agent_name : "", "tool", name, "args", args_red, "risk", risk,
-                            "urgency", WD_URGENCIES[urg], "justification", justification, strlen(justification) > 2000 ? (size_t)2000 : strlen(justification),
-                            "approvers", json_is_array(approvers) ? json_incref(approvers) : json_array(), "needed",
-                            ov->needed, "created_ms", (json_int_t)now, "expires_ms",
-                            (json_int_t)(now + ttl), "escalate_ms", (json_int_t)(now + (int64_t)(ttl * p->escalate_at)));
-    wd_policy_unref(p);
-    char id[37];
-    if (!req || wd_approval_create(r->eng->store, req, id) < 0) {
-        json_decref(req);
+    int64_t ttl;
+    json_t *ev = open_request(r, name, args, risk, urg, o->justification, ov->needed, &ttl);
+    if (!ev) {
         snprintf(msg, n, "state store %s: %s: cannot ask for approval of tool '%s': refused",
                  wd_store_path(r->eng->store), wd_store_error(r->eng->store), name);
         wd_budget_settle(r, &r->tool_hold, 0);
         return refuse(r, L, "authorization_denied", name, args, msg);
     }
-    json_t *ev = wd_run_event(r, "approval_requested", 1);
-    json_object_set_new(ev, "approval_id", json_string(id));
-    json_object_set_new(ev, "tool_name", json_string(name));
-    json_object_set_new(ev, "tool_args", json_deep_copy(args));
-    json_object_set_new(ev, "agent_step", json_integer(r->steps));
-    static const char *const COPY[] = {"risk", "urgency", "justification", "approvers", "needed", "expires_ms"};
-    for (int i = 0; i < 6; i++)
-        json_object_set(ev, COPY[i], json_object_get(req, COPY[i]));
     json_t *trig = json_array();
     for (int i = 0; i < ov->ntriggers; i++)
         json_array_append_new(trig, json_string(ov->triggers[i]));
@@ -476,12 +499,10 @@ static int ask_approval(wd_run *r, lua_State *L, const wd_tool_policy *tp, const
         snprintf(line, sizeof line,
                  "waiting for approval of tool '%s' (request %s, %s risk, expires in %lld s): "
                  "warden approvals approve %s --by WHO",
-                 name, id, risk, (long long)(ttl / 1000), id);
+                 name, r->appr.id, risk, (long long)(ttl / 1000), r->appr.id);
         r->eng->notice(r->eng->notice_ud, line);
     }
-    json_decref(req);
-    memcpy(r->appr.id, id, sizeof id);
-    r->appr.escalation_audited = 0;
+    r->appr.gate = 0;
     set_request(r, OP_APPROVAL, tp, name, args, idx, t0);
     return -1;
 }
@@ -516,7 +537,7 @@ static void approval_event(wd_run *r, const char *event, int success, const wd_a
 {
     json_t *ev = wd_run_event(r, event, success);
     json_object_set_new(ev, "approval_id", json_string(r->appr.id));
-    json_object_set_new(ev, "tool_name", json_string(r->appr.gate ? r->appr.label : r->tool.name));
+    json_object_set_new(ev, "tool_name", json_string(r->appr.label));
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
     if (r->appr.gate)
         json_object_set_new(ev, "trigger", json_string("detector"));
@@ -532,9 +553,15 @@ static void approval_event(wd_run *r, const char *event, int success, const wd_a
     wd_run_audit(r, ev);
 }
 
-/* the call will not run: the agent gets {error = msg} */
+/* no approval: a held tool call does not run (the agent gets {error = msg}); a run a
+** detector held ends rejected */
 static void approval_refused(wd_run *r, const char *msg)
 {
+    if (r->appr.gate) {
+        r->appr.id[0] = '\0';
+        wd_run_end(r, WD_ST_REJECTED, msg);
+        return;
+    }
     wd_budget_settle(r, &r->tool_hold, 0);
     add_tool_call(r, r->tool.name, r->req.args, msg, 0, NULL, 0);
     json_decref(r->req.args);
@@ -555,19 +582,15 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
     wd_run *r = arg;
     wd_store *s = r->eng->store;
     wd_approval_state st;
-    char msg[700];
+    char msg[1000], subject[160];
+    snprintf(subject, sizeof subject, "%s '%s'", r->appr.gate ? "the run at" : "tool", r->appr.label);
+    const char *outcome = r->appr.gate ? "the run ends" : "the call was not made";
     int got = wd_approval_get(s, r->appr.id, &st);
     if (got <= 0) {
-        snprintf(msg, sizeof msg, "approval request %s for %s %s: %s", r->appr.id, r->appr.gate ? "the run" : "tool",
-                 r->appr.gate ? r->appr.label : r->tool.name,
-                 got < 0 ? "cannot be read from the state store" : "is gone from the state store");
+        snprintf(msg, sizeof msg, "approval request %s for %s %s: %s", r->appr.id, subject,
+                 got < 0 ? "cannot be read from the state store" : "is gone from the state store", outcome);
         approval_event(r, "approval_expired", 0, NULL, msg);
-        if (r->appr.gate) {
-            r->appr.id[0] = '\0';
-            wd_run_end(r, WD_ST_REJECTED, msg);
-        } else {
-            approval_refused(r, msg);
-        }
+        approval_refused(r, msg);
         return;
     }
     int64_t now = wd_wall_ms();
@@ -581,8 +604,7 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
     }
     if (st.escalated && !r->appr.escalation_audited) {
         r->appr.escalation_audited = 1;
-        snprintf(msg, sizeof msg, "no decision on %s '%s' after %lld s: escalated", r->appr.gate ? "the run at" : "tool",
-                 r->appr.gate ? r->appr.label : r->tool.name,
+        snprintf(msg, sizeof msg, "no decision on %s after %lld s: escalated", subject,
                  (long long)((st.escalate_ms - st.created_ms) / 1000));
         approval_event(r, "approval_escalated", 1, &st, msg);
         if (r->eng->notice)
@@ -624,64 +646,33 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (!strcmp(st.status, "rejected")) {
-        snprintf(msg, sizeof msg, "%s '%s' was rejected by %s: %s", r->appr.gate ? "the run at" : "tool",
-                 r->appr.gate ? r->appr.label : r->tool.name,
-                 st.decided_by[0] ? st.decided_by : "an approver", st.reason[0] ? st.reason : "no reason given");
+        snprintf(msg, sizeof msg, "%s was rejected by %s: %s", subject, st.decided_by[0] ? st.decided_by : "an approver",
+                 st.reason[0] ? st.reason : "no reason given");
         approval_event(r, "approval_rejected", 0, &st, msg);
     } else {
-        snprintf(msg, sizeof msg, "approval of %s '%s' %s: %s; %s", r->appr.gate ? "the run at" : "tool",
-                 r->appr.gate ? r->appr.label : r->tool.name, st.status,
-                 st.reason[0] ? st.reason : "no decision", r->appr.gate ? "the run ends" : "the call was not made");
+        snprintf(msg, sizeof msg, "approval of %s %s: %s; %s", subject, st.status,
+                 st.reason[0] ? st.reason : "no decision", outcome);
         approval_event(r, "approval_expired", 0, &st, msg);
     }
     json_decref(st.approved_by);
-    if (r->appr.gate) {
-        r->appr.id[0] = '\0';
-        wd_run_end(r, WD_ST_REJECTED, msg);
-        return;
-    }
     approval_refused(r, msg);
 }
 
 int wd_pipeline_gate(wd_run *r, int finish, const char *detector, const char *reason, const char *risk, char *msg,
                      size_t n)
 {
-    int tool = !finish && (r->req.kind == OP_TOOL) && r->tool.name;
-    snprintf(r->appr.label, sizeof r->appr.label, "%s", tool ? r->tool.name : finish ? "(final answer)" : "(run)");
-    wd_policy *p = wd_engine_policy(r->eng);
+    int tool = !finish && r->req.kind == OP_TOOL && r->tool.name;
     int rank = risk_rank(risk);
-    static const int URG_OF_RISK[5] = {0, 0, 1, 2, 3};
-    int urg = URG_OF_RISK[rank];
-    int64_t now = wd_wall_ms(), ttl = p->expiry_ms[urg];
-    json_t *approvers = json_object_get(p->routes, risk);
-    json_t *args = tool && r->req.args ? json_deep_copy(r->req.args) : json_object();
-    wd_redact_value(p, args);
     char just[900];
     snprintf(just, sizeof just, "detector '%s' escalated: %s", detector, reason);
-    json_t *req = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:o,s:i,s:I,s:I,s:I}", "run_id", r->run_id,
-                            "session_id", r->session_id, "user_id", r->user_id ? r->user_id : "", "agent",
-                            r->agent_name ? r->agent_name : "", "tool", r->appr.label, "args", args, "risk",
-                            WD_RISKS[rank], "urgency", WD_URGENCIES[urg], "justification", just, "approvers",
-                            json_is_array(approvers) ? json_incref(approvers) : json_array(), "needed",
-                            rank >= 4 ? 2 : 1, "created_ms", (json_int_t)now, "expires_ms", (json_int_t)(now + ttl),
-                            "escalate_ms", (json_int_t)(now + (int64_t)(ttl * p->escalate_at)));
-    wd_policy_unref(p);
-    char id[37];
-    if (!req || wd_approval_create(r->eng->store, req, id) < 0) {
-        json_decref(req);
+    int64_t ttl;
+    json_t *ev = open_request(r, tool ? r->tool.name : finish ? "(final answer)" : "(run)", tool ? r->req.args : NULL,
+                              WD_RISKS[rank], URG_OF_RISK[rank], just, rank >= 4 ? 2 : 1, &ttl);
+    if (!ev) {
         wd_errf(msg, n, "detector '%s' escalated (%s) and the state store %s cannot take the approval request: %s",
                 detector, reason, wd_store_path(r->eng->store), wd_store_error(r->eng->store));
         return -1;
     }
-    json_t *ev = wd_run_event(r, "approval_requested", 1);
-    json_object_set_new(ev, "approval_id", json_string(id));
-    json_object_set_new(ev, "tool_name", json_string(r->appr.label));
-    if (tool)
-        json_object_set(ev, "tool_args", json_object_get(req, "args"));
-    json_object_set_new(ev, "agent_step", json_integer(r->steps));
-    static const char *const COPY[] = {"risk", "urgency", "justification", "approvers", "needed", "expires_ms"};
-    for (int i = 0; i < 6; i++)
-        json_object_set(ev, COPY[i], json_object_get(req, COPY[i]));
     json_object_set_new(ev, "trigger", json_string("detector"));
     json_object_set_new(ev, "triggers", json_pack("[s]", "detector"));
     json_object_set_new(ev, "detector", json_string(detector));
@@ -690,12 +681,9 @@ int wd_pipeline_gate(wd_run *r, int finish, const char *detector, const char *re
     if (r->eng->notice) {
         char line[900];
         snprintf(line, sizeof line, "detector '%s' escalated (%s): the run waits for approval (request %s): "
-                 "warden approvals approve %s --by WHO", detector, reason, id, id);
+                 "warden approvals approve %s --by WHO", detector, reason, r->appr.id, r->appr.id);
         r->eng->notice(r->eng->notice_ud, line);
     }
-    json_decref(req);
-    memcpy(r->appr.id, id, sizeof id);
-    r->appr.escalation_audited = 0;
     r->appr.gate = finish ? 2 : 1;
     pause_deadline(r);
     arm_poll(r);

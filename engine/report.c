@@ -135,36 +135,85 @@ static json_t *budgets(wd_store *st, const wd_policy *p, int64_t now)
     return out;
 }
 
+/* the audit log's readable records in [since, until) (-1 unbounded), one at a time;
+** unreadable lines are counted in bad */
+typedef struct log_reader {
+    FILE *f;
+    char *line;
+    size_t cap;
+    int64_t since, until;
+    long bad;
+} log_reader;
+
+static int reader_open(log_reader *lr, const char *path, int64_t since, int64_t until, char *err, size_t n)
+{
+    memset(lr, 0, sizeof *lr);
+    lr->since = since;
+    lr->until = until;
+    lr->f = fopen(path, "r");
+    if (!lr->f)
+        wd_errf(err, n, "cannot open the audit log %s: %s", path, strerror(errno));
+    return lr->f ? 0 : -1;
+}
+
+/* caller decrefs: the next record (its event name in *ev, its time in *t), NULL at the end */
+static json_t *reader_next(log_reader *lr, const char **ev, int64_t *t)
+{
+    ssize_t len;
+    while ((len = getline(&lr->line, &lr->cap, lr->f)) > 0) {
+        json_t *r = json_loadb(lr->line, (size_t)len, 0, NULL);
+        *ev = json_string_value(json_object_get(r, "event"));
+        const char *ts = json_string_value(json_object_get(r, "timestamp"));
+        *t = ts ? wd_parse_time(ts) : -1;
+        if (!json_is_object(r) || !*ev || *t < 0) {
+            json_decref(r);
+            lr->bad++;
+            continue;
+        }
+        if ((lr->since >= 0 && *t < lr->since) || (lr->until >= 0 && *t >= lr->until)) {
+            json_decref(r);
+            continue;
+        }
+        return r;
+    }
+    return NULL;
+}
+
+static void reader_close(log_reader *lr)
+{
+    free(lr->line);
+    if (lr->f)
+        fclose(lr->f);
+}
+
+/* the report's window, when it has one */
+static void set_window(json_t *rep, int64_t since, int64_t until)
+{
+    char a[40];
+    if (since >= 0) {
+        wd_rfc3339_ms(since, a, sizeof a);
+        json_object_set_new(rep, "since", json_string(a));
+    }
+    if (until >= 0) {
+        wd_rfc3339_ms(until, a, sizeof a);
+        json_object_set_new(rep, "until", json_string(a));
+    }
+}
+
 json_t *wd_report_cost(const char *audit_path, wd_store *st, const wd_policy *p, int64_t since, int64_t until,
                        int64_t now, char *err, size_t n)
 {
-    FILE *f = fopen(audit_path, "r");
-    if (!f) {
-        wd_errf(err, n, "cannot open the audit log %s: %s", audit_path, strerror(errno));
+    log_reader lr;
+    if (reader_open(&lr, audit_path, since, until, err, n) < 0)
         return NULL;
-    }
     json_t *by_user = json_object(), *by_agent = json_object(), *by_model = json_object(), *by_tool = json_object();
     simple_t *models = NULL;
     double total = 0, llm_cost = 0, tool_cost = 0, saved = 0, last24 = 0, failed_runs_cost = 0;
-    long calls = 0, ok_calls = 0, llm_calls = 0, tool_calls = 0, hits = 0, runs = 0, ok_runs = 0, bad_lines = 0;
-    int64_t first = -1, last = -1, day_ago = now - 24LL * 3600000;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    while ((len = getline(&line, &cap, f)) > 0) {
-        json_t *r = json_loadb(line, (size_t)len, 0, NULL);
-        if (!json_is_object(r)) {
-            json_decref(r);
-            bad_lines++;
-            continue;
-        }
-        const char *ev = json_string_value(json_object_get(r, "event"));
-        const char *ts = json_string_value(json_object_get(r, "timestamp"));
-        int64_t t = ts ? wd_parse_time(ts) : -1;
-        if (!ev || t < 0 || (since >= 0 && t < since) || (until >= 0 && t >= until)) {
-            json_decref(r);
-            continue;
-        }
+    long calls = 0, ok_calls = 0, llm_calls = 0, tool_calls = 0, hits = 0, runs = 0, ok_runs = 0;
+    int64_t first = -1, last = -1, day_ago = now - 24LL * 3600000, t;
+    json_t *r;
+    const char *ev;
+    while ((r = reader_next(&lr, &ev, &t))) {
         int success = json_is_true(json_object_get(r, "success"));
         double cost = num(r, "cost_usd");
         if (!strcmp(ev, "run_finished")) {
@@ -212,8 +261,8 @@ json_t *wd_report_cost(const char *audit_path, wd_store *st, const wd_policy *p,
         }
         json_decref(r);
     }
-    free(line);
-    fclose(f);
+    long bad_lines = lr.bad;
+    reader_close(&lr);
     double rate = calls ? (double)ok_calls / (double)calls : 1.0;
     double run_rate = runs ? (double)ok_runs / (double)runs : 1.0;
     double burn = last24 / 24.0, projected = burn * 24 * 30;
@@ -226,14 +275,7 @@ json_t *wd_report_cost(const char *audit_path, wd_store *st, const wd_policy *p,
     char a[40], b[40];
     json_t *rep = json_object();
     json_object_set_new(rep, "audit_log", json_string(audit_path));
-    if (since >= 0) {
-        wd_rfc3339_ms(since, a, sizeof a);
-        json_object_set_new(rep, "since", json_string(a));
-    }
-    if (until >= 0) {
-        wd_rfc3339_ms(until, b, sizeof b);
-        json_object_set_new(rep, "until", json_string(b));
-    }
+    set_window(rep, since, until);
     if (first >= 0) {
         wd_rfc3339_ms(first, a, sizeof a);
         wd_rfc3339_ms(last, b, sizeof b);
@@ -326,71 +368,6 @@ char *wd_report_cost_text(const json_t *rep)
 /* ---- the compliance report ------------------------------------------------------- */
 
 /* obj[key] += by */
-/* the audit log's readable records in [since, until) (-1 unbounded), one at a time;
-** unreadable lines are counted in bad */
-typedef struct log_reader {
-    FILE *f;
-    char *line;
-    size_t cap;
-    int64_t since, until;
-    long bad;
-} log_reader;
-
-static int reader_open(log_reader *lr, const char *path, int64_t since, int64_t until, char *err, size_t n)
-{
-    memset(lr, 0, sizeof *lr);
-    lr->since = since;
-    lr->until = until;
-    lr->f = fopen(path, "r");
-    if (!lr->f)
-        wd_errf(err, n, "cannot open the audit log %s: %s", path, strerror(errno));
-    return lr->f ? 0 : -1;
-}
-
-/* caller decrefs: the next record (its event name in *ev), NULL at the end */
-static json_t *reader_next(log_reader *lr, const char **ev)
-{
-    ssize_t len;
-    while ((len = getline(&lr->line, &lr->cap, lr->f)) > 0) {
-        json_t *r = json_loadb(lr->line, (size_t)len, 0, NULL);
-        *ev = json_string_value(json_object_get(r, "event"));
-        const char *ts = json_string_value(json_object_get(r, "timestamp"));
-        int64_t t = ts ? wd_parse_time(ts) : -1;
-        if (!json_is_object(r) || !*ev || t < 0) {
-            json_decref(r);
-            lr->bad++;
-            continue;
-        }
-        if ((lr->since >= 0 && t < lr->since) || (lr->until >= 0 && t >= lr->until)) {
-            json_decref(r);
-            continue;
-        }
-        return r;
-    }
-    return NULL;
-}
-
-static void reader_close(log_reader *lr)
-{
-    free(lr->line);
-    if (lr->f)
-        fclose(lr->f);
-}
-
-/* the report's window, when it has one */
-static void set_window(json_t *rep, int64_t since, int64_t until)
-{
-    char a[40];
-    if (since >= 0) {
-        wd_rfc3339_ms(since, a, sizeof a);
-        json_object_set_new(rep, "since", json_string(a));
-    }
-    if (until >= 0) {
-        wd_rfc3339_ms(until, a, sizeof a);
-        json_object_set_new(rep, "until", json_string(a));
-    }
-}
-
 static void bump(json_t *obj, const char *key, json_int_t by)
 {
     key = key ? key : "?";
@@ -430,7 +407,8 @@ json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t unti
         json_object_set_new(appr, APPR[i][1], json_integer(0));
     json_t *r;
     const char *ev;
-    while ((r = reader_next(&lr, &ev))) {
+    int64_t t;
+    while ((r = reader_next(&lr, &ev, &t))) {
         records++;
         bump(events, ev, 1);
         const char *user = json_string_value(json_object_get(r, "user_id"));
@@ -605,7 +583,8 @@ json_t *wd_report_failures(const char *audit_path, int64_t since, int64_t until,
     long runs = 0, total = 0, prevented = 0;
     json_t *r;
     const char *ev;
-    while ((r = reader_next(&lr, &ev))) {
+    int64_t t;
+    while ((r = reader_next(&lr, &ev, &t))) {
         if (!strcmp(ev, "run_finished"))
             runs++;
         if (!strcmp(ev, "detector_error"))

@@ -99,11 +99,16 @@ describe("detector API", function()
     local pol = T.policy({ detectors = { counter = { enforce = true } } })
     local _, _, a1 = T.lab({ { "tool", "echo", { x = 1 } }, { "tool", "echo", { x = 2 } } }, { policy = pol })
     local _, _, a2 = T.lab({ { "tool", "echo", { x = 3 } } }, { policy = pol })
-    local totals = {}
+    local totals, listed = {}, {}
     for _, a in ipairs({ a1, a2 }) do
-      for _, v in ipairs(verdicts(a, "counter")) do totals[#totals + 1] = v.details.total end
+      for _, v in ipairs(verdicts(a, "counter")) do
+        totals[#totals + 1] = v.details.total
+        listed[#listed + 1] = v.details.listed
+      end
     end
     assert.same({ 1, 2, 3 }, totals)
+    assert.same({ 2, 3, 3 }, listed)
+    assert.same({ -2, 3, -3 }, verdicts(a2, "counter")[1].details.last)
   end)
 
   it("runs the complete example of docs/lua-api.md as written", function()

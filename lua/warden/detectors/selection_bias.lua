@@ -37,12 +37,9 @@ return warden.detector {
     local found
     for decision, list in pairs(choices) do
       local key = ctx.agent .. ":" .. decision
-      local n, err
-      for _, c in ipairs(list) do
-        n, err = ctx.store:push(key, c, window)
-        if not n then
-          error(err, 0)
-        end
+      local n, err = ctx.store:extend(key, list, window)
+      if not n then
+        error(err, 0)
       end
       local recent = ctx.store:get(key) or {}
       if #recent >= (cfg.min_samples or 100) then
