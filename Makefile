@@ -10,7 +10,7 @@ BUSTED      := $(LUA) /usr/bin/busted
 
 DEB_PACKAGES := build-essential pkg-config liblua$(LUA_VERSION)-dev lua$(LUA_VERSION) \
                 libcurl4-openssl-dev libssl-dev libyaml-dev lua-cjson lua-busted lua-check lua-yaml \
-                libjansson-dev libevent-dev libpcre2-dev libsqlite3-dev libsodium-dev libmimalloc-dev bubblewrap
+                libjansson-dev libevent-dev libpcre2-dev libsqlite3-dev libsodium-dev libmimalloc-dev bubblewrap curl chromium chromium-driver
 
 PKGS    := $(LUA_PC) yaml-0.1 jansson libevent libpcre2-8 libsodium libcurl libcrypto sqlite3
 BUILD   ?= build
@@ -19,7 +19,7 @@ CJSON_SO = $(shell $(LUA) -e 'print(package.searchpath("cjson", package.cpath) o
 OPT     ?= -O2 -g
 WD_CFLAGS := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -pthread -Iengine -Iengine/include \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
-           -DWD_LUA_DIR='"$(CURDIR)/lua"' -DWD_CJSON_SO='"$(CJSON_SO)"' $(CFLAGS)
+           -DWD_LUA_DIR='"$(CURDIR)/lua"' -DWD_WEB_DIR='"$(CURDIR)/web"' -DWD_CJSON_SO='"$(CJSON_SO)"' $(CFLAGS)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
 # the process allocator of our executables (docs/performance.md): thousands of runs
 # allocate and free small blocks from several threads. Not in core.so (the host owns
@@ -30,7 +30,8 @@ CORE_SRC := engine/util.c engine/ydoc.c engine/rx.c engine/policy.c engine/schem
             engine/redact.c engine/audit.c engine/jsonlua.c engine/lmatch.c engine/ltable.c engine/arena.c engine/sandbox.c engine/engine.c \
             engine/pipeline.c engine/mock.c engine/lua_warden.c engine/http.c engine/retry.c engine/store.c engine/approval.c engine/killswitch.c engine/exec.c \
             engine/breaker.c engine/provider.c engine/llm.c engine/fetch.c engine/chunks.c engine/canon.c engine/pool.c \
-            engine/budget.c engine/report.c engine/detect.c engine/lua_detect.c
+            engine/budget.c engine/report.c engine/detect.c engine/lua_detect.c \
+            engine/admin.c engine/registry.c engine/metrics.c engine/api.c engine/serve.c
 CORE_OBJ := $(CORE_SRC:engine/%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(wildcard engine/test/test_*.c)
 TEST_BIN := $(TEST_SRC:engine/test/%.c=$(BUILD)/test/%)
@@ -81,12 +82,17 @@ $(BUILD)/fakellm: spec/support/fakellm.c
 	@mkdir -p $(dir $@)
 	$(CC) $(WD_CFLAGS) -o $@ $< $(LDLIBS)
 
+# the HTTP load generator of the serve specs and benchmark
+$(BUILD)/wdload: spec/support/wdload.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WD_CFLAGS) -o $@ $< $(LDLIBS)
+
 $(BUILD)/bench/%: engine/bench/%.c $(BUILD)/libwarden.a
 	@mkdir -p $(dir $@)
 	$(CC) $(WD_CFLAGS) -o $@ $(MALLOC) $< $(BUILD)/libwarden.a $(LDLIBS)
 
 test: deps
-	@$(MAKE) --no-print-directory all $(TEST_BIN) $(BUILD)/fakellm
+	@$(MAKE) --no-print-directory all $(TEST_BIN) $(BUILD)/fakellm $(BUILD)/wdload
 	@set -o pipefail; $(MAKE) --no-print-directory test-c | tee $(BUILD)/test-c.out
 	@set -o pipefail; $(MAKE) --no-print-directory test-lua | tee $(BUILD)/test-lua.out
 	@$(MAKE) --no-print-directory lint
@@ -100,7 +106,7 @@ test-c: $(TEST_BIN)
 	  pass=$$((pass + $${p:-0})); fail=$$((fail + $${f:-1})); \
 	done; echo "ctests: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
-test-lua: all $(BUILD)/fakellm
+test-lua: all $(BUILD)/fakellm $(BUILD)/wdload
 	@$(BUSTED) --output=plainTerminal
 
 lint:
@@ -117,7 +123,7 @@ demo: deps
 # loaded into lua5.4 with libasan preloaded; the interpreter's own leaks are not ours)
 SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" MALLOC= all build-asan/fakellm \
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" MALLOC= all build-asan/fakellm build-asan/wdload \
 	  $(TEST_SRC:engine/test/%.c=build-asan/test/%)
 	@set -o pipefail; $(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" MALLOC= test-c | tee build-asan/test-c.out
 	@set -o pipefail; LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \

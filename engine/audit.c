@@ -36,6 +36,8 @@ struct wd_audit {
                 ** to a flush's size each time cost page faults and copies */
     struct pending {
         size_t start, prev_at, seq_at, end;
+        size_t line_at, line_end; /* in out, once rendered */
+        char run[37], event[40];  /* for the observer */
     } *pending;
     size_t npending, cap;
     off_t known_size;     /* file size after our last write; -1 unknown */
@@ -54,7 +56,22 @@ struct wd_audit {
     unsigned long long want, synced; /* flushes written, and synced */
     atomic_int sync_failed;
     char sync_errmsg[256]; /* written by the syncer before sync_failed is set */
+    wd_audit_observer observer;
+    void *observer_ud;
 };
+
+void wd_audit_observe(wd_audit *a, wd_audit_observer fn, void *ud)
+{
+    a->observer = fn;
+    a->observer_ud = ud;
+}
+
+/* a string member of rec into out, "" when there is none */
+static void member(const json_t *rec, const char *key, char *out, size_t n)
+{
+    const char *v = json_string_value(json_object_get(rec, key));
+    wd_strlcpy(out, v ? v : "", n);
+}
 
 static int mkdirs(const char *path)
 {
@@ -158,7 +175,12 @@ static int stage(wd_audit *a, const json_t *rec)
             a->text.p[start] = '\0';
         return -1;
     }
-    a->pending[a->npending++] = (struct pending){start, at[1], at[2], a->text.len};
+    struct pending *pd = &a->pending[a->npending++];
+    *pd = (struct pending){start, at[1], at[2], a->text.len, 0, 0, "", ""};
+    if (a->observer) {
+        member(rec, "run_id", pd->run, sizeof pd->run);
+        member(rec, "event", pd->event, sizeof pd->event);
+    }
     return 0;
 }
 
@@ -399,7 +421,7 @@ static int sync_later(wd_audit *a)
 
 /* one staged record into its line: seq and prev_hash put in their places, the
 ** canonical text hashed, the hash appended last */
-static int render(wd_audit *a, const struct pending *r, wd_buf *out)
+static int render(wd_audit *a, struct pending *r, wd_buf *out)
 {
     const char *t = a->text.p;
     size_t start = out->len;
@@ -426,6 +448,8 @@ static int render(wd_audit *a, const struct pending *r, wd_buf *out)
     if (wd_buf_add(out, tail, 76) < 0)
         return -1;
     memcpy(a->prev_hash, h, 65);
+    r->line_at = start;
+    r->line_end = out->len - 1; /* without the newline */
     return 0;
 }
 
@@ -497,6 +521,10 @@ int wd_audit_flush(wd_audit *a)
     rc = 0;
 unlock:
     flock(a->fd, LOCK_UN);
+    for (size_t i = 0; rc == 0 && a->observer && i < a->npending; i++) {
+        struct pending *pd = &a->pending[i];
+        a->observer(a->observer_ud, pd->run, pd->event, out->p + pd->line_at, pd->line_end - pd->line_at);
+    }
     if (rc < 0)
         a->known_size = -1;
     a->npending = 0;

@@ -33,6 +33,12 @@ int wd_audit_failed(const wd_audit *a);
 const char *wd_audit_path(const wd_audit *a);
 const char *wd_audit_error(const wd_audit *a);
 
+/* fn sees each line this handle wrote (chained, without its newline), after the write,
+** on the flushing thread, with the record's run_id and event ("" when none); the line
+** is borrowed. NULL: none */
+typedef void (*wd_audit_observer)(void *ud, const char *run_id, const char *event, const char *line, size_t len);
+void wd_audit_observe(wd_audit *a, wd_audit_observer fn, void *ud);
+
 /* 0 intact, 1 tampered (report names the first bad line), -1 unreadable */
 int wd_audit_verify(const char *path, wd_buf *report, long *records);
 

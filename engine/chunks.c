@@ -38,6 +38,7 @@ static size_t nentries;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static long hits, compiles; /* under mu */
 static long long racy_ns = RACY_NS;
+static int pinned; /* under mu: a cached version serves until wd_chunks_refresh replaces it */
 
 static unsigned hash(const char *s)
 {
@@ -133,16 +134,121 @@ void wd_chunks_stats(long *h, long *c)
     pthread_mutex_unlock(&mu);
 }
 
+void wd_chunks_pin(int on)
+{
+    pthread_mutex_lock(&mu);
+    pinned = on;
+    pthread_mutex_unlock(&mu);
+}
+
+/* text compiled as chunk `name` and dumped into code (a state of its own: callers hold
+** no Lua state); 0, or -1 with the compiler's message in err */
+static int compile_dump(const char *text, size_t len, const char *name, wd_buf *code, char *err, size_t n)
+{
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        wd_errf(err, n, "out of memory");
+        return -1;
+    }
+    int rc = luaL_loadbufferx(L, text, len, name, "t");
+    if (rc != LUA_OK)
+        wd_errf(err, n, "%s", lua_tostring(L, -1));
+    else if (lua_dump(L, dump_writer, code, 0) != 0)
+        wd_errf(err, n, "out of memory");
+    else
+        rc = -2; /* done */
+    lua_close(L);
+    return rc == -2 ? 0 : -1;
+}
+
+int wd_chunks_refresh(const char *path, char *err, size_t n)
+{
+    size_t len;
+    char *text = wd_read_file(path, 4u << 20, &len);
+    if (!text) {
+        wd_errf(err, n, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char name[512];
+    snprintf(name, sizeof name, "@%s", path);
+    wd_buf probe = {0};
+    int rc = compile_dump(text, len, name, &probe, err, n); /* the message names the file */
+    wd_buf_free(&probe);
+    if (rc < 0) {
+        free(text);
+        return -1;
+    }
+    /* every cached name of the file gets the new text: compiled outside the lock, swapped under it */
+    unsigned b = hash(path) % NBUCKETS;
+    int count = 0;
+    for (;;) {
+        char want[512] = "";
+        pthread_mutex_lock(&mu);
+        for (entry *e = buckets[b]; e && !want[0]; e = e->next)
+            if (!strcmp(e->path, path) && e->size != -1)
+                wd_strlcpy(want, e->name, sizeof want);
+        pthread_mutex_unlock(&mu);
+        if (!want[0])
+            break;
+        entry *e = calloc(1, sizeof *e);
+        if (!e || !(e->path = wd_strdup(path)) || !(e->name = wd_strdup(want)) ||
+            compile_dump(text, len, want, &e->code, err, n) < 0) {
+            entry_free(e);
+            free(text);
+            return -1;
+        }
+        e->size = -1; /* marks the entries of this refresh, so the loop ends */
+        pthread_mutex_lock(&mu);
+        insert(e, b);
+        pthread_mutex_unlock(&mu);
+        count++;
+    }
+    pthread_mutex_lock(&mu);
+    for (entry *e = buckets[b]; e; e = e->next)
+        if (!strcmp(e->path, path))
+            e->size = 0;
+    pthread_mutex_unlock(&mu);
+    free(text);
+    return count;
+}
+
+void wd_chunks_forget(const char *path)
+{
+    unsigned b = hash(path) % NBUCKETS;
+    pthread_mutex_lock(&mu);
+    for (entry **pp = &buckets[b]; *pp;) {
+        entry *e = *pp;
+        if (!strcmp(e->path, path)) {
+            *pp = e->next;
+            entry_free(e);
+            nentries--;
+        } else {
+            pp = &e->next;
+        }
+    }
+    pthread_mutex_unlock(&mu);
+}
+
 int wd_chunks_load(lua_State *L, const char *path, const char *chunkname)
 {
     char name[512];
     snprintf(name, sizeof name, "@%s", chunkname);
+    unsigned b = hash(path) % NBUCKETS;
+    pthread_mutex_lock(&mu);
+    if (pinned) /* the version the watcher last accepted, whatever the file holds now */
+        for (entry *e = buckets[b]; e; e = e->next)
+            if (!strcmp(e->path, path) && !strcmp(e->name, name)) {
+                int rc = luaL_loadbufferx(L, e->code.p, e->code.len, name, "b");
+                hits++;
+                pthread_mutex_unlock(&mu);
+                return rc;
+            }
+    pthread_mutex_unlock(&mu);
     struct stat st;
     if (stat(path, &st) < 0) {
         lua_pushfstring(L, "cannot read %s: %s", path, strerror(errno));
         return LUA_ERRFILE;
     }
-    unsigned b = hash(path) % NBUCKETS;
     pthread_mutex_lock(&mu);
     for (entry *e = buckets[b]; e; e = e->next)
         if (!strcmp(e->path, path) && !strcmp(e->name, name) && same_version(e, &st)) {
@@ -166,7 +272,7 @@ int wd_chunks_load(lua_State *L, const char *path, const char *chunkname)
     if (rc != LUA_OK || !S_ISREG(st.st_mode) || (size_t)st.st_size != len)
         return rc;
     pthread_mutex_lock(&mu);
-    int racy = is_racy(&st);
+    int racy = !pinned && is_racy(&st);
     pthread_mutex_unlock(&mu);
     if (racy)
         return rc;

@@ -1,11 +1,13 @@
 /* cli.c - the `warden` command (DESIGN.md section 6). Exit codes: 0 success, 1 the
 ** run ended without success (its result still printed), 2 usage or configuration. */
+#include "admin.h"
 #include "approval.h"
 #include "audit.h"
 #include "breaker.h"
 #include "killswitch.h"
 #include "policy.h"
 #include "report.h"
+#include "serve.h"
 #include "store.h"
 #include "util.h"
 #include "warden.h"
@@ -30,6 +32,8 @@ static const char USAGE[] =
     "  warden report failures [AUDIT_FILE] [--since T] [--until T] [--policy FILE] [--json]\n"
     "  warden breakers [--policy FILE] [--json]\n"
     "  warden breakers reset NAME --user ID [--policy FILE]   (ID must hold the highest role)\n"
+    "  warden serve [--policy FILE] [--agents DIR] [--listen HOST:PORT] [--workers N] [--llm mock:FILE|URL]\n"
+    "               [--grace DURATION] [--max-body BYTES]   (defaults: agents, 127.0.0.1:8080, 2, 10s, 1048576)\n"
     "  warden version\n";
 
 static int usage(const char *msg)
@@ -115,7 +119,7 @@ static int cmd_run(args_t *a)
         return 2;
     }
     one_t one = {NULL};
-    wd_run_opts ro = {a->pos[0], a->npos > 1 ? a->pos[1] : "", a->user, a->session, NULL};
+    wd_run_opts ro = {a->pos[0], a->npos > 1 ? a->pos[1] : "", a->user, a->session, NULL, NULL};
     wd_engine_on_notice(e, to_stderr, NULL);
     wd_engine_submit(e, &ro, on_done, &one);
     wd_engine_wait(e);
@@ -283,34 +287,16 @@ static wd_policy *load_policy(args_t *a)
 
 static int cmd_breakers_list(args_t *a, wd_policy *p, wd_store *st)
 {
-    wd_breaker_row *rows;
-    size_t n;
-    if (wd_store_breaker_list(st, &rows, &n) < 0) {
+    json_t *list = wd_admin_breakers(st, p);
+    if (!list) {
         fprintf(stderr, "warden: state store %s: %s\n", wd_store_path(st), wd_store_error(st));
         return 2;
     }
-    int64_t now = wd_wall_ms();
-    json_t *list = json_array();
-    for (size_t i = 0; i < n; i++) {
-        wd_breaker_row *r = &rows[i];
-        long long retry_in = r->state == WD_BR_OPEN ? p->breaker_open_ms - (now - r->opened_ms) : 0;
-        if (retry_in < 0)
-            retry_in = 0; /* due: the next call is the probe */
-        char opened[40] = "";
-        if (r->opened_ms)
-            wd_rfc3339_ms(r->opened_ms, opened, sizeof opened);
-        json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:s?,s:I,s:I}", "name", r->name, "state",
-                                              wd_breaker_state_name(r->state), "failures", (json_int_t)r->failures,
-                                              "opened_at", opened[0] ? opened : NULL, "retry_in_ms",
-                                              (json_int_t)retry_in, "probes_in_flight",
-                                              (json_int_t)(r->state == WD_BR_HALF_OPEN ? r->probes : 0)));
-    }
-    free(rows);
     if (a->json) {
         char *out = json_dumps(list, JSON_COMPACT);
         puts(out ? out : "[]");
         free(out);
-    } else if (!n) {
+    } else if (!json_array_size(list)) {
         printf("no breaker has been used yet (store %s)\n", wd_store_path(st));
     } else {
         printf("%-40s %-10s %8s  %s\n", "BREAKER", "STATE", "FAILURES", "RETRY IN");
@@ -330,6 +316,24 @@ static int cmd_breakers_list(args_t *a, wd_policy *p, wd_store *st)
     return 0;
 }
 
+/* rec (taken) into the policy's log; 0, or -1 after a message */
+static int audit_one(const wd_policy *p, json_t *rec)
+{
+    char err[300];
+    wd_audit *au = wd_audit_open(p->audit_path, p->audit_fsync, err, sizeof err);
+    if (!au) {
+        json_decref(rec);
+        fprintf(stderr, "warden: %s\n", err);
+        return -1;
+    }
+    wd_audit_append(au, rec);
+    int rc = wd_audit_flush(au);
+    if (rc < 0)
+        fprintf(stderr, "warden: %s\n", wd_audit_error(au));
+    wd_audit_close(au);
+    return rc;
+}
+
 /* an operator closes a breaker by hand: admins only, audited */
 static int cmd_breakers_reset(args_t *a, wd_policy *p, wd_store *st)
 {
@@ -341,42 +345,20 @@ static int cmd_breakers_reset(args_t *a, wd_policy *p, wd_store *st)
                 a->user ? " ('" : "", a->user ? a->user : "", a->user ? (u ? "' has less)" : "' is not in the policy)") : "");
         return 2;
     }
-    wd_breaker_row row;
-    int found;
-    if (wd_store_begin(st) < 0 || (found = wd_store_breaker_get(st, name, &row)) < 0) {
+    int from;
+    json_t *rec;
+    int found = wd_admin_breaker_reset(st, name, u->name, &from, &rec);
+    if (found < 0) {
         fprintf(stderr, "warden: state store %s: %s\n", wd_store_path(st), wd_store_error(st));
         return 2;
     }
     if (!found) {
-        wd_store_rollback(st);
         fprintf(stderr, "warden: no breaker named '%s' (see `warden breakers`)\n", name);
         return 2;
     }
-    int from = row.state;
-    row.state = WD_BR_CLOSED;
-    row.failures = 0;
-    row.probes = 0;
-    row.updated_ms = wd_wall_ms();
-    if (wd_store_breaker_put(st, &row) < 0 || wd_store_commit(st) < 0) {
-        wd_store_rollback(st);
-        fprintf(stderr, "warden: state store %s: %s\n", wd_store_path(st), wd_store_error(st));
-        return 2;
-    }
-    char err[300];
-    wd_audit *au = wd_audit_open(p->audit_path, p->audit_fsync, err, sizeof err);
-    if (au) {
-        char reason[200];
-        snprintf(reason, sizeof reason, "reset by %s (was %s)", u->name, wd_breaker_state_name(from));
-        json_t *ev = json_pack("{s:s,s:n,s:n,s:s,s:n,s:b,s:s,s:s,s:s}", "event", "breaker_closed", "run_id",
-                               "session_id", "user_id", u->name, "agent", "success", 1, "breaker", name,
-                               "circuit_breaker_state", "closed", "reason", reason);
-        wd_audit_append(au, ev);
-        wd_audit_close(au);
-    } else {
-        fprintf(stderr, "warden: %s\n", err);
-    }
+    int rc = audit_one(p, rec);
     printf("%s: closed (was %s)\n", name, wd_breaker_state_name(from));
-    return au ? 0 : 2;
+    return rc < 0 ? 2 : 0;
 }
 
 static int cmd_breakers(args_t *a)
@@ -535,26 +517,18 @@ static int cmd_kill(args_t *a, int revive)
         goto done;
     }
     const char *reason = a->reason && *a->reason ? a->reason : revive ? "revived" : "killed by an operator";
-    got = revive ? wd_kill_clear(st, agent) : wd_kill_set(st, agent, by ? by : "", reason, 0, wd_wall_ms());
+    json_t *rec;
+    got = wd_admin_kill(st, agent, revive, by, reason, &rec);
     if (got < 0)
         goto store_fail;
-    wd_audit *au = wd_audit_open(p->audit_path, p->audit_fsync, err, sizeof err);
-    if (au) {
-        json_t *ev = json_pack("{s:s,s:n,s:n,s:s?,s:s,s:b,s:s,s:s}", "event", "kill_switch", "run_id", "session_id",
-                               "user_id", by, "agent", agent, "success", 1, "action", revive ? "revive" : "kill",
-                               "reason", reason);
-        wd_audit_append(au, ev);
-        wd_audit_close(au);
-    } else {
-        fprintf(stderr, "warden: %s\n", err);
-    }
+    int logged = audit_one(p, rec);
     const char *what = !strcmp(agent, WD_KILL_ALL) ? "every agent" : agent;
     if (revive)
         printf("%s revived%s\n", what, got ? "" : " (it was not killed)");
     else
         printf("%s killed%s: new runs are refused, running ones end within a second\n", what,
                got ? "" : " already");
-    rc = au ? 0 : 2;
+    rc = logged < 0 ? 2 : 0;
     goto done;
 store_fail:
     fprintf(stderr, "warden: state store %s: %s\n", wd_store_path(st), wd_store_error(st));
@@ -611,6 +585,45 @@ static int cmd_report(args_t *a, int kind)
     return 0;
 }
 
+/* warden serve: its own options (serve.h) */
+static int cmd_serve(int argc, char **argv)
+{
+    wd_serve_opts o = {0};
+    for (int i = 2; i < argc; i++) {
+        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v || strncmp(k, "--", 2))
+            return usage(v ? NULL : "serve: every option takes a value");
+        i++;
+        if (!strcmp(k, "--policy"))
+            o.policy_path = v;
+        else if (!strcmp(k, "--agents"))
+            o.agents_dir = v;
+        else if (!strcmp(k, "--listen"))
+            o.listen = v;
+        else if (!strcmp(k, "--llm"))
+            o.llm = v;
+        else if (!strcmp(k, "--workers") || !strcmp(k, "--max-body")) {
+            char *end;
+            long long n = strtoll(v, &end, 10);
+            if (*end || n < 1 || (k[2] == 'w' && n > 64))
+                return usage(k[2] == 'w' ? "serve: --workers takes 1 to 64" : "serve: --max-body takes a byte count");
+            if (k[2] == 'w')
+                o.workers = (int)n;
+            else
+                o.max_body = n;
+        } else if (!strcmp(k, "--grace")) {
+            long long ms = wd_policy_duration(v);
+            if (ms <= 0)
+                return usage("serve: --grace takes a duration like 30s or 2m, or milliseconds");
+            o.grace_ms = ms;
+        } else {
+            fprintf(stderr, "warden: serve: unknown option %s\n", k);
+            return usage(NULL);
+        }
+    }
+    return wd_serve(&o);
+}
+
 int main(int argc, char **argv)
 {
     args_t a;
@@ -625,6 +638,8 @@ int main(int argc, char **argv)
         fputs(USAGE, stdout);
         return 0;
     }
+    if (!strcmp(cmd, "serve"))
+        return cmd_serve(argc, argv);
     if (!strcmp(cmd, "run")) {
         if (parse(argc, argv, 2, &a) < 0)
             return usage(NULL);

@@ -82,6 +82,8 @@ int wd_run_audit(wd_run *r, json_t *rec)
     if (!rec)
         return -1;
     wd_redact_record(r->pol ? r->pol : r->eng->policy, rec);
+    if (r->eng->on_record)
+        r->eng->on_record(r->eng->on_record_ud, rec);
     return wd_audit_append(r->eng->audit, rec);
 }
 
@@ -852,6 +854,31 @@ void wd_engine_on_notice(wd_engine *e, void (*fn)(void *ud, const char *line), v
     e->notice_ud = ud;
 }
 
+void wd_engine_on_record(wd_engine *e, void (*fn)(void *ud, const json_t *rec), void *ud)
+{
+    e->on_record = fn;
+    e->on_record_ud = ud;
+}
+
+void wd_engine_set_policy(wd_engine *e, wd_policy *p)
+{
+    wd_policy *old = e->policy;
+    e->policy = wd_policy_ref(p);
+    wd_policy_unref(old);
+}
+
+int wd_engine_cancel(wd_engine *e, const char *why)
+{
+    int n = 0;
+    while (e->live) { /* wd_run_end unlinks the run it ends */
+        wd_run_end(e->live, WD_ST_KILLED, why);
+        n++;
+    }
+    return n;
+}
+
+int wd_engine_active(const wd_engine *e) { return e->active; }
+
 void wd_engine_record_tool_overhead(wd_engine *e, int on)
 {
     e->record_overhead = on;
@@ -875,7 +902,10 @@ int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, vo
     r->t0_ns = wd_now_ns();
     r->wall0_ms = wd_wall_ms();
     r->agent_ref = LUA_NOREF;
-    wd_uuid(r->run_id);
+    if (o->run_id && strlen(o->run_id) < sizeof r->run_id)
+        memcpy(r->run_id, o->run_id, strlen(o->run_id) + 1);
+    else
+        wd_uuid(r->run_id);
     if (o->session_id)
         r->session_id = wd_strdup(o->session_id);
     else {

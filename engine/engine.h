@@ -47,6 +47,8 @@ struct wd_engine {
     int record_overhead;
     void (*notice)(void *ud, const char *line); /* lines for a person watching (warden run: stderr) */
     void *notice_ud;
+    void (*on_record)(void *ud, const json_t *rec); /* wd_engine_on_record */
+    void *on_record_ud;
     long long *lat;
     size_t nlat, caplat;
     wd_run *live;               /* every submitted run not yet ended */

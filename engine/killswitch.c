@@ -128,6 +128,8 @@ fail_txn:
 
 /* ---- engine side ------------------------------------------------------------------ */
 
+void wd_kills_invalidate(wd_engine *e) { e->kills.read_ns = 0; }
+
 /* the engine's copy of the tables, read again when older than KILL_POLL_MS:
 ** killed {agent: reason}, failing {agent: count} */
 static int refresh(wd_engine *e, int force)

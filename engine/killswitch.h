@@ -34,5 +34,7 @@ void wd_kills_note_end(wd_run *r, int st);
 /* arms the poll that ends running runs of killed agents (while the engine has runs) */
 void wd_kills_arm(wd_engine *e);
 void wd_kills_free(wd_engine *e);
+/* the engine's copy of the tables is read again at its next use (a kill made in this process) */
+void wd_kills_invalidate(wd_engine *e);
 
 #endif

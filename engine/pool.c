@@ -50,7 +50,14 @@ typedef struct worker {
     _Atomic int inflight;
     char err[512];
     int ready; /* under pool->mu */
+    struct post *mail, **mail_tail; /* wd_pool_post's calls for this thread; under pool->qmu */
 } worker;
+
+typedef struct post {
+    struct post *next;
+    void (*fn)(void *arg, int index, wd_engine *e);
+    void *arg;
+} post;
 
 struct wd_pool {
     wd_engine_opts opts;
@@ -60,8 +67,9 @@ struct wd_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     long pending;         /* submitted, not yet ended; under mu */
-    pthread_mutex_t qmu;  /* guards the queue and every worker's stop and taking */
+    pthread_mutex_t qmu;  /* guards the queue and every worker's stop, taking and mail */
     node *head, *tail;
+    wd_pool_hooks hooks;
 };
 
 /* NULL-safe */
@@ -141,7 +149,7 @@ static void take(worker *w)
         list = x->next;
         x->w = w;
         atomic_fetch_add(&w->inflight, 1);
-        wd_run_opts o = {x->agent, x->query, x->user_id, x->session_id, x->llm};
+        wd_run_opts o = {x->agent, x->query, x->user_id, x->session_id, x->llm, NULL};
         if (wd_engine_submit(w->e, &o, on_done, x) < 0 && !x->called) {
             fail_now(x->done, x->ud, "out of memory");
             atomic_fetch_sub(&w->inflight, 1);
@@ -153,12 +161,29 @@ static void take(worker *w)
         event_base_loopbreak(w->e->base);
 }
 
+/* on the worker's thread: the calls posted to it, in the order they came */
+static void deliver(worker *w)
+{
+    pthread_mutex_lock(&w->pool->qmu);
+    post *list = w->mail;
+    w->mail = NULL;
+    w->mail_tail = &w->mail;
+    pthread_mutex_unlock(&w->pool->qmu);
+    while (list) {
+        post *x = list;
+        list = x->next;
+        x->fn(x->arg, (int)(w - w->pool->w), w->e);
+        free(x);
+    }
+}
+
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     uint64_t v;
     while (read(fd, &v, sizeof v) < 0 && errno == EINTR)
         ;
+    deliver(arg);
     take(arg);
 }
 
@@ -189,6 +214,9 @@ static void *worker_main(void *arg)
     }
     if (!w->e)
         wd_watchdog_detach();
+    int index = (int)(w - p->w);
+    if (w->e && p->hooks.start) /* before the pool's maker goes on: its worker is whole */
+        p->hooks.start(p->hooks.ud, index, w->e);
     pthread_mutex_lock(&p->mu);
     w->ready = w->e ? 1 : -1;
     pthread_cond_broadcast(&p->cv);
@@ -196,6 +224,9 @@ static void *worker_main(void *arg)
     if (!w->e)
         return NULL;
     event_base_loop(w->e->base, 0); /* the wake event keeps it alive until stopped */
+    deliver(w); /* calls posted as it stopped still run, on this thread */
+    if (p->hooks.stop)
+        p->hooks.stop(p->hooks.ud, index, w->e);
     event_free(w->wake);
     event_free(w->again);
     wd_engine_free(w->e);
@@ -215,6 +246,11 @@ static char *dup_or_null(const char *s) { return s ? wd_strdup(s) : NULL; }
 
 wd_pool *wd_pool_new(const wd_engine_opts *o, int workers, char *err, size_t errlen)
 {
+    return wd_pool_new_hooked(o, workers, NULL, err, errlen);
+}
+
+wd_pool *wd_pool_new_hooked(const wd_engine_opts *o, int workers, const wd_pool_hooks *h, char *err, size_t errlen)
+{
     if (workers < 1 || workers > MAX_WORKERS) {
         wd_errf(err, errlen, "workers must be between 1 and %d, not %d", MAX_WORKERS, workers);
         return NULL;
@@ -229,6 +265,8 @@ wd_pool *wd_pool_new(const wd_engine_opts *o, int workers, char *err, size_t err
     p->opts.llm = p->llm = dup_or_null(o->llm);
     p->opts.audit_path = p->audit_path = dup_or_null(o->audit_path);
     p->opts.store_path = p->store_path = dup_or_null(o->store_path);
+    if (h)
+        p->hooks = *h;
     if (!(p->w = calloc((size_t)workers, sizeof *p->w)))
         goto oom;
     p->n = workers;
@@ -238,6 +276,7 @@ wd_pool *wd_pool_new(const wd_engine_opts *o, int workers, char *err, size_t err
     for (int i = 0; i < workers; i++) {
         worker *w = &p->w[i];
         w->pool = p;
+        w->mail_tail = &w->mail;
         w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (w->efd < 0) {
             wd_errf(err, errlen, "eventfd: %s", strerror(errno));
@@ -271,6 +310,23 @@ fail:
 }
 
 int wd_pool_workers(const wd_pool *p) { return p->n; }
+
+int wd_pool_post(wd_pool *p, int index, void (*fn)(void *arg, int index, wd_engine *e), void *arg)
+{
+    if (index < 0 || index >= p->n)
+        return -1;
+    post *x = malloc(sizeof *x);
+    if (!x)
+        return -1;
+    *x = (post){NULL, fn, arg};
+    worker *w = &p->w[index];
+    pthread_mutex_lock(&p->qmu);
+    *w->mail_tail = x;
+    w->mail_tail = &x->next;
+    pthread_mutex_unlock(&p->qmu);
+    wake(w);
+    return 0;
+}
 
 int wd_pool_submit(wd_pool *p, const wd_run_opts *o, wd_run_done_fn done, void *ud)
 {
@@ -340,6 +396,11 @@ void wd_pool_free(wd_pool *p)
         for (int i = 0; i < p->n; i++) {
             if (p->w[i].efd >= 0)
                 close(p->w[i].efd);
+            while (p->w[i].mail) { /* a worker that never started */
+                post *x = p->w[i].mail;
+                p->w[i].mail = x->next;
+                free(x);
+            }
         }
         free(p->w);
     }

@@ -104,7 +104,7 @@ static void recommend(json_t *recs, const wd_policy *p, simple_t *models, double
                                                              "No spend recorded yet: nothing to recommend."));
 }
 
-static json_t *budgets(wd_store *st, const wd_policy *p, int64_t now)
+json_t *wd_report_budgets(wd_store *st, const wd_policy *p, int64_t now)
 {
     json_t *out = json_array();
     wd_ledger_row *rows = NULL;
@@ -297,7 +297,7 @@ json_t *wd_report_cost(const char *audit_path, wd_store *st, const wd_policy *p,
     json_object_set_new(rep, "by_agent", by_agent);
     json_object_set_new(rep, "by_model", by_model);
     json_object_set_new(rep, "by_tool", by_tool);
-    json_object_set_new(rep, "budgets", budgets(st, p, now));
+    json_object_set_new(rep, "budgets", wd_report_budgets(st, p, now));
     json_object_set_new(rep, "recommendations", recs);
     if (bad_lines)
         json_object_set_new(rep, "unreadable_lines", json_integer(bad_lines));

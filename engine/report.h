@@ -13,6 +13,9 @@
 ** st may be NULL (no budget section). NULL with err when the log cannot be read. */
 json_t *wd_report_cost(const char *audit_path, wd_store *st, const wd_policy *p, int64_t since, int64_t until,
                        int64_t now, char *err, size_t n);
+/* budget use of the current day and month from the store's ledger: [{scope, period,
+** spent_usd, reserved_usd, limit_usd, used_pct}]; caller decrefs */
+json_t *wd_report_budgets(wd_store *st, const wd_policy *p, int64_t now);
 /* the report as text for a terminal; caller frees */
 char *wd_report_cost_text(const json_t *rep);
 

@@ -12,6 +12,7 @@
 
 typedef struct wd_engine wd_engine;
 typedef struct wd_run wd_run;
+typedef struct wd_policy wd_policy;
 
 typedef struct wd_engine_opts {
     const char *policy_path;   /* default policies/default.yaml */
@@ -26,6 +27,7 @@ typedef struct wd_run_opts {
     const char *user_id;
     const char *session_id;    /* generated when NULL */
     const char *llm;           /* overrides the engine's */
+    const char *run_id;        /* a UUID the caller chose (it names the run before it starts); generated when NULL */
 } wd_run_opts;
 
 /* result is borrowed: valid during the call only (incref to keep it) */
@@ -42,6 +44,16 @@ const char *wd_engine_audit_path(const wd_engine *e);
 /* fn gets lines meant for a person watching the runs (a run waiting for approval, an
 ** escalation), on the engine's thread; NULL: none */
 void wd_engine_on_notice(wd_engine *e, void (*fn)(void *ud, const char *line), void *ud);
+
+/* fn sees every record a run audits (redacted, before it is chained), on the engine's
+** thread; the record is borrowed. NULL: none */
+void wd_engine_on_record(wd_engine *e, void (*fn)(void *ud, const json_t *rec), void *ud);
+/* the snapshot checks read from now on (takes a reference); runs in flight see it at
+** their next check, their run-level limits stay those they started with */
+void wd_engine_set_policy(wd_engine *e, wd_policy *p);
+/* ends every run of the engine as killed with why; returns how many */
+int wd_engine_cancel(wd_engine *e, const char *why);
+int wd_engine_active(const wd_engine *e);
 
 /* benchmarking: when on, the engine records the enforcement time of each tool call
 ** (pipeline entry to the agent's resumption, handler time excluded) in nanoseconds */
@@ -64,5 +76,19 @@ void wd_pool_wait(wd_pool *p);
 /* waits, stops the workers, frees; accepts NULL */
 void wd_pool_free(wd_pool *p);
 int wd_pool_workers(const wd_pool *p);
+
+/* what a host runs on each worker's thread: start before its loop turns (index from 0),
+** stop after it ended, with its engine */
+typedef struct wd_pool_hooks {
+    void (*start)(void *ud, int index, wd_engine *e);
+    void (*stop)(void *ud, int index, wd_engine *e);
+    void *ud;
+} wd_pool_hooks;
+/* wd_pool_new with hooks (copied; NULL: none) */
+wd_pool *wd_pool_new_hooked(const wd_engine_opts *o, int workers, const wd_pool_hooks *h, char *err, size_t errlen);
+/* thread-safe: fn(arg, index, engine) runs on worker index's thread, soon, in the order
+** posted (still before its stop hook when the pool is being freed). 0, or -1 (out of
+** memory, no such worker) */
+int wd_pool_post(wd_pool *p, int index, void (*fn)(void *arg, int index, wd_engine *e), void *arg);
 
 #endif

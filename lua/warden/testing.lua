@@ -261,6 +261,68 @@ function M.pending(pol)
   error("no approval request appeared")
 end
 
+-- f's first truthy value, tried every 10 ms (tries times, default 500); an error naming what
+function M.wait_for(f, what, tries)
+  for _ = 1, tries or 500 do
+    local v = f()
+    if v then return v end
+    os.execute("sleep 0.01")
+  end
+  error("gave up waiting for " .. what)
+end
+
+-- SHA-256 of a text, in hex (what a policy's api_key_sha256 holds)
+function M.sha256(text)
+  local f = M.write(M.tmpfile(".key"), text)
+  return (M.sh("sha256sum " .. f)):match("^(%x+)")
+end
+
+-- `warden serve` in the background: opts.policy (path), opts.agents (dir), opts.llm,
+-- opts.workers, opts.grace. Returns srv with url, pid, err (its stderr file) and
+-- srv.http(method, path, key, body) -> status, decoded body (or raw text), headers;
+-- srv.stop(signal) -> the exit code (waits for it)
+function M.serve(opts)
+  local errf, rcf, pidf = M.tmpfile(".err"), M.tmpfile(".rc"), M.tmpfile(".pid")
+  local cmd = ("%s serve --listen 127.0.0.1:0 --policy %s --agents %s --workers %d --llm %s%s"):format(
+    M.bin, opts.policy, opts.agents, opts.workers or 2, opts.llm or ("mock:" .. M.scenario({ { content = "done" } })),
+    opts.grace and (" --grace " .. opts.grace) or "")
+  os.execute(("sh -c '%s 2>%s & echo $! >%s; wait $!; echo $? >%s' >/dev/null 2>&1 &"):format(cmd, errf, pidf, rcf))
+  local port
+  for _ = 1, 1000 do
+    port = (M.read(errf) or ""):match("serving http://127%.0%.0%.1:(%d+)/")
+    if port or M.read(rcf) then break end
+    os.execute("sleep 0.01")
+  end
+  assert(port, "warden serve did not start: " .. tostring(M.read(errf)))
+  local srv = { url = "http://127.0.0.1:" .. port, port = port, err = errf, pid = M.read(pidf):match("%d+") }
+  function srv.http(method, path, key, body, extra)
+    local out, hdr = M.tmpfile(".body"), M.tmpfile(".hdr")
+    local args = { "curl -s -m 30 -o " .. out .. " -D " .. hdr .. " -w '%{http_code}' -X " .. method }
+    if key then args[#args + 1] = "-H 'Authorization: Bearer " .. key .. "'" end
+    if body then
+      local bf = M.write(M.tmpfile(".json"), type(body) == "table" and json.encode(body) or body)
+      args[#args + 1] = "-H 'Content-Type: application/json' --data-binary @" .. bf
+    end
+    args[#args + 1] = extra or ""
+    args[#args + 1] = "'" .. srv.url .. path .. "'"
+    local code = tonumber((M.sh(table.concat(args, " "))))
+    local text = M.read(out) or ""
+    local ok, v = pcall(json.decode, text)
+    return code, ok and v or text, M.read(hdr) or ""
+  end
+  -- sig false: no signal, wait for the exit of one sent already
+  function srv.stop(sig)
+    if sig ~= false then os.execute("kill -" .. (sig or "TERM") .. " " .. srv.pid .. " 2>/dev/null") end
+    for _ = 1, 3000 do
+      local rc = M.read(rcf)
+      if rc and rc:match("%d") then return tonumber(rc:match("%d+")) end
+      os.execute("sleep 0.01")
+    end
+    error("warden serve did not stop")
+  end
+  return srv
+end
+
 -- the lab agent runs a plan given as its query and returns what each step gave back
 function M.lab(plan, opts)
   local o = { agent = "spec/fixtures/lab", query = plan }

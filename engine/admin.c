@@ -1,0 +1,73 @@
+/* admin.c - operator actions shared by cli.c and api.c */
+#include "admin.h"
+#include "breaker.h"
+#include "killswitch.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+json_t *wd_admin_breakers(wd_store *st, const wd_policy *p)
+{
+    wd_breaker_row *rows;
+    size_t n;
+    if (wd_store_breaker_list(st, &rows, &n) < 0)
+        return NULL;
+    int64_t now = wd_wall_ms();
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < n; i++) {
+        wd_breaker_row *r = &rows[i];
+        long long retry_in = r->state == WD_BR_OPEN ? p->breaker_open_ms - (now - r->opened_ms) : 0;
+        if (retry_in < 0)
+            retry_in = 0; /* due: the next call is the probe */
+        char opened[40] = "";
+        if (r->opened_ms)
+            wd_rfc3339_ms(r->opened_ms, opened, sizeof opened);
+        json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:s?,s:I,s:I}", "name", r->name, "state",
+                                              wd_breaker_state_name(r->state), "failures", (json_int_t)r->failures,
+                                              "opened_at", opened[0] ? opened : NULL, "retry_in_ms",
+                                              (json_int_t)retry_in, "probes_in_flight",
+                                              (json_int_t)(r->state == WD_BR_HALF_OPEN ? r->probes : 0)));
+    }
+    free(rows);
+    return list;
+}
+
+int wd_admin_breaker_reset(wd_store *st, const char *name, const char *by, int *from, json_t **rec)
+{
+    *rec = NULL;
+    wd_breaker_row row;
+    int found;
+    if (wd_store_begin(st) < 0)
+        return -1;
+    if ((found = wd_store_breaker_get(st, name, &row)) <= 0) {
+        wd_store_rollback(st);
+        return found;
+    }
+    *from = row.state;
+    row.state = WD_BR_CLOSED;
+    row.failures = 0;
+    row.probes = 0;
+    row.updated_ms = wd_wall_ms();
+    if (wd_store_breaker_put(st, &row) < 0 || wd_store_commit(st) < 0) {
+        wd_store_rollback(st);
+        return -1;
+    }
+    char reason[300];
+    snprintf(reason, sizeof reason, "reset by %s (was %s)", by, wd_breaker_state_name(*from));
+    *rec = json_pack("{s:s,s:n,s:n,s:s,s:n,s:b,s:s,s:s,s:s}", "event", "breaker_closed", "run_id", "session_id",
+                     "user_id", by, "agent", "success", 1, "breaker", name, "circuit_breaker_state", "closed", "reason",
+                     reason);
+    return 1;
+}
+
+int wd_admin_kill(wd_store *st, const char *agent, int revive, const char *by, const char *reason, json_t **rec)
+{
+    *rec = NULL;
+    int got = revive ? wd_kill_clear(st, agent) : wd_kill_set(st, agent, by ? by : "", reason, 0, wd_wall_ms());
+    if (got < 0)
+        return -1;
+    *rec = json_pack("{s:s,s:n,s:n,s:s?,s:s,s:b,s:s,s:s}", "event", "kill_switch", "run_id", "session_id", "user_id",
+                     by, "agent", agent, "success", 1, "action", revive ? "revive" : "kill", "reason", reason);
+    return got > 0;
+}

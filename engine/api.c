@@ -1,0 +1,846 @@
+/* api.c - the HTTP API of warden serve, on each worker's loop (serve.h).
+**
+** Every route but / and /healthz wants `Authorization: Bearer KEY`, whose SHA-256 must
+** be a user's api_key_sha256 in the policy the worker serves now; admin routes want the
+** policy's top role. Refusals (401, 403) are audited as authorization_denied, at most
+** DENY_AUDIT_PER_S a second per worker (the rest are counted, so a flood of bad keys
+** cannot flood the log). Errors are {"error": "..."} with the status that says why. */
+#include "admin.h"
+#include "approval.h"
+#include "chunks.h"
+#include "killswitch.h"
+#include "redact.h"
+#include "report.h"
+#include "serve.h"
+
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DENY_AUDIT_PER_S 50
+#define STREAM_POLL_MS 50
+#define LIST_LIMIT 500
+
+/* a request waiting for its run's result (POST /v1/runs with wait) and, either way, what
+** the run's end must do */
+typedef struct wd_waiter {
+    struct wd_waiter *next, *prev;
+    wd_front *f;
+    struct evhttp_request *req; /* NULL: answered already, or the client went away */
+    char run_id[37];
+} wd_waiter;
+
+/* an open event stream (GET /v1/runs/{id}/events) */
+typedef struct wd_stream {
+    struct wd_stream *next, *prev;
+    wd_front *f;
+    struct evhttp_request *req;
+    struct event *timer;
+    char run_id[37];
+    long cursor;
+} wd_stream;
+
+typedef struct call {
+    wd_front *f;
+    struct evhttp_request *req;
+    const char *route;  /* for the metrics */
+    wd_policy *p;       /* a reference, for the request's life */
+    const wd_user *user;
+    int admin;
+    const char *path;
+    char method[8];
+} call;
+
+/* ---- replies ---------------------------------------------------------------- */
+
+static void send_text(call *c, int status, const char *type, const char *body, size_t len)
+{
+    struct evbuffer *b = evbuffer_new();
+    struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+    evhttp_add_header(h, "Content-Type", type);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    if (c->f->draining)
+        evhttp_add_header(h, "Connection", "close");
+    if (b)
+        evbuffer_add(b, body, len);
+    evhttp_send_reply(c->req, status, NULL, b);
+    if (b)
+        evbuffer_free(b);
+    wd_metrics_http(c->f->srv->met, c->route, status);
+}
+
+/* takes v */
+static void send_json(call *c, int status, json_t *v)
+{
+    char *s = v ? json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
+    json_decref(v);
+    if (!s) {
+        static const char oom[] = "{\"error\":\"out of memory\"}";
+        send_text(c, 500, "application/json", oom, sizeof oom - 1);
+        return;
+    }
+    send_text(c, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+static void send_error(call *c, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void send_error(call *c, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    send_json(c, status, json_pack("{s:s}", "error", msg));
+}
+
+/* a record not tied to a run (run_id... null), redacted and appended to the worker's log */
+static void audit(wd_front *f, const wd_policy *p, json_t *rec)
+{
+    if (!rec)
+        return;
+    static const char *const NULLS[] = {"run_id", "session_id", "user_id", "agent"};
+    for (int i = 0; i < 4; i++)
+        if (!json_object_get(rec, NULLS[i]))
+            json_object_set_new(rec, NULLS[i], json_null());
+    wd_redact_record(p, rec);
+    wd_audit_append(f->e->audit, rec);
+}
+
+/* 401 or 403, audited (within the rate) as authorization_denied */
+static void deny(call *c, int status, const char *user, const char *why)
+{
+    wd_front *f = c->f;
+    int64_t now = wd_wall_ms();
+    if (now - f->deny_window_ms >= 1000) {
+        f->deny_window_ms = now;
+        f->deny_count = 0;
+    }
+    if (f->deny_count < DENY_AUDIT_PER_S) {
+        f->deny_count++;
+        char *peer = NULL;
+        ev_uint16_t port = 0;
+        evhttp_connection_get_peer(evhttp_request_get_connection(c->req), &peer, &port);
+        char reason[600];
+        snprintf(reason, sizeof reason, "http %d: %s", status, why);
+        json_t *rec = json_pack("{s:s,s:s?,s:b,s:s,s:s,s:s,s:s?,s:I}", "event", "authorization_denied", "user_id", user,
+                                "success", 0, "reason", reason, "http_method", c->method, "http_path", c->path,
+                                "remote_addr", peer, "unaudited_before", (json_int_t)f->deny_unaudited);
+        f->deny_unaudited = 0;
+        audit(f, c->p, rec);
+    } else {
+        f->deny_unaudited++;
+    }
+    if (status == 401)
+        evhttp_add_header(evhttp_request_get_output_headers(c->req), "WWW-Authenticate", "Bearer realm=\"warden\"");
+    send_error(c, status, "%s", why);
+}
+
+/* ---- authentication ---------------------------------------------------------- */
+
+/* the user the request's key belongs to; NULL after a 401 */
+static const wd_user *authenticate(call *c)
+{
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
+    if (!h) {
+        deny(c, 401, NULL, "no API key: send Authorization: Bearer KEY");
+        return NULL;
+    }
+    if (strncasecmp(h, "Bearer ", 7) || !h[7]) {
+        deny(c, 401, NULL, "the Authorization header must be 'Bearer KEY'");
+        return NULL;
+    }
+    const char *key = h + 7;
+    unsigned char d[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(d, (const unsigned char *)key, strlen(key));
+    char hex[65];
+    sodium_bin2hex(hex, sizeof hex, d, sizeof d);
+    const wd_user *found = NULL;
+    for (size_t i = 0; i < c->p->n_users; i++) { /* every user compared, in constant time each */
+        const char *k = c->p->users[i].api_key_sha256;
+        if (k && strlen(k) == 64 && sodium_memcmp(k, hex, 64) == 0)
+            found = &c->p->users[i];
+    }
+    if (!found)
+        deny(c, 401, NULL, "unknown API key");
+    return found;
+}
+
+static int need_admin(call *c)
+{
+    if (c->admin)
+        return 1;
+    char why[300];
+    snprintf(why, sizeof why, "%s %s needs the '%s' role; %s has '%s'", c->method, c->path,
+             c->p->roles.v[c->p->roles.n - 1], c->user->name, c->p->roles.v[c->user->role]);
+    deny(c, 403, c->user->name, why);
+    return 0;
+}
+
+/* ---- request bodies ------------------------------------------------------------ */
+
+/* the body as a JSON object (an empty body reads {}); NULL after a 400 */
+static json_t *body_object(call *c)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
+    size_t n = evbuffer_get_length(in);
+    if (!n)
+        return json_object();
+    const char *text = (const char *)evbuffer_pullup(in, -1);
+    json_error_t je;
+    json_t *v = json_loadb(text, n, JSON_REJECT_DUPLICATES, &je);
+    if (!v) {
+        send_error(c, 400, "request body: invalid JSON at line %d, column %d: %s", je.line, je.column, je.text);
+        return NULL;
+    }
+    if (!json_is_object(v)) {
+        json_decref(v);
+        send_error(c, 400, "request body: expected a JSON object");
+        return NULL;
+    }
+    return v;
+}
+
+/* every key of o is one of allowed (NULL-terminated); else 400 */
+static int known_keys(call *c, json_t *o, const char *const *allowed, const char *list)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        int ok = 0;
+        for (int i = 0; allowed[i] && !ok; i++)
+            ok = !strcmp(k, allowed[i]);
+        if (!ok) {
+            send_error(c, 400, "request body: unknown field '%s'; the fields are %s", k, list);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* o[key] as a string; *out NULL when absent. 0, or -1 after a 400 */
+static int opt_string(call *c, json_t *o, const char *key, const char **out)
+{
+    json_t *v = json_object_get(o, key);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v)) {
+        send_error(c, 400, "request body: '%s' must be a string", key);
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 0;
+}
+
+/* ---- runs ------------------------------------------------------------------ */
+
+/* agent name → its path under the agents directory (caller frees); NULL: no such agent */
+static char *agent_path(wd_server *s, const char *name)
+{
+    if (!*name || name[0] == '.' || strlen(name) > 128)
+        return NULL;
+    for (const char *q = name; *q; q++)
+        if (!isalnum((unsigned char)*q) && *q != '_' && *q != '-' && *q != '.')
+            return NULL;
+    char *p = NULL;
+    struct stat st;
+    if (asprintf(&p, "%s/%s/agent.lua", s->agents_dir, name) < 0)
+        return NULL;
+    if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
+        p[strlen(p) - strlen("/agent.lua")] = '\0';
+        return p;
+    }
+    free(p);
+    if (asprintf(&p, "%s/%s.lua", s->agents_dir, name) < 0)
+        return NULL;
+    if (stat(p, &st) == 0 && S_ISREG(st.st_mode))
+        return p;
+    free(p);
+    return NULL;
+}
+
+static void waiter_unlink(wd_waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else if (w->f->waiters == w)
+        w->f->waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+}
+
+static void on_waiter_gone(struct evhttp_connection *conn, void *arg)
+{
+    (void)conn;
+    wd_waiter *w = arg;
+    w->req = NULL; /* libevent frees the request with its connection */
+}
+
+/* the run ended (on this worker's thread): the registry learns it, a waiting client gets it */
+static void on_run_done(const json_t *res, void *ud)
+{
+    wd_waiter *w = ud;
+    wd_front *f = w->f;
+    wd_registry_finish(f->srv->reg, w->run_id, res);
+    if (w->req) {
+        evhttp_connection_set_closecb(evhttp_request_get_connection(w->req), NULL, NULL);
+        call c = {.f = f, .req = w->req, .route = "/v1/runs"};
+        send_json(&c, 200, json_deep_copy(res));
+    }
+    waiter_unlink(w);
+    free(w);
+}
+
+static void post_run(call *c)
+{
+    wd_server *s = c->f->srv;
+    json_t *o = body_object(c);
+    if (!o)
+        return;
+    static const char *const KEYS[] = {"agent", "input", "session_id", "wait", NULL};
+    const char *agent, *input, *session;
+    json_t *wait = json_object_get(o, "wait");
+    if (!known_keys(c, o, KEYS, "agent, input, session_id, wait") || opt_string(c, o, "agent", &agent) < 0 ||
+        opt_string(c, o, "input", &input) < 0 || opt_string(c, o, "session_id", &session) < 0)
+        goto done;
+    if (!agent || !input) {
+        send_error(c, 400, "request body: '%s' is required (a string)", agent ? "input" : "agent");
+        goto done;
+    }
+    if (wait && !json_is_boolean(wait)) {
+        send_error(c, 400, "request body: 'wait' must be true or false");
+        goto done;
+    }
+    if (session && (!*session || strlen(session) > 128)) {
+        send_error(c, 400, "request body: 'session_id' must be 1 to 128 characters");
+        goto done;
+    }
+    char *path = agent_path(s, agent);
+    if (!path) {
+        send_error(c, 404, "no agent named '%s' under %s/", agent, s->agents_dir);
+        goto done;
+    }
+    wd_waiter *w = calloc(1, sizeof *w);
+    if (!w) {
+        free(path);
+        send_error(c, 503, "out of memory");
+        goto done;
+    }
+    w->f = c->f;
+    wd_uuid(w->run_id);
+    if (wd_registry_add(s->reg, w->run_id, agent, c->user->name, session) < 0) {
+        free(w);
+        free(path);
+        send_error(c, 503, "out of memory");
+        goto done;
+    }
+    w->next = c->f->waiters;
+    if (w->next)
+        w->next->prev = w;
+    c->f->waiters = w;
+    int waiting = json_is_true(wait);
+    if (waiting) {
+        w->req = c->req;
+        evhttp_connection_set_closecb(evhttp_request_get_connection(c->req), on_waiter_gone, w);
+    }
+    char run_id[37];
+    memcpy(run_id, w->run_id, sizeof run_id);
+    wd_run_opts ro = {path, input, c->user->name, session, NULL, run_id};
+    /* the run may end inside submit (out of memory): on_run_done then frees w and answers */
+    wd_engine_submit(c->f->e, &ro, on_run_done, w);
+    free(path);
+    if (!waiting) {
+        char loc[80];
+        snprintf(loc, sizeof loc, "/v1/runs/%s", run_id);
+        evhttp_add_header(evhttp_request_get_output_headers(c->req), "Location", loc);
+        send_json(c, 202, json_pack("{s:s,s:s,s:s}", "run_id", run_id, "status", "queued", "events",
+                                    strcat(loc, "/events")));
+    }
+done:
+    json_decref(o);
+}
+
+/* the run, if this user may see it (its owner, or an admin); NULL after a 404 */
+static json_t *visible_run(call *c, const char *id)
+{
+    char owner[160];
+    json_t *r = wd_registry_get(c->f->srv->reg, id, owner);
+    if (r && (c->admin || !strcmp(owner, c->user->name)))
+        return r;
+    json_decref(r);
+    send_error(c, 404, "no run %s (unknown, someone else's, or finished long enough ago to be forgotten: "
+                       "the audit log has it)", id);
+    return NULL;
+}
+
+static void stream_free(wd_stream *st)
+{
+    if (st->prev)
+        st->prev->next = st->next;
+    else if (st->f->streams == st)
+        st->f->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    if (st->timer)
+        event_free(st->timer);
+    free(st);
+}
+
+static void on_stream_gone(struct evhttp_connection *conn, void *arg)
+{
+    (void)conn;
+    stream_free(arg);
+}
+
+/* sends what the run recorded since the cursor; at the end, an `end` event and the
+** stream closes */
+static void stream_pump(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_stream *st = arg;
+    wd_buf b = {0};
+    int ended = 0;
+    long next = wd_registry_events(st->f->srv->reg, st->run_id, st->cursor, &b, &ended);
+    if (next < 0)
+        ended = 1; /* forgotten meanwhile */
+    else
+        st->cursor = next;
+    if (ended)
+        wd_buf_addf(&b, "event: end\ndata: {\"run_id\":\"%s\"}\n\n", st->run_id);
+    if (b.len) {
+        struct evbuffer *eb = evbuffer_new();
+        if (eb) {
+            evbuffer_add(eb, b.p, b.len);
+            evhttp_send_reply_chunk(st->req, eb);
+            evbuffer_free(eb);
+        }
+    }
+    wd_buf_free(&b);
+    if (ended) {
+        struct evhttp_request *req = st->req;
+        evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
+        stream_free(st);
+        evhttp_send_reply_end(req);
+    }
+}
+
+static void get_events(call *c, const char *id)
+{
+    json_t *r = visible_run(c, id);
+    if (!r)
+        return;
+    json_decref(r);
+    wd_stream *st = calloc(1, sizeof *st);
+    if (!st || !(st->timer = event_new(c->f->e->base, -1, EV_PERSIST, stream_pump, st))) {
+        free(st);
+        send_error(c, 503, "out of memory");
+        return;
+    }
+    st->f = c->f;
+    st->req = c->req;
+    wd_strlcpy(st->run_id, id, sizeof st->run_id);
+    const char *last = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Last-Event-ID");
+    st->cursor = last ? atol(last) : 0; /* ids are record numbers from 1: resume after the last seen */
+    st->next = c->f->streams;
+    if (st->next)
+        st->next->prev = st;
+    c->f->streams = st;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+    evhttp_add_header(h, "Content-Type", "text/event-stream");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_connection_set_closecb(evhttp_request_get_connection(c->req), on_stream_gone, st);
+    evhttp_send_reply_start(c->req, 200, "OK");
+    wd_metrics_http(c->f->srv->met, c->route, 200);
+    struct timeval tv = {0, STREAM_POLL_MS * 1000};
+    event_add(st->timer, &tv);
+    stream_pump(-1, 0, st);
+}
+
+/* ---- approvals ------------------------------------------------------------- */
+
+static int named_approver(const json_t *req, const char *user)
+{
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(req, "approvers"), i, a) if (json_is_string(a) &&
+                                                                   !strcmp(json_string_value(a), user)) return 1;
+    return 0;
+}
+
+/* the requests this user may see: an admin every one, others those naming them as an
+** approver or asked by their own runs */
+static void get_approvals(call *c, int all)
+{
+    wd_store *st = c->f->e->store;
+    json_t *l;
+    if (wd_approval_sweep(st, wd_wall_ms()) < 0 || wd_approval_list(st, all, &l) < 0) {
+        send_error(c, 503, "state store %s: %s", wd_store_path(st), wd_store_error(st));
+        return;
+    }
+    json_t *out = json_array();
+    size_t i;
+    json_t *r;
+    json_array_foreach(l, i, r) {
+        const char *owner = json_string_value(json_object_get(r, "user_id"));
+        if (c->admin || named_approver(r, c->user->name) || (owner && !strcmp(owner, c->user->name)))
+            json_array_append(out, r);
+    }
+    json_decref(l);
+    send_json(c, 200, out);
+}
+
+static void decide(call *c, const char *id, int approve)
+{
+    wd_store *st = c->f->e->store;
+    json_t *o = body_object(c);
+    if (!o)
+        return;
+    static const char *const KEYS[] = {"reason", NULL};
+    const char *reason;
+    if (!known_keys(c, o, KEYS, "reason") || opt_string(c, o, "reason", &reason) < 0)
+        goto done;
+    if (!approve && (!reason || !*reason)) {
+        send_error(c, 400, "request body: a rejection needs a 'reason'");
+        goto done;
+    }
+    json_t *l, *req = NULL;
+    int64_t now = wd_wall_ms();
+    if (wd_approval_sweep(st, now) < 0 || wd_approval_list(st, 1, &l) < 0) {
+        send_error(c, 503, "state store %s: %s", wd_store_path(st), wd_store_error(st));
+        goto done;
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(l, i, r) if (!strcmp(json_string_value(json_object_get(r, "id")), id)) req = r;
+    if (!req) {
+        json_decref(l);
+        send_error(c, 404, "no approval request %s", id);
+        goto done;
+    }
+    if (!c->admin && !named_approver(req, c->user->name)) {
+        json_decref(l);
+        char why[300];
+        snprintf(why, sizeof why, "%s is not an approver of request %s (an admin or a named approver decides)",
+                 c->user->name, id);
+        deny(c, 403, c->user->name, why);
+        goto done;
+    }
+    json_decref(l);
+    char msg[1400];
+    int got = wd_approval_decide(st, id, approve, c->user->name, reason, now, msg, sizeof msg);
+    if (got < 0)
+        send_error(c, 503, "state store %s: %s", wd_store_path(st), wd_store_error(st));
+    else if (!got)
+        send_error(c, 409, "%s", msg);
+    else
+        send_json(c, 200, json_pack("{s:s,s:s,s:s}", "id", id, "decision", approve ? "approve" : "reject",
+                                    "message", msg));
+done:
+    json_decref(o);
+}
+
+/* ---- operator routes ----------------------------------------------------------- */
+
+static void invalidate_kills(void *arg, int index, wd_engine *e)
+{
+    (void)arg;
+    (void)index;
+    wd_kills_invalidate(e);
+}
+
+static void kill_or_revive(call *c, int revive)
+{
+    json_t *o = body_object(c);
+    if (!o)
+        return;
+    static const char *const KEYS[] = {"agent", "all", "reason", NULL};
+    const char *agent, *reason;
+    json_t *all = json_object_get(o, "all");
+    if (!known_keys(c, o, KEYS, "agent, all, reason") || opt_string(c, o, "agent", &agent) < 0 ||
+        opt_string(c, o, "reason", &reason) < 0)
+        goto done;
+    if (!!agent == json_is_true(all)) {
+        send_error(c, 400, "request body: give an 'agent', or \"all\": true");
+        goto done;
+    }
+    const char *target = agent ? agent : WD_KILL_ALL;
+    const char *why = reason && *reason ? reason : revive ? "revived" : "killed by an operator";
+    json_t *rec;
+    int got = wd_admin_kill(c->f->e->store, target, revive, c->user->name, why, &rec);
+    if (got < 0) {
+        send_error(c, 503, "state store: %s", wd_store_error(c->f->e->store));
+        goto done;
+    }
+    audit(c->f, c->p, rec);
+    /* every worker reads the switch again before its next run, not within its poll */
+    for (int i = 0; i < c->f->srv->nfronts; i++)
+        wd_pool_post(c->f->srv->pool, i, invalidate_kills, NULL);
+    send_json(c, 200, json_pack("{s:s,s:s,s:b}", "agent", agent ? agent : "*", "action", revive ? "revive" : "kill",
+                                "changed", got));
+done:
+    json_decref(o);
+}
+
+static void reset_breaker(call *c, const char *name)
+{
+    int from;
+    json_t *rec;
+    int got = wd_admin_breaker_reset(c->f->e->store, name, c->user->name, &from, &rec);
+    if (got < 0)
+        send_error(c, 503, "state store: %s", wd_store_error(c->f->e->store));
+    else if (!got)
+        send_error(c, 404, "no breaker named '%s' (GET /v1/breakers lists them)", name);
+    else {
+        audit(c->f, c->p, rec);
+        send_json(c, 200, json_pack("{s:s,s:s,s:s}", "name", name, "state", "closed", "was",
+                                    wd_breaker_state_name(from)));
+    }
+}
+
+/* a query parameter, or NULL */
+static const char *param(struct evkeyvalq *q, const char *k) { return evhttp_find_header(q, k); }
+
+static void get_cost(call *c, struct evkeyvalq *q)
+{
+    const char *si = param(q, "since"), *un = param(q, "until");
+    int64_t since = si ? wd_parse_time(si) : -1, until = un ? wd_parse_time(un) : -1;
+    if ((si && since < 0) || (un && until < 0)) {
+        send_error(c, 400, "since and until want a time like 2026-11-21 or 2026-11-21T10:00:00Z");
+        return;
+    }
+    char err[600];
+    json_t *rep = wd_report_cost(wd_audit_path(c->f->e->audit), c->f->e->store, c->p, since, until,
+                                 until >= 0 ? until : wd_wall_ms(), err, sizeof err);
+    if (!rep)
+        send_error(c, 503, "%s", err);
+    else
+        send_json(c, 200, rep);
+}
+
+static void get_metrics(call *c)
+{
+    wd_buf b = {0};
+    if (wd_metrics_render(c->f->srv->met, &b, c->f->e->store, c->p, wd_registry_live(c->f->srv->reg),
+                          atomic_load(&c->f->srv->generation)) < 0) {
+        wd_buf_free(&b);
+        send_error(c, 503, "out of memory");
+        return;
+    }
+    send_text(c, 200, "text/plain; version=0.0.4", b.p ? b.p : "", b.len);
+    wd_buf_free(&b);
+}
+
+/* everything the dashboard shows, in one answer */
+static void get_dashboard(call *c)
+{
+    wd_server *s = c->f->srv;
+    wd_store *st = c->f->e->store;
+    json_t *appr = NULL, *br = wd_admin_breakers(st, c->p);
+    if (wd_approval_sweep(st, wd_wall_ms()) < 0 || wd_approval_list(st, 0, &appr) < 0)
+        appr = json_array();
+    json_t *d = json_pack("{s:o,s:o,s:o,s:o,s:o,s:I,s:I}", "runs", wd_registry_list(s->reg, NULL, 0, 50), "costs",
+                          wd_metrics_costs(s->met), "breakers", br ? br : json_array(), "approvals", appr,
+                          "violations", wd_registry_violations(s->reg), "runs_active",
+                          (json_int_t)wd_registry_live(s->reg), "policy_generation",
+                          (json_int_t)atomic_load(&s->generation));
+    send_json(c, 200, d);
+}
+
+static void get_page(call *c)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/dashboard.html", c->f->srv->web_dir);
+    size_t n;
+    char *html = wd_read_file(path, 1u << 20, &n);
+    if (!html) {
+        send_error(c, 404, "the dashboard's page %s cannot be read", path);
+        return;
+    }
+    send_text(c, 200, "text/html; charset=utf-8", html, n);
+    free(html);
+}
+
+/* ---- routing --------------------------------------------------------------- */
+
+/* path is "/v1/runs/ID[/rest]": ID into id (at most n-1 characters); rest or "" */
+static const char *segment(const char *path, size_t skip, char *id, size_t n)
+{
+    const char *p = path + skip, *slash = strchr(p, '/');
+    size_t len = slash ? (size_t)(slash - p) : strlen(p);
+    if (!len || len >= n)
+        return NULL;
+    memcpy(id, p, len);
+    id[len] = '\0';
+    return slash ? slash : "";
+}
+
+static void handle(struct evhttp_request *req, void *arg)
+{
+    wd_front *f = arg;
+    call c = {.f = f, .req = req, .route = "other"};
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    snprintf(c.method, sizeof c.method, "%s", m == EVHTTP_REQ_GET ? "GET" : m == EVHTTP_REQ_POST ? "POST" : "OTHER");
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    c.path = path && *path ? path : "/";
+    int get = m == EVHTTP_REQ_GET, post = m == EVHTTP_REQ_POST;
+    if (f->draining) {
+        c.route = "draining";
+        send_error(&c, 503, "the server is stopping");
+        return;
+    }
+    if (!get && !post) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, POST");
+        send_error(&c, 405, "%s takes GET or POST", c.path);
+        return;
+    }
+    if (!strcmp(c.path, "/healthz") && get) {
+        c.route = "/healthz";
+        send_json(&c, 200, json_pack("{s:s,s:I,s:I}", "status", "ok", "policy_generation",
+                                     (json_int_t)atomic_load(&f->srv->generation), "runs_active",
+                                     (json_int_t)wd_registry_live(f->srv->reg)));
+        return;
+    }
+    if ((!strcmp(c.path, "/") || !strcmp(c.path, "/dashboard")) && get) {
+        c.route = "/";
+        get_page(&c);
+        return;
+    }
+    int api = strlen(c.path) >= 4 && !memcmp(c.path, "/v1/", 4), metrics = !strcmp(c.path, "/metrics");
+    if (!api && !metrics) {
+        send_error(&c, 404, "no route %s %s", c.method, c.path);
+        return;
+    }
+    c.p = wd_engine_policy(f->e);
+    struct evkeyvalq q = {0};
+    TAILQ_INIT(&q);
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    if (query)
+        evhttp_parse_query_str(query, &q);
+    char id[200];
+    const char *rest;
+    if (!(c.user = authenticate(&c)))
+        goto done;
+    c.admin = c.user->role == (int)c.p->roles.n - 1;
+    if (metrics && get) {
+        c.route = "/metrics";
+        if (need_admin(&c))
+            get_metrics(&c);
+    } else if (!strcmp(c.path, "/v1/runs")) {
+        c.route = "/v1/runs";
+        if (post)
+            post_run(&c);
+        else if (get) {
+            const char *live = param(&q, "live");
+            send_json(&c, 200, wd_registry_list(f->srv->reg, c.admin ? NULL : c.user->name,
+                                                live && strcmp(live, "0"), LIST_LIMIT));
+        } else
+            send_error(&c, 405, "%s takes GET or POST", c.path);
+    } else if (!strncmp(c.path, "/v1/runs/", 9) && (rest = segment(c.path, 9, id, 37)) && get) {
+        c.route = *rest ? "/v1/runs/{id}/events" : "/v1/runs/{id}";
+        if (!strcmp(rest, "/events"))
+            get_events(&c, id);
+        else if (!*rest) {
+            json_t *r = visible_run(&c, id);
+            if (r)
+                send_json(&c, 200, r);
+        } else
+            send_error(&c, 404, "no route %s %s", c.method, c.path);
+    } else if (!strcmp(c.path, "/v1/approvals") && get) {
+        c.route = "/v1/approvals";
+        const char *all = param(&q, "all");
+        get_approvals(&c, all && strcmp(all, "0"));
+    } else if (!strncmp(c.path, "/v1/approvals/", 14) && (rest = segment(c.path, 14, id, 37)) && post &&
+               (!strcmp(rest, "/approve") || !strcmp(rest, "/reject"))) {
+        c.route = "/v1/approvals/{id}";
+        decide(&c, id, !strcmp(rest, "/approve"));
+    } else if ((!strcmp(c.path, "/v1/kill") || !strcmp(c.path, "/v1/revive")) && post) {
+        c.route = c.path;
+        if (need_admin(&c))
+            kill_or_revive(&c, c.path[4] == 'r');
+    } else if (!strcmp(c.path, "/v1/breakers") && get) {
+        c.route = "/v1/breakers";
+        json_t *l = wd_admin_breakers(f->e->store, c.p);
+        if (l)
+            send_json(&c, 200, l);
+        else
+            send_error(&c, 503, "state store: %s", wd_store_error(f->e->store));
+    } else if (!strncmp(c.path, "/v1/breakers/", 13) && (rest = segment(c.path, 13, id, sizeof id)) &&
+               !strcmp(rest, "/reset") && post) {
+        c.route = "/v1/breakers/{name}/reset";
+        if (need_admin(&c))
+            reset_breaker(&c, id);
+    } else if (!strcmp(c.path, "/v1/report/cost") && get) {
+        c.route = "/v1/report/cost";
+        if (need_admin(&c))
+            get_cost(&c, &q);
+    } else if (!strcmp(c.path, "/v1/dashboard") && get) {
+        c.route = "/v1/dashboard";
+        if (need_admin(&c))
+            get_dashboard(&c);
+    } else {
+        send_error(&c, 404, "no route %s %s", c.method, c.path);
+    }
+done:
+    evhttp_clear_headers(&q);
+    wd_policy_unref(c.p);
+}
+
+/* ---- lifecycle ------------------------------------------------------------- */
+
+int wd_api_start(wd_front *f)
+{
+    f->http = evhttp_new(f->e->base);
+    if (!f->http)
+        return -1;
+    evhttp_set_gencb(f->http, handle, f);
+    evhttp_set_max_body_size(f->http, (ev_ssize_t)f->srv->o.max_body);
+    evhttp_set_max_headers_size(f->http, 64 * 1024);
+    evhttp_set_timeout(f->http, 120); /* an idle keep-alive connection, a stalled request */
+    evhttp_set_allowed_methods(f->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    f->bound = evhttp_accept_socket_with_handle(f->http, f->fd);
+    if (!f->bound) {
+        evhttp_free(f->http);
+        f->http = NULL;
+        return -1;
+    }
+    f->fd = -1; /* the listener closes it */
+    return 0;
+}
+
+void wd_api_drain(wd_front *f)
+{
+    f->draining = 1;
+    if (f->bound) {
+        evhttp_del_accept_socket(f->http, f->bound); /* closes the socket */
+        f->bound = NULL;
+    }
+}
+
+void wd_api_stop(wd_front *f)
+{
+    while (f->streams) { /* their requests go with the connections */
+        wd_stream *st = f->streams;
+        evhttp_connection_set_closecb(evhttp_request_get_connection(st->req), NULL, NULL);
+        stream_free(st);
+    }
+    for (wd_waiter *w = f->waiters; w; w = w->next)
+        if (w->req) {
+            evhttp_connection_set_closecb(evhttp_request_get_connection(w->req), NULL, NULL);
+            w->req = NULL;
+        }
+    if (f->http)
+        evhttp_free(f->http);
+    f->http = NULL;
+}

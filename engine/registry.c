@@ -1,0 +1,365 @@
+/* registry.c - the runs a server knows: a hash table by run id under one mutex, with
+** the finished runs on a list, oldest first, trimmed to `keep`. */
+#include "registry.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NVIOLATIONS 50
+#define ENDED_GRACE_MS 2000 /* a run that ended this long ago without its last record is done */
+
+typedef struct entry {
+    struct entry *next;           /* in its bucket */
+    struct entry *fin_next;       /* on the finished list */
+    char run_id[37];
+    char *agent, *user, *session;
+    char status[24];
+    int64_t created_ms, finished_ms;
+    char *result;                 /* JSON text, once ended */
+    char **lines;                 /* audit lines, oldest first */
+    char (*events)[24];           /* each line's event */
+    size_t n, cap;
+    long dropped;                 /* lines dropped from the front (their numbers stay) */
+    int saw_finished;
+} entry;
+
+struct wd_registry {
+    pthread_mutex_t mu;
+    entry **buckets;
+    size_t nbuckets, count;
+    size_t keep, max_events;
+    entry *fin_head, *fin_tail;
+    size_t nfin;
+    long live;
+    char *viol[NVIOLATIONS];      /* a ring of lines */
+    size_t nviol, viol_at;
+};
+
+static unsigned long hash(const char *s)
+{
+    unsigned long h = 1469598103934665603UL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211UL;
+    return h;
+}
+
+/* NULL-safe */
+static void entry_free(entry *x)
+{
+    if (!x)
+        return;
+    free(x->agent);
+    free(x->user);
+    free(x->session);
+    free(x->result);
+    for (size_t i = 0; i < x->n; i++)
+        free(x->lines[i]);
+    free(x->lines);
+    free(x->events);
+    free(x);
+}
+
+wd_registry *wd_registry_new(size_t keep, size_t max_events)
+{
+    wd_registry *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    g->nbuckets = 4096;
+    g->buckets = calloc(g->nbuckets, sizeof *g->buckets);
+    if (!g->buckets) {
+        free(g);
+        return NULL;
+    }
+    g->keep = keep;
+    g->max_events = max_events ? max_events : 1;
+    pthread_mutex_init(&g->mu, NULL);
+    return g;
+}
+
+void wd_registry_free(wd_registry *g)
+{
+    if (!g)
+        return;
+    for (size_t i = 0; i < g->nbuckets; i++)
+        while (g->buckets[i]) {
+            entry *x = g->buckets[i];
+            g->buckets[i] = x->next;
+            entry_free(x);
+        }
+    for (size_t i = 0; i < NVIOLATIONS; i++)
+        free(g->viol[i]);
+    free(g->buckets);
+    pthread_mutex_destroy(&g->mu);
+    free(g);
+}
+
+/* with mu held */
+static entry *find(wd_registry *g, const char *run_id)
+{
+    for (entry *x = g->buckets[hash(run_id) % g->nbuckets]; x; x = x->next)
+        if (!strcmp(x->run_id, run_id))
+            return x;
+    return NULL;
+}
+
+/* with mu held: the table doubles when it holds twice as many runs as buckets */
+static void grow(wd_registry *g)
+{
+    size_t n = g->nbuckets * 2;
+    entry **b = calloc(n, sizeof *b);
+    if (!b)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < g->nbuckets; i++)
+        while (g->buckets[i]) {
+            entry *x = g->buckets[i];
+            g->buckets[i] = x->next;
+            unsigned long h = hash(x->run_id) % n;
+            x->next = b[h];
+            b[h] = x;
+        }
+    free(g->buckets);
+    g->buckets = b;
+    g->nbuckets = n;
+}
+
+/* with mu held */
+static void unlink_entry(wd_registry *g, entry *x)
+{
+    for (entry **pp = &g->buckets[hash(x->run_id) % g->nbuckets]; *pp; pp = &(*pp)->next)
+        if (*pp == x) {
+            *pp = x->next;
+            g->count--;
+            return;
+        }
+}
+
+static char *dup_or_null(const char *s) { return s ? wd_strdup(s) : NULL; }
+
+int wd_registry_add(wd_registry *g, const char *run_id, const char *agent, const char *user, const char *session)
+{
+    entry *x = calloc(1, sizeof *x);
+    if (!x)
+        return -1;
+    wd_strlcpy(x->run_id, run_id, sizeof x->run_id);
+    x->agent = dup_or_null(agent);
+    x->user = dup_or_null(user);
+    x->session = dup_or_null(session);
+    if ((agent && !x->agent) || (user && !x->user) || (session && !x->session)) {
+        entry_free(x);
+        return -1;
+    }
+    strcpy(x->status, "queued");
+    x->created_ms = wd_wall_ms();
+    pthread_mutex_lock(&g->mu);
+    if (g->count >= g->nbuckets * 2)
+        grow(g);
+    unsigned long h = hash(run_id) % g->nbuckets;
+    x->next = g->buckets[h];
+    g->buckets[h] = x;
+    g->count++;
+    g->live++;
+    pthread_mutex_unlock(&g->mu);
+    return 0;
+}
+
+static int is_violation(const char *ev)
+{
+    static const char *const V[] = {"authorization_denied", "validation_failed", "guardrail_violation",
+                                    "rate_limited",         "budget_exceeded",   "approval_rejected",
+                                    "kill_switch",          "detector_verdict",  NULL};
+    for (int i = 0; V[i]; i++)
+        if (!strcmp(ev, V[i]))
+            return 1;
+    return 0;
+}
+
+void wd_registry_event(wd_registry *g, const char *run_id, const char *event, const char *line, size_t len)
+{
+    int viol = is_violation(event);
+    pthread_mutex_lock(&g->mu);
+    if (viol) {
+        char *c = malloc(len + 1);
+        if (c) {
+            memcpy(c, line, len);
+            c[len] = '\0';
+            free(g->viol[g->viol_at]);
+            g->viol[g->viol_at] = c;
+            g->viol_at = (g->viol_at + 1) % NVIOLATIONS;
+            if (g->nviol < NVIOLATIONS)
+                g->nviol++;
+        }
+    }
+    entry *x = *run_id ? find(g, run_id) : NULL;
+    if (!x)
+        goto done;
+    if (!strcmp(event, "run_started") && !strcmp(x->status, "queued"))
+        strcpy(x->status, "running");
+    if (!strcmp(event, "run_finished"))
+        x->saw_finished = 1;
+    if (x->n == g->max_events) { /* the oldest goes; numbering goes on */
+        free(x->lines[0]);
+        memmove(x->lines, x->lines + 1, (x->n - 1) * sizeof *x->lines);
+        memmove(x->events, x->events + 1, (x->n - 1) * sizeof *x->events);
+        x->n--;
+        x->dropped++;
+    }
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 8;
+        if (cap > g->max_events)
+            cap = g->max_events;
+        char **l = realloc(x->lines, cap * sizeof *l);
+        if (l)
+            x->lines = l;
+        char(*e)[24] = l ? realloc(x->events, cap * sizeof *e) : NULL;
+        if (e)
+            x->events = e;
+        if (!l || !e)
+            goto done; /* out of memory: the stream misses a record, the log has it */
+        x->cap = cap;
+    }
+    char *c = malloc(len + 1);
+    if (!c)
+        goto done;
+    memcpy(c, line, len);
+    c[len] = '\0';
+    x->lines[x->n] = c;
+    wd_strlcpy(x->events[x->n], event, sizeof x->events[x->n]);
+    x->n++;
+done:
+    pthread_mutex_unlock(&g->mu);
+}
+
+void wd_registry_finish(wd_registry *g, const char *run_id, const json_t *result)
+{
+    char *text = json_dumps(result, JSON_COMPACT | JSON_REAL_PRECISION(12));
+    const char *st = json_string_value(json_object_get(result, "status"));
+    pthread_mutex_lock(&g->mu);
+    entry *x = find(g, run_id);
+    if (!x || x->finished_ms) {
+        pthread_mutex_unlock(&g->mu);
+        free(text);
+        return;
+    }
+    free(x->result);
+    x->result = text;
+    wd_strlcpy(x->status, st ? st : "failed", sizeof x->status);
+    x->finished_ms = wd_wall_ms();
+    g->live--;
+    if (g->fin_tail)
+        g->fin_tail->fin_next = x;
+    else
+        g->fin_head = x;
+    g->fin_tail = x;
+    g->nfin++;
+    while (g->nfin > g->keep && g->fin_head) {
+        entry *old = g->fin_head;
+        g->fin_head = old->fin_next;
+        if (!g->fin_head)
+            g->fin_tail = NULL;
+        g->nfin--;
+        unlink_entry(g, old);
+        entry_free(old);
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* with mu held; caller decrefs */
+static json_t *describe(const entry *x, int with_result)
+{
+    char c[40], f[40];
+    wd_rfc3339_ms(x->created_ms, c, sizeof c);
+    json_t *o = json_pack("{s:s,s:s?,s:s?,s:s?,s:s,s:s}", "run_id", x->run_id, "agent", x->agent, "user_id", x->user,
+                          "session_id", x->session, "status", x->status, "created_at", c);
+    if (o && x->finished_ms) {
+        wd_rfc3339_ms(x->finished_ms, f, sizeof f);
+        json_object_set_new(o, "finished_at", json_string(f));
+    }
+    if (o && with_result && x->result) {
+        json_t *r = json_loads(x->result, 0, NULL);
+        if (r)
+            json_object_set_new(o, "result", r);
+    }
+    return o;
+}
+
+json_t *wd_registry_get(wd_registry *g, const char *run_id, char owner[160])
+{
+    pthread_mutex_lock(&g->mu);
+    entry *x = find(g, run_id);
+    json_t *o = x ? describe(x, 1) : NULL;
+    if (owner)
+        wd_strlcpy(owner, x && x->user ? x->user : "", 160);
+    pthread_mutex_unlock(&g->mu);
+    return o;
+}
+
+long wd_registry_events(wd_registry *g, const char *run_id, long from, wd_buf *out, int *ended)
+{
+    *ended = 0;
+    pthread_mutex_lock(&g->mu);
+    entry *x = find(g, run_id);
+    if (!x) {
+        pthread_mutex_unlock(&g->mu);
+        return -1;
+    }
+    long first = x->dropped, end = x->dropped + (long)x->n;
+    if (from < first)
+        from = first; /* what was dropped cannot be sent: the log has it */
+    for (long i = from; i < end; i++) {
+        size_t k = (size_t)(i - first);
+        wd_buf_addf(out, "id: %ld\nevent: %s\ndata: %s\n\n", i + 1, x->events[k], x->lines[k]);
+    }
+    *ended = x->finished_ms && (x->saw_finished || wd_wall_ms() - x->finished_ms > ENDED_GRACE_MS);
+    pthread_mutex_unlock(&g->mu);
+    return end;
+}
+
+static int newer_first(const void *a, const void *b)
+{
+    const entry *x = *(entry *const *)a, *y = *(entry *const *)b;
+    return x->created_ms < y->created_ms ? 1 : x->created_ms > y->created_ms ? -1 : strcmp(x->run_id, y->run_id);
+}
+
+json_t *wd_registry_list(wd_registry *g, const char *user, int live_only, size_t limit)
+{
+    json_t *a = json_array();
+    if (!a)
+        return NULL;
+    pthread_mutex_lock(&g->mu);
+    entry **v = malloc((g->count ? g->count : 1) * sizeof *v);
+    size_t n = 0;
+    for (size_t i = 0; v && i < g->nbuckets; i++)
+        for (entry *x = g->buckets[i]; x; x = x->next)
+            if (!(live_only && x->finished_ms) && !(user && (!x->user || strcmp(user, x->user))))
+                v[n++] = x;
+    if (v)
+        qsort(v, n, sizeof *v, newer_first);
+    for (size_t i = 0; v && i < n && i < limit; i++)
+        json_array_append_new(a, describe(v[i], 0));
+    pthread_mutex_unlock(&g->mu);
+    free(v);
+    return a;
+}
+
+json_t *wd_registry_violations(wd_registry *g)
+{
+    json_t *a = json_array();
+    pthread_mutex_lock(&g->mu);
+    for (size_t k = 0; a && k < g->nviol; k++) {
+        size_t i = (g->viol_at + NVIOLATIONS - 1 - k) % NVIOLATIONS;
+        json_t *r = g->viol[i] ? json_loads(g->viol[i], 0, NULL) : NULL;
+        if (r)
+            json_array_append_new(a, r);
+    }
+    pthread_mutex_unlock(&g->mu);
+    return a;
+}
+
+long wd_registry_live(wd_registry *g)
+{
+    pthread_mutex_lock(&g->mu);
+    long n = g->live;
+    pthread_mutex_unlock(&g->mu);
+    return n;
+}

@@ -1,0 +1,654 @@
+/* serve.c - warden serve: the process around the API (serve.h).
+**
+** The main thread loads the policy, binds one listening socket per worker (SO_REUSEPORT:
+** the kernel spreads connections), starts the pool (each worker's start hook puts the
+** API on its loop) and then turns a loop of its own for signals and inotify.
+**
+** Live reload. The policy file (or every *.yaml of a policy directory) and every .lua
+** under the agents directory are watched. Changes settle for RELOAD_SETTLE_MS (an editor
+** writes a file in several steps), then: a policy that loads, and keeps the audit log and
+** the state store where they are, becomes the snapshot every worker checks from its next
+** check on (posted to each worker's thread), audited policy_reloaded; one that does not is
+** audited policy_rejected with each error (file:line:column) and the previous snapshot
+** keeps serving. A script is compiled: if it compiles, runs load the new text from then
+** on; if not, the cached version they loaded before keeps serving (chunks.h, pinned).
+** SIGHUP reloads both.
+**
+** SIGTERM (or SIGINT): the workers stop accepting and answer 503 on open connections; runs
+** get grace_ms to finish, then the rest end as killed; their results still reach waiting
+** clients, the workers' logs and ledgers are flushed as the engines stop, and the exit
+** code is 0. A second signal cancels at once. */
+#include "chunks.h"
+#include "redact.h"
+#include "serve.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define RELOAD_SETTLE_MS 100
+#define STOP_TICK_MS 20
+#define REPLY_FLUSH_MS 200 /* after the last run ended: time for its answer to leave */
+#define MAX_WATCHES 4096
+
+typedef struct watch {
+    int wd;
+    char *dir;
+} watch;
+
+typedef struct srv_main {
+    wd_server s;
+    struct event_base *base;
+    wd_audit *audit;
+    char *policy_dir, *policy_base; /* the policy file's directory and name, or the directory and "" */
+    int policy_is_dir;
+    int ifd;
+    struct event *inotify_ev, *settle_ev, *stop_ev;
+    struct event *sig[3];
+    watch *watches;
+    size_t nwatches;
+    int policy_dirty;
+    char **scripts;     /* changed .lua files waiting for the settle timer */
+    size_t nscripts;
+    int stopping, cancelled, signals;
+    int64_t stop_deadline, drained_at;
+    int front_failed;
+} srv_main;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("warden: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    fflush(stderr);
+}
+
+wd_policy *wd_server_policy(wd_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    wd_policy *p = wd_policy_ref(s->policy);
+    pthread_mutex_unlock(&s->mu);
+    return p;
+}
+
+/* a record of the server itself (run_id ... null), redacted, written at once; takes rec */
+static void audit(srv_main *m, json_t *rec)
+{
+    if (!rec)
+        return;
+    json_object_set_new(rec, "run_id", json_null());
+    json_object_set_new(rec, "session_id", json_null());
+    json_object_set_new(rec, "agent", json_null());
+    if (!json_object_get(rec, "user_id"))
+        json_object_set_new(rec, "user_id", json_null());
+    wd_policy *p = wd_server_policy(&m->s);
+    wd_redact_record(p, rec);
+    wd_policy_unref(p);
+    wd_audit_append(m->audit, rec);
+    if (wd_audit_flush(m->audit) < 0)
+        say("%s", wd_audit_error(m->audit));
+}
+
+/* ---- the workers' hooks ------------------------------------------------------ */
+
+static void on_record(void *ud, const json_t *rec) { wd_metrics_record(ud, rec); }
+
+static void on_line(void *ud, const char *run_id, const char *event, const char *line, size_t len)
+{
+    wd_registry_event(ud, run_id, event, line, len);
+}
+
+static void front_start(void *ud, int index, wd_engine *e)
+{
+    srv_main *m = ud;
+    wd_front *f = &m->s.fronts[index];
+    f->e = e;
+    wd_engine_on_record(e, on_record, m->s.met);
+    wd_audit_observe(e->audit, on_line, m->s.reg);
+    wd_policy *p = wd_server_policy(&m->s); /* the snapshot every worker shares */
+    wd_engine_set_policy(e, p);
+    wd_policy_unref(p);
+    if (wd_api_start(f) < 0)
+        __atomic_store_n(&m->front_failed, 1, __ATOMIC_RELAXED);
+}
+
+static void front_stop(void *ud, int index, wd_engine *e)
+{
+    srv_main *m = ud;
+    (void)e;
+    wd_api_stop(&m->s.fronts[index]);
+}
+
+static void post_drain(void *arg, int index, wd_engine *e)
+{
+    (void)e;
+    srv_main *m = arg;
+    wd_api_drain(&m->s.fronts[index]);
+}
+
+static void post_cancel(void *arg, int index, wd_engine *e)
+{
+    (void)arg;
+    (void)index;
+    wd_engine_cancel(e, "the server is stopping: the run did not finish within the grace period");
+}
+
+static void post_policy(void *arg, int index, wd_engine *e)
+{
+    (void)index;
+    wd_engine_set_policy(e, arg);
+    wd_policy_unref(arg);
+}
+
+/* ---- reload ---------------------------------------------------------------- */
+
+static int same(const char *a, const char *b) { return (!a && !b) || (a && b && !strcmp(a, b)); }
+
+static void reject(srv_main *m, const char *file, json_t *errors, const char *why)
+{
+    wd_metrics_reload(m->s.met, 0);
+    say("%s rejected, the previous version keeps serving: %s", file, why);
+    audit(m, json_pack("{s:s,s:b,s:s,s:s,s:o}", "event", "policy_rejected", "success", 0, "file", file, "reason", why,
+                       "errors", errors ? errors : json_array()));
+}
+
+static void reload_policy(srv_main *m, const char *why)
+{
+    wd_perrors pe = {0};
+    const char *path = m->s.o.policy_path;
+    wd_policy *np = wd_policy_load(path, &pe);
+    if (!np) {
+        json_t *errs = json_array();
+        for (size_t i = 0; i < pe.n; i++)
+            json_array_append_new(errs, json_string(pe.v[i]));
+        reject(m, path, errs, pe.n ? pe.v[0] : "invalid policy");
+        wd_perrors_free(&pe);
+        return;
+    }
+    wd_perrors_free(&pe);
+    wd_policy *cur = wd_server_policy(&m->s);
+    char msg[600] = "";
+    if (!same(np->audit_path, cur->audit_path) || np->audit_fsync != cur->audit_fsync)
+        snprintf(msg, sizeof msg, "%s: audit.path and audit.fsync cannot change while serving (the log is %s); "
+                                  "restart the server to move it", path, cur->audit_path);
+    else if (!same(np->store_path, cur->store_path))
+        snprintf(msg, sizeof msg, "%s: store.path cannot change while serving (the store is %s); restart the server "
+                                  "to move it", path, cur->store_path);
+    wd_policy_unref(cur);
+    if (msg[0]) {
+        reject(m, path, json_pack("[s]", msg), msg);
+        wd_policy_unref(np);
+        return;
+    }
+    long gen = atomic_fetch_add(&m->s.generation, 1) + 1;
+    pthread_mutex_lock(&m->s.mu);
+    wd_policy *old = m->s.policy;
+    m->s.policy = np;
+    pthread_mutex_unlock(&m->s.mu);
+    wd_policy_unref(old);
+    for (int i = 0; i < m->s.nfronts; i++)
+        if (wd_pool_post(m->s.pool, i, post_policy, wd_policy_ref(np)) < 0)
+            wd_policy_unref(np);
+    wd_metrics_reload(m->s.met, 1);
+    say("policy %s reloaded (%s): generation %ld", path, why, gen);
+    audit(m, json_pack("{s:s,s:b,s:s,s:s,s:I}", "event", "policy_reloaded", "success", 1, "file", path, "reason", why,
+                       "generation", (json_int_t)gen));
+}
+
+static void reload_script(srv_main *m, const char *path, const char *why)
+{
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        wd_chunks_forget(path);
+        say("script %s removed", path);
+        audit(m, json_pack("{s:s,s:b,s:s,s:s}", "event", "policy_reloaded", "success", 1, "script", path, "reason",
+                           "removed"));
+        wd_metrics_reload(m->s.met, 1);
+        return;
+    }
+    char err[1024];
+    int n = wd_chunks_refresh(path, err, sizeof err);
+    if (n < 0) {
+        wd_metrics_reload(m->s.met, 0);
+        say("script %s rejected, the previous version keeps serving: %s", path, err);
+        audit(m, json_pack("{s:s,s:b,s:s,s:s,s:[s]}", "event", "policy_rejected", "success", 0, "script", path,
+                           "reason", err, "errors", err));
+        return;
+    }
+    wd_metrics_reload(m->s.met, 1);
+    say("script %s reloaded (%s)", path, why);
+    audit(m, json_pack("{s:s,s:b,s:s,s:s}", "event", "policy_reloaded", "success", 1, "script", path, "reason", why));
+}
+
+static int is_lua(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 4 && !strcmp(name + n - 4, ".lua") && name[0] != '.';
+}
+
+static int is_yaml(const char *name)
+{
+    size_t n = strlen(name);
+    return name[0] != '.' &&
+           ((n > 5 && !strcmp(name + n - 5, ".yaml")) || (n > 4 && !strcmp(name + n - 4, ".yml")));
+}
+
+static void add_script(srv_main *m, const char *path)
+{
+    for (size_t i = 0; i < m->nscripts; i++)
+        if (!strcmp(m->scripts[i], path))
+            return;
+    char **v = realloc(m->scripts, (m->nscripts + 1) * sizeof *v);
+    if (!v)
+        return;
+    m->scripts = v;
+    if ((v[m->nscripts] = wd_strdup(path)))
+        m->nscripts++;
+}
+
+/* watches dir and, for the agents tree, every directory under it; with compile, checks
+** every script met (the start: a broken script is reported before anyone runs it) */
+static void watch_tree(srv_main *m, const char *dir, int recurse, int compile)
+{
+    if (m->nwatches >= MAX_WATCHES)
+        return;
+    int wd = inotify_add_watch(m->ifd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |
+                                              IN_ONLYDIR);
+    if (wd < 0) {
+        say("cannot watch %s: %s (its changes will need SIGHUP)", dir, strerror(errno));
+        return;
+    }
+    watch *w = realloc(m->watches, (m->nwatches + 1) * sizeof *w);
+    if (!w)
+        return;
+    m->watches = w;
+    m->watches[m->nwatches++] = (watch){wd, wd_strdup(dir)};
+    if (!recurse)
+        return;
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char sub[2048];
+        snprintf(sub, sizeof sub, "%s/%s", dir, de->d_name);
+        struct stat st;
+        if (stat(sub, &st) < 0)
+            continue;
+        if (S_ISDIR(st.st_mode))
+            watch_tree(m, sub, 1, compile);
+        else if (compile && is_lua(de->d_name)) {
+            char err[1024];
+            if (wd_chunks_refresh(sub, err, sizeof err) < 0)
+                say("warning: %s", err);
+        }
+    }
+    closedir(d);
+}
+
+static const char *watch_dir(srv_main *m, int wd)
+{
+    for (size_t i = 0; i < m->nwatches; i++)
+        if (m->watches[i].wd == wd)
+            return m->watches[i].dir;
+    return NULL;
+}
+
+static void on_settled(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    srv_main *m = arg;
+    if (m->stopping)
+        return;
+    if (m->policy_dirty) {
+        m->policy_dirty = 0;
+        reload_policy(m, "file changed");
+    }
+    for (size_t i = 0; i < m->nscripts; i++) {
+        reload_script(m, m->scripts[i], "file changed");
+        free(m->scripts[i]);
+    }
+    m->nscripts = 0;
+}
+
+static void on_inotify(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    srv_main *m = arg;
+    char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+    ssize_t n;
+    int any = 0;
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+        for (char *p = buf; p < buf + n;) {
+            struct inotify_event *ev = (struct inotify_event *)p;
+            p += sizeof *ev + ev->len;
+            const char *dir = watch_dir(m, ev->wd);
+            if (!dir || !ev->len)
+                continue;
+            char path[2048];
+            snprintf(path, sizeof path, "%s/%s", dir, ev->name);
+            int in_policy = !strcmp(dir, m->policy_dir) &&
+                            (m->policy_is_dir ? is_yaml(ev->name) : !strcmp(ev->name, m->policy_base));
+            if (in_policy) {
+                m->policy_dirty = any = 1;
+            } else if (!strncmp(path, m->s.agents_dir, strlen(m->s.agents_dir))) {
+                if ((ev->mask & IN_ISDIR) && (ev->mask & (IN_CREATE | IN_MOVED_TO)))
+                    watch_tree(m, path, 1, 0); /* a new agent: its scripts load on first use */
+                else if (is_lua(ev->name) && !(ev->mask & IN_CREATE)) /* created: the close follows */
+                    add_script(m, path), any = 1;
+            }
+        }
+    }
+    if (any) {
+        struct timeval tv = {0, RELOAD_SETTLE_MS * 1000};
+        event_add(m->settle_ev, &tv);
+    }
+}
+
+/* ---- stopping -------------------------------------------------------------- */
+
+static void stop_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    srv_main *m = arg;
+    int64_t now = wd_wall_ms();
+    long live = wd_registry_live(m->s.reg);
+    if (live > 0 && !m->cancelled && now >= m->stop_deadline) {
+        m->cancelled = 1;
+        say("grace period over: %ld run(s) end as killed", live);
+        for (int i = 0; i < m->s.nfronts; i++)
+            wd_pool_post(m->s.pool, i, post_cancel, m);
+    }
+    if (live > 0)
+        return;
+    if (!m->drained_at)
+        m->drained_at = now;
+    else if (now - m->drained_at >= REPLY_FLUSH_MS)
+        event_base_loopbreak(m->base);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    srv_main *m = arg;
+    if (sig == SIGHUP) {
+        if (m->stopping)
+            return;
+        reload_policy(m, "SIGHUP");
+        for (size_t i = 0; i < m->nwatches; i++) { /* every script of the tree */
+            if (strncmp(m->watches[i].dir, m->s.agents_dir, strlen(m->s.agents_dir)))
+                continue;
+            DIR *d = opendir(m->watches[i].dir);
+            struct dirent *de;
+            while (d && (de = readdir(d)))
+                if (is_lua(de->d_name)) {
+                    char path[2048];
+                    snprintf(path, sizeof path, "%s/%s", m->watches[i].dir, de->d_name);
+                    reload_script(m, path, "SIGHUP");
+                }
+            if (d)
+                closedir(d);
+        }
+        return;
+    }
+    if (m->stopping) { /* a second signal: no more waiting */
+        m->stop_deadline = 0;
+        return;
+    }
+    m->stopping = 1;
+    atomic_store(&m->s.draining, 1);
+    long live = wd_registry_live(m->s.reg);
+    say("%s: no new requests; %ld run(s) get %lld ms to finish", sig == SIGTERM ? "SIGTERM" : "SIGINT", live,
+        m->s.o.grace_ms);
+    m->stop_deadline = wd_wall_ms() + m->s.o.grace_ms;
+    for (int i = 0; i < m->s.nfronts; i++)
+        wd_pool_post(m->s.pool, i, post_drain, m);
+    struct timeval tv = {0, STOP_TICK_MS * 1000};
+    event_add(m->stop_ev, &tv);
+}
+
+/* ---- sockets --------------------------------------------------------------- */
+
+/* n listening sockets on host:port sharing the port (SO_REUSEPORT); the port chosen in
+** *port_out. 0, or -1 after a message */
+static int listen_all(const char *spec, int *fds, int n, char *host_out, size_t hn, int *port_out)
+{
+    char host[256];
+    const char *colon = strrchr(spec, ':');
+    if (!colon || colon == spec || !colon[1]) {
+        say("--listen wants HOST:PORT (like 127.0.0.1:8080), not '%s'", spec);
+        return -1;
+    }
+    snprintf(host, sizeof host, "%.*s", (int)(colon - spec), spec);
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') { /* [::1]:8080 */
+        memmove(host, host + 1, strlen(host));
+        host[strlen(host) - 1] = '\0';
+    }
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535) {
+        say("--listen: '%s' is not a port", colon + 1);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        fds[i] = -1;
+    for (int i = 0; i < n; i++) {
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
+        char ps[16];
+        snprintf(ps, sizeof ps, "%ld", port);
+        int rc = getaddrinfo(host, ps, &hints, &ai);
+        if (rc) {
+            say("--listen %s: %s", spec, gai_strerror(rc));
+            goto fail;
+        }
+        int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+        if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+            bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
+            say("cannot listen on %s: %s", spec, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            freeaddrinfo(ai);
+            goto fail;
+        }
+        freeaddrinfo(ai);
+        fds[i] = fd;
+        if (port == 0) { /* the others share the port the first was given */
+            struct sockaddr_storage sa;
+            socklen_t sl = sizeof sa;
+            getsockname(fd, (struct sockaddr *)&sa, &sl);
+            port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
+                                                  : ((struct sockaddr_in *)&sa)->sin_port);
+        }
+    }
+    snprintf(host_out, hn, "%s", host);
+    *port_out = (int)port;
+    return 0;
+fail:
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    return -1;
+}
+
+/* ---- the whole ------------------------------------------------------------- */
+
+static char *strip_slashes(const char *s)
+{
+    char *d = wd_strdup(s);
+    size_t n = d ? strlen(d) : 0;
+    while (n > 1 && d[n - 1] == '/')
+        d[--n] = '\0';
+    return d;
+}
+
+int wd_serve(const wd_serve_opts *opts)
+{
+    srv_main *m = calloc(1, sizeof *m);
+    if (!m)
+        return 2;
+    int rc = 2;
+    wd_server *s = &m->s;
+    s->o = *opts;
+    if (!s->o.policy_path)
+        s->o.policy_path = "policies/default.yaml";
+    if (!s->o.listen)
+        s->o.listen = "127.0.0.1:8080";
+    if (s->o.workers <= 0)
+        s->o.workers = 2;
+    if (s->o.grace_ms <= 0)
+        s->o.grace_ms = 10000;
+    if (s->o.max_body <= 0)
+        s->o.max_body = 1 << 20;
+    s->agents_dir = strip_slashes(s->o.agents_dir ? s->o.agents_dir : "agents");
+    s->web_dir = wd_strdup(s->o.web_dir ? s->o.web_dir : WD_WEB_DIR);
+    pthread_mutex_init(&s->mu, NULL);
+    m->ifd = -1;
+    int *fds = NULL;
+    struct stat st;
+    if (stat(s->agents_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        say("--agents %s: not a directory", s->agents_dir);
+        goto out;
+    }
+    wd_perrors pe = {0};
+    s->policy = wd_policy_load(s->o.policy_path, &pe);
+    for (size_t i = 0; i < pe.n; i++)
+        fprintf(stderr, "%s\n", pe.v[i]);
+    wd_perrors_free(&pe);
+    if (!s->policy)
+        goto out;
+    atomic_store(&s->generation, 1);
+    char err[600];
+    if (!(m->audit = wd_audit_open(s->policy->audit_path, s->policy->audit_fsync, err, sizeof err))) {
+        say("%s", err);
+        goto out;
+    }
+    m->policy_is_dir = stat(s->o.policy_path, &st) == 0 && S_ISDIR(st.st_mode);
+    char *pd = strip_slashes(s->o.policy_path);
+    if (m->policy_is_dir) {
+        m->policy_dir = pd;
+        m->policy_base = wd_strdup("");
+    } else {
+        char *slash = pd ? strrchr(pd, '/') : NULL;
+        m->policy_base = wd_strdup(slash ? slash + 1 : pd);
+        if (slash)
+            *slash = '\0';
+        m->policy_dir = slash ? pd : wd_strdup(".");
+        if (!slash)
+            free(pd);
+    }
+    s->nfronts = s->o.workers;
+    s->fronts = calloc((size_t)s->nfronts, sizeof *s->fronts);
+    fds = calloc((size_t)s->nfronts, sizeof *fds);
+    s->reg = wd_registry_new(10000, 1000);
+    s->met = wd_metrics_new();
+    m->base = event_base_new();
+    for (int i = 0; s->fronts && i < s->nfronts; i++)
+        s->fronts[i].fd = -1;
+    if (!s->fronts || !fds || !s->reg || !s->met || !m->base || !m->policy_dir || !m->policy_base)
+        goto out;
+    char host[256];
+    int port;
+    if (listen_all(s->o.listen, fds, s->nfronts, host, sizeof host, &port) < 0)
+        goto out;
+    for (int i = 0; i < s->nfronts; i++)
+        s->fronts[i] = (wd_front){.srv = s, .index = i, .fd = fds[i]};
+
+    /* scripts: pinned, each checked once now; watched from here on */
+    wd_chunks_pin(1);
+    m->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (m->ifd < 0)
+        say("inotify: %s (changes will need SIGHUP)", strerror(errno));
+    else {
+        watch_tree(m, m->policy_dir, 0, 0);
+        watch_tree(m, s->agents_dir, 1, 1);
+        m->inotify_ev = event_new(m->base, m->ifd, EV_READ | EV_PERSIST, on_inotify, m);
+        event_add(m->inotify_ev, NULL);
+    }
+    m->settle_ev = evtimer_new(m->base, on_settled, m);
+    m->stop_ev = event_new(m->base, -1, EV_PERSIST, stop_tick, m);
+    const int SIGS[3] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        m->sig[i] = evsignal_new(m->base, SIGS[i], on_signal, m);
+        if (m->sig[i])
+            event_add(m->sig[i], NULL);
+    }
+
+    wd_engine_opts eo = {s->o.policy_path, s->o.llm, NULL, NULL};
+    wd_pool_hooks hooks = {front_start, front_stop, m};
+    s->pool = wd_pool_new_hooked(&eo, s->nfronts, &hooks, err, sizeof err);
+    if (!s->pool) {
+        say("%s", err);
+        goto out;
+    }
+    if (m->front_failed) {
+        say("cannot serve HTTP on every worker");
+        goto out;
+    }
+    say("serving http://%s:%d/ with %d worker(s); policy %s, agents %s/", host, port, s->nfronts, s->o.policy_path,
+        s->agents_dir);
+    audit(m, json_pack("{s:s,s:b,s:s,s:s,s:s,s:i}", "event", "server_started", "success", 1, "listen", s->o.listen,
+                       "policy", s->o.policy_path, "agents", s->agents_dir, "workers", s->nfronts));
+    event_base_dispatch(m->base);
+    wd_pool_free(s->pool); /* the engines stop: their logs and ledgers are flushed */
+    s->pool = NULL;
+    audit(m, json_pack("{s:s,s:b,s:s}", "event", "server_stopped", "success", 1, "reason",
+                       m->cancelled ? "stopped: runs past the grace period were killed" : "stopped"));
+    say("stopped");
+    rc = 0;
+out:
+    wd_pool_free(s->pool);
+    for (int i = 0; s->fronts && i < s->nfronts; i++) /* those no listener took */
+        if (s->fronts[i].fd >= 0)
+            close(s->fronts[i].fd);
+    free(fds);
+    for (int i = 0; i < 3; i++)
+        if (m->sig[i])
+            event_free(m->sig[i]);
+    if (m->inotify_ev)
+        event_free(m->inotify_ev);
+    if (m->settle_ev)
+        event_free(m->settle_ev);
+    if (m->stop_ev)
+        event_free(m->stop_ev);
+    if (m->base)
+        event_base_free(m->base);
+    if (m->ifd >= 0)
+        close(m->ifd);
+    for (size_t i = 0; i < m->nwatches; i++)
+        free(m->watches[i].dir);
+    free(m->watches);
+    for (size_t i = 0; i < m->nscripts; i++)
+        free(m->scripts[i]);
+    free(m->scripts);
+    wd_audit_close(m->audit);
+    wd_registry_free(s->reg);
+    wd_metrics_free(s->met);
+    wd_policy_unref(s->policy);
+    pthread_mutex_destroy(&s->mu);
+    free(s->fronts);
+    free(s->agents_dir);
+    free(s->web_dir);
+    free(m->policy_dir);
+    free(m->policy_base);
+    free(m);
+    return rc;
+}

@@ -1,0 +1,72 @@
+/* serve.h - warden serve (DESIGN.md section 6): the engine as a long-running HTTP
+** service. serve.c owns the process: the worker pool, the listening sockets, signals,
+** live reload and the graceful stop, on the main thread. api.c answers requests on the
+** worker threads: every worker's loop serves HTTP beside its runs (one listening socket
+** each, SO_REUSEPORT), and a run asked for over a connection runs on that connection's
+** worker, so its result is written from the thread it ends on. */
+#ifndef WD_SERVE_H
+#define WD_SERVE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "engine.h"
+#include "metrics.h"
+#include "registry.h"
+
+typedef struct wd_serve_opts {
+    const char *policy_path;  /* default policies/default.yaml */
+    const char *agents_dir;   /* default agents */
+    const char *listen;       /* HOST:PORT, default 127.0.0.1:8080; port 0: any free one */
+    int workers;              /* default 2 */
+    const char *llm;          /* as warden run's --llm, for every run */
+    long long grace_ms;       /* SIGTERM: how long runs may finish, default 10 s */
+    long long max_body;       /* request bodies, default 1 MiB */
+    const char *web_dir;      /* the dashboard's files, default the build's web/ */
+} wd_serve_opts;
+
+typedef struct wd_server wd_server;
+
+/* one worker's HTTP side */
+typedef struct wd_front {
+    wd_server *srv;
+    int index;
+    wd_engine *e;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    int fd;                   /* its listening socket (SO_REUSEPORT) */
+    int draining;             /* stopping: requests get 503 and their connection closes */
+    struct wd_stream *streams;/* event streams open on this worker */
+    struct wd_waiter *waiters;/* requests waiting for a run's result */
+    int64_t deny_window_ms;   /* audited refusals: at most DENY_AUDIT_PER_S a second */
+    int deny_count;
+    long deny_unaudited;
+} wd_front;
+
+struct wd_server {
+    wd_serve_opts o;
+    char *agents_dir;         /* without trailing slashes */
+    char *web_dir;
+    wd_pool *pool;
+    wd_front *fronts;
+    int nfronts;
+    wd_registry *reg;
+    wd_metrics *met;
+    atomic_long generation;   /* policy loads, 1 the first */
+    atomic_int draining;
+    pthread_mutex_t mu;       /* guards policy */
+    wd_policy *policy;        /* the current snapshot (the one workers were last given) */
+};
+
+/* api.c, on a worker's thread */
+int wd_api_start(wd_front *f);       /* its HTTP server on its loop; 0 or -1 */
+void wd_api_drain(wd_front *f);      /* stop accepting; later requests get 503 */
+void wd_api_stop(wd_front *f);       /* closes every connection and frees the server */
+/* the policy snapshot the server serves now; a new reference */
+wd_policy *wd_server_policy(wd_server *s);
+
+/* serve.c: runs until SIGTERM or SIGINT; the exit code (0 after a graceful stop, 2 on
+** a configuration error, with the message on stderr) */
+int wd_serve(const wd_serve_opts *o);
+
+#endif

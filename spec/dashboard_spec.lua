@@ -1,0 +1,120 @@
+-- The dashboard (GET /) in headless Chromium, driven through chromedriver's WebDriver
+-- API: it loads, shows a run waiting for approval, approves it by a click, and the run
+-- finishes. Debian packages chromium and chromium-driver (make deps installs them).
+local T = require("warden.testing")
+local json = require("cjson")
+
+local ADMIN, READER = "dash-admin-key", "dash-reader-key"
+
+-- one WebDriver command: method, path under the driver, body table; the decoded value
+local function wd(base, method, path, body)
+  local args = ("curl -s -m 60 -X %s %s%s"):format(method, base, path)
+  if body then
+    args = args .. " -H 'Content-Type: application/json' --data-binary @"
+      .. T.write(T.tmpfile(".json"), json.encode(body))
+  end
+  local out = T.sh(args)
+  local ok, v = pcall(json.decode, out)
+  assert(ok, "webdriver answered: " .. out)
+  return v.value
+end
+
+local wait_for = T.wait_for
+
+describe("the dashboard", function()
+  local srv, driver, driver_pid, session
+
+  setup(function()
+    local pol = T.policy({
+      users = { admin = { api_key_sha256 = T.sha256(ADMIN) }, reader = { api_key_sha256 = T.sha256(READER) } },
+      approvals = { expiry = { low = "60s", normal = "60s", high = "60s", critical = "60s" } },
+    })
+    local agents = T.tmpfile("-agents")
+    os.execute(("mkdir -p %s && ln -s %s/spec/fixtures/lab %s/lab"):format(agents, os.getenv("PWD"), agents))
+    srv = T.serve({ policy = pol, agents = agents })
+    -- a port of its own: tried until one is free (chromedriver exits when it is taken)
+    local log, ready
+    math.randomseed(os.time() + tonumber(srv.port))
+    for _ = 1, 10 do
+      local port = math.random(20000, 30000)
+      log = T.tmpfile(".log")
+      local h = io.popen(("chromedriver --port=%d >%s 2>&1 & echo $!"):format(port, log))
+      driver_pid = h:read("l")
+      h:close()
+      driver = "http://127.0.0.1:" .. port
+      for _ = 1, 500 do
+        ready = (T.sh("curl -s " .. driver .. "/status")):match('"ready":%s*true')
+        if ready or (T.read(log) or ""):match("Exiting") then break end
+        os.execute("sleep 0.02")
+      end
+      if ready then break end
+    end
+    assert(ready, "chromedriver did not start: " .. tostring(T.read(log)))
+    local s = wd(driver, "POST", "/session", { capabilities = { alwaysMatch = { ["goog:chromeOptions"] = {
+      binary = "/usr/bin/chromium",
+      args = { "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+        "--user-data-dir=" .. T.tmpfile("-chrome") },
+    } } } })
+    session = "/session/" .. assert(s.sessionId, "no browser session: " .. json.encode(s))
+  end)
+
+  teardown(function()
+    if session then wd(driver, "DELETE", session) end
+    if driver_pid then os.execute("kill " .. driver_pid) end
+    if srv then srv.stop() end
+  end)
+
+  local function find(css)
+    local v = wd(driver, "POST", session .. "/element", { using = "css selector", value = css })
+    if type(v) == "table" and v.error then return nil end
+    local _, id = next(v) -- {"element-6066-...": id}
+    return id
+  end
+
+  it("approves a pending request by a click, and the run finishes", function()
+    local code, body = srv.http("POST", "/v1/runs", READER,
+      { agent = "lab", input = json.encode({ { "tool", "approval_tool", { why = "dashboard" } } }) })
+    assert.equal(202, code)
+    local run = body.run_id
+    wd(driver, "POST", session .. "/url", { url = srv.url .. "/" })
+    assert.equal("warden dashboard", wd(driver, "GET", session .. "/title"))
+    local key = assert(find("#key"))
+    wd(driver, "POST", session .. "/element/" .. key .. "/value", { text = ADMIN })
+    wd(driver, "POST", session .. "/element/" .. assert(find("#connect")) .. "/click", {})
+    -- the run shows, waiting; its request shows with its buttons
+    wait_for(function() return find("#run-" .. run) end, "the run in the page")
+    local req
+    wait_for(function()
+      local _, l = srv.http("GET", "/v1/approvals", ADMIN)
+      req = l[1]
+      return req
+    end, "the approval request")
+    local button = wait_for(function() return find("#approve-" .. req.id) end, "the approve button")
+    local row = wd(driver, "GET", session .. "/element/" .. assert(find("#approval-" .. req.id)) .. "/text")
+    assert.truthy(row:match("approval_tool"))
+    assert.truthy(row:match("reader"))
+    wd(driver, "POST", session .. "/element/" .. button .. "/click", {})
+    -- the run finishes, as the API and the page both say
+    local res = wait_for(function()
+      local _, r = srv.http("GET", "/v1/runs/" .. run, ADMIN)
+      return r.status == "completed" and r
+    end, "the run to finish")
+    assert.equal(true, res.result.tool_calls[1].success)
+    wait_for(function()
+      local el = find("#run-" .. run)
+      return el and wd(driver, "GET", session .. "/element/" .. el .. "/text"):match("completed")
+    end, "the page to show it completed")
+    -- the page says who decided: the admin whose key it holds
+    local _, all = srv.http("GET", "/v1/approvals?all=1", ADMIN)
+    assert.equal("approved", all[1].status)
+    assert.equal("admin", all[1].decided_by or (all[1].approved_by or {})[1])
+    -- a reader's key gets the refusal in the page, not the data
+    wd(driver, "POST", session .. "/element/" .. key .. "/clear", {})
+    wd(driver, "POST", session .. "/element/" .. key .. "/value", { text = READER })
+    wd(driver, "POST", session .. "/element/" .. assert(find("#connect")) .. "/click", {})
+    wait_for(function()
+      return wd(driver, "GET", session .. "/element/" .. assert(find("#error")) .. "/text"):match("admin")
+    end, "the refusal shown")
+  end)
+end)
