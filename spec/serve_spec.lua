@@ -285,6 +285,23 @@ describe("warden serve: live reload", function()
     wait_for(function() return echo_ok() end, "the permission back")
   end)
 
+  it("applies a reload to a run in flight at its next check", function()
+    local _, started = srv.http("POST", "/v1/runs", KEYS.reader,
+      { agent = "lab", input = plan({ { "sleep", 800 }, { "tool", "echo", { text = "after" } } }) })
+    wait_for(function() return select(2, srv.http("GET", "/v1/runs/" .. started.run_id, KEYS.reader)).status == "running" end,
+      "the run to start")
+    rewrite(function(p) p.tools.echo.permission = "admin" end)
+    local run = wait_for(function()
+      local _, b = srv.http("GET", "/v1/runs/" .. started.run_id, KEYS.reader)
+      return b.result and b
+    end, "the run to end")
+    assert.equal("completed", run.status)
+    assert.is_false(run.result.tool_calls[1].success)
+    assert.truthy(run.result.tool_calls[1].result:match("permission denied"))
+    rewrite(function(p) p.tools.echo.permission = "read" end)
+    wait_for(function() return echo_ok() end, "the permission back")
+  end)
+
   it("rejects an invalid file with file:line:column, and the previous policy keeps serving", function()
     T.write(pol, "version: 1\nroles: [read, write, admin]\nusers: {reader: {role: reader}}\n")
     local r = wait_for(function() return T.events(audit, "policy_rejected")[1] end, "policy_rejected")
@@ -337,14 +354,31 @@ describe("warden serve: live reload", function()
       .. "--expect '\"success\":true' >%s 2>&1 &"):format(T.build, srv.url, KEYS.writer, body, out))
     os.execute("sleep 0.3")
     local gen0 = select(2, srv.http("GET", "/healthz")).policy_generation
+    local function noop_refused()
+      local _, res = srv.http("POST", "/v1/runs", KEYS.reader,
+        { agent = "lab", input = plan({ { "tool", "noop", {} } }), wait = true })
+      return res.tool_calls and res.tool_calls[1].success == false
+    end
+    assert.is_false(noop_refused())
+    local revoked_ms
     for i = 1, 10 do
       if i == 5 then -- an invalid one among them: rejected while the old one serves
         T.write(pol, "version: 1\nroles: [read, write, admin\n")
-      else
-        rewrite(function(p) p.tiers.free.requests_per_hour = 100000 + i end)
+      else -- from the third on, noop needs an admin: refused within a second, under the load
+        rewrite(function(p)
+          p.tiers.free.requests_per_hour = 100000 + i
+          if i >= 3 then p.tools.noop.permission = "admin" end
+        end)
+      end
+      if i == 3 then
+        local t0 = now()
+        wait_for(noop_refused, "the revocation under load", 200)
+        revoked_ms = now() - t0
       end
       os.execute("sleep 0.3")
     end
+    assert.is_true(revoked_ms < 1000, ("refused after %.0f ms"):format(revoked_ms))
+    assert.truthy(T.events(audit, "policy_rejected")[1])
     local load = wait_for(function()
       local s = T.read(out)
       return s and s:match("}%s*$") and json.decode(s)
@@ -356,8 +390,8 @@ describe("warden serve: live reload", function()
     assert.is_true(load.requests > 200)
     local gen1 = select(2, srv.http("GET", "/healthz")).policy_generation
     assert.equal(gen0 + 9, gen1)
-    print(("\n    load through 10 swaps: %d requests, %.0f/s, p50 %.1f ms, p99 %.1f ms")
-      :format(load.requests, load.rps, load.p50_ms, load.p99_ms))
+    print(("\n    load through 10 swaps: %d requests, %.0f/s, p50 %.1f ms, p99 %.1f ms; revoked in %.0f ms")
+      :format(load.requests, load.rps, load.p50_ms, load.p99_ms, revoked_ms))
   end)
 end)
 
@@ -368,7 +402,7 @@ describe("warden serve: graceful stop", function()
     local function start(ms)
       local out = T.tmpfile(".json")
       local bf = T.write(T.tmpfile(".json"), json.encode({ agent = "lab", input = plan({ { "sleep", ms } }), wait = true }))
-      os.execute(("curl -s -m 20 -H 'Authorization: Bearer %s' --data-binary @%s %s/v1/runs >%s 2>&1 &")
+      os.execute((T.curl .. " -s -m 20 -H 'Authorization: Bearer %s' --data-binary @%s %s/v1/runs >%s 2>&1 &")
         :format(KEYS.reader, bf, srv.url, out))
       return out
     end

@@ -261,6 +261,9 @@ function M.pending(pol)
   error("no approval request appeared")
 end
 
+-- curl, outside make asan's preloaded sanitizer (curl hangs under it): it is not ours
+M.curl = "env -u LD_PRELOAD curl"
+
 -- f's first truthy value, tried every 10 ms (tries times, default 500); an error naming what
 function M.wait_for(f, what, tries)
   for _ = 1, tries or 500 do
@@ -277,15 +280,16 @@ function M.sha256(text)
   return (M.sh("sha256sum " .. f)):match("^(%x+)")
 end
 
--- `warden serve` in the background: opts.policy (path), opts.agents (dir), opts.llm,
+-- `warden serve` in the background: opts.policy (path), opts.agents (dir), opts.llm (false:
+-- the policy's models),
 -- opts.workers, opts.grace. Returns srv with url, pid, err (its stderr file) and
 -- srv.http(method, path, key, body) -> status, decoded body (or raw text), headers;
 -- srv.stop(signal) -> the exit code (waits for it)
 function M.serve(opts)
   local errf, rcf, pidf = M.tmpfile(".err"), M.tmpfile(".rc"), M.tmpfile(".pid")
-  local cmd = ("%s serve --listen 127.0.0.1:0 --policy %s --agents %s --workers %d --llm %s%s"):format(
-    M.bin, opts.policy, opts.agents, opts.workers or 2, opts.llm or ("mock:" .. M.scenario({ { content = "done" } })),
-    opts.grace and (" --grace " .. opts.grace) or "")
+  local llm = opts.llm == false and "" or (" --llm " .. (opts.llm or ("mock:" .. M.scenario({ { content = "done" } }))))
+  local cmd = ("%s serve --listen 127.0.0.1:0 --policy %s --agents %s --workers %d%s%s"):format(
+    M.bin, opts.policy, opts.agents, opts.workers or 2, llm, opts.grace and (" --grace " .. opts.grace) or "")
   os.execute(("sh -c '%s 2>%s & echo $! >%s; wait $!; echo $? >%s' >/dev/null 2>&1 &"):format(cmd, errf, pidf, rcf))
   local port
   for _ = 1, 1000 do
@@ -297,7 +301,7 @@ function M.serve(opts)
   local srv = { url = "http://127.0.0.1:" .. port, port = port, err = errf, pid = M.read(pidf):match("%d+") }
   function srv.http(method, path, key, body, extra)
     local out, hdr = M.tmpfile(".body"), M.tmpfile(".hdr")
-    local args = { "curl -s -m 30 -o " .. out .. " -D " .. hdr .. " -w '%{http_code}' -X " .. method }
+    local args = { M.curl .. " -s -m 30 -o " .. out .. " -D " .. hdr .. " -w '%{http_code}' -X " .. method }
     if key then args[#args + 1] = "-H 'Authorization: Bearer " .. key .. "'" end
     if body then
       local bf = M.write(M.tmpfile(".json"), type(body) == "table" and json.encode(body) or body)
