@@ -45,7 +45,7 @@ static wd_pool *make(int workers, char *err, size_t n)
 }
 
 static const wd_run_opts RUN_OPTS = {"agents/research_assistant", "What do our notes say about AI safety?", "alice",
-                                     NULL, NULL};
+                                     NULL, NULL, NULL};
 
 TEST(runs_spread_over_workers_and_share_one_chain)
 {
