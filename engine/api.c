@@ -101,18 +101,8 @@ static void send_error(call *c, int status, const char *fmt, ...)
     send_json(c, status, json_pack("{s:s}", "error", msg));
 }
 
-/* a record not tied to a run (run_id... null), redacted and appended to the worker's log */
-static void audit(wd_front *f, const wd_policy *p, json_t *rec)
-{
-    if (!rec)
-        return;
-    static const char *const NULLS[] = {"run_id", "session_id", "user_id", "agent"};
-    for (int i = 0; i < 4; i++)
-        if (!json_object_get(rec, NULLS[i]))
-            json_object_set_new(rec, NULLS[i], json_null());
-    wd_redact_record(p, rec);
-    wd_audit_append(f->e->audit, rec);
-}
+/* a record of no run into the worker's log (takes rec) */
+static void audit(wd_front *f, const wd_policy *p, json_t *rec) { wd_redact_append(p, f->e->audit, rec); }
 
 /* 401 or 403, audited (within the rate) as authorization_denied */
 static void deny(call *c, int status, const char *user, const char *why)
@@ -290,12 +280,17 @@ static void on_run_done(const json_t *res, void *ud)
 {
     wd_waiter *w = ud;
     wd_front *f = w->f;
-    wd_registry_finish(f->srv->reg, w->run_id, res);
+    /* rendered once: for the waiting client and for the table of runs */
+    char *text = json_dumps(res, JSON_COMPACT | JSON_REAL_PRECISION(12));
     if (w->req) {
         evhttp_connection_set_closecb(evhttp_request_get_connection(w->req), NULL, NULL);
         call c = {.f = f, .req = w->req, .route = "/v1/runs"};
-        send_json(&c, 200, json_deep_copy(res));
+        if (text)
+            send_text(&c, 200, "application/json", text, strlen(text));
+        else
+            send_error(&c, 500, "out of memory");
     }
+    wd_registry_finish(f->srv->reg, w->run_id, json_string_value(json_object_get(res, "status")), text);
     waiter_unlink(w);
     free(w);
 }
@@ -468,12 +463,12 @@ static void get_events(call *c, const char *id)
 
 /* ---- approvals ------------------------------------------------------------- */
 
-static int named_approver(const json_t *req, const char *user)
+/* user is in the list of approvers */
+static int named_approver(const json_t *approvers, const char *user)
 {
     size_t i;
     json_t *a;
-    json_array_foreach(json_object_get(req, "approvers"), i, a) if (json_is_string(a) &&
-                                                                   !strcmp(json_string_value(a), user)) return 1;
+    json_array_foreach(approvers, i, a) if (json_is_string(a) && !strcmp(json_string_value(a), user)) return 1;
     return 0;
 }
 
@@ -492,7 +487,8 @@ static void get_approvals(call *c, int all)
     json_t *r;
     json_array_foreach(l, i, r) {
         const char *owner = json_string_value(json_object_get(r, "user_id"));
-        if (c->admin || named_approver(r, c->user->name) || (owner && !strcmp(owner, c->user->name)))
+        if (c->admin || named_approver(json_object_get(r, "approvers"), c->user->name) ||
+            (owner && !strcmp(owner, c->user->name)))
             json_array_append(out, r);
     }
     json_decref(l);
@@ -513,29 +509,26 @@ static void decide(call *c, const char *id, int approve)
         send_error(c, 400, "request body: a rejection needs a 'reason'");
         goto done;
     }
-    json_t *l, *req = NULL;
     int64_t now = wd_wall_ms();
-    if (wd_approval_sweep(st, now) < 0 || wd_approval_list(st, 1, &l) < 0) {
+    wd_approval_state as;
+    int found = wd_approval_sweep(st, now) < 0 ? -1 : wd_approval_get(st, id, &as);
+    if (found < 0) {
         send_error(c, 503, "state store %s: %s", wd_store_path(st), wd_store_error(st));
         goto done;
     }
-    size_t i;
-    json_t *r;
-    json_array_foreach(l, i, r) if (!strcmp(json_string_value(json_object_get(r, "id")), id)) req = r;
-    if (!req) {
-        json_decref(l);
+    if (!found) {
         send_error(c, 404, "no approval request %s", id);
         goto done;
     }
-    if (!c->admin && !named_approver(req, c->user->name)) {
-        json_decref(l);
+    int may = c->admin || named_approver(as.approvers, c->user->name);
+    wd_approval_state_clear(&as);
+    if (!may) {
         char why[300];
         snprintf(why, sizeof why, "%s is not an approver of request %s (an admin or a named approver decides)",
                  c->user->name, id);
         deny(c, 403, c->user->name, why);
         goto done;
     }
-    json_decref(l);
     char msg[1400];
     int got = wd_approval_decide(st, id, approve, c->user->name, reason, now, msg, sizeof msg);
     if (got < 0)

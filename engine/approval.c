@@ -68,17 +68,25 @@ static void copy_col(sqlite3_stmt *st, int col, char *out, size_t n)
     wd_strlcpy(out, v ? (const char *)v : "", n);
 }
 
+/* a column holding a JSON list, as an array (empty when it holds none); caller decrefs */
+static json_t *list_col(sqlite3_stmt *q, int col)
+{
+    const unsigned char *t = sqlite3_column_text(q, col);
+    json_t *v = json_loads(t ? (const char *)t : "[]", 0, NULL);
+    if (!json_is_array(v)) {
+        json_decref(v);
+        v = json_array();
+    }
+    return v;
+}
+
 /* a row of STATE_COLS into st */
 static void read_state(sqlite3_stmt *q, wd_approval_state *st)
 {
     memset(st, 0, sizeof *st);
     copy_col(q, 0, st->status, sizeof st->status);
-    const unsigned char *by = sqlite3_column_text(q, 1);
-    st->approved_by = json_loads(by ? (const char *)by : "[]", 0, NULL);
-    if (!json_is_array(st->approved_by)) {
-        json_decref(st->approved_by);
-        st->approved_by = json_array();
-    }
+    st->approved_by = list_col(q, 1);
+    st->approvers = list_col(q, 10);
     st->given = (int)json_array_size(st->approved_by);
     st->needed = sqlite3_column_int(q, 2);
     st->escalated = sqlite3_column_int(q, 3);
@@ -88,6 +96,13 @@ static void read_state(sqlite3_stmt *q, wd_approval_state *st)
     st->decided_ms = sqlite3_column_int64(q, 7);
     copy_col(q, 8, st->decided_by, sizeof st->decided_by);
     copy_col(q, 9, st->reason, sizeof st->reason);
+}
+
+void wd_approval_state_clear(wd_approval_state *st)
+{
+    json_decref(st->approved_by);
+    json_decref(st->approvers);
+    st->approved_by = st->approvers = NULL;
 }
 
 int wd_approval_get(wd_store *s, const char *id, wd_approval_state *st)
@@ -152,7 +167,6 @@ int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by,
                        char *msg, size_t n)
 {
     wd_approval_state st = {0};
-    json_t *approvers = NULL;
     char *by_text = NULL;
     int rc = -1;
     if (wd_store_begin(s) < 0)
@@ -162,11 +176,8 @@ int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by,
         goto out;
     sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
     int step = sqlite3_step(q);
-    if (step == SQLITE_ROW) {
+    if (step == SQLITE_ROW)
         read_state(q, &st);
-        const unsigned char *a = sqlite3_column_text(q, 10);
-        approvers = json_loads(a ? (const char *)a : "[]", 0, NULL);
-    }
     sqlite3_finalize(q);
     if (step != SQLITE_ROW) {
         if (step == SQLITE_DONE) {
@@ -190,8 +201,8 @@ int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by,
         snprintf(msg, n, "request %s has expired", id);
         goto out;
     }
-    if (json_array_size(approvers) && !listed(approvers, by)) {
-        char *names = json_dumps(approvers, JSON_COMPACT);
+    if (json_array_size(st.approvers) && !listed(st.approvers, by)) {
+        char *names = json_dumps(st.approvers, JSON_COMPACT);
         snprintf(msg, n, "%s may not decide request %s: its approvers are %s", by, id, names ? names : "?");
         free(names);
         goto out;
@@ -231,8 +242,7 @@ int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by,
     rc = 1;
 out:
     wd_store_rollback(s); /* after a refusal or an error; nothing once committed */
-    json_decref(st.approved_by);
-    json_decref(approvers);
+    wd_approval_state_clear(&st);
     free(by_text);
     return rc;
 }

@@ -22,15 +22,18 @@ typedef struct wd_approval_state {
     int64_t created_ms, expires_ms, escalate_ms, decided_ms;
     char decided_by[160];       /* the last approver, or who rejected */
     char reason[400];
-    json_t *approved_by;        /* caller decrefs: the approvers so far */
+    json_t *approved_by;        /* the approvers so far */
+    json_t *approvers;          /* who may decide ([] anyone the front end lets) */
 } wd_approval_state;
+/* drops st's lists; accepts a state never filled (zeroed) */
+void wd_approval_state_clear(wd_approval_state *st);
 
 /* Creates a pending request owned by this process from req: run_id, session_id,
 ** user_id, agent, tool, args (redacted), risk, urgency, justification, approvers (a
 ** list), needed, created_ms, expires_ms, escalate_ms. id: 36 characters + NUL, filled.
 ** 0 or -1 (wd_store_error). */
 int wd_approval_create(wd_store *s, const json_t *req, char id[37]);
-/* 1 found (st filled; decref st->approved_by), 0 no such request, -1 error */
+/* 1 found (st filled: wd_approval_state_clear it), 0 no such request, -1 error */
 int wd_approval_get(wd_store *s, const char *id, wd_approval_state *st);
 /* A person's decision on a pending request. approve: `by` joins the approvers (once
 ** each; one of the request's approvers when it names any), and the request is approved

@@ -178,38 +178,50 @@ int wd_chunks_refresh(const char *path, char *err, size_t n)
         free(text);
         return -1;
     }
-    /* every cached name of the file gets the new text: compiled outside the lock, swapped under it */
+    /* every cached name of the file gets the new text: the names read under the lock, the
+    ** text compiled for each outside it, the entries swapped in under it */
     unsigned b = hash(path) % NBUCKETS;
     int count = 0;
-    for (;;) {
-        char want[512] = "";
-        pthread_mutex_lock(&mu);
-        for (entry *e = buckets[b]; e && !want[0]; e = e->next)
-            if (!strcmp(e->path, path) && e->size != -1)
-                wd_strlcpy(want, e->name, sizeof want);
-        pthread_mutex_unlock(&mu);
-        if (!want[0])
-            break;
-        entry *e = calloc(1, sizeof *e);
-        if (!e || !(e->path = wd_strdup(path)) || !(e->name = wd_strdup(want)) ||
-            compile_dump(text, len, want, &e->code, err, n) < 0) {
-            entry_free(e);
-            free(text);
-            return -1;
-        }
-        e->size = -1; /* marks the entries of this refresh, so the loop ends */
-        pthread_mutex_lock(&mu);
-        insert(e, b);
-        pthread_mutex_unlock(&mu);
-        count++;
-    }
     pthread_mutex_lock(&mu);
     for (entry *e = buckets[b]; e; e = e->next)
+        count += !strcmp(e->path, path);
+    char **names = calloc((size_t)count + 1, sizeof *names);
+    entry **fresh = calloc((size_t)count + 1, sizeof *fresh);
+    int k = 0;
+    for (entry *e = buckets[b]; names && e; e = e->next)
         if (!strcmp(e->path, path))
-            e->size = 0;
+            names[k++] = wd_strdup(e->name);
     pthread_mutex_unlock(&mu);
+    if (!names || !fresh) {
+        wd_errf(err, n, "out of memory");
+        rc = -1;
+    }
+    for (int i = 0; i < count && rc == 0; i++) {
+        entry *e = calloc(1, sizeof *e);
+        if (!e || !names[i] || !(e->path = wd_strdup(path)) || !(e->name = wd_strdup(names[i]))) {
+            wd_errf(err, n, "out of memory");
+            rc = -1;
+        } else if (compile_dump(text, len, names[i], &e->code, err, n) < 0) {
+            rc = -1;
+        }
+        if (rc < 0)
+            entry_free(e);
+        else
+            fresh[i] = e;
+    }
+    pthread_mutex_lock(&mu);
+    for (int i = 0; fresh && i < count; i++)
+        if (rc == 0)
+            insert(fresh[i], b); /* replaces the entry of the same name */
+        else
+            entry_free(fresh[i]);
+    pthread_mutex_unlock(&mu);
+    for (int i = 0; names && i < count; i++)
+        free(names[i]);
+    free(names);
+    free(fresh);
     free(text);
-    return count;
+    return rc < 0 ? -1 : count;
 }
 
 void wd_chunks_forget(const char *path)

@@ -6,6 +6,7 @@
 #include "breaker.h"
 #include "killswitch.h"
 #include "policy.h"
+#include "redact.h"
 #include "report.h"
 #include "serve.h"
 #include "store.h"
@@ -326,7 +327,7 @@ static int audit_one(const wd_policy *p, json_t *rec)
         fprintf(stderr, "warden: %s\n", err);
         return -1;
     }
-    wd_audit_append(au, rec);
+    wd_redact_append(p, au, rec);
     int rc = wd_audit_flush(au);
     if (rc < 0)
         fprintf(stderr, "warden: %s\n", wd_audit_error(au));

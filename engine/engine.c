@@ -692,17 +692,13 @@ static void on_budget_warning(void *ud, const wd_ledger_key *k, int64_t spent)
     snprintf(msg, sizeof msg, "%s: $%.6f of $%.2f spent (%.0f%%), past the warning at %.0f%%", name, s, lim,
              100.0 * s / lim, 100.0 * (double)k->warn_at / (double)k->limit);
     json_object_set_new(ev, "event", json_string("budget_warning"));
-    json_object_set_new(ev, "run_id", json_null());
-    json_object_set_new(ev, "session_id", json_null());
     json_object_set_new(ev, "user_id", user ? json_string(user) : json_null());
-    json_object_set_new(ev, "agent", json_null());
     json_object_set_new(ev, "success", json_true());
     json_object_set_new(ev, "budget_scope", json_string(k->scope));
     json_object_set_new(ev, "budget_period", json_string(k->period));
     json_object_set_new(ev, "cost_usd", json_real(s));
     json_object_set_new(ev, "reason", json_string(msg));
-    wd_redact_record(e->policy, ev);
-    wd_audit_append(e->audit, ev);
+    wd_redact_append(e->policy, e->audit, ev);
 }
 
 /* records first, then the spend they show: after a crash the audit log never shows less
@@ -870,8 +866,12 @@ void wd_engine_set_policy(wd_engine *e, wd_policy *p)
 int wd_engine_cancel(wd_engine *e, const char *why)
 {
     int n = 0;
-    while (e->live) { /* wd_run_end unlinks the run it ends */
-        wd_run_end(e->live, WD_ST_KILLED, why);
+    wd_run *next;
+    for (wd_run *r = e->live; r; r = next) { /* as the kill switch's poll: one already ending is left to end */
+        next = r->live_next;
+        if (r->finishing)
+            continue;
+        wd_run_end(r, WD_ST_KILLED, why);
         n++;
     }
     return n;

@@ -115,49 +115,44 @@ static series *get(wd_metrics *m, const char *family, const char *labels, int hi
     return s;
 }
 
-/* label values escaped as the format wants: backslash, quote and newline */
-static void esc(wd_buf *b, const char *v)
+/* labels text from pairs (name, value, ..., NULL) into out, values escaped as the format
+** wants (backslash, quote, newline); a NULL value reads "". On the stack: every audited
+** record comes through here. A text too long for out is cut at a character, still quoted */
+#define LABELS_MAX 512
+static void labels(char *out, const char *const *kv)
 {
-    for (; v && *v; v++) {
-        if (*v == '\\' || *v == '"')
-            wd_buf_addf(b, "\\%c", *v);
-        else if (*v == '\n')
-            wd_buf_add(b, "\\n", 2);
-        else
-            wd_buf_add(b, v, 1);
+    size_t n = 0, cap = LABELS_MAX - 8; /* room for the closing quote and NUL */
+    for (int i = 0; kv[i] && n < cap; i += 2) {
+        n += (size_t)snprintf(out + n, cap - n, "%s%s=\"", i ? "," : "", kv[i]);
+        if (n >= cap)
+            n = cap;
+        for (const char *v = kv[i + 1]; v && *v && n + 2 < cap; v++) {
+            if (*v == '\\' || *v == '"' || *v == '\n')
+                out[n++] = '\\';
+            out[n++] = *v == '\n' ? 'n' : *v;
+        }
+        out[n++] = '"';
     }
-}
-
-/* labels text from pairs (name, value, ..., NULL); a NULL value reads "" */
-static void labels(wd_buf *b, const char *const *kv)
-{
-    for (int i = 0; kv[i]; i += 2) {
-        wd_buf_addf(b, "%s%s=\"", i ? "," : "", kv[i]);
-        esc(b, kv[i + 1]);
-        wd_buf_add(b, "\"", 1);
-    }
-    if (!b->p)
-        wd_buf_add(b, "", 0);
+    out[n] = '\0';
 }
 
 static void add(wd_metrics *m, const char *family, double v, const char *const *kv)
 {
-    wd_buf l = {0};
-    labels(&l, kv);
+    char l[LABELS_MAX];
+    labels(l, kv);
     pthread_mutex_lock(&m->mu);
-    series *s = get(m, family, l.p ? l.p : "", 0);
+    series *s = get(m, family, l, 0);
     if (s)
         s->value += v;
     pthread_mutex_unlock(&m->mu);
-    wd_buf_free(&l);
 }
 
 static void observe(wd_metrics *m, const char *family, double seconds, const char *const *kv)
 {
-    wd_buf l = {0};
-    labels(&l, kv);
+    char l[LABELS_MAX];
+    labels(l, kv);
     pthread_mutex_lock(&m->mu);
-    series *s = get(m, family, l.p ? l.p : "", 1);
+    series *s = get(m, family, l, 1);
     if (s) {
         s->value += seconds;
         s->count++;
@@ -166,7 +161,6 @@ static void observe(wd_metrics *m, const char *family, double seconds, const cha
                 s->b[i]++;
     }
     pthread_mutex_unlock(&m->mu);
-    wd_buf_free(&l);
 }
 
 static const char *str(const json_t *rec, const char *k)
@@ -292,33 +286,29 @@ static void line(wd_buf *b, const char *name, const char *labels_text, const cha
 
 static void gauge(wd_buf *out, const char *family, double v, const char *const *kv)
 {
-    wd_buf l = {0};
-    labels(&l, kv);
-    line(out, family, l.p ? l.p : "", NULL, v);
-    wd_buf_free(&l);
+    char l[LABELS_MAX];
+    labels(l, kv);
+    line(out, family, l, NULL, v);
+}
+
+/* the index of a family in FAMILIES (every name asked for is there) */
+static int fam(const char *name)
+{
+    int i = 0;
+    while (FAMILIES[i].name && strcmp(FAMILIES[i].name, name))
+        i++;
+    return i;
 }
 
 /* the families read now, as gauges, into per-family buffers (g[i] for FAMILIES[i]) */
 static void scrape(wd_buf *g, wd_store *st, const wd_policy *p, long live, long generation)
 {
     int64_t now = wd_wall_ms();
-    for (int i = 0; FAMILIES[i].name; i++) {
-        const char *f = FAMILIES[i].name;
-        if (!strcmp(f, "warden_policy_generation"))
-            gauge(&g[i], f, (double)generation, (const char *[]){NULL});
-        else if (!strcmp(f, "warden_runs_active"))
-            gauge(&g[i], f, (double)live, (const char *[]){NULL});
-    }
-    int ib = -1, ibf = -1, isp = -1, ilim = -1, irat = -1, iap = -1;
-    for (int i = 0; FAMILIES[i].name; i++) {
-        const char *f = FAMILIES[i].name;
-        if (!strcmp(f, "warden_breaker_state")) ib = i;
-        else if (!strcmp(f, "warden_breaker_failures")) ibf = i;
-        else if (!strcmp(f, "warden_budget_spent_usd")) isp = i;
-        else if (!strcmp(f, "warden_budget_limit_usd")) ilim = i;
-        else if (!strcmp(f, "warden_budget_used_ratio")) irat = i;
-        else if (!strcmp(f, "warden_approvals_pending")) iap = i;
-    }
+    gauge(&g[fam("warden_policy_generation")], "warden_policy_generation", (double)generation, (const char *[]){NULL});
+    gauge(&g[fam("warden_runs_active")], "warden_runs_active", (double)live, (const char *[]){NULL});
+    int ib = fam("warden_breaker_state"), ibf = fam("warden_breaker_failures"), isp = fam("warden_budget_spent_usd"),
+        ilim = fam("warden_budget_limit_usd"), irat = fam("warden_budget_used_ratio"),
+        iap = fam("warden_approvals_pending");
     if (!st)
         return;
     wd_breaker_row *rows = NULL;

@@ -611,13 +611,13 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
             r->eng->notice(r->eng->notice_ud, msg);
     }
     if (!strcmp(st.status, "pending")) {
-        json_decref(st.approved_by);
+        wd_approval_state_clear(&st);
         arm_poll(r);
         return;
     }
     if (!strcmp(st.status, "approved")) {
         approval_event(r, "approval_granted", 1, &st, NULL);
-        json_decref(st.approved_by);
+        wd_approval_state_clear(&st);
         r->consecutive_errors = 0; /* a person has looked at the run */
         r->appr.id[0] = '\0';
         resume_deadline(r);
@@ -654,7 +654,7 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
                  st.reason[0] ? st.reason : "no decision", outcome);
         approval_event(r, "approval_expired", 0, &st, msg);
     }
-    json_decref(st.approved_by);
+    wd_approval_state_clear(&st);
     approval_refused(r, msg);
 }
 

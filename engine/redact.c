@@ -156,3 +156,14 @@ int wd_redact_record(const wd_policy *p, json_t *rec)
         json_object_set_new(rec, "sensitive_data", json_integer(hits));
     return hits;
 }
+
+int wd_redact_append(const wd_policy *p, wd_audit *a, json_t *rec)
+{
+    static const char *const IDS[] = {"run_id", "session_id", "user_id", "agent"};
+    for (int i = 0; rec && i < 4; i++)
+        if (!json_object_get(rec, IDS[i]))
+            json_object_set_new(rec, IDS[i], json_null());
+    if (rec)
+        wd_redact_record(p, rec);
+    return wd_audit_append(a, rec);
+}

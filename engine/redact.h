@@ -4,11 +4,16 @@
 #define WD_REDACT_H
 
 #include <jansson.h>
+#include "audit.h"
 #include "policy.h"
 
 /* redacts in place every field of an audit record but the engine's own identifiers;
 ** a record that held any gets sensitive_data: N (the values redacted). Returns N. */
 int wd_redact_record(const wd_policy *p, json_t *rec);
+/* A record of no run (a server's, an operator's, a budget's): the run_id, session_id,
+** user_id and agent it lacks are null, it is redacted by p and appended to a. Takes rec;
+** what wd_audit_append returns */
+int wd_redact_append(const wd_policy *p, wd_audit *a, json_t *rec);
 /* redacts in place one value (and everything below it) */
 void wd_redact_value(const wd_policy *p, json_t *v);
 /* 1 when a key names a secret (case-insensitive substring of a redact key) */

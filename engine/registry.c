@@ -230,10 +230,9 @@ done:
     pthread_mutex_unlock(&g->mu);
 }
 
-void wd_registry_finish(wd_registry *g, const char *run_id, const json_t *result)
+void wd_registry_finish(wd_registry *g, const char *run_id, const char *status, char *text)
 {
-    char *text = json_dumps(result, JSON_COMPACT | JSON_REAL_PRECISION(12));
-    const char *st = json_string_value(json_object_get(result, "status"));
+    const char *st = status;
     pthread_mutex_lock(&g->mu);
     entry *x = find(g, run_id);
     if (!x || x->finished_ms) {

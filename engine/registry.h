@@ -24,8 +24,9 @@ int wd_registry_add(wd_registry *g, const char *run_id, const char *agent, const
 /* one audit line (without newline) of run_id; a record of no known run is dropped, but
 ** a violation of any run joins the recent violations */
 void wd_registry_event(wd_registry *g, const char *run_id, const char *event, const char *line, size_t len);
-/* the run ended with result (copied) */
-void wd_registry_finish(wd_registry *g, const char *run_id, const json_t *result);
+/* the run ended with status and its result object as JSON text (takes ownership; NULL:
+** none could be made) */
+void wd_registry_finish(wd_registry *g, const char *run_id, const char *status, char *text);
 
 /* {run_id, agent, user_id, session_id, status, created_at, finished_at?, result?};
 ** caller decrefs; NULL: unknown (or evicted). *owner (may be NULL) gets the user, to

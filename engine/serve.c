@@ -85,20 +85,12 @@ wd_policy *wd_server_policy(wd_server *s)
     return p;
 }
 
-/* a record of the server itself (run_id ... null), redacted, written at once; takes rec */
+/* a record of the server itself, written at once; takes rec */
 static void audit(srv_main *m, json_t *rec)
 {
-    if (!rec)
-        return;
-    json_object_set_new(rec, "run_id", json_null());
-    json_object_set_new(rec, "session_id", json_null());
-    json_object_set_new(rec, "agent", json_null());
-    if (!json_object_get(rec, "user_id"))
-        json_object_set_new(rec, "user_id", json_null());
     wd_policy *p = wd_server_policy(&m->s);
-    wd_redact_record(p, rec);
+    wd_redact_append(p, m->audit, rec);
     wd_policy_unref(p);
-    wd_audit_append(m->audit, rec);
     if (wd_audit_flush(m->audit) < 0)
         say("%s", wd_audit_error(m->audit));
 }
@@ -209,7 +201,9 @@ static void reload_policy(srv_main *m, const char *why)
                        "generation", (json_int_t)gen));
 }
 
-static void reload_script(srv_main *m, const char *path, const char *why)
+/* 1 the script's text now serves (quiet: neither printed nor audited, the caller sums
+** them up), 0 it was rejected or removed */
+static int reload_script(srv_main *m, const char *path, const char *why, int quiet)
 {
     struct stat st;
     if (stat(path, &st) < 0) {
@@ -218,7 +212,7 @@ static void reload_script(srv_main *m, const char *path, const char *why)
         audit(m, json_pack("{s:s,s:b,s:s,s:s}", "event", "policy_reloaded", "success", 1, "script", path, "reason",
                            "removed"));
         wd_metrics_reload(m->s.met, 1);
-        return;
+        return 0;
     }
     char err[1024];
     int n = wd_chunks_refresh(path, err, sizeof err);
@@ -227,11 +221,14 @@ static void reload_script(srv_main *m, const char *path, const char *why)
         say("script %s rejected, the previous version keeps serving: %s", path, err);
         audit(m, json_pack("{s:s,s:b,s:s,s:s,s:[s]}", "event", "policy_rejected", "success", 0, "script", path,
                            "reason", err, "errors", err));
-        return;
+        return 0;
     }
     wd_metrics_reload(m->s.met, 1);
+    if (quiet)
+        return 1;
     say("script %s reloaded (%s)", path, why);
     audit(m, json_pack("{s:s,s:b,s:s,s:s}", "event", "policy_reloaded", "success", 1, "script", path, "reason", why));
+    return 1;
 }
 
 static int is_lua(const char *name)
@@ -322,7 +319,7 @@ static void on_settled(evutil_socket_t fd, short what, void *arg)
         reload_policy(m, "file changed");
     }
     for (size_t i = 0; i < m->nscripts; i++) {
-        reload_script(m, m->scripts[i], "file changed");
+        reload_script(m, m->scripts[i], "file changed", 0);
         free(m->scripts[i]);
     }
     m->nscripts = 0;
@@ -351,8 +348,10 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
             } else if (!strncmp(path, m->s.agents_dir, strlen(m->s.agents_dir))) {
                 if ((ev->mask & IN_ISDIR) && (ev->mask & (IN_CREATE | IN_MOVED_TO)))
                     watch_tree(m, path, 1, 0); /* a new agent: its scripts load on first use */
-                else if (is_lua(ev->name) && !(ev->mask & IN_CREATE)) /* created: the close follows */
-                    add_script(m, path), any = 1;
+                else if (is_lua(ev->name) && !(ev->mask & IN_CREATE)) { /* created: the close follows */
+                    add_script(m, path);
+                    any = 1;
+                }
             }
         }
     }
@@ -393,7 +392,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         if (m->stopping)
             return;
         reload_policy(m, "SIGHUP");
-        for (size_t i = 0; i < m->nwatches; i++) { /* every script of the tree */
+        long scripts = 0; /* every script of the tree: one record for those that compile */
+        for (size_t i = 0; i < m->nwatches; i++) {
             if (strncmp(m->watches[i].dir, m->s.agents_dir, strlen(m->s.agents_dir)))
                 continue;
             DIR *d = opendir(m->watches[i].dir);
@@ -402,11 +402,14 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
                 if (is_lua(de->d_name)) {
                     char path[2048];
                     snprintf(path, sizeof path, "%s/%s", m->watches[i].dir, de->d_name);
-                    reload_script(m, path, "SIGHUP");
+                    scripts += reload_script(m, path, "SIGHUP", 1);
                 }
             if (d)
                 closedir(d);
         }
+        say("%ld script(s) reloaded (SIGHUP)", scripts);
+        audit(m, json_pack("{s:s,s:b,s:s,s:s,s:I}", "event", "policy_reloaded", "success", 1, "agents",
+                           m->s.agents_dir, "reason", "SIGHUP", "scripts", (json_int_t)scripts));
         return;
     }
     if (m->stopping) { /* a second signal: no more waiting */

@@ -326,9 +326,17 @@ describe("warden serve: live reload", function()
     local gen = select(2, srv.http("GET", "/healthz")).policy_generation
     os.execute("kill -HUP " .. srv.pid)
     wait_for(function() return select(2, srv.http("GET", "/healthz")).policy_generation == gen + 1 end, "SIGHUP")
-    local hup
-    for _, ev in ipairs(T.events(audit, "policy_reloaded")) do if ev.reason == "SIGHUP" then hup = ev end end
-    assert.truthy(hup)
+    -- one record for the policy, one for the scripts that compiled (greeter's, lab's)
+    local hup = wait_for(function()
+      local got = {}
+      for _, ev in ipairs(T.events(audit, "policy_reloaded")) do
+        if ev.reason == "SIGHUP" then got[ev.file and "policy" or "scripts"] = ev end
+      end
+      return got.policy and got.scripts and got
+    end, "the SIGHUP records")
+    assert.equal(pol, hup.policy.file)
+    assert.equal(dir, hup.scripts.agents)
+    assert.is_true(hup.scripts.scripts >= 2)
   end)
 
   it("loads a changed script for the next run, and keeps the last good one when it does not compile", function()

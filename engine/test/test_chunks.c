@@ -1,5 +1,5 @@
 /* test_chunks.c - the compiled-chunk cache: a file version compiles once, a changed
-** file is seen at the next load, error positions survive the dump */
+** file is seen at the next load (unless pinned), error positions survive the dump */
 #include "harness.h"
 #include "chunks.h"
 
@@ -126,6 +126,37 @@ TEST(a_freshly_written_file_is_not_cached)
     lua_close(L);
 }
 
+/* serving: the accepted version loads whatever the file holds, until a refresh that
+** compiles replaces it; a refresh that does not compile changes nothing */
+TEST(a_pinned_file_changes_only_by_a_refresh_that_compiles)
+{
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    char out[200], err[300];
+    wd_chunks_pin(1);
+    const char *p = write_file("f.lua", "return 'v1'", 0); /* cached at once when pinned: no racy window */
+    CHECK(run(L, p, out, sizeof out) == LUA_OK);
+    CHECK_STR(out, "v1");
+    p = write_file("f.lua", "return 'v2'", 0);
+    CHECK(run(L, p, out, sizeof out) == LUA_OK);
+    CHECK_STR(out, "v1");
+    p = write_file("f.lua", "return (", 0);
+    CHECK(wd_chunks_refresh(p, err, sizeof err) == -1);
+    CHECK_HAS(err, "f.lua:1:");
+    CHECK(run(L, p, out, sizeof out) == LUA_OK);
+    CHECK_STR(out, "v1");
+    p = write_file("f.lua", "return 'v3'", 0);
+    CHECK(wd_chunks_refresh(p, err, sizeof err) == 1); /* its one cached name */
+    CHECK(run(L, p, out, sizeof out) == LUA_OK);
+    CHECK_STR(out, "v3");
+    wd_chunks_forget(p);
+    p = write_file("f.lua", "return 'v4'", 0);
+    CHECK(run(L, p, out, sizeof out) == LUA_OK);
+    CHECK_STR(out, "v4");
+    wd_chunks_pin(0);
+    lua_close(L);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
@@ -136,6 +167,7 @@ int main(void)
     RUN(error_positions_survive_the_cache);
     RUN(syntax_errors_and_missing_files_are_reported);
     RUN(a_freshly_written_file_is_not_cached);
+    RUN(a_pinned_file_changes_only_by_a_refresh_that_compiles);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     (void)!system(cmd);
