@@ -1,8 +1,9 @@
-/* ltable.c - bounded table.insert / remove / move / sort. */
+/* ltable.c - bounded table.insert / remove / move / sort / concat / unpack. */
 #include "ltable.h"
 #include "sandbox.h"
 
 #include <lauxlib.h>
+#include <limits.h>
 
 /* tables only (the sandbox gives scripts no userdata that could stand in for one) */
 static lua_Integer length_of(lua_State *L, int idx)
@@ -177,10 +178,55 @@ static int t_sort(lua_State *L)
     return 0;
 }
 
+/* the manual's concat; every element may be read through a C __index (table.concat
+** itself returns "" for any key), so the loop ticks */
+static int t_concat(lua_State *L)
+{
+    unsigned long steps = 0;
+    lua_Integer last = length_of(L, 1);
+    size_t lsep;
+    const char *sep = luaL_optlstring(L, 2, "", &lsep);
+    lua_Integer i = luaL_optinteger(L, 3, 1);
+    last = luaL_optinteger(L, 4, last);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (; i <= last; i++) {
+        wd_sandbox_tick(L, &steps);
+        lua_geti(L, 1, i);
+        if (!lua_isstring(L, -1))
+            return luaL_error(L, "invalid value (at index %I) in table for 'concat'", (LUAI_UACINT)i);
+        luaL_addvalue(&b);
+        if (i < last)
+            luaL_addlstring(&b, sep, lsep);
+        if (i == LUA_MAXINTEGER)
+            break;
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int t_unpack(lua_State *L)
+{
+    unsigned long steps = 0;
+    lua_Integer i = luaL_optinteger(L, 2, 1);
+    lua_Integer e = luaL_opt(L, luaL_checkinteger, 3, luaL_len(L, 1));
+    if (i > e)
+        return 0;
+    lua_Unsigned n = (lua_Unsigned)e - (lua_Unsigned)i; /* elements minus one */
+    if (n >= (unsigned)INT_MAX || !lua_checkstack(L, (int)(++n)))
+        return luaL_error(L, "too many results to unpack");
+    for (lua_Unsigned k = 0; k < n; k++) {
+        wd_sandbox_tick(L, &steps);
+        lua_geti(L, 1, (lua_Integer)((lua_Unsigned)i + k));
+    }
+    return (int)n;
+}
+
 void wd_ltable_install(lua_State *L, int idx)
 {
     static const luaL_Reg fns[] = {
-        {"insert", t_insert}, {"remove", t_remove}, {"move", t_move}, {"sort", t_sort}, {NULL, NULL},
+        {"insert", t_insert}, {"remove", t_remove}, {"move", t_move},     {"sort", t_sort},
+        {"concat", t_concat}, {"unpack", t_unpack}, {NULL, NULL},
     };
     lua_pushvalue(L, idx);
     luaL_setfuncs(L, fns, 0);

@@ -3,6 +3,7 @@
 #include "chunks.h"
 #include "guard.h"
 #include "lmatch.h"
+#include "lstring.h"
 #include "ltable.h"
 #include "util.h"
 
@@ -27,6 +28,7 @@
 
 #define METER_COUNT 10000
 #define METER_AFTER_NS (2 * 1000000LL)  /* a slice runs this long unmetered */
+#define RECHECK_NS (2 * 1000000LL)      /* then the watchdog forces a check this often */
 #define QUANTUM_NS (20 * 1000000LL)     /* then yields to other runs where it can */
 #define ENGINE_SLACK (32u << 20)        /* the engine may exceed the cap by this much */
 #define REG_ENV "wd.env"
@@ -85,7 +87,10 @@ const char *wd_sandbox_kill_text(int reason)
 /*
 ** The hook. Armed by the watchdog (METER) on a slice that ran past METER_AFTER_NS,
 ** by the allocator (KILL) on a memory overrun, or by the engine. In METER mode it
-** checks the deadline and the instruction budget every METER_COUNT instructions. In
+** checks the deadline and the instruction budget every METER_COUNT instructions of a
+** thread, and at the next instruction of whatever thread runs when the watchdog fires
+** again (every RECHECK_NS): counts are per thread and a script that spreads its work
+** over coroutines never lets one count run down, but it cannot escape the watchdog. In
 ** KILL mode it fires on every instruction and yields out of the thread, which the
 ** engine never resumes; where a yield is impossible (inside a C call such as
 ** table.sort) it raises, and since it fires again on the next instruction outside any
@@ -100,7 +105,10 @@ static void sb_hook(lua_State *L, lua_Debug *ar)
         return;
     }
     if (sb->mode == WD_MODE_METER) {
-        sb->instr += METER_COUNT;
+        int count = lua_gethookcount(L);
+        sb->instr += count;
+        if (count != METER_COUNT) /* the watchdog's forced check: back to the period */
+            lua_sethook(L, sb_hook, LUA_MASKCOUNT, METER_COUNT);
         int64_t now = wd_now_ns();
         if (now >= sb->deadline_ns)
             wd_sandbox_kill(sb, WD_KILL_TIMEOUT);
@@ -166,7 +174,7 @@ typedef struct {
     _Atomic(pthread_t) thread; /* read by the watchdog while a new thread takes the slot */
     _Atomic(wd_sandbox *) sb;
     _Atomic int64_t started;
-    _Atomic int metered;      /* the watchdog asked this slice to be metered */
+    _Atomic int64_t signalled; /* when the watchdog last interrupted this slice (0: never) */
 } slot_t;
 
 static slot_t slots[MAX_SLOTS];
@@ -195,7 +203,7 @@ static void on_signal(int sig)
     if (sb && sb->running) {
         if (sb->mode == WD_MODE_NONE)
             sb->mode = WD_MODE_METER;
-        lua_sethook(sb->running, sb_hook, LUA_MASKCOUNT, sb->mode == WD_MODE_KILL ? 1 : METER_COUNT);
+        lua_sethook(sb->running, sb_hook, LUA_MASKCOUNT, 1); /* check at the next instruction */
     }
     errno = e;
 }
@@ -211,10 +219,11 @@ static void *watchdog(void *arg)
             slot_t *s = &slots[i];
             if (!atomic_load(&s->used))
                 continue;
-            if (!atomic_load(&s->sb) || atomic_load(&s->metered))
+            if (!atomic_load(&s->sb))
                 continue;
-            if (now - atomic_load(&s->started) > METER_AFTER_NS) {
-                atomic_store(&s->metered, 1);
+            int64_t last = atomic_load(&s->signalled);
+            if (now - atomic_load(&s->started) > METER_AFTER_NS && (!last || now - last >= RECHECK_NS)) {
+                atomic_store(&s->signalled, now);
                 pthread_kill(atomic_load(&s->thread), SIGURG);
             }
         }
@@ -294,7 +303,7 @@ int wd_sandbox_resume(wd_sandbox *sb, lua_State *co, int nargs, int *nres, int64
     }
     if (my_slot) {
         atomic_store(&my_slot->started, sb->slice_start_ns);
-        atomic_store(&my_slot->metered, 0);
+        atomic_store(&my_slot->signalled, 0);
         atomic_store(&my_slot->sb, sb);
     }
     int st = lua_resume(co, NULL, nargs, nres);
@@ -308,6 +317,37 @@ int wd_sandbox_resume(wd_sandbox *sb, lua_State *co, int nargs, int *nres, int64
 
 /* ---- coroutine wrappers -------------------------------------------------------- */
 
+/* Carries the hook of the current mode onto th, the thread about to run. Hooks are per
+** thread; a thread already metered keeps its count running (lua_sethook would restart
+** it, and a coroutine resumed in a loop would never reach the end of its period). */
+static void arm(wd_sandbox *sb, lua_State *th)
+{
+    if (sb->mode == WD_MODE_KILL)
+        lua_sethook(th, sb_hook, LUA_MASKCOUNT, 1);
+    else if (sb->mode == WD_MODE_METER && lua_gethook(th) != sb_hook)
+        lua_sethook(th, sb_hook, LUA_MASKCOUNT, METER_COUNT);
+}
+
+/* Back on L after another thread ran: a kill decided there stops L too (yielding out
+** when it can, raising otherwise; the hook, on every instruction of L, raises again
+** past any pcall). Returns 0 when the run goes on. */
+static int stopped(wd_sandbox *sb, lua_State *L)
+{
+    if (sb->mode == WD_MODE_METER && wd_now_ns() >= sb->deadline_ns)
+        wd_sandbox_kill(sb, WD_KILL_TIMEOUT);
+    if (sb->mode != WD_MODE_KILL)
+        return 0;
+    lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
+    return 1;
+}
+
+static int stop_here(wd_sandbox *sb, lua_State *L)
+{
+    if (lua_isyieldable(L))
+        return lua_yield(L, 0);
+    return luaL_error(L, "run stopped: %s", wd_sandbox_kill_text(sb->kill_reason));
+}
+
 static int resume_from(lua_State *L, lua_State *co, int narg, int wrap);
 
 static int resume_cont(lua_State *L, int status, lua_KContext k)
@@ -318,30 +358,31 @@ static int resume_cont(lua_State *L, int status, lua_KContext k)
     return resume_from(L, co, lua_gettop(L) - (wrap ? 0 : 1), wrap);
 }
 
-static void close_thread(lua_State *co, lua_State *L)
+/* closes co's pending to-be-closed variables (their __close run on co, metered as co) */
+static int close_thread(wd_sandbox *sb, lua_State *co, lua_State *L)
 {
+    lua_State *prev = sb->running;
+    sb->running = co;
+    arm(sb, co);
 #if LUA_VERSION_RELEASE_NUM >= 50406
-    lua_closethread(co, L);
+    int st = lua_closethread(co, L);
 #else
     (void)L;
-    lua_resetthread(co);
+    int st = lua_resetthread(co);
 #endif
+    sb->running = prev;
+    return st;
 }
 
 static int resume_from(lua_State *L, lua_State *co, int narg, int wrap)
 {
     wd_sandbox *sb = wd_sandbox_of(L);
+    if (stopped(sb, L))
+        return stop_here(sb, L);
     if (co == L)
         return luaL_error(L, "cannot resume non-suspended coroutine");
     int cst = lua_status(co);
-    if (cst == LUA_OK && lua_gettop(co) == 0) {
-        if (wrap)
-            return luaL_error(L, "cannot resume dead coroutine");
-        lua_pushboolean(L, 0);
-        lua_pushliteral(L, "cannot resume dead coroutine");
-        return 2;
-    }
-    if (cst != LUA_OK && cst != LUA_YIELD) {
+    if ((cst == LUA_OK && lua_gettop(co) == 0) || (cst != LUA_OK && cst != LUA_YIELD)) {
         if (wrap)
             return luaL_error(L, "cannot resume dead coroutine");
         lua_pushboolean(L, 0);
@@ -352,14 +393,14 @@ static int resume_from(lua_State *L, lua_State *co, int narg, int wrap)
         return luaL_error(L, "too many arguments to resume");
     lua_xmove(L, co, narg);
     lua_State *prev = sb->running;
-    sb->running = co;
-    if (sb->mode != WD_MODE_NONE) /* hooks are per thread: carry ours into co */
-        lua_sethook(co, sb_hook, LUA_MASKCOUNT, sb->mode == WD_MODE_KILL ? 1 : METER_COUNT);
     int nres = 0;
     int st;
 again:
+    sb->running = co;
+    arm(sb, co);
     st = lua_resume(co, L, narg, &nres);
     sb->running = prev;
+    arm(sb, L);
     if (st == LUA_YIELD && nres == 0 && sb->preempted && sb->mode != WD_MODE_KILL) {
         /* a preemption inside a script coroutine: pass it up to the engine */
         if (lua_isyieldable(L)) {
@@ -368,19 +409,16 @@ again:
         }
         sb->preempted = 0;
         narg = 0;
-        sb->running = co;
         goto again;
     }
-    if (sb->mode == WD_MODE_KILL) {
-        lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
-        if (lua_isyieldable(L))
-            return lua_yield(L, 0);
-        return luaL_error(L, "run stopped: %s", wd_sandbox_kill_text(sb->kill_reason));
-    }
+    if (stopped(sb, L))
+        return stop_here(sb, L);
     if (st == LUA_YIELD && nres >= 1 && lua_touserdata(co, -nres) == WD_ENGINE_MARK) {
         if (!lua_isyieldable(L)) {
             lua_pop(co, nres);
-            close_thread(co, L);
+            close_thread(sb, co, L);
+            if (stopped(sb, L))
+                return stop_here(sb, L);
             return luaL_error(L, "an engine call (ctx:...) was made in a coroutine resumed from a C function "
                                  "(sort, gsub, a metamethod); call it outside");
         }
@@ -404,7 +442,9 @@ again:
     }
     lua_xmove(co, L, 1); /* the error object */
     if (wrap) {
-        close_thread(co, L);
+        close_thread(sb, co, L);
+        if (stopped(sb, L))
+            return stop_here(sb, L);
         return lua_error(L);
     }
     lua_pushboolean(L, 0);
@@ -433,6 +473,29 @@ static int co_wrap(lua_State *L)
     lua_xmove(L, co, 1);
     lua_pushcclosure(L, co_wrap_call, 1);
     return 1;
+}
+
+/* coroutine.close: co's __close handlers run metered as co, and a kill there stops L */
+static int co_close(lua_State *L)
+{
+    wd_sandbox *sb = wd_sandbox_of(L);
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co, 1, "coroutine");
+    lua_Debug ar;
+    if (co == L)
+        return luaL_error(L, "cannot close a running coroutine");
+    if (lua_status(co) == LUA_OK && lua_getstack(co, 0, &ar))
+        return luaL_error(L, "cannot close a normal coroutine");
+    int st = close_thread(sb, co, L);
+    if (stopped(sb, L))
+        return stop_here(sb, L);
+    if (st == LUA_OK || st == LUA_YIELD) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    lua_xmove(co, L, 1);
+    return 2;
 }
 
 int wd_sandbox_yield(lua_State *L)
@@ -484,6 +547,32 @@ static int sb_setmetatable(lua_State *L)
     return 1;
 }
 
+/* load's source in pieces: compiling is C the hook cannot reach, so the slice's
+** deadline is checked between pieces (a piece compiles in about a millisecond) */
+typedef struct {
+    wd_sandbox *sb;
+    const char *s;
+    size_t left;
+} load_src;
+
+static const char *load_piece(lua_State *L, void *ud, size_t *size)
+{
+    (void)L;
+    load_src *src = ud;
+    if (!src->left || wd_now_ns() >= src->sb->deadline_ns) {
+        if (src->left)
+            wd_sandbox_kill(src->sb, WD_KILL_TIMEOUT);
+        *size = 0;
+        return NULL;
+    }
+    size_t n = src->left < (64u << 10) ? src->left : (64u << 10);
+    const char *p = src->s;
+    src->s += n;
+    src->left -= n;
+    *size = n;
+    return p;
+}
+
 static int sb_load(lua_State *L)
 {
     size_t l;
@@ -495,7 +584,14 @@ static int sb_load(lua_State *L)
     if (strcmp(mode, "t"))
         return luaL_argerror(L, 3, "only mode \"t\" (text) is allowed");
     int has_env = !lua_isnone(L, 4);
-    if (luaL_loadbufferx(L, s, l, name, "t") != LUA_OK) {
+    wd_sandbox *sb = wd_sandbox_of(L);
+    load_src src = {sb, s, l};
+    int st = lua_load(L, load_piece, &src, name, "t");
+    if (sb->mode == WD_MODE_KILL) {
+        lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
+        return stop_here(sb, L);
+    }
+    if (st != LUA_OK) {
         luaL_pushfail(L);
         lua_insert(L, -2);
         return 2;
@@ -694,7 +790,7 @@ static pthread_once_t lists_once = PTHREAD_ONCE_INIT;
 static const char *const BASE_FNS[] = {"assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall",
                                        "rawequal", "rawget", "rawlen", "rawset", "select",
                                        "getmetatable", "tonumber", "tostring", "type", NULL};
-static const char *const CO_FNS[] = {"create", "yield", "status", "running", "isyieldable", "close", NULL};
+static const char *const CO_FNS[] = {"create", "yield", "status", "running", "isyieldable", NULL};
 static const char *const OS_FNS[] = {"clock", "time", "date", "difftime", NULL};
 
 static int listed(const char *const *names, const char *s)
@@ -820,6 +916,7 @@ static int build_env(lua_State *L)
     ** pattern matching gets a step budget the hook cannot give it (lmatch.h) */
     int str = new_lib(L, LIST_STRING, 0);
     wd_lmatch_install(L, str);
+    wd_lstring_install(L, str);
     new_lib(L, LIST_STRMETA, 2);
     lua_pushvalue(L, str);
     lua_setfield(L, -2, "__index");
@@ -849,7 +946,9 @@ static int build_env(lua_State *L)
     lua_setfield(L, env, "math");
     lua_pushvalue(L, utf);
     lua_setfield(L, env, "utf8");
-    new_lib(L, LIST_CO, 2);
+    new_lib(L, LIST_CO, 3);
+    lua_pushcfunction(L, co_close);
+    lua_setfield(L, -2, "close");
     lua_pushcfunction(L, co_resume);
     lua_setfield(L, -2, "resume");
     lua_pushcfunction(L, co_wrap);
