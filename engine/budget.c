@@ -10,9 +10,21 @@
 #include <string.h>
 #include <time.h>
 
-int64_t wd_budget_nusd(double usd) { return usd > 0 ? (int64_t)ceil(usd * WD_NUSD_PER_USD - 1e-6) : 0; }
+/* Any one amount is clamped to $1e9 (what the policy's largest limit can name), so that
+** no cost, however it was computed, converts to a wrapped or negative integer; an amount
+** that is not a number is the largest (it must not pass as free). Sums saturate. */
+#define NUSD_MAX 1000000000000000000LL
 
-static int64_t nusd_near(double usd) { return usd > 0 ? (int64_t)llround(usd * WD_NUSD_PER_USD) : 0; }
+static int64_t clamp_nusd(double nusd)
+{
+    if (nusd != nusd || nusd >= (double)NUSD_MAX)
+        return NUSD_MAX;
+    return nusd > 0 ? (int64_t)nusd : 0;
+}
+
+int64_t wd_budget_nusd(double usd) { return clamp_nusd(ceil(usd * WD_NUSD_PER_USD - 1e-6)); }
+
+static int64_t nusd_near(double usd) { return clamp_nusd(nearbyint(usd * WD_NUSD_PER_USD)); }
 
 static double usd(int64_t nusd) { return (double)nusd / WD_NUSD_PER_USD; }
 
@@ -261,7 +273,7 @@ int64_t wd_ledger_unflushed(wd_ledger *l, const wd_ledger_key *k)
 static int lease_has_room(wd_ledger *l, const wd_ledger_key *k)
 {
     wd_lease *e = lease_find(l, k);
-    return e && e->granted - e->used - e->pending > 0;
+    return e && e->granted - wd_add_sat(e->used, e->pending) > 0;
 }
 
 /* 1 held, 0 refused (*which, *row), -1 store error or out of memory */
@@ -277,23 +289,23 @@ static int ledger_reserve(wd_run *r, const wd_ledger_key *keys, int n, int64_t a
             return -1;
         wd_lease *e = ls[i];
         /* an unlimited key only counts; a limited one must fit what the lease has left */
-        if (e->key.limit <= 0 || e->granted - e->used - e->pending >= amount)
+        if (e->key.limit <= 0 || e->granted - wd_add_sat(e->used, e->pending) >= amount)
             continue;
-        int64_t extra = amount * LEASE_CALLS, cap = e->key.limit / 100;
+        int64_t cap = e->key.limit / 100, extra = amount < cap / LEASE_CALLS ? amount * LEASE_CALLS : cap;
         memset(&c[nc], 0, sizeof c[nc]);
         c[nc].key = &e->key;
         c[nc].row = &e->row;
         c[nc].old = e->granted;
         /* the spend waiting in the lease stays in it, for the flush to write after the
         ** records that show it: a call never waits for the audit log's disk */
-        c[nc].new_amount = e->used + e->pending + amount + (extra < cap ? extra : cap);
+        c[nc].new_amount = wd_add_sat(wd_add_sat(wd_add_sat(e->used, e->pending), amount), extra);
         at[nc++] = i;
     }
     if (nc) {
         int w, got = wd_store_lease_apply(l->store, c, nc, 1, wd_wall_ms(), &w);
         if (got == 0) { /* the slack did not fit: exactly this call, then */
             for (int j = 0; j < nc; j++)
-                c[j].new_amount = ls[at[j]]->used + ls[at[j]]->pending + amount;
+                c[j].new_amount = wd_add_sat(wd_add_sat(ls[at[j]]->used, ls[at[j]]->pending), amount);
             got = wd_store_lease_apply(l->store, c, nc, 1, wd_wall_ms(), &w);
         }
         if (got <= 0) {
@@ -314,7 +326,7 @@ static int ledger_reserve(wd_run *r, const wd_ledger_key *keys, int n, int64_t a
     h->amount = amount;
     for (int i = 0; i < n; i++) {
         h->lease[i] = ls[i];
-        ls[i]->used += amount;
+        ls[i]->used = wd_add_sat(ls[i]->used, amount);
         ls[i]->active = 1;
     }
     return 1;
@@ -364,7 +376,7 @@ int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *ar
         audit_budget(r, "budget_exceeded", what, args, k->scope, k->period, cost, msg);
         goto out;
     }
-    r->held_nusd += amount;
+    r->held_nusd = wd_add_sat(r->held_nusd, amount);
     rc = 1;
 out:
     if (!rc)
@@ -384,14 +396,14 @@ void wd_budget_settle(wd_run *r, wd_budget_hold *h, double actual)
         for (int i = 0; i < WD_BUDGET_KEYS; i++) {
             wd_lease *e = lease_of(r->eng->ledger, &keys[i]);
             if (e)
-                e->pending += spent;
+                e->pending = wd_add_sat(e->pending, spent);
         }
         r->eng->ledger->dirty = 1;
     }
     for (int i = 0; i < h->n; i++) {
         wd_lease *e = h->lease[i];
         e->used -= h->amount;
-        e->pending += spent;
+        e->pending = wd_add_sat(e->pending, spent);
         r->eng->ledger->dirty = 1;
     }
     if (h->n) {
@@ -431,7 +443,7 @@ int wd_budget_can_start(wd_run *r, char *msg, size_t n)
         return 0;
     }
     for (int i = 0; i < nk; i++) {
-        rows[i].spent += wd_ledger_unflushed(r->eng->ledger, &keys[i]);
+        rows[i].spent = wd_add_sat(rows[i].spent, wd_ledger_unflushed(r->eng->ledger, &keys[i]));
         if (keys[i].limit <= 0 || rows[i].spent < keys[i].limit)
             continue;
         char name[200];
@@ -462,7 +474,7 @@ int wd_budget_left(wd_run *r, double left[WD_BUDGET_KEYS], char *msg, size_t n)
         }
         /* this engine's lease counts in the row's reserved; only its calls hold money */
         wd_lease *e = lease_find(r->eng->ledger, &keys[i]);
-        int64_t spent = rows[i].spent + (e ? e->pending : 0);
+        int64_t spent = wd_add_sat(rows[i].spent, e ? e->pending : 0);
         int64_t held = rows[i].reserved - (e ? e->granted - e->used : 0);
         int64_t l = keys[i].limit - spent - (held > 0 ? held : 0);
         left[i] = usd(l > 0 ? l : 0);

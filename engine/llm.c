@@ -7,12 +7,14 @@
 #include "jsonlua.h"
 #include "util.h"
 
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define LLM_MAX_BODY (8u << 20)
+#define MAX_TOKENS 100000000LL /* more in one call is no model's answer: a malformed one */
 
 typedef struct outcome {
     int ok;
@@ -103,6 +105,59 @@ static void fail(wd_run *r, const char *msg, int timeout, const char *reason)
     wd_run_schedule(r, co, 2);
 }
 
+/* Range-checks the numbers of a normalized answer (any provider's, or the mock's) before
+** they become money: token counts are whole numbers from 0 to MAX_TOKENS, made
+** integers. 0, or -1 with msg naming the field and what it held. */
+static int check_answer(json_t *a, char *msg, size_t n)
+{
+    static const char *const keys[] = {"input_tokens", "output_tokens"};
+    json_t *usage = json_object_get(a, "usage");
+    for (int i = 0; i < 2; i++) {
+        json_t *v = json_object_get(usage, keys[i]);
+        if (!v)
+            continue;
+        double d = json_is_integer(v) ? (double)json_integer_value(v) : json_is_real(v) ? json_real_value(v) : -1;
+        if (d >= 0 && d <= (double)MAX_TOKENS && d == floor(d)) {
+            json_object_set_new(usage, keys[i], json_integer((json_int_t)d));
+            continue;
+        }
+        char *text = json_dumps(v, JSON_ENCODE_ANY);
+        snprintf(msg, n, "malformed answer from the model: usage.%s is %.40s, not a token count from 0 to %lld",
+                 keys[i], text ? text : "?", MAX_TOKENS);
+        free(text);
+        return -1;
+    }
+    json_t *calls = json_object_get(a, "tool_calls");
+    if (calls && !json_is_array(calls)) {
+        snprintf(msg, n, "malformed answer from the model: tool_calls is not a list");
+        return -1;
+    }
+    return 0;
+}
+
+/* an answer asking for more tool calls than defaults.max_tool_calls_per_answer: the
+** agent is given the first ones, the rest are refused and audited. The calls it keeps. */
+static json_t *cap_calls(wd_run *r, json_t *calls)
+{
+    size_t want = json_array_size(calls), max = (size_t)r->pol->max_tool_calls_per_answer;
+    if (want <= max)
+        return json_incref(calls);
+    json_t *kept = json_array();
+    for (size_t i = 0; i < max; i++)
+        json_array_append(kept, json_array_get(calls, i));
+    json_t *ev = wd_run_event(r, "tool_calls_refused", 0);
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)want));
+    json_object_set_new(ev, "tool_calls_refused", json_integer((json_int_t)(want - max)));
+    char why[200];
+    snprintf(why, sizeof why, "the answer asked for %zu tool calls; defaults.max_tool_calls_per_answer is %zu: "
+             "the rest were refused", want, max);
+    json_object_set_new(ev, "reason", json_string(why));
+    wd_run_audit(r, ev);
+    json_array_append_new(r->errors, json_string(why));
+    return kept;
+}
+
 /* the answer (normalized) to the agent, with its cost */
 static void deliver(wd_run *r, json_t *a)
 {
@@ -111,10 +166,6 @@ static void deliver(wd_run *r, json_t *a)
     json_t *usage = json_object_get(a, "usage");
     long long in = json_integer_value(json_object_get(usage, "input_tokens"));
     long long out = json_integer_value(json_object_get(usage, "output_tokens"));
-    if (in < 0)
-        in = 0;
-    if (out < 0)
-        out = 0;
     double cost = m ? (double)in / 1000.0 * m->input_usd_per_1k + (double)out / 1000.0 * m->output_usd_per_1k : 0;
     if (r->call.cached) {
         cost = 0;
@@ -127,19 +178,20 @@ static void deliver(wd_run *r, json_t *a)
     }
     r->cost += cost;
     r->last_fail_timeout = 0;
-    json_t *calls = json_object_get(a, "tool_calls");
+    json_t *all = json_object_get(a, "tool_calls");
     json_t *ev = llm_event(r, 1, latency);
     json_object_set_new(ev, "input_tokens", json_integer(in));
     json_object_set_new(ev, "output_tokens", json_integer(out));
     json_object_set_new(ev, "cost_usd", json_real(cost));
     json_object_set_new(ev, "message_count", json_integer(r->req.nmessages));
-    json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)json_array_size(calls)));
+    json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)json_array_size(all)));
     if (r->call.cached) {
         json_object_set_new(ev, "cache_hit", json_true());
         json_object_set_new(ev, "saved_usd", json_real(r->call.saved_usd));
     }
     wd_run_audit(r, ev);
     wd_budget_settle(r, &r->llm_hold, cost);
+    json_t *calls = cap_calls(r, all);
     if (r->det) {
         json_t *de = json_pack("{s:s,s:s,s:b,s:I,s:I,s:f}", "type", "llm_call", "model", model_name(r), "success", 1,
                                "input_tokens", (json_int_t)in, "output_tokens", (json_int_t)out, "cost_usd", cost);
@@ -201,6 +253,11 @@ static void deliver(wd_run *r, json_t *a)
     lua_pushinteger(co, out);
     lua_setfield(co, -2, "output_tokens");
     lua_setfield(co, -2, "usage");
+    if (json_array_size(all) > json_array_size(calls)) {
+        lua_pushinteger(co, (lua_Integer)(json_array_size(all) - json_array_size(calls)));
+        lua_setfield(co, -2, "refused_tool_calls");
+    }
+    json_decref(calls);
     lua_pushnumber(co, cost);
     lua_setfield(co, -2, "cost_usd");
     lua_pushstring(co, model_name(r));
@@ -221,6 +278,17 @@ static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
 static void settle(wd_run *r, outcome *o)
 {
     char reason[80];
+    if (o->ok && check_answer(o->answer, o->msg, sizeof o->msg) < 0) {
+        /* a broken endpoint, and the provider may still bill: the reservation is spent */
+        o->ok = 0;
+        o->transient = 0;
+        o->breaker_failure = 1;
+        json_decref(o->answer);
+        o->answer = NULL;
+        double est = (double)r->llm_hold.amount / WD_NUSD_PER_USD;
+        r->cost += est;
+        wd_budget_settle(r, &r->llm_hold, est);
+    }
     if (!o->ok && o->transient &&
         wd_run_retry_arm(r, r->call.retries, o->retry_after_ms, on_retry_timer, reason, sizeof reason) >= 0) {
         json_t *ev = llm_event(r, 0, (wd_now_ns() - r->req.t0) / 1000000);

@@ -929,8 +929,8 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
     /* a whole number, sent as one: a 7.0 from decoded JSON must not slip past the bound */
     int mt = lua_getfield(L, 2, "max_tokens"), whole;
     lua_Integer max_tokens = lua_tointegerx(L, -1, &whole);
-    if (mt != LUA_TNIL && (mt != LUA_TNUMBER || !whole || max_tokens <= 0))
-        return luaL_error(L, "ctx:llm: max_tokens must be a whole number above 0");
+    if (mt != LUA_TNIL && (mt != LUA_TNUMBER || !whole || max_tokens <= 0 || max_tokens > 100000000))
+        return luaL_error(L, "ctx:llm: max_tokens must be a whole number from 1 to 100000000");
     r->req.max_tokens = mt == LUA_TNIL ? 0 : (long long)max_tokens;
     r->req.temperature = lua_getfield(L, 2, "temperature") == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
     int given = lua_getfield(L, 2, "tools") != LUA_TNIL;

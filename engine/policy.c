@@ -306,7 +306,8 @@ static int role_index(const wd_policy *p, const char *name)
 static const char *const TOP_KEYS[] = {"version", "defaults", "roles", "users", "tiers", "budget",
                                        "models", "tools", "approvals", "detectors", "kill_switch",
                                        "audit", "store", "cache", "autonomy", "hitl", NULL};
-static const char *const DEFAULT_KEYS[] = {"max_iterations", "timeouts", "retry", "breaker", "sandbox", "exec", NULL};
+static const char *const DEFAULT_KEYS[] = {"max_iterations", "max_tool_calls_per_answer", "timeouts", "retry",
+                                           "breaker", "sandbox", "exec", NULL};
 static const char *const EXEC_KEYS[] = {"cpu_s", "memory_mb", "procs", "file_mb", "output_kb", NULL};
 static const char *const HITL_KEYS[] = {"confidence_below", "cost_above_usd", "consecutive_errors", NULL};
 static const char *const TIMEOUT_KEYS[] = {"llm_connect_ms", "llm_read_ms", "tool_ms", "run_ms", NULL};
@@ -359,6 +360,7 @@ static void load_defaults(pctx *c, const wd_ynode *d)
     long long mi = p->max_iterations;
     get_int(c, d, "max_iterations", "defaults", &mi, 1, 1000);
     p->max_iterations = (int)mi;
+    get_int(c, d, "max_tool_calls_per_answer", "defaults", &p->max_tool_calls_per_answer, 1, 10000);
     const wd_ynode *n;
     if ((n = wd_ydoc_get(d, "timeouts")) && check_map(c, n, "defaults.timeouts", TIMEOUT_KEYS) == 0) {
         get_dur(c, n, "llm_connect_ms", "defaults.timeouts", &p->llm_connect_ms, 1, 600000);
@@ -742,6 +744,7 @@ static wd_policy *policy_new(void)
     p->refs = 1;
     p->gen = __atomic_add_fetch(&next_gen, 1, __ATOMIC_RELAXED);
     p->max_iterations = 5;
+    p->max_tool_calls_per_answer = 32;
     p->llm_connect_ms = 3000;
     p->llm_read_ms = 30000;
     p->tool_ms = 5000;

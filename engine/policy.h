@@ -60,6 +60,7 @@ typedef struct wd_policy {
     unsigned long long gen; /* unique to this load: what caches derived from it compare */
     char *path;
     int max_iterations;
+    long long max_tool_calls_per_answer; /* an answer asking for more: the rest are refused */
     long long llm_connect_ms, llm_read_ms, tool_ms, run_ms;
     long long max_retries, retry_base_ms, retry_max_ms, retry_jitter_ms;
     long long breaker_failure_threshold, breaker_open_ms, breaker_half_open_probes;

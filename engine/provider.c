@@ -311,19 +311,20 @@ oom:
     return -1;
 }
 
-static json_t *answer(json_t *content, json_t *calls, json_int_t in, json_int_t outt)
+/* the normalized answer; token counts as the provider wrote them (0 when absent): the
+** engine range-checks them for every provider and the mock alike */
+static json_t *answer(json_t *content, json_t *calls, json_t *usage, const char *in_key, const char *out_key)
 {
-    json_t *a = json_pack("{s:o,s:{s:I,s:I}}", "tool_calls", calls, "usage", "input_tokens", in, "output_tokens",
-                          outt);
-    if (content)
+    json_t *in = json_object_get(usage, in_key), *out = json_object_get(usage, out_key);
+    json_t *u = json_object();
+    json_object_set_new(u, "input_tokens", in ? json_incref(in) : json_integer(0));
+    json_object_set_new(u, "output_tokens", out ? json_incref(out) : json_integer(0));
+    json_t *a = json_pack("{s:o,s:o}", "tool_calls", calls, "usage", u);
+    if (a && content)
         json_object_set_new(a, "content", content);
+    else
+        json_decref(content);
     return a;
-}
-
-static json_int_t int_at(json_t *o, const char *k)
-{
-    json_t *v = json_object_get(o, k);
-    return json_is_integer(v) && json_integer_value(v) > 0 ? json_integer_value(v) : 0;
 }
 
 static json_t *parse_openai(json_t *root, char *err, size_t errlen)
@@ -356,8 +357,8 @@ static json_t *parse_openai(json_t *root, char *err, size_t errlen)
                                                "name", name, "arguments", args ? args : json_string("{}")));
     }
     json_t *usage = json_object_get(root, "usage");
-    return answer(json_is_string(content) ? json_incref(content) : NULL, calls, int_at(usage, "prompt_tokens"),
-                  int_at(usage, "completion_tokens"));
+    return answer(json_is_string(content) ? json_incref(content) : NULL, calls, usage, "prompt_tokens",
+                  "completion_tokens");
 }
 
 static json_t *parse_anthropic(json_t *root, char *err, size_t errlen)
@@ -392,8 +393,8 @@ static json_t *parse_anthropic(json_t *root, char *err, size_t errlen)
         }
     }
     json_t *usage = json_object_get(root, "usage");
-    json_t *a = answer(has_text ? json_string(text.p ? text.p : "") : NULL, calls, int_at(usage, "input_tokens"),
-                       int_at(usage, "output_tokens"));
+    json_t *a = answer(has_text ? json_string(text.p ? text.p : "") : NULL, calls, usage, "input_tokens",
+                       "output_tokens");
     wd_buf_free(&text);
     return a;
 }

@@ -428,8 +428,9 @@ int wd_store_lease_apply(wd_store *s, wd_lease_change *c, int n, int check, int6
         if (ledger_row(s, k, &c[i].state) < 0)
             goto fail;
         const wd_ledger_row *row = &c[i].state;
-        if (check && c[i].pending + c[i].new_amount > c[i].old && k->limit > 0 &&
-            row->spent + c[i].pending + row->reserved - c[i].old + c[i].new_amount > k->limit) {
+        if (check && wd_add_sat(c[i].pending, c[i].new_amount) > c[i].old && k->limit > 0 &&
+            wd_add_sat(wd_add_sat(wd_add_sat(row->spent, c[i].pending), row->reserved), c[i].new_amount - c[i].old) >
+                k->limit) {
             *which = i;
             wd_store_rollback(s);
             return 0;

@@ -30,6 +30,13 @@ int wd_buf_addf(wd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2
 int wd_buf_vaddf(wd_buf *b, const char *fmt, va_list ap);
 void wd_buf_free(wd_buf *b);
 
+/* sums of money (nano-dollars) and counts that must not wrap: saturates at the ends */
+static inline int64_t wd_add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? (b > 0 ? INT64_MAX : INT64_MIN) : r;
+}
+
 int64_t wd_now_ns(void);          /* monotonic */
 int64_t wd_wall_ms(void);         /* realtime, ms since the epoch, shifted by the two below */
 /* tests: the wall clock reads wall_ms now (0: the real clock again) / moves ahead by ms.

@@ -1,5 +1,6 @@
 /* test_ledger.c - the store's ledger: leases checked against limits, and the sweep that
 ** releases the leases of dead processes but never a live one's */
+#include "budget.h"
 #include "harness.h"
 #include "store.h"
 #include "util.h"
@@ -103,12 +104,49 @@ TEST(a_lease_grows_only_within_the_limit_counting_pending_spend)
     wd_store_close(s);
 }
 
+/* amounts at the extremes never wrap: clamped to $1e9, NaN counted as the most, sums saturate */
+TEST(money_at_the_extremes_never_wraps)
+{
+    CHECK(wd_budget_nusd(0.5) == 500000000);
+    CHECK(wd_budget_nusd(-1) == 0);
+    CHECK(wd_budget_nusd(0) == 0);
+    CHECK(wd_budget_nusd(1e300) == 1000000000000000000LL);
+    CHECK(wd_budget_nusd(9e18 / 1000 * 0.01) == 1000000000000000000LL);
+    CHECK(wd_budget_nusd(1.0 / 0.0) == 1000000000000000000LL);
+    CHECK(wd_budget_nusd(0.0 / 0.0) == 1000000000000000000LL);
+    CHECK(wd_add_sat(INT64_MAX - 1, 5) == INT64_MAX);
+    CHECK(wd_add_sat(INT64_MIN + 1, -5) == INT64_MIN);
+    CHECK(wd_add_sat(40, 2) == 42);
+}
+
+/* a row near the top of int64 still refuses a lease: the sum saturates, it does not wrap */
+TEST(a_spent_row_at_the_top_still_refuses)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/top.db", dir);
+    char err[200];
+    wd_store *s = wd_store_open(path, err, sizeof err);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    wd_ledger_key k = {"user:x", "day:1", 1000, 0};
+    int64_t row_id = 0;
+    int which;
+    wd_lease_change c = {&k, &row_id, 0, 0, INT64_MAX - 10, 0, 0, {{0}, {0}, 0, 0, 0}};
+    CHECK(wd_store_lease_apply(s, &c, 1, 0, 1, &which) == 1); /* unchecked: spent near the top */
+    wd_lease_change d = {&k, &row_id, 0, 100, 0, 0, 0, {{0}, {0}, 0, 0, 0}};
+    CHECK(wd_store_lease_apply(s, &d, 1, 1, 2, &which) == 0 && which == 0);
+    wd_store_close(s);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
         return 1;
     RUN(sweep_releases_dead_owners_only);
     RUN(a_lease_grows_only_within_the_limit_counting_pending_spend);
+    RUN(money_at_the_extremes_never_wraps);
+    RUN(a_spent_row_at_the_top_still_refuses);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

@@ -17,6 +17,7 @@
 **   calls=N,tool=T   call tool T (arguments args=JSON, %-escaped, default {}) until the request
 **                    holds N assistant messages, then answer "done"
 **   expect_key=K     401 (quoting the key received) unless the request carries key K
+**   tokens=T         the answer's input token count is the JSON text T (9e18, -5, "x")
 **
 ** /v1/chat/completions answers as OpenAI, /v1/messages as Anthropic, any other path
 ** echoes the request as JSON (for ctx:http). */
@@ -44,7 +45,7 @@
 #define BIG_BYTES (64L * 1024 * 1024)
 
 typedef struct opts {
-    char key[64], mode[32], tool[64], args[512], expect_key[256];
+    char key[64], mode[32], tool[64], args[512], expect_key[256], tokens[64];
     long delay, fail, status, retry_after, retry_date, calls;
 } opts;
 
@@ -136,6 +137,7 @@ static void parse_opts(const char *path, opts *o)
             else if (!strcmp(k, "tool")) snprintf(o->tool, sizeof o->tool, "%s", v);
             else if (!strcmp(k, "args")) snprintf(o->args, sizeof o->args, "%s", v);
             else if (!strcmp(k, "expect_key")) snprintf(o->expect_key, sizeof o->expect_key, "%s", v);
+            else if (!strcmp(k, "tokens")) snprintf(o->tokens, sizeof o->tokens, "%s", v);
             else if (!strcmp(k, "delay")) o->delay = atol(v);
             else if (!strcmp(k, "fail")) o->fail = atol(v);
             else if (!strcmp(k, "status")) o->status = atol(v);
@@ -266,6 +268,25 @@ static char *answer_body(const opts *o, const char *body, int anthropic)
     char *s = json_dumps(b, JSON_COMPACT);
     json_decref(b);
     return s;
+}
+
+/* takes body, returns it with its input token count (100) written as the text t */
+static char *with_tokens(char *body, const char *t)
+{
+    static const char *const keys[] = {"\"prompt_tokens\":100", "\"input_tokens\":100"};
+    for (int i = 0; i < 2; i++) {
+        char *at = strstr(body, keys[i]);
+        if (!at)
+            continue;
+        size_t klen = strlen(keys[i]) - 3, n = strlen(body) + strlen(t) + 1;
+        char *out = malloc(n);
+        if (!out)
+            return body;
+        snprintf(out, n, "%.*s%s%s", (int)(at - body + klen), body, t, at + klen + 3);
+        free(body);
+        return out;
+    }
+    return body;
 }
 
 static void on_write_done(struct bufferevent *bev, void *arg);
@@ -563,6 +584,8 @@ static void handle(conn *c, const char *head, const char *body, size_t body_len)
     }
     if (!b)
         b = strdup("{}");
+    if (b && llm && o.tokens[0])
+        b = with_tokens(b, o.tokens);
     if (!strcmp(o.mode, "malformed")) {
         b[strlen(b) / 2] = '\0'; /* half a JSON document, honestly sized */
     }
