@@ -56,10 +56,10 @@ describe("attack: hostile token counts", function()
         base_url = srv.url("key=" .. T.key("tok") .. ",tokens=" .. claim:gsub('"', "%%22")),
         api_key_env = T.NONE, input_usd_per_1k = 0.01, output_usd_per_1k = 0.03, max_output_tokens = 1000 } },
         defaults = { retry = { max_retries = 0 } } })
-      local res, steps = T.run { agent = "spec/fixtures/lab", query = { { "llm" } }, user = "dave", policy = pol,
+      local res = T.run { agent = "spec/fixtures/lab", query = { { "llm" } }, user = "dave", policy = pol,
         audit = audit, llm = false }
       assert.equal("completed", res.status)
-      steps = T.decode(res.result)
+      local steps = T.decode(res.result)
       assert.matches("malformed answer from the model: usage.input_tokens is", steps[1].llm_error)
       local call = T.events(audit, "llm_call")[1]
       assert.is_false(call.success)
