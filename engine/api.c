@@ -104,6 +104,13 @@ static void send_error(call *c, int status, const char *fmt, ...)
 /* a record of no run into the worker's log (takes rec) */
 static void audit(wd_front *f, const wd_policy *p, json_t *rec) { wd_redact_append(p, f->e->audit, rec); }
 
+/* an operator's action is in the file before it is acknowledged, and before what it causes */
+static void audit_now(wd_front *f, const wd_policy *p, json_t *rec)
+{
+    audit(f, p, rec);
+    wd_audit_flush(f->e->audit);
+}
+
 /* 401 or 403, audited (within the rate) as authorization_denied */
 static void deny(call *c, int status, const char *user, const char *why)
 {
@@ -185,7 +192,7 @@ static json_t *body_object(call *c)
         return json_object();
     const char *text = (const char *)evbuffer_pullup(in, -1);
     json_error_t je;
-    json_t *v = json_loadb(text, n, JSON_REJECT_DUPLICATES, &je);
+    json_t *v = json_loadb(text, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (!v) {
         send_error(c, 400, "request body: invalid JSON at line %d, column %d: %s", je.line, je.column, je.text);
         return NULL;
@@ -574,7 +581,7 @@ static void kill_or_revive(call *c, int revive)
         send_error(c, 503, "state store: %s", wd_store_error(c->f->e->store));
         goto done;
     }
-    audit(c->f, c->p, rec);
+    audit_now(c->f, c->p, rec);
     /* every worker reads the switch again before its next run, not within its poll */
     for (int i = 0; i < c->f->srv->nfronts; i++)
         wd_pool_post(c->f->srv->pool, i, invalidate_kills, NULL);
@@ -594,7 +601,7 @@ static void reset_breaker(call *c, const char *name)
     else if (!got)
         send_error(c, 404, "no breaker named '%s' (GET /v1/breakers lists them)", name);
     else {
-        audit(c->f, c->p, rec);
+        audit_now(c->f, c->p, rec);
         send_json(c, 200, json_pack("{s:s,s:s,s:s}", "name", name, "state", "closed", "was",
                                     wd_breaker_state_name(from)));
     }

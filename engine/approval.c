@@ -72,7 +72,7 @@ static void copy_col(sqlite3_stmt *st, int col, char *out, size_t n)
 static json_t *list_col(sqlite3_stmt *q, int col)
 {
     const unsigned char *t = sqlite3_column_text(q, col);
-    json_t *v = json_loads(t ? (const char *)t : "[]", 0, NULL);
+    json_t *v = json_loads(t ? (const char *)t : "[]", JSON_ALLOW_NUL, NULL);
     if (!json_is_array(v)) {
         json_decref(v);
         v = json_array();
@@ -336,7 +336,7 @@ int wd_approval_list(wd_store *s, int all, json_t **out)
         static const char *const JSONKEY[] = {"args", "approvers", "approved_by"};
         for (int i = 0; i < 3; i++) {
             const unsigned char *v = sqlite3_column_text(q, JSONCOL[i]);
-            json_t *j = v ? json_loads((const char *)v, JSON_DECODE_ANY, NULL) : NULL;
+            json_t *j = v ? json_loads((const char *)v, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
             json_object_set_new(o, JSONKEY[i], j ? j : json_null());
         }
         static const int TCOL[] = {7, 8, 9, 13, 14, 15};

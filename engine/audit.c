@@ -40,6 +40,7 @@ struct wd_audit {
         char run[37], event[40];  /* for the observer */
     } *pending;
     size_t npending, cap;
+    long long appended, written; /* records taken, and of those the ones in the file */
     off_t known_size;     /* file size after our last write; -1 unknown */
     long long seq;
     char prev_hash[65];
@@ -152,6 +153,17 @@ const char *wd_audit_error(const wd_audit *a)
 }
 size_t wd_audit_pending(const wd_audit *a) { return a->npending + a->nfresh; }
 
+long long wd_audit_appended(const wd_audit *a) { return a->appended; }
+
+int wd_audit_durable(wd_audit *a, long long upto)
+{
+    if (wd_audit_failed(a))
+        return -1;
+    if (a->written >= upto)
+        return 0;
+    return wd_audit_flush(a);
+}
+
 static int fail_closed(wd_audit *a, const char *what);
 
 /* the members the chain writes itself, sorted */
@@ -216,6 +228,7 @@ int wd_audit_append(wd_audit *a, json_t *rec)
     }
     json_object_set(rec, "timestamp", a->ts);
     a->fresh[a->nfresh++] = rec;
+    a->appended++;
     if (a->nfresh == STAGE_GROUP && stage_fresh(a) < 0) {
         errno = ENOMEM;
         return fail_closed(a, "render");
@@ -344,7 +357,7 @@ static int sync_tail(wd_audit *a, off_t size, json_t **recovery)
         }
         start = start ? start + 1 : b;
         b[end] = '\0';
-        json_t *last = json_loads(start, 0, NULL);
+        json_t *last = json_loads(start, JSON_ALLOW_NUL, NULL);
         free(b);
         json_t *seq = json_object_get(last, "seq"), *h = json_object_get(last, "hash");
         if (json_is_integer(seq))
@@ -468,8 +481,10 @@ int wd_audit_flush(wd_audit *a)
         errno = ENOMEM;
         return fail_closed(a, "render");
     }
-    if (!a->npending)
+    if (!a->npending) {
+        a->written = a->appended;
         return 0;
+    }
     if (flock(a->fd, LOCK_EX) < 0)
         return fail_closed(a, "lock");
     wd_buf *out = &a->out;
@@ -518,6 +533,7 @@ int wd_audit_flush(wd_audit *a)
     }
     if (fstat(a->fd, &st) == 0)
         a->known_size = st.st_size;
+    a->written = a->appended;
     rc = 0;
 unlock:
     flock(a->fd, LOCK_UN);
@@ -563,7 +579,7 @@ int wd_audit_verify(const char *path, wd_buf *report, long *records)
         }
         line[n - 1] = '\0';
         json_error_t je;
-        json_t *rec = json_loads(line, 0, &je);
+        json_t *rec = json_loads(line, JSON_ALLOW_NUL, &je);
         if (!json_is_object(rec)) {
             wd_buf_addf(report, "%s:%ld: not a JSON object (%s): the line was edited", path, lineno, je.text);
             json_decref(rec);

@@ -252,7 +252,7 @@ static int cmd_audit_query(args_t *a)
     ssize_t n;
     long shown = 0;
     while ((n = getline(&line, &cap, f)) > 0) {
-        json_t *r = json_loads(line, 0, NULL);
+        json_t *r = json_loads(line, JSON_ALLOW_NUL, NULL);
         if (!r)
             continue;
         const char *ev = json_string_value(json_object_get(r, "event"));

@@ -157,18 +157,6 @@ static int rawfield(lua_State *L, int idx, const char *k)
     return lua_rawget(L, idx);
 }
 
-/* a script error object as text, without calling __tostring */
-static void error_text(lua_State *co, char *out, size_t n)
-{
-    int t = lua_type(co, -1);
-    if (t == LUA_TSTRING)
-        wd_strlcpy(out, lua_tostring(co, -1), n);
-    else if (t == LUA_TTABLE && rawfield(co, -1, "message") == LUA_TSTRING)
-        wd_strlcpy(out, lua_tostring(co, -1), n);
-    else
-        snprintf(out, n, "(error object is a %s value)", lua_typename(co, t));
-}
-
 /* ** Runs the function under nargs arguments at the top of the detectors' state in a
 ** fresh thread, under the check's limits (DET_CHECK_MS, DET_INSTR, the memory cap),
 ** resuming it through preemptions at once. Called with sb->in_engine raised, returns
@@ -218,7 +206,7 @@ static int protected_call(wd_detect *D, int nargs, char *err, size_t n)
         if (st == LUA_ERRMEM)
             snprintf(err, n, "memory limit exceeded");
         else
-            error_text(co, err, n);
+            wd_sandbox_error_text(co, -1, err, n, NULL);
         lua_pop(L, 1);
         lua_gc(L, LUA_GCCOLLECT);
         return -1;

@@ -209,6 +209,9 @@ static void run_free(wd_run *r)
         wd_schema_free(r->tools[i].schema);
     }
     free(r->tools);
+    for (size_t i = 0; i < r->nallowed; i++)
+        free(r->allowed[i]);
+    free(r->allowed);
     json_decref(r->tool_specs);
     wd_sandbox_free(r->sb);
     wd_detect_free(r->det);
@@ -238,6 +241,67 @@ static void run_free(wd_run *r)
 }
 
 static double round6(double v) { return (double)(long long)(v * 1e6 + 0.5) / 1e6; }
+
+int wd_run_may_act(wd_run *r, char *msg, size_t n)
+{
+    wd_audit *a = r->eng->audit;
+    if (wd_audit_durable(a, r->start_mark) == 0)
+        return 0;
+    snprintf(msg, n, "audit log unavailable: refusing to act (%s)", wd_audit_error(a));
+    return -1;
+}
+
+/* A result waits for its run's records to reach the file: every result of one loop pass
+** goes out after one flush (on_deliver), and if that flush fails, the results say so. */
+typedef struct ending {
+    json_t *res;
+    wd_run_done_fn done;
+    void *ud;
+    struct ending *next;
+} ending;
+
+/* res: the result object, made failed (the run did what it did, but its log is not whole) */
+static void audit_lost(json_t *res, const char *why)
+{
+    json_object_set_new(res, "status", json_string("failed"));
+    json_object_set_new(res, "success", json_false());
+    json_object_set_new(res, "result", json_string(user_message(WD_ST_FAILED)));
+    json_t *errs = json_object_get(res, "errors");
+    if (json_is_array(errs))
+        json_array_append_new(errs, json_string(why));
+}
+
+static void deliver_endings(wd_engine *e)
+{
+    if (!e->endings)
+        return;
+    char why[400] = "";
+    if (wd_audit_pending(e->audit))
+        wd_audit_flush(e->audit);
+    if (wd_audit_failed(e->audit))
+        snprintf(why, sizeof why, "audit log unavailable: the run's records were not written (%s)",
+                 wd_audit_error(e->audit));
+    ending *x = e->endings;
+    e->endings = e->endings_tail = NULL;
+    while (x) {
+        ending *next = x->next;
+        if (why[0])
+            audit_lost(x->res, why);
+        if (x->done)
+            x->done(x->res, x->ud);
+        json_decref(x->res);
+        free(x);
+        e->active--;
+        x = next;
+    }
+}
+
+static void on_deliver(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    deliver_endings(arg);
+}
 
 void wd_run_end(wd_run *r, wd_status st, const char *error)
 {
@@ -298,9 +362,22 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
             json_object_set_new(ev, "error", json_string(error));
         wd_run_audit(r, ev);
     }
-    if (r->done)
-        r->done(res, r->done_ud);
-    json_decref(res);
+    ending *x = malloc(sizeof *x);
+    if (x) {
+        *x = (ending){res, r->done, r->done_ud, NULL};
+        if (e->endings_tail)
+            e->endings_tail->next = x;
+        else
+            e->endings = x;
+        e->endings_tail = x;
+        if (e->deliver_ev)
+            event_active(e->deliver_ev, 0, 0);
+    } else { /* no room to wait: it goes out now */
+        if (r->done)
+            r->done(res, r->done_ud);
+        json_decref(res);
+        e->active--;
+    }
     if (r->live_prev)
         r->live_prev->live_next = r->live_next;
     else if (e->live == r)
@@ -308,35 +385,9 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
     if (r->live_next)
         r->live_next->live_prev = r->live_prev;
     run_free(r);
-    e->active--;
 }
 
 /* ---- the driver ------------------------------------------------------------- */
-
-/* a script error object as text, without calling __tostring (it could run script code) */
-static void error_text(lua_State *co, int idx, char *out, size_t n, int *transient)
-{
-    *transient = 0;
-    int t = lua_type(co, idx);
-    if (t == LUA_TSTRING) {
-        wd_strlcpy(out, lua_tostring(co, idx), n);
-        return;
-    }
-    if (t == LUA_TTABLE) {
-        lua_pushliteral(co, "message");
-        lua_rawget(co, idx < 0 ? idx - 1 : idx);
-        lua_pushliteral(co, "transient");
-        lua_rawget(co, idx < 0 ? idx - 2 : idx);
-        *transient = lua_toboolean(co, -1);
-        if (lua_type(co, -2) == LUA_TSTRING)
-            wd_strlcpy(out, lua_tostring(co, -2), n);
-        else
-            snprintf(out, n, "(error object is a table)");
-        lua_pop(co, 2);
-        return;
-    }
-    snprintf(out, n, "(error object is a %s value)", lua_typename(co, t));
-}
 
 /* the agent's answer: the detectors see it before the run completes */
 static void complete(wd_run *r)
@@ -352,13 +403,10 @@ static void complete(wd_run *r)
 static void agent_returned(wd_run *r, lua_State *co, int nres)
 {
     int base = lua_gettop(co) - nres + 1;
-    if (nres >= 1 && lua_type(co, base) == LUA_TSTRING) {
-        r->result_text = wd_strdup(lua_tostring(co, base));
-        complete(r);
-        return;
-    }
-    if (nres >= 1 && (lua_type(co, base) == LUA_TNUMBER)) {
-        r->result_text = wd_strdup(lua_tostring(co, base));
+    if (nres >= 1 && (lua_type(co, base) == LUA_TSTRING || lua_type(co, base) == LUA_TNUMBER)) {
+        size_t len;
+        const char *s = lua_tolstring(co, base, &len);
+        r->result_text = wd_cstr_of(s, len);
         complete(r);
         return;
     }
@@ -381,7 +429,7 @@ static void agent_returned(wd_run *r, lua_State *co, int nres)
     }
     char msg[600];
     if (nres >= 2 && lua_type(co, base + 1) == LUA_TSTRING)
-        snprintf(msg, sizeof msg, "%s", lua_tostring(co, base + 1));
+        wd_sandbox_error_text(co, base + 1, msg, sizeof msg, NULL);
     else
         snprintf(msg, sizeof msg, "the agent returned no result");
     /* an agent that gave up after an LLM timeout timed out; the error is already in errors[] */
@@ -490,7 +538,7 @@ static void step(wd_run *r, lua_State *co, int nargs)
     }
     char msg[600];
     int transient;
-    error_text(co, -1, msg, sizeof msg, &transient);
+    wd_sandbox_error_text(co, -1, msg, sizeof msg, &transient);
     if (st == LUA_ERRMEM)
         wd_strlcpy(msg, "memory limit exceeded", sizeof msg);
     if (is_tool)
@@ -638,6 +686,7 @@ static void start(wd_run *r)
         json_object_set_new(ev, "tool_args", json_pack("{s:s}", "query", r->query ? r->query : ""));
         wd_run_audit(r, ev);
     }
+    r->start_mark = wd_audit_appended(e->audit);
     step(r, r->agent_co, 3);
 }
 
@@ -797,7 +846,8 @@ wd_engine *wd_engine_new(const wd_engine_opts *o, char *err, size_t errlen)
     }
     e->ready_ev = event_new(e->base, -1, 0, on_ready, e);
     e->flush_ev = event_new(e->base, -1, EV_PERSIST, on_flush, e);
-    if (!e->ready_ev || !e->flush_ev)
+    e->deliver_ev = event_new(e->base, -1, 0, on_deliver, e);
+    if (!e->ready_ev || !e->flush_ev || !e->deliver_ev)
         goto fail;
     struct timeval tv = {0, FLUSH_MS * 1000};
     event_add(e->flush_ev, &tv);
@@ -818,16 +868,19 @@ void wd_engine_free(wd_engine *e)
 {
     if (!e)
         return;
-    while (e->ready_head) { /* runs never started still end with a result */
-        wd_run *r = e->ready_head;
-        wd_run_end(r, WD_ST_FAILED, "engine stopped");
-    }
+    /* every run still here ends with a result: those never started, and those waiting
+    ** on a timer, the network or a person */
+    while (e->live)
+        wd_run_end(e->live, WD_ST_FAILED, "engine stopped");
+    deliver_endings(e);
     wd_http_free(e->http);
     wd_kills_free(e);
     if (e->ready_ev)
         event_free(e->ready_ev);
     if (e->flush_ev)
         event_free(e->flush_ev);
+    if (e->deliver_ev)
+        event_free(e->deliver_ev);
     if (e->base)
         event_base_free(e->base);
     wd_ledger_free(e->ledger);

@@ -38,6 +38,8 @@ struct wd_engine {
     struct event *ready_ev;
     int in_ready;               /* inside on_ready: re-arm after timers, not at once */
     struct event *flush_ev;
+    struct event *deliver_ev;   /* results wait for their records (on_deliver) */
+    struct ending *endings, *endings_tail;
     wd_http *http;              /* libcurl multi on this loop */
     wd_store *store;            /* shared state (breakers, ...) */
     wd_breakers *breakers;
@@ -91,6 +93,10 @@ struct wd_run {
     int agent_ref;
     wd_tool_impl *tools;
     size_t ntools;
+    char **allowed;              /* the agent's tools (and a workflow's steps): all it may call */
+    size_t nallowed;
+    int configured;              /* ctx:_configure ran (once, by the runner) */
+    long long start_mark;        /* the audit log's count once run_started was appended */
     json_t *tool_specs;          /* wd_run_tool_specs: of the first tool_specs_n tools */
     size_t tool_specs_n, tool_specs_bytes;
     char *default_model;
@@ -220,6 +226,9 @@ struct wd_run {
 void wd_run_schedule(wd_run *r, lua_State *co, int nargs);  /* resume co from the loop */
 void wd_run_end(wd_run *r, wd_status st, const char *error);/* from the loop only */
 json_t *wd_run_event(wd_run *r, const char *event, int success); /* audit record skeleton */
+/* the run's run_started record is in the file (written now if it was not): 0, or -1 with
+** msg when the log failed, and the run must not act */
+int wd_run_may_act(wd_run *r, char *msg, size_t n);
 int wd_run_audit(wd_run *r, json_t *rec);                   /* redacts, appends; takes ownership */
 const char *wd_status_name(wd_status st);
 /* a guardrail_violation record for what the running tool asked (args: taken), with the
@@ -258,6 +267,7 @@ int wd_pipeline_gate(wd_run *r, int finish, const char *detector, const char *re
 /* a run ending while it waits for an approval: the request is cancelled */
 void wd_pipeline_approval_cancel(wd_run *r, const char *why);
 int wd_tool_load(wd_run *r, lua_State *L, const char *name); /* index, or -1 with message pushed */
+int wd_tool_allow(wd_run *r, const char *name);              /* adds to the allow-list; 0 or -1 (memory) */
 /* the loaded tools as the model sees them, [{name, description, parameters}], rebuilt
 ** only when a tool was loaded since; the run keeps it (borrowed), NULL out of memory */
 json_t *wd_run_tool_specs(wd_run *r);

@@ -8,17 +8,19 @@
 
 #define MAX_DEPTH 64
 
-/* caller owns: a JSON string, invalid UTF-8 bytes written as \\xNN */
-static json_t *str_json(const char *s, size_t l)
+/* caller owns: a JSON string, invalid UTF-8 bytes written as \\xNN; for an object key
+** (key set) NUL bytes too, as jansson's keys end at the first one and its parser refuses
+** them: the log's writer and its verifier must read the same key */
+static json_t *str_json(const char *s, size_t l, int key)
 {
-    json_t *j = json_stringn(s, l);
+    json_t *j = key && memchr(s, '\0', l) ? NULL : json_stringn(s, l);
     if (j)
         return j;
-    /* not UTF-8: keep the bytes readable rather than lose the value */
+    /* keep the bytes readable rather than lose the value */
     wd_buf b = {0};
     for (size_t i = 0; i < l; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x80)
+        if (c < 0x80 && c)
             wd_buf_add(&b, (const char *)&c, 1);
         else
             wd_buf_addf(&b, "\\x%02x", c);
@@ -72,7 +74,7 @@ static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, size_t *text,
         size_t l;
         const char *s = lua_tolstring(L, idx, &l);
         *text += l;
-        return str_json(s, l);
+        return str_json(s, l, 0);
     }
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL)
@@ -146,8 +148,10 @@ static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, size_t *text,
                 return NULL;
             }
             size_t kl = strlen(k);
-            if (lua_type(L, -2) == LUA_TSTRING)
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                kl = lua_rawlen(L, -2);
                 *text += kl;
+            }
             ptr_push(ptr, k, kl, 0);
             json_t *v = conv(L, -1, depth + 1, ptr, text, err, errlen);
             ptr->len = mark;
@@ -159,10 +163,10 @@ static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, size_t *text,
                 return NULL;
             }
             json_incref(v); /* a refused key (not UTF-8) costs jansson's reference, not ours */
-            if (json_object_set_new(o, k, v) == 0) {
+            if (!memchr(k, '\0', kl) && json_object_set_new(o, k, v) == 0) {
                 json_decref(v);
             } else {
-                json_t *fixed = str_json(k, strlen(k));
+                json_t *fixed = str_json(k, kl, 1);
                 json_object_set_new(o, fixed ? json_string_value(fixed) : "?", v);
                 json_decref(fixed);
             }

@@ -231,7 +231,7 @@ static void deliver(wd_run *r, json_t *a)
         json_t *args = json_object_get(c, "arguments");
         if (json_is_string(args)) {
             /* providers send arguments as JSON text; junk stays a string and fails validation */
-            json_t *parsed = json_loadb(json_string_value(args), json_string_length(args), 0, NULL);
+            json_t *parsed = json_loadb(json_string_value(args), json_string_length(args), JSON_ALLOW_NUL, NULL);
             if (parsed) {
                 wd_json_push(co, parsed);
                 json_decref(parsed);
@@ -506,7 +506,7 @@ static int cache_lookup(wd_run *r)
     int64_t cost = 0;
     if (wd_store_cache_get(r->eng->store, r->call.cache_key, wd_wall_ms(), &text, &cost) != 1)
         return 0;
-    json_t *a = json_loads(text, 0, NULL);
+    json_t *a = json_loads(text, JSON_ALLOW_NUL, NULL);
     free(text);
     if (!json_is_object(a)) { /* unreadable: asked again, and kept anew */
         json_decref(a);

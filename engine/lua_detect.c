@@ -45,7 +45,7 @@ static int get_value(wd_store *s, const char *det, const char *key, json_t **out
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         const char *t = (const char *)sqlite3_column_text(st, 0);
-        *out = t ? json_loads(t, JSON_DECODE_ANY, NULL) : NULL;
+        *out = t ? json_loads(t, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
         rc = sqlite3_step(st);
     }
     sqlite3_finalize(st);

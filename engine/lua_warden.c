@@ -324,7 +324,10 @@ static int c_tool_specs(lua_State *L)
     return 1;
 }
 
-static void load_listed(lua_State *L, wd_run *r, int spec, const char *field)
+/* The names in spec[field] join the run's allow-list: the only tools it may call. Those
+** the policy declares are loaded now (a broken one fails the run at its start, naming
+** it); a call to another is refused as undeclared. */
+static void load_listed(lua_State *L, wd_run *r, const wd_policy *p, int spec, const char *field)
 {
     if (lua_getfield(L, spec, field) != LUA_TTABLE) {
         lua_pop(L, 1);
@@ -337,14 +340,28 @@ static void load_listed(lua_State *L, wd_run *r, int spec, const char *field)
             lua_getfield(L, -1, "tool");
             lua_remove(L, -2);
         }
-        if (lua_type(L, -1) != LUA_TSTRING)
+        size_t len;
+        const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        if (!name || strlen(name) != len)
             luaL_error(L, "%s[%d] must be a tool name", field, (int)i);
-        const char *name = lua_tostring(L, -1);
-        if (wd_tool_load(r, L, name) < 0)
+        if (wd_tool_allow(r, name) < 0)
+            luaL_error(L, "out of memory");
+        if (wd_policy_tool(p, name) && wd_tool_load(r, L, name) < 0)
             lua_error(L);
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
+}
+
+/* (policy, spec): the run's allow-list from an agent's tools or a workflow's steps */
+static int configure_tools(lua_State *L)
+{
+    const wd_policy *p = lua_touserdata(L, 1);
+    wd_run *r = run_of(L);
+    load_listed(L, r, p, 2, "tools");
+    load_listed(L, r, p, 2, "steps");
+    load_listed(L, r, p, 2, "choose");
+    return 0;
 }
 
 /* ctx:_configure(spec): the runner hands the agent's spec to the engine */
@@ -352,6 +369,9 @@ static int c_configure(lua_State *L)
 {
     wd_run *r = run_of(L);
     luaL_checktype(L, 2, LUA_TTABLE);
+    if (r->configured) /* once, by the runner: an agent cannot widen its own tools */
+        return luaL_error(L, "ctx:_configure: the run is configured already");
+    r->configured = 1;
     if (lua_getfield(L, 2, "name") == LUA_TSTRING) {
         free(r->agent_name);
         r->agent_name = wd_strdup(lua_tostring(L, -1));
@@ -370,9 +390,16 @@ static int c_configure(lua_State *L)
             r->max_iterations = (int)mi;
     }
     lua_pop(L, 1);
-    load_listed(L, r, 2, "tools");
-    load_listed(L, r, 2, "steps");
-    load_listed(L, r, 2, "choose");
+    wd_policy *p = wd_engine_policy(r->eng);
+    r->sb->in_engine++; /* the policy's reference must not be lost to a raise */
+    lua_pushcfunction(L, configure_tools);
+    lua_pushlightuserdata(L, p);
+    lua_pushvalue(L, 2);
+    int st = lua_pcall(L, 2, 0, 0);
+    r->sb->in_engine--;
+    wd_policy_unref(p);
+    if (st != LUA_OK)
+        return lua_error(L);
     char msg[300];
     lua_getfield(L, 2, "detectors");
     if (wd_detect_configure(r, L, lua_gettop(L), msg, sizeof msg) < 0)

@@ -204,8 +204,10 @@ void wd_metrics_record(wd_metrics *m, const json_t *rec)
         add(m, "warden_tool_cost_usd_total", num(rec, "cost_usd"), (const char *[]){"user", user, "tool", tool, NULL});
     } else if (is_refusal(ev)) {
         add(m, "warden_violations_total", 1, (const char *[]){"event", ev, "user", user, NULL});
-        if (*str(rec, "tool_name"))
-            add(m, "warden_tool_calls_total", 1, (const char *[]){"tool", str(rec, "tool_name"), "outcome", ev, NULL});
+        /* a name the policy does not declare came from a script or a model: never a label */
+        const char *tool = json_is_true(json_object_get(rec, "tool_undeclared")) ? "(undeclared)" : str(rec, "tool_name");
+        if (*tool)
+            add(m, "warden_tool_calls_total", 1, (const char *[]){"tool", tool, "outcome", ev, NULL});
     } else if (!strncmp(ev, "approval_", 9)) {
         add(m, "warden_approvals_total", 1, (const char *[]){"event", ev, NULL});
     } else if (!strcmp(ev, "detector_verdict")) {

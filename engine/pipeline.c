@@ -92,6 +92,15 @@ static int refuse(wd_run *r, lua_State *L, const char *event, const char *name, 
     return 1;
 }
 
+/* a refused name the policy does not declare: marked, so that no metric takes it as a label */
+static int refuse_undeclared(wd_run *r, lua_State *L, const char *name, json_t *args, const char *msg)
+{
+    json_t *ev = refusal(r, "authorization_denied", name, args, msg);
+    json_object_set_new(ev, "tool_undeclared", json_true());
+    wd_run_audit(r, ev);
+    return refuse(r, L, NULL, name, args, msg);
+}
+
 static int valid_tool_name(const char *s)
 {
     if (!*s || strlen(s) > 64)
@@ -101,6 +110,49 @@ static int valid_tool_name(const char *s)
               *s == '-'))
             return 0;
     return 1;
+}
+
+static int allows(const wd_run *r, const char *name)
+{
+    for (size_t i = 0; i < r->nallowed; i++)
+        if (!strcmp(r->allowed[i], name))
+            return 1;
+    return 0;
+}
+
+int wd_tool_allow(wd_run *r, const char *name)
+{
+    if (allows(r, name))
+        return 0;
+    char **v = realloc(r->allowed, (r->nallowed + 1) * sizeof *v);
+    if (!v)
+        return -1;
+    r->allowed = v;
+    if (!(v[r->nallowed] = wd_strdup(name)))
+        return -1;
+    r->nallowed++;
+    return 0;
+}
+
+/* A tool name as asked for, fit to print and to log: the bytes as they are when they are
+** UTF-8 without NUL and short, else with those bytes as \xNN, cut to fit out. */
+static void display_name(const char *s, size_t len, char *out, size_t n)
+{
+    json_t *j = len < n && !memchr(s, '\0', len) ? json_stringn(s, len) : NULL;
+    if (j) {
+        memcpy(out, s, len + 1);
+        json_decref(j);
+        return;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 5 < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c && c < 0x80)
+            out[o++] = (char)c;
+        else
+            o += (size_t)snprintf(out + o, n - o, "\\x%02x", c);
+    }
+    out[o] = '\0';
 }
 
 static int find_impl(wd_run *r, const char *name)
@@ -703,14 +755,17 @@ void wd_pipeline_approval_cancel(wd_run *r, const char *why)
 int wd_pipeline_tool(wd_run *r, lua_State *L)
 {
     int64_t t0 = wd_now_ns();
-    const char *name = luaL_checkstring(L, 2);
+    size_t name_len;
+    const char *asked = luaL_checklstring(L, 2, &name_len);
+    char name[160];
+    display_name(asked, name_len, name, sizeof name);
     char msg[700];
     json_t *args = NULL;
     int rc;
     r->sb->in_engine++;
     wd_policy *p = wd_engine_policy(r->eng);
-    if (wd_audit_failed(r->eng->audit)) {
-        wd_push_error_table(L, "audit log unavailable: refusing to act");
+    if (wd_run_may_act(r, msg, sizeof msg) < 0) {
+        wd_push_error_table(L, msg);
         rc = 1;
         goto out;
     }
@@ -729,7 +784,7 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
         if (!args)
             snprintf(bad_args, sizeof bad_args, "%s", err);
     } else if (at == LUA_TSTRING) {
-        args = json_loads(lua_tostring(L, 3), JSON_REJECT_DUPLICATES, NULL);
+        args = json_loads(lua_tostring(L, 3), JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
         if (!args)
             snprintf(bad_args, sizeof bad_args, "not valid JSON");
     } else if (at == LUA_TNIL || at == LUA_TNONE) {
@@ -740,10 +795,18 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
     if (r->det) /* every request, refused or not: a loop of refusals is a loop */
         wd_detect_event(r, json_pack("{s:s,s:s,s:O}", "type", "tool_call", "tool", name, "args",
                                      args ? args : json_null()));
+    /* the agent's own list first: whatever the model asks for, an agent reaches only
+    ** the tools it names (a workflow its steps) */
+    if (!allows(r, name) || strlen(name) != name_len) {
+        snprintf(msg, sizeof msg, "tool '%s' is not one of agent %s's tools", name,
+                 r->agent_name ? r->agent_name : "?");
+        rc = refuse_undeclared(r, L, name, args, msg);
+        goto out;
+    }
     const wd_tool_policy *tp = wd_policy_tool(p, name);
     if (!tp) {
         snprintf(msg, sizeof msg, "tool '%s' is not declared in the policy: blocked", name);
-        rc = refuse(r, L, "authorization_denied", name, args, msg);
+        rc = refuse_undeclared(r, L, name, args, msg);
         goto out;
     }
     const wd_user *u = wd_policy_user(p, r->user_id);
@@ -891,8 +954,8 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
 {
     luaL_checktype(L, 2, LUA_TTABLE);
     char msg[300];
-    if (wd_audit_failed(r->eng->audit)) {
-        end_request(r, WD_ST_FAILED, "audit log unavailable: refusing to act");
+    if (wd_run_may_act(r, msg, sizeof msg) < 0) {
+        end_request(r, WD_ST_FAILED, msg);
         return wd_sandbox_yield(L);
     }
     /* the iteration limit ends the run: a custom loop cannot ignore it */
@@ -1132,7 +1195,7 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
     if (ok) {
         int base = lua_gettop(co) - nres + 1;
         if (nres >= 2 && lua_isnil(co, base) && lua_type(co, base + 1) == LUA_TSTRING) {
-            snprintf(msg, sizeof msg, "%s", lua_tostring(co, base + 1));
+            wd_sandbox_error_text(co, base + 1, msg, sizeof msg, NULL);
             success = 0;
         } else {
             char err[300];

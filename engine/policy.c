@@ -949,6 +949,11 @@ wd_policy *wd_policy_load_text(const char *text, size_t len, const char *fname, 
         return NULL;
     }
     set_file(root, fname);
+    if ((root->kind == WD_Y_MAP && !root->n) || wd_ydoc_is_null(root)) {
+        perr(&c, NULL, "the policy is empty; a policy holds at least `version: 1`");
+        wd_ydoc_free(root);
+        return NULL;
+    }
     wd_policy *p = load_root(root, fname, errs);
     wd_ydoc_free(root);
     return p;
@@ -966,7 +971,7 @@ wd_policy *wd_policy_load(const char *path, wd_perrors *errs)
         size_t len;
         char *text = wd_read_file(path, WD_YDOC_MAX_BYTES, &len);
         if (!text) {
-            perr(&c, NULL, "cannot read policy: %s", errno == ERANGE ? "file larger than 1 MiB" : strerror(errno));
+            perr(&c, NULL, "cannot read policy: %s", wd_read_error(errno, WD_YDOC_MAX_BYTES));
             return NULL;
         }
         wd_policy *p = wd_policy_load_text(text, len, path, errs);
@@ -1000,7 +1005,7 @@ wd_policy *wd_policy_load(const char *path, wd_perrors *errs)
         char *text = wd_read_file(names[i], WD_YDOC_MAX_BYTES, &len);
         if (!text) {
             c.fname = names[i];
-            perr(&c, NULL, "cannot read: %s", strerror(errno));
+            perr(&c, NULL, "cannot read: %s", wd_read_error(errno, WD_YDOC_MAX_BYTES));
             continue;
         }
         wd_ynode *doc = wd_ydoc_parse(text, len, e, sizeof e);
@@ -1020,9 +1025,11 @@ wd_policy *wd_policy_load(const char *path, wd_perrors *errs)
             continue;
         }
         set_file(doc, names[i]);
-        if (doc->kind != WD_Y_MAP) {
+        int empty = (doc->kind == WD_Y_MAP && !doc->n) || wd_ydoc_is_null(doc);
+        if (empty || doc->kind != WD_Y_MAP) {
             c.fname = names[i];
-            perr(&c, doc, "a policy file must be a mapping");
+            perr(&c, empty ? NULL : doc,
+                 empty ? "the file is empty; remove it or give it settings" : "a policy file must be a mapping");
             wd_ydoc_free(doc);
             continue;
         }

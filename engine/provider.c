@@ -46,7 +46,7 @@ static json_t *args_object(json_t *a)
     if (json_is_object(a))
         return json_incref(a);
     if (json_is_string(a)) {
-        json_t *o = json_loads(json_string_value(a), 0, NULL);
+        json_t *o = json_loads(json_string_value(a), JSON_ALLOW_NUL, NULL);
         if (json_is_object(o))
             return o;
         json_decref(o);
@@ -402,7 +402,7 @@ static json_t *parse_anthropic(json_t *root, char *err, size_t errlen)
 json_t *wd_provider_parse(const char *provider, const char *body, size_t len, char *err, size_t errlen)
 {
     json_error_t je;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (!root) {
         wd_errf(err, errlen, "the answer is not valid JSON (byte %d: %s)", je.position, je.text);
         return NULL;
@@ -425,7 +425,7 @@ json_t *wd_provider_parse(const char *provider, const char *body, size_t len, ch
 void wd_provider_error_text(const char *body, size_t len, char *out, size_t n)
 {
     out[0] = '\0';
-    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
     json_t *e = json_object_get(root, "error");
     json_t *m = json_is_object(e) ? json_object_get(e, "message") : e;
     if (json_is_string(m))

@@ -275,7 +275,7 @@ static json_t *describe(const entry *x, int with_result)
         json_object_set_new(o, "finished_at", json_string(f));
     }
     if (o && with_result && x->result) {
-        json_t *r = json_loads(x->result, 0, NULL);
+        json_t *r = json_loads(x->result, JSON_ALLOW_NUL, NULL);
         if (r)
             json_object_set_new(o, "result", r);
     }
@@ -347,7 +347,7 @@ json_t *wd_registry_violations(wd_registry *g)
     pthread_mutex_lock(&g->mu);
     for (size_t k = 0; a && k < g->nviol; k++) {
         size_t i = (g->viol_at + NVIOLATIONS - 1 - k) % NVIOLATIONS;
-        json_t *r = g->viol[i] ? json_loads(g->viol[i], 0, NULL) : NULL;
+        json_t *r = g->viol[i] ? json_loads(g->viol[i], JSON_ALLOW_NUL, NULL) : NULL;
         if (r)
             json_array_append_new(a, r);
     }

@@ -161,7 +161,7 @@ static json_t *reader_next(log_reader *lr, const char **ev, int64_t *t)
 {
     ssize_t len;
     while ((len = getline(&lr->line, &lr->cap, lr->f)) > 0) {
-        json_t *r = json_loadb(lr->line, (size_t)len, 0, NULL);
+        json_t *r = json_loadb(lr->line, (size_t)len, JSON_ALLOW_NUL, NULL);
         *ev = json_string_value(json_object_get(r, "event"));
         const char *ts = json_string_value(json_object_get(r, "timestamp"));
         *t = ts ? wd_parse_time(ts) : -1;

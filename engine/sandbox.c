@@ -139,6 +139,37 @@ static void sb_hook(lua_State *L, lua_Debug *ar)
     lua_error(L);
 }
 
+void wd_sandbox_error_text(lua_State *L, int idx, char *out, size_t n, int *transient)
+{
+    idx = lua_absindex(L, idx);
+    if (transient)
+        *transient = 0;
+    int t = lua_type(L, idx);
+    if (t == LUA_TTABLE) {
+        lua_pushliteral(L, "transient");
+        lua_rawget(L, idx);
+        if (transient)
+            *transient = lua_toboolean(L, -1);
+        lua_pushliteral(L, "message");
+        if (lua_rawget(L, idx) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+            wd_sandbox_error_text(L, -1, out, n, NULL);
+        } else {
+            snprintf(out, n, "(error object is a table)");
+        }
+        lua_pop(L, 2);
+        return;
+    }
+    if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+        lua_pushvalue(L, idx); /* lua_tolstring turns a number into a string in place */
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        wd_cstr_copy(out, n, s, len);
+        lua_pop(L, 1);
+        return;
+    }
+    snprintf(out, n, "(error object is a %s value)", lua_typename(L, t));
+}
+
 void wd_sandbox_kill(wd_sandbox *sb, int reason)
 {
     if (sb->mode != WD_MODE_KILL || sb->kill_reason == WD_KILL_NONE)

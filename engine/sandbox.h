@@ -75,6 +75,12 @@ void wd_sandbox_tick(lua_State *L, unsigned long *steps);
 void wd_sandbox_kill(wd_sandbox *sb, int reason);
 const char *wd_sandbox_kill_text(int reason);
 
+/* An error object raised by a script, as text in out (n bytes): a string or number as is
+** (NUL bytes as \x00), a table's raw `message` field (and *transient from its raw
+** `transient` field, when transient is not NULL), anything else by its type. Reads
+** without metamethods: a script's __index or __tostring never runs in the engine. */
+void wd_sandbox_error_text(lua_State *L, int idx, char *out, size_t n, int *transient);
+
 /* the engine's Lua library directory (lua/ in the source tree or WARDEN_LUA_DIR) */
 const char *wd_sandbox_lua_dir(void);
 

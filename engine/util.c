@@ -166,12 +166,98 @@ int64_t wd_parse_time(const char *s)
     return (int64_t)t * 1000 + ms;
 }
 
+/* the length of the valid UTF-8 sequence at s (at most left bytes), 0 when there is none
+** (a stray continuation, an overlong form, a surrogate, past U+10FFFF, cut short) */
+static size_t utf8_seq(const unsigned char *s, size_t left)
+{
+    unsigned c = s[0];
+    size_t n;
+    unsigned cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF)
+        n = 3, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4)
+        n = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (left < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return n;
+}
+
+void wd_cstr_copy(char *out, size_t n, const char *s, size_t len)
+{
+    static const char hexd[] = "0123456789abcdef";
+    const unsigned char *u = (const unsigned char *)s;
+    size_t o = 0;
+    if (!n)
+        return;
+    for (size_t i = 0; i < len;) {
+        size_t k = u[i] ? utf8_seq(u + i, len - i) : 0;
+        if (k) {
+            if (o + k + 1 > n)
+                break;
+            memcpy(out + o, s + i, k);
+            o += k;
+            i += k;
+        } else {
+            if (o + 5 > n)
+                break;
+            out[o++] = '\\', out[o++] = 'x', out[o++] = hexd[u[i] >> 4], out[o++] = hexd[u[i] & 15];
+            i++;
+        }
+    }
+    out[o] = '\0';
+}
+
+char *wd_cstr_of(const char *s, size_t len)
+{
+    size_t n = 4 * len + 1; /* every byte escaped, at the most */
+    char *out = malloc(n);
+    if (out)
+        wd_cstr_copy(out, n, s, len);
+    return out;
+}
+
+const char *wd_read_error(int e, size_t max)
+{
+    static _Thread_local char msg[64];
+    if (e == WD_ENOTREG)
+        return "not a regular file (a FIFO, device or socket)";
+    if (e == ERANGE) {
+        if (max % (1u << 20) == 0)
+            snprintf(msg, sizeof msg, "file larger than %zu MiB", max >> 20);
+        else
+            snprintf(msg, sizeof msg, "file larger than %zu bytes", max);
+        return msg;
+    }
+    return strerror(e);
+}
+
 char *wd_read_file(const char *path, size_t max, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO with no writer must not wait for one */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0)
         return NULL;
     wd_buf b = {0};
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        goto fail;
+    if (!S_ISREG(st.st_mode)) {
+        errno = S_ISDIR(st.st_mode) ? EISDIR : WD_ENOTREG;
+        goto fail;
+    }
     char tmp[16384];
     for (;;) {
         ssize_t r = read(fd, tmp, sizeof tmp);

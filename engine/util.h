@@ -2,6 +2,7 @@
 #ifndef WD_UTIL_H
 #define WD_UTIL_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
@@ -50,6 +51,16 @@ int64_t wd_parse_time(const char *s);
 
 /* caller frees; NULL on error with errno set. Reads at most max bytes (ERANGE past it). */
 char *wd_read_file(const char *path, size_t max, size_t *len);
+/* s (len bytes, any bytes) as a C string of UTF-8 text: each NUL byte, and each byte that
+** is not part of a valid UTF-8 sequence, becomes the text \xNN, so nothing after a NUL is
+** lost and the text is always a valid JSON string; caller frees (NULL when out of memory) */
+char *wd_cstr_of(const char *s, size_t len);
+/* the same into out (n bytes), cut to fit */
+void wd_cstr_copy(char *out, size_t n, const char *s, size_t len);
+/* wd_read_file's errno for a FIFO, device or socket: refused, as reading one could block */
+#define WD_ENOTREG EMEDIUMTYPE
+/* what a failed wd_read_file (errno e, limit max) means, in words */
+const char *wd_read_error(int e, size_t max);
 
 /* caller frees: strdup that aborts on OOM is not used; returns NULL on OOM */
 char *wd_strdup(const char *s);

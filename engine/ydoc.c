@@ -138,6 +138,12 @@ wd_ynode *wd_ydoc_parse(const char *buf, size_t len, char *err, size_t errlen)
             break;
         case YAML_SEQUENCE_START_EVENT:
         case YAML_MAPPING_START_EVENT:
+            if (b.depth > 0 && b.stack[b.depth - 1]->kind == WD_Y_MAP && b.stack[b.depth - 1]->n % 2 == 0) {
+                /* a mapping's key: every reader of these trees takes keys as text */
+                wd_errf(err, errlen, "%d:%d: a key must be a plain name, not a %s", (int)m->line + 1,
+                        (int)m->column + 1, ev.type == YAML_SEQUENCE_START_EVENT ? "list" : "mapping");
+                goto fail_ev;
+            }
             if (b.depth >= WD_YDOC_MAX_DEPTH) {
                 wd_errf(err, errlen, "%d:%d: nesting deeper than %d levels", (int)m->line + 1,
                         (int)m->column + 1, WD_YDOC_MAX_DEPTH);

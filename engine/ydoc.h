@@ -26,7 +26,8 @@ typedef struct wd_ynode {
 } wd_ynode;
 
 /* caller frees with wd_ydoc_free. NULL on error with "line:col: message" in err.
-** An empty document gives an empty map. */
+** Mapping keys are scalars (a list or mapping as a key is an error). An empty document
+** gives an empty map. */
 wd_ynode *wd_ydoc_parse(const char *buf, size_t len, char *err, size_t errlen);
 void wd_ydoc_free(wd_ynode *n);
 

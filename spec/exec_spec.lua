@@ -7,7 +7,7 @@ local T = require("warden.testing")
 -- an agent of its own (the lab agent and its exec tool) with data/ and a writable out/
 local function sandbox_agent()
   local dir = T.agent("execlab", {
-    ["agent.lua"] = T.read("spec/fixtures/lab/agent.lua"),
+    ["agent.lua"] = (T.read("spec/fixtures/lab/agent.lua"):gsub("  tools = %b{},\n", '  tools = { "exec", "exec_read" },\n')),
     ["tools/exec.lua"] = T.read("spec/fixtures/lab/tools/exec.lua"),
     ["tools/exec_read.lua"] = T.read("spec/fixtures/lab/tools/exec_read.lua"),
     ["data/in.txt"] = "from data\n",

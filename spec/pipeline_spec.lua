@@ -22,15 +22,21 @@ describe("tool declared in the policy", function()
     assert.equal(0, #T.events(audit, "validation_failed"))
   end)
 
-  it("reports a declared tool without a script as a failed call, not a crash", function()
-    local res, steps = lab({ { "tool", "no_script", {} } })
-    assert.equal("completed", res.status)
-    assert.matches("no script for tool 'no_script'", steps[1].error)
+  it("fails a run at its start, naming it, when the agent lists a declared tool without a script", function()
+    local dir = T.agent("lists_no_script", { ["agent.lua"] =
+      'return warden.agent { name = "lists_no_script", tools = { "no_script" }, run = function() return "ran" end }' })
+    local res = T.run { agent = dir, query = "q" }
+    assert.equal("failed", res.status)
+    assert.matches("no script for tool 'no_script'", res.errors[1])
   end)
 
-  it("reports a tool whose schema has an unknown keyword", function()
-    local _, steps = lab({ { "tool", "bad_schema", { q = "abc" } } })
-    assert.matches("unknown schema keyword 'minLenght'", steps[1].error)
+  it("fails a run at its start when a listed tool's schema has an unknown keyword", function()
+    local dir = T.agent("lists_bad_schema", { ["agent.lua"] =
+      'return warden.agent { name = "lists_bad_schema", tools = { "bad_schema" }, run = function() return "ran" end }',
+      ["tools/bad_schema.lua"] = T.read("spec/fixtures/lab/tools/bad_schema.lua") })
+    local res = T.run { agent = dir, query = "q" }
+    assert.equal("failed", res.status)
+    assert.matches("unknown schema keyword 'minLenght'", res.errors[1])
   end)
 end)
 
