@@ -58,13 +58,56 @@ static int scan(const wd_rxlist *fl, json_t *v, wd_buf *ptr, char *err, size_t e
     return 0;
 }
 
-int wd_guard_patterns(const wd_rxlist *forbidden, json_t *args, char *err, size_t errlen)
+static const wd_rx *first_match(const wd_rxlist *fl, const char *s)
+{
+    for (size_t i = 0; s && i < fl->n; i++)
+        if (wd_rx_match(fl->v[i], s, strlen(s)) != 0) /* an error counts as a hit */
+            return fl->v[i];
+    return NULL;
+}
+
+const wd_rx *wd_guard_path_forbidden(const wd_rxlist *fl, const char *base, const char *raw, const char *canon)
+{
+    if (!fl || !fl->n)
+        return NULL;
+    const wd_rx *hit = first_match(fl, raw);
+    if (hit || !canon)
+        return hit;
+    if ((hit = first_match(fl, canon)))
+        return hit;
+    char *b = realpath(base ? base : ".", NULL);
+    size_t l = b ? strlen(b) : 0;
+    if (b && !strncmp(canon, b, l) && canon[l] == '/')
+        hit = first_match(fl, canon + l + 1);
+    free(b);
+    return hit;
+}
+
+int wd_guard_patterns(const wd_rxlist *forbidden, const wd_schema *schema, const char *base, json_t *args,
+                      char *err, size_t errlen)
 {
     if (!forbidden || !forbidden->n)
         return 0;
     wd_buf ptr = {0};
     int rc = scan(forbidden, args, &ptr, err, errlen, 0);
     wd_buf_free(&ptr);
+    const char *k;
+    json_t *v;
+    if (rc == 0 && json_is_object(args))
+        json_object_foreach(args, k, v) {
+            if (!json_is_string(v) || !wd_guard_is_path_arg(k, schema))
+                continue;
+            char *c = wd_guard_canon(base, json_string_value(v));
+            const wd_rx *hit = wd_guard_path_forbidden(forbidden, base, NULL, c);
+            if (hit) {
+                wd_errf(err, errlen, "/%s: path '%s' is '%s', which matches forbidden pattern '%s'", k,
+                        json_string_value(v), c, wd_rx_source(hit));
+                rc = -1;
+            }
+            free(c);
+            if (rc)
+                break;
+        }
     return rc;
 }
 

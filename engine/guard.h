@@ -8,8 +8,17 @@
 #include "policy.h"
 #include "schema.h"
 
-/* 0 clean; -1 with "/query: matches forbidden pattern 'secret'" in err */
-int wd_guard_patterns(const wd_rxlist *forbidden, json_t *args, char *err, size_t errlen);
+/* 0 clean; -1 with "/query: matches forbidden pattern 'secret'" in err. Every string is
+** matched as given; a path argument (wd_guard_is_path_arg) also in the forms the file
+** operation uses (wd_guard_path_forbidden). */
+int wd_guard_patterns(const wd_rxlist *forbidden, const wd_schema *schema, const char *base, json_t *args,
+                      char *err, size_t errlen);
+
+/* The pattern of fl that a path matches in any of its forms, or NULL: as given (raw), its
+** canonical absolute form (canon, from wd_guard_canon; NULL when it has none), and that
+** form relative to base when it lies inside. What is matched is what is read: a trailing
+** "/", "/.", "//" or a "dir/../dir" detour changes the raw form, never the canonical one. */
+const wd_rx *wd_guard_path_forbidden(const wd_rxlist *fl, const char *base, const char *raw, const char *canon);
 
 /* Canonical absolute form of path, relative to base when not absolute: the longest
 ** existing prefix resolved with realpath (symlinks followed), the rest normalized

@@ -232,7 +232,13 @@ static int c_budget(lua_State *L)
 static int c_read_file(lua_State *L)
 {
     wd_run *r = run_of(L);
-    const char *path = luaL_checkstring(L, 2);
+    size_t plen;
+    const char *path = luaL_checklstring(L, 2, &plen);
+    if (strlen(path) != plen) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, "a path cannot hold a NUL byte");
+        return 2;
+    }
     if (!r->tool.active) {
         luaL_pushfail(L);
         lua_pushliteral(L, "ctx:read_file is for tools whose policy lists allowed_resources");
@@ -246,14 +252,14 @@ static int c_read_file(lua_State *L)
     if (!tp || !tp->allowed_resources.n) {
         snprintf(msg, sizeof msg, "tool '%s' has no allowed_resources in the policy", r->tool.name);
     } else {
-        for (size_t i = 0; i < tp->forbidden.n; i++)
-            if (wd_rx_match(tp->forbidden.v[i], path, strlen(path)) != 0) {
-                snprintf(msg, sizeof msg, "path '%s' matches forbidden pattern '%s'", path,
-                         wd_rx_source(tp->forbidden.v[i]));
-                forbidden = 1;
-                goto refused;
-            }
+        /* the form that will be read is the form that is matched, beside the one given */
         c = wd_guard_canon(r->agent_dir, path);
+        const wd_rx *hit = wd_guard_path_forbidden(&tp->forbidden, r->agent_dir, path, c);
+        if (hit) {
+            snprintf(msg, sizeof msg, "path '%s' matches forbidden pattern '%s'", path, wd_rx_source(hit));
+            forbidden = 1;
+            goto refused;
+        }
         if (!c || !wd_guard_path_allowed(&tp->allowed_resources, r->agent_dir, c))
             snprintf(msg, sizeof msg, "path '%s' is outside the allowed resources", path);
         else

@@ -845,7 +845,7 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
         rc = refuse(r, L, "validation_failed", name, args, msg);
         goto out;
     }
-    int forbidden = wd_guard_patterns(&tp->forbidden, args, err, sizeof err) < 0;
+    int forbidden = wd_guard_patterns(&tp->forbidden, r->tools[idx].schema, r->agent_dir, args, err, sizeof err) < 0;
     if (forbidden || wd_guard_resources(tp, r->tools[idx].schema, r->agent_dir, args, err, sizeof err) < 0) {
         snprintf(msg, sizeof msg, "guardrail: tool '%s' refused: %s", name, err);
         json_t *ev = refusal(r, "guardrail_violation", name, args, msg);
