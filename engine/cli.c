@@ -4,6 +4,7 @@
 #include "approval.h"
 #include "audit.h"
 #include "breaker.h"
+#include "check.h"
 #include "killswitch.h"
 #include "policy.h"
 #include "redact.h"
@@ -13,6 +14,7 @@
 #include "util.h"
 #include "warden.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@ static const char USAGE[] =
     "usage:\n"
     "  warden run AGENT [QUERY] [--user ID] [--session ID] [--policy FILE] [--llm mock:FILE|URL] [--json]\n"
     "  warden policy check FILE [--json]\n"
+    "  warden check PATH... [--policy FILE] [--json]   (agent directories or scripts, as a run loads them)\n"
     "  warden audit verify [FILE] [--policy FILE] [--json]\n"
     "  warden audit query [FILE] [--run ID] [--user ID] [--event TYPE] [--since T] [--policy FILE]\n"
     "  warden report cost [AUDIT_FILE] [--since T] [--until T] [--policy FILE] [--json]\n"
@@ -625,6 +628,69 @@ static int cmd_serve(int argc, char **argv)
     return wd_serve(&o);
 }
 
+/* warden check PATH... [--policy FILE] [--json]: each script as a run would load it
+** (check.h); exit 2 on any error */
+static int cmd_check(int argc, char **argv)
+{
+    int json = 0, bad = 0, total = 0, paths = 0;
+    const char *policy = NULL;
+    for (int i = 2; i < argc; i++) { /* the options first: they hold for every path */
+        if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else if (!strcmp(argv[i], "--policy") && i + 1 < argc)
+            policy = argv[++i];
+        else if (argv[i][0] == '-' && argv[i][1] == '-')
+            return usage("check takes PATH..., --policy FILE and --json");
+        else
+            paths++;
+    }
+    if (!paths)
+        return usage("check needs an agent directory or a script");
+    wd_policy *p = NULL;
+    if (policy) {
+        wd_perrors pe = {0};
+        p = wd_policy_load(policy, &pe);
+        for (size_t k = 0; k < pe.n; k++)
+            fprintf(stderr, "%s\n", pe.v[k]);
+        wd_perrors_free(&pe);
+        if (!p)
+            return 2;
+    }
+    wd_buf out = {0};
+    for (int i = 2; i < argc; i++) {
+        if (argv[i][0] == '-' && argv[i][1] == '-') {
+            i += !strcmp(argv[i], "--policy");
+            continue;
+        }
+        int n, r = wd_check_tree(argv[i], p, &out, &n);
+        if (r < 0) {
+            wd_buf_addf(&out, "%s:1: cannot read: %s\n", argv[i], strerror(errno));
+            r = 1;
+        }
+        bad += r;
+        total += n;
+    }
+    wd_policy_unref(p);
+    if (json) {
+        json_t *errs = json_array();
+        for (char *line = out.p, *nl; line && *line && (nl = strchr(line, '\n')); line = nl + 1) {
+            *nl = '\0';
+            if (!(strlen(line) > 4 && !strcmp(line + strlen(line) - 4, ": ok")))
+                json_array_append_new(errs, json_string(line));
+        }
+        json_t *j = json_pack("{s:b,s:i,s:o}", "ok", bad == 0, "scripts", total, "errors", errs);
+        char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        puts(s ? s : "{}");
+        free(s);
+        json_decref(j);
+    } else {
+        fputs(out.p ? out.p : "", bad ? stderr : stdout);
+        fprintf(bad ? stderr : stdout, "%d script%s checked, %d with errors\n", total, total == 1 ? "" : "s", bad);
+    }
+    wd_buf_free(&out);
+    return bad ? 2 : 0;
+}
+
 int main(int argc, char **argv)
 {
     args_t a;
@@ -641,6 +707,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "serve"))
         return cmd_serve(argc, argv);
+    if (!strcmp(cmd, "check"))
+        return cmd_check(argc, argv);
     if (!strcmp(cmd, "run")) {
         if (parse(argc, argv, 2, &a) < 0)
             return usage(NULL);

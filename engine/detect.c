@@ -1,6 +1,7 @@
 /* detect.c - detectors on a run's events and the engine's answer to their verdicts
 ** (detect.h). */
 #include "detect.h"
+#include "check.h"
 #include "engine.h"
 #include "jsonlua.h"
 #include "util.h"
@@ -18,7 +19,6 @@
 #define DET_HISTORY_KEEP 500
 #define DET_MAX 16                    /* detectors per run */
 
-static const char *const EV_NAMES[] = {"llm_call", "tool_call", "tool_result", "log", "run_finished", NULL};
 
 typedef struct det {
     char *name;
@@ -41,13 +41,6 @@ struct wd_detect {
     int finished;     /* run_finished was queued */
 };
 
-static int ev_bit(const char *type)
-{
-    for (int i = 0; EV_NAMES[i]; i++)
-        if (!strcmp(type, EV_NAMES[i]))
-            return 1 << i;
-    return 0;
-}
 
 static int valid_name(const char *s)
 {
@@ -287,50 +280,12 @@ static int load_one(wd_run *r, wd_detect *D, const char *name, char *msg, size_t
         wd_errf(msg, n, "detector '%s': %s", name, err);
         return -1;
     }
-    int ok = 0;
-    if (lua_istable(L, -1)) {
-        ok = rawfield(L, -1, "kind") == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "detector");
-        lua_pop(L, 1);
-    }
-    if (!ok) {
-        lua_pop(L, 1);
-        wd_errf(msg, n, "%s must return warden.detector{...}", chunk);
-        return -1;
-    }
-    rawfield(L, -1, "name");
-    ok = lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), name);
-    lua_pop(L, 1);
-    if (!ok) {
-        lua_pop(L, 1);
-        wd_errf(msg, n, "%s must return warden.detector{name = \"%s\", ...}", chunk, name);
-        return -1;
-    }
-    if (rawfield(L, -1, "check") != LUA_TFUNCTION) {
-        lua_pop(L, 2);
-        wd_errf(msg, n, "%s: check must be a function(event, history, ctx)", chunk);
-        return -1;
-    }
-    lua_pop(L, 1);
     det *d = &D->d[D->n];
     memset(d, 0, sizeof *d);
-    if (rawfield(L, -1, "on") == LUA_TTABLE) {
-        lua_Integer len = (lua_Integer)lua_rawlen(L, -1);
-        for (lua_Integer i = 1; i <= len; i++) {
-            lua_rawgeti(L, -1, i);
-            int bit = lua_type(L, -1) == LUA_TSTRING ? ev_bit(lua_tostring(L, -1)) : 0;
-            lua_pop(L, 1);
-            if (!bit) {
-                lua_pop(L, 2);
-                wd_errf(msg, n, "%s: on[%d] must be one of llm_call, tool_call, tool_result, log, run_finished", chunk,
-                        (int)i);
-                return -1;
-            }
-            d->on |= (unsigned)bit;
-        }
-    } else {
-        d->on = ~0u;
+    if (wd_check_detector_def(L, -1, name, chunk, &d->on, msg, n) < 0) {
+        lua_pop(L, 1);
+        return -1;
     }
-    lua_pop(L, 1);
     d->mode = wd_strdup(rawfield(L, -1, "failure_mode") == LUA_TSTRING ? lua_tostring(L, -1) : name);
     lua_pop(L, 1);
     rawfield(L, -1, "check");
@@ -497,7 +452,7 @@ static int process(wd_run *r, wd_detect *D, int acting, const det **who, char *w
     json_t *ev;
     json_array_foreach(q, i, ev) {
         const char *type = json_string_value(json_object_get(ev, "type"));
-        unsigned bit = (unsigned)ev_bit(type ? type : "");
+        unsigned bit = wd_check_event_bit(type ? type : "");
         D->sb->in_engine++;
         wd_json_push(L, ev);
         remember(D);

@@ -7,6 +7,7 @@
 #include "redact.h"
 #include "approval.h"
 #include "canon.h"
+#include "check.h"
 #include "util.h"
 
 #include <lauxlib.h>
@@ -166,44 +167,12 @@ static int find_impl(wd_run *r, const char *name)
 /* registers the spec table at the top of L as tool `name`; pops it. -1 with message pushed */
 static int register_tool(wd_run *r, lua_State *L, const char *name, const char *file)
 {
-    char err[400];
-    if (!lua_istable(L, -1)) {
+    char err[600];
+    json_t *params;
+    wd_schema *schema;
+    if (wd_check_tool_def(L, -1, name, file, &params, &schema, err, sizeof err) < 0) {
         lua_pop(L, 1);
-        lua_pushfstring(L, "%s must return warden.tool{...}", file);
-        return -1;
-    }
-    lua_getfield(L, -1, "kind");
-    int is_tool = lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "tool");
-    lua_pop(L, 1);
-    if (!is_tool) {
-        lua_pop(L, 1);
-        lua_pushfstring(L, "%s must return warden.tool{...}", file);
-        return -1;
-    }
-    lua_getfield(L, -1, "name");
-    if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), name)) {
-        lua_pop(L, 2);
-        lua_pushfstring(L, "%s declares a tool whose name is not '%s'", file, name);
-        return -1;
-    }
-    lua_pop(L, 1);
-    json_t *params = NULL;
-    lua_getfield(L, -1, "parameters");
-    if (lua_isnil(L, -1))
-        params = json_pack("{s:s}", "type", "object");
-    else
-        params = wd_lua_to_json(L, -1, err, sizeof err);
-    lua_pop(L, 1);
-    if (!params) {
-        lua_pop(L, 1);
-        lua_pushfstring(L, "%s: parameters: %s", file, err);
-        return -1;
-    }
-    wd_schema *schema = wd_schema_compile(params, err, sizeof err);
-    if (!schema) {
-        json_decref(params);
-        lua_pop(L, 1);
-        lua_pushfstring(L, "%s: parameters%s", file, err);
+        lua_pushstring(L, err);
         return -1;
     }
     wd_tool_impl *t = realloc(r->tools, (r->ntools + 1) * sizeof *t);
@@ -222,10 +191,13 @@ static int register_tool(wd_run *r, lua_State *L, const char *name, const char *
         t->breaker = NULL;
     t->parameters = params;
     t->schema = schema;
-    lua_getfield(L, -1, "description");
+    /* read raw: this runs outside the script's slice (warden.tool checked their types) */
+    lua_pushliteral(L, "description");
+    lua_rawget(L, -2);
     t->description = wd_strdup(lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
     lua_pop(L, 1);
-    lua_getfield(L, -1, "run");
+    lua_pushliteral(L, "run");
+    lua_rawget(L, -2);
     t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
     return (int)r->ntools++;

@@ -18,6 +18,7 @@
 ** get grace_ms to finish, then the rest end as killed; their results still reach waiting
 ** clients, the workers' logs and ledgers are flushed as the engines stop, and the exit
 ** code is 0. A second signal cancels at once. */
+#include "check.h"
 #include "chunks.h"
 #include "redact.h"
 #include "serve.h"
@@ -215,7 +216,9 @@ static int reload_script(srv_main *m, const char *path, const char *why, int qui
         return 0;
     }
     char err[1024];
-    int n = wd_chunks_refresh(path, err, sizeof err);
+    /* what runs will load is checked whole first: compiled, its top level run, its
+    ** definition valid (check.h); then it replaces the cached version */
+    int n = wd_check_script(path, m->s.policy, err, sizeof err) < 0 ? -1 : wd_chunks_refresh(path, err, sizeof err);
     if (n < 0) {
         wd_metrics_reload(m->s.met, 0);
         say("script %s rejected, the previous version keeps serving: %s", path, err);
@@ -292,7 +295,7 @@ static void watch_tree(srv_main *m, const char *dir, int recurse, int compile)
             watch_tree(m, sub, 1, compile);
         else if (compile && is_lua(de->d_name)) {
             char err[1024];
-            if (wd_chunks_refresh(sub, err, sizeof err) < 0)
+            if (wd_check_script(sub, m->s.policy, err, sizeof err) < 0 || wd_chunks_refresh(sub, err, sizeof err) < 0)
                 say("warning: %s", err);
         }
     }
