@@ -4,6 +4,8 @@
 #include "killswitch.h"
 #include "util.h"
 
+#include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,4 +72,60 @@ int wd_admin_kill(wd_store *st, const char *agent, int revive, const char *by, c
     *rec = json_pack("{s:s,s:n,s:n,s:s?,s:s,s:b,s:s,s:s}", "event", "kill_switch", "run_id", "session_id", "user_id",
                      by, "agent", agent, "success", 1, "action", revive ? "revive" : "kill", "reason", reason);
     return got > 0;
+}
+
+const wd_user *wd_admin_user_by_key(const wd_policy *p, const char *key)
+{
+    unsigned char d[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(d, (const unsigned char *)key, strlen(key));
+    char hex[65];
+    sodium_bin2hex(hex, sizeof hex, d, sizeof d);
+    const wd_user *found = NULL;
+    for (size_t i = 0; i < p->n_users; i++) {
+        const char *k = p->users[i].api_key_sha256;
+        if (k && strlen(k) == 64 && sodium_memcmp(k, hex, 64) == 0)
+            found = &p->users[i];
+    }
+    return found;
+}
+
+int wd_admin_identify(const wd_policy *p, const char *key, const char *login, const char *by, const char **name,
+                      const char **via, char *err, size_t n)
+{
+    const wd_user *u = NULL;
+    *name = *via = NULL;
+    if (key) {
+        if (!(u = wd_admin_user_by_key(p, key))) {
+            snprintf(err, n, "the API key given is no user's (users.NAME.api_key_sha256 in the policy)");
+            return -1;
+        }
+        *via = "api_key";
+    } else if (login && *login) {
+        for (size_t i = 0; i < p->n_users; i++) /* by --by among several users of one login */
+            if (p->users[i].os_user && !strcmp(p->users[i].os_user, login) &&
+                (!u || (by && !strcmp(p->users[i].name, by))))
+                u = &p->users[i];
+        if (u)
+            *via = "os_user";
+    }
+    if (u) {
+        if (by && *by && strcmp(by, u->name)) {
+            snprintf(err, n, "--by %s is not who the %s proves: %s", by,
+                     !strcmp(*via, "api_key") ? "API key" : "login", u->name);
+            return -1;
+        }
+        *name = u->name;
+        return 0;
+    }
+    if (p->approval_trust_cli && by && *by) {
+        *name = by;
+        *via = "cli_flag";
+        return 0;
+    }
+    snprintf(err, n,
+             "prove who decides: give the approver's API key (--key-file FILE, or WARDEN_API_KEY), or map the "
+             "login running this (%s) to the approver with users.NAME.os_user in the policy; a bare --by is "
+             "believed only with approvals.trust_cli_identity: true (for development)",
+             login && *login ? login : "?");
+    return -1;
 }

@@ -154,17 +154,7 @@ static const wd_user *authenticate(call *c)
         deny(c, 401, NULL, "the Authorization header must be 'Bearer KEY'");
         return NULL;
     }
-    const char *key = h + 7;
-    unsigned char d[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256(d, (const unsigned char *)key, strlen(key));
-    char hex[65];
-    sodium_bin2hex(hex, sizeof hex, d, sizeof d);
-    const wd_user *found = NULL;
-    for (size_t i = 0; i < c->p->n_users; i++) { /* every user compared, in constant time each */
-        const char *k = c->p->users[i].api_key_sha256;
-        if (k && strlen(k) == 64 && sodium_memcmp(k, hex, 64) == 0)
-            found = &c->p->users[i];
-    }
+    const wd_user *found = wd_admin_user_by_key(c->p, h + 7);
     if (!found)
         deny(c, 401, NULL, "unknown API key");
     return found;
@@ -537,7 +527,7 @@ static void decide(call *c, const char *id, int approve)
         goto done;
     }
     char msg[1400];
-    int got = wd_approval_decide(st, id, approve, c->user->name, reason, now, msg, sizeof msg);
+    int got = wd_approval_decide(st, id, approve, c->user->name, "api_key", reason, now, msg, sizeof msg);
     if (got < 0)
         send_error(c, 503, "state store %s: %s", wd_store_path(st), wd_store_error(st));
     else if (!got)

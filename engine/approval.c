@@ -60,7 +60,7 @@ fail:
 }
 
 #define STATE_COLS "status, approved_by, needed, escalated, created_ms, expires_ms, escalate_ms, decided_ms," \
-                   " decided_by, reason, approvers, owner"
+                   " decided_by, reason, approvers, owner, decided_via"
 
 static void copy_col(sqlite3_stmt *st, int col, char *out, size_t n)
 {
@@ -96,6 +96,7 @@ static void read_state(sqlite3_stmt *q, wd_approval_state *st)
     st->decided_ms = sqlite3_column_int64(q, 7);
     copy_col(q, 8, st->decided_by, sizeof st->decided_by);
     copy_col(q, 9, st->reason, sizeof st->reason);
+    copy_col(q, 12, st->decided_via, sizeof st->decided_via);
 }
 
 void wd_approval_state_clear(wd_approval_state *st)
@@ -163,8 +164,8 @@ static int listed(const json_t *l, const char *name)
     return found;
 }
 
-int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by, const char *reason, int64_t now_ms,
-                       char *msg, size_t n)
+int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by, const char *via, const char *reason,
+                       int64_t now_ms, char *msg, size_t n)
 {
     wd_approval_state st = {0};
     char *by_text = NULL;
@@ -235,6 +236,8 @@ int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by,
                          id, by, reason, now_ms);
         snprintf(msg, n, "rejected request %s", id);
     }
+    if (c >= 0)
+        c = exec_changed(s, "UPDATE approvals SET decided_via = ?2 WHERE id = ?1", id, via ? via : "", NULL, 0);
     if (c < 0 || wd_store_commit(s) < 0) {
         rc = -1;
         goto out;
@@ -316,10 +319,11 @@ int wd_approval_list(wd_store *s, int all, json_t **out)
     *out = NULL;
     sqlite3_stmt *q = wd_store_prepare(s, all ? "SELECT id, run_id, session_id, user_id, agent, tool, args, risk, urgency,"
                                     " justification, approvers, needed, approved_by, status, reason, decided_by,"
-                                    " created_ms, expires_ms, escalated, decided_ms FROM approvals ORDER BY created_ms"
+                                    " created_ms, expires_ms, escalated, decided_ms, decided_via FROM approvals"
+                                    " ORDER BY created_ms"
                                   : "SELECT id, run_id, session_id, user_id, agent, tool, args, risk, urgency,"
                                     " justification, approvers, needed, approved_by, status, reason, decided_by,"
-                                    " created_ms, expires_ms, escalated, decided_ms FROM approvals"
+                                    " created_ms, expires_ms, escalated, decided_ms, decided_via FROM approvals"
                                     " WHERE status = 'pending' ORDER BY created_ms");
     if (!q)
         return -1;
@@ -351,6 +355,9 @@ int wd_approval_list(wd_store *s, int all, json_t **out)
         json_object_set_new(o, "escalated", json_boolean(sqlite3_column_int(q, 18)));
         if (sqlite3_column_type(q, 19) != SQLITE_NULL)
             json_object_set_new(o, "decided_ms", json_integer(sqlite3_column_int64(q, 19)));
+        const unsigned char *via = sqlite3_column_text(q, 20);
+        if (via && *via)
+            json_object_set_new(o, "decided_via", json_string((const char *)via));
         json_array_append_new(a, o);
     }
     sqlite3_finalize(q);

@@ -21,6 +21,7 @@ typedef struct wd_approval_state {
     int escalated;
     int64_t created_ms, expires_ms, escalate_ms, decided_ms;
     char decided_by[160];       /* the last approver, or who rejected */
+    char decided_via[24];       /* how they proved it: api_key, os_user, cli_flag ("" unknown) */
     char reason[400];
     json_t *approved_by;        /* the approvers so far */
     json_t *approvers;          /* who may decide ([] anyone the front end lets) */
@@ -37,10 +38,11 @@ int wd_approval_create(wd_store *s, const json_t *req, char id[37]);
 int wd_approval_get(wd_store *s, const char *id, wd_approval_state *st);
 /* A person's decision on a pending request. approve: `by` joins the approvers (once
 ** each; one of the request's approvers when it names any), and the request is approved
-** when enough have; reject: with reason. 1 done (msg says what it did), 0 refused (msg
-** says why: no such request, already decided, expired, not an approver), -1 error. */
-int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by, const char *reason, int64_t now_ms,
-                       char *msg, size_t n);
+** when enough have; reject: with reason. via: how `by` was established (kept with the
+** decision, audited). 1 done (msg says what it did), 0 refused (msg says why: no such
+** request, already decided, expired, not an approver), -1 error. */
+int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by, const char *via, const char *reason,
+                       int64_t now_ms, char *msg, size_t n);
 /* Settles what time and death decided: pending requests past expiry become expired,
 ** those past their escalation point are marked escalated, those whose process is gone
 ** abandoned. Returns how many rows changed, or -1. */

@@ -15,9 +15,12 @@
 #include "warden.h"
 
 #include <errno.h>
+#include <pwd.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char USAGE[] =
     "usage:\n"
@@ -28,8 +31,10 @@ static const char USAGE[] =
     "  warden audit query [FILE] [--run ID] [--user ID] [--event TYPE] [--since T] [--policy FILE]\n"
     "  warden report cost [AUDIT_FILE] [--since T] [--until T] [--policy FILE] [--json]\n"
     "  warden approvals list [--all] [--policy FILE] [--json]\n"
-    "  warden approvals approve ID [--by WHO] [--policy FILE]   (WHO: the login name by default)\n"
-    "  warden approvals reject ID --reason TEXT [--by WHO] [--policy FILE]\n"
+    "  warden approvals approve ID [--key-file FILE] [--by WHO] [--policy FILE]\n"
+    "  warden approvals reject ID --reason TEXT [--key-file FILE] [--by WHO] [--policy FILE]\n"
+    "      (who decides is proved by an API key: --key-file or WARDEN_API_KEY; or by the login,\n"
+    "       mapped with users.NAME.os_user)\n"
     "  warden kill [AGENT|--all] [--reason TEXT] [--by WHO] [--policy FILE] [--json]   (no AGENT: list)\n"
     "  warden revive AGENT|--all [--by WHO] [--policy FILE]\n"
     "  warden report compliance [AUDIT_FILE] [--since T] [--until T] [--policy FILE] [--json]\n"
@@ -51,7 +56,7 @@ static int usage(const char *msg)
 typedef struct {
     const char *pos[4];
     int npos;
-    const char *user, *session, *policy, *llm, *run, *event, *since, *until, *by, *reason;
+    const char *user, *session, *policy, *llm, *run, *event, *since, *until, *by, *reason, *key_file;
     int json, all;
 } args_t;
 
@@ -75,6 +80,7 @@ static int parse(int argc, char **argv, int from, args_t *a)
         else if (!strcmp(s, "--until")) dst = &a->until;
         else if (!strcmp(s, "--by")) dst = &a->by;
         else if (!strcmp(s, "--reason")) dst = &a->reason;
+        else if (!strcmp(s, "--key-file")) dst = &a->key_file;
         else if (s[0] == '-' && s[1] == '-') {
             fprintf(stderr, "warden: unknown option %s\n", s);
             return -1;
@@ -388,6 +394,26 @@ static int cmd_breakers(args_t *a)
 
 /* warden approvals list | approve ID | reject ID: from any process; each first settles
 ** what time and death decided (approval.h) */
+/* the first line of a key file, without its newline; -1 with errno */
+static int read_key(const char *path, char *out, size_t n)
+{
+    size_t len;
+    char *text = wd_read_file(path, 4096, &len);
+    if (!text)
+        return -1;
+    size_t l = strcspn(text, "\r\n");
+    int ok = l > 0 && l < n;
+    if (ok) {
+        memcpy(out, text, l);
+        out[l] = '\0';
+    }
+    sodium_memzero(text, len);
+    free(text);
+    if (!ok)
+        errno = EINVAL;
+    return ok ? 0 : -1;
+}
+
 static int cmd_approvals(args_t *a)
 {
     const char *sub = a->npos ? a->pos[0] : "list";
@@ -396,19 +422,39 @@ static int cmd_approvals(args_t *a)
         return usage("approvals takes list, approve ID or reject ID");
     if (list ? a->npos > 1 : a->npos != 2)
         return usage(list ? "approvals list takes no argument" : "approvals approve|reject needs one ID");
-    const char *by = a->by && *a->by ? a->by : getenv("USER"); /* a route's approver must be named */
-    if (!list && (!by || !*by))
-        return usage("say who decides: --by WHO");
     if (reject && (!a->reason || !*a->reason))
         return usage("approvals reject needs --reason TEXT");
     wd_policy *p = load_policy(a);
     if (!p)
         return 2;
     char err[600];
+    const char *by = NULL, *via = NULL;
+    char key[512] = "";
+    if (!list) { /* who decides, proved (admin.h) */
+        const char *env = getenv("WARDEN_API_KEY");
+        if (a->key_file && read_key(a->key_file, key, sizeof key) < 0) {
+            fprintf(stderr, "warden: --key-file %s: %s\n", a->key_file,
+                    errno == EINVAL ? "no key on its first line" : wd_read_error(errno, 4096));
+            wd_policy_unref(p);
+            return 2;
+        }
+        if (!key[0] && env && *env)
+            wd_strlcpy(key, env, sizeof key);
+        struct passwd *pw = getpwuid(geteuid());
+        int ok = wd_admin_identify(p, key[0] ? key : NULL, pw ? pw->pw_name : NULL, a->by, &by, &via, err,
+                                   sizeof err) == 0;
+        sodium_memzero(key, sizeof key);
+        if (!ok) {
+            fprintf(stderr, "warden: %s\n", err);
+            wd_policy_unref(p);
+            return 2;
+        }
+    }
+    /* by may point into p: p is released with the store */
     wd_store *st = wd_store_open(p->store_path, err, sizeof err);
-    wd_policy_unref(p);
     if (!st) {
         fprintf(stderr, "warden: %s\n", err);
+        wd_policy_unref(p);
         return 2;
     }
     int64_t now = wd_wall_ms();
@@ -451,17 +497,19 @@ static int cmd_approvals(args_t *a)
         rc = 0;
     } else {
         char msg[1400];
-        int got = wd_approval_decide(st, a->pos[1], approve, by, a->reason, now, msg, sizeof msg);
+        int got = wd_approval_decide(st, a->pos[1], approve, by, via, a->reason, now, msg, sizeof msg);
         if (got < 0)
             goto store_fail;
         fprintf(got ? stdout : stderr, "%s%s\n", got ? "" : "warden: ", msg);
         rc = got ? 0 : 1;
     }
     wd_store_close(st);
+    wd_policy_unref(p);
     return rc;
 store_fail:
     fprintf(stderr, "warden: state store %s: %s\n", wd_store_path(st), wd_store_error(st));
     wd_store_close(st);
+    wd_policy_unref(p);
     return 2;
 }
 

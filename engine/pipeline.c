@@ -522,7 +522,7 @@ static int ask_approval(wd_run *r, lua_State *L, const wd_tool_policy *tp, const
         char line[700];
         snprintf(line, sizeof line,
                  "waiting for approval of tool '%s' (request %s, %s risk, expires in %lld s): "
-                 "warden approvals approve %s --by WHO",
+                 "warden approvals approve %s --key-file APPROVER_KEY",
                  name, r->appr.id, risk, (long long)(ttl / 1000), r->appr.id);
         r->eng->notice(r->eng->notice_ud, line);
     }
@@ -570,6 +570,8 @@ static void approval_event(wd_run *r, const char *event, int success, const wd_a
         json_object_set_new(ev, "approvals_needed", json_integer(st->needed));
         if (st->decided_by[0])
             json_object_set_new(ev, "decided_by", json_string(st->decided_by));
+        if (st->decided_via[0])
+            json_object_set_new(ev, "decided_via", json_string(st->decided_via));
         json_object_set_new(ev, "wait_ms", json_integer((st->decided_ms ? st->decided_ms : wd_wall_ms()) - st->created_ms));
     }
     if (msg)
@@ -705,7 +707,7 @@ int wd_pipeline_gate(wd_run *r, int finish, const char *detector, const char *re
     if (r->eng->notice) {
         char line[900];
         snprintf(line, sizeof line, "detector '%s' escalated (%s): the run waits for approval (request %s): "
-                 "warden approvals approve %s --by WHO", detector, reason, r->appr.id, r->appr.id);
+                 "warden approvals approve %s --key-file APPROVER_KEY", detector, reason, r->appr.id, r->appr.id);
         r->eng->notice(r->eng->notice_ud, line);
     }
     r->appr.gate = finish ? 2 : 1;

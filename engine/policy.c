@@ -314,7 +314,7 @@ static const char *const TIMEOUT_KEYS[] = {"llm_connect_ms", "llm_read_ms", "too
 static const char *const RETRY_KEYS[] = {"max_retries", "base_ms", "max_ms", "jitter_ms", NULL};
 static const char *const BREAKER_KEYS[] = {"failure_threshold", "open_ms", "half_open_probes", NULL};
 static const char *const SANDBOX_KEYS[] = {"memory_mb", "instructions_per_call", NULL};
-static const char *const USER_KEYS[] = {"role", "tier", "api_key_sha256", NULL};
+static const char *const USER_KEYS[] = {"role", "tier", "api_key_sha256", "os_user", NULL};
 static const char *const TIER_KEYS[] = {"per_run_usd", "daily_usd", "monthly_usd", "requests_per_hour", NULL};
 static const char *const BUDGET_KEYS[] = {"global_monthly_usd", "warn_ratio", NULL};
 static const char *const MODEL_KEYS[] = {"provider", "name", "base_url", "api_key_env",
@@ -322,7 +322,7 @@ static const char *const MODEL_KEYS[] = {"provider", "name", "base_url", "api_ke
 static const char *const TOOL_KEYS[] = {"permission", "risk", "category", "timeout_ms", "cost_usd",
                                         "rate_limit_per_hour", "requires_approval", "allowed_resources",
                                         "writable_resources", "forbidden_patterns", "allowed_hosts", NULL};
-static const char *const APPROVAL_KEYS[] = {"expiry", "escalate_at", "routes", "min_risk", NULL};
+static const char *const APPROVAL_KEYS[] = {"expiry", "escalate_at", "routes", "min_risk", "trust_cli_identity", NULL};
 static const char *const EXPIRY_KEYS[] = {"low", "normal", "high", "critical", NULL};
 static const char *const KILL_KEYS[] = {"consecutive_errors", NULL};
 static const char *const AUDIT_KEYS[] = {"path", "fsync", "redact_keys", "redact_patterns", NULL};
@@ -475,6 +475,13 @@ static void load_users(pctx *c, const wd_ynode *u)
             else
                 us->api_key_sha256 = wd_strdup(k->str);
         }
+        const wd_ynode *o = wd_ydoc_get(v, "os_user");
+        if (o) {
+            if (o->kind != WD_Y_SCALAR || !o->len || o->len > 64)
+                perr(c, o, "%s.os_user must be a login name (the user running `warden approvals`)", where);
+            else
+                us->os_user = wd_strdup(o->str);
+        }
     }
 }
 
@@ -571,6 +578,7 @@ static void load_approvals(pctx *c, const wd_ynode *a)
         for (int i = 0; EXPIRY_KEYS[i]; i++)
             get_dur(c, e, EXPIRY_KEYS[i], "approvals.expiry", &p->expiry_ms[i], 1000, 30LL * 86400000);
     get_num(c, a, "escalate_at", "approvals", &p->escalate_at, 0, 1);
+    get_bool(c, a, "trust_cli_identity", "approvals", &p->approval_trust_cli);
     const wd_ynode *mr = wd_ydoc_get(a, "min_risk");
     if (mr) {
         if (mr->kind == WD_Y_SCALAR && !strcmp(mr->str, "none"))
@@ -1065,6 +1073,7 @@ void wd_policy_unref(wd_policy *p)
     for (size_t i = 0; i < p->n_users; i++) {
         free(p->users[i].name);
         free(p->users[i].api_key_sha256);
+        free(p->users[i].os_user);
     }
     free(p->users);
     for (size_t i = 0; i < p->n_tiers; i++)

@@ -30,6 +30,7 @@ typedef struct wd_user {
     int role;          /* index into roles */
     int tier;          /* index into tiers, -1 none */
     char *api_key_sha256;
+    char *os_user;     /* the login that proves this user at the command line, or NULL */
 } wd_user;
 
 typedef struct wd_model {
@@ -80,6 +81,7 @@ typedef struct wd_policy {
     json_t *routes;         /* {risk: [approver, ...]} */
     json_t *detectors;      /* {name: {config}} */
     long long kill_consecutive_errors;
+    int approval_trust_cli; /* approvals.trust_cli_identity: a bare --by is believed (development) */
     int approval_min_risk;  /* risk rank (0 safe .. 4 critical) from which a tool needs approval; 5 never */
     json_t *autonomy;       /* {category: level 0..5}; a category not listed is level 5 */
     double hitl_confidence_below, hitl_cost_above_usd; /* < 0: off */

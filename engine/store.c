@@ -48,7 +48,7 @@ static const char SCHEMA[] =
     " urgency TEXT NOT NULL, justification TEXT, approvers TEXT NOT NULL, needed INTEGER NOT NULL,"
     " approved_by TEXT NOT NULL DEFAULT '[]', status TEXT NOT NULL, reason TEXT, decided_by TEXT,"
     " owner TEXT NOT NULL, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
-    " escalate_ms INTEGER NOT NULL, escalated INTEGER NOT NULL DEFAULT 0, decided_ms INTEGER);"
+    " escalate_ms INTEGER NOT NULL, escalated INTEGER NOT NULL DEFAULT 0, decided_ms INTEGER, decided_via TEXT);"
     "CREATE INDEX IF NOT EXISTS approvals_status ON approvals(status, created_ms);"
     "CREATE TABLE IF NOT EXISTS kills (agent TEXT PRIMARY KEY, by TEXT NOT NULL, reason TEXT NOT NULL,"
     " automatic INTEGER NOT NULL, created_ms INTEGER NOT NULL);"
@@ -95,6 +95,20 @@ static int prep(wd_store *s, sqlite3_stmt **st, const char *sql)
     return sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK ? 0 : -1;
 }
 
+/* columns added since a store was made: 6 approvals.decided_via (how the person who
+** decided proved who they are) */
+static int migrate(sqlite3 *db)
+{
+    sqlite3_stmt *q;
+    int rc = sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('approvals') WHERE name = 'decided_via'", -1, &q,
+                                NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    int has = sqlite3_step(q) == SQLITE_ROW;
+    sqlite3_finalize(q);
+    return has ? SQLITE_OK : sqlite3_exec(db, "ALTER TABLE approvals ADD COLUMN decided_via TEXT", NULL, NULL, NULL);
+}
+
 /* WAL: readers never wait for writers; NORMAL: a commit does not fsync (state is
 ** advisory to a crash, the audit log is the record). Engines opening one file at the
 ** same moment (worker threads, processes) can get SQLITE_BUSY here without the busy
@@ -110,7 +124,9 @@ static int setup(sqlite3 *db)
         if (rc == SQLITE_OK) {
             rc = sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
             if (rc == SQLITE_OK)
-                rc = sqlite3_exec(db, "PRAGMA user_version=5; COMMIT", NULL, NULL, NULL);
+                rc = migrate(db);
+            if (rc == SQLITE_OK)
+                rc = sqlite3_exec(db, "PRAGMA user_version=6; COMMIT", NULL, NULL, NULL);
             if (rc != SQLITE_OK)
                 sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         }

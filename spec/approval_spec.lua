@@ -28,13 +28,14 @@ describe("approval workflow", function()
     assert.same({ "lead", "director" }, req.approvers)
     assert.is_true(req.expires_ms - req.created_ms == HOUR) -- high urgency: 1h
     assert.is_truthy(T.read(out .. ".err"):find("waiting for approval of tool 'approval_tool' (request " .. req.id
-      .. ", high risk, expires in 3600 s): warden approvals approve " .. req.id .. " --by WHO", 1, true))
-    -- only a listed approver decides
+      .. ", high risk, expires in 3600 s): warden approvals approve " .. req.id .. " --key-file APPROVER_KEY", 1, true))
+    -- only a listed approver decides (mallory proves who she is: she is not one)
     local msg, rc = approvals(pol, "approve " .. req.id .. " --by mallory")
     assert.equal(1, rc)
     assert.matches("mallory may not decide", msg)
-    -- without --by, the approver is the login name
-    msg, rc = T.sh(("USER=lead %s approvals approve %s --policy %s"):format(T.bin, req.id, pol))
+    -- the approver's key file proves who decides
+    local keyf = T.write(T.tmpfile(".key"), "key-lead\n")
+    msg, rc = T.sh(("%s approvals approve %s --key-file %s --policy %s"):format(T.bin, req.id, keyf, pol))
     assert.equal(0, rc, msg)
     local res = T.result_of(out)
     assert.equal("completed", res.status)
@@ -42,6 +43,7 @@ describe("approval workflow", function()
     local granted = T.events(audit, "approval_granted")
     assert.equal(1, #granted)
     assert.same({ "lead" }, granted[1].approved_by)
+    assert.equal("api_key", granted[1].decided_via)
     assert.equal(1, #T.events(audit, "approval_requested"))
     assert.equal(1, #T.events(audit, "tool_call"))
   end)

@@ -29,7 +29,7 @@ describe("compliance report", function()
         if req then break end
         os.execute("sleep 0.02")
       end
-      T.sh(("%s approvals %s --policy %s"):format(T.bin, decision:format(req.id), pol))
+      T.approvals(pol, decision:format(req.id))
       T.result_of(out)
     end
     T.sh(("%s kill lab --by ops --policy %s && %s revive lab --by ops --policy %s"):format(T.bin, pol, T.bin, pol))

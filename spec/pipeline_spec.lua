@@ -64,7 +64,7 @@ describe("role authorization", function()
   end)
 
   it("refuses a run for a user the policy does not know", function()
-    local res, audit = T.run { agent = "spec/fixtures/lab", query = "[]", user = "mallory" }
+    local res, audit = T.run { agent = "spec/fixtures/lab", query = "[]", user = "eve" }
     assert.equal("unauthorized", res.status)
     assert.is_false(res.success)
     assert.equal(1, #T.events(audit, "authorization_denied"))

@@ -245,9 +245,13 @@ function M.result_of(out)
   error("the run gave no result: " .. tostring(M.read(out .. ".err")))
 end
 
--- `warden approvals ARGS` against a policy (now_ms: the clock it sees); output, exit code
+-- `warden approvals ARGS` against a policy (now_ms: the clock it sees); output, exit code.
+-- A decision "--by NAME" is proved with NAME's key, "key-NAME" (the test policy's
+-- approvers hold their hashes)
 function M.approvals(pol, args, now_ms)
   local env = now_ms and ("WARDEN_NOW=%d "):format(now_ms) or ""
+  local by = args:match("%-%-by (%S+)")
+  if by then env = env .. "WARDEN_API_KEY=key-" .. by .. " " end
   return M.sh(("%s%s approvals %s --policy %s"):format(env, M.bin, args, pol))
 end
 
