@@ -1173,9 +1173,8 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
             success = 0;
         } else {
             char err[300];
-            result = wd_lua_to_json(co, nres ? base : 0, err, sizeof err);
-            if (!nres)
-                result = json_null();
+            /* a handler that returned nothing gave null: there is no value to read */
+            result = nres ? wd_lua_to_json(co, base, err, sizeof err) : json_null();
             if (!result) {
                 snprintf(msg, sizeof msg, "tool '%s' returned data that is not JSON: %s", r->tool.name, err);
                 success = 0;

@@ -2,12 +2,12 @@
 #include "sandbox.h"
 #include "chunks.h"
 #include "guard.h"
+#include "lcjson.h"
 #include "lmatch.h"
 #include "lstring.h"
 #include "ltable.h"
 #include "util.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -21,9 +21,6 @@
 
 #ifndef WD_LUA_DIR
 #define WD_LUA_DIR "lua"
-#endif
-#ifndef WD_CJSON_SO
-#define WD_CJSON_SO "/usr/lib/x86_64-linux-gnu/lua/5.4/cjson.so"
 #endif
 
 #define METER_COUNT 10000
@@ -685,8 +682,6 @@ static int valid_modname(const char *s)
 }
 
 /* require: engine modules (warden.*, cjson) and files under the agent's directory */
-static int open_cjson(lua_State *L);
-
 static int sb_require(lua_State *L)
 {
     wd_sandbox *sb = wd_sandbox_of(L);
@@ -698,7 +693,7 @@ static int sb_require(lua_State *L)
     if (!strcmp(name, "cjson") || !strcmp(name, "cjson.safe")) {
         /* its settings live in a userdata with a finalizer: the state needs lua_close */
         sb->needs_close = 1;
-        if (!open_cjson(L))
+        if (!wd_lcjson_open(L))
             return luaL_error(L, "module '%s' not found: lua-cjson is not installed", name);
         lua_pushvalue(L, -1);
         lua_setfield(L, -3, "cjson");
@@ -743,40 +738,6 @@ static int sb_require(lua_State *L)
     }
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, name);
-    return 1;
-}
-
-/* cjson as a fixed-limit instance: encode/decode/null only, never the setters */
-static lua_CFunction cjson_opener;
-
-static void find_cjson(void)
-{
-    /* the path found at build time, then Debian's multiarch location */
-    static const char *const where[] = {WD_CJSON_SO, "/usr/lib/x86_64-linux-gnu/lua/5.4/cjson.so",
-                                        "/usr/lib/aarch64-linux-gnu/lua/5.4/cjson.so", NULL};
-    for (int i = 0; !cjson_opener && where[i]; i++) {
-        void *h = *where[i] ? dlopen(where[i], RTLD_NOW | RTLD_LOCAL) : NULL;
-        if (h)
-            cjson_opener = (lua_CFunction)(uintptr_t)dlsym(h, "luaopen_cjson");
-    }
-}
-
-static int open_cjson(lua_State *L)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, find_cjson);
-    lua_CFunction opener = cjson_opener;
-    if (!opener)
-        return 0;
-    lua_pushcfunction(L, opener);
-    lua_call(L, 0, 1); /* this state's own instance: its settings are private to the run */
-    lua_createtable(L, 0, 3);
-    const char *keep[] = {"encode", "decode", "null"};
-    for (int i = 0; i < 3; i++) {
-        lua_getfield(L, -2, keep[i]);
-        lua_setfield(L, -2, keep[i]);
-    }
-    lua_remove(L, -2);
     return 1;
 }
 

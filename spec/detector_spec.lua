@@ -87,6 +87,28 @@ describe("detector API", function()
       assert.equal(5, #verdicts(audit, "recorder"))
     end)
 
+  it("reads an error object as a tool's error is read: a number, a table's message, a bare table", function()
+    local objects = { "42", "{ message = 'told' }", "{}", "{ message = 7 }" }
+    local texts = {}
+    for i, obj in ipairs(objects) do
+      local dir = T.agent("raiser" .. i, {
+        ["agent.lua"] = 'return warden.agent { name = "raiser", tools = { "thrower" }, detectors = { "thrower" },'
+          .. ' run = function(q, ctx) return ctx:call_tool("thrower", {}).error end }',
+        ["tools/thrower.lua"] = "return warden.tool { name = 'thrower', description = 'x', run = function() error("
+          .. obj .. ") end }",
+        ["detectors/thrower.lua"] = "return warden.detector { name = 'thrower', on = { 'tool_call' },"
+          .. " check = function() error(" .. obj .. ") end }" })
+      local res, audit = T.run { agent = dir, query = "q",
+        policy_overrides = { tools = { thrower = { permission = "read", risk = "low" } },
+                             defaults = { retry = { max_retries = 0 } } } }
+      local from_tool = res.result:gsub("^tool 'thrower' failed: ", "")
+      local from_detector = T.events(audit, "detector_error")[1].error:gsub("^detector bug: ", "")
+      assert.equal(from_tool, from_detector)
+      texts[i] = from_tool
+    end
+    assert.same({ "42", "told", "(error object is a table)", "7" }, texts)
+  end)
+
   it("fails the run with a clear message when an agent names a detector that does not exist", function()
     local dir = T.agent("missing_det", {
       ["agent.lua"] = 'return warden.agent { name = "m", tools = {}, detectors = { "no_such_thing" } }' })
