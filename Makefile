@@ -10,7 +10,8 @@ BUSTED      := $(LUA) /usr/bin/busted
 
 DEB_PACKAGES := build-essential pkg-config liblua$(LUA_VERSION)-dev lua$(LUA_VERSION) \
                 libcurl4-openssl-dev libssl-dev libyaml-dev lua-cjson lua-busted lua-check lua-yaml \
-                libjansson-dev libevent-dev libpcre2-dev libsqlite3-dev libsodium-dev libmimalloc-dev bubblewrap curl chromium chromium-driver
+                libjansson-dev libevent-dev libpcre2-dev libsqlite3-dev libsodium-dev libmimalloc-dev bubblewrap curl chromium chromium-driver \
+                clang libclang-rt-14-dev clang-tools cppcheck
 
 PKGS    := $(LUA_PC) yaml-0.1 jansson libevent libpcre2-8 libsodium libcurl libcrypto sqlite3
 BUILD   ?= build
@@ -43,7 +44,7 @@ l=$$(sed -n 's/^\([0-9]*\) successes \/ \([0-9]*\) failures \/ \([0-9]*\) errors
 set -- $$c $$l; echo "$(1): $$(($$1 + $$3)) passed, $$(($$2 + $$4 + $$5)) failed"
 endef
 
-.PHONY: all deps test test-c test-lua lint demo asan tsan bench clean
+.PHONY: all deps test test-c test-lua lint demo asan tsan bench fuzz fuzz-build analyze clean
 
 all: $(BUILD)/warden $(BUILD)/lua/warden/core.so
 
@@ -96,6 +97,7 @@ test: deps
 	@set -o pipefail; $(MAKE) --no-print-directory test-c | tee $(BUILD)/test-c.out
 	@set -o pipefail; $(MAKE) --no-print-directory test-lua | tee $(BUILD)/test-lua.out
 	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 	@$(call total,total,$(BUILD))
 
 test-c: $(TEST_BIN)
@@ -149,5 +151,32 @@ bench: deps
 	./$(BUILD)/bench/bench_runs --workers 1 --agent bench/agents/react_watched 1000
 	WARDEN_BUILD=$(BUILD) $(LUA) bench/serve_load.lua 100,200,1000 10
 
+# libFuzzer harnesses (engine/fuzz/), built with Debian's clang under ASan and UBSan:
+# `make fuzz FUZZ_SECONDS=N` runs each for N seconds over its committed seeds; `make test`
+# runs each for TEST_FUZZ_SECONDS. A finding is kept in build-fuzz/findings/.
+FUZZ_SECONDS ?= 60
+TEST_FUZZ_SECONDS ?= 20
+FUZZERS := policy policy_gen schema provider jsonlua audit lmatch http
+FUZZ_SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+fuzz-build: deps
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" MALLOC= \
+	  $(FUZZERS:%=build-fuzz/fuzz_%)
+
+build-fuzz/fuzz_%: engine/fuzz/fuzz_%.c engine/fuzz/fuzz.h build-fuzz/libwarden.a
+	$(CC) $(WD_CFLAGS) -fsanitize=fuzzer -o $@ $< build-fuzz/libwarden.a $(LDLIBS)
+
+fuzz: fuzz-build
+	@engine/fuzz/run.sh $(FUZZ_SECONDS) build-fuzz $(FUZZ_ONLY)
+
+# static analysis: cppcheck and clang's scan-build over engine/ (engine/analyze.supp
+# explains each report left in place)
+analyze: deps
+	@cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr --std=c11 \
+	  --suppressions-list=engine/analyze.supp -D_GNU_SOURCE -Iengine -Iengine/include \
+	  $$(pkg-config --cflags-only-I $(PKGS)) engine/*.c engine/test/*.c engine/fuzz/*.c
+	@rm -rf build-analyze && scan-build --status-bugs -o build-analyze/report \
+	  $(MAKE) --no-print-directory BUILD=build-analyze MALLOC= build-analyze/libwarden.a build-analyze/warden
+	@echo "analyze: cppcheck and scan-build found nothing"
+
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz build-analyze

@@ -71,6 +71,7 @@ static int class_has(int c, int cl)
     case 'u': r = isupper(c); break;
     case 'w': r = isalnum(c); break;
     case 'x': r = isxdigit(c); break;
+    case 'z': r = c == 0; break; /* deprecated, but Lua 5.4 still has it (fuzz_lmatch found the gap) */
     default: return cl == c;
     }
     if (isupper(cl))

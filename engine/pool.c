@@ -313,7 +313,7 @@ int wd_pool_workers(const wd_pool *p) { return p->n; }
 
 int wd_pool_post(wd_pool *p, int index, void (*fn)(void *arg, int index, wd_engine *e), void *arg)
 {
-    if (index < 0 || index >= p->n)
+    if (!p || index < 0 || index >= p->n)
         return -1;
     post *x = malloc(sizeof *x);
     if (!x)

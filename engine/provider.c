@@ -352,9 +352,9 @@ static json_t *parse_openai(json_t *root, char *err, size_t errlen)
         }
         json_t *id = json_object_get(c, "id");
         json_t *args = json_object_get(f, "arguments");
-        json_array_append_new(calls, json_pack("{s:o,s:O,s:O}", "id",
+        json_array_append_new(calls, json_pack("{s:o,s:O,s:o}", "id",
                                                json_is_string(id) ? json_incref(id) : json_sprintf("call_%zu", i + 1),
-                                               "name", name, "arguments", args ? args : json_string("{}")));
+                                               "name", name, "arguments", args ? json_incref(args) : json_string("{}")));
     }
     json_t *usage = json_object_get(root, "usage");
     return answer(json_is_string(content) ? json_incref(content) : NULL, calls, usage, "prompt_tokens",
@@ -386,10 +386,10 @@ static json_t *parse_anthropic(json_t *root, char *err, size_t errlen)
                 return NULL;
             }
             json_t *id = json_object_get(b, "id"), *input = json_object_get(b, "input");
-            json_array_append_new(calls, json_pack("{s:o,s:O,s:O}", "id",
+            json_array_append_new(calls, json_pack("{s:o,s:O,s:o}", "id",
                                                    json_is_string(id) ? json_incref(id)
                                                                       : json_sprintf("toolu_%zu", i + 1),
-                                                   "name", name, "arguments", input ? input : json_object()));
+                                                   "name", name, "arguments", input ? json_incref(input) : json_object()));
         }
     }
     json_t *usage = json_object_get(root, "usage");

@@ -92,6 +92,12 @@ describe("pattern matching in the sandbox", function()
     assert.equal("2026", P.match("on 2026-11-21", "(%d%d%d%d)%-"))
   end)
 
+  it("knows %z and %Z as Lua 5.4 does (deprecated, still there): found by fuzz_lmatch", function()
+    for _, c in ipairs({ { "abc", "()%Z" }, { "a\0b", "%z" }, { "a\0b", "[%z]" }, { "\0\0x", "%Z+" } }) do
+      assert.same({ string.find(c[1], c[2]) }, { P.find(c[1], c[2]) })
+    end
+  end)
+
   it("is what scripts get as string.find, match, gmatch and gsub", function()
     local res = T.run { agent = "spec/fixtures/eval", query = [[
       return tostring(string.find == ("").find) .. ":" .. ("k=v"):gsub("(%w)=(%w)", "%2=%1")]] }

@@ -149,6 +149,24 @@ TEST(parse_answers)
     CHECK_HAS(err, "neither text nor tool calls");
 }
 
+/* found by fuzz_provider (engine/fuzz/corpus/provider/leak-no-arguments): a call without
+** arguments got a new "{}" whose reference leaked; make asan's leak check holds it */
+TEST(a_tool_call_without_arguments)
+{
+    char err[300];
+    const char *oa = "{\"choices\":[{\"message\":{\"tool_calls\":[{\"function\":{\"name\":\"echo\"}}]}}]}";
+    json_t *a = wd_provider_parse("openai", oa, strlen(oa), err, sizeof err);
+    CHECK(a != NULL);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(a, "tool_calls"), 0), "arguments")),
+              "{}");
+    json_decref(a);
+    const char *an = "{\"content\":[{\"type\":\"tool_use\",\"name\":\"echo\"}]}";
+    a = wd_provider_parse("anthropic", an, strlen(an), err, sizeof err);
+    CHECK(a != NULL);
+    CHECK(json_is_object(json_object_get(json_array_get(json_object_get(a, "tool_calls"), 0), "arguments")));
+    json_decref(a);
+}
+
 TEST(scrub_removes_the_key)
 {
     setenv("WD_TEST_KEY", "sk-test-123456", 1);
@@ -166,6 +184,7 @@ int main(void)
     RUN(openai_body_bytes);
     RUN(anthropic_request);
     RUN(missing_key_names_the_variable);
+    RUN(a_tool_call_without_arguments);
     RUN(parse_answers);
     RUN(scrub_removes_the_key);
     DONE();
