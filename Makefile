@@ -172,10 +172,11 @@ fuzz: fuzz-build
 # explains each report left in place)
 analyze: deps
 	@cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr --std=c11 \
-	  --suppressions-list=engine/analyze.supp -D_GNU_SOURCE -Iengine -Iengine/include \
-	  $$(pkg-config --cflags-only-I $(PKGS)) engine/*.c engine/test/*.c engine/fuzz/*.c
+	  --suppressions-list=engine/analyze.supp --suppress=missingIncludeSystem -D_GNU_SOURCE \
+	  -DLLONG_MAX=9223372036854775807LL -Iengine -Iengine/include -I/usr/include/lua$(LUA_VERSION) \
+	  --include=/usr/include/jansson.h engine/*.c engine/test/*.c engine/fuzz/*.c
 	@rm -rf build-analyze && scan-build --status-bugs -o build-analyze/report \
-	  $(MAKE) --no-print-directory BUILD=build-analyze MALLOC= build-analyze/libwarden.a build-analyze/warden
+	  $(MAKE) --no-print-directory -j2 BUILD=build-analyze MALLOC= build-analyze/libwarden.a build-analyze/warden
 	@echo "analyze: cppcheck and scan-build found nothing"
 
 clean:

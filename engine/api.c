@@ -822,6 +822,10 @@ void wd_api_stop(wd_front *f)
 {
     while (f->streams) { /* their requests go with the connections */
         wd_stream *st = f->streams;
+        f->streams = st->next; /* unlinked here: stream_free finds it first in no list */
+        if (st->next)
+            st->next->prev = NULL;
+        st->next = NULL;
         evhttp_connection_set_closecb(evhttp_request_get_connection(st->req), NULL, NULL);
         stream_free(st);
     }

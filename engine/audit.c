@@ -311,7 +311,7 @@ static int sync_tail(wd_audit *a, off_t size, json_t **recovery)
         if (!b)
             return -1;
         size_t n = (size_t)(size - from);
-        size_t end = n; /* end of the last complete line (exclusive of '\n') */
+        size_t end; /* end of the last complete line (exclusive of '\n') */
         if (b[n - 1] != '\n') {
             char *nl = memrchr(b, '\n', n);
             if (!nl && from > 0) {

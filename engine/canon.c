@@ -175,8 +175,12 @@ static int sorted_pairs(const json_t *v, pair *stack, pair **out)
         return -1;
     const char *k;
     json_t *x;
-    json_object_foreach((json_t *)v, k, x)
+    json_object_foreach((json_t *)v, k, x) {
+        if (i == n)
+            break;
         m[i++] = (pair){k, x};
+    }
+    n = i; /* what was filled is what is sorted */
     if (n <= STACK_KEYS) { /* records are small: insertion sort beats qsort's calls */
         for (size_t a = 1; a < n; a++)
             for (size_t c = a; c > 0 && key_cmp(m[c - 1].k, m[c].k) > 0; c--) {

@@ -395,7 +395,8 @@ static int tree(const char *path, const wd_policy *p, wd_buf *report, int *check
             nn++;
     }
     closedir(d);
-    qsort(names, nn, sizeof *names, cmp_names);
+    if (nn)
+        qsort(names, nn, sizeof *names, cmp_names);
     int bad = 0;
     for (size_t i = 0; i < nn; i++) {
         struct stat s2;

@@ -258,9 +258,8 @@ static int cmd_audit_query(args_t *a)
     }
     char *line = NULL;
     size_t cap = 0;
-    ssize_t n;
     long shown = 0;
-    while ((n = getline(&line, &cap, f)) > 0) {
+    while (getline(&line, &cap, f) > 0) {
         json_t *r = json_loads(line, JSON_ALLOW_NUL, NULL);
         if (!r)
             continue;
@@ -705,11 +704,13 @@ static int cmd_check(int argc, char **argv)
             return 2;
     }
     wd_buf out = {0};
-    for (int i = 2; i < argc; i++) {
-        if (argv[i][0] == '-' && argv[i][1] == '-') {
-            i += !strcmp(argv[i], "--policy");
+    for (int i = 2; i < argc && argv[i]; i++) {
+        if (!strcmp(argv[i], "--policy")) {
+            i++; /* its value (the first pass saw one) */
             continue;
         }
+        if (argv[i][0] == '-' && argv[i][1] == '-')
+            continue;
         int n, r = wd_check_tree(argv[i], p, &out, &n);
         if (r < 0) {
             wd_buf_addf(&out, "%s:1: cannot read: %s\n", argv[i], strerror(errno));

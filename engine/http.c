@@ -477,8 +477,10 @@ void wd_http_free(wd_http *h)
 {
     if (!h)
         return;
-    while (h->head)
-        wd_http_cancel(h->head);
+    for (wd_http_req *q = h->head, *next; q; q = next) {
+        next = q->next;
+        wd_http_cancel(q); /* unlinks and frees q */
+    }
     for (int i = 0; i < SHARDS; i++) {
         if (h->shards[i].multi)
             curl_multi_cleanup(h->shards[i].multi); /* closes the cached connections through sock_cb */

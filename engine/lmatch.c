@@ -530,6 +530,10 @@ static int l_gsub(lua_State *L)
     const char *src = s, *last = NULL;
     lua_Integer n = 0;
     int changed = 0;
+#ifdef __clang_analyzer__ /* scan-build cannot see into liblua: luaL_checklstring raises, never NULL */
+    if (!s)
+        __builtin_unreachable();
+#endif
     while (n < max) {
         reset(&m);
         const char *e = do_match(&m, src, p);

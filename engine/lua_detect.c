@@ -100,6 +100,7 @@ static char *value_text(lua_State *L, int idx)
     if (strlen(t) > MAX_VALUE) {
         free(t);
         luaL_argerror(L, idx, "a value of at most 256 KiB as JSON");
+        return NULL; /* not reached: luaL_argerror raises */
     }
     return t;
 }

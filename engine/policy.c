@@ -249,7 +249,11 @@ static int strlist_from(pctx *c, const wd_ynode *n, const char *where, wd_strlis
             perr(c, n->kids[i], "%s[%zu] must be a string", where, i);
             continue;
         }
-        out->v[out->n++] = wd_strdup(n->kids[i]->str);
+        if (!(out->v[out->n] = wd_strdup(n->kids[i]->str))) {
+            perr(c, n->kids[i], "out of memory");
+            return -1;
+        }
+        out->n++;
     }
     return 0;
 }
@@ -814,10 +818,10 @@ static wd_policy *build(pctx *c, const wd_ynode *root)
             perr(c, n, "version must be 1");
     }
     if ((n = wd_ydoc_get(root, "roles"))) {
-        strlist_from(c, n, "roles", &p->roles);
-        for (size_t i = 0; i < p->roles.n; i++)
+        int loaded = strlist_from(c, n, "roles", &p->roles) == 0;
+        for (size_t i = 0; loaded && i < p->roles.n; i++)
             for (size_t j = i + 1; j < p->roles.n; j++)
-                if (!strcmp(p->roles.v[i], p->roles.v[j]))
+                if (p->roles.v[i] && p->roles.v[j] && !strcmp(p->roles.v[i], p->roles.v[j]))
                     perr(c, n, "roles: '%s' is listed twice", p->roles.v[i]);
     } else {
         const char *def[] = {"read", "write", "admin"};
@@ -1004,7 +1008,8 @@ wd_policy *wd_policy_load(const char *path, wd_perrors *errs)
                 nn++;
     }
     closedir(d);
-    qsort(names, nn, sizeof *names, cmp_str);
+    if (nn)
+        qsort(names, nn, sizeof *names, cmp_str);
     wd_ynode *root = NULL;
     wd_policy *p = NULL;
     for (size_t i = 0; i < nn; i++) {

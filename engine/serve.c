@@ -478,11 +478,16 @@ static int listen_all(const char *spec, int *fds, int n, char *host_out, size_t 
         freeaddrinfo(ai);
         fds[i] = fd;
         if (port == 0) { /* the others share the port the first was given */
-            struct sockaddr_storage sa;
-            socklen_t sl = sizeof sa;
-            getsockname(fd, (struct sockaddr *)&sa, &sl);
-            port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
-                                                  : ((struct sockaddr_in *)&sa)->sin_port);
+            union {
+                struct sockaddr sa;
+                struct sockaddr_in v4;
+                struct sockaddr_in6 v6;
+            } u;
+            memset(&u, 0, sizeof u);
+            socklen_t sl = sizeof u;
+            if (getsockname(fd, &u.sa, &sl) < 0)
+                goto fail;
+            port = ntohs(u.sa.sa_family == AF_INET6 ? u.v6.sin6_port : u.v4.sin_port);
         }
     }
     snprintf(host_out, hn, "%s", host);

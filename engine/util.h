@@ -18,7 +18,7 @@ int wd_buf_grow(wd_buf *b, size_t n);
 /* inline: the JSON writers call it for every quote and comma */
 static inline int wd_buf_add(wd_buf *b, const char *s, size_t n)
 {
-    if (b->len + n + 1 > b->cap && wd_buf_grow(b, n) < 0)
+    if ((!b->p || b->len + n + 1 > b->cap) && wd_buf_grow(b, n) < 0)
         return -1;
     if (n) /* s may be NULL when there is nothing to add */
         memcpy(b->p + b->len, s, n);

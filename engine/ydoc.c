@@ -55,9 +55,9 @@ static int node_push(wd_ynode *parent, wd_ynode *kid)
 static int attach(builder *b, wd_ynode *n)
 {
     if (b->depth == 0) {
-        if (b->root) {
+        if (b->root) { /* a second document: refused before it gets here */
             wd_ydoc_free(n);
-            return 0;
+            return -1;
         }
         b->root = n;
         return 0;
@@ -160,7 +160,8 @@ wd_ynode *wd_ydoc_parse(const char *buf, size_t len, char *err, size_t errlen)
             break;
         case YAML_SEQUENCE_END_EVENT:
         case YAML_MAPPING_END_EVENT:
-            b.depth--;
+            if (b.depth > 0) /* libyaml pairs them; nothing here trusts that it does */
+                b.depth--;
             break;
         default:
             break;

@@ -12,6 +12,8 @@ static lua_State *L;
 /* a == b, but for {} and [] which are one value in Lua */
 static int same(json_t *a, json_t *b)
 {
+    if (!a || !b) /* a member missing on one side */
+        return a == b;
     if ((json_is_object(a) && !json_object_size(a) && json_is_array(b) && !json_array_size(b)) ||
         (json_is_array(a) && !json_array_size(a) && json_is_object(b) && !json_object_size(b)))
         return 1;

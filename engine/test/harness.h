@@ -18,6 +18,16 @@ static const char *h_case;
         }                                                                                \
     } while (0)
 
+/* a check the rest of the test needs (a pointer it goes on to use): failed, the test ends */
+#define REQUIRE(cond)                                                                         \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
+            fprintf(stderr, "  FAIL %s: %s:%d: %s (required)\n", h_case, __FILE__, __LINE__, #cond); \
+            h_case_failed = 1;                                                                \
+            return;                                                                           \
+        }                                                                                     \
+    } while (0)
+
 static inline int h_streq(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
 #define CHECK_STR(a, b) CHECK(h_streq((a), (b)))
 static inline int h_has(const char *hay, const char *needle) { return hay && strstr(hay, needle) != NULL; }

@@ -52,7 +52,7 @@ TEST(sweep_releases_dead_owners_only)
     char path[300], err[300], q[1000];
     snprintf(path, sizeof path, "%s/sweep.db", dir);
     wd_store *s = wd_store_open(path, err, sizeof err);
-    CHECK(s != NULL);
+    REQUIRE(s != NULL);
     wd_store_close(s);
     /* the parent (alive) under its real start time; the parent under another start time
     ** (a reused pid: dead); a pid that does not exist */
@@ -67,7 +67,7 @@ TEST(sweep_releases_dead_owners_only)
              ppid, st, ppid, st + 1);
     sql(path, q);
     s = wd_store_open(path, err, sizeof err); /* opening sweeps */
-    CHECK(s != NULL);
+    REQUIRE(s != NULL);
     wd_ledger_key k = {"user:a", "day:x", 0, 0};
     wd_ledger_row row;
     CHECK(wd_store_ledger_get(s, &k, 1, &row) == 0);
@@ -81,7 +81,7 @@ TEST(a_lease_grows_only_within_the_limit_counting_pending_spend)
     char path[300], err[300];
     snprintf(path, sizeof path, "%s/lease.db", dir);
     wd_store *s = wd_store_open(path, err, sizeof err);
-    CHECK(s != NULL);
+    REQUIRE(s != NULL);
     wd_ledger_key k = {"user:b", "day:x", 1000, 500};
     int64_t row_id = 0;
     int which;
@@ -126,9 +126,7 @@ TEST(a_spent_row_at_the_top_still_refuses)
     snprintf(path, sizeof path, "%s/top.db", dir);
     char err[200];
     wd_store *s = wd_store_open(path, err, sizeof err);
-    CHECK(s != NULL);
-    if (!s)
-        return;
+    REQUIRE(s != NULL);
     wd_ledger_key k = {"user:x", "day:1", 1000, 0};
     int64_t row_id = 0;
     int which;

@@ -21,7 +21,7 @@ static int has(const char *needle)
 TEST(defaults_of_the_seed)
 {
     wd_policy *p = load("version: 1\n");
-    CHECK(p != NULL);
+    REQUIRE(p != NULL);
     CHECK(p->max_iterations == 5);
     CHECK(p->llm_read_ms == 30000 && p->tool_ms == 5000 && p->run_ms == 120000);
     CHECK(p->max_retries == 3 && p->retry_base_ms == 1000 && p->retry_max_ms == 8000 && p->retry_jitter_ms == 500);

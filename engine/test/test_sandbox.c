@@ -34,7 +34,7 @@ TEST(safe_globals)
 {
     char err[200], out[200];
     wd_sandbox *sb = wd_sandbox_new(16u << 20, 0, NULL, err, sizeof err);
-    CHECK(sb != NULL);
+    REQUIRE(sb != NULL);
     CHECK(run_src(sb, "return tostring(io) .. tostring(debug) .. tostring(os.execute) .. tostring(string.dump)",
                   1000, out, sizeof out) == LUA_OK);
     CHECK_STR(out, "nilnilnilnil");
@@ -48,7 +48,7 @@ TEST(the_globals_are_exactly_the_listed_ones)
 {
     char err[200], out[4096];
     wd_sandbox *sb = wd_sandbox_new(16u << 20, 0, NULL, err, sizeof err);
-    CHECK(sb != NULL);
+    REQUIRE(sb != NULL);
     const char *src =
         "local names = {}\n"
         "for k, v in pairs(_G) do\n"
