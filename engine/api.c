@@ -223,6 +223,10 @@ static int opt_string(call *c, json_t *o, const char *key, const char **out)
         send_error(c, 400, "request body: '%s' must be a string", key);
         return -1;
     }
+    if (strlen(json_string_value(v)) != json_string_length(v)) { /* C strings end there */
+        send_error(c, 400, "request body: '%s' must not hold a NUL byte", key);
+        return -1;
+    }
     *out = json_string_value(v);
     return 0;
 }
