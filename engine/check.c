@@ -186,41 +186,17 @@ static int line_of(const char *text, size_t len, const char *msg)
     return 1;
 }
 
-/* runs the function on top of the sandbox's state in a fresh thread under the check's
-** limits: 0 with its first result on top, or -1 with err */
+/* runs the function on top of the sandbox's state under the check's limits: 0 with its
+** first result on top, or -1 with err */
 static int run_top(wd_sandbox *sb, char *err, size_t n)
 {
-    lua_State *L = sb->L;
-    lua_State *co = lua_newthread(L);
-    lua_insert(L, -2);
-    lua_xmove(L, co, 1);
-    int nres = 0, st;
-    int64_t deadline = wd_now_ns() + CHECK_MS * 1000000LL;
-    sb->in_engine--;
-    do
-        st = wd_sandbox_resume(sb, co, 0, &nres, deadline);
-    while (st == LUA_YIELD && nres == 0 && sb->preempted && sb->mode != WD_MODE_KILL);
-    sb->in_engine++;
-    if (sb->mode == WD_MODE_KILL) {
+    int rc = wd_sandbox_call(sb, 0, wd_now_ns() + CHECK_MS * 1000000LL, err, n);
+    if (rc == WD_CALL_KILLED)
         wd_errf(err, n, "its top level was stopped: %s (a script's top level must return at once)",
                 wd_sandbox_kill_text(sb->kill_reason));
-        return -1;
-    }
-    if (st == LUA_YIELD) {
+    else if (rc == WD_CALL_YIELDED)
         wd_errf(err, n, "its top level waits (coroutine.yield or an engine call outside a function)");
-        return -1;
-    }
-    if (st != LUA_OK) {
-        wd_sandbox_error_text(co, -1, err, n, NULL);
-        return -1;
-    }
-    if (nres == 0)
-        lua_pushnil(co);
-    else
-        lua_settop(co, lua_gettop(co) - nres + 1);
-    lua_xmove(co, L, 1);
-    lua_remove(L, -2); /* the thread */
-    return 0;
+    return rc == WD_CALL_OK ? 0 : -1;
 }
 
 /* the names in list field f of the definition at idx are text without NUL bytes; and,

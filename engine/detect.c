@@ -158,23 +158,10 @@ static int rawfield(lua_State *L, int idx, const char *k)
 static int protected_call(wd_detect *D, int nargs, char *err, size_t n)
 {
     wd_sandbox *sb = D->sb;
-    lua_State *L = sb->L;
-    lua_State *co = lua_newthread(L);
-    lua_insert(L, -(nargs + 2));
-    lua_xmove(L, co, nargs + 1);
-    int nres = 0, st, narg = nargs;
-    int64_t deadline = wd_now_ns() + DET_CHECK_MS * 1000000LL;
-    sb->in_engine--; /* the detector's own allocations are under the cap */
-    for (;;) {
-        st = wd_sandbox_resume(sb, co, narg, &nres, deadline);
-        if (st == LUA_YIELD && nres == 0 && sb->preempted && sb->mode != WD_MODE_KILL) {
-            narg = 0;
-            continue;
-        }
-        break;
-    }
-    sb->in_engine++;
-    if (sb->mode == WD_MODE_KILL) {
+    int rc = wd_sandbox_call(sb, nargs, wd_now_ns() + DET_CHECK_MS * 1000000LL, err, n);
+    if (rc == WD_CALL_OK)
+        return 0;
+    if (rc == WD_CALL_KILLED) {
         int why = sb->kill_reason;
         if (why == WD_KILL_TIMEOUT)
             snprintf(err, n, "stopped: it ran longer than %d ms", DET_CHECK_MS);
@@ -184,33 +171,14 @@ static int protected_call(wd_detect *D, int nargs, char *err, size_t n)
             snprintf(err, n, "stopped: %s", wd_sandbox_kill_text(why));
         sb->mode = WD_MODE_NONE;
         sb->kill_reason = WD_KILL_NONE;
-        lua_pop(L, 1); /* the thread */
-        lua_gc(L, LUA_GCCOLLECT);
-        if (sb->used > sb->limit)
-            D->state = -1;
-        return -1;
-    }
-    if (st == LUA_YIELD) {
+    } else if (rc == WD_CALL_YIELDED) {
         snprintf(err, n, "a detector cannot wait (coroutine.yield outside a coroutine, or an engine call)");
-        lua_pop(L, 1);
         return -1;
     }
-    if (st != LUA_OK) {
-        if (st == LUA_ERRMEM)
-            snprintf(err, n, "memory limit exceeded");
-        else
-            wd_sandbox_error_text(co, -1, err, n, NULL);
-        lua_pop(L, 1);
-        lua_gc(L, LUA_GCCOLLECT);
-        return -1;
-    }
-    if (nres == 0)
-        lua_pushnil(co);
-    else
-        lua_settop(co, lua_gettop(co) - nres + 1);
-    lua_xmove(co, L, 1);
-    lua_remove(L, -2);
-    return 0;
+    lua_gc(sb->L, LUA_GCCOLLECT);
+    if (rc == WD_CALL_KILLED && sb->used > sb->limit)
+        D->state = -1;
+    return -1;
 }
 
 static void push_ctx(wd_run *r, wd_detect *D, const char *name)

@@ -343,6 +343,43 @@ int wd_sandbox_resume(wd_sandbox *sb, lua_State *co, int nargs, int *nres, int64
     return st;
 }
 
+int wd_sandbox_call(wd_sandbox *sb, int nargs, int64_t deadline, char *err, size_t n)
+{
+    lua_State *L = sb->L;
+    lua_State *co = lua_newthread(L);
+    lua_insert(L, -(nargs + 2));
+    lua_xmove(L, co, nargs + 1);
+    int nres = 0, st, narg = nargs;
+    sb->in_engine--; /* the script's own allocations are under the cap */
+    do {
+        st = wd_sandbox_resume(sb, co, narg, &nres, deadline);
+        narg = 0;
+    } while (st == LUA_YIELD && nres == 0 && sb->preempted && sb->mode != WD_MODE_KILL);
+    sb->in_engine++;
+    int rc = WD_CALL_OK;
+    if (sb->mode == WD_MODE_KILL) {
+        rc = WD_CALL_KILLED;
+    } else if (st == LUA_YIELD) {
+        rc = WD_CALL_YIELDED;
+    } else if (st != LUA_OK) {
+        if (st == LUA_ERRMEM)
+            snprintf(err, n, "memory limit exceeded");
+        else
+            wd_sandbox_error_text(co, -1, err, n, NULL);
+        rc = WD_CALL_ERROR;
+    } else {
+        if (nres == 0)
+            lua_pushnil(co);
+        else
+            lua_settop(co, lua_gettop(co) - nres + 1);
+        lua_xmove(co, L, 1);
+        lua_remove(L, -2); /* the thread */
+        return WD_CALL_OK;
+    }
+    lua_pop(L, 1); /* the thread */
+    return rc;
+}
+
 /* ---- coroutine wrappers -------------------------------------------------------- */
 
 /* Carries the hook of the current mode onto th, the thread about to run. Hooks are per

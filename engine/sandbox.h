@@ -66,6 +66,17 @@ int wd_sandbox_yield(lua_State *L);
 ** resumed later with no arguments, after other runs had their turn. */
 int wd_sandbox_resume(wd_sandbox *sb, lua_State *co, int nargs, int *nres, int64_t deadline_ns);
 
+/* Calls the function under nargs arguments at the top of sb's state in a fresh thread
+** until it returns, under deadline and the sandbox's instruction and memory limits,
+** resuming it through preemptions at once (no other run waits on this: detectors, the
+** check of a script). Call with sb->in_engine raised; returns with it raised.
+** WD_CALL_OK: its first result on top (nil when none). Otherwise nothing is left on the
+** stack: WD_CALL_KILLED (sb->kill_reason says why; the caller resets sb->mode),
+** WD_CALL_YIELDED (it waited: coroutine.yield or an engine call at its top), or
+** WD_CALL_ERROR with the error's text in err. */
+enum { WD_CALL_OK = 0, WD_CALL_KILLED = -1, WD_CALL_YIELDED = -2, WD_CALL_ERROR = -3 };
+int wd_sandbox_call(wd_sandbox *sb, int nargs, int64_t deadline, char *err, size_t n);
+
 /* For long loops in C functions given to scripts (patterns, table functions), where the
 ** count hook cannot fire: every 1024 calls, raises "run stopped" once the slice is past
 ** its deadline or the run is being killed. A no-op outside a sandbox. */
