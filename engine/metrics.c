@@ -271,7 +271,7 @@ static int by_labels(const void *a, const void *b)
 /* a number as the format wants it: integers without a fraction, reals to 12 digits */
 static void value(wd_buf *b, double v)
 {
-    if (v == (double)(long long)v && v < 1e15 && v > -1e15)
+    if (v < 1e15 && v > -1e15 && v == (double)(long long)v) /* in range before the cast */
         wd_buf_addf(b, "%lld\n", (long long)v);
     else
         wd_buf_addf(b, "%.12g\n", v);

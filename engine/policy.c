@@ -130,7 +130,7 @@ long long wd_policy_duration(const char *s)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || v < 0)
+    if (errno || end == s || !(v >= 0)) /* NaN too: no conversion to an integer below */
         return -1;
     double mul;
     if (!*end || !strcmp(end, "ms"))
@@ -146,7 +146,7 @@ long long wd_policy_duration(const char *s)
     else
         return -1;
     double ms = v * mul;
-    if (ms > 9.0e15)
+    if (!(ms <= 9.0e15))
         return -1;
     return (long long)ms;
 }

@@ -74,7 +74,9 @@ static int get_count(json_t *v, long long *out)
         *out = json_integer_value(v);
         return 0;
     }
-    if (json_is_real(v) && json_real_value(v) >= 0 && floor(json_real_value(v)) == json_real_value(v)) {
+    /* within what a long long holds: 5e20 as a count was undefined behaviour (fuzz_schema) */
+    if (json_is_real(v) && json_real_value(v) >= 0 && json_real_value(v) < 9.0e18 &&
+        floor(json_real_value(v)) == json_real_value(v)) {
         *out = (long long)json_real_value(v);
         return 0;
     }

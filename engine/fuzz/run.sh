@@ -23,7 +23,7 @@ run() {
     local cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
     echo "fuzz_$n: ok, $((SECONDS - start)) s, ${runs:-?} runs, ${cov:-cov: ?}, corpus $(ls "$corpus" | wc -l) + $(ls "$seeds" | wc -l) seeds"
   else
-    echo "fuzz_$n: FAILED after $((SECONDS - start)) s: $(grep -m1 -E 'ERROR|property broken|timeout|leak' "$log")"
+    echo "fuzz_$n: FAILED after $((SECONDS - start)) s: $(grep -m1 -E "ERROR|runtime error|property broken|timeout|leak" "$log")"
     echo "  the input is in $build/findings/$n-*, the log in $log"
     return 1
   fi

@@ -65,6 +65,11 @@ TEST(durations)
     CHECK(wd_policy_duration("1.5s") == 1500);
     CHECK(wd_policy_duration("soon") == -1);
     CHECK(wd_policy_duration("-1s") == -1);
+    /* found by fuzz_policy_gen: NaN reached a conversion to an integer (UBSan stops it) */
+    CHECK(wd_policy_duration("nan") == -1);
+    CHECK(wd_policy_duration("nans") == -1);
+    CHECK(wd_policy_duration("inf") == -1);
+    CHECK(wd_policy_duration("1e300h") == -1);
 }
 
 /* a "\0" escape: the value would be cut at the NUL by every C string use (a forbidden
