@@ -85,7 +85,9 @@ describe("attack: hostile token counts", function()
     for _ = 1, 3 do
       local res = T.run { agent = "spec/fixtures/lab", query = { { "llm" }, { "llm" } }, user = "dave",
         policy = pol, audit = audit,
-        llm = "mock:" .. T.scenario({ { content = "x", usage = { input_tokens = 9e18, output_tokens = 9e18 } } }) }
+        -- written by hand: cjson would write 9e+18, a float
+        llm = "mock:" .. T.write(T.tmpfile(".yaml"),
+          "- content: x\n  usage: {input_tokens: 9000000000000000000, output_tokens: 9000000000000000000}\n") }
       assert.is_true(res.cost_usd >= 0, "cost " .. res.cost_usd)
     end
     assert_ledger_sane(store)
