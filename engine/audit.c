@@ -41,6 +41,7 @@ struct wd_audit {
     } *pending;
     size_t npending, cap;
     long long appended, written; /* records taken, and of those the ones in the file */
+    int unsynced;                /* written without the disk's flush: the next batch flush asks for it */
     off_t known_size;     /* file size after our last write; -1 unknown */
     long long seq;
     char prev_hash[65];
@@ -153,6 +154,11 @@ const char *wd_audit_error(const wd_audit *a)
 }
 size_t wd_audit_pending(const wd_audit *a) { return a->npending + a->nfresh; }
 
+/* sync 0: written now, synced by the next flush that syncs (batch mode): a run's first
+** record and the records its result waits for are in the file before it acts or answers,
+** and the disk's flush stays one per batch */
+static int flush_impl(wd_audit *a, int sync);
+
 long long wd_audit_appended(const wd_audit *a) { return a->appended; }
 
 int wd_audit_durable(wd_audit *a, long long upto)
@@ -161,7 +167,7 @@ int wd_audit_durable(wd_audit *a, long long upto)
         return -1;
     if (a->written >= upto)
         return 0;
-    return wd_audit_flush(a);
+    return flush_impl(a, 0);
 }
 
 static int fail_closed(wd_audit *a, const char *what);
@@ -466,7 +472,9 @@ static int render(wd_audit *a, struct pending *r, wd_buf *out)
     return 0;
 }
 
-int wd_audit_flush(wd_audit *a)
+int wd_audit_flush(wd_audit *a) { return flush_impl(a, 1); }
+
+static int flush_impl(wd_audit *a, int sync)
 {
     if (!a)
         return 0;
@@ -483,6 +491,9 @@ int wd_audit_flush(wd_audit *a)
     }
     if (!a->npending) {
         a->written = a->appended;
+        if (sync && a->unsynced && a->fsync_mode == WD_FSYNC_BATCH && sync_later(a) < 0 && fdatasync(a->fd) < 0)
+            return fail_closed(a, "fsync");
+        a->unsynced = 0;
         return 0;
     }
     if (flock(a->fd, LOCK_EX) < 0)
@@ -525,7 +536,8 @@ int wd_audit_flush(wd_audit *a)
         goto unlock;
     }
     /* an fsync error is fatal for the log: the page cache may have dropped the data */
-    if (a->fsync_mode == WD_FSYNC_ALWAYS || (a->fsync_mode == WD_FSYNC_BATCH && sync_later(a) < 0)) {
+    a->unsynced = a->fsync_mode == WD_FSYNC_BATCH && !sync;
+    if (a->fsync_mode == WD_FSYNC_ALWAYS || (a->fsync_mode == WD_FSYNC_BATCH && sync && sync_later(a) < 0)) {
         if (fdatasync(a->fd) < 0) {
             fail_closed(a, "fsync");
             goto unlock;

@@ -276,8 +276,7 @@ static void deliver_endings(wd_engine *e)
     if (!e->endings)
         return;
     char why[400] = "";
-    if (wd_audit_pending(e->audit))
-        wd_audit_flush(e->audit);
+    wd_audit_durable(e->audit, wd_audit_appended(e->audit));
     if (wd_audit_failed(e->audit))
         snprintf(why, sizeof why, "audit log unavailable: the run's records were not written (%s)",
                  wd_audit_error(e->audit));
