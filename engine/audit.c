@@ -161,6 +161,8 @@ static int flush_impl(wd_audit *a, int sync);
 
 long long wd_audit_appended(const wd_audit *a) { return a->appended; }
 
+long long wd_audit_durable_mark(const wd_audit *a) { return a->written; }
+
 int wd_audit_durable(wd_audit *a, long long upto)
 {
     if (wd_audit_failed(a))

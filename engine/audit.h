@@ -31,6 +31,8 @@ int wd_audit_flush(wd_audit *a);
 size_t wd_audit_pending(const wd_audit *a);
 /* how many records were appended so far: a mark for wd_audit_durable */
 long long wd_audit_appended(const wd_audit *a);
+/* how many of them are in the file */
+long long wd_audit_durable_mark(const wd_audit *a);
 /* the records appended up to mark upto are in the file (written now if they are not; in
 ** batch mode the disk's flush waits for the next wd_audit_flush): 0, or -1 when the log
 ** failed */

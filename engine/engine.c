@@ -242,13 +242,46 @@ static void run_free(wd_run *r)
 
 static double round6(double v) { return (double)(long long)(v * 1e6 + 0.5) / 1e6; }
 
+/*
+** A run acts only once its run_started is in the file. Asked during a pass of the ready
+** queue, the write waits for the end of the pass (end_of_pass), one for every run that
+** started in it: what a run asks for in a pass leaves the loop only after it (an HTTP
+** request goes out when curl next drives its socket, a handler runs in a later pass), and
+** if the write fails, the runs that wait on it end failed before anything went out.
+*/
 int wd_run_may_act(wd_run *r, char *msg, size_t n)
 {
-    wd_audit *a = r->eng->audit;
+    wd_engine *e = r->eng;
+    wd_audit *a = e->audit;
+    if (!wd_audit_failed(a) && wd_audit_durable_mark(a) >= r->start_mark)
+        return 0;
+    if (!wd_audit_failed(a) && e->in_ready) {
+        e->unwritten_starts = 1;
+        return 0;
+    }
     if (wd_audit_durable(a, r->start_mark) == 0)
         return 0;
     snprintf(msg, n, "audit log unavailable: refusing to act (%s)", wd_audit_error(a));
     return -1;
+}
+
+/* the runs that acted in this pass of the ready queue before their run_started was
+** written: one write for them all, or they end failed */
+static void end_of_pass(wd_engine *e)
+{
+    if (!e->unwritten_starts)
+        return;
+    e->unwritten_starts = 0;
+    if (wd_audit_durable(e->audit, wd_audit_appended(e->audit)) == 0)
+        return;
+    char msg[400];
+    snprintf(msg, sizeof msg, "audit log unavailable: refusing to act (%s)", wd_audit_error(e->audit));
+    long long written = wd_audit_durable_mark(e->audit);
+    for (wd_run *r = e->live, *next; r; r = next) {
+        next = r->live_next;
+        if (r->pol && r->start_mark > written)
+            wd_run_end(r, WD_ST_FAILED, msg);
+    }
 }
 
 /* A result waits for its run's records to reach the file: every result of one loop pass
@@ -717,6 +750,7 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
             break;
     }
     e->in_ready = 0;
+    end_of_pass(e);
     /* event_active here would rerun us in this same dispatch pass and starve timers;
     ** a zero timeout runs us again after the loop has polled and fired its timers */
     if (e->ready_head) {

@@ -40,6 +40,7 @@ struct wd_engine {
     struct event *flush_ev;
     struct event *deliver_ev;   /* results wait for their records (on_deliver) */
     struct ending *endings, *endings_tail;
+    int unwritten_starts;       /* a run acted in this pass before its run_started was written */
     wd_http *http;              /* libcurl multi on this loop */
     wd_store *store;            /* shared state (breakers, ...) */
     wd_breakers *breakers;
