@@ -135,27 +135,6 @@ int wd_tool_allow(wd_run *r, const char *name)
     return 0;
 }
 
-/* A tool name as asked for, fit to print and to log: the bytes as they are when they are
-** UTF-8 without NUL and short, else with those bytes as \xNN, cut to fit out. */
-static void display_name(const char *s, size_t len, char *out, size_t n)
-{
-    json_t *j = len < n && !memchr(s, '\0', len) ? json_stringn(s, len) : NULL;
-    if (j) {
-        memcpy(out, s, len + 1);
-        json_decref(j);
-        return;
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 5 < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c && c < 0x80)
-            out[o++] = (char)c;
-        else
-            o += (size_t)snprintf(out + o, n - o, "\\x%02x", c);
-    }
-    out[o] = '\0';
-}
-
 static int find_impl(wd_run *r, const char *name)
 {
     for (size_t i = 0; i < r->ntools; i++)
@@ -731,8 +710,8 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
     int64_t t0 = wd_now_ns();
     size_t name_len;
     const char *asked = luaL_checklstring(L, 2, &name_len);
-    char name[160];
-    display_name(asked, name_len, name, sizeof name);
+    char name[160]; /* as asked, fit to print and to log: NUL and non-UTF-8 bytes as \xNN */
+    wd_cstr_copy(name, sizeof name, asked, name_len);
     char msg[700];
     json_t *args = NULL;
     int rc;
