@@ -1,5 +1,5 @@
 -- The served load test (make bench): warden serve with 2 workers in front of the fake
--- model (build/fakellm, 50 ms per answer), the ReAct workload of DESIGN.md section 9
+-- model (build/fakellm, 50 ms per answer), the ReAct workload of docs/performance.md
 -- (3 LLM calls, 2 tool calls per run), driven over HTTP by build/wdload.
 --   1. throughput: CLIENTS keep-alive clients POST /v1/runs with wait for SECONDS;
 --      requests/s, and what warden adds: per run, the answer's time minus the model's

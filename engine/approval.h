@@ -1,4 +1,4 @@
-/* approval.h - human approval requests in the state store (DESIGN.md section 3, seed
+/* approval.h - human approval requests in the state store (docs/safety.md, seed
 ** 003 section 2.1). A tool call that needs a person's decision becomes a row of table
 ** `approvals`; the run that asked waits for it (pipeline.c), and any process decides it:
 ** `warden approvals approve|reject`, or the clock (expired), or the death of the asking

@@ -1,4 +1,4 @@
-/* audit.h - the append-only, hash-chained audit log (DESIGN.md sections 7 and 8).
+/* audit.h - the append-only, hash-chained audit log (docs/safety.md, Audit schema).
 **
 ** Records are rendered to canonical text in small groups soon after they are appended
 ** (while still in the cache) and chained at flush time, under an exclusive

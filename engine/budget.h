@@ -1,4 +1,4 @@
-/* budget.h - money and rate for a run (DESIGN.md section 3): the per-run cost limit in
+/* budget.h - money and rate for a run (docs/safety.md): the per-run cost limit in
 ** memory, and the user's daily and monthly budgets (by tier) and the global monthly one
 ** as reservations in the store's ledger, so concurrent runs and several processes never
 ** spend past a budget. Rate limits are sliding one-hour windows in the store. */

@@ -1,4 +1,4 @@
-/* cli.c - the `warden` command (DESIGN.md section 6). Exit codes: 0 success, 1 the
+/* cli.c - the `warden` command (README.md, Command line). Exit codes: 0 success, 1 the
 ** run ended without success (its result still printed), 2 usage or configuration. */
 #include "admin.h"
 #include "approval.h"

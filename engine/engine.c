@@ -653,7 +653,7 @@ static void start(wd_run *r)
         wd_run_end(r, WD_ST_KILLED, err);
         return;
     }
-    /* the user's request rate, then its budgets (DESIGN.md section 3) */
+    /* the user's request rate, then its budgets (docs/safety.md) */
     const wd_tier *tier = wd_policy_tier_of(p, u);
     if (tier && tier->requests_per_hour > 0) {
         char key[200], what[200];

@@ -1,4 +1,4 @@
-/* killswitch.h - the kill switch (DESIGN.md sections 3 and 6). `warden kill AGENT|--all`
+/* killswitch.h - the kill switch (docs/safety.md; README.md, Command line). `warden kill AGENT|--all`
 ** writes a row of table `kills` in the state store; every engine sharing the store
 ** refuses new runs of that agent (status killed) and, polling the table every 200 ms
 ** while it has runs, ends the running ones. An agent whose last

@@ -1,5 +1,5 @@
 /* pipeline.c - the native enforcement pipeline for ctx:call_tool and ctx:llm
-** (DESIGN.md section 3), and the operations they start on the loop. */
+** (docs/safety.md), and the operations they start on the loop. */
 #include "engine.h"
 #include "guard.h"
 #include "llm.h"
@@ -728,7 +728,7 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
         goto out;
     }
     /* arguments as JSON first, so every audited refusal shows what was asked; a
-    ** conversion failure is reported after the authorization checks (DESIGN.md 3) */
+    ** conversion failure is reported after the authorization checks (docs/safety.md) */
     char bad_args[400] = "";
     int at = lua_type(L, 3);
     if (at == LUA_TTABLE) {

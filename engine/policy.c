@@ -746,7 +746,7 @@ static int compile_redactions(pctx *c, const wd_ynode *root)
     return 0;
 }
 
-/* caller unrefs: a policy holding every default of DESIGN.md section 5 */
+/* caller unrefs: a policy holding every default of docs/policy.md */
 static wd_policy *policy_new(void)
 {
     wd_policy *p = calloc(1, sizeof *p);

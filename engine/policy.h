@@ -1,4 +1,4 @@
-/* policy.h - the policy as an immutable, reference-counted snapshot (DESIGN.md section 5).
+/* policy.h - the policy as an immutable, reference-counted snapshot (docs/policy.md).
 ** A reload builds a new snapshot and swaps the pointer; readers hold a reference for
 ** the length of one decision. An invalid file never yields a snapshot. */
 #ifndef WD_POLICY_H

@@ -1,5 +1,5 @@
 /* retry.h - which failures are transient, and how long to wait before the next try
-** (DESIGN.md section 3): exponential backoff from base_ms doubling to max_ms, plus
+** (docs/safety.md): exponential backoff from base_ms doubling to max_ms, plus
 ** 0..jitter_ms, or the server's Retry-After capped at max_ms. */
 #ifndef WD_RETRY_H
 #define WD_RETRY_H

@@ -1,4 +1,4 @@
-/* serve.h - warden serve (DESIGN.md section 6): the engine as a long-running HTTP
+/* serve.h - warden serve (docs/serve.md): the engine as a long-running HTTP
 ** service. serve.c owns the process: the worker pool, the listening sockets, signals,
 ** live reload and the graceful stop, on the main thread. api.c answers requests on the
 ** worker threads: every worker's loop serves HTTP beside its runs (one listening socket

@@ -1,4 +1,4 @@
-/* store.h - the embedded state store (DESIGN.md section 2): one SQLite file, in WAL
+/* store.h - the embedded state store (docs/architecture-decision.md): one SQLite file, in WAL
 ** mode, shared by every warden process on the machine: breaker states, the spend
 ** ledger with the leases processes hold on it, rate windows, the response cache and
 ** approval requests (approval.h). Each operation is one short transaction, so processes never see

@@ -1,6 +1,6 @@
 /* ydoc.h - a YAML document as a tree of nodes that remember their line and column.
 ** Built with libyaml's event parser. Aliases are refused (billion laughs, cycles) and
-** bytes, depth, scalar length and node count are capped (DESIGN.md section 8). */
+** bytes, depth, scalar length and node count are capped (docs/safety.md). */
 #ifndef WD_YDOC_H
 #define WD_YDOC_H
 

@@ -1,4 +1,4 @@
--- The audit log (DESIGN.md sections 7 and 8): fields, hash chain, tampering, redaction,
+-- The audit log (docs/safety.md, Audit schema): fields, hash chain, tampering, redaction,
 -- several processes appending one chain, and torn-line repair.
 local T = require("warden.testing")
 local core = T.core
@@ -216,7 +216,7 @@ describe("torn last line", function()
     local rec = T.events(audit, "audit_recovered")
     assert.equal(1, #rec)
     assert.equal('{"seq":99,"event":"tool_ca', rec[1].torn_fragment)
-    assert.matches("^%d%d%d%d%-%d%d%-%d%dT", rec[1].timestamp) -- every record has one (DESIGN.md 7)
+    assert.matches("^%d%d%d%d%-%d%d%-%d%dT", rec[1].timestamp) -- every record has one (docs/safety.md, Audit schema)
   end)
 end)
 

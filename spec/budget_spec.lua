@@ -1,4 +1,4 @@
--- Budgets (DESIGN.md section 3, issue 4): each LLM call's worst case is reserved against
+-- Budgets (docs/safety.md, issue 4): each LLM call's worst case is reserved against
 -- the run's limit, the user's daily and monthly budgets and the global one before it is
 -- sent; the ledger lives in the state store, so concurrent runs, a second process, a
 -- restart and a kill -9 all see the same spend.

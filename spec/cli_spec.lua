@@ -1,4 +1,4 @@
--- The `warden` command (DESIGN.md section 6): exit codes and output.
+-- The `warden` command (README.md, Command line): exit codes and output.
 local T = require("warden.testing")
 
 local function run(cmd)

@@ -1,4 +1,4 @@
--- ctx:exec (DESIGN.md section 4, issue 5): commands run under bubblewrap, tested the way
+-- ctx:exec (docs/lua-api.md, issue 5): commands run under bubblewrap, tested the way
 -- an attacker would try them. No network (not even the host's loopback), nothing of the
 -- host but /usr and the tool's resources, writes only to writable_resources, rlimits
 -- against fork and memory bombs, a wall timeout, an output cap, no inherited secrets.

@@ -1,4 +1,4 @@
--- The kill switch (DESIGN.md sections 3 and 6, issue 5): `warden kill AGENT|--all`
+-- The kill switch (docs/safety.md; README.md, Command line, issue 5): `warden kill AGENT|--all`
 -- refuses new runs and ends running ones within a second in every process sharing the
 -- store; `warden revive` undoes it; an agent whose last kill_switch.consecutive_errors
 -- runs failed is disabled automatically. Every step is audited as kill_switch.

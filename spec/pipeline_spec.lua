@@ -1,4 +1,4 @@
--- The native tool pipeline (DESIGN.md section 3): every refusal, in order, audited.
+-- The native tool pipeline (docs/safety.md): every refusal, in order, audited.
 local T = require("warden.testing")
 
 local function lab(plan, opts) return T.lab(plan, opts) end

@@ -1,4 +1,4 @@
--- Policy loading (DESIGN.md section 5): every key validated, errors with file:line:col
+-- Policy loading (docs/policy.md): every key validated, errors with file:line:col
 -- and what to write instead, aliases and oversized documents refused.
 local T = require("warden.testing")
 local core = T.core

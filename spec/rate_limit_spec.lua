@@ -1,4 +1,4 @@
--- Rate limits (DESIGN.md section 3, issue 4): requests_per_hour per user (by tier) at run
+-- Rate limits (docs/safety.md, issue 4): requests_per_hour per user (by tier) at run
 -- start and rate_limit_per_hour per tool and user, each a sliding hour kept in the
 -- state store; a refusal says when to retry.
 local T = require("warden.testing")

@@ -174,7 +174,7 @@ describe("run limits", function()
 end)
 
 describe("result object", function()
-  it("has every field of DESIGN.md section 3", function()
+  it("has every field of the result object (README.md, The result of a run)", function()
     local res = T.lab({ { "tool", "echo", { a = 1 } } })
     for _, k in ipairs { "run_id", "session_id", "agent", "user_id", "status", "success", "result", "cost_usd",
                          "steps_taken", "tool_calls", "errors", "execution_time_ms" } do

@@ -1,4 +1,4 @@
--- The sandbox is an adversary boundary (DESIGN.md sections 4 and 8). Each spec is an
+-- The sandbox is an adversary boundary (docs/lua-api.md; docs/safety.md). Each spec is an
 -- attack run through the eval agent, whose query is Lua source run inside the sandbox.
 local T = require("warden.testing")
 

@@ -1,4 +1,4 @@
--- warden serve: the HTTP API, live reload, graceful stop (DESIGN.md section 6).
+-- warden serve: the HTTP API, live reload, graceful stop (docs/serve.md).
 -- Every case talks to a real `warden serve` over loopback with curl or wdload.
 local T = require("warden.testing")
 local json = require("cjson")

@@ -1,6 +1,6 @@
 /* bench_runs.c - N concurrent runs in one process against the fake LLM server
 ** answering after 50 ms: each run is a ReAct agent making 3 LLM calls and 2 tool calls
-** (DESIGN.md section 9's workload). Prints runs/s, run latency against the ideal
+** (docs/performance.md's workload). Prints runs/s, run latency against the ideal
 ** (3 x 50 ms), wall time against it, CPU per run and peak RSS. */
 #include "warden.h"
 

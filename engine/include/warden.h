@@ -2,7 +2,7 @@
 **
 ** An engine owns one libevent loop, the current policy snapshot, the audit log and the
 ** mock provider. Runs are submitted to it and always end with a result object (JSON,
-** DESIGN.md section 3) handed to the callback, from the loop. */
+** docs/safety.md) handed to the callback, from the loop. */
 #ifndef WARDEN_H
 #define WARDEN_H
 
@@ -61,7 +61,7 @@ void wd_engine_record_tool_overhead(wd_engine *e, int on);
 size_t wd_engine_tool_overhead(const wd_engine *e, const long long **samples);
 
 
-/* ---- worker pool: one engine, one loop, one thread per worker (DESIGN.md section 2) ----
+/* ---- worker pool: one engine, one loop, one thread per worker (docs/architecture-decision.md) ----
 ** The workers share the policy file, the audit log (one chain: writers take turns under
 ** its file lock) and the state store; each has its own loop, libcurl multi and Lua
 ** states. Runs go to the worker with the fewest in flight. */
