@@ -15,13 +15,15 @@ json_t *wd_admin_breakers(wd_store *st, const wd_policy *p)
     size_t n;
     if (wd_store_breaker_list(st, &rows, &n) < 0)
         return NULL;
-    int64_t now = wd_wall_ms();
+    int64_t now = wd_store_now(st);
     json_t *list = json_array();
     for (size_t i = 0; list && i < n; i++) {
         wd_breaker_row *r = &rows[i];
         long long retry_in = r->state == WD_BR_OPEN ? p->breaker_open_ms - (now - r->opened_ms) : 0;
         if (retry_in < 0)
             retry_in = 0; /* due: the next call is the probe */
+        if (retry_in > p->breaker_open_ms)
+            retry_in = p->breaker_open_ms;
         char opened[40] = "";
         if (r->opened_ms)
             wd_rfc3339_ms(r->opened_ms, opened, sizeof opened);
@@ -50,7 +52,7 @@ int wd_admin_breaker_reset(wd_store *st, const char *name, const char *by, int *
     row.state = WD_BR_CLOSED;
     row.failures = 0;
     row.probes = 0;
-    row.updated_ms = wd_wall_ms();
+    row.updated_ms = wd_store_now(st);
     if (wd_store_breaker_put(st, &row) < 0 || wd_store_commit(st) < 0) {
         wd_store_rollback(st);
         return -1;

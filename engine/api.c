@@ -115,7 +115,7 @@ static void audit_now(wd_front *f, const wd_policy *p, json_t *rec)
 static void deny(call *c, int status, const char *user, const char *why)
 {
     wd_front *f = c->f;
-    int64_t now = wd_wall_ms();
+    int64_t now = wd_now_ns() / 1000000;
     if (now - f->deny_window_ms >= 1000) {
         f->deny_window_ms = now;
         f->deny_count = 0;
@@ -479,7 +479,7 @@ static void get_approvals(call *c, int all)
 {
     wd_store *st = c->f->e->store;
     json_t *l;
-    if (wd_approval_sweep(st, wd_wall_ms()) < 0 || wd_approval_list(st, all, &l) < 0) {
+    if (wd_approval_sweep(st, wd_store_now(st)) < 0 || wd_approval_list(st, all, &l) < 0) {
         send_error(c, 503, "state store %s: %s", wd_store_path(st), wd_store_error(st));
         return;
     }
@@ -510,7 +510,7 @@ static void decide(call *c, const char *id, int approve)
         send_error(c, 400, "request body: a rejection needs a 'reason'");
         goto done;
     }
-    int64_t now = wd_wall_ms();
+    int64_t now = wd_store_now(st);
     wd_approval_state as;
     int found = wd_approval_sweep(st, now) < 0 ? -1 : wd_approval_get(st, id, &as);
     if (found < 0) {
@@ -640,7 +640,7 @@ static void get_dashboard(call *c)
     wd_server *s = c->f->srv;
     wd_store *st = c->f->e->store;
     json_t *appr = NULL, *br = wd_admin_breakers(st, c->p);
-    if (wd_approval_sweep(st, wd_wall_ms()) < 0 || wd_approval_list(st, 0, &appr) < 0)
+    if (wd_approval_sweep(st, wd_store_now(st)) < 0 || wd_approval_list(st, 0, &appr) < 0)
         appr = json_array();
     json_t *d = json_pack("{s:o,s:o,s:o,s:o,s:o,s:I,s:I}", "runs", wd_registry_list(s->reg, NULL, 0, 50), "costs",
                           wd_metrics_costs(s->met), "breakers", br ? br : json_array(), "approvals", appr,

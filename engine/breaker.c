@@ -24,6 +24,13 @@ int wd_breaker_admit(wd_breaker_row *row, const wd_breaker_cfg *c, int64_t now_m
     *retry_in_ms = 0;
     if (row->state == WD_BR_CLOSED)
         return 1;
+    /* a stamp ahead of now (written by a clock that ran ahead) starts its wait again from
+    ** now: no wait is ever longer than its length */
+    if (row->opened_ms > now_ms || row->probe_ms > now_ms) {
+        row->opened_ms = row->opened_ms > now_ms ? now_ms : row->opened_ms;
+        row->probe_ms = row->probe_ms > now_ms ? now_ms : row->probe_ms;
+        *changed = 1;
+    }
     if (row->state == WD_BR_OPEN) {
         int64_t elapsed = now_ms - row->opened_ms;
         if (elapsed < c->open_ms) {
@@ -208,7 +215,7 @@ int wd_breakers_admit(wd_breakers *b, const char *name, const wd_breaker_cfg *c,
     entry *e = lookup(b, name);
     if (!e)
         return 1; /* out of memory: the breaker cannot judge, the timeouts still apply */
-    int64_t now = wd_wall_ms();
+    int64_t now = wd_store_now(b->store);
     int fresh = b->store && now - e->checked_ms < WD_BREAKER_REFRESH_MS;
     if (fresh && e->row.state == WD_BR_CLOSED)
         return 1;
@@ -240,7 +247,7 @@ int wd_breakers_outcome(wd_breakers *b, const char *name, const wd_breaker_cfg *
         return WD_BR_CLOSED;
     if (success && !probe && e->row.state == WD_BR_CLOSED && e->row.failures == 0)
         return WD_BR_CLOSED; /* the common case: nothing to record */
-    int64_t now = wd_wall_ms();
+    int64_t now = wd_store_now(b->store);
     int changed, ok = sync_begin(b, e) == 0;
     int from = e->row.state;
     wd_breaker_outcome(&e->row, c, success, probe, now, &changed);
@@ -254,7 +261,7 @@ void wd_breakers_release(wd_breakers *b, const char *name)
     entry *e = lookup(b, name);
     if (!e)
         return;
-    int64_t now = wd_wall_ms();
+    int64_t now = wd_store_now(b->store);
     int ok = sync_begin(b, e) == 0, changed = 0;
     if (e->row.state == WD_BR_HALF_OPEN && e->row.probes > 0) {
         e->row.probes--;

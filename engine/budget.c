@@ -490,7 +490,7 @@ int wd_rate_take(wd_run *r, const char *key, long long limit, const char *what, 
         return 1;
     long long count;
     wd_store *s = r->eng->store;
-    int got = wd_store_rate_take(s, key, limit, 3600000, wd_wall_ms(), &count, retry_ms);
+    int got = wd_store_rate_take(s, key, limit, 3600000, wd_store_now(s), &count, retry_ms);
     if (got < 0) {
         snprintf(msg, n, "state store %s: %s: cannot check the rate limit of %s", wd_store_path(s),
                  wd_store_error(s), what);

@@ -456,7 +456,7 @@ static int cmd_approvals(args_t *a)
         wd_policy_unref(p);
         return 2;
     }
-    int64_t now = wd_wall_ms();
+    int64_t now = wd_store_now(st);
     int rc = 2;
     if (wd_approval_sweep(st, now) < 0)
         goto store_fail;

@@ -942,10 +942,16 @@ void wd_engine_on_record(wd_engine *e, void (*fn)(void *ud, const json_t *rec), 
     e->on_record_ud = ud;
 }
 
+/* A new policy may lower a budget: the room this engine's leases hold beyond what calls
+** in flight reserved goes back to the store now, so every later reservation is checked
+** against the new limits there (the calls already holding theirs may still finish: at
+** most one per run). The records of what was spent go first, as at every flush. */
 void wd_engine_set_policy(wd_engine *e, wd_policy *p)
 {
     wd_policy *old = e->policy;
     e->policy = wd_policy_ref(p);
+    if (old && old != p)
+        wd_engine_flush(e, 1);
     wd_policy_unref(old);
 }
 

@@ -140,7 +140,7 @@ static long long retry_after_ms(const char *v)
     if (t < 0)
         return -1;
     long long d = (long long)t * 1000 - wd_wall_ms();
-    return d < 0 ? 0 : d;
+    return d < 0 ? 0 : d > 86400000LL ? 86400000LL : d;
 }
 
 static void detach(wd_http_req *q)

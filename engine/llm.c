@@ -171,7 +171,7 @@ static void deliver(wd_run *r, json_t *a)
         cost = 0;
     } else if (r->call.cache_key[0]) {
         char *text = wd_json_compact_text(a);
-        if (!text || wd_store_cache_put(r->eng->store, r->call.cache_key, text, wd_budget_nusd(cost), wd_wall_ms(),
+        if (!text || wd_store_cache_put(r->eng->store, r->call.cache_key, text, wd_budget_nusd(cost), wd_store_now(r->eng->store),
                                         r->pol->cache_ttl_ms) < 0)
             json_array_append_new(r->errors, json_string("response cache: the answer could not be kept"));
         free(text);
@@ -504,7 +504,7 @@ static int cache_lookup(wd_run *r)
     sodium_bin2hex(r->call.cache_key, sizeof r->call.cache_key, h, sizeof h);
     char *text = NULL;
     int64_t cost = 0;
-    if (wd_store_cache_get(r->eng->store, r->call.cache_key, wd_wall_ms(), &text, &cost) != 1)
+    if (wd_store_cache_get(r->eng->store, r->call.cache_key, wd_store_now(r->eng->store), &text, &cost) != 1)
         return 0;
     json_t *a = json_loads(text, JSON_ALLOW_NUL, NULL);
     free(text);

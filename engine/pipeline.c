@@ -434,7 +434,7 @@ static json_t *open_request(wd_run *r, const char *what, const json_t *args, con
                             const char *justification, int needed, int64_t *ttl_ms)
 {
     wd_policy *p = wd_engine_policy(r->eng);
-    int64_t now = wd_wall_ms(), ttl = p->expiry_ms[urg];
+    int64_t now = wd_store_now(r->eng->store), ttl = p->expiry_ms[urg];
     json_t *approvers = json_object_get(p->routes, risk);
     json_t *args_red = args ? json_deep_copy(args) : json_object();
     wd_redact_value(p, args_red);
@@ -551,7 +551,7 @@ static void approval_event(wd_run *r, const char *event, int success, const wd_a
             json_object_set_new(ev, "decided_by", json_string(st->decided_by));
         if (st->decided_via[0])
             json_object_set_new(ev, "decided_via", json_string(st->decided_via));
-        json_object_set_new(ev, "wait_ms", json_integer((st->decided_ms ? st->decided_ms : wd_wall_ms()) - st->created_ms));
+        json_object_set_new(ev, "wait_ms", json_integer((st->decided_ms ? st->decided_ms : wd_store_now(r->eng->store)) - st->created_ms));
     }
     if (msg)
         json_object_set_new(ev, "reason", json_string(msg));
@@ -598,7 +598,7 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
         approval_refused(r, msg);
         return;
     }
-    int64_t now = wd_wall_ms();
+    int64_t now = wd_store_now(s);
     if (!strcmp(st.status, "pending") && now >= st.expires_ms &&
         wd_approval_close(s, r->appr.id, "expired", "no decision before it expired", now) > 0) {
         strcpy(st.status, "expired");
@@ -701,7 +701,7 @@ void wd_pipeline_approval_cancel(wd_run *r, const char *why)
         return;
     char reason[400];
     snprintf(reason, sizeof reason, "the run ended first: %s", why ? why : "?");
-    wd_approval_close(r->eng->store, r->appr.id, "cancelled", reason, wd_wall_ms());
+    wd_approval_close(r->eng->store, r->appr.id, "cancelled", reason, wd_store_now(r->eng->store));
     r->appr.id[0] = '\0';
 }
 

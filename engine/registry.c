@@ -15,7 +15,8 @@ typedef struct entry {
     char run_id[37];
     char *agent, *user, *session;
     char status[24];
-    int64_t created_ms, finished_ms;
+    int64_t created_ms, finished_ms;  /* wall clock, shown */
+    int64_t ended_ns;                 /* monotonic: the grace for a last record */
     char *result;                 /* JSON text, once ended */
     char **lines;                 /* audit lines, oldest first */
     char (*events)[24];           /* each line's event */
@@ -244,6 +245,7 @@ void wd_registry_finish(wd_registry *g, const char *run_id, const char *status, 
     x->result = text;
     wd_strlcpy(x->status, st ? st : "failed", sizeof x->status);
     x->finished_ms = wd_wall_ms();
+    x->ended_ns = wd_now_ns();
     g->live--;
     if (g->fin_tail)
         g->fin_tail->fin_next = x;
@@ -309,7 +311,7 @@ long wd_registry_events(wd_registry *g, const char *run_id, long from, wd_buf *o
         size_t k = (size_t)(i - first);
         wd_buf_addf(out, "id: %ld\nevent: %s\ndata: %s\n\n", i + 1, x->events[k], x->lines[k]);
     }
-    *ended = x->finished_ms && (x->saw_finished || wd_wall_ms() - x->finished_ms > ENDED_GRACE_MS);
+    *ended = x->finished_ms && (x->saw_finished || wd_now_ns() - x->ended_ns > ENDED_GRACE_MS * 1000000LL);
     pthread_mutex_unlock(&g->mu);
     return end;
 }

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #define RELOAD_SETTLE_MS 100
+#define RELOAD_WAIT_MS 5000   /* a worker's loop turns in milliseconds; this is a stuck one */
 #define STOP_TICK_MS 20
 #define REPLY_FLUSH_MS 200 /* after the last run ended: time for its answer to leave */
 #define MAX_WATCHES 4096
@@ -140,11 +141,99 @@ static void post_cancel(void *arg, int index, wd_engine *e)
     wd_engine_cancel(e, "the server is stopping: the run did not finish within the grace period");
 }
 
+/* the main thread waits until every worker took a new policy (or RELOAD_WAIT_MS): what
+** the engines hold under the old limits is revoked before the reload is announced */
+typedef struct reload_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int left, refs;
+} reload_wait;
+
+typedef struct policy_post {
+    wd_policy *p;
+    reload_wait *w;
+} policy_post;
+
+/* NULL-safe; the last reference frees */
+static void wait_unref(reload_wait *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    int last = --w->refs == 0;
+    pthread_mutex_unlock(&w->mu);
+    if (last) {
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
+        free(w);
+    }
+}
+
 static void post_policy(void *arg, int index, wd_engine *e)
 {
     (void)index;
-    wd_engine_set_policy(e, arg);
-    wd_policy_unref(arg);
+    policy_post *pp = arg;
+    wd_engine_set_policy(e, pp->p);
+    wd_policy_unref(pp->p);
+    if (pp->w) {
+        pthread_mutex_lock(&pp->w->mu);
+        pp->w->left--;
+        pthread_cond_signal(&pp->w->cv);
+        pthread_mutex_unlock(&pp->w->mu);
+        wait_unref(pp->w);
+    }
+    free(pp);
+}
+
+/* gives np to every worker and waits until each has it (at most RELOAD_WAIT_MS); the
+** number of workers that had not yet */
+static int give_policy(srv_main *m, wd_policy *np)
+{
+    reload_wait *w = calloc(1, sizeof *w);
+    if (w) {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* a stepped wall clock moves no wait */
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->cv, &ca);
+        pthread_condattr_destroy(&ca);
+        w->refs = 1;
+    }
+    for (int i = 0; i < m->s.nfronts; i++) {
+        policy_post *pp = malloc(sizeof *pp);
+        if (!pp)
+            continue;
+        pp->p = wd_policy_ref(np);
+        pp->w = w;
+        if (w) {
+            pthread_mutex_lock(&w->mu);
+            w->left++;
+            w->refs++;
+            pthread_mutex_unlock(&w->mu);
+        }
+        if (wd_pool_post(m->s.pool, i, post_policy, pp) < 0) {
+            wd_policy_unref(pp->p);
+            if (w) {
+                pthread_mutex_lock(&w->mu);
+                w->left--;
+                pthread_mutex_unlock(&w->mu);
+                wait_unref(w);
+            }
+            free(pp);
+        }
+    }
+    if (!w)
+        return m->s.nfronts;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += RELOAD_WAIT_MS / 1000;
+    pthread_mutex_lock(&w->mu);
+    while (w->left > 0 && pthread_cond_timedwait(&w->cv, &w->mu, &until) == 0)
+        ;
+    int left = w->left;
+    pthread_mutex_unlock(&w->mu);
+    wait_unref(w);
+    return left;
 }
 
 /* ---- reload ---------------------------------------------------------------- */
@@ -193,9 +282,10 @@ static void reload_policy(srv_main *m, const char *why)
     m->s.policy = np;
     pthread_mutex_unlock(&m->s.mu);
     wd_policy_unref(old);
-    for (int i = 0; i < m->s.nfronts; i++)
-        if (wd_pool_post(m->s.pool, i, post_policy, wd_policy_ref(np)) < 0)
-            wd_policy_unref(np);
+    int late = give_policy(m, np);
+    if (late)
+        say("policy %s: %d worker(s) had not taken it after %d ms; they will at their next turn", path, late,
+            RELOAD_WAIT_MS);
     wd_metrics_reload(m->s.met, 1);
     say("policy %s reloaded (%s): generation %ld", path, why, gen);
     audit(m, json_pack("{s:s,s:b,s:s,s:s,s:I}", "event", "policy_reloaded", "success", 1, "file", path, "reason", why,
@@ -371,7 +461,7 @@ static void stop_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     srv_main *m = arg;
-    int64_t now = wd_wall_ms();
+    int64_t now = wd_now_ns() / 1000000;
     long live = wd_registry_live(m->s.reg);
     if (live > 0 && !m->cancelled && now >= m->stop_deadline) {
         m->cancelled = 1;
@@ -424,7 +514,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     long live = wd_registry_live(m->s.reg);
     say("%s: no new requests; %ld run(s) get %lld ms to finish", sig == SIGTERM ? "SIGTERM" : "SIGINT", live,
         m->s.o.grace_ms);
-    m->stop_deadline = wd_wall_ms() + m->s.o.grace_ms;
+    m->stop_deadline = wd_now_ns() / 1000000 + m->s.o.grace_ms;
     for (int i = 0; i < m->s.nfronts; i++)
         wd_pool_post(m->s.pool, i, post_drain, m);
     struct timeval tv = {0, STOP_TICK_MS * 1000};

@@ -17,6 +17,7 @@ struct wd_store {
     sqlite3 *db;
     char *path;
     int in_txn;              /* holds txn_mu */
+    int64_t clock_off;       /* the store's clock less wd_boot_ms (wd_store_now) */
     sqlite3_stmt *begin, *commit, *rollback, *br_get, *br_put, *br_list;
     sqlite3_stmt *sp_get, *sp_apply, *sp_warn, *sp_release_owner, *sp_list;
     sqlite3_stmt *lease_ins, *lease_upd, *lease_del, *lease_owners, *lease_del_owner;
@@ -54,7 +55,14 @@ static const char SCHEMA[] =
     " automatic INTEGER NOT NULL, created_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS agent_health (agent TEXT PRIMARY KEY, failures INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS detector_state (detector TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
-    " updated_ms INTEGER NOT NULL, PRIMARY KEY(detector, key)) WITHOUT ROWID;";
+    " updated_ms INTEGER NOT NULL, PRIMARY KEY(detector, key)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), boot INTEGER NOT NULL,"
+    " anchor_ms INTEGER NOT NULL, anchor_boot_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS detector_store (agent TEXT NOT NULL, user TEXT NOT NULL, origin TEXT NOT NULL,"
+    " detector TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(agent, user, origin, detector, key)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS detector_scopes (agent TEXT NOT NULL, user TEXT NOT NULL, origin TEXT NOT NULL,"
+    " detector TEXT NOT NULL, PRIMARY KEY(agent, user, origin, detector)) WITHOUT ROWID;";
 
 /* another process holds the write lock for microseconds: yield, then short sleeps,
 ** for about two seconds in all (SQLite's own handler sleeps whole milliseconds) */
@@ -109,12 +117,65 @@ static int migrate(sqlite3 *db)
     return has ? SQLITE_OK : sqlite3_exec(db, "ALTER TABLE approvals ADD COLUMN decided_via TEXT", NULL, NULL, NULL);
 }
 
+/* ** The store's clock, for every duration kept in the store (breakers' open periods,
+** rate windows, approvals' expiry and escalation, the cache's ttl): the wall clock as it
+** read when this boot first opened the store, advanced by CLOCK_BOOTTIME since. Every
+** process of one boot reads the same clock, and a step of the wall clock (by hand, by
+** NTP) moves none of it. A new boot anchors again, at the wall clock or, when that is
+** behind what the store already holds (a clock set back across a reboot), at the
+** latest time held: the clock never runs backwards over a stamp, so no wait outlasts
+** its length. Inside setup's transaction: one process anchors a boot. */
+static int anchor_clock(sqlite3 *db, int64_t *off)
+{
+    int64_t boot = wd_boot_id(), now_boot = wd_boot_ms();
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(db, "SELECT boot, anchor_ms, anchor_boot_ms FROM clock WHERE id = 1", -1, &q, NULL) !=
+        SQLITE_OK)
+        return SQLITE_ERROR;
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW && sqlite3_column_int64(q, 0) == boot) {
+        *off = sqlite3_column_int64(q, 1) - sqlite3_column_int64(q, 2);
+        sqlite3_finalize(q);
+        return SQLITE_OK;
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return rc;
+    static const char HIGH[] =
+        "SELECT max(ifnull((SELECT anchor_ms FROM clock), 0), ifnull((SELECT max(max(opened_ms, probe_ms, updated_ms))"
+        " FROM breakers), 0), ifnull((SELECT max(ts) FROM rate), 0), ifnull((SELECT max(created_ms) FROM approvals),"
+        " 0), ifnull((SELECT max(created_ms) FROM cache), 0))";
+    if (sqlite3_prepare_v2(db, HIGH, -1, &q, NULL) != SQLITE_OK)
+        return SQLITE_ERROR;
+    int64_t high = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+    sqlite3_finalize(q);
+    int64_t at = wd_real_wall_ms();
+    if (at < high)
+        at = high;
+    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO clock VALUES(1, ?1, ?2, ?3)", -1, &q, NULL) != SQLITE_OK)
+        return SQLITE_ERROR;
+    sqlite3_bind_int64(q, 1, boot);
+    sqlite3_bind_int64(q, 2, at);
+    sqlite3_bind_int64(q, 3, now_boot);
+    rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    *off = at - now_boot;
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int64_t wd_store_now(const wd_store *s)
+{
+    if (!s)
+        return wd_now_ns() / 1000000 + wd_clock_shift();
+    return wd_boot_ms() + s->clock_off + wd_clock_shift();
+}
+
 /* WAL: readers never wait for writers; NORMAL: a commit does not fsync (state is
 ** advisory to a crash, the audit log is the record). Engines opening one file at the
 ** same moment (worker threads, processes) can get SQLITE_BUSY here without the busy
 ** handler being asked (switching the journal mode, upgrading a read lock), so the
 ** setup is retried for up to two seconds. */
-static int setup(sqlite3 *db)
+static int setup(sqlite3 *db, int64_t *clock_off)
 {
     int rc = SQLITE_BUSY;
     for (int i = 0; i < 400; i++) {
@@ -126,7 +187,9 @@ static int setup(sqlite3 *db)
             if (rc == SQLITE_OK)
                 rc = migrate(db);
             if (rc == SQLITE_OK)
-                rc = sqlite3_exec(db, "PRAGMA user_version=6; COMMIT", NULL, NULL, NULL);
+                rc = anchor_clock(db, clock_off);
+            if (rc == SQLITE_OK)
+                rc = sqlite3_exec(db, "PRAGMA user_version=7; COMMIT", NULL, NULL, NULL);
             if (rc != SQLITE_OK)
                 sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         }
@@ -153,7 +216,7 @@ wd_store *wd_store_open(const char *path, char *err, size_t errlen)
         SQLITE_OK)
         goto fail;
     sqlite3_busy_handler(s->db, on_busy, NULL);
-    if (setup(s->db) != SQLITE_OK)
+    if (setup(s->db, &s->clock_off) != SQLITE_OK)
         goto fail;
     if (prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") ||
         prep(s, &s->rollback, "ROLLBACK") ||
@@ -630,6 +693,8 @@ int wd_store_rate_take(wd_store *s, const char *key, long long limit, int64_t wi
         *retry_ms = oldest + window_ms - now_ms;
         if (*retry_ms < 1)
             *retry_ms = 1;
+        if (*retry_ms > window_ms) /* a stamp ahead of now: never wait longer than the window */
+            *retry_ms = window_ms;
         return wd_store_commit(s) < 0 ? (wd_store_rollback(s), -1) : 0; /* the expired rows stay deleted */
     }
     st = s->rate_ins;

@@ -19,7 +19,7 @@ typedef struct wd_breaker_row {
     char name[160];
     int state;               /* WD_BR_* */
     long long failures;      /* consecutive */
-    int64_t opened_ms;       /* wall clock: when it last opened */
+    int64_t opened_ms;       /* the store's clock: when it last opened */
     long long probes;        /* half-open calls in flight */
     int64_t probe_ms;        /* when the last probe was admitted */
     int64_t updated_ms;
@@ -29,6 +29,11 @@ typedef struct wd_breaker_row {
 wd_store *wd_store_open(const char *path, char *err, size_t errlen);
 void wd_store_close(wd_store *s);   /* accepts NULL */
 const char *wd_store_path(const wd_store *s);
+/* The store's clock in ms (store.c): wall time at this boot's anchor, advanced by the
+** boot-time clock, so durations kept in the store mean the same to every process and
+** never stretch or shrink when the wall clock is stepped. Shifted as wd_wall_ms is by
+** the tests' clock. NULL: this process's monotonic clock. */
+int64_t wd_store_now(const wd_store *s);
 const char *wd_store_error(const wd_store *s);
 
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK: 0 or -1 */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <sodium.h>
@@ -119,6 +120,56 @@ void wd_clock_advance(int64_t ms)
 {
     pthread_once(&clock_once, clock_from_env);
     clock_shift += ms;
+}
+
+int64_t wd_clock_shift(void)
+{
+    pthread_once(&clock_once, clock_from_env);
+    return clock_shift;
+}
+
+int64_t wd_real_wall_ms(void) { return real_wall_ms(); }
+
+/* By the system call, not libc's wrapper: every process on the machine reads the same
+** clock, whatever an LD_PRELOAD (faketime) does to the one it sees. Counts suspended
+** time too: an open breaker's minute passes while the laptop sleeps. */
+int64_t wd_boot_ms(void)
+{
+    struct timespec ts;
+    if (syscall(SYS_clock_gettime, CLOCK_BOOTTIME, &ts) != 0)
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static int64_t boot_id;
+static pthread_once_t boot_once = PTHREAD_ONCE_INIT;
+
+static void read_boot_id(void)
+{
+    char b[64] = "";
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, b, sizeof b - 1);
+        b[n > 0 ? n : 0] = '\0';
+        close(fd);
+    }
+    /* 60 bits of the UUID's hex digits: a positive SQLite integer */
+    int64_t v = 0;
+    int got = 0;
+    for (const char *p = b; *p && got < 15; p++) {
+        int d = *p >= '0' && *p <= '9' ? *p - '0' : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
+        if (d >= 0) {
+            v = v * 16 + d;
+            got++;
+        }
+    }
+    boot_id = v ? v : 1;
+}
+
+int64_t wd_boot_id(void)
+{
+    pthread_once(&boot_once, read_boot_id);
+    return boot_id;
 }
 
 void wd_rfc3339_ms(int64_t wall_ms, char *out, size_t n)

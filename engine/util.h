@@ -44,6 +44,14 @@ int64_t wd_wall_ms(void);         /* realtime, ms since the epoch, shifted by th
 ** WARDEN_NOW (RFC 3339 or epoch ms) in the environment sets it at the first read. */
 void wd_clock_set(int64_t wall_ms);
 void wd_clock_advance(int64_t ms);
+int64_t wd_clock_shift(void);     /* what the two above set: 0 outside tests */
+int64_t wd_real_wall_ms(void);    /* realtime, never shifted */
+/* CLOCK_BOOTTIME in ms: monotonic, the same for every process of one boot, deaf to
+** steps of the wall clock. What outlives a process measures durations with it through
+** the state store's clock (store.h, wd_store_now). */
+int64_t wd_boot_ms(void);
+/* this boot, as a positive number (from /proc/sys/kernel/random/boot_id) */
+int64_t wd_boot_id(void);
 /* "2026-11-21T04:36:00.123Z" into out (at least 32 bytes) */
 void wd_rfc3339_ms(int64_t wall_ms, char *out, size_t n);
 /* parse RFC 3339 (or a date "2026-11-21") into wall ms; -1 on error */
