@@ -28,11 +28,11 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
 MALLOC  ?= -Wl,--no-as-needed -lmimalloc -Wl,--as-needed
 
 CORE_SRC := engine/util.c engine/ydoc.c engine/rx.c engine/policy.c engine/schema.c engine/guard.c \
-            engine/redact.c engine/audit.c engine/jsonlua.c engine/lcjson.c engine/lmatch.c engine/lstring.c engine/ltable.c engine/arena.c engine/sandbox.c engine/engine.c \
+            engine/redact.c engine/bound.c engine/audit.c engine/jsonlua.c engine/lcjson.c engine/lmatch.c engine/lstring.c engine/ltable.c engine/arena.c engine/sandbox.c engine/engine.c \
             engine/pipeline.c engine/mock.c engine/lua_warden.c engine/http.c engine/retry.c engine/store.c engine/approval.c engine/killswitch.c engine/exec.c \
             engine/breaker.c engine/provider.c engine/llm.c engine/fetch.c engine/chunks.c engine/check.c engine/canon.c engine/pool.c \
             engine/budget.c engine/report.c engine/detect.c engine/lua_detect.c \
-            engine/admin.c engine/registry.c engine/metrics.c engine/api.c engine/serve.c
+            engine/admin.c engine/admit.c engine/registry.c engine/metrics.c engine/api.c engine/serve.c
 CORE_OBJ := $(CORE_SRC:engine/%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(wildcard engine/test/test_*.c)
 TEST_BIN := $(TEST_SRC:engine/test/%.c=$(BUILD)/test/%)

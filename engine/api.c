@@ -6,7 +6,9 @@
 ** DENY_AUDIT_PER_S a second per worker (the rest are counted, so a flood of bad keys
 ** cannot flood the log). Errors are {"error": "..."} with the status that says why. */
 #include "admin.h"
+#include "admit.h"
 #include "approval.h"
+#include "bound.h"
 #include "chunks.h"
 #include "killswitch.h"
 #include "redact.h"
@@ -35,6 +37,11 @@ typedef struct wd_waiter {
     wd_front *f;
     struct evhttp_request *req; /* NULL: answered already, or the client went away */
     char run_id[37];
+    char *path, *input, *session; /* what to start, while it waits for room (admit.h) */
+    wd_admit_item item;           /* its user and memory, its place in the queue */
+    int admitted;                 /* counted running: wd_admit_done at its end */
+    int64_t started_ns;
+    char *refuse;                 /* it waited too long: it starts refused */
 } wd_waiter;
 
 /* an open event stream (GET /v1/runs/{id}/events) */
@@ -138,6 +145,33 @@ static void deny(call *c, int status, const char *user, const char *why)
     if (status == 401)
         evhttp_add_header(evhttp_request_get_output_headers(c->req), "WWW-Authenticate", "Bearer realm=\"warden\"");
     send_error(c, status, "%s", why);
+}
+
+/* 429 with Retry-After: the server has no room for another run now; audited (within the
+** same rate as refusals of keys) as rate_limited */
+static void busy(call *c, const char *why, int retry_s)
+{
+    wd_front *f = c->f;
+    int64_t now = wd_now_ns() / 1000000;
+    if (now - f->deny_window_ms >= 1000) {
+        f->deny_window_ms = now;
+        f->deny_count = 0;
+    }
+    if (f->deny_count < DENY_AUDIT_PER_S) {
+        f->deny_count++;
+        json_t *rec = json_pack("{s:s,s:s,s:b,s:s,s:s,s:s,s:I,s:I}", "event", "rate_limited", "user_id",
+                                c->user->name, "success", 0, "reason", why, "http_method", c->method, "http_path",
+                                c->path, "retry_after_ms", (json_int_t)retry_s * 1000, "unaudited_before",
+                                (json_int_t)f->deny_unaudited);
+        f->deny_unaudited = 0;
+        audit(f, c->p, rec);
+    } else {
+        f->deny_unaudited++;
+    }
+    char ra[24];
+    snprintf(ra, sizeof ra, "%d", retry_s);
+    evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", ra);
+    send_error(c, 429, "%s", why);
 }
 
 /* ---- authentication ---------------------------------------------------------- */
@@ -276,12 +310,67 @@ static void on_waiter_gone(struct evhttp_connection *conn, void *arg)
     w->req = NULL; /* libevent frees the request with its connection */
 }
 
-/* the run ended (on this worker's thread): the registry learns it, a waiting client gets it */
+static void waiter_free(wd_waiter *w)
+{
+    free(w->path);
+    free(w->input);
+    free(w->session);
+    free(w->refuse);
+    free(w);
+}
+
+/* the result as the table of runs keeps it: whole up to serve.result_kb, else each of its
+** fields cut to a quarter of that, what was cut named in `truncated` (bound.h) and the
+** whole in the audit log's run_finished; caller frees; text is the whole one rendered */
+static char *kept_result(wd_server *s, const json_t *res, char *text)
+{
+    size_t max = wd_registry_result_max(s->reg);
+    if (!text || strlen(text) <= max)
+        return text ? wd_strdup(text) : NULL;
+    json_t *cp = json_copy((json_t *)res); /* shallow: the cut fields are replaced in cp only */
+    if (!cp)
+        return NULL;
+    wd_bound_record(cp, max / 4, NULL, 0, NULL);
+    json_object_set_new(cp, "result_note", json_string("cut to serve.result_kb for the table of runs: the audit "
+                                                       "log's run_finished record has the whole result"));
+    char *kept = json_dumps(cp, JSON_COMPACT | JSON_REAL_PRECISION(12));
+    json_decref(cp);
+    return kept;
+}
+
+static wd_admit_limits admit_limits(const wd_policy *p)
+{
+    return (wd_admit_limits){p->serve_memory_mb, p->serve_max_runs, p->serve_max_queued, p->serve_max_runs_user,
+                             p->serve_max_queued_user, p->serve_queue_wait_ms};
+}
+
+static void start_waiter(void *arg, int index, wd_engine *e);
+
+/* runs that may start now, or must start refused: each to its own worker */
+static void hand_out(wd_server *s, wd_admit_item *it, const char *refuse)
+{
+    while (it) {
+        wd_admit_item *next = it->next;
+        wd_waiter *w = it->ud;
+        w->admitted = !refuse; /* counted running by admit.c */
+        if (refuse) {
+            free(w->refuse);
+            w->refuse = wd_strdup(refuse);
+        }
+        if (wd_pool_post(s->pool, w->f->index, start_waiter, w) < 0)
+            start_waiter(w, w->f->index, w->f->e); /* not reached while the pool lives */
+        it = next;
+    }
+}
+
+/* the run ended (on this worker's thread): the registry learns it, a waiting client gets
+** it, and its room goes to the runs waiting for some */
 static void on_run_done(const json_t *res, void *ud)
 {
     wd_waiter *w = ud;
     wd_front *f = w->f;
-    /* rendered once: for the waiting client and for the table of runs */
+    wd_server *s = f->srv;
+    /* rendered once for the waiting client; the table of runs keeps it bounded */
     char *text = json_dumps(res, JSON_COMPACT | JSON_REAL_PRECISION(12));
     if (w->req) {
         evhttp_connection_set_closecb(evhttp_request_get_connection(w->req), NULL, NULL);
@@ -291,9 +380,44 @@ static void on_run_done(const json_t *res, void *ud)
         else
             send_error(&c, 500, "out of memory");
     }
-    wd_registry_finish(f->srv->reg, w->run_id, json_string_value(json_object_get(res, "status")), text);
+    char *kept = kept_result(s, res, text);
+    free(text);
+    wd_registry_finish(s->reg, w->run_id, json_string_value(json_object_get(res, "status")), kept);
+    if (w->admitted) {
+        wd_policy *p = wd_server_policy(s);
+        wd_admit_limits l = admit_limits(p);
+        wd_policy_unref(p);
+        hand_out(s, wd_admit_done(s->admit, &l, w->item.user, w->item.mem_mb,
+                                  (wd_now_ns() - w->started_ns) / 1000000), NULL);
+    }
+    __atomic_store_n(&s->freed, 1, __ATOMIC_RELAXED);
     waiter_unlink(w);
-    free(w);
+    waiter_free(w);
+}
+
+/* on w's worker: the run starts (or ends refused, having waited too long) */
+static void start_waiter(void *arg, int index, wd_engine *e)
+{
+    (void)index;
+    wd_waiter *w = arg;
+    w->started_ns = wd_now_ns();
+    wd_run_opts ro = {w->path, w->input, w->item.user, w->session, NULL, w->run_id, w->refuse, 0};
+    if (w->refuse)
+        ro.refuse_retry_ms = 1000;
+    wd_engine_submit(e, &ro, on_run_done, w);
+}
+
+void wd_api_expire(wd_server *s, int all, const char *why)
+{
+    wd_policy *p = wd_server_policy(s);
+    wd_admit_limits l = admit_limits(p);
+    wd_policy_unref(p);
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s", why ? why : "");
+    if (!why)
+        snprintf(msg, sizeof msg, "the server is busy: the run waited %lld ms for room and did not get it "
+                 "(serve.queue_wait_ms; serve.max_runs, serve.max_runs_per_user, serve.memory_mb)", l.queue_wait_ms);
+    hand_out(s, wd_admit_expire(s->admit, &l, all), msg);
 }
 
 static void post_run(call *c)
@@ -326,18 +450,33 @@ static void post_run(call *c)
         goto done;
     }
     wd_waiter *w = calloc(1, sizeof *w);
-    if (!w) {
+    if (!w || !(w->input = wd_strdup(input)) || (session && !(w->session = wd_strdup(session)))) {
+        if (w)
+            waiter_free(w);
         free(path);
         send_error(c, 503, "out of memory");
         goto done;
     }
     w->f = c->f;
-    wd_uuid(w->run_id);
-    if (wd_registry_add(s->reg, w->run_id, agent, c->user->name, session) < 0) {
-        free(w);
-        free(path);
-        send_error(c, 503, "out of memory");
+    w->path = path;
+    w->item.ud = w;
+    wd_strlcpy(w->item.user, c->user->name, sizeof w->item.user);
+    /* its sandbox and, at most, its detectors' (detect.c keeps those within 64 MB) */
+    w->item.mem_mb = c->p->memory_mb + (c->p->memory_mb < 64 ? c->p->memory_mb : 64);
+    wd_admit_limits lim = admit_limits(c->p);
+    char why[300];
+    int retry_s;
+    int got = wd_admit_ask(s->admit, &lim, &w->item, why, sizeof why, &retry_s);
+    if (got == WD_ADMIT_FULL) {
+        waiter_free(w);
+        busy(c, why, retry_s);
         goto done;
+    }
+    wd_uuid(w->run_id);
+    w->admitted = got == WD_ADMIT_RUN;
+    if (wd_registry_add(s->reg, w->run_id, agent, c->user->name, session) < 0) {
+        /* out of memory: started or queued, the run ends refused, and gives its room back */
+        w->refuse = wd_strdup("out of memory");
     }
     w->next = c->f->waiters;
     if (w->next)
@@ -350,10 +489,10 @@ static void post_run(call *c)
     }
     char run_id[37];
     memcpy(run_id, w->run_id, sizeof run_id);
-    wd_run_opts ro = {path, input, c->user->name, session, NULL, run_id};
-    /* the run may end inside submit (out of memory): on_run_done then frees w and answers */
-    wd_engine_submit(c->f->e, &ro, on_run_done, w);
-    free(path);
+    /* the run may end inside submit (out of memory): on_run_done then frees w and answers.
+    ** Queued, it starts when a run ends (hand_out) or is refused when it waited too long */
+    if (got == WD_ADMIT_RUN)
+        start_waiter(w, c->f->index, c->f->e);
     if (!waiting) {
         char loc[80];
         snprintf(loc, sizeof loc, "/v1/runs/%s", run_id);

@@ -4,6 +4,7 @@
 ** (ctx:llm, ctx:call_tool, ctx:sleep) record a request on the run and yield; the driver
 ** sees the yield reach the top, starts the operation, and a loop event resumes the
 ** coroutine with the answer, even when the answer is immediate. */
+#include "bound.h"
 #include "engine.h"
 #include "jsonlua.h"
 #include "llm.h"
@@ -77,14 +78,68 @@ json_t *wd_run_event(wd_run *r, const char *event, int success)
     return o;
 }
 
+/* ** The run's share of the log. Every record is bounded field by field (bound.h) and
+** counted; a run that comes within AUDIT_RESERVE of its bytes or records is stopped
+** (wd_run_limit), and what it still writes while it stops (the call in flight, the
+** detectors' last word, run_finished) has its fields cut to AUDIT_SMALL_FIELD, so the
+** reserve holds it. Only past the limit itself is a record dropped, counted in
+** run_finished's audit_dropped; run_finished is always written, its result cut to what
+** the run has left. */
+#define AUDIT_RESERVE_BYTES (64 << 10)
+#define AUDIT_RESERVE_RECORDS 50
+#define AUDIT_SMALL_FIELD 1024
+#define AUDIT_LINE_EXTRA 240
+
 int wd_run_audit(wd_run *r, json_t *rec)
 {
     if (!rec)
         return -1;
-    wd_redact_record(r->pol ? r->pol : r->eng->policy, rec);
+    const wd_policy *p = r->pol ? r->pol : r->eng->policy;
+    wd_redact_record(p, rec);
+    const char *ev = json_string_value(json_object_get(rec, "event"));
+    int final = ev && !strcmp(ev, "run_finished");
+    long long maxb = p->max_audit_bytes, maxr = p->max_audit_records;
+    size_t cap = r->audit.over ? AUDIT_SMALL_FIELD : (size_t)p->max_audit_field_bytes, big = cap;
+    if (final) {
+        long long left = maxb - r->audit.bytes - 4096;
+        big = left > (long long)cap ? (size_t)left : cap;
+        json_object_set_new(rec, "audit_records", json_integer(r->audit.records + 1));
+        if (r->audit.dropped)
+            json_object_set_new(rec, "audit_dropped", json_integer(r->audit.dropped));
+    }
+    int ncut = 0;
+    /* and what the log adds: seq, timestamp, prev_hash, hash and the newline */
+    size_t bytes = wd_bound_record(rec, cap, final ? "result" : NULL, big, &ncut) + AUDIT_LINE_EXTRA;
+    if (!final && (r->audit.records + 1 > maxr || r->audit.bytes + (long long)bytes > maxb)) {
+        r->audit.dropped++;
+        json_decref(rec);
+        return 0;
+    }
+    r->audit.bytes += (long long)bytes;
+    r->audit.records++;
+    r->audit.cut += ncut;
+    if (!r->audit.over && !final &&
+        (r->audit.bytes + AUDIT_RESERVE_BYTES > maxb || r->audit.records + AUDIT_RESERVE_RECORDS > maxr)) {
+        char msg[300];
+        r->audit.over = 1;
+        snprintf(msg, sizeof msg, "audit limit: the run wrote %lld records, %lld bytes, of its %lld records "
+                 "(defaults.max_audit_records) and %lld bytes (defaults.max_audit_bytes)", r->audit.records,
+                 r->audit.bytes, maxr, maxb);
+        wd_run_limit(r, WD_ST_FAILED, msg);
+    }
     if (r->eng->on_record)
         r->eng->on_record(r->eng->on_record_ud, rec);
     return wd_audit_append(r->eng->audit, rec);
+}
+
+void wd_run_limit(wd_run *r, wd_status st, const char *msg)
+{
+    if (r->finishing || r->limit_msg)
+        return;
+    r->limit_status = st;
+    r->limit_msg = wd_strdup(msg);
+    if (r->sb)
+        wd_sandbox_kill(r->sb, WD_KILL_LIMIT);
 }
 
 void wd_run_audit_guardrail(wd_run *r, json_t *args, const char *reason, const char *type, const char *severity)
@@ -195,6 +250,7 @@ static void run_free(wd_run *r)
 {
     if (!r)
         return;
+    free(r->limit_msg);
     if (r->op_timer)
         event_free(r->op_timer);
     if (r->run_timer)
@@ -236,6 +292,7 @@ static void run_free(wd_run *r)
     free(r->default_model);
     free(r->result_text);
     free(r->start_error);
+    free(r->refuse);
     wd_policy_unref(r->pol);
     free(r);
 }
@@ -392,6 +449,7 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
         json_object_set_new(ev, "latency_ms", json_integer(ms));
         if (error && *error)
             json_object_set_new(ev, "error", json_string(error));
+        json_object_set_new(ev, "result", json_string(text)); /* what the user was given */
         wd_run_audit(r, ev);
     }
     ending *x = malloc(sizeof *x);
@@ -477,6 +535,10 @@ static void on_kill(wd_run *r, lua_State *co)
     wd_sandbox *sb = r->sb;
     int reason = sb->kill_reason;
     int64_t now = wd_now_ns();
+    if (reason == WD_KILL_LIMIT) {
+        wd_run_end(r, r->limit_status, r->limit_msg ? r->limit_msg : "a run limit was reached");
+        return;
+    }
     if (co == r->tool.co && r->tool.active && !(reason == WD_KILL_TIMEOUT && now >= r->deadline_ns)) {
         char msg[200];
         if (reason == WD_KILL_TIMEOUT)
@@ -635,6 +697,14 @@ static void start(wd_run *r)
         json_object_set_new(ev, "error", json_string(r->start_error));
         wd_run_audit(r, ev);
         wd_run_end(r, WD_ST_FAILED, r->start_error);
+        return;
+    }
+    if (r->refuse) { /* warden serve had no room for it in time */
+        json_t *ev = wd_run_event(r, "rate_limited", 0);
+        json_object_set_new(ev, "reason", json_string(r->refuse));
+        json_object_set_new(ev, "retry_after_ms", json_integer(r->retry_after_ms));
+        wd_run_audit(r, ev);
+        wd_run_end(r, WD_ST_RATE_LIMITED, r->refuse);
         return;
     }
     const wd_user *u = wd_policy_user(p, r->user_id);
@@ -1007,6 +1077,10 @@ int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, vo
     }
     r->user_id = wd_strdup(o->user_id);
     r->query = wd_strdup(o->query);
+    if (o->refuse) {
+        r->refuse = wd_strdup(o->refuse);
+        r->retry_after_ms = o->refuse_retry_ms;
+    }
     r->llm = wd_strdup(o->llm ? o->llm : e->llm);
     r->tool_calls = json_array();
     r->errors = json_array();

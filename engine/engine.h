@@ -206,9 +206,17 @@ struct wd_run {
     int64_t retry_after_ms;      /* a rate-limited run: when to try again */
     json_t *tool_calls, *errors;
     long tool_calls_omitted;     /* past WD_MAX_TOOL_CALLS_IN_RESULT */
+    long long ncalls;            /* ctx:call_tool so far (defaults.max_tool_calls) */
+    struct {                     /* what the run wrote to the log (defaults.max_audit_*) */
+        long long bytes, records, dropped, cut;
+        int over;                /* past its limit less the reserve: fields cut short from here */
+    } audit;
+    wd_status limit_status;      /* a run limit was reached: how the run ends, and why */
+    char *limit_msg;
     wd_status status;
     char *result_text;
     char *start_error;           /* the run cannot start: start() ends it from the loop */
+    char *refuse;                /* wd_run_opts.refuse: start() ends it rate_limited */
     int finishing;
 
     wd_run_done_fn done;
@@ -230,7 +238,11 @@ json_t *wd_run_event(wd_run *r, const char *event, int success); /* audit record
 /* the run's run_started record is in the file (written now if it was not): 0, or -1 with
 ** msg when the log failed, and the run must not act */
 int wd_run_may_act(wd_run *r, char *msg, size_t n);
-int wd_run_audit(wd_run *r, json_t *rec);                   /* redacts, appends; takes ownership */
+/* redacts, bounds (bound.h, the run's audit limits), appends; takes ownership */
+int wd_run_audit(wd_run *r, json_t *rec);
+/* A run limit was reached (msg says which): the run ends with st as soon as its script
+** runs again, which it cannot catch; from the loop, where a script is not running */
+void wd_run_limit(wd_run *r, wd_status st, const char *msg);
 const char *wd_status_name(wd_status st);
 /* a guardrail_violation record for what the running tool asked (args: taken), with the
 ** violation's type and severity (seed 003 1.2: low, medium, high, critical) */

@@ -61,7 +61,7 @@ static int run_list(lua_State *L, int eng_idx, int list_idx, int single)
             t = lua_gettop(L);
         }
         wd_run_opts ro = {opt_field(L, t, "agent"), opt_field(L, t, "query"), opt_field(L, t, "user"),
-                          opt_field(L, t, "session"), opt_field(L, t, "llm"), NULL};
+                          opt_field(L, t, "session"), opt_field(L, t, "llm"), NULL, NULL, 0};
         slots[i].c = &c;
         slots[i].i = i;
         wd_engine_submit(e, &ro, on_done, &slots[i]);

@@ -715,6 +715,12 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
     char msg[700];
     json_t *args = NULL;
     int rc;
+    if (++r->ncalls > r->pol->max_tool_calls) { /* a loop of calls ends here, whatever it catches */
+        snprintf(msg, sizeof msg, "tool call limit: the run asked for more than %lld tool calls "
+                 "(defaults.max_tool_calls); the last was %s", r->pol->max_tool_calls, name);
+        wd_run_limit(r, WD_ST_MAX_ITERATIONS, msg);
+        return luaL_error(L, "run stopped: %s", msg);
+    }
     r->sb->in_engine++;
     wd_policy *p = wd_engine_policy(r->eng);
     if (wd_run_may_act(r, msg, sizeof msg) < 0) {

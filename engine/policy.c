@@ -7,12 +7,14 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_POLICY_FILES 64
 
@@ -309,9 +311,13 @@ static int role_index(const wd_policy *p, const char *name)
 
 static const char *const TOP_KEYS[] = {"version", "defaults", "roles", "users", "tiers", "budget",
                                        "models", "tools", "approvals", "detectors", "kill_switch",
-                                       "audit", "store", "cache", "autonomy", "hitl", NULL};
-static const char *const DEFAULT_KEYS[] = {"max_iterations", "max_tool_calls_per_answer", "timeouts", "retry",
-                                           "breaker", "sandbox", "exec", NULL};
+                                       "audit", "store", "cache", "autonomy", "hitl", "serve", NULL};
+static const char *const DEFAULT_KEYS[] = {"max_iterations", "max_tool_calls_per_answer", "max_tool_calls",
+                                           "max_audit_bytes", "max_audit_records", "max_audit_field_bytes",
+                                           "timeouts", "retry", "breaker", "sandbox", "exec", NULL};
+static const char *const SERVE_KEYS[] = {"memory_mb", "max_runs", "max_queued", "max_runs_per_user",
+                                         "max_queued_per_user", "queue_wait_ms", "result_kb", "events_kb",
+                                         "kept_mb", "keep_runs", NULL};
 static const char *const EXEC_KEYS[] = {"cpu_s", "memory_mb", "procs", "file_mb", "output_kb", NULL};
 static const char *const HITL_KEYS[] = {"confidence_below", "cost_above_usd", "consecutive_errors", NULL};
 static const char *const TIMEOUT_KEYS[] = {"llm_connect_ms", "llm_read_ms", "tool_ms", "run_ms", NULL};
@@ -365,6 +371,13 @@ static void load_defaults(pctx *c, const wd_ynode *d)
     get_int(c, d, "max_iterations", "defaults", &mi, 1, 1000);
     p->max_iterations = (int)mi;
     get_int(c, d, "max_tool_calls_per_answer", "defaults", &p->max_tool_calls_per_answer, 1, 10000);
+    get_int(c, d, "max_tool_calls", "defaults", &p->max_tool_calls, 1, 1000000);
+    get_int(c, d, "max_audit_bytes", "defaults", &p->max_audit_bytes, 65536, 1LL << 34);
+    get_int(c, d, "max_audit_records", "defaults", &p->max_audit_records, 100, 100000000);
+    get_int(c, d, "max_audit_field_bytes", "defaults", &p->max_audit_field_bytes, 1024, 16LL << 20);
+    if (p->max_audit_field_bytes > p->max_audit_bytes / 4)
+        perr(c, d, "defaults.max_audit_field_bytes (%lld) must be at most a quarter of defaults.max_audit_bytes "
+                   "(%lld): one record may not take a run's whole log", p->max_audit_field_bytes, p->max_audit_bytes);
     const wd_ynode *n;
     if ((n = wd_ydoc_get(d, "timeouts")) && check_map(c, n, "defaults.timeouts", TIMEOUT_KEYS) == 0) {
         get_dur(c, n, "llm_connect_ms", "defaults.timeouts", &p->llm_connect_ms, 1, 600000);
@@ -395,6 +408,45 @@ static void load_defaults(pctx *c, const wd_ynode *d)
         get_int(c, n, "file_mb", "defaults.exec", &p->exec_file_mb, 0, 1048576);
         get_int(c, n, "output_kb", "defaults.exec", &p->exec_output_kb, 1, 65536);
     }
+}
+
+static void load_serve(pctx *c, const wd_ynode *s)
+{
+    wd_policy *p = c->p;
+    if (check_map(c, s, "serve", SERVE_KEYS) < 0)
+        return;
+    get_int(c, s, "memory_mb", "serve", &p->serve_memory_mb, 16, 1LL << 24);
+    get_int(c, s, "max_runs", "serve", &p->serve_max_runs, 1, 1000000);
+    get_int(c, s, "max_queued", "serve", &p->serve_max_queued, 0, 1000000);
+    get_int(c, s, "max_runs_per_user", "serve", &p->serve_max_runs_user, 1, 1000000);
+    get_int(c, s, "max_queued_per_user", "serve", &p->serve_max_queued_user, 0, 1000000);
+    get_dur(c, s, "queue_wait_ms", "serve", &p->serve_queue_wait_ms, 1, 86400000);
+    get_int(c, s, "result_kb", "serve", &p->serve_result_kb, 1, 1LL << 20);
+    get_int(c, s, "events_kb", "serve", &p->serve_events_kb, 1, 1LL << 20);
+    get_int(c, s, "kept_mb", "serve", &p->serve_kept_mb, 1, 1LL << 20);
+    get_int(c, s, "keep_runs", "serve", &p->serve_keep_runs, 1, 10000000);
+    if (p->memory_mb > p->serve_memory_mb)
+        perr(c, s, "serve.memory_mb (%lld) is less than one run's defaults.sandbox.memory_mb (%lld): no run could "
+                   "start", p->serve_memory_mb, p->memory_mb);
+}
+
+/* half of what the machine (or the container's cgroup, if less) has, in MB */
+static long long half_the_memory_mb(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    long long bytes = pages > 0 && psz > 0 ? (long long)pages * psz : 4LL << 30;
+    char buf[64];
+    int fd = open("/sys/fs/cgroup/memory.max", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        buf[n > 0 ? n : 0] = '\0';
+        long long cg = strtoll(buf, NULL, 10);
+        if (cg > 0 && cg < bytes)
+            bytes = cg;
+    }
+    long long mb = bytes / 2 >> 20;
+    return mb < 256 ? 256 : mb;
 }
 
 static void load_tiers(pctx *c, const wd_ynode *t)
@@ -757,6 +809,20 @@ static wd_policy *policy_new(void)
     p->gen = __atomic_add_fetch(&next_gen, 1, __ATOMIC_RELAXED);
     p->max_iterations = 5;
     p->max_tool_calls_per_answer = 32;
+    p->max_tool_calls = 1000;
+    p->max_audit_bytes = 16LL << 20;
+    p->max_audit_records = 10000;
+    p->max_audit_field_bytes = 64LL << 10;
+    p->serve_memory_mb = half_the_memory_mb();
+    p->serve_max_runs = 256;
+    p->serve_max_queued = 1024;
+    p->serve_max_runs_user = 64;
+    p->serve_max_queued_user = 256;
+    p->serve_queue_wait_ms = 60000;
+    p->serve_result_kb = 64;
+    p->serve_events_kb = 1024;
+    p->serve_kept_mb = 256;
+    p->serve_keep_runs = 10000;
     p->llm_connect_ms = 3000;
     p->llm_read_ms = 30000;
     p->tool_ms = 5000;
@@ -865,6 +931,10 @@ static wd_policy *build(pctx *c, const wd_ynode *root)
         get_dur(c, n, "ttl", "cache", &p->cache_ttl_ms, 1000, 366LL * 86400000);
         get_bool(c, n, "any_temperature", "cache", &p->cache_any_temperature);
     }
+    if ((n = wd_ydoc_get(root, "serve")))
+        load_serve(c, n);
+    else if (p->memory_mb > p->serve_memory_mb)
+        p->serve_memory_mb = p->memory_mb; /* a machine smaller than one run: one at a time */
     compile_redactions(c, root);
     for (size_t i = 0; i < p->n_tools; i++)
         if (p->tools[i].timeout_ms < 0)

@@ -62,6 +62,13 @@ typedef struct wd_policy {
     char *path;
     int max_iterations;
     long long max_tool_calls_per_answer; /* an answer asking for more: the rest are refused */
+    long long max_tool_calls;            /* per run: the next one ends it (max_iterations) */
+    long long max_audit_bytes, max_audit_records; /* per run: what it may write to the log */
+    long long max_audit_field_bytes;     /* one field of one record; longer is cut, its length kept */
+    /* warden serve (docs/serve.md, Limits): the sandboxes' memory in all, runs in flight and
+    ** waiting (in all, per user), how long one waits, what finished runs keep in memory */
+    long long serve_memory_mb, serve_max_runs, serve_max_queued, serve_max_runs_user, serve_max_queued_user;
+    long long serve_queue_wait_ms, serve_result_kb, serve_events_kb, serve_kept_mb, serve_keep_runs;
     long long llm_connect_ms, llm_read_ms, tool_ms, run_ms;
     long long max_retries, retry_base_ms, retry_max_ms, retry_jitter_ms;
     long long breaker_failure_threshold, breaker_open_ms, breaker_half_open_probes;

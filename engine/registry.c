@@ -23,15 +23,17 @@ typedef struct entry {
     size_t n, cap;
     long dropped;                 /* lines dropped from the front (their numbers stay) */
     int saw_finished;
+    size_t line_bytes;            /* of lines */
+    size_t bytes;                 /* what it holds in all, counted in kept once finished */
 } entry;
 
 struct wd_registry {
     pthread_mutex_t mu;
     entry **buckets;
     size_t nbuckets, count;
-    size_t keep, max_events;
+    size_t keep, max_events, events_bytes, kept_max, result_max;
     entry *fin_head, *fin_tail;
-    size_t nfin;
+    size_t nfin, kept;            /* finished runs, and their bytes */
     long live;
     char *viol[NVIOLATIONS];      /* a ring of lines */
     size_t nviol, viol_at;
@@ -74,6 +76,9 @@ wd_registry *wd_registry_new(size_t keep, size_t max_events)
     }
     g->keep = keep;
     g->max_events = max_events ? max_events : 1;
+    g->events_bytes = 1u << 20;
+    g->kept_max = 256u << 20;
+    g->result_max = 64u << 10;
     pthread_mutex_init(&g->mu, NULL);
     return g;
 }
@@ -124,15 +129,45 @@ static void grow(wd_registry *g)
     g->nbuckets = n;
 }
 
-/* with mu held */
-static void unlink_entry(wd_registry *g, entry *x)
+/* with mu held: the oldest finished runs go until what is kept fits */
+static void trim(wd_registry *g)
 {
-    for (entry **pp = &g->buckets[hash(x->run_id) % g->nbuckets]; *pp; pp = &(*pp)->next)
-        if (*pp == x) {
-            *pp = x->next;
-            g->count--;
-            return;
-        }
+    while ((g->nfin > g->keep || g->kept > g->kept_max) && g->fin_head) {
+        entry *old = g->fin_head;
+        g->fin_head = old->fin_next;
+        if (!g->fin_head)
+            g->fin_tail = NULL;
+        g->nfin--;
+        g->kept -= old->bytes;
+        for (entry **pp = &g->buckets[hash(old->run_id) % g->nbuckets]; *pp; pp = &(*pp)->next)
+            if (*pp == old) {
+                *pp = old->next;
+                g->count--;
+                break;
+            }
+        entry_free(old);
+    }
+}
+
+void wd_registry_limits(wd_registry *g, size_t keep, size_t max_events, size_t events_bytes, size_t kept_bytes,
+                        size_t result_bytes)
+{
+    pthread_mutex_lock(&g->mu);
+    g->keep = keep;
+    g->max_events = max_events ? max_events : 1;
+    g->events_bytes = events_bytes;
+    g->kept_max = kept_bytes;
+    g->result_max = result_bytes;
+    trim(g);
+    pthread_mutex_unlock(&g->mu);
+}
+
+size_t wd_registry_result_max(wd_registry *g)
+{
+    pthread_mutex_lock(&g->mu);
+    size_t n = g->result_max;
+    pthread_mutex_unlock(&g->mu);
+    return n;
 }
 
 static char *dup_or_null(const char *s) { return s ? wd_strdup(s) : NULL; }
@@ -198,12 +233,26 @@ void wd_registry_event(wd_registry *g, const char *run_id, const char *event, co
         strcpy(x->status, "running");
     if (!strcmp(event, "run_finished"))
         x->saw_finished = 1;
-    if (x->n == g->max_events) { /* the oldest goes; numbering goes on */
-        free(x->lines[0]);
-        memmove(x->lines, x->lines + 1, (x->n - 1) * sizeof *x->lines);
-        memmove(x->events, x->events + 1, (x->n - 1) * sizeof *x->events);
-        x->n--;
+    /* the oldest go, by count and by bytes; numbering goes on */
+    size_t k = 0, freed = 0;
+    while (k < x->n && (x->n - k >= g->max_events || x->line_bytes - freed + len + 1 > g->events_bytes)) {
+        freed += strlen(x->lines[k]) + 1;
+        free(x->lines[k]);
+        k++;
+    }
+    if (k) {
+        memmove(x->lines, x->lines + k, (x->n - k) * sizeof *x->lines);
+        memmove(x->events, x->events + k, (x->n - k) * sizeof *x->events);
+        x->n -= k;
+        x->dropped += (long)k;
+        x->line_bytes -= freed;
+        x->bytes -= freed;
+        if (x->finished_ms)
+            g->kept -= freed;
+    }
+    if (len + 1 > g->events_bytes) { /* one line larger than a run may keep: the log has it */
         x->dropped++;
+        goto done;
     }
     if (x->n == x->cap) {
         size_t cap = x->cap ? x->cap * 2 : 8;
@@ -227,6 +276,12 @@ void wd_registry_event(wd_registry *g, const char *run_id, const char *event, co
     x->lines[x->n] = c;
     wd_strlcpy(x->events[x->n], event, sizeof x->events[x->n]);
     x->n++;
+    x->line_bytes += len + 1;
+    x->bytes += len + 1;
+    if (x->finished_ms) {
+        g->kept += len + 1;
+        trim(g);
+    }
 done:
     pthread_mutex_unlock(&g->mu);
 }
@@ -243,6 +298,7 @@ void wd_registry_finish(wd_registry *g, const char *run_id, const char *status, 
     }
     free(x->result);
     x->result = text;
+    x->bytes += text ? strlen(text) + 1 : 0;
     wd_strlcpy(x->status, st ? st : "failed", sizeof x->status);
     x->finished_ms = wd_wall_ms();
     x->ended_ns = wd_now_ns();
@@ -253,15 +309,8 @@ void wd_registry_finish(wd_registry *g, const char *run_id, const char *status, 
         g->fin_head = x;
     g->fin_tail = x;
     g->nfin++;
-    while (g->nfin > g->keep && g->fin_head) {
-        entry *old = g->fin_head;
-        g->fin_head = old->fin_next;
-        if (!g->fin_head)
-            g->fin_tail = NULL;
-        g->nfin--;
-        unlink_entry(g, old);
-        entry_free(old);
-    }
+    g->kept += x->bytes;
+    trim(g);
     pthread_mutex_unlock(&g->mu);
 }
 

@@ -18,6 +18,13 @@ typedef struct wd_registry wd_registry;
 ** per run (the oldest go first, counted as dropped) */
 wd_registry *wd_registry_new(size_t keep, size_t max_events);
 void wd_registry_free(wd_registry *g); /* accepts NULL */
+/* what is kept (serve.* of the policy, applied at start and on every reload): finished
+** runs at most keep, and kept_bytes in all (results and records; the oldest go first);
+** records per run at most max_events and events_bytes (the oldest go first); a result
+** kept at most result_bytes (wd_registry_result_max: the caller cuts it) */
+void wd_registry_limits(wd_registry *g, size_t keep, size_t max_events, size_t events_bytes, size_t kept_bytes,
+                        size_t result_bytes);
+size_t wd_registry_result_max(wd_registry *g);
 
 /* a run about to be submitted (status "queued"). 0, -1 out of memory */
 int wd_registry_add(wd_registry *g, const char *run_id, const char *agent, const char *user, const char *session);

@@ -77,6 +77,7 @@ const char *wd_sandbox_kill_text(int reason)
     case WD_KILL_INSTRUCTIONS: return "instruction limit exceeded";
     case WD_KILL_MEMORY: return "memory limit exceeded";
     case WD_KILL_CANCEL: return "cancelled";
+    case WD_KILL_LIMIT: return "a run limit was reached";
     default: return "stopped";
     }
 }

@@ -18,13 +18,17 @@
 ** get grace_ms to finish, then the rest end as killed; their results still reach waiting
 ** clients, the workers' logs and ledgers are flushed as the engines stop, and the exit
 ** code is 0. A second signal cancels at once. */
+#include "admit.h"
 #include "check.h"
 #include "chunks.h"
 #include "redact.h"
 #include "serve.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <malloc.h>
+#include <stdbool.h>
 #include <event2/event.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -55,7 +59,7 @@ typedef struct srv_main {
     char *policy_dir, *policy_base; /* the policy file's directory and name, or the directory and "" */
     int policy_is_dir;
     int ifd;
-    struct event *inotify_ev, *settle_ev, *stop_ev;
+    struct event *inotify_ev, *settle_ev, *stop_ev, *house_ev;
     struct event *sig[3];
     watch *watches;
     size_t nwatches;
@@ -236,6 +240,55 @@ static int give_policy(srv_main *m, wd_policy *np)
     return left;
 }
 
+/* ---- housekeeping ------------------------------------------------------------ */
+
+#define HOUSE_MS 250
+
+/* what the table of runs keeps, from the policy's serve.* */
+static void apply_limits(wd_server *s, const wd_policy *p)
+{
+    wd_registry_limits(s->reg, (size_t)p->serve_keep_runs, 1000, (size_t)p->serve_events_kb << 10,
+                       (size_t)p->serve_kept_mb << 20, (size_t)p->serve_result_kb << 10);
+}
+
+/* ** Memory a finished run freed goes back to the system: the executable's allocator is
+** mimalloc (each thread collects its own heap), anywhere else glibc's (malloc_trim). A
+** burst of runs with large answers must not leave the server at its peak. */
+static void collect_here(void)
+{
+    static void (*mi_collect_fn)(bool);
+    static int looked;
+    if (!__atomic_load_n(&looked, __ATOMIC_ACQUIRE)) {
+        *(void **)&mi_collect_fn = dlsym(RTLD_DEFAULT, "mi_collect");
+        __atomic_store_n(&looked, 1, __ATOMIC_RELEASE);
+    }
+    if (mi_collect_fn)
+        mi_collect_fn(true);
+    else
+        malloc_trim(0);
+}
+
+static void post_collect(void *arg, int index, wd_engine *e)
+{
+    (void)arg;
+    (void)index;
+    (void)e;
+    collect_here();
+}
+
+static void house_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    srv_main *m = arg;
+    wd_api_expire(&m->s, 0, NULL);
+    if (__atomic_exchange_n(&m->s.freed, 0, __ATOMIC_RELAXED)) {
+        for (int i = 0; i < m->s.nfronts; i++)
+            wd_pool_post(m->s.pool, i, post_collect, NULL);
+        collect_here();
+    }
+}
+
 /* ---- reload ---------------------------------------------------------------- */
 
 static int same(const char *a, const char *b) { return (!a && !b) || (a && b && !strcmp(a, b)); }
@@ -282,6 +335,7 @@ static void reload_policy(srv_main *m, const char *why)
     m->s.policy = np;
     pthread_mutex_unlock(&m->s.mu);
     wd_policy_unref(old);
+    apply_limits(&m->s, np);
     int late = give_policy(m, np);
     if (late)
         say("policy %s: %d worker(s) had not taken it after %d ms; they will at their next turn", path, late,
@@ -462,6 +516,8 @@ static void stop_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     srv_main *m = arg;
     int64_t now = wd_now_ns() / 1000000;
+    /* a run queued by a request that came in as the drain began */
+    wd_api_expire(&m->s, 1, "the server is stopping: the run had not started");
     long live = wd_registry_live(m->s.reg);
     if (live > 0 && !m->cancelled && now >= m->stop_deadline) {
         m->cancelled = 1;
@@ -515,6 +571,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     say("%s: no new requests; %ld run(s) get %lld ms to finish", sig == SIGTERM ? "SIGTERM" : "SIGINT", live,
         m->s.o.grace_ms);
     m->stop_deadline = wd_now_ns() / 1000000 + m->s.o.grace_ms;
+    wd_api_expire(&m->s, 1, "the server is stopping: the run had not started");
     for (int i = 0; i < m->s.nfronts; i++)
         wd_pool_post(m->s.pool, i, post_drain, m);
     struct timeval tv = {0, STOP_TICK_MS * 1000};
@@ -661,11 +718,13 @@ int wd_serve(const wd_serve_opts *opts)
     fds = calloc((size_t)s->nfronts, sizeof *fds);
     s->reg = wd_registry_new(10000, 1000);
     s->met = wd_metrics_new();
+    s->admit = wd_admit_new();
     m->base = event_base_new();
     for (int i = 0; s->fronts && i < s->nfronts; i++)
         s->fronts[i].fd = -1;
-    if (!s->fronts || !fds || !s->reg || !s->met || !m->base || !m->policy_dir || !m->policy_base)
+    if (!s->fronts || !fds || !s->reg || !s->met || !s->admit || !m->base || !m->policy_dir || !m->policy_base)
         goto out;
+    apply_limits(s, s->policy);
     char host[256];
     int port;
     if (listen_all(s->o.listen, fds, s->nfronts, host, sizeof host, &port) < 0)
@@ -686,6 +745,7 @@ int wd_serve(const wd_serve_opts *opts)
     }
     m->settle_ev = evtimer_new(m->base, on_settled, m);
     m->stop_ev = event_new(m->base, -1, EV_PERSIST, stop_tick, m);
+    m->house_ev = event_new(m->base, -1, EV_PERSIST, house_tick, m);
     const int SIGS[3] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {
         m->sig[i] = evsignal_new(m->base, SIGS[i], on_signal, m);
@@ -706,6 +766,9 @@ int wd_serve(const wd_serve_opts *opts)
     }
     say("serving http://%s:%d/ with %d worker(s); policy %s, agents %s/", host, port, s->nfronts, s->o.policy_path,
         s->agents_dir);
+    struct timeval house = {0, HOUSE_MS * 1000};
+    if (m->house_ev)
+        event_add(m->house_ev, &house);
     audit(m, json_pack("{s:s,s:b,s:s,s:s,s:s,s:i}", "event", "server_started", "success", 1, "listen", s->o.listen,
                        "policy", s->o.policy_path, "agents", s->agents_dir, "workers", s->nfronts));
     event_base_dispatch(m->base);
@@ -730,6 +793,8 @@ out:
         event_free(m->settle_ev);
     if (m->stop_ev)
         event_free(m->stop_ev);
+    if (m->house_ev)
+        event_free(m->house_ev);
     if (m->base)
         event_base_free(m->base);
     if (m->ifd >= 0)
@@ -742,6 +807,7 @@ out:
     free(m->scripts);
     wd_audit_close(m->audit);
     wd_registry_free(s->reg);
+    wd_admit_free(s->admit);
     wd_metrics_free(s->met);
     wd_policy_unref(s->policy);
     pthread_mutex_destroy(&s->mu);

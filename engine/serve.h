@@ -56,12 +56,17 @@ struct wd_server {
     atomic_int draining;
     pthread_mutex_t mu;       /* guards policy */
     wd_policy *policy;        /* the current snapshot (the one workers were last given) */
+    struct wd_admit *admit;   /* runs in flight and waiting (admit.h) */
+    int freed;                /* a run ended since the main thread last gave memory back */
 };
 
 /* api.c, on a worker's thread */
 int wd_api_start(wd_front *f);       /* its HTTP server on its loop; 0 or -1 */
 void wd_api_drain(wd_front *f);      /* stop accepting; later requests get 503 */
 void wd_api_stop(wd_front *f);       /* closes every connection and frees the server */
+/* any thread: queued runs that waited serve.queue_wait_ms (all: every one) start refused,
+** with why (NULL: the wait) */
+void wd_api_expire(wd_server *s, int all, const char *why);
 /* the policy snapshot the server serves now; a new reference */
 wd_policy *wd_server_policy(wd_server *s);
 

@@ -290,7 +290,7 @@ describe("tool failures never crash the run", function()
   it("keeps the first 1000 calls in tool_calls and counts the rest; the log keeps all", function()
     local plan = {}
     for i = 1, 1003 do plan[i] = { "tool", "noop", {} } end
-    local res, _, audit = lab(plan)
+    local res, _, audit = lab(plan, { policy_overrides = { defaults = { max_tool_calls = 1003 } } })
     assert.equal("completed", res.status)
     assert.equal(1000, #res.tool_calls)
     assert.equal(3, res.tool_calls_omitted)

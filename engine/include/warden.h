@@ -28,6 +28,8 @@ typedef struct wd_run_opts {
     const char *session_id;    /* generated when NULL */
     const char *llm;           /* overrides the engine's */
     const char *run_id;        /* a UUID the caller chose (it names the run before it starts); generated when NULL */
+    const char *refuse;        /* set: the run ends at its first turn, rate_limited, with this error */
+    long long refuse_retry_ms; /* and this retry_after_ms */
 } wd_run_opts;
 
 /* result is borrowed: valid during the call only (incref to keep it) */
