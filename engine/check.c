@@ -90,9 +90,10 @@ int wd_check_tool_def(lua_State *L, int idx, const char *name, const char *file,
     return 0;
 }
 
-int wd_check_detector_def(lua_State *L, int idx, const char *name, const char *file, unsigned *on, char *err,
-                          size_t n)
+int wd_check_detector_def(lua_State *L, int idx, const char *name, const char *file, unsigned *on, int *per_user,
+                          char *err, size_t n)
 {
+    *per_user = 0;
     idx = lua_absindex(L, idx);
     if (!is_kind(L, idx, "detector")) {
         wd_errf(err, n, "%s must return warden.detector{...}", file);
@@ -106,6 +107,15 @@ int wd_check_detector_def(lua_State *L, int idx, const char *name, const char *f
     lua_pop(L, 1);
     if (t != LUA_TFUNCTION) {
         wd_errf(err, n, "%s: check must be a function(event, history, ctx)", file);
+        return -1;
+    }
+    int st = rawfield(L, idx, "state");
+    const char *sv = st == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    *per_user = sv && !strcmp(sv, "user");
+    lua_pop(L, 1);
+    if (st != LUA_TNIL && !(sv && (*per_user || !strcmp(sv, "agent")))) {
+        wd_errf(err, n, "%s: state must be \"agent\" (the default: ctx.store is the agent's) or \"user\" (the "
+                        "agent's, per user)", file);
         return -1;
     }
     *on = ~0u;
@@ -259,7 +269,8 @@ static int check_def(lua_State *L, kind k, const char *name, const wd_policy *p,
     }
     if (k == K_DETECTOR) {
         unsigned on;
-        return wd_check_detector_def(L, -1, name, file, &on, err, n);
+        int per_user;
+        return wd_check_detector_def(L, -1, name, file, &on, &per_user, err, n);
     }
     if (!is_kind(L, -1, "agent") && !is_kind(L, -1, "workflow")) {
         wd_errf(err, n, "%s must return warden.agent{...} or warden.workflow{...}", file);

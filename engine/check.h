@@ -30,10 +30,11 @@ int wd_check_tool_def(lua_State *L, int idx, const char *name, const char *file,
                       wd_schema **schema, char *err, size_t n);
 
 /* The detector definition at idx read raw: warden.detector{} named name with a check
-** function; *on gets the bits of its events (every one when it names none). 0, or -1 with
-** err naming file. Never raises. */
-int wd_check_detector_def(lua_State *L, int idx, const char *name, const char *file, unsigned *on, char *err,
-                          size_t n);
+** function; *on gets the bits of its events (every one when it names none), *per_user
+** whether it keeps its state per user (state = "user"). 0, or -1 with err naming file.
+** Never raises. */
+int wd_check_detector_def(lua_State *L, int idx, const char *name, const char *file, unsigned *on, int *per_user,
+                          char *err, size_t n);
 
 /* Checks the script at path (see above): 0, or -1 with "path:line: why" in err. A tool an
 ** agent lists must have a script when policy p declares it (when p is NULL: always),

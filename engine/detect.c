@@ -14,7 +14,7 @@
 
 #define DET_CHECK_MS 100              /* one check, wall time */
 #define DET_INSTR 20000000LL          /* one check, instructions */
-#define DET_MEM_MB 64                 /* the detectors' sandbox, at most */
+#define DET_MEM_MB 64                 /* the detectors' sandboxes together, at most */
 #define DET_HISTORY_MAX 1000          /* events kept; past it, the oldest half goes */
 #define DET_HISTORY_KEEP 500
 #define DET_MAX 16                    /* detectors per run */
@@ -24,19 +24,31 @@ typedef struct det {
     char *name;
     char *mode;       /* the failure mode its verdicts are counted under */
     unsigned on;      /* WD_EV_* */
+    int box;          /* BOX_BUILTIN or BOX_AGENT: the sandbox it runs in */
     int check_ref, ctx_ref;
     int off;          /* raised, looped or returned junk: silent for the rest of the run */
 } det;
+
+/* ** The built-in detectors and the agent's own run in two sandboxes: a script of the
+** agent's shares no table, library or upvalue with warden's, so it cannot reach their
+** ctx.store (whose state only they may write) through a patched string or table
+** function. Each has its own copy of the run's event history. */
+enum { BOX_BUILTIN = 0, BOX_AGENT = 1 };
+
+typedef struct box {
+    wd_sandbox *sb;   /* NULL: no detector of this kind */
+    int hist_ref;
+    lua_Integer nhist;
+    int dead;         /* its memory stayed over its cap: its detectors are off */
+} box;
 
 struct wd_detect {
     char *names[DET_MAX];
     size_t nnames;
     det d[DET_MAX];
     size_t n;
-    wd_sandbox *sb;
+    box bx[2];
     int state;        /* 0 not loaded, 1 loaded, -1 unusable */
-    int hist_ref;
-    lua_Integer nhist;
     json_t *queue;    /* events the detectors have not seen */
     int finished;     /* run_finished was queued */
 };
@@ -134,7 +146,8 @@ void wd_detect_free(wd_detect *D)
         free(D->d[i].name);
         free(D->d[i].mode);
     }
-    wd_sandbox_free(D->sb);
+    wd_sandbox_free(D->bx[0].sb);
+    wd_sandbox_free(D->bx[1].sb);
     json_decref(D->queue);
     free(D);
 }
@@ -150,14 +163,14 @@ static int rawfield(lua_State *L, int idx, const char *k)
     return lua_rawget(L, idx);
 }
 
-/* ** Runs the function under nargs arguments at the top of the detectors' state in a
-** fresh thread, under the check's limits (DET_CHECK_MS, DET_INSTR, the memory cap),
-** resuming it through preemptions at once. Called with sb->in_engine raised, returns
-** with it raised. 0 with the first result on top, or -1 with err; a stopped check
-** leaves the state usable unless its memory stays over the cap (state -1). */
-static int protected_call(wd_detect *D, int nargs, char *err, size_t n)
+/* ** Runs the function under nargs arguments at the top of box b's state in a fresh
+** thread, under the check's limits (DET_CHECK_MS, DET_INSTR, the memory cap), resuming
+** it through preemptions at once. Called with sb->in_engine raised, returns with it
+** raised. 0 with the first result on top, or -1 with err; a stopped check leaves the
+** state usable unless its memory stays over the cap (the box is dead). */
+static int protected_call(box *b, int nargs, char *err, size_t n)
 {
-    wd_sandbox *sb = D->sb;
+    wd_sandbox *sb = b->sb;
     int rc = wd_sandbox_call(sb, nargs, wd_now_ns() + DET_CHECK_MS * 1000000LL, err, n);
     if (rc == WD_CALL_OK)
         return 0;
@@ -177,13 +190,12 @@ static int protected_call(wd_detect *D, int nargs, char *err, size_t n)
     }
     lua_gc(sb->L, LUA_GCCOLLECT);
     if (rc == WD_CALL_KILLED && sb->used > sb->limit)
-        D->state = -1;
+        b->dead = 1;
     return -1;
 }
 
-static void push_ctx(wd_run *r, wd_detect *D, const char *name)
+static void push_ctx(wd_run *r, lua_State *L, const char *name, int bx, int per_user)
 {
-    lua_State *L = D->sb->L;
     lua_createtable(L, 0, 10);
     static const char *const K[] = {"run_id", "session_id", "user_id", "agent"};
     const char *v[] = {r->run_id, r->session_id, r->user_id, r->agent_name};
@@ -215,22 +227,35 @@ static void push_ctx(wd_run *r, wd_detect *D, const char *name)
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "tools");
-    wd_detect_push_store(L, r->eng->store, name);
+    /* its state: this agent's (and user's, when it asks), of this kind of detector; all
+    ** agents' only where the operator shares it (detectors.NAME.share_state) */
+    json_t *cfg2 = json_object_get(r->pol->detectors, name);
+    wd_detect_scope sc = {json_is_true(json_object_get(cfg2, "share_state")) ? "*" : r->agent_name ? r->agent_name : "",
+                          per_user && r->user_id ? r->user_id : "", bx == BOX_BUILTIN ? "builtin" : "agent", name};
+    wd_detect_push_store(L, r->eng->store, &sc);
     lua_setfield(L, -2, "store");
+}
+
+/* where detector name comes from: the agent's detectors/NAME.lua, or warden's own */
+static int origin(wd_run *r, const char *name, char *path, size_t pn, char *chunk, size_t cn)
+{
+    const char *dir = r->agent_dir ? r->agent_dir : ".";
+    snprintf(path, pn, "%s/detectors/%s.lua", dir, name);
+    snprintf(chunk, cn, "detectors/%s.lua", name);
+    if (access(path, F_OK) == 0)
+        return BOX_AGENT;
+    snprintf(path, pn, "%s/warden/detectors/%s.lua", wd_sandbox_lua_dir(), name);
+    snprintf(chunk, cn, "warden/detectors/%s.lua", name);
+    return BOX_BUILTIN;
 }
 
 /* loads detector name: its file run, its spec checked; 0 or -1 with msg */
 static int load_one(wd_run *r, wd_detect *D, const char *name, char *msg, size_t n)
 {
-    lua_State *L = D->sb->L;
     char path[1200], chunk[200];
-    const char *dir = r->agent_dir ? r->agent_dir : ".";
-    snprintf(path, sizeof path, "%s/detectors/%s.lua", dir, name);
-    snprintf(chunk, sizeof chunk, "detectors/%s.lua", name);
-    if (access(path, F_OK) < 0) {
-        snprintf(path, sizeof path, "%s/warden/detectors/%s.lua", wd_sandbox_lua_dir(), name);
-        snprintf(chunk, sizeof chunk, "warden/detectors/%s.lua", name);
-    }
+    int bx = origin(r, name, path, sizeof path, chunk, sizeof chunk);
+    box *b = &D->bx[bx];
+    lua_State *L = b->sb->L;
     int rc = wd_sandbox_loadfile(L, path, chunk);
     if (rc == WD_SANDBOX_NOFILE) {
         lua_pop(L, 1);
@@ -244,13 +269,15 @@ static int load_one(wd_run *r, wd_detect *D, const char *name, char *msg, size_t
         lua_pop(L, 1);
         return -1;
     }
-    if (protected_call(D, 0, err, sizeof err) < 0) {
+    if (protected_call(b, 0, err, sizeof err) < 0) {
         wd_errf(msg, n, "detector '%s': %s", name, err);
         return -1;
     }
     det *d = &D->d[D->n];
     memset(d, 0, sizeof *d);
-    if (wd_check_detector_def(L, -1, name, chunk, &d->on, msg, n) < 0) {
+    d->box = bx;
+    int per_user = 0;
+    if (wd_check_detector_def(L, -1, name, chunk, &d->on, &per_user, msg, n) < 0) {
         lua_pop(L, 1);
         return -1;
     }
@@ -259,29 +286,42 @@ static int load_one(wd_run *r, wd_detect *D, const char *name, char *msg, size_t
     rawfield(L, -1, "check");
     d->check_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1); /* the spec */
-    push_ctx(r, D, name);
+    push_ctx(r, L, name, bx, per_user);
     d->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     d->name = wd_strdup(name);
     D->n++;
     return 0;
 }
 
-/* the detectors' sandbox and every detector in it; 0 or -1 with msg */
+/* the detectors' sandboxes (one for warden's, one for the agent's own, as they are
+** used; DET_MEM_MB shared between them) and every detector in them; 0 or -1 with msg */
 static int load(wd_run *r, wd_detect *D, char *msg, size_t n)
 {
+    int used[2] = {0, 0};
+    char path[1200], chunk[200];
+    for (size_t i = 0; i < D->nnames; i++)
+        used[origin(r, D->names[i], path, sizeof path, chunk, sizeof chunk)] = 1;
     long long mb = r->pol->memory_mb < DET_MEM_MB ? r->pol->memory_mb : DET_MEM_MB;
-    D->sb = wd_sandbox_new((size_t)mb << 20, DET_INSTR, r->agent_dir, msg, n);
-    if (!D->sb)
-        return -1;
-    lua_State *L = D->sb->L;
-    D->sb->in_engine++;
-    wd_lua_open_warden(L);
-    lua_newtable(L);
-    D->hist_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (used[0] && used[1])
+        mb = mb / 2 > 0 ? mb / 2 : 1;
+    for (int b = 0; b < 2; b++) {
+        if (!used[b])
+            continue;
+        box *x = &D->bx[b];
+        if (!(x->sb = wd_sandbox_new((size_t)mb << 20, DET_INSTR, r->agent_dir, msg, n)))
+            return -1;
+        lua_State *L = x->sb->L;
+        x->sb->in_engine++;
+        wd_lua_open_warden(L);
+        lua_newtable(L);
+        x->hist_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     int rc = 0;
     for (size_t i = 0; i < D->nnames && rc == 0; i++)
         rc = load_one(r, D, D->names[i], msg, n);
-    D->sb->in_engine--;
+    for (int b = 0; b < 2; b++)
+        if (D->bx[b].sb)
+            D->bx[b].sb->in_engine--;
     return rc;
 }
 
@@ -308,9 +348,8 @@ static void audit_error(wd_run *r, const det *d, const char *type, const char *e
 }
 
 /* the check's result (on top; popped) as a verdict; -1 with err when it is no verdict */
-static int read_verdict(wd_run *r, wd_detect *D, const det *d, verdict *v, char *err, size_t n)
+static int read_verdict(wd_run *r, lua_State *L, const det *d, verdict *v, char *err, size_t n)
 {
-    lua_State *L = D->sb->L;
     v->kind = V_NONE;
     v->details = NULL;
     int t = lua_type(L, -1);
@@ -385,27 +424,29 @@ static void audit_verdict(wd_run *r, const det *d, const char *type, const json_
     }
 }
 
-/* appends the event (pushed, popped) to the history, trimming it to its last
+/* appends the event (pushed, popped) to the box's history, trimming it to its last
 ** DET_HISTORY_KEEP events when it is full */
-static void remember(wd_detect *D)
+static void remember(box *b)
 {
-    lua_State *L = D->sb->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, D->hist_ref);
-    if (D->nhist >= DET_HISTORY_MAX) {
+    lua_State *L = b->sb->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->hist_ref);
+    if (b->nhist >= DET_HISTORY_MAX) {
         lua_createtable(L, DET_HISTORY_MAX, 0);
         for (lua_Integer i = 1; i <= DET_HISTORY_KEEP; i++) {
-            lua_rawgeti(L, -2, D->nhist - DET_HISTORY_KEEP + i);
+            lua_rawgeti(L, -2, b->nhist - DET_HISTORY_KEEP + i);
             lua_rawseti(L, -2, i);
         }
         lua_remove(L, -2);
         lua_pushvalue(L, -1);
-        lua_rawseti(L, LUA_REGISTRYINDEX, D->hist_ref);
-        D->nhist = DET_HISTORY_KEEP;
+        lua_rawseti(L, LUA_REGISTRYINDEX, b->hist_ref);
+        b->nhist = DET_HISTORY_KEEP;
     }
     lua_insert(L, -2);
-    lua_rawseti(L, -2, ++D->nhist);
+    lua_rawseti(L, -2, ++b->nhist);
     lua_pop(L, 1);
 }
+
+static int box_live(const box *b) { return b->sb && !b->dead; }
 
 /* ** Shows the queued events to the detectors. acting: verdicts are enforced (else only
 ** audited, the run having ended). Returns the strongest verdict; *who and *why keep the
@@ -415,29 +456,40 @@ static int process(wd_run *r, wd_detect *D, int acting, const det **who, char *w
     int worst = V_NONE;
     json_t *q = D->queue;
     D->queue = NULL;
-    lua_State *L = D->sb->L;
     size_t i;
     json_t *ev;
     json_array_foreach(q, i, ev) {
         const char *type = json_string_value(json_object_get(ev, "type"));
         unsigned bit = wd_check_event_bit(type ? type : "");
-        D->sb->in_engine++;
-        wd_json_push(L, ev);
-        remember(D);
-        for (size_t k = 0; k < D->n && D->state > 0 && worst < V_HALT; k++) {
-            det *d = &D->d[k];
-            if (d->off || !(d->on & bit))
+        int alive[2];
+        for (int b = 0; b < 2; b++) {
+            alive[b] = box_live(&D->bx[b]);
+            if (!alive[b])
                 continue;
+            D->bx[b].sb->in_engine++;
+            wd_json_push(D->bx[b].sb->L, ev);
+            remember(&D->bx[b]);
+        }
+        for (size_t k = 0; k < D->n && worst < V_HALT; k++) {
+            det *d = &D->d[k];
+            box *b = &D->bx[d->box];
+            if (d->off || !(d->on & bit) || !box_live(b))
+                continue;
+            lua_State *L = b->sb->L;
             char err[600];
             verdict v;
             lua_rawgeti(L, LUA_REGISTRYINDEX, d->check_ref);
-            lua_rawgeti(L, LUA_REGISTRYINDEX, D->hist_ref);
-            lua_rawgeti(L, -1, D->nhist);
+            lua_rawgeti(L, LUA_REGISTRYINDEX, b->hist_ref);
+            lua_rawgeti(L, -1, b->nhist);
             lua_insert(L, -2); /* check, event, history */
             lua_rawgeti(L, LUA_REGISTRYINDEX, d->ctx_ref);
-            if (protected_call(D, 3, err, sizeof err) < 0 || read_verdict(r, D, d, &v, err, sizeof err) < 0) {
+            if (protected_call(b, 3, err, sizeof err) < 0 || read_verdict(r, L, d, &v, err, sizeof err) < 0) {
                 d->off = 1;
                 audit_error(r, d, type ? type : "?", err);
+                if (b->dead)
+                    audit_error(r, NULL, "?", d->box == BOX_BUILTIN
+                                ? "the built-in detectors' sandbox stayed over its memory limit: they are off"
+                                : "the agent's detectors' sandbox stayed over its memory limit: they are off");
                 continue;
             }
             if (v.kind == V_NONE)
@@ -450,13 +502,15 @@ static int process(wd_run *r, wd_detect *D, int acting, const det **who, char *w
             }
             json_decref(v.details);
         }
-        D->sb->in_engine--;
+        for (int b = 0; b < 2; b++)
+            if (alive[b])
+                D->bx[b].sb->in_engine--;
+        if (!box_live(&D->bx[0]) && !box_live(&D->bx[1]))
+            D->state = -1; /* nothing left to run */
         if (worst == V_HALT || D->state < 0)
             break;
     }
     json_decref(q);
-    if (D->state < 0)
-        audit_error(r, NULL, "?", "the detectors' sandbox stayed over its memory limit: every detector is off");
     return worst;
 }
 

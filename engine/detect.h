@@ -46,8 +46,17 @@ void wd_detect_answer(wd_run *r, const char *result);
 void wd_detect_finish(wd_run *r, const char *status, const char *error);
 void wd_detect_free(wd_detect *d); /* accepts NULL */
 
+/* whose a detector's state is: its agent ("*": every agent's, granted by the policy),
+** its user ("" unless the detector keeps state per user), its origin ("builtin" or
+** "agent": an agent's own detector of a built-in's name never sees the built-in's) and
+** its name */
+typedef struct wd_detect_scope {
+    const char *agent, *user, *origin, *detector;
+} wd_detect_scope;
+
 /* lua_detect.c: ctx.store for a detector (its persistent state, shared across runs
-** and processes); pushes the table */
-void wd_detect_push_store(lua_State *L, wd_store *s, const char *detector);
+** and processes, within its scope); pushes the table. State kept before scopes existed
+** (by name alone) is copied into each scope the first time that scope is used. */
+void wd_detect_push_store(lua_State *L, wd_store *s, const wd_detect_scope *scope);
 
 #endif

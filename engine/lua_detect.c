@@ -1,7 +1,9 @@
 /* lua_detect.c - ctx.store for detectors: a small persistent state per detector in the
-** state store's table detector_state, so statistics can span runs and processes
-** (selection bias over the last few hundred choices, say). Values are JSON; expected
-** failures (the store busy or broken, a value too big) come back as nil, msg. */
+** state store's table detector_store, so statistics can span runs and processes
+** (selection bias over the last few hundred choices, say), within the detector's scope
+** (detect.h): its agent, its user when it asks, its origin, its name. The scope is in
+** the functions' upvalues, out of any script's reach. Values are JSON; expected failures
+** (the store busy or broken, a value too big) come back as nil, msg. */
 #include "detect.h"
 #include "jsonlua.h"
 #include "util.h"
@@ -16,7 +18,21 @@
 #define MAX_LIST 10000
 
 static wd_store *store_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
-static const char *detector_of(lua_State *L) { return lua_tostring(L, lua_upvalueindex(2)); }
+
+/* the scope in the calling function's upvalues 2..5 */
+static wd_detect_scope scope_of(lua_State *L)
+{
+    return (wd_detect_scope){lua_tostring(L, lua_upvalueindex(2)), lua_tostring(L, lua_upvalueindex(3)),
+                             lua_tostring(L, lua_upvalueindex(4)), lua_tostring(L, lua_upvalueindex(5))};
+}
+
+static void bind_scope(sqlite3_stmt *st, const wd_detect_scope *sc)
+{
+    sqlite3_bind_text(st, 1, sc->agent, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, sc->user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, sc->origin, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, sc->detector, -1, SQLITE_STATIC);
+}
 
 static const char *check_key(lua_State *L)
 {
@@ -34,14 +50,15 @@ static int fail(lua_State *L, wd_store *s, const char *what)
 }
 
 /* caller decrefs: the value under key (NULL: none); -1 on a store error */
-static int get_value(wd_store *s, const char *det, const char *key, json_t **out)
+static int get_value(wd_store *s, const wd_detect_scope *sc, const char *key, json_t **out)
 {
     *out = NULL;
-    sqlite3_stmt *st = wd_store_prepare(s, "SELECT value FROM detector_state WHERE detector = ?1 AND key = ?2");
+    sqlite3_stmt *st = wd_store_prepare(s, "SELECT value FROM detector_store WHERE agent = ?1 AND user = ?2 AND "
+                                           "origin = ?3 AND detector = ?4 AND key = ?5");
     if (!st)
         return -1;
-    sqlite3_bind_text(st, 1, det, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    bind_scope(st, sc);
+    sqlite3_bind_text(st, 5, key, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         const char *t = (const char *)sqlite3_column_text(st, 0);
@@ -53,17 +70,19 @@ static int get_value(wd_store *s, const char *det, const char *key, json_t **out
 }
 
 /* v NULL deletes; 0 or -1 */
-static int put_value(wd_store *s, const char *det, const char *key, const char *text)
+static int put_value(wd_store *s, const wd_detect_scope *sc, const char *key, const char *text)
 {
-    sqlite3_stmt *st = wd_store_prepare(s, text ? "INSERT OR REPLACE INTO detector_state VALUES(?1, ?2, ?3, ?4)"
-                                                : "DELETE FROM detector_state WHERE detector = ?1 AND key = ?2");
+    sqlite3_stmt *st = wd_store_prepare(s, text ? "INSERT OR REPLACE INTO detector_store VALUES(?1, ?2, ?3, ?4, ?5,"
+                                                  " ?6, ?7)"
+                                                : "DELETE FROM detector_store WHERE agent = ?1 AND user = ?2 AND "
+                                                  "origin = ?3 AND detector = ?4 AND key = ?5");
     if (!st)
         return -1;
-    sqlite3_bind_text(st, 1, det, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    bind_scope(st, sc);
+    sqlite3_bind_text(st, 5, key, -1, SQLITE_STATIC);
     if (text) {
-        sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, wd_wall_ms());
+        sqlite3_bind_text(st, 6, text, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 7, wd_wall_ms());
     }
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
@@ -74,9 +93,10 @@ static int put_value(wd_store *s, const char *det, const char *key, const char *
 static int s_get(lua_State *L)
 {
     wd_store *s = store_of(L);
+    wd_detect_scope sc = scope_of(L);
     const char *key = check_key(L);
     json_t *v;
-    if (get_value(s, detector_of(L), key, &v) < 0)
+    if (get_value(s, &sc, key, &v) < 0)
         return fail(L, s, "get");
     if (!v)
         lua_pushnil(L);
@@ -109,12 +129,13 @@ static char *value_text(lua_State *L, int idx)
 static int s_set(lua_State *L)
 {
     wd_store *s = store_of(L);
+    wd_detect_scope sc = scope_of(L);
     const char *key = check_key(L);
     lua_settop(L, 3);
     char *text = lua_isnil(L, 3) ? NULL : value_text(L, 3);
     int rc = -1;
     if (wd_store_begin(s) == 0) {
-        rc = put_value(s, detector_of(L), key, text) == 0 && wd_store_commit(s) == 0 ? 0 : -1;
+        rc = put_value(s, &sc, key, text) == 0 && wd_store_commit(s) == 0 ? 0 : -1;
         if (rc < 0)
             wd_store_rollback(s);
     }
@@ -130,12 +151,13 @@ static int s_set(lua_State *L)
 static int s_incr(lua_State *L)
 {
     wd_store *s = store_of(L);
+    wd_detect_scope sc = scope_of(L);
     const char *key = check_key(L);
     lua_Number by = luaL_optnumber(L, 3, 1);
     if (wd_store_begin(s) < 0)
         return fail(L, s, "incr");
     json_t *v;
-    if (get_value(s, detector_of(L), key, &v) < 0) {
+    if (get_value(s, &sc, key, &v) < 0) {
         wd_store_rollback(s);
         return fail(L, s, "incr");
     }
@@ -144,13 +166,16 @@ static int s_incr(lua_State *L)
     json_t *nv = now == (double)(json_int_t)now ? json_integer((json_int_t)now) : json_real(now);
     char *text = json_dumps(nv, JSON_ENCODE_ANY);
     json_decref(nv);
-    if (!text || put_value(s, detector_of(L), key, text) < 0 || wd_store_commit(s) < 0) {
+    if (!text || put_value(s, &sc, key, text) < 0 || wd_store_commit(s) < 0) {
         free(text);
         wd_store_rollback(s);
         return fail(L, s, "incr");
     }
     free(text);
-    lua_pushnumber(L, now);
+    if (now == (double)(json_int_t)now && now > -9.0e15 && now < 9.0e15)
+        lua_pushinteger(L, (lua_Integer)now); /* a count stays a whole number: "2", not "2.0" */
+    else
+        lua_pushnumber(L, now);
     return 1;
 }
 
@@ -159,12 +184,13 @@ static int s_incr(lua_State *L)
 static int append(lua_State *L, const char *key, json_t *items, lua_Integer max)
 {
     wd_store *s = store_of(L);
+    wd_detect_scope sc = scope_of(L);
     if (wd_store_begin(s) < 0) {
         json_decref(items);
         return fail(L, s, "push");
     }
     json_t *list;
-    if (get_value(s, detector_of(L), key, &list) < 0) {
+    if (get_value(s, &sc, key, &list) < 0) {
         json_decref(items);
         wd_store_rollback(s);
         return fail(L, s, "push");
@@ -193,7 +219,7 @@ static int append(lua_State *L, const char *key, json_t *items, lua_Integer max)
         lua_pushliteral(L, "detector state: the list would pass 1 MiB as JSON");
         return 2;
     }
-    if (!text || put_value(s, detector_of(L), key, text) < 0 || wd_store_commit(s) < 0) {
+    if (!text || put_value(s, &sc, key, text) < 0 || wd_store_commit(s) < 0) {
         free(text);
         wd_store_rollback(s);
         return fail(L, s, "push");
@@ -248,13 +274,50 @@ static const luaL_Reg store_funcs[] = {
     {"get", s_get}, {"set", s_set}, {"incr", s_incr}, {"push", s_push}, {"extend", s_extend}, {NULL, NULL},
 };
 
-void wd_detect_push_store(lua_State *L, wd_store *s, const char *detector)
+/* ** State kept before scopes (by detector name alone, table detector_state) is copied
+** into a scope the first time the scope is used, once: detector_scopes lists the scopes
+** that have had their copy. A store that fails here leaves the scope to start empty. */
+static void migrate_scope(wd_store *s, const wd_detect_scope *sc)
 {
+    sqlite3_stmt *st = wd_store_prepare(s, "SELECT 1 FROM detector_scopes WHERE agent = ?1 AND user = ?2 AND "
+                                           "origin = ?3 AND detector = ?4");
+    if (!st)
+        return;
+    bind_scope(st, sc);
+    int known = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (known || wd_store_begin(s) < 0)
+        return;
+    int ok = 0;
+    st = wd_store_prepare(s, "INSERT OR IGNORE INTO detector_scopes VALUES(?1, ?2, ?3, ?4)");
+    if (st) {
+        bind_scope(st, sc);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_finalize(st);
+    }
+    st = ok ? wd_store_prepare(s, "INSERT OR IGNORE INTO detector_store SELECT ?1, ?2, ?3, ?4, key, value, updated_ms"
+                                  " FROM detector_state WHERE detector = ?4")
+            : NULL;
+    if (st) {
+        bind_scope(st, sc);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_finalize(st);
+    }
+    if (!ok || wd_store_commit(s) < 0)
+        wd_store_rollback(s);
+}
+
+void wd_detect_push_store(lua_State *L, wd_store *s, const wd_detect_scope *sc)
+{
+    migrate_scope(s, sc);
     lua_createtable(L, 0, 5);
     for (const luaL_Reg *f = store_funcs; f->name; f++) {
         lua_pushlightuserdata(L, s);
-        lua_pushstring(L, detector);
-        lua_pushcclosure(L, f->func, 2);
+        lua_pushstring(L, sc->agent);
+        lua_pushstring(L, sc->user);
+        lua_pushstring(L, sc->origin);
+        lua_pushstring(L, sc->detector);
+        lua_pushcclosure(L, f->func, 5);
         lua_setfield(L, -2, f->name);
     }
 }
