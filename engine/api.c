@@ -839,9 +839,13 @@ static void handle(struct evhttp_request *req, void *arg)
     }
     if (!strcmp(c.path, "/healthz") && get) {
         c.route = "/healthz";
-        send_json(&c, 200, json_pack("{s:s,s:I,s:I}", "status", "ok", "policy_generation",
+        long running, queued;
+        long long mem;
+        wd_admit_counts(f->srv->admit, &running, &queued, &mem);
+        send_json(&c, 200, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "status", "ok", "policy_generation",
                                      (json_int_t)atomic_load(&f->srv->generation), "runs_active",
-                                     (json_int_t)wd_registry_live(f->srv->reg)));
+                                     (json_int_t)wd_registry_live(f->srv->reg), "runs_running", (json_int_t)running,
+                                     "runs_queued", (json_int_t)queued, "sandbox_memory_mb", (json_int_t)mem));
         return;
     }
     if ((!strcmp(c.path, "/") || !strcmp(c.path, "/dashboard")) && get) {

@@ -709,12 +709,12 @@ static void load_detectors(pctx *c, const wd_ynode *d)
         const char *name = d->kids[i]->str;
         char where[160];
         snprintf(where, sizeof where, "detectors.%s", name);
-        const char *keys[16] = {"verdict", "enforce", "risk", NULL};
+        const char *keys[16] = {"verdict", "enforce", "risk", "share_state", NULL};
         for (int b = 0; DETECTOR_KEYS[b][0]; b++)
             if (!strcmp(DETECTOR_KEYS[b][0], name))
                 for (int k = 1; DETECTOR_KEYS[b][k]; k++)
-                    keys[2 + k] = DETECTOR_KEYS[b][k];
-        int builtin = keys[3] != NULL;
+                    keys[3 + k] = DETECTOR_KEYS[b][k];
+        int builtin = keys[4] != NULL;
         if (check_map(c, v, where, builtin ? keys : NULL) < 0)
             continue;
         const wd_ynode *vd = wd_ydoc_get(v, "verdict");
@@ -724,6 +724,9 @@ static void load_detectors(pctx *c, const wd_ynode *d)
         const wd_ynode *en = wd_ydoc_get(v, "enforce");
         if (en && (en->kind != WD_Y_SCALAR || (strcmp(en->str, "true") && strcmp(en->str, "false"))))
             perr(c, en, "%s.enforce must be true (the detector watches every agent) or false", where);
+        const wd_ynode *sh = wd_ydoc_get(v, "share_state");
+        if (sh && (sh->kind != WD_Y_SCALAR || (strcmp(sh->str, "true") && strcmp(sh->str, "false"))))
+            perr(c, sh, "%s.share_state must be true (every agent's %s shares one ctx.store) or false", where, name);
         const wd_ynode *rk = wd_ydoc_get(v, "risk");
         if (rk && (rk->kind != WD_Y_SCALAR || !in_list(rk->str, RISKS)))
             perr(c, rk, "%s.risk must be one of safe, low, medium, high, critical (it routes escalations)", where);

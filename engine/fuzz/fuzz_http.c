@@ -5,6 +5,7 @@
 ** dictionary and the seeds hold the test keys, so requests get past authentication and
 ** reach the routes. Whatever comes in: no crash, no leak, the loop goes on. */
 #include "fuzz.h"
+#include "admit.h"
 #include "serve.h"
 
 #include <arpa/inet.h>
@@ -74,6 +75,7 @@ static void setup(void)
     srv.web_dir = strdup("web");
     srv.reg = wd_registry_new(200, 200);
     srv.met = wd_metrics_new();
+    srv.admit = wd_admit_new();
     pthread_mutex_init(&srv.mu, NULL);
     srv.policy = wd_engine_policy(e);
     atomic_store(&srv.generation, 1);
