@@ -12,6 +12,12 @@ local OPEN_MS = 2000
 
 local function sleep(ms) os.execute(("sleep %.3f"):format(ms / 1000)) end
 
+-- faketime brings its own LD_PRELOAD; under `make asan` the sanitizer's must not come
+-- before it (the preloaded pair deadlocks), and the sanitized binary must accept not
+-- coming first
+local FAKETIME = 'env -u LD_PRELOAD ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" faketime'
+
+
 -- a policy whose model fails twice (the breaker opens at the second) and then answers
 local function failing_policy(key)
   return T.policy({
@@ -25,15 +31,15 @@ end
 -- `warden run` of the lab agent in a process whose wall clock is moved by shift
 -- (faketime's "-1h", "+1h"); its first step's answer
 local function stepped_run(shift, policy, plan)
-  local out = T.sh(("faketime -f '%s' %s run spec/fixtures/lab '%s' --user reader --policy %s --json"):format(
-    shift, T.bin, plan or '[["llm"]]', policy))
+  local out = T.sh(("%s -f '%s' %s run spec/fixtures/lab '%s' --user reader --policy %s --json"):format(
+    FAKETIME, shift, T.bin, plan or '[["llm"]]', policy))
   local res = T.decode(out:match("{.*}"))
   return res, res.status == "completed" and T.decode(res.result)[1] or nil
 end
 
 describe("a stepped wall clock", function()
   it("is seen by the stepped process: faketime moves CLOCK_REALTIME", function()
-    local out = T.sh("faketime -f '-1h' date +%s")
+    local out = T.sh(FAKETIME .. " -f '-1h' date +%s")
     assert.is_true(os.time() - tonumber(out) > 3500, out)
   end)
 
