@@ -201,33 +201,31 @@ static int give_policy(srv_main *m, wd_policy *np)
         pthread_mutex_init(&w->mu, NULL);
         pthread_cond_init(&w->cv, &ca);
         pthread_condattr_destroy(&ca);
-        w->refs = 1;
+        /* one reference for this thread and one per worker, each worker's counted before
+        ** any is posted: a worker done at once never frees what this thread waits on */
+        w->refs = 1 + m->s.nfronts;
+        w->left = m->s.nfronts;
     }
+    int lost = 0; /* posts that did not go out: their references and counts come back */
     for (int i = 0; i < m->s.nfronts; i++) {
         policy_post *pp = malloc(sizeof *pp);
-        if (!pp)
-            continue;
-        pp->p = wd_policy_ref(np);
-        pp->w = w;
-        if (w) {
-            pthread_mutex_lock(&w->mu);
-            w->left++;
-            w->refs++;
-            pthread_mutex_unlock(&w->mu);
+        if (pp) {
+            pp->p = wd_policy_ref(np);
+            pp->w = w;
         }
-        if (wd_pool_post(m->s.pool, i, post_policy, pp) < 0) {
-            wd_policy_unref(pp->p);
-            if (w) {
-                pthread_mutex_lock(&w->mu);
-                w->left--;
-                pthread_mutex_unlock(&w->mu);
-                wait_unref(w);
-            }
+        if (!pp || wd_pool_post(m->s.pool, i, post_policy, pp) < 0) {
+            if (pp)
+                wd_policy_unref(pp->p);
             free(pp);
+            lost++;
         }
     }
     if (!w)
         return m->s.nfronts;
+    pthread_mutex_lock(&w->mu);
+    w->left -= lost;
+    w->refs -= lost; /* never to 0: this thread holds one */
+    pthread_mutex_unlock(&w->mu);
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += RELOAD_WAIT_MS / 1000;
