@@ -118,8 +118,10 @@ static void audit_now(wd_front *f, const wd_policy *p, json_t *rec)
     wd_audit_flush(f->e->audit);
 }
 
-/* 401 or 403, audited (within the rate) as authorization_denied */
-static void deny(call *c, int status, const char *user, const char *why)
+/* A refusal's record (takes rec) goes to the log if this worker has audited fewer than
+** DENY_AUDIT_PER_S in the last second; otherwise it is only counted, and the next record
+** says how many were not written (unaudited_before): a flood cannot flood the log */
+static void audit_refusal(call *c, json_t *rec)
 {
     wd_front *f = c->f;
     int64_t now = wd_now_ns() / 1000000;
@@ -127,21 +129,28 @@ static void deny(call *c, int status, const char *user, const char *why)
         f->deny_window_ms = now;
         f->deny_count = 0;
     }
-    if (f->deny_count < DENY_AUDIT_PER_S) {
-        f->deny_count++;
-        char *peer = NULL;
-        ev_uint16_t port = 0;
-        evhttp_connection_get_peer(evhttp_request_get_connection(c->req), &peer, &port);
-        char reason[600];
-        snprintf(reason, sizeof reason, "http %d: %s", status, why);
-        json_t *rec = json_pack("{s:s,s:s?,s:b,s:s,s:s,s:s,s:s?,s:I}", "event", "authorization_denied", "user_id", user,
-                                "success", 0, "reason", reason, "http_method", c->method, "http_path", c->path,
-                                "remote_addr", peer, "unaudited_before", (json_int_t)f->deny_unaudited);
-        f->deny_unaudited = 0;
-        audit(f, c->p, rec);
-    } else {
+    if (f->deny_count >= DENY_AUDIT_PER_S || !rec) {
         f->deny_unaudited++;
+        json_decref(rec);
+        return;
     }
+    f->deny_count++;
+    json_object_set_new(rec, "unaudited_before", json_integer(f->deny_unaudited));
+    f->deny_unaudited = 0;
+    audit(f, c->p, rec);
+}
+
+/* 401 or 403, audited (within the rate) as authorization_denied */
+static void deny(call *c, int status, const char *user, const char *why)
+{
+    char *peer = NULL;
+    ev_uint16_t port = 0;
+    evhttp_connection_get_peer(evhttp_request_get_connection(c->req), &peer, &port);
+    char reason[600];
+    snprintf(reason, sizeof reason, "http %d: %s", status, why);
+    audit_refusal(c, json_pack("{s:s,s:s?,s:b,s:s,s:s,s:s,s:s?}", "event", "authorization_denied", "user_id", user,
+                               "success", 0, "reason", reason, "http_method", c->method, "http_path", c->path,
+                               "remote_addr", peer));
     if (status == 401)
         evhttp_add_header(evhttp_request_get_output_headers(c->req), "WWW-Authenticate", "Bearer realm=\"warden\"");
     send_error(c, status, "%s", why);
@@ -151,23 +160,9 @@ static void deny(call *c, int status, const char *user, const char *why)
 ** same rate as refusals of keys) as rate_limited */
 static void busy(call *c, const char *why, int retry_s)
 {
-    wd_front *f = c->f;
-    int64_t now = wd_now_ns() / 1000000;
-    if (now - f->deny_window_ms >= 1000) {
-        f->deny_window_ms = now;
-        f->deny_count = 0;
-    }
-    if (f->deny_count < DENY_AUDIT_PER_S) {
-        f->deny_count++;
-        json_t *rec = json_pack("{s:s,s:s,s:b,s:s,s:s,s:s,s:I,s:I}", "event", "rate_limited", "user_id",
-                                c->user->name, "success", 0, "reason", why, "http_method", c->method, "http_path",
-                                c->path, "retry_after_ms", (json_int_t)retry_s * 1000, "unaudited_before",
-                                (json_int_t)f->deny_unaudited);
-        f->deny_unaudited = 0;
-        audit(f, c->p, rec);
-    } else {
-        f->deny_unaudited++;
-    }
+    audit_refusal(c, json_pack("{s:s,s:s,s:b,s:s,s:s,s:s,s:I}", "event", "rate_limited", "user_id", c->user->name,
+                               "success", 0, "reason", why, "http_method", c->method, "http_path", c->path,
+                               "retry_after_ms", (json_int_t)retry_s * 1000));
     char ra[24];
     snprintf(ra, sizeof ra, "%d", retry_s);
     evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", ra);
