@@ -230,7 +230,7 @@ static void push_ctx(wd_run *r, lua_State *L, const char *name, int bx, int per_
     /* its state: this agent's (and user's, when it asks), of this kind of detector; all
     ** agents' only where the operator shares it (detectors.NAME.share_state) */
     json_t *cfg2 = json_object_get(r->pol->detectors, name);
-    wd_detect_scope sc = {json_is_true(json_object_get(cfg2, "share_state")) ? "*" : r->agent_name ? r->agent_name : "",
+    wd_detect_scope sc = {json_is_true(json_object_get(cfg2, "share_state")) ? "*" : r->agent_key ? r->agent_key : "",
                           per_user && r->user_id ? r->user_id : "", bx == BOX_BUILTIN ? "builtin" : "agent", name};
     wd_detect_push_store(L, r->eng->store, &sc);
     lua_setfield(L, -2, "store");

@@ -292,6 +292,7 @@ static void run_free(wd_run *r)
     free(r->default_model);
     free(r->result_text);
     free(r->start_error);
+    free(r->agent_key);
     free(r->refuse);
     wd_policy_unref(r->pol);
     free(r);
@@ -680,6 +681,7 @@ static int resolve_agent(wd_run *r, const char *agent, char *err, size_t n)
     if (l > 4 && !strcmp(b + l - 4, ".lua"))
         b[l - 4] = '\0';
     r->agent_name = wd_strdup(b);
+    r->agent_key = wd_strdup(b); /* the name its script may change; this one it may not */
     free(base);
     return 0;
 }

@@ -85,6 +85,7 @@ struct wd_run {
     wd_policy *pol;              /* pinned at start: run-level limits */
     char run_id[37];
     char *session_id, *user_id, *agent_name, *agent_path, *agent_dir, *query;
+    char *agent_key;             /* the agent as its file or directory names it: whose state is whose */
     json_t *j_ids[4];            /* run_id, session_id, user_id, agent as JSON, shared by every record */
     wd_mock *mock;               /* borrowed from the engine while the run lives */
     char *llm;

@@ -252,7 +252,11 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
         for (wd_run *r = e->live; r; r = next) {
             next = r->live_next;
             const char *who, *why;
-            if (!r->pol || r->finishing || !(why = killed_why(e, r->agent_name, &who)))
+            /* by the name its directory gives it too: a script that renames itself is
+            ** still the agent that was killed */
+            if (!r->pol || r->finishing ||
+                (!(why = killed_why(e, r->agent_name, &who)) &&
+                 !(r->agent_key && (why = killed_why(e, r->agent_key, &who)))))
                 continue;
             char msg[600];
             snprintf(msg, sizeof msg, "killed by the kill switch (%s: %s)", who, *why ? why : "no reason given");

@@ -110,6 +110,16 @@ return warden.detector { name = "notes", on = { "run_finished" },
     assert.equal("before: alpha's secret", verdict_of(again, "notes").reason)
   end)
 
+  it("keep them apart when beta's definition calls itself alpha: the directory names the agent", function()
+    local pol = policy()
+    local alpha = agent("alpha", 1, '{ "notes" }', { ["detectors/notes.lua"] = WRITER })
+    run(pol, alpha)
+    local beta = agent("beta", 1, '{ "notes" }', { ["detectors/notes.lua"] = WRITER })
+    T.write(beta .. "/agent.lua", T.read(beta .. "/agent.lua"):gsub('name = "beta"', 'name = "alpha"'))
+    local _, vs = run(pol, beta)
+    assert.equal("before: nil", verdict_of(vs, "notes").reason)
+  end)
+
   it("share it only when the policy grants detectors.NAME.share_state", function()
     local pol = policy({ detectors = { notes = { share_state = true } } })
     local alpha = agent("alpha", 1, '{ "notes" }', { ["detectors/notes.lua"] = WRITER })
