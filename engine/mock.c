@@ -19,7 +19,7 @@ wd_mock *wd_mock_load(const char *path, char *err, size_t errlen)
     size_t len;
     char *text = wd_read_file(path, WD_YDOC_MAX_BYTES, &len);
     if (!text) {
-        wd_errf(err, errlen, "mock scenario %s: %s", path, strerror(errno));
+        wd_errf(err, errlen, "mock scenario %s: %s", path, wd_read_error(errno, WD_YDOC_MAX_BYTES));
         return NULL;
     }
     char e[300];
