@@ -206,35 +206,37 @@ int wd_kills_refuse(wd_run *r, char *msg, size_t n)
 void wd_kills_note_end(wd_run *r, int st)
 {
     wd_engine *e = r->eng;
-    if (!r->sb || !r->agent_name) /* never started: nothing the agent did */
+    /* counted under the name its directory gives it, which its next runs are refused by:
+    ** a script that declares another name is still that agent */
+    const char *agent = r->agent_key ? r->agent_key : r->agent_name;
+    if (!r->sb || !agent) /* never started: nothing the agent did */
         return;
     int failed = st == WD_ST_FAILED || st == WD_ST_MAX_ITERATIONS || st == WD_ST_TIMEOUT || st == WD_ST_HALTED;
     if (!failed && st != WD_ST_COMPLETED)
         return; /* out of budget or rate, refused, rejected by a person, killed: not the agent failing */
     refresh(e, 0);
-    json_t *known = json_object_get(e->kills.failing, r->agent_name);
+    json_t *known = json_object_get(e->kills.failing, agent);
     if (!failed && !known)
         return; /* the common case costs no write */
     long long count;
-    if (wd_kill_note_run(e->store, r->agent_name, failed, &count) < 0)
+    if (wd_kill_note_run(e->store, agent, failed, &count) < 0)
         return;
     if (!failed) {
-        json_object_del(e->kills.failing, r->agent_name);
+        json_object_del(e->kills.failing, agent);
         return;
     }
-    json_object_set_new(e->kills.failing, r->agent_name, json_integer(count));
+    json_object_set_new(e->kills.failing, agent, json_integer(count));
     long long limit = r->pol ? r->pol->kill_consecutive_errors : 0;
     if (limit <= 0 || count < limit)
         return;
     char why[300];
     snprintf(why, sizeof why, "disabled automatically: its last %lld runs failed (kill_switch.consecutive_errors)",
              count);
-    if (wd_kill_set(e->store, r->agent_name, "warden", why, 1, wd_wall_ms()) == 1) {
+    if (wd_kill_set(e->store, agent, "warden", why, 1, wd_wall_ms()) == 1) {
         audit_kill(r, "kill", why, 1);
         if (e->notice) {
             char line[500];
-            snprintf(line, sizeof line, "agent '%s' %s; warden revive %s brings it back", r->agent_name, why,
-                     r->agent_name);
+            snprintf(line, sizeof line, "agent '%s' %s; warden revive %s brings it back", agent, why, agent);
             e->notice(e->notice_ud, line);
         }
     }

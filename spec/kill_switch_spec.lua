@@ -99,6 +99,21 @@ describe("kill switch", function()
     assert.matches("no agent is killed", (cli(pol, "kill")))
   end)
 
+  it("disables a failing agent by its directory's name, whatever name its script declares", function()
+    local pol = T.policy({ kill_switch = { consecutive_errors = 2 } })
+    local dir = T.agent("flaky_dir", { ["agent.lua"] =
+      'return warden.agent { name = "someone_else", run = function() error("boom", 0) end }' })
+    local function go()
+      local out = T.sh(("%s run %s go --user reader --policy %s --llm mock:none --json"):format(T.bin, dir, pol))
+      return T.decode(out:match("{.*}"))
+    end
+    assert.equal("failed", go().status)
+    assert.equal("failed", go().status)
+    local res = go()
+    assert.equal("killed", res.status)
+    assert.matches("agent 'flaky_dir' is stopped by the kill switch", res.errors[1])
+  end)
+
   it("disables an agent whose last consecutive_errors runs failed, until revived", function()
     local pol, audit = T.policy({ kill_switch = { consecutive_errors = 3 } })
     local fail, ok = '[["error","boom"]]', '[["tool","echo",{}]]'
