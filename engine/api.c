@@ -415,6 +415,25 @@ void wd_api_expire(wd_server *s, int all, const char *why)
     hand_out(s, wd_admit_expire(s->admit, &l, all), msg);
 }
 
+/* what a run asked for over c needs until it ends (takes path); NULL out of memory */
+static wd_waiter *new_waiter(call *c, char *path, const char *input, const char *session)
+{
+    wd_waiter *w = calloc(1, sizeof *w);
+    if (!w || !(w->input = wd_strdup(input)) || (session && !(w->session = wd_strdup(session)))) {
+        if (w)
+            waiter_free(w);
+        free(path);
+        return NULL;
+    }
+    w->f = c->f;
+    w->path = path;
+    w->item.ud = w;
+    wd_strlcpy(w->item.user, c->user->name, sizeof w->item.user);
+    /* its sandbox and, at most, its detectors' (detect.c keeps those within 64 MB) */
+    w->item.mem_mb = c->p->memory_mb + (c->p->memory_mb < 64 ? c->p->memory_mb : 64);
+    return w;
+}
+
 static void post_run(call *c)
 {
     wd_server *s = c->f->srv;
@@ -444,20 +463,11 @@ static void post_run(call *c)
         send_error(c, 404, "no agent named '%s' under %s/", agent, s->agents_dir);
         goto done;
     }
-    wd_waiter *w = calloc(1, sizeof *w);
-    if (!w || !(w->input = wd_strdup(input)) || (session && !(w->session = wd_strdup(session)))) {
-        if (w)
-            waiter_free(w);
-        free(path);
+    wd_waiter *w = new_waiter(c, path, input, session);
+    if (!w) {
         send_error(c, 503, "out of memory");
         goto done;
     }
-    w->f = c->f;
-    w->path = path;
-    w->item.ud = w;
-    wd_strlcpy(w->item.user, c->user->name, sizeof w->item.user);
-    /* its sandbox and, at most, its detectors' (detect.c keeps those within 64 MB) */
-    w->item.mem_mb = c->p->memory_mb + (c->p->memory_mb < 64 ? c->p->memory_mb : 64);
     wd_admit_limits lim = admit_limits(c->p);
     char why[300];
     int retry_s;

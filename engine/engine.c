@@ -686,6 +686,16 @@ static int resolve_agent(wd_run *r, const char *agent, char *err, size_t n)
     return 0;
 }
 
+/* warden serve had no room for the run in time (wd_run_opts.refuse): it ends so */
+static void end_refused(wd_run *r)
+{
+    json_t *ev = wd_run_event(r, "rate_limited", 0);
+    json_object_set_new(ev, "reason", json_string(r->refuse));
+    json_object_set_new(ev, "retry_after_ms", json_integer(r->retry_after_ms));
+    wd_run_audit(r, ev);
+    wd_run_end(r, WD_ST_RATE_LIMITED, r->refuse);
+}
+
 /* the start of a run, from the loop: run-start checks, sandbox, agent coroutine */
 static void start(wd_run *r)
 {
@@ -701,12 +711,8 @@ static void start(wd_run *r)
         wd_run_end(r, WD_ST_FAILED, r->start_error);
         return;
     }
-    if (r->refuse) { /* warden serve had no room for it in time */
-        json_t *ev = wd_run_event(r, "rate_limited", 0);
-        json_object_set_new(ev, "reason", json_string(r->refuse));
-        json_object_set_new(ev, "retry_after_ms", json_integer(r->retry_after_ms));
-        wd_run_audit(r, ev);
-        wd_run_end(r, WD_ST_RATE_LIMITED, r->refuse);
+    if (r->refuse) {
+        end_refused(r);
         return;
     }
     const wd_user *u = wd_policy_user(p, r->user_id);
