@@ -768,8 +768,9 @@ static void get_cost(call *c, struct evkeyvalq *q)
 static void get_metrics(call *c)
 {
     wd_buf b = {0};
-    if (wd_metrics_render(c->f->srv->met, &b, c->f->e->store, c->p, wd_registry_live(c->f->srv->reg),
-                          atomic_load(&c->f->srv->generation)) < 0) {
+    wd_metrics_now now = {wd_registry_live(c->f->srv->reg), atomic_load(&c->f->srv->generation), 0, 0, 0};
+    wd_admit_counts(c->f->srv->admit, &now.running, &now.queued, &now.reserved_mb);
+    if (wd_metrics_render(c->f->srv->met, &b, c->f->e->store, c->p, &now) < 0) {
         wd_buf_free(&b);
         send_error(c, 503, "out of memory");
         return;

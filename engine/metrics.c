@@ -51,6 +51,9 @@ static const struct family {
     {"warden_policy_reload_failures_total", "counter", "Policy and script changes rejected."},
     {"warden_policy_generation", "gauge", "Policy loads since the server started (1: the first)."},
     {"warden_runs_active", "gauge", "Runs queued or running."},
+    {"warden_runs_running", "gauge", "Runs admitted and running."},
+    {"warden_runs_queued", "gauge", "Runs waiting for room (serve.max_runs, serve.memory_mb)."},
+    {"warden_sandbox_memory_reserved_mb", "gauge", "Sandbox memory the running runs reserved (serve.memory_mb)."},
     {"warden_breaker_state", "gauge", "Breaker state: 0 closed, 1 open, 2 half-open."},
     {"warden_breaker_failures", "gauge", "Consecutive failures counted by a breaker."},
     {"warden_budget_spent_usd", "gauge", "Spend in the current period, by scope and period."},
@@ -303,11 +306,16 @@ static int fam(const char *name)
 }
 
 /* the families read now, as gauges, into per-family buffers (g[i] for FAMILIES[i]) */
-static void scrape(wd_buf *g, wd_store *st, const wd_policy *p, long live, long generation)
+static void scrape(wd_buf *g, wd_store *st, const wd_policy *p, const wd_metrics_now *sn)
 {
+    long live = sn->live, generation = sn->generation;
     int64_t now = wd_wall_ms();
     gauge(&g[fam("warden_policy_generation")], "warden_policy_generation", (double)generation, (const char *[]){NULL});
     gauge(&g[fam("warden_runs_active")], "warden_runs_active", (double)live, (const char *[]){NULL});
+    gauge(&g[fam("warden_runs_running")], "warden_runs_running", (double)sn->running, (const char *[]){NULL});
+    gauge(&g[fam("warden_runs_queued")], "warden_runs_queued", (double)sn->queued, (const char *[]){NULL});
+    gauge(&g[fam("warden_sandbox_memory_reserved_mb")], "warden_sandbox_memory_reserved_mb", (double)sn->reserved_mb,
+          (const char *[]){NULL});
     int ib = fam("warden_breaker_state"), ibf = fam("warden_breaker_failures"), isp = fam("warden_budget_spent_usd"),
         ilim = fam("warden_budget_limit_usd"), irat = fam("warden_budget_used_ratio"),
         iap = fam("warden_approvals_pending");
@@ -342,7 +350,7 @@ static void scrape(wd_buf *g, wd_store *st, const wd_policy *p, long live, long 
     json_decref(ap);
 }
 
-int wd_metrics_render(wd_metrics *m, wd_buf *out, wd_store *st, const wd_policy *p, long live, long generation)
+int wd_metrics_render(wd_metrics *m, wd_buf *out, wd_store *st, const wd_policy *p, const wd_metrics_now *now)
 {
     size_t nf = 0;
     while (FAMILIES[nf].name)
@@ -350,7 +358,7 @@ int wd_metrics_render(wd_metrics *m, wd_buf *out, wd_store *st, const wd_policy 
     wd_buf *g = calloc(nf, sizeof *g);
     if (!g)
         return -1;
-    scrape(g, st, p, live, generation); /* store reads outside the lock */
+    scrape(g, st, p, now); /* store reads outside the lock */
     pthread_mutex_lock(&m->mu);
     series **v = malloc((m->n ? m->n : 1) * sizeof *v);
     for (size_t f = 0; v && f < nf; f++) {

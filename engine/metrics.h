@@ -26,9 +26,16 @@ void wd_metrics_reload(wd_metrics *m, int ok);
 
 /* cost by user/model and user/tool as JSON {by_user, by_model, by_tool} (the dashboard) */
 json_t *wd_metrics_costs(wd_metrics *m);
+/* the server's own gauges, as the caller reads them now */
+typedef struct wd_metrics_now {
+    long live;              /* runs queued or running */
+    long generation;        /* policy loads */
+    long running, queued;   /* admission (admit.h) */
+    long long reserved_mb;  /* sandbox memory the running runs reserved */
+} wd_metrics_now;
+
 /* the exposition: every series, then the gauges read now from st (breakers, budgets of
-** p, pending approvals), live (runs queued or running) and the policy's generation.
-** 0, -1 out of memory */
-int wd_metrics_render(wd_metrics *m, wd_buf *out, wd_store *st, const wd_policy *p, long live, long generation);
+** p, pending approvals) and now's. 0, -1 out of memory */
+int wd_metrics_render(wd_metrics *m, wd_buf *out, wd_store *st, const wd_policy *p, const wd_metrics_now *now);
 
 #endif

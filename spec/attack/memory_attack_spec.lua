@@ -101,6 +101,9 @@ return warden.agent { name = "big",
       sh[#sh + 1] = "wait"
       local f = T.write(T.tmpfile(".sh"), table.concat(sh, "\n"))
       os.execute("sh " .. f)
+      -- each run reserves 32 MB and its detectors' 32: ten at a time in 640 MB
+      local _, h = srv.http("GET", "/healthz")
+      assert.is_true(h.runs_running <= 10 and h.sandbox_memory_mb <= 640, T.encode(h))
       for i = 1, 200 do
         local body = T.read(out .. ".b" .. i)
         local v = T.decode(body)
