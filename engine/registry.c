@@ -233,6 +233,15 @@ void wd_registry_event(wd_registry *g, const char *run_id, const char *event, co
         strcpy(x->status, "running");
     if (!strcmp(event, "run_finished"))
         x->saw_finished = 1;
+    /* a line larger than a run may keep is kept as a stub that says so (the log has it
+    ** whole): the stream still sees the event, and numbering stays one per record */
+    char stub[200];
+    if (len + 1 > g->events_bytes) {
+        snprintf(stub, sizeof stub, "{\"event\":\"%.24s\",\"run_id\":\"%.36s\",\"line_bytes\":%zu,\"note\":"
+                 "\"larger than serve.events_kb: the audit log has it\"}", event, run_id, len);
+        line = stub;
+        len = strlen(stub);
+    }
     /* the oldest go, by count and by bytes; numbering goes on */
     size_t k = 0, freed = 0;
     while (k < x->n && (x->n - k >= g->max_events || x->line_bytes - freed + len + 1 > g->events_bytes)) {
@@ -249,10 +258,6 @@ void wd_registry_event(wd_registry *g, const char *run_id, const char *event, co
         x->bytes -= freed;
         if (x->finished_ms)
             g->kept -= freed;
-    }
-    if (len + 1 > g->events_bytes) { /* one line larger than a run may keep: the log has it */
-        x->dropped++;
-        goto done;
     }
     if (x->n == x->cap) {
         size_t cap = x->cap ? x->cap * 2 : 8;

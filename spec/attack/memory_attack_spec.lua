@@ -67,6 +67,10 @@ return warden.agent { name = "big",
         assert.equal(12 * 1024 * 1024 + 2, run.result.truncated.result)
         assert.matches("the audit log's run_finished record has the whole result", run.result.result_note)
       end
+      -- its event stream keeps every record, the 12 MB one as a stub that says where it is
+      local _, stream = srv.http("GET", "/v1/runs/" .. ids[1] .. "/events", KEY)
+      assert.matches("event: run_started", stream)
+      assert.matches('event: run_finished\ndata: {"event":"run_finished".-larger than serve.events_kb', stream)
       local fin = T.events(audit, "run_finished")
       assert.equal(63, #fin)
       assert.equal(12 * 1024 * 1024, #fin[#fin].result)
