@@ -316,12 +316,16 @@ static void waiter_free(wd_waiter *w)
 
 /* the result as the table of runs keeps it: whole up to serve.result_kb, else each of its
 ** fields cut to a quarter of that, what was cut named in `truncated` (bound.h) and the
-** whole in the audit log's run_finished; caller frees; text is the whole one rendered */
-static char *kept_result(wd_server *s, const json_t *res, char *text)
+** whole in the audit log's run_finished. *whole: the text already rendered for a waiting
+** client, or NULL; taken when it is what is kept. Caller frees. */
+static char *kept_result(wd_server *s, const json_t *res, char **whole)
 {
     size_t max = wd_registry_result_max(s->reg);
-    if (!text || strlen(text) <= max)
-        return text ? wd_strdup(text) : NULL;
+    if (wd_bound_size(res, max) <= max) {
+        char *t = *whole ? *whole : json_dumps(res, JSON_COMPACT | JSON_REAL_PRECISION(12));
+        *whole = NULL;
+        return t;
+    }
     json_t *cp = json_copy((json_t *)res); /* shallow: the cut fields are replaced in cp only */
     if (!cp)
         return NULL;
@@ -365,9 +369,11 @@ static void on_run_done(const json_t *res, void *ud)
     wd_waiter *w = ud;
     wd_front *f = w->f;
     wd_server *s = f->srv;
-    /* rendered once for the waiting client; the table of runs keeps it bounded */
-    char *text = json_dumps(res, JSON_COMPACT | JSON_REAL_PRECISION(12));
+    /* rendered whole only for a waiting client; the table of runs keeps it bounded, and
+    ** the same text when it fits */
+    char *text = NULL;
     if (w->req) {
+        text = json_dumps(res, JSON_COMPACT | JSON_REAL_PRECISION(12));
         evhttp_connection_set_closecb(evhttp_request_get_connection(w->req), NULL, NULL);
         call c = {.f = f, .req = w->req, .route = "/v1/runs"};
         if (text)
@@ -375,7 +381,7 @@ static void on_run_done(const json_t *res, void *ud)
         else
             send_error(&c, 500, "out of memory");
     }
-    char *kept = kept_result(s, res, text);
+    char *kept = kept_result(s, res, &text);
     free(text);
     wd_registry_finish(s->reg, w->run_id, json_string_value(json_object_get(res, "status")), kept);
     if (w->admitted) {
@@ -408,11 +414,10 @@ void wd_api_expire(wd_server *s, int all, const char *why)
     wd_admit_limits l = admit_limits(p);
     wd_policy_unref(p);
     char msg[300];
-    snprintf(msg, sizeof msg, "%s", why ? why : "");
     if (!why)
         snprintf(msg, sizeof msg, "the server is busy: the run waited %lld ms for room and did not get it "
                  "(serve.queue_wait_ms; serve.max_runs, serve.max_runs_per_user, serve.memory_mb)", l.queue_wait_ms);
-    hand_out(s, wd_admit_expire(s->admit, &l, all), msg);
+    hand_out(s, wd_admit_expire(s->admit, &l, all), why ? why : msg);
 }
 
 /* what a run asked for over c needs until it ends (takes path); NULL out of memory */
@@ -429,8 +434,7 @@ static wd_waiter *new_waiter(call *c, char *path, const char *input, const char 
     w->path = path;
     w->item.ud = w;
     wd_strlcpy(w->item.user, c->user->name, sizeof w->item.user);
-    /* its sandbox and, at most, its detectors' (detect.c keeps those within 64 MB) */
-    w->item.mem_mb = c->p->memory_mb + (c->p->memory_mb < 64 ? c->p->memory_mb : 64);
+    w->item.mem_mb = c->p->memory_mb + wd_detect_memory_mb(c->p->memory_mb); /* its sandbox, its detectors' */
     return w;
 }
 

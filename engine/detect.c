@@ -14,7 +14,6 @@
 
 #define DET_CHECK_MS 100              /* one check, wall time */
 #define DET_INSTR 20000000LL          /* one check, instructions */
-#define DET_MEM_MB 64                 /* the detectors' sandboxes together, at most */
 #define DET_HISTORY_MAX 1000          /* events kept; past it, the oldest half goes */
 #define DET_HISTORY_KEEP 500
 #define DET_MAX 16                    /* detectors per run */
@@ -135,6 +134,8 @@ void wd_detect_event(wd_run *r, json_t *ev)
         D->queue = json_array();
     json_array_append_new(D->queue, ev);
 }
+
+long long wd_detect_memory_mb(long long run_mb) { return run_mb < 64 ? run_mb : 64; }
 
 void wd_detect_free(wd_detect *D)
 {
@@ -294,14 +295,14 @@ static int load_one(wd_run *r, wd_detect *D, const char *name, char *msg, size_t
 }
 
 /* the detectors' sandboxes (one for warden's, one for the agent's own, as they are
-** used; DET_MEM_MB shared between them) and every detector in them; 0 or -1 with msg */
+** used; wd_detect_memory_mb between them) and every detector in them; 0 or -1 with msg */
 static int load(wd_run *r, wd_detect *D, char *msg, size_t n)
 {
     int used[2] = {0, 0};
     char path[1200], chunk[200];
     for (size_t i = 0; i < D->nnames; i++)
         used[origin(r, D->names[i], path, sizeof path, chunk, sizeof chunk)] = 1;
-    long long mb = r->pol->memory_mb < DET_MEM_MB ? r->pol->memory_mb : DET_MEM_MB;
+    long long mb = wd_detect_memory_mb(r->pol->memory_mb);
     if (used[0] && used[1])
         mb = mb / 2 > 0 ? mb / 2 : 1;
     for (int b = 0; b < 2; b++) {

@@ -45,6 +45,9 @@ void wd_detect_answer(wd_run *r, const char *result);
 ** only. Called by wd_run_end. */
 void wd_detect_finish(wd_run *r, const char *status, const char *error);
 void wd_detect_free(wd_detect *d); /* accepts NULL */
+/* what a run's detectors may use together, in MB, beside a run capped at run_mb: its cap,
+** at most 64 (warden serve reserves it with the run's own) */
+long long wd_detect_memory_mb(long long run_mb);
 
 /* whose a detector's state is: its agent ("*": every agent's, granted by the policy),
 ** its user ("" unless the detector keeps state per user), its origin ("builtin" or

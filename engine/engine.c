@@ -107,9 +107,8 @@ int wd_run_audit(wd_run *r, json_t *rec)
         if (r->audit.dropped)
             json_object_set_new(rec, "audit_dropped", json_integer(r->audit.dropped));
     }
-    int ncut = 0;
     /* and what the log adds: seq, timestamp, prev_hash, hash and the newline */
-    size_t bytes = wd_bound_record(rec, cap, final ? "result" : NULL, big, &ncut) + AUDIT_LINE_EXTRA;
+    size_t bytes = wd_bound_record(rec, cap, final ? "result" : NULL, big, NULL) + AUDIT_LINE_EXTRA;
     if (!final && (r->audit.records + 1 > maxr || r->audit.bytes + (long long)bytes > maxb)) {
         r->audit.dropped++;
         json_decref(rec);
@@ -117,7 +116,6 @@ int wd_run_audit(wd_run *r, json_t *rec)
     }
     r->audit.bytes += (long long)bytes;
     r->audit.records++;
-    r->audit.cut += ncut;
     if (!r->audit.over && !final &&
         (r->audit.bytes + AUDIT_RESERVE_BYTES > maxb || r->audit.records + AUDIT_RESERVE_RECORDS > maxr)) {
         char msg[300];

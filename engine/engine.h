@@ -209,7 +209,7 @@ struct wd_run {
     long tool_calls_omitted;     /* past WD_MAX_TOOL_CALLS_IN_RESULT */
     long long ncalls;            /* ctx:call_tool so far (defaults.max_tool_calls) */
     struct {                     /* what the run wrote to the log (defaults.max_audit_*) */
-        long long bytes, records, dropped, cut;
+        long long bytes, records, dropped;
         int over;                /* past its limit less the reserve: fields cut short from here */
     } audit;
     wd_status limit_status;      /* a run limit was reached: how the run ends, and why */
