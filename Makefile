@@ -44,7 +44,7 @@ l=$$(sed -n 's/^\([0-9]*\) successes \/ \([0-9]*\) failures \/ \([0-9]*\) errors
 set -- $$c $$l; echo "$(1): $$(($$1 + $$3)) passed, $$(($$2 + $$4 + $$5)) failed"
 endef
 
-.PHONY: all deps test test-c test-lua lint demo asan tsan bench fuzz fuzz-build analyze clean
+.PHONY: all deps test test-c test-lua spec ctest layers lint demo asan tsan bench fuzz fuzz-build analyze clean
 
 all: $(BUILD)/warden $(BUILD)/lua/warden/core.so
 
@@ -110,6 +110,19 @@ test-c: $(TEST_BIN)
 
 test-lua: all $(BUILD)/fakellm $(BUILD)/wdload
 	@$(BUSTED) --output=plainTerminal
+
+# one spec file, optionally only the tests whose name matches FILTER (a Lua pattern):
+#   make spec SPEC=spec/run_spec.lua FILTER="ends with a result"
+spec: all $(BUILD)/fakellm $(BUILD)/wdload
+	@test -n "$(SPEC)" || { echo "usage: make spec SPEC=spec/x_spec.lua [FILTER=text]"; exit 2; }
+	@$(BUSTED) --output=plainTerminal $(if $(FILTER),--filter="$(FILTER)") $(SPEC)
+
+# one C test program, optionally only the tests whose name contains FILTER:
+#   make ctest T=test_policy FILTER=reload
+ctest:
+	@test -n "$(T)" || { echo "usage: make ctest T=test_name [FILTER=text]  ($(notdir $(TEST_BIN)))"; exit 2; }
+	@$(MAKE) --no-print-directory $(BUILD)/test/$(T)
+	@WD_TEST_FILTER="$(FILTER)" $(BUILD)/test/$(T)
 
 lint:
 	@if command -v luacheck >/dev/null; then luacheck -q lua agents spec; fi

@@ -1,5 +1,5 @@
-/* approval.h - human approval requests in the state store (docs/safety.md, seed
-** 003 section 2.1). A tool call that needs a person's decision becomes a row of table
+/* approval.h - human approval requests in the state store (docs/safety.md,
+** Approvals). A tool call that needs a person's decision becomes a row of table
 ** `approvals`; the run that asked waits for it (pipeline.c), and any process decides it:
 ** `warden approvals approve|reject`, or the clock (expired), or the death of the asking
 ** process (abandoned). Whoever looks at a pending request settles what time and death

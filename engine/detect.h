@@ -1,5 +1,5 @@
 /* detect.h - detectors: Lua scripts that watch a run's events and give verdicts the
-** engine enforces (docs/lua-api.md, seed 003 sections 3 and 5).
+** engine enforces (docs/lua-api.md, Detectors; docs/safety.md).
 **
 ** A run whose agent names detectors (or whose policy enforces some) gets a second
 ** sandbox of its own for them, apart from the agent's: a detector that raises, loops or

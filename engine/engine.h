@@ -246,7 +246,7 @@ int wd_run_audit(wd_run *r, json_t *rec);
 void wd_run_limit(wd_run *r, wd_status st, const char *msg);
 const char *wd_status_name(wd_status st);
 /* a guardrail_violation record for what the running tool asked (args: taken), with the
-** violation's type and severity (seed 003 1.2: low, medium, high, critical) */
+** violation's type and severity (docs/safety.md: low, medium, high, critical) */
 void wd_run_audit_guardrail(wd_run *r, json_t *args, const char *reason, const char *type, const char *severity);
 /* audits a breaker's change of state, if any (tool or model names the subject) */
 void wd_run_audit_breaker(wd_run *r, const char *breaker, const wd_breaker_change *ch, const char *tool,

@@ -350,7 +350,7 @@ static int read_opts(lua_State *L, call_opts *o, const char *name, char *msg, si
     return 0;
 }
 
-/* ** What a person must do about a call (seed 003 sections 2.2 and 7). The strictest of:
+/* ** What a person must do about a call (docs/safety.md, Autonomy levels and human-in-the-loop triggers). The strictest of:
 ** the autonomy level of the tool's category (5-4 execute, 3 execute and notify, 2
 ** approval, 1 senior approval: two approvers, 0 never), requires_approval, a risk at or
 ** above approvals.min_risk, and the hitl triggers (stated confidence below

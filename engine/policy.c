@@ -847,7 +847,7 @@ static wd_policy *policy_new(void)
     p->global_monthly_usd = 10000;
     p->warn_ratio = 0.8;
     p->kill_consecutive_errors = 5;
-    p->approval_min_risk = 3; /* high and critical actions always wait for a person (seed 003 2.2) */
+    p->approval_min_risk = 3; /* high and critical actions always wait for a person */
     p->hitl_confidence_below = -1;
     p->hitl_cost_above_usd = -1;
     p->exec_cpu_s = 10;

@@ -525,7 +525,7 @@ char *wd_report_compliance_text(const json_t *rep)
     return b.p;
 }
 
-/* ---- failures (seed 003 section 3.1) ------------------------------------------------ */
+/* ---- failures (docs/safety.md, Failure scenarios) ---------------------------------------- */
 
 /* the failure mode an audit record stands for, and whether the engine stopped it before
 ** harm (prevented) or it happened (occurred); NULL when the record is no incident */

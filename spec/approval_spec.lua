@@ -1,4 +1,4 @@
--- Approvals (docs/safety.md, seed 003 section 2.1, issue 5): a tool call that needs
+-- Approvals (docs/safety.md, Approvals): a tool call that needs
 -- a person's decision waits in the state store; `warden approvals` decides it from
 -- another process; the clock expires and escalates it; a dead run abandons it.
 local T = require("warden.testing")

@@ -1,4 +1,4 @@
--- `warden report compliance` (issue 5; seed 003 sections 1.2 and 8): its figures are
+-- `warden report compliance` (docs/safety.md, Compliance report): its figures are
 -- the audit log's. The spec writes a log with violations of each severity, refused
 -- calls, approvals granted, rejected and expired, redacted secrets and a kill, then
 -- counts the log itself and compares.

@@ -1,4 +1,4 @@
--- Detectors (issue 6; docs/lua-api.md; seed 003 sections 3 and 5): Lua scripts that
+-- Detectors (docs/lua-api.md, Detectors): Lua scripts that
 -- watch a run's events and history; the engine enforces their verdicts (warn audited,
 -- escalate asks a person, halt ends the run as halted), contains their faults, and keeps
 -- a small store for statistics across runs. Built-ins: loop, grounding, misuse,

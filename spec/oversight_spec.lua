@@ -1,4 +1,4 @@
--- Human oversight beyond requires_approval (issue 5; seed 003 sections 2.2, 2.3 and 7):
+-- Human oversight beyond requires_approval (docs/safety.md, Autonomy levels and human-in-the-loop triggers):
 -- autonomy levels per action category, approval by risk, and the human-in-the-loop
 -- triggers (stated confidence, estimated cost, consecutive errors). A request nobody
 -- answers expires after a second here, so each case sees what was asked and why.

@@ -1,5 +1,5 @@
 -- warden report cost (issue 4): totals, by user, agent, model and tool, success rate,
--- cost per successful call, burn rate, budget use and the seed's recommendations. Its
+-- cost per successful call, burn rate, budget use and its recommendations. Its
 -- figures come from the audit log, so they must equal the log's own sums.
 local T = require("warden.testing")
 local core = require("warden.core")

@@ -1,5 +1,5 @@
 -- Timeouts are loop timers: a server that never answers or trickles is cut off at the
--- deadline (within 10%), and the user reads the seed's message.
+-- deadline (within 10%), and the user reads the documented message.
 local T = require("warden.testing")
 
 local srv = T.fakellm()
@@ -51,7 +51,7 @@ describe("LLM read timeout", function()
     within(1500, T.events(audit, "llm_call")[1].latency_ms)
   end)
 
-  it("retries a timeout as transient, and the run ends as a timeout with the seed's message", function()
+  it("retries a timeout as transient, and the run ends as a timeout with the documented message", function()
     local key = T.key("hang2")
     local res, audit = T.run { agent = "agents/research_assistant", query = "q", user = "reader", llm = false,
       policy = "policies/default.yaml",

@@ -1,9 +1,12 @@
 /* harness.h - a tiny test harness: CHECK records failures, the runner prints
-** "<file>: N passed, N failed" as its last line and exits non-zero on failure. */
+** "<file>: N passed, N failed" as its last line and exits non-zero on failure.
+** WD_TEST_FILTER=text runs only the tests whose name contains text
+** (`make ctest T=test_policy FILTER=reload`). */
 #ifndef WD_HARNESS_H
 #define WD_HARNESS_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int h_pass, h_fail, h_case_failed;
@@ -34,8 +37,16 @@ static inline int h_has(const char *hay, const char *needle) { return hay && str
 #define CHECK_HAS(hay, needle) CHECK(h_has((hay), (needle)))
 
 #define TEST(name) static void name(void)
+static inline int h_selected(const char *name)
+{
+    const char *f = getenv("WD_TEST_FILTER");
+    return !f || !*f || strstr(name, f) != NULL;
+}
+
 #define RUN(name)                                   \
     do {                                            \
+        if (!h_selected(#name))                     \
+            break;                                  \
         h_case = #name;                             \
         h_case_failed = 0;                          \
         name();                                     \

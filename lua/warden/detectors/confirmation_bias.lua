@@ -1,5 +1,5 @@
--- confirmation_bias: the evidence a run gathered mostly supports its hypothesis (seed 003
--- section 5.1). Evidence is what agents tag: a tool result or a ctx:log{} with a boolean
+-- confirmation_bias: the evidence a run gathered mostly supports its hypothesis (docs/safety.md,
+-- Detectors and the failure-mode catalogue). Evidence is what agents tag: a tool result or a ctx:log{} with a boolean
 -- supports_hypothesis (and, optionally, hypothesis = "..."). Judged when the run ends.
 -- Settings: max_confirming (0.8), min_evidence (3), verdict (warn).
 local confirming, disconfirming, hypothesis = 0, 0, nil

@@ -1,5 +1,5 @@
 -- exhaustion: the run is near one of its limits: iterations, its cost limit or its run
--- time (seed 003 section 3.1, resource exhaustion). Settings: ratio (0.9), verdict (warn).
+-- time (docs/safety.md, failure modes: resource exhaustion). Settings: ratio (0.9), verdict (warn).
 -- Each limit is reported once per run.
 local warned = {}
 

@@ -1,5 +1,5 @@
 -- grounding: the claims of the final answer checked against what the run saw, the
--- user's query and its tools' results (seed 003 section 3.1, hallucination). A claim
+-- user's query and its tools' results (docs/safety.md, failure modes: hallucination). A claim
 -- (a sentence) is grounded when every number and named entity in it appears in a
 -- source, and enough of its content words (stemmed, stop words left out) do too.
 -- Settings: threshold (0.7: the share of claims that must be grounded), strict_numbers

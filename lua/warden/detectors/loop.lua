@@ -1,5 +1,5 @@
--- loop: the same call again and again, A-B-A-B alternation, or no progress (seed 003
--- section 3.1). Settings (policy detectors.loop): identical_calls (3), alternating
+-- loop: the same call again and again, A-B-A-B alternation, or no progress (docs/safety.md,
+-- Detectors and the failure-mode catalogue). Settings (policy detectors.loop): identical_calls (3), alternating
 -- (true), no_progress_window (5), verdict (halt). The file runs once per run: the
 -- counts below are this run's, kept as the events come (no rescan of the history).
 local D = require "warden.detect"

@@ -1,5 +1,5 @@
 -- misuse: arguments the schema cannot see are nonsense ("", "undefined", "null"...), and
--- calls to one tool that keep failing (seed 003 section 3.1, tool misuse). Settings:
+-- calls to one tool that keep failing (docs/safety.md, failure modes: tool misuse). Settings:
 -- placeholders (a list of texts), failures (3), verdict (warn).
 local D = require "warden.detect"
 

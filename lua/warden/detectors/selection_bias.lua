@@ -1,5 +1,5 @@
--- selection_bias: an agent that favours some options over the others, across runs (seed
--- 003 section 5.1). Choices are the tools a run calls (options: the agent's tools) and
+-- selection_bias: an agent that favours some options over the others, across runs
+-- (docs/safety.md, Detectors and the failure-mode catalogue). Choices are the tools a run calls (options: the agent's tools) and
 -- what agents tag with ctx:log{decision = "vendor", choice = "b", options = {"a", "b",
 -- "c"}}. When a run ends its choices join the last `window` of that decision in the
 -- state store, and once `min_samples` are there a chi-square test against a uniform
