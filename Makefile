@@ -18,7 +18,10 @@ BUILD   ?= build
 CC      ?= cc
 CJSON_SO = $(shell $(LUA) -e 'print(package.searchpath("cjson", package.cpath) or "")' 2>/dev/null)
 OPT     ?= -O2 -g
-WD_CFLAGS := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -pthread -Iengine -Iengine/include \
+# the engine's layers, lowest first (docs/architecture.md): a folder uses only its own
+# files and those of the folders before it; tools/layers.lua checks it
+LAYERS   := base policy sandbox state audit runtime ops bindings operate serve cli
+WD_CFLAGS := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -pthread -Iengine/include $(LAYERS:%=-Iengine/%) \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
            -DWD_LUA_DIR='"$(CURDIR)/lua"' -DWD_WEB_DIR='"$(CURDIR)/web"' -DWD_CJSON_SO='"$(CJSON_SO)"' $(CFLAGS)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
@@ -27,12 +30,8 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
 # malloc there) nor under the sanitizers (which must see every allocation).
 MALLOC  ?= -Wl,--no-as-needed -lmimalloc -Wl,--as-needed
 
-CORE_SRC := engine/util.c engine/ydoc.c engine/rx.c engine/policy.c engine/schema.c engine/guard.c \
-            engine/redact.c engine/bound.c engine/audit.c engine/jsonlua.c engine/lcjson.c engine/lmatch.c engine/lstring.c engine/ltable.c engine/arena.c engine/sandbox.c engine/engine.c \
-            engine/pipeline.c engine/mock.c engine/lua_warden.c engine/http.c engine/retry.c engine/store.c engine/approval.c engine/killswitch.c engine/exec.c \
-            engine/breaker.c engine/provider.c engine/llm.c engine/fetch.c engine/chunks.c engine/check.c engine/canon.c engine/pool.c \
-            engine/budget.c engine/report.c engine/detect.c engine/lua_detect.c \
-            engine/admin.c engine/admit.c engine/registry.c engine/metrics.c engine/api.c engine/serve.c
+ENGINE_H := $(wildcard $(LAYERS:%=engine/%/*.h)) engine/include/warden.h
+CORE_SRC := $(filter-out engine/cli/cli.c engine/bindings/lua_core.c,$(wildcard $(LAYERS:%=engine/%/*.c)))
 CORE_OBJ := $(CORE_SRC:engine/%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(wildcard engine/test/test_*.c)
 TEST_BIN := $(TEST_SRC:engine/test/%.c=$(BUILD)/test/%)
@@ -59,7 +58,7 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(BUILD)/obj/%.o: engine/%.c $(wildcard engine/*.h) engine/include/warden.h
+$(BUILD)/obj/%.o: engine/%.c $(ENGINE_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(WD_CFLAGS) -c $< -o $@
 
@@ -67,10 +66,10 @@ $(BUILD)/libwarden.a: $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/warden: $(BUILD)/obj/cli.o $(BUILD)/libwarden.a
+$(BUILD)/warden: $(BUILD)/obj/cli/cli.o $(BUILD)/libwarden.a
 	$(CC) $(WD_CFLAGS) -o $@ $(MALLOC) $^ $(LDLIBS)
 
-$(BUILD)/lua/warden/core.so: $(BUILD)/obj/lua_core.o $(BUILD)/libwarden.a
+$(BUILD)/lua/warden/core.so: $(BUILD)/obj/bindings/lua_core.o $(BUILD)/libwarden.a
 	@mkdir -p $(dir $@)
 	$(CC) $(WD_CFLAGS) -shared -o $@ $^ $(filter-out -l$(LUA_PC),$(LDLIBS))
 
@@ -186,8 +185,8 @@ fuzz: fuzz-build
 analyze: deps
 	@cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr --std=c11 \
 	  --suppressions-list=engine/analyze.supp --suppress=missingIncludeSystem -D_GNU_SOURCE \
-	  -DLLONG_MAX=9223372036854775807LL -Iengine -Iengine/include -I/usr/include/lua$(LUA_VERSION) \
-	  --include=/usr/include/jansson.h engine/*.c engine/test/*.c engine/fuzz/*.c
+	  -DLLONG_MAX=9223372036854775807LL -Iengine/include $(LAYERS:%=-Iengine/%) -I/usr/include/lua$(LUA_VERSION) \
+	  --include=/usr/include/jansson.h $(LAYERS:%=engine/%/*.c) engine/test/*.c engine/fuzz/*.c
 	@rm -rf build-analyze && scan-build --status-bugs -o build-analyze/report \
 	  $(MAKE) --no-print-directory -j2 BUILD=build-analyze MALLOC= build-analyze/libwarden.a build-analyze/warden
 	@echo "analyze: cppcheck and scan-build found nothing"
