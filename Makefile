@@ -123,8 +123,13 @@ ctest:
 	@$(MAKE) --no-print-directory $(BUILD)/test/$(T)
 	@WD_TEST_FILTER="$(FILTER)" $(BUILD)/test/$(T)
 
-lint:
-	@if command -v luacheck >/dev/null; then luacheck -q lua agents spec; fi
+lint: layers
+	@if command -v luacheck >/dev/null; then luacheck -q lua agents spec tools; fi
+
+# the engine's shape (docs/architecture.md): no call or include from a lower layer to a
+# higher one, no loop of calls between files; sizes reported
+layers:
+	@out=$$($(LUA) tools/layers.lua --sizes-warn 2>&1); rc=$$?; echo "$$out" | grep -v '^warning: '; exit $$rc
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -1,6 +1,8 @@
 -- layers.lua - checks the engine's shape from its sources (docs/architecture.md).
 --
--- usage: lua5.4 tools/layers.lua [--graph] [--sizes] [engine_dir]
+-- usage: lua5.4 tools/layers.lua [--graph] [--sizes-warn] [engine_dir]
+--   --graph       prints which files each file calls (and by which first name)
+--   --sizes-warn  reports sizes over the limits without failing on them
 --
 -- It reads every .c and .h under the engine folder and fails (exit 1) when
 --   * a file includes a header of a higher layer, or calls a function that a file of
@@ -84,8 +86,12 @@ local function folder(path)
     return rel:match("^([^/]+)/") or ""
 end
 
-local files, byname, defs, problems = {}, {}, {}, {}
+local files, byname, defs, problems, warnings = {}, {}, {}, {}, {}
 local function problem(fmt, ...) problems[#problems + 1] = string.format(fmt, ...) end
+local function size_problem(fmt, ...)
+    local t = opts["sizes-warn"] and warnings or problems
+    t[#t + 1] = string.format(fmt, ...)
+end
 
 for _, path in ipairs(list(root)) do
     local top = folder(path)
@@ -108,7 +114,13 @@ for _, f in ipairs(files) do
     while i <= #lines do
         local l = lines[i]
         local name = l:match("^[%a_][%w_%s%*]-([%a_][%w_]*)%s*%(")
-        if name and not l:match("^%s") and not l:match(";%s*$") and not l:match("^typedef") then
+        if name and l:match("{.*}%s*$") then
+            -- a one-line function
+            local static = l:match("^static") or l:match("^inline")
+            f.funcs[#f.funcs + 1] = { name = name, from = i, to = i, static = static }
+            if not static and f.path:match("%.c$") then defs[name] = f end
+            i = i + 1
+        elseif name and not l:match("^%s") and not l:match(";%s*$") and not l:match("^typedef") then
             -- the signature may span lines; the body opens with "{" at column 0
             local j = i
             while j <= #lines and not lines[j]:match("^{") and not lines[j]:match(";%s*$")
@@ -137,11 +149,11 @@ end
 
 -- sizes
 for _, f in ipairs(files) do
-    if f.lines > MAX_LINES then problem("%s: %d lines (at most %d)", f.path, f.lines, MAX_LINES) end
+    if f.lines > MAX_LINES then size_problem("%s: %d lines (at most %d)", f.path, f.lines, MAX_LINES) end
     for _, fn in ipairs(f.funcs) do
         local n = fn.to - fn.from + 1
         if n > MAX_FUNC and not DISPATCHERS[fn.name] then
-            problem("%s:%d: %s is %d lines (at most %d)", f.path, fn.from, fn.name, n, MAX_FUNC)
+            size_problem("%s:%d: %s is %d lines (at most %d)", f.path, fn.from, fn.name, n, MAX_FUNC)
         end
     end
 end
@@ -169,7 +181,7 @@ for _, f in ipairs(files) do
     if f.path:match("%.c$") then
         local ln = 1
         local pos = 1
-        for s, word in f.code:gmatch("()([%a_][%w_]*)%s*%(") do
+        for s, word in f.code:gmatch("()([%a_][%w_]*)") do
             local t = defs[word]
             if t and t ~= f then
                 if not out[t] then
@@ -232,8 +244,11 @@ if opts.graph then
 end
 
 table.sort(problems)
+table.sort(warnings)
+for _, p in ipairs(warnings) do io.stderr:write("warning: ", p, "\n") end
 for _, p in ipairs(problems) do io.stderr:write(p, "\n") end
 local nfun = 0
 for _, f in ipairs(files) do nfun = nfun + #f.funcs end
-print(string.format("layers: %d files, %d functions, %d problems", #files, nfun, #problems))
+print(string.format("layers: %d files, %d functions, %d problems%s", #files, nfun, #problems,
+                    #warnings > 0 and string.format(", %d sizes over the limits", #warnings) or ""))
 os.exit(#problems == 0 and 0 or 1)

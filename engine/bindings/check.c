@@ -1,5 +1,7 @@
 /* check.c - scripts checked as a run would load them (check.h). */
 #include "check.h"
+#include "lua_warden.h"
+#include "checkdef.h"
 #include "engine.h"
 #include "jsonlua.h"
 #include "sandbox.h"
@@ -18,126 +20,6 @@
 #define CHECK_MEM (64u << 20)
 #define CHECK_MAX_BYTES (4u << 20)  /* as the chunk cache reads them */
 #define TREE_MAX_DEPTH 8
-
-static const char *const EV_NAMES[] = {"llm_call", "tool_call", "tool_result", "log", "run_finished", NULL};
-
-unsigned wd_check_event_bit(const char *name)
-{
-    for (int i = 0; EV_NAMES[i]; i++)
-        if (!strcmp(name, EV_NAMES[i]))
-            return 1u << i;
-    return 0;
-}
-
-/* t[k] without metamethods: a definition is read outside any watched slice */
-static int rawfield(lua_State *L, int idx, const char *k)
-{
-    idx = lua_absindex(L, idx);
-    lua_pushstring(L, k);
-    return lua_rawget(L, idx);
-}
-
-/* 1 when the table at idx has kind == what, raw */
-static int is_kind(lua_State *L, int idx, const char *what)
-{
-    if (!lua_istable(L, idx))
-        return 0;
-    int ok = rawfield(L, idx, "kind") == LUA_TSTRING && !strcmp(lua_tostring(L, -1), what);
-    lua_pop(L, 1);
-    return ok;
-}
-
-static int named(lua_State *L, int idx, const char *name)
-{
-    int ok = rawfield(L, idx, "name") == LUA_TSTRING && !strcmp(lua_tostring(L, -1), name);
-    lua_pop(L, 1);
-    return ok;
-}
-
-int wd_check_tool_def(lua_State *L, int idx, const char *name, const char *file, json_t **params,
-                      wd_schema **schema, char *err, size_t n)
-{
-    *params = NULL;
-    *schema = NULL;
-    idx = lua_absindex(L, idx);
-    if (!is_kind(L, idx, "tool")) {
-        wd_errf(err, n, "%s must return warden.tool{...}", file);
-        return -1;
-    }
-    if (!named(L, idx, name)) {
-        wd_errf(err, n, "%s declares a tool whose name is not '%s'", file, name);
-        return -1;
-    }
-    char why[400];
-    json_t *p;
-    if (rawfield(L, idx, "parameters") == LUA_TNIL)
-        p = json_pack("{s:s}", "type", "object");
-    else
-        p = wd_lua_to_json(L, -1, why, sizeof why);
-    lua_pop(L, 1);
-    if (!p) {
-        wd_errf(err, n, "%s: parameters: %s", file, why);
-        return -1;
-    }
-    wd_schema *s = wd_schema_compile(p, why, sizeof why);
-    if (!s) {
-        json_decref(p);
-        wd_errf(err, n, "%s: parameters%s", file, why);
-        return -1;
-    }
-    *params = p;
-    *schema = s;
-    return 0;
-}
-
-int wd_check_detector_def(lua_State *L, int idx, const char *name, const char *file, unsigned *on, int *per_user,
-                          char *err, size_t n)
-{
-    *per_user = 0;
-    idx = lua_absindex(L, idx);
-    if (!is_kind(L, idx, "detector")) {
-        wd_errf(err, n, "%s must return warden.detector{...}", file);
-        return -1;
-    }
-    if (!named(L, idx, name)) {
-        wd_errf(err, n, "%s must return warden.detector{name = \"%s\", ...}", file, name);
-        return -1;
-    }
-    int t = rawfield(L, idx, "check");
-    lua_pop(L, 1);
-    if (t != LUA_TFUNCTION) {
-        wd_errf(err, n, "%s: check must be a function(event, history, ctx)", file);
-        return -1;
-    }
-    int st = rawfield(L, idx, "state");
-    const char *sv = st == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-    *per_user = sv && !strcmp(sv, "user");
-    lua_pop(L, 1);
-    if (st != LUA_TNIL && !(sv && (*per_user || !strcmp(sv, "agent")))) {
-        wd_errf(err, n, "%s: state must be \"agent\" (the default: ctx.store is the agent's) or \"user\" (the "
-                        "agent's, per user)", file);
-        return -1;
-    }
-    *on = ~0u;
-    if (rawfield(L, idx, "on") == LUA_TTABLE) {
-        *on = 0;
-        lua_Integer len = (lua_Integer)lua_rawlen(L, -1);
-        for (lua_Integer i = 1; i <= len; i++) {
-            lua_rawgeti(L, -1, i);
-            unsigned bit = lua_type(L, -1) == LUA_TSTRING ? wd_check_event_bit(lua_tostring(L, -1)) : 0;
-            lua_pop(L, 1);
-            if (!bit) {
-                lua_pop(L, 1);
-                wd_errf(err, n, "%s: on[%d] must be one of llm_call, tool_call, tool_result, log, run_finished",
-                        file, (int)i);
-                return -1;
-            }
-            *on |= bit;
-        }
-    }
-    lua_pop(L, 1);
-    return 0;
-}
 
 /* ---- one script ------------------------------------------------------------------ */
 
@@ -214,7 +96,7 @@ static int run_top(wd_sandbox *sb, char *err, size_t n)
 static int check_names(lua_State *L, int idx, const char *f, const wd_policy *p, const char *dir, const char *file,
                        char *err, size_t n)
 {
-    if (rawfield(L, idx, f) != LUA_TTABLE) {
+    if (wd_check_rawfield(L, idx, f) != LUA_TTABLE) {
         lua_pop(L, 1);
         return 0;
     }
@@ -223,7 +105,7 @@ static int check_names(lua_State *L, int idx, const char *f, const wd_policy *p,
     for (lua_Integer i = 1; rc == 0 && i <= len; i++) {
         lua_rawgeti(L, -1, i);
         if (lua_istable(L, -1) && strcmp(f, "detectors")) { /* a step {tool = NAME, args = ...} */
-            rawfield(L, -1, "tool");
+            wd_check_rawfield(L, -1, "tool");
             lua_remove(L, -2);
         }
         size_t sl;
@@ -272,7 +154,7 @@ static int check_def(lua_State *L, kind k, const char *name, const wd_policy *p,
         int per_user;
         return wd_check_detector_def(L, -1, name, file, &on, &per_user, err, n);
     }
-    if (!is_kind(L, -1, "agent") && !is_kind(L, -1, "workflow")) {
+    if (!wd_check_is_kind(L, -1, "agent") && !wd_check_is_kind(L, -1, "workflow")) {
         wd_errf(err, n, "%s must return warden.agent{...} or warden.workflow{...}", file);
         return -1;
     }

@@ -7,7 +7,8 @@
 ** parameters compile as a JSON Schema, detectors/NAME.lua gives warden.detector{name =
 ** "NAME"} with a check function and known events; any other .lua file is compiled only
 ** (a module, run when required). warden serve checks an edit before it accepts it, and
-** `warden check` checks a tree offline. The same definition checks serve the runs. */
+** `warden check` checks a tree offline. The same definition checks (checkdef.h) serve
+** the runs. */
 #ifndef WD_CHECK_H
 #define WD_CHECK_H
 
@@ -18,23 +19,6 @@
 #include "policy.h"
 #include "schema.h"
 #include "util.h"
-
-/* the bit of a detector event name (llm_call, tool_call, tool_result, log, run_finished),
-** 0 for another */
-unsigned wd_check_event_bit(const char *name);
-
-/* The tool definition at idx (what tools/NAME.lua returned) read raw: warden.tool{} named
-** name, its parameters (an object schema when absent) compiled. 0 with *params and
-** *schema (caller frees), or -1 with err naming file. Never raises; allocates on L. */
-int wd_check_tool_def(lua_State *L, int idx, const char *name, const char *file, json_t **params,
-                      wd_schema **schema, char *err, size_t n);
-
-/* The detector definition at idx read raw: warden.detector{} named name with a check
-** function; *on gets the bits of its events (every one when it names none), *per_user
-** whether it keeps its state per user (state = "user"). 0, or -1 with err naming file.
-** Never raises. */
-int wd_check_detector_def(lua_State *L, int idx, const char *name, const char *file, unsigned *on, int *per_user,
-                          char *err, size_t n);
 
 /* Checks the script at path (see above): 0, or -1 with "path:line: why" in err. A tool an
 ** agent lists must have a script when policy p declares it (when p is NULL: always),

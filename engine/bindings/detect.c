@@ -1,7 +1,8 @@
 /* detect.c - detectors on a run's events and the engine's answer to their verdicts
 ** (detect.h). */
 #include "detect.h"
-#include "check.h"
+#include "pipeline.h"
+#include "checkdef.h"
 #include "engine.h"
 #include "jsonlua.h"
 #include "util.h"
@@ -313,7 +314,7 @@ static int load(wd_run *r, wd_detect *D, char *msg, size_t n)
             return -1;
         lua_State *L = x->sb->L;
         x->sb->in_engine++;
-        wd_lua_open_warden(L);
+        r->eng->hooks->open_warden(L); /* lua_warden.c, through the hooks: it configures us */
         lua_newtable(L);
         x->hist_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }

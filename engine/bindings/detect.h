@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <lua.h>
 
+#include "engine.h"
 #include "store.h"
 
 typedef struct wd_run wd_run;
@@ -30,8 +31,7 @@ int wd_detect_configure(wd_run *r, lua_State *L, int idx, char *msg, size_t n);
 ** A no-op (ev freed) when the run has none. */
 void wd_detect_event(wd_run *r, json_t *ev);
 
-/* what a drain decided */
-enum { WD_DET_GO = 0, WD_DET_ENDED, WD_DET_HELD };
+/* what a drain decided: WD_DET_GO, WD_DET_ENDED or WD_DET_HELD (engine.h) */
 /* From the loop: loads the detectors on first use, shows them the queued events and
 ** acts on their verdicts. finish: the events end with the agent's answer (the
 ** completion waits on an escalation instead of the next request). WD_DET_ENDED: the run

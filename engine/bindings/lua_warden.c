@@ -1,5 +1,9 @@
 /* lua_warden.c - what scripts see: the `warden` table and the per-run `ctx`. */
-#include "engine.h"
+#include "lua_warden.h"
+#include "detect.h"
+#include "exec.h"
+#include "fetch.h"
+#include "pipeline.h"
 #include "guard.h"
 #include "canon.h"
 #include "jsonlua.h"
@@ -188,7 +192,7 @@ static int c_log(lua_State *L)
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
     json_object_set_new(ev, "fields", f);
     if (r->det) /* agents tag choices and evidence this way (selection and confirmation bias) */
-        wd_detect_event(r, json_pack("{s:s,s:O}", "type", "log", "fields", f));
+        wd_run_observe(r, json_pack("{s:s,s:O}", "type", "log", "fields", f));
     wd_run_audit(r, ev);
     return 0;
 }

@@ -10,7 +10,8 @@
 ** (bwrap's pid namespace dies with it); output beyond the cap is dropped and flagged.
 ** The command's end is a value {exit_code, signal, stdout, stderr, timed_out,
 ** truncated}; a refusal or a failure to start is (nil, message). */
-#include "engine.h"
+#include "exec.h"
+#include "fetch.h"
 #include "guard.h"
 #include "util.h"
 
@@ -34,6 +35,21 @@
 #define EXEC_MAX_STDIN (1u << 20)
 #define EXEC_UID 65534 /* nobody: who commands run as when warden is root */
 
+/* ctx:exec in flight: a run makes it on its first command (r->exec) */
+struct wd_exec_state {
+    char **argv;             /* bwrap's command line */
+    char *cmd;               /* the command's argv joined by spaces */
+    json_t *jargv;           /* the command's argv, for the audit record */
+    char *in;
+    size_t in_len, in_off, cap;
+    long long timeout_ms, limits[4]; /* cpu_s, memory_mb, procs, file_mb */
+    int pid, pidfd, fd_in, fd_out, fd_err;
+    struct event *ev_in, *ev_out, *ev_err, *ev_exit, *timer;
+    wd_buf out, err;
+    int truncated, timed_out;
+    int64_t t0;
+};
+
 static const char *const BWRAP_DIRS[] = {"/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap", NULL};
 
 static const char *bwrap_path(void)
@@ -53,39 +69,41 @@ static void free_argv(char **v)
 
 static void exec_clear(wd_run *r)
 {
-    struct event *evs[4] = {r->exec.ev_in, r->exec.ev_out, r->exec.ev_err, r->exec.ev_exit};
+    struct event *evs[4] = {r->exec->ev_in, r->exec->ev_out, r->exec->ev_err, r->exec->ev_exit};
     for (int i = 0; i < 4; i++)
         if (evs[i])
             event_free(evs[i]);
-    if (r->exec.timer)
-        event_free(r->exec.timer);
-    int fds[4] = {r->exec.fd_in, r->exec.fd_out, r->exec.fd_err, r->exec.pidfd};
+    if (r->exec->timer)
+        event_free(r->exec->timer);
+    int fds[4] = {r->exec->fd_in, r->exec->fd_out, r->exec->fd_err, r->exec->pidfd};
     for (int i = 0; i < 4; i++)
         if (fds[i] > 0)
             close(fds[i]);
-    free_argv(r->exec.argv);
-    free(r->exec.in);
-    free(r->exec.cmd);
-    wd_buf_free(&r->exec.out);
-    wd_buf_free(&r->exec.err);
-    memset(&r->exec, 0, sizeof r->exec);
+    free_argv(r->exec->argv);
+    free(r->exec->in);
+    free(r->exec->cmd);
+    wd_buf_free(&r->exec->out);
+    wd_buf_free(&r->exec->err);
+    memset(r->exec, 0, sizeof *r->exec);
 }
 
 /* kills the sandbox (bwrap's pid namespace goes with it) and reaps it */
 static void kill_child(wd_run *r)
 {
-    if (r->exec.pid > 0) {
-        kill(-r->exec.pid, SIGKILL);
-        kill(r->exec.pid, SIGKILL);
-        waitpid(r->exec.pid, NULL, 0); /* SIGKILL: at once */
+    if (r->exec->pid > 0) {
+        kill(-r->exec->pid, SIGKILL);
+        kill(r->exec->pid, SIGKILL);
+        waitpid(r->exec->pid, NULL, 0); /* SIGKILL: at once */
     }
-    r->exec.pid = 0;
+    r->exec->pid = 0;
 }
 
 void wd_exec_cancel(wd_run *r)
 {
+    if (!r->exec)
+        return;
     kill_child(r);
-    json_decref(r->exec.jargv);
+    json_decref(r->exec->jargv);
     exec_clear(r);
 }
 
@@ -212,6 +230,8 @@ int wd_exec_call(wd_run *r, lua_State *L)
     luaL_checktype(L, 2, LUA_TTABLE);
     if (!r->tool.active)
         return luaL_error(L, "ctx:exec is for tools");
+    if (!r->exec && !(r->exec = calloc(1, sizeof *r->exec)))
+        return luaL_error(L, "ctx:exec: out of memory");
     if (lua_getfield(L, 2, "argv") != LUA_TTABLE)
         return luaL_error(L, "ctx:exec: argv must be a list of strings");
     lua_Integer argc = luaL_len(L, -1);
@@ -285,19 +305,19 @@ int wd_exec_call(wd_run *r, lua_State *L)
         goto out;
     }
     wd_exec_cancel(r);
-    r->exec.argv = argv;
-    r->exec.cmd = joined.p;
+    r->exec->argv = argv;
+    r->exec->cmd = joined.p;
     joined.p = NULL;
-    r->exec.jargv = jargv;
-    if (in_len && (r->exec.in = malloc(in_len)))
-        memcpy(r->exec.in, in, in_len);
-    r->exec.in_len = r->exec.in ? in_len : 0;
-    r->exec.timeout_ms = timeout;
-    r->exec.cap = (size_t)p->exec_output_kb * 1024;
-    r->exec.limits[0] = p->exec_cpu_s;
-    r->exec.limits[1] = p->exec_memory_mb;
-    r->exec.limits[2] = p->exec_procs;
-    r->exec.limits[3] = p->exec_file_mb;
+    r->exec->jargv = jargv;
+    if (in_len && (r->exec->in = malloc(in_len)))
+        memcpy(r->exec->in, in, in_len);
+    r->exec->in_len = r->exec->in ? in_len : 0;
+    r->exec->timeout_ms = timeout;
+    r->exec->cap = (size_t)p->exec_output_kb * 1024;
+    r->exec->limits[0] = p->exec_cpu_s;
+    r->exec->limits[1] = p->exec_memory_mb;
+    r->exec->limits[2] = p->exec_procs;
+    r->exec->limits[3] = p->exec_file_mb;
     r->req.kind = OP_EXEC;
     wd_buf_free(&joined);
     wd_policy_unref(p);
@@ -316,17 +336,17 @@ static void audit_exec(wd_run *r, int ok, int code, int sig, const char *error)
 {
     json_t *ev = wd_run_event(r, "exec", ok);
     json_object_set_new(ev, "tool_name", json_string(r->tool.name));
-    json_object_set_new(ev, "tool_args", json_pack("{s:O,s:I}", "argv", r->exec.jargv ? r->exec.jargv : json_null(),
-                                                   "stdin_bytes", (json_int_t)r->exec.in_len));
+    json_object_set_new(ev, "tool_args", json_pack("{s:O,s:I}", "argv", r->exec->jargv ? r->exec->jargv : json_null(),
+                                                   "stdin_bytes", (json_int_t)r->exec->in_len));
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
-    json_object_set_new(ev, "latency_ms", json_integer((wd_now_ns() - r->exec.t0) / 1000000));
+    json_object_set_new(ev, "latency_ms", json_integer((wd_now_ns() - r->exec->t0) / 1000000));
     if (code >= 0)
         json_object_set_new(ev, "exit_code", json_integer(code));
     if (sig > 0)
         json_object_set_new(ev, "signal", json_integer(sig));
-    if (r->exec.timed_out)
+    if (r->exec->timed_out)
         json_object_set_new(ev, "timed_out", json_true());
-    if (r->exec.truncated)
+    if (r->exec->truncated)
         json_object_set_new(ev, "tool_result_truncated", json_true());
     if (error)
         json_object_set_new(ev, "error", json_string(error));
@@ -340,10 +360,10 @@ static int drain(wd_run *r, int fd, wd_buf *b)
     for (;;) {
         ssize_t got = read(fd, chunk, sizeof chunk);
         if (got > 0) {
-            size_t room = b->len < r->exec.cap ? r->exec.cap - b->len : 0;
+            size_t room = b->len < r->exec->cap ? r->exec->cap - b->len : 0;
             size_t keep = (size_t)got < room ? (size_t)got : room;
             if (keep < (size_t)got)
-                r->exec.truncated = 1;
+                r->exec->truncated = 1;
             if (keep)
                 wd_buf_add(b, chunk, keep);
             continue;
@@ -358,14 +378,14 @@ static void on_output(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     wd_run *r = arg;
-    int is_out = fd == r->exec.fd_out;
-    if (drain(r, fd, is_out ? &r->exec.out : &r->exec.err)) {
-        event_del(is_out ? r->exec.ev_out : r->exec.ev_err);
+    int is_out = fd == r->exec->fd_out;
+    if (drain(r, fd, is_out ? &r->exec->out : &r->exec->err)) {
+        event_del(is_out ? r->exec->ev_out : r->exec->ev_err);
         close(fd);
         if (is_out)
-            r->exec.fd_out = -1;
+            r->exec->fd_out = -1;
         else
-            r->exec.fd_err = -1;
+            r->exec->fd_err = -1;
     }
 }
 
@@ -373,19 +393,19 @@ static void on_stdin(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     wd_run *r = arg;
-    while (r->exec.in_off < r->exec.in_len) {
-        ssize_t w = write(fd, r->exec.in + r->exec.in_off, r->exec.in_len - r->exec.in_off);
+    while (r->exec->in_off < r->exec->in_len) {
+        ssize_t w = write(fd, r->exec->in + r->exec->in_off, r->exec->in_len - r->exec->in_off);
         if (w > 0) {
-            r->exec.in_off += (size_t)w;
+            r->exec->in_off += (size_t)w;
             continue;
         }
         if (w < 0 && (errno == EAGAIN || errno == EINTR))
             return; /* the event stays armed */
         break;      /* EPIPE: the command does not read it all */
     }
-    event_del(r->exec.ev_in);
+    event_del(r->exec->ev_in);
     close(fd);
-    r->exec.fd_in = -1;
+    r->exec->fd_in = -1;
 }
 
 static void on_exit_ev(evutil_socket_t fd, short what, void *arg)
@@ -400,9 +420,9 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     wd_run *r = arg;
-    r->exec.timed_out = 1;
-    kill(-r->exec.pid, SIGKILL);
-    kill(r->exec.pid, SIGKILL);
+    r->exec->timed_out = 1;
+    kill(-r->exec->pid, SIGKILL);
+    kill(r->exec->pid, SIGKILL);
     /* the pidfd reports the death: finish() runs then */
 }
 
@@ -412,15 +432,15 @@ static void finish(wd_run *r, const char *fail)
     lua_State *co = r->waiting;
     int status = 0, code = -1, sig = 0;
     if (!fail) {
-        event_del(r->exec.timer);
-        if (waitpid(r->exec.pid, &status, 0) < 0)
+        event_del(r->exec->timer);
+        if (waitpid(r->exec->pid, &status, 0) < 0)
             fail = "ctx:exec: lost the command's process";
-        r->exec.pid = 0;
+        r->exec->pid = 0;
         /* what the pipes still hold: the namespace is gone, so no writer is left */
-        if (r->exec.fd_out > 0)
-            drain(r, r->exec.fd_out, &r->exec.out);
-        if (r->exec.fd_err > 0)
-            drain(r, r->exec.fd_err, &r->exec.err);
+        if (r->exec->fd_out > 0)
+            drain(r, r->exec->fd_out, &r->exec->out);
+        if (r->exec->fd_err > 0)
+            drain(r, r->exec->fd_err, &r->exec->err);
     }
     if (!fail) {
         if (WIFEXITED(status))
@@ -429,14 +449,14 @@ static void finish(wd_run *r, const char *fail)
             sig = WTERMSIG(status);
     }
     char msg[300];
-    if (r->exec.timed_out)
-        snprintf(msg, sizeof msg, "ctx:exec: the command ran out of time (%lld ms) and was killed", r->exec.timeout_ms);
+    if (r->exec->timed_out)
+        snprintf(msg, sizeof msg, "ctx:exec: the command ran out of time (%lld ms) and was killed", r->exec->timeout_ms);
     else if (code > 0)
         snprintf(msg, sizeof msg, "exit status %d", code);
     else if (sig)
         snprintf(msg, sizeof msg, "killed by signal %d", sig);
-    audit_exec(r, !fail && code == 0 && !r->exec.timed_out, code, sig,
-               fail ? fail : (code == 0 && !r->exec.timed_out) ? NULL : msg);
+    audit_exec(r, !fail && code == 0 && !r->exec->timed_out, code, sig,
+               fail ? fail : (code == 0 && !r->exec->timed_out) ? NULL : msg);
     r->sb->in_engine++;
     int nres;
     if (fail) {
@@ -453,21 +473,21 @@ static void finish(wd_run *r, const char *fail)
             lua_pushinteger(co, sig);
             lua_setfield(co, -2, "signal");
         }
-        lua_pushlstring(co, r->exec.out.p ? r->exec.out.p : "", r->exec.out.len);
+        lua_pushlstring(co, r->exec->out.p ? r->exec->out.p : "", r->exec->out.len);
         lua_setfield(co, -2, "stdout");
-        lua_pushlstring(co, r->exec.err.p ? r->exec.err.p : "", r->exec.err.len);
+        lua_pushlstring(co, r->exec->err.p ? r->exec->err.p : "", r->exec->err.len);
         lua_setfield(co, -2, "stderr");
-        lua_pushboolean(co, r->exec.timed_out);
+        lua_pushboolean(co, r->exec->timed_out);
         lua_setfield(co, -2, "timed_out");
-        lua_pushboolean(co, r->exec.truncated);
+        lua_pushboolean(co, r->exec->truncated);
         lua_setfield(co, -2, "truncated");
-        lua_pushinteger(co, (wd_now_ns() - r->exec.t0) / 1000000);
+        lua_pushinteger(co, (wd_now_ns() - r->exec->t0) / 1000000);
         lua_setfield(co, -2, "duration_ms");
         nres = 1;
     }
     r->sb->in_engine--;
-    json_decref(r->exec.jargv);
-    r->exec.jargv = NULL;
+    json_decref(r->exec->jargv);
+    r->exec->jargv = NULL;
     exec_clear(r);
     wd_run_schedule(r, co, nres);
 }
@@ -481,17 +501,17 @@ void wd_exec_start(wd_run *r)
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
         signal(SIGPIPE, SIG_IGN);
     int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1};
-    r->exec.t0 = wd_now_ns();
-    r->exec.fd_in = r->exec.fd_out = r->exec.fd_err = r->exec.pidfd = -1;
+    r->exec->t0 = wd_now_ns();
+    r->exec->fd_in = r->exec->fd_out = r->exec->fd_err = r->exec->pidfd = -1;
     if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0)
         goto fail;
     uid_t uid = geteuid() == 0 ? EXEC_UID : geteuid();
-    rlim_t nproc = (rlim_t)(count_procs(uid) + r->exec.limits[2] + 2); /* + bwrap's two */
+    rlim_t nproc = (rlim_t)(count_procs(uid) + r->exec->limits[2] + 2); /* + bwrap's two */
     struct rlimit lim[5] = {
-        {(rlim_t)r->exec.limits[0], (rlim_t)r->exec.limits[0] + 1},
-        {(rlim_t)r->exec.limits[1] << 20, (rlim_t)r->exec.limits[1] << 20},
+        {(rlim_t)r->exec->limits[0], (rlim_t)r->exec->limits[0] + 1},
+        {(rlim_t)r->exec->limits[1] << 20, (rlim_t)r->exec->limits[1] << 20},
         {nproc, nproc},
-        {(rlim_t)r->exec.limits[3] << 20, (rlim_t)r->exec.limits[3] << 20},
+        {(rlim_t)r->exec->limits[3] << 20, (rlim_t)r->exec->limits[3] << 20},
         {0, 0},
     };
     static const int RES[5] = {RLIMIT_CPU, RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_CORE};
@@ -518,48 +538,48 @@ void wd_exec_start(wd_run *r)
                 close(fd);
         /* bwrap gets no environment either (LD_PRELOAD and the like stay out) */
         static char *const no_env[] = {NULL};
-        execve(r->exec.argv[0], r->exec.argv, no_env);
+        execve(r->exec->argv[0], r->exec->argv, no_env);
         _exit(127);
     }
-    r->exec.pid = pid;
+    r->exec->pid = pid;
     close(pin[0]);
     close(pout[1]);
     close(perr[1]);
-    r->exec.fd_in = pin[1];
-    r->exec.fd_out = pout[0];
-    r->exec.fd_err = perr[0];
-    r->exec.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (r->exec.pidfd < 0) {
+    r->exec->fd_in = pin[1];
+    r->exec->fd_out = pout[0];
+    r->exec->fd_err = perr[0];
+    r->exec->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (r->exec->pidfd < 0) {
         kill_child(r);
         finish(r, "ctx:exec: pidfd_open failed");
         return;
     }
-    nonblock(r->exec.fd_in);
-    nonblock(r->exec.fd_out);
-    nonblock(r->exec.fd_err);
+    nonblock(r->exec->fd_in);
+    nonblock(r->exec->fd_out);
+    nonblock(r->exec->fd_err);
     struct event_base *b = r->eng->base;
-    r->exec.ev_out = event_new(b, r->exec.fd_out, EV_READ | EV_PERSIST, on_output, r);
-    r->exec.ev_err = event_new(b, r->exec.fd_err, EV_READ | EV_PERSIST, on_output, r);
-    r->exec.ev_exit = event_new(b, r->exec.pidfd, EV_READ, on_exit_ev, r);
-    r->exec.timer = evtimer_new(b, on_timeout, r);
-    if (r->exec.in_len)
-        r->exec.ev_in = event_new(b, r->exec.fd_in, EV_WRITE | EV_PERSIST, on_stdin, r);
+    r->exec->ev_out = event_new(b, r->exec->fd_out, EV_READ | EV_PERSIST, on_output, r);
+    r->exec->ev_err = event_new(b, r->exec->fd_err, EV_READ | EV_PERSIST, on_output, r);
+    r->exec->ev_exit = event_new(b, r->exec->pidfd, EV_READ, on_exit_ev, r);
+    r->exec->timer = evtimer_new(b, on_timeout, r);
+    if (r->exec->in_len)
+        r->exec->ev_in = event_new(b, r->exec->fd_in, EV_WRITE | EV_PERSIST, on_stdin, r);
     else {
-        close(r->exec.fd_in);
-        r->exec.fd_in = -1;
+        close(r->exec->fd_in);
+        r->exec->fd_in = -1;
     }
-    if (!r->exec.ev_out || !r->exec.ev_err || !r->exec.ev_exit || !r->exec.timer || (r->exec.in_len && !r->exec.ev_in)) {
+    if (!r->exec->ev_out || !r->exec->ev_err || !r->exec->ev_exit || !r->exec->timer || (r->exec->in_len && !r->exec->ev_in)) {
         kill_child(r);
         finish(r, "ctx:exec: out of memory");
         return;
     }
-    event_add(r->exec.ev_out, NULL);
-    event_add(r->exec.ev_err, NULL);
-    event_add(r->exec.ev_exit, NULL);
-    if (r->exec.ev_in)
-        event_add(r->exec.ev_in, NULL);
-    struct timeval tv = {(time_t)(r->exec.timeout_ms / 1000), (suseconds_t)(r->exec.timeout_ms % 1000) * 1000};
-    evtimer_add(r->exec.timer, &tv);
+    event_add(r->exec->ev_out, NULL);
+    event_add(r->exec->ev_err, NULL);
+    event_add(r->exec->ev_exit, NULL);
+    if (r->exec->ev_in)
+        event_add(r->exec->ev_in, NULL);
+    struct timeval tv = {(time_t)(r->exec->timeout_ms / 1000), (suseconds_t)(r->exec->timeout_ms % 1000) * 1000};
+    evtimer_add(r->exec->timer, &tv);
     return;
 fail:;
     char msg[200];
@@ -570,3 +590,18 @@ fail:;
             close(fds[i]);
     finish(r, msg);
 }
+
+static void exec_cancel(wd_run *r, const char *why)
+{
+    (void)why;
+    wd_exec_cancel(r);
+}
+
+static void exec_free(wd_run *r)
+{
+    wd_exec_cancel(r);
+    free(r->exec);
+    r->exec = NULL;
+}
+
+const wd_op_kind wd_op_exec = {"exec", wd_exec_start, exec_cancel, NULL, exec_free};

@@ -4,7 +4,7 @@
 ** the tool's timeout (or a shorter one given); transient failures retried with the
 ** policy's backoff; the body capped. An HTTP answer of any status is a value
 ** {status, headers, body}; a request that got no answer is (nil, message). */
-#include "engine.h"
+#include "fetch.h"
 #include "jsonlua.h"
 #include "canon.h"
 #include "util.h"
@@ -18,23 +18,37 @@
 #define FETCH_MAX_BODY (1u << 20)
 #define FETCH_MAX_HEADERS 50
 
+/* ctx:http in flight: a run makes it on its first request (r->fetch) */
+struct wd_fetch_state {
+    wd_http_req *http;
+    char *url, *method, *body;
+    size_t body_len;
+    char **headers;
+    size_t nheaders;
+    long long timeout_ms;
+    int retries;
+    int64_t t0;
+};
+
 static const char *const METHODS[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL};
 
 static void fetch_clear(wd_run *r)
 {
-    free(r->fetch.url);
-    free(r->fetch.method);
-    free(r->fetch.body);
-    for (size_t i = 0; i < r->fetch.nheaders; i++)
-        free(r->fetch.headers[i]);
-    free(r->fetch.headers);
-    memset(&r->fetch, 0, sizeof r->fetch);
+    free(r->fetch->url);
+    free(r->fetch->method);
+    free(r->fetch->body);
+    for (size_t i = 0; i < r->fetch->nheaders; i++)
+        free(r->fetch->headers[i]);
+    free(r->fetch->headers);
+    memset(r->fetch, 0, sizeof *r->fetch);
 }
 
 void wd_fetch_cancel(wd_run *r)
 {
-    wd_http_cancel(r->fetch.http);
-    r->fetch.http = NULL;
+    if (!r->fetch)
+        return;
+    wd_http_cancel(r->fetch->http);
+    r->fetch->http = NULL;
     fetch_clear(r);
 }
 
@@ -96,6 +110,8 @@ int wd_fetch_call(wd_run *r, lua_State *L)
     luaL_checktype(L, 2, LUA_TTABLE);
     if (!r->tool.active)
         return luaL_error(L, "ctx:http is for tools");
+    if (!r->fetch && !(r->fetch = calloc(1, sizeof *r->fetch)))
+        return luaL_error(L, "ctx:http: out of memory");
     lua_getfield(L, 2, "url");
     const char *url = lua_tostring(L, -1);
     if (lua_type(L, -1) != LUA_TSTRING)
@@ -184,15 +200,15 @@ int wd_fetch_call(wd_run *r, lua_State *L)
         return luaL_error(L, "ctx:http: %s", bad ? bad : "out of memory");
     }
     fetch_clear(r);
-    r->fetch.url = wd_strdup(url);
-    r->fetch.method = wd_strdup(method ? method : (body.p ? "POST" : "GET"));
-    r->fetch.body = body.p; /* owned now */
-    r->fetch.body_len = body.len;
-    r->fetch.headers = hs;
-    r->fetch.nheaders = nh;
-    r->fetch.timeout_ms = timeout;
-    r->fetch.retries = 0;
-    r->fetch.t0 = wd_now_ns();
+    r->fetch->url = wd_strdup(url);
+    r->fetch->method = wd_strdup(method ? method : (body.p ? "POST" : "GET"));
+    r->fetch->body = body.p; /* owned now */
+    r->fetch->body_len = body.len;
+    r->fetch->headers = hs;
+    r->fetch->nheaders = nh;
+    r->fetch->timeout_ms = timeout;
+    r->fetch->retries = 0;
+    r->fetch->t0 = wd_now_ns();
     r->req.kind = OP_HTTP;
     return wd_sandbox_yield(L);
 }
@@ -222,10 +238,10 @@ static void audit_request(wd_run *r, int success, long status, const char *error
 {
     json_t *ev = wd_run_event(r, "http_request", success);
     json_object_set_new(ev, "tool_name", json_string(r->tool.name));
-    json_object_set_new(ev, "tool_args", json_pack("{s:s,s:s}", "method", r->fetch.method, "url", r->fetch.url));
+    json_object_set_new(ev, "tool_args", json_pack("{s:s,s:s}", "method", r->fetch->method, "url", r->fetch->url));
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
-    json_object_set_new(ev, "latency_ms", json_integer((wd_now_ns() - r->fetch.t0) / 1000000));
-    json_object_set_new(ev, "retry_count", json_integer(r->fetch.retries));
+    json_object_set_new(ev, "latency_ms", json_integer((wd_now_ns() - r->fetch->t0) / 1000000));
+    json_object_set_new(ev, "retry_count", json_integer(r->fetch->retries));
     if (status)
         json_object_set_new(ev, "status", json_integer(status));
     if (error)
@@ -238,16 +254,16 @@ static void audit_request(wd_run *r, int success, long status, const char *error
 static void on_done(const wd_http_resp *resp, void *ud)
 {
     wd_run *r = ud;
-    r->fetch.http = NULL;
+    r->fetch->http = NULL;
     char msg[400], reason[80];
     if (resp->fail != WD_HTTP_OK)
-        snprintf(msg, sizeof msg, "ctx:http %s: %s", r->fetch.url, resp->error ? resp->error : "failed");
+        snprintf(msg, sizeof msg, "ctx:http %s: %s", r->fetch->url, resp->error ? resp->error : "failed");
     else
         snprintf(msg, sizeof msg, "HTTP %ld", resp->status);
     if (wd_retry_transient(resp) &&
-        wd_run_retry_arm(r, r->fetch.retries, resp->retry_after_ms, on_retry, reason, sizeof reason) >= 0) {
+        wd_run_retry_arm(r, r->fetch->retries, resp->retry_after_ms, on_retry, reason, sizeof reason) >= 0) {
         audit_request(r, 0, resp->fail == WD_HTTP_OK ? resp->status : 0, msg, reason);
-        r->fetch.retries++;
+        r->fetch->retries++;
         return;
     }
     if (resp->fail != WD_HTTP_OK) {
@@ -278,17 +294,17 @@ static void attempt(wd_run *r)
 {
     char err[300];
     wd_http_opts o = {0};
-    o.url = r->fetch.url;
-    o.method = r->fetch.method;
-    o.headers = (const char *const *)r->fetch.headers;
-    o.nheaders = r->fetch.nheaders;
-    o.body = r->fetch.body;
-    o.body_len = r->fetch.body_len;
-    o.connect_ms = r->pol->llm_connect_ms < r->fetch.timeout_ms ? r->pol->llm_connect_ms : r->fetch.timeout_ms;
-    o.read_ms = r->fetch.timeout_ms;
+    o.url = r->fetch->url;
+    o.method = r->fetch->method;
+    o.headers = (const char *const *)r->fetch->headers;
+    o.nheaders = r->fetch->nheaders;
+    o.body = r->fetch->body;
+    o.body_len = r->fetch->body_len;
+    o.connect_ms = r->pol->llm_connect_ms < r->fetch->timeout_ms ? r->pol->llm_connect_ms : r->fetch->timeout_ms;
+    o.read_ms = r->fetch->timeout_ms;
     o.max_body = FETCH_MAX_BODY;
-    r->fetch.http = wd_http_start(r->eng->http, &o, on_done, r, err, sizeof err);
-    if (!r->fetch.http) {
+    r->fetch->http = wd_http_start(r->eng->http, &o, on_done, r, err, sizeof err);
+    if (!r->fetch->http) {
         char msg[320];
         snprintf(msg, sizeof msg, "ctx:http: %s", err);
         give_up(r, msg);
@@ -296,3 +312,18 @@ static void attempt(wd_run *r)
 }
 
 void wd_fetch_start(wd_run *r) { attempt(r); }
+
+static void fetch_cancel(wd_run *r, const char *why)
+{
+    (void)why;
+    wd_fetch_cancel(r);
+}
+
+static void fetch_free(wd_run *r)
+{
+    wd_fetch_cancel(r);
+    free(r->fetch);
+    r->fetch = NULL;
+}
+
+const wd_op_kind wd_op_http = {"http", wd_fetch_start, fetch_cancel, NULL, fetch_free};

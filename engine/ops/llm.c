@@ -3,6 +3,8 @@
 ** retries transient failures after a loop timer and, at the end, updates the breaker,
 ** audits the call and resumes the agent. */
 #include "llm.h"
+#include "mock.h"
+#include "provider.h"
 #include "canon.h"
 #include "jsonlua.h"
 #include "util.h"
@@ -12,6 +14,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* the LLM call in flight: a run makes it on its first call (r->call) */
+struct wd_llm_state {
+    int active;
+    int mock;                /* played from the scenario, not over HTTP */
+    const wd_model *model;   /* in r->pol, or model_copy */
+    wd_model model_copy;     /* a mock model sent to a --llm URL speaks openai */
+    char *alias;
+    json_t *call;
+    wd_llm_request hreq;
+    wd_http_req *http;
+    char breaker[200];
+    int admitted, probe;
+    int retries;
+    int mock_pos;            /* next scenario entry: every attempt plays one */
+    char cache_key[65];      /* hex SHA-256 of what the answer depends on; "" not cacheable */
+    int cached;              /* the answer came from the cache */
+    double saved_usd;        /* what that answer cost when it was bought */
+};
 
 #define LLM_MAX_BODY (8u << 20)
 #define MAX_TOKENS 100000000LL /* more in one call is no model's answer: a malformed one */
@@ -29,7 +50,7 @@ static void attempt(wd_run *r);
 
 static const char *model_name(wd_run *r)
 {
-    return r->call.model ? r->call.model->name : (r->call.alias ? r->call.alias : "default");
+    return r->call->model ? r->call->model->name : (r->call->alias ? r->call->alias : "default");
 }
 
 /* the server every model is sent to (--llm URL), or NULL */
@@ -42,28 +63,28 @@ static const char *llm_url(const wd_run *r)
 
 static void call_clear(wd_run *r)
 {
-    json_decref(r->call.call);
-    r->call.call = NULL;
-    wd_provider_request_free(&r->call.hreq);
-    free(r->call.alias);
-    r->call.alias = NULL;
-    r->call.active = 0;
-    r->call.admitted = 0;
-    r->call.probe = 0;
-    r->call.breaker[0] = '\0';
-    r->call.cache_key[0] = '\0';
-    r->call.cached = 0;
-    r->call.saved_usd = 0;
+    json_decref(r->call->call);
+    r->call->call = NULL;
+    wd_provider_request_free(&r->call->hreq);
+    free(r->call->alias);
+    r->call->alias = NULL;
+    r->call->active = 0;
+    r->call->admitted = 0;
+    r->call->probe = 0;
+    r->call->breaker[0] = '\0';
+    r->call->cache_key[0] = '\0';
+    r->call->cached = 0;
+    r->call->saved_usd = 0;
 }
 
 void wd_llm_cancel(wd_run *r)
 {
-    if (!r->call.active)
+    if (!r->call || !r->call->active)
         return;
-    wd_http_cancel(r->call.http);
-    r->call.http = NULL;
-    if (r->call.admitted && r->call.probe)
-        wd_breakers_release(r->eng->breakers, r->call.breaker);
+    wd_http_cancel(r->call->http);
+    r->call->http = NULL;
+    if (r->call->admitted && r->call->probe)
+        wd_breakers_release(r->eng->breakers, r->call->breaker);
     wd_budget_settle(r, &r->llm_hold, 0);
     call_clear(r);
 }
@@ -74,10 +95,10 @@ static json_t *llm_event(wd_run *r, int success, long long latency)
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
     json_object_set_new(ev, "model", json_string(model_name(r)));
     json_object_set_new(ev, "latency_ms", json_integer(latency));
-    json_object_set_new(ev, "retry_count", json_integer(r->call.retries));
-    if (r->call.breaker[0]) /* none when the call failed before it had an endpoint */
+    json_object_set_new(ev, "retry_count", json_integer(r->call->retries));
+    if (r->call->breaker[0]) /* none when the call failed before it had an endpoint */
         json_object_set_new(ev, "circuit_breaker_state",
-                            json_string(wd_breaker_state_name(wd_breakers_state(r->eng->breakers, r->call.breaker))));
+                            json_string(wd_breaker_state_name(wd_breakers_state(r->eng->breakers, r->call->breaker))));
     return ev;
 }
 
@@ -92,7 +113,7 @@ static void fail(wd_run *r, const char *msg, int timeout, const char *reason)
     wd_run_audit(r, ev);
     wd_budget_settle(r, &r->llm_hold, 0); /* no answer, nothing spent */
     if (r->det)
-        wd_detect_event(r, json_pack("{s:s,s:s,s:b,s:s}", "type", "llm_call", "model", model_name(r), "success", 0,
+        wd_run_observe(r, json_pack("{s:s,s:s,s:b,s:s}", "type", "llm_call", "model", model_name(r), "success", 0,
                                      "error", msg));
     json_array_append_new(r->errors, json_string(msg));
     r->last_fail_timeout = timeout;
@@ -161,17 +182,17 @@ static json_t *cap_calls(wd_run *r, json_t *calls)
 /* the answer (normalized) to the agent, with its cost */
 static void deliver(wd_run *r, json_t *a)
 {
-    const wd_model *m = r->call.model;
+    const wd_model *m = r->call->model;
     long long latency = (wd_now_ns() - r->req.t0) / 1000000;
     json_t *usage = json_object_get(a, "usage");
     long long in = json_integer_value(json_object_get(usage, "input_tokens"));
     long long out = json_integer_value(json_object_get(usage, "output_tokens"));
     double cost = m ? (double)in / 1000.0 * m->input_usd_per_1k + (double)out / 1000.0 * m->output_usd_per_1k : 0;
-    if (r->call.cached) {
+    if (r->call->cached) {
         cost = 0;
-    } else if (r->call.cache_key[0]) {
+    } else if (r->call->cache_key[0]) {
         char *text = wd_json_compact_text(a);
-        if (!text || wd_store_cache_put(r->eng->store, r->call.cache_key, text, wd_budget_nusd(cost), wd_store_now(r->eng->store),
+        if (!text || wd_store_cache_put(r->eng->store, r->call->cache_key, text, wd_budget_nusd(cost), wd_store_now(r->eng->store),
                                         r->pol->cache_ttl_ms) < 0)
             json_array_append_new(r->errors, json_string("response cache: the answer could not be kept"));
         free(text);
@@ -185,9 +206,9 @@ static void deliver(wd_run *r, json_t *a)
     json_object_set_new(ev, "cost_usd", json_real(cost));
     json_object_set_new(ev, "message_count", json_integer(r->req.nmessages));
     json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)json_array_size(all)));
-    if (r->call.cached) {
+    if (r->call->cached) {
         json_object_set_new(ev, "cache_hit", json_true());
-        json_object_set_new(ev, "saved_usd", json_real(r->call.saved_usd));
+        json_object_set_new(ev, "saved_usd", json_real(r->call->saved_usd));
     }
     wd_run_audit(r, ev);
     wd_budget_settle(r, &r->llm_hold, cost);
@@ -200,7 +221,7 @@ static void deliver(wd_run *r, json_t *a)
             json_object_set(de, "content", content);
         if (de && json_is_array(calls))
             json_object_set(de, "tool_calls", calls);
-        wd_detect_event(r, de);
+        wd_run_observe(r, de);
     }
 
     lua_State *co = r->waiting;
@@ -290,21 +311,21 @@ static void settle(wd_run *r, outcome *o)
         wd_budget_settle(r, &r->llm_hold, est);
     }
     if (!o->ok && o->transient &&
-        wd_run_retry_arm(r, r->call.retries, o->retry_after_ms, on_retry_timer, reason, sizeof reason) >= 0) {
+        wd_run_retry_arm(r, r->call->retries, o->retry_after_ms, on_retry_timer, reason, sizeof reason) >= 0) {
         json_t *ev = llm_event(r, 0, (wd_now_ns() - r->req.t0) / 1000000);
         json_object_set_new(ev, "error", json_string(o->msg));
         json_object_set_new(ev, "reason", json_string(reason));
         wd_run_audit(r, ev);
-        r->call.retries++;
+        r->call->retries++;
         return;
     }
-    if (r->call.admitted) {
+    if (r->call->admitted) {
         wd_breaker_cfg bc = wd_run_breaker_cfg(r);
         wd_breaker_change ch;
-        wd_breakers_outcome(r->eng->breakers, r->call.breaker, &bc, o->ok || !o->breaker_failure, r->call.probe,
+        wd_breakers_outcome(r->eng->breakers, r->call->breaker, &bc, o->ok || !o->breaker_failure, r->call->probe,
                             &ch);
-        r->call.admitted = 0;
-        wd_run_audit_breaker(r, r->call.breaker, &ch, NULL, model_name(r));
+        r->call->admitted = 0;
+        wd_run_audit_breaker(r, r->call->breaker, &ch, NULL, model_name(r));
     }
     if (o->ok)
         deliver(r, o->answer);
@@ -356,7 +377,7 @@ static void on_mock_timer(evutil_socket_t fd, short what, void *arg)
 static void mock_attempt(wd_run *r)
 {
     wd_engine *e = r->eng;
-    json_t *entry = wd_mock_entry(e->mock, r->call.mock_pos++);
+    json_t *entry = wd_mock_entry(e->mock, r->call->mock_pos++);
     json_t *delay = json_object_get(entry, "delay_ms");
     long long d = json_is_integer(delay) ? json_integer_value(delay) : 0;
     long long read_ms = r->pol->llm_read_ms;
@@ -375,8 +396,8 @@ static void mock_attempt(wd_run *r)
 static void on_http(const wd_http_resp *resp, void *ud)
 {
     wd_run *r = ud;
-    r->call.http = NULL;
-    const wd_model *m = r->call.model;
+    r->call->http = NULL;
+    const wd_model *m = r->call->model;
     outcome o = {0};
     o.retry_after_ms = resp->retry_after_ms;
     if (resp->fail != WD_HTTP_OK) {
@@ -406,14 +427,14 @@ static void on_http(const wd_http_resp *resp, void *ud)
 
 static void http_attempt(wd_run *r)
 {
-    const wd_model *m = r->call.model;
+    const wd_model *m = r->call->model;
     char err[300];
-    if (!r->call.hreq.url) {
-        int rc = wd_provider_request(m, llm_url(r), r->call.call, &r->call.hreq, err, sizeof err);
+    if (!r->call->hreq.url) {
+        int rc = wd_provider_request(m, llm_url(r), r->call->call, &r->call->hreq, err, sizeof err);
         /* retries resend the text: the tree goes now, while it is still in the cache
         ** (freed at the answer, 50 ms and a thousand runs later, it cost a miss per node) */
-        json_decref(r->call.call);
-        r->call.call = NULL;
+        json_decref(r->call->call);
+        r->call->call = NULL;
         if (rc < 0) {
             outcome o = {0};
             wd_strlcpy(o.msg, err, sizeof o.msg);
@@ -423,17 +444,17 @@ static void http_attempt(wd_run *r)
         }
     }
     wd_http_opts ho = {0};
-    ho.url = r->call.hreq.url;
+    ho.url = r->call->hreq.url;
     ho.method = "POST";
-    ho.headers = (const char *const *)r->call.hreq.headers;
-    ho.nheaders = r->call.hreq.nheaders;
-    ho.body = r->call.hreq.body;
-    ho.body_len = r->call.hreq.body_len;
+    ho.headers = (const char *const *)r->call->hreq.headers;
+    ho.nheaders = r->call->hreq.nheaders;
+    ho.body = r->call->hreq.body;
+    ho.body_len = r->call->hreq.body_len;
     ho.connect_ms = r->pol->llm_connect_ms;
     ho.read_ms = r->pol->llm_read_ms;
     ho.max_body = LLM_MAX_BODY;
-    r->call.http = wd_http_start(r->eng->http, &ho, on_http, r, err, sizeof err);
-    if (!r->call.http) {
+    r->call->http = wd_http_start(r->eng->http, &ho, on_http, r, err, sizeof err);
+    if (!r->call->http) {
         outcome o = {0};
         snprintf(o.msg, sizeof o.msg, "LLM %s: %s", m->name, err);
         o.retry_after_ms = -1;
@@ -443,7 +464,7 @@ static void http_attempt(wd_run *r)
 
 static void attempt(wd_run *r)
 {
-    if (r->call.mock)
+    if (r->call->mock)
         mock_attempt(r);
     else
         http_attempt(r);
@@ -455,10 +476,10 @@ static void attempt(wd_run *r)
 ** max_output_tokens, which an HTTP call is then sent as max_tokens so the bound holds. */
 static long long bound_output(wd_run *r)
 {
-    const wd_model *m = r->call.model;
+    const wd_model *m = r->call->model;
     long long out = r->req.max_tokens > 0 ? r->req.max_tokens : m ? m->max_output_tokens : 0;
-    if (out > 0 && r->call.call && !r->call.mock && !json_object_get(r->call.call, "max_tokens"))
-        json_object_set_new(r->call.call, "max_tokens", json_integer(out));
+    if (out > 0 && r->call->call && !r->call->mock && !json_object_get(r->call->call, "max_tokens"))
+        json_object_set_new(r->call->call, "max_tokens", json_integer(out));
     return out;
 }
 
@@ -467,7 +488,7 @@ static long long bound_output(wd_run *r)
 ** a message, at the input price; and out tokens at the output price. */
 static double worst_case(const wd_run *r, long long out)
 {
-    const wd_model *m = r->call.model;
+    const wd_model *m = r->call->model;
     if (!m)
         return 0;
     double in = (double)((r->req.input_bytes + 2) / 3) + 4.0 * r->req.nmessages;
@@ -476,18 +497,18 @@ static double worst_case(const wd_run *r, long long out)
 
 /* Answers from the response cache when the policy enables it and the call is
 ** deterministic (temperature 0, unless cache.any_temperature): 1 answered (the agent
-** resumes with it, nothing spent), 0 go on (r->call.cache_key set when the answer is to
+** resumes with it, nothing spent), 0 go on (r->call->cache_key set when the answer is to
 ** be kept). The key covers the model, its endpoint and what the call sends. */
 static int cache_lookup(wd_run *r)
 {
     const wd_policy *p = r->pol;
-    if (!p->cache_enabled || !r->call.call || (r->req.temperature != 0 && !p->cache_any_temperature))
+    if (!p->cache_enabled || !r->call->call || (r->req.temperature != 0 && !p->cache_any_temperature))
         return 0;
     wd_buf b = {0};
-    int rc = wd_buf_addf(&b, "%s\n%s\n", model_name(r), r->call.breaker);
+    int rc = wd_buf_addf(&b, "%s\n%s\n", model_name(r), r->call->breaker);
     static const char *const PARTS[] = {"messages", "tools", "temperature", "max_tokens", NULL};
     for (int i = 0; PARTS[i] && rc == 0; i++) {
-        json_t *v = json_object_get(r->call.call, PARTS[i]);
+        json_t *v = json_object_get(r->call->call, PARTS[i]);
         rc = wd_buf_addf(&b, "%s=", PARTS[i]);
         if (rc == 0 && v)
             rc = wd_json_canon(v, &b);
@@ -501,10 +522,10 @@ static int cache_lookup(wd_run *r)
     unsigned char h[crypto_hash_sha256_BYTES];
     crypto_hash_sha256(h, (const unsigned char *)b.p, b.len);
     wd_buf_free(&b);
-    sodium_bin2hex(r->call.cache_key, sizeof r->call.cache_key, h, sizeof h);
+    sodium_bin2hex(r->call->cache_key, sizeof r->call->cache_key, h, sizeof h);
     char *text = NULL;
     int64_t cost = 0;
-    if (wd_store_cache_get(r->eng->store, r->call.cache_key, wd_store_now(r->eng->store), &text, &cost) != 1)
+    if (wd_store_cache_get(r->eng->store, r->call->cache_key, wd_store_now(r->eng->store), &text, &cost) != 1)
         return 0;
     json_t *a = json_loads(text, JSON_ALLOW_NUL, NULL);
     free(text);
@@ -512,8 +533,8 @@ static int cache_lookup(wd_run *r)
         json_decref(a);
         return 0;
     }
-    r->call.cached = 1;
-    r->call.saved_usd = (double)cost / WD_NUSD_PER_USD;
+    r->call->cached = 1;
+    r->call->saved_usd = (double)cost / WD_NUSD_PER_USD;
     deliver(r, a);
     json_decref(a);
     return 1;
@@ -525,16 +546,20 @@ void wd_llm_start(wd_run *r)
 {
     wd_engine *e = r->eng;
     const char *alias = r->req.model ? r->req.model : "default";
+    if (!r->call && !(r->call = calloc(1, sizeof *r->call))) {
+        wd_run_end(r, WD_ST_FAILED, "out of memory");
+        return;
+    }
     call_clear(r);
-    r->call.active = 1;
-    r->call.alias = wd_strdup(alias);
-    r->call.call = r->req.call;
+    r->call->active = 1;
+    r->call->alias = wd_strdup(alias);
+    r->call->call = r->req.call;
     r->req.call = NULL;
-    r->call.retries = 0;
-    r->call.model = wd_policy_model(r->pol, alias);
-    r->call.mock = r->llm && !strncmp(r->llm, "mock:", 5);
+    r->call->retries = 0;
+    r->call->model = wd_policy_model(r->pol, alias);
+    r->call->mock = r->llm && !strncmp(r->llm, "mock:", 5);
     char msg[400];
-    if (r->call.mock) {
+    if (r->call->mock) {
         const char *path = r->llm + 5;
         if (!e->mock_path || strcmp(e->mock_path, path)) {
             wd_mock *m = wd_mock_load(path, msg, sizeof msg);
@@ -547,9 +572,9 @@ void wd_llm_start(wd_run *r)
             e->mock = m;
             e->mock_path = wd_strdup(path);
         }
-        snprintf(r->call.breaker, sizeof r->call.breaker, "llm:mock");
+        snprintf(r->call->breaker, sizeof r->call->breaker, "llm:mock");
     } else {
-        if (!r->call.model) {
+        if (!r->call->model) {
             snprintf(msg, sizeof msg, "model '%s' is not in the policy's models", alias);
             fail(r, msg, 0, NULL);
             return;
@@ -560,18 +585,18 @@ void wd_llm_start(wd_run *r)
             fail(r, msg, 0, NULL);
             return;
         }
-        if (!strcmp(r->call.model->provider, "mock") && url) {
-            r->call.model_copy = *r->call.model;
-            r->call.model_copy.provider = "openai";
-            r->call.model = &r->call.model_copy;
+        if (!strcmp(r->call->model->provider, "mock") && url) {
+            r->call->model_copy = *r->call->model;
+            r->call->model_copy.provider = "openai";
+            r->call->model = &r->call->model_copy;
         }
-        if (!strcmp(r->call.model->provider, "mock")) {
+        if (!strcmp(r->call->model->provider, "mock")) {
             snprintf(msg, sizeof msg, "model '%s' has provider mock, which plays a scenario: run with --llm mock:FILE",
                      alias);
             fail(r, msg, 0, NULL);
             return;
         }
-        wd_provider_endpoint(r->call.model, url, r->call.breaker, sizeof r->call.breaker);
+        wd_provider_endpoint(r->call->model, url, r->call->breaker, sizeof r->call->breaker);
     }
     /* the worst case this call can cost, reserved against the run's limit and every
     ** budget: a call that does not fit ends the run */
@@ -586,13 +611,31 @@ void wd_llm_start(wd_run *r)
     wd_breaker_cfg bc = wd_run_breaker_cfg(r);
     wd_breaker_change ch;
     int probe;
-    if (!wd_breakers_admit(e->breakers, r->call.breaker, &bc, &probe, msg, sizeof msg, &ch)) {
-        wd_run_audit_breaker(r, r->call.breaker, &ch, NULL, model_name(r));
+    if (!wd_breakers_admit(e->breakers, r->call->breaker, &bc, &probe, msg, sizeof msg, &ch)) {
+        wd_run_audit_breaker(r, r->call->breaker, &ch, NULL, model_name(r));
         fail(r, msg, 0, "circuit_open");
         return;
     }
-    wd_run_audit_breaker(r, r->call.breaker, &ch, NULL, model_name(r));
-    r->call.admitted = 1;
-    r->call.probe = probe;
+    wd_run_audit_breaker(r, r->call->breaker, &ch, NULL, model_name(r));
+    r->call->admitted = 1;
+    r->call->probe = probe;
     attempt(r);
 }
+
+static void llm_cancel(wd_run *r, const char *why)
+{
+    (void)why;
+    wd_llm_cancel(r);
+}
+
+static void llm_free(wd_run *r)
+{
+    if (!r->call)
+        return;
+    wd_llm_cancel(r);
+    call_clear(r);
+    free(r->call);
+    r->call = NULL;
+}
+
+const wd_op_kind wd_op_llm = {"llm", wd_llm_start, llm_cancel, NULL, llm_free};

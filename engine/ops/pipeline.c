@@ -1,13 +1,15 @@
 /* pipeline.c - the native enforcement pipeline for ctx:call_tool and ctx:llm
 ** (docs/safety.md), and the operations they start on the loop. */
-#include "engine.h"
+#include "pipeline.h"
+#include "exec.h"
+#include "fetch.h"
 #include "guard.h"
 #include "llm.h"
 #include "jsonlua.h"
 #include "redact.h"
 #include "approval.h"
 #include "canon.h"
-#include "check.h"
+#include "checkdef.h"
 #include "util.h"
 
 #include <lauxlib.h>
@@ -41,7 +43,7 @@ static void add_tool_call(wd_run *r, const char *name, json_t *args, const char 
             json_object_set(ev, "result", value);
         if (ev && !ok)
             json_object_set_new(ev, "error", json_string(result ? result : "error"));
-        wd_detect_event(r, ev);
+        wd_run_observe(r, ev);
     }
     if (json_array_size(r->tool_calls) >= WD_MAX_TOOL_CALLS_IN_RESULT) {
         r->tool_calls_omitted++; /* the audit log keeps every call */
@@ -632,7 +634,7 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
             if (finish)
                 wd_run_end(r, WD_ST_COMPLETED, NULL);
             else
-                wd_pipeline_start(r);
+                wd_run_start_op(r);
             return;
         }
         r->tool.retries = 0;
@@ -752,7 +754,7 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
         snprintf(bad_args, sizeof bad_args, "expected an object, got %s", lua_typename(L, at));
     }
     if (r->det) /* every request, refused or not: a loop of refusals is a loop */
-        wd_detect_event(r, json_pack("{s:s,s:s,s:O}", "type", "tool_call", "tool", name, "args",
+        wd_run_observe(r, json_pack("{s:s,s:s,s:O}", "type", "tool_call", "tool", name, "args",
                                      args ? args : json_null()));
     /* the agent's own list first: whatever the model asks for, an agent reaches only
     ** the tools it names (a workflow its steps) */
@@ -1036,7 +1038,7 @@ static void run_handler(wd_run *r)
     r->tool.co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_rawgeti(co, LUA_REGISTRYINDEX, t->fn_ref);
     wd_json_push(co, r->tool.args);
-    wd_lua_push_ctx(co, r, 1);
+    wd_run_push_ctx(r, co, 1);
     r->sb->in_engine--;
     r->tool.co = co;
     r->tool.deadline_ns = wd_now_ns() + r->tool.timeout_ms * 1000000LL;
@@ -1066,40 +1068,22 @@ static void start_tool(wd_run *r)
     run_handler(r);
 }
 
-void wd_pipeline_start(wd_run *r)
+/* ---- the kinds of operation this file starts (engine.h) ---------------------- */
+
+static void end_start(wd_run *r) { wd_run_end(r, r->req.end_status, r->req.end_error); }
+
+static void approval_start(wd_run *r)
 {
-    wd_opkind k = r->req.kind;
-    r->req.kind = OP_NONE;
-    switch (k) {
-    case OP_END:
-        wd_run_end(r, r->req.end_status, r->req.end_error);
-        return;
-    case OP_LLM:
-        wd_llm_start(r);
-        return;
-    case OP_HTTP:
-        wd_fetch_start(r);
-        return;
-    case OP_EXEC:
-        wd_exec_start(r);
-        return;
-    case OP_TOOL: /* wd_pipeline_tool refused it if a tool was running */
-        start_tool(r);
-        return;
-    case OP_APPROVAL:
-        pause_deadline(r);
-        arm_poll(r);
-        return;
-    case OP_SLEEP: {
-        long long ms = r->req.sleep_ms;
-        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-        event_assign(r->op_timer, r->eng->base, -1, 0, on_sleep, r);
-        evtimer_add(r->op_timer, &tv);
-        return;
-    }
-    default:
-        wd_run_end(r, WD_ST_FAILED, "coroutine.yield was called outside a coroutine");
-    }
+    pause_deadline(r);
+    arm_poll(r);
+}
+
+static void sleep_start(wd_run *r)
+{
+    long long ms = r->req.sleep_ms;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    event_assign(r->op_timer, r->eng->base, -1, 0, on_sleep, r);
+    evtimer_add(r->op_timer, &tv);
 }
 
 /* drops the handler's coroutine; the call itself stays active (a retry may follow) */
@@ -1240,3 +1224,36 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
     r->tool.overhead_ns = 1;
     wd_run_schedule(r, agent, 1);
 }
+
+static void tool_cancel(wd_run *r, const char *why)
+{
+    (void)why;
+    if (r->tool.active)
+        wd_pipeline_tool_cancel(r);
+}
+
+/* wd_tool_allow and wd_tool_load fill r->tools and r->allowed; the sleep, end and
+** approval kinds keep nothing of their own (op_timer is the run's) */
+static void tool_free(wd_run *r)
+{
+    for (size_t i = 0; i < r->ntools; i++) {
+        free(r->tools[i].name);
+        free(r->tools[i].description);
+        free(r->tools[i].breaker);
+        json_decref(r->tools[i].parameters);
+        wd_schema_free(r->tools[i].schema);
+    }
+    free(r->tools);
+    r->tools = NULL;
+    r->ntools = 0;
+    for (size_t i = 0; i < r->nallowed; i++)
+        free(r->allowed[i]);
+    free(r->allowed);
+    r->allowed = NULL;
+    r->nallowed = 0;
+}
+
+const wd_op_kind wd_op_tool = {"tool", start_tool, tool_cancel, wd_pipeline_tool_done, tool_free};
+const wd_op_kind wd_op_approval = {"approval", approval_start, wd_pipeline_approval_cancel, NULL, NULL};
+const wd_op_kind wd_op_sleep = {"sleep", sleep_start, NULL, NULL, NULL};
+const wd_op_kind wd_op_end = {"end", end_start, NULL, NULL, NULL};

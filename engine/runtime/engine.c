@@ -7,7 +7,7 @@
 #include "bound.h"
 #include "engine.h"
 #include "jsonlua.h"
-#include "llm.h"
+#include "mock.h"
 #include "redact.h"
 #include "canon.h"
 #include "util.h"
@@ -30,451 +30,11 @@
 #define READY_SLICE_NS 1000000LL
 #define FLUSH_MS 20
 
-static const char *const STATUS_NAMES[] = {"running", "completed", "failed", "max_iterations", "timeout",
-                                           "budget_exceeded", "rate_limited", "unauthorized", "halted",
-                                           "rejected", "killed"};
-
-const char *wd_status_name(wd_status st) { return STATUS_NAMES[st]; }
-
-/* what the user reads; internal errors stay in the audit log and errors[] */
-static const char *user_message(wd_status st)
-{
-    switch (st) {
-    case WD_ST_MAX_ITERATIONS:
-        return "I couldn't complete your request within the time limit. Please try rephrasing or "
-               "breaking it into smaller tasks.";
-    case WD_ST_TIMEOUT:
-        return "Taking longer than expected. Please try again in a few minutes.";
-    case WD_ST_BUDGET_EXCEEDED: return "Processing budget exhausted for this request.";
-    case WD_ST_RATE_LIMITED: return "Too many requests right now. Please try again later.";
-    case WD_ST_UNAUTHORIZED: return "You are not authorized to use this agent.";
-    case WD_ST_HALTED: return "I stopped because a safety check found a problem with what I was doing.";
-    case WD_ST_REJECTED: return "The requested action was not approved.";
-    case WD_ST_KILLED: return "This agent has been disabled by an operator.";
-    default: return "Encountered an issue while processing your request. Please try again later.";
-    }
-}
-
-wd_policy *wd_engine_policy(wd_engine *e) { return wd_policy_ref(e->policy); }
-
 /* ---- audit helpers ------------------------------------------------------------ */
-
-json_t *wd_run_event(wd_run *r, const char *event, int success)
-{
-    json_t *o = json_object();
-    if (!o)
-        return NULL;
-    /* the run's ids as one JSON value each, referenced by every record (redaction
-    ** never replaces them) rather than copied seven times a run */
-    static const char *const KEYS[4] = {"run_id", "session_id", "user_id", "agent"};
-    const char *vals[4] = {r->run_id, r->session_id, r->user_id, r->agent_name};
-    json_object_set_new(o, "event", json_string(event));
-    for (int i = 0; i < 4; i++) {
-        if (!r->j_ids[i])
-            r->j_ids[i] = vals[i] ? json_string(vals[i]) : json_null();
-        json_object_set(o, KEYS[i], r->j_ids[i]);
-    }
-    json_object_set_new(o, "success", json_boolean(success));
-    return o;
-}
-
-/* ** The run's share of the log. Every record is bounded field by field (bound.h) and
-** counted; a run that comes within AUDIT_RESERVE of its bytes or records is stopped
-** (wd_run_limit), and what it still writes while it stops (the call in flight, the
-** detectors' last word, run_finished) has its fields cut to AUDIT_SMALL_FIELD, so the
-** reserve holds it. Only past the limit itself is a record dropped, counted in
-** run_finished's audit_dropped; run_finished is always written, its result cut to what
-** the run has left. */
-#define AUDIT_RESERVE_BYTES (64 << 10)
-#define AUDIT_RESERVE_RECORDS 50
-#define AUDIT_SMALL_FIELD 1024
-#define AUDIT_LINE_EXTRA 240
-
-int wd_run_audit(wd_run *r, json_t *rec)
-{
-    if (!rec)
-        return -1;
-    const wd_policy *p = r->pol ? r->pol : r->eng->policy;
-    wd_redact_record(p, rec);
-    const char *ev = json_string_value(json_object_get(rec, "event"));
-    int final = ev && !strcmp(ev, "run_finished");
-    long long maxb = p->max_audit_bytes, maxr = p->max_audit_records;
-    size_t cap = r->audit.over ? AUDIT_SMALL_FIELD : (size_t)p->max_audit_field_bytes, big = cap;
-    if (final) {
-        long long left = maxb - r->audit.bytes - 4096;
-        big = left > (long long)cap ? (size_t)left : cap;
-        json_object_set_new(rec, "audit_records", json_integer(r->audit.records + 1));
-        if (r->audit.dropped)
-            json_object_set_new(rec, "audit_dropped", json_integer(r->audit.dropped));
-    }
-    /* and what the log adds: seq, timestamp, prev_hash, hash and the newline */
-    size_t bytes = wd_bound_record(rec, cap, final ? "result" : NULL, big, NULL) + AUDIT_LINE_EXTRA;
-    if (!final && (r->audit.records + 1 > maxr || r->audit.bytes + (long long)bytes > maxb)) {
-        r->audit.dropped++;
-        json_decref(rec);
-        return 0;
-    }
-    r->audit.bytes += (long long)bytes;
-    r->audit.records++;
-    if (!r->audit.over && !final &&
-        (r->audit.bytes + AUDIT_RESERVE_BYTES > maxb || r->audit.records + AUDIT_RESERVE_RECORDS > maxr)) {
-        char msg[300];
-        r->audit.over = 1;
-        snprintf(msg, sizeof msg, "audit limit: the run wrote %lld records, %lld bytes, of its %lld records "
-                 "(defaults.max_audit_records) and %lld bytes (defaults.max_audit_bytes)", r->audit.records,
-                 r->audit.bytes, maxr, maxb);
-        wd_run_limit(r, WD_ST_FAILED, msg);
-    }
-    if (r->eng->on_record)
-        r->eng->on_record(r->eng->on_record_ud, rec);
-    return wd_audit_append(r->eng->audit, rec);
-}
-
-void wd_run_limit(wd_run *r, wd_status st, const char *msg)
-{
-    if (r->finishing || r->limit_msg)
-        return;
-    r->limit_status = st;
-    r->limit_msg = wd_strdup(msg);
-    if (r->sb)
-        wd_sandbox_kill(r->sb, WD_KILL_LIMIT);
-}
-
-void wd_run_audit_guardrail(wd_run *r, json_t *args, const char *reason, const char *type, const char *severity)
-{
-    json_t *ev = wd_run_event(r, "guardrail_violation", 0);
-    json_object_set_new(ev, "violation_type", json_string(type));
-    json_object_set_new(ev, "severity", json_string(severity));
-    json_object_set_new(ev, "tool_name", json_string(r->tool.name));
-    json_object_set_new(ev, "tool_args", args ? args : json_null());
-    json_object_set_new(ev, "reason", json_string(reason));
-    wd_run_audit(r, ev);
-}
-
-void wd_run_audit_breaker(wd_run *r, const char *breaker, const wd_breaker_change *ch, const char *tool,
-                          const char *model)
-{
-    if (!ch || !ch->happened)
-        return;
-    const char *event = ch->to == WD_BR_OPEN ? "breaker_opened"
-                        : ch->to == WD_BR_HALF_OPEN ? "breaker_half_open"
-                                                    : "breaker_closed";
-    json_t *ev = wd_run_event(r, event, ch->to != WD_BR_OPEN);
-    if (!ev)
-        return;
-    json_object_set_new(ev, "breaker", json_string(breaker));
-    json_object_set_new(ev, "circuit_breaker_state", json_string(wd_breaker_state_name(ch->to)));
-    json_object_set_new(ev, "reason", json_string(ch->reason));
-    if (tool)
-        json_object_set_new(ev, "tool_name", json_string(tool));
-    if (model)
-        json_object_set_new(ev, "model", json_string(model));
-    wd_run_audit(r, ev);
-}
-
-wd_breaker_cfg wd_run_breaker_cfg(const wd_run *r)
-{
-    wd_breaker_cfg c = {r->pol->breaker_failure_threshold, r->pol->breaker_open_ms,
-                        r->pol->breaker_half_open_probes};
-    return c;
-}
-
-wd_retry_cfg wd_run_retry_cfg(const wd_run *r)
-{
-    wd_retry_cfg c = {r->pol->max_retries, r->pol->retry_base_ms, r->pol->retry_max_ms, r->pol->retry_jitter_ms};
-    return c;
-}
-
-long long wd_run_retry_arm(wd_run *r, int retries, long long retry_after_ms, event_callback_fn cb, char *reason,
-                           size_t n)
-{
-    wd_retry_cfg rc = wd_run_retry_cfg(r);
-    if (retries >= rc.max_retries)
-        return -1;
-    long long wait = wd_retry_delay_ms(&rc, retries, retry_after_ms, wd_retry_random());
-    snprintf(reason, n, "transient: retry %d of %lld in %lld ms", retries + 1, rc.max_retries, wait);
-    struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
-    event_assign(r->op_timer, r->eng->base, -1, 0, cb, r);
-    evtimer_add(r->op_timer, &tv);
-    return wait;
-}
 
 /* ---- ready queue ------------------------------------------------------------ */
 
-static void ready_push(wd_run *r)
-{
-    wd_engine *e = r->eng;
-    if (r->in_ready)
-        return;
-    r->in_ready = 1;
-    r->next_ready = NULL;
-    if (e->ready_tail)
-        e->ready_tail->next_ready = r;
-    else
-        e->ready_head = r;
-    e->ready_tail = r;
-    if (!e->in_ready)
-        event_active(e->ready_ev, EV_READ, 0);
-}
-
-static void ready_remove(wd_run *r)
-{
-    wd_engine *e = r->eng;
-    if (!r->in_ready)
-        return;
-    wd_run **pp = &e->ready_head, *prev = NULL;
-    while (*pp && *pp != r) {
-        prev = *pp;
-        pp = &(*pp)->next_ready;
-    }
-    if (*pp) {
-        *pp = r->next_ready;
-        if (e->ready_tail == r)
-            e->ready_tail = prev;
-    }
-    r->in_ready = 0;
-}
-
-void wd_run_schedule(wd_run *r, lua_State *co, int nargs)
-{
-    r->resume_co = co;
-    r->resume_nargs = nargs;
-    ready_push(r);
-}
-
 /* ---- run end ------------------------------------------------------------------ */
-
-static void run_free(wd_run *r)
-{
-    if (!r)
-        return;
-    free(r->limit_msg);
-    if (r->op_timer)
-        event_free(r->op_timer);
-    if (r->run_timer)
-        event_free(r->run_timer);
-    if (r->tool.timer)
-        event_free(r->tool.timer);
-    for (size_t i = 0; i < r->ntools; i++) {
-        free(r->tools[i].name);
-        free(r->tools[i].description);
-        free(r->tools[i].breaker);
-        json_decref(r->tools[i].parameters);
-        wd_schema_free(r->tools[i].schema);
-    }
-    free(r->tools);
-    for (size_t i = 0; i < r->nallowed; i++)
-        free(r->allowed[i]);
-    free(r->allowed);
-    json_decref(r->tool_specs);
-    wd_sandbox_free(r->sb);
-    wd_detect_free(r->det);
-    json_decref(r->req.args);
-    json_decref(r->req.call);
-    free(r->req.end_error);
-    free(r->req.model);
-    json_decref(r->tool.args);
-    free(r->tool.name);
-    json_decref(r->pending_llm);
-    json_decref(r->tool_calls);
-    json_decref(r->errors);
-    free(r->session_id);
-    free(r->user_id);
-    free(r->agent_name);
-    for (int i = 0; i < 4; i++)
-        json_decref(r->j_ids[i]);
-    free(r->agent_path);
-    free(r->agent_dir);
-    free(r->query);
-    free(r->llm);
-    free(r->default_model);
-    free(r->result_text);
-    free(r->start_error);
-    free(r->agent_key);
-    free(r->refuse);
-    wd_policy_unref(r->pol);
-    free(r);
-}
-
-static double round6(double v) { return (double)(long long)(v * 1e6 + 0.5) / 1e6; }
-
-/*
-** A run acts only once its run_started is in the file. Asked during a pass of the ready
-** queue, the write waits for the end of the pass (end_of_pass), one for every run that
-** started in it: what a run asks for in a pass leaves the loop only after it (an HTTP
-** request goes out when curl next drives its socket, a handler runs in a later pass), and
-** if the write fails, the runs that wait on it end failed before anything went out.
-*/
-int wd_run_may_act(wd_run *r, char *msg, size_t n)
-{
-    wd_engine *e = r->eng;
-    wd_audit *a = e->audit;
-    if (!wd_audit_failed(a) && wd_audit_durable_mark(a) >= r->start_mark)
-        return 0;
-    if (!wd_audit_failed(a) && e->in_ready) {
-        e->unwritten_starts = 1;
-        return 0;
-    }
-    if (wd_audit_durable(a, r->start_mark) == 0)
-        return 0;
-    snprintf(msg, n, "audit log unavailable: refusing to act (%s)", wd_audit_error(a));
-    return -1;
-}
-
-/* the runs that acted in this pass of the ready queue before their run_started was
-** written: one write for them all, or they end failed */
-static void end_of_pass(wd_engine *e)
-{
-    if (!e->unwritten_starts)
-        return;
-    e->unwritten_starts = 0;
-    if (wd_audit_durable(e->audit, wd_audit_appended(e->audit)) == 0)
-        return;
-    char msg[400];
-    snprintf(msg, sizeof msg, "audit log unavailable: refusing to act (%s)", wd_audit_error(e->audit));
-    long long written = wd_audit_durable_mark(e->audit);
-    for (wd_run *r = e->live, *next; r; r = next) {
-        next = r->live_next;
-        if (r->pol && r->start_mark > written)
-            wd_run_end(r, WD_ST_FAILED, msg);
-    }
-}
-
-/* A result waits for its run's records to reach the file: every result of one loop pass
-** goes out after one flush (on_deliver), and if that flush fails, the results say so. */
-typedef struct ending {
-    json_t *res;
-    wd_run_done_fn done;
-    void *ud;
-    struct ending *next;
-} ending;
-
-/* res: the result object, made failed (the run did what it did, but its log is not whole) */
-static void audit_lost(json_t *res, const char *why)
-{
-    json_object_set_new(res, "status", json_string("failed"));
-    json_object_set_new(res, "success", json_false());
-    json_object_set_new(res, "result", json_string(user_message(WD_ST_FAILED)));
-    json_t *errs = json_object_get(res, "errors");
-    if (json_is_array(errs))
-        json_array_append_new(errs, json_string(why));
-}
-
-static void deliver_endings(wd_engine *e)
-{
-    if (!e->endings)
-        return;
-    char why[400] = "";
-    wd_audit_durable(e->audit, wd_audit_appended(e->audit));
-    if (wd_audit_failed(e->audit))
-        snprintf(why, sizeof why, "audit log unavailable: the run's records were not written (%s)",
-                 wd_audit_error(e->audit));
-    ending *x = e->endings;
-    e->endings = e->endings_tail = NULL;
-    while (x) {
-        ending *next = x->next;
-        if (why[0])
-            audit_lost(x->res, why);
-        if (x->done)
-            x->done(x->res, x->ud);
-        json_decref(x->res);
-        free(x);
-        e->active--;
-        x = next;
-    }
-}
-
-static void on_deliver(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    deliver_endings(arg);
-}
-
-void wd_run_end(wd_run *r, wd_status st, const char *error)
-{
-    if (r->finishing)
-        return;
-    r->finishing = 1;
-    wd_engine *e = r->eng;
-    if (!r->pol) /* ended before its first turn (a kill, the engine stopping) */
-        e->unstarted--;
-    ready_remove(r);
-    if (r->op_timer)
-        event_del(r->op_timer);
-    if (r->run_timer)
-        event_del(r->run_timer);
-    if (r->tool.active)
-        wd_pipeline_tool_cancel(r);
-    wd_pipeline_approval_cancel(r, error && *error ? error : user_message(st));
-    wd_fetch_cancel(r);
-    wd_exec_cancel(r);
-    wd_llm_cancel(r);
-    wd_budget_settle(r, &r->tool_hold, 0); /* a call cut short: its reservation goes back */
-    wd_budget_settle(r, &r->llm_hold, 0);
-    r->status = st;
-    wd_detect_finish(r, wd_status_name(st), error);
-    wd_kills_note_end(r, st);
-    size_t ne = json_array_size(r->errors);
-    const char *last = ne ? json_string_value(json_array_get(r->errors, ne - 1)) : NULL;
-    if (error && *error && !(last && !strcmp(last, error))) /* an LLM failure the agent passed on */
-        json_array_append_new(r->errors, json_string(error));
-    const char *text = st == WD_ST_COMPLETED && r->result_text ? r->result_text : user_message(st);
-    int64_t ms = (wd_now_ns() - r->t0_ns) / 1000000;
-
-    json_t *res = json_object();
-    json_object_set_new(res, "run_id", json_string(r->run_id));
-    json_object_set_new(res, "session_id", json_string(r->session_id));
-    json_object_set_new(res, "agent", r->agent_name ? json_string(r->agent_name) : json_null());
-    json_object_set_new(res, "user_id", r->user_id ? json_string(r->user_id) : json_null());
-    json_object_set_new(res, "status", json_string(wd_status_name(st)));
-    json_object_set_new(res, "success", json_boolean(st == WD_ST_COMPLETED));
-    json_object_set_new(res, "result", json_string(text));
-    json_object_set_new(res, "cost_usd", json_real(round6(r->cost)));
-    json_object_set_new(res, "steps_taken", json_integer(r->steps));
-    json_object_set_new(res, "tool_calls", json_incref(r->tool_calls));
-    if (r->tool_calls_omitted)
-        json_object_set_new(res, "tool_calls_omitted", json_integer(r->tool_calls_omitted));
-    json_object_set_new(res, "errors", json_incref(r->errors));
-    json_object_set_new(res, "execution_time_ms", json_integer(ms));
-    if (st == WD_ST_RATE_LIMITED && r->retry_after_ms > 0)
-        json_object_set_new(res, "retry_after_ms", json_integer(r->retry_after_ms));
-
-    json_t *ev = wd_run_event(r, "run_finished", st == WD_ST_COMPLETED);
-    if (ev) {
-        json_object_set_new(ev, "reason", json_string(wd_status_name(st)));
-        json_object_set_new(ev, "agent_step", json_integer(r->steps));
-        json_object_set_new(ev, "cost_usd", json_real(round6(r->cost)));
-        json_object_set_new(ev, "latency_ms", json_integer(ms));
-        if (error && *error)
-            json_object_set_new(ev, "error", json_string(error));
-        json_object_set_new(ev, "result", json_string(text)); /* what the user was given */
-        wd_run_audit(r, ev);
-    }
-    ending *x = malloc(sizeof *x);
-    if (x) {
-        *x = (ending){res, r->done, r->done_ud, NULL};
-        if (e->endings_tail)
-            e->endings_tail->next = x;
-        else
-            e->endings = x;
-        e->endings_tail = x;
-        if (e->deliver_ev)
-            event_active(e->deliver_ev, 0, 0);
-    } else { /* no room to wait: it goes out now */
-        if (r->done)
-            r->done(res, r->done_ud);
-        json_decref(res);
-        e->active--;
-    }
-    if (r->live_prev)
-        r->live_prev->live_next = r->live_next;
-    else if (e->live == r)
-        e->live = r->live_next;
-    if (r->live_next)
-        r->live_next->live_prev = r->live_prev;
-    run_free(r);
-}
 
 /* ---- the driver ------------------------------------------------------------- */
 
@@ -482,8 +42,8 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
 static void complete(wd_run *r)
 {
     if (r->det) {
-        wd_detect_answer(r, r->result_text);
-        if (wd_detect_drain(r, 1) != WD_DET_GO)
+        r->eng->hooks->answer(r, r->result_text);
+        if (r->eng->hooks->drain(r, 1) != WD_DET_GO)
             return;
     }
     wd_run_end(r, WD_ST_COMPLETED, NULL);
@@ -529,6 +89,27 @@ static void agent_returned(wd_run *r, lua_State *co, int nres)
     wd_run_end(r, WD_ST_FAILED, msg);
 }
 
+/* a tool's handler returned or failed: the tool kind settles the call */
+static void settle_tool(wd_run *r, int ok, int nres, const char *error, int transient)
+{
+    const wd_op_kind *k = r->eng->hooks->ops[OP_TOOL];
+    if (k && k->settle)
+        k->settle(r, ok, nres, error, transient);
+    else
+        wd_run_end(r, WD_ST_FAILED, "no tool calls in this engine");
+}
+
+void wd_run_start_op(wd_run *r)
+{
+    wd_opkind k = r->req.kind;
+    r->req.kind = OP_NONE;
+    const wd_op_kind *op = k > OP_NONE && k < OP_COUNT ? r->eng->hooks->ops[k] : NULL;
+    if (op && op->start)
+        op->start(r);
+    else
+        wd_run_end(r, WD_ST_FAILED, "coroutine.yield was called outside a coroutine");
+}
+
 static void on_kill(wd_run *r, lua_State *co)
 {
     wd_sandbox *sb = r->sb;
@@ -549,7 +130,7 @@ static void on_kill(wd_run *r, lua_State *co)
             snprintf(msg, sizeof msg, "tool '%s' stopped: %s", r->tool.name, wd_sandbox_kill_text(reason));
         sb->mode = WD_MODE_NONE;
         sb->kill_reason = WD_KILL_NONE;
-        wd_pipeline_tool_done(r, 0, 0, msg, 0);
+        settle_tool(r, 0, 0, msg, 0);
         /* the abandoned handler's memory comes back before the agent goes on */
         sb->in_engine++;
         lua_gc(r->L, LUA_GCCOLLECT);
@@ -610,21 +191,21 @@ static void step(wd_run *r, lua_State *co, int nargs)
             /* what happened since the agent's last request, shown to the detectors
             ** before the next one is carried out (a tool's own requests wait: the
             ** call's outcome comes first) */
-            if (r->det && co == r->agent_co && wd_detect_drain(r, 0) != WD_DET_GO)
+            if (r->det && co == r->agent_co && r->eng->hooks->drain(r, 0) != WD_DET_GO)
                 return;
-            wd_pipeline_start(r);
+            wd_run_start_op(r);
             return;
         }
         lua_pop(co, nres);
         if (is_tool)
-            wd_pipeline_tool_done(r, 0, 0, "coroutine.yield was called outside a coroutine", 0);
+            settle_tool(r, 0, 0, "coroutine.yield was called outside a coroutine", 0);
         else
             wd_run_end(r, WD_ST_FAILED, "coroutine.yield was called outside a coroutine");
         return;
     }
     if (st == LUA_OK) {
         if (is_tool)
-            wd_pipeline_tool_done(r, 1, nres, NULL, 0);
+            settle_tool(r, 1, nres, NULL, 0);
         else
             agent_returned(r, co, nres);
         return;
@@ -635,7 +216,7 @@ static void step(wd_run *r, lua_State *co, int nargs)
     if (st == LUA_ERRMEM)
         wd_strlcpy(msg, "memory limit exceeded", sizeof msg);
     if (is_tool)
-        wd_pipeline_tool_done(r, 0, 0, msg, transient);
+        settle_tool(r, 0, 0, msg, transient);
     else
         wd_run_end(r, WD_ST_FAILED, msg);
 }
@@ -764,7 +345,7 @@ static void start(wd_run *r)
     r->sb->in_engine++;
     /* everything below allocates on the run's state: protected by the slack, and the
     ** loaders never raise */
-    wd_lua_open_warden(L);
+    r->eng->hooks->open_warden(L);
     char runner[1024];
     snprintf(runner, sizeof runner, "%s/warden/runner.lua", wd_sandbox_lua_dir());
     r->agent_co = lua_newthread(L);
@@ -782,7 +363,7 @@ static void start(wd_run *r)
         return;
     }
     lua_pushstring(r->agent_co, r->query ? r->query : "");
-    wd_lua_push_ctx(r->agent_co, r, 0);
+    wd_run_push_ctx(r, r->agent_co, 0);
     r->sb->in_engine--;
 
     r->deadline_ns = r->t0_ns + p->run_ms * 1000000LL;
@@ -826,7 +407,7 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
             break;
     }
     e->in_ready = 0;
-    end_of_pass(e);
+    wd_run_end_of_pass(e);
     /* event_active here would rerun us in this same dispatch pass and starve timers;
     ** a zero timeout runs us again after the loop has polled and fired its timers */
     if (e->ready_head) {
@@ -906,7 +487,7 @@ void wd_engine_prepare_fds(void)
     close(fd);
 }
 
-wd_engine *wd_engine_new(const wd_engine_opts *o, char *err, size_t errlen)
+wd_engine *wd_engine_create(const wd_engine_opts *o, const wd_engine_hooks *h, char *err, size_t errlen)
 {
     wd_engine_prepare_fds();
     wd_engine *e = calloc(1, sizeof *e);
@@ -914,6 +495,7 @@ wd_engine *wd_engine_new(const wd_engine_opts *o, char *err, size_t errlen)
         wd_errf(err, errlen, "out of memory");
         return NULL;
     }
+    e->hooks = h;
     const char *pp = o && o->policy_path ? o->policy_path : "policies/default.yaml";
     wd_perrors pe = {0};
     e->policy = wd_policy_load(pp, &pe);
@@ -955,7 +537,7 @@ wd_engine *wd_engine_new(const wd_engine_opts *o, char *err, size_t errlen)
     }
     e->ready_ev = event_new(e->base, -1, 0, on_ready, e);
     e->flush_ev = event_new(e->base, -1, EV_PERSIST, on_flush, e);
-    e->deliver_ev = event_new(e->base, -1, 0, on_deliver, e);
+    e->deliver_ev = event_new(e->base, -1, 0, wd_run_deliver, e);
     if (!e->ready_ev || !e->flush_ev || !e->deliver_ev)
         goto fail;
     struct timeval tv = {0, FLUSH_MS * 1000};
@@ -981,7 +563,7 @@ void wd_engine_free(wd_engine *e)
     ** on a timer, the network or a person */
     while (e->live)
         wd_run_end(e->live, WD_ST_FAILED, "engine stopped");
-    deliver_endings(e);
+    wd_run_deliver(-1, 0, e);
     wd_http_free(e->http);
     wd_kills_free(e);
     if (e->ready_ev)

@@ -1,5 +1,9 @@
-/* engine.h - internal structures shared by engine.c, pipeline.c, mock.c and the Lua
-** bindings. Not installed. */
+/* engine.h - the runtime's structures: the engine (one loop, its runs) and the run, shared
+** by the runtime's files and the layers above it (ops, bindings). Not installed.
+**
+** The runtime never names the files above it: the kinds of operation a run waits on and
+** the detectors and Lua bindings reach it through wd_engine_hooks, a table of functions
+** bindings/warden.c gives when it makes an engine (docs/architecture.md). */
 #ifndef WD_ENGINE_H
 #define WD_ENGINE_H
 
@@ -14,20 +18,53 @@
 #include "budget.h"
 #include "http.h"
 #include "policy.h"
-#include "provider.h"
 #include "retry.h"
 #include "store.h"
 #include "sandbox.h"
 #include "killswitch.h"
 #include "util.h"
 #include "schema.h"
-#include "detect.h"
 
 typedef struct wd_mock wd_mock;
+typedef struct wd_detect wd_detect;
+typedef struct wd_llm_state wd_llm_state;     /* ops/llm.c */
+typedef struct wd_fetch_state wd_fetch_state; /* ops/fetch.c */
+typedef struct wd_exec_state wd_exec_state;   /* ops/exec.c */
+
+/* The kinds of operation a run waits on. An engine call records its request in r->req and
+** yields; the driver starts it by its kind (wd_run_start_op); a run that ends while it
+** waits has every kind cancel what it holds, in this order (wd_run_end). */
+typedef enum { OP_NONE, OP_TOOL, OP_APPROVAL, OP_HTTP, OP_EXEC, OP_LLM, OP_SLEEP, OP_END, OP_COUNT } wd_opkind;
+
+/* one kind of operation: its file defines it, bindings/warden.c puts it in the hooks */
+typedef struct wd_op_kind {
+    const char *name;
+    void (*start)(wd_run *r);                   /* the request reached the loop: begin it */
+    void (*cancel)(wd_run *r, const char *why); /* the run ends: release what it holds; a no-op when idle */
+    /* the script it runs returned (ok, nres results on its thread) or failed (error) */
+    void (*settle)(wd_run *r, int ok, int nres, const char *error, int transient);
+    void (*free)(wd_run *r);                    /* the run is freed: the kind's state in it goes */
+} wd_op_kind;
+
+/* what detectors answer when shown a run's events (wd_engine_hooks.drain) */
+enum { WD_DET_GO = 0, WD_DET_ENDED, WD_DET_HELD };
+
+/* what the runtime needs from the layers above it */
+typedef struct wd_engine_hooks {
+    const wd_op_kind *ops[OP_COUNT];            /* by wd_opkind */
+    int (*open_warden)(lua_State *L);           /* installs `warden` into a run's sandbox env */
+    void (*push_ctx)(lua_State *L, wd_run *r, int for_tool);  /* a run's ctx (for a tool's handler) */
+    void (*observe)(wd_run *r, json_t *ev);     /* an event for the run's detectors; takes ev */
+    void (*answer)(wd_run *r, const char *result);            /* the agent answered (detect.h) */
+    int (*drain)(wd_run *r, int finish);        /* the detectors see the queue: WD_DET_* */
+    void (*finish)(wd_run *r, const char *status, const char *error); /* the run is ending */
+    void (*free_detect)(wd_detect *d);
+} wd_engine_hooks;
 
 #define WD_MAX_TOOL_CALLS_IN_RESULT 1000
 
 struct wd_engine {
+    const wd_engine_hooks *hooks;
     struct event_base *base;
     wd_policy *policy;          /* current snapshot; swapped whole on reload */
     wd_audit *audit;
@@ -61,8 +98,6 @@ struct wd_engine {
         struct event *ev;
     } kills;
 };
-
-typedef enum { OP_NONE, OP_LLM, OP_TOOL, OP_SLEEP, OP_HTTP, OP_EXEC, OP_APPROVAL, OP_END } wd_opkind;
 
 /* a tool script loaded into the run */
 typedef struct wd_tool_impl {
@@ -138,52 +173,10 @@ struct wd_run {
         int admitted, probe;     /* by the tool's breaker; an outcome is owed */
     } tool;
 
-    /* the LLM call in flight (llm.c) */
-    struct {
-        int active;
-        int mock;                /* played from the scenario, not over HTTP */
-        const wd_model *model;   /* in r->pol, or model_copy */
-        wd_model model_copy;     /* a mock model sent to a --llm URL speaks openai */
-        char *alias;
-        json_t *call;
-        wd_llm_request hreq;
-        wd_http_req *http;
-        char breaker[200];
-        int admitted, probe;
-        int retries;
-        int mock_pos;            /* next scenario entry: every attempt plays one */
-        char cache_key[65];      /* hex SHA-256 of what the answer depends on; "" not cacheable */
-        int cached;              /* the answer came from the cache */
-        double saved_usd;        /* what that answer cost when it was bought */
-    } call;
+    wd_llm_state *call;          /* the LLM call in flight (llm.c), made on first use */
     int last_fail_timeout;       /* the last LLM call failed by a timeout */
-
-    /* ctx:http in flight (fetch.c) */
-    struct {
-        wd_http_req *http;
-        char *url, *method, *body;
-        size_t body_len;
-        char **headers;
-        size_t nheaders;
-        long long timeout_ms;
-        int retries;
-        int64_t t0;
-    } fetch;
-
-    /* ctx:exec in flight (exec.c) */
-    struct {
-        char **argv;             /* bwrap's command line */
-        char *cmd;               /* the command's argv joined by spaces */
-        json_t *jargv;           /* the command's argv, for the audit record */
-        char *in;
-        size_t in_len, in_off, cap;
-        long long timeout_ms, limits[4]; /* cpu_s, memory_mb, procs, file_mb */
-        int pid, pidfd, fd_in, fd_out, fd_err;
-        struct event *ev_in, *ev_out, *ev_err, *ev_exit, *timer;
-        wd_buf out, err;
-        int truncated, timed_out;
-        int64_t t0;
-    } exec;
+    wd_fetch_state *fetch;       /* ctx:http in flight (fetch.c) */
+    wd_exec_state *exec;         /* ctx:exec in flight (exec.c) */
 
     struct event *op_timer, *run_timer;
     json_t *pending_llm;         /* the mock answer delivered when op_timer fires */
@@ -232,19 +225,15 @@ struct wd_run {
     int resume_nargs;
 };
 
-/* engine.c */
-void wd_run_schedule(wd_run *r, lua_State *co, int nargs);  /* resume co from the loop */
-void wd_run_end(wd_run *r, wd_status st, const char *error);/* from the loop only */
+/* run.c: a run's records and settings */
+const char *wd_status_name(wd_status st);
+const char *wd_status_message(wd_status st);   /* what the user reads for st */
 json_t *wd_run_event(wd_run *r, const char *event, int success); /* audit record skeleton */
-/* the run's run_started record is in the file (written now if it was not): 0, or -1 with
-** msg when the log failed, and the run must not act */
-int wd_run_may_act(wd_run *r, char *msg, size_t n);
 /* redacts, bounds (bound.h, the run's audit limits), appends; takes ownership */
 int wd_run_audit(wd_run *r, json_t *rec);
 /* A run limit was reached (msg says which): the run ends with st as soon as its script
 ** runs again, which it cannot catch; from the loop, where a script is not running */
 void wd_run_limit(wd_run *r, wd_status st, const char *msg);
-const char *wd_status_name(wd_status st);
 /* a guardrail_violation record for what the running tool asked (args: taken), with the
 ** violation's type and severity (docs/safety.md: low, medium, high, critical) */
 void wd_run_audit_guardrail(wd_run *r, json_t *args, const char *reason, const char *type, const char *severity);
@@ -259,55 +248,37 @@ wd_retry_cfg wd_run_retry_cfg(const wd_run *r);
 ** -1 when max_retries are used up. */
 long long wd_run_retry_arm(wd_run *r, int retries, long long retry_after_ms, event_callback_fn cb, char *reason,
                            size_t n);
+wd_policy *wd_engine_policy(wd_engine *e);                   /* a new reference */
+/* an event for the run's detectors (a no-op without any); takes ev */
+void wd_run_observe(wd_run *r, json_t *ev);
+/* pushes the run's ctx on L (for_tool: a tool handler's) */
+void wd_run_push_ctx(wd_run *r, lua_State *L, int for_tool);
+
+/* ready.c: the runs whose turn it is */
+void wd_run_schedule(wd_run *r, lua_State *co, int nargs);  /* resume co from the loop */
+void wd_ready_remove(wd_run *r);
+
+/* finish.c: the end of a run */
+void wd_run_end(wd_run *r, wd_status st, const char *error);/* from the loop only */
+/* the run's run_started record is in the file (written now if it was not): 0, or -1 with
+** msg when the log failed, and the run must not act */
+int wd_run_may_act(wd_run *r, char *msg, size_t n);
+/* after a pass of the ready queue: the runs that acted before their run_started was
+** written get one write for them all, or end failed */
+void wd_run_end_of_pass(wd_engine *e);
+/* the loop event that hands out the results of ended runs (after their records) */
+void wd_run_deliver(evutil_socket_t fd, short what, void *arg);
+
+/* engine.c */
+/* starts r->req by its kind (the hooks' table), once the yield reached the top */
+void wd_run_start_op(wd_run *r);
+/* the engine with the hooks of the layers above; what wd_engine_new (warden.h) calls */
+wd_engine *wd_engine_create(const wd_engine_opts *o, const wd_engine_hooks *h, char *err, size_t errlen);
 /* the descriptor limit raised and the table sized for thousands of sockets; cheapest
 ** before any thread starts, harmless to repeat */
 void wd_engine_prepare_fds(void);
-wd_policy *wd_engine_policy(wd_engine *e);                   /* a new reference */
 /* the audit buffer, then pending spend to the store; idle: no run is left to use the
 ** leases' room */
 void wd_engine_flush(wd_engine *e, int idle);
-
-/* pipeline.c: called by the Lua bindings, on the calling thread L */
-int wd_pipeline_tool(wd_run *r, lua_State *L);   /* ctx:call_tool(name, args) */
-int wd_pipeline_llm(wd_run *r, lua_State *L);    /* ctx:llm{...} */
-void wd_pipeline_start(wd_run *r);               /* start r->req after the yield reached the top */
-void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int transient);
-void wd_pipeline_tool_cancel(wd_run *r);
-/* a detector escalated: the run's next request (finish: its completion) waits for a
-** person's approval with the detector's reason; rejected or expired, the run ends
-** rejected. 0 asked, -1 not possible (msg says why) */
-int wd_pipeline_gate(wd_run *r, int finish, const char *detector, const char *reason, const char *risk, char *msg,
-                     size_t n);
-/* a run ending while it waits for an approval: the request is cancelled */
-void wd_pipeline_approval_cancel(wd_run *r, const char *why);
-int wd_tool_load(wd_run *r, lua_State *L, const char *name); /* index, or -1 with message pushed */
-int wd_tool_allow(wd_run *r, const char *name);              /* adds to the allow-list; 0 or -1 (memory) */
-/* the loaded tools as the model sees them, [{name, description, parameters}], rebuilt
-** only when a tool was loaded since; the run keeps it (borrowed), NULL out of memory */
-json_t *wd_run_tool_specs(wd_run *r);
-void wd_push_error_table(lua_State *L, const char *msg);
-
-/* fetch.c: ctx:http for tools */
-int wd_fetch_call(wd_run *r, lua_State *L);      /* checks, records r->fetch, yields */
-void wd_fetch_start(wd_run *r);
-void wd_fetch_cancel(wd_run *r);
-/* opts.timeout_ms of the table at idx (what names the call in the error), never longer
-** than the running tool's timeout_ms; raises on a value that is not a positive integer */
-lua_Integer wd_tool_timeout_opt(wd_run *r, lua_State *L, int idx, const char *what);
-
-/* exec.c: ctx:exec for tools of category execute */
-int wd_exec_call(wd_run *r, lua_State *L);       /* checks, records r->exec, yields */
-void wd_exec_start(wd_run *r);
-void wd_exec_cancel(wd_run *r);                   /* kills the command, if any */
-
-/* mock.c */
-wd_mock *wd_mock_load(const char *path, char *err, size_t errlen);
-void wd_mock_free(wd_mock *m);
-/* entry i (the last repeats); borrowed */
-json_t *wd_mock_entry(const wd_mock *m, int i);
-
-/* lua_warden.c */
-int wd_lua_open_warden(lua_State *L);              /* installs `warden` into the sandbox env */
-void wd_lua_push_ctx(lua_State *L, wd_run *r, int for_tool);
 
 #endif

@@ -1,4 +1,6 @@
-/* killswitch.c - the kill switch in the state store and its enforcement (killswitch.h) */
+/* killswitch.c - the kill switch in the state store and what a run checks of it: its
+** start refused, its end counted (killswitch.h); killtick.c ends the runs killed while
+** they run */
 #include "killswitch.h"
 #include "engine.h"
 #include "util.h"
@@ -8,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KILL_POLL_MS 200
 
 
 int wd_kill_set(wd_store *s, const char *agent, const char *by, const char *reason, int automatic, int64_t now_ms)
@@ -132,7 +133,7 @@ void wd_kills_invalidate(wd_engine *e) { e->kills.read_ns = 0; }
 
 /* the engine's copy of the tables, read again when older than KILL_POLL_MS:
 ** killed {agent: reason}, failing {agent: count} */
-static int refresh(wd_engine *e, int force)
+int wd_kills_refresh(wd_engine *e, int force)
 {
     int64_t now = wd_now_ns();
     if (!force && e->kills.read_ns && now - e->kills.read_ns < KILL_POLL_MS * 1000000LL)
@@ -168,7 +169,7 @@ static int refresh(wd_engine *e, int force)
 }
 
 /* the reason agent is killed, or NULL */
-static const char *killed_why(wd_engine *e, const char *agent, const char **who)
+const char *wd_kills_why(wd_engine *e, const char *agent, const char **who)
 {
     json_t *v = json_object_get(e->kills.killed, WD_KILL_ALL);
     *who = "all agents";
@@ -179,7 +180,7 @@ static const char *killed_why(wd_engine *e, const char *agent, const char **who)
     return v ? json_string_value(v) : NULL;
 }
 
-static void audit_kill(wd_run *r, const char *action, const char *reason, int automatic)
+void wd_kills_audit(wd_run *r, const char *action, const char *reason, int automatic)
 {
     json_t *ev = wd_run_event(r, "kill_switch", 0);
     json_object_set_new(ev, "action", json_string(action));
@@ -192,14 +193,14 @@ static void audit_kill(wd_run *r, const char *action, const char *reason, int au
 int wd_kills_refuse(wd_run *r, char *msg, size_t n)
 {
     wd_engine *e = r->eng;
-    refresh(e, 0);
-    const char *who, *why = killed_why(e, r->agent_name, &who);
+    wd_kills_refresh(e, 0);
+    const char *who, *why = wd_kills_why(e, r->agent_name, &who);
     if (!why)
         return 0;
     snprintf(msg, n, "agent '%s' is stopped by the kill switch (%s: %s); warden revive %s brings it back",
              r->agent_name, who, *why ? why : "no reason given",
              strcmp(who, "all agents") ? r->agent_name : "--all");
-    audit_kill(r, "refuse_run", msg, 0);
+    wd_kills_audit(r, "refuse_run", msg, 0);
     return 1;
 }
 
@@ -214,7 +215,7 @@ void wd_kills_note_end(wd_run *r, int st)
     int failed = st == WD_ST_FAILED || st == WD_ST_MAX_ITERATIONS || st == WD_ST_TIMEOUT || st == WD_ST_HALTED;
     if (!failed && st != WD_ST_COMPLETED)
         return; /* out of budget or rate, refused, rejected by a person, killed: not the agent failing */
-    refresh(e, 0);
+    wd_kills_refresh(e, 0);
     json_t *known = json_object_get(e->kills.failing, agent);
     if (!failed && !known)
         return; /* the common case costs no write */
@@ -233,58 +234,12 @@ void wd_kills_note_end(wd_run *r, int st)
     snprintf(why, sizeof why, "disabled automatically: its last %lld runs failed (kill_switch.consecutive_errors)",
              count);
     if (wd_kill_set(e->store, agent, "warden", why, 1, wd_wall_ms()) == 1) {
-        audit_kill(r, "kill", why, 1);
+        wd_kills_audit(r, "kill", why, 1);
         if (e->notice) {
             char line[500];
             snprintf(line, sizeof line, "agent '%s' %s; warden revive %s brings it back", agent, why, agent);
             e->notice(e->notice_ud, line);
         }
     }
-    refresh(e, 1);
-}
-
-static void on_poll(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    wd_engine *e = arg;
-    refresh(e, 1);
-    if (json_object_size(e->kills.killed)) {
-        wd_run *next;
-        for (wd_run *r = e->live; r; r = next) {
-            next = r->live_next;
-            const char *who, *why;
-            /* by the name its directory gives it too: a script that renames itself is
-            ** still the agent that was killed */
-            if (!r->pol || r->finishing ||
-                (!(why = killed_why(e, r->agent_name, &who)) &&
-                 !(r->agent_key && (why = killed_why(e, r->agent_key, &who)))))
-                continue;
-            char msg[600];
-            snprintf(msg, sizeof msg, "killed by the kill switch (%s: %s)", who, *why ? why : "no reason given");
-            audit_kill(r, "cancel_run", msg, 0);
-            wd_run_end(r, WD_ST_KILLED, msg);
-        }
-    }
-    if (e->active > 0)
-        wd_kills_arm(e);
-}
-
-void wd_kills_arm(wd_engine *e)
-{
-    if (!e->kills.ev && !(e->kills.ev = evtimer_new(e->base, on_poll, e)))
-        return;
-    if (evtimer_pending(e->kills.ev, NULL))
-        return;
-    struct timeval tv = {0, KILL_POLL_MS * 1000};
-    evtimer_add(e->kills.ev, &tv);
-}
-
-void wd_kills_free(wd_engine *e)
-{
-    if (e->kills.ev)
-        event_free(e->kills.ev);
-    json_decref(e->kills.killed);
-    json_decref(e->kills.failing);
-    memset(&e->kills, 0, sizeof e->kills);
+    wd_kills_refresh(e, 1);
 }

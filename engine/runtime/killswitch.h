@@ -35,6 +35,14 @@ void wd_kills_note_end(wd_run *r, int st);
 void wd_kills_arm(wd_engine *e);
 void wd_kills_free(wd_engine *e);
 /* the engine's copy of the tables is read again at its next use (a kill made in this process) */
+#define KILL_POLL_MS 200 /* how often a live engine reads the tables again */
+
 void wd_kills_invalidate(wd_engine *e);
+/* killswitch.c, for killtick.c: the tables read again (at most every poll unless force;
+** 0, or -1 when the store failed); why an agent was killed (NULL: it was not; *who who
+** did it); a kill_switch record for the run */
+int wd_kills_refresh(wd_engine *e, int force);
+const char *wd_kills_why(wd_engine *e, const char *agent, const char **who);
+void wd_kills_audit(wd_run *r, const char *action, const char *reason, int automatic);
 
 #endif

@@ -1,6 +1,7 @@
 /* mock.c - the built-in mock provider: a YAML scenario played one entry per LLM call,
 ** from the start for every run; the last entry repeats (docs/policy.md, The mock provider). */
 #include "engine.h"
+#include "mock.h"
 #include "util.h"
 #include "ydoc.h"
 

@@ -10,6 +10,7 @@
 #include "approval.h"
 #include "bound.h"
 #include "chunks.h"
+#include "detect.h"
 #include "killswitch.h"
 #include "redact.h"
 #include "report.h"

@@ -83,14 +83,6 @@ static void say(const char *fmt, ...)
     fflush(stderr);
 }
 
-wd_policy *wd_server_policy(wd_server *s)
-{
-    pthread_mutex_lock(&s->mu);
-    wd_policy *p = wd_policy_ref(s->policy);
-    pthread_mutex_unlock(&s->mu);
-    return p;
-}
-
 /* a record of the server itself, written at once; takes rec */
 static void audit(srv_main *m, json_t *rec)
 {

@@ -67,7 +67,7 @@ void wd_api_stop(wd_front *f);       /* closes every connection and frees the se
 /* any thread: queued runs that waited serve.queue_wait_ms (all: every one) start refused,
 ** with why (NULL: the wait) */
 void wd_api_expire(wd_server *s, int all, const char *why);
-/* the policy snapshot the server serves now; a new reference */
+/* server.c, any thread: the policy snapshot the server serves now; a new reference */
 wd_policy *wd_server_policy(wd_server *s);
 
 /* serve.c: runs until SIGTERM or SIGINT; the exit code (0 after a graceful stop, 2 on
