@@ -249,6 +249,7 @@ wd_retry_cfg wd_run_retry_cfg(const wd_run *r);
 long long wd_run_retry_arm(wd_run *r, int retries, long long retry_after_ms, event_callback_fn cb, char *reason,
                            size_t n);
 wd_policy *wd_engine_policy(wd_engine *e);                   /* a new reference */
+wd_store *wd_engine_store(wd_engine *e);                     /* the engine's state store */
 /* an event for the run's detectors (a no-op without any); takes ev */
 void wd_run_observe(wd_run *r, json_t *ev);
 /* pushes the run's ctx on L (for_tool: a tool handler's) */

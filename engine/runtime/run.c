@@ -37,6 +37,8 @@ const char *wd_status_message(wd_status st)
 
 wd_policy *wd_engine_policy(wd_engine *e) { return wd_policy_ref(e->policy); }
 
+wd_store *wd_engine_store(wd_engine *e) { return e->store; }
+
 json_t *wd_run_event(wd_run *r, const char *event, int success)
 {
     json_t *o = json_object();

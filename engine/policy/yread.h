@@ -1,0 +1,38 @@
+/* yread.h - reading a policy's YAML nodes into its fields (yread.c), for policy.c and
+** sections.c: each reader checks type and range and reports a problem with the file,
+** line and column, so that every problem of a policy is reported at once. */
+#ifndef WD_YREAD_H
+#define WD_YREAD_H
+
+#include "policy.h"
+#include "ydoc.h"
+
+typedef struct {
+    wd_perrors *errs;
+    wd_policy *p;
+    const char *fname;
+} wd_yread;
+
+void wd_yread_err(wd_yread *c, const wd_ynode *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* n is a map whose keys are all in keys (an unknown one is reported with the nearest
+** known key); 0, or -1 (reported) */
+int wd_yread_map(wd_yread *c, const wd_ynode *n, const char *where, const char *const *keys);
+void wd_yread_int(wd_yread *c, const wd_ynode *m, const char *key, const char *where, long long *dst, long long lo,
+                  long long hi);
+void wd_yread_dur(wd_yread *c, const wd_ynode *m, const char *key, const char *where, long long *dst, long long lo,
+                  long long hi);
+void wd_yread_num(wd_yread *c, const wd_ynode *m, const char *key, const char *where, double *dst, double lo,
+                  double hi);
+void wd_yread_bool(wd_yread *c, const wd_ynode *m, const char *key, const char *where, int *dst);
+void wd_yread_str(wd_yread *c, const wd_ynode *m, const char *key, const char *where, char **dst);
+int wd_yread_strlist(wd_yread *c, const wd_ynode *n, const char *where, wd_strlist *out);
+void wd_yread_strlist_free(wd_strlist *l);
+void wd_yread_rxlist(wd_yread *c, const wd_ynode *n, const char *where, wd_rxlist *out);
+void wd_yread_rxlist_free(wd_rxlist *l);
+int wd_yread_in_list(const char *s, const char *const *l);
+
+/* sections.c: every section of the policy at root into c->p; c->p, or NULL when the top
+** level is not a map of known keys */
+wd_policy *wd_policy_build(wd_yread *c, const wd_ynode *root);
+
+#endif

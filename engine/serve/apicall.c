@@ -1,0 +1,222 @@
+/* apicall.c - a request of the HTTP API answered: replies, audited refusals,
+** authentication and request bodies (apicall.h) */
+#include "admin.h"
+#include "admit.h"
+#include "approval.h"
+#include "bound.h"
+#include "chunks.h"
+#include "detect.h"
+#include "killswitch.h"
+#include "redact.h"
+#include "report.h"
+#include "serve.h"
+#include "apicall.h"
+
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+
+/* ---- replies ---------------------------------------------------------------- */
+
+void wd_call_text(wd_call *c, int status, const char *type, const char *body, size_t len)
+{
+    struct evbuffer *b = evbuffer_new();
+    struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+    evhttp_add_header(h, "Content-Type", type);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    if (c->f->draining)
+        evhttp_add_header(h, "Connection", "close");
+    if (b)
+        evbuffer_add(b, body, len);
+    evhttp_send_reply(c->req, status, NULL, b);
+    if (b)
+        evbuffer_free(b);
+    wd_metrics_http(c->f->srv->met, c->route, status);
+}
+
+/* takes v */
+void wd_call_json(wd_call *c, int status, json_t *v)
+{
+    char *s = v ? json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
+    json_decref(v);
+    if (!s) {
+        static const char oom[] = "{\"error\":\"out of memory\"}";
+        wd_call_text(c, 500, "application/json", oom, sizeof oom - 1);
+        return;
+    }
+    wd_call_text(c, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+void wd_call_error(wd_call *c, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    wd_call_json(c, status, json_pack("{s:s}", "error", msg));
+}
+
+/* a record of no run into the worker's log (takes rec) */
+void wd_call_audit(wd_front *f, const wd_policy *p, json_t *rec) { wd_redact_append(p, f->e->audit, rec); }
+
+/* an operator's action is in the file before it is acknowledged, and before what it causes */
+void wd_call_audit_now(wd_front *f, const wd_policy *p, json_t *rec)
+{
+    wd_call_audit(f, p, rec);
+    wd_audit_flush(f->e->audit);
+}
+
+/* A refusal's record (takes rec) goes to the log if this worker has audited fewer than
+** DENY_AUDIT_PER_S in the last second; otherwise it is only counted, and the next record
+** says how many were not written (unaudited_before): a flood cannot flood the log */
+void wd_call_refusal(wd_call *c, json_t *rec)
+{
+    wd_front *f = c->f;
+    int64_t now = wd_now_ns() / 1000000;
+    if (now - f->deny_window_ms >= 1000) {
+        f->deny_window_ms = now;
+        f->deny_count = 0;
+    }
+    if (f->deny_count >= DENY_AUDIT_PER_S || !rec) {
+        f->deny_unaudited++;
+        json_decref(rec);
+        return;
+    }
+    f->deny_count++;
+    json_object_set_new(rec, "unaudited_before", json_integer(f->deny_unaudited));
+    f->deny_unaudited = 0;
+    wd_call_audit(f, c->p, rec);
+}
+
+/* 401 or 403, audited (within the rate) as authorization_denied */
+void wd_call_deny(wd_call *c, int status, const char *user, const char *why)
+{
+    char *peer = NULL;
+    ev_uint16_t port = 0;
+    evhttp_connection_get_peer(evhttp_request_get_connection(c->req), &peer, &port);
+    char reason[600];
+    snprintf(reason, sizeof reason, "http %d: %s", status, why);
+    wd_call_refusal(c, json_pack("{s:s,s:s?,s:b,s:s,s:s,s:s,s:s?}", "event", "authorization_denied", "user_id", user,
+                               "success", 0, "reason", reason, "http_method", c->method, "http_path", c->path,
+                               "remote_addr", peer));
+    if (status == 401)
+        evhttp_add_header(evhttp_request_get_output_headers(c->req), "WWW-Authenticate", "Bearer realm=\"warden\"");
+    wd_call_error(c, status, "%s", why);
+}
+
+/* 429 with Retry-After: the server has no room for another run now; audited (within the
+** same rate as refusals of keys) as rate_limited */
+void wd_call_busy(wd_call *c, const char *why, int retry_s)
+{
+    wd_call_refusal(c, json_pack("{s:s,s:s,s:b,s:s,s:s,s:s,s:I}", "event", "rate_limited", "user_id", c->user->name,
+                               "success", 0, "reason", why, "http_method", c->method, "http_path", c->path,
+                               "retry_after_ms", (json_int_t)retry_s * 1000));
+    char ra[24];
+    snprintf(ra, sizeof ra, "%d", retry_s);
+    evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", ra);
+    wd_call_error(c, 429, "%s", why);
+}
+
+/* ---- authentication ---------------------------------------------------------- */
+
+/* the user the request's key belongs to; NULL after a 401 */
+const wd_user *wd_call_auth(wd_call *c)
+{
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
+    if (!h) {
+        wd_call_deny(c, 401, NULL, "no API key: send Authorization: Bearer KEY");
+        return NULL;
+    }
+    if (strncasecmp(h, "Bearer ", 7) || !h[7]) {
+        wd_call_deny(c, 401, NULL, "the Authorization header must be 'Bearer KEY'");
+        return NULL;
+    }
+    const wd_user *found = wd_admin_user_by_key(c->p, h + 7);
+    if (!found)
+        wd_call_deny(c, 401, NULL, "unknown API key");
+    return found;
+}
+
+int wd_call_admin(wd_call *c)
+{
+    if (c->admin)
+        return 1;
+    char why[300];
+    snprintf(why, sizeof why, "%s %s needs the '%s' role; %s has '%s'", c->method, c->path,
+             c->p->roles.v[c->p->roles.n - 1], c->user->name, c->p->roles.v[c->user->role]);
+    wd_call_deny(c, 403, c->user->name, why);
+    return 0;
+}
+
+/* ---- request bodies ------------------------------------------------------------ */
+
+/* the body as a JSON object (an empty body reads {}); NULL after a 400 */
+json_t *wd_call_body(wd_call *c)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
+    size_t n = evbuffer_get_length(in);
+    if (!n)
+        return json_object();
+    const char *text = (const char *)evbuffer_pullup(in, -1);
+    json_error_t je;
+    json_t *v = json_loadb(text, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    if (!v) {
+        wd_call_error(c, 400, "request body: invalid JSON at line %d, column %d: %s", je.line, je.column, je.text);
+        return NULL;
+    }
+    if (!json_is_object(v)) {
+        json_decref(v);
+        wd_call_error(c, 400, "request body: expected a JSON object");
+        return NULL;
+    }
+    return v;
+}
+
+/* every key of o is one of allowed (NULL-terminated); else 400 */
+int wd_call_keys(wd_call *c, json_t *o, const char *const *allowed, const char *list)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        int ok = 0;
+        for (int i = 0; allowed[i] && !ok; i++)
+            ok = !strcmp(k, allowed[i]);
+        if (!ok) {
+            wd_call_error(c, 400, "request body: unknown field '%s'; the fields are %s", k, list);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* o[key] as a string; *out NULL when absent. 0, or -1 after a 400 */
+int wd_call_opt_string(wd_call *c, json_t *o, const char *key, const char **out)
+{
+    json_t *v = json_object_get(o, key);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v)) {
+        wd_call_error(c, 400, "request body: '%s' must be a string", key);
+        return -1;
+    }
+    if (strlen(json_string_value(v)) != json_string_length(v)) { /* C strings end there */
+        wd_call_error(c, 400, "request body: '%s' must not hold a NUL byte", key);
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 0;
+}
+
+
+const char *wd_call_param(struct evkeyvalq *q, const char *k) { return evhttp_find_header(q, k); }
