@@ -568,75 +568,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     event_add(m->stop_ev, &tv);
 }
 
-/* ---- sockets --------------------------------------------------------------- */
-
-/* n listening sockets on host:port sharing the port (SO_REUSEPORT); the port chosen in
-** *port_out. 0, or -1 after a message */
-static int listen_all(const char *spec, int *fds, int n, char *host_out, size_t hn, int *port_out)
-{
-    char host[256];
-    const char *colon = strrchr(spec, ':');
-    if (!colon || colon == spec || !colon[1]) {
-        say("--listen wants HOST:PORT (like 127.0.0.1:8080), not '%s'", spec);
-        return -1;
-    }
-    snprintf(host, sizeof host, "%.*s", (int)(colon - spec), spec);
-    if (host[0] == '[' && host[strlen(host) - 1] == ']') { /* [::1]:8080 */
-        memmove(host, host + 1, strlen(host));
-        host[strlen(host) - 1] = '\0';
-    }
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port < 0 || port > 65535) {
-        say("--listen: '%s' is not a port", colon + 1);
-        return -1;
-    }
-    for (int i = 0; i < n; i++)
-        fds[i] = -1;
-    for (int i = 0; i < n; i++) {
-        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
-        char ps[16];
-        snprintf(ps, sizeof ps, "%ld", port);
-        int rc = getaddrinfo(host, ps, &hints, &ai);
-        if (rc) {
-            say("--listen %s: %s", spec, gai_strerror(rc));
-            goto fail;
-        }
-        int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
-        if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
-            bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
-            say("cannot listen on %s: %s", spec, strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            freeaddrinfo(ai);
-            goto fail;
-        }
-        freeaddrinfo(ai);
-        fds[i] = fd;
-        if (port == 0) { /* the others share the port the first was given */
-            union {
-                struct sockaddr sa;
-                struct sockaddr_in v4;
-                struct sockaddr_in6 v6;
-            } u;
-            memset(&u, 0, sizeof u);
-            socklen_t sl = sizeof u;
-            if (getsockname(fd, &u.sa, &sl) < 0)
-                goto fail;
-            port = ntohs(u.sa.sa_family == AF_INET6 ? u.v6.sin6_port : u.v4.sin_port);
-        }
-    }
-    snprintf(host_out, hn, "%s", host);
-    *port_out = (int)port;
-    return 0;
-fail:
-    for (int i = 0; i < n; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
-    return -1;
-}
-
 /* ---- the whole ------------------------------------------------------------- */
 
 static char *strip_slashes(const char *s)
@@ -648,12 +579,10 @@ static char *strip_slashes(const char *s)
     return d;
 }
 
-int wd_serve(const wd_serve_opts *opts)
+/* the options' defaults, the agents directory, the policy and the server's own log;
+** 0, or -1 said on stderr */
+static int configure(srv_main *m, const wd_serve_opts *opts)
 {
-    srv_main *m = calloc(1, sizeof *m);
-    if (!m)
-        return 2;
-    int rc = 2;
     wd_server *s = &m->s;
     s->o = *opts;
     if (!s->o.policy_path)
@@ -668,13 +597,10 @@ int wd_serve(const wd_serve_opts *opts)
         s->o.max_body = 1 << 20;
     s->agents_dir = strip_slashes(s->o.agents_dir ? s->o.agents_dir : "agents");
     s->web_dir = wd_strdup(s->o.web_dir ? s->o.web_dir : WD_WEB_DIR);
-    pthread_mutex_init(&s->mu, NULL);
-    m->ifd = -1;
-    int *fds = NULL;
     struct stat st;
     if (stat(s->agents_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
         say("--agents %s: not a directory", s->agents_dir);
-        goto out;
+        return -1;
     }
     wd_perrors pe = {0};
     s->policy = wd_policy_load(s->o.policy_path, &pe);
@@ -682,12 +608,12 @@ int wd_serve(const wd_serve_opts *opts)
         fprintf(stderr, "%s\n", pe.v[i]);
     wd_perrors_free(&pe);
     if (!s->policy)
-        goto out;
+        return -1;
     atomic_store(&s->generation, 1);
     char err[600];
     if (!(m->audit = wd_audit_open(s->policy->audit_path, s->policy->audit_fsync, err, sizeof err))) {
         say("%s", err);
-        goto out;
+        return -1;
     }
     m->policy_is_dir = stat(s->o.policy_path, &st) == 0 && S_ISDIR(st.st_mode);
     char *pd = strip_slashes(s->o.policy_path);
@@ -703,26 +629,13 @@ int wd_serve(const wd_serve_opts *opts)
         if (!slash)
             free(pd);
     }
-    s->nfronts = s->o.workers;
-    s->fronts = calloc((size_t)s->nfronts, sizeof *s->fronts);
-    fds = calloc((size_t)s->nfronts, sizeof *fds);
-    s->reg = wd_registry_new(10000, 1000);
-    s->met = wd_metrics_new();
-    s->admit = wd_admit_new();
-    m->base = event_base_new();
-    for (int i = 0; s->fronts && i < s->nfronts; i++)
-        s->fronts[i].fd = -1;
-    if (!s->fronts || !fds || !s->reg || !s->met || !s->admit || !m->base || !m->policy_dir || !m->policy_base)
-        goto out;
-    apply_limits(s, s->policy);
-    char host[256];
-    int port;
-    if (listen_all(s->o.listen, fds, s->nfronts, host, sizeof host, &port) < 0)
-        goto out;
-    for (int i = 0; i < s->nfronts; i++)
-        s->fronts[i] = (wd_front){.srv = s, .index = i, .fd = fds[i]};
+    return m->policy_dir && m->policy_base ? 0 : -1;
+}
 
-    /* scripts: pinned, each checked once now; watched from here on */
+/* scripts pinned and watched (each checked once now), the timers and the signals */
+static void watch_all(srv_main *m)
+{
+    wd_server *s = &m->s;
     wd_chunks_pin(1);
     m->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (m->ifd < 0)
@@ -742,17 +655,23 @@ int wd_serve(const wd_serve_opts *opts)
         if (m->sig[i])
             event_add(m->sig[i], NULL);
     }
+}
 
+/* the workers started, the loop turned until the server stops; 0, or -1 said */
+static int run_workers(srv_main *m, const char *host, int port)
+{
+    wd_server *s = &m->s;
+    char err[600];
     wd_engine_opts eo = {s->o.policy_path, s->o.llm, NULL, NULL};
     wd_pool_hooks hooks = {front_start, front_stop, m};
     s->pool = wd_pool_new_hooked(&eo, s->nfronts, &hooks, err, sizeof err);
     if (!s->pool) {
         say("%s", err);
-        goto out;
+        return -1;
     }
     if (m->front_failed) {
         say("cannot serve HTTP on every worker");
-        goto out;
+        return -1;
     }
     say("serving http://%s:%d/ with %d worker(s); policy %s, agents %s/", host, port, s->nfronts, s->o.policy_path,
         s->agents_dir);
@@ -767,24 +686,24 @@ int wd_serve(const wd_serve_opts *opts)
     audit(m, json_pack("{s:s,s:b,s:s}", "event", "server_stopped", "success", 1, "reason",
                        m->cancelled ? "stopped: runs past the grace period were killed" : "stopped"));
     say("stopped");
-    rc = 0;
-out:
+    return 0;
+}
+
+/* everything wd_serve made, in any state it reached */
+static void teardown(srv_main *m)
+{
+    wd_server *s = &m->s;
     wd_pool_free(s->pool);
     for (int i = 0; s->fronts && i < s->nfronts; i++) /* those no listener took */
         if (s->fronts[i].fd >= 0)
             close(s->fronts[i].fd);
-    free(fds);
     for (int i = 0; i < 3; i++)
         if (m->sig[i])
             event_free(m->sig[i]);
-    if (m->inotify_ev)
-        event_free(m->inotify_ev);
-    if (m->settle_ev)
-        event_free(m->settle_ev);
-    if (m->stop_ev)
-        event_free(m->stop_ev);
-    if (m->house_ev)
-        event_free(m->house_ev);
+    struct event *evs[4] = {m->inotify_ev, m->settle_ev, m->stop_ev, m->house_ev};
+    for (int i = 0; i < 4; i++)
+        if (evs[i])
+            event_free(evs[i]);
     if (m->base)
         event_base_free(m->base);
     if (m->ifd >= 0)
@@ -807,5 +726,46 @@ out:
     free(m->policy_dir);
     free(m->policy_base);
     free(m);
+}
+
+int wd_serve(const wd_serve_opts *opts)
+{
+    srv_main *m = calloc(1, sizeof *m);
+    if (!m)
+        return 2;
+    int rc = 2;
+    wd_server *s = &m->s;
+    pthread_mutex_init(&s->mu, NULL);
+    m->ifd = -1;
+    int *fds = NULL;
+    if (configure(m, opts) < 0)
+        goto out;
+    s->nfronts = s->o.workers;
+    s->fronts = calloc((size_t)s->nfronts, sizeof *s->fronts);
+    fds = calloc((size_t)s->nfronts, sizeof *fds);
+    s->reg = wd_registry_new(10000, 1000);
+    s->met = wd_metrics_new();
+    s->admit = wd_admit_new();
+    m->base = event_base_new();
+    for (int i = 0; s->fronts && i < s->nfronts; i++)
+        s->fronts[i].fd = -1;
+    if (!s->fronts || !fds || !s->reg || !s->met || !s->admit || !m->base)
+        goto out;
+    apply_limits(s, s->policy);
+    char host[256];
+    int port;
+    char err[600];
+    if (wd_serve_listen(s->o.listen, fds, s->nfronts, host, sizeof host, &port, err, sizeof err) < 0) {
+        say("%s", err);
+        goto out;
+    }
+    for (int i = 0; i < s->nfronts; i++)
+        s->fronts[i] = (wd_front){.srv = s, .index = i, .fd = fds[i]};
+    watch_all(m);
+    if (run_workers(m, host, port) == 0)
+        rc = 0;
+out:
+    free(fds);
+    teardown(m);
     return rc;
 }

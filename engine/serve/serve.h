@@ -70,6 +70,11 @@ void wd_api_expire(wd_server *s, int all, const char *why);
 /* server.c, any thread: the policy snapshot the server serves now; a new reference */
 wd_policy *wd_server_policy(wd_server *s);
 
+/* listen.c: n listening sockets on spec (HOST:PORT) sharing the port; the host and the
+** port chosen into host_out and *port_out. 0, or -1 with the message in err */
+int wd_serve_listen(const char *spec, int *fds, int n, char *host_out, size_t hn, int *port_out, char *err,
+                    size_t en);
+
 /* serve.c: runs until SIGTERM or SIGINT; the exit code (0 after a graceful stop, 2 on
 ** a configuration error, with the message on stderr) */
 int wd_serve(const wd_serve_opts *o);
