@@ -1,4 +1,4 @@
--- The sandbox's own pattern matcher (engine/lmatch.c): the same answers as Lua's
+-- The sandbox's own pattern matcher (engine/sandbox/lmatch.c): the same answers as Lua's
 -- string library, checked differentially, and a step budget Lua's lacks.
 local T = require("warden.testing")
 local P = T.core.pattern

@@ -1,4 +1,4 @@
--- The sandbox's table.insert/remove/move/sort (engine/ltable.c): Lua's results, checked
+-- The sandbox's table.insert/remove/move/sort (engine/sandbox/ltable.c): Lua's results, checked
 -- differentially, and a step budget where Lua's versions loop in C without end.
 local T = require("warden.testing")
 local W = T.core.table

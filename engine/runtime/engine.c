@@ -92,11 +92,7 @@ static void agent_returned(wd_run *r, lua_State *co, int nres)
 /* a tool's handler returned or failed: the tool kind settles the call */
 static void settle_tool(wd_run *r, int ok, int nres, const char *error, int transient)
 {
-    const wd_op_kind *k = r->eng->hooks->ops[OP_TOOL];
-    if (k && k->settle)
-        k->settle(r, ok, nres, error, transient);
-    else
-        wd_run_end(r, WD_ST_FAILED, "no tool calls in this engine");
+    r->eng->hooks->ops[OP_TOOL]->settle(r, ok, nres, error, transient);
 }
 
 void wd_run_start_op(wd_run *r)

@@ -49,7 +49,9 @@ typedef struct wd_op_kind {
 /* what detectors answer when shown a run's events (wd_engine_hooks.drain) */
 enum { WD_DET_GO = 0, WD_DET_ENDED, WD_DET_HELD };
 
-/* what the runtime needs from the layers above it */
+/* What the runtime needs from the layers above it. Every function is required; in ops,
+** the tool kind must settle, and a kind's cancel, settle or free may be NULL where it has
+** nothing to do. */
 typedef struct wd_engine_hooks {
     const wd_op_kind *ops[OP_COUNT];            /* by wd_opkind */
     int (*open_warden)(lua_State *L);           /* installs `warden` into a run's sandbox env */
@@ -273,7 +275,8 @@ void wd_run_deliver(evutil_socket_t fd, short what, void *arg);
 /* engine.c */
 /* starts r->req by its kind (the hooks' table), once the yield reached the top */
 void wd_run_start_op(wd_run *r);
-/* the engine with the hooks of the layers above; what wd_engine_new (warden.h) calls */
+/* the engine with the hooks of the layers above; what wd_engine_new (warden.h) calls.
+** Caller frees with wd_engine_free; h is borrowed for the engine's life (a static table). */
 wd_engine *wd_engine_create(const wd_engine_opts *o, const wd_engine_hooks *h, char *err, size_t errlen);
 /* the descriptor limit raised and the table sized for thousands of sockets; cheapest
 ** before any thread starts, harmless to repeat */

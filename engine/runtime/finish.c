@@ -20,12 +20,12 @@ static void run_free(wd_run *r)
     if (r->tool.timer)
         event_free(r->tool.timer);
     const wd_engine_hooks *h = r->eng->hooks;
-    for (int k = OP_NONE + 1; h && k < OP_COUNT; k++)
+    for (int k = OP_NONE + 1; k < OP_COUNT; k++)
         if (h->ops[k] && h->ops[k]->free)
             h->ops[k]->free(r);
     json_decref(r->tool_specs);
     wd_sandbox_free(r->sb);
-    if (r->det && h && h->free_detect)
+    if (r->det)
         h->free_detect(r->det);
     json_decref(r->req.args);
     json_decref(r->req.call);
@@ -164,14 +164,13 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
         event_del(r->run_timer);
     const wd_engine_hooks *h = e->hooks;
     const char *why = error && *error ? error : wd_status_message(st);
-    for (int k = OP_NONE + 1; h && k < OP_COUNT; k++)
+    for (int k = OP_NONE + 1; k < OP_COUNT; k++)
         if (h->ops[k] && h->ops[k]->cancel)
             h->ops[k]->cancel(r, why);
     wd_budget_settle(r, &r->tool_hold, 0); /* a call cut short: its reservation goes back */
     wd_budget_settle(r, &r->llm_hold, 0);
     r->status = st;
-    if (h && h->finish)
-        h->finish(r, wd_status_name(st), error);
+    h->finish(r, wd_status_name(st), error);
     wd_kills_note_end(r, st);
     size_t ne = json_array_size(r->errors);
     const char *last = ne ? json_string_value(json_array_get(r->errors, ne - 1)) : NULL;

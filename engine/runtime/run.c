@@ -182,20 +182,6 @@ long long wd_run_retry_arm(wd_run *r, int retries, long long retry_after_ms, eve
     return wait;
 }
 
-void wd_run_observe(wd_run *r, json_t *ev)
-{
-    const wd_engine_hooks *h = r->eng->hooks;
-    if (h && h->observe)
-        h->observe(r, ev);
-    else
-        json_decref(ev);
-}
+void wd_run_observe(wd_run *r, json_t *ev) { r->eng->hooks->observe(r, ev); }
 
-void wd_run_push_ctx(wd_run *r, lua_State *L, int for_tool)
-{
-    const wd_engine_hooks *h = r->eng->hooks;
-    if (h && h->push_ctx)
-        h->push_ctx(L, r, for_tool);
-    else
-        lua_pushnil(L);
-}
+void wd_run_push_ctx(wd_run *r, lua_State *L, int for_tool) { r->eng->hooks->push_ctx(L, r, for_tool); }

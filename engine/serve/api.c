@@ -245,7 +245,7 @@ static void handle(struct evhttp_request *req, void *arg)
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     c.path = path && *path ? path : "/";
-    char id[200];
+    char id[200] = "";
     const route *rt = find_route(&c, m, id);
     if (!rt)
         return;

@@ -63,8 +63,10 @@ int wd_serve_listen(const char *spec, int *fds, int n, char *host_out, size_t hn
             } u;
             memset(&u, 0, sizeof u);
             socklen_t sl = sizeof u;
-            if (getsockname(fd, &u.sa, &sl) < 0)
+            if (getsockname(fd, &u.sa, &sl) < 0) {
+                snprintf(err, en, "cannot listen on %s: %s", spec, strerror(errno));
                 goto fail;
+            }
             port = ntohs(u.sa.sa_family == AF_INET6 ? u.v6.sin6_port : u.v4.sin_port);
         }
     }

@@ -754,7 +754,7 @@ int wd_serve(const wd_serve_opts *opts)
     apply_limits(s, s->policy);
     char host[256];
     int port;
-    char err[600];
+    char err[600] = "";
     if (wd_serve_listen(s->o.listen, fds, s->nfronts, host, sizeof host, &port, err, sizeof err) < 0) {
         say("%s", err);
         goto out;

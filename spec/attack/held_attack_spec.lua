@@ -229,6 +229,30 @@ describe("attack: hostile HTTP clients", function()
     assert.equal(413, code)
   end)
 
+  it("routes by the whole path: no route answers a stranger, ids are taken whole, roles hold", function()
+    -- a stranger learns nothing about which API paths exist: a key first
+    for _, path in ipairs({ "/v1/nothing", "/v1/runs/x/nothing", "/v1/approvals/x/approve", "/metrics" }) do
+      assert.equal(401, (srv.http("GET", path)), path)
+    end
+    assert.equal(404, (srv.http("GET", "/v1/nothing", key)))
+    local _, run = srv.http("POST", "/v1/runs", key, { agent = "lab", input = "[]", wait = true })
+    local id = run.run_id
+    assert.equal(200, (srv.http("GET", "/v1/runs/" .. id, key)))
+    -- the id is the whole segment: longer, shorter, empty or followed by more is no run
+    for _, path in ipairs({ "/v1/runs/" .. id .. "x", "/v1/runs/" .. id:sub(1, 35), "/v1/runs/",
+                            "/v1/runs//events", "/v1/runs/" .. id .. "/events/x", "/v1/runs/" .. id .. "/",
+                            "/v1/runs/" .. ("a"):rep(300) }) do
+      assert.equal(404, (srv.http("GET", path, key)), path)
+    end
+    -- a decision takes POST; the reset of a breaker the top role; other methods 405
+    assert.equal(404, (srv.http("GET", "/v1/approvals/" .. id .. "/approve", key)))
+    local code, body = srv.http("POST", "/v1/breakers/tool:echo/reset", key)
+    assert.equal(403, code)
+    assert.matches("needs the 'admin' role", body.error)
+    assert.equal(405, (srv.http("PUT", "/v1/runs", key)))
+    assert.equal(200, (srv.http("GET", "/healthz")))
+  end)
+
   it("a client that sends half a request and waits does not hold the worker from others", function()
     local h = io.popen(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%s; printf \"POST /v1/runs HTTP/1.1\\r\\n" ..
       "Host: x\\r\\nContent-Length: 100\\r\\n\\r\\n{\" >&3; sleep 3' 2>/dev/null"):format(srv.port), "r")
