@@ -184,7 +184,10 @@ end)
 
 describe("attack: kill -9 in the middle of writing", function()
   it("leaves a log the next writer makes whole again, with what was torn on the record", function()
-    local pol, audit = T.policy({ audit = { fsync = "none" } })
+    -- room for the run to write until it is killed: at the default 10,000 records it
+    -- would be stopped (audit limit) and finish first on a fast machine
+    local pol, audit = T.policy({ audit = { fsync = "none" },
+                                  defaults = { max_audit_records = 100000000, max_audit_bytes = 17179869184 } })
     local src = T.write(T.tmpfile(".lua"),
       'local ctx = ... for i = 1, 1e7 do ctx:log({ i = i, pad = ("p"):rep(100) }) end return "done"')
     local pidf = T.tmpfile(".pid")

@@ -1,0 +1,311 @@
+/* toolcall.c - a tool call on the loop: the breaker admits it, the handler runs in a
+** coroutine of its own under its timeout, transient failures are retried, and the
+** outcome is settled (cost, breaker, audit, the agent resumed) */
+#include "toolpriv.h"
+#include "approval.h"
+#include "canon.h"
+#include "checkdef.h"
+#include "exec.h"
+#include "fetch.h"
+#include "guard.h"
+#include "jsonlua.h"
+#include "llm.h"
+#include "redact.h"
+#include "util.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_RESULT_BYTES (1u << 20)
+
+/* the tool's breaker: 1 admitted (r->tool.admitted, .probe set), 0 refused at once
+** while open, without running the handler: audited and listed, msg says why */
+int wd_toolcall_admit(wd_run *r, int idx, const char *name, json_t *args, char *msg, size_t msgn)
+{
+    const char *bname = r->tools[idx].breaker ? r->tools[idx].breaker : "tool:?";
+    wd_breaker_cfg bc = wd_run_breaker_cfg(r);
+    wd_breaker_change ch;
+    int probe;
+    if (!wd_breakers_admit(r->eng->breakers, bname, &bc, &probe, msg, msgn, &ch)) {
+        wd_budget_settle(r, &r->tool_hold, 0);
+        wd_run_audit_breaker(r, bname, &ch, name, NULL);
+        json_t *ev = wd_run_event(r, "tool_call", 0);
+        json_object_set_new(ev, "tool_name", json_string(name));
+        json_object_set_new(ev, "tool_args", json_deep_copy(args));
+        json_object_set_new(ev, "agent_step", json_integer(r->steps));
+        json_object_set_new(ev, "error", json_string(msg));
+        json_object_set_new(ev, "reason", json_string("circuit_open"));
+        json_object_set_new(ev, "circuit_breaker_state",
+                            json_string(wd_breaker_state_name(wd_breakers_state(r->eng->breakers, bname))));
+        wd_run_audit(r, ev);
+        wd_tool_record(r, name, args, msg, 0, NULL, 0);
+        return 0;
+    }
+    wd_run_audit_breaker(r, bname, &ch, name, NULL);
+    r->tool.admitted = 1;
+    r->tool.probe = probe;
+    return 1;
+}
+
+/* the call the loop starts after the yield; takes ownership of args */
+void wd_toolcall_request(wd_run *r, wd_opkind kind, const wd_tool_policy *tp, const char *name, json_t *args, int idx,
+                        int64_t t0)
+{
+    json_decref(r->req.args);
+    r->req.kind = kind;
+    r->req.tool = (size_t)idx;
+    r->req.args = args;
+    r->req.t0 = t0;
+    free(r->tool.name);
+    r->tool.name = wd_strdup(name);
+    r->tool.timeout_ms = tp->timeout_ms;
+}
+
+static void on_sleep(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_run *r = arg;
+    wd_run_schedule(r, r->waiting, 0);
+}
+
+static void on_tool_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_run *r = arg;
+    char msg[200];
+    event_del(r->op_timer);
+    snprintf(msg, sizeof msg, "tool '%s' timed out after %lld ms", r->tool.name, r->tool.timeout_ms);
+    wd_pipeline_tool_done(r, 0, 0, msg, 0);
+}
+
+/* runs the handler (again, on a retry) in a fresh coroutine under the tool's deadline */
+static void run_handler(wd_run *r)
+{
+    wd_engine *e = r->eng;
+    lua_State *L = r->L;
+    wd_tool_impl *t = &r->tools[r->tool.impl];
+    r->sb->in_engine++;
+    lua_State *co = lua_newthread(L);
+    r->tool.co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, t->fn_ref);
+    wd_json_push(co, r->tool.args);
+    wd_run_push_ctx(r, co, 1);
+    r->sb->in_engine--;
+    r->tool.co = co;
+    r->tool.deadline_ns = wd_now_ns() + r->tool.timeout_ms * 1000000LL;
+    struct timeval tv = {(time_t)(r->tool.timeout_ms / 1000), (suseconds_t)(r->tool.timeout_ms % 1000) * 1000};
+    event_assign(r->tool.timer, e->base, -1, 0, on_tool_timeout, r);
+    evtimer_add(r->tool.timer, &tv);
+    wd_run_schedule(r, co, 2);
+}
+
+static void on_tool_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    run_handler(arg);
+}
+
+void wd_toolcall_start(wd_run *r)
+{
+    r->tool.active = 1;
+    r->tool.impl = r->req.tool;
+    json_decref(r->tool.args);
+    r->tool.args = r->req.args;
+    r->req.args = NULL;
+    r->tool.t0 = r->req.t0;
+    r->tool.start_ns = r->req.t0;
+    r->tool.overhead_ns = 0;
+    run_handler(r);
+}
+
+static void end_start(wd_run *r) { wd_run_end(r, r->req.end_status, r->req.end_error); }
+
+static void sleep_start(wd_run *r)
+{
+    long long ms = r->req.sleep_ms;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    event_assign(r->op_timer, r->eng->base, -1, 0, on_sleep, r);
+    evtimer_add(r->op_timer, &tv);
+}
+
+/* drops the handler's coroutine; the call itself stays active (a retry may follow) */
+static void drop_handler(wd_run *r)
+{
+    event_del(r->tool.timer);
+    wd_fetch_cancel(r);
+    wd_exec_cancel(r);
+    if (r->L && r->tool.co) {
+        r->sb->in_engine++;
+        luaL_unref(r->L, LUA_REGISTRYINDEX, r->tool.co_ref);
+        r->sb->in_engine--;
+    }
+    r->tool.co = NULL;
+}
+
+void wd_pipeline_tool_cancel(wd_run *r)
+{
+    if (!r->tool.active)
+        return;
+    drop_handler(r);
+    r->tool.active = 0;
+    wd_budget_settle(r, &r->tool_hold, 0); /* ended without an outcome: the reservation goes back */
+    if (r->tool.admitted && r->tool.probe && r->tools[r->tool.impl].breaker) /* no outcome to report */
+        wd_breakers_release(r->eng->breakers, r->tools[r->tool.impl].breaker);
+    r->tool.admitted = 0;
+}
+
+/* a transient failure with retries left: the attempt audited, the handler dropped, the
+** call tried again after the backoff. 1 when it will be. */
+static int retry_tool(wd_run *r, const char *error)
+{
+    char reason[80], msg[700];
+    if (wd_run_retry_arm(r, r->tool.retries, -1, on_tool_retry, reason, sizeof reason) < 0)
+        return 0;
+    snprintf(msg, sizeof msg, "tool '%s' failed: %s", r->tool.name, error ? error : "error");
+    json_t *ev = wd_run_event(r, "tool_call", 0);
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    json_object_set_new(ev, "tool_name", json_string(r->tool.name));
+    json_object_set_new(ev, "tool_args", json_deep_copy(r->tool.args));
+    json_object_set_new(ev, "latency_ms", json_integer((wd_now_ns() - r->tool.start_ns) / 1000000));
+    json_object_set_new(ev, "retry_count", json_integer(r->tool.retries));
+    json_object_set_new(ev, "error", json_string(msg));
+    json_object_set_new(ev, "reason", json_string(reason));
+    wd_run_audit(r, ev);
+    drop_handler(r);
+    r->tool.retries++;
+    return 1;
+}
+
+/* What the handler gave (ok: nres values on its thread): *result, what the agent gets
+** (caller owns it; NULL when the call failed, msg saying why), and *dump, its redacted
+** rendering within MAX_RESULT_BYTES (caller frees). 1 when the call succeeded: a value
+** that is not {error = ...}; nil, message is an answer that says no. */
+static int read_result(wd_run *r, int ok, int nres, const char *error, json_t **result, char **dump, char *msg,
+                       size_t n)
+{
+    lua_State *co = r->tool.co;
+    int success = ok;
+    *result = NULL;
+    *dump = NULL;
+    if (ok) {
+        int base = lua_gettop(co) - nres + 1;
+        if (nres >= 2 && lua_isnil(co, base) && lua_type(co, base + 1) == LUA_TSTRING) {
+            wd_sandbox_error_text(co, base + 1, msg, n, NULL);
+            success = 0;
+        } else {
+            char err[300];
+            /* a handler that returned nothing gave null: there is no value to read */
+            *result = nres ? wd_lua_to_json(co, base, err, sizeof err) : json_null();
+            if (!*result) {
+                snprintf(msg, n, "tool '%s' returned data that is not JSON: %s", r->tool.name, err);
+                success = 0;
+            } else if (json_is_object(*result) && json_object_get(*result, "error")) {
+                success = 0; /* the tool reported its own failure */
+            }
+        }
+        lua_settop(co, 0);
+    } else {
+        snprintf(msg, n, "tool '%s' failed: %s", r->tool.name, error ? error : "error");
+        if (error && !strncmp(error, "tool '", 6))
+            snprintf(msg, n, "%s", error);
+    }
+    if (!*result)
+        return success;
+    /* one rendering of the redacted result: the size cap and the summary for the log */
+    json_t *box = json_pack("{s:o}", "v", json_deep_copy(*result)); /* the agent gets it unredacted */
+    wd_redact_value(r->pol, box);
+    *dump = wd_json_compact_text(json_object_get(box, "v"));
+    json_decref(box);
+    if (*dump && strlen(*dump) > MAX_RESULT_BYTES) {
+        snprintf(msg, n, "tool '%s' returned more than %u bytes", r->tool.name, MAX_RESULT_BYTES);
+        json_decref(*result);
+        *result = NULL;
+        free(*dump);
+        *dump = NULL;
+        success = 0;
+    }
+    return success;
+}
+
+/* the call's tool_call record with its cost; the breaker told a raised error or a
+** timeout (ok == 0) from an answer; the reservation settled; its changes audited after
+** the call that caused them */
+static void audit_call(wd_run *r, int ok, int success, int transient, const char *sum, int truncated,
+                       const char *error)
+{
+    wd_policy *p = wd_engine_policy(r->eng);
+    const wd_tool_policy *tp = wd_policy_tool(p, r->tool.name);
+    double cost = success && tp ? tp->cost_usd : 0;
+    wd_policy_unref(p);
+    r->cost += cost;
+    json_t *ev = wd_run_event(r, "tool_call", success);
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    json_object_set_new(ev, "tool_name", json_string(r->tool.name));
+    json_object_set_new(ev, "tool_args", json_deep_copy(r->tool.args));
+    json_object_set_new(ev, "tool_result_summary", json_string(sum ? sum : ""));
+    json_object_set_new(ev, "tool_result_truncated", json_boolean(truncated));
+    json_object_set_new(ev, "cost_usd", json_real(cost));
+    json_object_set_new(ev, "latency_ms", json_integer((wd_now_ns() - r->tool.start_ns) / 1000000));
+    json_object_set_new(ev, "retry_count", json_integer(r->tool.retries));
+    if (!success) {
+        json_object_set_new(ev, "error", json_string(error));
+        if (transient)
+            json_object_set_new(ev, "reason", json_string("transient"));
+    }
+    wd_breaker_change ch = {0};
+    const char *bname = r->tools[r->tool.impl].breaker ? r->tools[r->tool.impl].breaker : "tool:?";
+    if (r->tool.admitted) {
+        wd_breaker_cfg bc = wd_run_breaker_cfg(r);
+        int state = wd_breakers_outcome(r->eng->breakers, bname, &bc, ok, r->tool.probe, &ch);
+        r->tool.admitted = 0;
+        json_object_set_new(ev, "circuit_breaker_state", json_string(wd_breaker_state_name(state)));
+    }
+    wd_run_audit(r, ev);
+    wd_budget_settle(r, &r->tool_hold, cost); /* its warnings, like the breaker's, after the call */
+    wd_run_audit_breaker(r, bname, &ch, r->tool.name, NULL);
+}
+
+void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int transient)
+{
+    if (!ok && transient && retry_tool(r, error))
+        return;
+    char msg[700];
+    json_t *result;
+    char *dump;
+    r->sb->in_engine++;
+    int success = read_result(r, ok, nres, error, &result, &dump, msg, sizeof msg);
+    int truncated = 0;
+    char *sum = wd_tool_summary(dump ? dump : msg, &truncated);
+    const char *failure = result ? "the tool returned an error" : msg;
+    audit_call(r, ok, success, transient, sum, truncated, failure);
+    wd_tool_record(r, r->tool.name, r->tool.args, success ? sum : failure, success, result, 1);
+    free(sum);
+    free(dump);
+    wd_pipeline_tool_cancel(r);
+    lua_State *agent = r->agent_co;
+    if (result) {
+        wd_json_push(agent, result);
+        json_decref(result);
+    } else {
+        wd_push_error_table(agent, msg);
+    }
+    r->sb->in_engine--;
+    r->tool.overhead_ns = 1;
+    wd_run_schedule(r, agent, 1);
+}
+
+static void tool_cancel(wd_run *r, const char *why)
+{
+    (void)why;
+    if (r->tool.active)
+        wd_pipeline_tool_cancel(r);
+}
+
+const wd_op_kind wd_op_tool = {"tool", wd_toolcall_start, tool_cancel, wd_pipeline_tool_done, wd_tool_free_all};
+const wd_op_kind wd_op_sleep = {"sleep", sleep_start, NULL, NULL, NULL};
+const wd_op_kind wd_op_end = {"end", end_start, NULL, NULL, NULL};
