@@ -31,7 +31,8 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
 MALLOC  ?= -Wl,--no-as-needed -lmimalloc -Wl,--as-needed
 
 ENGINE_H := $(wildcard $(LAYERS:%=engine/%/*.h)) engine/include/warden.h
-CORE_SRC := $(filter-out engine/cli/cli.c engine/bindings/lua_core.c,$(wildcard $(LAYERS:%=engine/%/*.c)))
+CLI_SRC  := $(wildcard engine/cli/*.c)
+CORE_SRC := $(filter-out $(CLI_SRC) engine/bindings/lua_core.c,$(wildcard $(LAYERS:%=engine/%/*.c)))
 CORE_OBJ := $(CORE_SRC:engine/%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(wildcard engine/test/test_*.c)
 TEST_BIN := $(TEST_SRC:engine/test/%.c=$(BUILD)/test/%)
@@ -66,7 +67,7 @@ $(BUILD)/libwarden.a: $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/warden: $(BUILD)/obj/cli/cli.o $(BUILD)/libwarden.a
+$(BUILD)/warden: $(CLI_SRC:engine/%.c=$(BUILD)/obj/%.o) $(BUILD)/libwarden.a
 	$(CC) $(WD_CFLAGS) -o $@ $(MALLOC) $^ $(LDLIBS)
 
 $(BUILD)/lua/warden/core.so: $(BUILD)/obj/bindings/lua_core.o $(BUILD)/libwarden.a

@@ -476,6 +476,58 @@ static int render(wd_audit *a, struct pending *r, wd_buf *out)
 
 int wd_audit_flush(wd_audit *a) { return flush_impl(a, 1); }
 
+/* Under the file's lock: the tail another writer left made whole, the pending records
+** rendered into out and written, synced as the mode says. 0, or -1 (failed closed). */
+static int write_locked(wd_audit *a, int sync, wd_buf *out)
+{
+    struct stat st;
+    if (fstat(a->fd, &st) < 0) {
+        fail_closed(a, "stat");
+        return -1;
+    }
+    if (st.st_size != a->known_size) {
+        json_t *recovery = NULL;
+        if (sync_tail(a, st.st_size, &recovery) < 0) {
+            fail_closed(a, "read of the last line");
+            return -1;
+        }
+        if (recovery) {
+            /* staged behind the others, written ahead of them */
+            size_t mark = a->text.len;
+            int bad = stage(a, recovery) < 0;
+            json_decref(recovery);
+            if (bad || render(a, &a->pending[--a->npending], out) < 0) {
+                errno = ENOMEM;
+                fail_closed(a, "render");
+                return -1;
+            }
+            a->text.len = mark;
+        }
+    }
+    for (size_t i = 0; i < a->npending; i++)
+        if (render(a, &a->pending[i], out) < 0) {
+            errno = ENOMEM;
+            fail_closed(a, "render");
+            return -1;
+        }
+    if (write_all(a->fd, out->p, out->len) < 0) {
+        fail_closed(a, "write");
+        return -1;
+    }
+    /* an fsync error is fatal for the log: the page cache may have dropped the data */
+    a->unsynced = a->fsync_mode == WD_FSYNC_BATCH && !sync;
+    if (a->fsync_mode == WD_FSYNC_ALWAYS || (a->fsync_mode == WD_FSYNC_BATCH && sync && sync_later(a) < 0)) {
+        if (fdatasync(a->fd) < 0) {
+            fail_closed(a, "fsync");
+            return -1;
+        }
+    }
+    if (fstat(a->fd, &st) == 0)
+        a->known_size = st.st_size;
+    a->written = a->appended;
+    return 0;
+}
+
 static int flush_impl(wd_audit *a, int sync)
 {
     if (!a)
@@ -502,54 +554,7 @@ static int flush_impl(wd_audit *a, int sync)
         return fail_closed(a, "lock");
     wd_buf *out = &a->out;
     out->len = 0;
-    struct stat st;
-    int rc = -1;
-    if (fstat(a->fd, &st) < 0) {
-        fail_closed(a, "stat");
-        goto unlock;
-    }
-    if (st.st_size != a->known_size) {
-        json_t *recovery = NULL;
-        if (sync_tail(a, st.st_size, &recovery) < 0) {
-            fail_closed(a, "read of the last line");
-            goto unlock;
-        }
-        if (recovery) {
-            /* staged behind the others, written ahead of them */
-            size_t mark = a->text.len;
-            int bad = stage(a, recovery) < 0;
-            json_decref(recovery);
-            if (bad || render(a, &a->pending[--a->npending], out) < 0) {
-                errno = ENOMEM;
-                fail_closed(a, "render");
-                goto unlock;
-            }
-            a->text.len = mark;
-        }
-    }
-    for (size_t i = 0; i < a->npending; i++)
-        if (render(a, &a->pending[i], out) < 0) {
-            errno = ENOMEM;
-            fail_closed(a, "render");
-            goto unlock;
-        }
-    if (write_all(a->fd, out->p, out->len) < 0) {
-        fail_closed(a, "write");
-        goto unlock;
-    }
-    /* an fsync error is fatal for the log: the page cache may have dropped the data */
-    a->unsynced = a->fsync_mode == WD_FSYNC_BATCH && !sync;
-    if (a->fsync_mode == WD_FSYNC_ALWAYS || (a->fsync_mode == WD_FSYNC_BATCH && sync && sync_later(a) < 0)) {
-        if (fdatasync(a->fd) < 0) {
-            fail_closed(a, "fsync");
-            goto unlock;
-        }
-    }
-    if (fstat(a->fd, &st) == 0)
-        a->known_size = st.st_size;
-    a->written = a->appended;
-    rc = 0;
-unlock:
+    int rc = write_locked(a, sync, out);
     flock(a->fd, LOCK_UN);
     for (size_t i = 0; rc == 0 && a->observer && i < a->npending; i++) {
         struct pending *pd = &a->pending[i];
@@ -565,6 +570,59 @@ unlock:
     if (out->cap > (4u << 20)) /* an unusual flush does not keep its memory */
         wd_buf_free(out);
     return rc;
+}
+
+/* One line of the log (n bytes with its newline) against the chain so far: its seq after
+** *expect_seq, its prev_hash prev, its hash over its canonical content. 0 and the chain
+** moved on, or 1 with the break in report. */
+static int verify_line(char *line, ssize_t n, const char *path, long lineno, long long *expect_seq, char prev[65],
+                       EVP_MD_CTX **md, wd_buf *report)
+{
+    line[n - 1] = '\0';
+    json_error_t je;
+    json_t *rec = json_loads(line, JSON_ALLOW_NUL, &je);
+    if (!json_is_object(rec)) {
+        wd_buf_addf(report, "%s:%ld: not a JSON object (%s): the line was edited", path, lineno, je.text);
+        json_decref(rec);
+        return 1;
+    }
+    json_t *h = json_object_get(rec, "hash"), *ph = json_object_get(rec, "prev_hash"),
+           *seq = json_object_get(rec, "seq");
+    if (!json_is_string(h) || !json_is_string(ph) || !json_is_integer(seq)) {
+        wd_buf_addf(report, "%s:%ld: missing seq, prev_hash or hash: the line was edited", path, lineno);
+        json_decref(rec);
+        return 1;
+    }
+    char want_hash[65];
+    wd_strlcpy(want_hash, json_string_value(h), sizeof want_hash);
+    long long s = json_integer_value(seq);
+    int seq_ok = s == *expect_seq + 1;
+    int prev_ok = !strcmp(json_string_value(ph), prev);
+    json_object_del(rec, "hash");
+    wd_buf canon = {0};
+    char got[65];
+    if (wd_json_canon(rec, &canon) < 0)
+        wd_buf_free(&canon);
+    char ph64[65] = {0}; /* an edited prev_hash may be short: hash 64 bytes of ours */
+    strncpy(ph64, json_string_value(ph), 64);
+    chain_hash(md, ph64, canon.p ? canon.p : "", canon.len, got);
+    wd_buf_free(&canon);
+    json_decref(rec);
+    if (strcmp(got, want_hash)) {
+        wd_buf_addf(report, "%s:%ld: hash does not match the record's content: the line was edited", path,
+                    lineno);
+        return 1;
+    }
+    if (!prev_ok || !seq_ok) {
+        wd_buf_addf(report,
+                    "%s:%ld: chain broken (seq %lld after %lld; prev_hash does %smatch the line before): "
+                    "a line was deleted, inserted or moved here",
+                    path, lineno, s, *expect_seq, prev_ok ? "" : "not ");
+        return 1;
+    }
+    *expect_seq = s;
+    memcpy(prev, want_hash, 65);
+    return 0;
 }
 
 int wd_audit_verify(const char *path, wd_buf *report, long *records)
@@ -591,54 +649,8 @@ int wd_audit_verify(const char *path, wd_buf *report, long *records)
             rc = 1;
             break;
         }
-        line[n - 1] = '\0';
-        json_error_t je;
-        json_t *rec = json_loads(line, JSON_ALLOW_NUL, &je);
-        if (!json_is_object(rec)) {
-            wd_buf_addf(report, "%s:%ld: not a JSON object (%s): the line was edited", path, lineno, je.text);
-            json_decref(rec);
-            rc = 1;
+        if ((rc = verify_line(line, n, path, lineno, &expect_seq, prev, &md, report)))
             break;
-        }
-        json_t *h = json_object_get(rec, "hash"), *ph = json_object_get(rec, "prev_hash"),
-               *seq = json_object_get(rec, "seq");
-        if (!json_is_string(h) || !json_is_string(ph) || !json_is_integer(seq)) {
-            wd_buf_addf(report, "%s:%ld: missing seq, prev_hash or hash: the line was edited", path, lineno);
-            json_decref(rec);
-            rc = 1;
-            break;
-        }
-        char want_hash[65];
-        wd_strlcpy(want_hash, json_string_value(h), sizeof want_hash);
-        long long s = json_integer_value(seq);
-        int seq_ok = s == expect_seq + 1;
-        int prev_ok = !strcmp(json_string_value(ph), prev);
-        json_object_del(rec, "hash");
-        wd_buf canon = {0};
-        char got[65];
-        if (wd_json_canon(rec, &canon) < 0)
-            wd_buf_free(&canon);
-        char ph64[65] = {0}; /* an edited prev_hash may be short: hash 64 bytes of ours */
-        strncpy(ph64, json_string_value(ph), 64);
-        chain_hash(&md, ph64, canon.p ? canon.p : "", canon.len, got);
-        wd_buf_free(&canon);
-        json_decref(rec);
-        if (strcmp(got, want_hash)) {
-            wd_buf_addf(report, "%s:%ld: hash does not match the record's content: the line was edited", path,
-                        lineno);
-            rc = 1;
-            break;
-        }
-        if (!prev_ok || !seq_ok) {
-            wd_buf_addf(report,
-                        "%s:%ld: chain broken (seq %lld after %lld; prev_hash does %smatch the line before): "
-                        "a line was deleted, inserted or moved here",
-                        path, lineno, s, expect_seq, prev_ok ? "" : "not ");
-            rc = 1;
-            break;
-        }
-        expect_seq = s;
-        memcpy(prev, want_hash, 65);
     }
     free(line);
     fclose(f);

@@ -259,6 +259,37 @@ static void approval_refused(wd_run *r, const char *msg)
     wd_run_schedule(r, co, 1);
 }
 
+/* a person approved: what waited goes on (the held call, still through its breaker) */
+static void granted(wd_run *r)
+{
+    char msg[700];
+    r->consecutive_errors = 0; /* a person has looked at the run */
+    r->appr.id[0] = '\0';
+    resume_deadline(r);
+    if (r->appr.gate) { /* what the detector held goes on */
+        int finish = r->appr.gate == 2;
+        r->appr.gate = 0;
+        if (finish)
+            wd_run_end(r, WD_ST_COMPLETED, NULL);
+        else
+            wd_run_start_op(r);
+        return;
+    }
+    r->tool.retries = 0;
+    int idx = (int)r->req.tool;
+    if (!wd_toolcall_admit(r, idx, r->tool.name, r->req.args, msg, sizeof msg)) {
+        json_decref(r->req.args);
+        r->req.args = NULL;
+        lua_State *co = r->waiting;
+        r->sb->in_engine++;
+        wd_push_error_table(co, msg);
+        r->sb->in_engine--;
+        wd_run_schedule(r, co, 1);
+        return;
+    }
+    wd_toolcall_start(r);
+}
+
 static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -302,31 +333,7 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
     if (!strcmp(st.status, "approved")) {
         approval_event(r, "approval_granted", 1, &st, NULL);
         wd_approval_state_clear(&st);
-        r->consecutive_errors = 0; /* a person has looked at the run */
-        r->appr.id[0] = '\0';
-        resume_deadline(r);
-        if (r->appr.gate) { /* what the detector held goes on */
-            int finish = r->appr.gate == 2;
-            r->appr.gate = 0;
-            if (finish)
-                wd_run_end(r, WD_ST_COMPLETED, NULL);
-            else
-                wd_run_start_op(r);
-            return;
-        }
-        r->tool.retries = 0;
-        int idx = (int)r->req.tool;
-        if (!wd_toolcall_admit(r, idx, r->tool.name, r->req.args, msg, sizeof msg)) {
-            json_decref(r->req.args);
-            r->req.args = NULL;
-            lua_State *co = r->waiting;
-            r->sb->in_engine++;
-            wd_push_error_table(co, msg);
-            r->sb->in_engine--;
-            wd_run_schedule(r, co, 1);
-            return;
-        }
-        wd_toolcall_start(r);
+        granted(r);
         return;
     }
     if (!strcmp(st.status, "rejected")) {

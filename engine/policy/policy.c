@@ -210,32 +210,13 @@ wd_policy *wd_policy_load_text(const char *text, size_t len, const char *fname, 
     return p;
 }
 
-wd_policy *wd_policy_load(const char *path, wd_perrors *errs)
+/* the *.yaml and *.yml files of a policy directory, in name order, into names (at most
+** MAX_POLICY_FILES; caller frees each); how many, or -1 when the directory cannot be read */
+static int list_files(const char *path, char **names)
 {
-    struct stat st;
-    wd_yread c = {errs, NULL, path};
-    if (stat(path, &st) < 0) {
-        wd_yread_err(&c, NULL, "cannot read policy: %s", strerror(errno));
-        return NULL;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        size_t len;
-        char *text = wd_read_file(path, WD_YDOC_MAX_BYTES, &len);
-        if (!text) {
-            wd_yread_err(&c, NULL, "cannot read policy: %s", wd_read_error(errno, WD_YDOC_MAX_BYTES));
-            return NULL;
-        }
-        wd_policy *p = wd_policy_load_text(text, len, path, errs);
-        free(text);
-        return p;
-    }
-    /* a directory: *.yaml and *.yml merged in name order */
     DIR *d = opendir(path);
-    if (!d) {
-        wd_yread_err(&c, NULL, "cannot open policy directory: %s", strerror(errno));
-        return NULL;
-    }
-    char *names[MAX_POLICY_FILES];
+    if (!d)
+        return -1;
     size_t nn = 0;
     struct dirent *de;
     while ((de = readdir(d)) && nn < MAX_POLICY_FILES) {
@@ -249,55 +230,99 @@ wd_policy *wd_policy_load(const char *path, wd_perrors *errs)
     closedir(d);
     if (nn)
         qsort(names, nn, sizeof *names, cmp_str);
+    return (int)nn;
+}
+
+/* one file of a policy directory as a document (caller frees), or NULL with the problem
+** reported under its name */
+static wd_ynode *read_part(wd_yread *c, const char *name)
+{
+    char e[300];
+    size_t len;
+    c->fname = name;
+    char *text = wd_read_file(name, WD_YDOC_MAX_BYTES, &len);
+    if (!text) {
+        wd_yread_err(c, NULL, "cannot read: %s", wd_read_error(errno, WD_YDOC_MAX_BYTES));
+        return NULL;
+    }
+    wd_ynode *doc = wd_ydoc_parse(text, len, e, sizeof e);
+    free(text);
+    if (!doc) {
+        char *fix = NULL;
+        wd_perrors *errs = c->errs;
+        if (asprintf(&fix, "%s:%s", name, e) > 0) {
+            char **v = realloc(errs->v, (errs->n + 1) * sizeof *v);
+            if (v) {
+                errs->v = v;
+                v[errs->n++] = fix;
+            } else {
+                free(fix);
+            }
+        }
+        return NULL;
+    }
+    set_file(doc, name);
+    int empty = (doc->kind == WD_Y_MAP && !doc->n) || wd_ydoc_is_null(doc);
+    if (empty || doc->kind != WD_Y_MAP) {
+        wd_yread_err(c, empty ? NULL : doc,
+                     empty ? "the file is empty; remove it or give it settings" : "a policy file must be a mapping");
+        wd_ydoc_free(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+/* a directory: *.yaml and *.yml merged in name order */
+static wd_policy *load_dir(const char *path, wd_perrors *errs)
+{
+    wd_yread c = {errs, NULL, path};
+    char *names[MAX_POLICY_FILES];
+    int nn = list_files(path, names);
+    if (nn < 0) {
+        wd_yread_err(&c, NULL, "cannot open policy directory: %s", strerror(errno));
+        return NULL;
+    }
     wd_ynode *root = NULL;
     wd_policy *p = NULL;
-    for (size_t i = 0; i < nn; i++) {
-        char e[300];
-        size_t len;
-        char *text = wd_read_file(names[i], WD_YDOC_MAX_BYTES, &len);
-        if (!text) {
-            c.fname = names[i];
-            wd_yread_err(&c, NULL, "cannot read: %s", wd_read_error(errno, WD_YDOC_MAX_BYTES));
+    for (int i = 0; i < nn; i++) {
+        wd_ynode *doc = read_part(&c, names[i]);
+        if (!doc)
             continue;
-        }
-        wd_ynode *doc = wd_ydoc_parse(text, len, e, sizeof e);
-        free(text);
-        if (!doc) {
-            c.fname = names[i];
-            char *fix = NULL;
-            if (asprintf(&fix, "%s:%s", names[i], e) > 0) {
-                char **v = realloc(errs->v, (errs->n + 1) * sizeof *v);
-                if (v) {
-                    errs->v = v;
-                    v[errs->n++] = fix;
-                } else {
-                    free(fix);
-                }
-            }
-            continue;
-        }
-        set_file(doc, names[i]);
-        int empty = (doc->kind == WD_Y_MAP && !doc->n) || wd_ydoc_is_null(doc);
-        if (empty || doc->kind != WD_Y_MAP) {
-            c.fname = names[i];
-            wd_yread_err(&c, empty ? NULL : doc,
-                 empty ? "the file is empty; remove it or give it settings" : "a policy file must be a mapping");
-            wd_ydoc_free(doc);
-            continue;
-        }
         if (!root)
             root = doc;
         else
             merge(root, doc);
     }
+    c.fname = path;
     if (!nn) {
         wd_yread_err(&c, NULL, "no *.yaml files in the policy directory");
     } else if (root && !errs->n) {
         p = load_root(root, path, errs);
     }
     wd_ydoc_free(root);
-    for (size_t i = 0; i < nn; i++)
+    for (int i = 0; i < nn; i++)
         free(names[i]);
+    return p;
+}
+
+wd_policy *wd_policy_load(const char *path, wd_perrors *errs)
+{
+    struct stat st;
+    wd_yread c = {errs, NULL, path};
+    if (stat(path, &st) < 0) {
+        wd_yread_err(&c, NULL, "cannot read policy: %s", strerror(errno));
+        return NULL;
+    }
+    if (S_ISDIR(st.st_mode))
+        return load_dir(path, errs);
+    size_t len;
+    char *text = wd_read_file(path, WD_YDOC_MAX_BYTES, &len);
+    if (!text) {
+        wd_yread_err(&c, NULL, "cannot read policy: %s", wd_read_error(errno, WD_YDOC_MAX_BYTES));
+        return NULL;
+    }
+    wd_policy *p = wd_policy_load_text(text, len, path, errs);
+    free(text);
     return p;
 }
 

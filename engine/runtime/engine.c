@@ -271,24 +271,23 @@ static void end_refused(wd_run *r)
     wd_run_end(r, WD_ST_RATE_LIMITED, r->refuse);
 }
 
-/* the start of a run, from the loop: run-start checks, sandbox, agent coroutine */
-static void start(wd_run *r)
+/* the run-start checks (docs/safety.md): a run that may not start is ended here with the
+** record that says why; 0 when it may */
+static int may_start(wd_run *r)
 {
     char err[400];
     wd_engine *e = r->eng;
-    e->unstarted--;
-    r->pol = wd_engine_policy(e);
     wd_policy *p = r->pol;
     if (r->start_error) {
         json_t *ev = wd_run_event(r, "run_started", 0);
         json_object_set_new(ev, "error", json_string(r->start_error));
         wd_run_audit(r, ev);
         wd_run_end(r, WD_ST_FAILED, r->start_error);
-        return;
+        return -1;
     }
     if (r->refuse) {
         end_refused(r);
-        return;
+        return -1;
     }
     const wd_user *u = wd_policy_user(p, r->user_id);
     if (!u) {
@@ -296,15 +295,15 @@ static void start(wd_run *r)
         json_object_set_new(ev, "reason", json_string("unknown user"));
         wd_run_audit(r, ev);
         wd_run_end(r, WD_ST_UNAUTHORIZED, "unknown user");
-        return;
+        return -1;
     }
     if (wd_audit_failed(e->audit)) {
         wd_run_end(r, WD_ST_FAILED, "audit log unavailable: refusing to run");
-        return;
+        return -1;
     }
     if (wd_kills_refuse(r, err, sizeof err)) {
         wd_run_end(r, WD_ST_KILLED, err);
-        return;
+        return -1;
     }
     /* the user's request rate, then its budgets (docs/safety.md) */
     const wd_tier *tier = wd_policy_tier_of(p, u);
@@ -322,13 +321,26 @@ static void start(wd_run *r)
             wd_run_audit(r, ev);
             r->retry_after_ms = retry;
             wd_run_end(r, got == 0 ? WD_ST_RATE_LIMITED : WD_ST_FAILED, err);
-            return;
+            return -1;
         }
     }
     if (!wd_budget_can_start(r, err, sizeof err)) {
         wd_run_end(r, WD_ST_BUDGET_EXCEEDED, err);
-        return;
+        return -1;
     }
+    return 0;
+}
+
+/* the start of a run, from the loop: run-start checks, sandbox, agent coroutine */
+static void start(wd_run *r)
+{
+    char err[400];
+    wd_engine *e = r->eng;
+    e->unstarted--;
+    r->pol = wd_engine_policy(e);
+    wd_policy *p = r->pol;
+    if (may_start(r) < 0)
+        return;
     r->max_iterations = p->max_iterations;
     r->sb = wd_sandbox_new((size_t)p->memory_mb << 20, p->instructions_per_call, r->agent_dir, err, sizeof err);
     if (!r->sb) {

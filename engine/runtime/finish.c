@@ -149,6 +149,51 @@ void wd_run_deliver(evutil_socket_t fd, short what, void *arg)
     deliver_endings(arg);
 }
 
+/* the result object the caller is given (warden.h, wd_run_done_fn) */
+static json_t *result_object(const wd_run *r, wd_status st, const char *text, int64_t ms)
+{
+    json_t *res = json_object();
+    json_object_set_new(res, "run_id", json_string(r->run_id));
+    json_object_set_new(res, "session_id", json_string(r->session_id));
+    json_object_set_new(res, "agent", r->agent_name ? json_string(r->agent_name) : json_null());
+    json_object_set_new(res, "user_id", r->user_id ? json_string(r->user_id) : json_null());
+    json_object_set_new(res, "status", json_string(wd_status_name(st)));
+    json_object_set_new(res, "success", json_boolean(st == WD_ST_COMPLETED));
+    json_object_set_new(res, "result", json_string(text));
+    json_object_set_new(res, "cost_usd", json_real(round6(r->cost)));
+    json_object_set_new(res, "steps_taken", json_integer(r->steps));
+    json_object_set_new(res, "tool_calls", json_incref(r->tool_calls));
+    if (r->tool_calls_omitted)
+        json_object_set_new(res, "tool_calls_omitted", json_integer(r->tool_calls_omitted));
+    json_object_set_new(res, "errors", json_incref(r->errors));
+    json_object_set_new(res, "execution_time_ms", json_integer(ms));
+    if (st == WD_ST_RATE_LIMITED && r->retry_after_ms > 0)
+        json_object_set_new(res, "retry_after_ms", json_integer(r->retry_after_ms));
+    return res;
+}
+
+/* the result waits for its run's records to reach the file (wd_run_deliver); with no
+** room to wait, it goes out now; takes res */
+static void hand_out(wd_engine *e, wd_run *r, json_t *res)
+{
+    ending *x = malloc(sizeof *x);
+    if (x) {
+        *x = (ending){res, r->done, r->done_ud, NULL};
+        if (e->endings_tail)
+            e->endings_tail->next = x;
+        else
+            e->endings = x;
+        e->endings_tail = x;
+        if (e->deliver_ev)
+            event_active(e->deliver_ev, 0, 0);
+    } else { /* no room to wait: it goes out now */
+        if (r->done)
+            r->done(res, r->done_ud);
+        json_decref(res);
+        e->active--;
+    }
+}
+
 void wd_run_end(wd_run *r, wd_status st, const char *error)
 {
     if (r->finishing)
@@ -179,23 +224,7 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
     const char *text = st == WD_ST_COMPLETED && r->result_text ? r->result_text : wd_status_message(st);
     int64_t ms = (wd_now_ns() - r->t0_ns) / 1000000;
 
-    json_t *res = json_object();
-    json_object_set_new(res, "run_id", json_string(r->run_id));
-    json_object_set_new(res, "session_id", json_string(r->session_id));
-    json_object_set_new(res, "agent", r->agent_name ? json_string(r->agent_name) : json_null());
-    json_object_set_new(res, "user_id", r->user_id ? json_string(r->user_id) : json_null());
-    json_object_set_new(res, "status", json_string(wd_status_name(st)));
-    json_object_set_new(res, "success", json_boolean(st == WD_ST_COMPLETED));
-    json_object_set_new(res, "result", json_string(text));
-    json_object_set_new(res, "cost_usd", json_real(round6(r->cost)));
-    json_object_set_new(res, "steps_taken", json_integer(r->steps));
-    json_object_set_new(res, "tool_calls", json_incref(r->tool_calls));
-    if (r->tool_calls_omitted)
-        json_object_set_new(res, "tool_calls_omitted", json_integer(r->tool_calls_omitted));
-    json_object_set_new(res, "errors", json_incref(r->errors));
-    json_object_set_new(res, "execution_time_ms", json_integer(ms));
-    if (st == WD_ST_RATE_LIMITED && r->retry_after_ms > 0)
-        json_object_set_new(res, "retry_after_ms", json_integer(r->retry_after_ms));
+    json_t *res = result_object(r, st, text, ms);
 
     json_t *ev = wd_run_event(r, "run_finished", st == WD_ST_COMPLETED);
     if (ev) {
@@ -208,22 +237,7 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
         json_object_set_new(ev, "result", json_string(text)); /* what the user was given */
         wd_run_audit(r, ev);
     }
-    ending *x = malloc(sizeof *x);
-    if (x) {
-        *x = (ending){res, r->done, r->done_ud, NULL};
-        if (e->endings_tail)
-            e->endings_tail->next = x;
-        else
-            e->endings = x;
-        e->endings_tail = x;
-        if (e->deliver_ev)
-            event_active(e->deliver_ev, 0, 0);
-    } else { /* no room to wait: it goes out now */
-        if (r->done)
-            r->done(res, r->done_ud);
-        json_decref(res);
-        e->active--;
-    }
+    hand_out(e, r, res);
     if (r->live_prev)
         r->live_prev->live_next = r->live_next;
     else if (e->live == r)
