@@ -21,8 +21,8 @@ local MAX_LINES, MAX_FUNC = 800, 80
 local LAYERS = { "base", "policy", "sandbox", "state", "audit", "runtime", "ops",
                  "bindings", "serve", "cli" }
 local SKIP = { test = true, fuzz = true, bench = true }
--- table-driven dispatchers allowed to run long (docs/architecture.md names them)
-local DISPATCHERS = {}
+-- dispatchers allowed to run long, one branch per keyword (docs/architecture.md, Sizes)
+local DISPATCHERS = { ["schema.c:compile"] = true, ["schema.c:validate"] = true }
 
 local argv = { ... }
 local opts, root = {}, "engine"
@@ -152,7 +152,7 @@ for _, f in ipairs(files) do
     if f.lines > MAX_LINES then size_problem("%s: %d lines (at most %d)", f.path, f.lines, MAX_LINES) end
     for _, fn in ipairs(f.funcs) do
         local n = fn.to - fn.from + 1
-        if n > MAX_FUNC and not DISPATCHERS[fn.name] then
+        if n > MAX_FUNC and not DISPATCHERS[f.base .. ":" .. fn.name] then
             size_problem("%s:%d: %s is %d lines (at most %d)", f.path, fn.from, fn.name, n, MAX_FUNC)
         end
     end

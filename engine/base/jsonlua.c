@@ -49,6 +49,118 @@ static void ptr_push(wd_buf *ptr, const char *k, size_t kl, lua_Integer i)
 }
 
 /* caller owns; NULL with "pointer: why" in err */
+static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, size_t *text, char *err, size_t errlen);
+
+/* a table: an array when its keys are exactly 1..n (n > 0), else an object (numeric keys
+** as text); its pointer for errors in ptr */
+/* the table at idx (an absolute index) as an array of its n elements */
+static json_t *conv_array(lua_State *L, int idx, lua_Integer n, int depth, wd_buf *ptr, size_t *text, char *err,
+                          size_t errlen)
+{
+    size_t mark = ptr->len;
+    json_t *a = json_array();
+    for (lua_Integer i = 1; a && i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        ptr_push(ptr, NULL, 0, i - 1);
+        json_t *v = conv(L, -1, depth + 1, ptr, text, err, errlen);
+        ptr->len = mark;
+        ptr->p[mark] = '\0';
+        lua_pop(L, 1);
+        if (!v) {
+            json_decref(a);
+            return NULL;
+        }
+        json_array_append_new(a, v);
+    }
+    return a;
+}
+
+/* the table at idx (an absolute index) as an object, numeric keys as text */
+static json_t *conv_object(lua_State *L, int idx, int depth, wd_buf *ptr, size_t *text, char *err, size_t errlen)
+{
+    size_t mark = ptr->len;
+    json_t *o = json_object();
+    lua_pushnil(L);
+    while (o && lua_next(L, idx)) {
+        char kbuf[64];
+        const char *k;
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            k = lua_tostring(L, -2);
+        } else if (lua_type(L, -2) == LUA_TNUMBER) {
+            if (lua_isinteger(L, -2))
+                snprintf(kbuf, sizeof kbuf, "%lld", (long long)lua_tointeger(L, -2));
+            else
+                snprintf(kbuf, sizeof kbuf, "%.14g", lua_tonumber(L, -2));
+            k = kbuf;
+        } else {
+            wd_errf(err, errlen, "%s: keys must be strings or numbers, not %s", ptr->len ? ptr->p : "/",
+                    lua_typename(L, lua_type(L, -2)));
+            lua_pop(L, 2);
+            json_decref(o);
+            return NULL;
+        }
+        size_t kl = strlen(k);
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            kl = lua_rawlen(L, -2);
+            *text += kl;
+        }
+        ptr_push(ptr, k, kl, 0);
+        json_t *v = conv(L, -1, depth + 1, ptr, text, err, errlen);
+        ptr->len = mark;
+        ptr->p[mark] = '\0';
+        lua_pop(L, 1);
+        if (!v) {
+            lua_pop(L, 1);
+            json_decref(o);
+            return NULL;
+        }
+        json_incref(v); /* a refused key (not UTF-8) costs jansson's reference, not ours */
+        if (!memchr(k, '\0', kl) && json_object_set_new(o, k, v) == 0) {
+            json_decref(v);
+        } else {
+            json_t *fixed = str_json(k, kl, 1);
+            json_object_set_new(o, fixed ? json_string_value(fixed) : "?", v);
+            json_decref(fixed);
+        }
+    }
+    return o;
+}
+
+static json_t *conv_table(lua_State *L, int idx, int depth, wd_buf *ptr, size_t *text, char *err, size_t errlen)
+{
+    if (depth >= MAX_DEPTH) {
+        wd_errf(err, errlen, "%s: nested deeper than %d levels (a cycle?)", ptr->len ? ptr->p : "/", MAX_DEPTH);
+        return NULL;
+    }
+    if (!lua_checkstack(L, 4)) {
+        wd_errf(err, errlen, "stack overflow");
+        return NULL;
+    }
+    idx = lua_absindex(L, idx);
+    /* an array when keys are exactly 1..n (n > 0) */
+    lua_Integer n = 0, count = 0;
+    int is_array = 1;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        count++;
+        if (lua_type(L, -2) == LUA_TNUMBER && lua_isinteger(L, -2)) {
+            lua_Integer k = lua_tointeger(L, -2);
+            if (k > n)
+                n = k;
+            if (k < 1)
+                is_array = 0;
+        } else {
+            is_array = 0;
+        }
+        lua_pop(L, 1);
+    }
+    if (count == 0)
+        return json_object();
+    if (is_array && n == count)
+        return conv_array(L, idx, n, depth, ptr, text, err, errlen);
+    return conv_object(L, idx, depth, ptr, text, err, errlen);
+}
+
 static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, size_t *text, char *err, size_t errlen)
 {
     int t = lua_type(L, idx);
@@ -80,99 +192,8 @@ static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, size_t *text,
         if (lua_touserdata(L, idx) == NULL)
             return json_null();
         break;
-    case LUA_TTABLE: {
-        if (depth >= MAX_DEPTH) {
-            wd_errf(err, errlen, "%s: nested deeper than %d levels (a cycle?)", ptr->len ? ptr->p : "/", MAX_DEPTH);
-            return NULL;
-        }
-        if (!lua_checkstack(L, 4)) {
-            wd_errf(err, errlen, "stack overflow");
-            return NULL;
-        }
-        idx = lua_absindex(L, idx);
-        /* an array when keys are exactly 1..n (n > 0) */
-        lua_Integer n = 0, count = 0;
-        int is_array = 1;
-        lua_pushnil(L);
-        while (lua_next(L, idx)) {
-            count++;
-            if (lua_type(L, -2) == LUA_TNUMBER && lua_isinteger(L, -2)) {
-                lua_Integer k = lua_tointeger(L, -2);
-                if (k > n)
-                    n = k;
-                if (k < 1)
-                    is_array = 0;
-            } else {
-                is_array = 0;
-            }
-            lua_pop(L, 1);
-        }
-        if (count == 0)
-            return json_object();
-        size_t mark = ptr->len;
-        if (is_array && n == count) {
-            json_t *a = json_array();
-            for (lua_Integer i = 1; a && i <= n; i++) {
-                lua_rawgeti(L, idx, i);
-                ptr_push(ptr, NULL, 0, i - 1);
-                json_t *v = conv(L, -1, depth + 1, ptr, text, err, errlen);
-                ptr->len = mark;
-                ptr->p[mark] = '\0';
-                lua_pop(L, 1);
-                if (!v) {
-                    json_decref(a);
-                    return NULL;
-                }
-                json_array_append_new(a, v);
-            }
-            return a;
-        }
-        json_t *o = json_object();
-        lua_pushnil(L);
-        while (o && lua_next(L, idx)) {
-            char kbuf[64];
-            const char *k;
-            if (lua_type(L, -2) == LUA_TSTRING) {
-                k = lua_tostring(L, -2);
-            } else if (lua_type(L, -2) == LUA_TNUMBER) {
-                if (lua_isinteger(L, -2))
-                    snprintf(kbuf, sizeof kbuf, "%lld", (long long)lua_tointeger(L, -2));
-                else
-                    snprintf(kbuf, sizeof kbuf, "%.14g", lua_tonumber(L, -2));
-                k = kbuf;
-            } else {
-                wd_errf(err, errlen, "%s: keys must be strings or numbers, not %s", ptr->len ? ptr->p : "/",
-                        lua_typename(L, lua_type(L, -2)));
-                lua_pop(L, 2);
-                json_decref(o);
-                return NULL;
-            }
-            size_t kl = strlen(k);
-            if (lua_type(L, -2) == LUA_TSTRING) {
-                kl = lua_rawlen(L, -2);
-                *text += kl;
-            }
-            ptr_push(ptr, k, kl, 0);
-            json_t *v = conv(L, -1, depth + 1, ptr, text, err, errlen);
-            ptr->len = mark;
-            ptr->p[mark] = '\0';
-            lua_pop(L, 1);
-            if (!v) {
-                lua_pop(L, 1);
-                json_decref(o);
-                return NULL;
-            }
-            json_incref(v); /* a refused key (not UTF-8) costs jansson's reference, not ours */
-            if (!memchr(k, '\0', kl) && json_object_set_new(o, k, v) == 0) {
-                json_decref(v);
-            } else {
-                json_t *fixed = str_json(k, kl, 1);
-                json_object_set_new(o, fixed ? json_string_value(fixed) : "?", v);
-                json_decref(fixed);
-            }
-        }
-        return o;
-    }
+    case LUA_TTABLE:
+        return conv_table(L, idx, depth, ptr, text, err, errlen);
     default:
         break;
     }

@@ -69,14 +69,109 @@ static int attach(builder *b, wd_ynode *n)
     return 0;
 }
 
+/* a scalar event as a node attached where it belongs; 0, or -1 with err */
+static int on_scalar(builder *b, const yaml_event_t *ev, char *err, size_t errlen)
+{
+    const yaml_mark_t *m = &ev->start_mark;
+    if (ev->data.scalar.length > WD_YDOC_MAX_SCALAR) {
+        wd_errf(err, errlen, "%d:%d: scalar of %zu bytes; the limit is %u", (int)m->line + 1, (int)m->column + 1,
+                ev->data.scalar.length, WD_YDOC_MAX_SCALAR);
+        return -1;
+    }
+    if (++b->nodes > WD_YDOC_MAX_NODES) {
+        wd_errf(err, errlen, "%d:%d: more than %d nodes", (int)m->line + 1, (int)m->column + 1, WD_YDOC_MAX_NODES);
+        return -1;
+    }
+    wd_ynode *n = node_new(WD_Y_SCALAR, m);
+    if (n) {
+        /* all the bytes: a "\0" escape puts a NUL inside the value, and len counts past it */
+        n->len = ev->data.scalar.length;
+        if ((n->str = malloc(n->len + 1))) {
+            memcpy(n->str, ev->data.scalar.value, n->len);
+            n->str[n->len] = '\0';
+        }
+        n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        if (!n->str) {
+            wd_ydoc_free(n);
+            n = NULL;
+        }
+    }
+    if (!n || attach(b, n) < 0) {
+        wd_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* a sequence or mapping starts: a node attached and entered; 0, or -1 with err */
+static int on_start(builder *b, const yaml_event_t *ev, char *err, size_t errlen)
+{
+    const yaml_mark_t *m = &ev->start_mark;
+    int seq = ev->type == YAML_SEQUENCE_START_EVENT;
+    if (b->depth > 0 && b->stack[b->depth - 1]->kind == WD_Y_MAP && b->stack[b->depth - 1]->n % 2 == 0) {
+        /* a mapping's key: every reader of these trees takes keys as text */
+        wd_errf(err, errlen, "%d:%d: a key must be a plain name, not a %s", (int)m->line + 1, (int)m->column + 1,
+                seq ? "list" : "mapping");
+        return -1;
+    }
+    if (b->depth >= WD_YDOC_MAX_DEPTH) {
+        wd_errf(err, errlen, "%d:%d: nesting deeper than %d levels", (int)m->line + 1, (int)m->column + 1,
+                WD_YDOC_MAX_DEPTH);
+        return -1;
+    }
+    if (++b->nodes > WD_YDOC_MAX_NODES) {
+        wd_errf(err, errlen, "%d:%d: more than %d nodes", (int)m->line + 1, (int)m->column + 1, WD_YDOC_MAX_NODES);
+        return -1;
+    }
+    wd_ynode *n = node_new(seq ? WD_Y_SEQ : WD_Y_MAP, m);
+    if (!n || attach(b, n) < 0) {
+        wd_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    b->stack[b->depth++] = n;
+    return 0;
+}
+
+/* one parser event into the tree: 0 go on, 1 the stream ended, -1 refused (err says why) */
+static int on_event(builder *b, const yaml_event_t *ev, int *docs, char *err, size_t errlen)
+{
+    const yaml_mark_t *m = &ev->start_mark;
+    switch (ev->type) {
+    case YAML_STREAM_END_EVENT:
+        return 1;
+    case YAML_DOCUMENT_START_EVENT:
+        if (++*docs > 1) {
+            wd_errf(err, errlen, "%d:%d: only one YAML document is allowed per file", (int)m->line + 1,
+                    (int)m->column + 1);
+            return -1;
+        }
+        return 0;
+    case YAML_ALIAS_EVENT:
+        wd_errf(err, errlen, "%d:%d: aliases (*%s) are not allowed; write the value out", (int)m->line + 1,
+                (int)m->column + 1, (const char *)ev->data.alias.anchor);
+        return -1;
+    case YAML_SCALAR_EVENT:
+        return on_scalar(b, ev, err, errlen);
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT:
+        return on_start(b, ev, err, errlen);
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+        if (b->depth > 0) /* libyaml pairs them; nothing here trusts that it does */
+            b->depth--;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
 wd_ynode *wd_ydoc_parse(const char *buf, size_t len, char *err, size_t errlen)
 {
     yaml_parser_t p;
     yaml_event_t ev;
     builder b;
     memset(&b, 0, sizeof b);
-    int docs = 0;
-
+    int docs = 0, rc = 0;
     if (len > WD_YDOC_MAX_BYTES) {
         wd_errf(err, errlen, "1:1: file is %zu bytes; the limit is %u", len, WD_YDOC_MAX_BYTES);
         return NULL;
@@ -86,90 +181,21 @@ wd_ynode *wd_ydoc_parse(const char *buf, size_t len, char *err, size_t errlen)
         return NULL;
     }
     yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
-    for (;;) {
+    while (rc == 0) {
         if (!yaml_parser_parse(&p, &ev)) {
-            wd_errf(err, errlen, "%d:%d: %s%s%s", (int)p.problem_mark.line + 1,
-                    (int)p.problem_mark.column + 1, p.problem ? p.problem : "syntax error",
-                    p.context ? " " : "", p.context ? p.context : "");
-            goto fail;
-        }
-        const yaml_mark_t *m = &ev.start_mark;
-        wd_ynode *n = NULL;
-        switch (ev.type) {
-        case YAML_STREAM_END_EVENT:
-            yaml_event_delete(&ev);
-            goto done;
-        case YAML_DOCUMENT_START_EVENT:
-            if (++docs > 1) {
-                wd_errf(err, errlen, "%d:%d: only one YAML document is allowed per file",
-                        (int)m->line + 1, (int)m->column + 1);
-                goto fail_ev;
-            }
-            break;
-        case YAML_ALIAS_EVENT:
-            wd_errf(err, errlen, "%d:%d: aliases (*%s) are not allowed; write the value out",
-                    (int)m->line + 1, (int)m->column + 1, (const char *)ev.data.alias.anchor);
-            goto fail_ev;
-        case YAML_SCALAR_EVENT:
-            if (ev.data.scalar.length > WD_YDOC_MAX_SCALAR) {
-                wd_errf(err, errlen, "%d:%d: scalar of %zu bytes; the limit is %u",
-                        (int)m->line + 1, (int)m->column + 1, ev.data.scalar.length,
-                        WD_YDOC_MAX_SCALAR);
-                goto fail_ev;
-            }
-            if (++b.nodes > WD_YDOC_MAX_NODES)
-                goto too_many;
-            n = node_new(WD_Y_SCALAR, m);
-            if (!n)
-                goto oom;
-            /* all the bytes: a "\0" escape puts a NUL inside the value, and len counts past it */
-            n->len = ev.data.scalar.length;
-            if ((n->str = malloc(n->len + 1))) {
-                memcpy(n->str, ev.data.scalar.value, n->len);
-                n->str[n->len] = '\0';
-            }
-            n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-            if (!n->str) {
-                wd_ydoc_free(n);
-                goto oom;
-            }
-            if (attach(&b, n) < 0)
-                goto oom;
-            break;
-        case YAML_SEQUENCE_START_EVENT:
-        case YAML_MAPPING_START_EVENT:
-            if (b.depth > 0 && b.stack[b.depth - 1]->kind == WD_Y_MAP && b.stack[b.depth - 1]->n % 2 == 0) {
-                /* a mapping's key: every reader of these trees takes keys as text */
-                wd_errf(err, errlen, "%d:%d: a key must be a plain name, not a %s", (int)m->line + 1,
-                        (int)m->column + 1, ev.type == YAML_SEQUENCE_START_EVENT ? "list" : "mapping");
-                goto fail_ev;
-            }
-            if (b.depth >= WD_YDOC_MAX_DEPTH) {
-                wd_errf(err, errlen, "%d:%d: nesting deeper than %d levels", (int)m->line + 1,
-                        (int)m->column + 1, WD_YDOC_MAX_DEPTH);
-                goto fail_ev;
-            }
-            if (++b.nodes > WD_YDOC_MAX_NODES)
-                goto too_many;
-            n = node_new(ev.type == YAML_SEQUENCE_START_EVENT ? WD_Y_SEQ : WD_Y_MAP, m);
-            if (!n)
-                goto oom;
-            if (attach(&b, n) < 0)
-                goto oom;
-            b.stack[b.depth++] = n;
-            break;
-        case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT:
-            if (b.depth > 0) /* libyaml pairs them; nothing here trusts that it does */
-                b.depth--;
-            break;
-        default:
+            wd_errf(err, errlen, "%d:%d: %s%s%s", (int)p.problem_mark.line + 1, (int)p.problem_mark.column + 1,
+                    p.problem ? p.problem : "syntax error", p.context ? " " : "", p.context ? p.context : "");
+            rc = -1;
             break;
         }
+        rc = on_event(&b, &ev, &docs, err, errlen);
         yaml_event_delete(&ev);
     }
-done:
     yaml_parser_delete(&p);
+    if (rc < 0) {
+        wd_ydoc_free(b.root);
+        return NULL;
+    }
     if (!b.root) {
         yaml_mark_t m = {0, 0, 0};
         b.root = node_new(WD_Y_MAP, &m);
@@ -179,18 +205,6 @@ done:
         }
     }
     return b.root;
-too_many:
-    wd_errf(err, errlen, "%d:%d: more than %d nodes", (int)ev.start_mark.line + 1,
-            (int)ev.start_mark.column + 1, WD_YDOC_MAX_NODES);
-    goto fail_ev;
-oom:
-    wd_errf(err, errlen, "out of memory");
-fail_ev:
-    yaml_event_delete(&ev);
-fail:
-    yaml_parser_delete(&p);
-    wd_ydoc_free(b.root);
-    return NULL;
 }
 
 int wd_ydoc_is_null(const wd_ynode *n)

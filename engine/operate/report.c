@@ -200,75 +200,75 @@ static void set_window(json_t *rep, int64_t since, int64_t until)
     }
 }
 
-json_t *wd_report_cost(const char *audit_path, wd_store *st, const wd_policy *p, int64_t since, int64_t until,
-                       int64_t now, char *err, size_t n)
+/* what a cost report adds up, record by record */
+typedef struct {
+    json_t *by_user, *by_agent, *by_model, *by_tool;
+    simple_t *models;
+    double total, llm_cost, tool_cost, saved, last24, failed_runs_cost;
+    long calls, ok_calls, llm_calls, tool_calls, hits, runs, ok_runs;
+    int64_t first, last, day_ago, now;
+} cost_tally;
+
+/* one record of the log (its event ev, at t) into c */
+static void count(cost_tally *c, json_t *r, const char *ev, int64_t t)
 {
-    log_reader lr;
-    if (reader_open(&lr, audit_path, since, until, err, n) < 0)
-        return NULL;
-    json_t *by_user = json_object(), *by_agent = json_object(), *by_model = json_object(), *by_tool = json_object();
-    simple_t *models = NULL;
-    double total = 0, llm_cost = 0, tool_cost = 0, saved = 0, last24 = 0, failed_runs_cost = 0;
-    long calls = 0, ok_calls = 0, llm_calls = 0, tool_calls = 0, hits = 0, runs = 0, ok_runs = 0;
-    int64_t first = -1, last = -1, day_ago = now - 24LL * 3600000, t;
-    json_t *r;
-    const char *ev;
-    while ((r = reader_next(&lr, &ev, &t))) {
-        int success = json_is_true(json_object_get(r, "success"));
-        double cost = num(r, "cost_usd");
-        if (!strcmp(ev, "run_finished")) {
-            runs++;
-            ok_runs += success;
-            if (!success)
-                failed_runs_cost += cost;
-        } else if (!strcmp(ev, "llm_call") || !strcmp(ev, "tool_call")) {
-            int llm = ev[0] == 'l';
-            calls++;
-            ok_calls += success;
-            total += cost;
-            if (t >= day_ago && t <= now)
-                last24 += cost;
-            if (first < 0 || t < first)
-                first = t;
-            if (t > last)
-                last = t;
-            add_to(by_user, json_string_value(json_object_get(r, "user_id")), cost);
-            add_to(by_agent, json_string_value(json_object_get(r, "agent")), cost);
-            if (llm) {
-                llm_calls++;
-                llm_cost += cost;
-                const char *model = json_string_value(json_object_get(r, "model"));
-                add_to(by_model, model, cost);
-                if (json_is_true(json_object_get(r, "cache_hit"))) {
-                    hits++;
-                    saved += num(r, "saved_usd");
-                }
-                simple_t *s = success && model ? simple_of(&models, model) : NULL;
-                if (s) {
-                    s->calls++;
-                    if (num(r, "output_tokens") <= SIMPLE_OUTPUT_TOKENS) {
-                        s->simple++;
-                        s->in += num(r, "input_tokens");
-                        s->out += num(r, "output_tokens");
-                        s->cost += cost;
-                    }
-                }
-            } else {
-                tool_calls++;
-                tool_cost += cost;
-                add_to(by_tool, json_string_value(json_object_get(r, "tool_name")), cost);
+    int success = json_is_true(json_object_get(r, "success"));
+    double cost = num(r, "cost_usd");
+    if (!strcmp(ev, "run_finished")) {
+        c->runs++;
+        c->ok_runs += success;
+        if (!success)
+            c->failed_runs_cost += cost;
+    } else if (!strcmp(ev, "llm_call") || !strcmp(ev, "tool_call")) {
+        int llm = ev[0] == 'l';
+        c->calls++;
+        c->ok_calls += success;
+        c->total += cost;
+        if (t >= c->day_ago && t <= c->now)
+            c->last24 += cost;
+        if (c->first < 0 || t < c->first)
+            c->first = t;
+        if (t > c->last)
+            c->last = t;
+        add_to(c->by_user, json_string_value(json_object_get(r, "user_id")), cost);
+        add_to(c->by_agent, json_string_value(json_object_get(r, "agent")), cost);
+        if (llm) {
+            c->llm_calls++;
+            c->llm_cost += cost;
+            const char *model = json_string_value(json_object_get(r, "model"));
+            add_to(c->by_model, model, cost);
+            if (json_is_true(json_object_get(r, "cache_hit"))) {
+                c->hits++;
+                c->saved += num(r, "saved_usd");
             }
+            simple_t *s = success && model ? simple_of(&c->models, model) : NULL;
+            if (s) {
+                s->calls++;
+                if (num(r, "output_tokens") <= SIMPLE_OUTPUT_TOKENS) {
+                    s->simple++;
+                    s->in += num(r, "input_tokens");
+                    s->out += num(r, "output_tokens");
+                    s->cost += cost;
+                }
+            }
+        } else {
+            c->tool_calls++;
+            c->tool_cost += cost;
+            add_to(c->by_tool, json_string_value(json_object_get(r, "tool_name")), cost);
         }
-        json_decref(r);
     }
-    long bad_lines = lr.bad;
-    reader_close(&lr);
-    double rate = calls ? (double)ok_calls / (double)calls : 1.0;
-    double run_rate = runs ? (double)ok_runs / (double)runs : 1.0;
-    double burn = last24 / 24.0, projected = burn * 24 * 30;
+}
+
+/* the report of what c added up (recommendations included); takes c's tables */
+static json_t *render_cost(cost_tally *c, const char *audit_path, wd_store *st, const wd_policy *p, int64_t since,
+                           int64_t until, long bad_lines)
+{
+    double rate = c->calls ? (double)c->ok_calls / (double)c->calls : 1.0;
+    double run_rate = c->runs ? (double)c->ok_runs / (double)c->runs : 1.0;
+    double burn = c->last24 / 24.0, projected = burn * 24 * 30;
     json_t *recs = json_array();
-    recommend(recs, p, models, total, failed_runs_cost, run_rate, runs, burn, projected);
-    for (simple_t *s = models, *nx; s; s = nx) {
+    recommend(recs, p, c->models, c->total, c->failed_runs_cost, run_rate, c->runs, burn, projected);
+    for (simple_t *s = c->models, *nx; s; s = nx) {
         nx = s->next;
         free(s);
     }
@@ -276,32 +276,52 @@ json_t *wd_report_cost(const char *audit_path, wd_store *st, const wd_policy *p,
     json_t *rep = json_object();
     json_object_set_new(rep, "audit_log", json_string(audit_path));
     set_window(rep, since, until);
-    if (first >= 0) {
-        wd_rfc3339_ms(first, a, sizeof a);
-        wd_rfc3339_ms(last, b, sizeof b);
+    if (c->first >= 0) {
+        wd_rfc3339_ms(c->first, a, sizeof a);
+        wd_rfc3339_ms(c->last, b, sizeof b);
         json_object_set_new(rep, "first_call", json_string(a));
         json_object_set_new(rep, "last_call", json_string(b));
     }
     json_object_set_new(rep, "totals",
-                        json_pack("{s:f,s:f,s:f,s:i,s:i,s:i,s:i,s:f,s:f,s:i,s:i,s:f}", "cost_usd", total,
-                                  "llm_cost_usd", llm_cost, "tool_cost_usd", tool_cost, "calls", (json_int_t)calls,
-                                  "llm_calls", (json_int_t)llm_calls, "tool_calls", (json_int_t)tool_calls,
-                                  "successful_calls", (json_int_t)ok_calls, "success_rate", rate,
-                                  "cost_per_successful_call_usd", ok_calls ? total / (double)ok_calls : 0.0,
-                                  "runs", (json_int_t)runs, "successful_runs", (json_int_t)ok_runs,
-                                  "spent_on_unsuccessful_runs_usd", failed_runs_cost));
-    json_object_set_new(rep, "cache", json_pack("{s:i,s:f}", "hits", (json_int_t)hits, "saved_usd", saved));
-    json_object_set_new(rep, "burn", json_pack("{s:f,s:f,s:f}", "last_24h_usd", last24, "hourly_usd", burn,
+                        json_pack("{s:f,s:f,s:f,s:i,s:i,s:i,s:i,s:f,s:f,s:i,s:i,s:f}", "cost_usd", c->total,
+                                  "llm_cost_usd", c->llm_cost, "tool_cost_usd", c->tool_cost, "calls", (json_int_t)c->calls,
+                                  "llm_calls", (json_int_t)c->llm_calls, "tool_calls", (json_int_t)c->tool_calls,
+                                  "successful_calls", (json_int_t)c->ok_calls, "success_rate", rate,
+                                  "cost_per_successful_call_usd", c->ok_calls ? c->total / (double)c->ok_calls : 0.0,
+                                  "runs", (json_int_t)c->runs, "successful_runs", (json_int_t)c->ok_runs,
+                                  "spent_on_unsuccessful_runs_usd", c->failed_runs_cost));
+    json_object_set_new(rep, "cache", json_pack("{s:i,s:f}", "hits", (json_int_t)c->hits, "saved_usd", c->saved));
+    json_object_set_new(rep, "burn", json_pack("{s:f,s:f,s:f}", "last_24h_usd", c->last24, "hourly_usd", burn,
                                                "projected_month_usd", projected));
-    json_object_set_new(rep, "by_user", by_user);
-    json_object_set_new(rep, "by_agent", by_agent);
-    json_object_set_new(rep, "by_model", by_model);
-    json_object_set_new(rep, "by_tool", by_tool);
-    json_object_set_new(rep, "budgets", wd_report_budgets(st, p, now));
+    json_object_set_new(rep, "by_user", c->by_user);
+    json_object_set_new(rep, "by_agent", c->by_agent);
+    json_object_set_new(rep, "by_model", c->by_model);
+    json_object_set_new(rep, "by_tool", c->by_tool);
+    json_object_set_new(rep, "budgets", wd_report_budgets(st, p, c->now));
     json_object_set_new(rep, "recommendations", recs);
     if (bad_lines)
         json_object_set_new(rep, "unreadable_lines", json_integer(bad_lines));
     return rep;
+}
+
+json_t *wd_report_cost(const char *audit_path, wd_store *st, const wd_policy *p, int64_t since, int64_t until,
+                       int64_t now, char *err, size_t n)
+{
+    log_reader lr;
+    if (reader_open(&lr, audit_path, since, until, err, n) < 0)
+        return NULL;
+    cost_tally c = {json_object(), json_object(), json_object(), json_object(), .first = -1, .last = -1,
+               .day_ago = now - 24LL * 3600000, .now = now};
+    json_t *r;
+    const char *ev;
+    int64_t t;
+    while ((r = reader_next(&lr, &ev, &t))) {
+        count(&c, r, ev, t);
+        json_decref(r);
+    }
+    long bad_lines = lr.bad;
+    reader_close(&lr);
+    return render_cost(&c, audit_path, st, p, since, until, bad_lines);
 }
 
 static void group_text(wd_buf *b, const char *title, const json_t *g)

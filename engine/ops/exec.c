@@ -225,6 +225,65 @@ fail:
     return NULL;
 }
 
+/* opts.argv (at stack index 3 once read) checked: its length; raises on a bad one */
+static lua_Integer read_argv(lua_State *L)
+{
+    if (lua_getfield(L, 2, "argv") != LUA_TTABLE)
+        luaL_error(L, "ctx:exec: argv must be a list of strings");
+    lua_Integer argc = luaL_len(L, -1);
+    if (argc < 1 || argc > EXEC_MAX_ARGS)
+        luaL_error(L, "ctx:exec: argv must hold 1 to %d strings", EXEC_MAX_ARGS);
+    size_t total = 0;
+    for (lua_Integer i = 1; i <= argc; i++) {
+        size_t l;
+        if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
+            luaL_error(L, "ctx:exec: argv[%d] must be a string", (int)i);
+        const char *s = lua_tolstring(L, -1, &l);
+        if (strlen(s) != l)
+            luaL_error(L, "ctx:exec: argv[%d] holds a NUL byte", (int)i);
+        total += l + 1;
+        lua_pop(L, 1);
+    }
+    if (total > EXEC_MAX_ARGV_BYTES)
+        luaL_error(L, "ctx:exec: argv is longer than %d bytes", EXEC_MAX_ARGV_BYTES);
+    return argc;
+}
+
+/* the command refused by the tool's policy (not of category execute, or a forbidden
+** pattern over the joined command): the refusal pushed, its count returned (takes jargv);
+** 0 when allowed */
+static int policy_refuses(wd_run *r, lua_State *L, const wd_tool_policy *tp, const wd_buf *joined, json_t *jargv)
+{
+    char msg[700];
+    if (!tp || !tp->category || strcmp(tp->category, "execute")) {
+        snprintf(msg, sizeof msg, "ctx:exec: tool '%s' is not of category execute in the policy", r->tool.name);
+        return refuse(r, L, json_pack("{s:o}", "argv", jargv), msg, "exec_not_allowed", "high");
+    }
+    for (size_t i = 0; i < tp->forbidden.n; i++)
+        if (wd_rx_match(tp->forbidden.v[i], joined->p ? joined->p : "", joined->len) != 0) {
+            snprintf(msg, sizeof msg, "ctx:exec: the command matches forbidden pattern '%s'",
+                     wd_rx_source(tp->forbidden.v[i]));
+            return refuse(r, L, json_pack("{s:o}", "argv", jargv), msg, "forbidden_pattern", "critical");
+        }
+    return 0;
+}
+
+/* bwrap's command line for argv (at stack index 3); caller frees (free_argv); NULL when
+** out of memory or without bubblewrap (*bw NULL then) */
+static char **bwrap_argv(wd_run *r, lua_State *L, lua_Integer argc, const wd_tool_policy *tp, const char **bw)
+{
+    *bw = bwrap_path();
+    char **cmd = calloc((size_t)argc + 1, sizeof *cmd);
+    for (lua_Integer i = 1; cmd && i <= argc; i++) {
+        lua_rawgeti(L, 3, i);
+        cmd[i - 1] = wd_strdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    char **argv = *bw && cmd ? sandbox_argv(*bw, tp, r->agent_dir, cmd) : NULL;
+    free_argv(cmd);
+    return argv;
+}
+
 int wd_exec_call(wd_run *r, lua_State *L)
 {
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -232,24 +291,7 @@ int wd_exec_call(wd_run *r, lua_State *L)
         return luaL_error(L, "ctx:exec is for tools");
     if (!r->exec && !(r->exec = calloc(1, sizeof *r->exec)))
         return luaL_error(L, "ctx:exec: out of memory");
-    if (lua_getfield(L, 2, "argv") != LUA_TTABLE)
-        return luaL_error(L, "ctx:exec: argv must be a list of strings");
-    lua_Integer argc = luaL_len(L, -1);
-    if (argc < 1 || argc > EXEC_MAX_ARGS)
-        return luaL_error(L, "ctx:exec: argv must hold 1 to %d strings", EXEC_MAX_ARGS);
-    size_t total = 0;
-    for (lua_Integer i = 1; i <= argc; i++) {
-        size_t l;
-        if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
-            return luaL_error(L, "ctx:exec: argv[%d] must be a string", (int)i);
-        const char *s = lua_tolstring(L, -1, &l);
-        if (strlen(s) != l)
-            return luaL_error(L, "ctx:exec: argv[%d] holds a NUL byte", (int)i);
-        total += l + 1;
-        lua_pop(L, 1);
-    }
-    if (total > EXEC_MAX_ARGV_BYTES)
-        return luaL_error(L, "ctx:exec: argv is longer than %d bytes", EXEC_MAX_ARGV_BYTES);
+    lua_Integer argc = read_argv(L);
     size_t in_len = 0;
     const char *in = NULL;
     int it = lua_getfield(L, 2, "stdin");
@@ -271,43 +313,26 @@ int wd_exec_call(wd_run *r, lua_State *L)
         wd_buf_adds(&joined, lua_tostring(L, -1));
         lua_pop(L, 1);
     }
-    char msg[700];
     wd_policy *p = wd_engine_policy(r->eng);
     const wd_tool_policy *tp = wd_policy_tool(p, r->tool.name);
-    int rc = 0;
-    if (!tp || !tp->category || strcmp(tp->category, "execute")) {
-        snprintf(msg, sizeof msg, "ctx:exec: tool '%s' is not of category execute in the policy", r->tool.name);
-        rc = refuse(r, L, json_pack("{s:o}", "argv", jargv), msg, "exec_not_allowed", "high");
-        goto out;
-    }
-    for (size_t i = 0; i < tp->forbidden.n; i++)
-        if (wd_rx_match(tp->forbidden.v[i], joined.p ? joined.p : "", joined.len) != 0) {
-            snprintf(msg, sizeof msg, "ctx:exec: the command matches forbidden pattern '%s'",
-                     wd_rx_source(tp->forbidden.v[i]));
-            rc = refuse(r, L, json_pack("{s:o}", "argv", jargv), msg, "forbidden_pattern", "critical");
-            goto out;
-        }
-    const char *bw = bwrap_path();
-    char **cmd = calloc((size_t)argc + 1, sizeof *cmd);
-    for (lua_Integer i = 1; cmd && i <= argc; i++) {
-        lua_rawgeti(L, 3, i);
-        cmd[i - 1] = wd_strdup(lua_tostring(L, -1));
-        lua_pop(L, 1);
-    }
-    char **argv = bw && cmd ? sandbox_argv(bw, tp, r->agent_dir, cmd) : NULL;
-    free_argv(cmd);
-    if (!argv) {
+    const char *bw = NULL;
+    char **argv = NULL;
+    int rc = policy_refuses(r, L, tp, &joined, jargv);
+    if (!rc && !(argv = bwrap_argv(r, L, argc, tp, &bw))) {
         json_decref(jargv);
         luaL_pushfail(L);
         lua_pushstring(L, bw ? "ctx:exec: out of memory"
                              : "ctx:exec needs bubblewrap (bwrap), which is not installed: apt-get install bubblewrap");
         rc = 2;
-        goto out;
+    }
+    if (rc) {
+        wd_buf_free(&joined);
+        wd_policy_unref(p);
+        return rc;
     }
     wd_exec_cancel(r);
     r->exec->argv = argv;
-    r->exec->cmd = joined.p;
-    joined.p = NULL;
+    r->exec->cmd = joined.p; /* owned now */
     r->exec->jargv = jargv;
     if (in_len && (r->exec->in = malloc(in_len)))
         memcpy(r->exec->in, in, in_len);
@@ -319,13 +344,8 @@ int wd_exec_call(wd_run *r, lua_State *L)
     r->exec->limits[2] = p->exec_procs;
     r->exec->limits[3] = p->exec_file_mb;
     r->req.kind = OP_EXEC;
-    wd_buf_free(&joined);
     wd_policy_unref(p);
     return wd_sandbox_yield(L);
-out:
-    wd_buf_free(&joined);
-    wd_policy_unref(p);
-    return rc;
 }
 
 /* ---- the process on the loop ------------------------------------------------------- */
@@ -494,6 +514,63 @@ static void finish(wd_run *r, const char *fail)
 
 static int nonblock(int fd) { return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
+/* The child: its pipes as 0, 1 and 2, the limits, nobody's uid when we are root, no
+** descriptor and no environment of ours; then bwrap. Async-signal-safe calls only (the
+** engine may have threads). */
+static void child(char *const *argv, int in, int out, int err, const struct rlimit *lim, int as_root)
+{
+    static const int RES[5] = {RLIMIT_CPU, RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_CORE};
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    setsid();
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+        _exit(126);
+    for (int i = 0; i < 5; i++)
+        if (setrlimit(RES[i], &lim[i]) < 0)
+            _exit(126);
+    if (as_root && (setgroups(0, NULL) < 0 || setgid(EXEC_UID) < 0 || setuid(EXEC_UID) < 0))
+        _exit(126);
+    if (syscall(SYS_close_range, 3, ~0U, 0) < 0) /* no descriptor of ours reaches the sandbox */
+        for (int fd = 3; fd < 65536; fd++)
+            close(fd);
+    /* bwrap gets no environment either (LD_PRELOAD and the like stay out) */
+    static char *const no_env[] = {NULL};
+    execve(argv[0], argv, no_env);
+    _exit(127);
+}
+
+/* the command's pipes, its exit and its timeout watched on the loop; -1 out of memory */
+static int watch(wd_run *r)
+{
+    wd_exec_state *x = r->exec;
+    nonblock(x->fd_in);
+    nonblock(x->fd_out);
+    nonblock(x->fd_err);
+    struct event_base *b = r->eng->base;
+    x->ev_out = event_new(b, x->fd_out, EV_READ | EV_PERSIST, on_output, r);
+    x->ev_err = event_new(b, x->fd_err, EV_READ | EV_PERSIST, on_output, r);
+    x->ev_exit = event_new(b, x->pidfd, EV_READ, on_exit_ev, r);
+    x->timer = evtimer_new(b, on_timeout, r);
+    if (x->in_len)
+        x->ev_in = event_new(b, x->fd_in, EV_WRITE | EV_PERSIST, on_stdin, r);
+    else {
+        close(x->fd_in);
+        x->fd_in = -1;
+    }
+    if (!x->ev_out || !x->ev_err || !x->ev_exit || !x->timer || (x->in_len && !x->ev_in))
+        return -1;
+    event_add(x->ev_out, NULL);
+    event_add(x->ev_err, NULL);
+    event_add(x->ev_exit, NULL);
+    if (x->ev_in)
+        event_add(x->ev_in, NULL);
+    struct timeval tv = {(time_t)(x->timeout_ms / 1000), (suseconds_t)(x->timeout_ms % 1000) * 1000};
+    evtimer_add(x->timer, &tv);
+    return 0;
+}
+
 void wd_exec_start(wd_run *r)
 {
     /* a command that exits before reading its stdin must not kill us with SIGPIPE */
@@ -514,33 +591,12 @@ void wd_exec_start(wd_run *r)
         {(rlim_t)r->exec->limits[3] << 20, (rlim_t)r->exec->limits[3] << 20},
         {0, 0},
     };
-    static const int RES[5] = {RLIMIT_CPU, RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_CORE};
     int as_root = geteuid() == 0;
     pid_t pid = fork();
     if (pid < 0)
         goto fail;
-    if (pid == 0) {
-        /* the child: async-signal-safe calls only (the engine may have threads) */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        setsid();
-        if (dup2(pin[0], 0) < 0 || dup2(pout[1], 1) < 0 || dup2(perr[1], 2) < 0)
-            _exit(126);
-        for (int i = 0; i < 5; i++)
-            if (setrlimit(RES[i], &lim[i]) < 0)
-                _exit(126);
-        if (as_root && (setgroups(0, NULL) < 0 || setgid(EXEC_UID) < 0 || setuid(EXEC_UID) < 0))
-            _exit(126);
-        if (syscall(SYS_close_range, 3, ~0U, 0) < 0) /* no descriptor of ours reaches the sandbox */
-            for (int fd = 3; fd < 65536; fd++)
-                close(fd);
-        /* bwrap gets no environment either (LD_PRELOAD and the like stay out) */
-        static char *const no_env[] = {NULL};
-        execve(r->exec->argv[0], r->exec->argv, no_env);
-        _exit(127);
-    }
+    if (pid == 0)
+        child(r->exec->argv, pin[0], pout[1], perr[1], lim, as_root);
     r->exec->pid = pid;
     close(pin[0]);
     close(pout[1]);
@@ -554,32 +610,10 @@ void wd_exec_start(wd_run *r)
         finish(r, "ctx:exec: pidfd_open failed");
         return;
     }
-    nonblock(r->exec->fd_in);
-    nonblock(r->exec->fd_out);
-    nonblock(r->exec->fd_err);
-    struct event_base *b = r->eng->base;
-    r->exec->ev_out = event_new(b, r->exec->fd_out, EV_READ | EV_PERSIST, on_output, r);
-    r->exec->ev_err = event_new(b, r->exec->fd_err, EV_READ | EV_PERSIST, on_output, r);
-    r->exec->ev_exit = event_new(b, r->exec->pidfd, EV_READ, on_exit_ev, r);
-    r->exec->timer = evtimer_new(b, on_timeout, r);
-    if (r->exec->in_len)
-        r->exec->ev_in = event_new(b, r->exec->fd_in, EV_WRITE | EV_PERSIST, on_stdin, r);
-    else {
-        close(r->exec->fd_in);
-        r->exec->fd_in = -1;
-    }
-    if (!r->exec->ev_out || !r->exec->ev_err || !r->exec->ev_exit || !r->exec->timer || (r->exec->in_len && !r->exec->ev_in)) {
+    if (watch(r) < 0) {
         kill_child(r);
         finish(r, "ctx:exec: out of memory");
-        return;
     }
-    event_add(r->exec->ev_out, NULL);
-    event_add(r->exec->ev_err, NULL);
-    event_add(r->exec->ev_exit, NULL);
-    if (r->exec->ev_in)
-        event_add(r->exec->ev_in, NULL);
-    struct timeval tv = {(time_t)(r->exec->timeout_ms / 1000), (suseconds_t)(r->exec->timeout_ms % 1000) * 1000};
-    evtimer_add(r->exec->timer, &tv);
     return;
 fail:;
     char msg[200];

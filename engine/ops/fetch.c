@@ -105,70 +105,58 @@ lua_Integer wd_tool_timeout_opt(wd_run *r, lua_State *L, int idx, const char *wh
     return timeout;
 }
 
-int wd_fetch_call(wd_run *r, lua_State *L)
+/* the URL (opts.url) allowed for the running tool: NULL, or why not into msg */
+static const char *url_refused(wd_run *r, const char *url, char *msg, size_t n)
 {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    if (!r->tool.active)
-        return luaL_error(L, "ctx:http is for tools");
-    if (!r->fetch && !(r->fetch = calloc(1, sizeof *r->fetch)))
-        return luaL_error(L, "ctx:http: out of memory");
-    lua_getfield(L, 2, "url");
-    const char *url = lua_tostring(L, -1);
-    if (lua_type(L, -1) != LUA_TSTRING)
-        return luaL_error(L, "ctx:http: url must be a string");
-    char host[256], msg[600];
+    char host[256];
     int port;
     if (wd_http_url_host(url, host, sizeof host, &port) < 0) {
-        snprintf(msg, sizeof msg, "ctx:http: '%.200s' is not an http or https URL", url);
-        return refuse(r, L, url, msg);
+        snprintf(msg, n, "ctx:http: '%.200s' is not an http or https URL", url);
+        return msg;
     }
     wd_policy *p = wd_engine_policy(r->eng);
     const wd_tool_policy *tp = wd_policy_tool(p, r->tool.name);
-    int allowed = tp && host_allowed(&tp->allowed_hosts, host, port);
-    if (!allowed) {
-        if (!tp || !tp->allowed_hosts.n)
-            snprintf(msg, sizeof msg, "ctx:http: tool '%s' has no allowed_hosts in the policy", r->tool.name);
-        else
-            snprintf(msg, sizeof msg, "ctx:http: host '%s' is not in the allowed_hosts of tool '%s'", host,
-                     r->tool.name);
-        wd_policy_unref(p);
-        return refuse(r, L, url, msg);
+    const char *why = NULL;
+    if (!tp || !tp->allowed_hosts.n) {
+        snprintf(msg, n, "ctx:http: tool '%s' has no allowed_hosts in the policy", r->tool.name);
+        why = msg;
+    } else if (!host_allowed(&tp->allowed_hosts, host, port)) {
+        snprintf(msg, n, "ctx:http: host '%s' is not in the allowed_hosts of tool '%s'", host, r->tool.name);
+        why = msg;
     }
     wd_policy_unref(p);
+    return why;
+}
 
-    const char *method = NULL;
-    if (lua_getfield(L, 2, "method") != LUA_TNIL) {
-        method = lua_tostring(L, -1);
-        int ok = 0;
-        for (int i = 0; method && METHODS[i]; i++)
-            ok |= !strcmp(method, METHODS[i]);
-        if (!ok)
-            return luaL_error(L, "ctx:http: method must be one of GET, POST, PUT, PATCH, DELETE, HEAD");
-    }
-    lua_Integer timeout = wd_tool_timeout_opt(r, L, 2, "ctx:http");
-
-    /* everything below is copied into r->fetch; nothing raises after the first copy */
-    wd_buf body = {0};
-    int json_body = 0;
+/* opts.body into body: a string as is, a table as JSON (*json set); raises on another */
+static void read_body(lua_State *L, wd_buf *body, int *json)
+{
     int bt = lua_getfield(L, 2, "body");
     if (bt == LUA_TSTRING) {
         size_t l;
         const char *b = lua_tolstring(L, -1, &l);
-        wd_buf_add(&body, b, l);
+        wd_buf_add(body, b, l);
     } else if (bt == LUA_TTABLE) {
         char err[300];
         json_t *j = wd_lua_to_json(L, -1, err, sizeof err);
         if (!j)
-            return luaL_error(L, "ctx:http: body: %s", err);
+            luaL_error(L, "ctx:http: body: %s", err);
         char *s = wd_json_compact_text(j);
         json_decref(j);
-        wd_buf_adds(&body, s ? s : "null");
+        wd_buf_adds(body, s ? s : "null");
         free(s);
-        json_body = 1;
+        *json = 1;
     } else if (bt != LUA_TNIL) {
-        return luaL_error(L, "ctx:http: body must be a string or a table");
+        luaL_error(L, "ctx:http: body must be a string or a table");
     }
     lua_pop(L, 1);
+}
+
+/* opts.headers as "Name: value" lines into *out (caller frees each and the list; at most
+** FETCH_MAX_HEADERS, a JSON body's Content-Type added), their count into *n. NULL, or
+** what is wrong with them (nothing allocated then). Never raises. */
+static const char *read_headers(lua_State *L, int json_body, char ***out, size_t *n)
+{
     char **hs = calloc(FETCH_MAX_HEADERS + 1, sizeof *hs);
     size_t nh = 0;
     const char *bad = NULL;
@@ -189,15 +177,53 @@ int wd_fetch_call(wd_run *r, lua_State *L)
             lua_pop(L, 1); /* the key lua_next left */
     }
     lua_pop(L, 1);
-    if (!bad && json_body && hs && nh < FETCH_MAX_HEADERS &&
-        asprintf(&hs[nh], "Content-Type: application/json") >= 0)
+    if (!bad && json_body && hs && nh < FETCH_MAX_HEADERS && asprintf(&hs[nh], "Content-Type: application/json") >= 0)
         nh++;
     if (bad || !hs) {
         for (size_t i = 0; hs && i < nh; i++)
             free(hs[i]);
         free(hs);
+        return bad ? bad : "out of memory";
+    }
+    *out = hs;
+    *n = nh;
+    return NULL;
+}
+
+int wd_fetch_call(wd_run *r, lua_State *L)
+{
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!r->tool.active)
+        return luaL_error(L, "ctx:http is for tools");
+    if (!r->fetch && !(r->fetch = calloc(1, sizeof *r->fetch)))
+        return luaL_error(L, "ctx:http: out of memory");
+    lua_getfield(L, 2, "url");
+    const char *url = lua_tostring(L, -1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "ctx:http: url must be a string");
+    char msg[600];
+    if (url_refused(r, url, msg, sizeof msg))
+        return refuse(r, L, url, msg);
+    const char *method = NULL;
+    if (lua_getfield(L, 2, "method") != LUA_TNIL) {
+        method = lua_tostring(L, -1);
+        int ok = 0;
+        for (int i = 0; method && METHODS[i]; i++)
+            ok |= !strcmp(method, METHODS[i]);
+        if (!ok)
+            return luaL_error(L, "ctx:http: method must be one of GET, POST, PUT, PATCH, DELETE, HEAD");
+    }
+    lua_Integer timeout = wd_tool_timeout_opt(r, L, 2, "ctx:http");
+    /* everything below is copied into r->fetch; nothing raises once the body is held */
+    wd_buf body = {0};
+    int json_body = 0;
+    read_body(L, &body, &json_body);
+    char **hs = NULL;
+    size_t nh = 0;
+    const char *bad = read_headers(L, json_body, &hs, &nh);
+    if (bad) {
         wd_buf_free(&body);
-        return luaL_error(L, "ctx:http: %s", bad ? bad : "out of memory");
+        return luaL_error(L, "ctx:http: %s", bad);
     }
     fetch_clear(r);
     r->fetch->url = wd_strdup(url);

@@ -180,52 +180,12 @@ static json_t *cap_calls(wd_run *r, json_t *calls)
 }
 
 /* the answer (normalized) to the agent, with its cost */
-static void deliver(wd_run *r, json_t *a)
+/* the answer as the agent reads it, pushed on co: {content, tool_calls (calls: at most
+** the turn's cap, with ids and decoded arguments), usage, refused_tool_calls, cost_usd,
+** model}; all: every call the model asked for */
+static void push_answer(wd_run *r, lua_State *co, json_t *a, json_t *all, json_t *calls, long long in, long long out,
+                        double cost)
 {
-    const wd_model *m = r->call->model;
-    long long latency = (wd_now_ns() - r->req.t0) / 1000000;
-    json_t *usage = json_object_get(a, "usage");
-    long long in = json_integer_value(json_object_get(usage, "input_tokens"));
-    long long out = json_integer_value(json_object_get(usage, "output_tokens"));
-    double cost = m ? (double)in / 1000.0 * m->input_usd_per_1k + (double)out / 1000.0 * m->output_usd_per_1k : 0;
-    if (r->call->cached) {
-        cost = 0;
-    } else if (r->call->cache_key[0]) {
-        char *text = wd_json_compact_text(a);
-        if (!text || wd_store_cache_put(r->eng->store, r->call->cache_key, text, wd_budget_nusd(cost), wd_store_now(r->eng->store),
-                                        r->pol->cache_ttl_ms) < 0)
-            json_array_append_new(r->errors, json_string("response cache: the answer could not be kept"));
-        free(text);
-    }
-    r->cost += cost;
-    r->last_fail_timeout = 0;
-    json_t *all = json_object_get(a, "tool_calls");
-    json_t *ev = llm_event(r, 1, latency);
-    json_object_set_new(ev, "input_tokens", json_integer(in));
-    json_object_set_new(ev, "output_tokens", json_integer(out));
-    json_object_set_new(ev, "cost_usd", json_real(cost));
-    json_object_set_new(ev, "message_count", json_integer(r->req.nmessages));
-    json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)json_array_size(all)));
-    if (r->call->cached) {
-        json_object_set_new(ev, "cache_hit", json_true());
-        json_object_set_new(ev, "saved_usd", json_real(r->call->saved_usd));
-    }
-    wd_run_audit(r, ev);
-    wd_budget_settle(r, &r->llm_hold, cost);
-    json_t *calls = cap_calls(r, all);
-    if (r->det) {
-        json_t *de = json_pack("{s:s,s:s,s:b,s:I,s:I,s:f}", "type", "llm_call", "model", model_name(r), "success", 1,
-                               "input_tokens", (json_int_t)in, "output_tokens", (json_int_t)out, "cost_usd", cost);
-        json_t *content = json_object_get(a, "content");
-        if (de && json_is_string(content))
-            json_object_set(de, "content", content);
-        if (de && json_is_array(calls))
-            json_object_set(de, "tool_calls", calls);
-        wd_run_observe(r, de);
-    }
-
-    lua_State *co = r->waiting;
-    r->sb->in_engine++;
     lua_createtable(co, 0, 5);
     json_t *content = json_object_get(a, "content");
     if (json_is_string(content)) {
@@ -278,11 +238,60 @@ static void deliver(wd_run *r, json_t *a)
         lua_pushinteger(co, (lua_Integer)(json_array_size(all) - json_array_size(calls)));
         lua_setfield(co, -2, "refused_tool_calls");
     }
-    json_decref(calls);
     lua_pushnumber(co, cost);
     lua_setfield(co, -2, "cost_usd");
     lua_pushstring(co, model_name(r));
     lua_setfield(co, -2, "model");
+}
+
+static void deliver(wd_run *r, json_t *a)
+{
+    const wd_model *m = r->call->model;
+    long long latency = (wd_now_ns() - r->req.t0) / 1000000;
+    json_t *usage = json_object_get(a, "usage");
+    long long in = json_integer_value(json_object_get(usage, "input_tokens"));
+    long long out = json_integer_value(json_object_get(usage, "output_tokens"));
+    double cost = m ? (double)in / 1000.0 * m->input_usd_per_1k + (double)out / 1000.0 * m->output_usd_per_1k : 0;
+    if (r->call->cached) {
+        cost = 0;
+    } else if (r->call->cache_key[0]) {
+        char *text = wd_json_compact_text(a);
+        if (!text || wd_store_cache_put(r->eng->store, r->call->cache_key, text, wd_budget_nusd(cost), wd_store_now(r->eng->store),
+                                        r->pol->cache_ttl_ms) < 0)
+            json_array_append_new(r->errors, json_string("response cache: the answer could not be kept"));
+        free(text);
+    }
+    r->cost += cost;
+    r->last_fail_timeout = 0;
+    json_t *all = json_object_get(a, "tool_calls");
+    json_t *ev = llm_event(r, 1, latency);
+    json_object_set_new(ev, "input_tokens", json_integer(in));
+    json_object_set_new(ev, "output_tokens", json_integer(out));
+    json_object_set_new(ev, "cost_usd", json_real(cost));
+    json_object_set_new(ev, "message_count", json_integer(r->req.nmessages));
+    json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)json_array_size(all)));
+    if (r->call->cached) {
+        json_object_set_new(ev, "cache_hit", json_true());
+        json_object_set_new(ev, "saved_usd", json_real(r->call->saved_usd));
+    }
+    wd_run_audit(r, ev);
+    wd_budget_settle(r, &r->llm_hold, cost);
+    json_t *calls = cap_calls(r, all);
+    if (r->det) {
+        json_t *de = json_pack("{s:s,s:s,s:b,s:I,s:I,s:f}", "type", "llm_call", "model", model_name(r), "success", 1,
+                               "input_tokens", (json_int_t)in, "output_tokens", (json_int_t)out, "cost_usd", cost);
+        json_t *content = json_object_get(a, "content");
+        if (de && json_is_string(content))
+            json_object_set(de, "content", content);
+        if (de && json_is_array(calls))
+            json_object_set(de, "tool_calls", calls);
+        wd_run_observe(r, de);
+    }
+
+    lua_State *co = r->waiting;
+    r->sb->in_engine++;
+    push_answer(r, co, a, all, calls, in, out, cost);
+    json_decref(calls);
     r->sb->in_engine--;
     call_clear(r);
     wd_run_schedule(r, co, 1);

@@ -506,6 +506,37 @@ void wd_http_cancel(wd_http_req *q)
     req_free(q);
 }
 
+/* the easy handle's options: our callbacks, the timeouts (connect, and a backstop behind
+** our own read timer), no redirects, no proxy for loopback, http and https only */
+static void set_options(wd_http_req *q, const wd_http_opts *o)
+{
+    CURL *e = q->easy;
+    wd_http *h = q->h;
+    long long connect_ms = o->connect_ms > 0 ? o->connect_ms : 3000;
+    curl_easy_setopt(e, CURLOPT_URL, o->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, q);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, q->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "127.0.0.1,localhost,::1");
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
+    /* a backstop: our own read timer fires first */
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(connect_ms + q->read_ms + 1000));
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(q->read_ms / 1000 + 1));
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, q);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, q);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_cb);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, h);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
+}
+
 wd_http_req *wd_http_start(wd_http *h, const wd_http_opts *o, wd_http_done_fn cb, void *ud, char *err,
                            size_t errlen)
 {
@@ -532,29 +563,7 @@ wd_http_req *wd_http_start(wd_http *h, const wd_http_opts *o, wd_http_done_fn cb
         goto fail;
     }
     CURL *e = q->easy;
-    long long connect_ms = o->connect_ms > 0 ? o->connect_ms : 3000;
-    curl_easy_setopt(e, CURLOPT_URL, o->url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, q);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, q->errbuf);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_NOPROXY, "127.0.0.1,localhost,::1");
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
-    /* a backstop: our own read timer fires first */
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(connect_ms + q->read_ms + 1000));
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(q->read_ms / 1000 + 1));
-    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
-    curl_easy_setopt(e, CURLOPT_PREREQDATA, q);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, q);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_cb);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, h);
-    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
-    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
+    set_options(q, o);
     const char *method = o->method ? o->method : (o->body ? "POST" : "GET");
     if (o->body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);

@@ -164,11 +164,49 @@ static int listed(const json_t *l, const char *name)
     return found;
 }
 
+/* this person's decision written (approve: one more approver, the request approved
+** once it has enough; else rejected): 1, 0 refused (msg says why: they approved it
+** already), -1 the store failed */
+static int write_decision(wd_store *s, wd_approval_state *st, const char *id, int approve, const char *by,
+                          const char *reason, int64_t now_ms, char *msg, size_t n)
+{
+    int c;
+    char *by_text = NULL;
+    if (approve) {
+        if (listed(st->approved_by, by)) {
+            snprintf(msg, n, "%s has approved request %s already; it needs %d different approvers", by, id,
+                     st->needed);
+            return 0;
+        }
+        json_array_append_new(st->approved_by, json_string(by));
+        by_text = json_dumps(st->approved_by, JSON_COMPACT);
+        int done = (int)json_array_size(st->approved_by) >= st->needed;
+        c = exec_changed(s,
+                         done ? "UPDATE approvals SET approved_by = ?2, decided_by = ?3, status = 'approved',"
+                                " decided_ms = ?4 WHERE id = ?1"
+                              : "UPDATE approvals SET approved_by = ?2, decided_by = ?3 WHERE id = ?1",
+                         id, by_text, by, now_ms);
+        if (done)
+            snprintf(msg, n, "approved request %s", id);
+        else
+            snprintf(msg, n, "approval %zu of %d recorded for request %s: it needs %d more",
+                     json_array_size(st->approved_by), st->needed, id,
+                     st->needed - (int)json_array_size(st->approved_by));
+    } else {
+        c = exec_changed(s,
+                         "UPDATE approvals SET status = 'rejected', decided_by = ?2, reason = ?3, decided_ms = ?4"
+                         " WHERE id = ?1",
+                         id, by, reason, now_ms);
+        snprintf(msg, n, "rejected request %s", id);
+    }
+    free(by_text);
+    return c < 0 ? -1 : 1;
+}
+
 int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by, const char *via, const char *reason,
                        int64_t now_ms, char *msg, size_t n)
 {
     wd_approval_state st = {0};
-    char *by_text = NULL;
     int rc = -1;
     if (wd_store_begin(s) < 0)
         return -1;
@@ -208,34 +246,9 @@ int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by,
         free(names);
         goto out;
     }
-    int c;
-    if (approve) {
-        if (listed(st.approved_by, by)) {
-            snprintf(msg, n, "%s has approved request %s already; it needs %d different approvers", by, id,
-                     st.needed);
-            goto out;
-        }
-        json_array_append_new(st.approved_by, json_string(by));
-        by_text = json_dumps(st.approved_by, JSON_COMPACT);
-        int done = (int)json_array_size(st.approved_by) >= st.needed;
-        c = exec_changed(s,
-                         done ? "UPDATE approvals SET approved_by = ?2, decided_by = ?3, status = 'approved',"
-                                " decided_ms = ?4 WHERE id = ?1"
-                              : "UPDATE approvals SET approved_by = ?2, decided_by = ?3 WHERE id = ?1",
-                         id, by_text, by, now_ms);
-        if (done)
-            snprintf(msg, n, "approved request %s", id);
-        else
-            snprintf(msg, n, "approval %zu of %d recorded for request %s: it needs %d more",
-                     json_array_size(st.approved_by), st.needed, id,
-                     st.needed - (int)json_array_size(st.approved_by));
-    } else {
-        c = exec_changed(s,
-                         "UPDATE approvals SET status = 'rejected', decided_by = ?2, reason = ?3, decided_ms = ?4"
-                         " WHERE id = ?1",
-                         id, by, reason, now_ms);
-        snprintf(msg, n, "rejected request %s", id);
-    }
+    int c = write_decision(s, &st, id, approve, by, reason, now_ms, msg, n);
+    if (c == 0)
+        goto out;
     if (c >= 0)
         c = exec_changed(s, "UPDATE approvals SET decided_via = ?2 WHERE id = ?1", id, via ? via : "", NULL, 0);
     if (c < 0 || wd_store_commit(s) < 0) {
@@ -246,7 +259,6 @@ int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by,
 out:
     wd_store_rollback(s); /* after a refusal or an error; nothing once committed */
     wd_approval_state_clear(&st);
-    free(by_text);
     return rc;
 }
 
