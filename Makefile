@@ -21,7 +21,9 @@ OPT     ?= -O2 -g
 # the engine's layers, lowest first (docs/architecture.md): a folder uses only its own
 # files and those of the folders before it; tools/layers.lua checks it
 LAYERS   := base policy sandbox state audit runtime ops bindings operate serve cli
-WD_CFLAGS := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -pthread -Iengine/include $(LAYERS:%=-Iengine/%) \
+# WERROR=1 (CI) turns every warning into an error
+WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes $(if $(WERROR),-Werror)
+WD_CFLAGS := $(OPT) -std=c11 -D_GNU_SOURCE $(WARNINGS) -fPIC -pthread -Iengine/include $(LAYERS:%=-Iengine/%) \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
            -DWD_LUA_DIR='"$(CURDIR)/lua"' -DWD_WEB_DIR='"$(CURDIR)/web"' -DWD_CJSON_SO='"$(CJSON_SO)"' $(CFLAGS)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread

@@ -28,7 +28,7 @@ static inline int wd_buf_add(wd_buf *b, const char *s, size_t n)
 }
 int wd_buf_adds(wd_buf *b, const char *s);
 int wd_buf_addf(wd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int wd_buf_vaddf(wd_buf *b, const char *fmt, va_list ap);
+int wd_buf_vaddf(wd_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void wd_buf_free(wd_buf *b);
 
 /* sums of money (nano-dollars) and counts that must not wrap: saturates at the ends */

@@ -199,6 +199,8 @@ static const luaL_Reg funcs[] = {
     {NULL, NULL},
 };
 
+int luaopen_warden_core(lua_State *L); /* the module's entry, found by require */
+
 int luaopen_warden_core(lua_State *L)
 {
     /* the watchdog thread runs code from this library: it must never be unloaded,

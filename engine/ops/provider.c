@@ -248,10 +248,11 @@ void wd_provider_request_free(wd_llm_request *q)
     memset(q, 0, sizeof *q);
 }
 
-static int add_header(wd_llm_request *q, const char *fmt, const char *v)
+/* "Name: " and its value as one header line */
+static int add_header(wd_llm_request *q, const char *name, const char *v)
 {
     char *h = NULL;
-    if (asprintf(&h, fmt, v) < 0)
+    if (asprintf(&h, "%s%s", name, v) < 0)
         return -1;
     q->headers[q->nheaders++] = h;
     return 0;
@@ -294,14 +295,14 @@ int wd_provider_request(const wd_model *m, const char *base_url, const json_t *c
     if (!out->body)
         goto oom;
     out->body_len = text.len;
-    if (add_header(out, "%s", "Content-Type: application/json") < 0)
+    if (add_header(out, "Content-Type: ", "application/json") < 0)
         goto oom;
     if (anthropic) {
-        if (add_header(out, "anthropic-version: %s", ANTHROPIC_VERSION) < 0)
+        if (add_header(out, "anthropic-version: ", ANTHROPIC_VERSION) < 0)
             goto oom;
-        if (key && add_header(out, "x-api-key: %s", key) < 0)
+        if (key && add_header(out, "x-api-key: ", key) < 0)
             goto oom;
-    } else if (key && add_header(out, "Authorization: Bearer %s", key) < 0) {
+    } else if (key && add_header(out, "Authorization: Bearer ", key) < 0) {
         goto oom;
     }
     return 0;

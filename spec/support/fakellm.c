@@ -65,7 +65,7 @@ typedef struct conn {
 } conn;
 
 static struct event_base *base;
-static FILE *logf;
+static FILE *log_file;
 static json_t *counters;       /* key -> requests seen */
 static pid_t watch_pid;
 
@@ -498,7 +498,7 @@ static void handle(conn *c, const char *head, const char *body, size_t body_len)
     json_t *cnt = json_object_get(counters, o.key);
     long seen = cnt ? (long)json_integer_value(cnt) : 0;
     json_object_set_new(counters, o.key, json_integer(seen + 1));
-    if (logf) { /* with the names of the tools the request offers the model, and its max_tokens */
+    if (log_file) { /* with the names of the tools the request offers the model, and its max_tokens */
         char tools[1024] = "";
         size_t at = 0;
         json_t *req = body_len ? json_loadb(body, body_len, 0, NULL) : NULL, *t;
@@ -514,8 +514,8 @@ static void handle(conn *c, const char *head, const char *body, size_t body_len)
         json_t *mt = json_object_get(req, "max_tokens");
         long long max_tokens = json_is_integer(mt) ? (long long)json_integer_value(mt) : -1;
         json_decref(req);
-        fprintf(logf, "%s %s %s tools=%s max_tokens=%lld\n", o.key, method, path, at ? tools : "-", max_tokens);
-        fflush(logf);
+        fprintf(log_file, "%s %s %s tools=%s max_tokens=%lld\n", o.key, method, path, at ? tools : "-", max_tokens);
+        fflush(log_file);
     }
     c->busy = 1;
     int anthropic = strstr(path, "/messages") != NULL;
@@ -590,9 +590,9 @@ static void handle(conn *c, const char *head, const char *body, size_t body_len)
         b[strlen(b) / 2] = '\0'; /* half a JSON document, honestly sized */
     }
     if (!strcmp(o.mode, "trickle")) {
-        const char *h = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n";
         char hb[200];
-        snprintf(hb, sizeof hb, h, strlen(b));
+        snprintf(hb, sizeof hb, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                 strlen(b));
         send_bytes(c, hb, strlen(hb));
         c->trickle = b;
         c->trickle_len = strlen(b);
@@ -725,7 +725,7 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     counters = json_object();
-    if (log_path && !(logf = fopen(log_path, "a"))) {
+    if (log_path && !(log_file = fopen(log_path, "a"))) {
         perror(log_path);
         return 1;
     }
