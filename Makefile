@@ -46,7 +46,7 @@ l=$$(sed -n 's/^\([0-9]*\) successes \/ \([0-9]*\) failures \/ \([0-9]*\) errors
 set -- $$c $$l; echo "$(1): $$(($$1 + $$3)) passed, $$(($$2 + $$4 + $$5)) failed"
 endef
 
-.PHONY: all deps test test-c test-lua spec ctest layers lint demo asan tsan bench fuzz fuzz-build analyze clean
+.PHONY: all deps test test-c test-lua spec ctest layers format lint demo asan tsan bench fuzz fuzz-build analyze clean
 
 all: $(BUILD)/warden $(BUILD)/lua/warden/core.so
 
@@ -128,6 +128,11 @@ ctest:
 
 lint: layers
 	@if command -v luacheck >/dev/null; then luacheck -q lua agents spec tools; fi
+
+# the C sources in the house style (.clang-format; Debian's clang-format)
+format:
+	@command -v clang-format >/dev/null || { echo "format needs clang-format (apt-get install clang-format)"; exit 2; }
+	@git ls-files 'engine/*.c' 'engine/*.h' 'spec/support/*.c' | xargs clang-format -i
 
 # the engine's shape (docs/architecture.md): no call or include from a lower layer to a
 # higher one, no loop of calls between files, no file over 800 lines nor function over 80

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #define STAGE_GROUP 8 /* one group costs ~16 us: every eighth call pays it (p99 26 us) */
-#define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
+#define ZERO_HASH   "0000000000000000000000000000000000000000000000000000000000000000"
 
 struct wd_audit {
     char *path;
@@ -38,15 +38,15 @@ struct wd_audit {
         size_t start, prev_at, seq_at, end;
         size_t line_at, line_end; /* in out, once rendered */
         char run[37], event[40];  /* for the observer */
-    } *pending;
+    } * pending;
     size_t npending, cap;
     long long appended, written; /* records taken, and of those the ones in the file */
     int unsynced;                /* written without the disk's flush: the next batch flush asks for it */
-    off_t known_size;     /* file size after our last write; -1 unknown */
+    off_t known_size;            /* file size after our last write; -1 unknown */
     long long seq;
     char prev_hash[65];
     EVP_MD_CTX *md;
-    json_t *ts;    /* the timestamp of the millisecond ts_ms */
+    json_t *ts; /* the timestamp of the millisecond ts_ms */
     int64_t ts_ms;
     /* fsync: batch syncs on a thread of its own: a flush writes under the file lock
     ** and returns, while fdatasync (0.5 ms typically, 14 ms seen, on a virtual disk)
@@ -411,8 +411,7 @@ static void *sync_main(void *arg)
         pthread_mutex_unlock(&a->mu);
         /* an fsync error is fatal for the log: the page cache may have dropped the data */
         if (!atomic_load(&a->sync_failed) && fdatasync(a->fd) < 0) {
-            snprintf(a->sync_errmsg, sizeof a->sync_errmsg, "audit log %s: fsync failed: %s", a->path,
-                     strerror(errno));
+            snprintf(a->sync_errmsg, sizeof a->sync_errmsg, "audit log %s: fsync failed: %s", a->path, strerror(errno));
             atomic_store(&a->sync_failed, 1);
         }
         pthread_mutex_lock(&a->mu);
@@ -609,8 +608,7 @@ static int verify_line(char *line, ssize_t n, const char *path, long lineno, lon
     wd_buf_free(&canon);
     json_decref(rec);
     if (strcmp(got, want_hash)) {
-        wd_buf_addf(report, "%s:%ld: hash does not match the record's content: the line was edited", path,
-                    lineno);
+        wd_buf_addf(report, "%s:%ld: hash does not match the record's content: the line was edited", path, lineno);
         return 1;
     }
     if (!prev_ok || !seq_ok) {
@@ -644,8 +642,7 @@ int wd_audit_verify(const char *path, wd_buf *report, long *records)
     while ((n = getline(&line, &cap, f)) > 0) {
         lineno++;
         if (line[n - 1] != '\n') {
-            wd_buf_addf(report, "%s:%ld: torn last line (no newline): a crash mid-write or a cut file", path,
-                        lineno);
+            wd_buf_addf(report, "%s:%ld: torn last line (no newline): a crash mid-write or a cut file", path, lineno);
             rc = 1;
             break;
         }

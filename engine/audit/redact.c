@@ -107,7 +107,8 @@ static json_t *redact(const wd_policy *p, json_t *v, int depth, int *hits)
     if (json_is_object(v)) {
         const char *k;
         json_t *kv;
-        json_object_foreach(v, k, kv) {
+        json_object_foreach(v, k, kv)
+        {
             int secret = wd_redact_is_secret_key(p, k) && !json_is_null(kv);
             json_t *n = secret ? json_string("[REDACTED]") : redact(p, kv, depth + 1, hits);
             *hits += secret;
@@ -117,7 +118,8 @@ static json_t *redact(const wd_policy *p, json_t *v, int depth, int *hits)
     } else if (json_is_array(v)) {
         size_t i;
         json_t *iv;
-        json_array_foreach(v, i, iv) {
+        json_array_foreach(v, i, iv)
+        {
             json_t *n = redact(p, iv, depth + 1, hits);
             if (n)
                 json_array_set_new(v, i, n);
@@ -132,15 +134,16 @@ void wd_redact_value(const wd_policy *p, json_t *v)
     json_decref(redact(p, v, 0, &hits)); /* a bare string cannot be replaced in place: callers pass containers */
 }
 
-static const char *const ENGINE_FIELDS[] = {"seq", "timestamp", "event", "run_id", "session_id",
-                                            "prev_hash", "hash", "agent", "user_id", NULL};
+static const char *const ENGINE_FIELDS[] = {"seq",       "timestamp", "event", "run_id",  "session_id",
+                                            "prev_hash", "hash",      "agent", "user_id", NULL};
 
 int wd_redact_record(const wd_policy *p, json_t *rec)
 {
     int hits = 0;
     const char *k;
     json_t *kv;
-    json_object_foreach(rec, k, kv) {
+    json_object_foreach(rec, k, kv)
+    {
         int skip = 0;
         for (int i = 0; ENGINE_FIELDS[i] && !skip; i++)
             skip = k[0] == ENGINE_FIELDS[i][0] && !strcmp(k, ENGINE_FIELDS[i]);

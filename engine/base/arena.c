@@ -7,16 +7,16 @@
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
 #define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
 #else
-#define POISON(p, n) ((void)(p), (void)(n))
+#define POISON(p, n)   ((void)(p), (void)(n))
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
 #define CHUNK_BYTES 8192
-#define CHUNK_HEAD 16 /* the link to the next chunk, padded to keep blocks 16-aligned */
-#define SMALL_MAX (WD_ARENA_CLASSES * 16)
+#define CHUNK_HEAD  16 /* the link to the next chunk, padded to keep blocks 16-aligned */
+#define SMALL_MAX   (WD_ARENA_CLASSES * 16)
 
 struct wd_arena_big {
     wd_arena_big *prev, *next;

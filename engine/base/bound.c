@@ -20,7 +20,7 @@ static size_t escape_extra(unsigned char c)
 ** time are tested for a control byte, a quote or a backslash (the classic "has a zero
 ** byte" and "has a byte less than n" word tricks), and only a word holding one is looked
 ** at byte by byte. Every record of the log passes here. */
-#define ONES 0x0101010101010101ULL
+#define ONES  0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
 static size_t string_size(const char *s, size_t n)
 {
@@ -70,7 +70,8 @@ static size_t size_of(const json_t *v, size_t stop, int depth)
         size_t n = json_object_size(v), total = 2 + (n ? n - 1 : 0);
         const char *k;
         json_t *x;
-        json_object_foreach((json_t *)v, k, x) {
+        json_object_foreach((json_t *)v, k, x)
+        {
             if (total > stop)
                 break;
             total += string_size(k, strlen(k)) + 1;
@@ -133,7 +134,8 @@ size_t wd_bound_record(json_t *rec, size_t cap, const char *big, size_t big_cap,
     json_t *v;
     void *tmp;
     json_t *marks = NULL;
-    json_object_foreach_safe(rec, tmp, k, v) {
+    json_object_foreach_safe(rec, tmp, k, v)
+    {
         size_t c = big && !strcmp(k, big) ? big_cap : cap;
         size_t sz = size_of(v, c, 0);
         if (sz > c) {

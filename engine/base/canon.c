@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DEPTH 2048
+#define MAX_DEPTH  2048
 #define STACK_KEYS 32
 
 /* 1 where a byte must be escaped: ", \ and the C0 controls (jansson escapes no more) */
@@ -37,9 +37,7 @@ static int put_string(wd_buf *b, const char *s, size_t n)
         case '\n': e[1] = 'n'; break;
         case '\r': e[1] = 'r'; break;
         case '\t': e[1] = 't'; break;
-        default:
-            e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hexd[c >> 4], e[5] = hexd[c & 15];
-            el = 6;
+        default: e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hexd[c >> 4], e[5] = hexd[c & 15]; el = 6;
         }
         if (wd_buf_add(b, e, el) < 0)
             return -1;
@@ -102,7 +100,8 @@ static int put_object(const json_t *v, wd_buf *b, int depth, int sorted)
         const char *k;
         json_t *x;
         int rc = wd_buf_add(b, "{", 1), first = 1;
-        json_object_foreach((json_t *)v, k, x) {
+        json_object_foreach((json_t *)v, k, x)
+        {
             if (!first)
                 rc |= wd_buf_add(b, ",", 1);
             first = 0;
@@ -175,12 +174,13 @@ static int sorted_pairs(const json_t *v, pair *stack, pair **out)
         return -1;
     const char *k;
     json_t *x;
-    json_object_foreach((json_t *)v, k, x) {
+    json_object_foreach((json_t *)v, k, x)
+    {
         if (i == n)
             break;
         m[i++] = (pair){k, x};
     }
-    n = i; /* what was filled is what is sorted */
+    n = i;                 /* what was filled is what is sorted */
     if (n <= STACK_KEYS) { /* records are small: insertion sort beats qsort's calls */
         for (size_t a = 1; a < n; a++)
             for (size_t c = a; c > 0 && key_cmp(m[c - 1].k, m[c].k) > 0; c--) {

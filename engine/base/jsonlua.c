@@ -167,10 +167,8 @@ static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, size_t *text,
     if (t != LUA_TSTRING && t != LUA_TTABLE)
         *text += 4;
     switch (t) {
-    case LUA_TNIL:
-        return json_null();
-    case LUA_TBOOLEAN:
-        return json_boolean(lua_toboolean(L, idx));
+    case LUA_TNIL: return json_null();
+    case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
     case LUA_TNUMBER:
         if (lua_isinteger(L, idx))
             return json_integer((json_int_t)lua_tointeger(L, idx));
@@ -192,10 +190,8 @@ static json_t *conv(lua_State *L, int idx, int depth, wd_buf *ptr, size_t *text,
         if (lua_touserdata(L, idx) == NULL)
             return json_null();
         break;
-    case LUA_TTABLE:
-        return conv_table(L, idx, depth, ptr, text, err, errlen);
-    default:
-        break;
+    case LUA_TTABLE: return conv_table(L, idx, depth, ptr, text, err, errlen);
+    default: break;
     }
     wd_errf(err, errlen, "%s: a %s cannot be passed as data", ptr->len ? ptr->p : "/",
             lua_typename(L, lua_type(L, idx)));
@@ -232,7 +228,8 @@ void wd_json_push(lua_State *L, const json_t *j)
         const char *k;
         json_t *v;
         lua_createtable(L, 0, (int)json_object_size(j));
-        json_object_foreach((json_t *)j, k, v) {
+        json_object_foreach((json_t *)j, k, v)
+        {
             wd_json_push(L, v);
             lua_setfield(L, -2, k);
         }
@@ -242,28 +239,18 @@ void wd_json_push(lua_State *L, const json_t *j)
         size_t i;
         json_t *v;
         lua_createtable(L, (int)json_array_size(j), 0);
-        json_array_foreach((json_t *)j, i, v) {
+        json_array_foreach((json_t *)j, i, v)
+        {
             wd_json_push(L, v);
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
         break;
     }
-    case JSON_STRING:
-        lua_pushlstring(L, json_string_value(j), json_string_length(j));
-        break;
-    case JSON_INTEGER:
-        lua_pushinteger(L, (lua_Integer)json_integer_value(j));
-        break;
-    case JSON_REAL:
-        lua_pushnumber(L, json_real_value(j));
-        break;
-    case JSON_TRUE:
-        lua_pushboolean(L, 1);
-        break;
-    case JSON_FALSE:
-        lua_pushboolean(L, 0);
-        break;
-    default:
-        lua_pushlightuserdata(L, NULL);
+    case JSON_STRING: lua_pushlstring(L, json_string_value(j), json_string_length(j)); break;
+    case JSON_INTEGER: lua_pushinteger(L, (lua_Integer)json_integer_value(j)); break;
+    case JSON_REAL: lua_pushnumber(L, json_real_value(j)); break;
+    case JSON_TRUE: lua_pushboolean(L, 1); break;
+    case JSON_FALSE: lua_pushboolean(L, 0); break;
+    default: lua_pushlightuserdata(L, NULL);
     }
 }

@@ -86,7 +86,4 @@ int wd_rx_find(const wd_rx *rx, const char *s, size_t len, size_t start, size_t 
     return 1;
 }
 
-int wd_rx_match(const wd_rx *rx, const char *s, size_t len)
-{
-    return wd_rx_find(rx, s, len, 0, NULL, NULL);
-}
+int wd_rx_match(const wd_rx *rx, const char *s, size_t len) { return wd_rx_find(rx, s, len, 0, NULL, NULL); }

@@ -177,8 +177,8 @@ void wd_rfc3339_ms(int64_t wall_ms, char *out, size_t n)
     time_t secs = (time_t)(wall_ms / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
-    snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(wall_ms % 1000));
+    snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, (int)(wall_ms % 1000));
 }
 
 int64_t wd_parse_time(const char *s)
@@ -334,7 +334,7 @@ char *wd_read_file(const char *path, size_t max, size_t *len)
     if (len)
         *len = b.len;
     return b.p;
-fail: {
+fail : {
     int e = errno;
     close(fd);
     wd_buf_free(&b);

@@ -38,14 +38,14 @@ static inline int64_t wd_add_sat(int64_t a, int64_t b)
     return __builtin_add_overflow(a, b, &r) ? (b > 0 ? INT64_MAX : INT64_MIN) : r;
 }
 
-int64_t wd_now_ns(void);          /* monotonic */
-int64_t wd_wall_ms(void);         /* realtime, ms since the epoch, shifted by the two below */
+int64_t wd_now_ns(void);  /* monotonic */
+int64_t wd_wall_ms(void); /* realtime, ms since the epoch, shifted by the two below */
 /* tests: the wall clock reads wall_ms now (0: the real clock again) / moves ahead by ms.
 ** WARDEN_NOW (RFC 3339 or epoch ms) in the environment sets it at the first read. */
 void wd_clock_set(int64_t wall_ms);
 void wd_clock_advance(int64_t ms);
-int64_t wd_clock_shift(void);     /* what the two above set: 0 outside tests */
-int64_t wd_real_wall_ms(void);    /* realtime, never shifted */
+int64_t wd_clock_shift(void);  /* what the two above set: 0 outside tests */
+int64_t wd_real_wall_ms(void); /* realtime, never shifted */
 /* CLOCK_BOOTTIME in ms: monotonic, the same for every process of one boot, deaf to
 ** steps of the wall clock. What outlives a process measures durations with it through
 ** the state store's clock (store.h, wd_store_now). */

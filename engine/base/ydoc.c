@@ -137,8 +137,7 @@ static int on_event(builder *b, const yaml_event_t *ev, int *docs, char *err, si
 {
     const yaml_mark_t *m = &ev->start_mark;
     switch (ev->type) {
-    case YAML_STREAM_END_EVENT:
-        return 1;
+    case YAML_STREAM_END_EVENT: return 1;
     case YAML_DOCUMENT_START_EVENT:
         if (++*docs > 1) {
             wd_errf(err, errlen, "%d:%d: only one YAML document is allowed per file", (int)m->line + 1,
@@ -150,18 +149,15 @@ static int on_event(builder *b, const yaml_event_t *ev, int *docs, char *err, si
         wd_errf(err, errlen, "%d:%d: aliases (*%s) are not allowed; write the value out", (int)m->line + 1,
                 (int)m->column + 1, (const char *)ev->data.alias.anchor);
         return -1;
-    case YAML_SCALAR_EVENT:
-        return on_scalar(b, ev, err, errlen);
+    case YAML_SCALAR_EVENT: return on_scalar(b, ev, err, errlen);
     case YAML_SEQUENCE_START_EVENT:
-    case YAML_MAPPING_START_EVENT:
-        return on_start(b, ev, err, errlen);
+    case YAML_MAPPING_START_EVENT: return on_start(b, ev, err, errlen);
     case YAML_SEQUENCE_END_EVENT:
     case YAML_MAPPING_END_EVENT:
         if (b->depth > 0) /* libyaml pairs them; nothing here trusts that it does */
             b->depth--;
         return 0;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -211,8 +207,8 @@ int wd_ydoc_is_null(const wd_ynode *n)
 {
     if (!n || n->kind != WD_Y_SCALAR || !n->plain)
         return 0;
-    return n->len == 0 || !strcmp(n->str, "~") || !strcmp(n->str, "null") ||
-           !strcmp(n->str, "Null") || !strcmp(n->str, "NULL");
+    return n->len == 0 || !strcmp(n->str, "~") || !strcmp(n->str, "null") || !strcmp(n->str, "Null") ||
+           !strcmp(n->str, "NULL");
 }
 
 int wd_ydoc_bool(const wd_ynode *n, int *out)

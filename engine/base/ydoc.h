@@ -7,19 +7,19 @@
 #include <stddef.h>
 #include <jansson.h>
 
-#define WD_YDOC_MAX_BYTES (1u << 20)
-#define WD_YDOC_MAX_DEPTH 32
+#define WD_YDOC_MAX_BYTES  (1u << 20)
+#define WD_YDOC_MAX_DEPTH  32
 #define WD_YDOC_MAX_SCALAR (64u * 1024u)
-#define WD_YDOC_MAX_NODES 100000
+#define WD_YDOC_MAX_NODES  100000
 
 typedef enum { WD_Y_SCALAR, WD_Y_SEQ, WD_Y_MAP } wd_ykind;
 
 typedef struct wd_ynode {
     wd_ykind kind;
-    int line, col;   /* 1-based */
+    int line, col;    /* 1-based */
     const char *file; /* not owned; set by the loader that knows it (may be NULL) */
-    int plain;       /* scalar was unquoted (so it may be a number, bool or null) */
-    char *str;       /* scalar text */
+    int plain;        /* scalar was unquoted (so it may be a number, bool or null) */
+    char *str;        /* scalar text */
     size_t len;
     struct wd_ynode **kids; /* seq: items; map: key, value, key, value ... */
     size_t n;               /* number of entries in kids */

@@ -43,8 +43,8 @@ static void on_done(const json_t *res, void *ud)
     if (!json_is_true(json_object_get(res, "success"))) {
         if (!s->failed++) {
             json_t *e = json_array_get(json_object_get(res, "errors"), 0);
-            snprintf(s->first_error, sizeof s->first_error, "%s: %s",
-                     json_string_value(json_object_get(res, "status")), e ? json_string_value(e) : "");
+            snprintf(s->first_error, sizeof s->first_error, "%s: %s", json_string_value(json_object_get(res, "status")),
+                     e ? json_string_value(e) : "");
         }
     }
     pthread_mutex_unlock(&s->mu);
@@ -123,8 +123,8 @@ static int burst(wd_pool *p, int n, int workers, const char *label)
     printf("%5d runs, %d worker%s, %s: wall %.3f s (%.2fx the ideal %.3f s), %.0f runs/s, run latency p50 %lld ms "
            "p99 %lld ms max %lld ms (ideal %d ms), CPU %.3f ms/run, peak RSS %.1f MB, failed %zu\n",
            n, workers, workers == 1 ? "" : "s", label, wall, wall / ideal, ideal, (double)n / wall, s.lat[s.n / 2],
-           s.lat[(s.n * 99) / 100], s.lat[s.n - 1], 3 * LATENCY_MS, cpu * 1000.0 / n,
-           (double)u.ru_maxrss / 1024.0, s.failed);
+           s.lat[(s.n * 99) / 100], s.lat[s.n - 1], 3 * LATENCY_MS, cpu * 1000.0 / n, (double)u.ru_maxrss / 1024.0,
+           s.failed);
     if (s.failed)
         printf("       first failure: %s\n", s.first_error);
     free(s.lat);
@@ -173,11 +173,11 @@ int main(int argc, char **argv)
     }
     char url[256];
     /* the model asks for noop twice, then answers: 3 LLM calls, 2 tool calls per run */
-    snprintf(url, sizeof url,
-             "http://127.0.0.1:%d/delay=%d,calls=2,tool=noop,args=%%7B%%22query%%22:%%22x%%22%%7D/v1", port,
-             LATENCY_MS);
-    printf("concurrent ReAct runs of %s, one process, fake OpenAI server (batch-class process) at %d ms per call (%s)\n",
-           agent, LATENCY_MS, url);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/delay=%d,calls=2,tool=noop,args=%%7B%%22query%%22:%%22x%%22%%7D/v1",
+             port, LATENCY_MS);
+    printf(
+        "concurrent ReAct runs of %s, one process, fake OpenAI server (batch-class process) at %d ms per call (%s)\n",
+        agent, LATENCY_MS, url);
     int rc = 0;
     for (int i = first; i < argc || i == first; i++) {
         int n = i < argc ? atoi(argv[i]) : 1000;

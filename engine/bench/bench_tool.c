@@ -17,10 +17,7 @@ static int cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void on_done(const json_t *res, void *ud)
-{
-    *(json_t **)ud = json_incref((json_t *)res);
-}
+static void on_done(const json_t *res, void *ud) { *(json_t **)ud = json_incref((json_t *)res); }
 
 int main(int argc, char **argv)
 {
@@ -63,8 +60,8 @@ int main(int argc, char **argv)
     printf("  p99     %8.2f us\n", v[k * 99 / 100] / 1000.0);
     printf("  p99.9   %8.2f us\n", v[k * 999 / 1000] / 1000.0);
     printf("  mean    %8.2f us\n", sum / (double)k / 1000.0);
-    printf("  whole loop (script + handler + enforcement): %.2f us per call, %.0f calls/s\n",
-           wall * 1e6 / (double)k, (double)k / wall);
+    printf("  whole loop (script + handler + enforcement): %.2f us per call, %.0f calls/s\n", wall * 1e6 / (double)k,
+           (double)k / wall);
     free(v);
     json_decref(res);
     wd_engine_free(e);

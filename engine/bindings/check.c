@@ -15,11 +15,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CHECK_MS 250                /* a script's top level, wall time */
-#define CHECK_INSTR 50000000LL
-#define CHECK_MEM (64u << 20)
-#define CHECK_MAX_BYTES (4u << 20)  /* as the chunk cache reads them */
-#define TREE_MAX_DEPTH 8
+#define CHECK_MS        250 /* a script's top level, wall time */
+#define CHECK_INSTR     50000000LL
+#define CHECK_MEM       (64u << 20)
+#define CHECK_MAX_BYTES (4u << 20) /* as the chunk cache reads them */
+#define TREE_MAX_DEPTH  8
 
 /* ---- one script ------------------------------------------------------------------ */
 

@@ -13,20 +13,19 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DET_CHECK_MS 100              /* one check, wall time */
-#define DET_INSTR 20000000LL          /* one check, instructions */
-#define DET_HISTORY_MAX 1000          /* events kept; past it, the oldest half goes */
+#define DET_CHECK_MS     100        /* one check, wall time */
+#define DET_INSTR        20000000LL /* one check, instructions */
+#define DET_HISTORY_MAX  1000       /* events kept; past it, the oldest half goes */
 #define DET_HISTORY_KEEP 500
-#define DET_MAX 16                    /* detectors per run */
-
+#define DET_MAX          16 /* detectors per run */
 
 typedef struct det {
     char *name;
-    char *mode;       /* the failure mode its verdicts are counted under */
-    unsigned on;      /* WD_EV_* */
-    int box;          /* BOX_BUILTIN or BOX_AGENT: the sandbox it runs in */
+    char *mode;  /* the failure mode its verdicts are counted under */
+    unsigned on; /* WD_EV_* */
+    int box;     /* BOX_BUILTIN or BOX_AGENT: the sandbox it runs in */
     int check_ref, ctx_ref;
-    int off;          /* raised, looped or returned junk: silent for the rest of the run */
+    int off; /* raised, looped or returned junk: silent for the rest of the run */
 } det;
 
 /* ** The built-in detectors and the agent's own run in two sandboxes: a script of the
@@ -36,10 +35,10 @@ typedef struct det {
 enum { BOX_BUILTIN = 0, BOX_AGENT = 1 };
 
 typedef struct box {
-    wd_sandbox *sb;   /* NULL: no detector of this kind */
+    wd_sandbox *sb; /* NULL: no detector of this kind */
     int hist_ref;
     lua_Integer nhist;
-    int dead;         /* its memory stayed over its cap: its detectors are off */
+    int dead; /* its memory stayed over its cap: its detectors are off */
 } box;
 
 struct wd_detect {
@@ -48,11 +47,10 @@ struct wd_detect {
     det d[DET_MAX];
     size_t n;
     box bx[2];
-    int state;        /* 0 not loaded, 1 loaded, -1 unusable */
-    json_t *queue;    /* events the detectors have not seen */
-    int finished;     /* run_finished was queued */
+    int state;     /* 0 not loaded, 1 loaded, -1 unusable */
+    json_t *queue; /* events the detectors have not seen */
+    int finished;  /* run_finished was queued */
 };
-
 
 static int valid_name(const char *s)
 {
@@ -105,7 +103,8 @@ int wd_detect_configure(wd_run *r, lua_State *L, int idx, char *msg, size_t n)
     /* the operator's: detectors.NAME.enforce watches every agent */
     const char *k;
     json_t *v;
-    json_object_foreach(r->pol->detectors, k, v) {
+    json_object_foreach(r->pol->detectors, k, v)
+    {
         if (json_is_true(json_object_get(v, "enforce")) && add_name(D, k, msg, n) < 0)
             goto fail;
     }
@@ -232,7 +231,9 @@ static void push_ctx(wd_run *r, lua_State *L, const char *name, int bx, int per_
     /* its state: this agent's (and user's, when it asks), of this kind of detector; all
     ** agents' only where the operator shares it (detectors.NAME.share_state) */
     json_t *cfg2 = json_object_get(r->pol->detectors, name);
-    wd_detect_scope sc = {json_is_true(json_object_get(cfg2, "share_state")) ? "*" : r->agent_key ? r->agent_key : "",
+    wd_detect_scope sc = {json_is_true(json_object_get(cfg2, "share_state")) ? "*"
+                          : r->agent_key                                     ? r->agent_key
+                                                                             : "",
                           per_user && r->user_id ? r->user_id : "", bx == BOX_BUILTIN ? "builtin" : "agent", name};
     wd_detect_push_store(L, r->eng->store, &sc);
     lua_setfield(L, -2, "store");
@@ -261,8 +262,10 @@ static int load_one(wd_run *r, wd_detect *D, const char *name, char *msg, size_t
     int rc = wd_sandbox_loadfile(L, path, chunk);
     if (rc == WD_SANDBOX_NOFILE) {
         lua_pop(L, 1);
-        wd_errf(msg, n, "detector '%s' not found: no detectors/%s.lua in the agent's directory and no built-in of "
-                        "that name", name, name);
+        wd_errf(msg, n,
+                "detector '%s' not found: no detectors/%s.lua in the agent's directory and no built-in of "
+                "that name",
+                name, name);
         return -1;
     }
     char err[400];
@@ -398,8 +401,7 @@ static int read_verdict(wd_run *r, lua_State *L, const det *d, verdict *v, char 
     return 0;
 }
 
-static void audit_verdict(wd_run *r, const det *d, const char *type, const json_t *event, const verdict *v,
-                          int acted)
+static void audit_verdict(wd_run *r, const det *d, const char *type, const json_t *event, const verdict *v, int acted)
 {
     json_t *ev = wd_run_event(r, "detector_verdict", 0);
     json_object_set_new(ev, "detector", json_string(d->name));
@@ -460,7 +462,8 @@ static int process(wd_run *r, wd_detect *D, int acting, const det **who, char *w
     D->queue = NULL;
     size_t i;
     json_t *ev;
-    json_array_foreach(q, i, ev) {
+    json_array_foreach(q, i, ev)
+    {
         const char *type = json_string_value(json_object_get(ev, "type"));
         unsigned bit = wd_check_event_bit(type ? type : "");
         int alive[2];
@@ -489,9 +492,10 @@ static int process(wd_run *r, wd_detect *D, int acting, const det **who, char *w
                 d->off = 1;
                 audit_error(r, d, type ? type : "?", err);
                 if (b->dead)
-                    audit_error(r, NULL, "?", d->box == BOX_BUILTIN
-                                ? "the built-in detectors' sandbox stayed over its memory limit: they are off"
-                                : "the agent's detectors' sandbox stayed over its memory limit: they are off");
+                    audit_error(r, NULL, "?",
+                                d->box == BOX_BUILTIN
+                                    ? "the built-in detectors' sandbox stayed over its memory limit: they are off"
+                                    : "the agent's detectors' sandbox stayed over its memory limit: they are off");
                 continue;
             }
             if (v.kind == V_NONE)
@@ -544,8 +548,7 @@ int wd_detect_drain(wd_run *r, int finish)
         /* a tool call that waits for a person already is in a person's hands */
         if (!finish && r->req.kind == OP_APPROVAL)
             return WD_DET_GO;
-        const char *risk =
-            json_string_value(json_object_get(json_object_get(r->pol->detectors, who->name), "risk"));
+        const char *risk = json_string_value(json_object_get(json_object_get(r->pol->detectors, who->name), "risk"));
         if (wd_pipeline_gate(r, finish, who->name, why, risk ? risk : "high", msg, sizeof msg) == 0)
             return WD_DET_HELD;
         wd_run_end(r, WD_ST_HALTED, msg); /* escalation impossible: fail closed */

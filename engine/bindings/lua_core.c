@@ -41,8 +41,8 @@ static const char *opt_field(lua_State *L, int t, const char *k)
 static int run_list(lua_State *L, int eng_idx, int list_idx, int single)
 {
     char err[2048] = "";
-    wd_engine_opts eo = {opt_field(L, eng_idx, "policy"), opt_field(L, eng_idx, "llm"),
-                         opt_field(L, eng_idx, "audit"), opt_field(L, eng_idx, "store")};
+    wd_engine_opts eo = {opt_field(L, eng_idx, "policy"), opt_field(L, eng_idx, "llm"), opt_field(L, eng_idx, "audit"),
+                         opt_field(L, eng_idx, "store")};
     wd_engine *e = wd_engine_new(&eo, err, sizeof err);
     if (!e) {
         luaL_pushfail(L);
@@ -60,8 +60,14 @@ static int run_list(lua_State *L, int eng_idx, int list_idx, int single)
             lua_rawgeti(L, list_idx, (lua_Integer)i + 1);
             t = lua_gettop(L);
         }
-        wd_run_opts ro = {opt_field(L, t, "agent"), opt_field(L, t, "query"), opt_field(L, t, "user"),
-                          opt_field(L, t, "session"), opt_field(L, t, "llm"), NULL, NULL, 0};
+        wd_run_opts ro = {opt_field(L, t, "agent"),
+                          opt_field(L, t, "query"),
+                          opt_field(L, t, "user"),
+                          opt_field(L, t, "session"),
+                          opt_field(L, t, "llm"),
+                          NULL,
+                          NULL,
+                          0};
         slots[i].c = &c;
         slots[i].i = i;
         wd_engine_submit(e, &ro, on_done, &slots[i]);

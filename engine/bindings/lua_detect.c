@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_KEY 200
+#define MAX_KEY   200
 #define MAX_VALUE (256u << 10)
-#define MAX_LIST 10000
+#define MAX_LIST  10000
 
 static wd_store *store_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 

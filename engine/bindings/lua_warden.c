@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define REG_CTX_MT "wd.ctx_mt"
+#define REG_CTX_MT     "wd.ctx_mt"
 #define REG_TOOLCTX_MT "wd.toolctx_mt"
 
 static wd_run *run_of(lua_State *L)
@@ -419,21 +419,31 @@ static int c_configure(lua_State *L)
 }
 
 static const luaL_Reg warden_funcs[] = {
-    {"tool", w_tool},         {"agent", w_agent},       {"workflow", w_workflow},
-    {"detector", w_detector}, {"transient", w_transient}, {"prompt", w_prompt},
+    {"tool", w_tool},
+    {"agent", w_agent},
+    {"workflow", w_workflow},
+    {"detector", w_detector},
+    {"transient", w_transient},
+    {"prompt", w_prompt},
     {NULL, NULL},
 };
 
 static const luaL_Reg ctx_methods[] = {
-    {"llm", c_llm},         {"call_tool", c_call_tool}, {"sleep", c_sleep},
-    {"log", c_log},         {"budget", c_budget},       {"read_file", c_read_file},
-    {"tool_specs", c_tool_specs}, {"_configure", c_configure}, {"_json", c_json},
+    {"llm", c_llm},
+    {"call_tool", c_call_tool},
+    {"sleep", c_sleep},
+    {"log", c_log},
+    {"budget", c_budget},
+    {"read_file", c_read_file},
+    {"tool_specs", c_tool_specs},
+    {"_configure", c_configure},
+    {"_json", c_json},
     {NULL, NULL},
 };
 
 static const luaL_Reg tool_ctx_methods[] = {
-    {"sleep", c_sleep}, {"log", c_log}, {"budget", c_budget}, {"read_file", c_read_file},
-    {"http", c_http},   {"exec", c_exec},   {NULL, NULL},
+    {"sleep", c_sleep}, {"log", c_log},   {"budget", c_budget}, {"read_file", c_read_file},
+    {"http", c_http},   {"exec", c_exec}, {NULL, NULL},
 };
 
 static void new_mt(lua_State *L, const char *reg, const luaL_Reg *methods)

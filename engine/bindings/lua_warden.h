@@ -5,7 +5,7 @@
 
 #include "engine.h"
 
-int wd_lua_open_warden(lua_State *L);              /* installs `warden` into the sandbox env */
+int wd_lua_open_warden(lua_State *L); /* installs `warden` into the sandbox env */
 void wd_lua_push_ctx(lua_State *L, wd_run *r, int for_tool);
 
 #endif

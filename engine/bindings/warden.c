@@ -9,15 +9,16 @@
 #include "pipeline.h"
 
 static const wd_engine_hooks HOOKS = {
-    .ops = {
-        [OP_TOOL] = &wd_op_tool,
-        [OP_APPROVAL] = &wd_op_approval,
-        [OP_HTTP] = &wd_op_http,
-        [OP_EXEC] = &wd_op_exec,
-        [OP_LLM] = &wd_op_llm,
-        [OP_SLEEP] = &wd_op_sleep,
-        [OP_END] = &wd_op_end,
-    },
+    .ops =
+        {
+            [OP_TOOL] = &wd_op_tool,
+            [OP_APPROVAL] = &wd_op_approval,
+            [OP_HTTP] = &wd_op_http,
+            [OP_EXEC] = &wd_op_exec,
+            [OP_LLM] = &wd_op_llm,
+            [OP_SLEEP] = &wd_op_sleep,
+            [OP_END] = &wd_op_end,
+        },
     .open_warden = wd_lua_open_warden,
     .push_ctx = wd_lua_push_ctx,
     .observe = wd_detect_event,

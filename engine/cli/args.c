@@ -49,17 +49,28 @@ int wd_cli_parse(int argc, char **argv, int from, args_t *a)
             *(s[2] == 'j' ? &a->json : &a->all) = 1;
             continue;
         }
-        if (!strcmp(s, "--user")) dst = &a->user;
-        else if (!strcmp(s, "--session")) dst = &a->session;
-        else if (!strcmp(s, "--policy")) dst = &a->policy;
-        else if (!strcmp(s, "--llm")) dst = &a->llm;
-        else if (!strcmp(s, "--run")) dst = &a->run;
-        else if (!strcmp(s, "--event")) dst = &a->event;
-        else if (!strcmp(s, "--since")) dst = &a->since;
-        else if (!strcmp(s, "--until")) dst = &a->until;
-        else if (!strcmp(s, "--by")) dst = &a->by;
-        else if (!strcmp(s, "--reason")) dst = &a->reason;
-        else if (!strcmp(s, "--key-file")) dst = &a->key_file;
+        if (!strcmp(s, "--user"))
+            dst = &a->user;
+        else if (!strcmp(s, "--session"))
+            dst = &a->session;
+        else if (!strcmp(s, "--policy"))
+            dst = &a->policy;
+        else if (!strcmp(s, "--llm"))
+            dst = &a->llm;
+        else if (!strcmp(s, "--run"))
+            dst = &a->run;
+        else if (!strcmp(s, "--event"))
+            dst = &a->event;
+        else if (!strcmp(s, "--since"))
+            dst = &a->since;
+        else if (!strcmp(s, "--until"))
+            dst = &a->until;
+        else if (!strcmp(s, "--by"))
+            dst = &a->by;
+        else if (!strcmp(s, "--reason"))
+            dst = &a->reason;
+        else if (!strcmp(s, "--key-file"))
+            dst = &a->key_file;
         else if (s[0] == '-' && s[1] == '-') {
             fprintf(stderr, "warden: unknown option %s\n", s);
             return -1;

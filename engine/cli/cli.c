@@ -23,15 +23,11 @@
 #include <string.h>
 #include <unistd.h>
 
-
 typedef struct {
     json_t *res;
 } one_t;
 
-static void on_done(const json_t *res, void *ud)
-{
-    ((one_t *)ud)->res = json_incref((json_t *)res);
-}
+static void on_done(const json_t *res, void *ud) { ((one_t *)ud)->res = json_incref((json_t *)res); }
 
 static void to_stderr(void *ud, const char *line)
 {
@@ -76,7 +72,8 @@ static int cmd_run(args_t *a)
                json_integer_value(json_object_get(one.res, "execution_time_ms")));
         size_t i;
         json_t *c;
-        json_array_foreach(json_object_get(one.res, "tool_calls"), i, c) {
+        json_array_foreach(json_object_get(one.res, "tool_calls"), i, c)
+        {
             printf("tool %-20s %s  %s\n", json_string_value(json_object_get(c, "name")),
                    json_is_true(json_object_get(c, "success")) ? "ok     " : "refused",
                    json_string_value(json_object_get(c, "result")));
@@ -147,8 +144,8 @@ static int cmd_audit_verify(args_t *a)
     long n = 0;
     int rc = wd_audit_verify(path, &rep, &n);
     if (a->json) {
-        json_t *j = json_pack("{s:b,s:i,s:s,s:s}", "intact", rc == 0, "records", (json_int_t)n, "path", path,
-                              "report", rep.p ? rep.p : "");
+        json_t *j = json_pack("{s:b,s:i,s:s,s:s}", "intact", rc == 0, "records", (json_int_t)n, "path", path, "report",
+                              rep.p ? rep.p : "");
         char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
         puts(out ? out : "{}");
         free(out);
@@ -190,8 +187,7 @@ static int cmd_audit_query(args_t *a)
         const char *user = json_string_value(json_object_get(r, "user_id"));
         const char *ts = json_string_value(json_object_get(r, "timestamp"));
         int keep = (!a->event || (ev && !strcmp(ev, a->event))) && (!a->run || (run && !strcmp(run, a->run))) &&
-                   (!a->user || (user && !strcmp(user, a->user))) &&
-                   (since < 0 || (ts && wd_parse_time(ts) >= since));
+                   (!a->user || (user && !strcmp(user, a->user))) && (since < 0 || (ts && wd_parse_time(ts) >= since));
         if (keep) {
             fputs(line, stdout);
             shown++;
@@ -234,7 +230,8 @@ static int cmd_serve(int argc, char **argv)
             char *end;
             long long n = strtoll(v, &end, 10);
             if (*end || n < 1 || (k[2] == 'w' && n > 64))
-                return wd_cli_usage(k[2] == 'w' ? "serve: --workers takes 1 to 64" : "serve: --max-body takes a byte count");
+                return wd_cli_usage(k[2] == 'w' ? "serve: --workers takes 1 to 64"
+                                                : "serve: --max-body takes a byte count");
             if (k[2] == 'w')
                 o.workers = (int)n;
             else
@@ -360,8 +357,8 @@ int main(int argc, char **argv)
         if (wd_cli_parse(argc, argv, 3, &a) < 0)
             return wd_cli_usage(NULL);
         return wd_cli_report(&a, !strcmp(argv[2], "cost")         ? REPORT_COST
-                              : !strcmp(argv[2], "compliance") ? REPORT_COMPLIANCE
-                                                               : REPORT_FAILURES);
+                                 : !strcmp(argv[2], "compliance") ? REPORT_COMPLIANCE
+                                                                  : REPORT_FAILURES);
     }
     if (!strcmp(cmd, "kill") || !strcmp(cmd, "revive")) {
         if (wd_cli_parse(argc, argv, 2, &a) < 0)

@@ -18,9 +18,9 @@ enum { REPORT_COST, REPORT_COMPLIANCE, REPORT_FAILURES }; /* warden report KIND 
 /* argv[from..] into a (positional arguments and --options); 0, or -1 (the caller gives
 ** the usage) */
 int wd_cli_parse(int argc, char **argv, int from, args_t *a);
-void wd_cli_help(void);                 /* the usage on stdout (warden help) */
-int wd_cli_usage(const char *msg);      /* the usage on stderr (msg first, when given); 2 */
-wd_policy *wd_cli_policy(args_t *a);    /* --policy (or the default) loaded; NULL after its errors */
+void wd_cli_help(void);              /* the usage on stdout (warden help) */
+int wd_cli_usage(const char *msg);   /* the usage on stderr (msg first, when given); 2 */
+wd_policy *wd_cli_policy(args_t *a); /* --policy (or the default) loaded; NULL after its errors */
 
 /* opcmds.c: each returns the command's exit code */
 int wd_cli_breakers(args_t *a);

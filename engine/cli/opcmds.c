@@ -40,14 +40,15 @@ static int cmd_breakers_list(args_t *a, wd_policy *p, wd_store *st)
         printf("%-40s %-10s %8s  %s\n", "BREAKER", "STATE", "FAILURES", "RETRY IN");
         size_t i;
         json_t *b;
-        json_array_foreach(list, i, b) {
+        json_array_foreach(list, i, b)
+        {
             long long ri = json_integer_value(json_object_get(b, "retry_in_ms"));
             char when[32] = "-";
             if (!strcmp(json_string_value(json_object_get(b, "state")), "open"))
                 snprintf(when, sizeof when, "%lld s", (ri + 999) / 1000);
             printf("%-40s %-10s %8lld  %s\n", json_string_value(json_object_get(b, "name")),
-                   json_string_value(json_object_get(b, "state")),
-                   json_integer_value(json_object_get(b, "failures")), when);
+                   json_string_value(json_object_get(b, "state")), json_integer_value(json_object_get(b, "failures")),
+                   when);
         }
     }
     json_decref(list);
@@ -80,7 +81,8 @@ static int cmd_breakers_reset(args_t *a, wd_policy *p, wd_store *st)
     int top = (int)p->roles.n - 1;
     if (!u || u->role < top) {
         fprintf(stderr, "warden: breakers reset needs --user with the '%s' role%s%s%s\n", p->roles.v[top],
-                a->user ? " ('" : "", a->user ? a->user : "", a->user ? (u ? "' has less)" : "' is not in the policy)") : "");
+                a->user ? " ('" : "", a->user ? a->user : "",
+                a->user ? (u ? "' has less)" : "' is not in the policy)") : "");
         return 2;
     }
     int from;
@@ -178,7 +180,8 @@ static void print_requests(const args_t *a, json_t *l, int64_t now)
     json_t *o;
     if (!json_array_size(l))
         printf("no %sapproval requests\n", a->all ? "" : "pending ");
-    json_array_foreach(l, i, o) {
+    json_array_foreach(l, i, o)
+    {
         char *args = json_dumps(json_object_get(o, "args"), JSON_COMPACT | JSON_SORT_KEYS);
         char *who = json_dumps(json_object_get(o, "approvers"), JSON_COMPACT);
         long long left = (long long)(json_integer_value(json_object_get(o, "expires_ms")) - now) / 1000;
@@ -296,7 +299,8 @@ int wd_cli_kill(args_t *a, int revive)
         }
         size_t i;
         json_t *o;
-        json_array_foreach(l, i, o) if (!a->json) {
+        json_array_foreach(l, i, o) if (!a->json)
+        {
             const char *ag = json_string_value(json_object_get(o, "agent"));
             printf("%s  killed %s by %s: %s\n", !strcmp(ag, WD_KILL_ALL) ? "--all" : ag,
                    json_is_true(json_object_get(o, "automatic")) ? "automatically" : "",
@@ -316,8 +320,7 @@ int wd_cli_kill(args_t *a, int revive)
     if (revive)
         printf("%s revived%s\n", what, got ? "" : " (it was not killed)");
     else
-        printf("%s killed%s: new runs are refused, running ones end within a second\n", what,
-               got ? "" : " already");
+        printf("%s killed%s: new runs are refused, running ones end within a second\n", what, got ? "" : " already");
     rc = logged < 0 ? 2 : 0;
     goto done;
 store_fail:
@@ -357,7 +360,7 @@ int wd_cli_report(args_t *a, int kind)
         fprintf(stderr, "warden: %s\n", err);
         return 2;
     }
-    char *out = a->json ? json_dumps(rep, JSON_INDENT(2) | JSON_REAL_PRECISION(12))
+    char *out = a->json                     ? json_dumps(rep, JSON_INDENT(2) | JSON_REAL_PRECISION(12))
                 : kind == REPORT_COST       ? wd_report_cost_text(rep)
                 : kind == REPORT_COMPLIANCE ? wd_report_compliance_text(rep)
                                             : wd_report_failures_text(rep);

@@ -8,13 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define FUZZ_ASSERT(cond, ...)                                   \
-    do {                                                         \
-        if (!(cond)) {                                           \
-            fprintf(stderr, "property broken: " __VA_ARGS__);    \
-            fputc('\n', stderr);                                 \
-            abort();                                             \
-        }                                                        \
+#define FUZZ_ASSERT(cond, ...)                                                                                         \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            fprintf(stderr, "property broken: " __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                                       \
+            abort();                                                                                                   \
+        }                                                                                                              \
     } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -31,14 +31,17 @@ static const char *pick(gen *g, const char *const *v)
     return v[next(g) % n];
 }
 
-static const char *const NAMES[] = {"alice", "bob", "free", "premium", "read", "write", "admin", "default",
-                                    "search", "run_command", "loop", "x", "", "a b", "é", "__proto__", NULL};
-static const char *const SCALARS[] = {"0", "1", "-1", "5", "1000", "100000000", "1e18", "99999999999999999999",
-                                      "0.5", "-0.0", "1e-9", "nan", ".inf", "0x10", "true", "false", "null", "~",
-                                      "90s", "15m", "4h", "1ms", "-5s", "0s", "36500d", "read", "write", "admin",
-                                      "high", "critical", "none", "batch", "always", "openai", "anthropic", "mock",
-                                      "'quoted'", "\"a\\0b\"", "\"\\u00e9\"", "'\\.env$'", "'(a+)+$'", "'['", "&a 1",
-                                      "*a", "!!str 5", "!!binary aGk=", "|\n    text", ">-\n    folded", "", NULL};
+static const char *const NAMES[] = {"alice", "bob",     "free",   "premium",     "read", "write",
+                                    "admin", "default", "search", "run_command", "loop", "x",
+                                    "",      "a b",     "é",      "__proto__",   NULL};
+static const char *const SCALARS[] = {
+    "0",        "1",      "-1",        "5",     "1000",     "100000000",     "1e18",        "99999999999999999999",
+    "0.5",      "-0.0",   "1e-9",      "nan",   ".inf",     "0x10",          "true",        "false",
+    "null",     "~",      "90s",       "15m",   "4h",       "1ms",           "-5s",         "0s",
+    "36500d",   "read",   "write",     "admin", "high",     "critical",      "none",        "batch",
+    "always",   "openai", "anthropic", "mock",  "'quoted'", "\"a\\0b\"",     "\"\\u00e9\"", "'\\.env$'",
+    "'(a+)+$'", "'['",    "&a 1",      "*a",    "!!str 5",  "!!binary aGk=", "|\n    text", ">-\n    folded",
+    "",         NULL};
 
 static void value(gen *g, int depth, int indent);
 
@@ -80,19 +83,73 @@ static void block(gen *g, const char *const *keys, int depth, int indent)
     }
 }
 
-static const char *const SUBKEYS[] = {"max_iterations", "max_tool_calls_per_answer", "timeouts", "retry", "breaker",
-                                      "sandbox", "exec", "llm_connect_ms", "llm_read_ms", "tool_ms", "run_ms",
-                                      "max_retries", "base_ms", "max_ms", "jitter_ms", "failure_threshold", "open_ms",
-                                      "half_open_probes", "memory_mb", "instructions_per_call", "role", "tier",
-                                      "api_key_sha256", "os_user", "per_run_usd", "daily_usd", "monthly_usd",
-                                      "requests_per_hour", "global_monthly_usd", "warn_ratio", "provider", "name",
-                                      "base_url", "api_key_env", "input_usd_per_1k", "output_usd_per_1k",
-                                      "max_output_tokens", "permission", "risk", "category", "timeout_ms", "cost_usd",
-                                      "rate_limit_per_hour", "requires_approval", "allowed_resources",
-                                      "writable_resources", "forbidden_patterns", "allowed_hosts", "expiry",
-                                      "escalate_at", "routes", "min_risk", "trust_cli_identity", "low", "normal",
-                                      "high", "critical", "consecutive_errors", "path", "fsync", "redact_keys",
-                                      "redact_patterns", "enabled", "ttl", "verdict", "enforce", NULL};
+static const char *const SUBKEYS[] = {"max_iterations",
+                                      "max_tool_calls_per_answer",
+                                      "timeouts",
+                                      "retry",
+                                      "breaker",
+                                      "sandbox",
+                                      "exec",
+                                      "llm_connect_ms",
+                                      "llm_read_ms",
+                                      "tool_ms",
+                                      "run_ms",
+                                      "max_retries",
+                                      "base_ms",
+                                      "max_ms",
+                                      "jitter_ms",
+                                      "failure_threshold",
+                                      "open_ms",
+                                      "half_open_probes",
+                                      "memory_mb",
+                                      "instructions_per_call",
+                                      "role",
+                                      "tier",
+                                      "api_key_sha256",
+                                      "os_user",
+                                      "per_run_usd",
+                                      "daily_usd",
+                                      "monthly_usd",
+                                      "requests_per_hour",
+                                      "global_monthly_usd",
+                                      "warn_ratio",
+                                      "provider",
+                                      "name",
+                                      "base_url",
+                                      "api_key_env",
+                                      "input_usd_per_1k",
+                                      "output_usd_per_1k",
+                                      "max_output_tokens",
+                                      "permission",
+                                      "risk",
+                                      "category",
+                                      "timeout_ms",
+                                      "cost_usd",
+                                      "rate_limit_per_hour",
+                                      "requires_approval",
+                                      "allowed_resources",
+                                      "writable_resources",
+                                      "forbidden_patterns",
+                                      "allowed_hosts",
+                                      "expiry",
+                                      "escalate_at",
+                                      "routes",
+                                      "min_risk",
+                                      "trust_cli_identity",
+                                      "low",
+                                      "normal",
+                                      "high",
+                                      "critical",
+                                      "consecutive_errors",
+                                      "path",
+                                      "fsync",
+                                      "redact_keys",
+                                      "redact_patterns",
+                                      "enabled",
+                                      "ttl",
+                                      "verdict",
+                                      "enforce",
+                                      NULL};
 
 static void value(gen *g, int depth, int indent)
 {
@@ -118,9 +175,9 @@ static void value(gen *g, int depth, int indent)
     }
 }
 
-static const char *const TOP[] = {"version", "defaults", "roles", "users", "tiers", "budget", "models", "tools",
-                                  "approvals", "detectors", "kill_switch", "audit", "store", "cache", "autonomy",
-                                  "hitl", "unknown_key", NULL};
+static const char *const TOP[] = {"version", "defaults", "roles",     "users",     "tiers",       "budget",
+                                  "models",  "tools",    "approvals", "detectors", "kill_switch", "audit",
+                                  "store",   "cache",    "autonomy",  "hitl",      "unknown_key", NULL};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

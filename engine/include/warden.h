@@ -15,14 +15,14 @@ typedef struct wd_run wd_run;
 typedef struct wd_policy wd_policy;
 
 typedef struct wd_engine_opts {
-    const char *policy_path;   /* default policies/default.yaml */
-    const char *llm;           /* "mock:FILE" for every run unless a run says otherwise */
-    const char *audit_path;    /* overrides audit.path of the policy */
-    const char *store_path;    /* overrides store.path of the policy (the state store) */
+    const char *policy_path; /* default policies/default.yaml */
+    const char *llm;         /* "mock:FILE" for every run unless a run says otherwise */
+    const char *audit_path;  /* overrides audit.path of the policy */
+    const char *store_path;  /* overrides store.path of the policy (the state store) */
 } wd_engine_opts;
 
 typedef struct wd_run_opts {
-    const char *agent;         /* a directory holding agent.lua, or a .lua file */
+    const char *agent; /* a directory holding agent.lua, or a .lua file */
     const char *query;
     const char *user_id;
     const char *session_id;    /* generated when NULL */
@@ -61,7 +61,6 @@ int wd_engine_active(const wd_engine *e);
 ** (pipeline entry to the agent's resumption, handler time excluded) in nanoseconds */
 void wd_engine_record_tool_overhead(wd_engine *e, int on);
 size_t wd_engine_tool_overhead(const wd_engine *e, const long long **samples);
-
 
 /* ---- worker pool: one engine, one loop, one thread per worker (docs/architecture-decision.md) ----
 ** The workers share the policy file, the audit log (one chain: writers take turns under

@@ -27,11 +27,11 @@ json_t *wd_admin_breakers(wd_store *st, const wd_policy *p)
         char opened[40] = "";
         if (r->opened_ms)
             wd_rfc3339_ms(r->opened_ms, opened, sizeof opened);
-        json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:s?,s:I,s:I}", "name", r->name, "state",
-                                              wd_breaker_state_name(r->state), "failures", (json_int_t)r->failures,
-                                              "opened_at", opened[0] ? opened : NULL, "retry_in_ms",
-                                              (json_int_t)retry_in, "probes_in_flight",
-                                              (json_int_t)(r->state == WD_BR_HALF_OPEN ? r->probes : 0)));
+        json_array_append_new(list,
+                              json_pack("{s:s,s:s,s:I,s:s?,s:I,s:I}", "name", r->name, "state",
+                                        wd_breaker_state_name(r->state), "failures", (json_int_t)r->failures,
+                                        "opened_at", opened[0] ? opened : NULL, "retry_in_ms", (json_int_t)retry_in,
+                                        "probes_in_flight", (json_int_t)(r->state == WD_BR_HALF_OPEN ? r->probes : 0)));
     }
     free(rows);
     return list;
@@ -59,9 +59,9 @@ int wd_admin_breaker_reset(wd_store *st, const char *name, const char *by, int *
     }
     char reason[300];
     snprintf(reason, sizeof reason, "reset by %s (was %s)", by, wd_breaker_state_name(*from));
-    *rec = json_pack("{s:s,s:n,s:n,s:s,s:n,s:b,s:s,s:s,s:s}", "event", "breaker_closed", "run_id", "session_id",
-                     "user_id", by, "agent", "success", 1, "breaker", name, "circuit_breaker_state", "closed", "reason",
-                     reason);
+    *rec =
+        json_pack("{s:s,s:n,s:n,s:s,s:n,s:b,s:s,s:s,s:s}", "event", "breaker_closed", "run_id", "session_id", "user_id",
+                  by, "agent", "success", 1, "breaker", name, "circuit_breaker_state", "closed", "reason", reason);
     return 1;
 }
 
@@ -112,8 +112,8 @@ int wd_admin_identify(const wd_policy *p, const char *key, const char *login, co
     }
     if (u) {
         if (by && *by && strcmp(by, u->name)) {
-            snprintf(err, n, "--by %s is not who the %s proves: %s", by,
-                     !strcmp(*via, "api_key") ? "API key" : "login", u->name);
+            snprintf(err, n, "--by %s is not who the %s proves: %s", by, !strcmp(*via, "api_key") ? "API key" : "login",
+                     u->name);
             return -1;
         }
         *name = u->name;

@@ -16,10 +16,10 @@ static const double LE[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 
 typedef struct series {
     struct series *next;
-    char *family;     /* e.g. warden_runs_total */
-    char *labels;     /* e.g. agent="a",status="completed" (may be "") */
+    char *family; /* e.g. warden_runs_total */
+    char *labels; /* e.g. agent="a",status="completed" (may be "") */
     int hist;
-    double value;     /* a counter's value, a histogram's sum */
+    double value; /* a counter's value, a histogram's sum */
     unsigned long long count, b[NLE];
 } series;
 
@@ -185,16 +185,22 @@ void wd_metrics_record(wd_metrics *m, const json_t *rec)
     const char *ev = str(rec, "event"), *user = str(rec, "user_id");
     int ok = json_is_true(json_object_get(rec, "success"));
     if (!strcmp(ev, "run_finished")) {
-        add(m, "warden_runs_total", 1, (const char *[]){"agent", str(rec, "agent"), "status", str(rec, "reason"), NULL});
+        add(m, "warden_runs_total", 1,
+            (const char *[]){"agent", str(rec, "agent"), "status", str(rec, "reason"), NULL});
         observe(m, "warden_run_duration_seconds", num(rec, "latency_ms") / 1000,
                 (const char *[]){"agent", str(rec, "agent"), NULL});
     } else if (!strcmp(ev, "llm_call")) {
         const char *model = str(rec, "model");
         int cached = json_is_true(json_object_get(rec, "cached"));
         add(m, "warden_llm_calls_total", 1,
-            (const char *[]){"model", model, "outcome", cached ? "cached" : ok ? "ok" : "error", NULL});
+            (const char *[]){"model", model, "outcome",
+                             cached ? "cached"
+                             : ok   ? "ok"
+                                    : "error",
+                             NULL});
         observe(m, "warden_llm_latency_seconds", num(rec, "latency_ms") / 1000, (const char *[]){"model", model, NULL});
-        add(m, "warden_llm_tokens_total", num(rec, "input_tokens"), (const char *[]){"model", model, "kind", "input", NULL});
+        add(m, "warden_llm_tokens_total", num(rec, "input_tokens"),
+            (const char *[]){"model", model, "kind", "input", NULL});
         add(m, "warden_llm_tokens_total", num(rec, "output_tokens"),
             (const char *[]){"model", model, "kind", "output", NULL});
         add(m, "warden_llm_cost_usd_total", num(rec, "cost_usd"), (const char *[]){"user", user, "model", model, NULL});
@@ -203,12 +209,14 @@ void wd_metrics_record(wd_metrics *m, const json_t *rec)
         const char *outcome = ok ? "ok" : !strcmp(str(rec, "reason"), "circuit_open") ? "circuit_open" : "error";
         add(m, "warden_tool_calls_total", 1, (const char *[]){"tool", tool, "outcome", outcome, NULL});
         if (json_object_get(rec, "latency_ms"))
-            observe(m, "warden_tool_latency_seconds", num(rec, "latency_ms") / 1000, (const char *[]){"tool", tool, NULL});
+            observe(m, "warden_tool_latency_seconds", num(rec, "latency_ms") / 1000,
+                    (const char *[]){"tool", tool, NULL});
         add(m, "warden_tool_cost_usd_total", num(rec, "cost_usd"), (const char *[]){"user", user, "tool", tool, NULL});
     } else if (is_refusal(ev)) {
         add(m, "warden_violations_total", 1, (const char *[]){"event", ev, "user", user, NULL});
         /* a name the policy does not declare came from a script or a model: never a label */
-        const char *tool = json_is_true(json_object_get(rec, "tool_undeclared")) ? "(undeclared)" : str(rec, "tool_name");
+        const char *tool =
+            json_is_true(json_object_get(rec, "tool_undeclared")) ? "(undeclared)" : str(rec, "tool_name");
         if (*tool)
             add(m, "warden_tool_calls_total", 1, (const char *[]){"tool", tool, "outcome", ev, NULL});
     } else if (!strncmp(ev, "approval_", 9)) {
@@ -334,7 +342,8 @@ static void scrape(wd_buf *g, wd_store *st, const wd_policy *p, const wd_metrics
     json_t *bs = p ? wd_report_budgets(st, p, now) : NULL;
     size_t i;
     json_t *b;
-    json_array_foreach(bs, i, b) {
+    json_array_foreach(bs, i, b)
+    {
         const char *kv[] = {"scope", json_string_value(json_object_get(b, "scope")), "period",
                             json_string_value(json_object_get(b, "period")), NULL};
         gauge(&g[isp], "warden_budget_spent_usd", json_number_value(json_object_get(b, "spent_usd")), kv);

@@ -28,10 +28,10 @@ void wd_metrics_reload(wd_metrics *m, int ok);
 json_t *wd_metrics_costs(wd_metrics *m);
 /* the server's own gauges, as the caller reads them now */
 typedef struct wd_metrics_now {
-    long live;              /* runs queued or running */
-    long generation;        /* policy loads */
-    long running, queued;   /* admission (admit.h) */
-    long long reserved_mb;  /* sandbox memory the running runs reserved */
+    long live;             /* runs queued or running */
+    long generation;       /* policy loads */
+    long running, queued;  /* admission (admit.h) */
+    long long reserved_mb; /* sandbox memory the running runs reserved */
 } wd_metrics_now;
 
 /* the exposition: every series, then the gauges read now from st (breakers, budgets of

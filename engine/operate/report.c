@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SIMPLE_OUTPUT_TOKENS 100 /* an answer this short is a "simple call" */
+#define SIMPLE_OUTPUT_TOKENS   100 /* an answer this short is a "simple call" */
 #define HIGH_BURN_USD_PER_HOUR 1.0
-#define LOW_SUCCESS 0.8
+#define LOW_SUCCESS            0.8
 
 /* group[name] += {cost_usd, calls} */
 static void add_to(json_t *group, const char *name, double cost)
@@ -100,8 +100,8 @@ static void recommend(json_t *recs, const wd_policy *p, simple_t *models, double
         json_array_append_new(recs, json_string(msg));
     }
     if (!json_array_size(recs))
-        json_array_append_new(recs, json_string(total > 0 ? "Cost usage looks optimal." :
-                                                             "No spend recorded yet: nothing to recommend."));
+        json_array_append_new(recs, json_string(total > 0 ? "Cost usage looks optimal."
+                                                          : "No spend recorded yet: nothing to recommend."));
 }
 
 json_t *wd_report_budgets(wd_store *st, const wd_policy *p, int64_t now)
@@ -282,17 +282,18 @@ static json_t *render_cost(cost_tally *c, const char *audit_path, wd_store *st, 
         json_object_set_new(rep, "first_call", json_string(a));
         json_object_set_new(rep, "last_call", json_string(b));
     }
-    json_object_set_new(rep, "totals",
-                        json_pack("{s:f,s:f,s:f,s:i,s:i,s:i,s:i,s:f,s:f,s:i,s:i,s:f}", "cost_usd", c->total,
-                                  "llm_cost_usd", c->llm_cost, "tool_cost_usd", c->tool_cost, "calls", (json_int_t)c->calls,
-                                  "llm_calls", (json_int_t)c->llm_calls, "tool_calls", (json_int_t)c->tool_calls,
-                                  "successful_calls", (json_int_t)c->ok_calls, "success_rate", rate,
-                                  "cost_per_successful_call_usd", c->ok_calls ? c->total / (double)c->ok_calls : 0.0,
-                                  "runs", (json_int_t)c->runs, "successful_runs", (json_int_t)c->ok_runs,
-                                  "spent_on_unsuccessful_runs_usd", c->failed_runs_cost));
+    json_object_set_new(
+        rep, "totals",
+        json_pack("{s:f,s:f,s:f,s:i,s:i,s:i,s:i,s:f,s:f,s:i,s:i,s:f}", "cost_usd", c->total, "llm_cost_usd",
+                  c->llm_cost, "tool_cost_usd", c->tool_cost, "calls", (json_int_t)c->calls, "llm_calls",
+                  (json_int_t)c->llm_calls, "tool_calls", (json_int_t)c->tool_calls, "successful_calls",
+                  (json_int_t)c->ok_calls, "success_rate", rate, "cost_per_successful_call_usd",
+                  c->ok_calls ? c->total / (double)c->ok_calls : 0.0, "runs", (json_int_t)c->runs, "successful_runs",
+                  (json_int_t)c->ok_runs, "spent_on_unsuccessful_runs_usd", c->failed_runs_cost));
     json_object_set_new(rep, "cache", json_pack("{s:i,s:f}", "hits", (json_int_t)c->hits, "saved_usd", c->saved));
-    json_object_set_new(rep, "burn", json_pack("{s:f,s:f,s:f}", "last_24h_usd", c->last24, "hourly_usd", burn,
-                                               "projected_month_usd", projected));
+    json_object_set_new(
+        rep, "burn",
+        json_pack("{s:f,s:f,s:f}", "last_24h_usd", c->last24, "hourly_usd", burn, "projected_month_usd", projected));
     json_object_set_new(rep, "by_user", c->by_user);
     json_object_set_new(rep, "by_agent", c->by_agent);
     json_object_set_new(rep, "by_model", c->by_model);
@@ -310,8 +311,14 @@ json_t *wd_report_cost(const char *audit_path, wd_store *st, const wd_policy *p,
     log_reader lr;
     if (reader_open(&lr, audit_path, since, until, err, n) < 0)
         return NULL;
-    cost_tally c = {json_object(), json_object(), json_object(), json_object(), .first = -1, .last = -1,
-               .day_ago = now - 24LL * 3600000, .now = now};
+    cost_tally c = {json_object(),
+                    json_object(),
+                    json_object(),
+                    json_object(),
+                    .first = -1,
+                    .last = -1,
+                    .day_ago = now - 24LL * 3600000,
+                    .now = now};
     json_t *r;
     const char *ev;
     int64_t t;
@@ -331,10 +338,9 @@ static void group_text(wd_buf *b, const char *title, const json_t *g)
     wd_buf_addf(b, "%s\n", title);
     const char *k;
     const json_t *v;
-    json_object_foreach((json_t *)g, k, v)
-        wd_buf_addf(b, "  %-28s $%.6f  %lld call%s\n", k, num(v, "cost_usd"),
-                    (long long)json_integer_value(json_object_get(v, "calls")),
-                    json_integer_value(json_object_get(v, "calls")) == 1 ? "" : "s");
+    json_object_foreach((json_t *)g, k, v) wd_buf_addf(b, "  %-28s $%.6f  %lld call%s\n", k, num(v, "cost_usd"),
+                                                       (long long)json_integer_value(json_object_get(v, "calls")),
+                                                       json_integer_value(json_object_get(v, "calls")) == 1 ? "" : "s");
 }
 
 char *wd_report_cost_text(const json_t *rep)
@@ -346,8 +352,8 @@ char *wd_report_cost_text(const json_t *rep)
         wd_buf_addf(&b, " since %s", json_string_value(json_object_get(rep, "since")));
     if (json_object_get(rep, "until"))
         wd_buf_addf(&b, " until %s", json_string_value(json_object_get(rep, "until")));
-    wd_buf_addf(&b, "\ntotal      $%.6f in %lld calls (LLM $%.6f in %lld, tools $%.6f in %lld)\n",
-                num(t, "cost_usd"), (long long)num(t, "calls"), num(t, "llm_cost_usd"), (long long)num(t, "llm_calls"),
+    wd_buf_addf(&b, "\ntotal      $%.6f in %lld calls (LLM $%.6f in %lld, tools $%.6f in %lld)\n", num(t, "cost_usd"),
+                (long long)num(t, "calls"), num(t, "llm_cost_usd"), (long long)num(t, "llm_calls"),
                 num(t, "tool_cost_usd"), (long long)num(t, "tool_calls"));
     wd_buf_addf(&b, "success    %.1f%% of calls (%lld), $%.6f per successful call; %lld of %lld runs succeeded\n",
                 100 * num(t, "success_rate"), (long long)num(t, "successful_calls"),
@@ -367,7 +373,8 @@ char *wd_report_cost_text(const json_t *rep)
         wd_buf_addf(&b, "budgets\n");
     size_t i;
     const json_t *x;
-    json_array_foreach((json_t *)bs, i, x) {
+    json_array_foreach((json_t *)bs, i, x)
+    {
         const json_t *lim = json_object_get(x, "limit_usd");
         wd_buf_addf(&b, "  %-20s %-18s $%.6f", json_string_value(json_object_get(x, "scope")),
                     json_string_value(json_object_get(x, "period")), num(x, "spent_usd"));
@@ -434,9 +441,8 @@ json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t unti
         const char *user = json_string_value(json_object_get(r, "user_id"));
         if (!strcmp(ev, "guardrail_violation")) {
             violations++;
-            bump(sev, json_string_value(json_object_get(r, "severity")) ? json_string_value(json_object_get(r, "severity"))
-                                                                          : "unrated",
-                 1);
+            const char *sv = json_string_value(json_object_get(r, "severity"));
+            bump(sev, sv ? sv : "unrated", 1);
             bump(vtype, json_string_value(json_object_get(r, "violation_type")), 1);
         } else if (!strcmp(ev, "authorization_denied")) {
             unauthorized++;
@@ -464,7 +470,8 @@ json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t unti
     reader_close(&lr);
     const char *k;
     json_t *g;
-    json_object_foreach(times, k, g) {
+    json_object_foreach(times, k, g)
+    {
         json_int_t c = json_integer_value(json_object_get(g, "count"));
         json_object_set_new(g, "mean_ms", json_integer(c ? json_integer_value(json_object_get(g, "total_ms")) / c : 0));
     }
@@ -473,15 +480,17 @@ json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t unti
     wd_buf vr = {0};
     long chained = 0;
     int v = wd_audit_verify(audit_path, &vr, &chained);
-    json_t *rep = json_pack("{s:s,s:I,s:I,s:o,s:{s:I,s:o,s:o},s:o,s:{s:I,s:o},s:{s:I,s:I,s:o},s:o,s:{s:b,s:s,s:I,s:s}}",
-                            "audit_log", audit_path, "records", (json_int_t)records, "unreadable_lines",
-                            (json_int_t)bad_lines, "events", events, "violations", "total", (json_int_t)violations,
-                            "by_severity", sev, "by_type", vtype, "approvals", appr, "unauthorized", "total",
-                            (json_int_t)unauthorized, "by_user", unauth, "sensitive_data", "records",
-                            (json_int_t)sens_records, "values_redacted", (json_int_t)sens_values, "by_event", sens,
-                            "kill_switch", kills, "chain", "intact", v == 0, "status",
-                            v == 0 ? "intact" : v == 1 ? "tampered" : "unreadable", "records_checked",
-                            (json_int_t)chained, "report", vr.p ? vr.p : "");
+    json_t *rep =
+        json_pack("{s:s,s:I,s:I,s:o,s:{s:I,s:o,s:o},s:o,s:{s:I,s:o},s:{s:I,s:I,s:o},s:o,s:{s:b,s:s,s:I,s:s}}",
+                  "audit_log", audit_path, "records", (json_int_t)records, "unreadable_lines", (json_int_t)bad_lines,
+                  "events", events, "violations", "total", (json_int_t)violations, "by_severity", sev, "by_type", vtype,
+                  "approvals", appr, "unauthorized", "total", (json_int_t)unauthorized, "by_user", unauth,
+                  "sensitive_data", "records", (json_int_t)sens_records, "values_redacted", (json_int_t)sens_values,
+                  "by_event", sens, "kill_switch", kills, "chain", "intact", v == 0, "status",
+                  v == 0   ? "intact"
+                  : v == 1 ? "tampered"
+                           : "unreadable",
+                  "records_checked", (json_int_t)chained, "report", vr.p ? vr.p : "");
     wd_buf_free(&vr);
     if (rep)
         set_window(rep, since, until);
@@ -497,8 +506,7 @@ static void counts_text(wd_buf *b, const char *title, const json_t *g)
         wd_buf_addf(b, " none");
     const char *k;
     const json_t *v;
-    json_object_foreach((json_t *)g, k, v)
-        wd_buf_addf(b, " %s %lld,", k, (long long)json_integer_value(v));
+    json_object_foreach((json_t *)g, k, v) wd_buf_addf(b, " %s %lld,", k, (long long)json_integer_value(v));
     if (json_object_size(g))
         b->p[--b->len] = '\0'; /* the last comma */
     wd_buf_addf(b, "\n");
@@ -627,19 +635,20 @@ json_t *wd_report_failures(const char *audit_path, int64_t since, int64_t until,
     const char *top = NULL, *k;
     json_int_t best = 0;
     json_t *g;
-    json_object_foreach(modes, k, g) {
+    json_object_foreach(modes, k, g)
+    {
         json_int_t c = json_integer_value(json_object_get(g, "incidents"));
         if (c > best || (c == best && top && strcmp(k, top) < 0)) {
             best = c;
             top = k;
         }
     }
-    json_t *rep = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:s?,s:o,s:o,s:o,s:o}", "audit_log", audit_path, "runs",
-                            (json_int_t)runs, "unreadable_lines", (json_int_t)bad_lines, "total_incidents",
-                            (json_int_t)total, "prevented", (json_int_t)prevented, "occurred",
-                            (json_int_t)(total - prevented), "prevention_rate",
-                            total ? (double)prevented / (double)total : 0.0, "most_common_mode", top, "by_failure_mode",
-                            modes, "by_agent", agents, "by_source", sources, "detector_errors", det_errors);
+    json_t *rep =
+        json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:s?,s:o,s:o,s:o,s:o}", "audit_log", audit_path, "runs",
+                  (json_int_t)runs, "unreadable_lines", (json_int_t)bad_lines, "total_incidents", (json_int_t)total,
+                  "prevented", (json_int_t)prevented, "occurred", (json_int_t)(total - prevented), "prevention_rate",
+                  total ? (double)prevented / (double)total : 0.0, "most_common_mode", top, "by_failure_mode", modes,
+                  "by_agent", agents, "by_source", sources, "detector_errors", det_errors);
     if (rep)
         set_window(rep, since, until);
     if (rep && !top)

@@ -22,7 +22,6 @@
 
 #define risk_rank wd_policy_risk_rank
 
-
 /* 0, or -1 with msg saying what is wrong */
 int wd_approve_opts(lua_State *L, wd_call_opts *o, const char *name, char *msg, size_t n)
 {
@@ -56,8 +55,8 @@ int wd_approve_opts(lua_State *L, wd_call_opts *o, const char *name, char *msg, 
     return 0;
 }
 
-
-void wd_approve_decide(const wd_run *r, const wd_policy *p, const wd_tool_policy *tp, const wd_call_opts *o, wd_oversight *ov)
+void wd_approve_decide(const wd_run *r, const wd_policy *p, const wd_tool_policy *tp, const wd_call_opts *o,
+                       wd_oversight *ov)
 {
     memset(ov, 0, sizeof *ov);
     ov->level = wd_policy_autonomy(p, tp->category);
@@ -120,11 +119,11 @@ static json_t *open_request(wd_run *r, const char *what, const json_t *args, con
     size_t jl = strlen(justification);
     json_t *req = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:s%,s:o,s:i,s:I,s:I,s:I}", "run_id", r->run_id,
                             "session_id", r->session_id, "user_id", r->user_id ? r->user_id : "", "agent",
-                            r->agent_name ? r->agent_name : "", "tool", what, "args", args_red, "risk", risk,
-                            "urgency", WD_URGENCIES[urg], "justification", justification, jl > 2000 ? (size_t)2000 : jl,
+                            r->agent_name ? r->agent_name : "", "tool", what, "args", args_red, "risk", risk, "urgency",
+                            WD_URGENCIES[urg], "justification", justification, jl > 2000 ? (size_t)2000 : jl,
                             "approvers", json_is_array(approvers) ? json_incref(approvers) : json_array(), "needed",
-                            needed, "created_ms", (json_int_t)now, "expires_ms", (json_int_t)(now + ttl),
-                            "escalate_ms", (json_int_t)(now + (int64_t)(ttl * p->escalate_at)));
+                            needed, "created_ms", (json_int_t)now, "expires_ms", (json_int_t)(now + ttl), "escalate_ms",
+                            (json_int_t)(now + (int64_t)(ttl * p->escalate_at)));
     wd_policy_unref(p);
     char id[37];
     if (!req || wd_approval_create(r->eng->store, req, id) < 0) {
@@ -151,7 +150,7 @@ static json_t *open_request(wd_run *r, const char *what, const json_t *args, con
 /* Creates the request and audits it. -1 asked (the run yields with OP_APPROVAL; args
 ** taken), 1 refused (error table pushed; args freed). */
 int wd_approve_ask(wd_run *r, lua_State *L, const wd_tool_policy *tp, const char *name, json_t *args, int idx,
-                        int64_t t0, const wd_call_opts *o, const wd_oversight *ov, char *msg, size_t n)
+                   int64_t t0, const wd_call_opts *o, const wd_oversight *ov, char *msg, size_t n)
 {
     const char *risk = tp->risk ? tp->risk : "medium";
     int urg = URG_OF_RISK[risk_rank(risk)];
@@ -230,7 +229,9 @@ static void approval_event(wd_run *r, const char *event, int success, const wd_a
             json_object_set_new(ev, "decided_by", json_string(st->decided_by));
         if (st->decided_via[0])
             json_object_set_new(ev, "decided_via", json_string(st->decided_via));
-        json_object_set_new(ev, "wait_ms", json_integer((st->decided_ms ? st->decided_ms : wd_store_now(r->eng->store)) - st->created_ms));
+        json_object_set_new(
+            ev, "wait_ms",
+            json_integer((st->decided_ms ? st->decided_ms : wd_store_now(r->eng->store)) - st->created_ms));
     }
     if (msg)
         json_object_set_new(ev, "reason", json_string(msg));
@@ -337,8 +338,8 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (!strcmp(st.status, "rejected")) {
-        snprintf(msg, sizeof msg, "%s was rejected by %s: %s", subject, st.decided_by[0] ? st.decided_by : "an approver",
-                 st.reason[0] ? st.reason : "no reason given");
+        snprintf(msg, sizeof msg, "%s was rejected by %s: %s", subject,
+                 st.decided_by[0] ? st.decided_by : "an approver", st.reason[0] ? st.reason : "no reason given");
         approval_event(r, "approval_rejected", 0, &st, msg);
     } else {
         snprintf(msg, sizeof msg, "approval of %s %s: %s; %s", subject, st.status,
@@ -357,8 +358,12 @@ int wd_pipeline_gate(wd_run *r, int finish, const char *detector, const char *re
     char just[900];
     snprintf(just, sizeof just, "detector '%s' escalated: %s", detector, reason);
     int64_t ttl;
-    json_t *ev = open_request(r, tool ? r->tool.name : finish ? "(final answer)" : "(run)", tool ? r->req.args : NULL,
-                              WD_RISKS[rank], URG_OF_RISK[rank], just, rank >= 4 ? 2 : 1, &ttl);
+    json_t *ev =
+        open_request(r,
+                     tool     ? r->tool.name
+                     : finish ? "(final answer)"
+                              : "(run)",
+                     tool ? r->req.args : NULL, WD_RISKS[rank], URG_OF_RISK[rank], just, rank >= 4 ? 2 : 1, &ttl);
     if (!ev) {
         wd_errf(msg, n, "detector '%s' escalated (%s) and the state store %s cannot take the approval request: %s",
                 detector, reason, wd_store_path(r->eng->store), wd_store_error(r->eng->store));
@@ -371,8 +376,10 @@ int wd_pipeline_gate(wd_run *r, int finish, const char *detector, const char *re
     wd_run_audit(r, ev);
     if (r->eng->notice) {
         char line[900];
-        snprintf(line, sizeof line, "detector '%s' escalated (%s): the run waits for approval (request %s): "
-                 "warden approvals approve %s --key-file APPROVER_KEY", detector, reason, r->appr.id, r->appr.id);
+        snprintf(line, sizeof line,
+                 "detector '%s' escalated (%s): the run waits for approval (request %s): "
+                 "warden approvals approve %s --key-file APPROVER_KEY",
+                 detector, reason, r->appr.id, r->appr.id);
         r->eng->notice(r->eng->notice_ud, line);
     }
     r->appr.gate = finish ? 2 : 1;

@@ -42,8 +42,8 @@ static int named(lua_State *L, int idx, const char *name)
     return ok;
 }
 
-int wd_check_tool_def(lua_State *L, int idx, const char *name, const char *file, json_t **params,
-                      wd_schema **schema, char *err, size_t n)
+int wd_check_tool_def(lua_State *L, int idx, const char *name, const char *file, json_t **params, wd_schema **schema,
+                      char *err, size_t n)
 {
     *params = NULL;
     *schema = NULL;
@@ -102,8 +102,10 @@ int wd_check_detector_def(lua_State *L, int idx, const char *name, const char *f
     *per_user = sv && !strcmp(sv, "user");
     lua_pop(L, 1);
     if (st != LUA_TNIL && !(sv && (*per_user || !strcmp(sv, "agent")))) {
-        wd_errf(err, n, "%s: state must be \"agent\" (the default: ctx.store is the agent's) or \"user\" (the "
-                        "agent's, per user)", file);
+        wd_errf(err, n,
+                "%s: state must be \"agent\" (the default: ctx.store is the agent's) or \"user\" (the "
+                "agent's, per user)",
+                file);
         return -1;
     }
     *on = ~0u;
@@ -116,8 +118,8 @@ int wd_check_detector_def(lua_State *L, int idx, const char *name, const char *f
             lua_pop(L, 1);
             if (!bit) {
                 lua_pop(L, 1);
-                wd_errf(err, n, "%s: on[%d] must be one of llm_call, tool_call, tool_result, log, run_finished",
-                        file, (int)i);
+                wd_errf(err, n, "%s: on[%d] must be one of llm_call, tool_call, tool_result, log, run_finished", file,
+                        (int)i);
                 return -1;
             }
             *on |= bit;
@@ -126,4 +128,3 @@ int wd_check_detector_def(lua_State *L, int idx, const char *name, const char *f
     lua_pop(L, 1);
     return 0;
 }
-

@@ -17,8 +17,8 @@ unsigned wd_check_event_bit(const char *name);
 /* The tool definition at idx (what tools/NAME.lua returned) read raw: warden.tool{} named
 ** name, its parameters (an object schema when absent) compiled. 0 with *params and
 ** *schema (caller frees), or -1 with err naming file. Never raises; allocates on L. */
-int wd_check_tool_def(lua_State *L, int idx, const char *name, const char *file, json_t **params,
-                      wd_schema **schema, char *err, size_t n);
+int wd_check_tool_def(lua_State *L, int idx, const char *name, const char *file, json_t **params, wd_schema **schema,
+                      char *err, size_t n);
 
 /* The detector definition at idx read raw: warden.detector{} named name with a check
 ** function; *on gets the bits of its events (every one when it names none), *per_user

@@ -30,16 +30,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define EXEC_MAX_ARGS 256
+#define EXEC_MAX_ARGS       256
 #define EXEC_MAX_ARGV_BYTES 65536
-#define EXEC_MAX_STDIN (1u << 20)
-#define EXEC_UID 65534 /* nobody: who commands run as when warden is root */
+#define EXEC_MAX_STDIN      (1u << 20)
+#define EXEC_UID            65534 /* nobody: who commands run as when warden is root */
 
 /* ctx:exec in flight: a run makes it on its first command (r->exec) */
 struct wd_exec_state {
-    char **argv;             /* bwrap's command line */
-    char *cmd;               /* the command's argv joined by spaces */
-    json_t *jargv;           /* the command's argv, for the audit record */
+    char **argv;   /* bwrap's command line */
+    char *cmd;     /* the command's argv joined by spaces */
+    json_t *jargv; /* the command's argv, for the audit record */
     char *in;
     size_t in_len, in_off, cap;
     long long timeout_ms, limits[4]; /* cpu_s, memory_mb, procs, file_mb */
@@ -150,11 +150,34 @@ static int add(char ***v, size_t *n, size_t *cap, const char *s)
     return 0;
 }
 
-#define ADD(s)                                       \
-    do {                                             \
-        if (add(&v, &n, &cap, (s)) < 0)        \
-            goto fail;                               \
+#define ADD(s)                                                                                                         \
+    do {                                                                                                               \
+        if (add(&v, &n, &cap, (s)) < 0)                                                                                \
+            goto fail;                                                                                                 \
     } while (0)
+
+/* bwrap's options before the binds: every namespace, no capability, a clean environment */
+static const char *const FIXED[] = {"--unshare-all",
+                                    "--die-with-parent",
+                                    "--new-session",
+                                    "--cap-drop",
+                                    "ALL",
+                                    "--clearenv",
+                                    "--setenv",
+                                    "PATH",
+                                    "/usr/local/bin:/usr/bin:/bin",
+                                    "--setenv",
+                                    "HOME",
+                                    "/tmp",
+                                    "--setenv",
+                                    "LANG",
+                                    "C.UTF-8",
+                                    "--tmpfs",
+                                    "/",
+                                    "--ro-bind",
+                                    "/usr",
+                                    "/usr",
+                                    NULL};
 
 /* bwrap's command line for the tool's command; caller frees (free_argv). The agent's
 ** directory is the working directory (empty but for the bound resources). */
@@ -166,10 +189,6 @@ static char **sandbox_argv(const char *bwrap, const wd_tool_policy *tp, const ch
     if (!adir)
         return NULL;
     ADD(bwrap);
-    static const char *const FIXED[] = {"--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-                                        "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
-                                        "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8",
-                                        "--tmpfs", "/", "--ro-bind", "/usr", "/usr", NULL};
     for (int i = 0; FIXED[i]; i++)
         ADD(FIXED[i]);
     /* merged /usr: /bin -> usr/bin and friends are symlinks; older layouts are bound */
@@ -356,8 +375,9 @@ static void audit_exec(wd_run *r, int ok, int code, int sig, const char *error)
 {
     json_t *ev = wd_run_event(r, "exec", ok);
     json_object_set_new(ev, "tool_name", json_string(r->tool.name));
-    json_object_set_new(ev, "tool_args", json_pack("{s:O,s:I}", "argv", r->exec->jargv ? r->exec->jargv : json_null(),
-                                                   "stdin_bytes", (json_int_t)r->exec->in_len));
+    json_object_set_new(ev, "tool_args",
+                        json_pack("{s:O,s:I}", "argv", r->exec->jargv ? r->exec->jargv : json_null(), "stdin_bytes",
+                                  (json_int_t)r->exec->in_len));
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
     json_object_set_new(ev, "latency_ms", json_integer((wd_now_ns() - r->exec->t0) / 1000000));
     if (code >= 0)
@@ -470,13 +490,16 @@ static void finish(wd_run *r, const char *fail)
     }
     char msg[300];
     if (r->exec->timed_out)
-        snprintf(msg, sizeof msg, "ctx:exec: the command ran out of time (%lld ms) and was killed", r->exec->timeout_ms);
+        snprintf(msg, sizeof msg, "ctx:exec: the command ran out of time (%lld ms) and was killed",
+                 r->exec->timeout_ms);
     else if (code > 0)
         snprintf(msg, sizeof msg, "exit status %d", code);
     else if (sig)
         snprintf(msg, sizeof msg, "killed by signal %d", sig);
     audit_exec(r, !fail && code == 0 && !r->exec->timed_out, code, sig,
-               fail ? fail : (code == 0 && !r->exec->timed_out) ? NULL : msg);
+               fail                                 ? fail
+               : (code == 0 && !r->exec->timed_out) ? NULL
+                                                    : msg);
     r->sb->in_engine++;
     int nres;
     if (fail) {

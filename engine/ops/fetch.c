@@ -15,7 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define FETCH_MAX_BODY (1u << 20)
+#define FETCH_MAX_BODY    (1u << 20)
 #define FETCH_MAX_HEADERS 50
 
 /* ctx:http in flight: a run makes it on its first request (r->fetch) */

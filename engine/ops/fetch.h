@@ -5,7 +5,7 @@
 
 #include "engine.h"
 
-int wd_fetch_call(wd_run *r, lua_State *L);      /* checks, records r->fetch, yields */
+int wd_fetch_call(wd_run *r, lua_State *L); /* checks, records r->fetch, yields */
 void wd_fetch_start(wd_run *r);
 void wd_fetch_cancel(wd_run *r);
 /* opts.timeout_ms of the table at idx (what names the call in the error), never longer

@@ -18,9 +18,9 @@
 /* the LLM call in flight: a run makes it on its first call (r->call) */
 struct wd_llm_state {
     int active;
-    int mock;                /* played from the scenario, not over HTTP */
-    const wd_model *model;   /* in r->pol, or model_copy */
-    wd_model model_copy;     /* a mock model sent to a --llm URL speaks openai */
+    int mock;              /* played from the scenario, not over HTTP */
+    const wd_model *model; /* in r->pol, or model_copy */
+    wd_model model_copy;   /* a mock model sent to a --llm URL speaks openai */
     char *alias;
     json_t *call;
     wd_llm_request hreq;
@@ -28,21 +28,21 @@ struct wd_llm_state {
     char breaker[200];
     int admitted, probe;
     int retries;
-    int mock_pos;            /* next scenario entry: every attempt plays one */
-    char cache_key[65];      /* hex SHA-256 of what the answer depends on; "" not cacheable */
-    int cached;              /* the answer came from the cache */
-    double saved_usd;        /* what that answer cost when it was bought */
+    int mock_pos;       /* next scenario entry: every attempt plays one */
+    char cache_key[65]; /* hex SHA-256 of what the answer depends on; "" not cacheable */
+    int cached;         /* the answer came from the cache */
+    double saved_usd;   /* what that answer cost when it was bought */
 };
 
 #define LLM_MAX_BODY (8u << 20)
-#define MAX_TOKENS 100000000LL /* more in one call is no model's answer: a malformed one */
+#define MAX_TOKENS   100000000LL /* more in one call is no model's answer: a malformed one */
 
 typedef struct outcome {
     int ok;
-    json_t *answer;          /* normalized, when ok */
+    json_t *answer; /* normalized, when ok */
     char msg[600];
     int transient, timeout;
-    int breaker_failure;     /* says the endpoint is unwell (not a 4xx of ours) */
+    int breaker_failure; /* says the endpoint is unwell (not a 4xx of ours) */
     long long retry_after_ms;
 } outcome;
 
@@ -113,8 +113,8 @@ static void fail(wd_run *r, const char *msg, int timeout, const char *reason)
     wd_run_audit(r, ev);
     wd_budget_settle(r, &r->llm_hold, 0); /* no answer, nothing spent */
     if (r->det)
-        wd_run_observe(r, json_pack("{s:s,s:s,s:b,s:s}", "type", "llm_call", "model", model_name(r), "success", 0,
-                                     "error", msg));
+        wd_run_observe(
+            r, json_pack("{s:s,s:s,s:b,s:s}", "type", "llm_call", "model", model_name(r), "success", 0, "error", msg));
     json_array_append_new(r->errors, json_string(msg));
     r->last_fail_timeout = timeout;
     call_clear(r);
@@ -171,8 +171,10 @@ static json_t *cap_calls(wd_run *r, json_t *calls)
     json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)want));
     json_object_set_new(ev, "tool_calls_refused", json_integer((json_int_t)(want - max)));
     char why[200];
-    snprintf(why, sizeof why, "the answer asked for %zu tool calls; defaults.max_tool_calls_per_answer is %zu: "
-             "the rest were refused", want, max);
+    snprintf(why, sizeof why,
+             "the answer asked for %zu tool calls; defaults.max_tool_calls_per_answer is %zu: "
+             "the rest were refused",
+             want, max);
     json_object_set_new(ev, "reason", json_string(why));
     wd_run_audit(r, ev);
     json_array_append_new(r->errors, json_string(why));
@@ -195,7 +197,8 @@ static void push_answer(wd_run *r, lua_State *co, json_t *a, json_t *all, json_t
     lua_createtable(co, (int)json_array_size(calls), 0);
     size_t i;
     json_t *c;
-    json_array_foreach(calls, i, c) {
+    json_array_foreach(calls, i, c)
+    {
         lua_createtable(co, 0, 3);
         json_t *id = json_object_get(c, "id");
         if (json_is_string(id))
@@ -256,8 +259,8 @@ static void deliver(wd_run *r, json_t *a)
         cost = 0;
     } else if (r->call->cache_key[0]) {
         char *text = wd_json_compact_text(a);
-        if (!text || wd_store_cache_put(r->eng->store, r->call->cache_key, text, wd_budget_nusd(cost), wd_store_now(r->eng->store),
-                                        r->pol->cache_ttl_ms) < 0)
+        if (!text || wd_store_cache_put(r->eng->store, r->call->cache_key, text, wd_budget_nusd(cost),
+                                        wd_store_now(r->eng->store), r->pol->cache_ttl_ms) < 0)
             json_array_append_new(r->errors, json_string("response cache: the answer could not be kept"));
         free(text);
     }
@@ -331,8 +334,7 @@ static void settle(wd_run *r, outcome *o)
     if (r->call->admitted) {
         wd_breaker_cfg bc = wd_run_breaker_cfg(r);
         wd_breaker_change ch;
-        wd_breakers_outcome(r->eng->breakers, r->call->breaker, &bc, o->ok || !o->breaker_failure, r->call->probe,
-                            &ch);
+        wd_breakers_outcome(r->eng->breakers, r->call->breaker, &bc, o->ok || !o->breaker_failure, r->call->probe, &ch);
         r->call->admitted = 0;
         wd_run_audit_breaker(r, r->call->breaker, &ch, NULL, model_name(r));
     }

@@ -24,13 +24,13 @@
 typedef struct {
     wd_run *r;
     lua_State *L;
-    wd_policy *p;           /* a reference, for the call's checks */
-    char name[160];         /* as asked, fit to print and to log: NUL and non-UTF-8 bytes as \xNN */
-    size_t name_len;        /* of what was asked: a name with a NUL in it is no tool's */
-    json_t *args;           /* owned here until a refusal or the request takes it */
-    char bad_args[400];     /* why the arguments are not JSON: said after the authorization checks */
+    wd_policy *p;       /* a reference, for the call's checks */
+    char name[160];     /* as asked, fit to print and to log: NUL and non-UTF-8 bytes as \xNN */
+    size_t name_len;    /* of what was asked: a name with a NUL in it is no tool's */
+    json_t *args;       /* owned here until a refusal or the request takes it */
+    char bad_args[400]; /* why the arguments are not JSON: said after the authorization checks */
     const wd_tool_policy *tp;
-    int idx;                /* the loaded tool */
+    int idx; /* the loaded tool */
     wd_call_opts opts;
     int64_t t0;
     char msg[700];
@@ -197,8 +197,8 @@ static int check_breaker(tool_call *c)
 /* The checks of a tool call, in the order docs/safety.md lists them ("The pipeline of
 ** a tool call"); the first that does not say GO answers the call. */
 static int (*const TOOL_CHECKS[])(tool_call *c) = {
-    check_listed, check_declared, check_role, check_json, check_loaded, check_schema,
-    check_guardrails, check_options, check_rate, check_budget, check_oversight, check_breaker,
+    check_listed,     check_declared, check_role, check_json,   check_loaded,    check_schema,
+    check_guardrails, check_options,  check_rate, check_budget, check_oversight, check_breaker,
 };
 
 /* the arguments as JSON first, so that every audited refusal shows what was asked; a
@@ -253,8 +253,10 @@ int wd_pipeline_tool(wd_run *r, lua_State *L)
     const char *asked = luaL_checklstring(L, 2, &c.name_len);
     wd_cstr_copy(c.name, sizeof c.name, asked, c.name_len);
     if (++r->ncalls > r->pol->max_tool_calls) { /* a loop of calls ends here, whatever it catches */
-        snprintf(c.msg, sizeof c.msg, "tool call limit: the run asked for more than %lld tool calls "
-                 "(defaults.max_tool_calls); the last was %s", r->pol->max_tool_calls, c.name);
+        snprintf(c.msg, sizeof c.msg,
+                 "tool call limit: the run asked for more than %lld tool calls "
+                 "(defaults.max_tool_calls); the last was %s",
+                 r->pol->max_tool_calls, c.name);
         wd_run_limit(r, WD_ST_MAX_ITERATIONS, c.msg);
         return luaL_error(L, "run stopped: %s", c.msg);
     }
@@ -381,8 +383,8 @@ static void build_call(wd_run *r, lua_State *L, int loaded)
 static void read_call(wd_run *r, lua_State *L)
 {
     lua_getfield(L, 2, "model");
-    const char *model = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                       : (r->default_model ? r->default_model : "default");
+    const char *model =
+        lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : (r->default_model ? r->default_model : "default");
     free(r->req.model);
     r->req.model = wd_strdup(model);
     lua_pop(L, 1);
@@ -433,6 +435,3 @@ int wd_pipeline_llm(wd_run *r, lua_State *L)
     r->req.kind = OP_LLM;
     return wd_sandbox_yield(L);
 }
-
-
-

@@ -6,8 +6,8 @@
 
 #include "engine.h"
 
-int wd_pipeline_tool(wd_run *r, lua_State *L);   /* ctx:call_tool(name, args) */
-int wd_pipeline_llm(wd_run *r, lua_State *L);    /* ctx:llm{...} */
+int wd_pipeline_tool(wd_run *r, lua_State *L); /* ctx:call_tool(name, args) */
+int wd_pipeline_llm(wd_run *r, lua_State *L);  /* ctx:llm{...} */
 void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int transient);
 void wd_pipeline_tool_cancel(wd_run *r);
 /* a detector escalated: the run's next request (finish: its completion) waits for a

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ANTHROPIC_VERSION "2023-06-01"
+#define ANTHROPIC_VERSION    "2023-06-01"
 #define ANTHROPIC_MAX_TOKENS 1024
 
 static const char *default_base(const char *provider)
@@ -87,7 +87,8 @@ static int openai_text(const wd_model *m, const json_t *call, wd_buf *b)
     rc |= LIT(b, ",\"messages\":[");
     const json_t *in = json_object_get(call, "messages"), *msg;
     size_t i;
-    json_array_foreach((json_t *)in, i, msg) {
+    json_array_foreach((json_t *)in, i, msg)
+    {
         const char *role = json_string_value(json_object_get(msg, "role"));
         if (i)
             rc |= LIT(b, ",");
@@ -100,7 +101,8 @@ static int openai_text(const wd_model *m, const json_t *call, wd_buf *b)
             rc |= json_is_string(content) ? wd_json_compact(content, b) : LIT(b, "null");
             rc |= LIT(b, ",\"tool_calls\":[");
             size_t j;
-            json_array_foreach(calls, j, c) {
+            json_array_foreach(calls, j, c)
+            {
                 if (j)
                     rc |= LIT(b, ",");
                 rc |= LIT(b, "{\"id\":");
@@ -128,7 +130,8 @@ static int openai_text(const wd_model *m, const json_t *call, wd_buf *b)
     json_t *tools = json_object_get(call, "tools"), *t;
     if (json_array_size(tools)) {
         rc |= LIT(b, ",\"tools\":[");
-        json_array_foreach(tools, i, t) {
+        json_array_foreach(tools, i, t)
+        {
             json_t *params = json_object_get(t, "parameters");
             if (i)
                 rc |= LIT(b, ",");
@@ -176,7 +179,8 @@ static json_t *anthropic_body(const wd_model *m, const json_t *call)
     wd_buf system = {0};
     size_t i;
     json_t *msg;
-    json_array_foreach(in, i, msg) {
+    json_array_foreach(in, i, msg)
+    {
         const char *role = json_string_value(json_object_get(msg, "role"));
         json_t *content = json_object_get(msg, "content");
         if (role && !strcmp(role, "system")) {
@@ -201,7 +205,8 @@ static json_t *anthropic_body(const wd_model *m, const json_t *call)
         json_t *calls = json_object_get(msg, "tool_calls"), *c;
         size_t j;
         if (assistant)
-            json_array_foreach(calls, j, c) {
+            json_array_foreach(calls, j, c)
+            {
                 json_array_append_new(blocks, json_pack("{s:s,s:O?,s:O?,s:o}", "type", "tool_use", "id",
                                                         json_object_get(c, "id"), "name", json_object_get(c, "name"),
                                                         "input", args_object(json_object_get(c, "arguments"))));
@@ -219,10 +224,11 @@ static json_t *anthropic_body(const wd_model *m, const json_t *call)
     json_t *tools = json_object_get(call, "tools"), *t;
     if (json_array_size(tools)) {
         json_t *out = json_array();
-        json_array_foreach(tools, i, t) {
+        json_array_foreach(tools, i, t)
+        {
             json_t *params = json_object_get(t, "parameters");
-            json_array_append_new(out, json_pack("{s:O?,s:O?,s:O}", "name", json_object_get(t, "name"),
-                                                 "description", json_object_get(t, "description"), "input_schema",
+            json_array_append_new(out, json_pack("{s:O?,s:O?,s:O}", "name", json_object_get(t, "name"), "description",
+                                                 json_object_get(t, "description"), "input_schema",
                                                  params ? params : json_pack("{s:s}", "type", "object")));
         }
         json_object_set_new(body, "tools", out);
@@ -258,8 +264,8 @@ static int add_header(wd_llm_request *q, const char *name, const char *v)
     return 0;
 }
 
-int wd_provider_request(const wd_model *m, const char *base_url, const json_t *call, wd_llm_request *out,
-                        char *err, size_t errlen)
+int wd_provider_request(const wd_model *m, const char *base_url, const json_t *call, wd_llm_request *out, char *err,
+                        size_t errlen)
 {
     memset(out, 0, sizeof *out);
     int anthropic = !strcmp(m->provider, "anthropic");
@@ -271,8 +277,8 @@ int wd_provider_request(const wd_model *m, const char *base_url, const json_t *c
     if (m->api_key_env && *m->api_key_env) {
         key = getenv(m->api_key_env);
         if (!key || !*key) {
-            wd_errf(err, errlen, "model '%s': the environment variable %s (models.%s.api_key_env) is not set",
-                    m->alias, m->api_key_env, m->alias);
+            wd_errf(err, errlen, "model '%s': the environment variable %s (models.%s.api_key_env) is not set", m->alias,
+                    m->api_key_env, m->alias);
             return -1;
         }
     }
@@ -343,7 +349,8 @@ static json_t *parse_openai(json_t *root, char *err, size_t errlen)
     }
     json_t *calls = json_array(), *c;
     size_t i;
-    json_array_foreach(json_object_get(msg, "tool_calls"), i, c) {
+    json_array_foreach(json_object_get(msg, "tool_calls"), i, c)
+    {
         json_t *f = json_object_get(c, "function");
         json_t *name = json_object_get(f, "name");
         if (!json_is_string(name)) {
@@ -353,9 +360,10 @@ static json_t *parse_openai(json_t *root, char *err, size_t errlen)
         }
         json_t *id = json_object_get(c, "id");
         json_t *args = json_object_get(f, "arguments");
-        json_array_append_new(calls, json_pack("{s:o,s:O,s:o}", "id",
-                                               json_is_string(id) ? json_incref(id) : json_sprintf("call_%zu", i + 1),
-                                               "name", name, "arguments", args ? json_incref(args) : json_string("{}")));
+        json_array_append_new(calls,
+                              json_pack("{s:o,s:O,s:o}", "id",
+                                        json_is_string(id) ? json_incref(id) : json_sprintf("call_%zu", i + 1), "name",
+                                        name, "arguments", args ? json_incref(args) : json_string("{}")));
     }
     json_t *usage = json_object_get(root, "usage");
     return answer(json_is_string(content) ? json_incref(content) : NULL, calls, usage, "prompt_tokens",
@@ -373,7 +381,8 @@ static json_t *parse_anthropic(json_t *root, char *err, size_t errlen)
     json_t *calls = json_array(), *b;
     size_t i;
     int has_text = 0;
-    json_array_foreach(blocks, i, b) {
+    json_array_foreach(blocks, i, b)
+    {
         const char *type = json_string_value(json_object_get(b, "type"));
         if (type && !strcmp(type, "text") && json_is_string(json_object_get(b, "text"))) {
             wd_buf_adds(&text, json_string_value(json_object_get(b, "text")));
@@ -387,15 +396,15 @@ static json_t *parse_anthropic(json_t *root, char *err, size_t errlen)
                 return NULL;
             }
             json_t *id = json_object_get(b, "id"), *input = json_object_get(b, "input");
-            json_array_append_new(calls, json_pack("{s:o,s:O,s:o}", "id",
-                                                   json_is_string(id) ? json_incref(id)
-                                                                      : json_sprintf("toolu_%zu", i + 1),
-                                                   "name", name, "arguments", input ? json_incref(input) : json_object()));
+            json_array_append_new(calls,
+                                  json_pack("{s:o,s:O,s:o}", "id",
+                                            json_is_string(id) ? json_incref(id) : json_sprintf("toolu_%zu", i + 1),
+                                            "name", name, "arguments", input ? json_incref(input) : json_object()));
         }
     }
     json_t *usage = json_object_get(root, "usage");
-    json_t *a = answer(has_text ? json_string(text.p ? text.p : "") : NULL, calls, usage, "input_tokens",
-                       "output_tokens");
+    json_t *a =
+        answer(has_text ? json_string(text.p ? text.p : "") : NULL, calls, usage, "input_tokens", "output_tokens");
     wd_buf_free(&text);
     return a;
 }

@@ -15,14 +15,14 @@ typedef struct wd_llm_request {
     char *url;
     char *body;
     size_t body_len;
-    char *headers[4];        /* "Name: value"; may hold the API key: wiped when freed */
+    char *headers[4]; /* "Name: value"; may hold the API key: wiped when freed */
     size_t nheaders;
 } wd_llm_request;
 
 /* builds the HTTP request for model m (base_url overrides the policy's when not NULL).
 ** 0, or -1 with err (never containing the key). Free with wd_provider_request_free. */
-int wd_provider_request(const wd_model *m, const char *base_url, const json_t *call, wd_llm_request *out,
-                        char *err, size_t errlen);
+int wd_provider_request(const wd_model *m, const char *base_url, const json_t *call, wd_llm_request *out, char *err,
+                        size_t errlen);
 void wd_provider_request_free(wd_llm_request *q);
 /* the endpoint a breaker guards: "llm:<url of the API>"; into out */
 void wd_provider_endpoint(const wd_model *m, const char *base_url, char *out, size_t n);

@@ -51,7 +51,7 @@ int wd_toolcall_admit(wd_run *r, int idx, const char *name, json_t *args, char *
 
 /* the call the loop starts after the yield; takes ownership of args */
 void wd_toolcall_request(wd_run *r, wd_opkind kind, const wd_tool_policy *tp, const char *name, json_t *args, int idx,
-                        int64_t t0)
+                         int64_t t0)
 {
     json_decref(r->req.args);
     r->req.kind = kind;
@@ -235,8 +235,7 @@ static int read_result(wd_run *r, int ok, int nres, const char *error, json_t **
 /* the call's tool_call record with its cost; the breaker told a raised error or a
 ** timeout (ok == 0) from an answer; the reservation settled; its changes audited after
 ** the call that caused them */
-static void audit_call(wd_run *r, int ok, int success, int transient, const char *sum, int truncated,
-                       const char *error)
+static void audit_call(wd_run *r, int ok, int success, int transient, const char *sum, int truncated, const char *error)
 {
     wd_policy *p = wd_engine_policy(r->eng);
     const wd_tool_policy *tp = wd_policy_tool(p, r->tool.name);

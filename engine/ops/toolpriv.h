@@ -34,7 +34,7 @@ typedef struct wd_oversight {
 ** shared, not copied; result: the summary or why it failed; value: what the tool
 ** returned (NULL: it did not run) */
 void wd_tool_record(wd_run *r, const char *name, json_t *args, const char *result, int ok, json_t *value, int ran);
-char *wd_tool_summary(const char *s, int *truncated);  /* caller frees; UTF-8 safe */
+char *wd_tool_summary(const char *s, int *truncated); /* caller frees; UTF-8 safe */
 /* a refusal record under event, not yet audited (caller owns it) */
 json_t *wd_tool_refusal(wd_run *r, const char *event, const char *name, json_t *args, const char *msg);
 /* a refusal: audited under event (NULL: by the caller), recorded, {error = msg} pushed
@@ -42,8 +42,8 @@ json_t *wd_tool_refusal(wd_run *r, const char *event, const char *name, json_t *
 int wd_tool_refuse(wd_run *r, lua_State *L, const char *event, const char *name, json_t *args, const char *msg);
 /* the same for a name the policy does not declare (marked tool_undeclared) */
 int wd_tool_refuse_undeclared(wd_run *r, lua_State *L, const char *name, json_t *args, const char *msg);
-int wd_tool_allows(const wd_run *r, const char *name);   /* on the agent's list */
-void wd_tool_free_all(wd_run *r);                        /* the run's loaded tools and list */
+int wd_tool_allows(const wd_run *r, const char *name); /* on the agent's list */
+void wd_tool_free_all(wd_run *r);                      /* the run's loaded tools and list */
 
 /* approve.c */
 /* the call's options (argument 4 of ctx:call_tool on L): 0, or -1 with msg */
@@ -63,6 +63,6 @@ int wd_toolcall_admit(wd_run *r, int idx, const char *name, json_t *args, char *
 /* the call the loop starts after the yield; takes args */
 void wd_toolcall_request(wd_run *r, wd_opkind kind, const wd_tool_policy *tp, const char *name, json_t *args, int idx,
                          int64_t t0);
-void wd_toolcall_start(wd_run *r);   /* the handler of r->req's tool, in a coroutine of its own */
+void wd_toolcall_start(wd_run *r); /* the handler of r->req's tool, in a coroutine of its own */
 
 #endif

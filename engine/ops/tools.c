@@ -30,8 +30,7 @@ void wd_push_error_table(lua_State *L, const char *msg)
 /* args is shared, not copied: nothing changes it after the call. result: the summary,
 ** or why the call failed; value: what the tool returned (NULL when it did not run) for
 ** the detectors' tool_result event */
-void wd_tool_record(wd_run *r, const char *name, json_t *args, const char *result, int ok, json_t *value,
-                          int ran)
+void wd_tool_record(wd_run *r, const char *name, json_t *args, const char *result, int ok, json_t *value, int ran)
 {
     r->consecutive_errors = ok ? 0 : r->consecutive_errors + 1; /* a hitl trigger */
     if (r->det) {
@@ -82,8 +81,7 @@ json_t *wd_tool_refusal(wd_run *r, const char *event, const char *name, json_t *
     return ev;
 }
 
-int wd_tool_refuse(wd_run *r, lua_State *L, const char *event, const char *name, json_t *args,
-                  const char *msg)
+int wd_tool_refuse(wd_run *r, lua_State *L, const char *event, const char *name, json_t *args, const char *msg)
 {
     if (event) /* NULL: audited already */
         wd_run_audit(r, wd_tool_refusal(r, event, name, args, msg));
@@ -191,18 +189,13 @@ static size_t json_text_bytes(const json_t *v, int depth)
     if (depth > 64)
         return 0;
     switch (json_typeof(v)) {
-    case JSON_STRING:
-        return json_string_length(v);
-    case JSON_OBJECT:
-        json_object_foreach((json_t *)v, k, x)
-            n += strlen(k) + json_text_bytes(x, depth + 1);
-        return n;
+    case JSON_STRING: return json_string_length(v);
+    case JSON_OBJECT: json_object_foreach((json_t *)v, k, x) n += strlen(k) + json_text_bytes(x, depth + 1); return n;
     case JSON_ARRAY:
         for (size_t i = 0; i < json_array_size(v); i++)
             n += json_text_bytes(json_array_get(v, i), depth + 1);
         return n;
-    default:
-        return 4;
+    default: return 4;
     }
 }
 
@@ -212,9 +205,9 @@ json_t *wd_run_tool_specs(wd_run *r)
         return r->tool_specs;
     json_t *specs = json_array();
     for (size_t i = 0; specs && i < r->ntools; i++) {
-        json_t *t = json_pack("{s:s,s:s,s:O?}", "name", r->tools[i].name, "description",
-                              r->tools[i].description ? r->tools[i].description : "", "parameters",
-                              r->tools[i].parameters);
+        json_t *t =
+            json_pack("{s:s,s:s,s:O?}", "name", r->tools[i].name, "description",
+                      r->tools[i].description ? r->tools[i].description : "", "parameters", r->tools[i].parameters);
         if (!t || json_array_append_new(specs, t) < 0) {
             json_decref(specs);
             return NULL;
@@ -251,8 +244,8 @@ int wd_tool_load(wd_run *r, lua_State *L, const char *name)
     }
     if (rc == WD_SANDBOX_NOFILE) {
         lua_pop(L, 1);
-        lua_pushfstring(L, "no script for tool '%s' (looked for %s in the agent's directory and agents/tools/)",
-                        name, rel);
+        lua_pushfstring(L, "no script for tool '%s' (looked for %s in the agent's directory and agents/tools/)", name,
+                        rel);
         return -1;
     }
     if (rc < 0)

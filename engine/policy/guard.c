@@ -27,7 +27,8 @@ static int scan(const wd_rxlist *fl, json_t *v, wd_buf *ptr, char *err, size_t e
     if (json_is_object(v)) {
         const char *k;
         json_t *kv;
-        json_object_foreach(v, k, kv) {
+        json_object_foreach(v, k, kv)
+        {
             for (size_t i = 0; i < fl->n; i++)
                 if (wd_rx_match(fl->v[i], k, strlen(k)) != 0) {
                     wd_errf(err, errlen, "%s/%s: key matches forbidden pattern '%s'", ptr->len ? ptr->p : "", k,
@@ -45,7 +46,8 @@ static int scan(const wd_rxlist *fl, json_t *v, wd_buf *ptr, char *err, size_t e
     } else if (json_is_array(v)) {
         size_t i;
         json_t *iv;
-        json_array_foreach(v, i, iv) {
+        json_array_foreach(v, i, iv)
+        {
             wd_buf_addf(ptr, "/%zu", i);
             int rc = scan(fl, iv, ptr, err, errlen, depth + 1);
             ptr->len = mark;
@@ -83,8 +85,8 @@ const wd_rx *wd_guard_path_forbidden(const wd_rxlist *fl, const char *base, cons
     return hit;
 }
 
-int wd_guard_patterns(const wd_rxlist *forbidden, const wd_schema *schema, const char *base, json_t *args,
-                      char *err, size_t errlen)
+int wd_guard_patterns(const wd_rxlist *forbidden, const wd_schema *schema, const char *base, json_t *args, char *err,
+                      size_t errlen)
 {
     if (!forbidden || !forbidden->n)
         return 0;
@@ -94,7 +96,8 @@ int wd_guard_patterns(const wd_rxlist *forbidden, const wd_schema *schema, const
     const char *k;
     json_t *v;
     if (rc == 0 && json_is_object(args))
-        json_object_foreach(args, k, v) {
+        json_object_foreach(args, k, v)
+        {
             if (!json_is_string(v) || !wd_guard_is_path_arg(k, schema))
                 continue;
             char *c = wd_guard_canon(base, json_string_value(v));
@@ -213,14 +216,15 @@ int wd_guard_is_path_arg(const char *name, const wd_schema *schema)
     return wd_schema_is_path_prop(schema, name);
 }
 
-int wd_guard_resources(const wd_tool_policy *tp, const wd_schema *schema, const char *base,
-                       json_t *args, char *err, size_t errlen)
+int wd_guard_resources(const wd_tool_policy *tp, const wd_schema *schema, const char *base, json_t *args, char *err,
+                       size_t errlen)
 {
     if (!tp->allowed_resources.n || !json_is_object(args))
         return 0;
     const char *k;
     json_t *v;
-    json_object_foreach(args, k, v) {
+    json_object_foreach(args, k, v)
+    {
         if (!wd_guard_is_path_arg(k, schema))
             continue;
         if (!json_is_string(v)) {

@@ -11,8 +11,8 @@
 /* 0 clean; -1 with "/query: matches forbidden pattern 'secret'" in err. Every string is
 ** matched as given; a path argument (wd_guard_is_path_arg) also in the forms the file
 ** operation uses (wd_guard_path_forbidden). */
-int wd_guard_patterns(const wd_rxlist *forbidden, const wd_schema *schema, const char *base, json_t *args,
-                      char *err, size_t errlen);
+int wd_guard_patterns(const wd_rxlist *forbidden, const wd_schema *schema, const char *base, json_t *args, char *err,
+                      size_t errlen);
 
 /* The pattern of fl that a path matches in any of its forms, or NULL: as given (raw), its
 ** canonical absolute form (canon, from wd_guard_canon; NULL when it has none), and that
@@ -33,7 +33,7 @@ int wd_guard_path_allowed(const wd_strlist *roots, const char *base, const char 
 int wd_guard_is_path_arg(const char *name, const wd_schema *schema);
 
 /* checks every path argument of args against the tool's allowed_resources; 0 ok */
-int wd_guard_resources(const wd_tool_policy *tp, const wd_schema *schema, const char *base,
-                       json_t *args, char *err, size_t errlen);
+int wd_guard_resources(const wd_tool_policy *tp, const wd_schema *schema, const char *base, json_t *args, char *err,
+                       size_t errlen);
 
 #endif

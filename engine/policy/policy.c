@@ -409,4 +409,3 @@ const wd_tier *wd_policy_tier_of(const wd_policy *p, const wd_user *u)
         return NULL;
     return &p->tiers[u->tier];
 }
-

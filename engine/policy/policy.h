@@ -27,10 +27,10 @@ typedef struct wd_tier {
 
 typedef struct wd_user {
     char *name;
-    int role;          /* index into roles */
-    int tier;          /* index into tiers, -1 none */
+    int role; /* index into roles */
+    int tier; /* index into tiers, -1 none */
     char *api_key_sha256;
-    char *os_user;     /* the login that proves this user at the command line, or NULL */
+    char *os_user; /* the login that proves this user at the command line, or NULL */
 } wd_user;
 
 typedef struct wd_model {
@@ -41,8 +41,8 @@ typedef struct wd_model {
 
 typedef struct wd_tool_policy {
     char *name;
-    int permission;    /* index into roles */
-    char *risk;        /* safe, low, medium, high, critical */
+    int permission; /* index into roles */
+    char *risk;     /* safe, low, medium, high, critical */
     char *category;
     long long timeout_ms;
     double cost_usd;
@@ -57,14 +57,14 @@ typedef struct wd_tool_policy {
 enum { WD_FSYNC_NONE, WD_FSYNC_BATCH, WD_FSYNC_ALWAYS };
 
 typedef struct wd_policy {
-    int refs;          /* atomic */
+    int refs;               /* atomic */
     unsigned long long gen; /* unique to this load: what caches derived from it compare */
     char *path;
     int max_iterations;
-    long long max_tool_calls_per_answer; /* an answer asking for more: the rest are refused */
-    long long max_tool_calls;            /* per run: the next one ends it (max_iterations) */
+    long long max_tool_calls_per_answer;          /* an answer asking for more: the rest are refused */
+    long long max_tool_calls;                     /* per run: the next one ends it (max_iterations) */
     long long max_audit_bytes, max_audit_records; /* per run: what it may write to the log */
-    long long max_audit_field_bytes;     /* one field of one record; longer is cut, its length kept */
+    long long max_audit_field_bytes;              /* one field of one record; longer is cut, its length kept */
     /* warden serve (docs/serve.md, Limits): the sandboxes' memory in all, runs in flight and
     ** waiting (in all, per user), how long one waits, what finished runs keep in memory */
     long long serve_memory_mb, serve_max_runs, serve_max_queued, serve_max_runs_user, serve_max_queued_user;
@@ -85,14 +85,14 @@ typedef struct wd_policy {
     size_t n_tools;
     long long expiry_ms[4]; /* low normal high critical */
     double escalate_at;
-    json_t *routes;         /* {risk: [approver, ...]} */
-    json_t *detectors;      /* {name: {config}} */
+    json_t *routes;    /* {risk: [approver, ...]} */
+    json_t *detectors; /* {name: {config}} */
     long long kill_consecutive_errors;
     int approval_trust_cli; /* approvals.trust_cli_identity: a bare --by is believed (development) */
     int approval_min_risk;  /* risk rank (0 safe .. 4 critical) from which a tool needs approval; 5 never */
     json_t *autonomy;       /* {category: level 0..5}; a category not listed is level 5 */
-    double hitl_confidence_below, hitl_cost_above_usd; /* < 0: off */
-    long long hitl_consecutive_errors;                  /* 0: off */
+    double hitl_confidence_below, hitl_cost_above_usd;                              /* < 0: off */
+    long long hitl_consecutive_errors;                                              /* 0: off */
     long long exec_cpu_s, exec_memory_mb, exec_procs, exec_file_mb, exec_output_kb; /* ctx:exec's rlimits */
     char *audit_path;
     int audit_fsync;
@@ -117,7 +117,7 @@ wd_policy *wd_policy_load_text(const char *text, size_t len, const char *fname, 
 void wd_perrors_free(wd_perrors *e);
 
 wd_policy *wd_policy_ref(wd_policy *p);
-void wd_policy_unref(wd_policy *p);   /* accepts NULL */
+void wd_policy_unref(wd_policy *p); /* accepts NULL */
 
 const wd_user *wd_policy_user(const wd_policy *p, const char *name);
 const wd_tool_policy *wd_policy_tool(const wd_policy *p, const char *name);

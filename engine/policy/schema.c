@@ -8,10 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum {
-    T_NULL = 1, T_BOOL = 2, T_INT = 4, T_NUM = 8, T_STR = 16, T_ARR = 32, T_OBJ = 64,
-    T_ANY = 127
-};
+enum { T_NULL = 1, T_BOOL = 2, T_INT = 4, T_NUM = 8, T_STR = 16, T_ARR = 32, T_OBJ = 64, T_ANY = 127 };
 
 struct wd_schema {
     unsigned types;
@@ -20,18 +17,18 @@ struct wd_schema {
     wd_schema **props;
     char **required;
     size_t nrequired;
-    int additional;          /* 1 allowed (default), 0 forbidden, 2 schema */
+    int additional; /* 1 allowed (default), 0 forbidden, 2 schema */
     wd_schema *additional_schema;
-    json_t *enum_;           /* array or NULL */
-    json_t *const_;          /* value or NULL */
+    json_t *enum_;  /* array or NULL */
+    json_t *const_; /* value or NULL */
     int has_min, has_max, has_xmin, has_xmax;
     double min, max, xmin, xmax;
-    long long min_len, max_len;     /* -1 unset */
+    long long min_len, max_len; /* -1 unset */
     wd_rx *pattern;
     wd_schema *items;
     long long min_items, max_items; /* -1 unset */
     json_t *default_;
-    int is_path;             /* format: path */
+    int is_path; /* format: path */
 };
 
 void wd_schema_free(wd_schema *s)
@@ -58,13 +55,20 @@ void wd_schema_free(wd_schema *s)
 
 static unsigned type_bit(const char *t)
 {
-    if (!strcmp(t, "null")) return T_NULL;
-    if (!strcmp(t, "boolean")) return T_BOOL;
-    if (!strcmp(t, "integer")) return T_INT;
-    if (!strcmp(t, "number")) return T_NUM | T_INT;
-    if (!strcmp(t, "string")) return T_STR;
-    if (!strcmp(t, "array")) return T_ARR;
-    if (!strcmp(t, "object")) return T_OBJ;
+    if (!strcmp(t, "null"))
+        return T_NULL;
+    if (!strcmp(t, "boolean"))
+        return T_BOOL;
+    if (!strcmp(t, "integer"))
+        return T_INT;
+    if (!strcmp(t, "number"))
+        return T_NUM | T_INT;
+    if (!strcmp(t, "string"))
+        return T_STR;
+    if (!strcmp(t, "array"))
+        return T_ARR;
+    if (!strcmp(t, "object"))
+        return T_OBJ;
     return 0;
 }
 
@@ -103,7 +107,8 @@ static wd_schema *compile(json_t *j, const char *at, int depth, char *err, size_
     const char *key;
     json_t *v;
     char sub[512];
-    json_object_foreach(j, key, v) {
+    json_object_foreach(j, key, v)
+    {
         if (!strcmp(key, "type")) {
             s->types = 0;
             if (json_is_string(v)) {
@@ -111,7 +116,8 @@ static wd_schema *compile(json_t *j, const char *at, int depth, char *err, size_
             } else if (json_is_array(v)) {
                 size_t i;
                 json_t *t;
-                json_array_foreach(v, i, t) {
+                json_array_foreach(v, i, t)
+                {
                     unsigned b = json_is_string(t) ? type_bit(json_string_value(t)) : 0;
                     if (!b) {
                         s->types = 0;
@@ -121,8 +127,7 @@ static wd_schema *compile(json_t *j, const char *at, int depth, char *err, size_
                 }
             }
             if (!s->types) {
-                wd_errf(err, errlen, "%s/type: use null, boolean, integer, number, string, array or object",
-                        at);
+                wd_errf(err, errlen, "%s/type: use null, boolean, integer, number, string, array or object", at);
                 goto fail;
             }
         } else if (!strcmp(key, "properties")) {
@@ -137,7 +142,8 @@ static wd_schema *compile(json_t *j, const char *at, int depth, char *err, size_
                 goto oom;
             const char *pk;
             json_t *pv;
-            json_object_foreach(v, pk, pv) {
+            json_object_foreach(v, pk, pv)
+            {
                 snprintf(sub, sizeof sub, "%s/properties/%s", at, pk);
                 wd_schema *ps = compile(pv, sub, depth + 1, err, errlen);
                 if (!ps)
@@ -155,7 +161,8 @@ static wd_schema *compile(json_t *j, const char *at, int depth, char *err, size_
             s->required = calloc(json_array_size(v) + 1, sizeof *s->required);
             if (!s->required)
                 goto oom;
-            json_array_foreach(v, i, r) {
+            json_array_foreach(v, i, r)
+            {
                 if (!json_is_string(r)) {
                     wd_errf(err, errlen, "%s/required/%zu: must be a property name", at, i);
                     goto fail;
@@ -179,28 +186,36 @@ static wd_schema *compile(json_t *j, const char *at, int depth, char *err, size_
             s->enum_ = json_incref(v);
         } else if (!strcmp(key, "const")) {
             s->const_ = json_incref(v);
-        } else if (!strcmp(key, "minimum") || !strcmp(key, "maximum") ||
-                   !strcmp(key, "exclusiveMinimum") || !strcmp(key, "exclusiveMaximum")) {
+        } else if (!strcmp(key, "minimum") || !strcmp(key, "maximum") || !strcmp(key, "exclusiveMinimum") ||
+                   !strcmp(key, "exclusiveMaximum")) {
             if (!json_is_number(v)) {
                 wd_errf(err, errlen, "%s/%s: must be a number", at, key);
                 goto fail;
             }
             double d = json_number_value(v);
-            if (!strcmp(key, "minimum")) s->has_min = 1, s->min = d;
-            else if (!strcmp(key, "maximum")) s->has_max = 1, s->max = d;
-            else if (!strcmp(key, "exclusiveMinimum")) s->has_xmin = 1, s->xmin = d;
-            else s->has_xmax = 1, s->xmax = d;
-        } else if (!strcmp(key, "minLength") || !strcmp(key, "maxLength") ||
-                   !strcmp(key, "minItems") || !strcmp(key, "maxItems")) {
+            if (!strcmp(key, "minimum"))
+                s->has_min = 1, s->min = d;
+            else if (!strcmp(key, "maximum"))
+                s->has_max = 1, s->max = d;
+            else if (!strcmp(key, "exclusiveMinimum"))
+                s->has_xmin = 1, s->xmin = d;
+            else
+                s->has_xmax = 1, s->xmax = d;
+        } else if (!strcmp(key, "minLength") || !strcmp(key, "maxLength") || !strcmp(key, "minItems") ||
+                   !strcmp(key, "maxItems")) {
             long long c;
             if (get_count(v, &c) < 0) {
                 wd_errf(err, errlen, "%s/%s: must be a whole number >= 0", at, key);
                 goto fail;
             }
-            if (!strcmp(key, "minLength")) s->min_len = c;
-            else if (!strcmp(key, "maxLength")) s->max_len = c;
-            else if (!strcmp(key, "minItems")) s->min_items = c;
-            else s->max_items = c;
+            if (!strcmp(key, "minLength"))
+                s->min_len = c;
+            else if (!strcmp(key, "maxLength"))
+                s->max_len = c;
+            else if (!strcmp(key, "minItems"))
+                s->min_items = c;
+            else
+                s->max_items = c;
         } else if (!strcmp(key, "pattern")) {
             char e[200];
             if (!json_is_string(v)) {
@@ -235,10 +250,7 @@ fail:
     return NULL;
 }
 
-wd_schema *wd_schema_compile(json_t *schema, char *err, size_t errlen)
-{
-    return compile(schema, "", 0, err, errlen);
-}
+wd_schema *wd_schema_compile(json_t *schema, char *err, size_t errlen) { return compile(schema, "", 0, err, errlen); }
 
 int wd_schema_is_path_prop(const wd_schema *s, const char *name)
 {
@@ -292,9 +304,11 @@ static const char *type_name(json_t *v)
 
 static void type_list(unsigned t, char *out, size_t n)
 {
-    static const struct { unsigned b; const char *name; } names[] = {
-        {T_NULL, "null"}, {T_BOOL, "boolean"}, {T_INT | T_NUM, "number"}, {T_INT, "integer"},
-        {T_STR, "string"}, {T_ARR, "array"}, {T_OBJ, "object"}};
+    static const struct {
+        unsigned b;
+        const char *name;
+    } names[] = {{T_NULL, "null"},  {T_BOOL, "boolean"}, {T_INT | T_NUM, "number"}, {T_INT, "integer"},
+                 {T_STR, "string"}, {T_ARR, "array"},    {T_OBJ, "object"}};
     out[0] = '\0';
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         if ((t & names[i].b) != names[i].b)
@@ -325,11 +339,9 @@ static void ptr_join(char *out, size_t n, const char *base, const char *tok)
     }
 }
 
-static void validate(const wd_schema *s, json_t *v, const char *ptr, vctx *c, json_t *parent,
-                     const char *pkey);
+static void validate(const wd_schema *s, json_t *v, const char *ptr, vctx *c, json_t *parent, const char *pkey);
 
-static void validate(const wd_schema *s, json_t *v, const char *ptr, vctx *c, json_t *parent,
-                     const char *pkey)
+static void validate(const wd_schema *s, json_t *v, const char *ptr, vctx *c, json_t *parent, const char *pkey)
 {
     char sub[512];
     unsigned have;
@@ -379,10 +391,14 @@ static void validate(const wd_schema *s, json_t *v, const char *ptr, vctx *c, js
     }
     if (json_is_number(v)) {
         double d = json_number_value(v);
-        if (s->has_min && d < s->min) fail(c, ptr, "must be >= %g", s->min);
-        if (s->has_max && d > s->max) fail(c, ptr, "must be <= %g", s->max);
-        if (s->has_xmin && d <= s->xmin) fail(c, ptr, "must be > %g", s->xmin);
-        if (s->has_xmax && d >= s->xmax) fail(c, ptr, "must be < %g", s->xmax);
+        if (s->has_min && d < s->min)
+            fail(c, ptr, "must be >= %g", s->min);
+        if (s->has_max && d > s->max)
+            fail(c, ptr, "must be <= %g", s->max);
+        if (s->has_xmin && d <= s->xmin)
+            fail(c, ptr, "must be > %g", s->xmin);
+        if (s->has_xmax && d >= s->xmax)
+            fail(c, ptr, "must be < %g", s->xmax);
     }
     if (json_is_string(v)) {
         size_t n = utf8_len(json_string_value(v), json_string_length(v));
@@ -425,7 +441,8 @@ static void validate(const wd_schema *s, json_t *v, const char *ptr, vctx *c, js
         if (s->additional != 1) {
             const char *k;
             json_t *kv;
-            json_object_foreach(v, k, kv) {
+            json_object_foreach(v, k, kv)
+            {
                 int declared = 0;
                 for (size_t i = 0; i < s->nprops && !declared; i++)
                     declared = !strcmp(s->prop_names[i], k);

@@ -19,15 +19,32 @@ static int role_index(const wd_policy *p, const char *name)
     return -1;
 }
 
-static const char *const TOP_KEYS[] = {"version", "defaults", "roles", "users", "tiers", "budget",
-                                       "models", "tools", "approvals", "detectors", "kill_switch",
-                                       "audit", "store", "cache", "autonomy", "hitl", "serve", NULL};
-static const char *const DEFAULT_KEYS[] = {"max_iterations", "max_tool_calls_per_answer", "max_tool_calls",
-                                           "max_audit_bytes", "max_audit_records", "max_audit_field_bytes",
-                                           "timeouts", "retry", "breaker", "sandbox", "exec", NULL};
-static const char *const SERVE_KEYS[] = {"memory_mb", "max_runs", "max_queued", "max_runs_per_user",
-                                         "max_queued_per_user", "queue_wait_ms", "result_kb", "events_kb",
-                                         "kept_mb", "keep_runs", NULL};
+static const char *const TOP_KEYS[] = {"version", "defaults", "roles",     "users",     "tiers",       "budget",
+                                       "models",  "tools",    "approvals", "detectors", "kill_switch", "audit",
+                                       "store",   "cache",    "autonomy",  "hitl",      "serve",       NULL};
+static const char *const DEFAULT_KEYS[] = {"max_iterations",
+                                           "max_tool_calls_per_answer",
+                                           "max_tool_calls",
+                                           "max_audit_bytes",
+                                           "max_audit_records",
+                                           "max_audit_field_bytes",
+                                           "timeouts",
+                                           "retry",
+                                           "breaker",
+                                           "sandbox",
+                                           "exec",
+                                           NULL};
+static const char *const SERVE_KEYS[] = {"memory_mb",
+                                         "max_runs",
+                                         "max_queued",
+                                         "max_runs_per_user",
+                                         "max_queued_per_user",
+                                         "queue_wait_ms",
+                                         "result_kb",
+                                         "events_kb",
+                                         "kept_mb",
+                                         "keep_runs",
+                                         NULL};
 static const char *const EXEC_KEYS[] = {"cpu_s", "memory_mb", "procs", "file_mb", "output_kb", NULL};
 static const char *const HITL_KEYS[] = {"confidence_below", "cost_above_usd", "consecutive_errors", NULL};
 static const char *const TIMEOUT_KEYS[] = {"llm_connect_ms", "llm_read_ms", "tool_ms", "run_ms", NULL};
@@ -37,11 +54,14 @@ static const char *const SANDBOX_KEYS[] = {"memory_mb", "instructions_per_call",
 static const char *const USER_KEYS[] = {"role", "tier", "api_key_sha256", "os_user", NULL};
 static const char *const TIER_KEYS[] = {"per_run_usd", "daily_usd", "monthly_usd", "requests_per_hour", NULL};
 static const char *const BUDGET_KEYS[] = {"global_monthly_usd", "warn_ratio", NULL};
-static const char *const MODEL_KEYS[] = {"provider", "name", "base_url", "api_key_env",
-                                         "input_usd_per_1k", "output_usd_per_1k", "max_output_tokens", NULL};
-static const char *const TOOL_KEYS[] = {"permission", "risk", "category", "timeout_ms", "cost_usd",
-                                        "rate_limit_per_hour", "requires_approval", "allowed_resources",
-                                        "writable_resources", "forbidden_patterns", "allowed_hosts", NULL};
+static const char *const MODEL_KEYS[] = {
+    "provider", "name", "base_url", "api_key_env", "input_usd_per_1k", "output_usd_per_1k", "max_output_tokens", NULL};
+static const char *const TOOL_KEYS[] = {"permission",         "risk",
+                                        "category",           "timeout_ms",
+                                        "cost_usd",           "rate_limit_per_hour",
+                                        "requires_approval",  "allowed_resources",
+                                        "writable_resources", "forbidden_patterns",
+                                        "allowed_hosts",      NULL};
 static const char *const APPROVAL_KEYS[] = {"expiry", "escalate_at", "routes", "min_risk", "trust_cli_identity", NULL};
 static const char *const EXPIRY_KEYS[] = {"low", "normal", "high", "critical", NULL};
 static const char *const KILL_KEYS[] = {"consecutive_errors", NULL};
@@ -51,7 +71,6 @@ static const char *const CACHE_KEYS[] = {"enabled", "ttl", "any_temperature", NU
 const char *const WD_RISKS[] = {"safe", "low", "medium", "high", "critical", NULL};
 #define RISKS WD_RISKS
 static const char *const PROVIDERS[] = {"openai", "anthropic", "mock", NULL};
-
 
 /* named redaction patterns users may list under audit.redact_patterns */
 static const struct {
@@ -79,8 +98,10 @@ static void load_defaults(wd_yread *c, const wd_ynode *d)
     wd_yread_int(c, d, "max_audit_records", "defaults", &p->max_audit_records, 100, 100000000);
     wd_yread_int(c, d, "max_audit_field_bytes", "defaults", &p->max_audit_field_bytes, 1024, 16LL << 20);
     if (p->max_audit_field_bytes > p->max_audit_bytes / 4)
-        wd_yread_err(c, d, "defaults.max_audit_field_bytes (%lld) must be at most a quarter of defaults.max_audit_bytes "
-                   "(%lld): one record may not take a run's whole log", p->max_audit_field_bytes, p->max_audit_bytes);
+        wd_yread_err(c, d,
+                     "defaults.max_audit_field_bytes (%lld) must be at most a quarter of defaults.max_audit_bytes "
+                     "(%lld): one record may not take a run's whole log",
+                     p->max_audit_field_bytes, p->max_audit_bytes);
     const wd_ynode *n;
     if ((n = wd_ydoc_get(d, "timeouts")) && wd_yread_map(c, n, "defaults.timeouts", TIMEOUT_KEYS) == 0) {
         wd_yread_dur(c, n, "llm_connect_ms", "defaults.timeouts", &p->llm_connect_ms, 1, 600000);
@@ -102,7 +123,7 @@ static void load_defaults(wd_yread *c, const wd_ynode *d)
     if ((n = wd_ydoc_get(d, "sandbox")) && wd_yread_map(c, n, "defaults.sandbox", SANDBOX_KEYS) == 0) {
         wd_yread_int(c, n, "memory_mb", "defaults.sandbox", &p->memory_mb, 1, 16384);
         wd_yread_int(c, n, "instructions_per_call", "defaults.sandbox", &p->instructions_per_call, 1000,
-                1000000000000LL);
+                     1000000000000LL);
     }
     if ((n = wd_ydoc_get(d, "exec")) && wd_yread_map(c, n, "defaults.exec", EXEC_KEYS) == 0) {
         wd_yread_int(c, n, "cpu_s", "defaults.exec", &p->exec_cpu_s, 1, 86400);
@@ -129,8 +150,10 @@ static void load_serve(wd_yread *c, const wd_ynode *s)
     wd_yread_int(c, s, "kept_mb", "serve", &p->serve_kept_mb, 1, 1LL << 20);
     wd_yread_int(c, s, "keep_runs", "serve", &p->serve_keep_runs, 1, 10000000);
     if (p->memory_mb > p->serve_memory_mb)
-        wd_yread_err(c, s, "serve.memory_mb (%lld) is less than one run's defaults.sandbox.memory_mb (%lld): no run could "
-                   "start", p->serve_memory_mb, p->memory_mb);
+        wd_yread_err(c, s,
+                     "serve.memory_mb (%lld) is less than one run's defaults.sandbox.memory_mb (%lld): no run could "
+                     "start",
+                     p->serve_memory_mb, p->memory_mb);
 }
 
 static void load_tiers(wd_yread *c, const wd_ynode *t)
@@ -166,7 +189,7 @@ static void check_name(wd_yread *c, const wd_ynode *k, const char *what)
 {
     if (strlen(k->str) > MAX_NAME)
         wd_yread_err(c, k, "%s.%.40s...: a name is at most %d bytes (this one has %zu)", what, k->str, MAX_NAME,
-             strlen(k->str));
+                     strlen(k->str));
 }
 
 static void load_users(wd_yread *c, const wd_ynode *u)
@@ -193,7 +216,7 @@ static void load_users(wd_yread *c, const wd_ynode *u)
             wd_yread_err(c, v, "%s has no role; add role: one of the roles list", where);
         } else if (r->kind != WD_Y_SCALAR || (us->role = role_index(p, r->str)) < 0) {
             wd_yread_err(c, r, "%s.role '%s' is not in roles; use one of the roles list", where,
-                 r->kind == WD_Y_SCALAR ? r->str : "?");
+                         r->kind == WD_Y_SCALAR ? r->str : "?");
         }
         const wd_ynode *t = wd_ydoc_get(v, "tier");
         if (t) {
@@ -202,7 +225,7 @@ static void load_users(wd_yread *c, const wd_ynode *u)
                     us->tier = (int)k;
             if (us->tier < 0)
                 wd_yread_err(c, t, "%s.tier '%s' is not defined under tiers", where,
-                     t->kind == WD_Y_SCALAR ? t->str : "?");
+                             t->kind == WD_Y_SCALAR ? t->str : "?");
         }
         const wd_ynode *k = wd_ydoc_get(v, "api_key_sha256");
         if (k) {
@@ -253,7 +276,7 @@ static void load_models(wd_yread *c, const wd_ynode *m)
             wd_yread_err(c, v, "%s has no provider; add provider: openai (or anthropic, mock)", where);
         else if (!wd_yread_in_list(md->provider, PROVIDERS))
             wd_yread_err(c, wd_ydoc_get(v, "provider"), "%s.provider '%s' is unknown; use openai, anthropic or mock",
-                 where, md->provider);
+                         where, md->provider);
         if (!md->name)
             md->name = wd_strdup(md->alias);
     }
@@ -283,13 +306,13 @@ static void load_tools(wd_yread *c, const wd_ynode *t)
             wd_yread_err(c, v, "%s has no permission; add permission: one of the roles list", where);
         else if (pm->kind != WD_Y_SCALAR || (tp->permission = role_index(p, pm->str)) < 0)
             wd_yread_err(c, pm, "%s.permission '%s' is not in roles; use one of the roles list", where,
-                 pm->kind == WD_Y_SCALAR ? pm->str : "?");
+                         pm->kind == WD_Y_SCALAR ? pm->str : "?");
         wd_yread_str(c, v, "risk", where, &tp->risk);
         if (!tp->risk)
             tp->risk = wd_strdup("low");
         else if (!wd_yread_in_list(tp->risk, RISKS))
             wd_yread_err(c, wd_ydoc_get(v, "risk"), "%s.risk '%s'; use safe, low, medium, high or critical", where,
-                 tp->risk);
+                         tp->risk);
         wd_yread_str(c, v, "category", where, &tp->category);
         if (!tp->category)
             tp->category = wd_strdup("read");
@@ -333,7 +356,7 @@ static void load_approvals(wd_yread *c, const wd_ynode *a)
         for (size_t i = 0; i + 1 < r->n; i += 2)
             if (r->kids[i + 1]->kind != WD_Y_SEQ)
                 wd_yread_err(c, r->kids[i + 1], "approvals.routes.%s must be a list of approver names",
-                     r->kids[i]->str);
+                             r->kids[i]->str);
         json_decref(p->routes);
         p->routes = wd_ydoc_to_json(r);
     }
@@ -349,9 +372,9 @@ static void load_autonomy(wd_yread *c, const wd_ynode *a)
         long long lv;
         if (wd_ydoc_int(a->kids[i + 1], &lv) < 0 || lv < 0 || lv > 5)
             wd_yread_err(c, a->kids[i + 1],
-                 "autonomy.%s must be a level from 0 to 5 (0 never, 1 senior approval, 2 approval, "
-                 "3 execute and notify, 4-5 execute)",
-                 a->kids[i]->str);
+                         "autonomy.%s must be a level from 0 to 5 (0 never, 1 senior approval, 2 approval, "
+                         "3 execute and notify, 4-5 execute)",
+                         a->kids[i]->str);
     }
     json_decref(p->autonomy);
     p->autonomy = wd_ydoc_to_json(a);
@@ -402,18 +425,20 @@ static void load_detectors(wd_yread *c, const wd_ynode *d)
         if (wd_yread_map(c, v, where, builtin ? keys : NULL) < 0)
             continue;
         const wd_ynode *vd = wd_ydoc_get(v, "verdict");
-        if (vd && (vd->kind != WD_Y_SCALAR || (strcmp(vd->str, "halt") && strcmp(vd->str, "warn") &&
-                                              strcmp(vd->str, "escalate"))))
+        if (vd && (vd->kind != WD_Y_SCALAR ||
+                   (strcmp(vd->str, "halt") && strcmp(vd->str, "warn") && strcmp(vd->str, "escalate"))))
             wd_yread_err(c, vd, "%s.verdict must be halt, warn or escalate", where);
         const wd_ynode *en = wd_ydoc_get(v, "enforce");
         if (en && (en->kind != WD_Y_SCALAR || (strcmp(en->str, "true") && strcmp(en->str, "false"))))
             wd_yread_err(c, en, "%s.enforce must be true (the detector watches every agent) or false", where);
         const wd_ynode *sh = wd_ydoc_get(v, "share_state");
         if (sh && (sh->kind != WD_Y_SCALAR || (strcmp(sh->str, "true") && strcmp(sh->str, "false"))))
-            wd_yread_err(c, sh, "%s.share_state must be true (every agent's %s shares one ctx.store) or false", where, name);
+            wd_yread_err(c, sh, "%s.share_state must be true (every agent's %s shares one ctx.store) or false", where,
+                         name);
         const wd_ynode *rk = wd_ydoc_get(v, "risk");
         if (rk && (rk->kind != WD_Y_SCALAR || !wd_yread_in_list(rk->str, RISKS)))
-            wd_yread_err(c, rk, "%s.risk must be one of safe, low, medium, high, critical (it routes escalations)", where);
+            wd_yread_err(c, rk, "%s.risk must be one of safe, low, medium, high, critical (it routes escalations)",
+                         where);
     }
     json_decref(p->detectors);
     p->detectors = wd_ydoc_to_json(d);
@@ -468,9 +493,9 @@ static int compile_redactions(wd_yread *c, const wd_ynode *root)
         if (!src) {
             if (strncmp(name, "re:", 3)) {
                 wd_yread_err(c, at && i < at->n ? at->kids[i] : at,
-                     "audit.redact_patterns: unknown '%s'; use credit_card, email, bearer_token, api_key, "
-                     "ssn, or 're:<PCRE2 pattern>'",
-                     name);
+                             "audit.redact_patterns: unknown '%s'; use credit_card, email, bearer_token, api_key, "
+                             "ssn, or 're:<PCRE2 pattern>'",
+                             name);
                 continue;
             }
             src = name + 3;
@@ -484,7 +509,6 @@ static int compile_redactions(wd_yread *c, const wd_ynode *root)
     }
     return 0;
 }
-
 
 /* fills c->p from the document; problems go to c->errs */
 wd_policy *wd_policy_build(wd_yread *c, const wd_ynode *root)
@@ -556,4 +580,3 @@ wd_policy *wd_policy_build(wd_yread *c, const wd_ynode *root)
             p->tools[i].timeout_ms = p->tool_ms;
     return p;
 }
-

@@ -76,8 +76,8 @@ int wd_yread_map(wd_yread *c, const wd_ynode *n, const char *where, const char *
         }
         for (size_t j = i + 2; j + 1 < n->n; j += 2)
             if (n->kids[j]->kind == WD_Y_SCALAR && !strcmp(n->kids[j]->str, k->str))
-                wd_yread_err(c, n->kids[j], "%s: key '%s' appears twice (first at line %d); keep one", where,
-                     k->str, k->line);
+                wd_yread_err(c, n->kids[j], "%s: key '%s' appears twice (first at line %d); keep one", where, k->str,
+                             k->line);
         if (!keys)
             continue;
         int found = 0;
@@ -137,8 +137,8 @@ long long wd_policy_duration(const char *s)
     return (long long)ms;
 }
 
-void wd_yread_int(wd_yread *c, const wd_ynode *m, const char *key, const char *where, long long *dst,
-                    long long lo, long long hi)
+void wd_yread_int(wd_yread *c, const wd_ynode *m, const char *key, const char *where, long long *dst, long long lo,
+                  long long hi)
 {
     const wd_ynode *n = wd_ydoc_get(m, key);
     long long v;
@@ -155,16 +155,15 @@ void wd_yread_int(wd_yread *c, const wd_ynode *m, const char *key, const char *w
     *dst = v;
 }
 
-void wd_yread_dur(wd_yread *c, const wd_ynode *m, const char *key, const char *where, long long *dst,
-                    long long lo, long long hi)
+void wd_yread_dur(wd_yread *c, const wd_ynode *m, const char *key, const char *where, long long *dst, long long lo,
+                  long long hi)
 {
     const wd_ynode *n = wd_ydoc_get(m, key);
     if (!n)
         return;
     long long v = n->kind == WD_Y_SCALAR ? wd_policy_duration(n->str) : -1;
     if (v < 0) {
-        wd_yread_err(c, n, "%s.%s must be a duration: milliseconds (5000) or a string like 90s, 15m, 4h",
-             where, key);
+        wd_yread_err(c, n, "%s.%s must be a duration: milliseconds (5000) or a string like 90s, 15m, 4h", where, key);
         return;
     }
     if (v < lo || v > hi) {
@@ -174,8 +173,7 @@ void wd_yread_dur(wd_yread *c, const wd_ynode *m, const char *key, const char *w
     *dst = v;
 }
 
-void wd_yread_num(wd_yread *c, const wd_ynode *m, const char *key, const char *where, double *dst,
-                    double lo, double hi)
+void wd_yread_num(wd_yread *c, const wd_ynode *m, const char *key, const char *where, double *dst, double lo, double hi)
 {
     const wd_ynode *n = wd_ydoc_get(m, key);
     double v;
@@ -278,13 +276,12 @@ void wd_yread_rxlist(wd_yread *c, const wd_ynode *n, const char *where, wd_rxlis
         wd_rx *rx = wd_rx_compile(n->kids[i]->str, WD_RX_CASELESS, e, sizeof e);
         if (!rx) {
             wd_yread_err(c, n->kids[i], "%s[%zu]: %s; quote the pattern in single quotes so YAML keeps backslashes",
-                 where, i, e);
+                         where, i, e);
             continue;
         }
         out->v[out->n++] = rx;
     }
 }
-
 
 /* 1 when s is in the NULL-ended list l */
 int wd_yread_in_list(const char *s, const char *const *l)

@@ -102,15 +102,15 @@ static void audit_budget(wd_run *r, const char *event, const char *what, const j
 /* ---- leases ------------------------------------------------------------------------ */
 
 #define LEASE_BUCKETS 256
-#define LEASE_CALLS 256       /* a grown lease covers up to this many more such calls */
+#define LEASE_CALLS   256 /* a grown lease covers up to this many more such calls */
 
 struct wd_lease {
     wd_ledger_key key;
-    int64_t row;              /* its row in the store's leases, 0 none */
-    int64_t granted;          /* reserved in the store for this engine */
-    int64_t used;             /* held by calls in flight */
-    int64_t pending;          /* settled, not yet written */
-    int active;               /* reserved on since the last flush: its room is kept */
+    int64_t row;     /* its row in the store's leases, 0 none */
+    int64_t granted; /* reserved in the store for this engine */
+    int64_t used;    /* held by calls in flight */
+    int64_t pending; /* settled, not yet written */
+    int active;      /* reserved on since the last flush: its room is kept */
     wd_lease *next;
 };
 
@@ -119,7 +119,7 @@ struct wd_ledger {
     wd_ledger_warn_fn warn;
     void *warn_ud;
     wd_lease *buckets[LEASE_BUCKETS];
-    int dirty;                /* a flush has something to do */
+    int dirty; /* a flush has something to do */
 };
 
 static unsigned key_hash(const wd_ledger_key *k)
@@ -277,8 +277,8 @@ static int lease_has_room(wd_ledger *l, const wd_ledger_key *k)
 }
 
 /* 1 held, 0 refused (*which, *row), -1 store error or out of memory */
-static int ledger_reserve(wd_run *r, const wd_ledger_key *keys, int n, int64_t amount, wd_budget_hold *h,
-                          int *which, wd_ledger_row *row)
+static int ledger_reserve(wd_run *r, const wd_ledger_key *keys, int n, int64_t amount, wd_budget_hold *h, int *which,
+                          wd_ledger_row *row)
 {
     wd_ledger *l = r->eng->ledger;
     wd_lease *ls[WD_BUDGET_KEYS];
@@ -482,8 +482,7 @@ int wd_budget_left(wd_run *r, double left[WD_BUDGET_KEYS], char *msg, size_t n)
     return 0;
 }
 
-int wd_rate_take(wd_run *r, const char *key, long long limit, const char *what, int64_t *retry_ms, char *msg,
-                 size_t n)
+int wd_rate_take(wd_run *r, const char *key, long long limit, const char *what, int64_t *retry_ms, char *msg, size_t n)
 {
     *retry_ms = 0;
     if (limit <= 0)
@@ -492,12 +491,12 @@ int wd_rate_take(wd_run *r, const char *key, long long limit, const char *what, 
     wd_store *s = r->eng->store;
     int got = wd_store_rate_take(s, key, limit, 3600000, wd_store_now(s), &count, retry_ms);
     if (got < 0) {
-        snprintf(msg, n, "state store %s: %s: cannot check the rate limit of %s", wd_store_path(s),
-                 wd_store_error(s), what);
+        snprintf(msg, n, "state store %s: %s: cannot check the rate limit of %s", wd_store_path(s), wd_store_error(s),
+                 what);
         return -1;
     }
     if (got == 0)
-        snprintf(msg, n, "rate limit: %s: %lld requests in the last hour (limit %lld per hour); retry in %lld s",
-                 what, count, limit, (long long)((*retry_ms + 999) / 1000));
+        snprintf(msg, n, "rate limit: %s: %lld requests in the last hour (limit %lld per hour); retry in %lld s", what,
+                 count, limit, (long long)((*retry_ms + 999) / 1000));
     return got;
 }

@@ -29,8 +29,8 @@ typedef struct wd_lease wd_lease;
 
 /* a reservation held by a run until its call ends */
 typedef struct wd_budget_hold {
-    int n;                     /* 0: nothing held */
-    int64_t amount;            /* nano-dollars, on each lease */
+    int n;          /* 0: nothing held */
+    int64_t amount; /* nano-dollars, on each lease */
     wd_lease *lease[WD_BUDGET_KEYS];
 } wd_budget_hold;
 
@@ -79,7 +79,6 @@ int wd_budget_can_start(wd_run *r, char *msg, size_t n);
 
 /* Sliding-window limit of limit per hour on key: 1 admitted, 0 refused (msg names the
 ** limit and when to retry, *retry_ms), -1 store error (msg). limit <= 0: no limit. */
-int wd_rate_take(wd_run *r, const char *key, long long limit, const char *what, int64_t *retry_ms, char *msg,
-                 size_t n);
+int wd_rate_take(wd_run *r, const char *key, long long limit, const char *what, int64_t *retry_ms, char *msg, size_t n);
 
 #endif

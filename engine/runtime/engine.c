@@ -28,7 +28,7 @@
 ** new runs held them for 50 ms; 2 ms turns cost a warm burst of 1,000 runs 3% more
 ** wall time than 1 ms ones, 0.5 ms turns cost more CPU) */
 #define READY_SLICE_NS 1000000LL
-#define FLUSH_MS 20
+#define FLUSH_MS       20
 
 /* ---- audit helpers ------------------------------------------------------------ */
 

@@ -43,7 +43,7 @@ typedef struct wd_op_kind {
     void (*cancel)(wd_run *r, const char *why); /* the run ends: release what it holds; a no-op when idle */
     /* the script it runs returned (ok, nres results on its thread) or failed (error) */
     void (*settle)(wd_run *r, int ok, int nres, const char *error, int transient);
-    void (*free)(wd_run *r);                    /* the run is freed: the kind's state in it goes */
+    void (*free)(wd_run *r); /* the run is freed: the kind's state in it goes */
 } wd_op_kind;
 
 /* what detectors answer when shown a run's events (wd_engine_hooks.drain) */
@@ -53,12 +53,12 @@ enum { WD_DET_GO = 0, WD_DET_ENDED, WD_DET_HELD };
 ** the tool kind must settle, and a kind's cancel, settle or free may be NULL where it has
 ** nothing to do. */
 typedef struct wd_engine_hooks {
-    const wd_op_kind *ops[OP_COUNT];            /* by wd_opkind */
-    int (*open_warden)(lua_State *L);           /* installs `warden` into a run's sandbox env */
-    void (*push_ctx)(lua_State *L, wd_run *r, int for_tool);  /* a run's ctx (for a tool's handler) */
-    void (*observe)(wd_run *r, json_t *ev);     /* an event for the run's detectors; takes ev */
-    void (*answer)(wd_run *r, const char *result);            /* the agent answered (detect.h) */
-    int (*drain)(wd_run *r, int finish);        /* the detectors see the queue: WD_DET_* */
+    const wd_op_kind *ops[OP_COUNT];                                  /* by wd_opkind */
+    int (*open_warden)(lua_State *L);                                 /* installs `warden` into a run's sandbox env */
+    void (*push_ctx)(lua_State *L, wd_run *r, int for_tool);          /* a run's ctx (for a tool's handler) */
+    void (*observe)(wd_run *r, json_t *ev);                           /* an event for the run's detectors; takes ev */
+    void (*answer)(wd_run *r, const char *result);                    /* the agent answered (detect.h) */
+    int (*drain)(wd_run *r, int finish);                              /* the detectors see the queue: WD_DET_* */
     void (*finish)(wd_run *r, const char *status, const char *error); /* the run is ending */
     void (*free_detect)(wd_detect *d);
 } wd_engine_hooks;
@@ -68,24 +68,24 @@ typedef struct wd_engine_hooks {
 struct wd_engine {
     const wd_engine_hooks *hooks;
     struct event_base *base;
-    wd_policy *policy;          /* current snapshot; swapped whole on reload */
+    wd_policy *policy; /* current snapshot; swapped whole on reload */
     wd_audit *audit;
     char *llm;
-    wd_mock *mock;              /* last scenario loaded, by path */
+    wd_mock *mock; /* last scenario loaded, by path */
     char *mock_path;
     wd_run *ready_head, *ready_tail;
     struct event *ready_ev;
-    int in_ready;               /* inside on_ready: re-arm after timers, not at once */
+    int in_ready; /* inside on_ready: re-arm after timers, not at once */
     struct event *flush_ev;
-    struct event *deliver_ev;   /* results wait for their records (on_deliver) */
+    struct event *deliver_ev; /* results wait for their records (on_deliver) */
     struct ending *endings, *endings_tail;
-    int unwritten_starts;       /* a run acted in this pass before its run_started was written */
-    wd_http *http;              /* libcurl multi on this loop */
-    wd_store *store;            /* shared state (breakers, ...) */
+    int unwritten_starts; /* a run acted in this pass before its run_started was written */
+    wd_http *http;        /* libcurl multi on this loop */
+    wd_store *store;      /* shared state (breakers, ...) */
     wd_breakers *breakers;
-    wd_ledger *ledger;          /* leases on the store's spend ledger (budget.h) */
+    wd_ledger *ledger; /* leases on the store's spend ledger (budget.h) */
     int active;
-    int unstarted;              /* submitted runs waiting for their first turn */
+    int unstarted; /* submitted runs waiting for their first turn */
     int record_overhead;
     void (*notice)(void *ud, const char *line); /* lines for a person watching (warden run: stderr) */
     void *notice_ud;
@@ -93,8 +93,8 @@ struct wd_engine {
     void *on_record_ud;
     long long *lat;
     size_t nlat, caplat;
-    wd_run *live;               /* every submitted run not yet ended */
-    struct {                    /* the kill switch's tables as last read (killswitch.c) */
+    wd_run *live; /* every submitted run not yet ended */
+    struct {      /* the kill switch's tables as last read (killswitch.c) */
         json_t *killed, *failing;
         int64_t read_ns;
         struct event *ev;
@@ -105,26 +105,34 @@ struct wd_engine {
 typedef struct wd_tool_impl {
     char *name;
     char *description;
-    json_t *parameters;   /* the schema as written */
+    json_t *parameters; /* the schema as written */
     wd_schema *schema;
-    int fn_ref;           /* registry ref of run(args, ctx) */
-    char *breaker;        /* "tool:NAME" */
+    int fn_ref;    /* registry ref of run(args, ctx) */
+    char *breaker; /* "tool:NAME" */
 } wd_tool_impl;
 
 typedef enum {
-    WD_ST_RUNNING = 0, WD_ST_COMPLETED, WD_ST_FAILED, WD_ST_MAX_ITERATIONS, WD_ST_TIMEOUT,
-    WD_ST_BUDGET_EXCEEDED, WD_ST_RATE_LIMITED, WD_ST_UNAUTHORIZED, WD_ST_HALTED, WD_ST_REJECTED,
+    WD_ST_RUNNING = 0,
+    WD_ST_COMPLETED,
+    WD_ST_FAILED,
+    WD_ST_MAX_ITERATIONS,
+    WD_ST_TIMEOUT,
+    WD_ST_BUDGET_EXCEEDED,
+    WD_ST_RATE_LIMITED,
+    WD_ST_UNAUTHORIZED,
+    WD_ST_HALTED,
+    WD_ST_REJECTED,
     WD_ST_KILLED
 } wd_status;
 
 struct wd_run {
     wd_engine *eng;
-    wd_policy *pol;              /* pinned at start: run-level limits */
+    wd_policy *pol; /* pinned at start: run-level limits */
     char run_id[37];
     char *session_id, *user_id, *agent_name, *agent_path, *agent_dir, *query;
-    char *agent_key;             /* the agent as its file or directory names it: whose state is whose */
-    json_t *j_ids[4];            /* run_id, session_id, user_id, agent as JSON, shared by every record */
-    wd_mock *mock;               /* borrowed from the engine while the run lives */
+    char *agent_key;  /* the agent as its file or directory names it: whose state is whose */
+    json_t *j_ids[4]; /* run_id, session_id, user_id, agent as JSON, shared by every record */
+    wd_mock *mock;    /* borrowed from the engine while the run lives */
     char *llm;
     wd_sandbox *sb;
     lua_State *L;
@@ -132,32 +140,32 @@ struct wd_run {
     int agent_ref;
     wd_tool_impl *tools;
     size_t ntools;
-    char **allowed;              /* the agent's tools (and a workflow's steps): all it may call */
+    char **allowed; /* the agent's tools (and a workflow's steps): all it may call */
     size_t nallowed;
-    int configured;              /* ctx:_configure ran (once, by the runner) */
-    long long start_mark;        /* the audit log's count once run_started was appended */
-    json_t *tool_specs;          /* wd_run_tool_specs: of the first tool_specs_n tools */
+    int configured;       /* ctx:_configure ran (once, by the runner) */
+    long long start_mark; /* the audit log's count once run_started was appended */
+    json_t *tool_specs;   /* wd_run_tool_specs: of the first tool_specs_n tools */
     size_t tool_specs_n, tool_specs_bytes;
     char *default_model;
-    int max_iterations;          /* the agent's, never above the policy's */
+    int max_iterations; /* the agent's, never above the policy's */
 
     /* the request an engine call made before yielding */
     struct {
         wd_opkind kind;
         wd_status end_status;
         char *end_error;
-        size_t tool;             /* index into tools */
-        json_t *args;            /* validated arguments */
-        int64_t t0;              /* pipeline entry (ns) */
+        size_t tool;  /* index into tools */
+        json_t *args; /* validated arguments */
+        int64_t t0;   /* pipeline entry (ns) */
         long long sleep_ms;
-        char *model;             /* alias */
+        char *model; /* alias */
         int nmessages;
-        size_t input_bytes;      /* of the messages and tools: the input estimate */
-        long long max_tokens;    /* the call's, 0 when it gave none */
-        double temperature;      /* -1 when not given */
-        json_t *call;            /* {messages, tools, temperature, max_tokens} for HTTP providers */
+        size_t input_bytes;   /* of the messages and tools: the input estimate */
+        long long max_tokens; /* the call's, 0 when it gave none */
+        double temperature;   /* -1 when not given */
+        json_t *call;         /* {messages, tools, temperature, max_tokens} for HTTP providers */
     } req;
-    lua_State *waiting;          /* the top-level thread an operation will resume */
+    lua_State *waiting; /* the top-level thread an operation will resume */
 
     /* the tool call in flight */
     struct {
@@ -170,49 +178,49 @@ struct wd_run {
         int64_t t0, deadline_ns, overhead_ns;
         long long timeout_ms;
         struct event *timer;
-        int64_t start_ns;        /* for latency_ms: t0 is shifted to leave handler time out */
-        int retries;             /* transient failures retried so far */
-        int admitted, probe;     /* by the tool's breaker; an outcome is owed */
+        int64_t start_ns;    /* for latency_ms: t0 is shifted to leave handler time out */
+        int retries;         /* transient failures retried so far */
+        int admitted, probe; /* by the tool's breaker; an outcome is owed */
     } tool;
 
-    wd_llm_state *call;          /* the LLM call in flight (llm.c), made on first use */
-    int last_fail_timeout;       /* the last LLM call failed by a timeout */
-    wd_fetch_state *fetch;       /* ctx:http in flight (fetch.c) */
-    wd_exec_state *exec;         /* ctx:exec in flight (exec.c) */
+    wd_llm_state *call;    /* the LLM call in flight (llm.c), made on first use */
+    int last_fail_timeout; /* the last LLM call failed by a timeout */
+    wd_fetch_state *fetch; /* ctx:http in flight (fetch.c) */
+    wd_exec_state *exec;   /* ctx:exec in flight (exec.c) */
 
     struct event *op_timer, *run_timer;
-    json_t *pending_llm;         /* the mock answer delivered when op_timer fires */
+    json_t *pending_llm; /* the mock answer delivered when op_timer fires */
     int64_t t0_ns, deadline_ns, wall0_ms;
     int steps;
     double cost;
-    int64_t held_nusd;           /* reserved by this run's calls in flight */
+    int64_t held_nusd; /* reserved by this run's calls in flight */
     wd_budget_hold llm_hold, tool_hold;
     /* the run's ledger keys, made again for another policy or another UTC day */
     wd_ledger_key bkeys[WD_BUDGET_KEYS];
     unsigned long long bkeys_gen;
     int64_t bkeys_day;
-    int run_warned;              /* the per-run budget_warning was audited */
-    struct {                     /* a tool call waiting for a person (approval.h) */
-        char id[37];             /* "" when none */
+    int run_warned;  /* the per-run budget_warning was audited */
+    struct {         /* a tool call waiting for a person (approval.h) */
+        char id[37]; /* "" when none */
         int escalation_audited;
-        int64_t remaining_ns;    /* of the run's deadline, which waits too */
-        int gate;                /* a detector's escalation: 1 holds the next request, 2 the answer */
-        char label[100];         /* what waits: a tool's name, "(run)" or "(final answer)" */
+        int64_t remaining_ns; /* of the run's deadline, which waits too */
+        int gate;             /* a detector's escalation: 1 holds the next request, 2 the answer */
+        char label[100];      /* what waits: a tool's name, "(run)" or "(final answer)" */
     } appr;
-    int64_t retry_after_ms;      /* a rate-limited run: when to try again */
+    int64_t retry_after_ms; /* a rate-limited run: when to try again */
     json_t *tool_calls, *errors;
-    long tool_calls_omitted;     /* past WD_MAX_TOOL_CALLS_IN_RESULT */
-    long long ncalls;            /* ctx:call_tool so far (defaults.max_tool_calls) */
-    struct {                     /* what the run wrote to the log (defaults.max_audit_*) */
+    long tool_calls_omitted; /* past WD_MAX_TOOL_CALLS_IN_RESULT */
+    long long ncalls;        /* ctx:call_tool so far (defaults.max_tool_calls) */
+    struct {                 /* what the run wrote to the log (defaults.max_audit_*) */
         long long bytes, records, dropped;
-        int over;                /* past its limit less the reserve: fields cut short from here */
+        int over; /* past its limit less the reserve: fields cut short from here */
     } audit;
-    wd_status limit_status;      /* a run limit was reached: how the run ends, and why */
+    wd_status limit_status; /* a run limit was reached: how the run ends, and why */
     char *limit_msg;
     wd_status status;
     char *result_text;
-    char *start_error;           /* the run cannot start: start() ends it from the loop */
-    char *refuse;                /* wd_run_opts.refuse: start() ends it rate_limited */
+    char *start_error; /* the run cannot start: start() ends it from the loop */
+    char *refuse;      /* wd_run_opts.refuse: start() ends it rate_limited */
     int finishing;
 
     wd_run_done_fn done;
@@ -220,8 +228,8 @@ struct wd_run {
 
     wd_run *next_ready;
     wd_run *live_next, *live_prev;
-    wd_detect *det;              /* the run's detectors, NULL when none (detect.h) */
-    int consecutive_errors;      /* tool calls that failed or were refused in a row (hitl) */
+    wd_detect *det;         /* the run's detectors, NULL when none (detect.h) */
+    int consecutive_errors; /* tool calls that failed or were refused in a row (hitl) */
     int in_ready;
     lua_State *resume_co;
     int resume_nargs;
@@ -229,7 +237,7 @@ struct wd_run {
 
 /* run.c: a run's records and settings */
 const char *wd_status_name(wd_status st);
-const char *wd_status_message(wd_status st);   /* what the user reads for st */
+const char *wd_status_message(wd_status st);                     /* what the user reads for st */
 json_t *wd_run_event(wd_run *r, const char *event, int success); /* audit record skeleton */
 /* redacts, bounds (bound.h, the run's audit limits), appends; takes ownership */
 int wd_run_audit(wd_run *r, json_t *rec);
@@ -250,19 +258,19 @@ wd_retry_cfg wd_run_retry_cfg(const wd_run *r);
 ** -1 when max_retries are used up. */
 long long wd_run_retry_arm(wd_run *r, int retries, long long retry_after_ms, event_callback_fn cb, char *reason,
                            size_t n);
-wd_policy *wd_engine_policy(wd_engine *e);                   /* a new reference */
-wd_store *wd_engine_store(wd_engine *e);                     /* the engine's state store */
+wd_policy *wd_engine_policy(wd_engine *e); /* a new reference */
+wd_store *wd_engine_store(wd_engine *e);   /* the engine's state store */
 /* an event for the run's detectors (a no-op without any); takes ev */
 void wd_run_observe(wd_run *r, json_t *ev);
 /* pushes the run's ctx on L (for_tool: a tool handler's) */
 void wd_run_push_ctx(wd_run *r, lua_State *L, int for_tool);
 
 /* ready.c: the runs whose turn it is */
-void wd_run_schedule(wd_run *r, lua_State *co, int nargs);  /* resume co from the loop */
+void wd_run_schedule(wd_run *r, lua_State *co, int nargs); /* resume co from the loop */
 void wd_ready_remove(wd_run *r);
 
 /* finish.c: the end of a run */
-void wd_run_end(wd_run *r, wd_status st, const char *error);/* from the loop only */
+void wd_run_end(wd_run *r, wd_status st, const char *error); /* from the loop only */
 /* the run's run_started record is in the file (written now if it was not): 0, or -1 with
 ** msg when the log failed, and the run must not act */
 int wd_run_may_act(wd_run *r, char *msg, size_t n);

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #define MAX_HEADER_BYTES (64 * 1024)
-#define MAX_HEADERS 100
+#define MAX_HEADERS      100
 
 /* an easy handle costs a few kilobytes and a dozen allocations to make; thousands of
 ** runs calling in waves reuse them */
@@ -41,9 +41,9 @@ typedef struct shard {
 typedef struct watch {
     struct event *ev;
     shard *sh;
-    short kind;              /* what ev is in epoll for; 0 when it is not */
-    unsigned char parked;    /* curl no longer watches it; we leave it in epoll */
-    unsigned char ours;      /* opened by open_cb: closed through close_cb */
+    short kind;           /* what ev is in epoll for; 0 when it is not */
+    unsigned char parked; /* curl no longer watches it; we leave it in epoll */
+    unsigned char ours;   /* opened by open_cb: closed through close_cb */
 } watch;
 
 struct wd_http {
@@ -179,9 +179,7 @@ static void finish_curl(wd_http_req *q, CURLcode code)
     char msg[CURL_ERROR_SIZE + 80];
     const char *detail = q->errbuf[0] ? q->errbuf : curl_easy_strerror(code);
     switch (code) {
-    case CURLE_OK:
-        finish(q, WD_HTTP_OK, NULL);
-        return;
+    case CURLE_OK: finish(q, WD_HTTP_OK, NULL); return;
     case CURLE_OPERATION_TIMEDOUT:
         if (!q->connected) {
             snprintf(msg, sizeof msg, "connect timed out (%s)", detail);
@@ -203,8 +201,7 @@ static void finish_curl(wd_http_req *q, CURLcode code)
         snprintf(msg, sizeof msg, "invalid request: %s", detail);
         finish(q, WD_HTTP_INVALID, msg);
         return;
-    default:
-        break;
+    default: break;
     }
     snprintf(msg, sizeof msg, "network error: %s", detail);
     finish(q, WD_HTTP_NETWORK, msg);
@@ -537,8 +534,7 @@ static void set_options(wd_http_req *q, const wd_http_opts *o)
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
 }
 
-wd_http_req *wd_http_start(wd_http *h, const wd_http_opts *o, wd_http_done_fn cb, void *ud, char *err,
-                           size_t errlen)
+wd_http_req *wd_http_start(wd_http *h, const wd_http_opts *o, wd_http_done_fn cb, void *ud, char *err, size_t errlen)
 {
     wd_http_req *q = calloc(1, sizeof *q);
     if (!q) {

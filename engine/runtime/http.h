@@ -15,43 +15,43 @@ typedef struct wd_http wd_http;
 typedef struct wd_http_req wd_http_req;
 
 typedef enum {
-    WD_HTTP_OK = 0,          /* an HTTP answer arrived, whatever its status */
+    WD_HTTP_OK = 0, /* an HTTP answer arrived, whatever its status */
     WD_HTTP_CONNECT_TIMEOUT,
     WD_HTTP_READ_TIMEOUT,
-    WD_HTTP_NETWORK,         /* refused, reset, truncated, DNS ... */
-    WD_HTTP_TOO_LARGE,       /* the body passed max_body */
-    WD_HTTP_INVALID          /* the request itself is wrong (URL, protocol) */
+    WD_HTTP_NETWORK,   /* refused, reset, truncated, DNS ... */
+    WD_HTTP_TOO_LARGE, /* the body passed max_body */
+    WD_HTTP_INVALID    /* the request itself is wrong (URL, protocol) */
 } wd_http_fail;
 
 typedef struct wd_http_header {
-    char *name;              /* lower case */
+    char *name; /* lower case */
     char *value;
 } wd_http_header;
 
 typedef struct wd_http_resp {
     wd_http_fail fail;
-    long status;             /* when fail == WD_HTTP_OK */
-    const char *body;        /* NUL-terminated; borrowed for the callback */
+    long status;      /* when fail == WD_HTTP_OK */
+    const char *body; /* NUL-terminated; borrowed for the callback */
     size_t len;
     const wd_http_header *headers;
     size_t nheaders;
-    long long retry_after_ms;/* from Retry-After (seconds or HTTP date); -1 when absent */
+    long long retry_after_ms; /* from Retry-After (seconds or HTTP date); -1 when absent */
     long long latency_ms;
-    const char *error;       /* what went wrong, for fail != OK */
+    const char *error; /* what went wrong, for fail != OK */
 } wd_http_resp;
 
 /* resp and everything in it are borrowed for the call; the request is freed after it */
 typedef void (*wd_http_done_fn)(const wd_http_resp *resp, void *ud);
 
 typedef struct wd_http_opts {
-    const char *method;      /* default GET, or POST when there is a body */
+    const char *method; /* default GET, or POST when there is a body */
     const char *url;
     const char *const *headers; /* "Name: value" */
     size_t nheaders;
     const char *body;
     size_t body_len;
-    long long connect_ms;    /* DNS + TCP (+TLS) */
-    long long read_ms;       /* from the connection ready to the last byte */
+    long long connect_ms; /* DNS + TCP (+TLS) */
+    long long read_ms;    /* from the connection ready to the last byte */
     size_t max_body;
 } wd_http_opts;
 
@@ -61,8 +61,7 @@ wd_http *wd_http_new(struct event_base *base);
 void wd_http_free(wd_http *h);
 /* starts a request; the callback always runs later, from the loop. NULL with err set
 ** when the request cannot be made at all. */
-wd_http_req *wd_http_start(wd_http *h, const wd_http_opts *o, wd_http_done_fn cb, void *ud, char *err,
-                           size_t errlen);
+wd_http_req *wd_http_start(wd_http *h, const wd_http_opts *o, wd_http_done_fn cb, void *ud, char *err, size_t errlen);
 /* abandons a request: no callback afterwards. Accepts NULL; not from inside its callback. */
 void wd_http_cancel(wd_http_req *q);
 /* requests in flight */

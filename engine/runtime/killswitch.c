@@ -10,14 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-
 int wd_kill_set(wd_store *s, const char *agent, const char *by, const char *reason, int automatic, int64_t now_ms)
 {
     if (wd_store_begin(s) < 0)
         return -1;
     sqlite3_stmt *st = wd_store_prepare(s, "INSERT OR IGNORE INTO kills(agent, by, reason, automatic, created_ms)"
-                               " VALUES(?,?,?,?,?)");
+                                           " VALUES(?,?,?,?,?)");
     if (!st)
         goto fail;
     sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
@@ -71,7 +69,8 @@ fail_commit:
 int wd_kill_list(wd_store *s, json_t **out)
 {
     *out = NULL;
-    sqlite3_stmt *st = wd_store_prepare(s, "SELECT agent, by, reason, automatic, created_ms FROM kills ORDER BY created_ms, agent");
+    sqlite3_stmt *st =
+        wd_store_prepare(s, "SELECT agent, by, reason, automatic, created_ms FROM kills ORDER BY created_ms, agent");
     json_t *l = json_array();
     if (!st || !l)
         goto fail;
@@ -83,8 +82,8 @@ int wd_kill_list(wd_store *s, json_t **out)
             c[i] = c[i] ? c[i] : "";
         }
         json_array_append_new(l, json_pack("{s:s,s:s,s:s,s:b,s:I}", "agent", c[0], "by", c[1], "reason", c[2],
-                                           "automatic", sqlite3_column_int(st, 3),
-                                           "created_ms", (json_int_t)sqlite3_column_int64(st, 4)));
+                                           "automatic", sqlite3_column_int(st, 3), "created_ms",
+                                           (json_int_t)sqlite3_column_int64(st, 4)));
     }
     if (rc != SQLITE_DONE)
         goto fail;
@@ -103,9 +102,9 @@ int wd_kill_note_run(wd_store *s, const char *agent, int failed, long long *coun
     if (wd_store_begin(s) < 0)
         return -1;
     sqlite3_stmt *st = wd_store_prepare(s, failed ? "INSERT INTO agent_health(agent, failures) VALUES(?1, 1)"
-                                        " ON CONFLICT(agent) DO UPDATE SET failures = failures + 1"
-                                        " RETURNING failures"
-                                      : "DELETE FROM agent_health WHERE agent = ?1");
+                                                    " ON CONFLICT(agent) DO UPDATE SET failures = failures + 1"
+                                                    " RETURNING failures"
+                                                  : "DELETE FROM agent_health WHERE agent = ?1");
     if (!st)
         goto fail;
     sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
@@ -148,7 +147,8 @@ int wd_kills_refresh(wd_engine *e, int force)
                                 json_string((const char *)sqlite3_column_text(st, 1)));
     }
     sqlite3_finalize(st);
-    st = rc == SQLITE_DONE ? wd_store_prepare(e->store, "SELECT agent, failures FROM agent_health WHERE failures > 0") : NULL;
+    st = rc == SQLITE_DONE ? wd_store_prepare(e->store, "SELECT agent, failures FROM agent_health WHERE failures > 0")
+                           : NULL;
     rc = SQLITE_ERROR;
     if (st && failing) {
         while ((rc = sqlite3_step(st)) == SQLITE_ROW)
@@ -198,8 +198,7 @@ int wd_kills_refuse(wd_run *r, char *msg, size_t n)
     if (!why)
         return 0;
     snprintf(msg, n, "agent '%s' is stopped by the kill switch (%s: %s); warden revive %s brings it back",
-             r->agent_name, who, *why ? why : "no reason given",
-             strcmp(who, "all agents") ? r->agent_name : "--all");
+             r->agent_name, who, *why ? why : "no reason given", strcmp(who, "all agents") ? r->agent_name : "--all");
     wd_kills_audit(r, "refuse_run", msg, 0);
     return 1;
 }

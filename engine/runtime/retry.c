@@ -22,12 +22,9 @@ int wd_retry_transient(const wd_http_resp *r)
     switch (r->fail) {
     case WD_HTTP_CONNECT_TIMEOUT:
     case WD_HTTP_READ_TIMEOUT:
-    case WD_HTTP_NETWORK:
-        return 1;
-    case WD_HTTP_OK:
-        return wd_retry_transient_status(r->status);
-    default:
-        return 0;
+    case WD_HTTP_NETWORK: return 1;
+    case WD_HTTP_OK: return wd_retry_transient_status(r->status);
+    default: return 0;
     }
 }
 

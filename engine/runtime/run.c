@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const STATUS_NAMES[] = {"running", "completed", "failed", "max_iterations", "timeout",
-                                           "budget_exceeded", "rate_limited", "unauthorized", "halted",
-                                           "rejected", "killed"};
+static const char *const STATUS_NAMES[] = {"running", "completed",       "failed",       "max_iterations",
+                                           "timeout", "budget_exceeded", "rate_limited", "unauthorized",
+                                           "halted",  "rejected",        "killed"};
 
 const char *wd_status_name(wd_status st) { return STATUS_NAMES[st]; }
 
@@ -23,8 +23,7 @@ const char *wd_status_message(wd_status st)
     case WD_ST_MAX_ITERATIONS:
         return "I couldn't complete your request within the time limit. Please try rephrasing or "
                "breaking it into smaller tasks.";
-    case WD_ST_TIMEOUT:
-        return "Taking longer than expected. Please try again in a few minutes.";
+    case WD_ST_TIMEOUT: return "Taking longer than expected. Please try again in a few minutes.";
     case WD_ST_BUDGET_EXCEEDED: return "Processing budget exhausted for this request.";
     case WD_ST_RATE_LIMITED: return "Too many requests right now. Please try again later.";
     case WD_ST_UNAUTHORIZED: return "You are not authorized to use this agent.";
@@ -103,9 +102,10 @@ int wd_run_audit(wd_run *r, json_t *rec)
         (r->audit.bytes + AUDIT_RESERVE_BYTES > maxb || r->audit.records + AUDIT_RESERVE_RECORDS > maxr)) {
         char msg[300];
         r->audit.over = 1;
-        snprintf(msg, sizeof msg, "audit limit: the run wrote %lld records, %lld bytes, of its %lld records "
-                 "(defaults.max_audit_records) and %lld bytes (defaults.max_audit_bytes)", r->audit.records,
-                 r->audit.bytes, maxr, maxb);
+        snprintf(msg, sizeof msg,
+                 "audit limit: the run wrote %lld records, %lld bytes, of its %lld records "
+                 "(defaults.max_audit_records) and %lld bytes (defaults.max_audit_bytes)",
+                 r->audit.records, r->audit.bytes, maxr, maxb);
         wd_run_limit(r, WD_ST_FAILED, msg);
     }
     if (r->eng->on_record)
@@ -139,7 +139,7 @@ void wd_run_audit_breaker(wd_run *r, const char *breaker, const wd_breaker_chang
 {
     if (!ch || !ch->happened)
         return;
-    const char *event = ch->to == WD_BR_OPEN ? "breaker_opened"
+    const char *event = ch->to == WD_BR_OPEN        ? "breaker_opened"
                         : ch->to == WD_BR_HALF_OPEN ? "breaker_half_open"
                                                     : "breaker_closed";
     json_t *ev = wd_run_event(r, event, ch->to != WD_BR_OPEN);
@@ -157,8 +157,7 @@ void wd_run_audit_breaker(wd_run *r, const char *breaker, const wd_breaker_chang
 
 wd_breaker_cfg wd_run_breaker_cfg(const wd_run *r)
 {
-    wd_breaker_cfg c = {r->pol->breaker_failure_threshold, r->pol->breaker_open_ms,
-                        r->pol->breaker_half_open_probes};
+    wd_breaker_cfg c = {r->pol->breaker_failure_threshold, r->pol->breaker_open_ms, r->pol->breaker_half_open_probes};
     return c;
 }
 

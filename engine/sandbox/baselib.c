@@ -123,7 +123,10 @@ static int sb_collectgarbage(lua_State *L)
     for (int i = 0; ok[i]; i++)
         if (!strcmp(opt, ok[i])) {
             switch (i) {
-            case 0: lua_gc(L, LUA_GCCOLLECT); lua_pushinteger(L, 0); return 1;
+            case 0:
+                lua_gc(L, LUA_GCCOLLECT);
+                lua_pushinteger(L, 0);
+                return 1;
             case 1: {
                 int kb = lua_gc(L, LUA_GCCOUNT), b = lua_gc(L, LUA_GCCOUNTB);
                 lua_pushnumber(L, (lua_Number)kb + ((lua_Number)b / 1024));
@@ -135,7 +138,6 @@ static int sb_collectgarbage(lua_State *L)
         }
     return luaL_argerror(L, 1, "only collect, count, step and isrunning are allowed in the sandbox");
 }
-
 
 /* ---- the libraries a script sees -------------------------------------------- */
 
@@ -168,10 +170,9 @@ static size_t utf8_pattern_len;
 static char lists_err[200];
 static pthread_once_t lists_once = PTHREAD_ONCE_INIT;
 
-
-static const char *const BASE_FNS[] = {"assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall",
-                                       "rawequal", "rawget", "rawlen", "rawset", "select",
-                                       "getmetatable", "tonumber", "tostring", "type", NULL};
+static const char *const BASE_FNS[] = {"assert",       "error",    "ipairs",   "next",   "pairs",  "pcall",
+                                       "xpcall",       "rawequal", "rawget",   "rawlen", "rawset", "select",
+                                       "getmetatable", "tonumber", "tostring", "type",   NULL};
 static const char *const CO_FNS[] = {"create", "yield", "status", "running", "isyieldable", NULL};
 static const char *const OS_FNS[] = {"clock", "time", "date", "difftime", NULL};
 
@@ -236,9 +237,9 @@ static void make_lists(void)
         const char *const *only, *const *skip;
         int list;
     } libs[] = {
-        {"_G", BASE_FNS, none, LIST_BASE},         {"string", NULL, no_dump, LIST_STRING},
-        {"table", NULL, none, LIST_TABLE},         {"utf8", NULL, no_pattern, LIST_UTF8},
-        {"coroutine", CO_FNS, none, LIST_CO},      {"os", OS_FNS, none, LIST_OS},
+        {"_G", BASE_FNS, none, LIST_BASE},    {"string", NULL, no_dump, LIST_STRING},
+        {"table", NULL, none, LIST_TABLE},    {"utf8", NULL, no_pattern, LIST_UTF8},
+        {"coroutine", CO_FNS, none, LIST_CO}, {"os", OS_FNS, none, LIST_OS},
     };
     for (size_t i = 0; ok && i < sizeof libs / sizeof *libs; i++) {
         lua_getglobal(S, libs[i].global);

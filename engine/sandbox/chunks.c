@@ -19,9 +19,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define NBUCKETS 256
+#define NBUCKETS    256
 #define MAX_ENTRIES 2048
-#define RACY_NS (2 * 1000000000LL)
+#define RACY_NS     (2 * 1000000000LL)
 
 typedef struct entry {
     struct entry *next;

@@ -186,7 +186,6 @@ int wd_sandbox_yield(lua_State *L)
     return lua_yield(L, 1);
 }
 
-
 static const luaL_Reg CO_FNS[] = {
     {"close", co_close},
     {"resume", co_resume},

@@ -11,8 +11,8 @@
 #define WD_CJSON_SO "/usr/lib/x86_64-linux-gnu/lua/5.4/cjson.so"
 #endif
 
-#define MAX_DEPTH 1000           /* lua-cjson's own decoding limit */
-#define EXACT (9007199254740992.0) /* 2^53: every whole number up to it is exact as a float */
+#define MAX_DEPTH 1000                 /* lua-cjson's own decoding limit */
+#define EXACT     (9007199254740992.0) /* 2^53: every whole number up to it is exact as a float */
 
 static lua_CFunction cjson_opener;
 

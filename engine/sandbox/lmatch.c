@@ -7,15 +7,15 @@
 #include <lauxlib.h>
 #include <string.h>
 
-#define MAXCAP 32
+#define MAXCAP   32
 #define MAXDEPTH 200
-#define CAP_OPEN (-1)      /* capture started, not closed */
-#define CAP_POS (-2)       /* position capture () */
+#define CAP_OPEN (-1) /* capture started, not closed */
+#define CAP_POS  (-2) /* position capture () */
 #define SPECIALS "^$*+?.([%-"
 
 typedef struct {
-    const char *s0, *se;   /* subject */
-    const char *pe;        /* end of pattern */
+    const char *s0, *se; /* subject */
+    const char *pe;      /* end of pattern */
     lua_State *L;
     unsigned long steps;
     int depth;
@@ -27,10 +27,7 @@ typedef struct {
 } mstate;
 
 /* the budget: the slice's deadline and the kill flag, every 1024 steps */
-static void tick(mstate *m)
-{
-    wd_sandbox_tick(m->L, &m->steps);
-}
+static void tick(mstate *m) { wd_sandbox_tick(m->L, &m->steps); }
 
 /* end of the single-character class starting at p */
 static const char *class_end(mstate *m, const char *p)
@@ -414,8 +411,8 @@ static int l_find(lua_State *L) { return find_or_match(L, 1); }
 static int l_match(lua_State *L) { return find_or_match(L, 0); }
 
 typedef struct {
-    size_t pos;        /* next start, offset into the subject */
-    ptrdiff_t last;    /* end of the last match, -1 none */
+    size_t pos;     /* next start, offset into the subject */
+    ptrdiff_t last; /* end of the last match, -1 none */
 } gm_state;
 
 static int gmatch_next(lua_State *L)

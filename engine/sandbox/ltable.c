@@ -19,9 +19,7 @@ static int t_insert(lua_State *L)
     e = (lua_Integer)((lua_Unsigned)e + 1u); /* first empty slot */
     lua_Integer pos;
     switch (lua_gettop(L)) {
-    case 2:
-        pos = e;
-        break;
+    case 2: pos = e; break;
     case 3:
         pos = luaL_checkinteger(L, 2);
         luaL_argcheck(L, (lua_Unsigned)pos - 1u < (lua_Unsigned)e, 2, "position out of bounds");
@@ -31,8 +29,7 @@ static int t_insert(lua_State *L)
             lua_seti(L, 1, i);
         }
         break;
-    default:
-        return luaL_error(L, "wrong number of arguments to 'insert'");
+    default: return luaL_error(L, "wrong number of arguments to 'insert'");
     }
     lua_seti(L, 1, pos);
     return 0;
@@ -225,7 +222,7 @@ static int t_unpack(lua_State *L)
 void wd_ltable_install(lua_State *L, int idx)
 {
     static const luaL_Reg fns[] = {
-        {"insert", t_insert}, {"remove", t_remove}, {"move", t_move},     {"sort", t_sort},
+        {"insert", t_insert}, {"remove", t_remove}, {"move", t_move}, {"sort", t_sort},
         {"concat", t_concat}, {"unpack", t_unpack}, {NULL, NULL},
     };
     lua_pushvalue(L, idx);

@@ -40,8 +40,8 @@ void *wd_sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         return NULL;
     }
     size_t held_cap = cap > SIZE_MAX / 2 ? SIZE_MAX : 2 * cap;
-    void *p = ptr ? wd_arena_resize(&sb->arena, ptr, osize, nsize, held_cap)
-                  : wd_arena_alloc(&sb->arena, nsize, held_cap);
+    void *p =
+        ptr ? wd_arena_resize(&sb->arena, ptr, osize, nsize, held_cap) : wd_arena_alloc(&sb->arena, nsize, held_cap);
     if (p)
         sb->used = sb->used - old + nsize;
     else if (nsize > old && !sb->in_engine && sb->L)
@@ -172,8 +172,6 @@ void wd_sandbox_tick(lua_State *L, unsigned long *steps)
         luaL_error(L, "run stopped: %s", wd_sandbox_kill_text(sb->kill_reason));
     }
 }
-
-
 
 /* Carries the hook of the current mode onto th, the thread about to run. Hooks are per
 ** thread; a thread already metered keeps its count running (lua_sethook would restart

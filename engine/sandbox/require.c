@@ -92,8 +92,10 @@ int wd_sandbox_require(lua_State *L)
         int inside = c && !strncmp(c, dir, l) && c[l] == '/';
         free(c);
         if (!inside)
-            return luaL_error(L, "module '%s' not found: only engine modules and files in the agent's "
-                                 "directory can be required", name);
+            return luaL_error(L,
+                              "module '%s' not found: only engine modules and files in the agent's "
+                              "directory can be required",
+                              name);
     }
     int rc = wd_sandbox_loadfile(L, path, engine ? path : rel);
     if (rc == WD_SANDBOX_NOFILE)
@@ -110,4 +112,3 @@ int wd_sandbox_require(lua_State *L)
     lua_setfield(L, -3, name);
     return 1;
 }
-

@@ -16,9 +16,7 @@ static int panic(lua_State *L)
     abort();
 }
 
-
-wd_sandbox *wd_sandbox_new(size_t mem_limit, long long instr_limit, const char *agent_dir, char *err,
-                           size_t errlen)
+wd_sandbox *wd_sandbox_new(size_t mem_limit, long long instr_limit, const char *agent_dir, char *err, size_t errlen)
 {
     wd_sandbox *sb = calloc(1, sizeof *sb);
     if (!sb) {

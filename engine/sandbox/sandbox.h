@@ -18,20 +18,20 @@ enum { WD_KILL_NONE = 0, WD_KILL_TIMEOUT, WD_KILL_INSTRUCTIONS, WD_KILL_MEMORY, 
 
 typedef struct wd_sandbox {
     lua_State *L;
-    wd_arena arena;                   /* all of L's memory */
-    size_t used, limit;               /* used: bytes asked for and not given back */
-    int needs_close;                  /* L holds a finalizer: lua_close must run at the end */
-    int in_engine;                    /* >0 while the engine itself allocates: small slack */
-    volatile sig_atomic_t mode;       /* WD_MODE_* set by the watchdog, allocator or engine */
+    wd_arena arena;             /* all of L's memory */
+    size_t used, limit;         /* used: bytes asked for and not given back */
+    int needs_close;            /* L holds a finalizer: lua_close must run at the end */
+    int in_engine;              /* >0 while the engine itself allocates: small slack */
+    volatile sig_atomic_t mode; /* WD_MODE_* set by the watchdog, allocator or engine */
     volatile sig_atomic_t kill_reason;
-    lua_State *volatile running;      /* the thread executing Lua right now */
-    int64_t deadline_ns;              /* of the current slice */
+    lua_State *volatile running; /* the thread executing Lua right now */
+    int64_t deadline_ns;         /* of the current slice */
     int64_t slice_start_ns;
-    volatile sig_atomic_t preempted;  /* the hook yielded a slice that used its quantum */
+    volatile sig_atomic_t preempted; /* the hook yielded a slice that used its quantum */
     long long instr, instr_limit;
-    void *owner;                      /* the run */
-    char *agent_dir;                  /* as given */
-    char *agent_canon;                /* canonical, on first use: wd_sandbox_agent_dir */
+    void *owner;       /* the run */
+    char *agent_dir;   /* as given */
+    char *agent_canon; /* canonical, on first use: wd_sandbox_agent_dir */
 } wd_sandbox;
 
 #define WD_SANDBOX_MARK "wd.sandboxed" /* registry key present in sandbox states only */
@@ -40,8 +40,7 @@ extern char wd_engine_mark_addr;
 #define WD_ENGINE_MARK ((void *)&wd_engine_mark_addr)
 
 /* caller frees with wd_sandbox_free; NULL with a message in err */
-wd_sandbox *wd_sandbox_new(size_t mem_limit, long long instr_limit, const char *agent_dir, char *err,
-                           size_t errlen);
+wd_sandbox *wd_sandbox_new(size_t mem_limit, long long instr_limit, const char *agent_dir, char *err, size_t errlen);
 /* the agent's directory with symlinks resolved, worked out on first use (most runs never
 ** need it, and realpath reads a link per path component); NULL when the sandbox has none
 ** or it cannot be resolved. Owned by sb. */

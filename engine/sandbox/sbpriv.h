@@ -10,17 +10,17 @@
 
 #include "sandbox.h"
 
-#define METER_COUNT 10000
+#define METER_COUNT    10000
 #define METER_AFTER_NS (2 * 1000000LL)  /* a slice runs this long unmetered */
-#define RECHECK_NS (2 * 1000000LL)      /* then the watchdog forces a check this often */
-#define QUANTUM_NS (20 * 1000000LL)     /* then yields to other runs where it can */
-#define ENGINE_SLACK (32u << 20)        /* the engine may exceed the cap by this much */
-#define REG_ENV "wd.env"
-#define REG_LOADED "wd.loaded"
+#define RECHECK_NS     (2 * 1000000LL)  /* then the watchdog forces a check this often */
+#define QUANTUM_NS     (20 * 1000000LL) /* then yields to other runs where it can */
+#define ENGINE_SLACK   (32u << 20)      /* the engine may exceed the cap by this much */
+#define REG_ENV        "wd.env"
+#define REG_LOADED     "wd.loaded"
 
 /* meter.c */
 void *wd_sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize); /* lua_Alloc of a state */
-void wd_sandbox_hook(lua_State *L, lua_Debug *ar);  /* the count hook: deadline, instructions, kills */
+void wd_sandbox_hook(lua_State *L, lua_Debug *ar); /* the count hook: deadline, instructions, kills */
 /* carries the hook of the current mode onto th, the thread about to run */
 void wd_sandbox_arm(wd_sandbox *sb, lua_State *th);
 
@@ -34,7 +34,7 @@ void wd_sandbox_co_install(lua_State *L, int t);
 int wd_sandbox_require(lua_State *L);
 
 /* baselib.c */
-int wd_sandbox_build_env(lua_State *L);   /* lua_CFunction: the env, in a protected call */
-void wd_sandbox_lists_once(void);        /* the standard libraries listed, once a process */
+int wd_sandbox_build_env(lua_State *L); /* lua_CFunction: the env, in a protected call */
+void wd_sandbox_lists_once(void);       /* the standard libraries listed, once a process */
 
 #endif

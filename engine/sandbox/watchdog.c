@@ -199,4 +199,3 @@ int wd_sandbox_call(wd_sandbox *sb, int nargs, int64_t deadline, char *err, size
     lua_pop(L, 1); /* the thread */
     return rc;
 }
-

@@ -21,7 +21,7 @@ struct wd_admit {
     long long mem_mb;
     wd_admit_item *head, *tail;
     per_user *users[USER_BUCKETS];
-    double avg_ms;            /* of recent runs, for Retry-After */
+    double avg_ms; /* of recent runs, for Retry-After */
 };
 
 static unsigned bucket(const char *s)

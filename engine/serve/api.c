@@ -28,7 +28,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 /* ---- routing --------------------------------------------------------------- */
 
 /* ---- the routes: each a handler with the id its path holds -------------------- */
@@ -41,10 +40,11 @@ static void r_healthz(wd_call *c, const char *id, struct evkeyvalq *q)
     long running, queued;
     long long mem;
     wd_admit_counts(s->admit, &running, &queued, &mem);
-    wd_call_json(c, 200, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "status", "ok", "policy_generation",
-                                   (json_int_t)atomic_load(&s->generation), "runs_active",
-                                   (json_int_t)wd_registry_live(s->reg), "runs_running", (json_int_t)running,
-                                   "runs_queued", (json_int_t)queued, "sandbox_memory_mb", (json_int_t)mem));
+    wd_call_json(c, 200,
+                 json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "status", "ok", "policy_generation",
+                           (json_int_t)atomic_load(&s->generation), "runs_active", (json_int_t)wd_registry_live(s->reg),
+                           "runs_running", (json_int_t)running, "runs_queued", (json_int_t)queued, "sandbox_memory_mb",
+                           (json_int_t)mem));
 }
 
 static void r_page(wd_call *c, const char *id, struct evkeyvalq *q)
@@ -72,8 +72,9 @@ static void r_list_runs(wd_call *c, const char *id, struct evkeyvalq *q)
 {
     (void)id;
     const char *live = wd_call_param(q, "live");
-    wd_call_json(c, 200, wd_registry_list(c->f->srv->reg, c->admin ? NULL : c->user->name,
-                                          live && strcmp(live, "0"), LIST_LIMIT));
+    wd_call_json(
+        c, 200,
+        wd_registry_list(c->f->srv->reg, c->admin ? NULL : c->user->name, live && strcmp(live, "0"), LIST_LIMIT));
 }
 
 static void r_run(wd_call *c, const char *id, struct evkeyvalq *q)
@@ -300,4 +301,3 @@ void wd_api_drain(wd_front *f)
         f->bound = NULL;
     }
 }
-

@@ -23,7 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 /* ---- replies ---------------------------------------------------------------- */
 
 void wd_call_text(wd_call *c, int status, const char *type, const char *body, size_t len)
@@ -107,8 +106,8 @@ void wd_call_deny(wd_call *c, int status, const char *user, const char *why)
     char reason[600];
     snprintf(reason, sizeof reason, "http %d: %s", status, why);
     wd_call_refusal(c, json_pack("{s:s,s:s?,s:b,s:s,s:s,s:s,s:s?}", "event", "authorization_denied", "user_id", user,
-                               "success", 0, "reason", reason, "http_method", c->method, "http_path", c->path,
-                               "remote_addr", peer));
+                                 "success", 0, "reason", reason, "http_method", c->method, "http_path", c->path,
+                                 "remote_addr", peer));
     if (status == 401)
         evhttp_add_header(evhttp_request_get_output_headers(c->req), "WWW-Authenticate", "Bearer realm=\"warden\"");
     wd_call_error(c, status, "%s", why);
@@ -119,8 +118,8 @@ void wd_call_deny(wd_call *c, int status, const char *user, const char *why)
 void wd_call_busy(wd_call *c, const char *why, int retry_s)
 {
     wd_call_refusal(c, json_pack("{s:s,s:s,s:b,s:s,s:s,s:s,s:I}", "event", "rate_limited", "user_id", c->user->name,
-                               "success", 0, "reason", why, "http_method", c->method, "http_path", c->path,
-                               "retry_after_ms", (json_int_t)retry_s * 1000));
+                                 "success", 0, "reason", why, "http_method", c->method, "http_path", c->path,
+                                 "retry_after_ms", (json_int_t)retry_s * 1000));
     char ra[24];
     snprintf(ra, sizeof ra, "%d", retry_s);
     evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", ra);
@@ -187,7 +186,8 @@ int wd_call_keys(wd_call *c, json_t *o, const char *const *allowed, const char *
 {
     const char *k;
     json_t *v;
-    json_object_foreach(o, k, v) {
+    json_object_foreach(o, k, v)
+    {
         int ok = 0;
         for (int i = 0; allowed[i] && !ok; i++)
             ok = !strcmp(k, allowed[i]);
@@ -217,6 +217,5 @@ int wd_call_opt_string(wd_call *c, json_t *o, const char *key, const char **out)
     *out = json_string_value(v);
     return 0;
 }
-
 
 const char *wd_call_param(struct evkeyvalq *q, const char *k) { return evhttp_find_header(q, k); }

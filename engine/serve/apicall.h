@@ -11,8 +11,8 @@
 #include "serve.h"
 
 #define DENY_AUDIT_PER_S 50
-#define STREAM_POLL_MS 50
-#define LIST_LIMIT 500
+#define STREAM_POLL_MS   50
+#define LIST_LIMIT       500
 
 /* a request waiting for its run's result (POST /v1/runs with wait) and, either way, what
 ** the run's end must do */
@@ -25,7 +25,7 @@ typedef struct wd_waiter {
     wd_admit_item item;           /* its user and memory, its place in the queue */
     int admitted;                 /* counted running: wd_admit_done at its end */
     int64_t started_ns;
-    char *refuse;                 /* it waited too long: it starts refused */
+    char *refuse; /* it waited too long: it starts refused */
 } wd_waiter;
 
 /* an open event stream (GET /v1/runs/{id}/events) */
@@ -41,27 +41,26 @@ typedef struct wd_stream {
 typedef struct wd_call {
     wd_front *f;
     struct evhttp_request *req;
-    const char *route;  /* for the metrics */
-    wd_policy *p;       /* a reference, for the request's life */
+    const char *route; /* for the metrics */
+    wd_policy *p;      /* a reference, for the request's life */
     const wd_user *user;
     int admin;
     const char *path;
     char method[8];
 } wd_call;
 
-
 /* apicall.c */
 void wd_call_text(wd_call *c, int status, const char *type, const char *body, size_t len);
-void wd_call_json(wd_call *c, int status, json_t *v);   /* takes v */
+void wd_call_json(wd_call *c, int status, json_t *v); /* takes v */
 void wd_call_error(wd_call *c, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void wd_call_audit(wd_front *f, const wd_policy *p, json_t *rec);     /* takes rec */
 void wd_call_audit_now(wd_front *f, const wd_policy *p, json_t *rec); /* takes rec; written at once */
-void wd_call_refusal(wd_call *c, json_t *rec);  /* rate-bounded (DENY_AUDIT_PER_S); takes rec */
+void wd_call_refusal(wd_call *c, json_t *rec);                        /* rate-bounded (DENY_AUDIT_PER_S); takes rec */
 void wd_call_deny(wd_call *c, int status, const char *user, const char *why);
-void wd_call_busy(wd_call *c, const char *why, int retry_s);           /* 429 with Retry-After */
-const wd_user *wd_call_auth(wd_call *c);     /* the caller, or NULL (answered 401) */
-int wd_call_admin(wd_call *c);               /* 1 when the caller is an admin, else answered 403 */
-json_t *wd_call_body(wd_call *c);            /* the JSON object body, or NULL (answered 400) */
+void wd_call_busy(wd_call *c, const char *why, int retry_s); /* 429 with Retry-After */
+const wd_user *wd_call_auth(wd_call *c);                     /* the caller, or NULL (answered 401) */
+int wd_call_admin(wd_call *c);                               /* 1 when the caller is an admin, else answered 403 */
+json_t *wd_call_body(wd_call *c);                            /* the JSON object body, or NULL (answered 400) */
 int wd_call_keys(wd_call *c, json_t *o, const char *const *allowed, const char *list);
 int wd_call_opt_string(wd_call *c, json_t *o, const char *key, const char **out);
 const char *wd_call_param(struct evkeyvalq *q, const char *k);

@@ -23,7 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 /* ---- approvals ------------------------------------------------------------- */
 
 /* user is in the list of approvers */
@@ -48,7 +47,8 @@ void wd_api_get_approvals(wd_call *c, int all)
     json_t *out = json_array();
     size_t i;
     json_t *r;
-    json_array_foreach(l, i, r) {
+    json_array_foreach(l, i, r)
+    {
         const char *owner = json_string_value(json_object_get(r, "user_id"));
         if (c->admin || named_approver(json_object_get(r, "approvers"), c->user->name) ||
             (owner && !strcmp(owner, c->user->name)))
@@ -99,8 +99,8 @@ void wd_api_decide(wd_call *c, const char *id, int approve)
     else if (!got)
         wd_call_error(c, 409, "%s", msg);
     else
-        wd_call_json(c, 200, json_pack("{s:s,s:s,s:s}", "id", id, "decision", approve ? "approve" : "reject",
-                                    "message", msg));
+        wd_call_json(c, 200,
+                     json_pack("{s:s,s:s,s:s}", "id", id, "decision", approve ? "approve" : "reject", "message", msg));
 done:
     json_decref(o);
 }
@@ -141,8 +141,9 @@ void wd_api_kill_or_revive(wd_call *c, int revive)
     /* every worker reads the switch again before its next run, not within its poll */
     for (int i = 0; i < c->f->srv->nfronts; i++)
         wd_pool_post(c->f->srv->pool, i, invalidate_kills, NULL);
-    wd_call_json(c, 200, json_pack("{s:s,s:s,s:b}", "agent", agent ? agent : "*", "action", revive ? "revive" : "kill",
-                                "changed", got));
+    wd_call_json(
+        c, 200,
+        json_pack("{s:s,s:s,s:b}", "agent", agent ? agent : "*", "action", revive ? "revive" : "kill", "changed", got));
 done:
     json_decref(o);
 }
@@ -158,8 +159,8 @@ void wd_api_reset_breaker(wd_call *c, const char *name)
         wd_call_error(c, 404, "no breaker named '%s' (GET /v1/breakers lists them)", name);
     else {
         wd_call_audit_now(c->f, c->p, rec);
-        wd_call_json(c, 200, json_pack("{s:s,s:s,s:s}", "name", name, "state", "closed", "was",
-                                    wd_breaker_state_name(from)));
+        wd_call_json(c, 200,
+                     json_pack("{s:s,s:s,s:s}", "name", name, "state", "closed", "was", wd_breaker_state_name(from)));
     }
 }
 
@@ -205,10 +206,9 @@ void wd_api_get_dashboard(wd_call *c)
     if (wd_approval_sweep(st, wd_store_now(st)) < 0 || wd_approval_list(st, 0, &appr) < 0)
         appr = json_array();
     json_t *d = json_pack("{s:o,s:o,s:o,s:o,s:o,s:I,s:I}", "runs", wd_registry_list(s->reg, NULL, 0, 50), "costs",
-                          wd_metrics_costs(s->met), "breakers", br ? br : json_array(), "approvals", appr,
-                          "violations", wd_registry_violations(s->reg), "runs_active",
-                          (json_int_t)wd_registry_live(s->reg), "policy_generation",
-                          (json_int_t)atomic_load(&s->generation));
+                          wd_metrics_costs(s->met), "breakers", br ? br : json_array(), "approvals", appr, "violations",
+                          wd_registry_violations(s->reg), "runs_active", (json_int_t)wd_registry_live(s->reg),
+                          "policy_generation", (json_int_t)atomic_load(&s->generation));
     wd_call_json(c, 200, d);
 }
 
@@ -225,4 +225,3 @@ void wd_api_get_page(wd_call *c)
     wd_call_text(c, 200, "text/html; charset=utf-8", html, n);
     free(html);
 }
-

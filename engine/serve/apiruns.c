@@ -23,7 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 /* ---- runs ------------------------------------------------------------------ */
 
 /* agent name → its path under the agents directory (caller frees); NULL: no such agent */
@@ -94,8 +93,9 @@ static char *kept_result(wd_server *s, const json_t *res, char **whole)
     if (!cp)
         return NULL;
     wd_bound_record(cp, max / 4, NULL, 0, NULL);
-    json_object_set_new(cp, "result_note", json_string("cut to serve.result_kb for the table of runs: the audit "
-                                                       "log's run_finished record has the whole result"));
+    json_object_set_new(cp, "result_note",
+                        json_string("cut to serve.result_kb for the table of runs: the audit "
+                                    "log's run_finished record has the whole result"));
     char *kept = json_dumps(cp, JSON_COMPACT | JSON_REAL_PRECISION(12));
     json_decref(cp);
     return kept;
@@ -103,8 +103,8 @@ static char *kept_result(wd_server *s, const json_t *res, char **whole)
 
 static wd_admit_limits admit_limits(const wd_policy *p)
 {
-    return (wd_admit_limits){p->serve_memory_mb, p->serve_max_runs, p->serve_max_queued, p->serve_max_runs_user,
-                             p->serve_max_queued_user, p->serve_queue_wait_ms};
+    return (wd_admit_limits){p->serve_memory_mb,     p->serve_max_runs,        p->serve_max_queued,
+                             p->serve_max_runs_user, p->serve_max_queued_user, p->serve_queue_wait_ms};
 }
 
 static void start_waiter(void *arg, int index, wd_engine *e);
@@ -152,8 +152,8 @@ static void on_run_done(const json_t *res, void *ud)
         wd_policy *p = wd_server_policy(s);
         wd_admit_limits l = admit_limits(p);
         wd_policy_unref(p);
-        hand_out(s, wd_admit_done(s->admit, &l, w->item.user, w->item.mem_mb,
-                                  (wd_now_ns() - w->started_ns) / 1000000), NULL);
+        hand_out(s, wd_admit_done(s->admit, &l, w->item.user, w->item.mem_mb, (wd_now_ns() - w->started_ns) / 1000000),
+                 NULL);
     }
     __atomic_store_n(&s->freed, 1, __ATOMIC_RELAXED);
     waiter_unlink(w);
@@ -179,8 +179,10 @@ void wd_api_expire(wd_server *s, int all, const char *why)
     wd_policy_unref(p);
     char msg[300];
     if (!why)
-        snprintf(msg, sizeof msg, "the server is busy: the run waited %lld ms for room and did not get it "
-                 "(serve.queue_wait_ms; serve.max_runs, serve.max_runs_per_user, serve.memory_mb)", l.queue_wait_ms);
+        snprintf(msg, sizeof msg,
+                 "the server is busy: the run waited %lld ms for room and did not get it "
+                 "(serve.queue_wait_ms; serve.max_runs, serve.max_runs_per_user, serve.memory_mb)",
+                 l.queue_wait_ms);
     hand_out(s, wd_admit_expire(s->admit, &l, all), why ? why : msg);
 }
 
@@ -270,8 +272,8 @@ void wd_api_post_run(wd_call *c)
         char loc[80];
         snprintf(loc, sizeof loc, "/v1/runs/%s", run_id);
         evhttp_add_header(evhttp_request_get_output_headers(c->req), "Location", loc);
-        wd_call_json(c, 202, json_pack("{s:s,s:s,s:s}", "run_id", run_id, "status", "queued", "events",
-                                    strcat(loc, "/events")));
+        wd_call_json(
+            c, 202, json_pack("{s:s,s:s,s:s}", "run_id", run_id, "status", "queued", "events", strcat(loc, "/events")));
     }
 done:
     json_decref(o);
@@ -285,8 +287,10 @@ json_t *wd_api_visible_run(wd_call *c, const char *id)
     if (r && (c->admin || !strcmp(owner, c->user->name)))
         return r;
     json_decref(r);
-    wd_call_error(c, 404, "no run %s (unknown, someone else's, or finished long enough ago to be forgotten: "
-                       "the audit log has it)", id);
+    wd_call_error(c, 404,
+                  "no run %s (unknown, someone else's, or finished long enough ago to be forgotten: "
+                  "the audit log has it)",
+                  id);
     return NULL;
 }
 
@@ -373,7 +377,6 @@ void wd_api_get_events(wd_call *c, const char *id)
     event_add(st->timer, &tv);
     stream_pump(-1, 0, st);
 }
-
 
 void wd_api_stop(wd_front *f)
 {

@@ -12,8 +12,7 @@
 
 /* n listening sockets on host:port sharing the port (SO_REUSEPORT); the port chosen in
 ** *port_out. 0, or -1 with the message in err */
-int wd_serve_listen(const char *spec, int *fds, int n, char *host_out, size_t hn, int *port_out, char *err,
-                    size_t en)
+int wd_serve_listen(const char *spec, int *fds, int n, char *host_out, size_t hn, int *port_out, char *err, size_t en)
 {
     char host[256];
     const char *colon = strrchr(spec, ':');

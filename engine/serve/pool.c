@@ -49,7 +49,7 @@ typedef struct worker {
     int taking;          /* woken or coming back for more; under pool->qmu */
     _Atomic int inflight;
     char err[512];
-    int ready; /* under pool->mu */
+    int ready;                      /* under pool->mu */
     struct post *mail, **mail_tail; /* wd_pool_post's calls for this thread; under pool->qmu */
 } worker;
 
@@ -66,8 +66,8 @@ struct wd_pool {
     worker *w;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    long pending;         /* submitted, not yet ended; under mu */
-    pthread_mutex_t qmu;  /* guards the queue and every worker's stop, taking and mail */
+    long pending;        /* submitted, not yet ended; under mu */
+    pthread_mutex_t qmu; /* guards the queue and every worker's stop, taking and mail */
     node *head, *tail;
     wd_pool_hooks hooks;
 };
@@ -224,7 +224,7 @@ static void *worker_main(void *arg)
     if (!w->e)
         return NULL;
     event_base_loop(w->e->base, 0); /* the wake event keeps it alive until stopped */
-    deliver(w); /* calls posted as it stopped still run, on this thread */
+    deliver(w);                     /* calls posted as it stopped still run, on this thread */
     if (p->hooks.stop)
         p->hooks.stop(p->hooks.ud, index, w->e);
     event_free(w->wake);
@@ -270,7 +270,7 @@ wd_pool *wd_pool_new_hooked(const wd_engine_opts *o, int workers, const wd_pool_
     if (!(p->w = calloc((size_t)workers, sizeof *p->w)))
         goto oom;
     p->n = workers;
-    wd_engine_prepare_fds(); /* while this is the only thread: no grace period to wait out */
+    wd_engine_prepare_fds();          /* while this is the only thread: no grace period to wait out */
     for (int i = 0; i < workers; i++) /* every slot freeable before any starts */
         p->w[i].efd = -1;
     for (int i = 0; i < workers; i++) {

@@ -6,25 +6,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NVIOLATIONS 50
+#define NVIOLATIONS    50
 #define ENDED_GRACE_MS 2000 /* a run that ended this long ago without its last record is done */
 
 typedef struct entry {
-    struct entry *next;           /* in its bucket */
-    struct entry *fin_next;       /* on the finished list */
+    struct entry *next;     /* in its bucket */
+    struct entry *fin_next; /* on the finished list */
     char run_id[37];
     char *agent, *user, *session;
     char status[24];
-    int64_t created_ms, finished_ms;  /* wall clock, shown */
-    int64_t ended_ns;                 /* monotonic: the grace for a last record */
-    char *result;                 /* JSON text, once ended */
-    char **lines;                 /* audit lines, oldest first */
-    char (*events)[24];           /* each line's event */
+    int64_t created_ms, finished_ms; /* wall clock, shown */
+    int64_t ended_ns;                /* monotonic: the grace for a last record */
+    char *result;                    /* JSON text, once ended */
+    char **lines;                    /* audit lines, oldest first */
+    char (*events)[24];              /* each line's event */
     size_t n, cap;
-    long dropped;                 /* lines dropped from the front (their numbers stay) */
+    long dropped; /* lines dropped from the front (their numbers stay) */
     int saw_finished;
-    size_t line_bytes;            /* of lines */
-    size_t bytes;                 /* what it holds in all, counted in kept once finished */
+    size_t line_bytes; /* of lines */
+    size_t bytes;      /* what it holds in all, counted in kept once finished */
 } entry;
 
 struct wd_registry {
@@ -33,9 +33,9 @@ struct wd_registry {
     size_t nbuckets, count;
     size_t keep, max_events, events_bytes, kept_max, result_max;
     entry *fin_head, *fin_tail;
-    size_t nfin, kept;            /* finished runs, and their bytes */
+    size_t nfin, kept; /* finished runs, and their bytes */
     long live;
-    char *viol[NVIOLATIONS];      /* a ring of lines */
+    char *viol[NVIOLATIONS]; /* a ring of lines */
     size_t nviol, viol_at;
 };
 
@@ -210,6 +210,45 @@ static int is_violation(const char *ev)
     return 0;
 }
 
+/* the oldest lines go, by count and by bytes, until a line of len fits; numbering goes on */
+static void make_room(wd_registry *g, entry *x, size_t len)
+{
+    size_t k = 0, freed = 0;
+    while (k < x->n && (x->n - k >= g->max_events || x->line_bytes - freed + len + 1 > g->events_bytes)) {
+        freed += strlen(x->lines[k]) + 1;
+        free(x->lines[k]);
+        k++;
+    }
+    if (k) {
+        memmove(x->lines, x->lines + k, (x->n - k) * sizeof *x->lines);
+        memmove(x->events, x->events + k, (x->n - k) * sizeof *x->events);
+        x->n -= k;
+        x->dropped += (long)k;
+        x->line_bytes -= freed;
+        x->bytes -= freed;
+        if (x->finished_ms)
+            g->kept -= freed;
+    }
+}
+
+/* room for more lines (up to max_events); -1 out of memory */
+static int grow_lines(wd_registry *g, entry *x)
+{
+    size_t cap = x->cap ? x->cap * 2 : 8;
+    if (cap > g->max_events)
+        cap = g->max_events;
+    char **l = realloc(x->lines, cap * sizeof *l);
+    if (l)
+        x->lines = l;
+    char(*e)[24] = l ? realloc(x->events, cap * sizeof *e) : NULL;
+    if (e)
+        x->events = e;
+    if (!l || !e)
+        return -1;
+    x->cap = cap;
+    return 0;
+}
+
 void wd_registry_event(wd_registry *g, const char *run_id, const char *event, const char *line, size_t len)
 {
     int viol = is_violation(event);
@@ -237,42 +276,16 @@ void wd_registry_event(wd_registry *g, const char *run_id, const char *event, co
     ** whole): the stream still sees the event, and numbering stays one per record */
     char stub[200];
     if (len + 1 > g->events_bytes) {
-        snprintf(stub, sizeof stub, "{\"event\":\"%.24s\",\"run_id\":\"%.36s\",\"line_bytes\":%zu,\"note\":"
-                 "\"larger than serve.events_kb: the audit log has it\"}", event, run_id, len);
+        snprintf(stub, sizeof stub,
+                 "{\"event\":\"%.24s\",\"run_id\":\"%.36s\",\"line_bytes\":%zu,\"note\":"
+                 "\"larger than serve.events_kb: the audit log has it\"}",
+                 event, run_id, len);
         line = stub;
         len = strlen(stub);
     }
-    /* the oldest go, by count and by bytes; numbering goes on */
-    size_t k = 0, freed = 0;
-    while (k < x->n && (x->n - k >= g->max_events || x->line_bytes - freed + len + 1 > g->events_bytes)) {
-        freed += strlen(x->lines[k]) + 1;
-        free(x->lines[k]);
-        k++;
-    }
-    if (k) {
-        memmove(x->lines, x->lines + k, (x->n - k) * sizeof *x->lines);
-        memmove(x->events, x->events + k, (x->n - k) * sizeof *x->events);
-        x->n -= k;
-        x->dropped += (long)k;
-        x->line_bytes -= freed;
-        x->bytes -= freed;
-        if (x->finished_ms)
-            g->kept -= freed;
-    }
-    if (x->n == x->cap) {
-        size_t cap = x->cap ? x->cap * 2 : 8;
-        if (cap > g->max_events)
-            cap = g->max_events;
-        char **l = realloc(x->lines, cap * sizeof *l);
-        if (l)
-            x->lines = l;
-        char(*e)[24] = l ? realloc(x->events, cap * sizeof *e) : NULL;
-        if (e)
-            x->events = e;
-        if (!l || !e)
-            goto done; /* out of memory: the stream misses a record, the log has it */
-        x->cap = cap;
-    }
+    make_room(g, x, len);
+    if (x->n == x->cap && grow_lines(g, x) < 0)
+        goto done; /* out of memory: the stream misses a record, the log has it */
     char *c = malloc(len + 1);
     if (!c)
         goto done;

@@ -42,10 +42,10 @@
 #include <unistd.h>
 
 #define RELOAD_SETTLE_MS 100
-#define RELOAD_WAIT_MS 5000   /* a worker's loop turns in milliseconds; this is a stuck one */
-#define STOP_TICK_MS 20
-#define REPLY_FLUSH_MS 200 /* after the last run ended: time for its answer to leave */
-#define MAX_WATCHES 4096
+#define RELOAD_WAIT_MS   5000 /* a worker's loop turns in milliseconds; this is a stuck one */
+#define STOP_TICK_MS     20
+#define REPLY_FLUSH_MS   200 /* after the last run ended: time for its answer to leave */
+#define MAX_WATCHES      4096
 
 typedef struct watch {
     int wd;
@@ -64,7 +64,7 @@ typedef struct srv_main {
     watch *watches;
     size_t nwatches;
     int policy_dirty;
-    char **scripts;     /* changed .lua files waiting for the settle timer */
+    char **scripts; /* changed .lua files waiting for the settle timer */
     size_t nscripts;
     int stopping, cancelled, signals;
     int64_t stop_deadline, drained_at;
@@ -308,11 +308,15 @@ static void reload_policy(srv_main *m, const char *why)
     wd_policy *cur = wd_server_policy(&m->s);
     char msg[600] = "";
     if (!same(np->audit_path, cur->audit_path) || np->audit_fsync != cur->audit_fsync)
-        snprintf(msg, sizeof msg, "%s: audit.path and audit.fsync cannot change while serving (the log is %s); "
-                                  "restart the server to move it", path, cur->audit_path);
+        snprintf(msg, sizeof msg,
+                 "%s: audit.path and audit.fsync cannot change while serving (the log is %s); "
+                 "restart the server to move it",
+                 path, cur->audit_path);
     else if (!same(np->store_path, cur->store_path))
-        snprintf(msg, sizeof msg, "%s: store.path cannot change while serving (the store is %s); restart the server "
-                                  "to move it", path, cur->store_path);
+        snprintf(msg, sizeof msg,
+                 "%s: store.path cannot change while serving (the store is %s); restart the server "
+                 "to move it",
+                 path, cur->store_path);
     wd_policy_unref(cur);
     if (msg[0]) {
         reject(m, path, json_pack("[s]", msg), msg);
@@ -377,8 +381,7 @@ static int is_lua(const char *name)
 static int is_yaml(const char *name)
 {
     size_t n = strlen(name);
-    return name[0] != '.' &&
-           ((n > 5 && !strcmp(name + n - 5, ".yaml")) || (n > 4 && !strcmp(name + n - 4, ".yml")));
+    return name[0] != '.' && ((n > 5 && !strcmp(name + n - 5, ".yaml")) || (n > 4 && !strcmp(name + n - 4, ".yml")));
 }
 
 static void add_script(srv_main *m, const char *path)
@@ -400,8 +403,8 @@ static void watch_tree(srv_main *m, const char *dir, int recurse, int compile)
 {
     if (m->nwatches >= MAX_WATCHES)
         return;
-    int wd = inotify_add_watch(m->ifd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |
-                                              IN_ONLYDIR);
+    int wd = inotify_add_watch(m->ifd, dir,
+                               IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ONLYDIR);
     if (wd < 0) {
         say("cannot watch %s: %s (its changes will need SIGHUP)", dir, strerror(errno));
         return;
@@ -484,7 +487,7 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
                 m->policy_dirty = any = 1;
             } else if (!strncmp(path, m->s.agents_dir, strlen(m->s.agents_dir))) {
                 if ((ev->mask & IN_ISDIR) && (ev->mask & (IN_CREATE | IN_MOVED_TO)))
-                    watch_tree(m, path, 1, 0); /* a new agent: its scripts load on first use */
+                    watch_tree(m, path, 1, 0);                          /* a new agent: its scripts load on first use */
                 else if (is_lua(ev->name) && !(ev->mask & IN_CREATE)) { /* created: the close follows */
                     add_script(m, path);
                     any = 1;
@@ -547,8 +550,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
                 closedir(d);
         }
         say("%ld script(s) reloaded (SIGHUP)", scripts);
-        audit(m, json_pack("{s:s,s:b,s:s,s:s,s:I}", "event", "policy_reloaded", "success", 1, "agents",
-                           m->s.agents_dir, "reason", "SIGHUP", "scripts", (json_int_t)scripts));
+        audit(m, json_pack("{s:s,s:b,s:s,s:s,s:I}", "event", "policy_reloaded", "success", 1, "agents", m->s.agents_dir,
+                           "reason", "SIGHUP", "scripts", (json_int_t)scripts));
         return;
     }
     if (m->stopping) { /* a second signal: no more waiting */

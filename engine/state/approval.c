@@ -15,7 +15,6 @@ static const char *jstr(const json_t *o, const char *k)
     return v ? v : "";
 }
 
-
 int wd_approval_create(wd_store *s, const json_t *req, char id[37])
 {
     char *args = NULL, *approvers = NULL;
@@ -26,8 +25,8 @@ int wd_approval_create(wd_store *s, const json_t *req, char id[37])
     if (!args || !approvers || wd_store_begin(s) < 0)
         goto fail;
     st = wd_store_prepare(s, "INSERT INTO approvals(id, run_id, session_id, user_id, agent, tool, args, risk, urgency,"
-                 " justification, approvers, needed, status, owner, created_ms, expires_ms, escalate_ms)"
-                 " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,'pending',?,?,?,?)");
+                             " justification, approvers, needed, status, owner, created_ms, expires_ms, escalate_ms)"
+                             " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,'pending',?,?,?,?)");
     if (!st)
         goto fail_txn;
     static const char *const TEXT[] = {"run_id", "session_id", "user_id", "agent", "tool"};
@@ -59,8 +58,9 @@ fail:
     return -1;
 }
 
-#define STATE_COLS "status, approved_by, needed, escalated, created_ms, expires_ms, escalate_ms, decided_ms," \
-                   " decided_by, reason, approvers, owner, decided_via"
+#define STATE_COLS                                                                                                     \
+    "status, approved_by, needed, escalated, created_ms, expires_ms, escalate_ms, decided_ms,"                         \
+    " decided_by, reason, approvers, owner, decided_via"
 
 static void copy_col(sqlite3_stmt *st, int col, char *out, size_t n)
 {
@@ -174,8 +174,7 @@ static int write_decision(wd_store *s, wd_approval_state *st, const char *id, in
     char *by_text = NULL;
     if (approve) {
         if (listed(st->approved_by, by)) {
-            snprintf(msg, n, "%s has approved request %s already; it needs %d different approvers", by, id,
-                     st->needed);
+            snprintf(msg, n, "%s has approved request %s already; it needs %d different approvers", by, id, st->needed);
             return 0;
         }
         json_array_append_new(st->approved_by, json_string(by));
@@ -272,7 +271,7 @@ int wd_approval_sweep(wd_store *s, int64_t now_ms)
         goto fail;
     /* the owners' liveness first: a statement may not run while this one reads */
     size_t n = 0, cap = 0;
-    char (*dead)[37] = NULL;
+    char(*dead)[37] = NULL;
     while (sqlite3_step(q) == SQLITE_ROW) {
         const char *owner = (const char *)sqlite3_column_text(q, 1);
         if (owner && wd_store_owner_alive(owner))
@@ -299,8 +298,9 @@ int wd_approval_sweep(wd_store *s, int64_t now_ms)
         changed += c;
     }
     free(dead);
-    sqlite3_stmt *u = wd_store_prepare(s, "UPDATE approvals SET status = 'expired', reason = 'no decision before it expired',"
-                              " decided_ms = ?1 WHERE status = 'pending' AND expires_ms <= ?1");
+    sqlite3_stmt *u =
+        wd_store_prepare(s, "UPDATE approvals SET status = 'expired', reason = 'no decision before it expired',"
+                            " decided_ms = ?1 WHERE status = 'pending' AND expires_ms <= ?1");
     if (!u)
         goto fail;
     sqlite3_bind_int64(u, 1, now_ms);
@@ -309,7 +309,8 @@ int wd_approval_sweep(wd_store *s, int64_t now_ms)
     if (rc != SQLITE_DONE)
         goto fail;
     changed += sqlite3_changes(wd_store_db(s));
-    u = wd_store_prepare(s, "UPDATE approvals SET escalated = 1 WHERE status = 'pending' AND escalated = 0 AND escalate_ms <= ?1");
+    u = wd_store_prepare(
+        s, "UPDATE approvals SET escalated = 1 WHERE status = 'pending' AND escalated = 0 AND escalate_ms <= ?1");
     if (!u)
         goto fail;
     sqlite3_bind_int64(u, 1, now_ms);
@@ -329,14 +330,15 @@ fail:
 int wd_approval_list(wd_store *s, int all, json_t **out)
 {
     *out = NULL;
-    sqlite3_stmt *q = wd_store_prepare(s, all ? "SELECT id, run_id, session_id, user_id, agent, tool, args, risk, urgency,"
-                                    " justification, approvers, needed, approved_by, status, reason, decided_by,"
-                                    " created_ms, expires_ms, escalated, decided_ms, decided_via FROM approvals"
-                                    " ORDER BY created_ms"
-                                  : "SELECT id, run_id, session_id, user_id, agent, tool, args, risk, urgency,"
-                                    " justification, approvers, needed, approved_by, status, reason, decided_by,"
-                                    " created_ms, expires_ms, escalated, decided_ms, decided_via FROM approvals"
-                                    " WHERE status = 'pending' ORDER BY created_ms");
+    sqlite3_stmt *q =
+        wd_store_prepare(s, all ? "SELECT id, run_id, session_id, user_id, agent, tool, args, risk, urgency,"
+                                  " justification, approvers, needed, approved_by, status, reason, decided_by,"
+                                  " created_ms, expires_ms, escalated, decided_ms, decided_via FROM approvals"
+                                  " ORDER BY created_ms"
+                                : "SELECT id, run_id, session_id, user_id, agent, tool, args, risk, urgency,"
+                                  " justification, approvers, needed, approved_by, status, reason, decided_by,"
+                                  " created_ms, expires_ms, escalated, decided_ms, decided_via FROM approvals"
+                                  " WHERE status = 'pending' ORDER BY created_ms");
     if (!q)
         return -1;
     json_t *a = json_array();

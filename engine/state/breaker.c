@@ -11,13 +11,10 @@
 
 static const char *const STATE_NAMES[] = {"closed", "open", "half_open"};
 
-const char *wd_breaker_state_name(int state)
-{
-    return state >= 0 && state <= 2 ? STATE_NAMES[state] : "unknown";
-}
+const char *wd_breaker_state_name(int state) { return state >= 0 && state <= 2 ? STATE_NAMES[state] : "unknown"; }
 
-int wd_breaker_admit(wd_breaker_row *row, const wd_breaker_cfg *c, int64_t now_ms, int *probe,
-                     long long *retry_in_ms, int *changed)
+int wd_breaker_admit(wd_breaker_row *row, const wd_breaker_cfg *c, int64_t now_ms, int *probe, long long *retry_in_ms,
+                     int *changed)
 {
     *probe = 0;
     *changed = 0;
@@ -99,7 +96,7 @@ void wd_breaker_outcome(wd_breaker_row *row, const wd_breaker_cfg *c, int succes
 
 typedef struct entry {
     wd_breaker_row row;
-    int64_t checked_ns;     /* when row was last read from the store (monotonic) */
+    int64_t checked_ns; /* when row was last read from the store (monotonic) */
     struct entry *next;
 } entry;
 
@@ -206,8 +203,8 @@ static void describe(wd_breaker_change *ch, int from, const wd_breaker_row *row,
         snprintf(ch->reason, sizeof ch->reason, "the half-open probe succeeded");
 }
 
-int wd_breakers_admit(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int *probe, char *msg,
-                      size_t msglen, wd_breaker_change *ch)
+int wd_breakers_admit(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int *probe, char *msg, size_t msglen,
+                      wd_breaker_change *ch)
 {
     if (ch)
         ch->happened = 0;

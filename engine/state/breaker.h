@@ -20,8 +20,8 @@ typedef struct wd_breaker_cfg {
 
 /* 1 admitted (*probe set when as a half-open probe), 0 refused (*retry_in_ms set).
 ** May move OPEN -> HALF_OPEN; *changed is set when the row changed. */
-int wd_breaker_admit(wd_breaker_row *row, const wd_breaker_cfg *c, int64_t now_ms, int *probe,
-                     long long *retry_in_ms, int *changed);
+int wd_breaker_admit(wd_breaker_row *row, const wd_breaker_cfg *c, int64_t now_ms, int *probe, long long *retry_in_ms,
+                     int *changed);
 /* the outcome of an admitted call; *changed as above */
 void wd_breaker_outcome(wd_breaker_row *row, const wd_breaker_cfg *c, int success, int probe, int64_t now_ms,
                         int *changed);
@@ -39,10 +39,10 @@ typedef struct wd_breaker_change {
 
 /* caller frees; the store is borrowed and may be NULL (state kept in this process) */
 wd_breakers *wd_breakers_new(wd_store *s);
-void wd_breakers_free(wd_breakers *b);      /* accepts NULL */
+void wd_breakers_free(wd_breakers *b); /* accepts NULL */
 /* 1 admitted, 0 refused with msg ("circuit open for X, retry in N s") */
-int wd_breakers_admit(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int *probe, char *msg,
-                      size_t msglen, wd_breaker_change *ch);
+int wd_breakers_admit(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int *probe, char *msg, size_t msglen,
+                      wd_breaker_change *ch);
 /* returns the state the breaker is left in */
 int wd_breakers_outcome(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int success, int probe,
                         wd_breaker_change *ch);

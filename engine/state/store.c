@@ -12,12 +12,11 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-
 struct wd_store {
     sqlite3 *db;
     char *path;
-    int in_txn;              /* holds txn_mu */
-    int64_t clock_off;       /* the store's clock less wd_boot_ms (wd_store_now) */
+    int in_txn;        /* holds txn_mu */
+    int64_t clock_off; /* the store's clock less wd_boot_ms (wd_store_now) */
     sqlite3_stmt *begin, *commit, *rollback, *br_get, *br_put, *br_list;
     sqlite3_stmt *sp_get, *sp_apply, *sp_warn, *sp_release_owner, *sp_list;
     sqlite3_stmt *lease_ins, *lease_upd, *lease_del, *lease_owners, *lease_del_owner;
@@ -108,8 +107,8 @@ static int prep(wd_store *s, sqlite3_stmt **st, const char *sql)
 static int migrate(sqlite3 *db)
 {
     sqlite3_stmt *q;
-    int rc = sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('approvals') WHERE name = 'decided_via'", -1, &q,
-                                NULL);
+    int rc =
+        sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('approvals') WHERE name = 'decided_via'", -1, &q, NULL);
     if (rc != SQLITE_OK)
         return rc;
     int has = sqlite3_step(q) == SQLITE_ROW;
@@ -218,8 +217,7 @@ wd_store *wd_store_open(const char *path, char *err, size_t errlen)
     sqlite3_busy_handler(s->db, on_busy, NULL);
     if (setup(s->db, &s->clock_off) != SQLITE_OK)
         goto fail;
-    if (prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") ||
-        prep(s, &s->rollback, "ROLLBACK") ||
+    if (prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") || prep(s, &s->rollback, "ROLLBACK") ||
         prep(s, &s->br_get,
              "SELECT state, failures, opened_ms, probes, probe_ms, updated_ms FROM breakers WHERE name = ?1") ||
         prep(s, &s->br_put,
@@ -249,8 +247,9 @@ wd_store *wd_store_open(const char *path, char *err, size_t errlen)
         prep(s, &s->rate_cnt, "SELECT COUNT(*), MIN(ts) FROM rate WHERE key = ?1") ||
         prep(s, &s->rate_ins, "INSERT INTO rate(key, ts) VALUES(?1, ?2)") ||
         prep(s, &s->cache_get, "SELECT answer, cost FROM cache WHERE key = ?1 AND expires_ms > ?2") ||
-        prep(s, &s->cache_put, "INSERT OR REPLACE INTO cache(key, answer, cost, created_ms, expires_ms)"
-                               " VALUES(?1, ?2, ?3, ?4, ?5)") ||
+        prep(s, &s->cache_put,
+             "INSERT OR REPLACE INTO cache(key, answer, cost, created_ms, expires_ms)"
+             " VALUES(?1, ?2, ?3, ?4, ?5)") ||
         prep(s, &s->cache_gc, "DELETE FROM cache WHERE expires_ms <= ?1"))
         goto fail;
     if (wd_store_sweep(s) < 0)
@@ -273,9 +272,9 @@ void wd_store_close(wd_store *s)
     sqlite3_finalize(s->br_get);
     sqlite3_finalize(s->br_put);
     sqlite3_finalize(s->br_list);
-    sqlite3_stmt *more[] = {s->sp_get, s->sp_apply, s->sp_warn, s->sp_release_owner, s->sp_list,
-                            s->lease_ins, s->lease_upd, s->lease_del, s->lease_owners, s->lease_del_owner,
-                            s->rate_del, s->rate_cnt, s->rate_ins, s->cache_get, s->cache_put, s->cache_gc};
+    sqlite3_stmt *more[] = {s->sp_get,    s->sp_apply,  s->sp_warn,      s->sp_release_owner, s->sp_list,  s->lease_ins,
+                            s->lease_upd, s->lease_del, s->lease_owners, s->lease_del_owner,  s->rate_del, s->rate_cnt,
+                            s->rate_ins,  s->cache_get, s->cache_put,    s->cache_gc};
     for (size_t i = 0; i < sizeof more / sizeof more[0]; i++)
         sqlite3_finalize(more[i]);
     if (s->in_txn) {
@@ -436,7 +435,7 @@ static int proc_start(long pid, char *out, size_t n)
     size_t len = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[len] = '\0';
-    char *p = strrchr(buf, ')'); /* ends field 2, the command name (which may hold ')') */
+    char *p = strrchr(buf, ')');                   /* ends field 2, the command name (which may hold ')') */
     if (!p || !p[1] || p[2] == 'Z' || p[2] == 'X') /* a zombie is gone, whoever reaps it */
         return -1;
     for (int field = 3; field <= 22 && p; field++) /* p: the space before field 22, starttime */

@@ -17,17 +17,17 @@ enum { WD_BR_CLOSED = 0, WD_BR_OPEN = 1, WD_BR_HALF_OPEN = 2 };
 
 typedef struct wd_breaker_row {
     char name[160];
-    int state;               /* WD_BR_* */
-    long long failures;      /* consecutive */
-    int64_t opened_ms;       /* the store's clock: when it last opened */
-    long long probes;        /* half-open calls in flight */
-    int64_t probe_ms;        /* when the last probe was admitted */
+    int state;          /* WD_BR_* */
+    long long failures; /* consecutive */
+    int64_t opened_ms;  /* the store's clock: when it last opened */
+    long long probes;   /* half-open calls in flight */
+    int64_t probe_ms;   /* when the last probe was admitted */
     int64_t updated_ms;
 } wd_breaker_row;
 
 /* caller frees with wd_store_close; creates the file and its directory. NULL with err. */
 wd_store *wd_store_open(const char *path, char *err, size_t errlen);
-void wd_store_close(wd_store *s);   /* accepts NULL */
+void wd_store_close(wd_store *s); /* accepts NULL */
 const char *wd_store_path(const wd_store *s);
 /* The store's clock in ms (store.c): wall time at this boot's anchor, advanced by the
 ** boot-time clock, so durations kept in the store mean the same to every process and
@@ -56,8 +56,8 @@ int wd_store_breaker_list(wd_store *s, wd_breaker_row **rows, size_t *n);
 typedef struct wd_ledger_key {
     char scope[160];
     char period[24];
-    int64_t limit;           /* 0: none */
-    int64_t warn_at;         /* 0: no warning */
+    int64_t limit;   /* 0: none */
+    int64_t warn_at; /* 0: no warning */
 } wd_ledger_key;
 
 typedef struct wd_ledger_row {
@@ -72,11 +72,11 @@ typedef struct wd_ledger_row {
 ** process dies) goes from old to new, the difference joining `reserved`. */
 typedef struct wd_lease_change {
     const wd_ledger_key *key;
-    int64_t *row;            /* in/out: the lease's row, 0 none */
+    int64_t *row; /* in/out: the lease's row, 0 none */
     int64_t old, new_amount, pending;
-    int crossed;             /* out: spend reached warn_at for the first time in its period */
-    int64_t spent;           /* out: the key's spend afterwards */
-    wd_ledger_row state;     /* out: for a refusal, the key's row before */
+    int crossed;         /* out: spend reached warn_at for the first time in its period */
+    int64_t spent;       /* out: the key's spend afterwards */
+    wd_ledger_row state; /* out: for a refusal, the key's row before */
 } wd_lease_change;
 
 /* Applies every change in one transaction, or none: with check, a change that adds to

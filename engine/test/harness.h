@@ -12,23 +12,23 @@
 static int h_pass, h_fail, h_case_failed;
 static const char *h_case;
 
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (cond) {                                                                      \
-        } else {                                                                         \
-            fprintf(stderr, "  FAIL %s: %s:%d: %s\n", h_case, __FILE__, __LINE__, #cond); \
-            h_case_failed = 1;                                                           \
-        }                                                                                \
+#define CHECK(cond)                                                                                                    \
+    do {                                                                                                               \
+        if (cond) {                                                                                                    \
+        } else {                                                                                                       \
+            fprintf(stderr, "  FAIL %s: %s:%d: %s\n", h_case, __FILE__, __LINE__, #cond);                              \
+            h_case_failed = 1;                                                                                         \
+        }                                                                                                              \
     } while (0)
 
 /* a check the rest of the test needs (a pointer it goes on to use): failed, the test ends */
-#define REQUIRE(cond)                                                                         \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            fprintf(stderr, "  FAIL %s: %s:%d: %s (required)\n", h_case, __FILE__, __LINE__, #cond); \
-            h_case_failed = 1;                                                                \
-            return;                                                                           \
-        }                                                                                     \
+#define REQUIRE(cond)                                                                                                  \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            fprintf(stderr, "  FAIL %s: %s:%d: %s (required)\n", h_case, __FILE__, __LINE__, #cond);                   \
+            h_case_failed = 1;                                                                                         \
+            return;                                                                                                    \
+        }                                                                                                              \
     } while (0)
 
 static inline int h_streq(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
@@ -43,23 +43,23 @@ static inline int h_selected(const char *name)
     return !f || !*f || strstr(name, f) != NULL;
 }
 
-#define RUN(name)                                   \
-    do {                                            \
-        if (!h_selected(#name))                     \
-            break;                                  \
-        h_case = #name;                             \
-        h_case_failed = 0;                          \
-        name();                                     \
-        if (h_case_failed)                          \
-            h_fail++;                               \
-        else                                        \
-            h_pass++;                               \
+#define RUN(name)                                                                                                      \
+    do {                                                                                                               \
+        if (!h_selected(#name))                                                                                        \
+            break;                                                                                                     \
+        h_case = #name;                                                                                                \
+        h_case_failed = 0;                                                                                             \
+        name();                                                                                                        \
+        if (h_case_failed)                                                                                             \
+            h_fail++;                                                                                                  \
+        else                                                                                                           \
+            h_pass++;                                                                                                  \
     } while (0)
 
-#define DONE()                                                          \
-    do {                                                                \
-        printf("%s: %d passed, %d failed\n", __FILE__, h_pass, h_fail); \
-        return h_fail ? 1 : 0;                                          \
+#define DONE()                                                                                                         \
+    do {                                                                                                               \
+        printf("%s: %d passed, %d failed\n", __FILE__, h_pass, h_fail);                                                \
+        return h_fail ? 1 : 0;                                                                                         \
     } while (0)
 
 #endif

@@ -67,8 +67,8 @@ TEST(groups_keep_every_record_in_order)
     int n = 0, in_order = 1;
     for (char *s = text; s && *s; n++) {
         json_t *r = json_loads(s, JSON_DISABLE_EOF_CHECK, NULL);
-        in_order &= json_integer_value(json_object_get(r, "n")) == n &&
-                    json_integer_value(json_object_get(r, "seq")) == n + 1;
+        in_order &=
+            json_integer_value(json_object_get(r, "n")) == n && json_integer_value(json_object_get(r, "seq")) == n + 1;
         json_decref(r);
         s = strchr(s, '\n');
         s = s ? s + 1 : NULL;
@@ -204,8 +204,8 @@ TEST(secret_keys_match_whole_words)
 {
     wd_policy *p = policy_of("audit: {redact_keys: [password, token, api_key]}\n");
     CHECK(p != NULL);
-    const char *yes[] = {"password", "PASSWORD", "user_Password", "token", "a.token", "x-TOKEN-y", "my_api_key",
-                         "api_key", NULL};
+    const char *yes[] = {"password",  "PASSWORD",   "user_Password", "token", "a.token",
+                         "x-TOKEN-y", "my_api_key", "api_key",       NULL};
     const char *no[] = {"input_tokens", "tokenizer", "mytoken", "passwords", "api", "apikey", "", NULL};
     for (int i = 0; yes[i]; i++)
         CHECK(wd_redact_is_secret_key(p, yes[i]));
@@ -220,8 +220,8 @@ TEST(redaction)
         policy_of("audit: {redact_keys: [password, token], redact_patterns: [credit_card, email, bearer_token]}\n");
     CHECK(p != NULL);
     json_t *rec = json_pack("{s:s,s:{s:s,s:i,s:s},s:s}", "event", "tool_call", "tool_args", "password", "hunter2",
-                            "input_tokens", 5, "note", "mail me at a.b@example.com or 4111-1111-1111-1111",
-                            "error", "Authorization: Bearer abc.def");
+                            "input_tokens", 5, "note", "mail me at a.b@example.com or 4111-1111-1111-1111", "error",
+                            "Authorization: Bearer abc.def");
     wd_redact_record(p, rec);
     char *s = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
     CHECK(strstr(s, "hunter2") == NULL);

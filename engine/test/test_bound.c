@@ -15,8 +15,12 @@ static size_t dumped(const json_t *v)
 
 TEST(sizes_are_what_jansson_writes)
 {
-    const char *texts[] = {"",         "plain text of some length, more than eight bytes", "q\"uo\\te",
-                           "\x01\x02\t\n\r\x1f x", "\xc3\xa9t\xc3\xa9 \xe2\x82\xac", "12345678\"12345678\x01",
+    const char *texts[] = {"",
+                           "plain text of some length, more than eight bytes",
+                           "q\"uo\\te",
+                           "\x01\x02\t\n\r\x1f x",
+                           "\xc3\xa9t\xc3\xa9 \xe2\x82\xac",
+                           "12345678\"12345678\x01",
                            NULL};
     for (int i = 0; texts[i]; i++) {
         json_t *s = json_string(texts[i]);

@@ -107,8 +107,8 @@ TEST(backoff_doubles_to_max_plus_jitter)
     CHECK(wd_retry_delay_ms(&c, 3, -1, 0.0) == 8000);
     CHECK(wd_retry_delay_ms(&c, 9, -1, 0.0) == 8000);
     CHECK(wd_retry_delay_ms(&c, 0, -1, 0.999999) == 1500); /* 0..jitter_ms inclusive */
-    CHECK(wd_retry_delay_ms(&c, 0, 3000, 0.5) == 3000);     /* Retry-After wins, no jitter */
-    CHECK(wd_retry_delay_ms(&c, 0, 60000, 0.5) == 8000);    /* capped at max_ms */
+    CHECK(wd_retry_delay_ms(&c, 0, 3000, 0.5) == 3000);    /* Retry-After wins, no jitter */
+    CHECK(wd_retry_delay_ms(&c, 0, 60000, 0.5) == 8000);   /* capped at max_ms */
     for (int i = 0; i < 1000; i++) {
         double r = wd_retry_random();
         CHECK(r >= 0 && r < 1);

@@ -20,10 +20,13 @@ static uint64_t rnd(void)
 
 static size_t put_utf8(char *p, unsigned cp)
 {
-    if (cp < 0x80) return p[0] = (char)cp, 1;
-    if (cp < 0x800) return p[0] = (char)(0xC0 | cp >> 6), p[1] = (char)(0x80 | (cp & 63)), 2;
+    if (cp < 0x80)
+        return p[0] = (char)cp, 1;
+    if (cp < 0x800)
+        return p[0] = (char)(0xC0 | cp >> 6), p[1] = (char)(0x80 | (cp & 63)), 2;
     if (cp < 0x10000)
-        return p[0] = (char)(0xE0 | cp >> 12), p[1] = (char)(0x80 | ((cp >> 6) & 63)), p[2] = (char)(0x80 | (cp & 63)), 3;
+        return p[0] = (char)(0xE0 | cp >> 12), p[1] = (char)(0x80 | ((cp >> 6) & 63)), p[2] = (char)(0x80 | (cp & 63)),
+               3;
     return p[0] = (char)(0xF0 | cp >> 18), p[1] = (char)(0x80 | ((cp >> 12) & 63)),
            p[2] = (char)(0x80 | ((cp >> 6) & 63)), p[3] = (char)(0x80 | (cp & 63)), 4;
 }
@@ -32,8 +35,8 @@ static size_t put_utf8(char *p, unsigned cp)
 ** U+2028, astral planes */
 static json_t *rand_string(int key, char *out, size_t *outlen)
 {
-    static const unsigned pick[] = {0, 1, 8, 9, 10, 12, 13, 31, '"', '\\', '/', 0x7F, 0x80, 0xE9, 0x2028,
-                                    0xFFFD, 0x1F600, 'a', 'z', 'A', ' ', '_', '0'};
+    static const unsigned pick[] = {0,    1,    8,      9,      10,      12,  13,  31,  '"', '\\', '/', 0x7F,
+                                    0x80, 0xE9, 0x2028, 0xFFFD, 0x1F600, 'a', 'z', 'A', ' ', '_',  '0'};
     char buf[256];
     size_t n = 0, len = rnd() % 24;
     for (size_t i = 0; i < len; i++) {
@@ -54,7 +57,7 @@ static json_t *rand_string(int key, char *out, size_t *outlen)
 static double rand_real(void)
 {
     switch (rnd() % 8) {
-    case 0: return (double)(int64_t)(rnd() % 2000000) - 1000000.0; /* integral: gets ".0" */
+    case 0: return (double)(int64_t)(rnd() % 2000000) - 1000000.0;       /* integral: gets ".0" */
     case 1: return ldexp((double)(rnd() % 1000000), -(int)(rnd() % 80)); /* tiny: e-05 .. */
     case 2: return ldexp((double)(rnd() % 1000000), (int)(rnd() % 200)); /* huge: e+20 .. */
     case 3: return -0.0;

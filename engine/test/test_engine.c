@@ -96,8 +96,10 @@ int main(void)
     snprintf(audit_path, sizeof audit_path, "%s/audit.jsonl", dir);
     snprintf(store_path, sizeof store_path, "%s/state.db", dir);
     char cmd[1200], path[400];
-    snprintf(cmd, sizeof cmd, "cp policies/test.yaml %s && sed -i 's/^tools:$/tools:\\n  quiet_tool: {permission: read}/' %s"
-             " && mkdir -p %s/quiet/tools", policy, policy, dir);
+    snprintf(cmd, sizeof cmd,
+             "cp policies/test.yaml %s && sed -i 's/^tools:$/tools:\\n  quiet_tool: {permission: read}/' %s"
+             " && mkdir -p %s/quiet/tools",
+             policy, policy, dir);
     if (system(cmd) != 0)
         return 1;
     snprintf(path, sizeof path, "%s/quiet/agent.lua", dir);

@@ -44,9 +44,8 @@ static wd_pool *make(int workers, char *err, size_t n)
     return wd_pool_new(&o, workers, err, n);
 }
 
-static const wd_run_opts RUN_OPTS = {.agent = "agents/research_assistant",
-                                     .query = "What do our notes say about AI safety?",
-                                     .user_id = "alice"};
+static const wd_run_opts RUN_OPTS = {
+    .agent = "agents/research_assistant", .query = "What do our notes say about AI safety?", .user_id = "alice"};
 
 TEST(runs_spread_over_workers_and_share_one_chain)
 {

@@ -43,7 +43,8 @@ TEST(openai_request)
     setenv("WD_TEST_KEY", "sk-test-123456", 1);
     json_t *b = build("openai", "WD_TEST_KEY");
     CHECK_STR(json_string_value(json_object_get(b, "_url")), "http://127.0.0.1:1/v1/chat/completions");
-    CHECK_STR(json_string_value(json_array_get(json_object_get(b, "_headers"), 1)), "Authorization: Bearer sk-test-123456");
+    CHECK_STR(json_string_value(json_array_get(json_object_get(b, "_headers"), 1)),
+              "Authorization: Bearer sk-test-123456");
     json_t *msgs = json_object_get(b, "messages");
     CHECK(json_array_size(msgs) == 5);
     json_t *tc = json_array_get(json_object_get(json_array_get(msgs, 2), "tool_calls"), 0);

@@ -35,8 +35,8 @@ TEST(safe_globals)
     char err[200], out[200];
     wd_sandbox *sb = wd_sandbox_new(16u << 20, 0, NULL, err, sizeof err);
     REQUIRE(sb != NULL);
-    CHECK(run_src(sb, "return tostring(io) .. tostring(debug) .. tostring(os.execute) .. tostring(string.dump)",
-                  1000, out, sizeof out) == LUA_OK);
+    CHECK(run_src(sb, "return tostring(io) .. tostring(debug) .. tostring(os.execute) .. tostring(string.dump)", 1000,
+                  out, sizeof out) == LUA_OK);
     CHECK_STR(out, "nilnilnilnil");
     CHECK(run_src(sb, "return tostring(getmetatable(''))", 1000, out, sizeof out) == LUA_OK);
     CHECK_STR(out, "false");
@@ -49,15 +49,14 @@ TEST(the_globals_are_exactly_the_listed_ones)
     char err[200], out[4096];
     wd_sandbox *sb = wd_sandbox_new(16u << 20, 0, NULL, err, sizeof err);
     REQUIRE(sb != NULL);
-    const char *src =
-        "local names = {}\n"
-        "for k, v in pairs(_G) do\n"
-        "  if type(v) == 'table' and k ~= '_G' then\n"
-        "    for k2, v2 in pairs(v) do names[#names + 1] = k .. '.' .. k2 .. ':' .. type(v2) end\n"
-        "  else names[#names + 1] = k .. ':' .. type(v) end\n"
-        "end\n"
-        "table.sort(names)\n"
-        "return table.concat(names, ' ')";
+    const char *src = "local names = {}\n"
+                      "for k, v in pairs(_G) do\n"
+                      "  if type(v) == 'table' and k ~= '_G' then\n"
+                      "    for k2, v2 in pairs(v) do names[#names + 1] = k .. '.' .. k2 .. ':' .. type(v2) end\n"
+                      "  else names[#names + 1] = k .. ':' .. type(v) end\n"
+                      "end\n"
+                      "table.sort(names)\n"
+                      "return table.concat(names, ' ')";
     CHECK(run_src(sb, src, 1000, out, sizeof out) == LUA_OK);
     /* Debian builds Lua 5.4 with the 5.3 math functions (LUA_COMPAT_MATHLIB) */
     CHECK_STR(out,
@@ -84,8 +83,9 @@ TEST(the_globals_are_exactly_the_listed_ones)
               "type:function utf8.char:function utf8.charpattern:string utf8.codepoint:function utf8.codes:function "
               "utf8.len:function utf8.offset:function xpcall:function");
     /* strings keep their methods and arithmetic; the sandbox's find is the budgeted one */
-    CHECK(run_src(sb, "return ('ab'):upper() .. ('10' + 1) .. ('x'):rep(2) .. tostring(('abc'):find('b')) .. "
-                      "tostring(('a').len == string.len) .. _VERSION .. #utf8.charpattern",
+    CHECK(run_src(sb,
+                  "return ('ab'):upper() .. ('10' + 1) .. ('x'):rep(2) .. tostring(('abc'):find('b')) .. "
+                  "tostring(('a').len == string.len) .. _VERSION .. #utf8.charpattern",
                   1000, out, sizeof out) == LUA_OK);
     CHECK_STR(out, "AB11xx2trueLua 5.414");
     wd_sandbox_free(sb);
@@ -95,8 +95,10 @@ TEST(memory_cap_holds_through_pcall)
 {
     char err[200], out[200];
     wd_sandbox *sb = wd_sandbox_new(4u << 20, 0, NULL, err, sizeof err);
-    int st = run_src(sb, "local ok = pcall(function() local t = {} while true do t[#t+1] = ('x'):rep(1000) .. #t end end) "
-                         "return 'survived'", 5000, out, sizeof out);
+    int st = run_src(sb,
+                     "local ok = pcall(function() local t = {} while true do t[#t+1] = ('x'):rep(1000) .. #t end end) "
+                     "return 'survived'",
+                     5000, out, sizeof out);
     CHECK(sb->mode == WD_MODE_KILL);
     CHECK(sb->kill_reason == WD_KILL_MEMORY);
     CHECK(st != LUA_OK || strcmp(out, "survived") != 0);
@@ -159,8 +161,8 @@ TEST(cjson_state_is_closed_with_its_finalizer)
     CHECK(run_src(sb, "return tostring(#string.rep('x', 100))", 1000, out, sizeof out) == LUA_OK);
     CHECK_STR(out, "100");
     CHECK(sb->needs_close == 0);
-    CHECK(run_src(sb, "return require('cjson').encode({a = string.rep('y', 5000)}):sub(1, 9)", 1000, out,
-                  sizeof out) == LUA_OK);
+    CHECK(run_src(sb, "return require('cjson').encode({a = string.rep('y', 5000)}):sub(1, 9)", 1000, out, sizeof out) ==
+          LUA_OK);
     CHECK_STR(out, "{\"a\":\"yyy");
     CHECK(sb->needs_close == 1);
     wd_sandbox_free(sb);

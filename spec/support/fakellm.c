@@ -40,8 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_HEAD (64 * 1024)
-#define MAX_BODY (16 * 1024 * 1024)
+#define MAX_HEAD  (64 * 1024)
+#define MAX_BODY  (16 * 1024 * 1024)
 #define BIG_BYTES (64L * 1024 * 1024)
 
 typedef struct opts {
@@ -52,21 +52,21 @@ typedef struct opts {
 typedef struct conn {
     struct bufferevent *bev;
     struct event *timer;
-    int busy;                  /* a request is being answered */
+    int busy; /* a request is being answered */
     int close_after;
-    char *trickle;             /* bytes still to send one per second */
+    char *trickle; /* bytes still to send one per second */
     size_t trickle_len, trickle_pos;
     long big_left;
-    char *pending;             /* the response waiting for its delay */
+    char *pending; /* the response waiting for its delay */
     size_t pending_len;
     int pending_reset;
-    long long due_ns;          /* the delay's end on the precise clock */
-    int slot;                  /* where it waits in the delay heap; -1 when it does not */
+    long long due_ns; /* the delay's end on the precise clock */
+    int slot;         /* where it waits in the delay heap; -1 when it does not */
 } conn;
 
 static struct event_base *base;
 static FILE *log_file;
-static json_t *counters;       /* key -> requests seen */
+static json_t *counters; /* key -> requests seen */
 static pid_t watch_pid;
 
 static void unqueue(conn *c);
@@ -91,7 +91,10 @@ static void reset_conn(conn *c)
 
 static int hex(char c)
 {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
 }
 
 /* %XX decoding, in place (sscanf per escape was a twentieth of the server's CPU) */
@@ -132,18 +135,30 @@ static void parse_opts(const char *path, opts *o)
             *eq = '\0';
             unescape(eq + 1);
             const char *k = kv, *v = eq + 1;
-            if (!strcmp(k, "key")) snprintf(o->key, sizeof o->key, "%s", v);
-            else if (!strcmp(k, "mode")) snprintf(o->mode, sizeof o->mode, "%s", v);
-            else if (!strcmp(k, "tool")) snprintf(o->tool, sizeof o->tool, "%s", v);
-            else if (!strcmp(k, "args")) snprintf(o->args, sizeof o->args, "%s", v);
-            else if (!strcmp(k, "expect_key")) snprintf(o->expect_key, sizeof o->expect_key, "%s", v);
-            else if (!strcmp(k, "tokens")) snprintf(o->tokens, sizeof o->tokens, "%s", v);
-            else if (!strcmp(k, "delay")) o->delay = atol(v);
-            else if (!strcmp(k, "fail")) o->fail = atol(v);
-            else if (!strcmp(k, "status")) o->status = atol(v);
-            else if (!strcmp(k, "retry_after")) o->retry_after = atol(v);
-            else if (!strcmp(k, "retry_date")) o->retry_date = atol(v);
-            else if (!strcmp(k, "calls")) o->calls = atol(v);
+            if (!strcmp(k, "key"))
+                snprintf(o->key, sizeof o->key, "%s", v);
+            else if (!strcmp(k, "mode"))
+                snprintf(o->mode, sizeof o->mode, "%s", v);
+            else if (!strcmp(k, "tool"))
+                snprintf(o->tool, sizeof o->tool, "%s", v);
+            else if (!strcmp(k, "args"))
+                snprintf(o->args, sizeof o->args, "%s", v);
+            else if (!strcmp(k, "expect_key"))
+                snprintf(o->expect_key, sizeof o->expect_key, "%s", v);
+            else if (!strcmp(k, "tokens"))
+                snprintf(o->tokens, sizeof o->tokens, "%s", v);
+            else if (!strcmp(k, "delay"))
+                o->delay = atol(v);
+            else if (!strcmp(k, "fail"))
+                o->fail = atol(v);
+            else if (!strcmp(k, "status"))
+                o->status = atol(v);
+            else if (!strcmp(k, "retry_after"))
+                o->retry_after = atol(v);
+            else if (!strcmp(k, "retry_date"))
+                o->retry_date = atol(v);
+            else if (!strcmp(k, "calls"))
+                o->calls = atol(v);
         }
     }
 }
@@ -172,8 +187,11 @@ static int header(const char *head, const char *name, char *out, size_t n)
 
 static char *response(long status, const char *extra_headers, const char *body, size_t *len, long declared)
 {
-    const char *reason = status == 200 ? "OK" : status == 429 ? "Too Many Requests" : status == 401 ? "Unauthorized"
-                                              : status >= 500 ? "Server Error" : "Error";
+    const char *reason = status == 200   ? "OK"
+                         : status == 429 ? "Too Many Requests"
+                         : status == 401 ? "Unauthorized"
+                         : status >= 500 ? "Server Error"
+                                         : "Error";
     char *out = NULL;
     int n = asprintf(&out, "HTTP/1.1 %ld %s\r\nContent-Type: application/json\r\nContent-Length: %ld\r\n%s\r\n%s",
                      status, reason, declared >= 0 ? declared : (long)strlen(body), extra_headers, body);
@@ -226,20 +244,23 @@ static char *openai_body(const char *id, const char *tool, const char *args, int
         return NULL;
     size_t at;
     if (!call) {
-        at = (size_t)snprintf(out, 2048, "{\"object\":\"chat.completion\",\"choices\":[{\"index\":0,\"message\":"
-                                         "{\"role\":\"assistant\",\"content\":\"done\"},\"finish_reason\":\"stop\"}],"
-                                         "\"usage\":{\"prompt_tokens\":100,\"completion_tokens\":20}}");
+        at = (size_t)snprintf(out, 2048,
+                              "{\"object\":\"chat.completion\",\"choices\":[{\"index\":0,\"message\":"
+                              "{\"role\":\"assistant\",\"content\":\"done\"},\"finish_reason\":\"stop\"}],"
+                              "\"usage\":{\"prompt_tokens\":100,\"completion_tokens\":20}}");
         return out;
     }
-    at = (size_t)snprintf(out, 2048, "{\"object\":\"chat.completion\",\"choices\":[{\"index\":0,\"message\":"
-                                     "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"%s\","
-                                     "\"type\":\"function\",\"function\":{\"name\":\"",
+    at = (size_t)snprintf(out, 2048,
+                          "{\"object\":\"chat.completion\",\"choices\":[{\"index\":0,\"message\":"
+                          "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"%s\","
+                          "\"type\":\"function\",\"function\":{\"name\":\"",
                           id);
     put_escaped(out, 2048, &at, tool);
     at += (size_t)snprintf(out + at, 2048 - at, "\",\"arguments\":\"");
     put_escaped(out, 2048, &at, args);
-    snprintf(out + at, 2048 - at, "\"}}]},\"finish_reason\":\"%s\"}],"
-                                  "\"usage\":{\"prompt_tokens\":100,\"completion_tokens\":20}}",
+    snprintf(out + at, 2048 - at,
+             "\"}}]},\"finish_reason\":\"%s\"}],"
+             "\"usage\":{\"prompt_tokens\":100,\"completion_tokens\":20}}",
              finish_call ? "tool_calls" : "stop");
     return out;
 }
@@ -503,7 +524,8 @@ static void handle(conn *c, const char *head, const char *body, size_t body_len)
         size_t at = 0;
         json_t *req = body_len ? json_loadb(body, body_len, 0, NULL) : NULL, *t;
         size_t i;
-        json_array_foreach(json_object_get(req, "tools"), i, t) {
+        json_array_foreach(json_object_get(req, "tools"), i, t)
+        {
             json_t *fn = json_object_get(t, "function"); /* OpenAI's shape; Anthropic's has the name on top */
             const char *name = json_string_value(json_object_get(fn ? fn : t, "name"));
             int n = snprintf(tools + at, sizeof tools - at, "%s%s", at ? "," : "", name ? name : "?");
@@ -549,8 +571,7 @@ static void handle(conn *c, const char *head, const char *body, size_t body_len)
     }
     if ((o.fail && seen < o.fail) || !strcmp(o.mode, "status")) {
         char b[200];
-        snprintf(b, sizeof b, "{\"error\":{\"message\":\"injected failure %ld\",\"type\":\"server_error\"}}",
-                 seen + 1);
+        snprintf(b, sizeof b, "{\"error\":{\"message\":\"injected failure %ld\",\"type\":\"server_error\"}}", seen + 1);
         resp = response(o.status, extra, b, &len, -1);
         respond(c, resp, len, o.delay);
         return;
@@ -714,9 +735,12 @@ int main(int argc, char **argv)
 {
     const char *port_file = NULL, *log_path = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--port-file")) port_file = argv[i + 1];
-        else if (!strcmp(argv[i], "--log")) log_path = argv[i + 1];
-        else if (!strcmp(argv[i], "--watch-pid")) watch_pid = (pid_t)atol(argv[i + 1]);
+        if (!strcmp(argv[i], "--port-file"))
+            port_file = argv[i + 1];
+        else if (!strcmp(argv[i], "--log"))
+            log_path = argv[i + 1];
+        else if (!strcmp(argv[i], "--watch-pid"))
+            watch_pid = (pid_t)atol(argv[i + 1]);
     }
     signal(SIGPIPE, SIG_IGN);
     struct rlimit rl;

@@ -131,14 +131,23 @@ int main(int argc, char **argv)
     L.method = EVHTTP_REQ_GET;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
-        if (!strcmp(k, "--url")) url = v;
-        else if (!strcmp(k, "--key")) L.key = v;
-        else if (!strcmp(k, "--body")) { L.body = v; L.method = EVHTTP_REQ_POST; }
-        else if (!strcmp(k, "--method")) L.method = strcmp(v, "POST") ? EVHTTP_REQ_GET : EVHTTP_REQ_POST;
-        else if (!strcmp(k, "--clients")) L.clients = atoi(v);
-        else if (!strcmp(k, "--duration-ms")) L.duration_ms = atol(v);
-        else if (!strcmp(k, "--requests")) L.total = atol(v);
-        else if (!strcmp(k, "--expect")) L.expect = v;
+        if (!strcmp(k, "--url"))
+            url = v;
+        else if (!strcmp(k, "--key"))
+            L.key = v;
+        else if (!strcmp(k, "--body")) {
+            L.body = v;
+            L.method = EVHTTP_REQ_POST;
+        } else if (!strcmp(k, "--method"))
+            L.method = strcmp(v, "POST") ? EVHTTP_REQ_GET : EVHTTP_REQ_POST;
+        else if (!strcmp(k, "--clients"))
+            L.clients = atoi(v);
+        else if (!strcmp(k, "--duration-ms"))
+            L.duration_ms = atol(v);
+        else if (!strcmp(k, "--requests"))
+            L.total = atol(v);
+        else if (!strcmp(k, "--expect"))
+            L.expect = v;
         else {
             fprintf(stderr, "wdload: unknown option %s\n", k);
             return 2;
