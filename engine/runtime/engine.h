@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "warden.h"
+#include "host.h"
 #include "audit.h"
 #include "breaker.h"
 #include "budget.h"
@@ -258,8 +259,6 @@ wd_retry_cfg wd_run_retry_cfg(const wd_run *r);
 ** -1 when max_retries are used up. */
 long long wd_run_retry_arm(wd_run *r, int retries, long long retry_after_ms, event_callback_fn cb, char *reason,
                            size_t n);
-wd_policy *wd_engine_policy(wd_engine *e); /* a new reference */
-wd_store *wd_engine_store(wd_engine *e);   /* the engine's state store */
 /* an event for the run's detectors (a no-op without any); takes ev */
 void wd_run_observe(wd_run *r, json_t *ev);
 /* pushes the run's ctx on L (for_tool: a tool handler's) */
@@ -286,11 +285,5 @@ void wd_run_start_op(wd_run *r);
 /* the engine with the hooks of the layers above; what wd_engine_new (warden.h) calls.
 ** Caller frees with wd_engine_free; h is borrowed for the engine's life (a static table). */
 wd_engine *wd_engine_create(const wd_engine_opts *o, const wd_engine_hooks *h, char *err, size_t errlen);
-/* the descriptor limit raised and the table sized for thousands of sockets; cheapest
-** before any thread starts, harmless to repeat */
-void wd_engine_prepare_fds(void);
-/* the audit buffer, then pending spend to the store; idle: no run is left to use the
-** leases' room */
-void wd_engine_flush(wd_engine *e, int idle);
 
 #endif

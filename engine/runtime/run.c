@@ -38,6 +38,12 @@ wd_policy *wd_engine_policy(wd_engine *e) { return wd_policy_ref(e->policy); }
 
 wd_store *wd_engine_store(wd_engine *e) { return e->store; }
 
+wd_audit *wd_engine_audit(wd_engine *e) { return e->audit; }
+
+struct event_base *wd_engine_base(wd_engine *e) { return e->base; }
+
+int wd_engine_unstarted(const wd_engine *e) { return e->unstarted; }
+
 json_t *wd_run_event(wd_run *r, const char *event, int success)
 {
     json_t *o = json_object();

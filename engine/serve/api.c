@@ -274,7 +274,7 @@ static void handle(struct evhttp_request *req, void *arg)
 
 int wd_api_start(wd_front *f)
 {
-    f->http = evhttp_new(f->e->base);
+    f->http = evhttp_new(wd_engine_base(f->e));
     if (!f->http)
         return -1;
     evhttp_set_gencb(f->http, handle, f);

@@ -66,13 +66,13 @@ void wd_call_error(wd_call *c, int status, const char *fmt, ...)
 }
 
 /* a record of no run into the worker's log (takes rec) */
-void wd_call_audit(wd_front *f, const wd_policy *p, json_t *rec) { wd_redact_append(p, f->e->audit, rec); }
+void wd_call_audit(wd_front *f, const wd_policy *p, json_t *rec) { wd_redact_append(p, wd_engine_audit(f->e), rec); }
 
 /* an operator's action is in the file before it is acknowledged, and before what it causes */
 void wd_call_audit_now(wd_front *f, const wd_policy *p, json_t *rec)
 {
     wd_call_audit(f, p, rec);
-    wd_audit_flush(f->e->audit);
+    wd_audit_flush(wd_engine_audit(f->e));
 }
 
 /* A refusal's record (takes rec) goes to the log if this worker has audited fewer than

@@ -38,7 +38,7 @@ static int named_approver(const json_t *approvers, const char *user)
 ** approver or asked by their own runs */
 void wd_api_get_approvals(wd_call *c, int all)
 {
-    wd_store *st = c->f->e->store;
+    wd_store *st = wd_engine_store(c->f->e);
     json_t *l;
     if (wd_approval_sweep(st, wd_store_now(st)) < 0 || wd_approval_list(st, all, &l) < 0) {
         wd_call_error(c, 503, "state store %s: %s", wd_store_path(st), wd_store_error(st));
@@ -60,7 +60,7 @@ void wd_api_get_approvals(wd_call *c, int all)
 
 void wd_api_decide(wd_call *c, const char *id, int approve)
 {
-    wd_store *st = c->f->e->store;
+    wd_store *st = wd_engine_store(c->f->e);
     json_t *o = wd_call_body(c);
     if (!o)
         return;
@@ -132,9 +132,9 @@ void wd_api_kill_or_revive(wd_call *c, int revive)
     const char *target = agent ? agent : WD_KILL_ALL;
     const char *why = reason && *reason ? reason : revive ? "revived" : "killed by an operator";
     json_t *rec;
-    int got = wd_admin_kill(c->f->e->store, target, revive, c->user->name, why, &rec);
+    int got = wd_admin_kill(wd_engine_store(c->f->e), target, revive, c->user->name, why, &rec);
     if (got < 0) {
-        wd_call_error(c, 503, "state store: %s", wd_store_error(c->f->e->store));
+        wd_call_error(c, 503, "state store: %s", wd_store_error(wd_engine_store(c->f->e)));
         goto done;
     }
     wd_call_audit_now(c->f, c->p, rec);
@@ -152,9 +152,9 @@ void wd_api_reset_breaker(wd_call *c, const char *name)
 {
     int from;
     json_t *rec;
-    int got = wd_admin_breaker_reset(c->f->e->store, name, c->user->name, &from, &rec);
+    int got = wd_admin_breaker_reset(wd_engine_store(c->f->e), name, c->user->name, &from, &rec);
     if (got < 0)
-        wd_call_error(c, 503, "state store: %s", wd_store_error(c->f->e->store));
+        wd_call_error(c, 503, "state store: %s", wd_store_error(wd_engine_store(c->f->e)));
     else if (!got)
         wd_call_error(c, 404, "no breaker named '%s' (GET /v1/breakers lists them)", name);
     else {
@@ -175,7 +175,7 @@ void wd_api_get_cost(wd_call *c, struct evkeyvalq *q)
         return;
     }
     char err[600];
-    json_t *rep = wd_report_cost(wd_audit_path(c->f->e->audit), c->f->e->store, c->p, since, until,
+    json_t *rep = wd_report_cost(wd_audit_path(wd_engine_audit(c->f->e)), wd_engine_store(c->f->e), c->p, since, until,
                                  until >= 0 ? until : wd_wall_ms(), err, sizeof err);
     if (!rep)
         wd_call_error(c, 503, "%s", err);
@@ -188,7 +188,7 @@ void wd_api_get_metrics(wd_call *c)
     wd_buf b = {0};
     wd_metrics_now now = {wd_registry_live(c->f->srv->reg), atomic_load(&c->f->srv->generation), 0, 0, 0};
     wd_admit_counts(c->f->srv->admit, &now.running, &now.queued, &now.reserved_mb);
-    if (wd_metrics_render(c->f->srv->met, &b, c->f->e->store, c->p, &now) < 0) {
+    if (wd_metrics_render(c->f->srv->met, &b, wd_engine_store(c->f->e), c->p, &now) < 0) {
         wd_buf_free(&b);
         wd_call_error(c, 503, "out of memory");
         return;
@@ -201,7 +201,7 @@ void wd_api_get_metrics(wd_call *c)
 void wd_api_get_dashboard(wd_call *c)
 {
     wd_server *s = c->f->srv;
-    wd_store *st = c->f->e->store;
+    wd_store *st = wd_engine_store(c->f->e);
     json_t *appr = NULL, *br = wd_admin_breakers(st, c->p);
     if (wd_approval_sweep(st, wd_store_now(st)) < 0 || wd_approval_list(st, 0, &appr) < 0)
         appr = json_array();

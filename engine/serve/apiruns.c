@@ -353,7 +353,7 @@ void wd_api_get_events(wd_call *c, const char *id)
         return;
     json_decref(r);
     wd_stream *st = calloc(1, sizeof *st);
-    if (!st || !(st->timer = event_new(c->f->e->base, -1, EV_PERSIST, stream_pump, st))) {
+    if (!st || !(st->timer = event_new(wd_engine_base(c->f->e), -1, EV_PERSIST, stream_pump, st))) {
         free(st);
         wd_call_error(c, 503, "out of memory");
         return;

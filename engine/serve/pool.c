@@ -8,7 +8,8 @@
 ** its own thread, so an engine is only ever touched by the thread that made it.
 ** Completion comes back through the node: the user's callback, then the counters that
 ** wd_pool_wait sleeps on. */
-#include "engine.h"
+#include "audit.h"
+#include "host.h"
 #include "sandbox.h"
 #include "util.h"
 
@@ -102,9 +103,9 @@ static void on_done(const json_t *res, void *ud)
     if (x->done)
         x->done(res, x->ud);
     atomic_fetch_sub(&w->inflight, 1);
-    if (w->e->active <= 1) { /* the last run in flight: its records and spend go out before wait returns */
+    if (wd_engine_active(w->e) <= 1) { /* the last run in flight: its records and spend go out before wait returns */
         wd_engine_flush(w->e, 1);
-        wd_audit_flush(w->e->audit); /* the warnings the ledger found */
+        wd_audit_flush(wd_engine_audit(w->e)); /* the warnings the ledger found */
     }
     finished(w->pool);
     node_free(x);
@@ -128,7 +129,7 @@ static void take(worker *w)
     pthread_mutex_lock(&p->qmu);
     /* alone, a worker takes everything: there is no other worker to leave runs to, and
     ** runs queued in its engine start ahead of the answers that come back meanwhile */
-    for (int room = p->n == 1 ? INT_MAX : TAKE_BELOW - w->e->unstarted; room > 0 && p->head; room--) {
+    for (int room = p->n == 1 ? INT_MAX : TAKE_BELOW - wd_engine_unstarted(w->e); room > 0 && p->head; room--) {
         node *x = p->head;
         p->head = x->next;
         x->next = NULL;
@@ -157,8 +158,8 @@ static void take(worker *w)
             node_free(x);
         }
     }
-    if (stop && w->e->active == 0)
-        event_base_loopbreak(w->e->base);
+    if (stop && wd_engine_active(w->e) == 0)
+        event_base_loopbreak(wd_engine_base(w->e));
 }
 
 /* on the worker's thread: the calls posted to it, in the order they came */
@@ -200,8 +201,8 @@ static void *worker_main(void *arg)
     wd_pool *p = w->pool;
     w->e = wd_engine_new(&p->opts, w->err, sizeof w->err);
     if (w->e) {
-        w->wake = event_new(w->e->base, w->efd, EV_READ | EV_PERSIST, on_wake, w);
-        w->again = evtimer_new(w->e->base, on_again, w);
+        w->wake = event_new(wd_engine_base(w->e), w->efd, EV_READ | EV_PERSIST, on_wake, w);
+        w->again = evtimer_new(wd_engine_base(w->e), on_again, w);
         if (!w->wake || !w->again || event_add(w->wake, NULL) < 0) {
             wd_errf(w->err, sizeof w->err, "cannot watch the worker's wake-up descriptor");
             if (w->wake)
@@ -223,8 +224,8 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&p->mu);
     if (!w->e)
         return NULL;
-    event_base_loop(w->e->base, 0); /* the wake event keeps it alive until stopped */
-    deliver(w);                     /* calls posted as it stopped still run, on this thread */
+    event_base_loop(wd_engine_base(w->e), 0); /* the wake event keeps it alive until stopped */
+    deliver(w);                               /* calls posted as it stopped still run, on this thread */
     if (p->hooks.stop)
         p->hooks.stop(p->hooks.ud, index, w->e);
     event_free(w->wake);

@@ -108,7 +108,7 @@ static void front_start(void *ud, int index, wd_engine *e)
     wd_front *f = &m->s.fronts[index];
     f->e = e;
     wd_engine_on_record(e, on_record, m->s.met);
-    wd_audit_observe(e->audit, on_line, m->s.reg);
+    wd_audit_observe(wd_engine_audit(e), on_line, m->s.reg);
     wd_policy *p = wd_server_policy(&m->s); /* the snapshot every worker shares */
     wd_engine_set_policy(e, p);
     wd_policy_unref(p);

@@ -10,7 +10,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "engine.h"
+#include "host.h"
+#include "policy.h"
 #include "metrics.h"
 #include "registry.h"
 
