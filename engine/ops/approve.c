@@ -253,11 +253,8 @@ static void approval_refused(wd_run *r, const char *msg)
     r->req.args = NULL;
     r->appr.id[0] = '\0';
     lua_State *co = r->waiting;
-    r->sb->in_engine++;
-    wd_push_error_table(co, msg);
-    r->sb->in_engine--;
     resume_deadline(r);
-    wd_run_schedule(r, co, 1);
+    wd_run_reply_error(r, co, msg);
 }
 
 /* a person approved: what waited goes on (the held call, still through its breaker) */
@@ -282,10 +279,7 @@ static void granted(wd_run *r)
         json_decref(r->req.args);
         r->req.args = NULL;
         lua_State *co = r->waiting;
-        r->sb->in_engine++;
-        wd_push_error_table(co, msg);
-        r->sb->in_engine--;
-        wd_run_schedule(r, co, 1);
+        wd_run_reply_error(r, co, msg);
         return;
     }
     wd_toolcall_start(r);

@@ -252,12 +252,8 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 static void give_up(wd_run *r, const char *msg)
 {
     lua_State *co = r->waiting;
-    r->sb->in_engine++;
-    luaL_pushfail(co);
-    lua_pushstring(co, msg);
-    r->sb->in_engine--;
     fetch_clear(r);
-    wd_run_schedule(r, co, 2);
+    wd_run_reply_fail(r, co, msg);
 }
 
 static void audit_request(wd_run *r, int success, long status, const char *error, const char *reason)

@@ -119,11 +119,7 @@ static void fail(wd_run *r, const char *msg, int timeout, const char *reason)
     r->last_fail_timeout = timeout;
     call_clear(r);
     lua_State *co = r->waiting;
-    r->sb->in_engine++;
-    lua_pushnil(co);
-    lua_pushstring(co, msg);
-    r->sb->in_engine--;
-    wd_run_schedule(r, co, 2);
+    wd_run_reply_fail(r, co, msg);
 }
 
 /* Range-checks the numbers of a normalized answer (any provider's, or the mock's) before

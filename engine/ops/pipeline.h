@@ -22,7 +22,6 @@ int wd_tool_allow(wd_run *r, const char *name);              /* adds to the allo
 /* the loaded tools as the model sees them, [{name, description, parameters}], rebuilt
 ** only when a tool was loaded since; the run keeps it (borrowed), NULL out of memory */
 json_t *wd_run_tool_specs(wd_run *r);
-void wd_push_error_table(lua_State *L, const char *msg);
 
 /* the kinds of operation (engine.h) */
 extern const wd_op_kind wd_op_tool, wd_op_approval, wd_op_sleep, wd_op_end;

@@ -20,13 +20,6 @@
 
 #define SUMMARY_CHARS 200
 
-void wd_push_error_table(lua_State *L, const char *msg)
-{
-    lua_createtable(L, 0, 1);
-    lua_pushstring(L, msg);
-    lua_setfield(L, -2, "error");
-}
-
 /* args is shared, not copied: nothing changes it after the call. result: the summary,
 ** or why the call failed; value: what the tool returned (NULL when it did not run) for
 ** the detectors' tool_result event */

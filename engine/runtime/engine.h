@@ -267,6 +267,10 @@ void wd_run_push_ctx(wd_run *r, lua_State *L, int for_tool);
 /* ready.c: the runs whose turn it is */
 void wd_run_schedule(wd_run *r, lua_State *co, int nargs); /* resume co from the loop */
 void wd_ready_remove(wd_run *r);
+/* co, waiting on an operation, is answered (nil, msg), or {error = msg}, and resumed */
+void wd_run_reply_fail(wd_run *r, lua_State *co, const char *msg);
+void wd_run_reply_error(wd_run *r, lua_State *co, const char *msg);
+void wd_push_error_table(lua_State *L, const char *msg); /* pushes {error = msg} */
 
 /* finish.c: the end of a run */
 void wd_run_end(wd_run *r, wd_status st, const char *error); /* from the loop only */

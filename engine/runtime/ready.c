@@ -2,6 +2,8 @@
 ** per loop pass */
 #include "engine.h"
 
+#include <lauxlib.h>
+
 static void ready_push(wd_run *r)
 {
     wd_engine *e = r->eng;
@@ -41,4 +43,28 @@ void wd_run_schedule(wd_run *r, lua_State *co, int nargs)
     r->resume_co = co;
     r->resume_nargs = nargs;
     ready_push(r);
+}
+
+void wd_run_reply_fail(wd_run *r, lua_State *co, const char *msg)
+{
+    r->sb->in_engine++; /* the engine's own pushes take the slack, not the script's cap */
+    lua_pushnil(co);
+    lua_pushstring(co, msg);
+    r->sb->in_engine--;
+    wd_run_schedule(r, co, 2);
+}
+
+void wd_run_reply_error(wd_run *r, lua_State *co, const char *msg)
+{
+    r->sb->in_engine++;
+    wd_push_error_table(co, msg);
+    r->sb->in_engine--;
+    wd_run_schedule(r, co, 1);
+}
+
+void wd_push_error_table(lua_State *L, const char *msg)
+{
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, msg);
+    lua_setfield(L, -2, "error");
 }
