@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -121,7 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (sent == size)
                 shutdown(fd, SHUT_WR);
         }
-        event_base_loop(e->base, EVLOOP_NONBLOCK);
+        event_base_loop(wd_engine_base(e), EVLOOP_NONBLOCK);
         ssize_t r;
         while ((r = read(fd, buf, sizeof buf)) > 0)
             ;
@@ -132,7 +133,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     close(fd);
     for (int i = 0; i < 20; i++) /* the server sees the close and frees the connection */
-        event_base_loop(e->base, EVLOOP_NONBLOCK);
+        event_base_loop(wd_engine_base(e), EVLOOP_NONBLOCK);
     (void)closed;
     return 0;
 }
