@@ -1,4 +1,5 @@
 /* audit.c - buffered, hash-chained JSON lines with group fsync and torn-line repair. */
+#include "events.h"
 #include "audit.h"
 #include "canon.h"
 #include "policy.h"
@@ -334,7 +335,7 @@ static int sync_tail(wd_audit *a, off_t size, json_t **recovery)
                      (long long)(from + (off_t)keep));
             char ts[40];
             wd_rfc3339_ms(wd_wall_ms(), ts, sizeof ts);
-            json_object_set_new(r, "event", json_string("audit_recovered"));
+            json_object_set_new(r, "event", json_string(wd_event_name(WD_AE_AUDIT_RECOVERED)));
             json_object_set_new(r, "timestamp", json_string(ts));
             json_object_set_new(r, "success", json_false());
             json_object_set_new(r, "reason", json_string(reason));

@@ -343,7 +343,7 @@ typedef struct verdict {
 
 static void audit_error(wd_run *r, const det *d, const char *type, const char *err)
 {
-    json_t *ev = wd_run_event(r, "detector_error", 0);
+    json_t *ev = wd_run_event(r, WD_AE_DETECTOR_ERROR, 0);
     json_object_set_new(ev, "detector", json_string(d ? d->name : "?"));
     json_object_set_new(ev, "on", json_string(type));
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
@@ -403,7 +403,7 @@ static int read_verdict(wd_run *r, lua_State *L, const det *d, verdict *v, char 
 
 static void audit_verdict(wd_run *r, const det *d, const char *type, const json_t *event, const verdict *v, int acted)
 {
-    json_t *ev = wd_run_event(r, "detector_verdict", 0);
+    json_t *ev = wd_run_event(r, WD_AE_DETECTOR_VERDICT, 0);
     json_object_set_new(ev, "detector", json_string(d->name));
     json_object_set_new(ev, "verdict", json_string(KINDS[v->kind]));
     json_object_set_new(ev, "reason", json_string(v->reason));

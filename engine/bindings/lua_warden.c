@@ -188,7 +188,7 @@ static int c_log(lua_State *L)
     json_t *f = wd_lua_to_json(L, 2, err, sizeof err);
     if (!f)
         return luaL_argerror(L, 2, err);
-    json_t *ev = wd_run_event(r, "agent_log", 1);
+    json_t *ev = wd_run_event(r, WD_AE_AGENT_LOG, 1);
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
     json_object_set_new(ev, "fields", f);
     if (r->det) /* agents tag choices and evidence this way (selection and confirmation bias) */

@@ -1,4 +1,5 @@
 /* admin.c - operator actions shared by cli.c and api.c */
+#include "events.h"
 #include "admin.h"
 #include "breaker.h"
 #include "killswitch.h"
@@ -59,9 +60,9 @@ int wd_admin_breaker_reset(wd_store *st, const char *name, const char *by, int *
     }
     char reason[300];
     snprintf(reason, sizeof reason, "reset by %s (was %s)", by, wd_breaker_state_name(*from));
-    *rec =
-        json_pack("{s:s,s:n,s:n,s:s,s:n,s:b,s:s,s:s,s:s}", "event", "breaker_closed", "run_id", "session_id", "user_id",
-                  by, "agent", "success", 1, "breaker", name, "circuit_breaker_state", "closed", "reason", reason);
+    *rec = json_pack("{s:s,s:n,s:n,s:s,s:n,s:b,s:s,s:s,s:s}", "event", wd_event_name(WD_AE_BREAKER_CLOSED), "run_id",
+                     "session_id", "user_id", by, "agent", "success", 1, "breaker", name, "circuit_breaker_state",
+                     "closed", "reason", reason);
     return 1;
 }
 
@@ -71,8 +72,9 @@ int wd_admin_kill(wd_store *st, const char *agent, int revive, const char *by, c
     int got = revive ? wd_kill_clear(st, agent) : wd_kill_set(st, agent, by ? by : "", reason, 0, wd_wall_ms());
     if (got < 0)
         return -1;
-    *rec = json_pack("{s:s,s:n,s:n,s:s?,s:s,s:b,s:s,s:s}", "event", "kill_switch", "run_id", "session_id", "user_id",
-                     by, "agent", agent, "success", 1, "action", revive ? "revive" : "kill", "reason", reason);
+    *rec = json_pack("{s:s,s:n,s:n,s:s?,s:s,s:b,s:s,s:s}", "event", wd_event_name(WD_AE_KILL_SWITCH), "run_id",
+                     "session_id", "user_id", by, "agent", agent, "success", 1, "action", revive ? "revive" : "kill",
+                     "reason", reason);
     return got > 0;
 }
 

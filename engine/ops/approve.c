@@ -89,7 +89,7 @@ void wd_approve_notify(wd_run *r, const wd_tool_policy *tp, const char *name, js
     char line[500];
     snprintf(line, sizeof line, "agent '%s' calls tool '%s' (category %s at autonomy level 3: execute and notify)",
              r->agent_name ? r->agent_name : "?", name, tp->category ? tp->category : "?");
-    json_t *ev = wd_run_event(r, "human_notified", 1);
+    json_t *ev = wd_run_event(r, WD_AE_HUMAN_NOTIFIED, 1);
     json_object_set_new(ev, "tool_name", json_string(name));
     json_object_set_new(ev, "tool_args", json_deep_copy(args));
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
@@ -130,7 +130,7 @@ static json_t *open_request(wd_run *r, const char *what, const json_t *args, con
         json_decref(req);
         return NULL;
     }
-    json_t *ev = wd_run_event(r, "approval_requested", 1);
+    json_t *ev = wd_run_event(r, WD_AE_APPROVAL_REQUESTED, 1);
     json_object_set_new(ev, "approval_id", json_string(id));
     json_object_set_new(ev, "tool_name", json_string(what));
     if (args)
@@ -162,7 +162,7 @@ int wd_approve_ask(wd_run *r, lua_State *L, const wd_tool_policy *tp, const char
         snprintf(msg, n, "state store %s: %s: cannot ask for approval of tool '%s': refused",
                  wd_store_path(r->eng->store), wd_store_error(r->eng->store), name);
         wd_budget_settle(r, &r->tool_hold, 0);
-        return wd_tool_refuse(r, L, "authorization_denied", name, args, msg);
+        return wd_tool_refuse(r, L, WD_AE_AUTHORIZATION_DENIED, name, args, msg);
     }
     json_t *trig = json_array();
     for (int i = 0; i < ov->ntriggers; i++)
@@ -214,7 +214,7 @@ static void resume_deadline(wd_run *r)
     evtimer_add(r->run_timer, &tv);
 }
 
-static void approval_event(wd_run *r, const char *event, int success, const wd_approval_state *st, const char *msg)
+static void approval_event(wd_run *r, wd_audit_event event, int success, const wd_approval_state *st, const char *msg)
 {
     json_t *ev = wd_run_event(r, event, success);
     json_object_set_new(ev, "approval_id", json_string(r->appr.id));
@@ -299,7 +299,7 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
     if (got <= 0) {
         snprintf(msg, sizeof msg, "approval request %s for %s %s: %s", r->appr.id, subject,
                  got < 0 ? "cannot be read from the state store" : "is gone from the state store", outcome);
-        approval_event(r, "approval_expired", 0, NULL, msg);
+        approval_event(r, WD_AE_APPROVAL_EXPIRED, 0, NULL, msg);
         approval_refused(r, msg);
         return;
     }
@@ -316,7 +316,7 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
         r->appr.escalation_audited = 1;
         snprintf(msg, sizeof msg, "no decision on %s after %lld s: escalated", subject,
                  (long long)((st.escalate_ms - st.created_ms) / 1000));
-        approval_event(r, "approval_escalated", 1, &st, msg);
+        approval_event(r, WD_AE_APPROVAL_ESCALATED, 1, &st, msg);
         if (r->eng->notice)
             r->eng->notice(r->eng->notice_ud, msg);
     }
@@ -326,7 +326,7 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (!strcmp(st.status, "approved")) {
-        approval_event(r, "approval_granted", 1, &st, NULL);
+        approval_event(r, WD_AE_APPROVAL_GRANTED, 1, &st, NULL);
         wd_approval_state_clear(&st);
         granted(r);
         return;
@@ -334,11 +334,11 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
     if (!strcmp(st.status, "rejected")) {
         snprintf(msg, sizeof msg, "%s was rejected by %s: %s", subject,
                  st.decided_by[0] ? st.decided_by : "an approver", st.reason[0] ? st.reason : "no reason given");
-        approval_event(r, "approval_rejected", 0, &st, msg);
+        approval_event(r, WD_AE_APPROVAL_REJECTED, 0, &st, msg);
     } else {
         snprintf(msg, sizeof msg, "approval of %s %s: %s; %s", subject, st.status,
                  st.reason[0] ? st.reason : "no decision", outcome);
-        approval_event(r, "approval_expired", 0, &st, msg);
+        approval_event(r, WD_AE_APPROVAL_EXPIRED, 0, &st, msg);
     }
     wd_approval_state_clear(&st);
     approval_refused(r, msg);

@@ -373,7 +373,7 @@ static void finish(wd_run *r, const char *fail);
 
 static void audit_exec(wd_run *r, int ok, int code, int sig, const char *error)
 {
-    json_t *ev = wd_run_event(r, "exec", ok);
+    json_t *ev = wd_run_event(r, WD_AE_EXEC, ok);
     json_object_set_new(ev, "tool_name", json_string(r->tool.name));
     json_object_set_new(ev, "tool_args",
                         json_pack("{s:O,s:I}", "argv", r->exec->jargv ? r->exec->jargv : json_null(), "stdin_bytes",

@@ -258,7 +258,7 @@ static void give_up(wd_run *r, const char *msg)
 
 static void audit_request(wd_run *r, int success, long status, const char *error, const char *reason)
 {
-    json_t *ev = wd_run_event(r, "http_request", success);
+    json_t *ev = wd_run_event(r, WD_AE_HTTP_REQUEST, success);
     json_object_set_new(ev, "tool_name", json_string(r->tool.name));
     json_object_set_new(ev, "tool_args", json_pack("{s:s,s:s}", "method", r->fetch->method, "url", r->fetch->url));
     json_object_set_new(ev, "agent_step", json_integer(r->steps));

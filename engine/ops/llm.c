@@ -91,7 +91,7 @@ void wd_llm_cancel(wd_run *r)
 
 static json_t *llm_event(wd_run *r, int success, long long latency)
 {
-    json_t *ev = wd_run_event(r, "llm_call", success);
+    json_t *ev = wd_run_event(r, WD_AE_LLM_CALL, success);
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
     json_object_set_new(ev, "model", json_string(model_name(r)));
     json_object_set_new(ev, "latency_ms", json_integer(latency));
@@ -162,7 +162,7 @@ static json_t *cap_calls(wd_run *r, json_t *calls)
     json_t *kept = json_array();
     for (size_t i = 0; i < max; i++)
         json_array_append(kept, json_array_get(calls, i));
-    json_t *ev = wd_run_event(r, "tool_calls_refused", 0);
+    json_t *ev = wd_run_event(r, WD_AE_TOOL_CALLS_REFUSED, 0);
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
     json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)want));
     json_object_set_new(ev, "tool_calls_refused", json_integer((json_int_t)(want - max)));

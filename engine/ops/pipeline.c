@@ -71,7 +71,7 @@ static int check_role(tool_call *c)
     else
         snprintf(c->msg, sizeof c->msg, "permission denied: tool '%s' requires the '%s' role; user '%s' has '%s'",
                  c->name, c->p->roles.v[c->tp->permission], u->name, c->p->roles.v[u->role]);
-    return wd_tool_refuse(c->r, c->L, "authorization_denied", c->name, c->args, c->msg);
+    return wd_tool_refuse(c->r, c->L, WD_AE_AUTHORIZATION_DENIED, c->name, c->args, c->msg);
 }
 
 /* 3. the arguments were JSON */
@@ -80,7 +80,7 @@ static int check_json(tool_call *c)
     if (!c->bad_args[0])
         return GO;
     snprintf(c->msg, sizeof c->msg, "invalid arguments for tool '%s': %s", c->name, c->bad_args);
-    return wd_tool_refuse(c->r, c->L, "validation_failed", c->name, c->args, c->msg);
+    return wd_tool_refuse(c->r, c->L, WD_AE_VALIDATION_FAILED, c->name, c->args, c->msg);
 }
 
 /* 4. the tool's script is loaded (its schema compiled) */
@@ -91,7 +91,7 @@ static int check_loaded(tool_call *c)
     snprintf(c->msg, sizeof c->msg, "tool '%s' cannot be loaded: %s", c->name,
              lua_type(c->L, -1) == LUA_TSTRING ? lua_tostring(c->L, -1) : "?");
     lua_pop(c->L, 1);
-    return wd_tool_refuse(c->r, c->L, "tool_call", c->name, c->args, c->msg);
+    return wd_tool_refuse(c->r, c->L, WD_AE_TOOL_CALL, c->name, c->args, c->msg);
 }
 
 /* 5. the arguments are an object valid against the tool's schema (defaults filled in) */
@@ -104,7 +104,7 @@ static int check_schema(tool_call *c)
         snprintf(c->msg, sizeof c->msg, "invalid arguments for tool '%s': %.500s", c->name, err);
     else
         return GO;
-    return wd_tool_refuse(c->r, c->L, "validation_failed", c->name, c->args, c->msg);
+    return wd_tool_refuse(c->r, c->L, WD_AE_VALIDATION_FAILED, c->name, c->args, c->msg);
 }
 
 /* 6. forbidden patterns, and path arguments confined to the tool's resources */
@@ -117,11 +117,11 @@ static int check_guardrails(tool_call *c)
     if (!forbidden && wd_guard_resources(c->tp, schema, r->agent_dir, c->args, err, sizeof err) == 0)
         return GO;
     snprintf(c->msg, sizeof c->msg, "guardrail: tool '%s' refused: %.500s", c->name, err);
-    json_t *ev = wd_tool_refusal(r, "guardrail_violation", c->name, c->args, c->msg);
+    json_t *ev = wd_tool_refusal(r, WD_AE_GUARDRAIL_VIOLATION, c->name, c->args, c->msg);
     json_object_set_new(ev, "violation_type", json_string(forbidden ? "forbidden_pattern" : "resource_access_denied"));
     json_object_set_new(ev, "severity", json_string(forbidden ? "critical" : "high"));
     wd_run_audit(r, ev);
-    return wd_tool_refuse(r, c->L, NULL, c->name, c->args, c->msg);
+    return wd_tool_refuse(r, c->L, WD_AE_NONE, c->name, c->args, c->msg);
 }
 
 /* the call's options (justification, urgency, confidence) are well formed */
@@ -129,7 +129,7 @@ static int check_options(tool_call *c)
 {
     if (wd_approve_opts(c->L, &c->opts, c->name, c->msg, sizeof c->msg) == 0)
         return GO;
-    return wd_tool_refuse(c->r, c->L, "validation_failed", c->name, c->args, c->msg);
+    return wd_tool_refuse(c->r, c->L, WD_AE_VALIDATION_FAILED, c->name, c->args, c->msg);
 }
 
 /* 7. the tool's rate for this user */
@@ -145,7 +145,7 @@ static int check_rate(tool_call *c)
     int got = wd_rate_take(r, key, c->tp->rate_limit_per_hour, what, &retry, c->msg, sizeof c->msg);
     if (got > 0)
         return GO;
-    int rc = wd_tool_refuse(r, c->L, got == 0 ? "rate_limited" : "tool_call", c->name, c->args, c->msg);
+    int rc = wd_tool_refuse(r, c->L, got == 0 ? WD_AE_RATE_LIMITED : WD_AE_TOOL_CALL, c->name, c->args, c->msg);
     if (got == 0) {
         lua_pushinteger(c->L, retry);
         lua_setfield(c->L, -2, "retry_after_ms");
@@ -159,7 +159,7 @@ static int check_budget(tool_call *c)
     if (c->tp->cost_usd <= 0 ||
         wd_budget_reserve(c->r, c->tp->cost_usd, c->name, c->args, &c->r->tool_hold, c->msg, sizeof c->msg))
         return GO;
-    return wd_tool_refuse(c->r, c->L, NULL, c->name, c->args, c->msg);
+    return wd_tool_refuse(c->r, c->L, WD_AE_NONE, c->name, c->args, c->msg);
 }
 
 /* 8. what a person must do: never, be told, or decide first (the run waits) */
@@ -172,7 +172,7 @@ static int check_oversight(tool_call *c)
         wd_budget_settle(r, &r->tool_hold, 0);
         snprintf(c->msg, sizeof c->msg, "tool '%s' is never run by an agent: category '%s' is at autonomy level 0",
                  c->name, c->tp->category ? c->tp->category : "?");
-        return wd_tool_refuse(r, c->L, "authorization_denied", c->name, c->args, c->msg);
+        return wd_tool_refuse(r, c->L, WD_AE_AUTHORIZATION_DENIED, c->name, c->args, c->msg);
     }
     if (ov.action == OV_NOTIFY)
         wd_approve_notify(r, c->tp, c->name, c->args);
@@ -332,7 +332,7 @@ static int llm_cost(wd_run *r, char *msg, size_t n, wd_status *st)
     if (r->cost < limit)
         return 0;
     snprintf(msg, n, "cost limit: the run spent $%.4f of its $%.2f limit", r->cost, limit);
-    json_t *ev = wd_run_event(r, "budget_exceeded", 0);
+    json_t *ev = wd_run_event(r, WD_AE_BUDGET_EXCEEDED, 0);
     json_object_set_new(ev, "cost_usd", json_real(r->cost));
     json_object_set_new(ev, "reason", json_string(msg));
     wd_run_audit(r, ev);

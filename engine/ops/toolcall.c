@@ -31,7 +31,7 @@ int wd_toolcall_admit(wd_run *r, int idx, const char *name, json_t *args, char *
     if (!wd_breakers_admit(r->eng->breakers, bname, &bc, &probe, msg, msgn, &ch)) {
         wd_budget_settle(r, &r->tool_hold, 0);
         wd_run_audit_breaker(r, bname, &ch, name, NULL);
-        json_t *ev = wd_run_event(r, "tool_call", 0);
+        json_t *ev = wd_run_event(r, WD_AE_TOOL_CALL, 0);
         json_object_set_new(ev, "tool_name", json_string(name));
         json_object_set_new(ev, "tool_args", json_deep_copy(args));
         json_object_set_new(ev, "agent_step", json_integer(r->steps));
@@ -167,7 +167,7 @@ static int retry_tool(wd_run *r, const char *error)
     if (wd_run_retry_arm(r, r->tool.retries, -1, on_tool_retry, reason, sizeof reason) < 0)
         return 0;
     snprintf(msg, sizeof msg, "tool '%s' failed: %s", r->tool.name, error ? error : "error");
-    json_t *ev = wd_run_event(r, "tool_call", 0);
+    json_t *ev = wd_run_event(r, WD_AE_TOOL_CALL, 0);
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
     json_object_set_new(ev, "tool_name", json_string(r->tool.name));
     json_object_set_new(ev, "tool_args", json_deep_copy(r->tool.args));
@@ -242,7 +242,7 @@ static void audit_call(wd_run *r, int ok, int success, int transient, const char
     double cost = success && tp ? tp->cost_usd : 0;
     wd_policy_unref(p);
     r->cost += cost;
-    json_t *ev = wd_run_event(r, "tool_call", success);
+    json_t *ev = wd_run_event(r, WD_AE_TOOL_CALL, success);
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
     json_object_set_new(ev, "tool_name", json_string(r->tool.name));
     json_object_set_new(ev, "tool_args", json_deep_copy(r->tool.args));

@@ -36,10 +36,10 @@ typedef struct wd_oversight {
 void wd_tool_record(wd_run *r, const char *name, json_t *args, const char *result, int ok, json_t *value, int ran);
 char *wd_tool_summary(const char *s, int *truncated); /* caller frees; UTF-8 safe */
 /* a refusal record under event, not yet audited (caller owns it) */
-json_t *wd_tool_refusal(wd_run *r, const char *event, const char *name, json_t *args, const char *msg);
-/* a refusal: audited under event (NULL: by the caller), recorded, {error = msg} pushed
+json_t *wd_tool_refusal(wd_run *r, wd_audit_event event, const char *name, json_t *args, const char *msg);
+/* a refusal: audited under event (WD_AE_NONE: by the caller), recorded, {error = msg} pushed
 ** on L; takes args; returns 1 (the results pushed) */
-int wd_tool_refuse(wd_run *r, lua_State *L, const char *event, const char *name, json_t *args, const char *msg);
+int wd_tool_refuse(wd_run *r, lua_State *L, wd_audit_event event, const char *name, json_t *args, const char *msg);
 /* the same for a name the policy does not declare (marked tool_undeclared) */
 int wd_tool_refuse_undeclared(wd_run *r, lua_State *L, const char *name, json_t *args, const char *msg);
 int wd_tool_allows(const wd_run *r, const char *name); /* on the agent's list */

@@ -63,7 +63,7 @@ char *wd_tool_summary(const char *s, int *truncated)
 
 /* a refusal: audited under event (NULL: by the caller), recorded in tool_calls, {error=msg}
 ** for the agent */
-json_t *wd_tool_refusal(wd_run *r, const char *event, const char *name, json_t *args, const char *msg)
+json_t *wd_tool_refusal(wd_run *r, wd_audit_event event, const char *name, json_t *args, const char *msg)
 {
     json_t *ev = wd_run_event(r, event, 0);
     json_object_set_new(ev, "tool_name", json_string(name));
@@ -74,9 +74,9 @@ json_t *wd_tool_refusal(wd_run *r, const char *event, const char *name, json_t *
     return ev;
 }
 
-int wd_tool_refuse(wd_run *r, lua_State *L, const char *event, const char *name, json_t *args, const char *msg)
+int wd_tool_refuse(wd_run *r, lua_State *L, wd_audit_event event, const char *name, json_t *args, const char *msg)
 {
-    if (event) /* NULL: audited already */
+    if (event != WD_AE_NONE) /* audited already otherwise */
         wd_run_audit(r, wd_tool_refusal(r, event, name, args, msg));
     wd_tool_record(r, name, args, msg, 0, NULL, 0);
     json_decref(args);
@@ -87,10 +87,10 @@ int wd_tool_refuse(wd_run *r, lua_State *L, const char *event, const char *name,
 /* a refused name the policy does not declare: marked, so that no metric takes it as a label */
 int wd_tool_refuse_undeclared(wd_run *r, lua_State *L, const char *name, json_t *args, const char *msg)
 {
-    json_t *ev = wd_tool_refusal(r, "authorization_denied", name, args, msg);
+    json_t *ev = wd_tool_refusal(r, WD_AE_AUTHORIZATION_DENIED, name, args, msg);
     json_object_set_new(ev, "tool_undeclared", json_true());
     wd_run_audit(r, ev);
-    return wd_tool_refuse(r, L, NULL, name, args, msg);
+    return wd_tool_refuse(r, L, WD_AE_NONE, name, args, msg);
 }
 
 static int valid_tool_name(const char *s)

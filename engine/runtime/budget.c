@@ -80,10 +80,10 @@ static const wd_ledger_key *run_keys(wd_run *r, const wd_policy *p)
     return r->bkeys;
 }
 
-static void audit_budget(wd_run *r, const char *event, const char *what, const json_t *args, const char *scope,
+static void audit_budget(wd_run *r, wd_audit_event event, const char *what, const json_t *args, const char *scope,
                          const char *period, double amount, const char *msg)
 {
-    json_t *ev = wd_run_event(r, event, !strcmp(event, "budget_warning"));
+    json_t *ev = wd_run_event(r, event, event == WD_AE_BUDGET_WARNING);
     if (!ev)
         return;
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
@@ -343,7 +343,7 @@ int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *ar
         double left = limit - r->cost - held;
         snprintf(msg, n, "cost limit: this call may cost up to $%.6f and the run has $%.6f of its $%.2f left", cost,
                  left > 0 ? left : 0, limit);
-        audit_budget(r, "budget_exceeded", what, args, "run", NULL, cost, msg);
+        audit_budget(r, WD_AE_BUDGET_EXCEEDED, what, args, "run", NULL, cost, msg);
         goto out;
     }
     if (cost <= 0) { /* a free call cannot overspend */
@@ -361,7 +361,7 @@ int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *ar
         got = ledger_reserve(r, keys, nk, amount, h, &which, &row);
     if (got < 0) {
         snprintf(msg, n, "state store %s: %s: refusing to spend", wd_store_path(s), wd_store_error(s));
-        audit_budget(r, "budget_exceeded", what, args, "store", NULL, cost, msg);
+        audit_budget(r, WD_AE_BUDGET_EXCEEDED, what, args, "store", NULL, cost, msg);
         goto out;
     }
     if (got == 0) {
@@ -373,7 +373,7 @@ int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *ar
                  "budget: %s of $%.2f (%s) has $%.6f left ($%.6f spent, $%.6f held by calls in flight); this "
                  "call may cost up to $%.6f",
                  name, usd(k->limit), k->period, usd(left > 0 ? left : 0), usd(row.spent), usd(row.reserved), cost);
-        audit_budget(r, "budget_exceeded", what, args, k->scope, k->period, cost, msg);
+        audit_budget(r, WD_AE_BUDGET_EXCEEDED, what, args, k->scope, k->period, cost, msg);
         goto out;
     }
     r->held_nusd = wd_add_sat(r->held_nusd, amount);
@@ -420,7 +420,7 @@ void wd_budget_settle(wd_run *r, wd_budget_hold *h, double actual)
             r->run_warned = 1;
             snprintf(msg, sizeof msg, "the run's cost limit: $%.6f of $%.2f spent (%.0f%%), past the warning at %.0f%%",
                      r->cost, limit, 100.0 * r->cost / limit, 100.0 * ratio);
-            audit_budget(r, "budget_warning", "run", NULL, "run", NULL, r->cost, msg);
+            audit_budget(r, WD_AE_BUDGET_WARNING, "run", NULL, "run", NULL, r->cost, msg);
         }
     }
 }
@@ -439,7 +439,7 @@ int wd_budget_can_start(wd_run *r, char *msg, size_t n)
     wd_store *s = r->eng->store;
     if (wd_store_ledger_get(s, keys, nk, rows) < 0) {
         snprintf(msg, n, "state store %s: %s: refusing to spend", wd_store_path(s), wd_store_error(s));
-        audit_budget(r, "budget_exceeded", "run", NULL, "store", NULL, 0, msg);
+        audit_budget(r, WD_AE_BUDGET_EXCEEDED, "run", NULL, "store", NULL, 0, msg);
         return 0;
     }
     for (int i = 0; i < nk; i++) {
@@ -450,7 +450,7 @@ int wd_budget_can_start(wd_run *r, char *msg, size_t n)
         wd_budget_name(&keys[i], name, sizeof name);
         snprintf(msg, n, "budget: %s of $%.2f (%s) is spent ($%.6f)", name, usd(keys[i].limit), keys[i].period,
                  usd(rows[i].spent));
-        audit_budget(r, "budget_exceeded", "run", NULL, keys[i].scope, keys[i].period, 0, msg);
+        audit_budget(r, WD_AE_BUDGET_EXCEEDED, "run", NULL, keys[i].scope, keys[i].period, 0, msg);
         return 0;
     }
     return 1;

@@ -264,7 +264,7 @@ static int resolve_agent(wd_run *r, const char *agent, char *err, size_t n)
 /* warden serve had no room for the run in time (wd_run_opts.refuse): it ends so */
 static void end_refused(wd_run *r)
 {
-    json_t *ev = wd_run_event(r, "rate_limited", 0);
+    json_t *ev = wd_run_event(r, WD_AE_RATE_LIMITED, 0);
     json_object_set_new(ev, "reason", json_string(r->refuse));
     json_object_set_new(ev, "retry_after_ms", json_integer(r->retry_after_ms));
     wd_run_audit(r, ev);
@@ -279,7 +279,7 @@ static int may_start(wd_run *r)
     wd_engine *e = r->eng;
     wd_policy *p = r->pol;
     if (r->start_error) {
-        json_t *ev = wd_run_event(r, "run_started", 0);
+        json_t *ev = wd_run_event(r, WD_AE_RUN_STARTED, 0);
         json_object_set_new(ev, "error", json_string(r->start_error));
         wd_run_audit(r, ev);
         wd_run_end(r, WD_ST_FAILED, r->start_error);
@@ -291,7 +291,7 @@ static int may_start(wd_run *r)
     }
     const wd_user *u = wd_policy_user(p, r->user_id);
     if (!u) {
-        json_t *ev = wd_run_event(r, "authorization_denied", 0);
+        json_t *ev = wd_run_event(r, WD_AE_AUTHORIZATION_DENIED, 0);
         json_object_set_new(ev, "reason", json_string("unknown user"));
         wd_run_audit(r, ev);
         wd_run_end(r, WD_ST_UNAUTHORIZED, "unknown user");
@@ -314,7 +314,7 @@ static int may_start(wd_run *r)
         int64_t retry;
         int got = wd_rate_take(r, key, tier->requests_per_hour, what, &retry, err, sizeof err);
         if (got <= 0) {
-            json_t *ev = wd_run_event(r, "rate_limited", 0);
+            json_t *ev = wd_run_event(r, WD_AE_RATE_LIMITED, 0);
             json_object_set_new(ev, "reason", json_string(err));
             if (got == 0)
                 json_object_set_new(ev, "retry_after_ms", json_integer(retry));
@@ -377,7 +377,7 @@ static void start(wd_run *r)
     r->deadline_ns = r->t0_ns + p->run_ms * 1000000LL;
     struct timeval tv = {(time_t)(p->run_ms / 1000), (suseconds_t)(p->run_ms % 1000) * 1000};
     evtimer_add(r->run_timer, &tv);
-    json_t *ev = wd_run_event(r, "run_started", 1);
+    json_t *ev = wd_run_event(r, WD_AE_RUN_STARTED, 1);
     if (ev) {
         json_object_set_new(ev, "reason", json_string(r->query ? "query" : "no query"));
         json_object_set_new(ev, "tool_args", json_pack("{s:s}", "query", r->query ? r->query : ""));
@@ -438,7 +438,7 @@ static void on_budget_warning(void *ud, const wd_ledger_key *k, int64_t spent)
     wd_budget_name(k, name, sizeof name);
     snprintf(msg, sizeof msg, "%s: $%.6f of $%.2f spent (%.0f%%), past the warning at %.0f%%", name, s, lim,
              100.0 * s / lim, 100.0 * (double)k->warn_at / (double)k->limit);
-    json_object_set_new(ev, "event", json_string("budget_warning"));
+    json_object_set_new(ev, "event", json_string(wd_event_name(WD_AE_BUDGET_WARNING)));
     json_object_set_new(ev, "user_id", user ? json_string(user) : json_null());
     json_object_set_new(ev, "success", json_true());
     json_object_set_new(ev, "budget_scope", json_string(k->scope));

@@ -15,6 +15,7 @@
 #include "warden.h"
 #include "host.h"
 #include "audit.h"
+#include "events.h"
 #include "breaker.h"
 #include "budget.h"
 #include "http.h"
@@ -238,8 +239,8 @@ struct wd_run {
 
 /* run.c: a run's records and settings */
 const char *wd_status_name(wd_status st);
-const char *wd_status_message(wd_status st);                     /* what the user reads for st */
-json_t *wd_run_event(wd_run *r, const char *event, int success); /* audit record skeleton */
+const char *wd_status_message(wd_status st);                        /* what the user reads for st */
+json_t *wd_run_event(wd_run *r, wd_audit_event event, int success); /* audit record skeleton */
 /* redacts, bounds (bound.h, the run's audit limits), appends; takes ownership */
 int wd_run_audit(wd_run *r, json_t *rec);
 /* A run limit was reached (msg says which): the run ends with st as soon as its script

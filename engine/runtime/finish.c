@@ -226,7 +226,7 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
 
     json_t *res = result_object(r, st, text, ms);
 
-    json_t *ev = wd_run_event(r, "run_finished", st == WD_ST_COMPLETED);
+    json_t *ev = wd_run_event(r, WD_AE_RUN_FINISHED, st == WD_ST_COMPLETED);
     if (ev) {
         json_object_set_new(ev, "reason", json_string(wd_status_name(st)));
         json_object_set_new(ev, "agent_step", json_integer(r->steps));

@@ -182,7 +182,7 @@ const char *wd_kills_why(wd_engine *e, const char *agent, const char **who)
 
 void wd_kills_audit(wd_run *r, const char *action, const char *reason, int automatic)
 {
-    json_t *ev = wd_run_event(r, "kill_switch", 0);
+    json_t *ev = wd_run_event(r, WD_AE_KILL_SWITCH, 0);
     json_object_set_new(ev, "action", json_string(action));
     json_object_set_new(ev, "reason", json_string(reason));
     if (automatic)

@@ -44,7 +44,7 @@ struct event_base *wd_engine_base(wd_engine *e) { return e->base; }
 
 int wd_engine_unstarted(const wd_engine *e) { return e->unstarted; }
 
-json_t *wd_run_event(wd_run *r, const char *event, int success)
+json_t *wd_run_event(wd_run *r, wd_audit_event event, int success)
 {
     json_t *o = json_object();
     if (!o)
@@ -53,7 +53,7 @@ json_t *wd_run_event(wd_run *r, const char *event, int success)
     ** never replaces them) rather than copied seven times a run */
     static const char *const KEYS[4] = {"run_id", "session_id", "user_id", "agent"};
     const char *vals[4] = {r->run_id, r->session_id, r->user_id, r->agent_name};
-    json_object_set_new(o, "event", json_string(event));
+    json_object_set_new(o, "event", json_string(wd_event_name(event)));
     for (int i = 0; i < 4; i++) {
         if (!r->j_ids[i])
             r->j_ids[i] = vals[i] ? json_string(vals[i]) : json_null();
@@ -131,7 +131,7 @@ void wd_run_limit(wd_run *r, wd_status st, const char *msg)
 
 void wd_run_audit_guardrail(wd_run *r, json_t *args, const char *reason, const char *type, const char *severity)
 {
-    json_t *ev = wd_run_event(r, "guardrail_violation", 0);
+    json_t *ev = wd_run_event(r, WD_AE_GUARDRAIL_VIOLATION, 0);
     json_object_set_new(ev, "violation_type", json_string(type));
     json_object_set_new(ev, "severity", json_string(severity));
     json_object_set_new(ev, "tool_name", json_string(r->tool.name));
@@ -145,9 +145,9 @@ void wd_run_audit_breaker(wd_run *r, const char *breaker, const wd_breaker_chang
 {
     if (!ch || !ch->happened)
         return;
-    const char *event = ch->to == WD_BR_OPEN        ? "breaker_opened"
-                        : ch->to == WD_BR_HALF_OPEN ? "breaker_half_open"
-                                                    : "breaker_closed";
+    wd_audit_event event = ch->to == WD_BR_OPEN        ? WD_AE_BREAKER_OPENED
+                           : ch->to == WD_BR_HALF_OPEN ? WD_AE_BREAKER_HALF_OPEN
+                                                       : WD_AE_BREAKER_CLOSED;
     json_t *ev = wd_run_event(r, event, ch->to != WD_BR_OPEN);
     if (!ev)
         return;

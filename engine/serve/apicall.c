@@ -1,5 +1,6 @@
 /* apicall.c - a request of the HTTP API answered: replies, audited refusals,
 ** authentication and request bodies (apicall.h) */
+#include "events.h"
 #include "admin.h"
 #include "admit.h"
 #include "approval.h"
@@ -105,9 +106,9 @@ void wd_call_deny(wd_call *c, int status, const char *user, const char *why)
     evhttp_connection_get_peer(evhttp_request_get_connection(c->req), &peer, &port);
     char reason[600];
     snprintf(reason, sizeof reason, "http %d: %s", status, why);
-    wd_call_refusal(c, json_pack("{s:s,s:s?,s:b,s:s,s:s,s:s,s:s?}", "event", "authorization_denied", "user_id", user,
-                                 "success", 0, "reason", reason, "http_method", c->method, "http_path", c->path,
-                                 "remote_addr", peer));
+    wd_call_refusal(c, json_pack("{s:s,s:s?,s:b,s:s,s:s,s:s,s:s?}", "event", wd_event_name(WD_AE_AUTHORIZATION_DENIED),
+                                 "user_id", user, "success", 0, "reason", reason, "http_method", c->method, "http_path",
+                                 c->path, "remote_addr", peer));
     if (status == 401)
         evhttp_add_header(evhttp_request_get_output_headers(c->req), "WWW-Authenticate", "Bearer realm=\"warden\"");
     wd_call_error(c, status, "%s", why);
@@ -117,9 +118,9 @@ void wd_call_deny(wd_call *c, int status, const char *user, const char *why)
 ** same rate as refusals of keys) as rate_limited */
 void wd_call_busy(wd_call *c, const char *why, int retry_s)
 {
-    wd_call_refusal(c, json_pack("{s:s,s:s,s:b,s:s,s:s,s:s,s:I}", "event", "rate_limited", "user_id", c->user->name,
-                                 "success", 0, "reason", why, "http_method", c->method, "http_path", c->path,
-                                 "retry_after_ms", (json_int_t)retry_s * 1000));
+    wd_call_refusal(c, json_pack("{s:s,s:s,s:b,s:s,s:s,s:s,s:I}", "event", wd_event_name(WD_AE_RATE_LIMITED), "user_id",
+                                 c->user->name, "success", 0, "reason", why, "http_method", c->method, "http_path",
+                                 c->path, "retry_after_ms", (json_int_t)retry_s * 1000));
     char ra[24];
     snprintf(ra, sizeof ra, "%d", retry_s);
     evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", ra);

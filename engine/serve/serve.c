@@ -18,6 +18,7 @@
 ** get grace_ms to finish, then the rest end as killed; their results still reach waiting
 ** clients, the workers' logs and ledgers are flushed as the engines stop, and the exit
 ** code is 0. A second signal cancels at once. */
+#include "events.h"
 #include "admit.h"
 #include "check.h"
 #include "chunks.h"
@@ -287,8 +288,8 @@ static void reject(srv_main *m, const char *file, json_t *errors, const char *wh
 {
     wd_metrics_reload(m->s.met, 0);
     say("%s rejected, the previous version keeps serving: %s", file, why);
-    audit(m, json_pack("{s:s,s:b,s:s,s:s,s:o}", "event", "policy_rejected", "success", 0, "file", file, "reason", why,
-                       "errors", errors ? errors : json_array()));
+    audit(m, json_pack("{s:s,s:b,s:s,s:s,s:o}", "event", wd_event_name(WD_AE_POLICY_REJECTED), "success", 0, "file",
+                       file, "reason", why, "errors", errors ? errors : json_array()));
 }
 
 static void reload_policy(srv_main *m, const char *why)
@@ -336,8 +337,8 @@ static void reload_policy(srv_main *m, const char *why)
             RELOAD_WAIT_MS);
     wd_metrics_reload(m->s.met, 1);
     say("policy %s reloaded (%s): generation %ld", path, why, gen);
-    audit(m, json_pack("{s:s,s:b,s:s,s:s,s:I}", "event", "policy_reloaded", "success", 1, "file", path, "reason", why,
-                       "generation", (json_int_t)gen));
+    audit(m, json_pack("{s:s,s:b,s:s,s:s,s:I}", "event", wd_event_name(WD_AE_POLICY_RELOADED), "success", 1, "file",
+                       path, "reason", why, "generation", (json_int_t)gen));
 }
 
 /* 1 the script's text now serves (quiet: neither printed nor audited, the caller sums
@@ -348,8 +349,8 @@ static int reload_script(srv_main *m, const char *path, const char *why, int qui
     if (stat(path, &st) < 0) {
         wd_chunks_forget(path);
         say("script %s removed", path);
-        audit(m, json_pack("{s:s,s:b,s:s,s:s}", "event", "policy_reloaded", "success", 1, "script", path, "reason",
-                           "removed"));
+        audit(m, json_pack("{s:s,s:b,s:s,s:s}", "event", wd_event_name(WD_AE_POLICY_RELOADED), "success", 1, "script",
+                           path, "reason", "removed"));
         wd_metrics_reload(m->s.met, 1);
         return 0;
     }
@@ -360,15 +361,16 @@ static int reload_script(srv_main *m, const char *path, const char *why, int qui
     if (n < 0) {
         wd_metrics_reload(m->s.met, 0);
         say("script %s rejected, the previous version keeps serving: %s", path, err);
-        audit(m, json_pack("{s:s,s:b,s:s,s:s,s:[s]}", "event", "policy_rejected", "success", 0, "script", path,
-                           "reason", err, "errors", err));
+        audit(m, json_pack("{s:s,s:b,s:s,s:s,s:[s]}", "event", wd_event_name(WD_AE_POLICY_REJECTED), "success", 0,
+                           "script", path, "reason", err, "errors", err));
         return 0;
     }
     wd_metrics_reload(m->s.met, 1);
     if (quiet)
         return 1;
     say("script %s reloaded (%s)", path, why);
-    audit(m, json_pack("{s:s,s:b,s:s,s:s}", "event", "policy_reloaded", "success", 1, "script", path, "reason", why));
+    audit(m, json_pack("{s:s,s:b,s:s,s:s}", "event", wd_event_name(WD_AE_POLICY_RELOADED), "success", 1, "script", path,
+                       "reason", why));
     return 1;
 }
 
@@ -550,8 +552,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
                 closedir(d);
         }
         say("%ld script(s) reloaded (SIGHUP)", scripts);
-        audit(m, json_pack("{s:s,s:b,s:s,s:s,s:I}", "event", "policy_reloaded", "success", 1, "agents", m->s.agents_dir,
-                           "reason", "SIGHUP", "scripts", (json_int_t)scripts));
+        audit(m, json_pack("{s:s,s:b,s:s,s:s,s:I}", "event", wd_event_name(WD_AE_POLICY_RELOADED), "success", 1,
+                           "agents", m->s.agents_dir, "reason", "SIGHUP", "scripts", (json_int_t)scripts));
         return;
     }
     if (m->stopping) { /* a second signal: no more waiting */
@@ -681,12 +683,13 @@ static int run_workers(srv_main *m, const char *host, int port)
     struct timeval house = {0, HOUSE_MS * 1000};
     if (m->house_ev)
         event_add(m->house_ev, &house);
-    audit(m, json_pack("{s:s,s:b,s:s,s:s,s:s,s:i}", "event", "server_started", "success", 1, "listen", s->o.listen,
-                       "policy", s->o.policy_path, "agents", s->agents_dir, "workers", s->nfronts));
+    audit(m,
+          json_pack("{s:s,s:b,s:s,s:s,s:s,s:i}", "event", wd_event_name(WD_AE_SERVER_STARTED), "success", 1, "listen",
+                    s->o.listen, "policy", s->o.policy_path, "agents", s->agents_dir, "workers", s->nfronts));
     event_base_dispatch(m->base);
     wd_pool_free(s->pool); /* the engines stop: their logs and ledgers are flushed */
     s->pool = NULL;
-    audit(m, json_pack("{s:s,s:b,s:s}", "event", "server_stopped", "success", 1, "reason",
+    audit(m, json_pack("{s:s,s:b,s:s}", "event", wd_event_name(WD_AE_SERVER_STOPPED), "success", 1, "reason",
                        m->cancelled ? "stopped: runs past the grace period were killed" : "stopped"));
     say("stopped");
     return 0;
