@@ -99,7 +99,7 @@ static int sb_load(lua_State *L)
     load_src src = {sb, s, l};
     int st = lua_load(L, load_piece, &src, name, "t");
     if (sb->mode == WD_MODE_KILL) {
-        lua_sethook(L, wd_sandbox_hook, LUA_MASKCOUNT, 1);
+        wd_sandbox_arm_now(L);
         return wd_sandbox_stop_here(sb, L);
     }
     if (st != LUA_OK) {

@@ -19,7 +19,7 @@ static int stopped(wd_sandbox *sb, lua_State *L)
         wd_sandbox_kill(sb, WD_KILL_TIMEOUT);
     if (sb->mode != WD_MODE_KILL)
         return 0;
-    lua_sethook(L, wd_sandbox_hook, LUA_MASKCOUNT, 1);
+    wd_sandbox_arm_now(L);
     return 1;
 }
 

@@ -107,7 +107,7 @@ void wd_sandbox_hook(lua_State *L, lua_Debug *ar)
         lua_sethook(L, wd_sandbox_hook, LUA_MASKCOUNT, METER_COUNT);
         return;
     }
-    lua_sethook(L, wd_sandbox_hook, LUA_MASKCOUNT, 1);
+    wd_sandbox_arm_now(L);
     if (lua_isyieldable(L))
         lua_yield(L, 0);
     sb->in_engine++;
@@ -147,6 +147,17 @@ void wd_sandbox_error_text(lua_State *L, int idx, char *out, size_t n, int *tran
     snprintf(out, n, "(error object is a %s value)", lua_typename(L, t));
 }
 
+/* ** lua_sethook marks every frame of the thread for the hook (Lua 5.4's settraps walks
+** its whole CallInfo list), so it costs the depth of the stack. A thread already hooked
+** at every instruction is left as it is: a kill re-arming it at each instruction of a
+** recursion a million frames deep held the run ten times past its deadline. */
+void wd_sandbox_arm_now(lua_State *L)
+{
+    if (lua_gethook(L) == wd_sandbox_hook && lua_gethookmask(L) == LUA_MASKCOUNT && lua_gethookcount(L) == 1)
+        return;
+    lua_sethook(L, wd_sandbox_hook, LUA_MASKCOUNT, 1);
+}
+
 void wd_sandbox_kill(wd_sandbox *sb, int reason)
 {
     if (sb->mode != WD_MODE_KILL || sb->kill_reason == WD_KILL_NONE)
@@ -154,7 +165,7 @@ void wd_sandbox_kill(wd_sandbox *sb, int reason)
     sb->mode = WD_MODE_KILL;
     lua_State *r = sb->running;
     if (r)
-        lua_sethook(r, wd_sandbox_hook, LUA_MASKCOUNT, 1);
+        wd_sandbox_arm_now(r);
 }
 
 void wd_sandbox_tick(lua_State *L, unsigned long *steps)
@@ -179,7 +190,7 @@ void wd_sandbox_tick(lua_State *L, unsigned long *steps)
 void wd_sandbox_arm(wd_sandbox *sb, lua_State *th)
 {
     if (sb->mode == WD_MODE_KILL)
-        lua_sethook(th, wd_sandbox_hook, LUA_MASKCOUNT, 1);
+        wd_sandbox_arm_now(th);
     else if (sb->mode == WD_MODE_METER && lua_gethook(th) != wd_sandbox_hook)
         lua_sethook(th, wd_sandbox_hook, LUA_MASKCOUNT, METER_COUNT);
 }

@@ -21,6 +21,9 @@
 /* meter.c */
 void *wd_sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize); /* lua_Alloc of a state */
 void wd_sandbox_hook(lua_State *L, lua_Debug *ar); /* the count hook: deadline, instructions, kills */
+/* the hook at every instruction of L from its next one (a thread already so is left as
+** it is: arming costs the depth of its stack); async-signal-safe */
+void wd_sandbox_arm_now(lua_State *L);
 /* carries the hook of the current mode onto th, the thread about to run */
 void wd_sandbox_arm(wd_sandbox *sb, lua_State *th);
 

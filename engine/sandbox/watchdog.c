@@ -51,7 +51,7 @@ static void on_signal(int sig)
     if (sb && sb->running) {
         if (sb->mode == WD_MODE_NONE)
             sb->mode = WD_MODE_METER;
-        lua_sethook(sb->running, wd_sandbox_hook, LUA_MASKCOUNT, 1); /* check at the next instruction */
+        wd_sandbox_arm_now(sb->running); /* check at the next instruction (fields only: signal-safe) */
     }
     errno = e;
 }
@@ -141,13 +141,13 @@ int wd_sandbox_resume(wd_sandbox *sb, lua_State *co, int nargs, int *nres, int64
         sb->mode = WD_MODE_NONE;
         sb->kill_reason = WD_KILL_NONE;
     } else {
-        lua_sethook(co, wd_sandbox_hook, LUA_MASKCOUNT, 1);
+        wd_sandbox_arm_now(co);
     }
     sb->slice_start_ns = wd_now_ns();
     if (deadline_ns <= sb->slice_start_ns) {
         /* already late: meter from the first instruction, the hook will stop it */
         sb->mode = WD_MODE_METER;
-        lua_sethook(co, wd_sandbox_hook, LUA_MASKCOUNT, 1);
+        wd_sandbox_arm_now(co);
     }
     if (my_slot) {
         atomic_store(&my_slot->started, sb->slice_start_ns);

@@ -92,6 +92,18 @@ describe("attack: scripts that outlive their deadline", function()
     it("stops " .. name, function() ends_in_time(src, 300) end)
   end
 
+  -- Arming the hook walks every frame of the stack (Lua 5.4 marks each for it), and the
+  -- watchdog re-armed a thread every 2 ms even when it was armed already: a recursion a
+  -- few hundred thousand frames deep spent its slices walking its own stack, and a 1 s
+  -- deadline held it for 5 to 60 s.
+  it("stops an endless recursion in time, however deep its stack grows", function()
+    local res = T.run { agent = "spec/fixtures/eval", query = [[local function f() return 1 + f() end return f()]],
+      policy_overrides = { defaults = { timeouts = { run_ms = 1000 }, sandbox = { memory_mb = 1024 } } } }
+    assert.is_true(res.status == "timeout" or (res.status == "failed" and res.errors[1]:match("stack overflow") ~= nil),
+      res.status .. ": " .. tostring(res.errors[1]))
+    assert.is_true(res.execution_time_ms < 1000 + 250, ("ended after %d ms"):format(res.execution_time_ms))
+  end)
+
   it("string.rep of an empty string a quadrillion times answers at once; real repetitions are exact", function()
     local res = attack([[return #string.rep("", 1e15) .. #("").rep("", 1e15, "") .. "," .. string.rep("ab", 3, "-")
       .. "," .. string.rep("x", 1) .. "," .. string.rep("xy", 0) .. "," .. #string.rep("abc", 1000, ",")
