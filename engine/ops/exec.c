@@ -98,8 +98,9 @@ static void kill_child(wd_run *r)
     r->exec->pid = 0;
 }
 
-void wd_exec_cancel(wd_run *r)
+void wd_exec_cancel(wd_run *r, const char *why)
 {
+    (void)why;
     if (!r->exec)
         return;
     kill_child(r);
@@ -349,7 +350,7 @@ int wd_exec_call(wd_run *r, lua_State *L)
         wd_policy_unref(p);
         return rc;
     }
-    wd_exec_cancel(r);
+    wd_exec_cancel(r, NULL);
     r->exec->argv = argv;
     r->exec->cmd = joined.p; /* owned now */
     r->exec->jargv = jargv;
@@ -648,17 +649,11 @@ fail:;
     finish(r, msg);
 }
 
-static void exec_cancel(wd_run *r, const char *why)
-{
-    (void)why;
-    wd_exec_cancel(r);
-}
-
 static void exec_free(wd_run *r)
 {
-    wd_exec_cancel(r);
+    wd_exec_cancel(r, NULL);
     free(r->exec);
     r->exec = NULL;
 }
 
-const wd_op_kind wd_op_exec = {"exec", wd_exec_start, exec_cancel, NULL, exec_free};
+const wd_op_kind wd_op_exec = {"exec", wd_exec_start, wd_exec_cancel, NULL, exec_free};

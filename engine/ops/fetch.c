@@ -43,8 +43,9 @@ static void fetch_clear(wd_run *r)
     memset(r->fetch, 0, sizeof *r->fetch);
 }
 
-void wd_fetch_cancel(wd_run *r)
+void wd_fetch_cancel(wd_run *r, const char *why)
 {
+    (void)why;
     if (!r->fetch)
         return;
     wd_http_cancel(r->fetch->http);
@@ -335,17 +336,11 @@ static void attempt(wd_run *r)
 
 void wd_fetch_start(wd_run *r) { attempt(r); }
 
-static void fetch_cancel(wd_run *r, const char *why)
-{
-    (void)why;
-    wd_fetch_cancel(r);
-}
-
 static void fetch_free(wd_run *r)
 {
-    wd_fetch_cancel(r);
+    wd_fetch_cancel(r, NULL);
     free(r->fetch);
     r->fetch = NULL;
 }
 
-const wd_op_kind wd_op_http = {"http", wd_fetch_start, fetch_cancel, NULL, fetch_free};
+const wd_op_kind wd_op_http = {"http", wd_fetch_start, wd_fetch_cancel, NULL, fetch_free};

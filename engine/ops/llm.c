@@ -77,8 +77,10 @@ static void call_clear(wd_run *r)
     r->call->saved_usd = 0;
 }
 
-void wd_llm_cancel(wd_run *r)
+/* abandons the call in flight (the run ends): no resume, the probe slot freed */
+static void llm_cancel(wd_run *r, const char *why)
 {
+    (void)why;
     if (!r->call || !r->call->active)
         return;
     wd_http_cancel(r->call->http);
@@ -629,17 +631,11 @@ void wd_llm_start(wd_run *r)
     attempt(r);
 }
 
-static void llm_cancel(wd_run *r, const char *why)
-{
-    (void)why;
-    wd_llm_cancel(r);
-}
-
 static void llm_free(wd_run *r)
 {
     if (!r->call)
         return;
-    wd_llm_cancel(r);
+    llm_cancel(r, NULL);
     call_clear(r);
     free(r->call);
     r->call = NULL;

@@ -8,8 +8,6 @@
 
 /* starts the call recorded in r->req (model, call) */
 void wd_llm_start(wd_run *r);
-/* abandons the call in flight (the run ends): no resume, the probe slot freed */
-void wd_llm_cancel(wd_run *r);
 /* the kind of operation an LLM call is (engine.h) */
 extern const wd_op_kind wd_op_llm;
 

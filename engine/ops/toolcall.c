@@ -137,8 +137,8 @@ static void sleep_start(wd_run *r)
 static void drop_handler(wd_run *r)
 {
     event_del(r->tool.timer);
-    wd_fetch_cancel(r);
-    wd_exec_cancel(r);
+    wd_fetch_cancel(r, NULL);
+    wd_exec_cancel(r, NULL);
     if (r->L && r->tool.co) {
         r->sb->in_engine++;
         luaL_unref(r->L, LUA_REGISTRYINDEX, r->tool.co_ref);
