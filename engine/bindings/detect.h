@@ -53,9 +53,7 @@ long long wd_detect_memory_mb(long long run_mb);
 ** its user ("" unless the detector keeps state per user), its origin ("builtin" or
 ** "agent": an agent's own detector of a built-in's name never sees the built-in's) and
 ** its name */
-typedef struct wd_detect_scope {
-    const char *agent, *user, *origin, *detector;
-} wd_detect_scope;
+typedef wd_store_scope wd_detect_scope;
 
 /* lua_detect.c: ctx.store for a detector (its persistent state, shared across runs
 ** and processes, within its scope); pushes the table. State kept before scopes existed

@@ -1,5 +1,5 @@
 /* lua_detect.c - ctx.store for detectors: a small persistent state per detector in the
-** state store's table detector_store, so statistics can span runs and processes
+** state store, so statistics can span runs and processes
 ** (selection bias over the last few hundred choices, say), within the detector's scope
 ** (detect.h): its agent, its user when it asks, its origin, its name. The scope is in
 ** the functions' upvalues, out of any script's reach. Values are JSON; expected failures
@@ -9,7 +9,6 @@
 #include "util.h"
 
 #include <lauxlib.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,14 +23,6 @@ static wd_detect_scope scope_of(lua_State *L)
 {
     return (wd_detect_scope){lua_tostring(L, lua_upvalueindex(2)), lua_tostring(L, lua_upvalueindex(3)),
                              lua_tostring(L, lua_upvalueindex(4)), lua_tostring(L, lua_upvalueindex(5))};
-}
-
-static void bind_scope(sqlite3_stmt *st, const wd_detect_scope *sc)
-{
-    sqlite3_bind_text(st, 1, sc->agent, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, sc->user, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, sc->origin, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, sc->detector, -1, SQLITE_STATIC);
 }
 
 static const char *check_key(lua_State *L)
@@ -52,41 +43,19 @@ static int fail(lua_State *L, wd_store *s, const char *what)
 /* caller decrefs: the value under key (NULL: none); -1 on a store error */
 static int get_value(wd_store *s, const wd_detect_scope *sc, const char *key, json_t **out)
 {
+    char *text;
     *out = NULL;
-    sqlite3_stmt *st = wd_store_prepare(s, "SELECT value FROM detector_store WHERE agent = ?1 AND user = ?2 AND "
-                                           "origin = ?3 AND detector = ?4 AND key = ?5");
-    if (!st)
+    if (wd_store_detect_get(s, sc, key, &text) < 0)
         return -1;
-    bind_scope(st, sc);
-    sqlite3_bind_text(st, 5, key, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        const char *t = (const char *)sqlite3_column_text(st, 0);
-        *out = t ? json_loads(t, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
-        rc = sqlite3_step(st);
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    *out = text ? json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+    free(text);
+    return 0;
 }
 
-/* v NULL deletes; 0 or -1 */
+/* text NULL deletes; 0 or -1 */
 static int put_value(wd_store *s, const wd_detect_scope *sc, const char *key, const char *text)
 {
-    sqlite3_stmt *st = wd_store_prepare(s, text ? "INSERT OR REPLACE INTO detector_store VALUES(?1, ?2, ?3, ?4, ?5,"
-                                                  " ?6, ?7)"
-                                                : "DELETE FROM detector_store WHERE agent = ?1 AND user = ?2 AND "
-                                                  "origin = ?3 AND detector = ?4 AND key = ?5");
-    if (!st)
-        return -1;
-    bind_scope(st, sc);
-    sqlite3_bind_text(st, 5, key, -1, SQLITE_STATIC);
-    if (text) {
-        sqlite3_bind_text(st, 6, text, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 7, wd_wall_ms());
-    }
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    return wd_store_detect_put(s, sc, key, text, wd_wall_ms());
 }
 
 /* store:get(key) -> value or nil */
@@ -274,42 +243,9 @@ static const luaL_Reg store_funcs[] = {
     {"get", s_get}, {"set", s_set}, {"incr", s_incr}, {"push", s_push}, {"extend", s_extend}, {NULL, NULL},
 };
 
-/* ** State kept before scopes (by detector name alone, table detector_state) is copied
-** into a scope the first time the scope is used, once: detector_scopes lists the scopes
-** that have had their copy. A store that fails here leaves the scope to start empty. */
-static void migrate_scope(wd_store *s, const wd_detect_scope *sc)
-{
-    sqlite3_stmt *st = wd_store_prepare(s, "SELECT 1 FROM detector_scopes WHERE agent = ?1 AND user = ?2 AND "
-                                           "origin = ?3 AND detector = ?4");
-    if (!st)
-        return;
-    bind_scope(st, sc);
-    int known = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
-    if (known || wd_store_begin(s) < 0)
-        return;
-    int ok = 0;
-    st = wd_store_prepare(s, "INSERT OR IGNORE INTO detector_scopes VALUES(?1, ?2, ?3, ?4)");
-    if (st) {
-        bind_scope(st, sc);
-        ok = sqlite3_step(st) == SQLITE_DONE;
-        sqlite3_finalize(st);
-    }
-    st = ok ? wd_store_prepare(s, "INSERT OR IGNORE INTO detector_store SELECT ?1, ?2, ?3, ?4, key, value, updated_ms"
-                                  " FROM detector_state WHERE detector = ?4")
-            : NULL;
-    if (st) {
-        bind_scope(st, sc);
-        ok = sqlite3_step(st) == SQLITE_DONE;
-        sqlite3_finalize(st);
-    }
-    if (!ok || wd_store_commit(s) < 0)
-        wd_store_rollback(s);
-}
-
 void wd_detect_push_store(lua_State *L, wd_store *s, const wd_detect_scope *sc)
 {
-    migrate_scope(s, sc);
+    wd_store_detect_adopt(s, sc);
     lua_createtable(L, 0, 5);
     for (const luaL_Reg *f = store_funcs; f->name; f++) {
         lua_pushlightuserdata(L, s);

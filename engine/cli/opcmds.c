@@ -287,7 +287,7 @@ int wd_cli_kill(args_t *a, int revive)
     int rc = 2, got;
     if (!agent) { /* the list */
         json_t *l;
-        if (wd_kill_list(st, &l) < 0)
+        if (wd_store_kill_list(st, &l) < 0)
             goto store_fail;
         if (a->json) {
             char *t = json_dumps(l, JSON_INDENT(2));

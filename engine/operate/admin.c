@@ -69,7 +69,8 @@ int wd_admin_breaker_reset(wd_store *st, const char *name, const char *by, int *
 int wd_admin_kill(wd_store *st, const char *agent, int revive, const char *by, const char *reason, json_t **rec)
 {
     *rec = NULL;
-    int got = revive ? wd_kill_clear(st, agent) : wd_kill_set(st, agent, by ? by : "", reason, 0, wd_wall_ms());
+    int got = revive ? wd_store_kill_clear(st, agent, !strcmp(agent, WD_KILL_ALL))
+                     : wd_store_kill_set(st, agent, by ? by : "", reason, 0, wd_wall_ms());
     if (got < 0)
         return -1;
     *rec = json_pack("{s:s,s:n,s:n,s:s?,s:s,s:b,s:s,s:s}", "event", wd_event_name(WD_AE_KILL_SWITCH), "run_id",

@@ -1,5 +1,5 @@
 /* killswitch.h - the kill switch (docs/safety.md; README.md, Command line). `warden kill AGENT|--all`
-** writes a row of table `kills` in the state store; every engine sharing the store
+** marks the agent killed in the state store; every engine sharing the store
 ** refuses new runs of that agent (status killed) and, polling the table every 200 ms
 ** while it has runs, ends the running ones. An agent whose last
 ** kill_switch.consecutive_errors runs failed is killed the same way, automatically,
@@ -13,16 +13,7 @@
 
 #define WD_KILL_ALL "*"
 
-/* Kills agent (WD_KILL_ALL: every agent). 1 set, 0 it was killed already, -1 error. */
-int wd_kill_set(wd_store *s, const char *agent, const char *by, const char *reason, int automatic, int64_t now_ms);
-/* Revives agent (its row and its failure count), or with WD_KILL_ALL every agent.
-** Returns the rows removed, or -1. */
-int wd_kill_clear(wd_store *s, const char *agent);
-/* *out: caller decrefs; [{agent, by, reason, automatic, created_ms}] oldest first. 0 or -1. */
-int wd_kill_list(wd_store *s, json_t **out);
-/* One run of agent ended: failed counts one more consecutive failure, else the count
-** goes back to 0. *count: the count now. 0 or -1. */
-int wd_kill_note_run(wd_store *s, const char *agent, int failed, long long *count);
+/* the rows: wd_store_kill_set, _clear, _list, _read and wd_store_health_note (store.h) */
 
 /* engine side (engine.h) */
 typedef struct wd_run wd_run;

@@ -14,18 +14,7 @@
 /* urgency: low, normal, high, critical (the policy's approvals.expiry keys) */
 extern const char *const WD_URGENCIES[4];
 
-/* the state of one request, as the waiting run reads it */
-typedef struct wd_approval_state {
-    char status[16];   /* pending approved rejected expired abandoned cancelled */
-    int given, needed; /* approvals given, needed */
-    int escalated;
-    int64_t created_ms, expires_ms, escalate_ms, decided_ms;
-    char decided_by[160]; /* the last approver, or who rejected */
-    char decided_via[24]; /* how they proved it: api_key, os_user, cli_flag ("" unknown) */
-    char reason[400];
-    json_t *approved_by; /* the approvers so far */
-    json_t *approvers;   /* who may decide ([] anyone the front end lets) */
-} wd_approval_state;
+/* wd_approval_state: store.h */
 /* drops st's lists; accepts a state never filled (zeroed) */
 void wd_approval_state_clear(wd_approval_state *st);
 

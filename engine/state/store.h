@@ -1,15 +1,17 @@
-/* store.h - the embedded state store (docs/architecture-decision.md): one SQLite file, in WAL
-** mode, shared by every warden process on the machine: breaker states, the spend
-** ledger with the leases processes hold on it, rate windows, the response cache and
-** approval requests (approval.h). Each operation is one short transaction, so processes never see
-** half a decision. Within a process, write transactions take turns on a mutex (a
-** worker waits microseconds, not SQLite's millisecond busy sleeps); between processes
-** the busy handler retries in short steps for up to two seconds. */
+/* store.h - the state store: what every warden process sharing it agrees on. Breaker
+** states, the spend ledger with the leases processes hold on it, rate windows, the
+** response cache, approval requests, the kill switch and agent health, and detectors'
+** own state. Callers use these functions and nothing else; each dispatches through
+** the store's backend, a table of functions (backend.h). SQLite is the first backend
+** (sqlite.c: one file in WAL mode, docs/architecture-decision.md); no SQL lives outside
+** it. Each operation is one short transaction, so processes never see half a
+** decision; wd_store_begin/commit group several (a breaker's read-modify-write). */
 #ifndef WD_STORE_H
 #define WD_STORE_H
 
 #include <stdint.h>
 #include <stddef.h>
+#include <jansson.h>
 
 typedef struct wd_store wd_store;
 
@@ -106,17 +108,65 @@ int wd_store_cache_get(wd_store *s, const char *key, int64_t now_ms, char **answ
 int wd_store_cache_put(wd_store *s, const char *key, const char *answer, int64_t cost_nusd, int64_t now_ms,
                        int64_t ttl_ms);
 
-/* ---- for the tables other files keep here (approval.c, killswitch.c) ---- */
+/* ---- approval requests (approval.h holds the rules; these are the rows) ---- */
 
-typedef struct sqlite3 sqlite3;
-typedef struct sqlite3_stmt sqlite3_stmt;
-/* a statement on the store's connection, caller finalizes; NULL on error (wd_store_error) */
-sqlite3_stmt *wd_store_prepare(wd_store *s, const char *sql);
-/* the connection, borrowed: statements on it run between wd_store_begin and commit */
-sqlite3 *wd_store_db(wd_store *s);
-/* this process as "pid:start time": what rows it owns are marked with */
-const char *wd_store_owner(void);
-/* 1 when the process an owner id names is still running */
-int wd_store_owner_alive(const char *owner);
+/* the state of one request, as the waiting run reads it */
+typedef struct wd_approval_state {
+    char status[16];   /* pending approved rejected expired abandoned cancelled */
+    int given, needed; /* approvals given, needed */
+    int escalated;
+    int64_t created_ms, expires_ms, escalate_ms, decided_ms;
+    char decided_by[160]; /* the last approver, or who rejected */
+    char decided_via[24]; /* how they proved it: api_key, os_user, cli_flag ("" unknown) */
+    char reason[400];
+    json_t *approved_by; /* the approvers so far */
+    json_t *approvers;   /* who may decide ([] anyone the front end lets) */
+} wd_approval_state;
+
+/* one change to a request: NULL fields and decided_ms < 0 stay as they are */
+typedef struct wd_approval_change {
+    const char *status, *reason, *decided_by, *decided_via;
+    const json_t *approved_by;
+    int64_t decided_ms;
+    int only_pending; /* change it only while it is pending */
+} wd_approval_change;
+
+/* inserts a pending request owned by this process (req: see wd_approval_create): 0, -1 */
+int wd_store_approval_insert(wd_store *s, const char *id, const json_t *req);
+/* 1 found (st filled), 0 absent, -1 error */
+int wd_store_approval_get(wd_store *s, const char *id, wd_approval_state *st);
+/* 1 a row changed, 0 none, -1 error; inside the caller's transaction when it has one */
+int wd_store_approval_update(wd_store *s, const char *id, const wd_approval_change *c);
+/* expired, escalated and abandoned settled (wd_approval_sweep): rows changed, or -1 */
+int wd_store_approval_sweep(wd_store *s, int64_t now_ms);
+/* oldest first, pending only unless all; *out: caller decrefs. 0 or -1 */
+int wd_store_approval_list(wd_store *s, int all, json_t **out);
+
+/* ---- the kill switch and agent health (killswitch.h) ---- */
+
+/* 1 set, 0 killed already, -1 error */
+int wd_store_kill_set(wd_store *s, const char *agent, const char *by, const char *reason, int automatic,
+                      int64_t now_ms);
+/* agent's row and failure count gone (all: every agent's); rows removed, or -1 */
+int wd_store_kill_clear(wd_store *s, const char *agent, int all);
+/* [{agent, by, reason, automatic, created_ms}] oldest first; *out: caller decrefs. 0, -1 */
+int wd_store_kill_list(wd_store *s, json_t **out);
+/* {agent: reason} killed, {agent: consecutive failures} failing; caller decrefs both. 0, -1 */
+int wd_store_kill_read(wd_store *s, json_t **killed, json_t **failing);
+/* one more consecutive failure of agent, or (!failed) none; *count: the count now. 0, -1 */
+int wd_store_health_note(wd_store *s, const char *agent, int failed, long long *count);
+
+/* ---- detectors' own state (ctx.store), by scope ---- */
+
+typedef struct wd_store_scope {
+    const char *agent, *user, *origin, *detector;
+} wd_store_scope;
+
+/* *text: the JSON text under key (caller frees; NULL none). 0 or -1 */
+int wd_store_detect_get(wd_store *s, const wd_store_scope *sc, const char *key, char **text);
+/* text NULL deletes; inside the caller's transaction. 0 or -1 */
+int wd_store_detect_put(wd_store *s, const wd_store_scope *sc, const char *key, const char *text, int64_t now_ms);
+/* state kept by the detector's name alone, before scopes, copied into sc once */
+void wd_store_detect_adopt(wd_store *s, const wd_store_scope *sc);
 
 #endif

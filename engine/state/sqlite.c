@@ -1,0 +1,53 @@
+/* sqlite.c - the SQLite backend of the state store: its table of functions and its
+** opening. The connection, the schema and the clock are in sqlconn.c; the operations
+** in sqlstate.c (breakers, ledger, rate, cache), sqlrows.c (approvals) and sqlkills.c
+** (kill switch, agent health, detectors' state). */
+#include "sqlpriv.h"
+#include "util.h"
+
+static const wd_store_backend SQLITE = {
+    .name = "sqlite",
+    .close = wd_sq_close,
+    .error = wd_sq_error,
+    .now = wd_sq_now,
+    .begin = wd_sq_begin,
+    .commit = wd_sq_commit,
+    .rollback = wd_sq_rollback,
+    .breaker_get = wd_sq_breaker_get,
+    .breaker_put = wd_sq_breaker_put,
+    .breaker_list = wd_sq_breaker_list,
+    .lease_apply = wd_sq_lease_apply,
+    .ledger_get = wd_sq_ledger_get,
+    .ledger_list = wd_sq_ledger_list,
+    .sweep = wd_sq_sweep,
+    .rate_take = wd_sq_rate_take,
+    .cache_get = wd_sq_cache_get,
+    .cache_put = wd_sq_cache_put,
+    .approval_insert = wd_sq_approval_insert,
+    .approval_get = wd_sq_approval_get,
+    .approval_update = wd_sq_approval_update,
+    .approval_sweep = wd_sq_approval_sweep,
+    .approval_list = wd_sq_approval_list,
+    .kill_set = wd_sq_kill_set,
+    .kill_clear = wd_sq_kill_clear,
+    .kill_list = wd_sq_kill_list,
+    .kill_read = wd_sq_kill_read,
+    .health_note = wd_sq_health_note,
+    .detect_get = wd_sq_detect_get,
+    .detect_put = wd_sq_detect_put,
+    .detect_adopt = wd_sq_detect_adopt,
+};
+
+wd_store *wd_sqlite_open(const char *path, char *err, size_t errlen)
+{
+    wd_sqlite *s = wd_sq_connect(path, err, errlen);
+    if (!s)
+        return NULL;
+    s->base.be = &SQLITE;
+    if (wd_sq_sweep(&s->base) < 0) { /* leases of processes that died since the store was last used */
+        wd_errf(err, errlen, "state store %s: %s", path, wd_sq_error(&s->base));
+        wd_sq_close(&s->base);
+        return NULL;
+    }
+    return &s->base;
+}
