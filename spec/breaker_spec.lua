@@ -201,3 +201,29 @@ describe("breakers across processes", function()
     assert.equal(2, srv.requests(key))
   end)
 end)
+
+describe("breaker records", function()
+  -- the events of a log, in order, from the first of the given names on
+  local function order(audit, names)
+    local want, out = {}, {}
+    for _, n in ipairs(names) do want[n] = true end
+    for _, e in ipairs(T.records(audit)) do
+      if want[e.event] then out[#out + 1] = e.event .. ":" .. tostring(e.circuit_breaker_state) end
+    end
+    return out
+  end
+
+  it("audit an endpoint's opening before the llm_call that opened it, which reads open", function()
+    local policy = remote_policy("key=" .. T.key("order") .. ",mode=status,status=500")
+    local audit
+    for _ = 1, 3 do _, _, audit = llm_run(policy) end
+    assert.same({ "breaker_opened:open", "llm_call:open" }, order(audit, { "breaker_opened", "llm_call" }))
+  end)
+
+  it("audit a tool's opening after the tool_call that opened it, which reads open", function()
+    local policy = T.policy({ defaults = { breaker = BREAKER } })
+    local audit
+    for _ = 1, 3 do _, _, audit = T.lab({ { "tool", "flaky", { fail = true } } }, { policy = policy }) end
+    assert.same({ "tool_call:open", "breaker_opened:open" }, order(audit, { "breaker_opened", "tool_call" }))
+  end)
+end)

@@ -76,7 +76,7 @@ static void recommend(json_t *recs, const wd_policy *p, simple_t *models, double
         const wd_model *m = model_named(p, s->name);
         if (!s->simple || !m || m == cheap || s->cost <= 0)
             continue;
-        double there = s->in / 1000.0 * cheap->input_usd_per_1k + s->out / 1000.0 * cheap->output_usd_per_1k;
+        double there = wd_model_cost(cheap, s->in, s->out);
         if (there >= s->cost)
             continue;
         snprintf(msg, sizeof msg,

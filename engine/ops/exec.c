@@ -11,6 +11,7 @@
 ** The command's end is a value {exit_code, signal, stdout, stderr, timed_out,
 ** truncated}; a refusal or a failure to start is (nil, message). */
 #include "exec.h"
+#include "settle.h"
 #include "fetch.h"
 #include "guard.h"
 #include "util.h"
@@ -372,7 +373,7 @@ int wd_exec_call(wd_run *r, lua_State *L)
 
 static void finish(wd_run *r, const char *fail);
 
-static void audit_exec(wd_run *r, int ok, int code, int sig, const char *error)
+static json_t *exec_record(wd_run *r, int ok, int code, int sig, const char *error)
 {
     json_t *ev = wd_run_event(r, WD_AE_EXEC, ok);
     json_object_set_new(ev, "tool_name", json_string(r->tool.name));
@@ -391,7 +392,7 @@ static void audit_exec(wd_run *r, int ok, int code, int sig, const char *error)
         json_object_set_new(ev, "tool_result_truncated", json_true());
     if (error)
         json_object_set_new(ev, "error", json_string(error));
-    wd_run_audit(r, ev);
+    return ev;
 }
 
 /* reads what fd has; 1 at EOF or error, 0 more may come */
@@ -468,10 +469,48 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 /* the command ended (or could not start: fail): the handler's ctx:exec returns */
+/* the command's outcome as the agent reads it: {exit_code, signal, stdout, stderr,
+** timed_out, truncated, duration_ms} */
+typedef struct exec_end {
+    int code, sig;
+} exec_end;
+
+static int push_outcome(wd_run *r, lua_State *co, void *ud)
+{
+    const exec_end *x = ud;
+    lua_createtable(co, 0, 6);
+    if (x->code >= 0) {
+        lua_pushinteger(co, x->code);
+        lua_setfield(co, -2, "exit_code");
+    }
+    if (x->sig) {
+        lua_pushinteger(co, x->sig);
+        lua_setfield(co, -2, "signal");
+    }
+    lua_pushlstring(co, r->exec->out.p ? r->exec->out.p : "", r->exec->out.len);
+    lua_setfield(co, -2, "stdout");
+    lua_pushlstring(co, r->exec->err.p ? r->exec->err.p : "", r->exec->err.len);
+    lua_setfield(co, -2, "stderr");
+    lua_pushboolean(co, r->exec->timed_out);
+    lua_setfield(co, -2, "timed_out");
+    lua_pushboolean(co, r->exec->truncated);
+    lua_setfield(co, -2, "truncated");
+    lua_pushinteger(co, (wd_now_ns() - r->exec->t0) / 1000000);
+    lua_setfield(co, -2, "duration_ms");
+    return 1;
+}
+
+static void exec_done(wd_run *r)
+{
+    json_decref(r->exec->jargv);
+    r->exec->jargv = NULL;
+    exec_clear(r);
+}
+
 static void finish(wd_run *r, const char *fail)
 {
-    lua_State *co = r->waiting;
-    int status = 0, code = -1, sig = 0;
+    int status = 0;
+    exec_end x = {-1, 0};
     if (!fail) {
         event_del(r->exec->timer);
         if (waitpid(r->exec->pid, &status, 0) < 0)
@@ -485,55 +524,29 @@ static void finish(wd_run *r, const char *fail)
     }
     if (!fail) {
         if (WIFEXITED(status))
-            code = WEXITSTATUS(status);
+            x.code = WEXITSTATUS(status);
         else if (WIFSIGNALED(status))
-            sig = WTERMSIG(status);
+            x.sig = WTERMSIG(status);
     }
     char msg[300];
     if (r->exec->timed_out)
         snprintf(msg, sizeof msg, "ctx:exec: the command ran out of time (%lld ms) and was killed",
                  r->exec->timeout_ms);
-    else if (code > 0)
-        snprintf(msg, sizeof msg, "exit status %d", code);
-    else if (sig)
-        snprintf(msg, sizeof msg, "killed by signal %d", sig);
-    audit_exec(r, !fail && code == 0 && !r->exec->timed_out, code, sig,
-               fail                                 ? fail
-               : (code == 0 && !r->exec->timed_out) ? NULL
-                                                    : msg);
-    r->sb->in_engine++;
-    int nres;
-    if (fail) {
-        luaL_pushfail(co);
-        lua_pushstring(co, fail);
-        nres = 2;
-    } else {
-        lua_createtable(co, 0, 6);
-        if (code >= 0) {
-            lua_pushinteger(co, code);
-            lua_setfield(co, -2, "exit_code");
-        }
-        if (sig) {
-            lua_pushinteger(co, sig);
-            lua_setfield(co, -2, "signal");
-        }
-        lua_pushlstring(co, r->exec->out.p ? r->exec->out.p : "", r->exec->out.len);
-        lua_setfield(co, -2, "stdout");
-        lua_pushlstring(co, r->exec->err.p ? r->exec->err.p : "", r->exec->err.len);
-        lua_setfield(co, -2, "stderr");
-        lua_pushboolean(co, r->exec->timed_out);
-        lua_setfield(co, -2, "timed_out");
-        lua_pushboolean(co, r->exec->truncated);
-        lua_setfield(co, -2, "truncated");
-        lua_pushinteger(co, (wd_now_ns() - r->exec->t0) / 1000000);
-        lua_setfield(co, -2, "duration_ms");
-        nres = 1;
-    }
-    r->sb->in_engine--;
-    json_decref(r->exec->jargv);
-    r->exec->jargv = NULL;
-    exec_clear(r);
-    wd_run_schedule(r, co, nres);
+    else if (x.code > 0)
+        snprintf(msg, sizeof msg, "exit status %d", x.code);
+    else if (x.sig)
+        snprintf(msg, sizeof msg, "killed by signal %d", x.sig);
+    int ok = !fail && x.code == 0 && !r->exec->timed_out;
+    wd_settle st = {.record = exec_record(r, ok, x.code, x.sig,
+                                          fail ? fail
+                                          : ok ? NULL
+                                               : msg),
+                    .co = r->waiting,
+                    .fail = fail,
+                    .push = push_outcome,
+                    .ud = &x,
+                    .clear = exec_done};
+    wd_run_settle(r, &st);
 }
 
 static int nonblock(int fd) { return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }

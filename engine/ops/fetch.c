@@ -5,6 +5,7 @@
 ** policy's backoff; the body capped. An HTTP answer of any status is a value
 ** {status, headers, body}; a request that got no answer is (nil, message). */
 #include "fetch.h"
+#include "settle.h"
 #include "jsonlua.h"
 #include "canon.h"
 #include "util.h"
@@ -250,14 +251,7 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 }
 
 /* the handler's ctx:http returns nil, msg */
-static void give_up(wd_run *r, const char *msg)
-{
-    lua_State *co = r->waiting;
-    fetch_clear(r);
-    wd_run_reply_fail(r, co, msg);
-}
-
-static void audit_request(wd_run *r, int success, long status, const char *error, const char *reason)
+static json_t *request_record(wd_run *r, int success, long status, const char *error, const char *reason)
 {
     json_t *ev = wd_run_event(r, WD_AE_HTTP_REQUEST, success);
     json_object_set_new(ev, "tool_name", json_string(r->tool.name));
@@ -271,7 +265,26 @@ static void audit_request(wd_run *r, int success, long status, const char *error
         json_object_set_new(ev, "error", json_string(error));
     if (reason)
         json_object_set_new(ev, "reason", json_string(reason));
-    wd_run_audit(r, ev);
+    return ev;
+}
+
+/* the response as the agent reads it: {status, headers, body} */
+static int push_response(wd_run *r, lua_State *co, void *ud)
+{
+    (void)r;
+    const wd_http_resp *resp = ud;
+    lua_createtable(co, 0, 3);
+    lua_pushinteger(co, resp->status);
+    lua_setfield(co, -2, "status");
+    lua_createtable(co, 0, (int)resp->nheaders);
+    for (size_t i = 0; i < resp->nheaders; i++) {
+        lua_pushstring(co, resp->headers[i].value);
+        lua_setfield(co, -2, resp->headers[i].name);
+    }
+    lua_setfield(co, -2, "headers");
+    lua_pushlstring(co, resp->body, resp->len);
+    lua_setfield(co, -2, "body");
+    return 1;
 }
 
 static void on_done(const wd_http_resp *resp, void *ud)
@@ -285,32 +298,18 @@ static void on_done(const wd_http_resp *resp, void *ud)
         snprintf(msg, sizeof msg, "HTTP %ld", resp->status);
     if (wd_retry_transient(resp) &&
         wd_run_retry_arm(r, r->fetch->retries, resp->retry_after_ms, on_retry, reason, sizeof reason) >= 0) {
-        audit_request(r, 0, resp->fail == WD_HTTP_OK ? resp->status : 0, msg, reason);
+        wd_run_audit(r, request_record(r, 0, resp->fail == WD_HTTP_OK ? resp->status : 0, msg, reason));
         r->fetch->retries++;
         return;
     }
-    if (resp->fail != WD_HTTP_OK) {
-        audit_request(r, 0, 0, msg, NULL);
-        give_up(r, msg);
-        return;
-    }
-    lua_State *co = r->waiting;
-    r->sb->in_engine++;
-    audit_request(r, resp->status < 400, resp->status, resp->status < 400 ? NULL : msg, NULL);
-    lua_createtable(co, 0, 3);
-    lua_pushinteger(co, resp->status);
-    lua_setfield(co, -2, "status");
-    lua_createtable(co, 0, (int)resp->nheaders);
-    for (size_t i = 0; i < resp->nheaders; i++) {
-        lua_pushstring(co, resp->headers[i].value);
-        lua_setfield(co, -2, resp->headers[i].name);
-    }
-    lua_setfield(co, -2, "headers");
-    lua_pushlstring(co, resp->body, resp->len);
-    lua_setfield(co, -2, "body");
-    r->sb->in_engine--;
-    fetch_clear(r);
-    wd_run_schedule(r, co, 1);
+    int failed = resp->fail != WD_HTTP_OK, ok = !failed && resp->status < 400;
+    wd_settle st = {.record = request_record(r, ok, failed ? 0 : resp->status, ok ? NULL : msg, NULL),
+                    .co = r->waiting,
+                    .fail = failed ? msg : NULL,
+                    .push = push_response,
+                    .ud = (void *)resp,
+                    .clear = fetch_clear};
+    wd_run_settle(r, &st);
 }
 
 static void attempt(wd_run *r)
@@ -330,7 +329,7 @@ static void attempt(wd_run *r)
     if (!r->fetch->http) {
         char msg[320];
         snprintf(msg, sizeof msg, "ctx:http: %s", err);
-        give_up(r, msg);
+        wd_run_settle(r, &(wd_settle){.co = r->waiting, .fail = msg, .clear = fetch_clear});
     }
 }
 

@@ -3,6 +3,7 @@
 ** retries transient failures after a loop timer and, at the end, updates the breaker,
 ** audits the call and resumes the agent. */
 #include "llm.h"
+#include "settle.h"
 #include "mock.h"
 #include "provider.h"
 #include "canon.h"
@@ -105,23 +106,31 @@ static json_t *llm_event(wd_run *r, int success, long long latency)
 }
 
 /* the call failed for good: audited, (nil, msg) to the agent */
-static void fail(wd_run *r, const char *msg, int timeout, const char *reason)
+static void fail(wd_run *r, const char *msg, int timeout, const char *reason, int breaker_ok)
 {
     long long latency = (wd_now_ns() - r->req.t0) / 1000000;
     json_t *ev = llm_event(r, 0, latency);
     json_object_set_new(ev, "error", json_string(msg));
     if (reason)
         json_object_set_new(ev, "reason", json_string(reason));
-    wd_run_audit(r, ev);
-    wd_budget_settle(r, &r->llm_hold, 0); /* no answer, nothing spent */
-    if (r->det)
-        wd_run_observe(
-            r, json_pack("{s:s,s:s,s:b,s:s}", "type", "llm_call", "model", model_name(r), "success", 0, "error", msg));
     json_array_append_new(r->errors, json_string(msg));
     r->last_fail_timeout = timeout;
-    call_clear(r);
-    lua_State *co = r->waiting;
-    wd_run_reply_fail(r, co, msg);
+    wd_settle st = {.record = ev,
+                    .hold = &r->llm_hold, /* no answer, nothing spent */
+                    .breaker = r->call->breaker,
+                    .admitted = &r->call->admitted,
+                    .probe = r->call->probe,
+                    .ok = breaker_ok,
+                    .state_in_record = 1,
+                    .breaker_first = 1,
+                    .model = model_name(r),
+                    .observe = r->det ? json_pack("{s:s,s:s,s:b,s:s}", "type", "llm_call", "model", model_name(r),
+                                                  "success", 0, "error", msg)
+                                      : NULL,
+                    .co = r->waiting,
+                    .fail = msg,
+                    .clear = call_clear};
+    wd_run_settle(r, &st);
 }
 
 /* Range-checks the numbers of a normalized answer (any provider's, or the mock's) before
@@ -245,57 +254,75 @@ static void push_answer(wd_run *r, lua_State *co, json_t *a, json_t *all, json_t
     lua_setfield(co, -2, "model");
 }
 
-static void deliver(wd_run *r, json_t *a)
+/* what the settle pushes for an answer: the tool calls capped (their refusal audited
+** after the call), the detectors told, the answer as the agent reads it */
+typedef struct answer {
+    json_t *a, *all;
+    long long in, out;
+    double cost;
+} answer;
+
+static int push_delivered(wd_run *r, lua_State *co, void *ud)
 {
-    const wd_model *m = r->call->model;
-    long long latency = (wd_now_ns() - r->req.t0) / 1000000;
-    json_t *usage = json_object_get(a, "usage");
-    long long in = json_integer_value(json_object_get(usage, "input_tokens"));
-    long long out = json_integer_value(json_object_get(usage, "output_tokens"));
-    double cost = m ? (double)in / 1000.0 * m->input_usd_per_1k + (double)out / 1000.0 * m->output_usd_per_1k : 0;
-    if (r->call->cached) {
-        cost = 0;
-    } else if (r->call->cache_key[0]) {
-        char *text = wd_json_compact_text(a);
-        if (!text || wd_store_cache_put(r->eng->store, r->call->cache_key, text, wd_budget_nusd(cost),
-                                        wd_store_now(r->eng->store), r->pol->cache_ttl_ms) < 0)
-            json_array_append_new(r->errors, json_string("response cache: the answer could not be kept"));
-        free(text);
-    }
-    r->cost += cost;
-    r->last_fail_timeout = 0;
-    json_t *all = json_object_get(a, "tool_calls");
-    json_t *ev = llm_event(r, 1, latency);
-    json_object_set_new(ev, "input_tokens", json_integer(in));
-    json_object_set_new(ev, "output_tokens", json_integer(out));
-    json_object_set_new(ev, "cost_usd", json_real(cost));
-    json_object_set_new(ev, "message_count", json_integer(r->req.nmessages));
-    json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)json_array_size(all)));
-    if (r->call->cached) {
-        json_object_set_new(ev, "cache_hit", json_true());
-        json_object_set_new(ev, "saved_usd", json_real(r->call->saved_usd));
-    }
-    wd_run_audit(r, ev);
-    wd_budget_settle(r, &r->llm_hold, cost);
-    json_t *calls = cap_calls(r, all);
+    answer *an = ud;
+    json_t *calls = cap_calls(r, an->all);
     if (r->det) {
-        json_t *de = json_pack("{s:s,s:s,s:b,s:I,s:I,s:f}", "type", "llm_call", "model", model_name(r), "success", 1,
-                               "input_tokens", (json_int_t)in, "output_tokens", (json_int_t)out, "cost_usd", cost);
-        json_t *content = json_object_get(a, "content");
+        json_t *de =
+            json_pack("{s:s,s:s,s:b,s:I,s:I,s:f}", "type", "llm_call", "model", model_name(r), "success", 1,
+                      "input_tokens", (json_int_t)an->in, "output_tokens", (json_int_t)an->out, "cost_usd", an->cost);
+        json_t *content = json_object_get(an->a, "content");
         if (de && json_is_string(content))
             json_object_set(de, "content", content);
         if (de && json_is_array(calls))
             json_object_set(de, "tool_calls", calls);
         wd_run_observe(r, de);
     }
-
-    lua_State *co = r->waiting;
-    r->sb->in_engine++;
-    push_answer(r, co, a, all, calls, in, out, cost);
+    push_answer(r, co, an->a, an->all, calls, an->in, an->out, an->cost);
     json_decref(calls);
-    r->sb->in_engine--;
-    call_clear(r);
-    wd_run_schedule(r, co, 1);
+    return 1;
+}
+
+static void deliver(wd_run *r, json_t *a)
+{
+    const wd_model *m = r->call->model;
+    long long latency = (wd_now_ns() - r->req.t0) / 1000000;
+    json_t *usage = json_object_get(a, "usage");
+    answer an = {a, json_object_get(a, "tool_calls"), json_integer_value(json_object_get(usage, "input_tokens")),
+                 json_integer_value(json_object_get(usage, "output_tokens")), 0};
+    an.cost = r->call->cached ? 0 : wd_model_cost(m, (double)an.in, (double)an.out);
+    if (!r->call->cached && r->call->cache_key[0]) {
+        char *text = wd_json_compact_text(a);
+        if (!text || wd_store_cache_put(r->eng->store, r->call->cache_key, text, wd_budget_nusd(an.cost),
+                                        wd_store_now(r->eng->store), r->pol->cache_ttl_ms) < 0)
+            json_array_append_new(r->errors, json_string("response cache: the answer could not be kept"));
+        free(text);
+    }
+    r->last_fail_timeout = 0;
+    json_t *ev = llm_event(r, 1, latency);
+    json_object_set_new(ev, "input_tokens", json_integer(an.in));
+    json_object_set_new(ev, "output_tokens", json_integer(an.out));
+    json_object_set_new(ev, "cost_usd", json_real(an.cost));
+    json_object_set_new(ev, "message_count", json_integer(r->req.nmessages));
+    json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)json_array_size(an.all)));
+    if (r->call->cached) {
+        json_object_set_new(ev, "cache_hit", json_true());
+        json_object_set_new(ev, "saved_usd", json_real(r->call->saved_usd));
+    }
+    wd_settle st = {.record = ev,
+                    .cost = an.cost,
+                    .hold = &r->llm_hold,
+                    .breaker = r->call->breaker,
+                    .admitted = &r->call->admitted,
+                    .probe = r->call->probe,
+                    .ok = 1,
+                    .state_in_record = 1,
+                    .breaker_first = 1,
+                    .model = model_name(r),
+                    .co = r->waiting,
+                    .push = push_delivered,
+                    .ud = &an,
+                    .clear = call_clear};
+    wd_run_settle(r, &st);
 }
 
 static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
@@ -329,17 +356,10 @@ static void settle(wd_run *r, outcome *o)
         r->call->retries++;
         return;
     }
-    if (r->call->admitted) {
-        wd_breaker_cfg bc = wd_run_breaker_cfg(r);
-        wd_breaker_change ch;
-        wd_breakers_outcome(r->eng->breakers, r->call->breaker, &bc, o->ok || !o->breaker_failure, r->call->probe, &ch);
-        r->call->admitted = 0;
-        wd_run_audit_breaker(r, r->call->breaker, &ch, NULL, model_name(r));
-    }
     if (o->ok)
         deliver(r, o->answer);
     else
-        fail(r, o->msg, o->timeout, o->transient ? "transient" : NULL);
+        fail(r, o->msg, o->timeout, o->transient ? "transient" : NULL, !o->breaker_failure);
     json_decref(o->answer);
 }
 
@@ -497,11 +517,8 @@ static long long bound_output(wd_run *r)
 ** a message, at the input price; and out tokens at the output price. */
 static double worst_case(const wd_run *r, long long out)
 {
-    const wd_model *m = r->call->model;
-    if (!m)
-        return 0;
     double in = (double)((r->req.input_bytes + 2) / 3) + 4.0 * r->req.nmessages;
-    return in / 1000.0 * m->input_usd_per_1k + (double)out / 1000.0 * m->output_usd_per_1k;
+    return wd_model_cost(r->call->model, in, (double)out);
 }
 
 /* Answers from the response cache when the policy enables it and the call is
@@ -573,7 +590,7 @@ void wd_llm_start(wd_run *r)
         if (!e->mock_path || strcmp(e->mock_path, path)) {
             wd_mock *m = wd_mock_load(path, msg, sizeof msg);
             if (!m) {
-                fail(r, msg, 0, NULL);
+                fail(r, msg, 0, NULL, 0);
                 return;
             }
             wd_mock_free(e->mock);
@@ -585,13 +602,13 @@ void wd_llm_start(wd_run *r)
     } else {
         if (!r->call->model) {
             snprintf(msg, sizeof msg, "model '%s' is not in the policy's models", alias);
-            fail(r, msg, 0, NULL);
+            fail(r, msg, 0, NULL, 0);
             return;
         }
         const char *url = llm_url(r);
         if (r->llm && !url) {
             snprintf(msg, sizeof msg, "--llm '%.200s' is neither mock:FILE nor an http(s) URL", r->llm);
-            fail(r, msg, 0, NULL);
+            fail(r, msg, 0, NULL, 0);
             return;
         }
         if (!strcmp(r->call->model->provider, "mock") && url) {
@@ -602,7 +619,7 @@ void wd_llm_start(wd_run *r)
         if (!strcmp(r->call->model->provider, "mock")) {
             snprintf(msg, sizeof msg, "model '%s' has provider mock, which plays a scenario: run with --llm mock:FILE",
                      alias);
-            fail(r, msg, 0, NULL);
+            fail(r, msg, 0, NULL, 0);
             return;
         }
         wd_provider_endpoint(r->call->model, url, r->call->breaker, sizeof r->call->breaker);
@@ -622,7 +639,7 @@ void wd_llm_start(wd_run *r)
     int probe;
     if (!wd_breakers_admit(e->breakers, r->call->breaker, &bc, &probe, msg, sizeof msg, &ch)) {
         wd_run_audit_breaker(r, r->call->breaker, &ch, NULL, model_name(r));
-        fail(r, msg, 0, "circuit_open");
+        fail(r, msg, 0, "circuit_open", 0);
         return;
     }
     wd_run_audit_breaker(r, r->call->breaker, &ch, NULL, model_name(r));

@@ -2,6 +2,7 @@
 ** coroutine of its own under its timeout, transient failures are retried, and the
 ** outcome is settled (cost, breaker, audit, the agent resumed) */
 #include "toolpriv.h"
+#include "settle.h"
 #include "approval.h"
 #include "canon.h"
 #include "checkdef.h"
@@ -232,16 +233,10 @@ static int read_result(wd_run *r, int ok, int nres, const char *error, json_t **
     return success;
 }
 
-/* the call's tool_call record with its cost; the breaker told a raised error or a
-** timeout (ok == 0) from an answer; the reservation settled; its changes audited after
-** the call that caused them */
-static void audit_call(wd_run *r, int ok, int success, int transient, const char *sum, int truncated, const char *error)
+/* the call's tool_call record: its cost, the breaker's state is added by the settle */
+static json_t *call_record(wd_run *r, int success, int transient, const char *sum, int truncated, const char *error,
+                           double cost)
 {
-    wd_policy *p = wd_engine_policy(r->eng);
-    const wd_tool_policy *tp = wd_policy_tool(p, r->tool.name);
-    double cost = success && tp ? tp->cost_usd : 0;
-    wd_policy_unref(p);
-    r->cost += cost;
     json_t *ev = wd_run_event(r, WD_AE_TOOL_CALL, success);
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
     json_object_set_new(ev, "tool_name", json_string(r->tool.name));
@@ -256,19 +251,34 @@ static void audit_call(wd_run *r, int ok, int success, int transient, const char
         if (transient)
             json_object_set_new(ev, "reason", json_string("transient"));
     }
-    wd_breaker_change ch = {0};
-    const char *bname = r->tools[r->tool.impl].breaker ? r->tools[r->tool.impl].breaker : "tool:?";
-    if (r->tool.admitted) {
-        wd_breaker_cfg bc = wd_run_breaker_cfg(r);
-        int state = wd_breakers_outcome(r->eng->breakers, bname, &bc, ok, r->tool.probe, &ch);
-        r->tool.admitted = 0;
-        json_object_set_new(ev, "circuit_breaker_state", json_string(wd_breaker_state_name(state)));
-    }
-    wd_run_audit(r, ev);
-    wd_budget_settle(r, &r->tool_hold, cost); /* its warnings, like the breaker's, after the call */
-    wd_run_audit_breaker(r, bname, &ch, r->tool.name, NULL);
+    return ev;
 }
 
+/* what the settle pushes for a tool call: the call kept in the run's history (and told
+** the detectors), then its result, or {error = msg} */
+typedef struct tool_outcome {
+    const char *summary; /* of the result, or the failure */
+    int success;
+    json_t *result;
+    const char *msg;
+} tool_outcome;
+
+static int push_tool(wd_run *r, lua_State *co, void *ud)
+{
+    tool_outcome *o = ud;
+    wd_tool_record(r, r->tool.name, r->tool.args, o->summary, o->success, o->result, 1);
+    if (o->result)
+        wd_json_push(co, o->result);
+    else
+        wd_push_error_table(co, o->msg);
+    r->tool.overhead_ns = 1;
+    return 1;
+}
+
+/* ** A tool call's end: its result read and summarized, then the common settle (the
+** breaker told a raised error or a timeout, ok == 0, from an answer; the record; the
+** reservation settled at the tool's cost; the breaker's change audited after the call
+** that caused it). */
 void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int transient)
 {
     if (!ok && transient && retry_tool(r, error))
@@ -278,24 +288,33 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
     char *dump;
     r->sb->in_engine++;
     int success = read_result(r, ok, nres, error, &result, &dump, msg, sizeof msg);
+    r->sb->in_engine--;
     int truncated = 0;
     char *sum = wd_tool_summary(dump ? dump : msg, &truncated);
     const char *failure = result ? "the tool returned an error" : msg;
-    audit_call(r, ok, success, transient, sum, truncated, failure);
-    wd_tool_record(r, r->tool.name, r->tool.args, success ? sum : failure, success, result, 1);
+    wd_policy *p = wd_engine_policy(r->eng);
+    const wd_tool_policy *tp = wd_policy_tool(p, r->tool.name);
+    double cost = success && tp ? tp->cost_usd : 0;
+    wd_policy_unref(p);
+    tool_outcome o = {success ? sum : failure, success, result, msg};
+    const char *bname = r->tools[r->tool.impl].breaker ? r->tools[r->tool.impl].breaker : "tool:?";
+    wd_settle st = {.record = call_record(r, success, transient, sum, truncated, failure, cost),
+                    .cost = cost,
+                    .hold = &r->tool_hold,
+                    .breaker = bname,
+                    .admitted = &r->tool.admitted,
+                    .probe = r->tool.probe,
+                    .ok = ok,
+                    .state_in_record = 1,
+                    .tool = r->tool.name,
+                    .co = r->agent_co,
+                    .push = push_tool,
+                    .ud = &o,
+                    .clear = wd_pipeline_tool_cancel};
+    wd_run_settle(r, &st);
+    json_decref(result);
     free(sum);
     free(dump);
-    wd_pipeline_tool_cancel(r);
-    lua_State *agent = r->agent_co;
-    if (result) {
-        wd_json_push(agent, result);
-        json_decref(result);
-    } else {
-        wd_push_error_table(agent, msg);
-    }
-    r->sb->in_engine--;
-    r->tool.overhead_ns = 1;
-    wd_run_schedule(r, agent, 1);
 }
 
 static void tool_cancel(wd_run *r, const char *why)

@@ -395,6 +395,11 @@ const wd_tool_policy *wd_policy_tool(const wd_policy *p, const char *name)
     return NULL;
 }
 
+double wd_model_cost(const wd_model *m, double in, double out)
+{
+    return m ? in / 1000.0 * m->input_usd_per_1k + out / 1000.0 * m->output_usd_per_1k : 0;
+}
+
 const wd_model *wd_policy_model(const wd_policy *p, const char *alias)
 {
     for (size_t i = 0; alias && i < p->n_models; i++)

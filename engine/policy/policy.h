@@ -39,6 +39,9 @@ typedef struct wd_model {
     long long max_output_tokens; /* sent as max_tokens when a call gives none: the worst case */
 } wd_model;
 
+/* what in input and out output tokens cost at m's prices, in USD; 0 without a model */
+double wd_model_cost(const wd_model *m, double in, double out);
+
 typedef struct wd_tool_policy {
     char *name;
     int permission; /* index into roles */
