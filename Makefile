@@ -110,14 +110,16 @@ test-c: $(TEST_BIN)
 	  pass=$$((pass + $${p:-0})); fail=$$((fail + $${f:-1})); \
 	done; echo "ctests: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
+# WARDEN_CHECK_RECORDS=1: an audit record with a member its event does not declare
+# (engine/audit/events.c) aborts the engine that wrote it, so the spec fails
 test-lua: all $(BUILD)/fakellm $(BUILD)/wdload
-	@$(BUSTED) --output=plainTerminal
+	@WARDEN_CHECK_RECORDS=1 $(BUSTED) --output=plainTerminal
 
 # one spec file, optionally only the tests whose name matches FILTER (a Lua pattern):
 #   make spec SPEC=spec/run_spec.lua FILTER="ends with a result"
 spec: all $(BUILD)/fakellm $(BUILD)/wdload
 	@test -n "$(SPEC)" || { echo "usage: make spec SPEC=spec/x_spec.lua [FILTER=text]"; exit 2; }
-	@$(BUSTED) --output=plainTerminal $(if $(FILTER),--filter="$(FILTER)") $(SPEC)
+	@WARDEN_CHECK_RECORDS=1 $(BUSTED) --output=plainTerminal $(if $(FILTER),--filter="$(FILTER)") $(SPEC)
 
 # one C test program, optionally only the tests whose name contains FILTER:
 #   make ctest T=test_policy FILTER=reload
@@ -155,7 +157,7 @@ asan: deps
 	@set -o pipefail; $(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" MALLOC= test-c | tee build-asan/test-c.out
 	@set -o pipefail; LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  WARDEN_BUILD=build-asan $(BUSTED) --output=plainTerminal --cpath='build-asan/lua/?.so' | tee build-asan/test-lua.out
+	  WARDEN_CHECK_RECORDS=1 WARDEN_BUILD=build-asan $(BUSTED) --output=plainTerminal --cpath='build-asan/lua/?.so' | tee build-asan/test-lua.out
 	@$(call total,asan,build-asan)
 
 # ThreadSanitizer over the tests that run several threads at once (worker pool with the

@@ -60,3 +60,58 @@ describe("audit events", function()
     assert.is_true(seen >= 5)
   end)
 end)
+
+describe("audit event fields", function()
+  -- events.c: each event's own fields, by name
+  local src = T.read("engine/audit/events.c")
+  local name_of = {}
+  for const, name in src:gmatch('%[(WD_AE_[%u_]+)%] = "([%l_]+)"') do name_of[const] = name end
+  local code = {}
+  for const, list in src:gmatch("%[(WD_AE_[%u_]+)%]%s*=%s*FIELDS_OF%((.-)%)") do
+    local fields = {}
+    for f in list:gmatch('"([%l_]+)"') do fields[#fields + 1] = f end
+    code[name_of[const]] = fields
+  end
+  -- docs/safety.md: the fields column of each row of the table of events
+  local rows = {}
+  local table_text = T.read("docs/safety.md"):match("The events, each with.-\n(|.-)\n\n") or ""
+  for row in table_text:gmatch("[^\n]+") do
+    local cells = {}
+    for cell in row:gmatch("|([^|]*)") do cells[#cells + 1] = cell end
+    local events = {}
+    for e in (cells[1] or ""):gmatch("`([%l_]+)`") do events[#events + 1] = e end
+    if #events > 0 and events[1] ~= "event" then
+      local fields = {}
+      for f in (cells[3] or ""):gmatch("`([%l_]+)`") do fields[#fields + 1] = f end
+      rows[#rows + 1] = { events = events, fields = fields }
+    end
+  end
+
+  it("are defined in events.c for every event", function()
+    for _, name in pairs(name_of) do assert.truthy(code[name], name .. " has no fields in events.c") end
+  end)
+
+  it("are the same in events.c and in docs/safety.md, row by row", function()
+    assert.is_true(#rows >= 25, "only " .. #rows .. " rows")
+    for _, row in ipairs(rows) do
+      local union = {}
+      for _, e in ipairs(row.events) do
+        assert.truthy(code[e], e .. " is in docs/safety.md, not in events.c")
+        for _, f in ipairs(code[e]) do union[f] = true end
+      end
+      local doc = set_of(row.fields)
+      local label = table.concat(row.events, ", ")
+      assert.same({}, missing(union, doc), "fields of " .. label .. " in events.c, not in docs/safety.md")
+      assert.same({}, missing(doc, union), "fields of " .. label .. " in docs/safety.md, not in events.c")
+    end
+  end)
+
+  it("hold every record of a real run (WARDEN_CHECK_RECORDS aborts on a stray member)", function()
+    local pol, audit = T.policy()
+    local out, rc = T.sh(("WARDEN_CHECK_RECORDS=1 %s run spec/fixtures/lab '%s' --user reader --llm mock:none"
+      .. " --json --policy %s 2>&1"):format(T.bin, '[["tool","echo",{"text":"hi"}],["tool","undeclared",{}],["llm"]]',
+      pol))
+    assert.equal(0, rc, out)
+    assert.is_true(#T.records(audit) >= 5)
+  end)
+end)

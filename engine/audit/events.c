@@ -1,5 +1,7 @@
-/* events.c - the names of the audit log's events (events.h) */
+/* events.c - the audit log's events: their names and each one's fields (events.h) */
 #include "events.h"
+
+#include <string.h>
 
 static const char *const NAMES[WD_AE_COUNT] = {
     [WD_AE_RUN_STARTED] = "run_started",
@@ -36,3 +38,100 @@ static const char *const NAMES[WD_AE_COUNT] = {
 };
 
 const char *wd_event_name(wd_audit_event e) { return e >= 0 && e < WD_AE_COUNT ? NAMES[e] : ""; }
+
+/* the members every record has: the chain's, the run's ids (null outside a run), and
+** the marks redaction (sensitive_data) and bounding (truncated) add */
+static const char *const COMMON[] = {"event",          "seq",       "timestamp",  "prev_hash", "hash",
+                                     "success",        "run_id",    "session_id", "user_id",   "agent",
+                                     "sensitive_data", "truncated", NULL};
+
+#define FIELDS_OF(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* each event's own fields (docs/safety.md, Audit schema, lists them) */
+static const char *const *const FIELDS[WD_AE_COUNT] = {
+    [WD_AE_RUN_STARTED] = FIELDS_OF("error", "reason", "tool_args"),
+    [WD_AE_LLM_CALL] = FIELDS_OF("agent_step", "cache_hit", "circuit_breaker_state", "cost_usd", "error",
+                                 "input_tokens", "latency_ms", "message_count", "model", "output_tokens", "reason",
+                                 "retry_count", "saved_usd", "tool_calls_requested"),
+    [WD_AE_TOOL_CALLS_REFUSED] = FIELDS_OF("agent_step", "reason", "tool_calls_refused", "tool_calls_requested"),
+    [WD_AE_TOOL_CALL] =
+        FIELDS_OF("agent_step", "circuit_breaker_state", "cost_usd", "error", "latency_ms", "reason", "retry_count",
+                  "tool_args", "tool_name", "tool_result_summary", "tool_result_truncated"),
+    [WD_AE_HTTP_REQUEST] =
+        FIELDS_OF("agent_step", "error", "latency_ms", "reason", "retry_count", "status", "tool_args", "tool_name"),
+    [WD_AE_EXEC] = FIELDS_OF("agent_step", "error", "exit_code", "latency_ms", "signal", "timed_out", "tool_args",
+                             "tool_name", "tool_result_truncated"),
+    [WD_AE_AUTHORIZATION_DENIED] = FIELDS_OF("agent_step", "error", "http_method", "http_path", "reason", "remote_addr",
+                                             "tool_args", "tool_name", "tool_undeclared", "unaudited_before"),
+    [WD_AE_VALIDATION_FAILED] = FIELDS_OF("agent_step", "error", "reason", "tool_args", "tool_name"),
+    [WD_AE_GUARDRAIL_VIOLATION] =
+        FIELDS_OF("agent_step", "error", "reason", "severity", "tool_args", "tool_name", "violation_type"),
+    [WD_AE_RATE_LIMITED] = FIELDS_OF("agent_step", "error", "http_method", "http_path", "reason", "retry_after_ms",
+                                     "tool_args", "tool_name", "unaudited_before"),
+    [WD_AE_BUDGET_WARNING] = FIELDS_OF("budget_period", "budget_scope", "cost_usd", "reason"),
+    [WD_AE_BUDGET_EXCEEDED] =
+        FIELDS_OF("agent_step", "budget_period", "budget_scope", "cost_usd", "reason", "tool_args", "tool_name"),
+    [WD_AE_APPROVAL_REQUESTED] =
+        FIELDS_OF("agent_step", "approval_id", "approvers", "autonomy_level", "confidence", "consecutive_errors",
+                  "detector", "expires_ms", "justification", "needed", "reason", "risk", "tool_args", "tool_name",
+                  "trigger", "triggers", "urgency"),
+    [WD_AE_APPROVAL_ESCALATED] = FIELDS_OF("agent_step", "approval_id", "approvals_needed", "approved_by", "reason",
+                                           "tool_name", "trigger", "wait_ms"),
+    [WD_AE_APPROVAL_GRANTED] = FIELDS_OF("agent_step", "approval_id", "approvals_needed", "approved_by", "decided_by",
+                                         "decided_via", "reason", "tool_name", "trigger", "wait_ms"),
+    [WD_AE_APPROVAL_REJECTED] = FIELDS_OF("agent_step", "approval_id", "approvals_needed", "approved_by", "decided_by",
+                                          "decided_via", "reason", "tool_name", "trigger", "wait_ms"),
+    [WD_AE_APPROVAL_EXPIRED] = FIELDS_OF("agent_step", "approval_id", "approvals_needed", "approved_by", "decided_by",
+                                         "decided_via", "reason", "tool_name", "trigger", "wait_ms"),
+    [WD_AE_HUMAN_NOTIFIED] = FIELDS_OF("agent_step", "autonomy_level", "reason", "tool_args", "tool_name"),
+    [WD_AE_KILL_SWITCH] = FIELDS_OF("action", "automatic", "reason"),
+    [WD_AE_DETECTOR_VERDICT] = FIELDS_OF("agent_step", "details", "detector", "failure_mode", "on", "prevented",
+                                         "reason", "tool_args", "tool_name", "verdict"),
+    [WD_AE_DETECTOR_ERROR] = FIELDS_OF("agent_step", "detector", "error", "on", "reason"),
+    [WD_AE_BREAKER_OPENED] = FIELDS_OF("breaker", "circuit_breaker_state", "model", "reason", "tool_name"),
+    [WD_AE_BREAKER_HALF_OPEN] = FIELDS_OF("breaker", "circuit_breaker_state", "model", "reason", "tool_name"),
+    [WD_AE_BREAKER_CLOSED] = FIELDS_OF("breaker", "circuit_breaker_state", "model", "reason", "tool_name"),
+    [WD_AE_AGENT_LOG] = FIELDS_OF("agent_step", "fields"),
+    [WD_AE_AUDIT_RECOVERED] = FIELDS_OF("reason", "torn_fragment"),
+    [WD_AE_RUN_FINISHED] = FIELDS_OF("agent_step", "audit_dropped", "audit_records", "cost_usd", "error", "latency_ms",
+                                     "reason", "result"),
+    [WD_AE_SERVER_STARTED] = FIELDS_OF("agents", "listen", "policy", "workers"),
+    [WD_AE_SERVER_STOPPED] = FIELDS_OF("reason"),
+    [WD_AE_POLICY_RELOADED] = FIELDS_OF("agents", "file", "generation", "reason", "script", "scripts"),
+    [WD_AE_POLICY_REJECTED] = FIELDS_OF("errors", "file", "reason", "script"),
+};
+
+const char *const *wd_event_fields(wd_audit_event e)
+{
+    static const char *const NONE[] = {NULL};
+    if (e == WD_AE_COUNT)
+        return COMMON;
+    return e >= 0 && e < WD_AE_COUNT && FIELDS[e] ? FIELDS[e] : NONE;
+}
+
+static int listed(const char *const *l, const char *k)
+{
+    for (; *l; l++)
+        if (**l == *k && !strcmp(*l, k))
+            return 1;
+    return 0;
+}
+
+const char *wd_event_stray(const json_t *rec)
+{
+    const char *name = json_string_value(json_object_get(rec, "event"));
+    int e = 0;
+    while (name && e < WD_AE_COUNT && strcmp(NAMES[e], name))
+        e++;
+    if (!name || e == WD_AE_COUNT)
+        return "event";
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)rec, k, v)
+    {
+        (void)v;
+        if (!listed(COMMON, k) && !listed(wd_event_fields(e), k))
+            return k;
+    }
+    return NULL;
+}

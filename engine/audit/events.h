@@ -4,6 +4,8 @@
 #ifndef WD_EVENTS_H
 #define WD_EVENTS_H
 
+#include <jansson.h>
+
 typedef enum {
     WD_AE_NONE = -1, /* no record (the caller writes its own) */
     WD_AE_RUN_STARTED,
@@ -42,5 +44,19 @@ typedef enum {
 
 /* the event's name as records carry it; "" for WD_AE_NONE or a value out of range */
 const char *wd_event_name(wd_audit_event e);
+
+/* ** Each event's fields, defined once (events.c): the members every record has (the
+** chain's, the run's ids, success, and the marks redaction and bounding add) and the
+** event's own. A writer that sets a member its event does not declare is caught where
+** every record passes (wd_audit_append) when WARDEN_CHECK_RECORDS is set, as the test
+** suite sets it: "1" aborts naming the record and the member, a path appends one line
+** "event member" per stray member to that file. spec/audit_events_spec.lua holds the
+** table and docs/safety.md's together. */
+
+/* the first member of rec its event does not declare (an unknown event: "event"), or
+** NULL when every member is declared; borrowed from rec */
+const char *wd_event_stray(const json_t *rec);
+/* the event's own fields, NULL-terminated (WD_AE_COUNT: the members every record has) */
+const char *const *wd_event_fields(wd_audit_event e);
 
 #endif

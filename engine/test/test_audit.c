@@ -1,6 +1,7 @@
 /* test_audit.c - the hash chain, verify's verdicts, redaction, torn-line repair */
 #include "harness.h"
 #include "audit.h"
+#include "events.h"
 #include "policy.h"
 #include "redact.h"
 #include "util.h"
@@ -238,6 +239,39 @@ TEST(redaction)
     wd_policy_unref(p);
 }
 
+/* each event's fields defined once (events.c): a member the event does not declare is
+** found, and WARDEN_CHECK_RECORDS=path collects every one the writer is given */
+TEST(stray_fields_reported)
+{
+    json_t *good = json_pack("{s:s,s:s,s:b,s:s,s:i}", "event", "tool_call", "run_id", "r", "success", 1, "tool_name",
+                             "echo", "agent_step", 1);
+    json_t *bad = json_pack("{s:s,s:b,s:s}", "event", "tool_call", "success", 1, "bogus", "x");
+    json_t *unknown = json_pack("{s:s}", "event", "no_such_event");
+    CHECK(wd_event_stray(good) == NULL);
+    CHECK_STR(wd_event_stray(bad), "bogus");
+    CHECK_STR(wd_event_stray(unknown), "event");
+    CHECK(wd_event_fields(WD_AE_COUNT)[0] != NULL); /* the members every record has */
+    char log[300], report[300];                     /* path_of's buffer is shared */
+    snprintf(log, sizeof log, "%s", path_of("strays.jsonl"));
+    snprintf(report, sizeof report, "%s", path_of("strays.txt"));
+    setenv("WARDEN_CHECK_RECORDS", report, 1);
+    char err[200];
+    wd_audit *a = wd_audit_open(log, WD_FSYNC_NONE, err, sizeof err);
+    unsetenv("WARDEN_CHECK_RECORDS");
+    REQUIRE(a);
+    wd_audit_append(a, good);
+    wd_audit_append(a, bad);
+    wd_audit_append(a, unknown);
+    wd_audit_close(a);
+    FILE *f = fopen(report, "r");
+    REQUIRE(f);
+    char text[300] = "";
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    CHECK_STR(text, "tool_call bogus\nno_such_event event\n");
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
@@ -251,6 +285,7 @@ int main(void)
     RUN(fsync_error_fails_closed_batch);
     RUN(secret_keys_match_whole_words);
     RUN(redaction);
+    RUN(stray_fields_reported);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
