@@ -22,6 +22,15 @@
 
 #define risk_rank wd_policy_risk_rank
 
+/* a wait for a person (approval.h), the run's while it lasts; made at the first request */
+struct wd_appr_state {
+    char id[37]; /* "" when none */
+    int escalation_audited;
+    int64_t remaining_ns; /* of the run's deadline, which waits too */
+    int gate;             /* a detector's escalation: 1 holds the next request, 2 the answer */
+    char label[100];      /* what waits: a tool's name, "(run)" or "(final answer)" */
+};
+
 /* 0, or -1 with msg saying what is wrong */
 int wd_approve_opts(lua_State *L, wd_call_opts *o, const char *name, char *msg, size_t n)
 {
@@ -111,6 +120,8 @@ static const int URG_OF_RISK[5] = {0, 0, 1, 2, 3};
 static json_t *open_request(wd_run *r, const char *what, const json_t *args, const char *risk, int urg,
                             const char *justification, int needed, int64_t *ttl_ms)
 {
+    if (!r->appr && !(r->appr = calloc(1, sizeof *r->appr)))
+        return NULL;
     wd_policy *p = wd_engine_policy(r->eng);
     int64_t now = wd_store_now(r->eng->store), ttl = p->expiry_ms[urg];
     json_t *approvers = json_object_get(p->routes, risk);
@@ -140,9 +151,9 @@ static json_t *open_request(wd_run *r, const char *what, const json_t *args, con
     for (int i = 0; i < 6; i++)
         json_object_set(ev, COPY[i], json_object_get(req, COPY[i]));
     json_decref(req);
-    memcpy(r->appr.id, id, sizeof id);
-    snprintf(r->appr.label, sizeof r->appr.label, "%s", what);
-    r->appr.escalation_audited = 0;
+    memcpy(r->appr->id, id, sizeof id);
+    snprintf(r->appr->label, sizeof r->appr->label, "%s", what);
+    r->appr->escalation_audited = 0;
     *ttl_ms = ttl;
     return ev;
 }
@@ -180,10 +191,10 @@ int wd_approve_ask(wd_run *r, lua_State *L, const wd_tool_policy *tp, const char
         snprintf(line, sizeof line,
                  "waiting for approval of tool '%s' (request %s, %s risk, expires in %lld s): "
                  "warden approvals approve %s --key-file APPROVER_KEY",
-                 name, r->appr.id, risk, (long long)(ttl / 1000), r->appr.id);
+                 name, r->appr->id, risk, (long long)(ttl / 1000), r->appr->id);
         r->eng->notice(r->eng->notice_ud, line);
     }
-    r->appr.gate = 0;
+    r->appr->gate = 0;
     wd_toolcall_request(r, OP_APPROVAL, tp, name, args, idx, t0);
     return -1;
 }
@@ -200,15 +211,15 @@ static void arm_poll(wd_run *r)
 /* the run's deadline waits with it: a person's hours are not the agent's */
 static void pause_deadline(wd_run *r)
 {
-    r->appr.remaining_ns = r->deadline_ns - wd_now_ns();
-    if (r->appr.remaining_ns < 0)
-        r->appr.remaining_ns = 0;
+    r->appr->remaining_ns = r->deadline_ns - wd_now_ns();
+    if (r->appr->remaining_ns < 0)
+        r->appr->remaining_ns = 0;
     event_del(r->run_timer);
 }
 
 static void resume_deadline(wd_run *r)
 {
-    int64_t left = r->appr.remaining_ns;
+    int64_t left = r->appr->remaining_ns;
     r->deadline_ns = wd_now_ns() + left;
     struct timeval tv = {(time_t)(left / 1000000000), (suseconds_t)(left % 1000000000 / 1000)};
     evtimer_add(r->run_timer, &tv);
@@ -217,10 +228,10 @@ static void resume_deadline(wd_run *r)
 static void approval_event(wd_run *r, wd_audit_event event, int success, const wd_approval_state *st, const char *msg)
 {
     json_t *ev = wd_run_event(r, event, success);
-    json_object_set_new(ev, "approval_id", json_string(r->appr.id));
-    json_object_set_new(ev, "tool_name", json_string(r->appr.label));
+    json_object_set_new(ev, "approval_id", json_string(r->appr->id));
+    json_object_set_new(ev, "tool_name", json_string(r->appr->label));
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
-    if (r->appr.gate)
+    if (r->appr->gate)
         json_object_set_new(ev, "trigger", json_string("detector"));
     if (st) {
         json_object_set(ev, "approved_by", st->approved_by);
@@ -242,8 +253,8 @@ static void approval_event(wd_run *r, wd_audit_event event, int success, const w
 ** detector held ends rejected */
 static void approval_refused(wd_run *r, const char *msg)
 {
-    if (r->appr.gate) {
-        r->appr.id[0] = '\0';
+    if (r->appr->gate) {
+        r->appr->id[0] = '\0';
         wd_run_end(r, WD_ST_REJECTED, msg);
         return;
     }
@@ -251,7 +262,7 @@ static void approval_refused(wd_run *r, const char *msg)
     wd_tool_record(r, r->tool.name, r->req.args, msg, 0, NULL, 0);
     json_decref(r->req.args);
     r->req.args = NULL;
-    r->appr.id[0] = '\0';
+    r->appr->id[0] = '\0';
     lua_State *co = r->waiting;
     resume_deadline(r);
     wd_run_reply_error(r, co, msg);
@@ -262,18 +273,17 @@ static void granted(wd_run *r)
 {
     char msg[700];
     r->consecutive_errors = 0; /* a person has looked at the run */
-    r->appr.id[0] = '\0';
+    r->appr->id[0] = '\0';
     resume_deadline(r);
-    if (r->appr.gate) { /* what the detector held goes on */
-        int finish = r->appr.gate == 2;
-        r->appr.gate = 0;
+    if (r->appr->gate) { /* what the detector held goes on */
+        int finish = r->appr->gate == 2;
+        r->appr->gate = 0;
         if (finish)
             wd_run_end(r, WD_ST_COMPLETED, NULL);
         else
             wd_run_start_op(r);
         return;
     }
-    r->tool.retries = 0;
     int idx = (int)r->req.tool;
     if (!wd_toolcall_admit(r, idx, r->tool.name, r->req.args, msg, sizeof msg)) {
         json_decref(r->req.args);
@@ -293,11 +303,11 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
     wd_store *s = r->eng->store;
     wd_approval_state st;
     char msg[1000], subject[160];
-    snprintf(subject, sizeof subject, "%s '%s'", r->appr.gate ? "the run at" : "tool", r->appr.label);
-    const char *outcome = r->appr.gate ? "the run ends" : "the call was not made";
-    int got = wd_approval_get(s, r->appr.id, &st);
+    snprintf(subject, sizeof subject, "%s '%s'", r->appr->gate ? "the run at" : "tool", r->appr->label);
+    const char *outcome = r->appr->gate ? "the run ends" : "the call was not made";
+    int got = wd_approval_get(s, r->appr->id, &st);
     if (got <= 0) {
-        snprintf(msg, sizeof msg, "approval request %s for %s %s: %s", r->appr.id, subject,
+        snprintf(msg, sizeof msg, "approval request %s for %s %s: %s", r->appr->id, subject,
                  got < 0 ? "cannot be read from the state store" : "is gone from the state store", outcome);
         approval_event(r, WD_AE_APPROVAL_EXPIRED, 0, NULL, msg);
         approval_refused(r, msg);
@@ -305,15 +315,15 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
     }
     int64_t now = wd_store_now(s);
     if (!strcmp(st.status, "pending") && now >= st.expires_ms &&
-        wd_approval_close(s, r->appr.id, "expired", "no decision before it expired", now) > 0) {
+        wd_approval_close(s, r->appr->id, "expired", "no decision before it expired", now) > 0) {
         strcpy(st.status, "expired");
         st.decided_ms = now;
     } else if (!strcmp(st.status, "pending") && now >= st.escalate_ms && !st.escalated) {
         wd_approval_sweep(s, now); /* marks it escalated for every process to see */
         st.escalated = 1;
     }
-    if (st.escalated && !r->appr.escalation_audited) {
-        r->appr.escalation_audited = 1;
+    if (st.escalated && !r->appr->escalation_audited) {
+        r->appr->escalation_audited = 1;
         snprintf(msg, sizeof msg, "no decision on %s after %lld s: escalated", subject,
                  (long long)((st.escalate_ms - st.created_ms) / 1000));
         approval_event(r, WD_AE_APPROVAL_ESCALATED, 1, &st, msg);
@@ -373,10 +383,10 @@ int wd_pipeline_gate(wd_run *r, int finish, const char *detector, const char *re
         snprintf(line, sizeof line,
                  "detector '%s' escalated (%s): the run waits for approval (request %s): "
                  "warden approvals approve %s --key-file APPROVER_KEY",
-                 detector, reason, r->appr.id, r->appr.id);
+                 detector, reason, r->appr->id, r->appr->id);
         r->eng->notice(r->eng->notice_ud, line);
     }
-    r->appr.gate = finish ? 2 : 1;
+    r->appr->gate = finish ? 2 : 1;
     pause_deadline(r);
     arm_poll(r);
     return 0;
@@ -384,12 +394,12 @@ int wd_pipeline_gate(wd_run *r, int finish, const char *detector, const char *re
 
 void wd_pipeline_approval_cancel(wd_run *r, const char *why)
 {
-    if (!r->appr.id[0])
+    if (!r->appr || !r->appr->id[0])
         return;
     char reason[400];
     snprintf(reason, sizeof reason, "the run ended first: %s", why ? why : "?");
-    wd_approval_close(r->eng->store, r->appr.id, "cancelled", reason, wd_store_now(r->eng->store));
-    r->appr.id[0] = '\0';
+    wd_approval_close(r->eng->store, r->appr->id, "cancelled", reason, wd_store_now(r->eng->store));
+    r->appr->id[0] = '\0';
 }
 
 static void approval_start(wd_run *r)
@@ -398,4 +408,10 @@ static void approval_start(wd_run *r)
     arm_poll(r);
 }
 
-const wd_op_kind wd_op_approval = {"approval", approval_start, wd_pipeline_approval_cancel, NULL, NULL};
+static void approval_free(wd_run *r)
+{
+    free(r->appr);
+    r->appr = NULL;
+}
+
+const wd_op_kind wd_op_approval = {"approval", approval_start, wd_pipeline_approval_cancel, NULL, approval_free};

@@ -242,7 +242,6 @@ static int check_call(tool_call *c)
         if (rc != GO)
             return rc;
     }
-    r->tool.retries = 0;
     wd_toolcall_request(r, OP_TOOL, c->tp, c->name, c->args, c->idx, c->t0); /* takes args */
     return YIELD;
 }

@@ -21,7 +21,33 @@
 
 #define MAX_RESULT_BYTES (1u << 20)
 
-/* the tool's breaker: 1 admitted (r->tool.admitted, .probe set), 0 refused at once
+/* the tool call's own state; r->tool holds what the driver and the handler's ctx see */
+struct wd_tool_state {
+    size_t impl; /* into r->tools */
+    int co_ref;  /* the handler's thread, kept from the collector */
+    json_t *args;
+    struct event *timer; /* the handler's timeout */
+    int64_t start_ns;    /* for latency_ms: r->tool.t0 is shifted to leave handler time out */
+    int retries;         /* transient failures retried so far */
+    int admitted, probe; /* by the tool's breaker; an outcome is owed */
+};
+
+/* the state, made at the first call of the run: NULL when memory ran out */
+static wd_tool_state *tool_state(wd_run *r)
+{
+    if (r->tool_st)
+        return r->tool_st;
+    wd_tool_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    if (!(st->timer = evtimer_new(r->eng->base, NULL, NULL))) {
+        free(st);
+        return NULL;
+    }
+    return r->tool_st = st;
+}
+
+/* the tool's breaker: 1 admitted (admitted, probe set in the call's state), 0 refused at once
 ** while open, without running the handler: audited and listed, msg says why */
 int wd_toolcall_admit(wd_run *r, int idx, const char *name, json_t *args, char *msg, size_t msgn)
 {
@@ -29,6 +55,12 @@ int wd_toolcall_admit(wd_run *r, int idx, const char *name, json_t *args, char *
     wd_breaker_cfg bc = wd_run_breaker_cfg(r);
     wd_breaker_change ch;
     int probe;
+    if (!tool_state(r)) {
+        snprintf(msg, msgn, "tool '%s': out of memory", name);
+        wd_budget_settle(r, &r->tool_hold, 0);
+        wd_tool_record(r, name, args, msg, 0, NULL, 0);
+        return 0;
+    }
     if (!wd_breakers_admit(r->eng->breakers, bname, &bc, &probe, msg, msgn, &ch)) {
         wd_budget_settle(r, &r->tool_hold, 0);
         wd_run_audit_breaker(r, bname, &ch, name, NULL);
@@ -45,8 +77,8 @@ int wd_toolcall_admit(wd_run *r, int idx, const char *name, json_t *args, char *
         return 0;
     }
     wd_run_audit_breaker(r, bname, &ch, name, NULL);
-    r->tool.admitted = 1;
-    r->tool.probe = probe;
+    r->tool_st->admitted = 1;
+    r->tool_st->probe = probe;
     return 1;
 }
 
@@ -88,19 +120,19 @@ static void run_handler(wd_run *r)
 {
     wd_engine *e = r->eng;
     lua_State *L = r->L;
-    wd_tool_impl *t = &r->tools[r->tool.impl];
+    wd_tool_impl *t = &r->tools[r->tool_st->impl];
     r->sb->in_engine++;
     lua_State *co = lua_newthread(L);
-    r->tool.co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    r->tool_st->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_rawgeti(co, LUA_REGISTRYINDEX, t->fn_ref);
-    wd_json_push(co, r->tool.args);
+    wd_json_push(co, r->tool_st->args);
     wd_run_push_ctx(r, co, 1);
     r->sb->in_engine--;
     r->tool.co = co;
     r->tool.deadline_ns = wd_now_ns() + r->tool.timeout_ms * 1000000LL;
     struct timeval tv = {(time_t)(r->tool.timeout_ms / 1000), (suseconds_t)(r->tool.timeout_ms % 1000) * 1000};
-    event_assign(r->tool.timer, e->base, -1, 0, on_tool_timeout, r);
-    evtimer_add(r->tool.timer, &tv);
+    event_assign(r->tool_st->timer, e->base, -1, 0, on_tool_timeout, r);
+    evtimer_add(r->tool_st->timer, &tv);
     wd_run_schedule(r, co, 2);
 }
 
@@ -113,13 +145,19 @@ static void on_tool_retry(evutil_socket_t fd, short what, void *arg)
 
 void wd_toolcall_start(wd_run *r)
 {
+    wd_tool_state *st = tool_state(r);
+    if (!st) {
+        wd_run_end(r, WD_ST_FAILED, "out of memory");
+        return;
+    }
     r->tool.active = 1;
-    r->tool.impl = r->req.tool;
-    json_decref(r->tool.args);
-    r->tool.args = r->req.args;
+    st->impl = r->req.tool;
+    json_decref(st->args);
+    st->args = r->req.args;
     r->req.args = NULL;
     r->tool.t0 = r->req.t0;
-    r->tool.start_ns = r->req.t0;
+    st->start_ns = r->req.t0;
+    st->retries = 0;
     r->tool.overhead_ns = 0;
     run_handler(r);
 }
@@ -137,12 +175,12 @@ static void sleep_start(wd_run *r)
 /* drops the handler's coroutine; the call itself stays active (a retry may follow) */
 static void drop_handler(wd_run *r)
 {
-    event_del(r->tool.timer);
+    event_del(r->tool_st->timer);
     wd_fetch_cancel(r, NULL);
     wd_exec_cancel(r, NULL);
     if (r->L && r->tool.co) {
         r->sb->in_engine++;
-        luaL_unref(r->L, LUA_REGISTRYINDEX, r->tool.co_ref);
+        luaL_unref(r->L, LUA_REGISTRYINDEX, r->tool_st->co_ref);
         r->sb->in_engine--;
     }
     r->tool.co = NULL;
@@ -155,9 +193,9 @@ void wd_pipeline_tool_cancel(wd_run *r)
     drop_handler(r);
     r->tool.active = 0;
     wd_budget_settle(r, &r->tool_hold, 0); /* ended without an outcome: the reservation goes back */
-    if (r->tool.admitted && r->tool.probe && r->tools[r->tool.impl].breaker) /* no outcome to report */
-        wd_breakers_release(r->eng->breakers, r->tools[r->tool.impl].breaker);
-    r->tool.admitted = 0;
+    if (r->tool_st->admitted && r->tool_st->probe && r->tools[r->tool_st->impl].breaker) /* no outcome to report */
+        wd_breakers_release(r->eng->breakers, r->tools[r->tool_st->impl].breaker);
+    r->tool_st->admitted = 0;
 }
 
 /* a transient failure with retries left: the attempt audited, the handler dropped, the
@@ -165,20 +203,20 @@ void wd_pipeline_tool_cancel(wd_run *r)
 static int retry_tool(wd_run *r, const char *error)
 {
     char reason[80], msg[700];
-    if (wd_run_retry_arm(r, r->tool.retries, -1, on_tool_retry, reason, sizeof reason) < 0)
+    if (wd_run_retry_arm(r, r->tool_st->retries, -1, on_tool_retry, reason, sizeof reason) < 0)
         return 0;
     snprintf(msg, sizeof msg, "tool '%s' failed: %s", r->tool.name, error ? error : "error");
     json_t *ev = wd_run_event(r, WD_AE_TOOL_CALL, 0);
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
     json_object_set_new(ev, "tool_name", json_string(r->tool.name));
-    json_object_set_new(ev, "tool_args", json_deep_copy(r->tool.args));
-    json_object_set_new(ev, "latency_ms", json_integer((wd_now_ns() - r->tool.start_ns) / 1000000));
-    json_object_set_new(ev, "retry_count", json_integer(r->tool.retries));
+    json_object_set_new(ev, "tool_args", json_deep_copy(r->tool_st->args));
+    json_object_set_new(ev, "latency_ms", json_integer((wd_now_ns() - r->tool_st->start_ns) / 1000000));
+    json_object_set_new(ev, "retry_count", json_integer(r->tool_st->retries));
     json_object_set_new(ev, "error", json_string(msg));
     json_object_set_new(ev, "reason", json_string(reason));
     wd_run_audit(r, ev);
     drop_handler(r);
-    r->tool.retries++;
+    r->tool_st->retries++;
     return 1;
 }
 
@@ -240,12 +278,12 @@ static json_t *call_record(wd_run *r, int success, int transient, const char *su
     json_t *ev = wd_run_event(r, WD_AE_TOOL_CALL, success);
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
     json_object_set_new(ev, "tool_name", json_string(r->tool.name));
-    json_object_set_new(ev, "tool_args", json_deep_copy(r->tool.args));
+    json_object_set_new(ev, "tool_args", json_deep_copy(r->tool_st->args));
     json_object_set_new(ev, "tool_result_summary", json_string(sum ? sum : ""));
     json_object_set_new(ev, "tool_result_truncated", json_boolean(truncated));
     json_object_set_new(ev, "cost_usd", json_real(cost));
-    json_object_set_new(ev, "latency_ms", json_integer((wd_now_ns() - r->tool.start_ns) / 1000000));
-    json_object_set_new(ev, "retry_count", json_integer(r->tool.retries));
+    json_object_set_new(ev, "latency_ms", json_integer((wd_now_ns() - r->tool_st->start_ns) / 1000000));
+    json_object_set_new(ev, "retry_count", json_integer(r->tool_st->retries));
     if (!success) {
         json_object_set_new(ev, "error", json_string(error));
         if (transient)
@@ -266,7 +304,7 @@ typedef struct tool_outcome {
 static int push_tool(wd_run *r, lua_State *co, void *ud)
 {
     tool_outcome *o = ud;
-    wd_tool_record(r, r->tool.name, r->tool.args, o->summary, o->success, o->result, 1);
+    wd_tool_record(r, r->tool.name, r->tool_st->args, o->summary, o->success, o->result, 1);
     if (o->result)
         wd_json_push(co, o->result);
     else
@@ -297,13 +335,13 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
     double cost = success && tp ? tp->cost_usd : 0;
     wd_policy_unref(p);
     tool_outcome o = {success ? sum : failure, success, result, msg};
-    const char *bname = r->tools[r->tool.impl].breaker ? r->tools[r->tool.impl].breaker : "tool:?";
+    const char *bname = r->tools[r->tool_st->impl].breaker ? r->tools[r->tool_st->impl].breaker : "tool:?";
     wd_settle st = {.record = call_record(r, success, transient, sum, truncated, failure, cost),
                     .cost = cost,
                     .hold = &r->tool_hold,
                     .breaker = bname,
-                    .admitted = &r->tool.admitted,
-                    .probe = r->tool.probe,
+                    .admitted = &r->tool_st->admitted,
+                    .probe = r->tool_st->probe,
                     .ok = ok,
                     .state_in_record = 1,
                     .tool = r->tool.name,
@@ -324,6 +362,18 @@ static void tool_cancel(wd_run *r, const char *why)
         wd_pipeline_tool_cancel(r);
 }
 
-const wd_op_kind wd_op_tool = {"tool", wd_toolcall_start, tool_cancel, wd_pipeline_tool_done, wd_tool_free_all};
+/* the run's tools and the call's state */
+static void tool_free(wd_run *r)
+{
+    wd_tool_free_all(r);
+    if (!r->tool_st)
+        return;
+    event_free(r->tool_st->timer);
+    json_decref(r->tool_st->args);
+    free(r->tool_st);
+    r->tool_st = NULL;
+}
+
+const wd_op_kind wd_op_tool = {"tool", wd_toolcall_start, tool_cancel, wd_pipeline_tool_done, tool_free};
 const wd_op_kind wd_op_sleep = {"sleep", sleep_start, NULL, NULL, NULL};
 const wd_op_kind wd_op_end = {"end", end_start, NULL, NULL, NULL};

@@ -682,7 +682,6 @@ int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, vo
     r->errors = json_array();
     r->op_timer = evtimer_new(e->base, NULL, NULL); /* callbacks are set per operation */
     r->run_timer = evtimer_new(e->base, run_timeout, r);
-    r->tool.timer = evtimer_new(e->base, NULL, NULL);
     e->active++;
     e->unstarted++;
     r->live_next = e->live;
@@ -691,7 +690,7 @@ int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, vo
     e->live = r;
     wd_kills_arm(e);
     char err[300];
-    if (!r->session_id || !r->tool_calls || !r->errors || !r->op_timer || !r->run_timer || !r->tool.timer) {
+    if (!r->session_id || !r->tool_calls || !r->errors || !r->op_timer || !r->run_timer) {
         r->agent_name = wd_strdup("?");
         wd_run_end(r, WD_ST_FAILED, "out of memory");
         return -1;

@@ -32,6 +32,8 @@ typedef struct wd_detect wd_detect;
 typedef struct wd_llm_state wd_llm_state;     /* ops/llm.c */
 typedef struct wd_fetch_state wd_fetch_state; /* ops/fetch.c */
 typedef struct wd_exec_state wd_exec_state;   /* ops/exec.c */
+typedef struct wd_appr_state wd_appr_state;   /* ops/approve.c */
+typedef struct wd_tool_state wd_tool_state;   /* ops/toolcall.c */
 
 /* The kinds of operation a run waits on. An engine call records its request in r->req and
 ** yields; the driver starts it by its kind (wd_run_start_op); a run that ends while it
@@ -169,21 +171,16 @@ struct wd_run {
     } req;
     lua_State *waiting; /* the top-level thread an operation will resume */
 
-    /* the tool call in flight */
+    /* the tool call in flight, as the driver and the handler's ctx calls see it; the
+    ** rest is the call's own (wd_tool_state, ops/toolcall.c) */
     struct {
-        int active;
-        size_t impl;
-        char *name;
-        lua_State *co;
-        int co_ref;
-        json_t *args;
+        int active;    /* from its start to its end */
+        char *name;    /* set when the call is requested */
+        lua_State *co; /* the handler's thread: NULL between attempts */
         int64_t t0, deadline_ns, overhead_ns;
         long long timeout_ms;
-        struct event *timer;
-        int64_t start_ns;    /* for latency_ms: t0 is shifted to leave handler time out */
-        int retries;         /* transient failures retried so far */
-        int admitted, probe; /* by the tool's breaker; an outcome is owed */
     } tool;
+    wd_tool_state *tool_st; /* ops/toolcall.c, made when a call is first admitted */
 
     wd_llm_state *call;    /* the LLM call in flight (llm.c), made on first use */
     int last_fail_timeout; /* the last LLM call failed by a timeout */
@@ -201,14 +198,8 @@ struct wd_run {
     wd_ledger_key bkeys[WD_BUDGET_KEYS];
     unsigned long long bkeys_gen;
     int64_t bkeys_day;
-    int run_warned;  /* the per-run budget_warning was audited */
-    struct {         /* a tool call waiting for a person (approval.h) */
-        char id[37]; /* "" when none */
-        int escalation_audited;
-        int64_t remaining_ns; /* of the run's deadline, which waits too */
-        int gate;             /* a detector's escalation: 1 holds the next request, 2 the answer */
-        char label[100];      /* what waits: a tool's name, "(run)" or "(final answer)" */
-    } appr;
+    int run_warned;         /* the per-run budget_warning was audited */
+    wd_appr_state *appr;    /* a wait for a person (approve.c), made at the first request */
     int64_t retry_after_ms; /* a rate-limited run: when to try again */
     json_t *tool_calls, *errors;
     long tool_calls_omitted; /* past WD_MAX_TOOL_CALLS_IN_RESULT */

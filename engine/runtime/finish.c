@@ -17,8 +17,6 @@ static void run_free(wd_run *r)
         event_free(r->op_timer);
     if (r->run_timer)
         event_free(r->run_timer);
-    if (r->tool.timer)
-        event_free(r->tool.timer);
     const wd_engine_hooks *h = r->eng->hooks;
     for (int k = OP_NONE + 1; k < OP_COUNT; k++)
         if (h->ops[k] && h->ops[k]->free)
@@ -31,7 +29,6 @@ static void run_free(wd_run *r)
     json_decref(r->req.call);
     free(r->req.end_error);
     free(r->req.model);
-    json_decref(r->tool.args);
     free(r->tool.name);
     json_decref(r->pending_llm);
     json_decref(r->tool_calls);
