@@ -30,6 +30,8 @@ static const char *check_key(lua_State *L)
     size_t l;
     const char *k = luaL_checklstring(L, 2, &l);
     luaL_argcheck(L, l > 0 && l <= MAX_KEY, 2, "a key of 1 to 200 bytes");
+    /* the store keeps keys as C strings: "a\0b" would be the key "a" of another value */
+    luaL_argcheck(L, strlen(k) == l, 2, "a key without NUL bytes");
     return k;
 }
 
