@@ -227,11 +227,11 @@ int wd_cli_approvals(args_t *a)
     }
     int64_t now = wd_store_now(st);
     int rc = 2;
-    if (wd_approval_sweep(st, now) < 0)
+    if (wd_store_approval_sweep(st, now) < 0)
         goto store_fail;
     if (list) {
         json_t *l;
-        if (wd_approval_list(st, a->all, &l) < 0)
+        if (wd_store_approval_list(st, a->all, &l) < 0)
             goto store_fail;
         print_requests(a, l, now);
         json_decref(l);

@@ -354,7 +354,7 @@ static void scrape(wd_buf *g, wd_store *st, const wd_policy *p, const wd_metrics
     }
     json_decref(bs);
     json_t *ap = NULL;
-    if (wd_approval_sweep(st, wd_store_now(st)) >= 0 && wd_approval_list(st, 0, &ap) == 0)
+    if (wd_store_approval_sweep(st, wd_store_now(st)) >= 0 && wd_store_approval_list(st, 0, &ap) == 0)
         gauge(&g[iap], "warden_approvals_pending", (double)json_array_size(ap), (const char *[]){NULL});
     json_decref(ap);
 }

@@ -305,7 +305,7 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
     char msg[1000], subject[160];
     snprintf(subject, sizeof subject, "%s '%s'", r->appr->gate ? "the run at" : "tool", r->appr->label);
     const char *outcome = r->appr->gate ? "the run ends" : "the call was not made";
-    int got = wd_approval_get(s, r->appr->id, &st);
+    int got = wd_store_approval_get(s, r->appr->id, &st);
     if (got <= 0) {
         snprintf(msg, sizeof msg, "approval request %s for %s %s: %s", r->appr->id, subject,
                  got < 0 ? "cannot be read from the state store" : "is gone from the state store", outcome);
@@ -319,7 +319,7 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
         strcpy(st.status, "expired");
         st.decided_ms = now;
     } else if (!strcmp(st.status, "pending") && now >= st.escalate_ms && !st.escalated) {
-        wd_approval_sweep(s, now); /* marks it escalated for every process to see */
+        wd_store_approval_sweep(s, now); /* marks it escalated for every process to see */
         st.escalated = 1;
     }
     if (st.escalated && !r->appr->escalation_audited) {

@@ -40,7 +40,7 @@ void wd_api_get_approvals(wd_call *c, int all)
 {
     wd_store *st = wd_engine_store(c->f->e);
     json_t *l;
-    if (wd_approval_sweep(st, wd_store_now(st)) < 0 || wd_approval_list(st, all, &l) < 0) {
+    if (wd_store_approval_sweep(st, wd_store_now(st)) < 0 || wd_store_approval_list(st, all, &l) < 0) {
         wd_call_error(c, 503, "state store %s: %s", wd_store_path(st), wd_store_error(st));
         return;
     }
@@ -74,7 +74,7 @@ void wd_api_decide(wd_call *c, const char *id, int approve)
     }
     int64_t now = wd_store_now(st);
     wd_approval_state as;
-    int found = wd_approval_sweep(st, now) < 0 ? -1 : wd_approval_get(st, id, &as);
+    int found = wd_store_approval_sweep(st, now) < 0 ? -1 : wd_store_approval_get(st, id, &as);
     if (found < 0) {
         wd_call_error(c, 503, "state store %s: %s", wd_store_path(st), wd_store_error(st));
         goto done;
@@ -203,7 +203,7 @@ void wd_api_get_dashboard(wd_call *c)
     wd_server *s = c->f->srv;
     wd_store *st = wd_engine_store(c->f->e);
     json_t *appr = NULL, *br = wd_admin_breakers(st, c->p);
-    if (wd_approval_sweep(st, wd_store_now(st)) < 0 || wd_approval_list(st, 0, &appr) < 0)
+    if (wd_store_approval_sweep(st, wd_store_now(st)) < 0 || wd_store_approval_list(st, 0, &appr) < 0)
         appr = json_array();
     json_t *d = json_pack("{s:o,s:o,s:o,s:o,s:o,s:I,s:I}", "runs", wd_registry_list(s->reg, NULL, 0, 50), "costs",
                           wd_metrics_costs(s->met), "breakers", br ? br : json_array(), "approvals", appr, "violations",

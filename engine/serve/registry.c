@@ -272,16 +272,16 @@ void wd_registry_event(wd_registry *g, const char *run_id, const char *event, co
         strcpy(x->status, "running");
     if (!strcmp(event, "run_finished"))
         x->saw_finished = 1;
-    /* a line larger than a run may keep is kept as a stub that says so (the log has it
-    ** whole): the stream still sees the event, and numbering stays one per record */
-    char stub[200];
+    /* a line larger than a run may keep is replaced by a short line that says so (the log
+    ** has it whole): the stream still sees the event, and numbering stays one per record */
+    char brief[200];
     if (len + 1 > g->events_bytes) {
-        snprintf(stub, sizeof stub,
+        snprintf(brief, sizeof brief,
                  "{\"event\":\"%.24s\",\"run_id\":\"%.36s\",\"line_bytes\":%zu,\"note\":"
                  "\"larger than serve.events_kb: the audit log has it\"}",
                  event, run_id, len);
-        line = stub;
-        len = strlen(stub);
+        line = brief;
+        len = strlen(brief);
     }
     make_room(g, x, len);
     if (x->n == x->cap && grow_lines(g, x) < 0)

@@ -22,8 +22,6 @@ void wd_approval_state_clear(wd_approval_state *st)
     st->approved_by = st->approvers = NULL;
 }
 
-int wd_approval_get(wd_store *s, const char *id, wd_approval_state *st) { return wd_store_approval_get(s, id, st); }
-
 int wd_approval_close(wd_store *s, const char *id, const char *status, const char *reason, int64_t now_ms)
 {
     if (wd_store_begin(s) < 0)
@@ -131,7 +129,3 @@ out:
     wd_approval_state_clear(&st);
     return rc;
 }
-
-int wd_approval_sweep(wd_store *s, int64_t now_ms) { return wd_store_approval_sweep(s, now_ms); }
-
-int wd_approval_list(wd_store *s, int all, json_t **out) { return wd_store_approval_list(s, all, out); }

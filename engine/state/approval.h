@@ -14,7 +14,8 @@
 /* urgency: low, normal, high, critical (the policy's approvals.expiry keys) */
 extern const char *const WD_URGENCIES[4];
 
-/* wd_approval_state: store.h */
+/* the rows (wd_approval_state; get, sweep, list): wd_store_approval_* in store.h */
+
 /* drops st's lists; accepts a state never filled (zeroed) */
 void wd_approval_state_clear(wd_approval_state *st);
 
@@ -23,8 +24,6 @@ void wd_approval_state_clear(wd_approval_state *st);
 ** list), needed, created_ms, expires_ms, escalate_ms. id: 36 characters + NUL, filled.
 ** 0 or -1 (wd_store_error). */
 int wd_approval_create(wd_store *s, const json_t *req, char id[37]);
-/* 1 found (st filled: wd_approval_state_clear it), 0 no such request, -1 error */
-int wd_approval_get(wd_store *s, const char *id, wd_approval_state *st);
 /* A person's decision on a pending request. approve: `by` joins the approvers (once
 ** each; one of the request's approvers when it names any), and the request is approved
 ** when enough have; reject: with reason. via: how `by` was established (kept with the
@@ -32,16 +31,9 @@ int wd_approval_get(wd_store *s, const char *id, wd_approval_state *st);
 ** request, already decided, expired, not an approver), -1 error. */
 int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by, const char *via, const char *reason,
                        int64_t now_ms, char *msg, size_t n);
-/* Settles what time and death decided: pending requests past expiry become expired,
-** those past their escalation point are marked escalated, those whose process is gone
-** abandoned. Returns how many rows changed, or -1. */
-int wd_approval_sweep(wd_store *s, int64_t now_ms);
 /* Ends a pending request without a decision (its run ended, or its clock ran out as the
 ** waiting run saw it): status expired or cancelled, with reason. 1 changed, 0 it was
 ** not pending any more, -1 error. */
 int wd_approval_close(wd_store *s, const char *id, const char *status, const char *reason, int64_t now_ms);
-/* The requests, oldest first, as JSON objects (pending only unless all); *out: caller
-** decrefs. 0 or -1. */
-int wd_approval_list(wd_store *s, int all, json_t **out);
 
 #endif

@@ -137,7 +137,9 @@ int wd_store_approval_insert(wd_store *s, const char *id, const json_t *req);
 int wd_store_approval_get(wd_store *s, const char *id, wd_approval_state *st);
 /* 1 a row changed, 0 none, -1 error; inside the caller's transaction when it has one */
 int wd_store_approval_update(wd_store *s, const char *id, const wd_approval_change *c);
-/* expired, escalated and abandoned settled (wd_approval_sweep): rows changed, or -1 */
+/* Settles what time and death decided: pending requests past expiry become expired,
+** those past their escalation point are marked escalated, those whose process is gone
+** abandoned. Rows changed, or -1. */
 int wd_store_approval_sweep(wd_store *s, int64_t now_ms);
 /* oldest first, pending only unless all; *out: caller decrefs. 0 or -1 */
 int wd_store_approval_list(wd_store *s, int all, json_t **out);
