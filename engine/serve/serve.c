@@ -33,6 +33,7 @@
 #include <event2/event.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,10 +254,17 @@ static void collect_here(void)
         *(void **)&mi_collect_fn = dlsym(RTLD_DEFAULT, "mi_collect");
         __atomic_store_n(&looked, 1, __ATOMIC_RELEASE);
     }
-    if (mi_collect_fn)
+    if (mi_collect_fn) {
         mi_collect_fn(true);
-    else
-        malloc_trim(0);
+        return;
+    }
+    /* one thread at a time: glibc sets its heap up lazily on the first call into it, and
+    ** where another allocator serves malloc (the sanitizers') that first call can be this
+    ** one, from the main thread and a worker at once: they raced in its setup (SEGV) */
+    static pthread_mutex_t trim_mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&trim_mu);
+    malloc_trim(0);
+    pthread_mutex_unlock(&trim_mu);
 }
 
 static void post_collect(void *arg, int index, wd_engine *e)

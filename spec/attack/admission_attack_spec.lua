@@ -61,7 +61,8 @@ describe("attack: one user's flood", function()
       local _, h = srv.http("GET", "/healthz")
       return h.runs_queued == 1
     end, "the run to queue")
-    assert.equal(0, srv.stop())
+    local rc_ = srv.stop()
+    assert.equal(0, rc_, T.read(srv.err))
     local res = T.decode(T.wait_for(function() local s = T.read(out) return s and s:match("}%s*$") and s end,
       "the waiting client's answer"))
     assert.equal("rate_limited", res.status)
