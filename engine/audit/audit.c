@@ -3,6 +3,7 @@
 #include "audit.h"
 #include "canon.h"
 #include "policy.h"
+#include "rotate.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,7 +63,19 @@ struct wd_audit {
     const char *check;     /* WARDEN_CHECK_RECORDS (check_record) */
     wd_audit_observer observer;
     void *observer_ud;
+    pthread_cond_t synced_cv; /* the syncer caught up (a file is swapped only then) */
+    wd_audit_rotation rot;
+    int64_t file_t0_ms; /* when the current file's first record was written; 0 unknown */
 };
+
+void wd_audit_set_rotation(wd_audit *a, const wd_audit_rotation *r) { a->rot = *r; }
+
+void wd_audit_apply_policy(wd_audit *a, const wd_policy *p)
+{
+    wd_audit_rotation r = {p->audit_rotate_bytes, p->audit_rotate_ms, p->audit_keep_files, p->audit_keep_ms,
+                           p->audit_archive};
+    a->rot = r;
+}
 
 void wd_audit_observe(wd_audit *a, wd_audit_observer fn, void *ud)
 {
@@ -86,10 +99,10 @@ static int mkdirs(const char *path)
     for (char *p = dir + 1; *p; p++)
         if (*p == '/') {
             *p = '\0';
-            mkdir(dir, 0750);
+            mkdir(dir, 0700);
             *p = '/';
         }
-    int rc = mkdir(dir, 0750);
+    int rc = mkdir(dir, 0700);
     free(dup);
     return rc == 0 || errno == EEXIST ? 0 : -1;
 }
@@ -107,12 +120,14 @@ wd_audit *wd_audit_open(const char *path, int fsync_mode, char *err, size_t errl
     a->check = getenv("WARDEN_CHECK_RECORDS");
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
+    pthread_cond_init(&a->synced_cv, NULL);
     mkdirs(path);
-    a->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    a->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (a->fd < 0) {
         wd_errf(err, errlen, "cannot open audit log %s: %s", path, strerror(errno));
         pthread_mutex_destroy(&a->mu);
         pthread_cond_destroy(&a->cv);
+        pthread_cond_destroy(&a->synced_cv);
         free(a->path);
         free(a);
         return NULL;
@@ -134,6 +149,7 @@ void wd_audit_close(wd_audit *a)
     }
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
+    pthread_cond_destroy(&a->synced_cv);
     for (size_t i = 0; i < a->nfresh; i++)
         json_decref(a->fresh[i]);
     json_decref(a->ts);
@@ -298,7 +314,7 @@ static void sha256_fetch(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
 /* hash of prev_hash followed by the canonical text, with ctx (made on first use).
 ** OpenSSL's SHA-256 uses the CPU's SHA extensions where there are some: 4-5x faster
 ** than libsodium's portable code per record */
-static void chain_hash(EVP_MD_CTX **ctx, const char *prev, const char *canon, size_t len, char out[65])
+void wd_audit_hash(EVP_MD_CTX **ctx, const char *prev, const char *canon, size_t len, char out[65])
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     unsigned char h[32];
@@ -443,14 +459,16 @@ static void *sync_main(void *arg)
         if (a->synced == a->want)
             break; /* stopping, nothing left */
         unsigned long long upto = a->want;
+        int fd = a->fd; /* a rotation swaps it only once this sync is done */
         pthread_mutex_unlock(&a->mu);
         /* an fsync error is fatal for the log: the page cache may have dropped the data */
-        if (!atomic_load(&a->sync_failed) && fdatasync(a->fd) < 0) {
+        if (!atomic_load(&a->sync_failed) && fdatasync(fd) < 0) {
             snprintf(a->sync_errmsg, sizeof a->sync_errmsg, "audit log %s: fsync failed: %s", a->path, strerror(errno));
             atomic_store(&a->sync_failed, 1);
         }
         pthread_mutex_lock(&a->mu);
         a->synced = upto;
+        pthread_cond_broadcast(&a->synced_cv);
     }
     pthread_mutex_unlock(&a->mu);
     return NULL;
@@ -494,7 +512,7 @@ static int render(wd_audit *a, struct pending *r, wd_buf *out)
         return -1;
     out->p[start] = '{'; /* the first member's comma: prev_hash always precedes it */
     char h[65];
-    chain_hash(&a->md, a->prev_hash, out->p + start, out->len - start, h);
+    wd_audit_hash(&a->md, a->prev_hash, out->p + start, out->len - start, h);
     out->p[--out->len] = '\0'; /* the closing brace: the hash goes in before it */
     char tail[8 + 64 + 4];
     memcpy(tail, ",\"hash\":\"", 9);
@@ -509,6 +527,135 @@ static int render(wd_audit *a, struct pending *r, wd_buf *out)
 }
 
 int wd_audit_flush(wd_audit *a) { return flush_impl(a, 1); }
+
+/* the log writes to fd from now on (locked by the caller); the old file is synced and
+** closed, which releases its lock, once the syncer is done with it */
+static void swap_fd(wd_audit *a, int fd)
+{
+    pthread_mutex_lock(&a->mu);
+    while (a->has_syncer && a->synced != a->want)
+        pthread_cond_wait(&a->synced_cv, &a->mu);
+    int old = a->fd;
+    a->fd = fd;
+    pthread_mutex_unlock(&a->mu);
+    if (a->unsynced && fdatasync(old) < 0)
+        fail_closed(a, "fsync");
+    a->unsynced = 0;
+    close(old);
+    a->known_size = -1; /* the new file's tail is read before the next write */
+    a->file_t0_ms = 0;
+}
+
+/* ** Under the lock of a->fd: another process rotated the log (path names another file
+** now, or none: removed by hand), so the records go to the file path names, the chain
+** continued from its last line. 0, or -1 when it cannot be opened. */
+static int follow(wd_audit *a)
+{
+    for (int tries = 0; tries < 8; tries++) {
+        struct stat ps, fs;
+        int gone = stat(a->path, &ps) < 0;
+        if (fstat(a->fd, &fs) < 0)
+            return -1;
+        if (!gone && ps.st_ino == fs.st_ino && ps.st_dev == fs.st_dev)
+            return 0;
+        int fd = open(a->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return -1;
+        if (flock(fd, LOCK_EX) < 0) {
+            close(fd);
+            return -1;
+        }
+        swap_fd(a, fd);
+    }
+    return 0;
+}
+
+static int rotation_due(wd_audit *a)
+{
+    if ((!a->rot.max_bytes && !a->rot.max_age_ms) || a->known_size <= 0)
+        return 0;
+    if (a->rot.max_bytes && a->known_size >= a->rot.max_bytes)
+        return 1;
+    if (!a->rot.max_age_ms)
+        return 0;
+    int64_t now = wd_wall_ms();
+    if (!a->file_t0_ms) { /* the file's first record says when it began */
+        long long f, l;
+        char h[65];
+        if (wd_rotate_ends(a->path, &f, &l, h, &a->file_t0_ms) < 0 || !a->file_t0_ms)
+            a->file_t0_ms = now;
+    }
+    return now - a->file_t0_ms >= a->rot.max_age_ms;
+}
+
+/* one record the writer makes itself, chained into out */
+static int own_record(wd_audit *a, json_t *rec, wd_buf *out)
+{
+    char ts[40];
+    wd_rfc3339_ms(wd_wall_ms(), ts, sizeof ts);
+    json_object_set_new(rec, "timestamp", json_string(ts));
+    static const char *const IDS[] = {"run_id", "session_id", "user_id", "agent"};
+    for (int i = 0; i < 4; i++)
+        json_object_set_new(rec, IDS[i], json_null());
+    size_t mark = a->text.len;
+    int bad = stage(a, rec) < 0 || render(a, &a->pending[--a->npending], out) < 0;
+    a->text.len = mark;
+    json_decref(rec);
+    return bad ? -1 : 0;
+}
+
+/* ** Rotation, under the file's lock, after a flush's write. The next file is made aside
+** beginning with audit_rotated (its prev_hash the last hash here, so the chain runs on)
+** and, when retention removes files, audit_retention naming them; then path.N becomes a
+** second name of this file and the new one takes path's name in one rename, so path
+** always names a whole file. Writers of other processes find path changed (follow).
+** A crash before the rename leaves this file live; after it, the files are whole. */
+static void rotate(wd_audit *a, const char *why)
+{
+    long n = wd_rotate_next_number(a->path);
+    char dst[4200], tmp[4200], err[600] = "";
+    struct stat ds, fs;
+    snprintf(dst, sizeof dst, "%s.%ld", a->path, n - 1);
+    int relink = n > 1 && stat(dst, &ds) == 0 && fstat(a->fd, &fs) == 0 && ds.st_ino == fs.st_ino;
+    if (!relink) /* else a crash left this file with its number already: it keeps it */
+        snprintf(dst, sizeof dst, "%s.%ld", a->path, n);
+    snprintf(tmp, sizeof tmp, "%s.rotating", a->path);
+    json_t *plan = wd_rotate_plan(a->path, relink ? n - 1 : n, &a->rot, wd_wall_ms());
+    long long seq = a->seq;
+    char prev[65];
+    memcpy(prev, a->prev_hash, 65);
+    wd_buf out = {0};
+    const char *base = strrchr(dst, '/');
+    int rc = own_record(a,
+                        json_pack("{s:s,s:b,s:s,s:s}", "event", wd_event_name(WD_AE_AUDIT_ROTATED), "success", 1,
+                                  "reason", why, "previous_file", base ? base + 1 : dst),
+                        &out);
+    if (rc == 0 && plan)
+        rc = own_record(a,
+                        json_pack("{s:s,s:b,s:s,s:O}", "event", wd_event_name(WD_AE_AUDIT_RETENTION), "success", 1,
+                                  "reason", a->rot.archive ? "audit.retention: archived" : "audit.retention: deleted",
+                                  "removed", plan),
+                        &out);
+    int fd = rc == 0 ? open(tmp, O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+    if (fd < 0 || write_all(fd, out.p, out.len) < 0 || fdatasync(fd) < 0 || (!relink && link(a->path, dst) < 0) ||
+        rename(tmp, a->path) < 0) {
+        /* the log stays in this file and its chain as it was: tried again next flush */
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
+        a->seq = seq;
+        memcpy(a->prev_hash, prev, 65);
+    } else {
+        flock(fd, LOCK_EX);
+        swap_fd(a, fd);
+        a->file_t0_ms = wd_wall_ms();
+        if (plan && wd_rotate_apply(plan, err, sizeof err) > 0)
+            fprintf(stderr, "warden: %s\n", err);
+    }
+    wd_buf_free(&out);
+    json_decref(plan);
+}
 
 /* Under the file's lock: the tail another writer left made whole, the pending records
 ** rendered into out and written, synced as the mode says. 0, or -1 (failed closed). */
@@ -559,6 +706,9 @@ static int write_locked(wd_audit *a, int sync, wd_buf *out)
     if (fstat(a->fd, &st) == 0)
         a->known_size = st.st_size;
     a->written = a->appended;
+    if (rotation_due(a))
+        rotate(a, a->rot.max_bytes && a->known_size >= a->rot.max_bytes ? "audit.rotate.max_bytes"
+                                                                        : "audit.rotate.max_age");
     return 0;
 }
 
@@ -586,6 +736,10 @@ static int flush_impl(wd_audit *a, int sync)
     }
     if (flock(a->fd, LOCK_EX) < 0)
         return fail_closed(a, "lock");
+    if (follow(a) < 0) {
+        flock(a->fd, LOCK_UN);
+        return fail_closed(a, "reopen after a rotation");
+    }
     wd_buf *out = &a->out;
     out->len = 0;
     int rc = write_locked(a, sync, out);
@@ -603,93 +757,5 @@ static int flush_impl(wd_audit *a, int sync)
     out->len = 0;
     if (out->cap > (4u << 20)) /* an unusual flush does not keep its memory */
         wd_buf_free(out);
-    return rc;
-}
-
-/* One line of the log (n bytes with its newline) against the chain so far: its seq after
-** *expect_seq, its prev_hash prev, its hash over its canonical content. 0 and the chain
-** moved on, or 1 with the break in report. */
-static int verify_line(char *line, ssize_t n, const char *path, long lineno, long long *expect_seq, char prev[65],
-                       EVP_MD_CTX **md, wd_buf *report)
-{
-    line[n - 1] = '\0';
-    json_error_t je;
-    json_t *rec = json_loads(line, JSON_ALLOW_NUL, &je);
-    if (!json_is_object(rec)) {
-        wd_buf_addf(report, "%s:%ld: not a JSON object (%s): the line was edited", path, lineno, je.text);
-        json_decref(rec);
-        return 1;
-    }
-    json_t *h = json_object_get(rec, "hash"), *ph = json_object_get(rec, "prev_hash"),
-           *seq = json_object_get(rec, "seq");
-    if (!json_is_string(h) || !json_is_string(ph) || !json_is_integer(seq)) {
-        wd_buf_addf(report, "%s:%ld: missing seq, prev_hash or hash: the line was edited", path, lineno);
-        json_decref(rec);
-        return 1;
-    }
-    char want_hash[65];
-    wd_strlcpy(want_hash, json_string_value(h), sizeof want_hash);
-    long long s = json_integer_value(seq);
-    int seq_ok = s == *expect_seq + 1;
-    int prev_ok = !strcmp(json_string_value(ph), prev);
-    json_object_del(rec, "hash");
-    wd_buf canon = {0};
-    char got[65];
-    if (wd_json_canon(rec, &canon) < 0)
-        wd_buf_free(&canon);
-    char ph64[65] = {0}; /* an edited prev_hash may be short: hash 64 bytes of ours */
-    strncpy(ph64, json_string_value(ph), 64);
-    chain_hash(md, ph64, canon.p ? canon.p : "", canon.len, got);
-    wd_buf_free(&canon);
-    json_decref(rec);
-    if (strcmp(got, want_hash)) {
-        wd_buf_addf(report, "%s:%ld: hash does not match the record's content: the line was edited", path, lineno);
-        return 1;
-    }
-    if (!prev_ok || !seq_ok) {
-        wd_buf_addf(report,
-                    "%s:%ld: chain broken (seq %lld after %lld; prev_hash does %smatch the line before): "
-                    "a line was deleted, inserted or moved here",
-                    path, lineno, s, *expect_seq, prev_ok ? "" : "not ");
-        return 1;
-    }
-    *expect_seq = s;
-    memcpy(prev, want_hash, 65);
-    return 0;
-}
-
-int wd_audit_verify(const char *path, wd_buf *report, long *records)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        wd_buf_addf(report, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    long lineno = 0;
-    long long expect_seq = 0;
-    char prev[65];
-    memcpy(prev, ZERO_HASH, 65);
-    int rc = 0;
-    EVP_MD_CTX *md = NULL;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        lineno++;
-        if (line[n - 1] != '\n') {
-            wd_buf_addf(report, "%s:%ld: torn last line (no newline): a crash mid-write or a cut file", path, lineno);
-            rc = 1;
-            break;
-        }
-        if ((rc = verify_line(line, n, path, lineno, &expect_seq, prev, &md, report)))
-            break;
-    }
-    free(line);
-    fclose(f);
-    EVP_MD_CTX_free(md);
-    if (records)
-        *records = lineno;
-    if (!rc)
-        wd_buf_addf(report, "%s: intact, %ld records", path, lineno);
     return rc;
 }

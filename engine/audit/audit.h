@@ -41,13 +41,26 @@ int wd_audit_failed(const wd_audit *a);
 const char *wd_audit_path(const wd_audit *a);
 const char *wd_audit_error(const wd_audit *a);
 
+/* rotation and retention as the policy says (rotate.h); off until set */
+typedef struct wd_audit_rotation wd_audit_rotation;
+void wd_audit_set_rotation(wd_audit *a, const wd_audit_rotation *r);
+/* the policy's audit.rotate and audit.retention (again at each reload) */
+struct wd_policy;
+void wd_audit_apply_policy(wd_audit *a, const struct wd_policy *p);
+
 /* fn sees each line this handle wrote (chained, without its newline), after the write,
 ** on the flushing thread, with the record's run_id and event ("" when none); the line
 ** is borrowed. NULL: none */
 typedef void (*wd_audit_observer)(void *ud, const char *run_id, const char *event, const char *line, size_t len);
 void wd_audit_observe(wd_audit *a, wd_audit_observer fn, void *ud);
 
-/* 0 intact, 1 tampered (report names the first bad line), -1 unreadable */
+/* verify.c: the chain of the log at path, over every file it was rotated into (reader.h):
+** 0 intact, 1 tampered (report names the first bad line), -1 unreadable */
 int wd_audit_verify(const char *path, wd_buf *report, long *records);
+
+/* the chain's hash of a record: SHA-256 of prev (64 hex digits) then canon, in hex;
+** *ctx is made on first use (the caller frees it with EVP_MD_CTX_free) */
+typedef struct evp_md_ctx_st EVP_MD_CTX;
+void wd_audit_hash(EVP_MD_CTX **ctx, const char *prev, const char *canon, size_t len, char out[65]);
 
 #endif

@@ -35,6 +35,11 @@ static const char *const NAMES[WD_AE_COUNT] = {
     [WD_AE_SERVER_STOPPED] = "server_stopped",
     [WD_AE_POLICY_RELOADED] = "policy_reloaded",
     [WD_AE_POLICY_REJECTED] = "policy_rejected",
+    [WD_AE_PERSONAL_DATA_ERASED] = "personal_data_erased",
+    [WD_AE_AUDIT_ROTATED] = "audit_rotated",
+    [WD_AE_AUDIT_RETENTION] = "audit_retention",
+    [WD_AE_NOTIFICATION] = "notification",
+    [WD_AE_AUTH_BLOCKED] = "auth_blocked",
 };
 
 const char *wd_event_name(wd_audit_event e) { return e >= 0 && e < WD_AE_COUNT ? NAMES[e] : ""; }
@@ -43,20 +48,21 @@ const char *wd_event_name(wd_audit_event e) { return e >= 0 && e < WD_AE_COUNT ?
 ** the marks redaction (sensitive_data) and bounding (truncated) add */
 static const char *const COMMON[] = {"event",          "seq",       "timestamp",  "prev_hash", "hash",
                                      "success",        "run_id",    "session_id", "user_id",   "agent",
-                                     "sensitive_data", "truncated", NULL};
+                                     "sensitive_data", "truncated", "sealed",     NULL};
 
 #define FIELDS_OF(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 /* each event's own fields (docs/safety.md, Audit schema, lists them) */
 static const char *const *const FIELDS[WD_AE_COUNT] = {
-    [WD_AE_RUN_STARTED] = FIELDS_OF("error", "reason", "tool_args"),
-    [WD_AE_LLM_CALL] = FIELDS_OF("agent_step", "cache_hit", "circuit_breaker_state", "cost_usd", "error",
-                                 "input_tokens", "latency_ms", "message_count", "model", "output_tokens", "reason",
-                                 "retry_count", "saved_usd", "tool_calls_requested"),
+    [WD_AE_RUN_STARTED] = FIELDS_OF("agent_version", "error", "policy_generation", "policy_sha256", "query", "reason"),
+    [WD_AE_LLM_CALL] =
+        FIELDS_OF("agent_step", "cache_hit", "circuit_breaker_state", "cost_usd", "error", "input_tokens", "latency_ms",
+                  "message_count", "model", "model_text", "model_text_bytes", "output_tokens", "reason", "retry_count",
+                  "saved_usd", "tool_calls", "tool_calls_requested"),
     [WD_AE_TOOL_CALLS_REFUSED] = FIELDS_OF("agent_step", "reason", "tool_calls_refused", "tool_calls_requested"),
-    [WD_AE_TOOL_CALL] =
-        FIELDS_OF("agent_step", "circuit_breaker_state", "cost_usd", "error", "latency_ms", "reason", "retry_count",
-                  "tool_args", "tool_name", "tool_result_summary", "tool_result_truncated"),
+    [WD_AE_TOOL_CALL] = FIELDS_OF("agent_step", "circuit_breaker_state", "cost_usd", "data_accessed", "data_modified",
+                                  "error", "latency_ms", "reason", "retry_count", "tool_args", "tool_name",
+                                  "tool_result_summary", "tool_result_truncated", "traceback"),
     [WD_AE_HTTP_REQUEST] =
         FIELDS_OF("agent_step", "error", "latency_ms", "reason", "retry_count", "status", "tool_args", "tool_name"),
     [WD_AE_EXEC] = FIELDS_OF("agent_step", "error", "exit_code", "latency_ms", "signal", "timed_out", "tool_args",
@@ -93,12 +99,19 @@ static const char *const *const FIELDS[WD_AE_COUNT] = {
     [WD_AE_BREAKER_CLOSED] = FIELDS_OF("breaker", "circuit_breaker_state", "model", "reason", "tool_name"),
     [WD_AE_AGENT_LOG] = FIELDS_OF("agent_step", "fields"),
     [WD_AE_AUDIT_RECOVERED] = FIELDS_OF("reason", "torn_fragment"),
-    [WD_AE_RUN_FINISHED] = FIELDS_OF("agent_step", "audit_dropped", "audit_records", "cost_usd", "error", "latency_ms",
-                                     "reason", "result"),
+    [WD_AE_RUN_FINISHED] = FIELDS_OF("agent_step", "audit_dropped", "audit_records", "cost_usd", "error",
+                                     "final_answer", "latency_ms", "reason", "result", "traceback"),
     [WD_AE_SERVER_STARTED] = FIELDS_OF("agents", "listen", "policy", "workers"),
     [WD_AE_SERVER_STOPPED] = FIELDS_OF("reason"),
     [WD_AE_POLICY_RELOADED] = FIELDS_OF("agents", "file", "generation", "reason", "script", "scripts"),
     [WD_AE_POLICY_REJECTED] = FIELDS_OF("errors", "file", "reason", "script"),
+    [WD_AE_PERSONAL_DATA_ERASED] = FIELDS_OF("decided_by", "error", "keys_destroyed", "reason"),
+    [WD_AE_AUDIT_ROTATED] = FIELDS_OF("previous_file", "reason"),
+    [WD_AE_AUDIT_RETENTION] = FIELDS_OF("reason", "removed"),
+    [WD_AE_NOTIFICATION] = FIELDS_OF("attempt", "error", "given_up", "latency_ms", "next_attempt_ms", "notification_id",
+                                     "notify_event", "reason", "status", "url"),
+    [WD_AE_AUTH_BLOCKED] =
+        FIELDS_OF("blocked", "blocked_until", "failures", "http_method", "http_path", "reason", "remote_addr"),
 };
 
 const char *const *wd_event_fields(wd_audit_event e)

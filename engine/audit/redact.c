@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 #include <stdlib.h>
@@ -50,35 +51,90 @@ static int luhn_ok(const char *s, size_t n)
     return digits >= 13 && digits <= 19 && sum % 10 == 0;
 }
 
-char *wd_redact_string(const wd_policy *p, const char *s, size_t len)
+/* ** Secrets in free text, redacted whatever audit.redact_patterns lists (docs/safety.md,
+** Audit schema): a secret-named key followed by ':' or '=' (\K keeps the key, the value
+** goes), bearer tokens, the shapes of cloud and provider keys, private key blocks (an
+** unterminated one to the end of the text). Compiled once per process. */
+static const struct {
+    const char *name, *rx;
+} SECRETS[] = {
+    {"secret", "(?i)(?:password|passwd|pwd|passphrase|secret|api[_-]?key|access[_-]?key|private[_-]?key|"
+               "token)\\\\?[\"']?\\s*[:=]\\s*(?:\\\\?\"\\K(?!\\[REDACTED)[^\"\\\\\\n]+(?=\\\\?\")|"
+               "'\\K(?!\\[REDACTED)[^'\\n]+(?=')|\\K(?!\\[REDACTED)[^\\s,;&\"'<>{}\\[\\]\\\\]+)"},
+    {"bearer_token", "\\b[Bb]earer\\s+[A-Za-z0-9._~+/=-]{8,}"},
+    {"provider_key", "\\b(?:(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|AIPA)[A-Z0-9]{16}|AIza[0-9A-Za-z_-]{35}|"
+                     "gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}|xox[abprs]-[A-Za-z0-9-]{10,}|"
+                     "[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|sk-(?:ant-|proj-)?[A-Za-z0-9_-]{16,}|"
+                     "eyJ[A-Za-z0-9_-]{8,}\\.eyJ[A-Za-z0-9_-]{8,}\\.[A-Za-z0-9_-]{8,})"},
+    {"private_key", "-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:[\\s\\S]*?-----END [A-Z0-9 ]*PRIVATE KEY-----|[\\s\\S]*)"},
+};
+#define NSECRETS (sizeof SECRETS / sizeof SECRETS[0])
+static wd_rx *secret_rx[NSECRETS];
+
+static void compile_secrets(void)
 {
+    char err[200];
+    for (size_t i = 0; i < NSECRETS; i++)
+        secret_rx[i] = wd_rx_compile(SECRETS[i].rx, 0, err, sizeof err);
+}
+
+/* one pattern over cur: the matches replaced into out (reset first). The number of
+** matches; a match error (PCRE2's limits: hostile text) redacts the rest of the text,
+** so a secret the pattern could not finish reading stays out of the log. */
+static int replace_all(const wd_rx *rx, const char *name, const char *cur, size_t curlen, wd_buf *out)
+{
+    int card = !strcmp(name, "credit_card"), n = 0, rc;
+    size_t pos = 0, so, eo, copied = 0;
+    out->len = 0;
+    while (pos <= curlen && (rc = wd_rx_find(rx, cur, curlen, pos, &so, &eo)) != 0) {
+        if (rc < 0) {
+            so = pos;
+            eo = curlen;
+            name = "unreadable";
+        } else if (eo <= so) {
+            pos = (so > pos ? so : pos) + 1;
+            continue;
+        } else if (card && !luhn_ok(cur + so, eo - so)) {
+            pos = eo;
+            continue;
+        }
+        wd_buf_add(out, cur + copied, so - copied);
+        wd_buf_addf(out, "[REDACTED:%s]", strncmp(name, "re:", 3) ? name : "pattern");
+        copied = pos = eo;
+        n++;
+        if (rc < 0)
+            break;
+    }
+    if (n)
+        wd_buf_add(out, cur + copied, curlen - copied);
+    return n;
+}
+
+char *wd_redact_string(const wd_policy *p, const char *s, size_t len, int *hits)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, compile_secrets);
     wd_buf out = {0};
     const char *cur = s;
     size_t curlen = len;
     char *owned = NULL;
-    for (size_t i = 0; i < p->redact_patterns.n; i++) {
-        const char *name = i < p->redact_pattern_names.n ? p->redact_pattern_names.v[i] : "secret";
-        int card = !strcmp(name, "credit_card");
-        size_t pos = 0, so, eo, copied = 0;
-        int changed = 0;
-        out.len = 0;
-        while (pos <= curlen && wd_rx_find(p->redact_patterns.v[i], cur, curlen, pos, &so, &eo) == 1) {
-            if (eo == so) {
-                pos = eo + 1;
-                continue;
-            }
-            if (card && !luhn_ok(cur + so, eo - so)) {
-                pos = eo;
-                continue;
-            }
-            wd_buf_add(&out, cur + copied, so - copied);
-            wd_buf_addf(&out, "[REDACTED:%s]", strncmp(name, "re:", 3) ? name : "pattern");
-            copied = pos = eo;
-            changed = 1;
+    size_t total = NSECRETS + p->redact_patterns.n;
+    for (size_t i = 0; i < total; i++) {
+        const wd_rx *rx;
+        const char *name;
+        if (i < NSECRETS) {
+            rx = secret_rx[i];
+            name = SECRETS[i].name;
+        } else {
+            size_t k = i - NSECRETS;
+            rx = p->redact_patterns.v[k];
+            name = k < p->redact_pattern_names.n ? p->redact_pattern_names.v[k] : "secret";
         }
-        if (!changed)
+        int n = rx ? replace_all(rx, name, cur, curlen, &out) : 0;
+        if (!n)
             continue;
-        wd_buf_add(&out, cur + copied, curlen - copied);
+        if (hits)
+            *hits += n;
         free(owned);
         owned = out.p;
         cur = owned;
@@ -94,10 +150,9 @@ char *wd_redact_string(const wd_policy *p, const char *s, size_t len)
 static json_t *redact(const wd_policy *p, json_t *v, int depth, int *hits)
 {
     if (json_is_string(v)) {
-        char *r = wd_redact_string(p, json_string_value(v), json_string_length(v));
+        char *r = wd_redact_string(p, json_string_value(v), json_string_length(v), hits);
         if (!r)
             return NULL;
-        (*hits)++;
         json_t *n = json_string(r);
         free(r);
         return n ? n : json_string("[REDACTED]");
@@ -128,10 +183,11 @@ static json_t *redact(const wd_policy *p, json_t *v, int depth, int *hits)
     return NULL;
 }
 
-void wd_redact_value(const wd_policy *p, json_t *v)
+int wd_redact_value(const wd_policy *p, json_t *v)
 {
     int hits = 0;
     json_decref(redact(p, v, 0, &hits)); /* a bare string cannot be replaced in place: callers pass containers */
+    return hits;
 }
 
 static const char *const ENGINE_FIELDS[] = {"seq",       "timestamp", "event", "run_id",  "session_id",
@@ -155,7 +211,12 @@ int wd_redact_record(const wd_policy *p, json_t *rec)
         if (n)
             json_object_set_new(rec, k, n);
     }
-    if (hits) /* the record held sensitive data: flagged for the compliance report */
+    /* the record held sensitive data: flagged for the compliance report. A count already
+    ** there is what was redacted before the record was made (a tool's result) */
+    json_t *before = json_object_get(rec, "sensitive_data");
+    if (json_is_integer(before))
+        hits += (int)json_integer_value(before);
+    if (hits)
         json_object_set_new(rec, "sensitive_data", json_integer(hits));
     return hits;
 }

@@ -1,5 +1,6 @@
 /* redact.h - secrets never reach the audit log: values under secret-named keys and
-** card numbers, emails, bearer tokens (the policy's patterns) inside any string. */
+** secrets by their shape in any string (key: value, bearer tokens, provider keys, private
+** keys) and the policy's patterns (card numbers, emails...). */
 #ifndef WD_REDACT_H
 #define WD_REDACT_H
 
@@ -14,11 +15,12 @@ int wd_redact_record(const wd_policy *p, json_t *rec);
 ** user_id and agent it lacks are null, it is redacted by p and appended to a. Takes rec;
 ** what wd_audit_append returns */
 int wd_redact_append(const wd_policy *p, wd_audit *a, json_t *rec);
-/* redacts in place one value (and everything below it) */
-void wd_redact_value(const wd_policy *p, json_t *v);
+/* redacts in place one value (and everything below it); the values redacted */
+int wd_redact_value(const wd_policy *p, json_t *v);
 /* 1 when a key names a secret (case-insensitive substring of a redact key) */
 int wd_redact_is_secret_key(const wd_policy *p, const char *key);
-/* caller frees: s with every pattern match replaced, or NULL when nothing matched */
-char *wd_redact_string(const wd_policy *p, const char *s, size_t len);
+/* caller frees: s with every secret and pattern match replaced, or NULL when nothing
+** matched; *hits (may be NULL) grows by the matches */
+char *wd_redact_string(const wd_policy *p, const char *s, size_t len, int *hits);
 
 #endif

@@ -409,3 +409,16 @@ void wd_errf(char *err, size_t n, const char *fmt, ...)
     vsnprintf(err, n, fmt, ap);
     va_end(ap);
 }
+
+char *wd_utf8_head(const char *s, size_t len, size_t max_chars, int *cut)
+{
+    size_t at = 0, chars = 0;
+    while (at < len && chars < max_chars) {
+        at++;
+        while (at < len && ((unsigned char)s[at] & 0xC0) == 0x80)
+            at++;
+        chars++;
+    }
+    *cut = at < len;
+    return wd_strndup(s, at);
+}

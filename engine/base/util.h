@@ -81,4 +81,8 @@ void wd_uuid(char out[37]);
 void wd_strlcpy(char *dst, const char *src, size_t n);
 void wd_errf(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* caller frees: the first max_chars characters of s (len bytes of UTF-8), cut on a
+** character boundary; *cut says whether anything was left out */
+char *wd_utf8_head(const char *s, size_t len, size_t max_chars, int *cut);
+
 #endif

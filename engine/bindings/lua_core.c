@@ -4,9 +4,11 @@
 #include "jsonlua.h"
 #include "lmatch.h"
 #include "ltable.h"
+#include "seal.h"
 #include "util.h"
 
 #include <dlfcn.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -135,6 +137,63 @@ static int l_audit_verify(lua_State *L)
     return 3;
 }
 
+/* core.unseal({record_json_text, ...}, store_path) -> the same list, each record's sealed
+** fields opened with the keys of that store ([ERASED] where a key was destroyed); or
+** nil, message when the store cannot be read */
+static int l_unseal(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *path = luaL_checkstring(L, 2);
+    char err[400];
+    wd_store *st = wd_store_open(path, err, sizeof err);
+    wd_keyring *kr = st ? wd_keyring_new(st) : NULL;
+    if (!kr) {
+        wd_store_close(st);
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_Integer n = luaL_len(L, 1);
+    lua_createtable(L, (int)n, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, 1, i);
+        size_t len;
+        const char *text = lua_tolstring(L, -1, &len);
+        json_t *rec = text ? json_loadb(text, len, JSON_ALLOW_NUL, NULL) : NULL;
+        char *out = NULL;
+        if (json_is_object(rec) && wd_unseal_record(kr, rec) >= 0)
+            out = json_dumps(rec, WD_AUDIT_JSON_FLAGS);
+        json_decref(rec);
+        lua_pop(L, 1);
+        if (out)
+            lua_pushstring(L, out);
+        else
+            lua_geti(L, 1, i); /* as it was */
+        free(out);
+        lua_seti(L, -2, i);
+    }
+    wd_keyring_free(kr);
+    wd_store_close(st);
+    return 1;
+}
+
+/* core.hmac_sha256(key, data) -> hex: what a webhook's receiver computes to check a
+** signature (specs) */
+static int l_hmac_sha256(lua_State *L)
+{
+    size_t kl, dl;
+    const char *k = luaL_checklstring(L, 1, &kl), *d = luaL_checklstring(L, 2, &dl);
+    crypto_auth_hmacsha256_state st;
+    unsigned char mac[crypto_auth_hmacsha256_BYTES];
+    char hex[2 * sizeof mac + 1];
+    crypto_auth_hmacsha256_init(&st, (const unsigned char *)k, kl);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)d, dl);
+    crypto_auth_hmacsha256_final(&st, mac);
+    sodium_bin2hex(hex, sizeof hex, mac, sizeof mac);
+    lua_pushstring(L, hex);
+    return 1;
+}
+
 /* core.clock(wall_ms): the engine's wall clock reads wall_ms now (nil: the real clock) */
 static int l_clock(lua_State *L)
 {
@@ -202,6 +261,8 @@ static const luaL_Reg funcs[] = {
     {"run_many", l_run_many},
     {"policy_check", l_policy_check},
     {"audit_verify", l_audit_verify},
+    {"unseal", l_unseal},
+    {"hmac_sha256", l_hmac_sha256},
     {NULL, NULL},
 };
 

@@ -1,5 +1,6 @@
 /* args.c - the `warden` command line read: its usage, its options, the policy it names */
 #include "cli.h"
+#include "store.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -13,6 +14,9 @@ static const char USAGE[] =
     "  warden check PATH... [--policy FILE] [--json]   (agent directories or scripts, as a run loads them)\n"
     "  warden audit verify [FILE] [--policy FILE] [--json]\n"
     "  warden audit query [FILE] [--run ID] [--user ID] [--event TYPE] [--since T] [--policy FILE]\n"
+    "  warden audit trace RUN_ID [FILE] [--policy FILE]   (one run as a story)\n"
+    "  warden audit erase --user ID [--reason TEXT] [--by WHO] [--policy FILE]\n"
+    "  warden notify list [--all] [--policy FILE] [--json]   (undelivered notifications)\n"
     "  warden report cost [AUDIT_FILE] [--since T] [--until T] [--policy FILE] [--json]\n"
     "  warden approvals list [--all] [--policy FILE] [--json]\n"
     "  warden approvals approve ID [--key-file FILE] [--by WHO] [--policy FILE]\n"
@@ -100,4 +104,17 @@ wd_policy *wd_cli_policy(args_t *a)
         fprintf(stderr, "%s\n", pe.v[i]);
     wd_perrors_free(&pe);
     return p;
+}
+
+wd_store *wd_cli_store(args_t *a, wd_policy **p)
+{
+    char err[600];
+    *p = wd_cli_policy(a);
+    wd_store *st = *p ? wd_store_open((*p)->store_path, err, sizeof err) : NULL;
+    if (*p && !st) {
+        fprintf(stderr, "warden: %s\n", err);
+        wd_policy_unref(*p);
+        *p = NULL;
+    }
+    return st;
 }

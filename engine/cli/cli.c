@@ -117,91 +117,6 @@ static int cmd_policy_check(args_t *a)
     return 2;
 }
 
-/* caller frees: the audit path, an explicit FILE or else the policy's audit.path */
-static char *audit_path(args_t *a)
-{
-    if (a->npos >= 1)
-        return strdup(a->pos[0]);
-    wd_perrors pe = {0};
-    wd_policy *p = wd_policy_load(a->policy ? a->policy : "policies/default.yaml", &pe);
-    if (!p) {
-        for (size_t i = 0; i < pe.n; i++)
-            fprintf(stderr, "%s\n", pe.v[i]);
-        wd_perrors_free(&pe);
-        return NULL;
-    }
-    char *s = strdup(p->audit_path);
-    wd_policy_unref(p);
-    return s;
-}
-
-static int cmd_audit_verify(args_t *a)
-{
-    char *path = audit_path(a);
-    if (!path)
-        return 2;
-    wd_buf rep = {0};
-    long n = 0;
-    int rc = wd_audit_verify(path, &rep, &n);
-    if (a->json) {
-        json_t *j = json_pack("{s:b,s:i,s:s,s:s}", "intact", rc == 0, "records", (json_int_t)n, "path", path, "report",
-                              rep.p ? rep.p : "");
-        char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
-        puts(out ? out : "{}");
-        free(out);
-        json_decref(j);
-    } else
-        printf("%s\n", rep.p ? rep.p : "");
-    wd_buf_free(&rep);
-    free(path);
-    return rc == 0 ? 0 : rc == 1 ? 1 : 2;
-}
-
-static int cmd_audit_query(args_t *a)
-{
-    char *path = audit_path(a);
-    if (!path)
-        return 2;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "warden: cannot open %s\n", path);
-        free(path);
-        return 2;
-    }
-    long long since = -1;
-    if (a->since && (since = wd_parse_time(a->since)) < 0) {
-        fprintf(stderr, "warden: --since wants a time like 2026-11-21 or 2026-11-21T10:00:00Z\n");
-        fclose(f);
-        free(path);
-        return 2;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    long shown = 0;
-    while (getline(&line, &cap, f) > 0) {
-        json_t *r = json_loads(line, JSON_ALLOW_NUL, NULL);
-        if (!r)
-            continue;
-        const char *ev = json_string_value(json_object_get(r, "event"));
-        const char *run = json_string_value(json_object_get(r, "run_id"));
-        const char *user = json_string_value(json_object_get(r, "user_id"));
-        const char *ts = json_string_value(json_object_get(r, "timestamp"));
-        int keep = (!a->event || (ev && !strcmp(ev, a->event))) && (!a->run || (run && !strcmp(run, a->run))) &&
-                   (!a->user || (user && !strcmp(user, a->user))) && (since < 0 || (ts && wd_parse_time(ts) >= since));
-        if (keep) {
-            fputs(line, stdout);
-            shown++;
-        }
-        json_decref(r);
-    }
-    free(line);
-    fclose(f);
-    free(path);
-    if (!a->json)
-        fprintf(stderr, "%ld record%s\n", shown, shown == 1 ? "" : "s");
-    return 0;
-}
-
 /* warden approvals list | approve ID | reject ID: from any process; each first settles
 ** what time and death decided (approval.h) */
 
@@ -345,12 +260,17 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "audit") && argc >= 3 && !strcmp(argv[2], "verify")) {
         if (wd_cli_parse(argc, argv, 3, &a) < 0)
             return wd_cli_usage(NULL);
-        return cmd_audit_verify(&a);
+        return wd_cli_audit(&a, AUDIT_VERIFY);
+    }
+    if (!strcmp(cmd, "audit") && argc >= 3 && (!strcmp(argv[2], "trace") || !strcmp(argv[2], "erase"))) {
+        if (wd_cli_parse(argc, argv, 3, &a) < 0)
+            return wd_cli_usage(NULL);
+        return wd_cli_audit(&a, argv[2][0] == 't' ? AUDIT_TRACE : AUDIT_ERASE);
     }
     if (!strcmp(cmd, "audit") && argc >= 3 && !strcmp(argv[2], "query")) {
         if (wd_cli_parse(argc, argv, 3, &a) < 0)
             return wd_cli_usage(NULL);
-        return cmd_audit_query(&a);
+        return wd_cli_audit(&a, AUDIT_QUERY);
     }
     if (!strcmp(cmd, "report") && argc >= 3 &&
         (!strcmp(argv[2], "cost") || !strcmp(argv[2], "compliance") || !strcmp(argv[2], "failures"))) {
@@ -369,6 +289,11 @@ int main(int argc, char **argv)
         if (wd_cli_parse(argc, argv, 2, &a) < 0)
             return wd_cli_usage(NULL);
         return wd_cli_approvals(&a);
+    }
+    if (!strcmp(cmd, "notify")) {
+        if (wd_cli_parse(argc, argv, 2, &a) < 0)
+            return wd_cli_usage(NULL);
+        return wd_cli_notify(&a);
     }
     if (!strcmp(cmd, "breakers")) {
         if (wd_cli_parse(argc, argv, 2, &a) < 0)

@@ -4,6 +4,7 @@
 #include "admin.h"
 #include "approval.h"
 #include "audit.h"
+#include "notify.h"
 #include "breaker.h"
 #include "check.h"
 #include "killswitch.h"
@@ -55,8 +56,7 @@ static int cmd_breakers_list(args_t *a, wd_policy *p, wd_store *st)
     return 0;
 }
 
-/* rec (taken) into the policy's log; 0, or -1 after a message */
-static int audit_one(const wd_policy *p, json_t *rec)
+int wd_cli_audit_one(const wd_policy *p, json_t *rec)
 {
     char err[300];
     wd_audit *au = wd_audit_open(p->audit_path, p->audit_fsync, err, sizeof err);
@@ -96,7 +96,7 @@ static int cmd_breakers_reset(args_t *a, wd_policy *p, wd_store *st)
         fprintf(stderr, "warden: no breaker named '%s' (see `warden breakers`)\n", name);
         return 2;
     }
-    int rc = audit_one(p, rec);
+    int rc = wd_cli_audit_one(p, rec);
     printf("%s: closed (was %s)\n", name, wd_breaker_state_name(from));
     return rc < 0 ? 2 : 0;
 }
@@ -106,16 +106,10 @@ int wd_cli_breakers(args_t *a)
     int reset = a->npos >= 1 && !strcmp(a->pos[0], "reset");
     if (a->npos > (reset ? 2 : 0) || (reset && a->npos < 2))
         return wd_cli_usage(reset ? "breakers reset needs a NAME" : "breakers takes no argument but reset NAME");
-    wd_policy *p = wd_cli_policy(a);
-    if (!p)
+    wd_policy *p;
+    wd_store *st = wd_cli_store(a, &p);
+    if (!st)
         return 2;
-    char err[400];
-    wd_store *st = wd_store_open(p->store_path, err, sizeof err);
-    if (!st) {
-        fprintf(stderr, "warden: %s\n", err);
-        wd_policy_unref(p);
-        return 2;
-    }
     int rc = reset ? cmd_breakers_reset(a, p, st) : cmd_breakers_list(a, p, st);
     wd_store_close(st);
     wd_policy_unref(p);
@@ -274,16 +268,10 @@ int wd_cli_kill(args_t *a, int revive)
         return wd_cli_usage("revive needs an agent name, or --all");
     const char *agent = a->all ? WD_KILL_ALL : a->npos ? a->pos[0] : NULL;
     const char *by = a->by && *a->by ? a->by : getenv("USER");
-    wd_policy *p = wd_cli_policy(a);
-    if (!p)
+    wd_policy *p;
+    wd_store *st = wd_cli_store(a, &p);
+    if (!st)
         return 2;
-    char err[600];
-    wd_store *st = wd_store_open(p->store_path, err, sizeof err);
-    if (!st) {
-        wd_policy_unref(p);
-        fprintf(stderr, "warden: %s\n", err);
-        return 2;
-    }
     int rc = 2, got;
     if (!agent) { /* the list */
         json_t *l;
@@ -315,7 +303,14 @@ int wd_cli_kill(args_t *a, int revive)
     got = wd_admin_kill(st, agent, revive, by, reason, &rec);
     if (got < 0)
         goto store_fail;
-    int logged = audit_one(p, rec);
+    if (!revive && got > 0) { /* queued for the webhooks; an engine's loop delivers it */
+        char summary[400];
+        snprintf(summary, sizeof summary, "%s killed by %s: %s", !strcmp(agent, WD_KILL_ALL) ? "every agent" : agent,
+                 by ? by : "an operator", reason);
+        wd_redact_record(p, rec);
+        wd_notify_enqueue(p, st, "kill_switch", summary, rec);
+    }
+    int logged = wd_cli_audit_one(p, rec);
     const char *what = !strcmp(agent, WD_KILL_ALL) ? "every agent" : agent;
     if (revive)
         printf("%s revived%s\n", what, got ? "" : " (it was not killed)");
@@ -371,4 +366,48 @@ int wd_cli_report(args_t *a, int kind)
         fputc('\n', stdout);
     free(out);
     return 0;
+}
+
+/* warden notify list [--all]: the dead letters (every notification with --all) */
+int wd_cli_notify(args_t *a)
+{
+    if (a->npos != 1 || strcmp(a->pos[0], "list"))
+        return wd_cli_usage("notify takes list [--all]");
+    wd_policy *p;
+    wd_store *st = wd_cli_store(a, &p);
+    json_t *l = NULL;
+    int rc = 2;
+    if (!st)
+        return 2;
+    if (wd_store_notify_list(st, a->all, &l) < 0)
+        fprintf(stderr, "warden: state store %s: %s\n", wd_store_path(st), wd_store_error(st));
+    else
+        rc = 0;
+    size_t i;
+    json_t *o;
+    if (l && a->json) {
+        json_array_foreach(l, i, o) json_object_del(o, "body"); /* its data is in the audit log */
+        char *t = json_dumps(l, JSON_INDENT(2));
+        if (t)
+            puts(t);
+        free(t);
+    } else if (l) {
+        if (!json_array_size(l))
+            puts(a->all ? "no notification" : "no dead letter: every notification was delivered or is still tried");
+        json_array_foreach(l, i, o)
+        {
+            printf("%s  %-18s %-9s %lld attempt%s  %s\n", json_string_value(json_object_get(o, "id")),
+                   json_string_value(json_object_get(o, "event")), json_string_value(json_object_get(o, "status")),
+                   (long long)json_integer_value(json_object_get(o, "attempts")),
+                   json_integer_value(json_object_get(o, "attempts")) == 1 ? "" : "s",
+                   json_string_value(json_object_get(o, "url")));
+            const char *e = json_string_value(json_object_get(o, "last_error"));
+            if (e && *e)
+                printf("    last error: %s\n", e);
+        }
+    }
+    json_decref(l);
+    wd_store_close(st);
+    wd_policy_unref(p);
+    return rc;
 }

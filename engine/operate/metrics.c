@@ -47,6 +47,9 @@ static const struct family {
     {"warden_detector_verdicts_total", "counter", "Detector verdicts, by detector and verdict."},
     {"warden_breaker_transitions_total", "counter", "Breaker state changes, by breaker and new state."},
     {"warden_http_requests_total", "counter", "API responses, by route and status code."},
+    {"warden_notifications_total", "counter",
+     "Webhook delivery attempts, by event and outcome (delivered, failed, dead)."},
+    {"warden_auth_blocks_total", "counter", "Addresses and keys blocked after failed authentications."},
     {"warden_policy_reloads_total", "counter", "Policy and script changes applied."},
     {"warden_policy_reload_failures_total", "counter", "Policy and script changes rejected."},
     {"warden_policy_generation", "gauge", "Policy loads since the server started (1: the first)."},
@@ -227,6 +230,12 @@ void wd_metrics_record(wd_metrics *m, const json_t *rec)
     } else if (!strncmp(ev, "breaker_", 8)) {
         add(m, "warden_breaker_transitions_total", 1,
             (const char *[]){"breaker", str(rec, "breaker"), "state", str(rec, "circuit_breaker_state"), NULL});
+    } else if (!strcmp(ev, "notification")) {
+        const char *outcome = ok ? "delivered" : json_is_true(json_object_get(rec, "given_up")) ? "dead" : "failed";
+        add(m, "warden_notifications_total", 1,
+            (const char *[]){"event", str(rec, "notify_event"), "outcome", outcome, NULL});
+    } else if (!strcmp(ev, "auth_blocked")) {
+        add(m, "warden_auth_blocks_total", 1, (const char *[]){NULL});
     }
 }
 

@@ -1,4 +1,5 @@
 /* report.c - the cost report (see report.h) */
+#include "reader.h"
 #include "report.h"
 #include "audit.h"
 #include "budget.h"
@@ -135,9 +136,11 @@ json_t *wd_report_budgets(wd_store *st, const wd_policy *p, int64_t now)
     return out;
 }
 
-/* the audit log's readable records in [since, until) (-1 unbounded), one at a time;
-** unreadable lines are counted in bad */
+/* the audit log's readable records in [since, until) (-1 unbounded), one at a time, over
+** every file it was rotated into (reader.h); unreadable lines are counted in bad */
 typedef struct log_reader {
+    wd_strlist files;
+    size_t next; /* the file opened after f */
     FILE *f;
     char *line;
     size_t cap;
@@ -150,9 +153,12 @@ static int reader_open(log_reader *lr, const char *path, int64_t since, int64_t 
     memset(lr, 0, sizeof *lr);
     lr->since = since;
     lr->until = until;
-    lr->f = fopen(path, "r");
-    if (!lr->f)
-        wd_errf(err, n, "cannot open the audit log %s: %s", path, strerror(errno));
+    if (wd_audit_files(path, &lr->files) > 0 && !strcmp(lr->files.v[lr->files.n - 1], path))
+        lr->f = fopen(lr->files.v[lr->next++], "r");
+    if (!lr->f) {
+        wd_errf(err, n, "cannot open the audit log %s: %s", path, strerror(errno ? errno : ENOENT));
+        wd_audit_files_free(&lr->files);
+    }
     return lr->f ? 0 : -1;
 }
 
@@ -160,7 +166,14 @@ static int reader_open(log_reader *lr, const char *path, int64_t since, int64_t 
 static json_t *reader_next(log_reader *lr, const char **ev, int64_t *t)
 {
     ssize_t len;
-    while ((len = getline(&lr->line, &lr->cap, lr->f)) > 0) {
+    while (lr->f) {
+        if ((len = getline(&lr->line, &lr->cap, lr->f)) <= 0) { /* the next file of the chain */
+            fclose(lr->f);
+            lr->f = NULL;
+            while (!lr->f && lr->next < lr->files.n)
+                lr->f = fopen(lr->files.v[lr->next++], "r");
+            continue;
+        }
         json_t *r = json_loadb(lr->line, (size_t)len, JSON_ALLOW_NUL, NULL);
         *ev = json_string_value(json_object_get(r, "event"));
         const char *ts = json_string_value(json_object_get(r, "timestamp"));
@@ -184,6 +197,7 @@ static void reader_close(log_reader *lr)
     free(lr->line);
     if (lr->f)
         fclose(lr->f);
+    wd_audit_files_free(&lr->files);
 }
 
 /* the report's window, when it has one */

@@ -1,6 +1,7 @@
 /* approve.c - what a person must do about a call (autonomy, requires_approval, risk,
 ** the hitl triggers) and the wait for them: a request in the state store, polled until it
 ** is decided, expires or escalates; the run's deadline waits with it */
+#include "notify.h"
 #include "toolpriv.h"
 #include "approval.h"
 #include "canon.h"
@@ -26,6 +27,7 @@
 struct wd_appr_state {
     char id[37]; /* "" when none */
     int escalation_audited;
+    int expiring_told;    /* notify: the last tenth of its time began */
     int64_t remaining_ns; /* of the run's deadline, which waits too */
     int gate;             /* a detector's escalation: 1 holds the next request, 2 the answer */
     char label[100];      /* what waits: a tool's name, "(run)" or "(final answer)" */
@@ -154,6 +156,7 @@ static json_t *open_request(wd_run *r, const char *what, const json_t *args, con
     memcpy(r->appr->id, id, sizeof id);
     snprintf(r->appr->label, sizeof r->appr->label, "%s", what);
     r->appr->escalation_audited = 0;
+    r->appr->expiring_told = 0;
     *ttl_ms = ttl;
     return ev;
 }
@@ -329,6 +332,17 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
         approval_event(r, WD_AE_APPROVAL_ESCALATED, 1, &st, msg);
         if (r->eng->notice)
             r->eng->notice(r->eng->notice_ud, msg);
+    }
+    if (!strcmp(st.status, "pending") && !r->appr->expiring_told &&
+        now >= st.expires_ms - (st.expires_ms - st.created_ms) / 10) {
+        r->appr->expiring_told = 1; /* a person is told while there is time to decide */
+        snprintf(msg, sizeof msg, "approval request %s for %s expires in %lld s", r->appr->id, subject,
+                 (long long)((st.expires_ms - now) / 1000));
+        json_t *d = json_pack("{s:s,s:s,s:s?,s:s?,s:s?,s:I}", "approval_id", r->appr->id, "subject", subject, "run_id",
+                              r->run_id, "user_id", r->user_id, "agent", r->agent_name, "expires_in_ms",
+                              (json_int_t)(st.expires_ms - now));
+        wd_notify(r->eng, "approval_expiring", msg, d);
+        json_decref(d);
     }
     if (!strcmp(st.status, "pending")) {
         wd_approval_state_clear(&st);

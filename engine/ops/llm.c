@@ -8,6 +8,7 @@
 #include "provider.h"
 #include "canon.h"
 #include "jsonlua.h"
+#include "redact.h"
 #include "util.h"
 
 #include <math.h>
@@ -35,8 +36,9 @@ struct wd_llm_state {
     double saved_usd;   /* what that answer cost when it was bought */
 };
 
-#define LLM_MAX_BODY (8u << 20)
-#define MAX_TOKENS   100000000LL /* more in one call is no model's answer: a malformed one */
+#define LLM_MAX_BODY     (8u << 20)
+#define MODEL_TEXT_CHARS 4000        /* of an answer's text in its llm_call record; its length is kept whole */
+#define MAX_TOKENS       100000000LL /* more in one call is no model's answer: a malformed one */
 
 typedef struct outcome {
     int ok;
@@ -282,6 +284,46 @@ static int push_delivered(wd_run *r, lua_State *co, void *ud)
     return 1;
 }
 
+/* ** The reasoning trace (docs/safety.md, Audit schema): what the model said, redacted
+** before it is cut (a secret across the cut is still found whole) and cut at
+** MODEL_TEXT_CHARS characters with its full length kept, and the tool calls it asked
+** for, as it asked (the record's redaction and bounds apply to them). */
+static void trace_answer(wd_run *r, json_t *ev, json_t *a, json_t *all)
+{
+    json_t *content = json_object_get(a, "content");
+    if (json_is_string(content)) {
+        int hits = 0, cut = 0;
+        size_t len = json_string_length(content);
+        char *red = wd_redact_string(r->pol, json_string_value(content), len, &hits);
+        const char *text = red ? red : json_string_value(content);
+        char *head = wd_utf8_head(text, red ? strlen(red) : len, MODEL_TEXT_CHARS, &cut);
+        json_t *t = head ? json_stringn(head, strlen(head)) : NULL;
+        json_object_set_new(ev, "model_text", t ? t : json_string("(not valid UTF-8)"));
+        json_object_set_new(ev, "model_text_bytes", json_integer((json_int_t)len));
+        if (hits)
+            json_object_set_new(ev, "sensitive_data", json_integer(hits));
+        free(head);
+        free(red);
+    }
+    if (!json_array_size(all))
+        return;
+    json_t *calls = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(all, i, c)
+    {
+        json_t *args = json_object_get(c, "arguments"), *parsed = NULL;
+        if (json_is_string(args))
+            parsed = json_loadb(json_string_value(args), json_string_length(args), JSON_ALLOW_NUL, NULL);
+        json_t *nm = json_object_get(c, "name");
+        json_array_append_new(calls, json_pack("{s:O?,s:o?}", "name", json_is_string(nm) ? nm : NULL, "arguments",
+                                               parsed ? parsed
+                                               : args ? json_deep_copy(args)
+                                                      : NULL));
+    }
+    json_object_set_new(ev, "tool_calls", calls);
+}
+
 static void deliver(wd_run *r, json_t *a)
 {
     const wd_model *m = r->call->model;
@@ -304,6 +346,7 @@ static void deliver(wd_run *r, json_t *a)
     json_object_set_new(ev, "cost_usd", json_real(an.cost));
     json_object_set_new(ev, "message_count", json_integer(r->req.nmessages));
     json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)json_array_size(an.all)));
+    trace_answer(r, ev, a, an.all);
     if (r->call->cached) {
         json_object_set_new(ev, "cache_hit", json_true());
         json_object_set_new(ev, "saved_usd", json_real(r->call->saved_usd));

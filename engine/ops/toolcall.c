@@ -214,6 +214,11 @@ static int retry_tool(wd_run *r, const char *error)
     json_object_set_new(ev, "retry_count", json_integer(r->tool_st->retries));
     json_object_set_new(ev, "error", json_string(msg));
     json_object_set_new(ev, "reason", json_string(reason));
+    if (r->traceback) {
+        json_object_set_new(ev, "traceback", json_string(r->traceback));
+        free(r->traceback);
+        r->traceback = NULL;
+    }
     wd_run_audit(r, ev);
     drop_handler(r);
     r->tool_st->retries++;
@@ -224,8 +229,8 @@ static int retry_tool(wd_run *r, const char *error)
 ** (caller owns it; NULL when the call failed, msg saying why), and *dump, its redacted
 ** rendering within MAX_RESULT_BYTES (caller frees). 1 when the call succeeded: a value
 ** that is not {error = ...}; nil, message is an answer that says no. */
-static int read_result(wd_run *r, int ok, int nres, const char *error, json_t **result, char **dump, char *msg,
-                       size_t n)
+static int read_result(wd_run *r, int ok, int nres, const char *error, json_t **result, char **dump, int *hits,
+                       char *msg, size_t n)
 {
     lua_State *co = r->tool.co;
     int success = ok;
@@ -257,7 +262,7 @@ static int read_result(wd_run *r, int ok, int nres, const char *error, json_t **
         return success;
     /* one rendering of the redacted result: the size cap and the summary for the log */
     json_t *box = json_pack("{s:o}", "v", json_deep_copy(*result)); /* the agent gets it unredacted */
-    wd_redact_value(r->pol, box);
+    *hits = wd_redact_value(r->pol, box);
     *dump = wd_json_compact_text(json_object_get(box, "v"));
     json_decref(box);
     if (*dump && strlen(*dump) > MAX_RESULT_BYTES) {
@@ -273,7 +278,7 @@ static int read_result(wd_run *r, int ok, int nres, const char *error, json_t **
 
 /* the call's tool_call record: its cost, the breaker's state is added by the settle */
 static json_t *call_record(wd_run *r, int success, int transient, const char *sum, int truncated, const char *error,
-                           double cost)
+                           double cost, int hits)
 {
     json_t *ev = wd_run_event(r, WD_AE_TOOL_CALL, success);
     json_object_set_new(ev, "agent_step", json_integer(r->steps));
@@ -289,6 +294,14 @@ static json_t *call_record(wd_run *r, int success, int transient, const char *su
         if (transient)
             json_object_set_new(ev, "reason", json_string("transient"));
     }
+    if (r->traceback) { /* the handler's error, where it happened: for the log only */
+        json_object_set_new(ev, "traceback", json_string(r->traceback));
+        free(r->traceback);
+        r->traceback = NULL;
+    }
+    if (hits) /* what redaction took out of the result before it was summarized */
+        json_object_set_new(ev, "sensitive_data", json_integer(hits));
+    wd_tool_data_touched(r, ev, r->tool_st->impl, r->tool_st->args);
     return ev;
 }
 
@@ -324,8 +337,9 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
     char msg[700];
     json_t *result;
     char *dump;
+    int hits = 0;
     r->sb->in_engine++;
-    int success = read_result(r, ok, nres, error, &result, &dump, msg, sizeof msg);
+    int success = read_result(r, ok, nres, error, &result, &dump, &hits, msg, sizeof msg);
     r->sb->in_engine--;
     int truncated = 0;
     char *sum = wd_tool_summary(dump ? dump : msg, &truncated);
@@ -336,7 +350,7 @@ void wd_pipeline_tool_done(wd_run *r, int ok, int nres, const char *error, int t
     wd_policy_unref(p);
     tool_outcome o = {success ? sum : failure, success, result, msg};
     const char *bname = r->tools[r->tool_st->impl].breaker ? r->tools[r->tool_st->impl].breaker : "tool:?";
-    wd_settle st = {.record = call_record(r, success, transient, sum, truncated, failure, cost),
+    wd_settle st = {.record = call_record(r, success, transient, sum, truncated, failure, cost, hits),
                     .cost = cost,
                     .hold = &r->tool_hold,
                     .breaker = bname,

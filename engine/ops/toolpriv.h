@@ -35,6 +35,8 @@ typedef struct wd_oversight {
 ** returned (NULL: it did not run) */
 void wd_tool_record(wd_run *r, const char *name, json_t *args, const char *result, int ok, json_t *value, int ran);
 char *wd_tool_summary(const char *s, int *truncated); /* caller frees; UTF-8 safe */
+/* ev gets data_accessed and data_modified: what the call of r->tool.name (impl, args) touched */
+void wd_tool_data_touched(wd_run *r, json_t *ev, int impl, const json_t *args);
 /* a refusal record under event, not yet audited (caller owns it) */
 json_t *wd_tool_refusal(wd_run *r, wd_audit_event event, const char *name, json_t *args, const char *msg);
 /* a refusal: audited under event (WD_AE_NONE: by the caller), recorded, {error = msg} pushed

@@ -48,17 +48,26 @@ void wd_tool_record(wd_run *r, const char *name, json_t *args, const char *resul
 }
 
 /* caller frees: the first SUMMARY_CHARS characters of s (UTF-8 safe); *truncated set */
-char *wd_tool_summary(const char *s, int *truncated)
+char *wd_tool_summary(const char *s, int *truncated) { return wd_utf8_head(s, strlen(s), SUMMARY_CHARS, truncated); }
+
+/* ** What a call touched, for the record (docs/safety.md, Audit schema): the canonical
+** paths of its path arguments, or the tool itself ("tool:NAME") when it takes none;
+** read, when the tool's category is read; read and changed for any other category. */
+void wd_tool_data_touched(wd_run *r, json_t *ev, int impl, const json_t *args)
 {
-    size_t l = strlen(s), cut = 0, chars = 0;
-    while (cut < l && chars < SUMMARY_CHARS) {
-        cut++;
-        while (cut < l && ((unsigned char)s[cut] & 0xC0) == 0x80)
-            cut++;
-        chars++;
+    const wd_tool_policy *tp = wd_policy_tool(r->pol, r->tool.name);
+    json_t *res =
+        wd_guard_touched(impl >= 0 && (size_t)impl < r->ntools ? r->tools[impl].schema : NULL, r->agent_dir, args);
+    if (!res)
+        return;
+    if (!json_array_size(res)) {
+        char nm[300];
+        snprintf(nm, sizeof nm, "tool:%s", r->tool.name);
+        json_array_append_new(res, json_string(nm));
     }
-    *truncated = cut < l;
-    return wd_strndup(s, cut);
+    int reads = !tp || !tp->category || !strcmp(tp->category, "read");
+    json_object_set_new(ev, "data_modified", reads ? json_array() : json_deep_copy(res));
+    json_object_set_new(ev, "data_accessed", res);
 }
 
 /* a refusal: audited under event (NULL: by the caller), recorded in tool_calls, {error=msg}

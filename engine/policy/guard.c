@@ -241,3 +241,20 @@ int wd_guard_resources(const wd_tool_policy *tp, const wd_schema *schema, const 
     }
     return 0;
 }
+
+json_t *wd_guard_touched(const wd_schema *schema, const char *base, const json_t *args)
+{
+    json_t *out = json_array();
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)args, k, v)
+    {
+        if (!json_is_string(v) || !wd_guard_is_path_arg(k, schema))
+            continue;
+        char *c = wd_guard_canon(base, json_string_value(v));
+        if (c)
+            json_array_append_new(out, json_string(c));
+        free(c);
+    }
+    return out;
+}

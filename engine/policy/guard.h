@@ -36,4 +36,7 @@ int wd_guard_is_path_arg(const char *name, const wd_schema *schema);
 int wd_guard_resources(const wd_tool_policy *tp, const wd_schema *schema, const char *base, json_t *args, char *err,
                        size_t errlen);
 
+/* caller owns: the canonical forms of args' path arguments (what a call touches), [] none */
+json_t *wd_guard_touched(const wd_schema *schema, const char *base, const json_t *args);
+
 #endif

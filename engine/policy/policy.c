@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@ static wd_policy *policy_new(void)
     static unsigned long long next_gen;
     p->refs = 1;
     p->gen = __atomic_add_fetch(&next_gen, 1, __ATOMIC_RELAXED);
+    p->generation = 1;
     p->max_iterations = 5;
     p->max_tool_calls_per_answer = 32;
     p->max_tool_calls = 1000;
@@ -96,6 +98,7 @@ static wd_policy *policy_new(void)
     p->audit_fsync = WD_FSYNC_BATCH;
     p->store_path = wd_strdup("var/warden.db");
     p->cache_ttl_ms = 3600000;
+    wd_policy_account_defaults(p);
     const char *keys[] = {"password", "api_key", "secret", "token", "authorization"};
     const char *pats[] = {"credit_card", "email", "bearer_token"};
     p->redact_keys.v = calloc(5, sizeof(char *));
@@ -207,6 +210,11 @@ wd_policy *wd_policy_load_text(const char *text, size_t len, const char *fname, 
     }
     wd_policy *p = load_root(root, fname, errs);
     wd_ydoc_free(root);
+    if (p) { /* which text this is: run_started names it */
+        unsigned char d[32];
+        crypto_hash_sha256(d, (const unsigned char *)text, len);
+        sodium_bin2hex(p->sha256, sizeof p->sha256, d, sizeof d);
+    }
     return p;
 }
 
@@ -235,7 +243,7 @@ static int list_files(const char *path, char **names)
 
 /* one file of a policy directory as a document (caller frees), or NULL with the problem
 ** reported under its name */
-static wd_ynode *read_part(wd_yread *c, const char *name)
+static wd_ynode *read_part(wd_yread *c, const char *name, crypto_hash_sha256_state *h)
 {
     char e[300];
     size_t len;
@@ -245,6 +253,8 @@ static wd_ynode *read_part(wd_yread *c, const char *name)
         wd_yread_err(c, NULL, "cannot read: %s", wd_read_error(errno, WD_YDOC_MAX_BYTES));
         return NULL;
     }
+    crypto_hash_sha256_update(h, (const unsigned char *)name, strlen(name) + 1);
+    crypto_hash_sha256_update(h, (const unsigned char *)text, len);
     wd_ynode *doc = wd_ydoc_parse(text, len, e, sizeof e);
     free(text);
     if (!doc) {
@@ -284,8 +294,10 @@ static wd_policy *load_dir(const char *path, wd_perrors *errs)
     }
     wd_ynode *root = NULL;
     wd_policy *p = NULL;
+    crypto_hash_sha256_state h;
+    crypto_hash_sha256_init(&h);
     for (int i = 0; i < nn; i++) {
-        wd_ynode *doc = read_part(&c, names[i]);
+        wd_ynode *doc = read_part(&c, names[i], &h);
         if (!doc)
             continue;
         if (!root)
@@ -299,6 +311,10 @@ static wd_policy *load_dir(const char *path, wd_perrors *errs)
     } else if (root && !errs->n) {
         p = load_root(root, path, errs);
     }
+    unsigned char d[32];
+    crypto_hash_sha256_final(&h, d);
+    if (p)
+        sodium_bin2hex(p->sha256, sizeof p->sha256, d, sizeof d);
     wd_ydoc_free(root);
     for (int i = 0; i < nn; i++)
         free(names[i]);
@@ -375,6 +391,8 @@ void wd_policy_unref(wd_policy *p)
     wd_yread_strlist_free(&p->redact_keys);
     wd_yread_rxlist_free(&p->redact_patterns);
     wd_yread_strlist_free(&p->redact_pattern_names);
+    wd_yread_strlist_free(&p->personal_fields);
+    wd_policy_webhooks_free(p);
     free(p->store_path);
     free(p);
 }

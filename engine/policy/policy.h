@@ -59,9 +59,21 @@ typedef struct wd_tool_policy {
 
 enum { WD_FSYNC_NONE, WD_FSYNC_BATCH, WD_FSYNC_ALWAYS };
 
+/* notify.webhooks[i] */
+typedef struct wd_webhook {
+    char *url, *secret_env;
+    wd_strlist events; /* names of WD_NOTIFY_EVENTS, or "*" */
+    long long timeout_ms;
+} wd_webhook;
+
+/* what a webhook may be told of: approval_requested ... auth_blocked, NULL */
+extern const char *const WD_NOTIFY_EVENTS[];
+
 typedef struct wd_policy {
     int refs;               /* atomic */
     unsigned long long gen; /* unique to this load: what caches derived from it compare */
+    long long generation;   /* 1, or the serving process's count of loads (run_started names it) */
+    char sha256[65];        /* of the policy's text (a directory's: each file's name and text) */
     char *path;
     int max_iterations;
     long long max_tool_calls_per_answer;          /* an answer asking for more: the rest are refused */
@@ -102,6 +114,14 @@ typedef struct wd_policy {
     wd_strlist redact_keys;
     wd_rxlist redact_patterns;
     wd_strlist redact_pattern_names;
+    long long audit_rotate_bytes, audit_rotate_ms; /* 0: never */
+    long long audit_keep_files, audit_keep_ms;     /* rotated files kept; 0: all, forever */
+    int audit_archive;                             /* removed files are kept compressed (.gz) */
+    wd_strlist personal_fields;                    /* sealed under the user's key (seal.h) */
+    wd_webhook *webhooks;
+    size_t n_webhooks;
+    long long notify_max_attempts, notify_base_ms, notify_max_ms;
+    long long serve_authfail_max, serve_authfail_window_ms, serve_authfail_block_ms;
     char *store_path;
     int cache_enabled, cache_any_temperature; /* the response cache (temperature 0 only unless any) */
     long long cache_ttl_ms;
@@ -111,6 +131,11 @@ typedef struct wd_perrors {
     char **v;
     size_t n;
 } wd_perrors;
+
+/* 1 when a webhook of p is told of event (a WD_NOTIFY_EVENTS name) */
+int wd_policy_notifies(const wd_policy *p, const char *event);
+/* p's webhooks freed (reloading replaces them) */
+void wd_policy_webhooks_free(wd_policy *p);
 
 /* Load a file, or a directory of *.yaml / *.yml merged in name order.
 ** Returns a snapshot with one reference, or NULL with every problem in errs. */

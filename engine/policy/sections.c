@@ -19,9 +19,9 @@ static int role_index(const wd_policy *p, const char *name)
     return -1;
 }
 
-static const char *const TOP_KEYS[] = {"version", "defaults", "roles",     "users",     "tiers",       "budget",
-                                       "models",  "tools",    "approvals", "detectors", "kill_switch", "audit",
-                                       "store",   "cache",    "autonomy",  "hitl",      "serve",       NULL};
+static const char *const TOP_KEYS[] = {"version",  "defaults",  "roles",     "users",       "tiers", "budget", "models",
+                                       "tools",    "approvals", "detectors", "kill_switch", "audit", "store",  "cache",
+                                       "autonomy", "hitl",      "serve",     "notify",      NULL};
 static const char *const DEFAULT_KEYS[] = {"max_iterations",
                                            "max_tool_calls_per_answer",
                                            "max_tool_calls",
@@ -34,17 +34,10 @@ static const char *const DEFAULT_KEYS[] = {"max_iterations",
                                            "sandbox",
                                            "exec",
                                            NULL};
-static const char *const SERVE_KEYS[] = {"memory_mb",
-                                         "max_runs",
-                                         "max_queued",
-                                         "max_runs_per_user",
-                                         "max_queued_per_user",
-                                         "queue_wait_ms",
-                                         "result_kb",
-                                         "events_kb",
-                                         "kept_mb",
-                                         "keep_runs",
-                                         NULL};
+static const char *const SERVE_KEYS[] = {
+    "memory_mb", "max_runs",  "max_queued", "max_runs_per_user", "max_queued_per_user", "queue_wait_ms",
+    "result_kb", "events_kb", "kept_mb",    "keep_runs",         "auth_failures",       NULL};
+static const char *const AUTHFAIL_KEYS[] = {"max", "window", "block_for", NULL};
 static const char *const EXEC_KEYS[] = {"cpu_s", "memory_mb", "procs", "file_mb", "output_kb", NULL};
 static const char *const HITL_KEYS[] = {"confidence_below", "cost_above_usd", "consecutive_errors", NULL};
 static const char *const TIMEOUT_KEYS[] = {"llm_connect_ms", "llm_read_ms", "tool_ms", "run_ms", NULL};
@@ -65,24 +58,11 @@ static const char *const TOOL_KEYS[] = {"permission",         "risk",
 static const char *const APPROVAL_KEYS[] = {"expiry", "escalate_at", "routes", "min_risk", "trust_cli_identity", NULL};
 static const char *const EXPIRY_KEYS[] = {"low", "normal", "high", "critical", NULL};
 static const char *const KILL_KEYS[] = {"consecutive_errors", NULL};
-static const char *const AUDIT_KEYS[] = {"path", "fsync", "redact_keys", "redact_patterns", NULL};
 static const char *const STORE_KEYS[] = {"path", NULL};
 static const char *const CACHE_KEYS[] = {"enabled", "ttl", "any_temperature", NULL};
 const char *const WD_RISKS[] = {"safe", "low", "medium", "high", "critical", NULL};
 #define RISKS WD_RISKS
 static const char *const PROVIDERS[] = {"openai", "anthropic", "mock", NULL};
-
-/* named redaction patterns users may list under audit.redact_patterns */
-static const struct {
-    const char *name, *rx;
-} REDACT_NAMED[] = {
-    {"credit_card", "\\b(?:\\d[ -]?){12,18}\\d\\b"},
-    {"email", "[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}"},
-    {"bearer_token", "\\bBearer\\s+[A-Za-z0-9._~+/=-]+"},
-    {"api_key", "\\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}"},
-    {"ssn", "\\b\\d{3}-\\d{2}-\\d{4}\\b"},
-    {NULL, NULL},
-};
 
 static void load_defaults(wd_yread *c, const wd_ynode *d)
 {
@@ -149,6 +129,12 @@ static void load_serve(wd_yread *c, const wd_ynode *s)
     wd_yread_int(c, s, "events_kb", "serve", &p->serve_events_kb, 1, 1LL << 20);
     wd_yread_int(c, s, "kept_mb", "serve", &p->serve_kept_mb, 1, 1LL << 20);
     wd_yread_int(c, s, "keep_runs", "serve", &p->serve_keep_runs, 1, 10000000);
+    const wd_ynode *af = wd_ydoc_get(s, "auth_failures");
+    if (af && wd_yread_map(c, af, "serve.auth_failures", AUTHFAIL_KEYS) == 0) {
+        wd_yread_int(c, af, "max", "serve.auth_failures", &p->serve_authfail_max, 1, 100000000);
+        wd_yread_dur(c, af, "window", "serve.auth_failures", &p->serve_authfail_window_ms, 1000, 366LL * 86400000);
+        wd_yread_dur(c, af, "block_for", "serve.auth_failures", &p->serve_authfail_block_ms, 1000, 366LL * 86400000);
+    }
     if (p->memory_mb > p->serve_memory_mb)
         wd_yread_err(c, s,
                      "serve.memory_mb (%lld) is less than one run's defaults.sandbox.memory_mb (%lld): no run could "
@@ -444,72 +430,6 @@ static void load_detectors(wd_yread *c, const wd_ynode *d)
     p->detectors = wd_ydoc_to_json(d);
 }
 
-static void load_audit(wd_yread *c, const wd_ynode *a)
-{
-    wd_policy *p = c->p;
-    if (wd_yread_map(c, a, "audit", AUDIT_KEYS) < 0)
-        return;
-    wd_yread_str(c, a, "path", "audit", &p->audit_path);
-    const wd_ynode *f = wd_ydoc_get(a, "fsync");
-    if (f) {
-        if (f->kind == WD_Y_SCALAR && !strcmp(f->str, "always"))
-            p->audit_fsync = WD_FSYNC_ALWAYS;
-        else if (f->kind == WD_Y_SCALAR && !strcmp(f->str, "batch"))
-            p->audit_fsync = WD_FSYNC_BATCH;
-        else if (f->kind == WD_Y_SCALAR && !strcmp(f->str, "none"))
-            p->audit_fsync = WD_FSYNC_NONE;
-        else
-            wd_yread_err(c, f, "audit.fsync must be always, batch or none");
-    }
-    const wd_ynode *k = wd_ydoc_get(a, "redact_keys");
-    if (k) {
-        wd_yread_strlist_free(&p->redact_keys);
-        memset(&p->redact_keys, 0, sizeof p->redact_keys);
-        wd_yread_strlist(c, k, "audit.redact_keys", &p->redact_keys);
-    }
-    const wd_ynode *r = wd_ydoc_get(a, "redact_patterns");
-    if (r) {
-        wd_yread_strlist_free(&p->redact_pattern_names);
-        memset(&p->redact_pattern_names, 0, sizeof p->redact_pattern_names);
-        wd_yread_strlist(c, r, "audit.redact_patterns", &p->redact_pattern_names);
-    }
-}
-
-static int compile_redactions(wd_yread *c, const wd_ynode *root)
-{
-    wd_policy *p = c->p;
-    const wd_ynode *at = wd_ydoc_get(wd_ydoc_get(root, "audit"), "redact_patterns");
-    p->redact_patterns.v = calloc(p->redact_pattern_names.n + 1, sizeof(wd_rx *));
-    if (!p->redact_patterns.v)
-        return -1;
-    for (size_t i = 0; i < p->redact_pattern_names.n; i++) {
-        const char *name = p->redact_pattern_names.v[i];
-        const char *src = NULL;
-        for (int j = 0; REDACT_NAMED[j].name; j++)
-            if (!strcmp(REDACT_NAMED[j].name, name))
-                src = REDACT_NAMED[j].rx;
-        char e[200];
-        int named = src != NULL;
-        if (!src) {
-            if (strncmp(name, "re:", 3)) {
-                wd_yread_err(c, at && i < at->n ? at->kids[i] : at,
-                             "audit.redact_patterns: unknown '%s'; use credit_card, email, bearer_token, api_key, "
-                             "ssn, or 're:<PCRE2 pattern>'",
-                             name);
-                continue;
-            }
-            src = name + 3;
-        }
-        wd_rx *rx = wd_rx_compile(src, named ? 0 : WD_RX_CASELESS, e, sizeof e);
-        if (!rx) {
-            wd_yread_err(c, at && i < at->n ? at->kids[i] : at, "audit.redact_patterns '%s': %s", name, e);
-            continue;
-        }
-        p->redact_patterns.v[p->redact_patterns.n++] = rx;
-    }
-    return 0;
-}
-
 /* fills c->p from the document; problems go to c->errs */
 wd_policy *wd_policy_build(wd_yread *c, const wd_ynode *root)
 {
@@ -562,7 +482,9 @@ wd_policy *wd_policy_build(wd_yread *c, const wd_ynode *root)
         wd_yread_int(c, n, "consecutive_errors", "hitl", &p->hitl_consecutive_errors, 0, 1000000);
     }
     if ((n = wd_ydoc_get(root, "audit")))
-        load_audit(c, n);
+        wd_policy_load_audit(c, n);
+    if ((n = wd_ydoc_get(root, "notify")))
+        wd_policy_load_notify(c, n);
     if ((n = wd_ydoc_get(root, "store")) && wd_yread_map(c, n, "store", STORE_KEYS) == 0)
         wd_yread_str(c, n, "path", "store", &p->store_path);
     if ((n = wd_ydoc_get(root, "cache")) && wd_yread_map(c, n, "cache", CACHE_KEYS) == 0) {
@@ -574,7 +496,7 @@ wd_policy *wd_policy_build(wd_yread *c, const wd_ynode *root)
         load_serve(c, n);
     else if (p->memory_mb > p->serve_memory_mb)
         p->serve_memory_mb = p->memory_mb; /* a machine smaller than one run: one at a time */
-    compile_redactions(c, root);
+    wd_policy_compile_redactions(c, root);
     for (size_t i = 0; i < p->n_tools; i++)
         if (p->tools[i].timeout_ms < 0)
             p->tools[i].timeout_ms = p->tool_ms;

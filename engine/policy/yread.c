@@ -247,6 +247,8 @@ void wd_yread_strlist_free(wd_strlist *l)
     for (size_t i = 0; i < l->n; i++)
         free(l->v[i]);
     free(l->v);
+    l->v = NULL; /* empty again: a list read twice (a default, then the file's) starts over */
+    l->n = 0;
 }
 
 void wd_yread_rxlist_free(wd_rxlist *l)

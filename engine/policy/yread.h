@@ -1,5 +1,5 @@
-/* yread.h - reading a policy's YAML nodes into its fields (yread.c), for policy.c and
-** sections.c: each reader checks type and range and reports a problem with the file,
+/* yread.h - reading a policy's YAML nodes into its fields (yread.c), for policy.c,
+** sections.c and auditpol.c: each reader checks type and range and reports a problem with the file,
 ** line and column, so that every problem of a policy is reported at once. */
 #ifndef WD_YREAD_H
 #define WD_YREAD_H
@@ -34,5 +34,13 @@ int wd_yread_in_list(const char *s, const char *const *l);
 /* sections.c: every section of the policy at root into c->p; c->p, or NULL when the top
 ** level is not a map of known keys */
 wd_policy *wd_policy_build(wd_yread *c, const wd_ynode *root);
+
+/* auditpol.c: the audit and notify sections; the redaction patterns compiled (after
+** every section is read) */
+void wd_policy_load_audit(wd_yread *c, const wd_ynode *a);
+void wd_policy_load_notify(wd_yread *c, const wd_ynode *n);
+int wd_policy_compile_redactions(wd_yread *c, const wd_ynode *root);
+/* the audit, notify and serve.auth_failures defaults of a new policy */
+void wd_policy_account_defaults(wd_policy *p);
 
 #endif

@@ -8,6 +8,7 @@
 #include "engine.h"
 #include "jsonlua.h"
 #include "mock.h"
+#include "notify.h"
 #include "redact.h"
 #include "canon.h"
 #include "util.h"
@@ -145,6 +146,42 @@ static void on_kill(wd_run *r, lua_State *co)
     }
 }
 
+/* ** A script's error: where it happened goes to the log (the record of the call or of
+** the run's end carries it), never to the user, whose answer has the message only. The
+** dead coroutine keeps its stack, so it is read from there: its top TRACE_LEVELS
+** frames, each found from the top (luaL_traceback also finds the bottom, walking the
+** whole stack a few dozen times: a second for a recursion a million slots deep). */
+#define TRACE_LEVELS 16
+
+static void keep_traceback(wd_run *r, lua_State *co, const char *msg)
+{
+    wd_buf b = {0};
+    lua_Debug ar;
+    wd_buf_addf(&b, "%s\nstack traceback:", msg);
+    int level = 0;
+    for (; level < TRACE_LEVELS && lua_getstack(co, level, &ar); level++) {
+        if (!lua_getinfo(co, "Sln", &ar))
+            continue;
+        wd_buf_addf(&b, "\n\t%s:", ar.short_src);
+        if (ar.currentline > 0)
+            wd_buf_addf(&b, "%d:", ar.currentline);
+        if (ar.namewhat && *ar.namewhat)
+            wd_buf_addf(&b, " in %s '%s'", ar.namewhat, ar.name ? ar.name : "?");
+        else if (ar.what && !strcmp(ar.what, "main"))
+            wd_buf_addf(&b, " in main chunk");
+        else if (ar.what && !strcmp(ar.what, "C"))
+            wd_buf_addf(&b, " in a C function");
+        else
+            wd_buf_addf(&b, " in function <%s:%d>", ar.short_src, ar.linedefined);
+    }
+    if (level == TRACE_LEVELS && lua_getstack(co, level, &ar))
+        wd_buf_addf(&b, "\n\t...");
+    free(r->traceback);
+    r->traceback = b.p && b.len > 8192 ? wd_strndup(b.p, 8192) : b.p ? b.p : NULL;
+    if (r->traceback != b.p)
+        wd_buf_free(&b);
+}
+
 static void step(wd_run *r, lua_State *co, int nargs)
 {
     int nres = 0;
@@ -211,6 +248,8 @@ static void step(wd_run *r, lua_State *co, int nargs)
     wd_sandbox_error_text(co, -1, msg, sizeof msg, &transient);
     if (st == LUA_ERRMEM)
         wd_strlcpy(msg, "memory limit exceeded", sizeof msg);
+    else
+        keep_traceback(r, co, msg);
     if (is_tool)
         settle_tool(r, 0, 0, msg, transient);
     else
@@ -374,13 +413,26 @@ static void start(wd_run *r)
     wd_run_push_ctx(r, r->agent_co, 0);
     r->sb->in_engine--;
 
+    if (wd_seal_wanted(p) && r->user_id) { /* the user's key, for the personal fields of its records */
+        if (wd_store_audit_key(e->store, r->user_id, wd_store_now(e->store), r->seal.id, r->seal.key) < 0) {
+            snprintf(err, sizeof err, "audit keys unavailable (state store: %s): refusing to run",
+                     wd_store_error(e->store));
+            wd_run_end(r, WD_ST_FAILED, err);
+            return;
+        }
+        r->sealing = 1;
+    }
     r->deadline_ns = r->t0_ns + p->run_ms * 1000000LL;
     struct timeval tv = {(time_t)(p->run_ms / 1000), (suseconds_t)(p->run_ms % 1000) * 1000};
     evtimer_add(r->run_timer, &tv);
     json_t *ev = wd_run_event(r, WD_AE_RUN_STARTED, 1);
     if (ev) {
         json_object_set_new(ev, "reason", json_string(r->query ? "query" : "no query"));
-        json_object_set_new(ev, "tool_args", json_pack("{s:s}", "query", r->query ? r->query : ""));
+        json_object_set_new(ev, "query", json_string(r->query ? r->query : ""));
+        json_object_set_new(ev, "agent_version",
+                            json_string(wd_agent_version(&e->versions, r->agent_dir, r->agent_path)));
+        json_object_set_new(ev, "policy_generation", json_integer((json_int_t)p->generation));
+        json_object_set_new(ev, "policy_sha256", json_string(p->sha256));
         wd_run_audit(r, ev);
     }
     r->start_mark = wd_audit_appended(e->audit);
@@ -445,7 +497,10 @@ static void on_budget_warning(void *ud, const wd_ledger_key *k, int64_t spent)
     json_object_set_new(ev, "budget_period", json_string(k->period));
     json_object_set_new(ev, "cost_usd", json_real(s));
     json_object_set_new(ev, "reason", json_string(msg));
+    json_incref(ev);
     wd_redact_append(e->policy, e->audit, ev);
+    wd_notify_record(e, ev); /* redacted as written */
+    json_decref(ev);
 }
 
 /* records first, then the spend they show: after a crash the audit log never shows less
@@ -521,6 +576,7 @@ wd_engine *wd_engine_create(const wd_engine_opts *o, const wd_engine_hooks *h, c
     e->audit = wd_audit_open(ap, e->policy->audit_fsync, err, errlen);
     if (!e->audit)
         goto fail;
+    wd_audit_apply_policy(e->audit, e->policy);
     const char *sp = o && o->store_path ? o->store_path : e->policy->store_path;
     e->store = wd_store_open(sp, err, errlen);
     if (!e->store)
@@ -546,7 +602,8 @@ wd_engine *wd_engine_create(const wd_engine_opts *o, const wd_engine_hooks *h, c
     e->ready_ev = event_new(e->base, -1, 0, on_ready, e);
     e->flush_ev = event_new(e->base, -1, EV_PERSIST, on_flush, e);
     e->deliver_ev = event_new(e->base, -1, 0, wd_run_deliver, e);
-    if (!e->ready_ev || !e->flush_ev || !e->deliver_ev)
+    e->notifier = wd_notifier_new(e);
+    if (!e->ready_ev || !e->flush_ev || !e->deliver_ev || !e->notifier)
         goto fail;
     struct timeval tv = {0, FLUSH_MS * 1000};
     event_add(e->flush_ev, &tv);
@@ -572,6 +629,7 @@ void wd_engine_free(wd_engine *e)
     while (e->live)
         wd_run_end(e->live, WD_ST_FAILED, "engine stopped");
     wd_run_deliver(-1, 0, e);
+    wd_notifier_free(e->notifier, 2000); /* a last notification gets two seconds to go out */
     wd_http_free(e->http);
     wd_kills_free(e);
     if (e->ready_ev)
@@ -591,6 +649,7 @@ void wd_engine_free(wd_engine *e)
     free(e->mock_path);
     free(e->llm);
     free(e->lat);
+    wd_versions_free(e->versions);
     free(e);
 }
 
@@ -616,6 +675,9 @@ void wd_engine_set_policy(wd_engine *e, wd_policy *p)
 {
     wd_policy *old = e->policy;
     e->policy = wd_policy_ref(p);
+    if (e->audit)
+        wd_audit_apply_policy(e->audit, p);
+    wd_notifier_wake(e->notifier); /* a reload may have added webhooks */
     if (old && old != p)
         wd_engine_flush(e, 1);
     wd_policy_unref(old);

@@ -15,12 +15,14 @@
 #include "warden.h"
 #include "host.h"
 #include "audit.h"
+#include "seal.h"
 #include "events.h"
 #include "breaker.h"
 #include "budget.h"
 #include "http.h"
 #include "policy.h"
 #include "retry.h"
+#include "version.h"
 #include "store.h"
 #include "sandbox.h"
 #include "killswitch.h"
@@ -97,8 +99,10 @@ struct wd_engine {
     void *on_record_ud;
     long long *lat;
     size_t nlat, caplat;
-    wd_run *live; /* every submitted run not yet ended */
-    struct {      /* the kill switch's tables as last read (killswitch.c) */
+    wd_run *live;                 /* every submitted run not yet ended */
+    wd_versions *versions;        /* agents' versions (version.h) */
+    struct wd_notifier *notifier; /* webhooks' deliveries (notify.h) */
+    struct {                      /* the kill switch's tables as last read (killswitch.c) */
         json_t *killed, *failing;
         int64_t read_ns;
         struct event *ev;
@@ -210,6 +214,9 @@ struct wd_run {
     } audit;
     wd_status limit_status; /* a run limit was reached: how the run ends, and why */
     char *limit_msg;
+    char *traceback; /* of the last script error, for its record (never the user's answer) */
+    int sealing;     /* personal fields are sealed under seal (seal.h) */
+    wd_seal_key seal;
     wd_status status;
     char *result_text;
     char *start_error; /* the run cannot start: start() ends it from the loop */

@@ -4,6 +4,7 @@
 #include "engine.h"
 #include "util.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@ static void run_free(wd_run *r)
     if (!r)
         return;
     free(r->limit_msg);
+    free(r->traceback);
+    sodium_memzero(&r->seal, sizeof r->seal);
     if (r->op_timer)
         event_free(r->op_timer);
     if (r->run_timer)
@@ -231,7 +234,10 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
         json_object_set_new(ev, "latency_ms", json_integer(ms));
         if (error && *error)
             json_object_set_new(ev, "error", json_string(error));
-        json_object_set_new(ev, "result", json_string(text)); /* what the user was given */
+        /* what the user was given: the agent's answer, or what the status says */
+        json_object_set_new(ev, st == WD_ST_COMPLETED && r->result_text ? "final_answer" : "result", json_string(text));
+        if (r->traceback) /* the agent's error, where it happened: for the log only */
+            json_object_set_new(ev, "traceback", json_string(r->traceback));
         wd_run_audit(r, ev);
     }
     hand_out(e, r, res);

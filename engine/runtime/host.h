@@ -7,6 +7,7 @@
 #include "warden.h"
 
 struct event_base;
+typedef struct json_t json_t;
 typedef struct wd_store wd_store;
 typedef struct wd_audit wd_audit;
 
@@ -21,5 +22,8 @@ void wd_engine_flush(wd_engine *e, int idle);
 /* the descriptor limit raised and the table sized for thousands of sockets; cheapest
 ** before any thread starts, harmless to repeat */
 void wd_engine_prepare_fds(void);
+/* a record the host wrote itself (redacted): the notification it calls for queued and
+** sent from the engine's loop (notify.h) */
+void wd_engine_notify(wd_engine *e, const json_t *rec);
 
 #endif

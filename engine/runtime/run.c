@@ -4,6 +4,8 @@
 #include "bound.h"
 #include "engine.h"
 #include "redact.h"
+#include "seal.h"
+#include "notify.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -96,7 +98,10 @@ int wd_run_audit(wd_run *r, json_t *rec)
             json_object_set_new(rec, "audit_dropped", json_integer(r->audit.dropped));
     }
     /* and what the log adds: seq, timestamp, prev_hash, hash and the newline */
-    size_t bytes = wd_bound_record(rec, cap, final ? "result" : NULL, big, NULL) + AUDIT_LINE_EXTRA;
+    const char *whole = !final ? NULL : json_object_get(rec, "final_answer") ? "final_answer" : "result";
+    if (whole && r->sealing && wd_seal_field(p, whole, NULL)) /* sealed, it grows by a third */
+        big = big / 4 * 3 > 512 ? big / 4 * 3 - 512 : big;
+    size_t bytes = wd_bound_record(rec, cap, whole, big, NULL) + AUDIT_LINE_EXTRA;
     if (!final && (r->audit.records + 1 > maxr || r->audit.bytes + (long long)bytes > maxb)) {
         r->audit.dropped++;
         json_decref(rec);
@@ -114,8 +119,11 @@ int wd_run_audit(wd_run *r, json_t *rec)
                  r->audit.records, r->audit.bytes, maxr, maxb);
         wd_run_limit(r, WD_ST_FAILED, msg);
     }
-    if (r->eng->on_record)
+    if (r->eng->on_record) /* the run's own watchers see its text; the log keeps it sealed */
         r->eng->on_record(r->eng->on_record_ud, rec);
+    wd_notify_record(r->eng, rec);
+    if (r->sealing)
+        r->audit.bytes += (long long)wd_seal_record(p, rec, &r->seal);
     return wd_audit_append(r->eng->audit, rec);
 }
 

@@ -12,6 +12,8 @@
 #include "report.h"
 #include "serve.h"
 #include "apicall.h"
+#include "store.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <event2/buffer.h>
@@ -129,22 +131,116 @@ void wd_call_busy(wd_call *c, const char *why, int retry_s)
 
 /* ---- authentication ---------------------------------------------------------- */
 
-/* the user the request's key belongs to; NULL after a 401 */
+/* ** Failed authentications (docs/serve.md, Blocking abuse): each one counts against
+** the address it came from and, when it sent a key, against that key's hash, in the
+** store's windows (serve.auth_failures: max in window), so every worker and every host
+** sharing the store counts together. One more than max blocks the address or key for
+** block_for: it is answered 429 whatever key it sends, the block is audited
+** (auth_blocked) and notified. */
+static void peer_of(wd_call *c, char *out, size_t n)
+{
+    char *peer = NULL;
+    ev_uint16_t port = 0;
+    evhttp_connection_get_peer(evhttp_request_get_connection(c->req), &peer, &port);
+    snprintf(out, n, "addr:%s", peer ? peer : "?");
+}
+
+/* "key:" and the first 32 hex digits of the key's SHA-256: what a block of a key names */
+static void key_id(const char *key, char *out, size_t n)
+{
+    unsigned char h[crypto_hash_sha256_BYTES];
+    char hex[65];
+    crypto_hash_sha256(h, (const unsigned char *)key, strlen(key));
+    sodium_bin2hex(hex, sizeof hex, h, 16);
+    snprintf(out, n, "key:%s", hex);
+}
+
+static void answer_blocked(wd_call *c, const char *who, int64_t until, int64_t now)
+{
+    long long s = (until - now + 999) / 1000;
+    char why[300];
+    snprintf(why, sizeof why, "too many failed authentications from this %s: blocked for %lld s more",
+             !strncmp(who, "key:", 4) ? "key" : "address", s);
+    char ra[24];
+    snprintf(ra, sizeof ra, "%lld", s > 0 ? s : 1);
+    evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", ra);
+    wd_call_refusal(c, json_pack("{s:s,s:b,s:s,s:s,s:s,s:I}", "event", wd_event_name(WD_AE_RATE_LIMITED), "success", 0,
+                                 "reason", why, "http_method", c->method, "http_path", c->path, "retry_after_ms",
+                                 (json_int_t)(until - now)));
+    wd_call_error(c, 429, "%s", why);
+}
+
+/* 1 when one of who (NULL ends it) is blocked: answered 429 */
+static int blocked(wd_call *c, const char *const *who)
+{
+    wd_store *s = wd_engine_store(c->f->e);
+    int64_t now = wd_store_now(s), until;
+    for (int i = 0; who[i]; i++)
+        if (who[i][0] && wd_store_block_get(s, who[i], now, &until) == 1) {
+            answer_blocked(c, who[i], until, now);
+            return 1;
+        }
+    return 0;
+}
+
+/* a failed authentication counted; 1 when it began a block (answered 429), else 0 */
+static int count_failure(wd_call *c, const char *const *who)
+{
+    wd_store *s = wd_engine_store(c->f->e);
+    const wd_policy *p = c->p;
+    int64_t now = wd_store_now(s), retry;
+    for (int i = 0; who[i]; i++) {
+        char key[200];
+        long long count = 0;
+        if (!who[i][0])
+            continue;
+        snprintf(key, sizeof key, "authfail:%s", who[i]);
+        if (wd_store_rate_take(s, key, p->serve_authfail_max, p->serve_authfail_window_ms, now, &count, &retry) != 0)
+            continue;
+        int64_t until = now + p->serve_authfail_block_ms;
+        char why[300], ts[40];
+        snprintf(why, sizeof why, "more than %lld failed authentications in %lld s: blocked for %lld s",
+                 p->serve_authfail_max, p->serve_authfail_window_ms / 1000, p->serve_authfail_block_ms / 1000);
+        wd_rfc3339_ms(wd_wall_ms() + p->serve_authfail_block_ms, ts, sizeof ts);
+        wd_store_block_set(s, who[i], until, why);
+        char peer[80];
+        peer_of(c, peer, sizeof peer);
+        json_t *rec = json_pack("{s:s,s:b,s:s,s:s,s:I,s:s,s:s,s:s,s:s}", "event", wd_event_name(WD_AE_AUTH_BLOCKED),
+                                "success", 0, "blocked", who[i], "blocked_until", ts, "failures", (json_int_t)count + 1,
+                                "remote_addr", peer + 5, "http_method", c->method, "http_path", c->path, "reason", why);
+        if (rec) {
+            json_incref(rec);
+            wd_call_audit_now(c->f, p, rec);
+            wd_engine_notify(c->f->e, rec);
+            json_decref(rec);
+        }
+        answer_blocked(c, who[i], until, now);
+        return 1;
+    }
+    return 0;
+}
+
+/* the user the request's key belongs to; NULL after a 401 (or a 429 while blocked) */
 const wd_user *wd_call_auth(wd_call *c)
 {
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
-    if (!h) {
-        wd_call_deny(c, 401, NULL, "no API key: send Authorization: Bearer KEY");
+    const char *key = h && !strncasecmp(h, "Bearer ", 7) && h[7] ? h + 7 : NULL;
+    char addr[80], kid[80] = "";
+    peer_of(c, addr, sizeof addr);
+    if (key)
+        key_id(key, kid, sizeof kid);
+    const char *who[] = {addr, kid, NULL};
+    if (blocked(c, who))
         return NULL;
-    }
-    if (strncasecmp(h, "Bearer ", 7) || !h[7]) {
-        wd_call_deny(c, 401, NULL, "the Authorization header must be 'Bearer KEY'");
-        return NULL;
-    }
-    const wd_user *found = wd_admin_user_by_key(c->p, h + 7);
-    if (!found)
-        wd_call_deny(c, 401, NULL, "unknown API key");
-    return found;
+    const char *why = !h     ? "no API key: send Authorization: Bearer KEY"
+                      : !key ? "the Authorization header must be 'Bearer KEY'"
+                             : NULL;
+    const wd_user *found = key ? wd_admin_user_by_key(c->p, key) : NULL;
+    if (found)
+        return found;
+    if (!count_failure(c, who))
+        wd_call_deny(c, 401, NULL, why ? why : "unknown API key");
+    return NULL;
 }
 
 int wd_call_admin(wd_call *c)

@@ -137,7 +137,11 @@ void wd_api_kill_or_revive(wd_call *c, int revive)
         wd_call_error(c, 503, "state store: %s", wd_store_error(wd_engine_store(c->f->e)));
         goto done;
     }
+    json_incref(rec);
     wd_call_audit_now(c->f, c->p, rec);
+    if (got > 0)
+        wd_engine_notify(c->f->e, rec); /* a kill: the webhooks are told */
+    json_decref(rec);
     /* every worker reads the switch again before its next run, not within its poll */
     for (int i = 0; i < c->f->srv->nfronts; i++)
         wd_pool_post(c->f->srv->pool, i, invalidate_kills, NULL);

@@ -333,6 +333,7 @@ static void reload_policy(srv_main *m, const char *why)
         return;
     }
     long gen = atomic_fetch_add(&m->s.generation, 1) + 1;
+    np->generation = gen; /* before any run sees it */
     pthread_mutex_lock(&m->s.mu);
     wd_policy *old = m->s.policy;
     m->s.policy = np;
@@ -628,6 +629,7 @@ static int configure(srv_main *m, const wd_serve_opts *opts)
         say("%s", err);
         return -1;
     }
+    wd_audit_apply_policy(m->audit, s->policy);
     m->policy_is_dir = stat(s->o.policy_path, &st) == 0 && S_ISDIR(st.st_mode);
     char *pd = strip_slashes(s->o.policy_path);
     if (m->policy_is_dir) {

@@ -40,6 +40,16 @@ typedef struct wd_store_backend {
     int (*detect_get)(wd_store *s, const wd_store_scope *sc, const char *key, char **text);
     int (*detect_put)(wd_store *s, const wd_store_scope *sc, const char *key, const char *text, int64_t now_ms);
     void (*detect_adopt)(wd_store *s, const wd_store_scope *sc);
+    int (*audit_key)(wd_store *s, const char *user, int64_t now_ms, char id[17], unsigned char key[32]);
+    int (*audit_key_get)(wd_store *s, const char *id, unsigned char key[32]);
+    int (*audit_erase)(wd_store *s, const char *user, int64_t now_ms);
+    int (*notify_add)(wd_store *s, const wd_notify_row *n, int64_t now_ms);
+    int (*notify_claim)(wd_store *s, int64_t now_ms, int64_t lease_ms, int max, json_t **out);
+    int (*notify_settle)(wd_store *s, const char *id, const char *status, int attempts, int64_t next_ms,
+                         const char *error, int64_t now_ms);
+    int (*notify_list)(wd_store *s, int all, json_t **out);
+    int (*block_set)(wd_store *s, const char *key, int64_t until_ms, const char *reason);
+    int (*block_get)(wd_store *s, const char *key, int64_t now_ms, int64_t *until_ms);
 } wd_store_backend;
 
 /* the head of every backend's handle */

@@ -7,6 +7,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -53,7 +54,16 @@ static const char SCHEMA[] =
     " detector TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated_ms INTEGER NOT NULL,"
     " PRIMARY KEY(agent, user, origin, detector, key)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS detector_scopes (agent TEXT NOT NULL, user TEXT NOT NULL, origin TEXT NOT NULL,"
-    " detector TEXT NOT NULL, PRIMARY KEY(agent, user, origin, detector)) WITHOUT ROWID;";
+    " detector TEXT NOT NULL, PRIMARY KEY(agent, user, origin, detector)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS audit_keys (key_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, key BLOB,"
+    " created_ms INTEGER NOT NULL, erased_ms INTEGER);"
+    "CREATE INDEX IF NOT EXISTS audit_keys_user ON audit_keys(user_id, created_ms);"
+    "CREATE TABLE IF NOT EXISTS notify (id TEXT PRIMARY KEY, event TEXT NOT NULL, url TEXT NOT NULL,"
+    " secret_env TEXT NOT NULL, timeout_ms INTEGER NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL,"
+    " attempts INTEGER NOT NULL, next_ms INTEGER NOT NULL, claim_ms INTEGER NOT NULL, last_error TEXT,"
+    " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS notify_due ON notify(status, next_ms);"
+    "CREATE TABLE IF NOT EXISTS blocks (key TEXT PRIMARY KEY, until_ms INTEGER NOT NULL, reason TEXT);";
 
 /* another process holds the write lock for microseconds: yield, then short sleeps,
 ** for about two seconds in all (SQLite's own handler sleeps whole milliseconds) */
@@ -193,6 +203,11 @@ wd_sqlite *wd_sq_connect(const char *path, char *err, size_t errlen)
         wd_errf(err, errlen, "state store %s: cannot create its directory: %s", path, strerror(errno));
         goto fail_quiet;
     }
+    /* made by us, readable by its owner alone: it holds the audit log's keys. SQLite
+    ** gives the -wal and -shm files the database file's mode */
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK ||
         (sqlite3_busy_handler(s->db, on_busy, NULL), setup(s->db, &s->clock_off) != SQLITE_OK))

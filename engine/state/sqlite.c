@@ -1,7 +1,8 @@
 /* sqlite.c - the SQLite backend of the state store: its table of functions and its
 ** opening. The connection, the schema and the clock are in sqlconn.c; the operations
-** in sqlstate.c (breakers, ledger, rate, cache), sqlrows.c (approvals) and sqlkills.c
-** (kill switch, agent health, detectors' state). */
+** in sqlstate.c (breakers, ledger, rate, cache), sqlrows.c (approvals), sqlkills.c
+** (kill switch, agent health, detectors' state) and sqlaccount.c (audit keys,
+** notifications, blocks). */
 #include "sqlpriv.h"
 #include "util.h"
 
@@ -36,6 +37,15 @@ static const wd_store_backend SQLITE = {
     .detect_get = wd_sq_detect_get,
     .detect_put = wd_sq_detect_put,
     .detect_adopt = wd_sq_detect_adopt,
+    .audit_key = wd_sq_audit_key,
+    .audit_key_get = wd_sq_audit_key_get,
+    .audit_erase = wd_sq_audit_erase,
+    .notify_add = wd_sq_notify_add,
+    .notify_claim = wd_sq_notify_claim,
+    .notify_settle = wd_sq_notify_settle,
+    .notify_list = wd_sq_notify_list,
+    .block_set = wd_sq_block_set,
+    .block_get = wd_sq_block_get,
 };
 
 wd_store *wd_sqlite_open(const char *path, char *err, size_t errlen)

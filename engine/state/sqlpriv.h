@@ -31,6 +31,8 @@ enum {
     Q_CACHE_GET,
     Q_CACHE_PUT,
     Q_CACHE_GC,
+    Q_AKEY_USER,
+    Q_BLOCK_GET,
     Q_COUNT
 };
 
@@ -92,5 +94,17 @@ int wd_sq_health_note(wd_store *s, const char *agent, int failed, long long *cou
 int wd_sq_detect_get(wd_store *s, const wd_store_scope *sc, const char *key, char **text);
 int wd_sq_detect_put(wd_store *s, const wd_store_scope *sc, const char *key, const char *text, int64_t now_ms);
 void wd_sq_detect_adopt(wd_store *s, const wd_store_scope *sc);
+
+/* ---- sqlaccount.c: audit keys, notifications, blocks ---- */
+int wd_sq_audit_key(wd_store *s, const char *user, int64_t now_ms, char id[17], unsigned char key[32]);
+int wd_sq_audit_key_get(wd_store *s, const char *id, unsigned char key[32]);
+int wd_sq_audit_erase(wd_store *s, const char *user, int64_t now_ms);
+int wd_sq_notify_add(wd_store *s, const wd_notify_row *n, int64_t now_ms);
+int wd_sq_notify_claim(wd_store *s, int64_t now_ms, int64_t lease_ms, int max, json_t **out);
+int wd_sq_notify_settle(wd_store *s, const char *id, const char *status, int attempts, int64_t next_ms,
+                        const char *error, int64_t now_ms);
+int wd_sq_notify_list(wd_store *s, int all, json_t **out);
+int wd_sq_block_set(wd_store *s, const char *key, int64_t until_ms, const char *reason);
+int wd_sq_block_get(wd_store *s, const char *key, int64_t now_ms, int64_t *until_ms);
 
 #endif

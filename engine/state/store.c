@@ -115,3 +115,40 @@ int wd_store_detect_put(wd_store *s, const wd_store_scope *sc, const char *key, 
 }
 
 void wd_store_detect_adopt(wd_store *s, const wd_store_scope *sc) { s->be->detect_adopt(s, sc); }
+
+int wd_store_audit_key(wd_store *s, const char *user, int64_t now_ms, char id[17], unsigned char key[32])
+{
+    return s->be->audit_key(s, user, now_ms, id, key);
+}
+
+int wd_store_audit_key_get(wd_store *s, const char *id, unsigned char key[32])
+{
+    return s->be->audit_key_get(s, id, key);
+}
+
+int wd_store_audit_erase(wd_store *s, const char *user, int64_t now_ms) { return s->be->audit_erase(s, user, now_ms); }
+
+int wd_store_notify_add(wd_store *s, const wd_notify_row *n, int64_t now_ms) { return s->be->notify_add(s, n, now_ms); }
+
+int wd_store_notify_claim(wd_store *s, int64_t now_ms, int64_t lease_ms, int max, json_t **out)
+{
+    return s->be->notify_claim(s, now_ms, lease_ms, max, out);
+}
+
+int wd_store_notify_settle(wd_store *s, const char *id, const char *status, int attempts, int64_t next_ms,
+                           const char *error, int64_t now_ms)
+{
+    return s->be->notify_settle(s, id, status, attempts, next_ms, error, now_ms);
+}
+
+int wd_store_notify_list(wd_store *s, int all, json_t **out) { return s->be->notify_list(s, all, out); }
+
+int wd_store_block_set(wd_store *s, const char *key, int64_t until_ms, const char *reason)
+{
+    return s->be->block_set(s, key, until_ms, reason);
+}
+
+int wd_store_block_get(wd_store *s, const char *key, int64_t now_ms, int64_t *until_ms)
+{
+    return s->be->block_get(s, key, now_ms, until_ms);
+}

@@ -171,4 +171,39 @@ int wd_store_detect_put(wd_store *s, const wd_store_scope *sc, const char *key, 
 /* state kept by the detector's name alone, before scopes, copied into sc once */
 void wd_store_detect_adopt(wd_store *s, const wd_store_scope *sc);
 
+/* ---- accountability: the audit log's per-user keys, notifications, blocks ---- */
+
+/* user's live key for the audit log's personal fields (made at first use): id (16 hex
+** digits) and the 32 bytes. 0 or -1 */
+int wd_store_audit_key(wd_store *s, const char *user, int64_t now_ms, char id[17], unsigned char key[32]);
+/* the key of id: 1 found, 0 erased, 2 never made in this store, -1 store error */
+int wd_store_audit_key_get(wd_store *s, const char *id, unsigned char key[32]);
+/* every key of user destroyed (overwritten on disk, docs/safety.md, Compliance): the
+** keys destroyed, or -1 */
+int wd_store_audit_erase(wd_store *s, const char *user, int64_t now_ms);
+
+/* a notification to deliver (notify.h) */
+typedef struct wd_notify_row {
+    const char *id, *event, *url, *secret_env, *body;
+    int64_t timeout_ms;
+} wd_notify_row;
+
+/* queued as pending, due now (a row of the same id is left alone). 0 or -1 */
+int wd_store_notify_add(wd_store *s, const wd_notify_row *n, int64_t now_ms);
+/* up to max pending rows that are due, claimed for lease_ms (no other deliverer takes
+** them meanwhile): *out [{id, event, url, secret_env, timeout_ms, body, status, attempts,
+** next_ms, last_error, created_ms}], caller decrefs. 0 or -1 */
+int wd_store_notify_claim(wd_store *s, int64_t now_ms, int64_t lease_ms, int max, json_t **out);
+/* a delivery's outcome: status pending (tried again at next_ms), delivered or dead. 0, -1 */
+int wd_store_notify_settle(wd_store *s, const char *id, const char *status, int attempts, int64_t next_ms,
+                           const char *error, int64_t now_ms);
+/* the dead letters (all: every row), oldest first, as notify_claim's; 0 or -1 */
+int wd_store_notify_list(wd_store *s, int all, json_t **out);
+
+/* key (an address, a key's hash) may not authenticate until until_ms (a later block
+** already there stays). 0 or -1 */
+int wd_store_block_set(wd_store *s, const char *key, int64_t until_ms, const char *reason);
+/* 1 blocked (*until_ms: until when), 0 not, -1 store error */
+int wd_store_block_get(wd_store *s, const char *key, int64_t now_ms, int64_t *until_ms);
+
 #endif

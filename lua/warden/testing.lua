@@ -55,10 +55,15 @@ end
 -- deep-merges overrides into the policy file (defaults to policies/test.yaml);
 -- M.NONE as a value removes the key
 M.NONE = setmetatable({}, { __name = "warden.testing.NONE" })
+-- M.EMPTY as a value: an empty list (cjson writes an empty table as {})
+M.EMPTY = setmetatable({}, { __name = "warden.testing.EMPTY" })
+local EMPTY_MARK = "\0warden-empty-list\0"
 local function merge(a, b)
   for k, v in pairs(b) do
     if v == M.NONE then
       a[k] = nil
+    elseif v == M.EMPTY then
+      a[k] = EMPTY_MARK
     elseif type(v) == "table" and type(a[k]) == "table" and #v == 0 and next(v) ~= nil then
       merge(a[k], v)
     else
@@ -83,7 +88,9 @@ function M.policy(overrides, base)
   if not (overrides and overrides.store) then
     p.store = { path = M.tmpfile(".db") } -- and a state store of its own
   end
-  local path = M.write(M.tmpfile(".yaml"), json.encode(p))
+  M.stores[p.audit.path] = p.store.path -- where the log's sealed fields are opened
+  local text = json.encode(p):gsub('"\\u0000warden%-empty%-list\\u0000"', "[]")
+  local path = M.write(M.tmpfile(".yaml"), text)
   return path, p.audit.path
 end
 
@@ -107,6 +114,7 @@ function M.run(opts)
   o.policy_overrides = nil
   o.audit = o.audit or M.tmpfile(".jsonl")
   o.user = o.user or "reader"
+  M.stores[o.audit] = M.store_of(o.policy)
   local res, audit = core.run(o)
   return res, audit
 end
@@ -117,6 +125,7 @@ function M.run_many(engine_opts, runs)
   for k, v in pairs(engine_opts) do e[k] = v end
   e.policy = e.policy or M.policy()
   e.audit = e.audit or M.tmpfile(".jsonl")
+  M.stores[e.audit] = M.store_of(e.policy)
   e.llm = llm_opt(e.llm)
   for _, r in ipairs(runs) do
     if type(r.query) == "table" then r.query = json.encode(r.query) end
@@ -136,12 +145,34 @@ function M.agent(name, files)
   return dir
 end
 
-function M.records(path)
-  local out = {}
+-- the state store of each log a policy made here: M.records opens sealed fields with it
+M.stores = {}
+
+-- the state store a policy file names (its default when it names none)
+function M.store_of(policy_path)
+  local ok, p = pcall(M.load_yaml, policy_path)
+  return ok and type(p) == "table" and type(p.store) == "table" and p.store.path or "var/warden.db"
+end
+
+-- the records of a log, sealed fields opened (opts.sealed: as written)
+function M.records(path, opts)
+  local out, lines = {}, {}
   local f = io.open(path, "r")
   if not f then return out end
-  for line in f:lines() do out[#out + 1] = json.decode(line) end
+  for line in f:lines() do lines[#lines + 1] = line end
   f:close()
+  local store = M.stores[path] or M.stores[path:gsub("%.%d+$", "")] -- a rotated file: its log's
+  if store and not (opts and opts.sealed) then
+    local sealed, at = {}, {}
+    for i, line in ipairs(lines) do
+      if line:find('"sealed":[', 1, true) then sealed[#sealed + 1] = line; at[#at + 1] = i end
+    end
+    if #sealed > 0 then
+      local opened = assert(core.unseal(sealed, store))
+      for k, i in ipairs(at) do lines[i] = opened[k] end
+    end
+  end
+  for _, line in ipairs(lines) do out[#out + 1] = json.decode(line) end
   return out
 end
 
@@ -176,6 +207,19 @@ function M.fakellm()
   assert(port, "fakellm did not start")
   port = port:match("%d+")
   server = { port = port, pid = pid, log = log }
+  -- a webhook receiver's URL: opts as url's ("key=h1,fail=1,status=500")
+  function server.hook_url(opts)
+    return ("http://127.0.0.1:%s/%s/hook"):format(port, opts)
+  end
+  -- the requests the receiver kept for key, in order (see spec/support/fakellm.c)
+  function server.hooks(key)
+    local out = {}
+    for line in (M.read(log .. ".hooks") or ""):gmatch("[^\n]+") do
+      local rec = json.decode(line)
+      if rec.key == key then out[#out + 1] = rec end
+    end
+    return out
+  end
   function server.url(opts)
     return ("http://127.0.0.1:%s/%s/v1"):format(port, opts or "x=1")
   end
@@ -226,10 +270,10 @@ function M.encode(v) return json.encode(v) end
 
 -- starts `warden run` of the lab agent in the background with plan (JSON text): its pid
 -- and the file its result object will be in (stderr beside it, in FILE.err)
-function M.start_lab(policy, plan)
+function M.start_lab(policy, plan, env)
   local out = M.tmpfile(".json")
-  local h = io.popen(("%s run spec/fixtures/lab '%s' --user reader --policy %s --llm mock:none --json >%s 2>%s.err"
-    .. " & echo $!"):format(M.bin, plan, policy, out, out))
+  local h = io.popen(("%s%s run spec/fixtures/lab '%s' --user reader --policy %s --llm mock:none --json >%s 2>%s.err"
+    .. " & echo $!"):format(env and (env .. " ") or "", M.bin, plan, policy, out, out))
   local pid = h:read("l")
   h:close()
   return pid, out

@@ -20,7 +20,11 @@
 **   tokens=T         the answer's input token count is the JSON text T (9e18, -5, "x")
 **
 ** /v1/chat/completions answers as OpenAI, /v1/messages as Anthropic, any other path
-** echoes the request as JSON (for ctx:http). */
+** echoes the request as JSON (for ctx:http). A path ending in /hook is a webhook
+** receiver: each request is also kept as a JSON line in LOG.hooks, {key, n (the key's
+** count), ms (when it came, Unix ms), status (what it was answered), headers (the
+** X-Warden-* ones, lower case), body}. */
+#include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -509,6 +513,47 @@ static void word(const char **s, char *out, size_t n)
     *s = p;
 }
 
+static char *hooks_path;
+
+/* a webhook's request kept for the spec (see the head of the file) */
+static void keep_hook(const char *head, const char *body, size_t body_len, const opts *o, long seen)
+{
+    json_t *h = json_object();
+    for (const char *l = strstr(head, "\r\n"); l && l[2] && l[2] != '\r'; l = strstr(l + 2, "\r\n")) {
+        const char *name = l + 2, *colon = strchr(name, ':'), *end = strstr(name, "\r\n");
+        if (!colon || (end && colon > end) || strncasecmp(name, "x-warden-", 9))
+            continue;
+        char k[64], v[512];
+        size_t kl = (size_t)(colon - name) < sizeof k - 1 ? (size_t)(colon - name) : sizeof k - 1;
+        for (size_t i = 0; i < kl; i++)
+            k[i] = (char)tolower((unsigned char)name[i]);
+        k[kl] = '\0';
+        const char *vs = colon + 1;
+        while (*vs == ' ')
+            vs++;
+        size_t vl = end ? (size_t)(end - vs) : strlen(vs);
+        snprintf(v, sizeof v, "%.*s", (int)vl, vs);
+        json_object_set_new(h, k, json_string(v));
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int failed = (o->fail && seen < o->fail) || !strcmp(o->mode, "status");
+    json_t *rec = json_pack("{s:s,s:I,s:I,s:I,s:o,s:s%}", "key", o->key, "n", (json_int_t)seen + 1, "ms",
+                            (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, "status",
+                            (json_int_t)(failed                     ? o->status
+                                         : !strcmp(o->mode, "hang") ? 0
+                                                                    : 200),
+                            "headers", h, "body", body, body_len);
+    char *line = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+    FILE *f = line && hooks_path ? fopen(hooks_path, "a") : NULL;
+    if (f) {
+        fprintf(f, "%s\n", line);
+        fclose(f);
+    }
+    free(line);
+    json_decref(rec);
+}
+
 static void handle(conn *c, const char *head, const char *body, size_t body_len)
 {
     char method[16] = "", path[2048] = "";
@@ -540,6 +585,9 @@ static void handle(conn *c, const char *head, const char *body, size_t body_len)
         fflush(log_file);
     }
     c->busy = 1;
+    size_t pl = strlen(path);
+    if (pl >= 5 && !strcmp(path + pl - 5, "/hook"))
+        keep_hook(head, body, body_len, &o, seen);
     int anthropic = strstr(path, "/messages") != NULL;
     int llm = anthropic || strstr(path, "/chat/completions") != NULL;
     char extra[256] = "";
@@ -749,6 +797,8 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     counters = json_object();
+    if (log_path && asprintf(&hooks_path, "%s.hooks", log_path) < 0)
+        hooks_path = NULL;
     if (log_path && !(log_file = fopen(log_path, "a"))) {
         perror(log_path);
         return 1;
