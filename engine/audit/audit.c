@@ -548,10 +548,13 @@ static void swap_fd(wd_audit *a, int fd)
 
 /* ** Under the lock of a->fd: another process rotated the log (path names another file
 ** now, or none: removed by hand), so the records go to the file path names, the chain
-** continued from its last line. 0, or -1 when it cannot be opened. */
+** continued from its last line. 0, or -1 when it cannot be opened (or the name never
+** stays put: the log fails closed). */
 static int follow(wd_audit *a)
 {
-    for (int tries = 0; tries < 8; tries++) {
+    /* another writer may rotate the new file before this one gets its lock, and again:
+    ** the name is chased until its file is the one locked (never written past it) */
+    for (int tries = 0; tries < 100000; tries++) {
         struct stat ps, fs;
         int gone = stat(a->path, &ps) < 0;
         if (fstat(a->fd, &fs) < 0)
@@ -567,7 +570,8 @@ static int follow(wd_audit *a)
         }
         swap_fd(a, fd);
     }
-    return 0;
+    errno = EAGAIN;
+    return -1;
 }
 
 static int rotation_due(wd_audit *a)

@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <sodium.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,19 @@ static size_t aad_of(const json_t *rec, const char *k, char *out, size_t n)
     return w < 0 ? 0 : (size_t)w >= n ? n - 1 : (size_t)w;
 }
 
+/* ** A nonce never used twice under a key: 16 random bytes drawn once per thread, then a
+** counter (a getrandom call per sealed field cost a run 5 system calls) */
+static void make_nonce(unsigned char n[NONCE])
+{
+    static _Thread_local unsigned char prefix[NONCE - 8];
+    static _Thread_local uint64_t count;
+    if (!count)
+        randombytes_buf(prefix, sizeof prefix);
+    count++;
+    memcpy(n, prefix, sizeof prefix);
+    memcpy(n + sizeof prefix, &count, 8);
+}
+
 /* caller frees: "v1:ID:BASE64" of the value's JSON text */
 static char *seal_value(const json_t *v, const char *aad, size_t aadlen, const wd_seal_key *k)
 {
@@ -47,7 +61,7 @@ static char *seal_value(const json_t *v, const char *aad, size_t aadlen, const w
         free(out);
         return NULL;
     }
-    randombytes_buf(box, NONCE);
+    make_nonce(box);
     unsigned long long cl = 0;
     crypto_aead_xchacha20poly1305_ietf_encrypt(box + NONCE, &cl, (const unsigned char *)plain, pl,
                                                (const unsigned char *)aad, aadlen, NULL, box, k->key);
@@ -67,6 +81,14 @@ int wd_seal_field(const wd_policy *p, const char *field, const char *tool)
     return 0;
 }
 
+static int listed(const json_t *l, const char *key)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(l, i, v) if (!strcmp(json_string_value(v), key)) return 1;
+    return 0;
+}
+
 size_t wd_seal_record(const wd_policy *p, json_t *rec, const wd_seal_key *k)
 {
     if (!p->personal_fields.n || !k)
@@ -74,24 +96,28 @@ size_t wd_seal_record(const wd_policy *p, json_t *rec, const wd_seal_key *k)
     const char *tool = json_string_value(json_object_get(rec, "tool_name"));
     json_t *sealed = NULL;
     size_t grew = 0;
-    const char *key;
-    json_t *v;
-    void *tmp;
-    json_object_foreach_safe(rec, tmp, key, v)
-    {
-        if (!wd_seal_field(p, key, tool) || json_is_null(v))
+    /* by the policy's entries (a few lookups), not by the record's members */
+    for (size_t i = 0; i < p->personal_fields.n; i++) {
+        const char *entry = p->personal_fields.v[i], *colon = strchr(entry, ':');
+        char key[64];
+        size_t kl = colon ? (size_t)(colon - entry) : strlen(entry);
+        if (kl >= sizeof key || (colon && (!tool || strcmp(colon + 1, tool))))
             continue;
+        memcpy(key, entry, kl);
+        key[kl] = '\0';
+        json_t *v = json_object_get(rec, key);
+        if (!v || json_is_null(v) || listed(sealed, key))
+            continue; /* absent, or named twice (tool_args and tool_args:TOOL) and sealed already */
         char aad[300];
         size_t al = aad_of(rec, key, aad, sizeof aad);
         char *s = seal_value(v, aad, al, k);
         /* a value that cannot be sealed is not written in the clear */
-        json_t *nv = json_string(s ? s : "[UNREADABLE]");
         grew += s ? strlen(s) : 0;
+        json_object_set_new(rec, key, json_string(s ? s : "[UNREADABLE]"));
         free(s);
         if (!sealed)
             sealed = json_array();
         json_array_append_new(sealed, json_string(key));
-        json_object_set_new(rec, key, nv);
     }
     if (sealed)
         json_object_set_new(rec, "sealed", sealed);

@@ -68,7 +68,7 @@ void wd_rx_free(wd_rx *rx)
 
 const char *wd_rx_source(const wd_rx *rx) { return rx->src; }
 
-int wd_rx_find(const wd_rx *rx, const char *s, size_t len, size_t start, size_t *so, size_t *eo)
+int wd_rx_find_which(const wd_rx *rx, const char *s, size_t len, size_t start, size_t *so, size_t *eo)
 {
     pcre2_match_data *md = match_data();
     if (!md)
@@ -79,10 +79,24 @@ int wd_rx_find(const wd_rx *rx, const char *s, size_t len, size_t start, size_t 
     if (rc < 0)
         return -1;
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+    *so = ov[0];
+    *eo = ov[1];
+    for (int g = 1; g < rc; g++)
+        if (ov[2 * g] != PCRE2_UNSET)
+            return g;
+    return 1;
+}
+
+int wd_rx_find(const wd_rx *rx, const char *s, size_t len, size_t start, size_t *so, size_t *eo)
+{
+    size_t a, b;
+    int rc = wd_rx_find_which(rx, s, len, start, &a, &b);
+    if (rc <= 0)
+        return rc;
     if (so)
-        *so = ov[0];
+        *so = a;
     if (eo)
-        *eo = ov[1];
+        *eo = b;
     return 1;
 }
 

@@ -18,4 +18,8 @@ int wd_rx_match(const wd_rx *rx, const char *s, size_t len);
 /* first match at or after start: 1 with [*so, *eo), 0 none */
 int wd_rx_find(const wd_rx *rx, const char *s, size_t len, size_t start, size_t *so, size_t *eo);
 
+/* as wd_rx_find, for a pattern of alternatives each in a capture group: 0 no match,
+** -1 error, else the number of the first group that took part (1 when none did) */
+int wd_rx_find_which(const wd_rx *rx, const char *s, size_t len, size_t start, size_t *so, size_t *eo);
+
 #endif

@@ -66,7 +66,7 @@ void wd_tool_data_touched(wd_run *r, json_t *ev, int impl, const json_t *args)
         json_array_append_new(res, json_string(nm));
     }
     int reads = !tp || !tp->category || !strcmp(tp->category, "read");
-    json_object_set_new(ev, "data_modified", reads ? json_array() : json_deep_copy(res));
+    json_object_set_new(ev, "data_modified", reads ? json_array() : json_incref(res)); /* one value, twice */
     json_object_set_new(ev, "data_accessed", res);
 }
 

@@ -316,6 +316,8 @@ TEST(rotation_keeps_one_chain_over_files)
     int rc = wd_audit_verify(p, &rep, &n);
     snprintf(msg, sizeof msg, "%s", rep.p ? rep.p : "");
     wd_buf_free(&rep);
+    if (rc != 0)
+        fprintf(stderr, "verify: %s\n", msg);
     CHECK(rc == 0);
     CHECK_HAS(msg, "files");
     long rotations = n - 300; /* each new file begins with an audit_rotated record */
