@@ -224,3 +224,25 @@ return warden.tool { name = "keeper", description = "big", run = function()
     assert.is_true(require("warden.core").audit_verify(audit))
   end)
 end)
+
+describe("attack: the trace on an operator's terminal", function()
+  it("shows escape sequences a model or a tool wrote as text, never as bytes", function()
+    local pol, audit = T.policy(POLICY)
+    local esc = "\27]0;pwned\7\27[2J\27[1A hidden\r\nline two\0tail"
+    local dir = agent('"keeper"')
+    T.write(dir .. "/tools/keeper.lua", [[
+return warden.tool { name = "keeper", description = "hostile", run = function()
+  error("\27[31mred\27[0m")
+end }]])
+    local res = T.run({ agent = dir, policy = pol, audit = audit, query = "go\27[5m",
+      scenario = { { content = esc, tool_calls = { { name = "keeper", arguments = { path = "\27[2J" } } } },
+        { content = "done" } } })
+    local out, rc = T.sh(("%s audit trace %s %s --policy %s"):format(T.bin, res.run_id, audit, pol))
+    assert.equal(0, rc, out)
+    assert.is_nil(out:find("\27", 1, true), "an escape byte reached the terminal")
+    assert.is_nil(out:find("\r", 1, true))
+    assert.is_nil(out:find("\7", 1, true))
+    assert.matches("said: \\x1b]0;pwned\\x07\\x1b[2J", out, 1, true)
+    assert.matches("\\x1b[31mred", out, 1, true)
+  end)
+end)

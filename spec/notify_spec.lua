@@ -137,6 +137,33 @@ describe("webhooks", function()
     assert.matches("lab killed by .*: runaway", body.summary)
   end)
 
+  it("are told of an open breaker, a refusing budget and a detector's halt", function()
+    local fake = T.fakellm()
+    local key = "many" .. os.time()
+    local pol, audit = policy({ { url = fake.hook_url("key=" .. key), events = { "*" } } },
+      nil)
+    local pol2 = T.policy({ notify = { webhooks = { { url = fake.hook_url("key=" .. key), events = { "*" } } } },
+      detectors = { loop = { identical_calls = 3, verdict = "halt", enforce = true } } }, nil)
+    local raise5 = '[["tool","raise",{}],["tool","raise",{}],["tool","raise",{}],["tool","raise",{}],["tool","raise",{}]]'
+    T.run({ agent = "spec/fixtures/lab", policy = pol, audit = audit, query = raise5 })
+    T.run({ agent = "spec/fixtures/lab", policy = pol, audit = audit, user = "cheap",
+      query = '[["tool","costly",{}],["tool","costly",{}],["tool","costly",{}]]' })
+    local res = T.run({ agent = "spec/fixtures/lab", policy = pol2, query =
+      '[["tool","echo",{"x":1}],["tool","echo",{"x":1}],["tool","echo",{"x":1}]]' })
+    assert.equal("halted", res.status)
+    local seen = {}
+    within(3, function()
+      for _, h in ipairs(fake.hooks(key)) do seen[T.decode(h.body).event] = T.decode(h.body) end
+      return seen.breaker_opened and seen.budget_exceeded and seen.detector_halt
+    end)
+    assert.truthy(seen.breaker_opened, "no breaker_opened")
+    assert.equal("tool:raise", seen.breaker_opened.data.breaker)
+    assert.truthy(seen.budget_exceeded, "no budget_exceeded")
+    assert.equal("cheap", seen.budget_exceeded.data.user_id)
+    assert.truthy(seen.detector_halt, "no detector_halt")
+    assert.equal("loop", seen.detector_halt.data.detector)
+  end)
+
   it("are checked when the policy loads", function()
     local ok, errs = core.policy_check(T.policy({ notify = { webhooks = {
       { url = "ftp://x", events = { "approval_requested" } },

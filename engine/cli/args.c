@@ -16,7 +16,7 @@ static const char USAGE[] =
     "  warden audit query [FILE] [--run ID] [--user ID] [--event TYPE] [--since T] [--policy FILE]\n"
     "  warden audit trace RUN_ID [FILE] [--policy FILE]   (one run as a story)\n"
     "  warden audit erase --user ID [--reason TEXT] [--by WHO] [--policy FILE]\n"
-    "  warden notify list [--all] [--policy FILE] [--json]   (undelivered notifications)\n"
+    "  warden notify list [--all] [--policy FILE] [--json]   (dead letters; --all: pending ones too)\n"
     "  warden report cost [AUDIT_FILE] [--since T] [--until T] [--policy FILE] [--json]\n"
     "  warden approvals list [--all] [--policy FILE] [--json]\n"
     "  warden approvals approve ID [--key-file FILE] [--by WHO] [--policy FILE]\n"

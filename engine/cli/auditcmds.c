@@ -138,7 +138,23 @@ static int cmd_query(args_t *a)
 
 /* ---- warden audit trace RUN_ID [FILE]: one run as a story ---------------------- */
 
-/* v as one line of JSON text, at most max bytes of it ("..." after a cut) */
+/* ** Text from the log onto an operator's terminal: what a model or a tool wrote may hold
+** escape sequences (clear the screen, retitle the window, hide a line). Control bytes
+** are shown as \xNN, a newline as \n, so the story is the log's and nothing else. */
+static void put_safe(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n')
+            fputs("\\n", stdout);
+        else if (c < 0x20 || c == 0x7f)
+            printf("\\x%02x", c);
+        else
+            putchar(c);
+    }
+}
+
+/* v as one line of text, at most max characters of it ("..." after a cut) */
 static void show(const char *label, const json_t *v, size_t max)
 {
     if (!v || json_is_null(v))
@@ -148,15 +164,26 @@ static void show(const char *label, const json_t *v, size_t max)
         return;
     int cut = 0;
     char *h = wd_utf8_head(t, strlen(t), max, &cut);
-    printf("      %s %s%s\n", label, h ? h : "", cut ? " ..." : "");
+    printf("      %s ", label);
+    put_safe(h ? h : "", h ? strlen(h) : 0);
+    printf("%s\n", cut ? " ..." : "");
     free(h);
     free(t);
 }
 
+/* a string member of r for printf: at most 400 bytes, control bytes shown as '?' (one
+** of eight buffers, so a printf may take several) */
 static const char *str(const json_t *r, const char *k)
 {
+    static char bufs[8][404];
+    static int next;
     const char *s = json_string_value(json_object_get(r, k));
-    return s ? s : "";
+    char *b = bufs[next++ % 8];
+    size_t i = 0;
+    for (; s && s[i] && i < 400; i++)
+        b[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    b[i] = '\0';
+    return b;
 }
 
 /* an indented block of text: a traceback */
@@ -168,7 +195,9 @@ static void block(const char *label, const char *text)
     for (const char *p = text; *p;) {
         const char *nl = strchr(p, '\n');
         int n = nl ? (int)(nl - p) : (int)strlen(p);
-        printf("        %.*s\n", n, p);
+        fputs("        ", stdout);
+        put_safe(p, (size_t)n);
+        putchar('\n');
         p += n + (nl != NULL);
     }
 }
@@ -213,7 +242,7 @@ static void trace_tool(const json_t *r)
         show("changed:", json_object_get(r, "data_modified"), 400);
     else
         show("read:", json_object_get(r, "data_accessed"), 400);
-    block("traceback:", str(r, "traceback"));
+    block("traceback:", json_string_value(json_object_get(r, "traceback")));
 }
 
 static int trace_one(void *ud, json_t *r)
@@ -243,7 +272,7 @@ static int trace_one(void *ud, json_t *r)
         show("final answer:", json_object_get(r, "final_answer"), 4000);
         show("result:", json_object_get(r, "result"), 600);
         show("error:", json_object_get(r, "error"), 600);
-        block("traceback:", str(r, "traceback"));
+        block("traceback:", json_string_value(json_object_get(r, "traceback")));
     } else {
         printf("%s%s\n", ev, json_is_false(json_object_get(r, "success")) ? " (refused or failed)" : "");
         show("tool:", json_object_get(r, "tool_name"), 200);

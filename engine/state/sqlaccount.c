@@ -188,20 +188,37 @@ int wd_sq_notify_claim(wd_store *st_, int64_t now_ms, int64_t lease_ms, int max,
     return 0;
 }
 
+/* ** What the table keeps: pending rows, and the newest MAX_DEAD dead letters. A
+** delivered notification is gone from it (the log has its attempts), so a busy server
+** does not grow the store with every approval it ever announced. */
+#define MAX_DEAD   10000
+#define WD_STR_(x) #x
+#define WD_STR(x)  WD_STR_(x)
+
 int wd_sq_notify_settle(wd_store *st_, const char *id, const char *status, int attempts, int64_t next_ms,
                         const char *error, int64_t now_ms)
 {
     wd_sqlite *s = SQ(st_);
-    sqlite3_stmt *st = wd_sq_prepare(s, "UPDATE notify SET status = ?2, attempts = ?3, next_ms = ?4, claim_ms = 0,"
-                                        " last_error = ?5, updated_ms = ?6 WHERE id = ?1");
+    int done = !strcmp(status, "delivered"), dead = !strcmp(status, "dead");
+    sqlite3_stmt *st =
+        wd_sq_prepare(s, done ? "DELETE FROM notify WHERE id = ?1"
+                              : "UPDATE notify SET status = ?2, attempts = ?3, next_ms = ?4, claim_ms = 0,"
+                                " last_error = ?5, updated_ms = ?6 WHERE id = ?1");
     if (!st)
         return -1;
+    if (dead) /* the oldest dead letters past MAX_DEAD go */
+        sqlite3_exec(s->db,
+                     "DELETE FROM notify WHERE status = 'dead' AND id NOT IN (SELECT id FROM notify WHERE status = "
+                     "'dead' ORDER BY updated_ms DESC LIMIT " WD_STR(MAX_DEAD) ")",
+                     NULL, NULL, NULL);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 3, attempts);
-    sqlite3_bind_int64(st, 4, next_ms);
-    sqlite3_bind_text(st, 5, error ? error : "", -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 6, now_ms);
+    if (!done) {
+        sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, attempts);
+        sqlite3_bind_int64(st, 4, next_ms);
+        sqlite3_bind_text(st, 5, error ? error : "", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 6, now_ms);
+    }
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : -1;
@@ -233,6 +250,13 @@ int wd_sq_notify_list(wd_store *st_, int all, json_t **out)
 int wd_sq_block_set(wd_store *st_, const char *key, int64_t until_ms, const char *reason)
 {
     wd_sqlite *s = SQ(st_);
+    /* blocks that ended go as a new one begins: the table holds the live ones */
+    sqlite3_stmt *gc = wd_sq_prepare(s, "DELETE FROM blocks WHERE until_ms < ?1");
+    if (gc) {
+        sqlite3_bind_int64(gc, 1, wd_sq_now(st_));
+        sqlite3_step(gc);
+        sqlite3_finalize(gc);
+    }
     sqlite3_stmt *st = wd_sq_prepare(s, "INSERT INTO blocks(key, until_ms, reason) VALUES(?1, ?2, ?3)"
                                         " ON CONFLICT(key) DO UPDATE SET until_ms = max(until_ms, ?2), reason = ?3");
     if (!st)

@@ -194,10 +194,11 @@ int wd_store_notify_add(wd_store *s, const wd_notify_row *n, int64_t now_ms);
 ** them meanwhile): *out [{id, event, url, secret_env, timeout_ms, body, status, attempts,
 ** next_ms, last_error, created_ms}], caller decrefs. 0 or -1 */
 int wd_store_notify_claim(wd_store *s, int64_t now_ms, int64_t lease_ms, int max, json_t **out);
-/* a delivery's outcome: status pending (tried again at next_ms), delivered or dead. 0, -1 */
+/* a delivery's outcome: status pending (tried again at next_ms), delivered (the row is
+** removed) or dead (kept, the newest 10,000 dead letters). 0, -1 */
 int wd_store_notify_settle(wd_store *s, const char *id, const char *status, int attempts, int64_t next_ms,
                            const char *error, int64_t now_ms);
-/* the dead letters (all: every row), oldest first, as notify_claim's; 0 or -1 */
+/* the dead letters (all: the pending ones too), oldest first, as notify_claim's; 0 or -1 */
 int wd_store_notify_list(wd_store *s, int all, json_t **out);
 
 /* key (an address, a key's hash) may not authenticate until until_ms (a later block
