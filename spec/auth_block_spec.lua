@@ -5,12 +5,14 @@
 local T = require("warden.testing")
 
 local GOOD = "reader-key-1"
+local ADMIN = "admin-key-9"
 
 local function server(auth, hooks)
   local fake = T.fakellm()
   local key = "block" .. T.sh("date +%s%N"):gsub("%s+$", "")
   local pol, audit = T.policy({
-    users = { reader = { role = "read", tier = "free", api_key_sha256 = T.sha256(GOOD) } },
+    users = { reader = { role = "read", tier = "free", api_key_sha256 = T.sha256(GOOD) },
+              admin = { role = "admin", tier = "premium", api_key_sha256 = T.sha256(ADMIN) } },
     serve = { auth_failures = auth },
     notify = hooks ~= false and { webhooks = { { url = fake.hook_url("key=" .. key), events = { "auth_blocked" } } } }
       or nil,
@@ -64,6 +66,9 @@ describe("blocking failed authentications", function()
       assert.equal(429, (srv.http("GET", "/v1/runs", GOOD)))
       os.execute("sleep 2.1")
       assert.equal(200, (srv.http("GET", "/v1/runs", GOOD)))
+      local code, text = srv.http("GET", "/metrics", ADMIN)
+      assert.equal(200, code)
+      assert.matches("\nwarden_auth_blocks_total 1\n", text)
     end)
     srv.stop()
     assert(ok, err)

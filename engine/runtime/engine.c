@@ -667,6 +667,12 @@ void wd_engine_on_record(wd_engine *e, void (*fn)(void *ud, const json_t *rec), 
     e->on_record_ud = ud;
 }
 
+void wd_engine_observe(wd_engine *e, const json_t *rec)
+{
+    if (e->on_record)
+        e->on_record(e->on_record_ud, rec);
+}
+
 /* A new policy may lower a budget: the room this engine's leases hold beyond what calls
 ** in flight reserved goes back to the store now, so every later reservation is checked
 ** against the new limits there (the calls already holding theirs may still finish: at

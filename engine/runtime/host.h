@@ -25,5 +25,8 @@ void wd_engine_prepare_fds(void);
 /* a record the host wrote itself (redacted): the notification it calls for queued and
 ** sent from the engine's loop (notify.h) */
 void wd_engine_notify(wd_engine *e, const json_t *rec);
+/* a record of no run the host wrote itself shown to wd_engine_on_record's watcher (the
+** server's metrics) */
+void wd_engine_observe(wd_engine *e, const json_t *rec);
 
 #endif

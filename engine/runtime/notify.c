@@ -115,7 +115,11 @@ static void settle(wd_notifier *n, const json_t *row, long status, const char *e
         json_object_set_new(rec, "given_up", json_true());
         json_object_set_new(rec, "reason", json_string("notify.max_attempts reached: kept as a dead letter"));
     }
+    json_incref(rec);
     wd_redact_append(p, e->audit, rec);
+    if (e->on_record) /* the server's metrics: warden_notifications_total */
+        e->on_record(e->on_record_ud, rec);
+    json_decref(rec);
 }
 
 static void unlink_delivery(wd_notifier *n, delivery *d)

@@ -69,7 +69,14 @@ void wd_call_error(wd_call *c, int status, const char *fmt, ...)
 }
 
 /* a record of no run into the worker's log (takes rec) */
-void wd_call_audit(wd_front *f, const wd_policy *p, json_t *rec) { wd_redact_append(p, wd_engine_audit(f->e), rec); }
+void wd_call_audit(wd_front *f, const wd_policy *p, json_t *rec)
+{
+    json_incref(rec);
+    wd_redact_append(p, wd_engine_audit(f->e), rec);
+    if (rec) /* the server's metrics count it as a run's record */
+        wd_engine_observe(f->e, rec);
+    json_decref(rec);
+}
 
 /* an operator's action is in the file before it is acknowledged, and before what it causes */
 void wd_call_audit_now(wd_front *f, const wd_policy *p, json_t *rec)
