@@ -73,6 +73,26 @@ describe("webhooks", function()
       assert.equal(2, recs[2].attempt)
     end)
 
+  it("are told when an approval request enters the last tenth of its time", function()
+    local fake = T.fakellm()
+    local key = "expiring" .. os.time()
+    local pol, audit = T.policy({ notify = { webhooks = { { url = fake.hook_url("key=" .. key),
+      events = { "approval_expiring" } } } },
+      approvals = { expiry = { high = "3s" }, routes = { high = { "lead" } } } })
+    local _, out = T.start_lab(pol, PLAN)
+    local req = T.pending(pol)
+    local got = within(5, function() local h = fake.hooks(key); return #h >= 1 and h end)
+    assert.truthy(got, "no approval_expiring")
+    local body = T.decode(got[1].body)
+    assert.equal("approval_expiring", body.event)
+    assert.equal(req.id, body.data.approval_id)
+    assert.is_true(body.data.expires_in_ms <= 300 + 250, body.data.expires_in_ms)
+    assert.matches("expired", T.result_of(out).result)
+    -- the log keeps the webhook's origin, not its path (a path may hold the receiver's secret)
+    local n = T.events(audit, "notification")[1]
+    assert.equal("http://127.0.0.1:" .. fake.port .. "/...", n.url)
+  end)
+
   it("never hold a run: a webhook that hangs is left to its timeout", function()
     local fake = T.fakellm()
     local pol, audit = policy({ { url = fake.hook_url("key=hang" .. os.time() .. ",mode=hang"),

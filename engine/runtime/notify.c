@@ -81,6 +81,16 @@ static int64_t backoff_ms(const wd_policy *p, long long attempts)
     return ms + (ms >= 10 ? (int64_t)randombytes_uniform((uint32_t)(ms / 10)) : 0);
 }
 
+/* the webhook's address as the log keeps it: scheme, host and port only (a path often
+** holds the receiver's secret: Slack's and Teams' hooks do) */
+static void url_origin(const char *url, char *out, size_t n)
+{
+    const char *h = strstr(url, "://");
+    h = h ? h + 3 : url;
+    size_t len = strcspn(h, "/?#");
+    snprintf(out, n, "%.*s%.*s/...", (int)(h - url), url, (int)len, h);
+}
+
 /* an attempt's outcome: settled in the store, audited */
 static void settle(wd_notifier *n, const json_t *row, long status, const char *error, long long latency)
 {
@@ -101,10 +111,12 @@ static void settle(wd_notifier *n, const json_t *row, long status, const char *e
                            : dead ? "dead"
                                   : "pending",
                            (int)attempts, next, err, now);
-    json_t *rec = json_pack("{s:s,s:b,s:s,s:s,s:s,s:I,s:I,s:I}", "event", wd_event_name(WD_AE_NOTIFICATION), "success",
-                            ok, "notification_id", row_str(row, "id"), "notify_event", row_str(row, "event"), "url",
-                            row_str(row, "url"), "attempt", (json_int_t)attempts, "status", (json_int_t)status,
-                            "latency_ms", (json_int_t)latency);
+    char origin[300];
+    url_origin(row_str(row, "url"), origin, sizeof origin);
+    json_t *rec =
+        json_pack("{s:s,s:b,s:s,s:s,s:s,s:I,s:I,s:I}", "event", wd_event_name(WD_AE_NOTIFICATION), "success", ok,
+                  "notification_id", row_str(row, "id"), "notify_event", row_str(row, "event"), "url", origin,
+                  "attempt", (json_int_t)attempts, "status", (json_int_t)status, "latency_ms", (json_int_t)latency);
     if (!rec)
         return;
     if (err)
