@@ -147,6 +147,8 @@ static void put_safe(const char *s, size_t n)
         unsigned char c = (unsigned char)s[i];
         if (c == '\n')
             fputs("\\n", stdout);
+        else if (c == '\t') /* a traceback's indent: harmless */
+            fputs("  ", stdout);
         else if (c < 0x20 || c == 0x7f)
             printf("\\x%02x", c);
         else
