@@ -233,6 +233,27 @@ describe("erasure of personal data", function()
     end
   end)
 
+  it("attack: hostile sealed records read as markers, never crash the reader", function()
+    local pol = demo_policy()
+    demo_run(pol, "alice", "make the store")
+    local hostile = {
+      '{"event":"run_started","sealed":"query","query":"v1:x"}',
+      '{"event":"run_started","sealed":[1,null,{}],"query":5}',
+      '{"event":"run_started","run_id":"r","sealed":["query"],"query":"v1:0123456789abcdef:!!!not base64"}',
+      '{"event":"run_started","run_id":"r","sealed":["query"],"query":"v1:0123456789abcdef:' .. ("A"):rep(40) .. '"}',
+      '{"event":"run_started","sealed":["query"],"query":"v1:short"}',
+      '{"event":"run_started","sealed":["query","query"],"query":"plain"}',
+    }
+    local opened = core.unseal(hostile, T.store_of(pol))
+    assert.equal(#hostile, #opened)
+    assert.equal("v1:x", T.decode(opened[1]).query)
+    assert.equal(5, T.decode(opened[2]).query)
+    assert.equal("[SEALED]", T.decode(opened[3]).query) -- a key this store never made
+    assert.equal("[SEALED]", T.decode(opened[4]).query)
+    assert.equal("[UNREADABLE]", T.decode(opened[5]).query)
+    assert.equal("[UNREADABLE]", T.decode(opened[6]).query)
+  end)
+
   it("refuses a personal field it cannot seal", function()
     local ok, errs = core.policy_check(T.policy({ audit = { personal_fields = { "run_id" } } }))
     assert.is_false(ok)

@@ -225,6 +225,39 @@ return warden.tool { name = "keeper", description = "big", run = function()
   end)
 end)
 
+describe("attack: text a pattern cannot finish reading", function()
+  it("redacts from where PCRE2 gave up to the end, rather than leaving the rest in the clear", function()
+    -- a policy's own pattern that backtracks without end on this text: PCRE2 stops at
+    -- its match limit, and what it had not read may hold what the pattern looks for
+    local pol, audit = T.policy({ audit = { redact_patterns = { "re:(a|aa)+$" } } })
+    local res = T.run({ agent = agent('"explode"'), policy = pol, audit = audit, query = "go",
+      scenario = { { content = "secret-ish " .. ("a"):rep(30000) .. "b" } } })
+    assert.equal("completed", res.status)
+    local text = T.events(audit, "llm_call")[1].model_text
+    assert.equal("[REDACTED:unreadable]", text)
+  end)
+end)
+
+describe("attack: an agent directory that fights its version", function()
+  it("hashes what it can read and runs: a FIFO, a device, an oversized file are no reason to hang", function()
+    local dir = agent('"explode"')
+    os.execute(("mkdir -p %s/prompts && mkfifo %s/prompts/pipe.txt && ln -s /dev/zero %s/tools/zero.lua")
+      :format(dir, dir, dir))
+    local pol, audit = T.policy(POLICY)
+    local t0 = require("warden.core").clock()
+    local res = T.run({ agent = dir, policy = pol, audit = audit, query = "go", scenario = { { content = "done" } } })
+    assert.equal("completed", res.status)
+    assert.matches("^%x+$", T.events(audit, "run_started")[1].agent_version)
+    -- a prompt over 4 MiB cannot be hashed: the version says so, the run goes on
+    T.write(dir .. "/prompts/huge.txt", ("x"):rep(5 * 1024 * 1024))
+    res = T.run({ agent = dir, policy = pol, audit = audit, query = "go", scenario = { { content = "done" } } })
+    assert.equal("completed", res.status)
+    local starts = T.events(audit, "run_started")
+    assert.equal("unreadable", starts[#starts].agent_version)
+    assert.is_true(require("warden.core").clock() - t0 < 5000)
+  end)
+end)
+
 describe("attack: the trace on an operator's terminal", function()
   it("shows escape sequences a model or a tool wrote as text, never as bytes", function()
     local pol, audit = T.policy(POLICY)

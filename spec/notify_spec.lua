@@ -71,7 +71,22 @@ describe("webhooks", function()
       assert.is_true(recs[1].next_attempt_ms >= 100)
       assert.is_true(recs[2].success)
       assert.equal(2, recs[2].attempt)
+      -- delivered, it left the store: nothing pending, no dead letter
+      local list = T.decode((T.sh(("%s notify list --all --json --policy %s"):format(T.bin, pol))))
+      assert.same({}, list)
     end)
+
+  it("wait as long as the receiver's Retry-After says", function()
+    local fake = T.fakellm()
+    local key = "ra" .. os.time()
+    local pol, audit = policy({ { url = fake.hook_url("key=" .. key .. ",fail=1,status=503,retry_after=1"),
+      events = { "unauthorized" } } }, { retry_max_ms = 5000 })
+    local plan = '[["tool","admin_tool",{}],["tool","admin_tool",{}],["tool","admin_tool",{}],["sleep",1600]]'
+    T.run({ agent = "spec/fixtures/lab", policy = pol, audit = audit, query = plan })
+    local got = fake.hooks(key)
+    assert.equal(2, #got)
+    assert.is_true(got[2].ms - got[1].ms >= 950, got[2].ms - got[1].ms) -- not retry_base_ms (100)
+  end)
 
   it("are told when an approval request enters the last tenth of its time", function()
     local fake = T.fakellm()

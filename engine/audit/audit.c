@@ -74,7 +74,7 @@ void wd_audit_apply_policy(wd_audit *a, const wd_policy *p)
 {
     wd_audit_rotation r = {p->audit_rotate_bytes, p->audit_rotate_ms, p->audit_keep_files, p->audit_keep_ms,
                            p->audit_archive};
-    a->rot = r;
+    wd_audit_set_rotation(a, &r);
 }
 
 void wd_audit_observe(wd_audit *a, wd_audit_observer fn, void *ud)
@@ -624,7 +624,7 @@ static void rotate(wd_audit *a, const char *why)
     if (!relink) /* else a crash left this file with its number already: it keeps it */
         snprintf(dst, sizeof dst, "%s.%ld", a->path, n);
     snprintf(tmp, sizeof tmp, "%s.rotating", a->path);
-    json_t *plan = wd_rotate_plan(a->path, relink ? n - 1 : n, &a->rot, wd_wall_ms());
+    json_t *plan = wd_rotate_plan(a->path, &a->rot, wd_wall_ms());
     long long seq = a->seq;
     char prev[65];
     memcpy(prev, a->prev_hash, 65);

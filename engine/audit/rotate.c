@@ -92,7 +92,7 @@ int wd_rotate_ends(const char *file, long long *first_seq, long long *last_seq, 
     return rc;
 }
 
-json_t *wd_rotate_plan(const char *path, long upcoming, const wd_audit_rotation *r, int64_t now_ms)
+json_t *wd_rotate_plan(const char *path, const wd_audit_rotation *r, int64_t now_ms)
 {
     if (!r->keep_files && !r->keep_ms)
         return NULL;
@@ -101,12 +101,16 @@ json_t *wd_rotate_plan(const char *path, long upcoming, const wd_audit_rotation 
         wd_audit_files_free(&files);
         return NULL;
     }
-    /* the rotated ones: all but the live file, which is last */
+    /* the rotated ones: all but the live file, which is last, and a name a crash left
+    ** on the live file (it keeps that number at this rotation: never a candidate) */
+    struct stat live, st;
     size_t rotated = files.n && !strcmp(files.v[files.n - 1], path) ? files.n - 1 : files.n;
-    size_t after = rotated + 1; /* path.upcoming joins them */
+    if (rotated && stat(path, &live) == 0 && stat(files.v[rotated - 1], &st) == 0 && st.st_ino == live.st_ino &&
+        st.st_dev == live.st_dev)
+        rotated--;
+    size_t after = rotated + 1; /* the file being rotated joins them */
     json_t *plan = json_array();
     for (size_t i = 0; plan && i < rotated; i++) {
-        struct stat st;
         int too_many = r->keep_files && after - i > (size_t)r->keep_files;
         int too_old = r->keep_ms && stat(files.v[i], &st) == 0 && (int64_t)st.st_mtime * 1000 + r->keep_ms < now_ms;
         if (!too_many && !too_old)
@@ -122,7 +126,6 @@ json_t *wd_rotate_plan(const char *path, long upcoming, const wd_audit_rotation 
                                         "last_seq", (json_int_t)last, "last_hash", hash, "archived_to", gz));
         free(gz);
     }
-    (void)upcoming;
     wd_audit_files_free(&files);
     if (plan && !json_array_size(plan)) {
         json_decref(plan);

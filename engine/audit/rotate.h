@@ -21,10 +21,10 @@ long wd_rotate_next_number(const char *path);
 ** one's time (ms, 0 unknown). 0, or -1 when the file is empty or unreadable */
 int wd_rotate_ends(const char *file, long long *first_seq, long long *last_seq, char last_hash[65], int64_t *first_ms);
 
-/* the rotated files of path that retention removes once path.upcoming exists: a list of
+/* the rotated files of path that retention removes once the live file is rotated too: a list of
 ** {file, first_seq, last_seq, last_hash, archived_to} (archived_to null when deleted),
 ** oldest first; NULL when none. Caller decrefs */
-json_t *wd_rotate_plan(const char *path, long upcoming, const wd_audit_rotation *r, int64_t now_ms);
+json_t *wd_rotate_plan(const char *path, const wd_audit_rotation *r, int64_t now_ms);
 /* carries out a plan: each file compressed to its archived_to (0600), then removed. The
 ** files it could not remove; problems in err */
 int wd_rotate_apply(const json_t *plan, char *err, size_t n);

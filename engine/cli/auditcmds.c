@@ -63,13 +63,9 @@ static void unseal(opener *o, json_t *rec)
 {
     if (!json_object_get(rec, "sealed"))
         return;
-    if (!o->tried) {
+    if (!o->tried) { /* without a store, sealed fields read [SEALED] */
         o->tried = 1;
-        char err[400];
-        o->p = wd_cli_policy(o->a);
-        o->st = o->p ? wd_store_open(o->p->store_path, err, sizeof err) : NULL;
-        if (o->p && !o->st)
-            fprintf(stderr, "warden: %s: sealed fields stay sealed\n", err);
+        o->st = wd_cli_store(o->a, &o->p);
         o->kr = o->st ? wd_keyring_new(o->st) : NULL;
     }
     if (wd_unseal_record(o->kr, rec) < 0)

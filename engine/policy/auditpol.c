@@ -225,11 +225,18 @@ void wd_policy_webhooks_free(wd_policy *p)
     p->n_webhooks = 0;
 }
 
+int wd_webhook_wants(const wd_webhook *h, const char *event)
+{
+    for (size_t k = 0; k < h->events.n; k++)
+        if (!strcmp(h->events.v[k], "*") || !strcmp(h->events.v[k], event))
+            return 1;
+    return 0;
+}
+
 int wd_policy_notifies(const wd_policy *p, const char *event)
 {
     for (size_t i = 0; i < p->n_webhooks; i++)
-        for (size_t k = 0; k < p->webhooks[i].events.n; k++)
-            if (!strcmp(p->webhooks[i].events.v[k], "*") || !strcmp(p->webhooks[i].events.v[k], event))
-                return 1;
+        if (wd_webhook_wants(&p->webhooks[i], event))
+            return 1;
     return 0;
 }

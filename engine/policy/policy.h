@@ -132,7 +132,9 @@ typedef struct wd_perrors {
     size_t n;
 } wd_perrors;
 
-/* 1 when a webhook of p is told of event (a WD_NOTIFY_EVENTS name) */
+/* 1 when webhook h is told of event (a WD_NOTIFY_EVENTS name) */
+int wd_webhook_wants(const wd_webhook *h, const char *event);
+/* 1 when a webhook of p is told of event */
 int wd_policy_notifies(const wd_policy *p, const char *event);
 /* p's webhooks freed (reloading replaces them) */
 void wd_policy_webhooks_free(wd_policy *p);

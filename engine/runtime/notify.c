@@ -2,6 +2,7 @@
 #include "notify.h"
 #include "engine.h"
 #include "redact.h"
+#include "retry.h"
 #include "util.h"
 
 #include <sodium.h>
@@ -34,10 +35,7 @@ int wd_notify_enqueue(const wd_policy *p, wd_store *s, const char *event, const 
     int n = 0;
     for (size_t i = 0; i < p->n_webhooks; i++) {
         const wd_webhook *h = &p->webhooks[i];
-        int wants = 0;
-        for (size_t k = 0; k < h->events.n && !wants; k++)
-            wants = !strcmp(h->events.v[k], "*") || !strcmp(h->events.v[k], event);
-        if (!wants)
+        if (!wd_webhook_wants(h, event))
             continue;
         char id[37], ts[40];
         wd_uuid(id);
@@ -70,17 +68,6 @@ static const char *row_str(const json_t *row, const char *k)
     return s ? s : "";
 }
 
-/* when attempt `attempts` failed: the next one, base doubling to max, a tenth of jitter */
-static int64_t backoff_ms(const wd_policy *p, long long attempts)
-{
-    long long ms = p->notify_base_ms;
-    for (long long i = 1; i < attempts && ms < p->notify_max_ms; i++)
-        ms *= 2;
-    if (ms > p->notify_max_ms)
-        ms = p->notify_max_ms;
-    return ms + (ms >= 10 ? (int64_t)randombytes_uniform((uint32_t)(ms / 10)) : 0);
-}
-
 /* the webhook's address as the log keeps it: scheme, host and port only (a path often
 ** holds the receiver's secret: Slack's and Teams' hooks do) */
 static void url_origin(const char *url, char *out, size_t n)
@@ -92,7 +79,8 @@ static void url_origin(const char *url, char *out, size_t n)
 }
 
 /* an attempt's outcome: settled in the store, audited */
-static void settle(wd_notifier *n, const json_t *row, long status, const char *error, long long latency)
+static void settle(wd_notifier *n, const json_t *row, long status, const char *error, long long latency,
+                   long long retry_after_ms)
 {
     wd_engine *e = n->e;
     const wd_policy *p = e->policy;
@@ -101,7 +89,10 @@ static void settle(wd_notifier *n, const json_t *row, long status, const char *e
     int ok = !error && status >= 200 && status < 300;
     long long attempts = json_integer_value(json_object_get(row, "attempts")) + 1;
     int dead = !ok && attempts >= p->notify_max_attempts;
-    int64_t next = ok || dead ? 0 : now + backoff_ms(p, attempts);
+    /* the runs' backoff (retry.h), a tenth of the base as jitter, the receiver's
+    ** Retry-After within retry_max_ms */
+    wd_retry_cfg rc = {p->notify_max_attempts, p->notify_base_ms, p->notify_max_ms, p->notify_base_ms / 10};
+    int64_t next = ok || dead ? 0 : now + wd_retry_delay_ms(&rc, (int)attempts - 1, retry_after_ms, wd_retry_random());
     char why[300];
     if (!ok && !error)
         snprintf(why, sizeof why, "the webhook answered HTTP %ld", status);
@@ -154,7 +145,7 @@ static void on_answer(const wd_http_resp *resp, void *ud)
     wd_notifier *n = d->n;
     d->req = NULL; /* freed by the client after this call */
     settle(n, d->row, resp->fail == WD_HTTP_OK ? resp->status : 0, resp->fail == WD_HTTP_OK ? NULL : resp->error,
-           resp->latency_ms);
+           resp->latency_ms, resp->retry_after_ms);
     unlink_delivery(n, d);
 }
 
@@ -191,7 +182,7 @@ static void start(wd_notifier *n, json_t *row)
     if (sign(row, ts, body, sig, sizeof sig) < 0) {
         snprintf(err, sizeof err, "secret_env %s is not set in warden's environment: not sent unsigned",
                  row_str(row, "secret_env"));
-        settle(n, row, 0, err, 0);
+        settle(n, row, 0, err, 0, -1);
         json_decref(row);
         return;
     }
@@ -214,7 +205,7 @@ static void start(wd_notifier *n, json_t *row)
     n->inflight++;
     d->req = wd_http_start(n->e->http, &o, on_answer, d, err, sizeof err);
     if (!d->req) {
-        settle(n, row, 0, err, 0);
+        settle(n, row, 0, err, 0, -1);
         unlink_delivery(n, d);
     }
 }
@@ -331,7 +322,8 @@ static const char *event_for(wd_engine *e, const json_t *rec, const char *ev)
     snprintf(key, sizeof key, "notify:unauthorized:%s", who ? who : "?");
     long long count = 0;
     int64_t retry;
-    if (wd_store_rate_take(e->store, key, 1000000000LL, 3600000, wd_store_now(e->store), &count, &retry) < 0)
+    /* counted up to the last threshold only: past it nothing more is kept of this user's hour */
+    if (wd_store_rate_take(e->store, key, 100, 3600000, wd_store_now(e->store), &count, &retry) <= 0)
         return NULL;
     return count == 2 || count == 9 || count == 99 ? "unauthorized" : NULL;
 }
@@ -342,7 +334,7 @@ void wd_notify_record(wd_engine *e, const json_t *rec)
         return;
     const char *ev = json_string_value(json_object_get(rec, "event"));
     const char *what = ev ? event_for(e, rec, ev) : NULL;
-    if (!what || !wd_policy_notifies(e->policy, what))
+    if (!what)
         return;
     const char *reason = json_string_value(json_object_get(rec, "reason"));
     wd_notify(e, what, reason ? reason : what, rec);

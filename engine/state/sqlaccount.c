@@ -158,10 +158,30 @@ static json_t *notify_json(sqlite3_stmt *st)
 
 #define NOTIFY_COLS "id, event, url, secret_env, timeout_ms, body, status, attempts, next_ms, last_error, created_ms"
 
+/* ** Every engine with webhooks asks twice a second: a read first, so an idle queue
+** never takes the store's write lock from the budgets and breakers */
+static int notify_due(wd_sqlite *s, int64_t now_ms)
+{
+    sqlite3_stmt *st = wd_sq_cached(s, Q_NOTIFY_DUE,
+                                    "SELECT 1 FROM notify WHERE status = 'pending' AND next_ms <= ?1"
+                                    " AND claim_ms <= ?1 LIMIT 1");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, now_ms);
+    int rc = sqlite3_step(st);
+    wd_sq_done(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
 int wd_sq_notify_claim(wd_store *st_, int64_t now_ms, int64_t lease_ms, int max, json_t **out)
 {
     wd_sqlite *s = SQ(st_);
     *out = NULL;
+    int due = notify_due(s, now_ms);
+    if (due <= 0) {
+        *out = due == 0 ? json_array() : NULL;
+        return due == 0 ? 0 : -1;
+    }
     json_t *l = json_array();
     if (!l || wd_sq_begin(st_) < 0) {
         json_decref(l);

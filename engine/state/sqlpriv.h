@@ -33,6 +33,7 @@ enum {
     Q_CACHE_GC,
     Q_AKEY_USER,
     Q_BLOCK_GET,
+    Q_NOTIFY_DUE,
     Q_COUNT
 };
 

@@ -328,6 +328,33 @@ TEST(rotation_keeps_one_chain_over_files)
     CHECK(stat(first, &st) == 0 && (st.st_mode & 0777) == 0600);
 }
 
+/* a crash between the link and the rename left the live file with its number already:
+** the next rotation keeps that number for it, and retention never counts it among the
+** old files (with max_files 1 it would have removed the live records) */
+TEST(rotation_after_a_crash_keeps_the_live_file)
+{
+    char p[300], link_name[320], err[200];
+    snprintf(p, sizeof p, "%s", path_of("crash.jsonl"));
+    wd_audit *a = wd_audit_open(p, WD_FSYNC_NONE, err, sizeof err);
+    REQUIRE(a);
+    wd_audit_rotation r = {1024, 0, 1, 0, 0};
+    wd_audit_set_rotation(a, &r);
+    for (int i = 0; i < 4; i++)
+        wd_audit_append(a, json_pack("{s:s,s:i,s:b}", "event", "tool_call", "retry_count", i, "success", 1));
+    CHECK(wd_audit_flush(a) == 0);
+    snprintf(link_name, sizeof link_name, "%s.1", p);
+    REQUIRE(link(p, link_name) == 0); /* the crash's leftover */
+    for (int i = 4; i < 12; i++)
+        wd_audit_append(a, json_pack("{s:s,s:i,s:b}", "event", "tool_call", "retry_count", i, "success", 1));
+    CHECK(wd_audit_flush(a) == 0);
+    wd_audit_close(a);
+    wd_buf rep = {0};
+    long n = 0;
+    CHECK(wd_audit_verify(p, &rep, &n) == 0);
+    wd_buf_free(&rep);
+    CHECK(n == 13); /* the twelve, and the new file's audit_rotated */
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
@@ -343,6 +370,7 @@ int main(void)
     RUN(redaction);
     RUN(stray_fields_reported);
     RUN(rotation_keeps_one_chain_over_files);
+    RUN(rotation_after_a_crash_keeps_the_live_file);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
