@@ -159,8 +159,10 @@ function M.records(path, opts)
   local out, lines = {}, {}
   local f = io.open(path, "r")
   if not f then return out end
-  for line in f:lines() do lines[#lines + 1] = line end
+  local text = f:read("a")
   f:close()
+  -- whole lines only: a writer may be half way through its last one as we read
+  for line in text:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
   local store = M.stores[path] or M.stores[path:gsub("%.%d+$", "")] -- a rotated file: its log's
   if store and not (opts and opts.sealed) then
     local sealed, at = {}, {}
