@@ -6,4 +6,6 @@ files["lua/warden/detectors"] = { read_globals = { "warden" } }
 files["agents"] = { read_globals = { "warden" } }
 files["spec/fixtures"] = { read_globals = { "warden" } }
 files["spec"] = { std = "+busted" }
+files["templates/agent"] = { read_globals = { "warden" } }
+files["templates/agent/spec"] = { std = "+busted" }
 exclude_files = { "build", "build-asan", "spec/fixtures/tools" }

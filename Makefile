@@ -13,7 +13,7 @@ DEB_PACKAGES := build-essential pkg-config liblua$(LUA_VERSION)-dev lua$(LUA_VER
                 libjansson-dev libevent-dev libpcre2-dev libsqlite3-dev libsodium-dev libmimalloc-dev bubblewrap curl chromium chromium-driver \
                 clang libclang-rt-14-dev clang-tools cppcheck faketime sqlite3 zlib1g-dev prometheus
 
-PKGS    := $(LUA_PC) yaml-0.1 jansson libevent libpcre2-8 libsodium libcurl libcrypto sqlite3 zlib
+PKGS    := $(LUA_PC) yaml-0.1 jansson libevent libevent_openssl openssl libpcre2-8 libsodium libcurl libcrypto sqlite3 zlib
 BUILD   ?= build
 CC      ?= cc
 CJSON_SO = $(shell $(LUA) -e 'print(package.searchpath("cjson", package.cpath) or "")' 2>/dev/null)
@@ -25,7 +25,7 @@ LAYERS   := base policy sandbox state audit runtime ops bindings operate serve c
 WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes $(if $(WERROR),-Werror)
 WD_CFLAGS := $(OPT) -std=c11 -D_GNU_SOURCE $(WARNINGS) -fPIC -pthread -Iengine/include $(LAYERS:%=-Iengine/%) \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
-           -DWD_LUA_DIR='"$(CURDIR)/lua"' -DWD_WEB_DIR='"$(CURDIR)/web"' -DWD_CJSON_SO='"$(CJSON_SO)"' $(CFLAGS)
+           -DWD_CJSON_SO='"$(CJSON_SO)"' $(CFLAGS)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
 # the process allocator of our executables (docs/performance.md): thousands of runs
 # allocate and free small blocks from several threads. Not in core.so (the host owns
@@ -46,7 +46,7 @@ l=$$(sed -n 's/^\([0-9]*\) successes \/ \([0-9]*\) failures \/ \([0-9]*\) errors
 set -- $$c $$l; echo "$(1): $$(($$1 + $$3)) passed, $$(($$2 + $$4 + $$5)) failed"
 endef
 
-.PHONY: all deps test test-c test-lua spec ctest layers format lint demo asan tsan bench fuzz fuzz-build analyze clean
+.PHONY: all deps test install man deb deb-check test-c test-lua spec ctest layers format lint demo asan tsan bench fuzz fuzz-build analyze clean
 
 all: $(BUILD)/warden $(BUILD)/lua/warden/core.so
 
@@ -99,6 +99,7 @@ test: deps
 	@set -o pipefail; $(MAKE) --no-print-directory test-c | tee $(BUILD)/test-c.out
 	@set -o pipefail; $(MAKE) --no-print-directory test-lua | tee $(BUILD)/test-lua.out
 	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory deb-check
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 	@$(call total,total,$(BUILD))
 
@@ -129,7 +130,7 @@ ctest:
 	@WD_TEST_FILTER="$(FILTER)" $(BUILD)/test/$(T)
 
 lint: layers
-	@if command -v luacheck >/dev/null; then luacheck -q lua agents spec tools; fi
+	@if command -v luacheck >/dev/null; then luacheck -q lua agents spec tools templates; fi
 
 # the C sources in the house style (.clang-format; Debian's clang-format)
 format:
@@ -140,6 +141,72 @@ format:
 # higher one, no loop of calls between files, no file over 800 lines nor function over 80
 layers:
 	@$(LUA) tools/layers.lua
+
+# ---- install and package (docs/install.md) ----------------------------------------
+# the binary finds its files from its own prefix (engine/base/home.h): nothing of the
+# build's paths is compiled in
+PREFIX  ?= /usr/local
+DESTDIR ?=
+VERSION := $(shell sed -n 's/^\#define WARDEN_VERSION "\(.*\)"/\1/p' engine/include/warden.h)
+ARCH    := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+SHARE    = $(DESTDIR)$(PREFIX)/share
+
+# warden(1) from the binary's own help table, warden-policy(5) from docs/policy.md
+man: $(BUILD)/man/warden.1 $(BUILD)/man/warden-policy.5
+$(BUILD)/man/warden.1: $(BUILD)/warden
+	@mkdir -p $(dir $@)
+	$(BUILD)/warden help --man > $@
+$(BUILD)/man/warden-policy.5: docs/policy.md tools/mdman.lua
+	@mkdir -p $(dir $@)
+	$(LUA) tools/mdman.lua docs/policy.md warden-policy 5 "File Formats" "the warden policy file" > $@
+
+install: all man
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/warden/lua/warden $(SHARE)/warden \
+	  $(SHARE)/man/man1 $(SHARE)/man/man5 $(SHARE)/bash-completion/completions $(SHARE)/doc/warden
+	install -m 0755 $(BUILD)/warden $(DESTDIR)$(PREFIX)/bin/warden
+	install -m 0644 $(BUILD)/lua/warden/core.so $(DESTDIR)$(PREFIX)/lib/warden/lua/warden/core.so
+	rm -rf $(SHARE)/warden/lua $(SHARE)/warden/web $(SHARE)/warden/templates $(SHARE)/warden/policies
+	cp -R lua web templates $(SHARE)/warden/
+	install -d $(SHARE)/warden/policies $(SHARE)/warden/contrib
+	install -m 0644 policies/default.yaml policies/test.yaml $(SHARE)/warden/policies/
+	cp -R contrib/prometheus contrib/systemd $(SHARE)/warden/contrib/
+	install -m 0644 $(BUILD)/man/warden.1 $(SHARE)/man/man1/warden.1
+	install -m 0644 $(BUILD)/man/warden-policy.5 $(SHARE)/man/man5/warden-policy.5
+	install -m 0644 contrib/bash-completion/warden $(SHARE)/bash-completion/completions/warden
+	install -m 0644 README.md docs/*.md $(SHARE)/doc/warden/
+	@chmod -R u=rwX,go=rX $(SHARE)/warden
+
+# build/warden_VERSION_ARCH.deb: /usr, the policy in /etc/warden as a conffile, the unit
+DEBROOT := $(BUILD)/deb/root
+deb: all man
+	@command -v dpkg-deb >/dev/null || { echo "make deb needs dpkg-deb (Debian's dpkg)"; exit 2; }
+	rm -rf $(BUILD)/deb && mkdir -p $(DEBROOT)/DEBIAN
+	$(MAKE) --no-print-directory install PREFIX=/usr DESTDIR=$(CURDIR)/$(DEBROOT)
+	gzip -9n $(DEBROOT)/usr/share/man/man1/warden.1 $(DEBROOT)/usr/share/man/man5/warden-policy.5
+	install -d $(DEBROOT)/etc/warden/agents $(DEBROOT)/etc/default $(DEBROOT)/lib/systemd/system
+	sed -e 's|^  path: logs/agent_audit.jsonl|  path: /var/log/warden/audit.jsonl|' \
+	    -e 's|^users:$$|users:\n  # root at the command line (warden run as root); map your own logins with os_user\n  operator: {role: admin, tier: premium, os_user: root}|' \
+	    policies/default.yaml > $(DEBROOT)/etc/warden/policy.yaml
+	printf '# the state store: budgets, approvals, breakers, kill switch (writable by the service)\nstore: {path: /var/lib/warden/warden.db}\n' >> $(DEBROOT)/etc/warden/policy.yaml
+	$(BUILD)/warden policy check $(DEBROOT)/etc/warden/policy.yaml
+	install -m 0644 contrib/debian/default $(DEBROOT)/etc/default/warden
+	install -m 0644 contrib/systemd/warden.service $(DEBROOT)/lib/systemd/system/warden.service
+	install -m 0644 contrib/debian/conffiles $(DEBROOT)/DEBIAN/conffiles
+	install -m 0755 contrib/debian/postinst contrib/debian/prerm contrib/debian/postrm $(DEBROOT)/DEBIAN/
+	mkdir -p $(BUILD)/deb/shlibs/debian && printf 'Source: warden\n\nPackage: warden\nArchitecture: any\n' > $(BUILD)/deb/shlibs/debian/control
+	deps=$$(cd $(BUILD)/deb/shlibs && dpkg-shlibdeps -O -e$(CURDIR)/$(DEBROOT)/usr/bin/warden \
+	  -e$(CURDIR)/$(DEBROOT)/usr/lib/warden/lua/warden/core.so 2>/dev/null | sed -n 's/^shlibs:Depends=//p'); \
+	  test -n "$$deps" || { echo "dpkg-shlibdeps found no dependencies"; exit 2; }; \
+	  size=$$(du -sk --exclude=DEBIAN $(DEBROOT) | cut -f1); \
+	  sed -e "s|@VERSION@|$(VERSION)|" -e "s|@ARCH@|$(ARCH)|" -e "s|@SIZE@|$$size|" -e "s|@DEPENDS@|$$deps|" \
+	    contrib/debian/control.in > $(DEBROOT)/DEBIAN/control
+	cd $(DEBROOT) && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | sort | xargs md5sum > DEBIAN/md5sums
+	dpkg-deb --root-owner-group -Zxz --build $(DEBROOT) $(BUILD)/warden_$(VERSION)_$(ARCH).deb
+
+# the package's life on this machine (root): install, init, test, run, serve over TLS,
+# remove, purge (tools/deb_check.sh; skips with a message when not root)
+deb-check: deb
+	@bash tools/deb_check.sh $(BUILD)/warden_$(VERSION)_$(ARCH).deb
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -25,7 +25,7 @@ local function wait_for(audit, event)
 end
 
 local function run(pol, plan)
-  local out, rc = T.sh(("(%s run spec/fixtures/lab '%s' --user reader --llm mock:none --json --policy %s 2>/dev/null)")
+  local out, rc = T.sh(("(%s run spec/fixtures/lab '%s' --user reader --llm mock:spec/fixtures/no_model.yaml --json --policy %s 2>/dev/null)")
     :format(T.bin, plan, pol))
   return T.decode(out:gsub("rc=%d+%s*$", "")), rc
 end
@@ -76,7 +76,7 @@ describe("kill switch", function()
     local dir = T.agent("renamer", { ["agent.lua"] =
       'return warden.agent { name = "innocent", run = function(q, ctx) ctx:sleep(8000) return "done" end }' })
     local out = T.tmpfile(".json")
-    os.execute(("%s run %s go --user reader --policy %s --llm mock:none --json >%s 2>/dev/null &")
+    os.execute(("%s run %s go --user reader --policy %s --llm mock:spec/fixtures/no_model.yaml --json >%s 2>/dev/null &")
       :format(T.bin, dir, pol, out))
     wait_for(audit, "run_started")
     local msg, rc = cli(pol, "kill renamer --reason renamed --by ops")
@@ -104,7 +104,7 @@ describe("kill switch", function()
     local dir = T.agent("flaky_dir", { ["agent.lua"] =
       'return warden.agent { name = "someone_else", run = function() error("boom", 0) end }' })
     local function go()
-      local out = T.sh(("%s run %s go --user reader --policy %s --llm mock:none --json"):format(T.bin, dir, pol))
+      local out = T.sh(("%s run %s go --user reader --policy %s --llm mock:spec/fixtures/no_model.yaml --json"):format(T.bin, dir, pol))
       return T.decode(out:match("{.*}"))
     end
     assert.equal("failed", go().status)

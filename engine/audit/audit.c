@@ -123,6 +123,7 @@ wd_audit *wd_audit_open(const char *path, int fsync_mode, char *err, size_t errl
     pthread_cond_init(&a->synced_cv, NULL);
     mkdirs(path);
     a->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    wd_file_own_like_dir(a->fd, path);
     if (a->fd < 0) {
         wd_errf(err, errlen, "cannot open audit log %s: %s", path, strerror(errno));
         pthread_mutex_destroy(&a->mu);
@@ -564,6 +565,7 @@ static int follow(wd_audit *a)
         int fd = open(a->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
         if (fd < 0)
             return -1;
+        wd_file_own_like_dir(fd, a->path);
         if (flock(fd, LOCK_EX) < 0) {
             close(fd);
             return -1;
@@ -641,6 +643,7 @@ static void rotate(wd_audit *a, const char *why)
                                   "removed", plan),
                         &out);
     int fd = rc == 0 ? open(tmp, O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+    wd_file_own_like_dir(fd, tmp);
     if (fd < 0 || write_all(fd, out.p, out.len) < 0 || fdatasync(fd) < 0 || (!relink && link(a->path, dst) < 0) ||
         rename(tmp, a->path) < 0) {
         /* the log stays in this file and its chain as it was: tried again next flush */

@@ -139,6 +139,7 @@ static int gzip_file(const char *src, const char *dst)
 {
     int in = open(src, O_RDONLY | O_CLOEXEC);
     int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    wd_file_own_like_dir(out, dst);
     gzFile gz = out >= 0 ? gzdopen(out, "wb9") : NULL;
     int rc = in >= 0 && gz ? 0 : -1;
     char buf[65536];

@@ -422,3 +422,17 @@ char *wd_utf8_head(const char *s, size_t len, size_t max_chars, int *cut)
     *cut = at < len;
     return wd_strndup(s, at);
 }
+
+/* a root process (warden run by an operator) must not leave files the service's user
+** cannot open: a file root owns in a directory someone else owns is given to them */
+void wd_file_own_like_dir(int fd, const char *path)
+{
+    struct stat fst, dst;
+    if (fd < 0 || geteuid() != 0 || fstat(fd, &fst) < 0 || fst.st_uid != 0)
+        return;
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + (slash == path) : 1, slash ? path : ".");
+    if (stat(dir, &dst) == 0 && dst.st_uid != 0 && fchown(fd, dst.st_uid, dst.st_gid) < 0)
+        return; /* best effort: the service's own open then says what is wrong */
+}

@@ -57,6 +57,9 @@ void wd_rfc3339_ms(int64_t wall_ms, char *out, size_t n);
 /* parse RFC 3339 (or a date "2026-11-21") into wall ms; -1 on error */
 int64_t wd_parse_time(const char *s);
 
+/* fd (the file at path) given to the owner of its directory when root created it there
+** and someone else owns the directory (the service's files stay its own) */
+void wd_file_own_like_dir(int fd, const char *path);
 /* caller frees; NULL on error with errno set. Reads at most max bytes (ERANGE past it). */
 char *wd_read_file(const char *path, size_t max, size_t *len);
 /* s (len bytes, any bytes) as a C string of UTF-8 text: each NUL byte, and each byte that

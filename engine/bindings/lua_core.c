@@ -1,10 +1,12 @@
 /* lua_core.c - the engine as a Lua module (`require "warden.core"`) for busted specs
 ** and plain lua5.4: runs agents, checks policies, verifies audit logs. */
+#include "approval.h"
 #include "engine.h"
 #include "jsonlua.h"
 #include "lmatch.h"
 #include "ltable.h"
 #include "seal.h"
+#include "store.h"
 #include "util.h"
 
 #include <dlfcn.h>
@@ -140,6 +142,33 @@ static int l_audit_verify(lua_State *L)
 /* core.unseal({record_json_text, ...}, store_path) -> the same list, each record's sealed
 ** fields opened with the keys of that store ([ERASED] where a key was destroyed); or
 ** nil, message when the store cannot be read */
+/* core.decide(store_path, id, approve, by [, reason]): a person's decision on a pending
+** approval request, as `warden approvals` takes it (warden.testing's T.approve/T.reject);
+** true, msg or false, msg */
+static int l_decide(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
+    int approve = lua_toboolean(L, 3);
+    const char *by = luaL_checkstring(L, 4), *reason = luaL_optstring(L, 5, NULL);
+    char err[1400];
+    wd_store *st = wd_store_open(path, err, sizeof err);
+    if (!st) {
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    int64_t now = wd_store_now(st);
+    int got = wd_store_approval_sweep(st, now) < 0
+                  ? -1
+                  : wd_approval_decide(st, id, approve, by, "spec", reason, now, err, sizeof err);
+    if (got < 0)
+        snprintf(err, sizeof err, "state store %s: %s", path, wd_store_error(st));
+    wd_store_close(st);
+    lua_pushboolean(L, got > 0);
+    lua_pushstring(L, err);
+    return 2;
+}
+
 static int l_unseal(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -262,6 +291,7 @@ static const luaL_Reg funcs[] = {
     {"policy_check", l_policy_check},
     {"audit_verify", l_audit_verify},
     {"unseal", l_unseal},
+    {"decide", l_decide},
     {"hmac_sha256", l_hmac_sha256},
     {NULL, NULL},
 };

@@ -6,42 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char USAGE[] =
-    "usage:\n"
-    "  warden run AGENT [QUERY] [--user ID] [--session ID] [--policy FILE] [--llm mock:FILE|URL] [--json]\n"
-    "  warden policy check FILE [--json]\n"
-    "  warden check PATH... [--policy FILE] [--json]   (agent directories or scripts, as a run loads them)\n"
-    "  warden audit verify [FILE] [--policy FILE] [--json]\n"
-    "  warden audit query [FILE] [--run ID] [--user ID] [--event TYPE] [--since T] [--policy FILE]\n"
-    "  warden audit trace RUN_ID [FILE] [--policy FILE]   (one run as a story)\n"
-    "  warden audit erase --user ID [--reason TEXT] [--by WHO] [--policy FILE]\n"
-    "  warden notify list [--all] [--policy FILE] [--json]   (dead letters; --all: pending ones too)\n"
-    "  warden report cost [AUDIT_FILE] [--since T] [--until T] [--policy FILE] [--json]\n"
-    "  warden approvals list [--all] [--policy FILE] [--json]\n"
-    "  warden approvals approve ID [--key-file FILE] [--by WHO] [--policy FILE]\n"
-    "  warden approvals reject ID --reason TEXT [--key-file FILE] [--by WHO] [--policy FILE]\n"
-    "      (who decides is proved by an API key: --key-file or WARDEN_API_KEY; or by the login,\n"
-    "       mapped with users.NAME.os_user)\n"
-    "  warden kill [AGENT|--all] [--reason TEXT] [--by WHO] [--policy FILE] [--json]   (no AGENT: list)\n"
-    "  warden revive AGENT|--all [--by WHO] [--policy FILE]\n"
-    "  warden report compliance [AUDIT_FILE] [--since T] [--until T] [--policy FILE] [--json]\n"
-    "  warden report failures [AUDIT_FILE] [--since T] [--until T] [--policy FILE] [--json]\n"
-    "  warden breakers [--policy FILE] [--json]\n"
-    "  warden breakers reset NAME --user ID [--policy FILE]   (ID must hold the highest role)\n"
-    "  warden serve [--policy FILE] [--agents DIR] [--listen HOST:PORT] [--workers N] [--llm mock:FILE|URL]\n"
-    "               [--grace DURATION] [--max-body BYTES]   (defaults: agents, 127.0.0.1:8080, 2, 10s, 1048576)\n"
-    "  warden version\n";
-
-void wd_cli_help(void) { fputs(USAGE, stdout); }
-
-int wd_cli_usage(const char *msg)
-{
-    if (msg)
-        fprintf(stderr, "warden: %s\n", msg);
-    fputs(USAGE, stderr);
-    return 2;
-}
+#include <unistd.h>
 
 int wd_cli_parse(int argc, char **argv, int from, args_t *a)
 {
@@ -75,6 +40,8 @@ int wd_cli_parse(int argc, char **argv, int from, args_t *a)
             dst = &a->reason;
         else if (!strcmp(s, "--key-file"))
             dst = &a->key_file;
+        else if (!strcmp(s, "--store"))
+            dst = &a->store;
         else if (s[0] == '-' && s[1] == '-') {
             fprintf(stderr, "warden: unknown option %s\n", s);
             return -1;
@@ -96,10 +63,46 @@ int wd_cli_parse(int argc, char **argv, int from, args_t *a)
     return 0;
 }
 
+/* the first that names something: the option, the environment, ./policies/default.yaml,
+** /etc/warden/policy.yaml (docs/install.md, Configuration lookup); NULL after a message
+** that names every place tried */
+const char *wd_cli_policy_path(const char *given)
+{
+    if (given && *given)
+        return given;
+    const char *env = getenv("WARDEN_POLICY");
+    if (env && *env)
+        return env;
+    static const char *const files[] = {"policies/default.yaml", WD_ETC_POLICY};
+    for (int i = 0; i < 2; i++)
+        if (access(files[i], F_OK) == 0)
+            return files[i];
+    fprintf(stderr,
+            "warden: no policy found; tried --policy (not given), WARDEN_POLICY (not set), "
+            "./%s (%s), %s (%s)\n",
+            files[0], strerror(ENOENT), files[1], strerror(ENOENT));
+    return NULL;
+}
+
+const char *wd_cli_listen(const char *given)
+{
+    const char *env = getenv("WARDEN_LISTEN");
+    return given && *given ? given : env && *env ? env : "127.0.0.1:8080";
+}
+
+const char *wd_cli_store_path(const char *given)
+{
+    const char *env = getenv("WARDEN_STORE");
+    return given && *given ? given : env && *env ? env : NULL;
+}
+
 wd_policy *wd_cli_policy(args_t *a)
 {
+    const char *path = wd_cli_policy_path(a->policy);
+    if (!path)
+        return NULL;
     wd_perrors pe = {0};
-    wd_policy *p = wd_policy_load(a->policy ? a->policy : "policies/default.yaml", &pe);
+    wd_policy *p = wd_policy_load(path, &pe);
     for (size_t i = 0; i < pe.n; i++)
         fprintf(stderr, "%s\n", pe.v[i]);
     wd_perrors_free(&pe);
@@ -110,7 +113,8 @@ wd_store *wd_cli_store(args_t *a, wd_policy **p)
 {
     char err[600];
     *p = wd_cli_policy(a);
-    wd_store *st = *p ? wd_store_open((*p)->store_path, err, sizeof err) : NULL;
+    const char *path = wd_cli_store_path(a->store);
+    wd_store *st = *p ? wd_store_open(path ? path : (*p)->store_path, err, sizeof err) : NULL;
     if (*p && !st) {
         fprintf(stderr, "warden: %s\n", err);
         wd_policy_unref(*p);

@@ -7,6 +7,7 @@
 #include "breaker.h"
 #include "check.h"
 #include "killswitch.h"
+#include "mock.h"
 #include "policy.h"
 #include "redact.h"
 #include "report.h"
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct {
@@ -35,24 +37,105 @@ static void to_stderr(void *ud, const char *line)
     fprintf(stderr, "warden: %s\n", line);
 }
 
+/* the agent names a directory holding agent.lua, or a .lua file; 0, or -1 after a message */
+static int check_agent(const char *agent)
+{
+    struct stat st;
+    char p[4200];
+    if (stat(agent, &st) < 0) {
+        fprintf(stderr, "warden: agent %s: %s (an agent is a directory holding agent.lua, or a .lua file)\n", agent,
+                strerror(errno));
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(p, sizeof p, "%s/agent.lua", agent);
+        if (access(p, R_OK) < 0) {
+            fprintf(stderr, "warden: agent %s: %s: %s\n", agent, p, strerror(errno));
+            return -1;
+        }
+    } else if (access(agent, R_OK) < 0) {
+        fprintf(stderr, "warden: agent %s: %s\n", agent, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* --llm: a scenario that loads, or an http(s) URL; 0, or -1 after a message */
+static int check_llm(const char *llm)
+{
+    char err[600];
+    if (!llm)
+        return 0;
+    if (!strncmp(llm, "mock:", 5)) {
+        wd_mock *m = wd_mock_load(llm + 5, err, sizeof err);
+        if (!m) {
+            fprintf(stderr, "warden: --llm %s: %s\n", llm, err);
+            return -1;
+        }
+        wd_mock_free(m);
+        return 0;
+    }
+    if (strncmp(llm, "http://", 7) && strncmp(llm, "https://", 8)) {
+        fprintf(stderr, "warden: --llm '%s' is neither mock:FILE nor an http(s) URL\n", llm);
+        return -1;
+    }
+    return 0;
+}
+
+/* --user > WARDEN_USER > the policy user whose os_user is the login > the one named as
+** the login; NULL after a message */
+static const char *run_user(args_t *a, const wd_policy *p)
+{
+    const char *env = getenv("WARDEN_USER");
+    if (a->user && *a->user)
+        return a->user;
+    if (env && *env)
+        return env;
+    struct passwd *pw = getpwuid(geteuid());
+    const char *login = pw ? pw->pw_name : "";
+    for (size_t i = 0; i < p->n_users; i++)
+        if (p->users[i].os_user && !strcmp(p->users[i].os_user, login))
+            return p->users[i].name;
+    if (wd_policy_user(p, login))
+        return wd_policy_user(p, login)->name;
+    fprintf(stderr,
+            "warden: who runs? give --user ID or WARDEN_USER, or map your login '%s' to a user "
+            "(users.NAME.os_user: %s) in %s\n",
+            login, login, p->path ? p->path : "the policy");
+    return NULL;
+}
+
+/* warden run: the configuration is checked first, so a mistake in it exits 2 with one
+** line and writes no run record; only a run that started and did not succeed exits 1 */
 static int cmd_run(args_t *a)
 {
     if (a->npos < 1)
         return wd_cli_usage("run needs an AGENT");
+    const char *policy_path = wd_cli_policy_path(a->policy);
+    if (!policy_path || check_agent(a->pos[0]) < 0 || check_llm(a->llm) < 0)
+        return 2;
+    wd_policy *p = wd_cli_policy(&(args_t){.policy = policy_path});
+    const char *user = p ? run_user(a, p) : NULL;
+    char *user_copy = user ? strdup(user) : NULL;
+    wd_policy_unref(p);
+    if (!user_copy)
+        return 2;
     char err[4096] = "";
-    wd_engine_opts eo = {a->policy, a->llm, NULL, NULL};
+    wd_engine_opts eo = {policy_path, a->llm, NULL, wd_cli_store_path(a->store)};
     wd_engine *e = wd_engine_new(&eo, err, sizeof err);
     if (!e) {
         fprintf(stderr, "%s\n", err);
+        free(user_copy);
         return 2;
     }
     one_t one = {NULL};
-    wd_run_opts ro = {a->pos[0], a->npos > 1 ? a->pos[1] : "", a->user, a->session, NULL, NULL, NULL, 0};
+    wd_run_opts ro = {a->pos[0], a->npos > 1 ? a->pos[1] : "", user_copy, a->session, NULL, NULL, NULL, 0};
     wd_engine_on_notice(e, to_stderr, NULL);
     wd_engine_submit(e, &ro, on_done, &one);
     wd_engine_wait(e);
     char *audit = strdup(wd_engine_audit_path(e));
     wd_engine_free(e);
+    free(user_copy);
     if (!one.res) {
         fprintf(stderr, "warden: the run produced no result\n");
         free(audit);
@@ -141,6 +224,12 @@ static int cmd_serve(int argc, char **argv)
             o.listen = v;
         else if (!strcmp(k, "--llm"))
             o.llm = v;
+        else if (!strcmp(k, "--store"))
+            o.store_path = v;
+        else if (!strcmp(k, "--tls-cert"))
+            o.tls_cert = v;
+        else if (!strcmp(k, "--tls-key"))
+            o.tls_key = v;
         else if (!strcmp(k, "--workers") || !strcmp(k, "--max-body")) {
             char *end;
             long long n = strtoll(v, &end, 10);
@@ -161,6 +250,16 @@ static int cmd_serve(int argc, char **argv)
             return wd_cli_usage(NULL);
         }
     }
+    if (!o.tls_cert && getenv("WARDEN_TLS_CERT") && *getenv("WARDEN_TLS_CERT"))
+        o.tls_cert = getenv("WARDEN_TLS_CERT");
+    if (!o.tls_key && getenv("WARDEN_TLS_KEY") && *getenv("WARDEN_TLS_KEY"))
+        o.tls_key = getenv("WARDEN_TLS_KEY");
+    if (!!o.tls_cert != !!o.tls_key)
+        return wd_cli_usage("serve: --tls-cert and --tls-key go together");
+    if (!(o.policy_path = wd_cli_policy_path(o.policy_path)))
+        return 2;
+    o.listen = wd_cli_listen(o.listen);
+    o.store_path = wd_cli_store_path(o.store_path);
     return wd_serve(&o);
 }
 
@@ -233,16 +332,21 @@ int main(int argc, char **argv)
 {
     args_t a;
     if (argc < 2)
-        return wd_cli_usage(NULL);
+        return wd_cli_help(argc, argv, 2, stderr), 2;
     const char *cmd = argv[1];
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("warden %s\n", WARDEN_VERSION);
         return 0;
     }
-    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
-        wd_cli_help();
-        return 0;
-    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h"))
+        return wd_cli_help(argc, argv, 2, stdout);
+    int rc = wd_cli_help_for(argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (!strcmp(cmd, "init"))
+        return wd_cli_init(argc, argv);
+    if (!strcmp(cmd, "test"))
+        return wd_cli_test(argc, argv);
     if (!strcmp(cmd, "serve"))
         return cmd_serve(argc, argv);
     if (!strcmp(cmd, "check"))

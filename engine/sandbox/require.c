@@ -3,18 +3,16 @@
 #include "sandbox.h"
 #include "sbpriv.h"
 #include "util.h"
+#include "home.h"
 
 #include <lauxlib.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "chunks.h"
 #include "guard.h"
 #include "lcjson.h"
-
-#ifndef WD_LUA_DIR
-#define WD_LUA_DIR "lua"
-#endif
 
 int wd_sandbox_loadfile(lua_State *L, const char *path, const char *chunkname)
 {
@@ -34,10 +32,18 @@ const char *wd_sandbox_agent_dir(wd_sandbox *sb)
     return sb->agent_canon;
 }
 
+static char lua_dir[4200];
+static void find_lua_dir(void) { wd_home_path("lua", lua_dir, sizeof lua_dir); }
+
+/* WARDEN_LUA_DIR, else the home's lua/ (home.h) */
 const char *wd_sandbox_lua_dir(void)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     const char *d = getenv("WARDEN_LUA_DIR");
-    return d && *d ? d : WD_LUA_DIR;
+    if (d && *d)
+        return d;
+    pthread_once(&once, find_lua_dir);
+    return lua_dir;
 }
 
 static int valid_modname(const char *s)

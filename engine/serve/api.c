@@ -15,6 +15,7 @@
 #include "redact.h"
 #include "report.h"
 #include "serve.h"
+#include "tls.h"
 #include "apicall.h"
 
 #include <ctype.h>
@@ -278,6 +279,7 @@ int wd_api_start(wd_front *f)
     if (!f->http)
         return -1;
     evhttp_set_gencb(f->http, handle, f);
+    wd_tls_serve(f->srv->tls, f->http);
     evhttp_set_max_body_size(f->http, (ev_ssize_t)f->srv->o.max_body);
     evhttp_set_max_headers_size(f->http, 64 * 1024);
     evhttp_set_timeout(f->http, 120); /* an idle keep-alive connection, a stalled request */

@@ -24,6 +24,8 @@
 #include "chunks.h"
 #include "redact.h"
 #include "serve.h"
+#include "home.h"
+#include "tls.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -610,7 +612,8 @@ static int configure(srv_main *m, const wd_serve_opts *opts)
     if (s->o.max_body <= 0)
         s->o.max_body = 1 << 20;
     s->agents_dir = strip_slashes(s->o.agents_dir ? s->o.agents_dir : "agents");
-    s->web_dir = wd_strdup(s->o.web_dir ? s->o.web_dir : WD_WEB_DIR);
+    char web[4200];
+    s->web_dir = wd_strdup(s->o.web_dir ? s->o.web_dir : wd_home_path("web", web, sizeof web));
     struct stat st;
     if (stat(s->agents_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
         say("--agents %s: not a directory", s->agents_dir);
@@ -677,7 +680,7 @@ static int run_workers(srv_main *m, const char *host, int port)
 {
     wd_server *s = &m->s;
     char err[600];
-    wd_engine_opts eo = {s->o.policy_path, s->o.llm, NULL, NULL};
+    wd_engine_opts eo = {s->o.policy_path, s->o.llm, NULL, s->o.store_path};
     wd_pool_hooks hooks = {front_start, front_stop, m};
     s->pool = wd_pool_new_hooked(&eo, s->nfronts, &hooks, err, sizeof err);
     if (!s->pool) {
@@ -688,8 +691,8 @@ static int run_workers(srv_main *m, const char *host, int port)
         say("cannot serve HTTP on every worker");
         return -1;
     }
-    say("serving http://%s:%d/ with %d worker(s); policy %s, agents %s/", host, port, s->nfronts, s->o.policy_path,
-        s->agents_dir);
+    say("serving %s://%s:%d/ with %d worker(s); policy %s, agents %s/", s->tls ? "https" : "http", host, port,
+        s->nfronts, s->o.policy_path, s->agents_dir);
     struct timeval house = {0, HOUSE_MS * 1000};
     if (m->house_ev)
         event_add(m->house_ev, &house);
@@ -735,6 +738,7 @@ static void teardown(srv_main *m)
     wd_admit_free(s->admit);
     wd_metrics_free(s->met);
     wd_policy_unref(s->policy);
+    wd_tls_free(s->tls);
     pthread_mutex_destroy(&s->mu);
     free(s->fronts);
     free(s->agents_dir);
@@ -771,6 +775,10 @@ int wd_serve(const wd_serve_opts *opts)
     char host[256];
     int port;
     char err[600] = "";
+    if (s->o.tls_cert && !(s->tls = wd_tls_new(s->o.tls_cert, s->o.tls_key, err, sizeof err))) {
+        say("%s", err);
+        goto out;
+    }
     if (wd_serve_listen(s->o.listen, fds, s->nfronts, host, sizeof host, &port, err, sizeof err) < 0) {
         say("%s", err);
         goto out;

@@ -23,7 +23,10 @@ typedef struct wd_serve_opts {
     const char *llm;         /* as warden run's --llm, for every run */
     long long grace_ms;      /* SIGTERM: how long runs may finish, default 10 s */
     long long max_body;      /* request bodies, default 1 MiB */
-    const char *web_dir;     /* the dashboard's files, default the build's web/ */
+    const char *web_dir;     /* the dashboard's files, default the home's web/ (home.h) */
+    const char *store_path;  /* overrides the policy's store.path */
+    const char *tls_cert;    /* PEM files: serve HTTPS (both or neither) */
+    const char *tls_key;
 } wd_serve_opts;
 
 typedef struct wd_server wd_server;
@@ -58,6 +61,7 @@ struct wd_server {
     pthread_mutex_t mu;     /* guards policy */
     wd_policy *policy;      /* the current snapshot (the one workers were last given) */
     struct wd_admit *admit; /* runs in flight and waiting (admit.h) */
+    struct wd_tls *tls;     /* --tls-cert/--tls-key: every worker speaks HTTPS (tls.h) */
     int freed;              /* a run ended since the main thread last gave memory back */
 };
 

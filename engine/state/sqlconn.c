@@ -206,6 +206,7 @@ wd_sqlite *wd_sq_connect(const char *path, char *err, size_t errlen)
     /* made by us, readable by its owner alone: it holds the audit log's keys. SQLite
     ** gives the -wal and -shm files the database file's mode */
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    wd_file_own_like_dir(fd, path); /* SQLite gives its -wal and -shm the same owner */
     if (fd >= 0)
         close(fd);
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=

@@ -8,7 +8,21 @@ local M = { core = core }
 
 -- the build directory under test (make asan points it at build-asan)
 M.build = os.getenv("WARDEN_BUILD") or "build"
-M.bin = M.build .. "/warden"
+-- the warden binary: `warden test` names itself in WARDEN_BIN
+M.bin = os.getenv("WARDEN_BIN") or (M.build .. "/warden")
+
+-- warden's home (the directory holding lua/warden/): WARDEN_HOME, else where this module is
+M.home = os.getenv("WARDEN_HOME")
+if not M.home then
+  local me = package.searchpath("warden.testing", package.path)
+  M.home = me and me:match("^(.*)/lua/warden/testing%.lua$") or "."
+end
+
+local function exists(path)
+  local f = io.open(path, "r")
+  if f then f:close() end
+  return f ~= nil
+end
 
 local tmpdir
 local counter = 0
@@ -75,11 +89,68 @@ end
 
 function M.load_yaml(path)
   local lyaml = require("lyaml")
-  return lyaml.load(assert(M.read(path)))
+  local text, err = M.read(path)
+  if not text then
+    local _, why = io.open(path, "r")
+    error(("warden.testing: cannot read %s: %s"):format(path, why or err or "?"), 2)
+  end
+  local ok, v = pcall(lyaml.load, text)
+  if not ok then error(("warden.testing: %s is not YAML: %s"):format(path, v), 2) end
+  return v
 end
 
+-- the base policy of M.policy: ./policies/test.yaml in warden's checkout, else the one
+-- installed in warden's home
+function M.base_policy()
+  if exists("policies/test.yaml") then return "policies/test.yaml" end
+  local p = M.home .. "/policies/test.yaml"
+  if exists(p) then return p end
+  error("warden.testing: no base policy: neither ./policies/test.yaml nor " .. p
+    .. " exists; give T.run a policy = FILE, or set WARDEN_HOME to warden's share directory", 3)
+end
+
+-- the agent directory of the spec calling this: the parent of its spec/ folder (or the
+-- folder holding agent.lua above it)
+function M.agent_dir()
+  local src = debug.getinfo(2, "S").source
+  local file = src:sub(1, 1) == "@" and src:sub(2) or "."
+  local dir = file:match("^(.*)/[^/]*$") or "."
+  for _ = 1, 4 do
+    if exists(dir .. "/agent.lua") then return dir end
+    dir = dir:match("^(.*)/[^/]*$") or (dir .. "/..")
+  end
+  error("warden.testing: agent_dir: no agent.lua above " .. file, 2)
+end
+
+-- a mock model's scenario, one call at a time:
+--   T.script():call("greet", { name = "Ada" }):say("Hello, Ada!")
+-- :call adds a turn asking for a tool (several :call in a row ask for them at once when
+-- :together() came first), :say a turn answering; :usage(input, output) sets the token
+-- counts of the last turn. T.run takes it as scenario = the script.
+local Script = {}
+Script.__index = Script
+function M.script() return setmetatable({ turns = {} }, Script) end
+function Script:call(name, args)
+  local last = self.turns[#self.turns]
+  local call = { name = name, arguments = args or {} }
+  if self.batch and last and last.tool_calls then
+    last.tool_calls[#last.tool_calls + 1] = call
+  else
+    self.turns[#self.turns + 1] = { tool_calls = { call } }
+  end
+  return self
+end
+function Script:together() self.batch = true; return self end
+function Script:say(text) self.turns[#self.turns + 1] = { content = text }; self.batch = false; return self end
+function Script:usage(input, output)
+  assert(#self.turns > 0, "warden.testing: usage() before any turn")
+  self.turns[#self.turns].usage = { input_tokens = input, output_tokens = output }
+  return self
+end
+function Script:build() return self.turns end
+
 function M.policy(overrides, base)
-  local p = M.load_yaml(base or "policies/test.yaml")
+  local p = M.load_yaml(base or M.base_policy())
   if overrides then merge(p, overrides) end
   p.audit = p.audit or {}
   if not (overrides and overrides.audit and overrides.audit.path) then
@@ -106,7 +177,11 @@ function M.run(opts)
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
   if type(o.query) == "table" then o.query = json.encode(o.query) end
+  if getmetatable(o.scenario) == Script then o.scenario = o.scenario:build() end
   if o.scenario then o.llm = "mock:" .. M.scenario(o.scenario); o.scenario = nil end
+  if o.agent and not (exists(o.agent .. "/agent.lua") or (o.agent:match("%.lua$") and exists(o.agent))) then
+    error("warden.testing: T.run: agent " .. o.agent .. " is neither a directory holding agent.lua nor a .lua file", 2)
+  end
   o.llm = llm_opt(o.llm)
   if not o.policy or o.policy_overrides then
     o.policy = M.policy(o.policy_overrides, o.policy)
@@ -274,7 +349,7 @@ function M.encode(v) return json.encode(v) end
 -- and the file its result object will be in (stderr beside it, in FILE.err)
 function M.start_lab(policy, plan, env)
   local out = M.tmpfile(".json")
-  local h = io.popen(("%s%s run spec/fixtures/lab '%s' --user reader --policy %s --llm mock:none --json >%s 2>%s.err"
+  local h = io.popen(("%s%s run spec/fixtures/lab '%s' --user reader --policy %s --llm mock:spec/fixtures/no_model.yaml --json >%s 2>%s.err"
     .. " & echo $!"):format(env and (env .. " ") or "", M.bin, plan, policy, out, out))
   local pid = h:read("l")
   h:close()
@@ -310,6 +385,59 @@ function M.pending(pol)
   end
   error("no approval request appeared")
 end
+
+-- the fake clock of runs in this process (T.run): T.clock(ms) sets the wall clock to ms
+-- since the epoch (nil: the real one again), T.advance(ms) moves it ahead; each returns
+-- the clock. A run started with T.start sees T.clock's time through WARDEN_NOW.
+function M.clock(ms) return core.clock(ms) end
+function M.advance(ms) return core.advance_clock(ms) end
+
+-- a run in the background, through the warden binary, for what must happen while it
+-- runs (an approval, a kill). opts as T.run's. Returns a handle: h.policy, h.audit (its
+-- log), h:result() (waits for the result object, up to 10 s), h:pending() (the first
+-- approval request it made, waiting for it)
+function M.start(opts)
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  if type(o.query) == "table" then o.query = json.encode(o.query) end
+  if getmetatable(o.scenario) == Script then o.scenario = o.scenario:build() end
+  if o.scenario then o.llm = "mock:" .. M.scenario(o.scenario) end
+  local policy, audit = o.policy, nil -- luacheck: ignore 311
+  if not policy or o.policy_overrides then
+    policy, audit = M.policy(o.policy_overrides, o.policy)
+  else
+    audit = (M.load_yaml(policy).audit or {}).path
+  end
+  local out = M.tmpfile(".json")
+  local env = o.now and ("WARDEN_NOW=%d "):format(o.now) or ""
+  local h = assert(io.popen(("%s%s run '%s' '%s' --user '%s' --policy %s --llm '%s' --json >%s 2>%s.err & echo $!")
+    :format(env, M.bin, o.agent, ((o.query or ""):gsub("'", "'\\''")), o.user or "reader", policy, llm_opt(o.llm),
+      out, out)))
+  local pid = h:read("l")
+  h:close()
+  local run = { pid = pid, policy = policy, audit = audit, out = out }
+  function run.result() return M.result_of(out) end
+  function run.pending() return M.pending(policy) end
+  return run
+end
+
+-- a person's decision on the pending approval request req (from h:pending(), T.pending,
+-- or an id) of the run h (or a policy path): by defaults to the request's first approver
+local function decide(h, req, approve, by, reason)
+  local policy = type(h) == "table" and h.policy or h
+  if type(req) ~= "table" then
+    for _, r in ipairs(json.decode((M.approvals(policy, "list --json")))) do
+      if r.id == req then req = r end
+    end
+    if type(req) ~= "table" then error("warden.testing: no pending approval request " .. tostring(req), 3) end
+  end
+  by = by or (req.approvers and req.approvers[1]) or "spec"
+  local ok, msg = core.decide(M.store_of(policy), req.id, approve, by, reason)
+  if not ok then error("warden.testing: " .. msg, 3) end
+  return msg
+end
+function M.approve(h, req, by) return decide(h, req, true, by) end
+function M.reject(h, req, reason, by) return decide(h, req, false, by, reason or "rejected in a spec") end
 
 -- curl, outside make asan's preloaded sanitizer (curl hangs under it): it is not ours
 M.curl = "env -u LD_PRELOAD curl"

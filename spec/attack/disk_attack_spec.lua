@@ -26,7 +26,7 @@ set -e
 mount -t tmpfs -o size=%dk tmpfs %s
 head -c $(( %d * 1024 - %d )) /dev/zero > %s/filler 2>/dev/null || true
 set +e
-%s run %s '%s' --user reader --policy %s --llm mock:none --json > %s
+%s run %s '%s' --user reader --policy %s --llm mock:spec/fixtures/no_model.yaml --json > %s
 echo "rc=$?"
 ]]):format(size_kb, dir, size_kb, room, dir, T.bin, agent or "spec/fixtures/lab", plan, pol, out))
   local text = T.sh("unshare -rm sh " .. script)
