@@ -108,7 +108,8 @@ describe("audit event fields", function()
 
   it("hold every record of a real run (WARDEN_CHECK_RECORDS aborts on a stray member)", function()
     local pol, audit = T.policy()
-    local out, rc = T.sh(("WARDEN_CHECK_RECORDS=1 %s run spec/fixtures/lab '%s' --user reader --llm mock:spec/fixtures/no_model.yaml"
+    local out, rc = T.sh(("WARDEN_CHECK_RECORDS=1 %s run spec/fixtures/lab '%s' --user reader"
+      .. " --llm mock:spec/fixtures/no_model.yaml"
       .. " --json --policy %s 2>&1"):format(T.bin, '[["tool","echo",{"text":"hi"}],["tool","undeclared",{}],["llm"]]',
       pol))
     assert.equal(0, rc, out)

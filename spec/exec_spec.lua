@@ -104,7 +104,8 @@ describe("ctx:exec", function()
 
   it("does not hand the command the engine's environment (API keys)", function()
     local plan = T.encode({ { "tool", "exec", { argv = { "sh", "-c", "env" } } } })
-    local out = T.sh(("OPENAI_API_KEY=sk-secret-123 %s run %s '%s' --user reader --policy %s --llm mock:spec/fixtures/no_model.yaml --json")
+    local out = T.sh(("OPENAI_API_KEY=sk-secret-123 %s run %s '%s' --user reader --policy %s"
+      .. " --llm mock:spec/fixtures/no_model.yaml --json")
       :format(T.bin, DIR, plan, POLICY))
     assert.matches('"status": "completed"', out)
     assert.is_nil(out:find("sk-secret-123", 1, true))

@@ -25,7 +25,8 @@ local function wait_for(audit, event)
 end
 
 local function run(pol, plan)
-  local out, rc = T.sh(("(%s run spec/fixtures/lab '%s' --user reader --llm mock:spec/fixtures/no_model.yaml --json --policy %s 2>/dev/null)")
+  local out, rc = T.sh(("(%s run spec/fixtures/lab '%s' --user reader"
+    .. " --llm mock:spec/fixtures/no_model.yaml --json --policy %s 2>/dev/null)")
     :format(T.bin, plan, pol))
   return T.decode(out:gsub("rc=%d+%s*$", "")), rc
 end
@@ -104,7 +105,8 @@ describe("kill switch", function()
     local dir = T.agent("flaky_dir", { ["agent.lua"] =
       'return warden.agent { name = "someone_else", run = function() error("boom", 0) end }' })
     local function go()
-      local out = T.sh(("%s run %s go --user reader --policy %s --llm mock:spec/fixtures/no_model.yaml --json"):format(T.bin, dir, pol))
+      local out = T.sh(("%s run %s go --user reader --policy %s"
+        .. " --llm mock:spec/fixtures/no_model.yaml --json"):format(T.bin, dir, pol))
       return T.decode(out:match("{.*}"))
     end
     assert.equal("failed", go().status)

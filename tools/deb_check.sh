@@ -56,19 +56,18 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout tls.
 printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >ext
 openssl x509 -req -in tls.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out tls.pem -days 2 -extfile ext 2>/dev/null
 chown warden tls.key tls.pem
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-    echo 18943)
 # the unit's command line, as the unit's user, with its environment file and the TLS files
 exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
 set -a
 # shellcheck disable=SC1091
 . /etc/default/warden
 set +a
-WARDEN_LISTEN=127.0.0.1:$port WARDEN_TLS_CERT=$work/tls.pem WARDEN_TLS_KEY=$work/tls.key \
+WARDEN_LISTEN=127.0.0.1:0 WARDEN_TLS_CERT=$work/tls.pem WARDEN_TLS_KEY=$work/tls.key \
     setpriv --reuid=warden --regid=warden --init-groups $exec_start 2>serve.err &
 srv_pid=$!
 for _ in $(seq 100); do grep -q serving serve.err 2>/dev/null && break; sleep 0.05; done
-grep -q "serving https://127.0.0.1:$port/" serve.err || fail "warden serve did not start: $(cat serve.err)"
+port=$(sed -n 's|.*serving https://127.0.0.1:\([0-9]*\)/.*|\1|p' serve.err)
+[ -n "$port" ] || fail "warden serve did not start: $(cat serve.err)"
 code=$(curl -s -o health.json -w '%{http_code}' --cacert ca.pem "https://localhost:$port/healthz")
 [ "$code" = 200 ] || fail "GET https://localhost:$port/healthz: $code $(cat health.json)"
 if curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; then fail "plain HTTP was answered"; fi

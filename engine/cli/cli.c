@@ -334,15 +334,15 @@ int main(int argc, char **argv)
     if (argc < 2)
         return wd_cli_help(argc, argv, 2, stderr), 2;
     const char *cmd = argv[1];
+    int rc = wd_cli_help_for(argc, argv); /* COMMAND ... --help, before the command reads its options */
+    if (rc >= 0)
+        return rc;
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("warden %s\n", WARDEN_VERSION);
         return 0;
     }
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h"))
         return wd_cli_help(argc, argv, 2, stdout);
-    int rc = wd_cli_help_for(argc, argv);
-    if (rc >= 0)
-        return rc;
     if (!strcmp(cmd, "init"))
         return wd_cli_init(argc, argv);
     if (!strcmp(cmd, "test"))

@@ -8,6 +8,7 @@
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct wd_tls {
     SSL_CTX *ctx;
@@ -37,12 +38,10 @@ wd_tls *wd_tls_new(const char *cert, const char *key, char *err, size_t errlen)
         ssl_err(err, errlen, "--tls-cert", cert);
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1) {
+    if (SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(t->ctx) != 1) {
         ssl_err(err, errlen, "--tls-key", key);
-        goto fail;
-    }
-    if (SSL_CTX_check_private_key(t->ctx) != 1) {
-        ssl_err(err, errlen, "--tls-key does not match --tls-cert", cert);
+        size_t n = strlen(err);
+        snprintf(err + n, errlen - n, " (is it the key of --tls-cert %s?)", cert);
         goto fail;
     }
     return t;

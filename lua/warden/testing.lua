@@ -349,7 +349,8 @@ function M.encode(v) return json.encode(v) end
 -- and the file its result object will be in (stderr beside it, in FILE.err)
 function M.start_lab(policy, plan, env)
   local out = M.tmpfile(".json")
-  local h = io.popen(("%s%s run spec/fixtures/lab '%s' --user reader --policy %s --llm mock:spec/fixtures/no_model.yaml --json >%s 2>%s.err"
+  local h = io.popen(("%s%s run spec/fixtures/lab '%s' --user reader --policy %s"
+    .. " --llm mock:spec/fixtures/no_model.yaml --json >%s 2>%s.err"
     .. " & echo $!"):format(env and (env .. " ") or "", M.bin, plan, policy, out, out))
   local pid = h:read("l")
   h:close()
@@ -439,6 +440,24 @@ end
 function M.approve(h, req, by) return decide(h, req, true, by) end
 function M.reject(h, req, reason, by) return decide(h, req, false, by, reason or "rejected in a spec") end
 
+-- a certificate authority and a certificate it signed for localhost and 127.0.0.1, made
+-- with openssl in the spec's directory: {ca, cert, key} (PEM file paths)
+function M.tls_files()
+  local d = M.tmpdir() .. "/tls" .. counter
+  counter = counter + 1
+  local out, rc = M.sh("(" .. table.concat({
+    "mkdir -p " .. d, "cd " .. d,
+    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem"
+      .. " -days 2 -subj /CN=warden-spec-ca",
+    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout key.pem -out req.csr"
+      .. " -subj /CN=localhost",
+    "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext",
+    "openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem -days 2 -extfile ext",
+  }, " && ") .. ")")
+  assert(rc == 0, "openssl: " .. out)
+  return { ca = d .. "/ca.pem", cert = d .. "/cert.pem", key = d .. "/key.pem", dir = d }
+end
+
 -- curl, outside make asan's preloaded sanitizer (curl hangs under it): it is not ours
 M.curl = "env -u LD_PRELOAD curl"
 
@@ -460,27 +479,31 @@ end
 
 -- `warden serve` in the background: opts.policy (path), opts.agents (dir), opts.llm (false:
 -- the policy's models),
--- opts.workers, opts.grace. Returns srv with url, pid, err (its stderr file) and
+-- opts.workers, opts.grace, opts.tls ({cert, key, ca}: HTTPS, curl trusting ca).
+-- Returns srv with url, pid, err (its stderr file) and
 -- srv.http(method, path, key, body) -> status, decoded body (or raw text), headers;
 -- srv.stop(signal) -> the exit code (waits for it)
 function M.serve(opts)
   local errf, rcf, pidf = M.tmpfile(".err"), M.tmpfile(".rc"), M.tmpfile(".pid")
   local llm = opts.llm == false and "" or (" --llm " .. (opts.llm or ("mock:" .. M.scenario({ { content = "done" } }))))
-  local cmd = ("%s serve --listen 127.0.0.1:0 --policy %s --agents %s --workers %d%s%s"):format(
-    M.bin, opts.policy, opts.agents, opts.workers or 2, llm, opts.grace and (" --grace " .. opts.grace) or "")
+  local tls = opts.tls and (" --tls-cert %s --tls-key %s"):format(opts.tls.cert, opts.tls.key) or ""
+  local cmd = ("%s serve --listen 127.0.0.1:0 --policy %s --agents %s --workers %d%s%s%s"):format(
+    M.bin, opts.policy, opts.agents, opts.workers or 2, llm, opts.grace and (" --grace " .. opts.grace) or "", tls)
   os.execute(("sh -c '%s 2>%s & echo $! >%s; wait $!; echo $? >%s' >/dev/null 2>&1 &"):format(cmd, errf, pidf, rcf))
   local port
   for _ = 1, 1000 do
-    port = (M.read(errf) or ""):match("serving http://127%.0%.0%.1:(%d+)/")
+    port = (M.read(errf) or ""):match("serving https?://127%.0%.0%.1:(%d+)/")
     if port or M.read(rcf) then break end
     os.execute("sleep 0.01")
   end
   assert(port, "warden serve did not start: " .. tostring(M.read(errf)))
-  local srv = { url = "http://127.0.0.1:" .. port, port = port, err = errf, pid = M.read(pidf):match("%d+") }
+  local url = (opts.tls and "https://localhost:" or "http://127.0.0.1:") .. port
+  local srv = { url = url, port = port, err = errf, pid = M.read(pidf):match("%d+") }
   function srv.http(method, path, key, body, extra)
     local out, hdr = M.tmpfile(".body"), M.tmpfile(".hdr")
     local args = { M.curl .. " -s -m 30 -o " .. out .. " -D " .. hdr .. " -w '%{http_code}' -X " .. method }
     if key then args[#args + 1] = "-H 'Authorization: Bearer " .. key .. "'" end
+    if opts.tls then args[#args + 1] = "--cacert " .. opts.tls.ca end
     if body then
       local bf = M.write(M.tmpfile(".json"), type(body) == "table" and json.encode(body) or body)
       args[#args + 1] = "-H 'Content-Type: application/json' --data-binary @" .. bf

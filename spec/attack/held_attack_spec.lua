@@ -169,7 +169,8 @@ describe("attack: concurrent writers", function()
     local plan = T.encode({ { "log", { a = 1 } }, { "tool", "echo", { b = 2 } }, { "log", { c = 3 } } })
     local cmds = {}
     for _ = 1, 6 do
-      cmds[#cmds + 1] = ("%s run spec/fixtures/lab '%s' --user reader --policy %s --llm mock:spec/fixtures/no_model.yaml >/dev/null &")
+      cmds[#cmds + 1] = ("%s run spec/fixtures/lab '%s' --user reader --policy %s"
+        .. " --llm mock:spec/fixtures/no_model.yaml >/dev/null &")
         :format(T.bin, plan, pol)
     end
     os.execute("(" .. table.concat(cmds, " ") .. " wait)")
@@ -191,7 +192,8 @@ describe("attack: kill -9 in the middle of writing", function()
     local src = T.write(T.tmpfile(".lua"),
       'local ctx = ... for i = 1, 1e7 do ctx:log({ i = i, pad = ("p"):rep(100) }) end return "done"')
     local pidf = T.tmpfile(".pid")
-    os.execute(("sh -c '%s run spec/fixtures/eval \"$(cat %s)\" --user reader --policy %s --llm mock:spec/fixtures/no_model.yaml" ..
+    os.execute(("sh -c '%s run spec/fixtures/eval \"$(cat %s)\" --user reader --policy %s"
+      .. " --llm mock:spec/fixtures/no_model.yaml" ..
       " >/dev/null 2>&1 & echo $! > %s'"):format(T.bin, src, pol, pidf))
     T.wait_for(function() local s = T.read(audit) return s and #s > 200000 end, "the log to grow")
     os.execute("kill -9 " .. T.read(pidf):match("%d+"))

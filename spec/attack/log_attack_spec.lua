@@ -74,7 +74,8 @@ describe("attack: every byte value through every field a script controls", funct
     verify(audit)
     -- and another process (the command line)
     local pol = T.policy(policy(audit))
-    local _, rc = T.sh(("%s run %s 'q' --policy %s --user reader --llm mock:spec/fixtures/no_model.yaml --json"):format(T.bin, dir, pol))
+    local _, rc = T.sh(("%s run %s 'q' --policy %s --user reader"
+      .. " --llm mock:spec/fixtures/no_model.yaml --json"):format(T.bin, dir, pol))
     assert.equal(0, rc)
     verify(audit)
     -- what each record holds comes back whole
