@@ -179,9 +179,6 @@ function M.run(opts)
   if type(o.query) == "table" then o.query = json.encode(o.query) end
   if getmetatable(o.scenario) == Script then o.scenario = o.scenario:build() end
   if o.scenario then o.llm = "mock:" .. M.scenario(o.scenario); o.scenario = nil end
-  if o.agent and not (exists(o.agent .. "/agent.lua") or (o.agent:match("%.lua$") and exists(o.agent))) then
-    error("warden.testing: T.run: agent " .. o.agent .. " is neither a directory holding agent.lua nor a .lua file", 2)
-  end
   o.llm = llm_opt(o.llm)
   if not o.policy or o.policy_overrides then
     o.policy = M.policy(o.policy_overrides, o.policy)
