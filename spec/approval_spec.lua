@@ -28,7 +28,7 @@ describe("approval workflow", function()
     assert.same({ "lead", "director" }, req.approvers)
     assert.is_true(req.expires_ms - req.created_ms == HOUR) -- high urgency: 1h
     assert.is_truthy(T.read(out .. ".err"):find("waiting for approval of tool 'approval_tool' (request " .. req.id
-      .. ", high risk, expires in 3600 s): warden approvals approve " .. req.id .. " --key-file APPROVER_KEY", 1, true))
+      .. ", high risk, expires in 1 h 0 min): warden approvals approve " .. req.id .. " --key-file APPROVER_KEY", 1, true))
     -- only a listed approver decides (mallory proves who she is: she is not one)
     local msg, rc = approvals(pol, "approve " .. req.id .. " --by mallory")
     assert.equal(1, rc)

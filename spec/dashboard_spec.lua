@@ -103,6 +103,11 @@ describe("the dashboard", function()
     local row = wait_for(function() return text("#approval-" .. req.id) end, "the request's row")
     assert.truthy(row:match("approval_tool"))
     assert.truthy(row:match("reader"))
+    assert.truthy(row:match("expires in %d+ s") or row:match("expires in 1 min 0 s"), row) -- 60 s expiry
+    -- the run is shown waiting for that request, not "running"
+    local shown = wait_for(function() return (text("#run-" .. run) or ""):match("waiting for approval of %S+") end,
+      "the run shown waiting")
+    assert.equal("waiting for approval of approval_tool", shown)
     wd(driver, "POST", session .. "/element/" .. button .. "/click", {})
     -- the run finishes, as the API and the page both say
     local res = wait_for(function()
@@ -120,5 +125,73 @@ describe("the dashboard", function()
     wd(driver, "POST", session .. "/element/" .. key .. "/value", { text = READER })
     wd(driver, "POST", session .. "/element/" .. assert(find("#connect")) .. "/click", {})
     wait_for(function() return (text("#error") or ""):match("admin") end, "the refusal shown")
+  end)
+
+  -- every button of the page inside the viewport and inside every box that clips it; the
+  -- page no wider than the window
+  local FIT = [[
+    const out = { width: document.documentElement.clientWidth, scroll: document.documentElement.scrollWidth, bad: [],
+      buttons: 0 };
+    for (const b of document.querySelectorAll("button")) {
+      out.buttons++;
+      const r = b.getBoundingClientRect();
+      let ok = r.width > 0 && r.height > 0 && r.left >= 0 && r.right <= out.width + 0.5;
+      for (let p = b.parentElement; ok && p; p = p.parentElement) {
+        const s = getComputedStyle(p);
+        if (s.overflowX !== "visible") {
+          const q = p.getBoundingClientRect();
+          ok = r.left >= q.left - 0.5 && r.right <= q.right + 0.5;
+        }
+      }
+      if (!ok) out.bad.push((b.id || b.textContent) + " at " + Math.round(r.left) + ".." + Math.round(r.right));
+    }
+    return out;]]
+
+  it("shows every button at 1280 and 390 px wide, durations in hours and minutes (screenshots)", function()
+    local pol4h = T.policy({ users = { admin = { api_key_sha256 = T.sha256(ADMIN) },
+      reader = { api_key_sha256 = T.sha256(READER) } }, approvals = { expiry = { high = "4h" } } })
+    local agents = T.tmpfile("-agents")
+    os.execute(("mkdir -p %s && ln -s %s/spec/fixtures/lab %s/lab"):format(agents, os.getenv("PWD"), agents))
+    local srv4 = T.serve({ policy = pol4h, agents = agents })
+    local ids = {}
+    for i = 1, 2 do
+      local _, body = srv4.http("POST", "/v1/runs", READER,
+        { agent = "lab", input = json.encode({ { "tool", "approval_tool", { why = ("a longer reason, number %d, to "
+          .. "show how arguments wrap when the window is narrow"):format(i) } } }) })
+      ids[#ids + 1] = body.run_id
+    end
+    wd(driver, "POST", session .. "/url", { url = srv4.url .. "/" })
+    local key = assert(find("#key"))
+    wd(driver, "POST", session .. "/element/" .. key .. "/clear", {})
+    wd(driver, "POST", session .. "/element/" .. key .. "/value", { text = ADMIN })
+    wd(driver, "POST", session .. "/element/" .. assert(find("#connect")) .. "/click", {})
+    wait_for(function() return #(select(2, srv4.http("GET", "/v1/approvals", ADMIN))) == 2 end, "two requests")
+    local req = select(2, srv4.http("GET", "/v1/approvals", ADMIN))[1]
+    wait_for(function() return find("#reject-" .. req.id) end, "the reject button")
+    local row = text("#approval-" .. req.id) or ""
+    assert.truthy(row:match("expires in [34] h %d+ min"), row)
+    os.execute("mkdir -p " .. T.build .. "/screenshots")
+    for _, width in ipairs({ 1280, 390 }) do
+      wd(driver, "POST", session .. "/window/rect", { width = width, height = 900 })
+      local fit = wait_for(function()
+        local f = wd(driver, "POST", session .. "/execute/sync", { script = FIT, args = { 0 } })
+        assert(f.buttons, T.encode(f))
+        return f.buttons >= 5 and f.width <= width and f
+      end, "the page at " .. width)
+      assert.same({}, fit.bad, width .. " px: buttons outside what shows")
+      assert.is_true(fit.scroll <= fit.width, ("%d px: the page is %d px wide"):format(width, fit.scroll))
+      local png = wd(driver, "GET", session .. "/screenshot")
+      local file = ("%s/screenshots/dashboard-%d.png"):format(T.build, width)
+      local b64 = T.write(T.tmpfile(".b64"), png)
+      assert.equal(0, select(2, T.sh(("base64 -d %s > %s"):format(b64, file))))
+      assert.matches("^\137PNG", T.read(file))
+      print(("\n    %s: %d buttons, all shown"):format(file, fit.buttons))
+    end
+    for _, id in ipairs(ids) do
+      local _, l = srv4.http("GET", "/v1/approvals", ADMIN)
+      for _, r in ipairs(l) do if r.run_id == id then srv4.http("POST", "/v1/approvals/" .. r.id .. "/reject", ADMIN,
+        { reason = "screenshot taken" }) end end
+    end
+    srv4.stop()
   end)
 end)

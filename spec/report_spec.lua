@@ -54,7 +54,15 @@ describe("warden report cost", function()
     assert.near(s.total, rep.totals.cost_usd, 1e-9)
     assert.equal(s.calls, rep.totals.calls)
     assert.equal(s.ok, rep.totals.successful_calls)
-    assert.near(s.ok / s.calls, rep.totals.success_rate, 1e-9)
+    -- one success rate, of runs, and what it is
+    assert.near(rep.totals.successful_runs / rep.totals.runs, rep.totals.success_rate, 1e-9)
+    assert.equal(2, rep.totals.successful_runs)
+    assert.equal(3, rep.totals.runs)
+    assert.equal("runs that ended with success, of the runs that ended in the period", rep.totals.success_rate_is)
+    local text = T.sh(("%s report cost %s --policy %s"):format(T.bin, audit, policy))
+    assert.matches("success    66.7%% %(2 of 3 runs: runs that ended with success", text)
+    assert.is_nil(text:find("of calls", 1, true), text) -- no second rate beside it
+    assert.matches("4 of 5 calls succeeded, %$0%.070625 per successful call", text)
     assert.near(s.total / s.ok, rep.totals.cost_per_successful_call_usd, 1e-9)
     for k, v in pairs(s.by_user) do assert.near(v, rep.by_user[k].cost_usd, 1e-9) end
     for k, v in pairs(s.by_model) do assert.near(v, rep.by_model[k].cost_usd, 1e-9) end
@@ -121,5 +129,28 @@ describe("warden report cost", function()
     h:close()
     assert.matches("cannot open the audit log /nonexistent/log.jsonl", out)
     assert.matches("rc=2", out)
+  end)
+end)
+
+describe("money and durations as people read them", function()
+  it("never shows a limit of $0.0001 as $0.00", function()
+    -- a tier whose run limit is a hundredth of a cent: the first call does not fit
+    local pol = T.policy({ tiers = { tiny = { per_run_usd = 0.0001 } }, users = { reader = { tier = "tiny" } } })
+    local res = T.run { policy = pol, agent = "spec/fixtures/lab", query = { { "llm" } } }
+    local why = table.concat(res.errors, "; ")
+    assert.matches("of its %$0%.0001 left", why)
+    assert.is_nil(why:find("$0.00 ", 1, true), why)
+  end)
+
+  it("says how long an approval has left in hours and minutes", function()
+    local pol = T.policy({ approvals = { routes = { high = { "lead" } }, expiry = { high = "4h" } } })
+    local run = T.start { agent = "spec/fixtures/lab", query = '[["tool","approval_tool",{"note":"x"}]]', policy = pol,
+      llm = "mock:spec/fixtures/no_model.yaml" }
+    local req = run.pending()
+    local list = T.approvals(pol, "list")
+    assert.matches("expires in 4 h 0 min; justification", list) -- rounded up to the second
+    assert.matches("expires in 4 h 0 min", T.read(run.out .. ".err"))
+    T.reject(run, req, "done looking")
+    run.result()
   end)
 end)

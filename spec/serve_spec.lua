@@ -55,7 +55,10 @@ describe("warden serve: the API", function()
     -- the event stream: the run's records as the log holds them, then `end`
     local _, text = srv.http("GET", "/v1/runs/" .. id .. "/events", KEYS.reader)
     local events = {}
-    for ev, data in text:gmatch("event: (%S+)\ndata: ([^\n]*)") do events[#events + 1] = { ev, data } end
+    -- unnamed events (a browser's EventSource.onmessage gets every one): each data line a
+    -- JSON object whose `event` names it
+    assert.is_nil(text:find("\nevent:", 1, true))
+    for data in text:gmatch("data: ([^\n]*)") do events[#events + 1] = { json.decode(data).event, data } end
     assert.equal("run_started", events[1][1])
     assert.equal("end", events[#events][1])
     assert.equal("run_finished", events[#events - 1][1])
@@ -70,7 +73,7 @@ describe("warden serve: the API", function()
     -- a stream resumed after the last record seen sends only what follows
     local _, rest = srv.http("GET", "/v1/runs/" .. id .. "/events", KEYS.reader, nil,
       "-H 'Last-Event-ID: " .. (#events - 2) .. "'")
-    assert.truthy(rest:match("^id: " .. (#events - 1) .. "\nevent: run_finished"))
+    assert.truthy(rest:match('^id: ' .. (#events - 1) .. '\ndata: {[^\n]*"event":"run_finished"'))
   end)
 
   it("with wait, answers 200 with the result object when the run ends", function()

@@ -436,3 +436,33 @@ void wd_file_own_like_dir(int fd, const char *path)
     if (stat(dir, &dst) == 0 && dst.st_uid != 0 && fchown(fd, dst.st_uid, dst.st_gid) < 0)
         return; /* best effort: the service's own open then says what is wrong */
 }
+
+char *wd_fmt_usd(double usd, char *out, size_t n)
+{
+    /* nano-dollars are the engine's unit: nine decimals hold any sum exactly; the zeros
+    ** past the cents are dropped, so $0.0001 never reads $0.00 and $5 reads $5.00 */
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.9f", usd);
+    char *dot = strchr(buf, '.');
+    if (dot) {
+        char *end = buf + strlen(buf);
+        while (end > dot + 3 && end[-1] == '0')
+            *--end = '\0';
+    }
+    snprintf(out, n, "$%s", buf[0] == '-' && !strcmp(buf, "-0.00") ? "0.00" : buf);
+    return out;
+}
+
+char *wd_fmt_duration(long long ms, char *out, size_t n)
+{
+    long long s = ms < 0 ? 0 : (ms + 999) / 1000;
+    if (s < 60)
+        snprintf(out, n, "%lld s", s);
+    else if (s < 3600)
+        snprintf(out, n, "%lld min %lld s", s / 60, s % 60);
+    else if (s < 86400)
+        snprintf(out, n, "%lld h %lld min", s / 3600, s % 3600 / 60);
+    else
+        snprintf(out, n, "%lld d %lld h", s / 86400, s % 86400 / 3600);
+    return out;
+}

@@ -57,6 +57,12 @@ void wd_rfc3339_ms(int64_t wall_ms, char *out, size_t n);
 /* parse RFC 3339 (or a date "2026-11-21") into wall ms; -1 on error */
 int64_t wd_parse_time(const char *s);
 
+/* money as people read it: "$5.00", "$0.0001", "$0.000123456" (never "$0.00" for what
+** is not zero); into out, which it returns */
+char *wd_fmt_usd(double usd, char *out, size_t n);
+/* a duration as people read it: "45 s", "12 min 5 s", "4 h 0 min", "2 d 3 h" (rounded
+** up to the second); into out, which it returns */
+char *wd_fmt_duration(long long ms, char *out, size_t n);
 /* fd (the file at path) given to the owner of its directory when root created it there
 ** and someone else owns the directory (the service's files stay its own) */
 void wd_file_own_like_dir(int fd, const char *path);

@@ -178,7 +178,8 @@ static void print_requests(const args_t *a, json_t *l, int64_t now)
     {
         char *args = json_dumps(json_object_get(o, "args"), JSON_COMPACT | JSON_SORT_KEYS);
         char *who = json_dumps(json_object_get(o, "approvers"), JSON_COMPACT);
-        long long left = (long long)(json_integer_value(json_object_get(o, "expires_ms")) - now) / 1000;
+        long long left = (long long)(json_integer_value(json_object_get(o, "expires_ms")) - now);
+        char in[40];
         printf("%s  %s  tool %s %s  run %s user %s  %s risk, %s urgency, needs %lld of %s\n",
                json_string_value(json_object_get(o, "id")), json_string_value(json_object_get(o, "status")),
                json_string_value(json_object_get(o, "tool")), args ? args : "{}",
@@ -186,7 +187,7 @@ static void print_requests(const args_t *a, json_t *l, int64_t now)
                json_string_value(json_object_get(o, "risk")), json_string_value(json_object_get(o, "urgency")),
                (long long)json_integer_value(json_object_get(o, "approvals_needed")), who ? who : "[]");
         if (left > 0 && !strcmp(json_string_value(json_object_get(o, "status")), "pending"))
-            printf("    expires in %lld s; justification: %s\n", left,
+            printf("    expires in %s; justification: %s\n", wd_fmt_duration(left, in, sizeof in),
                    json_string_value(json_object_get(o, "justification")));
         free(args);
         free(who);

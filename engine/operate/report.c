@@ -13,6 +13,8 @@
 #define SIMPLE_OUTPUT_TOKENS   100 /* an answer this short is a "simple call" */
 #define HIGH_BURN_USD_PER_HOUR 1.0
 #define LOW_SUCCESS            0.8
+/* what success_rate is, in the report's JSON and its text */
+#define SUCCESS_RATE_IS "runs that ended with success, of the runs that ended in the period"
 
 /* group[name] += {cost_usd, calls} */
 static void add_to(json_t *group, const char *name, double cost)
@@ -277,7 +279,7 @@ static void count(cost_tally *c, json_t *r, const char *ev, int64_t t)
 static json_t *render_cost(cost_tally *c, const char *audit_path, wd_store *st, const wd_policy *p, int64_t since,
                            int64_t until, long bad_lines)
 {
-    double rate = c->calls ? (double)c->ok_calls / (double)c->calls : 1.0;
+    /* one success rate, of runs: the recommendations and the text speak of the same one */
     double run_rate = c->runs ? (double)c->ok_runs / (double)c->runs : 1.0;
     double burn = c->last24 / 24.0, projected = burn * 24 * 30;
     json_t *recs = json_array();
@@ -301,9 +303,10 @@ static json_t *render_cost(cost_tally *c, const char *audit_path, wd_store *st, 
         json_pack("{s:f,s:f,s:f,s:i,s:i,s:i,s:i,s:f,s:f,s:i,s:i,s:f}", "cost_usd", c->total, "llm_cost_usd",
                   c->llm_cost, "tool_cost_usd", c->tool_cost, "calls", (json_int_t)c->calls, "llm_calls",
                   (json_int_t)c->llm_calls, "tool_calls", (json_int_t)c->tool_calls, "successful_calls",
-                  (json_int_t)c->ok_calls, "success_rate", rate, "cost_per_successful_call_usd",
+                  (json_int_t)c->ok_calls, "success_rate", run_rate, "cost_per_successful_call_usd",
                   c->ok_calls ? c->total / (double)c->ok_calls : 0.0, "runs", (json_int_t)c->runs, "successful_runs",
                   (json_int_t)c->ok_runs, "spent_on_unsuccessful_runs_usd", c->failed_runs_cost));
+    json_object_set_new(json_object_get(rep, "totals"), "success_rate_is", json_string(SUCCESS_RATE_IS));
     json_object_set_new(rep, "cache", json_pack("{s:i,s:f}", "hits", (json_int_t)c->hits, "saved_usd", c->saved));
     json_object_set_new(
         rep, "burn",
@@ -369,10 +372,13 @@ char *wd_report_cost_text(const json_t *rep)
     wd_buf_addf(&b, "\ntotal      $%.6f in %lld calls (LLM $%.6f in %lld, tools $%.6f in %lld)\n", num(t, "cost_usd"),
                 (long long)num(t, "calls"), num(t, "llm_cost_usd"), (long long)num(t, "llm_calls"),
                 num(t, "tool_cost_usd"), (long long)num(t, "tool_calls"));
-    wd_buf_addf(&b, "success    %.1f%% of calls (%lld), $%.6f per successful call; %lld of %lld runs succeeded\n",
-                100 * num(t, "success_rate"), (long long)num(t, "successful_calls"),
-                num(t, "cost_per_successful_call_usd"), (long long)num(t, "successful_runs"),
-                (long long)num(t, "runs"));
+    char per[40];
+    wd_buf_addf(&b,
+                "success    %.1f%% (%lld of %lld runs: %s)\n           %lld of %lld calls succeeded, %s per "
+                "successful call\n",
+                100 * num(t, "success_rate"), (long long)num(t, "successful_runs"), (long long)num(t, "runs"),
+                SUCCESS_RATE_IS, (long long)num(t, "successful_calls"), (long long)num(t, "calls"),
+                wd_fmt_usd(num(t, "cost_per_successful_call_usd"), per, sizeof per));
     const json_t *c = json_object_get(rep, "cache"), *bu = json_object_get(rep, "burn");
     wd_buf_addf(&b, "cache      %lld hit%s saved $%.6f\n", (long long)num(c, "hits"), num(c, "hits") == 1 ? "" : "s",
                 num(c, "saved_usd"));
@@ -392,8 +398,9 @@ char *wd_report_cost_text(const json_t *rep)
         const json_t *lim = json_object_get(x, "limit_usd");
         wd_buf_addf(&b, "  %-20s %-18s $%.6f", json_string_value(json_object_get(x, "scope")),
                     json_string_value(json_object_get(x, "period")), num(x, "spent_usd"));
+        char l[40];
         if (json_is_number(lim))
-            wd_buf_addf(&b, " of $%.2f (%.1f%%)", json_number_value(lim), num(x, "used_pct"));
+            wd_buf_addf(&b, " of %s (%.1f%%)", wd_fmt_usd(json_number_value(lim), l, sizeof l), num(x, "used_pct"));
         else
             wd_buf_addf(&b, " (no limit)");
         if (num(x, "reserved_usd") > 0)
@@ -494,17 +501,19 @@ json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t unti
     wd_buf vr = {0};
     long chained = 0;
     int v = wd_audit_verify(audit_path, &vr, &chained);
-    json_t *rep =
-        json_pack("{s:s,s:I,s:I,s:o,s:{s:I,s:o,s:o},s:o,s:{s:I,s:o},s:{s:I,s:I,s:o},s:o,s:{s:b,s:s,s:I,s:s}}",
-                  "audit_log", audit_path, "records", (json_int_t)records, "unreadable_lines", (json_int_t)bad_lines,
-                  "events", events, "violations", "total", (json_int_t)violations, "by_severity", sev, "by_type", vtype,
-                  "approvals", appr, "unauthorized", "total", (json_int_t)unauthorized, "by_user", unauth,
-                  "sensitive_data", "records", (json_int_t)sens_records, "values_redacted", (json_int_t)sens_values,
-                  "by_event", sens, "kill_switch", kills, "chain", "intact", v == 0, "status",
-                  v == 0   ? "intact"
-                  : v == 1 ? "tampered"
-                           : "unreadable",
-                  "records_checked", (json_int_t)chained, "report", vr.p ? vr.p : "");
+    json_t *rep = json_pack(
+        "{s:s,s:I,s:I,s:o,s:{s:I,s:s,s:o,s:o},s:o,s:{s:I,s:o},s:{s:I,s:I,s:o},s:o,s:{s:b,s:s,s:I,s:s}}", "audit_log",
+        audit_path, "records", (json_int_t)records, "unreadable_lines", (json_int_t)bad_lines, "events", events,
+        "violations", "total", (json_int_t)violations, "counts",
+        "guardrail_violation records; unauthorized attempts (authorization_denied) are counted apart, "
+        "under unauthorized",
+        "by_severity", sev, "by_type", vtype, "approvals", appr, "unauthorized", "total", (json_int_t)unauthorized,
+        "by_user", unauth, "sensitive_data", "records", (json_int_t)sens_records, "values_redacted",
+        (json_int_t)sens_values, "by_event", sens, "kill_switch", kills, "chain", "intact", v == 0, "status",
+        v == 0   ? "intact"
+        : v == 1 ? "tampered"
+                 : "unreadable",
+        "records_checked", (json_int_t)chained, "report", vr.p ? vr.p : "");
     wd_buf_free(&vr);
     if (rep)
         set_window(rep, since, until);
@@ -539,8 +548,10 @@ char *wd_report_compliance_text(const json_t *rep)
         wd_buf_addf(&b, " (%lld unreadable lines)", (long long)num(rep, "unreadable_lines"));
     wd_buf_addf(&b, "\n");
     counts_text(&b, "events        ", json_object_get(rep, "events"));
-    const json_t *v = json_object_get(rep, "violations");
-    wd_buf_addf(&b, "violations     %lld\n", (long long)num(v, "total"));
+    const json_t *v = json_object_get(rep, "violations"), *u = json_object_get(rep, "unauthorized");
+    wd_buf_addf(&b,
+                "violations     %lld guardrail violations (unauthorized attempts are not among them: %lld, below)\n",
+                (long long)num(v, "total"), (long long)num(u, "total"));
     counts_text(&b, "  by severity ", json_object_get(v, "by_severity"));
     counts_text(&b, "  by type     ", json_object_get(v, "by_type"));
     const json_t *a = json_object_get(rep, "approvals");
@@ -553,8 +564,8 @@ char *wd_report_compliance_text(const json_t *rep)
         wd_buf_addf(&b, "  %-9s after %.1f s on average, %.1f s at most (%lld)\n", k, num(g, "mean_ms") / 1000,
                     num(g, "max_ms") / 1000, (long long)num(g, "count"));
     counts_text(&b, "  by trigger  ", json_object_get(a, "by_trigger"));
-    const json_t *u = json_object_get(rep, "unauthorized");
-    wd_buf_addf(&b, "unauthorized   %lld attempts\n", (long long)num(u, "total"));
+    wd_buf_addf(&b, "unauthorized   %lld attempts refused by authorization (authorization_denied)\n",
+                (long long)num(u, "total"));
     counts_text(&b, "  by user     ", json_object_get(u, "by_user"));
     const json_t *s = json_object_get(rep, "sensitive_data");
     wd_buf_addf(&b, "sensitive data %lld records flagged, %lld values redacted\n", (long long)num(s, "records"),

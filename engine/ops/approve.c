@@ -190,11 +190,11 @@ int wd_approve_ask(wd_run *r, lua_State *L, const wd_tool_policy *tp, const char
         json_object_set_new(ev, "consecutive_errors", json_integer(r->consecutive_errors));
     wd_run_audit(r, ev);
     if (r->eng->notice) {
-        char line[700];
+        char line[700], in[40];
         snprintf(line, sizeof line,
-                 "waiting for approval of tool '%s' (request %s, %s risk, expires in %lld s): "
+                 "waiting for approval of tool '%s' (request %s, %s risk, expires in %s): "
                  "warden approvals approve %s --key-file APPROVER_KEY",
-                 name, r->appr->id, risk, (long long)(ttl / 1000), r->appr->id);
+                 name, r->appr->id, risk, wd_fmt_duration(ttl, in, sizeof in), r->appr->id);
         r->eng->notice(r->eng->notice_ud, line);
     }
     r->appr->gate = 0;
@@ -336,8 +336,9 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
     if (!strcmp(st.status, "pending") && !r->appr->expiring_told &&
         now >= st.expires_ms - (st.expires_ms - st.created_ms) / 10) {
         r->appr->expiring_told = 1; /* a person is told while there is time to decide */
-        snprintf(msg, sizeof msg, "approval request %s for %s expires in %lld s", r->appr->id, subject,
-                 (long long)((st.expires_ms - now) / 1000));
+        char in[40];
+        snprintf(msg, sizeof msg, "approval request %s for %s expires in %s", r->appr->id, subject,
+                 wd_fmt_duration(st.expires_ms - now, in, sizeof in));
         json_t *d = json_pack("{s:s,s:s,s:s?,s:s?,s:s?,s:I}", "approval_id", r->appr->id, "subject", subject, "run_id",
                               r->run_id, "user_id", r->user_id, "agent", r->agent_name, "expires_in_ms",
                               (json_int_t)(st.expires_ms - now));

@@ -330,7 +330,9 @@ static int llm_cost(wd_run *r, char *msg, size_t n, wd_status *st)
     wd_policy_unref(p);
     if (r->cost < limit)
         return 0;
-    snprintf(msg, n, "cost limit: the run spent $%.4f of its $%.2f limit", r->cost, limit);
+    char c1[40], c2[40];
+    snprintf(msg, n, "cost limit: the run spent %s of its %s limit", wd_fmt_usd(r->cost, c1, sizeof c1),
+             wd_fmt_usd(limit, c2, sizeof c2));
     json_t *ev = wd_run_event(r, WD_AE_BUDGET_EXCEEDED, 0);
     json_object_set_new(ev, "cost_usd", json_real(r->cost));
     json_object_set_new(ev, "reason", json_string(msg));

@@ -31,6 +31,7 @@ typedef struct wd_user {
     int tier; /* index into tiers, -1 none */
     char *api_key_sha256;
     char *os_user; /* the login that proves this user at the command line, or NULL */
+    int metrics_only; /* scope: metrics: its key may read warden serve's /metrics and nothing else */
 } wd_user;
 
 typedef struct wd_model {

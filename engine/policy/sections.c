@@ -44,7 +44,7 @@ static const char *const TIMEOUT_KEYS[] = {"llm_connect_ms", "llm_read_ms", "too
 static const char *const RETRY_KEYS[] = {"max_retries", "base_ms", "max_ms", "jitter_ms", NULL};
 static const char *const BREAKER_KEYS[] = {"failure_threshold", "open_ms", "half_open_probes", NULL};
 static const char *const SANDBOX_KEYS[] = {"memory_mb", "instructions_per_call", NULL};
-static const char *const USER_KEYS[] = {"role", "tier", "api_key_sha256", "os_user", NULL};
+static const char *const USER_KEYS[] = {"role", "tier", "api_key_sha256", "os_user", "scope", NULL};
 static const char *const TIER_KEYS[] = {"per_run_usd", "daily_usd", "monthly_usd", "requests_per_hour", NULL};
 static const char *const BUDGET_KEYS[] = {"global_monthly_usd", "warn_ratio", NULL};
 static const char *const MODEL_KEYS[] = {
@@ -230,6 +230,14 @@ static void load_users(wd_yread *c, const wd_ynode *u)
                 wd_yread_err(c, o, "%s.os_user must be a login name (the user running `warden approvals`)", where);
             else
                 us->os_user = wd_strdup(o->str);
+        }
+        const wd_ynode *sc = wd_ydoc_get(v, "scope");
+        if (sc) {
+            if (sc->kind == WD_Y_SCALAR && !strcmp(sc->str, "metrics"))
+                us->metrics_only = 1;
+            else if (!(sc->kind == WD_Y_SCALAR && !strcmp(sc->str, "all")))
+                wd_yread_err(c, sc, "%s.scope must be all (the default) or metrics (its key reads /metrics only)",
+                             where);
         }
     }
 }

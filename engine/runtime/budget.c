@@ -341,8 +341,10 @@ int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *ar
     double limit = wd_budget_per_run(p, r->user_id), held = usd(r->held_nusd);
     if (r->cost + held + cost > limit + 1e-12) {
         double left = limit - r->cost - held;
-        snprintf(msg, n, "cost limit: this call may cost up to $%.6f and the run has $%.6f of its $%.2f left", cost,
-                 left > 0 ? left : 0, limit);
+        char c1[40], c2[40], c3[40];
+        snprintf(msg, n, "cost limit: this call may cost up to %s and the run has %s of its %s left",
+                 wd_fmt_usd(cost, c1, sizeof c1), wd_fmt_usd(left > 0 ? left : 0, c2, sizeof c2),
+                 wd_fmt_usd(limit, c3, sizeof c3));
         audit_budget(r, WD_AE_BUDGET_EXCEEDED, what, args, "run", NULL, cost, msg);
         goto out;
     }
@@ -369,10 +371,13 @@ int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *ar
         char name[200];
         wd_budget_name(k, name, sizeof name);
         int64_t left = k->limit - row.spent - row.reserved;
+        char c1[40], c2[40], c3[40], c4[40], c5[40];
         snprintf(msg, n,
-                 "budget: %s of $%.2f (%s) has $%.6f left ($%.6f spent, $%.6f held by calls in flight); this "
-                 "call may cost up to $%.6f",
-                 name, usd(k->limit), k->period, usd(left > 0 ? left : 0), usd(row.spent), usd(row.reserved), cost);
+                 "budget: %s of %s (%s) has %s left (%s spent, %s held by calls in flight); this call may cost "
+                 "up to %s",
+                 name, wd_fmt_usd(usd(k->limit), c1, sizeof c1), k->period,
+                 wd_fmt_usd(usd(left > 0 ? left : 0), c2, sizeof c2), wd_fmt_usd(usd(row.spent), c3, sizeof c3),
+                 wd_fmt_usd(usd(row.reserved), c4, sizeof c4), wd_fmt_usd(cost, c5, sizeof c5));
         audit_budget(r, WD_AE_BUDGET_EXCEEDED, what, args, k->scope, k->period, cost, msg);
         goto out;
     }
@@ -418,8 +423,10 @@ void wd_budget_settle(wd_run *r, wd_budget_hold *h, double actual)
         wd_policy_unref(p);
         if (limit > 0 && ratio > 0 && r->cost >= limit * ratio) {
             r->run_warned = 1;
-            snprintf(msg, sizeof msg, "the run's cost limit: $%.6f of $%.2f spent (%.0f%%), past the warning at %.0f%%",
-                     r->cost, limit, 100.0 * r->cost / limit, 100.0 * ratio);
+            char c1[40], c2[40];
+            snprintf(msg, sizeof msg, "the run's cost limit: %s of %s spent (%.0f%%), past the warning at %.0f%%",
+                     wd_fmt_usd(r->cost, c1, sizeof c1), wd_fmt_usd(limit, c2, sizeof c2), 100.0 * r->cost / limit,
+                     100.0 * ratio);
             audit_budget(r, WD_AE_BUDGET_WARNING, "run", NULL, "run", NULL, r->cost, msg);
         }
     }
@@ -448,8 +455,9 @@ int wd_budget_can_start(wd_run *r, char *msg, size_t n)
             continue;
         char name[200];
         wd_budget_name(&keys[i], name, sizeof name);
-        snprintf(msg, n, "budget: %s of $%.2f (%s) is spent ($%.6f)", name, usd(keys[i].limit), keys[i].period,
-                 usd(rows[i].spent));
+        char c1[40], c2[40];
+        snprintf(msg, n, "budget: %s of %s (%s) is spent (%s)", name, wd_fmt_usd(usd(keys[i].limit), c1, sizeof c1),
+                 keys[i].period, wd_fmt_usd(usd(rows[i].spent), c2, sizeof c2));
         audit_budget(r, WD_AE_BUDGET_EXCEEDED, "run", NULL, keys[i].scope, keys[i].period, 0, msg);
         return 0;
     }

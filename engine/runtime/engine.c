@@ -488,8 +488,10 @@ static void on_budget_warning(void *ud, const wd_ledger_key *k, int64_t spent)
     double s = (double)spent / WD_NUSD_PER_USD, lim = (double)k->limit / WD_NUSD_PER_USD;
     char name[200], msg[400];
     wd_budget_name(k, name, sizeof name);
-    snprintf(msg, sizeof msg, "%s: $%.6f of $%.2f spent (%.0f%%), past the warning at %.0f%%", name, s, lim,
-             100.0 * s / lim, 100.0 * (double)k->warn_at / (double)k->limit);
+    char c1[40], c2[40];
+    snprintf(msg, sizeof msg, "%s: %s of %s spent (%.0f%%), past the warning at %.0f%%", name,
+             wd_fmt_usd(s, c1, sizeof c1), wd_fmt_usd(lim, c2, sizeof c2), 100.0 * s / lim,
+             100.0 * (double)k->warn_at / (double)k->limit);
     json_object_set_new(ev, "event", json_string(wd_event_name(WD_AE_BUDGET_WARNING)));
     json_object_set_new(ev, "user_id", user ? json_string(user) : json_null());
     json_object_set_new(ev, "success", json_true());

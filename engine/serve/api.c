@@ -166,7 +166,7 @@ static void r_dashboard(wd_call *c, const char *id, struct evkeyvalq *q)
 /* The routes, tried in order: the method, the path ("{}" holds an id of at most idmax
 ** - 1 characters, up to the next "/"), the label metrics count the request under, who
 ** may call it (OPEN: anyone, no key; USER: a user's key; ADMIN: the top role). */
-enum { OPEN, USER, ADMIN };
+enum { OPEN, USER, ADMIN, METRICS }; /* METRICS: the top role, or a user of scope metrics */
 typedef struct {
     const char *method, *path, *label;
     int who;
@@ -178,7 +178,7 @@ static const route ROUTES[] = {
     {"GET", "/healthz", "/healthz", OPEN, 0, r_healthz},
     {"GET", "/", "/", OPEN, 0, r_page},
     {"GET", "/dashboard", "/", OPEN, 0, r_page},
-    {"GET", "/metrics", "/metrics", ADMIN, 0, r_metrics},
+    {"GET", "/metrics", "/metrics", METRICS, 0, r_metrics},
     {"POST", "/v1/runs", "/v1/runs", USER, 0, r_post_run},
     {"GET", "/v1/runs", "/v1/runs", USER, 0, r_list_runs},
     {"GET", "/v1/runs/{}", "/v1/runs/{id}", USER, 37, r_run},
@@ -264,7 +264,9 @@ static void handle(struct evhttp_request *req, void *arg)
         evhttp_parse_query_str(query, &q);
     if ((c.user = wd_call_auth(&c))) {
         c.admin = c.user->role == (int)c.p->roles.n - 1;
-        if (rt->who != ADMIN || wd_call_admin(&c))
+        if (c.user->metrics_only && rt->who != METRICS)
+            wd_call_deny(&c, 403, c.user->name, "this key may read /metrics only (its user has scope: metrics)");
+        else if ((rt->who != ADMIN && rt->who != METRICS) || c.user->metrics_only || wd_call_admin(&c))
             rt->fn(&c, id, &q);
     }
     evhttp_clear_headers(&q);

@@ -36,6 +36,14 @@ void wd_call_text(wd_call *c, int status, const char *type, const char *body, si
     evhttp_add_header(h, "Cache-Control", "no-store");
     if (c->f->draining)
         evhttp_add_header(h, "Connection", "close");
+    /* every 429 and 503 says when to come back (RFC 9110): the refusal's own figure when
+    ** it gave one; a stopping server, after its grace; anything else, a second */
+    if ((status == 429 || status == 503) && !evhttp_find_header(h, "Retry-After")) {
+        char ra[24];
+        long long s = c->f->draining ? (c->f->srv->o.grace_ms + 999) / 1000 : 1;
+        snprintf(ra, sizeof ra, "%lld", s > 0 ? s : 1);
+        evhttp_add_header(h, "Retry-After", ra);
+    }
     if (b)
         evbuffer_add(b, body, len);
     evhttp_send_reply(c->req, status, NULL, b);

@@ -328,7 +328,7 @@ static void stream_pump(evutil_socket_t fd, short what, void *arg)
     else
         st->cursor = next;
     if (ended)
-        wd_buf_addf(&b, "event: end\ndata: {\"run_id\":\"%s\"}\n\n", st->run_id);
+        wd_buf_addf(&b, "data: {\"event\":\"end\",\"run_id\":\"%s\"}\n\n", st->run_id);
     if (b.len) {
         struct evbuffer *eb = evbuffer_new();
         if (eb) {

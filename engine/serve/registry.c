@@ -376,7 +376,7 @@ long wd_registry_events(wd_registry *g, const char *run_id, long from, wd_buf *o
         from = first; /* what was dropped cannot be sent: the log has it */
     for (long i = from; i < end; i++) {
         size_t k = (size_t)(i - first);
-        wd_buf_addf(out, "id: %ld\nevent: %s\ndata: %s\n\n", i + 1, x->events[k], x->lines[k]);
+        wd_buf_addf(out, "id: %ld\ndata: %s\n\n", i + 1, x->lines[k]); /* the record names its event */
     }
     *ended = x->finished_ms && (x->saw_finished || wd_now_ns() - x->ended_ns > ENDED_GRACE_MS * 1000000LL);
     pthread_mutex_unlock(&g->mu);
