@@ -439,6 +439,21 @@ static void time_to(json_t *times, const char *key, const json_t *wait)
         json_object_set_new(g, "max_ms", json_integer(w));
 }
 
+/* the approvals' times to a decision, with their means, and what triggered them (takes
+** times and triggers) */
+static void decision_times(json_t *appr, json_t *times, json_t *triggers)
+{
+    const char *k;
+    json_t *g;
+    json_object_foreach(times, k, g)
+    {
+        json_int_t c = json_integer_value(json_object_get(g, "count"));
+        json_object_set_new(g, "mean_ms", json_integer(c ? json_integer_value(json_object_get(g, "total_ms")) / c : 0));
+    }
+    json_object_set_new(appr, "time_to_decision", times);
+    json_object_set_new(appr, "by_trigger", triggers);
+}
+
 json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t until, char *err, size_t n)
 {
     log_reader lr;
@@ -489,15 +504,7 @@ json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t unti
     }
     long bad_lines = lr.bad;
     reader_close(&lr);
-    const char *k;
-    json_t *g;
-    json_object_foreach(times, k, g)
-    {
-        json_int_t c = json_integer_value(json_object_get(g, "count"));
-        json_object_set_new(g, "mean_ms", json_integer(c ? json_integer_value(json_object_get(g, "total_ms")) / c : 0));
-    }
-    json_object_set_new(appr, "time_to_decision", times);
-    json_object_set_new(appr, "by_trigger", triggers);
+    decision_times(appr, times, triggers);
     wd_buf vr = {0};
     long chained = 0;
     int v = wd_audit_verify(audit_path, &vr, &chained);
