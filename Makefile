@@ -184,6 +184,7 @@ deb: all man
 	rm -rf $(BUILD)/deb && mkdir -p $(DEBROOT)/DEBIAN
 	$(MAKE) --no-print-directory install PREFIX=/usr DESTDIR=$(CURDIR)/$(DEBROOT)
 	gzip -9n $(DEBROOT)/usr/share/man/man1/warden.1 $(DEBROOT)/usr/share/man/man5/warden-policy.5
+	strip --strip-unneeded --remove-section=.comment $(DEBROOT)/usr/bin/warden $(DEBROOT)/usr/lib/warden/lua/warden/core.so
 	install -d $(DEBROOT)/etc/warden/agents $(DEBROOT)/etc/default $(DEBROOT)/lib/systemd/system
 	sed -e 's|^  path: logs/agent_audit.jsonl|  path: /var/log/warden/audit.jsonl|' \
 	    -e 's|^users:$$|users:\n  # root at the command line (warden run as root); map your own logins with os_user\n  operator: {role: admin, tier: premium, os_user: root}|' \

@@ -104,13 +104,14 @@ describe("help on every command", function()
   end)
 
   it("bash completion offers the commands, a command's options, agents and approval ids", function()
-    local function complete(line)
+    local function complete(line, env)
       local script = T.write(T.tmpfile(".sh"), ([[
+        %s
         warden() { %s/%s "$@"; }
         source contrib/bash-completion/warden
         COMP_WORDS=(%s); COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
         _warden; printf '%%s\n' "${COMPREPLY[@]}"
-      ]]):format(os.getenv("PWD"), T.bin, line))
+      ]]):format(env and ("export " .. env) or "", os.getenv("PWD"), T.bin, line))
       return (T.sh("bash " .. script))
     end
     assert.equal("serve\n", complete("warden se"))
@@ -119,5 +120,13 @@ describe("help on every command", function()
     assert.matches("%-%-tls%-key", opts)
     assert.matches("^verify\n", complete("warden audit ver"))
     assert.matches("agents/research_assistant", complete("warden run agents/re"))
+    -- the ids of pending approval requests, from the policy the command would find
+    local run = T.start { agent = "spec/fixtures/lab", query = '[["tool","approval_tool",{"note":"x"}]]',
+      policy_overrides = { approvals = { routes = { high = { "lead" } } } }, llm = "mock:spec/fixtures/no_model.yaml" }
+    local req = run.pending()
+    local ids = complete("warden approvals approve ''", "WARDEN_POLICY=" .. run.policy)
+    assert.equal(req.id .. "\n", ids)
+    T.reject(run, req, "completion checked")
+    run.result()
   end)
 end)

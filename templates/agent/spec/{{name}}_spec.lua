@@ -33,6 +33,19 @@ describe("{{name}}", function()
     assert.is_false(res.tool_calls[1].success)
   end)
 
+  it("waits for a person before a risky tool, and runs it once approved", function()
+    local pol = T.policy {
+      tools = { greet = { permission = "read", risk = "high", category = "write", requires_approval = true } },
+      approvals = { routes = { high = { "lead" } } },
+    }
+    local run = T.start { agent = DIR, query = "greet Ada", policy = pol, user = "reader",
+      scenario = T.script():call("greet", { name = "Ada" }):say("Hello, Ada!") }
+    local req = run.pending() -- waits for the request to appear
+    assert.equal("greet", req.tool)
+    T.approve(run, req) -- by its first approver; T.reject(run, req, "why") says no
+    assert.equal("completed", run.result().status)
+  end)
+
   it("refuses arguments its tool does not accept", function()
     local res = T.run {
       agent = DIR, query = "greet", policy = policy,
