@@ -427,8 +427,13 @@ char *wd_utf8_head(const char *s, size_t len, size_t max_chars, int *cut)
 ** cannot open: a file root owns in a directory someone else owns is given to them */
 void wd_file_own_like_dir(int fd, const char *path)
 {
-    struct stat fst, dst;
+    struct stat fst, lst, dst;
     if (fd < 0 || geteuid() != 0 || fstat(fd, &fst) < 0 || fst.st_uid != 0)
+        return;
+    /* only a file of its own in that directory: never what a link there points to (the
+    ** directory's owner could plant a symlink or a hard link to a file of root's) */
+    if (!S_ISREG(fst.st_mode) || fst.st_nlink != 1 || lstat(path, &lst) < 0 || !S_ISREG(lst.st_mode) ||
+        lst.st_ino != fst.st_ino || lst.st_dev != fst.st_dev)
         return;
     char dir[4096];
     const char *slash = strrchr(path, '/');
