@@ -8,4 +8,4 @@ files["spec/fixtures"] = { read_globals = { "warden" } }
 files["spec"] = { std = "+busted" }
 files["templates/agent"] = { read_globals = { "warden" } }
 files["templates/agent/spec"] = { std = "+busted" }
-exclude_files = { "build", "build-asan", "spec/fixtures/tools" }
+exclude_files = { "build", "build-asan", "spec/fixtures/tools", "tools/npm" }

@@ -47,7 +47,7 @@ l=$$(sed -n 's/^\([0-9]*\) successes \/ \([0-9]*\) failures \/ \([0-9]*\) errors
 set -- $$c $$l; echo "$(1): $$(($$1 + $$3)) passed, $$(($$2 + $$4 + $$5)) failed"
 endef
 
-.PHONY: all deps test install man deb deb-check test-c test-lua spec ctest layers format lint demo asan tsan bench fuzz fuzz-build analyze clean
+.PHONY: all deps npm-deps test install man deb deb-check test-c test-lua spec ctest layers format lint demo asan tsan bench fuzz fuzz-build analyze clean
 
 all: $(BUILD)/warden $(BUILD)/lua/warden/core.so
 
@@ -56,11 +56,22 @@ deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
+	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@$(MAKE) --no-print-directory -q npm-deps || $(MAKE) --no-print-directory npm-deps
+
+# the MCP servers and the official SDK the specs run against: pinned exactly in
+# tools/npm/package.json and its lock (engines accept Node 18 and 20: the overrides pin
+# the dependencies that would not), installed into tools/npm/node_modules (git-ignored)
+NPM_STAMP := tools/npm/node_modules/.package-lock.json
+npm-deps: $(NPM_STAMP)
+$(NPM_STAMP): tools/npm/package.json tools/npm/package-lock.json
+	cd tools/npm && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 $(BUILD)/obj/%.o: engine/%.c $(ENGINE_H)
 	@mkdir -p $(dir $@)
