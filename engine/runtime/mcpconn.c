@@ -1,0 +1,403 @@
+/* mcpconn.c - one MCP server over stdio (mcpconn.h) */
+#include "mcpconn.h"
+#include "jsonrpc.h"
+#include "util.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct pending {
+    long long id;
+    wd_mcp_cb cb;
+    void *ud;
+    long long timeout_ms;
+    struct event *timer;
+    wd_mcp *m;
+    struct pending *next;
+} pending;
+
+struct wd_mcp {
+    char *name;
+    struct event_base *base;
+    pid_t pid;
+    int fd_in, fd_out, fd_err, pidfd;
+    struct event *ev_in, *ev_out, *ev_err, *ev_exit;
+    wd_buf out;      /* what waits to be written to its stdin */
+    size_t out_done; /* of out, written */
+    wd_rpc_reader rd;
+    wd_buf err_tail;
+    size_t err_cap;
+    long garbage;
+    long long next_id;
+    pending *pend;
+    int running;
+    wd_mcp_notify_fn notify;
+    wd_mcp_exit_fn on_exit;
+    void *ud;
+};
+
+/* ---- the child ------------------------------------------------------------- */
+
+/* in the child: its own process group, the pipes as 0-2, a bare environment; never returns */
+static void child(const wd_mcp_opts *o, int in, int out, int err)
+{
+    setpgid(0, 0);
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+        _exit(127);
+    syscall(SYS_close_range, 3, ~0U, 0);
+    signal(SIGPIPE, SIG_DFL);
+    if (o->cwd && chdir(o->cwd) < 0) {
+        dprintf(2, "warden: mcp server %s: cannot enter %s: %s\n", o->name, o->cwd, strerror(errno));
+        _exit(127);
+    }
+    static char path[] = "PATH=/usr/local/bin:/usr/bin:/bin", lang[] = "LANG=C.UTF-8";
+    char home[4200];
+    const char *h = getenv("HOME");
+    snprintf(home, sizeof home, "HOME=%s", h ? h : "/nonexistent");
+    size_t n = 0;
+    while (o->env && o->env[n])
+        n++;
+    char **env = calloc(n + 4, sizeof *env);
+    if (!env)
+        _exit(127);
+    size_t k = 0;
+    env[k++] = path;
+    env[k++] = home;
+    env[k++] = lang;
+    for (size_t i = 0; i < n; i++)
+        env[k++] = o->env[i];
+    execvpe(o->argv[0], o->argv, env);
+    dprintf(2, "warden: mcp server %s: cannot run %s: %s\n", o->name, o->argv[0], strerror(errno));
+    _exit(127);
+}
+
+/* ---- pending requests ---------------------------------------------------------- */
+
+static pending *take(wd_mcp *m, long long id)
+{
+    for (pending **pp = &m->pend; *pp; pp = &(*pp)->next)
+        if ((*pp)->id == id) {
+            pending *p = *pp;
+            *pp = p->next;
+            return p;
+        }
+    return NULL;
+}
+
+/* p (taken out of the list) answered: its timer gone, its callback called, freed */
+static void settle(pending *p, json_t *result, const char *error)
+{
+    if (p->timer)
+        event_free(p->timer);
+    p->cb(p->ud, result, error);
+    free(p);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pending *p = arg;
+    char why[120];
+    snprintf(why, sizeof why, "timed out after %lld ms", p->timeout_ms);
+    wd_mcp_cancel(p->m, p->id, why);
+}
+
+static void fail_all(wd_mcp *m, const char *why)
+{
+    while (m->pend) {
+        pending *p = m->pend;
+        m->pend = p->next;
+        settle(p, NULL, why);
+    }
+}
+
+/* ---- writing ------------------------------------------------------------------ */
+
+static void flush_out(wd_mcp *m)
+{
+    while (m->fd_in >= 0 && m->out_done < m->out.len) {
+        ssize_t w = write(m->fd_in, m->out.p + m->out_done, m->out.len - m->out_done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN) {
+            event_add(m->ev_in, NULL);
+            return;
+        }
+        if (w < 0) { /* it closed its stdin: what we had to say is lost, its end will tell */
+            m->out.len = m->out_done = 0;
+            return;
+        }
+        m->out_done += (size_t)w;
+    }
+    m->out.len = m->out_done = 0;
+    event_del(m->ev_in);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flush_out(arg);
+}
+
+static int send_msg(wd_mcp *m, json_t *msg)
+{
+    int rc = m->running && wd_rpc_write(&m->out, msg) == 0 ? 0 : -1;
+    json_decref(msg);
+    if (rc == 0)
+        flush_out(m);
+    return rc;
+}
+
+/* ---- reading ------------------------------------------------------------------ */
+
+/* a request from the server: ping is answered, anything else is not supported */
+static void answer(wd_mcp *m, json_t *id, const char *method)
+{
+    json_t *r = !strcmp(method, "ping")
+                    ? json_pack("{s:s,s:O,s:{}}", "jsonrpc", "2.0", "id", id, "result")
+                    : json_pack("{s:s,s:O,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id, "error", "code", -32601, "message",
+                                "warden does not offer this to MCP servers");
+    send_msg(m, r);
+}
+
+static void on_line(void *ud, int kind, json_t *msg, const char *why)
+{
+    wd_mcp *m = ud;
+    (void)why;
+    if (kind != WD_RPC_MESSAGE) {
+        m->garbage++;
+        return;
+    }
+    json_t *id = json_object_get(msg, "id");
+    const char *method = json_string_value(json_object_get(msg, "method"));
+    if (method) {
+        if (id && !json_is_null(id))
+            answer(m, id, method);
+        else if (m->notify)
+            m->notify(m->ud, method, json_object_get(msg, "params"));
+        return;
+    }
+    pending *p = json_is_integer(id) ? take(m, json_integer_value(id)) : NULL;
+    if (!p) {
+        m->garbage++; /* an answer to nothing we asked */
+        return;
+    }
+    json_t *result = NULL;
+    char err[600];
+    int r = wd_rpc_response(msg, &result, err, sizeof err);
+    settle(p, r == 1 ? result : NULL, r == 1 ? NULL : r == 0 ? err : "an answer with neither result nor error");
+}
+
+static void on_stdout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    wd_mcp *m = arg;
+    char buf[65536];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0) {
+        wd_rpc_feed(&m->rd, buf, (size_t)n, on_line, m);
+    } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+        event_del(m->ev_out); /* its end (the pidfd) says the rest */
+    }
+}
+
+static void on_stderr(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    wd_mcp *m = arg;
+    char buf[8192];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) {
+        if (n == 0 || (errno != EAGAIN && errno != EINTR))
+            event_del(m->ev_err);
+        return;
+    }
+    wd_buf_add(&m->err_tail, buf, (size_t)n);
+    if (m->err_tail.len > m->err_cap) { /* keep the tail */
+        size_t cut = m->err_tail.len - m->err_cap;
+        memmove(m->err_tail.p, m->err_tail.p + cut, m->err_tail.len - cut + 1);
+        m->err_tail.len -= cut;
+    }
+}
+
+static void on_exit_ev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_mcp *m = arg;
+    int status = 0;
+    if (waitpid(m->pid, &status, WNOHANG) <= 0)
+        return;
+    on_stderr(m->fd_err, 0, m); /* its last words */
+    m->running = 0;
+    char how[200];
+    if (WIFEXITED(status))
+        snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
+    else
+        snprintf(how, sizeof how, "killed by signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    char why[300];
+    snprintf(why, sizeof why, "mcp server %s %s", m->name, how);
+    fail_all(m, why);
+    if (m->on_exit)
+        m->on_exit(m->ud, how);
+}
+
+/* ---- the interface ------------------------------------------------------------- */
+
+static int watch(wd_mcp *m)
+{
+    m->ev_in = event_new(m->base, m->fd_in, EV_WRITE, on_writable, m);
+    m->ev_out = event_new(m->base, m->fd_out, EV_READ | EV_PERSIST, on_stdout, m);
+    m->ev_err = event_new(m->base, m->fd_err, EV_READ | EV_PERSIST, on_stderr, m);
+    m->ev_exit = event_new(m->base, m->pidfd, EV_READ, on_exit_ev, m);
+    if (!m->ev_in || !m->ev_out || !m->ev_err || !m->ev_exit)
+        return -1;
+    event_add(m->ev_out, NULL);
+    event_add(m->ev_err, NULL);
+    event_add(m->ev_exit, NULL);
+    return 0;
+}
+
+wd_mcp *wd_mcp_spawn(struct event_base *b, const wd_mcp_opts *o, char *err, size_t n)
+{
+    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1};
+    wd_mcp *m = calloc(1, sizeof *m);
+    if (!m || !o->argv || !o->argv[0]) {
+        snprintf(err, n, "mcp server %s: no command", o->name);
+        free(m);
+        return NULL;
+    }
+    struct sigaction sa; /* a server that closes its stdin must not kill us with SIGPIPE */
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
+    m->name = wd_strdup(o->name ? o->name : "?");
+    m->base = b;
+    m->fd_in = m->fd_out = m->fd_err = m->pidfd = -1;
+    m->rd.max_line = o->max_line ? o->max_line : 8u << 20;
+    m->err_cap = o->stderr_cap ? o->stderr_cap : 64u << 10;
+    m->next_id = 1;
+    if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0)
+        goto fail;
+    m->pid = fork();
+    if (m->pid < 0)
+        goto fail;
+    if (m->pid == 0)
+        child(o, pin[0], pout[1], perr[1]);
+    setpgid(m->pid, m->pid); /* both sides: no race with the kill of its group */
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    m->fd_in = pin[1];
+    m->fd_out = pout[0];
+    m->fd_err = perr[0];
+    pin[0] = pin[1] = pout[0] = pout[1] = perr[0] = perr[1] = -1;
+    m->running = 1;
+    m->pidfd = (int)syscall(SYS_pidfd_open, m->pid, 0);
+    fcntl(m->fd_in, F_SETFL, O_NONBLOCK);
+    fcntl(m->fd_out, F_SETFL, O_NONBLOCK);
+    fcntl(m->fd_err, F_SETFL, O_NONBLOCK);
+    if (m->pidfd < 0 || watch(m) < 0)
+        goto fail;
+    return m;
+fail:
+    snprintf(err, n, "mcp server %s: cannot start %s: %s", m->name, o->argv[0], strerror(errno));
+    int fds[6] = {pin[0], pin[1], pout[0], pout[1], perr[0], perr[1]};
+    for (int i = 0; i < 6; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    wd_mcp_free(m);
+    return NULL;
+}
+
+void wd_mcp_on(wd_mcp *m, wd_mcp_notify_fn notify, wd_mcp_exit_fn on_exit, void *ud)
+{
+    m->notify = notify;
+    m->on_exit = on_exit;
+    m->ud = ud;
+}
+
+long long wd_mcp_request(wd_mcp *m, const char *method, json_t *params, long long timeout_ms, wd_mcp_cb cb, void *ud)
+{
+    pending *p = m->running ? calloc(1, sizeof *p) : NULL;
+    if (!p) {
+        json_decref(params);
+        return -1;
+    }
+    *p = (pending){m->next_id++, cb, ud, timeout_ms, NULL, m, m->pend};
+    json_t *msg = json_pack("{s:s,s:I,s:s}", "jsonrpc", "2.0", "id", (json_int_t)p->id, "method", method);
+    if (params)
+        json_object_set_new(msg, "params", params);
+    if (send_msg(m, msg) < 0) {
+        free(p);
+        return -1;
+    }
+    m->pend = p;
+    if (timeout_ms > 0 && (p->timer = evtimer_new(m->base, on_timeout, p))) {
+        struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
+        evtimer_add(p->timer, &tv);
+    }
+    return p->id;
+}
+
+int wd_mcp_notify(wd_mcp *m, const char *method, json_t *params)
+{
+    json_t *msg = json_pack("{s:s,s:s}", "jsonrpc", "2.0", "method", method);
+    if (params)
+        json_object_set_new(msg, "params", params);
+    return send_msg(m, msg);
+}
+
+void wd_mcp_cancel(wd_mcp *m, long long id, const char *why)
+{
+    pending *p = take(m, id);
+    if (!p)
+        return;
+    wd_mcp_notify(m, "notifications/cancelled",
+                  json_pack("{s:I,s:s}", "requestId", (json_int_t)id, "reason", why ? why : "cancelled"));
+    settle(p, NULL, why ? why : "cancelled");
+}
+
+int wd_mcp_running(const wd_mcp *m) { return m && m->running; }
+const char *wd_mcp_stderr(const wd_mcp *m) { return m->err_tail.p ? m->err_tail.p : ""; }
+long wd_mcp_garbage(const wd_mcp *m) { return m->garbage; }
+int wd_mcp_pid(const wd_mcp *m) { return (int)m->pid; }
+
+void wd_mcp_free(wd_mcp *m)
+{
+    if (!m)
+        return;
+    if (m->running && m->pid > 0) { /* its whole group: a server's own children too */
+        kill(-m->pid, SIGTERM);
+        for (int i = 0; i < 50 && waitpid(m->pid, NULL, WNOHANG) == 0; i++)
+            usleep(2000);
+        kill(-m->pid, SIGKILL);
+        waitpid(m->pid, NULL, 0);
+        m->running = 0;
+    }
+    char why[200];
+    snprintf(why, sizeof why, "mcp server %s: closed", m->name ? m->name : "?");
+    fail_all(m, why);
+    struct event *evs[4] = {m->ev_in, m->ev_out, m->ev_err, m->ev_exit};
+    for (int i = 0; i < 4; i++)
+        if (evs[i])
+            event_free(evs[i]);
+    int fds[4] = {m->fd_in, m->fd_out, m->fd_err, m->pidfd};
+    for (int i = 0; i < 4; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    wd_buf_free(&m->out);
+    wd_buf_free(&m->err_tail);
+    wd_rpc_reader_free(&m->rd);
+    free(m->name);
+    free(m);
+}
