@@ -155,3 +155,28 @@ lol3: [*l2,*l2,*l2,*l2,*l2,*l2,*l2,*l2,*l2]
     assert.matches("users must be a mapping", err)
   end)
 end)
+
+describe("tool rules by pattern", function()
+  it("authorize the tools they match with their own keys, and nothing else", function()
+    -- echo and write_tool lose their own rules; patterns take their place
+    local o = { tools = { echo = T.NONE, write_tool = T.NONE,
+      ["ech*"] = { permission = "read", risk = "low" },
+      ["*_tool"] = { permission = "admin", risk = "high" } } }
+    local res, steps = T.lab('[["tool","echo",{"text":"hi"}],["tool","write_tool",{}]]', { policy_overrides = o })
+    assert.equal("completed", res.status)
+    assert.is_nil(steps[1].error)
+    assert.matches("requires the 'admin' role", steps[2].error) -- the pattern's permission, not write's
+    -- a tool no rule matches is undeclared, as before
+    local o2 = { tools = { echo = T.NONE, ["eck*"] = { permission = "read" } } }
+    local _, steps2, audit2 = T.lab('[["tool","echo",{"text":"hi"}]]', { policy_overrides = o2 })
+    assert.equal("tool 'echo' is not declared in the policy: blocked", steps2[1].error)
+    assert.equal(1, #T.events(audit2, "authorization_denied"))
+  end)
+
+  it("must name some characters besides '*'", function()
+    local pol = T.policy({ tools = { ["*"] = { permission = "read" } } })
+    local out, rc = T.sh(T.bin .. " policy check " .. pol)
+    assert.equal(2, rc)
+    assert.matches("a pattern must name some characters besides", out)
+  end)
+end)

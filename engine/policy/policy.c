@@ -405,12 +405,52 @@ const wd_user *wd_policy_user(const wd_policy *p, const char *name)
     return NULL;
 }
 
+/* s matches pat, whose '*' stands for any run of characters (nothing else is special) */
+static int glob_match(const char *pat, const char *s)
+{
+    const char *star = NULL, *resume = NULL;
+    while (*s) {
+        if (*pat == '*') {
+            star = pat++;
+            resume = s;
+        } else if (*pat == *s) {
+            pat++;
+            s++;
+        } else if (star) { /* the last star takes one more character */
+            pat = star + 1;
+            s = ++resume;
+        } else {
+            return 0;
+        }
+    }
+    while (*pat == '*')
+        pat++;
+    return !*pat;
+}
+
+/* ** A tool's rule: its own (by name) if it has one; else the most specific pattern that
+** matches it, the one with the most characters besides '*' (the first in the file on a
+** tie). A name no rule matches is undeclared: refused. */
 const wd_tool_policy *wd_policy_tool(const wd_policy *p, const char *name)
 {
-    for (size_t i = 0; name && i < p->n_tools; i++)
-        if (!strcmp(p->tools[i].name, name))
-            return &p->tools[i];
-    return NULL;
+    const wd_tool_policy *best = NULL;
+    size_t best_len = 0;
+    for (size_t i = 0; name && i < p->n_tools; i++) {
+        const wd_tool_policy *t = &p->tools[i];
+        if (!t->pattern) {
+            if (!strcmp(t->name, name))
+                return t;
+            continue;
+        }
+        size_t lit = strlen(t->name);
+        for (const char *c = t->name; *c; c++)
+            lit -= *c == '*';
+        if ((!best || lit > best_len) && glob_match(t->name, name)) {
+            best = t;
+            best_len = lit;
+        }
+    }
+    return best;
 }
 
 double wd_model_cost(const wd_model *m, double in, double out)

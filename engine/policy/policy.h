@@ -44,7 +44,8 @@ typedef struct wd_model {
 double wd_model_cost(const wd_model *m, double in, double out);
 
 typedef struct wd_tool_policy {
-    char *name;
+    char *name;     /* a tool's name, or a pattern: '*' stands for any run of characters */
+    int pattern;    /* name holds a '*': the rule of every tool it matches that has none of its own */
     int permission; /* index into roles */
     char *risk;     /* safe, low, medium, high, critical */
     char *category;

@@ -291,6 +291,10 @@ static void load_tools(wd_yread *c, const wd_ynode *t)
         wd_tool_policy *tp = &p->tools[p->n_tools++];
         check_name(c, t->kids[i], "tools");
         tp->name = wd_strdup(t->kids[i]->str);
+        tp->pattern = strchr(t->kids[i]->str, '*') != NULL;
+        if (tp->pattern && strspn(t->kids[i]->str, "*") == strlen(t->kids[i]->str))
+            wd_yread_err(c, t->kids[i], "tools.%s: a pattern must name some characters besides '*' (like files__*)",
+                         t->kids[i]->str);
         tp->permission = -1;
         tp->timeout_ms = -1; /* inherit defaults.timeouts.tool_ms */
         if (wd_yread_map(c, v, where, TOOL_KEYS) < 0)

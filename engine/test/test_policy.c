@@ -32,6 +32,28 @@ TEST(defaults_of_the_seed)
     wd_policy_unref(p);
 }
 
+TEST(tool_patterns)
+{
+    wd_policy *p = load("tools:\n  'files__*': {permission: read, risk: low}\n"
+                        "  'files__write*': {permission: admin, risk: high, requires_approval: true}\n"
+                        "  files__write_file: {permission: write}\n  '*__delete': {permission: admin}\n"
+                        "  'a*b*c': {permission: read, category: write}\n");
+    REQUIRE(p != NULL);
+    CHECK_STR(wd_policy_tool(p, "files__read_text_file")->name, "files__*");
+    CHECK_STR(wd_policy_tool(p, "files__write_many")->name, "files__write*");     /* the most specific */
+    CHECK_STR(wd_policy_tool(p, "files__write_file")->name, "files__write_file"); /* its own rule first */
+    /* both match; "*__delete" names 8 characters, "files__*" 7: the more specific wins */
+    CHECK_STR(wd_policy_tool(p, "files__delete")->name, "*__delete");
+    CHECK_STR(wd_policy_tool(p, "db__delete")->name, "*__delete");
+    CHECK_STR(wd_policy_tool(p, "aXXbYYc")->name, "a*b*c");
+    CHECK(wd_policy_tool(p, "abX") == NULL);
+    CHECK(wd_policy_tool(p, "files_read") == NULL); /* one underscore: not files__ */
+    CHECK(wd_policy_tool(p, "other") == NULL);
+    wd_policy_unref(p);
+    CHECK(load("tools:\n  '**': {permission: read}\n") == NULL);
+    CHECK(has("a pattern must name some characters besides '*'"));
+}
+
 TEST(references_and_roles)
 {
     wd_policy *p = load("roles: [read, write, admin]\nusers:\n  a: {role: admin}\n  b: {role: read}\n"
@@ -94,6 +116,7 @@ TEST(refcount)
 int main(void)
 {
     RUN(defaults_of_the_seed);
+    RUN(tool_patterns);
     RUN(references_and_roles);
     RUN(errors_with_positions);
     RUN(durations);
