@@ -3,6 +3,7 @@
 ** bindings (bindings/). The one place that names them all. */
 #include "detect.h"
 #include "exec.h"
+#include "mcpcall.h"
 #include "fetch.h"
 #include "llm.h"
 #include "lua_warden.h"
@@ -15,6 +16,7 @@ static const wd_engine_hooks HOOKS = {
             [OP_APPROVAL] = &wd_op_approval,
             [OP_HTTP] = &wd_op_http,
             [OP_EXEC] = &wd_op_exec,
+            [OP_MCP] = &wd_op_mcp,
             [OP_LLM] = &wd_op_llm,
             [OP_SLEEP] = &wd_op_sleep,
             [OP_END] = &wd_op_end,

@@ -3,6 +3,7 @@
 ** outcome is settled (cost, breaker, audit, the agent resumed) */
 #include "toolpriv.h"
 #include "settle.h"
+#include "mcpcall.h"
 #include "approval.h"
 #include "canon.h"
 #include "checkdef.h"
@@ -178,6 +179,7 @@ static void drop_handler(wd_run *r)
     event_del(r->tool_st->timer);
     wd_fetch_cancel(r, NULL);
     wd_exec_cancel(r, NULL);
+    wd_mcpcall_cancel(r, "the tool call ended");
     if (r->L && r->tool.co) {
         r->sb->in_engine++;
         luaL_unref(r->L, LUA_REGISTRYINDEX, r->tool_st->co_ref);

@@ -9,6 +9,8 @@
 #include "guard.h"
 #include "jsonlua.h"
 #include "llm.h"
+#include "mcpcall.h"
+#include "mcphost.h"
 #include "redact.h"
 #include "util.h"
 
@@ -182,6 +184,50 @@ static int register_tool(wd_run *r, lua_State *L, const char *name, const char *
     return (int)r->ntools++;
 }
 
+/* ** An MCP server's tool (docs/mcp.md), NAME__TOOL where NAME is a server of the
+** policy: registered like a script's, its schema the server's inputSchema compiled by
+** warden's validator (a keyword it does not know is an error here, naming the tool), its
+** handler the MCP call. -1 with the message pushed */
+static int register_mcp(wd_run *r, lua_State *L, const char *name, size_t server_len)
+{
+    char why[700], err[600];
+    wd_mcp *conn;
+    const json_t *def = wd_mcp_host_tool(r->eng->mcp, name, server_len, name + server_len + 2, &conn, why, sizeof why);
+    if (!def) {
+        lua_pushfstring(L, "tool '%s': %s", name, why);
+        return -1;
+    }
+    json_t *params = json_deep_copy(json_object_get(def, "inputSchema"));
+    if (!json_is_object(params)) {
+        json_decref(params);
+        params = json_pack("{s:s}", "type", "object");
+    }
+    json_object_del(params, "$schema"); /* the draft it follows: an annotation */
+    wd_schema *schema = wd_schema_compile(params, err, sizeof err);
+    wd_tool_impl *t = schema ? realloc(r->tools, (r->ntools + 1) * sizeof *t) : NULL;
+    if (!t) {
+        json_decref(params);
+        wd_schema_free(schema);
+        lua_pushfstring(L, "tool '%s': its inputSchema: %s", name, schema ? "out of memory" : err);
+        return -1;
+    }
+    r->tools = t;
+    t = &r->tools[r->ntools];
+    memset(t, 0, sizeof *t);
+    t->name = wd_strdup(name);
+    if (asprintf(&t->breaker, "tool:%s", name) < 0)
+        t->breaker = NULL;
+    t->parameters = params;
+    t->schema = schema;
+    const char *d = json_string_value(json_object_get(def, "description"));
+    t->description = wd_strdup(d ? d : "");
+    lua_pushlstring(L, name, server_len);
+    lua_pushstring(L, name + server_len + 2);
+    lua_pushcclosure(L, wd_mcpcall_handler, 2);
+    t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return (int)r->ntools++;
+}
+
 /* a JSON value's size as prompt text, counted as wd_lua_to_json_sized does */
 static size_t json_text_bytes(const json_t *v, int depth)
 {
@@ -233,6 +279,9 @@ int wd_tool_load(wd_run *r, lua_State *L, const char *name)
         lua_pushfstring(L, "'%s' is not a valid tool name", name);
         return -1;
     }
+    const char *sep = strstr(name, "__");
+    if (sep && sep > name && wd_policy_mcp_server(r->pol, name, (size_t)(sep - name)))
+        return register_mcp(r, L, name, (size_t)(sep - name));
     char path[2048], rel[256];
     snprintf(path, sizeof path, "%s/tools/%s.lua", r->agent_dir, name);
     snprintf(rel, sizeof rel, "tools/%s.lua", name);

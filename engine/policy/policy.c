@@ -393,6 +393,7 @@ void wd_policy_unref(wd_policy *p)
     wd_yread_strlist_free(&p->redact_pattern_names);
     wd_yread_strlist_free(&p->personal_fields);
     wd_policy_webhooks_free(p);
+    wd_policy_mcp_free(p);
     free(p->store_path);
     free(p);
 }

@@ -61,6 +61,18 @@ typedef struct wd_tool_policy {
 
 enum { WD_FSYNC_NONE, WD_FSYNC_BATCH, WD_FSYNC_ALWAYS };
 
+/* mcp.servers.NAME (docs/mcp.md): an MCP server over stdio whose tools are NAME__TOOL */
+typedef struct wd_mcp_server {
+    char *name;
+    char **argv;       /* command, NULL-terminated */
+    char **env_names;  /* env: n_env names, each with a value or a variable to take it from */
+    char **env_values; /* the value, or NULL when from_env */
+    char **env_from;   /* the variable of warden's environment, or NULL */
+    size_t n_env;
+    char *cwd;            /* NULL: warden's */
+    long long timeout_ms; /* its start, the handshake and the listing of its tools: default 10 s */
+} wd_mcp_server;
+
 /* notify.webhooks[i] */
 typedef struct wd_webhook {
     char *url, *secret_env;
@@ -122,6 +134,8 @@ typedef struct wd_policy {
     wd_strlist personal_fields;                    /* sealed under the user's key (seal.h) */
     wd_webhook *webhooks;
     size_t n_webhooks;
+    wd_mcp_server *mcp_servers;
+    size_t n_mcp_servers;
     long long notify_max_attempts, notify_base_ms, notify_max_ms;
     long long serve_authfail_max, serve_authfail_window_ms, serve_authfail_block_ms;
     char *store_path;
@@ -153,6 +167,8 @@ void wd_policy_unref(wd_policy *p); /* accepts NULL */
 
 const wd_user *wd_policy_user(const wd_policy *p, const char *name);
 const wd_tool_policy *wd_policy_tool(const wd_policy *p, const char *name);
+/* the MCP server of that name, or NULL */
+const wd_mcp_server *wd_policy_mcp_server(const wd_policy *p, const char *name, size_t len);
 const wd_model *wd_policy_model(const wd_policy *p, const char *alias);
 /* 0 safe, 1 low, 2 medium, 3 high, 4 critical; 2 for anything else */
 extern const char *const WD_RISKS[]; /* safe low medium high critical, NULL */

@@ -21,7 +21,8 @@ static int role_index(const wd_policy *p, const char *name)
 
 static const char *const TOP_KEYS[] = {"version",  "defaults",  "roles",     "users",       "tiers", "budget", "models",
                                        "tools",    "approvals", "detectors", "kill_switch", "audit", "store",  "cache",
-                                       "autonomy", "hitl",      "serve",     "notify",      NULL};
+                                       "autonomy", "hitl",      "serve",     "notify",      "mcp",
+                                       NULL};
 static const char *const DEFAULT_KEYS[] = {"max_iterations",
                                            "max_tool_calls_per_answer",
                                            "max_tool_calls",
@@ -497,6 +498,8 @@ wd_policy *wd_policy_build(wd_yread *c, const wd_ynode *root)
         wd_policy_load_audit(c, n);
     if ((n = wd_ydoc_get(root, "notify")))
         wd_policy_load_notify(c, n);
+    if ((n = wd_ydoc_get(root, "mcp")))
+        wd_policy_load_mcp(c, n);
     if ((n = wd_ydoc_get(root, "store")) && wd_yread_map(c, n, "store", STORE_KEYS) == 0)
         wd_yread_str(c, n, "path", "store", &p->store_path);
     if ((n = wd_ydoc_get(root, "cache")) && wd_yread_map(c, n, "cache", CACHE_KEYS) == 0) {

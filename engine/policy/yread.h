@@ -39,6 +39,9 @@ wd_policy *wd_policy_build(wd_yread *c, const wd_ynode *root);
 ** every section is read) */
 void wd_policy_load_audit(wd_yread *c, const wd_ynode *a);
 void wd_policy_load_notify(wd_yread *c, const wd_ynode *n);
+/* mcppol.c: the mcp section; its servers freed */
+void wd_policy_load_mcp(wd_yread *c, const wd_ynode *n);
+void wd_policy_mcp_free(wd_policy *p);
 int wd_policy_compile_redactions(wd_yread *c, const wd_ynode *root);
 /* the audit, notify and serve.auth_failures defaults of a new policy */
 void wd_policy_account_defaults(wd_policy *p);

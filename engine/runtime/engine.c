@@ -5,6 +5,7 @@
 ** sees the yield reach the top, starts the operation, and a loop event resumes the
 ** coroutine with the answer, even when the answer is immediate. */
 #include "bound.h"
+#include "mcphost.h"
 #include "engine.h"
 #include "jsonlua.h"
 #include "mock.h"
@@ -601,6 +602,7 @@ wd_engine *wd_engine_create(const wd_engine_opts *o, const wd_engine_hooks *h, c
         wd_errf(err, errlen, "libcurl cannot start");
         goto fail;
     }
+    e->mcp = wd_mcp_host_new(e->base, e->policy); /* waits for their tools */
     e->ready_ev = event_new(e->base, -1, 0, on_ready, e);
     e->flush_ev = event_new(e->base, -1, EV_PERSIST, on_flush, e);
     e->deliver_ev = event_new(e->base, -1, 0, wd_run_deliver, e);
@@ -632,6 +634,7 @@ void wd_engine_free(wd_engine *e)
         wd_run_end(e->live, WD_ST_FAILED, "engine stopped");
     wd_run_deliver(-1, 0, e);
     wd_notifier_free(e->notifier, 2000); /* a last notification gets two seconds to go out */
+    wd_mcp_host_free(e->mcp);
     wd_http_free(e->http);
     wd_kills_free(e);
     if (e->ready_ev)

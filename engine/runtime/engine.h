@@ -31,16 +31,17 @@
 
 typedef struct wd_mock wd_mock;
 typedef struct wd_detect wd_detect;
-typedef struct wd_llm_state wd_llm_state;     /* ops/llm.c */
-typedef struct wd_fetch_state wd_fetch_state; /* ops/fetch.c */
-typedef struct wd_exec_state wd_exec_state;   /* ops/exec.c */
-typedef struct wd_appr_state wd_appr_state;   /* ops/approve.c */
-typedef struct wd_tool_state wd_tool_state;   /* ops/toolcall.c */
+typedef struct wd_llm_state wd_llm_state;         /* ops/llm.c */
+typedef struct wd_fetch_state wd_fetch_state;     /* ops/fetch.c */
+typedef struct wd_mcpcall_state wd_mcpcall_state; /* ops/mcpcall.c */
+typedef struct wd_exec_state wd_exec_state;       /* ops/exec.c */
+typedef struct wd_appr_state wd_appr_state;       /* ops/approve.c */
+typedef struct wd_tool_state wd_tool_state;       /* ops/toolcall.c */
 
 /* The kinds of operation a run waits on. An engine call records its request in r->req and
 ** yields; the driver starts it by its kind (wd_run_start_op); a run that ends while it
 ** waits has every kind cancel what it holds, in this order (wd_run_end). */
-typedef enum { OP_NONE, OP_TOOL, OP_APPROVAL, OP_HTTP, OP_EXEC, OP_LLM, OP_SLEEP, OP_END, OP_COUNT } wd_opkind;
+typedef enum { OP_NONE, OP_TOOL, OP_APPROVAL, OP_HTTP, OP_EXEC, OP_MCP, OP_LLM, OP_SLEEP, OP_END, OP_COUNT } wd_opkind;
 
 /* one kind of operation: its file defines it, bindings/warden.c puts it in the hooks */
 typedef struct wd_op_kind {
@@ -102,6 +103,7 @@ struct wd_engine {
     wd_run *live;                 /* every submitted run not yet ended */
     wd_versions *versions;        /* agents' versions (version.h) */
     struct wd_notifier *notifier; /* webhooks' deliveries (notify.h) */
+    struct wd_mcp_host *mcp;      /* the policy's MCP servers, started with the engine (mcphost.h) */
     struct {                      /* the kill switch's tables as last read (killswitch.c) */
         json_t *killed, *failing;
         int64_t read_ns;
@@ -186,10 +188,11 @@ struct wd_run {
     } tool;
     wd_tool_state *tool_st; /* ops/toolcall.c, made when a call is first admitted */
 
-    wd_llm_state *call;    /* the LLM call in flight (llm.c), made on first use */
-    int last_fail_timeout; /* the last LLM call failed by a timeout */
-    wd_fetch_state *fetch; /* ctx:http in flight (fetch.c) */
-    wd_exec_state *exec;   /* ctx:exec in flight (exec.c) */
+    wd_llm_state *call;        /* the LLM call in flight (llm.c), made on first use */
+    int last_fail_timeout;     /* the last LLM call failed by a timeout */
+    wd_fetch_state *fetch;     /* ctx:http in flight (fetch.c) */
+    wd_mcpcall_state *mcpcall; /* an MCP tool's call in flight (mcpcall.c) */
+    wd_exec_state *exec;       /* ctx:exec in flight (exec.c) */
 
     struct event *op_timer, *run_timer;
     json_t *pending_llm; /* the mock answer delivered when op_timer fires */

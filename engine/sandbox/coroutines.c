@@ -186,6 +186,12 @@ int wd_sandbox_yield(lua_State *L)
     return lua_yield(L, 1);
 }
 
+int wd_sandbox_yieldk(lua_State *L, lua_KContext ctx, lua_KFunction k)
+{
+    lua_pushlightuserdata(L, WD_ENGINE_MARK);
+    return lua_yieldk(L, 1, ctx, k);
+}
+
 static const luaL_Reg CO_FNS[] = {
     {"close", co_close},
     {"resume", co_resume},

@@ -57,6 +57,8 @@ void wd_sandbox_push_env(lua_State *L);
 int wd_sandbox_loadfile(lua_State *L, const char *path, const char *chunkname);
 /* yield the calling thread to the engine (use as `return wd_sandbox_yield(L)`) */
 int wd_sandbox_yield(lua_State *L);
+/* the same, with k called when the engine resumes it (ctx given back) */
+int wd_sandbox_yieldk(lua_State *L, lua_KContext ctx, lua_KFunction k);
 
 /* Resume co (a top-level thread of the run) under the watchdog. Returns lua_resume's
 ** status; *nres as lua_resume. After it, sb->mode == WD_MODE_KILL means the slice was

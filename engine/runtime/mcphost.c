@@ -1,0 +1,182 @@
+/* mcphost.c - an engine's MCP servers (mcphost.h) */
+#include "mcphost.h"
+#include "mcpsession.h"
+#include "util.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct server {
+    struct wd_mcp_host *host;
+    char *name;
+    wd_mcp *conn;
+    json_t *tools;   /* the last list it gave */
+    char error[600]; /* why it is not usable; "" while it is */
+    int ready;       /* its first list came (or it failed) */
+    long long timeout_ms;
+} server;
+
+struct wd_mcp_host {
+    struct event_base *base;
+    server *v;
+    size_t n;
+};
+
+static void on_tools(void *ud, json_t *init, json_t *tools, const char *error)
+{
+    server *s = ud;
+    (void)init;
+    s->ready = 1;
+    if (error) {
+        snprintf(s->error, sizeof s->error, "mcp server %s: %s", s->name, error);
+        return;
+    }
+    json_decref(s->tools);
+    s->tools = json_incref(tools);
+}
+
+static void on_notify(void *ud, const char *method, json_t *params)
+{
+    server *s = ud;
+    (void)params;
+    if (!strcmp(method, "notifications/tools/list_changed") && s->conn && s->ready)
+        wd_mcp_session_tools(s->conn, s->timeout_ms, on_tools, s);
+}
+
+static void on_end(void *ud, const char *how)
+{
+    server *s = ud;
+    s->ready = 1;
+    const char *tail = wd_mcp_stderr(s->conn);
+    size_t tl = strlen(tail);
+    while (tl && (tail[tl - 1] == '\n' || tail[tl - 1] == '\r'))
+        tl--;
+    const char *last = tail + tl; /* its last line on stderr says the most */
+    while (last > tail && last[-1] != '\n')
+        last--;
+    snprintf(s->error, sizeof s->error, "mcp server %s %s%s%.*s", s->name, how, tl ? ": " : "", (int)(tail + tl - last),
+             last);
+}
+
+/* env for the child: NAME=value, values from the policy or from warden's environment */
+static char **child_env(const wd_mcp_server *m)
+{
+    char **env = calloc(m->n_env + 1, sizeof *env);
+    size_t k = 0;
+    for (size_t i = 0; env && i < m->n_env; i++) {
+        const char *v = m->env_values[i] ? m->env_values[i] : getenv(m->env_from[i]);
+        if (v && asprintf(&env[k], "%s=%s", m->env_names[i], v) >= 0)
+            k++;
+    }
+    return env;
+}
+
+static void start(wd_mcp_host *h, server *s, const wd_mcp_server *m)
+{
+    char err[400];
+    char **env = child_env(m);
+    wd_mcp_opts o = {.name = m->name, .argv = m->argv, .env = env, .cwd = m->cwd};
+    s->conn = m->argv ? wd_mcp_spawn(h->base, &o, err, sizeof err) : NULL;
+    for (size_t i = 0; env && env[i]; i++)
+        free(env[i]);
+    free(env);
+    if (!s->conn) {
+        snprintf(s->error, sizeof s->error, "%s", m->argv ? err : "no command");
+        s->ready = 1;
+        return;
+    }
+    wd_mcp_on(s->conn, on_notify, on_end, s);
+    if (wd_mcp_session_start(s->conn, s->timeout_ms, on_tools, s) < 0) {
+        snprintf(s->error, sizeof s->error, "mcp server %s: cannot start its session", m->name);
+        s->ready = 1;
+    }
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+wd_mcp_host *wd_mcp_host_new(struct event_base *b, const wd_policy *p)
+{
+    if (!p->n_mcp_servers)
+        return NULL;
+    wd_mcp_host *h = calloc(1, sizeof *h);
+    if (!h || !(h->v = calloc(p->n_mcp_servers, sizeof *h->v))) {
+        free(h);
+        return NULL;
+    }
+    h->base = b;
+    h->n = p->n_mcp_servers;
+    long long longest = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        server *s = &h->v[i];
+        s->host = h;
+        s->name = wd_strdup(p->mcp_servers[i].name);
+        s->timeout_ms = p->mcp_servers[i].timeout_ms;
+        if (s->timeout_ms > longest)
+            longest = s->timeout_ms;
+        start(h, s, &p->mcp_servers[i]);
+    }
+    /* the engine starts once every server answered (or its time ran out): runs find
+    ** their tools listed */
+    int64_t until = mono_ms() + longest;
+    for (;;) {
+        int waiting = 0;
+        for (size_t i = 0; i < h->n; i++)
+            waiting |= !h->v[i].ready;
+        if (!waiting || mono_ms() >= until)
+            break;
+        struct timeval tick = {0, 20000};
+        event_base_loopexit(b, &tick);
+        event_base_dispatch(b);
+    }
+    for (size_t i = 0; i < h->n; i++)
+        if (!h->v[i].ready)
+            snprintf(h->v[i].error, sizeof h->v[i].error, "mcp server %s did not list its tools within %lld ms",
+                     h->v[i].name, h->v[i].timeout_ms);
+    return h;
+}
+
+const json_t *wd_mcp_host_tool(wd_mcp_host *h, const char *name, size_t len, const char *tool, wd_mcp **conn, char *why,
+                               size_t n)
+{
+    for (size_t i = 0; h && i < h->n; i++) {
+        server *s = &h->v[i];
+        if (strlen(s->name) != len || strncmp(s->name, name, len))
+            continue;
+        if (s->error[0] || !wd_mcp_running(s->conn)) {
+            snprintf(why, n, "%s", s->error[0] ? s->error : "mcp server has ended");
+            return NULL;
+        }
+        size_t k;
+        json_t *t;
+        json_array_foreach(s->tools, k, t) if (!strcmp(json_string_value(json_object_get(t, "name")), tool))
+        {
+            *conn = s->conn;
+            return t;
+        }
+        snprintf(why, n, "mcp server %s lists no tool '%s'", s->name, tool);
+        return NULL;
+    }
+    snprintf(why, n, "no mcp server '%.*s' in the policy", (int)len, name);
+    return NULL;
+}
+
+void wd_mcp_host_free(wd_mcp_host *h)
+{
+    if (!h)
+        return;
+    for (size_t i = 0; i < h->n; i++) {
+        wd_mcp_free(h->v[i].conn);
+        json_decref(h->v[i].tools);
+        free(h->v[i].name);
+    }
+    free(h->v);
+    free(h);
+}

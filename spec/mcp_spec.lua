@@ -1,0 +1,93 @@
+-- MCP servers' tools under warden's policy (docs/mcp.md): the official
+-- server-filesystem (installed by make deps in tools/npm) started by the engine over
+-- stdio; its tools are files__TOOL, declared by a pattern rule, checked by the pipeline
+-- before the server sees a call.
+local T = require("warden.testing")
+
+local ROOT = os.getenv("PWD")
+local FS = ROOT .. "/tools/npm/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"
+
+-- a directory the server may serve, with one file in it
+local function space()
+  local dir = T.tmpdir() .. "/fsroot" .. T.key("")
+  os.execute("mkdir -p " .. dir)
+  T.write(dir .. "/notes.txt", "the notes say hello\n")
+  return dir
+end
+
+local function policy(dir, extra)
+  local o = {
+    mcp = { servers = { files = { command = { "node", FS, dir }, timeout_ms = "20s" } } },
+    tools = {
+      ["files__*"] = { permission = "read", risk = "low", timeout_ms = "10s" },
+      ["files__write*"] = { permission = "admin", risk = "high", category = "write" },
+    },
+  }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return T.policy(o)
+end
+
+local AGENT = [[
+return warden.agent { name = "fs", model = "default",
+  tools = { "files__read_text_file", "files__write_file", "files__list_directory" } }
+]]
+
+describe("MCP servers as tool sources", function()
+  it("reads a file through server-filesystem under the policy", function()
+    assert.is_truthy(T.read(FS), FS .. " is missing: run make deps")
+    local dir = space()
+    local pol = policy(dir)
+    local res, audit = T.run { agent = T.agent("fs", { ["agent.lua"] = AGENT }), policy = pol, user = "reader",
+      query = "what do the notes say?",
+      scenario = T.script():call("files__read_text_file", { path = dir .. "/notes.txt" }):say("They say hello.") }
+    assert.equal("completed", res.status, T.encode(res))
+    local call = res.tool_calls[1]
+    assert.equal("files__read_text_file", call.name)
+    assert.is_true(call.success, call.result)
+    assert.matches("the notes say hello", call.result)
+    local rec = T.events(audit, "tool_call")[1]
+    assert.equal("files__read_text_file", rec.tool_name)
+    assert.is_true(rec.success)
+  end)
+
+  it("refuses a write the user's role does not allow, before the server sees it", function()
+    local dir = space()
+    local pol = policy(dir)
+    local res, audit = T.run { agent = T.agent("fs2", { ["agent.lua"] = AGENT }), policy = pol, user = "reader",
+      query = "write it", scenario = T.script():call("files__write_file",
+        { path = dir .. "/evil.txt", content = "pwned" }):say("done") }
+    assert.is_false(res.tool_calls[1].success)
+    assert.matches("requires the 'admin' role", res.tool_calls[1].result)
+    assert.is_nil(T.read(dir .. "/evil.txt")) -- the file system shows nothing written
+    assert.equal(1, #T.events(audit, "authorization_denied"))
+  end)
+
+  it("checks arguments against the server's own schema before calling it", function()
+    local dir = space()
+    local pol = policy(dir)
+    local res = T.run { agent = T.agent("fs3", { ["agent.lua"] = AGENT }), policy = pol, user = "reader",
+      query = "read", scenario = T.script():call("files__read_text_file", { nopath = 1 }):say("no") }
+    assert.is_false(res.tool_calls[1].success)
+    assert.matches("path", res.tool_calls[1].result)
+  end)
+
+  it("turns the server's isError into a failed call with its text", function()
+    local dir = space()
+    local pol = policy(dir)
+    local res = T.run { agent = T.agent("fs4", { ["agent.lua"] = AGENT }), policy = pol, user = "reader",
+      query = "read", scenario = T.script():call("files__read_text_file", { path = "/etc/passwd" }):say("no") }
+    assert.is_false(res.tool_calls[1].success)
+    assert.matches("[Aa]ccess denied", res.tool_calls[1].result) -- the server's own refusal, outside its root
+  end)
+
+  it("says why a tool of a server that did not start cannot be loaded", function()
+    local pol = T.policy({ mcp = { servers = { broken = { command = { "/no/such/server" }, timeout_ms = "2s" } } },
+      tools = { ["broken__*"] = { permission = "read" } } })
+    local agent = T.agent("fs5", { ["agent.lua"] =
+      'return warden.agent { name = "b", model = "default", tools = { "broken__x" } }' })
+    local res = T.run { agent = agent, policy = pol, user = "reader", query = "hi",
+      scenario = T.script():say("hi") }
+    assert.equal("failed", res.status)
+    assert.matches("broken__x.*mcp server broken exited with status 127: .*cannot run /no/such/server", res.errors[1])
+  end)
+end)
