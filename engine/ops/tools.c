@@ -145,6 +145,27 @@ static int find_impl(wd_run *r, const char *name)
     return -1;
 }
 
+/* a new entry of r->tools for `name` (takes params and schema, freed on failure); NULL
+** out of memory */
+static wd_tool_impl *add_impl(wd_run *r, const char *name, json_t *params, wd_schema *schema)
+{
+    wd_tool_impl *t = realloc(r->tools, (r->ntools + 1) * sizeof *t);
+    if (!t) {
+        json_decref(params);
+        wd_schema_free(schema);
+        return NULL;
+    }
+    r->tools = t;
+    t = &r->tools[r->ntools];
+    memset(t, 0, sizeof *t);
+    t->name = wd_strdup(name);
+    if (asprintf(&t->breaker, "tool:%s", name) < 0)
+        t->breaker = NULL;
+    t->parameters = params;
+    t->schema = schema;
+    return t;
+}
+
 /* registers the spec table at the top of L as tool `name`; pops it. -1 with message pushed */
 static int register_tool(wd_run *r, lua_State *L, const char *name, const char *file)
 {
@@ -156,22 +177,12 @@ static int register_tool(wd_run *r, lua_State *L, const char *name, const char *
         lua_pushstring(L, err);
         return -1;
     }
-    wd_tool_impl *t = realloc(r->tools, (r->ntools + 1) * sizeof *t);
+    wd_tool_impl *t = add_impl(r, name, params, schema);
     if (!t) {
-        json_decref(params);
-        wd_schema_free(schema);
         lua_pop(L, 1);
         lua_pushliteral(L, "out of memory");
         return -1;
     }
-    r->tools = t;
-    t = &r->tools[r->ntools];
-    memset(t, 0, sizeof *t);
-    t->name = wd_strdup(name);
-    if (asprintf(&t->breaker, "tool:%s", name) < 0)
-        t->breaker = NULL;
-    t->parameters = params;
-    t->schema = schema;
     /* read raw: this runs outside the script's slice (warden.tool checked their types) */
     lua_pushliteral(L, "description");
     lua_rawget(L, -2);
@@ -204,21 +215,13 @@ static int register_mcp(wd_run *r, lua_State *L, const char *name, size_t server
     }
     json_object_del(params, "$schema"); /* the draft it follows: an annotation */
     wd_schema *schema = wd_schema_compile(params, err, sizeof err);
-    wd_tool_impl *t = schema ? realloc(r->tools, (r->ntools + 1) * sizeof *t) : NULL;
+    wd_tool_impl *t = schema ? add_impl(r, name, params, schema) : NULL;
     if (!t) {
-        json_decref(params);
-        wd_schema_free(schema);
+        if (!schema)
+            json_decref(params);
         lua_pushfstring(L, "tool '%s': its inputSchema: %s", name, schema ? "out of memory" : err);
         return -1;
     }
-    r->tools = t;
-    t = &r->tools[r->ntools];
-    memset(t, 0, sizeof *t);
-    t->name = wd_strdup(name);
-    if (asprintf(&t->breaker, "tool:%s", name) < 0)
-        t->breaker = NULL;
-    t->parameters = params;
-    t->schema = schema;
     const char *d = json_string_value(json_object_get(def, "description"));
     t->description = wd_strdup(d ? d : "");
     lua_pushlstring(L, name, server_len);
