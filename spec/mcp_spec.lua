@@ -80,6 +80,64 @@ describe("MCP servers as tool sources", function()
     assert.matches("[Aa]ccess denied", res.tool_calls[1].result) -- the server's own refusal, outside its root
   end)
 
+  it("confines path arguments to allowed_resources before the server sees them", function()
+    local dir = space()
+    local outside = T.tmpdir() .. "/outside" .. T.key("")
+    os.execute("mkdir -p " .. outside)
+    T.write(outside .. "/secret.txt", "not yours\n")
+    local rules = { permission = "read", risk = "low", allowed_resources = { dir },
+      path_arguments = { "path", "paths", "source", "destination" } }
+    -- the server itself may serve both directories: only warden's rule stands between
+    local pol = T.policy({
+      mcp = { servers = { files = { command = { "node", FS, dir, outside }, timeout_ms = "20s" } } },
+      tools = { ["files__*"] = rules,
+        ["files__write*"] = { permission = "read", risk = "low", category = "write", allowed_resources = { dir },
+          path_arguments = { "path" } } } })
+    local agent = T.agent("fs6", { ["agent.lua"] = [[
+return warden.agent { name = "fs", model = "default",
+  tools = { "files__read_text_file", "files__read_multiple_files", "files__write_file", "files__move_file" } }
+]] })
+    local function call(tool, args)
+      local res = T.run { agent = agent, policy = pol, user = "reader", query = "go",
+        scenario = T.script():call(tool, args):say("done") }
+      return res.tool_calls[1]
+    end
+    assert.is_true(call("files__read_text_file", { path = dir .. "/notes.txt" }).success)
+    for _, bad in ipairs({
+      { "files__read_text_file", { path = outside .. "/secret.txt" } },
+      { "files__read_text_file", { path = dir .. "/../" .. outside:match("[^/]+$") .. "/secret.txt" } },
+      { "files__read_multiple_files", { paths = { dir .. "/notes.txt", outside .. "/secret.txt" } } },
+      { "files__write_file", { path = outside .. "/planted.txt", content = "x" } },
+      { "files__move_file", { source = outside .. "/secret.txt", destination = dir .. "/stolen.txt" } },
+    }) do
+      local c = call(bad[1], bad[2])
+      assert.is_false(c.success, bad[1])
+      assert.matches("outside the allowed resources", c.result, 1, true)
+    end
+    assert.is_nil(T.read(outside .. "/planted.txt"))
+    assert.is_nil(T.read(dir .. "/stolen.txt"))
+    assert.equal("not yours\n", T.read(outside .. "/secret.txt"))
+  end)
+
+  it("waits for a person before a write that needs approval, then runs it", function()
+    local dir = space()
+    local pol = policy(dir, { tools = {
+      ["files__*"] = { permission = "read", risk = "low" },
+      ["files__write_file"] = { permission = "read", risk = "high", category = "write", requires_approval = true },
+    }, approvals = { routes = { high = { "lead" } } } })
+    local run = T.start { agent = T.agent("fs7", { ["agent.lua"] = AGENT }), policy = pol, user = "reader",
+      query = "write", scenario = T.script():call("files__write_file",
+        { path = dir .. "/approved.txt", content = "after a yes" }):say("written") }
+    local req = run.pending()
+    assert.equal("files__write_file", req.tool)
+    assert.is_nil(T.read(dir .. "/approved.txt")) -- nothing before the decision
+    T.approve(run, req)
+    local res = run.result()
+    assert.equal("completed", res.status)
+    assert.is_true(res.tool_calls[1].success, res.tool_calls[1].result)
+    assert.equal("after a yes", T.read(dir .. "/approved.txt"))
+  end)
+
   it("says why a tool of a server that did not start cannot be loaded", function()
     local pol = T.policy({ mcp = { servers = { broken = { command = { "/no/such/server" }, timeout_ms = "2s" } } },
       tools = { ["broken__*"] = { permission = "read" } } })

@@ -214,6 +214,17 @@ static int register_mcp(wd_run *r, lua_State *L, const char *name, size_t server
         params = json_pack("{s:s}", "type", "object");
     }
     json_object_del(params, "$schema"); /* the draft it follows: an annotation */
+    /* the policy names which arguments are paths: guardrails confine them like a script's */
+    const wd_tool_policy *tp = wd_policy_tool(r->pol, name);
+    json_t *props = json_object_get(params, "properties");
+    for (size_t i = 0; tp && json_is_object(props) && i < tp->path_arguments.n; i++) {
+        json_t *prop = json_object_get(props, tp->path_arguments.v[i]);
+        json_t *items = json_object_get(prop, "items");
+        if (json_is_object(items)) /* a list of paths: each one */
+            json_object_set_new(items, "format", json_string("path"));
+        if (json_is_object(prop))
+            json_object_set_new(prop, "format", json_string("path"));
+    }
     wd_schema *schema = wd_schema_compile(params, err, sizeof err);
     wd_tool_impl *t = schema ? add_impl(r, name, params, schema) : NULL;
     if (!t) {

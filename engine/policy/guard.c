@@ -227,16 +227,21 @@ int wd_guard_resources(const wd_tool_policy *tp, const wd_schema *schema, const 
     {
         if (!wd_guard_is_path_arg(k, schema))
             continue;
-        if (!json_is_string(v)) {
-            wd_errf(err, errlen, "/%s: a path must be a string", k);
-            return -1;
-        }
-        char *c = wd_guard_canon(base, json_string_value(v));
-        int ok = c && wd_guard_path_allowed(&tp->allowed_resources, base, c);
-        free(c);
-        if (!ok) {
-            wd_errf(err, errlen, "/%s: path '%s' is outside the allowed resources", k, json_string_value(v));
-            return -1;
+        /* a path, or a list of them (read_multiple_files's paths) */
+        size_t n = json_is_array(v) ? json_array_size(v) : 1;
+        for (size_t i = 0; i < n; i++) {
+            const json_t *one = json_is_array(v) ? json_array_get(v, i) : v;
+            if (!json_is_string(one)) {
+                wd_errf(err, errlen, "/%s: a path must be a string, or a list of strings", k);
+                return -1;
+            }
+            char *c = wd_guard_canon(base, json_string_value(one));
+            int ok = c && wd_guard_path_allowed(&tp->allowed_resources, base, c);
+            free(c);
+            if (!ok) {
+                wd_errf(err, errlen, "/%s: path '%s' is outside the allowed resources", k, json_string_value(one));
+                return -1;
+            }
         }
     }
     return 0;
@@ -249,12 +254,16 @@ json_t *wd_guard_touched(const wd_schema *schema, const char *base, const json_t
     json_t *v;
     json_object_foreach((json_t *)args, k, v)
     {
-        if (!json_is_string(v) || !wd_guard_is_path_arg(k, schema))
+        if (!wd_guard_is_path_arg(k, schema))
             continue;
-        char *c = wd_guard_canon(base, json_string_value(v));
-        if (c)
-            json_array_append_new(out, json_string(c));
-        free(c);
+        size_t n = json_is_array(v) ? json_array_size(v) : 1;
+        for (size_t i = 0; i < n; i++) {
+            const json_t *one = json_is_array(v) ? json_array_get(v, i) : v;
+            char *c = json_is_string(one) ? wd_guard_canon(base, json_string_value(one)) : NULL;
+            if (c)
+                json_array_append_new(out, json_string(c));
+            free(c);
+        }
     }
     return out;
 }

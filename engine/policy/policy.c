@@ -380,6 +380,7 @@ void wd_policy_unref(wd_policy *p)
         free(t->category);
         wd_yread_strlist_free(&t->allowed_resources);
         wd_yread_strlist_free(&t->writable_resources);
+        wd_yread_strlist_free(&t->path_arguments);
         wd_yread_strlist_free(&t->allowed_hosts);
         wd_yread_rxlist_free(&t->forbidden);
     }

@@ -55,6 +55,7 @@ typedef struct wd_tool_policy {
     int requires_approval;
     wd_strlist allowed_resources;
     wd_strlist writable_resources; /* bound read-write into ctx:exec's sandbox */
+    wd_strlist path_arguments;     /* an MCP tool's arguments that are paths (format: path in its schema) */
     wd_strlist allowed_hosts;
     wd_rxlist forbidden;
 } wd_tool_policy;

@@ -54,7 +54,7 @@ static const char *const TOOL_KEYS[] = {"permission",         "risk",
                                         "category",           "timeout_ms",
                                         "cost_usd",           "rate_limit_per_hour",
                                         "requires_approval",  "allowed_resources",
-                                        "writable_resources", "forbidden_patterns",
+                                        "writable_resources", "forbidden_patterns", "path_arguments",
                                         "allowed_hosts",      NULL};
 static const char *const APPROVAL_KEYS[] = {"expiry", "escalate_at", "routes", "min_risk", "trust_cli_identity", NULL};
 static const char *const EXPIRY_KEYS[] = {"low", "normal", "high", "critical", NULL};
@@ -323,6 +323,8 @@ static void load_tools(wd_yread *c, const wd_ynode *t)
         wd_yread_strlist(c, wd_ydoc_get(v, "allowed_resources"), sub, &tp->allowed_resources);
         snprintf(sub, sizeof sub, "%s.writable_resources", where);
         wd_yread_strlist(c, wd_ydoc_get(v, "writable_resources"), sub, &tp->writable_resources);
+        snprintf(sub, sizeof sub, "%s.path_arguments", where);
+        wd_yread_strlist(c, wd_ydoc_get(v, "path_arguments"), sub, &tp->path_arguments);
         snprintf(sub, sizeof sub, "%s.allowed_hosts", where);
         wd_yread_strlist(c, wd_ydoc_get(v, "allowed_hosts"), sub, &tp->allowed_hosts);
         snprintf(sub, sizeof sub, "%s.forbidden_patterns", where);
