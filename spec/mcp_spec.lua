@@ -149,3 +149,63 @@ return warden.agent { name = "fs", model = "default",
     assert.matches("broken__x.*mcp server broken exited with status 127: .*cannot run /no/such/server", res.errors[1])
   end)
 end)
+
+-- a server that crashes, hangs, lies or refuses (spec/fixtures/mcp/flaky.js)
+describe("MCP servers that misbehave", function()
+  local FLAKY = ROOT .. "/spec/fixtures/mcp/flaky.js"
+  local SCRIPT = [[
+return warden.agent { name = "flaky",
+  tools = { "flaky__echo", "flaky__boom", "flaky__hang", "flaky__garbage", "flaky__fail" },
+  run = function(q, ctx)
+    local out = {}
+    for step in q:gmatch("%S+") do
+      if step:match("^sleep") then
+        ctx:sleep(tonumber(step:sub(6)))
+      else
+        local r = ctx:call_tool("flaky__" .. step, { text = step })
+        out[#out + 1] = step .. ": " .. (type(r) == "table" and (r.error or r.text) or tostring(r))
+      end
+    end
+    return table.concat(out, "\n")
+  end }
+]]
+  local function run(query, extra)
+    local o = { mcp = { servers = { flaky = { command = { "node", FLAKY }, timeout_ms = "20s" } } },
+      tools = { ["flaky__*"] = { permission = "read", risk = "low", timeout_ms = 700 } },
+      defaults = { breaker = { failure_threshold = 2, open_ms = 60000 }, retry = { max_retries = 0 } } }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    local res, audit = T.run { agent = T.agent("flaky" .. T.key(""), { ["agent.lua"] = SCRIPT }),
+      policy_overrides = o, user = "reader", query = query }
+    return res, audit
+  end
+
+  it("restarts a server that crashed; the call that crashed it fails and the run goes on", function()
+    local res = run("boom sleep900 echo")
+    assert.equal("completed", res.status, T.encode(res))
+    assert.matches("boom: .*mcp server flaky exited with status 1", res.result)
+    assert.matches("echo: echo echo", res.result) -- the restarted server answered
+  end)
+
+  it("opens the server's breaker after it failed twice, and its tools fail at once", function()
+    local res, audit = run("boom sleep900 boom sleep900 echo")
+    assert.equal("completed", res.status)
+    assert.matches("echo: .*circuit open for mcp:flaky", res.result)
+    local opened = T.events(audit, "breaker_opened")
+    local names = {}
+    for _, o in ipairs(opened) do names[o.breaker] = true end
+    assert.is_true(names["mcp:flaky"])
+  end)
+
+  it("times out a call that never comes back, tells the server, and ends the run with a result", function()
+    local res = run("hang echo")
+    assert.equal("completed", res.status)
+    assert.matches("hang: tool 'flaky__hang' timed out after 700 ms", res.result)
+    assert.matches("echo: echo echo", res.result) -- the server still answers the next
+  end)
+
+  it("ignores lines that are not JSON-RPC, and reads isError as the tool's refusal", function()
+    local res = run("garbage fail")
+    assert.matches("garbage: echo garbage", res.result)
+    assert.matches("fail: no, said the tool", res.result)
+  end)
+end)

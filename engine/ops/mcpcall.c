@@ -1,5 +1,6 @@
 /* mcpcall.c - a call of an MCP server's tool (mcpcall.h) */
 #include "mcpcall.h"
+#include "breaker.h"
 #include "jsonlua.h"
 #include "mcphost.h"
 #include "sandbox.h"
@@ -16,8 +17,24 @@ struct wd_mcpcall_state {
     json_t *args;
     long long timeout_ms;
     wd_mcp *conn;
-    long long id; /* the request in flight; 0 none */
+    long long id;     /* the request in flight; 0 none */
+    char breaker[64]; /* "mcp:SERVER": the server's own breaker, beside the tool's */
+    int admitted, probe;
 };
+
+/* the server's breaker told the call's outcome: a failure of the server (it ended, did
+** not answer, answered a JSON-RPC error) counts, a tool's isError does not */
+static void server_outcome(wd_run *r, int ok)
+{
+    wd_mcpcall_state *s = r->mcpcall;
+    if (!s->admitted)
+        return;
+    s->admitted = 0;
+    wd_breaker_cfg cfg = wd_run_breaker_cfg(r);
+    wd_breaker_change ch = {0};
+    wd_breakers_outcome(r->eng->breakers, s->breaker, &cfg, ok, s->probe, &ch);
+    wd_run_audit_breaker(r, s->breaker, &ch, r->tool.name, NULL);
+}
 
 static void mcp_clear(wd_run *r)
 {
@@ -35,6 +52,10 @@ void wd_mcpcall_cancel(wd_run *r, const char *why)
     r->mcpcall->id = 0; /* its callback, called by the cancel, finds nothing to settle */
     if (id > 0 && r->mcpcall->conn)
         wd_mcp_cancel(r->mcpcall->conn, id, why ? why : "the tool call was cancelled");
+    if (r->mcpcall->admitted) { /* no outcome to tell: its slot goes back */
+        r->mcpcall->admitted = 0;
+        wd_breakers_release(r->eng->breakers, r->mcpcall->breaker);
+    }
     mcp_clear(r);
 }
 
@@ -129,6 +150,7 @@ static void on_answer(void *ud, json_t *result, const char *error)
     if (!r->mcpcall || !r->mcpcall->id)
         return; /* cancelled */
     r->mcpcall->id = 0;
+    server_outcome(r, error == NULL);
     char msg[800];
     if (error)
         snprintf(msg, sizeof msg, "mcp server %s: %s", r->mcpcall->server, error);
@@ -142,7 +164,17 @@ static void mcp_start(wd_run *r)
     char why[700];
     wd_mcp *conn = NULL;
     answer a = {NULL, why};
+    snprintf(s->breaker, sizeof s->breaker, "mcp:%s", s->server);
+    wd_breaker_cfg cfg = wd_run_breaker_cfg(r);
+    wd_breaker_change ch = {0};
+    s->admitted = wd_breakers_admit(r->eng->breakers, s->breaker, &cfg, &s->probe, why, sizeof why, &ch);
+    wd_run_audit_breaker(r, s->breaker, &ch, r->tool.name, NULL);
+    if (!s->admitted) { /* the server failed often enough: its tools fail at once */
+        wd_run_settle(r, &(wd_settle){.co = r->waiting, .push = push_answer, .ud = &a, .clear = mcp_clear});
+        return;
+    }
     if (!wd_mcp_host_tool(r->eng->mcp, s->server, strlen(s->server), s->tool, &conn, why, sizeof why)) {
+        server_outcome(r, 0);
         wd_run_settle(r, &(wd_settle){.co = r->waiting, .push = push_answer, .ud = &a, .clear = mcp_clear});
         return;
     }
@@ -152,6 +184,7 @@ static void mcp_start(wd_run *r)
     s->id = wd_mcp_request(conn, "tools/call", params, s->timeout_ms + 1000, on_answer, r);
     if (s->id < 0) {
         s->id = 0;
+        server_outcome(r, 0);
         snprintf(why, sizeof why, "mcp server %s has ended", s->server);
         wd_run_settle(r, &(wd_settle){.co = r->waiting, .push = push_answer, .ud = &a, .clear = mcp_clear});
     }

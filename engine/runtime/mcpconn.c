@@ -321,6 +321,8 @@ fail:
 
 void wd_mcp_on(wd_mcp *m, wd_mcp_notify_fn notify, wd_mcp_exit_fn on_exit, void *ud)
 {
+    if (!m)
+        return;
     m->notify = notify;
     m->on_exit = on_exit;
     m->ud = ud;

@@ -11,6 +11,10 @@
 
 typedef struct server {
     struct wd_mcp_host *host;
+    const wd_mcp_server *cfg; /* in host->policy */
+    struct event *restart;    /* armed when it ended */
+    int restarts;             /* in a row, since it last listed its tools */
+    long total_restarts;
     char *name;
     wd_mcp *conn;
     json_t *tools;   /* the last list it gave */
@@ -21,6 +25,7 @@ typedef struct server {
 
 struct wd_mcp_host {
     struct event_base *base;
+    wd_policy *policy; /* the servers' configuration, as the engine started */
     server *v;
     size_t n;
 };
@@ -28,14 +33,18 @@ struct wd_mcp_host {
 static void on_tools(void *ud, json_t *init, json_t *tools, const char *error)
 {
     server *s = ud;
-    (void)init;
     s->ready = 1;
     if (error) {
-        snprintf(s->error, sizeof s->error, "mcp server %s: %s", s->name, error);
+        if (wd_mcp_running(s->conn)) /* its end, if it ended, says more */
+            snprintf(s->error, sizeof s->error, "mcp server %s: %s", s->name, error);
         return;
     }
     json_decref(s->tools);
     s->tools = json_incref(tools);
+    if (init) { /* a (re)started server is usable again */
+        s->error[0] = '\0';
+        s->restarts = 0;
+    }
 }
 
 static void on_notify(void *ud, const char *method, json_t *params)
@@ -46,10 +55,33 @@ static void on_notify(void *ud, const char *method, json_t *params)
         wd_mcp_session_tools(s->conn, s->timeout_ms, on_tools, s);
 }
 
+static void start(wd_mcp_host *h, server *s, const wd_mcp_server *m);
+
+/* ** A server that ended is started again after 0.5 s, 1 s, 2 s ... up to 30 s (the
+** count resets once it lists its tools again); its tools fail, saying why, meanwhile. */
+static void on_restart(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    server *s = arg;
+    wd_mcp_free(s->conn);
+    s->conn = NULL;
+    s->total_restarts++;
+    start(s->host, s, s->cfg);
+}
+
 static void on_end(void *ud, const char *how)
 {
     server *s = ud;
     s->ready = 1;
+    long long delay = 500LL << (s->restarts < 6 ? s->restarts : 6);
+    if (delay > 30000)
+        delay = 30000;
+    s->restarts++;
+    if (s->restart || (s->restart = evtimer_new(s->host->base, on_restart, s))) {
+        struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
+        evtimer_add(s->restart, &tv);
+    }
     const char *tail = wd_mcp_stderr(s->conn);
     size_t tl = strlen(tail);
     while (tl && (tail[tl - 1] == '\n' || tail[tl - 1] == '\r'))
@@ -113,10 +145,12 @@ wd_mcp_host *wd_mcp_host_new(struct event_base *b, const wd_policy *p)
     }
     h->base = b;
     h->n = p->n_mcp_servers;
+    h->policy = wd_policy_ref((wd_policy *)p);
     long long longest = 0;
     for (size_t i = 0; i < h->n; i++) {
         server *s = &h->v[i];
         s->host = h;
+        s->cfg = &p->mcp_servers[i];
         s->name = wd_strdup(p->mcp_servers[i].name);
         s->timeout_ms = p->mcp_servers[i].timeout_ms;
         if (s->timeout_ms > longest)
@@ -173,10 +207,14 @@ void wd_mcp_host_free(wd_mcp_host *h)
     if (!h)
         return;
     for (size_t i = 0; i < h->n; i++) {
+        if (h->v[i].restart)
+            event_free(h->v[i].restart);
+        wd_mcp_on(h->v[i].conn, NULL, NULL, NULL); /* no restart from its end now */
         wd_mcp_free(h->v[i].conn);
         json_decref(h->v[i].tools);
         free(h->v[i].name);
     }
     free(h->v);
+    wd_policy_unref(h->policy);
     free(h);
 }
