@@ -209,3 +209,63 @@ return warden.agent { name = "flaky",
     assert.matches("fail: no, said the tool", res.result)
   end)
 end)
+
+-- a server over Streamable HTTP: the official server-everything in its HTTP mode
+describe("MCP servers over Streamable HTTP", function()
+  local EVERYTHING = ROOT .. "/tools/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+  local pid, port
+
+  setup(function()
+    math.randomseed(os.time() + tonumber((T.sh("echo $$")):match("%d+")))
+    for _ = 1, 10 do
+      port = math.random(20000, 30000)
+      local log = T.tmpfile(".log")
+      local h = io.popen(("PORT=%d node %s streamableHttp >%s 2>&1 & echo $!"):format(port, EVERYTHING, log))
+      pid = h:read("l")
+      h:close()
+      local up = T.wait_for(function()
+        local text = T.read(log) or ""
+        return (text:find("listening on port", 1, true) and "up") or (text:find("in use", 1, true) and "taken")
+      end, "server-everything over HTTP", 1000)
+      if up == "up" then return end
+      os.execute("kill " .. pid .. " 2>/dev/null")
+    end
+    error("no free port for server-everything")
+  end)
+  teardown(function() if pid then os.execute("kill " .. pid .. " 2>/dev/null") end end)
+
+  it("lists its tools and calls one through the pipeline, in a session", function()
+    local agent = T.agent("every" .. T.key(""), { ["agent.lua"] = [[
+return warden.agent { name = "every", tools = { "every__echo", "every__get-sum" }, run = function(q, ctx)
+  local a = ctx:call_tool("every__echo", { message = q })
+  local b = ctx:call_tool("every__get-sum", { a = 2, b = 3 })
+  return (a.text or a.error) .. " | " .. (b.text or b.error)
+end }
+]] })
+    local res = T.run { agent = agent, user = "reader", query = "over http",
+      policy_overrides = {
+        mcp = { servers = { every = { url = ("http://127.0.0.1:%d/mcp"):format(port), timeout_ms = "15s",
+          headers = { ["X-Warden-Spec"] = "yes" } } } },
+        tools = { ["every__*"] = { permission = "read", risk = "low" } } } }
+    assert.equal("completed", res.status, T.encode(res))
+    assert.matches("over http", res.result)
+    assert.matches("5", res.result)
+  end)
+
+  it("refuses a tool the policy does not cover, and says when the server cannot be reached", function()
+    local agent = T.agent("every2" .. T.key(""), { ["agent.lua"] = [[
+return warden.agent { name = "every2", tools = { "every__echo" }, run = function(q, ctx)
+  local a = ctx:call_tool("every__echo", { message = q })
+  return a.error or a.text
+end }
+]] })
+    local res = T.run { agent = agent, user = "reader", query = "x",
+      policy_overrides = { mcp = { servers = { every = { url = ("http://127.0.0.1:%d/mcp"):format(port) } } } } }
+    assert.equal("tool 'every__echo' is not declared in the policy: blocked", res.result)
+    local dead = T.run { agent = agent, user = "reader", query = "x", policy_overrides = {
+      mcp = { servers = { every = { url = "http://127.0.0.1:1/mcp", timeout_ms = "2s" } } },
+      tools = { ["every__*"] = { permission = "read" } } } }
+    assert.equal("failed", dead.status)
+    assert.matches("every__echo.*mcp server every", dead.errors[1])
+  end)
+end)

@@ -8,7 +8,7 @@
 #include <string.h>
 
 static const char *const MCP_KEYS[] = {"servers", NULL};
-static const char *const SERVER_KEYS[] = {"command", "env", "cwd", "timeout_ms", NULL};
+static const char *const SERVER_KEYS[] = {"command", "env", "cwd", "timeout_ms", "url", "headers", NULL};
 
 /* a server's name: lowercase letters, digits and single '-' or '_', at most 32, never
 ** "__" (the separator of NAME__TOOL) */
@@ -28,7 +28,7 @@ static void load_command(wd_yread *c, const wd_ynode *v, const char *where, wd_m
 {
     const wd_ynode *cmd = wd_ydoc_get(v, "command");
     if (!cmd) {
-        wd_yread_err(c, v, "%s has no command; add command: [program, arguments...]", where);
+        wd_yread_err(c, v, "%s has no command; add command: [program, arguments...] (or url: for HTTP)", where);
         return;
     }
     if (cmd->kind != WD_Y_SEQ || !cmd->n || cmd->n > 256) {
@@ -46,39 +46,39 @@ static void load_command(wd_yread *c, const wd_ynode *v, const char *where, wd_m
     }
 }
 
-/* env: NAME: "value" or NAME: {from_env: VARIABLE} */
-static void load_env(wd_yread *c, const wd_ynode *e, const char *where, wd_mcp_server *m)
+/* env (or headers): NAME: "value" or NAME: {from_env: VARIABLE}, into the three lists
+** and their count */
+static void load_env(wd_yread *c, const wd_ynode *e, const char *sub, char ***names, char ***values, char ***from,
+                     size_t *count)
 {
-    char sub[200];
-    snprintf(sub, sizeof sub, "%s.env", where);
     if (wd_yread_map(c, e, sub, NULL) < 0)
         return;
     size_t n = e->n / 2;
-    m->env_names = calloc(n + 1, sizeof *m->env_names);
-    m->env_values = calloc(n + 1, sizeof *m->env_values);
-    m->env_from = calloc(n + 1, sizeof *m->env_from);
-    if (!m->env_names || !m->env_values || !m->env_from)
+    char **nv = *names = calloc(n + 1, sizeof **names), **vv = *values = calloc(n + 1, sizeof **values),
+         **fv = *from = calloc(n + 1, sizeof **from);
+    if (!nv || !vv || !fv)
         return;
     for (size_t i = 0; i + 1 < e->n; i += 2) {
         const char *k = e->kids[i]->str;
         const wd_ynode *v = e->kids[i + 1];
-        int ok = *k && !strchr(k, '=') &&
-                 strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") == strlen(k);
+        int ok = *k && strlen(k) <= 128 &&
+                 strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") == strlen(k);
         if (!ok) {
-            wd_yread_err(c, e->kids[i], "%s.%s: a variable name is letters, digits and _", sub, k);
+            wd_yread_err(c, e->kids[i], "%s.%s: a name is letters, digits, _ and - (at most 128)", sub, k);
             continue;
         }
-        const wd_ynode *from = v->kind == WD_Y_MAP ? wd_ydoc_get(v, "from_env") : NULL;
-        if (v->kind == WD_Y_SCALAR) {
-            m->env_values[m->n_env] = wd_strdup(v->str);
-        } else if (from && from->kind == WD_Y_SCALAR && from->len && v->n == 2) {
-            m->env_from[m->n_env] = wd_strdup(from->str);
+        const wd_ynode *src = v->kind == WD_Y_MAP ? wd_ydoc_get(v, "from_env") : NULL;
+        if (v->kind == WD_Y_SCALAR && !strpbrk(v->str, "\r\n")) {
+            vv[*count] = wd_strdup(v->str);
+        } else if (src && src->kind == WD_Y_SCALAR && src->len && v->n == 2) {
+            fv[*count] = wd_strdup(src->str);
         } else {
-            wd_yread_err(c, v, "%s.%s must be a string, or {from_env: VARIABLE} (a secret kept out of the policy)", sub,
-                         k);
+            wd_yread_err(c, v,
+                         "%s.%s must be one line of text, or {from_env: VARIABLE} (a secret kept out of the policy)",
+                         sub, k);
             continue;
         }
-        m->env_names[m->n_env++] = wd_strdup(k);
+        nv[(*count)++] = wd_strdup(k);
     }
 }
 
@@ -109,10 +109,26 @@ void wd_policy_load_mcp(wd_yread *c, const wd_ynode *n)
         m->timeout_ms = 10000;
         if (wd_yread_map(c, v, where, SERVER_KEYS) < 0)
             continue;
-        load_command(c, v, where, m);
-        const wd_ynode *e = wd_ydoc_get(v, "env");
-        if (e)
-            load_env(c, e, where, m);
+        char sub[200];
+        wd_yread_str(c, v, "url", where, &m->url);
+        if (m->url) {
+            if (strncmp(m->url, "http://", 7) && strncmp(m->url, "https://", 8))
+                wd_yread_err(c, wd_ydoc_get(v, "url"), "%s.url must be an http or https URL", where);
+            if (wd_ydoc_get(v, "command") || wd_ydoc_get(v, "env") || wd_ydoc_get(v, "cwd"))
+                wd_yread_err(c, v, "%s: a server is a command (stdio) or a url (Streamable HTTP), not both", where);
+            const wd_ynode *h = wd_ydoc_get(v, "headers");
+            snprintf(sub, sizeof sub, "%s.headers", where);
+            if (h)
+                load_env(c, h, sub, &m->header_names, &m->header_values, &m->header_from, &m->n_headers);
+        } else {
+            if (wd_ydoc_get(v, "headers"))
+                wd_yread_err(c, wd_ydoc_get(v, "headers"), "%s.headers go with a url", where);
+            load_command(c, v, where, m);
+            const wd_ynode *e = wd_ydoc_get(v, "env");
+            snprintf(sub, sizeof sub, "%s.env", where);
+            if (e)
+                load_env(c, e, sub, &m->env_names, &m->env_values, &m->env_from, &m->n_env);
+        }
         wd_yread_str(c, v, "cwd", where, &m->cwd);
         wd_yread_dur(c, v, "timeout_ms", where, &m->timeout_ms, 100, 600000);
     }
@@ -137,6 +153,10 @@ void wd_policy_mcp_free(wd_policy *p)
 {
     for (size_t i = 0; i < p->n_mcp_servers; i++) {
         wd_mcp_server *m = &p->mcp_servers[i];
+        free_list(m->header_names, m->n_headers);
+        free_list(m->header_values, m->n_headers);
+        free_list(m->header_from, m->n_headers);
+        free(m->url);
         size_t argc = 0;
         while (m->argv && m->argv[argc])
             argc++;

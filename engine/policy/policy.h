@@ -72,6 +72,9 @@ typedef struct wd_mcp_server {
     size_t n_env;
     char *cwd;            /* NULL: warden's */
     long long timeout_ms; /* its start, the handshake and the listing of its tools: default 10 s */
+    char *url;            /* over Streamable HTTP instead of a command */
+    char **header_names, **header_values, **header_from; /* headers: like env */
+    size_t n_headers;
 } wd_mcp_server;
 
 /* notify.webhooks[i] */

@@ -2,6 +2,7 @@
 #include "mcpconn.h"
 #include "jsonrpc.h"
 #include "util.h"
+#include "http.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -21,6 +22,7 @@ typedef struct pending {
     long long timeout_ms;
     struct event *timer;
     wd_mcp *m;
+    wd_http_req *hreq; /* over HTTP: its POST in flight */
     struct pending *next;
 } pending;
 
@@ -42,6 +44,12 @@ struct wd_mcp {
     wd_mcp_notify_fn notify;
     wd_mcp_exit_fn on_exit;
     void *ud;
+    /* Streamable HTTP (wd_mcp_connect): every message a POST to url */
+    char *url;
+    char **headers; /* "Name: value", the policy's */
+    size_t nheaders;
+    char *session; /* Mcp-Session-Id, once the server gave one */
+    wd_http *client;
 };
 
 /* ---- the child ------------------------------------------------------------- */
@@ -97,6 +105,7 @@ static void settle(pending *p, json_t *result, const char *error)
 {
     if (p->timer)
         event_free(p->timer);
+    wd_http_cancel(p->hreq); /* over HTTP, a POST whose answer nobody waits for now */
     p->cb(p->ud, result, error);
     free(p);
 }
@@ -149,8 +158,12 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
     flush_out(arg);
 }
 
+static int post(wd_mcp *m, json_t *msg, pending *p);
+
 static int send_msg(wd_mcp *m, json_t *msg)
 {
+    if (m->url)
+        return post(m, msg, NULL);
     int rc = m->running && wd_rpc_write(&m->out, msg) == 0 ? 0 : -1;
     json_decref(msg);
     if (rc == 0)
@@ -335,11 +348,11 @@ long long wd_mcp_request(wd_mcp *m, const char *method, json_t *params, long lon
         json_decref(params);
         return -1;
     }
-    *p = (pending){m->next_id++, cb, ud, timeout_ms, NULL, m, m->pend};
+    *p = (pending){m->next_id++, cb, ud, timeout_ms, NULL, m, NULL, m->pend};
     json_t *msg = json_pack("{s:s,s:I,s:s}", "jsonrpc", "2.0", "id", (json_int_t)p->id, "method", method);
     if (params)
         json_object_set_new(msg, "params", params);
-    if (send_msg(m, msg) < 0) {
+    if ((m->url ? post(m, msg, p) : send_msg(m, msg)) < 0) {
         free(p);
         return -1;
     }
@@ -397,9 +410,162 @@ void wd_mcp_free(wd_mcp *m)
     for (int i = 0; i < 4; i++)
         if (fds[i] >= 0)
             close(fds[i]);
+    wd_http_free(m->client); /* after fail_all: each POST cancelled with its request */
+    for (size_t i = 0; i < m->nheaders; i++)
+        free(m->headers[i]);
+    free(m->headers);
+    free(m->url);
+    free(m->session);
     wd_buf_free(&m->out);
     wd_buf_free(&m->err_tail);
     wd_rpc_reader_free(&m->rd);
     free(m->name);
     free(m);
+}
+
+/* ---- Streamable HTTP ------------------------------------------------------------ */
+
+/* ** Streamable HTTP (MCP 2025-06-18): each message a POST of its own; the answer is
+** application/json (one message) or text/event-stream (events whose data are messages,
+** the response among them); a notification gets 202. The session the server names in
+** Mcp-Session-Id at initialize goes with every later POST, with the protocol version.
+** The server's own stream (GET) is not opened: its notifications are not followed. */
+
+/* the data of each SSE event in body, as messages */
+static void sse_messages(wd_mcp *m, const char *body, size_t len)
+{
+    wd_buf data = {0};
+    const char *end = body + len;
+    for (const char *line = body; line < end;) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        size_t n = nl ? (size_t)(nl - line) : (size_t)(end - line);
+        if (n && line[n - 1] == '\r')
+            n--;
+        if (n == 0) { /* an event ends */
+            if (data.len) {
+                wd_rpc_feed(&m->rd, data.p, data.len, on_line, m);
+                wd_rpc_feed(&m->rd, "\n", 1, on_line, m);
+            }
+            data.len = 0;
+        } else if (n >= 5 && !strncmp(line, "data:", 5)) {
+            const char *v = line + 5 + (n > 5 && line[5] == ' ');
+            wd_buf_add(&data, v, (size_t)(line + n - v));
+        }
+        line = nl ? nl + 1 : end;
+    }
+    if (data.len) { /* the last event, without its blank line */
+        wd_rpc_feed(&m->rd, data.p, data.len, on_line, m);
+        wd_rpc_feed(&m->rd, "\n", 1, on_line, m);
+    }
+    wd_buf_free(&data);
+}
+
+/* the messages of a POST's answer: their responses settle what they answer */
+static void read_answer(wd_mcp *m, const wd_http_resp *resp)
+{
+    const char *type = "";
+    for (size_t i = 0; i < resp->nheaders; i++) {
+        if (!strcmp(resp->headers[i].name, "mcp-session-id") && !m->session)
+            m->session = wd_strdup(resp->headers[i].value);
+        if (!strcmp(resp->headers[i].name, "content-type"))
+            type = resp->headers[i].value;
+    }
+    if (!strncmp(type, "text/event-stream", 17)) {
+        sse_messages(m, resp->body, resp->len);
+    } else if (resp->len) {
+        wd_rpc_feed(&m->rd, resp->body, resp->len, on_line, m);
+        wd_rpc_feed(&m->rd, "\n", 1, on_line, m);
+    }
+}
+
+/* a request's POST answered (p is still pending: a settled one's POST is cancelled) */
+static void on_posted(const wd_http_resp *resp, void *ud)
+{
+    pending *p = ud;
+    wd_mcp *m = p->m;
+    long long id = p->id;
+    p->hreq = NULL; /* done: nothing to cancel */
+    char why[400];
+    if (resp->fail != WD_HTTP_OK) {
+        snprintf(why, sizeof why, "%s", resp->error ? resp->error : "the request failed");
+    } else if (resp->status >= 200 && resp->status < 300) {
+        read_answer(m, resp); /* may settle p */
+        snprintf(why, sizeof why, "the answer held no response to request %lld", id);
+    } else {
+        snprintf(why, sizeof why, "HTTP %ld: %.200s", resp->status, resp->body ? resp->body : "");
+    }
+    if ((p = take(m, id))) /* still here: nothing answered it */
+        settle(p, NULL, why);
+}
+
+/* a notification's POST answered (202, or messages to read) */
+static void on_noted(const wd_http_resp *resp, void *ud)
+{
+    if (resp->fail == WD_HTTP_OK && resp->status >= 200 && resp->status < 300)
+        read_answer(ud, resp);
+}
+
+static int post(wd_mcp *m, json_t *msg, pending *p)
+{
+    wd_buf body = {0};
+    int rc = wd_rpc_write(&body, msg);
+    json_decref(msg);
+    if (rc < 0) {
+        wd_buf_free(&body);
+        return -1;
+    }
+    const char *hs[64];
+    char sid[300];
+    size_t n = 0;
+    hs[n++] = "Content-Type: application/json";
+    hs[n++] = "Accept: application/json, text/event-stream";
+    if (m->session) {
+        snprintf(sid, sizeof sid, "Mcp-Session-Id: %.250s", m->session);
+        hs[n++] = sid;
+        hs[n++] = "MCP-Protocol-Version: 2025-06-18";
+    }
+    for (size_t i = 0; i < m->nheaders && n < 64; i++)
+        hs[n++] = m->headers[i];
+    wd_http_opts o = {.method = "POST",
+                      .url = m->url,
+                      .headers = hs,
+                      .nheaders = n,
+                      .body = body.p,
+                      .body_len = body.len,
+                      .connect_ms = 5000,
+                      .read_ms = p && p->timeout_ms > 0 ? p->timeout_ms + 1000 : 30000,
+                      .max_body = m->rd.max_line};
+    char err[300];
+    wd_http_req *q = p ? wd_http_start(m->client, &o, on_posted, p, err, sizeof err)
+                       : wd_http_start(m->client, &o, on_noted, m, err, sizeof err);
+    wd_buf_free(&body);
+    if (!q)
+        return -1;
+    if (p)
+        p->hreq = q;
+    return 0;
+}
+
+wd_mcp *wd_mcp_connect(struct event_base *b, const wd_mcp_opts *o, char *err, size_t n)
+{
+    wd_mcp *m = calloc(1, sizeof *m);
+    if (!m || !o->url || !(m->client = wd_http_new(b))) {
+        snprintf(err, n, "mcp server %s: %s", o->name, m && !o->url ? "no url" : "cannot start libcurl");
+        wd_mcp_free(m);
+        return NULL;
+    }
+    m->name = wd_strdup(o->name ? o->name : "?");
+    m->base = b;
+    m->fd_in = m->fd_out = m->fd_err = m->pidfd = -1;
+    m->rd.max_line = o->max_line ? o->max_line : 8u << 20;
+    m->err_cap = 1;
+    m->next_id = 1;
+    m->url = wd_strdup(o->url);
+    for (size_t i = 0; o->headers && o->headers[i]; i++)
+        m->nheaders++;
+    m->headers = calloc(m->nheaders + 1, sizeof *m->headers);
+    for (size_t i = 0; m->headers && i < m->nheaders; i++)
+        m->headers[i] = wd_strdup(o->headers[i]);
+    m->running = 1; /* a server over HTTP is reachable until a request says otherwise */
+    return m;
 }

@@ -93,30 +93,34 @@ static void on_end(void *ud, const char *how)
              last);
 }
 
-/* env for the child: NAME=value, values from the policy or from warden's environment */
-static char **child_env(const wd_mcp_server *m)
+/* NAME<sep>value for each pair, values from the policy or from warden's environment
+** (a variable that is not set is left out); caller frees each and the list */
+static char **pairs(char **names, char **values, char **from, size_t n, const char *sep)
 {
-    char **env = calloc(m->n_env + 1, sizeof *env);
+    char **out = calloc(n + 1, sizeof *out);
     size_t k = 0;
-    for (size_t i = 0; env && i < m->n_env; i++) {
-        const char *v = m->env_values[i] ? m->env_values[i] : getenv(m->env_from[i]);
-        if (v && asprintf(&env[k], "%s=%s", m->env_names[i], v) >= 0)
+    for (size_t i = 0; out && i < n; i++) {
+        const char *v = values[i] ? values[i] : getenv(from[i]);
+        if (v && asprintf(&out[k], "%s%s%s", names[i], sep, v) >= 0)
             k++;
     }
-    return env;
+    return out;
 }
 
 static void start(wd_mcp_host *h, server *s, const wd_mcp_server *m)
 {
     char err[400];
-    char **env = child_env(m);
-    wd_mcp_opts o = {.name = m->name, .argv = m->argv, .env = env, .cwd = m->cwd};
-    s->conn = m->argv ? wd_mcp_spawn(h->base, &o, err, sizeof err) : NULL;
+    char **env = m->url ? pairs(m->header_names, m->header_values, m->header_from, m->n_headers, ": ")
+                        : pairs(m->env_names, m->env_values, m->env_from, m->n_env, "=");
+    wd_mcp_opts o = {.name = m->name, .argv = m->argv, .env = env, .cwd = m->cwd, .url = m->url, .headers = env};
+    s->conn = m->url    ? wd_mcp_connect(h->base, &o, err, sizeof err)
+              : m->argv ? wd_mcp_spawn(h->base, &o, err, sizeof err)
+                        : NULL;
     for (size_t i = 0; env && env[i]; i++)
         free(env[i]);
     free(env);
     if (!s->conn) {
-        snprintf(s->error, sizeof s->error, "%s", m->argv ? err : "no command");
+        snprintf(s->error, sizeof s->error, "%s", m->argv || m->url ? err : "no command");
         s->ready = 1;
         return;
     }
