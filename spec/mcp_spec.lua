@@ -180,10 +180,13 @@ return warden.agent { name = "flaky",
   end
 
   it("restarts a server that crashed; the call that crashed it fails and the run goes on", function()
-    local res = run("boom sleep900 echo")
+    local res, audit = run("boom sleep900 echo")
     assert.equal("completed", res.status, T.encode(res))
-    assert.matches("boom: .*mcp server flaky exited with status 1", res.result)
+    assert.matches("boom: .*mcp server flaky exited with status 1: flaky: boom, as asked", res.result)
     assert.matches("echo: echo echo", res.result) -- the restarted server answered
+    -- its stderr is kept beside the audit log
+    local log = T.read(audit:match("^(.*)/[^/]*$") .. "/mcp-flaky.stderr.log")
+    assert.matches("flaky: boom, as asked", log)
   end)
 
   it("opens the server's breaker after it failed twice, and its tools fail at once", function()
@@ -267,5 +270,46 @@ end }
       tools = { ["every__*"] = { permission = "read" } } } }
     assert.equal("failed", dead.status)
     assert.matches("every__echo.*mcp server every", dead.errors[1])
+  end)
+end)
+
+-- what server-everything's tools give back, over stdio
+describe("MCP results", function()
+  local EVERYTHING = ROOT .. "/tools/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+  local SCRIPT = [[
+local json = require("cjson")
+return warden.agent { name = "results",
+  tools = { "every__get-tiny-image", "every__get-structured-content", "every__trigger-long-running-operation" },
+  run = function(q, ctx)
+    local plan = json.decode(q)
+    local r = ctx:call_tool(plan[1], plan[2])
+    return json.encode(r)
+  end }
+]]
+  local function call(tool, args, timeout)
+    local res = T.run { agent = T.agent("results" .. T.key(""), { ["agent.lua"] = SCRIPT }), user = "reader",
+      query = T.encode({ tool, args }), policy_overrides = {
+        mcp = { servers = { every = { command = { "node", EVERYTHING, "stdio" }, timeout_ms = "20s" } } },
+        tools = { ["every__*"] = { permission = "read", risk = "low", timeout_ms = timeout or 10000 } } } }
+    assert.equal("completed", res.status, T.encode(res))
+    return T.decode(res.result)
+  end
+
+  it("gives image blocks and structured content as tables", function()
+    local img = call("every__get-tiny-image", {})
+    local kinds = {}
+    for _, c in ipairs(img.content) do kinds[c.type] = c end
+    assert.is_truthy(kinds.image, T.encode(img))
+    assert.equal("image/png", kinds.image.mimeType)
+    assert.is_true(#kinds.image.data > 20)
+    local st = call("every__get-structured-content", { location = "New York" })
+    assert.is_number(st.structuredContent.temperature)
+  end)
+
+  it("waits for a long operation within the tool's time, and cuts one that takes longer", function()
+    local done = call("every__trigger-long-running-operation", { duration = 1, steps = 2 })
+    assert.matches("[Cc]ompleted", done.text)
+    local cut = call("every__trigger-long-running-operation", { duration = 5, steps = 5 }, 800)
+    assert.equal("tool 'every__trigger-long-running-operation' timed out after 800 ms", cut.error)
   end)
 end)

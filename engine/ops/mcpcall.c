@@ -152,7 +152,9 @@ static void on_answer(void *ud, json_t *result, const char *error)
     r->mcpcall->id = 0;
     server_outcome(r, error == NULL);
     char msg[800];
-    if (error)
+    if (error && !strncmp(error, "mcp server ", 11)) /* the connection's own messages name the server */
+        snprintf(msg, sizeof msg, "%s", error);
+    else if (error)
         snprintf(msg, sizeof msg, "mcp server %s: %s", r->mcpcall->server, error);
     answer a = {result, error ? msg : NULL};
     wd_run_settle(r, &(wd_settle){.co = r->waiting, .push = push_answer, .ud = &a, .clear = mcp_clear});

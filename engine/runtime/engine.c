@@ -602,7 +602,7 @@ wd_engine *wd_engine_create(const wd_engine_opts *o, const wd_engine_hooks *h, c
         wd_errf(err, errlen, "libcurl cannot start");
         goto fail;
     }
-    e->mcp = wd_mcp_host_new(e->base, e->policy); /* waits for their tools */
+    e->mcp = wd_mcp_host_new(e->base, e->policy, wd_audit_path(e->audit)); /* waits for their tools */
     e->ready_ev = event_new(e->base, -1, 0, on_ready, e);
     e->flush_ev = event_new(e->base, -1, EV_PERSIST, on_flush, e);
     e->deliver_ev = event_new(e->base, -1, 0, wd_run_deliver, e);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,6 +38,9 @@ struct wd_mcp {
     wd_rpc_reader rd;
     wd_buf err_tail;
     size_t err_cap;
+    int log_fd;     /* its stderr's log file, or -1 */
+    char *log_path; /* rotated to PATH.1 past WD_MCP_LOG_CAP */
+    long long log_size;
     long garbage;
     long long next_id;
     pending *pend;
@@ -224,6 +228,28 @@ static void on_stdout(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* the log of its stderr: appended, and rotated to PATH.1 past WD_MCP_LOG_CAP (one older
+** file kept) */
+static void log_stderr(wd_mcp *m, const char *p, size_t n)
+{
+    if (m->log_fd < 0)
+        return;
+    if (m->log_size + (long long)n > WD_MCP_LOG_CAP) {
+        char old[4200];
+        snprintf(old, sizeof old, "%s.1", m->log_path);
+        close(m->log_fd);
+        rename(m->log_path, old);
+        m->log_fd = open(m->log_path, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        wd_file_own_like_dir(m->log_fd, m->log_path);
+        m->log_size = 0;
+        if (m->log_fd < 0)
+            return;
+    }
+    ssize_t w = write(m->log_fd, p, n);
+    if (w > 0)
+        m->log_size += w;
+}
+
 static void on_stderr(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -236,6 +262,7 @@ static void on_stderr(evutil_socket_t fd, short what, void *arg)
         return;
     }
     wd_buf_add(&m->err_tail, buf, (size_t)n);
+    log_stderr(m, buf, (size_t)n);
     if (m->err_tail.len > m->err_cap) { /* keep the tail */
         size_t cut = m->err_tail.len - m->err_cap;
         memmove(m->err_tail.p, m->err_tail.p + cut, m->err_tail.len - cut + 1);
@@ -258,8 +285,16 @@ static void on_exit_ev(evutil_socket_t fd, short what, void *arg)
         snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
     else
         snprintf(how, sizeof how, "killed by signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    char why[300];
-    snprintf(why, sizeof why, "mcp server %s %s", m->name, how);
+    char why[600];
+    /* its last line on stderr says the most */
+    const char *tail = wd_mcp_stderr(m);
+    size_t tl = strlen(tail);
+    while (tl && (tail[tl - 1] == '\n' || tail[tl - 1] == '\r'))
+        tl--;
+    const char *last = tail + tl;
+    while (last > tail && last[-1] != '\n')
+        last--;
+    snprintf(why, sizeof why, "mcp server %s %s%s%.*s", m->name, how, tl ? ": " : "", (int)(tail + tl - last), last);
     fail_all(m, why);
     if (m->on_exit)
         m->on_exit(m->ud, how);
@@ -299,6 +334,14 @@ wd_mcp *wd_mcp_spawn(struct event_base *b, const wd_mcp_opts *o, char *err, size
     m->rd.max_line = o->max_line ? o->max_line : 8u << 20;
     m->err_cap = o->stderr_cap ? o->stderr_cap : 64u << 10;
     m->next_id = 1;
+    m->log_fd = -1;
+    if (o->stderr_log) {
+        m->log_path = wd_strdup(o->stderr_log);
+        m->log_fd = open(o->stderr_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        wd_file_own_like_dir(m->log_fd, o->stderr_log);
+        struct stat st;
+        m->log_size = m->log_fd >= 0 && fstat(m->log_fd, &st) == 0 ? (long long)st.st_size : 0;
+    }
     if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0)
         goto fail;
     m->pid = fork();
@@ -411,6 +454,9 @@ void wd_mcp_free(wd_mcp *m)
         if (fds[i] >= 0)
             close(fds[i]);
     wd_http_free(m->client); /* after fail_all: each POST cancelled with its request */
+    if (m->log_fd >= 0)
+        close(m->log_fd);
+    free(m->log_path);
     for (size_t i = 0; i < m->nheaders; i++)
         free(m->headers[i]);
     free(m->headers);
@@ -549,6 +595,8 @@ static int post(wd_mcp *m, json_t *msg, pending *p)
 wd_mcp *wd_mcp_connect(struct event_base *b, const wd_mcp_opts *o, char *err, size_t n)
 {
     wd_mcp *m = calloc(1, sizeof *m);
+    if (m) /* before any free: no descriptor of ours is 0 */
+        m->fd_in = m->fd_out = m->fd_err = m->pidfd = m->log_fd = -1;
     if (!m || !o->url || !(m->client = wd_http_new(b))) {
         snprintf(err, n, "mcp server %s: %s", o->name, m && !o->url ? "no url" : "cannot start libcurl");
         wd_mcp_free(m);
@@ -556,7 +604,7 @@ wd_mcp *wd_mcp_connect(struct event_base *b, const wd_mcp_opts *o, char *err, si
     }
     m->name = wd_strdup(o->name ? o->name : "?");
     m->base = b;
-    m->fd_in = m->fd_out = m->fd_err = m->pidfd = -1;
+    m->fd_in = m->fd_out = m->fd_err = m->pidfd = m->log_fd = -1;
     m->rd.max_line = o->max_line ? o->max_line : 8u << 20;
     m->err_cap = 1;
     m->next_id = 1;

@@ -11,15 +11,18 @@
 struct event_base;
 typedef struct wd_mcp wd_mcp;
 
+#define WD_MCP_LOG_CAP (1LL << 20) /* a server's stderr log: rotated past 1 MiB */
+
 typedef struct wd_mcp_opts {
-    const char *name;     /* the server's name in the policy: messages say it */
-    char *const *argv;    /* the command (argv[0] looked up in PATH), NULL-terminated */
-    char *const *env;     /* NAME=VALUE beside PATH, HOME and LANG (the only variables it gets); may be NULL */
-    const char *cwd;      /* its working directory; NULL: warden's */
-    size_t max_line;      /* a longer message is dropped and counted as garbage; 0: 8 MiB */
-    size_t stderr_cap;    /* the tail of its stderr kept; 0: 64 KiB */
-    const char *url;      /* wd_mcp_connect: the server's Streamable HTTP endpoint */
-    char *const *headers; /* wd_mcp_connect: "Name: value" sent with every request; may be NULL */
+    const char *name;       /* the server's name in the policy: messages say it */
+    char *const *argv;      /* the command (argv[0] looked up in PATH), NULL-terminated */
+    char *const *env;       /* NAME=VALUE beside PATH, HOME and LANG (the only variables it gets); may be NULL */
+    const char *cwd;        /* its working directory; NULL: warden's */
+    size_t max_line;        /* a longer message is dropped and counted as garbage; 0: 8 MiB */
+    size_t stderr_cap;      /* the tail of its stderr kept; 0: 64 KiB */
+    const char *stderr_log; /* a file its stderr is appended to (rotated to .1 past 1 MiB); may be NULL */
+    const char *url;        /* wd_mcp_connect: the server's Streamable HTTP endpoint */
+    char *const *headers;   /* wd_mcp_connect: "Name: value" sent with every request; may be NULL */
 } wd_mcp_opts;
 
 /* a response: result (borrowed) or error (NULL on success); called exactly once */

@@ -26,6 +26,7 @@ typedef struct server {
 struct wd_mcp_host {
     struct event_base *base;
     wd_policy *policy; /* the servers' configuration, as the engine started */
+    char *log_dir;     /* the servers' stderr logs go there */
     server *v;
     size_t n;
 };
@@ -112,7 +113,15 @@ static void start(wd_mcp_host *h, server *s, const wd_mcp_server *m)
     char err[400];
     char **env = m->url ? pairs(m->header_names, m->header_values, m->header_from, m->n_headers, ": ")
                         : pairs(m->env_names, m->env_values, m->env_from, m->n_env, "=");
-    wd_mcp_opts o = {.name = m->name, .argv = m->argv, .env = env, .cwd = m->cwd, .url = m->url, .headers = env};
+    char log[4200];
+    snprintf(log, sizeof log, "%s/mcp-%s.stderr.log", h->log_dir ? h->log_dir : ".", m->name);
+    wd_mcp_opts o = {.name = m->name,
+                     .argv = m->argv,
+                     .env = env,
+                     .cwd = m->cwd,
+                     .url = m->url,
+                     .headers = env,
+                     .stderr_log = h->log_dir ? log : NULL};
     s->conn = m->url    ? wd_mcp_connect(h->base, &o, err, sizeof err)
               : m->argv ? wd_mcp_spawn(h->base, &o, err, sizeof err)
                         : NULL;
@@ -138,7 +147,7 @@ static int64_t mono_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-wd_mcp_host *wd_mcp_host_new(struct event_base *b, const wd_policy *p)
+wd_mcp_host *wd_mcp_host_new(struct event_base *b, const wd_policy *p, const char *audit_path)
 {
     if (!p->n_mcp_servers)
         return NULL;
@@ -150,6 +159,12 @@ wd_mcp_host *wd_mcp_host_new(struct event_base *b, const wd_policy *p)
     h->base = b;
     h->n = p->n_mcp_servers;
     h->policy = wd_policy_ref((wd_policy *)p);
+    h->log_dir = audit_path ? wd_strdup(audit_path) : NULL;
+    char *slash = h->log_dir ? strrchr(h->log_dir, '/') : NULL;
+    if (slash)
+        *slash = '\0';
+    else if (h->log_dir)
+        strcpy(h->log_dir, ".");
     long long longest = 0;
     for (size_t i = 0; i < h->n; i++) {
         server *s = &h->v[i];
@@ -220,5 +235,6 @@ void wd_mcp_host_free(wd_mcp_host *h)
     }
     free(h->v);
     wd_policy_unref(h->policy);
+    free(h->log_dir);
     free(h);
 }

@@ -13,8 +13,10 @@
 struct event_base;
 typedef struct wd_mcp_host wd_mcp_host;
 
-/* p's servers started on b and waited for; NULL only when p has none (or out of memory) */
-wd_mcp_host *wd_mcp_host_new(struct event_base *b, const wd_policy *p);
+/* p's servers started on b and waited for; NULL only when p has none (or out of memory).
+** Each stdio server's stderr goes beside the audit log (audit_path's directory), into
+** mcp-NAME.stderr.log (audit_path NULL: nowhere) */
+wd_mcp_host *wd_mcp_host_new(struct event_base *b, const wd_policy *p, const char *audit_path);
 /* the tool `tool` of the server named by server[0..len): its definition as the server
 ** listed it (borrowed) and the connection to call it on; NULL with why (the server is
 ** not configured, did not start, has ended, or lists no such tool) into why */

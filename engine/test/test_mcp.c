@@ -189,7 +189,7 @@ TEST(test_a_server_that_dies)
     CHECK(wd_mcp_request(m, "initialize", NULL, 5000, on_answer, &w) > 0);
     CHECK(loop_until(b, &end.exited, 5000));
     CHECK(w.done);
-    CHECK_STR(w.error, "mcp server fake exited with status 3");
+    CHECK_STR(w.error, "mcp server fake exited with status 3: something went wrong"); /* its last words */
     CHECK_STR(end.how, "exited with status 3");
     CHECK_HAS(wd_mcp_stderr(m), "something went wrong");
     CHECK(!wd_mcp_running(m));
