@@ -251,8 +251,10 @@ tsan: deps
 	@set -e; for t in $(TSAN_TESTS); do TSAN_OPTIONS=halt_on_error=1 build-tsan/test/$$t; done
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_tool $(BUILD)/bench/bench_runs $(BUILD)/fakellm $(BUILD)/wdload
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_tool $(BUILD)/bench/bench_runs $(BUILD)/bench/bench_mcp \
+	  $(BUILD)/fakellm $(BUILD)/wdload
 	./$(BUILD)/bench/bench_tool 200000
+	bash bench/mcp_bench.sh $(BUILD) 2000
 	./$(BUILD)/bench/bench_runs 100 1000
 	./$(BUILD)/bench/bench_runs --workers 1 1000
 	./$(BUILD)/bench/bench_runs --workers 1 --agent bench/agents/react_watched 1000
