@@ -313,3 +313,20 @@ return warden.agent { name = "results",
     assert.equal("tool 'every__trigger-long-running-operation' timed out after 800 ms", cut.error)
   end)
 end)
+
+describe("agents that list MCP tools", function()
+  it("pass warden check, which leaves their tools to the server's list", function()
+    local pol = T.policy({ mcp = { servers = { files = { command = { "node", FS, "/tmp" } } } },
+      tools = { ["files__*"] = { permission = "read" } } })
+    local dir = T.agent("checked" .. T.key(""), { ["agent.lua"] = AGENT })
+    local out, rc = T.sh(("%s check %s --policy %s"):format(T.bin, dir, pol))
+    assert.equal(0, rc, out)
+    -- a tool of no server is still a script that must exist
+    local dir2 = T.agent("checked2" .. T.key(""), { ["agent.lua"] =
+      'return warden.agent { name = "c2", model = "default", tools = { "files_read" } }' })
+    local pol2 = T.policy({ tools = { files_read = { permission = "read" } } })
+    out, rc = T.sh(("%s check %s --policy %s"):format(T.bin, dir2, pol2))
+    assert.equal(2, rc)
+    assert.matches("'files_read': no script", out)
+  end)
+end)

@@ -122,6 +122,9 @@ static int check_names(lua_State *L, int idx, const char *f, const wd_policy *p,
                         (int)i, s, s);
                 rc = -1;
             }
+        } else if (strstr(s, "__") && strstr(s, "__") > s &&
+                   (!p || wd_policy_mcp_server(p, s, (size_t)(strstr(s, "__") - s)))) {
+            /* an MCP server's tool (docs/mcp.md): the server lists it when the engine starts */
         } else if (!p || wd_policy_tool(p, s)) {
             snprintf(p1, sizeof p1, "%s/tools/%s.lua", dir, s);
             snprintf(p2, sizeof p2, "%s/../tools/%s.lua", dir, s);
