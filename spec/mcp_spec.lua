@@ -155,7 +155,8 @@ describe("MCP servers that misbehave", function()
   local FLAKY = ROOT .. "/spec/fixtures/mcp/flaky.js"
   local SCRIPT = [[
 return warden.agent { name = "flaky",
-  tools = { "flaky__echo", "flaky__boom", "flaky__hang", "flaky__garbage", "flaky__fail" },
+  tools = { "flaky__echo", "flaky__boom", "flaky__hang", "flaky__garbage", "flaky__fail", "flaky__big",
+    "flaky__t9" },
   run = function(q, ctx)
     local out = {}
     for step in q:gmatch("%S+") do
@@ -204,6 +205,19 @@ return warden.agent { name = "flaky",
     assert.equal("completed", res.status)
     assert.matches("hang: tool 'flaky__hang' timed out after 700 ms", res.result)
     assert.matches("echo: echo echo", res.result) -- the server still answers the next
+  end)
+
+  it("finds tools on every page of a list given three at a time", function()
+    local res = run("t9 echo")
+    assert.equal("completed", res.status, T.encode(res))
+    assert.matches("t9: echo t9", res.result) -- the last tool of the sixth page
+  end)
+
+  it("refuses a result larger than a tool may give, and goes on", function()
+    local res = run("big echo")
+    assert.equal("completed", res.status)
+    assert.matches("big: tool 'flaky__big' returned more than 1048576 bytes", res.result)
+    assert.matches("echo: echo echo", res.result)
   end)
 
   it("ignores lines that are not JSON-RPC, and reads isError as the tool's refusal", function()
