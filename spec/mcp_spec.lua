@@ -156,7 +156,7 @@ describe("MCP servers that misbehave", function()
   local SCRIPT = [[
 return warden.agent { name = "flaky",
   tools = { "flaky__echo", "flaky__boom", "flaky__hang", "flaky__garbage", "flaky__fail", "flaky__big",
-    "flaky__t9" },
+    "flaky__t9", "flaky__deep", "flaky__ask" },
   run = function(q, ctx)
     local out = {}
     for step in q:gmatch("%S+") do
@@ -205,6 +205,19 @@ return warden.agent { name = "flaky",
     assert.equal("completed", res.status)
     assert.matches("hang: tool 'flaky__hang' timed out after 700 ms", res.result)
     assert.matches("echo: echo echo", res.result) -- the server still answers the next
+  end)
+
+  it("drops an answer nested 5,000 deep unread (the JSON reader stops at 2,048), and goes on", function()
+    local res = run("deep echo")
+    assert.equal("completed", res.status, T.encode(res))
+    -- a line that cannot be read is no answer: the call ends at its deadline
+    assert.matches("deep: tool 'flaky__deep' timed out after 700 ms", res.result)
+    assert.matches("echo: echo echo", res.result)
+  end)
+
+  it("answers what a server asks of it: ping, and no to anything else", function()
+    local res = run("ask")
+    assert.matches("ask: sampling: error %-32601, ping: ok", res.result)
   end)
 
   it("finds tools on every page of a list given three at a time", function()

@@ -297,7 +297,7 @@ static void on_exit_ev(evutil_socket_t fd, short what, void *arg)
     snprintf(why, sizeof why, "mcp server %s %s%s%.*s", m->name, how, tl ? ": " : "", (int)(tail + tl - last), last);
     fail_all(m, why);
     if (m->on_exit)
-        m->on_exit(m->ud, how);
+        m->on_exit(m->ud, why);
 }
 
 /* ---- the interface ------------------------------------------------------------- */

@@ -28,7 +28,8 @@ typedef struct wd_mcp_opts {
 /* a response: result (borrowed) or error (NULL on success); called exactly once */
 typedef void (*wd_mcp_cb)(void *ud, json_t *result, const char *error);
 typedef void (*wd_mcp_notify_fn)(void *ud, const char *method, json_t *params); /* params borrowed, may be NULL */
-typedef void (*wd_mcp_exit_fn)(void *ud, const char *how); /* "exited with status 1", "killed by signal 9" */
+/* its end, as "mcp server NAME exited with status 1: the last line of its stderr" */
+typedef void (*wd_mcp_exit_fn)(void *ud, const char *why);
 
 /* the server started on b; NULL with the message in err. Caller frees with wd_mcp_free. */
 wd_mcp *wd_mcp_spawn(struct event_base *b, const wd_mcp_opts *o, char *err, size_t n);

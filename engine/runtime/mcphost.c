@@ -71,7 +71,7 @@ static void on_restart(evutil_socket_t fd, short what, void *arg)
     start(s->host, s, s->cfg);
 }
 
-static void on_end(void *ud, const char *how)
+static void on_end(void *ud, const char *why)
 {
     server *s = ud;
     s->ready = 1;
@@ -83,15 +83,7 @@ static void on_end(void *ud, const char *how)
         struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
         evtimer_add(s->restart, &tv);
     }
-    const char *tail = wd_mcp_stderr(s->conn);
-    size_t tl = strlen(tail);
-    while (tl && (tail[tl - 1] == '\n' || tail[tl - 1] == '\r'))
-        tl--;
-    const char *last = tail + tl; /* its last line on stderr says the most */
-    while (last > tail && last[-1] != '\n')
-        last--;
-    snprintf(s->error, sizeof s->error, "mcp server %s %s%s%.*s", s->name, how, tl ? ": " : "", (int)(tail + tl - last),
-             last);
+    snprintf(s->error, sizeof s->error, "%s", why);
 }
 
 /* NAME<sep>value for each pair, values from the policy or from warden's environment

@@ -190,7 +190,7 @@ TEST(test_a_server_that_dies)
     CHECK(loop_until(b, &end.exited, 5000));
     CHECK(w.done);
     CHECK_STR(w.error, "mcp server fake exited with status 3: something went wrong"); /* its last words */
-    CHECK_STR(end.how, "exited with status 3");
+    CHECK_STR(end.how, "mcp server fake exited with status 3: something went wrong");
     CHECK_HAS(wd_mcp_stderr(m), "something went wrong");
     CHECK(!wd_mcp_running(m));
     CHECK(wd_mcp_request(m, "tools/list", NULL, 1000, on_answer, &w) == -1); /* it has ended */
@@ -205,7 +205,7 @@ TEST(test_a_server_that_dies)
     wd_mcp_on(m, NULL, on_end, &end);
     end.exited = 0;
     CHECK(loop_until(b, &end.exited, 5000));
-    CHECK_STR(end.how, "exited with status 127");
+    CHECK_HAS(end.how, "mcp server ghost exited with status 127: ");
     CHECK_HAS(wd_mcp_stderr(m), "cannot run /no/such/server: No such file or directory");
     wd_mcp_free(m);
     event_base_free(b);
