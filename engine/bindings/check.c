@@ -140,14 +140,29 @@ static int check_names(lua_State *L, int idx, const char *f, const wd_policy *p,
     return rc;
 }
 
-/* the definition on top of the state, by the file's kind; 0 or -1 with err */
+/* a tool's definition as a client sees it: {name, description, inputSchema} (caller
+** frees); NULL out of memory */
+static json_t *tool_spec(lua_State *L, int idx, const char *name, json_t *params)
+{
+    const char *d = wd_check_rawfield(L, idx, "description") == LUA_TSTRING ? lua_tostring(L, -1) : "";
+    json_t *spec = json_pack("{s:s,s:s,s:O}", "name", name, "description", d, "inputSchema", params);
+    lua_pop(L, 1);
+    return spec;
+}
+
+/* the definition on top of the state, by the file's kind; 0 or -1 with err. A tool's
+** definition into *spec when spec is not NULL (tool_spec) */
 static int check_def(lua_State *L, kind k, const char *name, const wd_policy *p, const char *dir, const char *file,
-                     char *err, size_t n)
+                     json_t **spec, char *err, size_t n)
 {
     if (k == K_TOOL) {
         json_t *params;
         wd_schema *schema;
         int rc = wd_check_tool_def(L, -1, name, file, &params, &schema, err, n);
+        if (rc == 0 && spec && !(*spec = tool_spec(L, -1, name, params))) {
+            wd_errf(err, n, "%s: out of memory", file);
+            rc = -1;
+        }
         json_decref(params);
         wd_schema_free(schema);
         return rc;
@@ -168,10 +183,14 @@ static int check_def(lua_State *L, kind k, const char *name, const wd_policy *p,
     return 0;
 }
 
-int wd_check_script(const char *path, const wd_policy *p, char *err, size_t n)
+static int check_script(const char *path, const wd_policy *p, json_t **spec, char *err, size_t n)
 {
     char name[256], dir[2048];
     kind k = kind_of(path, name, sizeof name, dir, sizeof dir);
+    if (spec && k != K_TOOL) {
+        wd_errf(err, n, "%s:1: not a tool's script (tools/NAME.lua)", path);
+        return -1;
+    }
     size_t len;
     char *text = wd_read_file(path, CHECK_MAX_BYTES, &len);
     if (!text) {
@@ -209,7 +228,7 @@ int wd_check_script(const char *path, const wd_policy *p, char *err, size_t n)
             wd_errf(err, n, "%s:1: %s", path, why);
         goto out;
     }
-    if (check_def(L, k, name, p, dir, path, why, sizeof why) < 0) {
+    if (check_def(L, k, name, p, dir, path, spec, why, sizeof why) < 0) {
         line = line_of(text, len, why);
         /* why starts with the path: put the line after it */
         size_t pl = strlen(path);
@@ -221,6 +240,21 @@ out:
     wd_sandbox_free(sb);
     free(text);
     return rc;
+}
+
+int wd_check_script(const char *path, const wd_policy *p, char *err, size_t n)
+{
+    return check_script(path, p, NULL, err, n);
+}
+
+json_t *wd_check_tool(const char *path, char *err, size_t n)
+{
+    json_t *spec = NULL;
+    if (check_script(path, NULL, &spec, err, n) < 0) {
+        json_decref(spec);
+        return NULL;
+    }
+    return spec;
 }
 
 /* ---- a tree ---------------------------------------------------------------------- */

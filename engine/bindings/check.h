@@ -25,6 +25,11 @@
 ** as its runs would load it; a detector it names must exist. */
 int wd_check_script(const char *path, const wd_policy *p, char *err, size_t n);
 
+/* The tool script at path (tools/NAME.lua) checked as above and its definition as an MCP
+** client sees it: {name, description, inputSchema} (the parameters as written, an object
+** schema when it gives none). Caller frees; NULL with "path:line: why" in err. */
+json_t *wd_check_tool(const char *path, char *err, size_t n);
+
 /* Checks path, a script or a directory: an agent's (agent.lua, tools/, detectors/ and its
 ** other .lua files) or one holding several. One line per script into report ("path: ok"
 ** or the error). The number of scripts that failed, or -1 when path cannot be read. */

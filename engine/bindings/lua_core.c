@@ -71,7 +71,8 @@ static int run_list(lua_State *L, int eng_idx, int list_idx, int single)
                           opt_field(L, t, "llm"),
                           NULL,
                           NULL,
-                          0};
+                          0,
+                          opt_field(L, t, "tool")};
         slots[i].c = &c;
         slots[i].i = i;
         wd_engine_submit(e, &ro, on_done, &slots[i]);

@@ -30,7 +30,14 @@ typedef struct wd_run_opts {
     const char *run_id;        /* a UUID the caller chose (it names the run before it starts); generated when NULL */
     const char *refuse;        /* set: the run ends at its first turn, rate_limited, with this error */
     long long refuse_retry_ms; /* and this retry_after_ms */
+    /* set: the run calls this one tool through the pipeline, as a client of warden serve's
+    ** /mcp asks: its output is what the call returned, its tool_calls[1] says whether it
+    ** succeeded; agent is then the directory its script is under, query its arguments (a JSON
+    ** object), and the run's agent is named WD_DIRECT_AGENT */
+    const char *tool;
 } wd_run_opts;
+
+#define WD_DIRECT_AGENT "mcp"
 
 /* result is borrowed: valid during the call only (incref to keep it) */
 typedef void (*wd_run_done_fn)(const json_t *result, void *ud);
@@ -53,8 +60,8 @@ void wd_engine_on_record(wd_engine *e, void (*fn)(void *ud, const json_t *rec), 
 /* the snapshot checks read from now on (takes a reference); runs in flight see it at
 ** their next check, their run-level limits stay those they started with */
 void wd_engine_set_policy(wd_engine *e, wd_policy *p);
-/* ends every run of the engine as killed with why; returns how many */
-int wd_engine_cancel(wd_engine *e, const char *why);
+/* ends every run of the engine (run_id set: that one) as killed with why; returns how many */
+int wd_engine_cancel(wd_engine *e, const char *run_id, const char *why);
 int wd_engine_active(const wd_engine *e);
 
 /* benchmarking: when on, the engine records the enforcement time of each tool call

@@ -257,50 +257,6 @@ static void step(wd_run *r, lua_State *co, int nargs)
         wd_run_end(r, WD_ST_FAILED, msg);
 }
 
-static void run_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    wd_run *r = arg;
-    wd_run_end(r, WD_ST_TIMEOUT, "run time limit exceeded");
-}
-
-/* resolves agent path: a directory with agent.lua, or a .lua file */
-static int resolve_agent(wd_run *r, const char *agent, char *err, size_t n)
-{
-    struct stat st;
-    if (stat(agent, &st) < 0) {
-        wd_errf(err, n, "agent %s not found", agent);
-        return -1;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        if (asprintf(&r->agent_path, "%s/agent.lua", agent) < 0)
-            return -1;
-        r->agent_dir = wd_strdup(agent);
-    } else {
-        r->agent_path = wd_strdup(agent);
-        char *d = wd_strdup(agent);
-        r->agent_dir = wd_strdup(dirname(d));
-        free(d);
-    }
-    if (access(r->agent_path, R_OK) < 0) {
-        wd_errf(err, n, "agent %s: cannot read %s", agent, r->agent_path);
-        return -1;
-    }
-    char *base = wd_strdup(agent);
-    size_t l = strlen(base);
-    while (l > 1 && base[l - 1] == '/')
-        base[--l] = '\0';
-    char *b = basename(base);
-    l = strlen(b);
-    if (l > 4 && !strcmp(b + l - 4, ".lua"))
-        b[l - 4] = '\0';
-    r->agent_name = wd_strdup(b);
-    r->agent_key = wd_strdup(b); /* the name its script may change; this one it may not */
-    free(base);
-    return 0;
-}
-
 /* warden serve had no room for the run in time (wd_run_opts.refuse): it ends so */
 static void end_refused(wd_run *r)
 {
@@ -371,6 +327,55 @@ static int may_start(wd_run *r)
     return 0;
 }
 
+static int push_args(lua_State *L)
+{
+    wd_json_push(L, lua_touserdata(L, 1));
+    return 1;
+}
+
+/* The agent coroutine's body and its three arguments: warden/runner.lua with the agent's
+** chunk, the query and ctx; for a direct call of a tool, warden/call_tool.lua with the
+** tool's name, its arguments (the query, a JSON object, as a table) and ctx. 0, or -1 with
+** why in err. Allocates on the run's state under its slack: never raises. */
+static int load_body(wd_run *r, char *err, size_t n)
+{
+    lua_State *co = r->agent_co;
+    char body[1024];
+    const char *name = r->direct_tool ? "warden/call_tool.lua" : "warden/runner.lua";
+    snprintf(body, sizeof body, "%s/%s", wd_sandbox_lua_dir(), name);
+    if (wd_sandbox_loadfile(co, body, name) < 0) {
+        snprintf(err, n, "engine library: %s", lua_tostring(co, -1));
+        return -1;
+    }
+    if (r->direct_tool) {
+        json_error_t je;
+        json_t *args = json_loads(r->query ? r->query : "", JSON_REJECT_DUPLICATES, &je);
+        if (!json_is_object(args)) {
+            snprintf(err, n, "tool call: the arguments must be a JSON object%s%s", args ? "" : ": ",
+                     args ? "" : je.text);
+            json_decref(args);
+            return -1;
+        }
+        lua_pushstring(co, r->direct_tool);
+        lua_pushcfunction(co, push_args); /* a large table may not fit the run's memory */
+        lua_pushlightuserdata(co, args);
+        int st = lua_pcall(co, 1, 1, 0);
+        json_decref(args);
+        if (st != LUA_OK) {
+            snprintf(err, n, "tool call: the arguments do not fit the run's memory");
+            return -1;
+        }
+    } else {
+        if (wd_sandbox_loadfile(co, r->agent_path, r->agent_path) < 0) {
+            snprintf(err, n, "%s", lua_tostring(co, -1));
+            return -1;
+        }
+        lua_pushstring(co, r->query ? r->query : "");
+    }
+    wd_run_push_ctx(r, co, 0);
+    return 0;
+}
+
 /* the start of a run, from the loop: run-start checks, sandbox, agent coroutine */
 static void start(wd_run *r)
 {
@@ -394,25 +399,14 @@ static void start(wd_run *r)
     /* everything below allocates on the run's state: protected by the slack, and the
     ** loaders never raise */
     r->eng->hooks->open_warden(L);
-    char runner[1024];
-    snprintf(runner, sizeof runner, "%s/warden/runner.lua", wd_sandbox_lua_dir());
     r->agent_co = lua_newthread(L);
     r->agent_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (wd_sandbox_loadfile(r->agent_co, runner, "warden/runner.lua") < 0) {
-        snprintf(err, sizeof err, "engine library: %s", lua_tostring(r->agent_co, -1));
-        r->sb->in_engine--;
-        wd_run_end(r, WD_ST_FAILED, err);
-        return;
-    }
-    if (wd_sandbox_loadfile(r->agent_co, r->agent_path, r->agent_path) < 0) {
-        snprintf(err, sizeof err, "%s", lua_tostring(r->agent_co, -1));
-        r->sb->in_engine--;
-        wd_run_end(r, WD_ST_FAILED, err);
-        return;
-    }
-    lua_pushstring(r->agent_co, r->query ? r->query : "");
-    wd_run_push_ctx(r, r->agent_co, 0);
+    int loaded = load_body(r, err, sizeof err);
     r->sb->in_engine--;
+    if (loaded < 0) {
+        wd_run_end(r, WD_ST_FAILED, err);
+        return;
+    }
 
     if (wd_seal_wanted(p) && r->user_id) { /* the user's key, for the personal fields of its records */
         if (wd_store_audit_key(e->store, r->user_id, wd_store_now(e->store), r->seal.id, r->seal.key) < 0) {
@@ -428,7 +422,7 @@ static void start(wd_run *r)
     evtimer_add(r->run_timer, &tv);
     json_t *ev = wd_run_event(r, WD_AE_RUN_STARTED, 1);
     if (ev) {
-        json_object_set_new(ev, "reason", json_string(r->query ? "query" : "no query"));
+        json_object_set_new(ev, "reason", json_string(r->direct_tool ? "tool call" : r->query ? "query" : "no query"));
         json_object_set_new(ev, "query", json_string(r->query ? r->query : ""));
         json_object_set_new(ev, "agent_version",
                             json_string(wd_agent_version(&e->versions, r->agent_dir, r->agent_path)));
@@ -658,6 +652,11 @@ void wd_engine_free(wd_engine *e)
     free(e);
 }
 
+void wd_engine_mcp_tools(wd_engine *e, void (*fn)(void *ud, const char *server, const json_t *tool), void *ud)
+{
+    wd_mcp_host_each(e->mcp, fn, ud);
+}
+
 const char *wd_engine_audit_path(const wd_engine *e) { return wd_audit_path(e->audit); }
 
 void wd_engine_on_notice(wd_engine *e, void (*fn)(void *ud, const char *line), void *ud)
@@ -694,13 +693,13 @@ void wd_engine_set_policy(wd_engine *e, wd_policy *p)
     wd_policy_unref(old);
 }
 
-int wd_engine_cancel(wd_engine *e, const char *why)
+int wd_engine_cancel(wd_engine *e, const char *run_id, const char *why)
 {
     int n = 0;
     wd_run *next;
     for (wd_run *r = e->live; r; r = next) { /* as the kill switch's poll: one already ending is left to end */
         next = r->live_next;
-        if (r->finishing)
+        if (r->finishing || (run_id && strcmp(r->run_id, run_id)))
             continue;
         wd_run_end(r, WD_ST_KILLED, why);
         n++;
@@ -720,61 +719,6 @@ size_t wd_engine_tool_overhead(const wd_engine *e, const long long **samples)
 {
     *samples = e->lat;
     return e->nlat;
-}
-
-int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, void *ud)
-{
-    wd_run *r = calloc(1, sizeof *r);
-    if (!r)
-        return -1;
-    r->eng = e;
-    r->done = done;
-    r->done_ud = ud;
-    r->t0_ns = wd_now_ns();
-    r->wall0_ms = wd_wall_ms();
-    r->agent_ref = LUA_NOREF;
-    if (o->run_id && strlen(o->run_id) < sizeof r->run_id)
-        memcpy(r->run_id, o->run_id, strlen(o->run_id) + 1);
-    else
-        wd_uuid(r->run_id);
-    if (o->session_id)
-        r->session_id = wd_strdup(o->session_id);
-    else {
-        char s[37];
-        wd_uuid(s);
-        r->session_id = wd_strdup(s);
-    }
-    r->user_id = wd_strdup(o->user_id);
-    r->query = wd_strdup(o->query);
-    if (o->refuse) {
-        r->refuse = wd_strdup(o->refuse);
-        r->retry_after_ms = o->refuse_retry_ms;
-    }
-    r->llm = wd_strdup(o->llm ? o->llm : e->llm);
-    r->tool_calls = json_array();
-    r->errors = json_array();
-    r->op_timer = evtimer_new(e->base, NULL, NULL); /* callbacks are set per operation */
-    r->run_timer = evtimer_new(e->base, run_timeout, r);
-    e->active++;
-    e->unstarted++;
-    r->live_next = e->live;
-    if (e->live)
-        e->live->live_prev = r;
-    e->live = r;
-    wd_kills_arm(e);
-    char err[300];
-    if (!r->session_id || !r->tool_calls || !r->errors || !r->op_timer || !r->run_timer) {
-        r->agent_name = wd_strdup("?");
-        wd_run_end(r, WD_ST_FAILED, "out of memory");
-        return -1;
-    }
-    if (!o->agent || resolve_agent(r, o->agent, err, sizeof err) < 0) {
-        if (!r->agent_name)
-            r->agent_name = wd_strdup(o->agent ? o->agent : "?");
-        r->start_error = wd_strdup(o->agent ? err : "no agent given"); /* ended by start() */
-    }
-    wd_run_schedule(r, NULL, 0);
-    return 0;
 }
 
 int wd_engine_wait(wd_engine *e)

@@ -141,6 +141,7 @@ struct wd_run {
     char run_id[37];
     char *session_id, *user_id, *agent_name, *agent_path, *agent_dir, *query;
     char *agent_key;  /* the agent as its file or directory names it: whose state is whose */
+    char *direct_tool; /* a direct call of this tool (wd_run_opts.tool), not an agent's run */
     json_t *j_ids[4]; /* run_id, session_id, user_id, agent as JSON, shared by every record */
     wd_mock *mock;    /* borrowed from the engine while the run lives */
     char *llm;

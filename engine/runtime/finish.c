@@ -49,6 +49,7 @@ static void run_free(wd_run *r)
     free(r->result_text);
     free(r->start_error);
     free(r->agent_key);
+    free(r->direct_tool);
     free(r->refuse);
     wd_policy_unref(r->pol);
     free(r);

@@ -29,4 +29,8 @@ void wd_engine_notify(wd_engine *e, const json_t *rec);
 ** server's metrics) */
 void wd_engine_observe(wd_engine *e, const json_t *rec);
 
+/* fn called with each tool of the engine's MCP servers usable now (mcp.servers, started
+** with the engine): the server's name and the tool as it listed it, borrowed for the call */
+void wd_engine_mcp_tools(wd_engine *e, void (*fn)(void *ud, const char *server, const json_t *tool), void *ud);
+
 #endif

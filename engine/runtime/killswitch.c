@@ -72,7 +72,7 @@ void wd_kills_note_end(wd_run *r, int st)
     /* counted under the name its directory gives it, which its next runs are refused by:
     ** a script that declares another name is still that agent */
     const char *agent = r->agent_key ? r->agent_key : r->agent_name;
-    if (!r->sb || !agent) /* never started: nothing the agent did */
+    if (!r->sb || !agent || r->direct_tool) /* never started: nothing the agent did; a client's own call */
         return;
     int failed = st == WD_ST_FAILED || st == WD_ST_MAX_ITERATIONS || st == WD_ST_TIMEOUT || st == WD_ST_HALTED;
     if (!failed && st != WD_ST_COMPLETED)

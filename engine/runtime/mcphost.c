@@ -213,6 +213,18 @@ const json_t *wd_mcp_host_tool(wd_mcp_host *h, const char *name, size_t len, con
     return NULL;
 }
 
+void wd_mcp_host_each(wd_mcp_host *h, wd_mcp_tool_fn fn, void *ud)
+{
+    for (size_t i = 0; h && i < h->n; i++) {
+        server *s = &h->v[i];
+        if (s->error[0] || !wd_mcp_running(s->conn))
+            continue;
+        size_t k;
+        json_t *t;
+        json_array_foreach(s->tools, k, t) fn(ud, s->name, t);
+    }
+}
+
 void wd_mcp_host_free(wd_mcp_host *h)
 {
     if (!h)

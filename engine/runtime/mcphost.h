@@ -22,6 +22,10 @@ wd_mcp_host *wd_mcp_host_new(struct event_base *b, const wd_policy *p, const cha
 ** not configured, did not start, has ended, or lists no such tool) into why */
 const json_t *wd_mcp_host_tool(wd_mcp_host *h, const char *server, size_t len, const char *tool, wd_mcp **conn,
                                char *why, size_t n);
+/* fn called with each tool of each server usable now, as the server listed it (borrowed
+** for the call); h may be NULL */
+typedef void (*wd_mcp_tool_fn)(void *ud, const char *server, const json_t *tool);
+void wd_mcp_host_each(wd_mcp_host *h, wd_mcp_tool_fn fn, void *ud);
 void wd_mcp_host_free(wd_mcp_host *h); /* ends every server; accepts NULL */
 
 #endif

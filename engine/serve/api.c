@@ -17,6 +17,7 @@
 #include "serve.h"
 #include "tls.h"
 #include "apicall.h"
+#include "mcpserve.h"
 
 #include <ctype.h>
 #include <event2/buffer.h>
@@ -149,6 +150,18 @@ static void r_cost(wd_call *c, const char *id, struct evkeyvalq *q)
     wd_api_get_cost(c, q);
 }
 
+static void r_mcp(wd_call *c, const char *id, struct evkeyvalq *q)
+{
+    (void)id;
+    (void)q;
+    if (!strcmp(c->method, "POST"))
+        wd_mcp_post(c);
+    else if (!strcmp(c->method, "DELETE"))
+        wd_mcp_delete(c);
+    else
+        wd_mcp_get(c);
+}
+
 static void r_none(wd_call *c, const char *id, struct evkeyvalq *q)
 {
     (void)id;
@@ -192,6 +205,9 @@ static const route ROUTES[] = {
     {"POST", "/v1/breakers/{}/reset", "/v1/breakers/{name}/reset", ADMIN, 200, r_reset},
     {"GET", "/v1/report/cost", "/v1/report/cost", ADMIN, 0, r_cost},
     {"GET", "/v1/dashboard", "/v1/dashboard", ADMIN, 0, r_dashboard},
+    {"POST", "/mcp", "/mcp", USER, 0, r_mcp},
+    {"GET", "/mcp", "/mcp", USER, 0, r_mcp},
+    {"DELETE", "/mcp", "/mcp", USER, 0, r_mcp},
 };
 
 /* a path of the API (or /metrics) that no route takes: 404, to a caller with a key */
@@ -223,7 +239,7 @@ static const route *find_route(wd_call *c, enum evhttp_cmd_type m, char *id)
         wd_call_error(c, 503, "the server is stopping");
         return NULL;
     }
-    if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_POST) {
+    if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_POST && !(m == EVHTTP_REQ_DELETE && !strcmp(c->path, "/mcp"))) {
         evhttp_add_header(evhttp_request_get_output_headers(c->req), "Allow", "GET, POST");
         wd_call_error(c, 405, "%s takes GET or POST", c->path);
         return NULL;
@@ -243,7 +259,11 @@ static void handle(struct evhttp_request *req, void *arg)
     wd_front *f = arg;
     wd_call c = {.f = f, .req = req, .route = "other"};
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
-    snprintf(c.method, sizeof c.method, "%s", m == EVHTTP_REQ_GET ? "GET" : m == EVHTTP_REQ_POST ? "POST" : "OTHER");
+    snprintf(c.method, sizeof c.method, "%s",
+             m == EVHTTP_REQ_GET      ? "GET"
+             : m == EVHTTP_REQ_POST   ? "POST"
+             : m == EVHTTP_REQ_DELETE ? "DELETE"
+                                      : "OTHER");
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     c.path = path && *path ? path : "/";

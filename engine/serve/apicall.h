@@ -26,6 +26,11 @@ typedef struct wd_waiter {
     int admitted;                 /* counted running: wd_admit_done at its end */
     int64_t started_ns;
     char *refuse; /* it waited too long: it starts refused */
+    char *tool;   /* a direct call of this tool (wd_run_opts.tool) */
+    /* set: called when the run ends, in place of answering req with the result (req is
+    ** the caller's to answer, and to clear when its client goes) */
+    void (*on_end)(struct wd_waiter *w, const json_t *res);
+    void *ud;
 } wd_waiter;
 
 /* an open event stream (GET /v1/runs/{id}/events) */
@@ -67,6 +72,19 @@ const char *wd_call_param(struct evkeyvalq *q, const char *k);
 
 /* apiruns.c */
 void wd_api_post_run(wd_call *c);
+/* agent name → its path under the agents directory (caller frees); NULL: no such agent */
+char *wd_api_agent_path(wd_server *s, const char *name);
+/* A run for c's user, started now or queued for room (admit.h): of the agent at path
+** (taken), or, with tool, a direct call of that tool under the agents directory (path
+** NULL). label names it in the table of runs. on_end (with ud) gets its result on this
+** worker when it ends. The waiter (its run_id set), or NULL after answering c: 429 with
+** Retry-After when the server is full, 503 out of memory */
+wd_waiter *wd_api_run(wd_call *c, char *path, const char *input, const char *session, const char *tool,
+                      const char *label, void (*on_end)(wd_waiter *w, const json_t *res), void *ud);
+/* the waiter wd_api_run made starts now when it was admitted (queued, it starts when a
+** run ends or is refused when it waited too long). It may end inside (out of memory):
+** on_end is then called, and the waiter freed, before this returns */
+void wd_api_go(wd_call *c, wd_waiter *w);
 json_t *wd_api_visible_run(wd_call *c, const char *id); /* NULL: answered 404 */
 void wd_api_get_events(wd_call *c, const char *id);
 

@@ -25,8 +25,7 @@
 
 /* ---- runs ------------------------------------------------------------------ */
 
-/* agent name → its path under the agents directory (caller frees); NULL: no such agent */
-static char *agent_path(wd_server *s, const char *name)
+char *wd_api_agent_path(wd_server *s, const char *name)
 {
     if (!*name || name[0] == '.' || strlen(name) > 128)
         return NULL;
@@ -74,6 +73,7 @@ static void waiter_free(wd_waiter *w)
     free(w->input);
     free(w->session);
     free(w->refuse);
+    free(w->tool);
     free(w);
 }
 
@@ -136,7 +136,9 @@ static void on_run_done(const json_t *res, void *ud)
     /* rendered whole only for a waiting client; the table of runs keeps it bounded, and
     ** the same text when it fits */
     char *text = NULL;
-    if (w->req) {
+    if (w->on_end)
+        w->on_end(w, res);
+    else if (w->req) {
         text = json_dumps(res, JSON_COMPACT | JSON_REAL_PRECISION(12));
         evhttp_connection_set_closecb(evhttp_request_get_connection(w->req), NULL, NULL);
         wd_call c = {.f = f, .req = w->req, .route = "/v1/runs"};
@@ -166,7 +168,15 @@ static void start_waiter(void *arg, int index, wd_engine *e)
     (void)index;
     wd_waiter *w = arg;
     w->started_ns = wd_now_ns();
-    wd_run_opts ro = {w->path, w->input, w->item.user, w->session, NULL, w->run_id, w->refuse, 0};
+    wd_run_opts ro = {w->tool ? w->f->srv->agents_dir : w->path,
+                      w->input,
+                      w->item.user,
+                      w->session,
+                      NULL,
+                      w->run_id,
+                      w->refuse,
+                      0,
+                      w->tool};
     if (w->refuse)
         ro.refuse_retry_ms = 1000;
     wd_engine_submit(e, &ro, on_run_done, w);
@@ -187,10 +197,11 @@ void wd_api_expire(wd_server *s, int all, const char *why)
 }
 
 /* what a run asked for over c needs until it ends (takes path); NULL out of memory */
-static wd_waiter *new_waiter(wd_call *c, char *path, const char *input, const char *session)
+static wd_waiter *new_waiter(wd_call *c, char *path, const char *input, const char *session, const char *tool)
 {
     wd_waiter *w = calloc(1, sizeof *w);
-    if (!w || !(w->input = wd_strdup(input)) || (session && !(w->session = wd_strdup(session)))) {
+    if (!w || !(w->input = wd_strdup(input)) || (session && !(w->session = wd_strdup(session))) ||
+        (tool && !(w->tool = wd_strdup(tool)))) {
         if (w)
             waiter_free(w);
         free(path);
@@ -202,6 +213,45 @@ static wd_waiter *new_waiter(wd_call *c, char *path, const char *input, const ch
     wd_strlcpy(w->item.user, c->user->name, sizeof w->item.user);
     w->item.mem_mb = c->p->memory_mb + wd_detect_memory_mb(c->p->memory_mb); /* its sandbox, its detectors' */
     return w;
+}
+
+wd_waiter *wd_api_run(wd_call *c, char *path, const char *input, const char *session, const char *tool,
+                      const char *label, void (*on_end)(wd_waiter *w, const json_t *res), void *ud)
+{
+    wd_server *s = c->f->srv;
+    wd_waiter *w = new_waiter(c, path, input, session, tool);
+    if (!w) {
+        wd_call_error(c, 503, "out of memory");
+        return NULL;
+    }
+    w->on_end = on_end;
+    w->ud = ud;
+    wd_admit_limits lim = admit_limits(c->p);
+    char why[300];
+    int retry_s;
+    int got = wd_admit_ask(s->admit, &lim, &w->item, why, sizeof why, &retry_s);
+    if (got == WD_ADMIT_FULL) {
+        waiter_free(w);
+        wd_call_busy(c, why, retry_s);
+        return NULL;
+    }
+    wd_uuid(w->run_id);
+    w->admitted = got == WD_ADMIT_RUN;
+    if (wd_registry_add(s->reg, w->run_id, label, c->user->name, session) < 0) {
+        /* out of memory: started or queued, the run ends refused, and gives its room back */
+        w->refuse = wd_strdup("out of memory");
+    }
+    w->next = c->f->waiters;
+    if (w->next)
+        w->next->prev = w;
+    c->f->waiters = w;
+    return w;
+}
+
+void wd_api_go(wd_call *c, wd_waiter *w)
+{
+    if (w->admitted)
+        start_waiter(w, c->f->index, c->f->e);
 }
 
 void wd_api_post_run(wd_call *c)
@@ -228,35 +278,14 @@ void wd_api_post_run(wd_call *c)
         wd_call_error(c, 400, "request body: 'session_id' must be 1 to 128 characters");
         goto done;
     }
-    char *path = agent_path(s, agent);
+    char *path = wd_api_agent_path(s, agent);
     if (!path) {
         wd_call_error(c, 404, "no agent named '%s' under %s/", agent, s->agents_dir);
         goto done;
     }
-    wd_waiter *w = new_waiter(c, path, input, session);
-    if (!w) {
-        wd_call_error(c, 503, "out of memory");
+    wd_waiter *w = wd_api_run(c, path, input, session, NULL, agent, NULL, NULL);
+    if (!w)
         goto done;
-    }
-    wd_admit_limits lim = admit_limits(c->p);
-    char why[300];
-    int retry_s;
-    int got = wd_admit_ask(s->admit, &lim, &w->item, why, sizeof why, &retry_s);
-    if (got == WD_ADMIT_FULL) {
-        waiter_free(w);
-        wd_call_busy(c, why, retry_s);
-        goto done;
-    }
-    wd_uuid(w->run_id);
-    w->admitted = got == WD_ADMIT_RUN;
-    if (wd_registry_add(s->reg, w->run_id, agent, c->user->name, session) < 0) {
-        /* out of memory: started or queued, the run ends refused, and gives its room back */
-        w->refuse = wd_strdup("out of memory");
-    }
-    w->next = c->f->waiters;
-    if (w->next)
-        w->next->prev = w;
-    c->f->waiters = w;
     int waiting = json_is_true(wait);
     if (waiting) {
         w->req = c->req;
@@ -264,10 +293,7 @@ void wd_api_post_run(wd_call *c)
     }
     char run_id[37];
     memcpy(run_id, w->run_id, sizeof run_id);
-    /* the run may end inside submit (out of memory): on_run_done then frees w and answers.
-    ** Queued, it starts when a run ends (hand_out) or is refused when it waited too long */
-    if (got == WD_ADMIT_RUN)
-        start_waiter(w, c->f->index, c->f->e);
+    wd_api_go(c, w);
     if (!waiting) {
         char loc[80];
         snprintf(loc, sizeof loc, "/v1/runs/%s", run_id);

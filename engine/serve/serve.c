@@ -22,6 +22,8 @@
 #include "admit.h"
 #include "check.h"
 #include "chunks.h"
+#include "mcpserve.h"
+#include "mcpsess.h"
 #include "redact.h"
 #include "serve.h"
 #include "home.h"
@@ -124,6 +126,7 @@ static void front_stop(void *ud, int index, wd_engine *e)
 {
     srv_main *m = ud;
     (void)e;
+    wd_mcp_stop(&m->s.fronts[index]);
     wd_api_stop(&m->s.fronts[index]);
 }
 
@@ -138,7 +141,7 @@ static void post_cancel(void *arg, int index, wd_engine *e)
 {
     (void)arg;
     (void)index;
-    wd_engine_cancel(e, "the server is stopping: the run did not finish within the grace period");
+    wd_engine_cancel(e, NULL, "the server is stopping: the run did not finish within the grace period");
 }
 
 /* the main thread waits until every worker took a new policy (or RELOAD_WAIT_MS): what
@@ -736,6 +739,7 @@ static void teardown(srv_main *m)
     wd_audit_close(m->audit);
     wd_registry_free(s->reg);
     wd_admit_free(s->admit);
+    wd_mcpsess_free(s->mcp_sessions);
     wd_metrics_free(s->met);
     wd_policy_unref(s->policy);
     wd_tls_free(s->tls);
@@ -766,10 +770,11 @@ int wd_serve(const wd_serve_opts *opts)
     s->reg = wd_registry_new(10000, 1000);
     s->met = wd_metrics_new();
     s->admit = wd_admit_new();
+    s->mcp_sessions = wd_mcpsess_new();
     m->base = event_base_new();
     for (int i = 0; s->fronts && i < s->nfronts; i++)
         s->fronts[i].fd = -1;
-    if (!s->fronts || !fds || !s->reg || !s->met || !s->admit || !m->base)
+    if (!s->fronts || !fds || !s->reg || !s->met || !s->admit || !s->mcp_sessions || !m->base)
         goto out;
     apply_limits(s, s->policy);
     char host[256];

@@ -45,6 +45,8 @@ typedef struct wd_front {
     int64_t deny_window_ms;    /* audited refusals: at most DENY_AUDIT_PER_S a second */
     int deny_count;
     long deny_unaudited;
+    struct json_t *tool_specs; /* /mcp: script tools' definitions by path, while unchanged (mcplist.c) */
+    struct wd_mcp_call *mcp_calls; /* /mcp: tool calls answering on this worker (mcpserve.c) */
 } wd_front;
 
 struct wd_server {
@@ -63,6 +65,7 @@ struct wd_server {
     struct wd_admit *admit; /* runs in flight and waiting (admit.h) */
     struct wd_tls *tls;     /* --tls-cert/--tls-key: every worker speaks HTTPS (tls.h) */
     int freed;              /* a run ended since the main thread last gave memory back */
+    struct wd_mcp_sessions *mcp_sessions; /* /mcp's sessions (mcpsess.h) */
 };
 
 /* api.c, on a worker's thread */
