@@ -218,14 +218,9 @@ static void on_record(wd_mcp_call *mc, const json_t *rec)
     }
 }
 
-/* the run's new records read; a stream silent for too long hears from us */
-static void on_tick(evutil_socket_t fd, short what, void *arg)
+/* the run's records not yet read, each told to on_record */
+static void read_records(wd_mcp_call *mc)
 {
-    (void)fd;
-    (void)what;
-    wd_mcp_call *mc = arg;
-    if (!mc->req)
-        return;
     wd_buf b = {0};
     int ended;
     long next = wd_registry_events(mc->f->srv->reg, mc->run_id, mc->cursor, &b, &ended);
@@ -237,6 +232,17 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         json_decref(rec);
     }
     wd_buf_free(&b);
+}
+
+/* the run's new records read; a stream silent for too long hears from us */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_mcp_call *mc = arg;
+    if (!mc->req)
+        return;
+    read_records(mc);
     if (mc->sse && mc->req && wd_wall_ms() - mc->quiet_since_ms >= KEEPALIVE_MS) {
         char msg[300], in[32];
         if (mc->approval[0] && mc->token) {
@@ -287,6 +293,7 @@ static void on_end(wd_waiter *w, const json_t *res)
         evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
         json_t *msg = mc->cancelled ? NULL : rpc_ok(mc->id, call_result(mc, res));
         if (mc->sse) {
+            read_records(mc); /* a decision is told before the result */
             if (msg)
                 sse_msg(mc, msg);
             evhttp_send_reply_end(req);
@@ -537,7 +544,7 @@ static json_t *read_message(wd_call *c)
     size_t len = evbuffer_get_length(in);
     const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
     json_error_t je;
-    json_t *m = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *m = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!m) {
         rpc_error(c, 400, NULL, -32700, "Parse error: line %d, column %d: %s", je.line, je.column, je.text);
         return NULL;
