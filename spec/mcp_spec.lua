@@ -223,7 +223,7 @@ return warden.agent { name = "flaky",
   it("finds tools on every page of a list given three at a time", function()
     local res = run("t9 echo")
     assert.equal("completed", res.status, T.encode(res))
-    assert.matches("t9: echo t9", res.result) -- the last tool of the sixth page
+    assert.matches("t9: echo t9", res.result) -- the last tool of the last page (the eighth)
   end)
 
   it("refuses a result larger than a tool may give, and goes on", function()
@@ -237,6 +237,93 @@ return warden.agent { name = "flaky",
     local res = run("garbage fail")
     assert.matches("garbage: echo garbage", res.result)
     assert.matches("fail: no, said the tool", res.result)
+  end)
+end)
+
+-- a stdio server inside bubblewrap: what its sandbox binds, and nothing else of the host
+describe("MCP servers inside a sandbox", function()
+  local FLAKY = ROOT .. "/spec/fixtures/mcp/flaky.js"
+  local listener, port
+  setup(function()
+    local f = T.tmpfile(".port")
+    local h = io.popen(("env -u LD_PRELOAD node -e \"const s = require('net').createServer((c) => c.end('hi'));"
+      .. " s.listen(0, '127.0.0.1', () => console.log(s.address().port))\" >%s 2>&1 & echo $!"):format(f))
+    listener = h:read("l")
+    h:close()
+    port = T.wait_for(function() return (T.read(f) or ""):match("^(%d+)") end, "a listener on the host's loopback")
+  end)
+  teardown(function() if listener then os.execute("kill " .. listener .. " 2>/dev/null") end end)
+
+  -- runs the steps {tool, text} against the server named `server` of the policy
+  local function run(servers, server, steps)
+    local script = ([[
+return warden.agent { name = "jail", tools = { "SRV__peek", "SRV__plant", "SRV__dial", "SRV__procs", "SRV__echo" },
+  run = function(q, ctx)
+    local out = {}
+    for tool, text in q:gmatch("(%S+)=(%S+)") do
+      local r = ctx:call_tool("SRV__" .. tool, { text = text })
+      out[#out + 1] = type(r) == "table" and (r.error or r.text) or tostring(r)
+    end
+    return out
+  end }
+]]):gsub("SRV", server)
+    local q = {}
+    for _, st in ipairs(steps) do q[#q + 1] = st[1] .. "=" .. st[2] end
+    local res = T.run { agent = T.agent("jail" .. T.key(""), { ["agent.lua"] = script }),
+      policy_overrides = { mcp = { servers = servers },
+        tools = { [server .. "__*"] = { permission = "read", risk = "low", timeout_ms = 5000 } } },
+      user = "reader", query = table.concat(q, " ") }
+    assert.equal("completed", res.status, T.encode(res))
+    return T.decode(res.result)
+  end
+
+  it("sees only what its sandbox binds: no other file, no write outside, no host network", function()
+    local secret = T.tmpdir() .. "/secret" .. T.key("")
+    os.execute("mkdir -p " .. secret)
+    T.write(secret .. "/key.txt", "host secret\n")
+    local work = T.tmpdir() .. "/work" .. T.key("")
+    os.execute("mkdir -p " .. work)
+    T.write(work .. "/in.txt", "inside\n")
+    local steps = { { "peek", secret .. "/key.txt" }, { "peek", work .. "/in.txt" }, { "plant", work .. "/new.txt" },
+      { "plant", secret .. "/planted.txt" }, { "dial", port }, { "peek", "/etc/passwd" }, { "procs", "x" } }
+    -- the same server without a sandbox reaches all of it: the host is there to reach
+    local free = run({ loose = { command = { "node", FLAKY } } }, "loose", steps)
+    assert.equal("host secret\n", free[1])
+    assert.equal("connected", free[5])
+    os.remove(secret .. "/planted.txt")
+    os.remove(work .. "/new.txt")
+    local jailed = run({ jailed = { command = { "node", FLAKY },
+      sandbox = { allowed_resources = { FLAKY }, writable_resources = { work } } } }, "jailed", steps)
+    assert.equal("error ENOENT", jailed[1]) -- not in its world at all
+    assert.equal("inside\n", jailed[2])
+    assert.equal("written", jailed[3])
+    assert.equal("planted\n", T.read(work .. "/new.txt"))
+    assert.matches("^error E", jailed[4])
+    assert.is_nil(T.read(secret .. "/planted.txt"))
+    assert.matches("^error E", jailed[5]) -- its own loopback, not the host's
+    assert.equal("error ENOENT", jailed[6])
+    assert.is_true(tonumber(jailed[7]) <= 3, jailed[7]) -- bwrap and node: no other process of the host
+  end)
+
+  it("reads only what allowed_resources binds, and says when bubblewrap cannot start it", function()
+    local work = T.tmpdir() .. "/ro" .. T.key("")
+    os.execute("mkdir -p " .. work)
+    T.write(work .. "/in.txt", "read only\n")
+    local out = run({ ro = { command = { "node", FLAKY }, sandbox = { allowed_resources = { FLAKY, work } } } }, "ro",
+      { { "peek", work .. "/in.txt" }, { "plant", work .. "/x.txt" } })
+    assert.equal("read only\n", out[1])
+    assert.matches("^error E", out[2])
+    assert.is_nil(T.read(work .. "/x.txt"))
+    -- a sandbox that does not hold the server's own script: it cannot start, and says so
+    local audit = T.tmpfile(".jsonl")
+    local res = T.run { agent = T.agent("blind" .. T.key(""), { ["agent.lua"] =
+      'return warden.agent { name = "blind", tools = { "blind__echo" } }' }), audit = audit,
+      policy_overrides = { mcp = { servers = { blind = { command = { "node", FLAKY }, sandbox = true } } },
+        tools = { ["blind__*"] = { permission = "read", risk = "low" } } }, user = "reader", query = "hi" }
+    assert.equal("failed", res.status)
+    assert.matches("tool 'blind__echo': mcp server blind exited with status 1", res.errors[1], 1, true)
+    local log = T.read(audit:match("^(.*)/[^/]*$") .. "/mcp-blind.stderr.log")
+    assert.matches("Cannot find module '" .. FLAKY .. "'", log, 1, true)
   end)
 end)
 

@@ -179,4 +179,23 @@ describe("tool rules by pattern", function()
     assert.equal(2, rc)
     assert.matches("a pattern must name some characters besides", out)
   end)
+
+  it("checks an MCP server's sandbox: true, or its binds and network, and only for a command", function()
+    local ok, errs = check([[
+version: 1
+mcp:
+  servers:
+    a: {command: [node, s.js], sandbox: true}
+    b: {command: [node, s.js], sandbox: {allowed_resources: [/opt/s], writable_resources: [/srv], network: true}}
+    c: {command: [node, s.js], sandbox: {allowed_resources: /opt, nets: true}}
+    d: {url: "http://127.0.0.1:1/mcp", sandbox: true}
+    e: {command: [node, s.js], sandbox: maybe}
+]])
+    assert.is_false(ok)
+    assert.is_true(has(errs, "'nets' in mcp%.servers%.c%.sandbox; expected one of: allowed_resources"))
+    assert.is_true(has(errs, "mcp%.servers%.c%.sandbox%.allowed_resources"))
+    assert.is_true(has(errs, "mcp%.servers%.d: a server is a command %(stdio%) or a url"))
+    assert.is_true(has(errs, "mcp%.servers%.e%.sandbox"))
+    assert.is_false(has(errs, "servers%.[ab]"))
+  end)
 end)

@@ -14,6 +14,7 @@
 #include "settle.h"
 #include "fetch.h"
 #include "guard.h"
+#include "jail.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -51,23 +52,6 @@ struct wd_exec_state {
     int64_t t0;
 };
 
-static const char *const BWRAP_DIRS[] = {"/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap", NULL};
-
-static const char *bwrap_path(void)
-{
-    for (int i = 0; BWRAP_DIRS[i]; i++)
-        if (access(BWRAP_DIRS[i], X_OK) == 0)
-            return BWRAP_DIRS[i];
-    return NULL;
-}
-
-static void free_argv(char **v)
-{
-    for (size_t i = 0; v && v[i]; i++)
-        free(v[i]);
-    free(v);
-}
-
 static void exec_clear(wd_run *r)
 {
     struct event *evs[4] = {r->exec->ev_in, r->exec->ev_out, r->exec->ev_err, r->exec->ev_exit};
@@ -80,7 +64,7 @@ static void exec_clear(wd_run *r)
     for (int i = 0; i < 4; i++)
         if (fds[i] > 0)
             close(fds[i]);
-    free_argv(r->exec->argv);
+    wd_jail_free(r->exec->argv);
     free(r->exec->in);
     free(r->exec->cmd);
     wd_buf_free(&r->exec->out);
@@ -135,117 +119,6 @@ static long count_procs(uid_t uid)
     return n;
 }
 
-/* appends a copy of s to the NULL-terminated list v */
-static int add(char ***v, size_t *n, size_t *cap, const char *s)
-{
-    if (*n + 2 > *cap) {
-        size_t c = *cap ? *cap * 2 : 64;
-        char **nv = realloc(*v, c * sizeof *nv);
-        if (!nv)
-            return -1;
-        *v = nv;
-        *cap = c;
-    }
-    if (!((*v)[*n] = wd_strdup(s)))
-        return -1;
-    (*v)[++*n] = NULL;
-    return 0;
-}
-
-#define ADD(s)                                                                                                         \
-    do {                                                                                                               \
-        if (add(&v, &n, &cap, (s)) < 0)                                                                                \
-            goto fail;                                                                                                 \
-    } while (0)
-
-/* bwrap's options before the binds: every namespace, no capability, a clean environment */
-static const char *const FIXED[] = {"--unshare-all",
-                                    "--die-with-parent",
-                                    "--new-session",
-                                    "--cap-drop",
-                                    "ALL",
-                                    "--clearenv",
-                                    "--setenv",
-                                    "PATH",
-                                    "/usr/local/bin:/usr/bin:/bin",
-                                    "--setenv",
-                                    "HOME",
-                                    "/tmp",
-                                    "--setenv",
-                                    "LANG",
-                                    "C.UTF-8",
-                                    "--tmpfs",
-                                    "/",
-                                    "--ro-bind",
-                                    "/usr",
-                                    "/usr",
-                                    NULL};
-
-/* bwrap's command line for the tool's command; caller frees (free_argv). The agent's
-** directory is the working directory (empty but for the bound resources). */
-static char **sandbox_argv(const char *bwrap, const wd_tool_policy *tp, const char *agent_dir, char **cmd)
-{
-    char **v = NULL;
-    size_t n = 0, cap = 0;
-    char *adir = wd_guard_canon(NULL, agent_dir ? agent_dir : ".");
-    if (!adir)
-        return NULL;
-    ADD(bwrap);
-    for (int i = 0; FIXED[i]; i++)
-        ADD(FIXED[i]);
-    /* merged /usr: /bin -> usr/bin and friends are symlinks; older layouts are bound */
-    static const char *const TOP[] = {"/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", NULL};
-    for (int i = 0; TOP[i]; i++) {
-        char target[256];
-        ssize_t l = readlink(TOP[i], target, sizeof target - 1);
-        if (l > 0) {
-            target[l] = '\0';
-            ADD("--symlink");
-            ADD(target);
-            ADD(TOP[i]);
-        } else if (access(TOP[i], F_OK) == 0) {
-            ADD("--ro-bind");
-            ADD(TOP[i]);
-            ADD(TOP[i]);
-        }
-    }
-    static const char *const ETC[] = {"/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime", NULL};
-    for (int i = 0; ETC[i]; i++) {
-        ADD("--ro-bind-try");
-        ADD(ETC[i]);
-        ADD(ETC[i]);
-    }
-    static const char *const SYS[] = {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", NULL};
-    for (int i = 0; SYS[i]; i++)
-        ADD(SYS[i]);
-    ADD(adir);
-    const wd_strlist *lists[2] = {&tp->allowed_resources, &tp->writable_resources};
-    for (int k = 0; k < 2; k++)
-        for (size_t i = 0; i < lists[k]->n; i++) {
-            char *c = wd_guard_canon(agent_dir, lists[k]->v[i]);
-            if (!c)
-                goto fail;
-            int bad = add(&v, &n, &cap, k ? "--bind-try" : "--ro-bind-try") < 0 || add(&v, &n, &cap, c) < 0 ||
-                      add(&v, &n, &cap, c) < 0;
-            free(c);
-            if (bad)
-                goto fail;
-        }
-    ADD("--remount-ro");
-    ADD("/");
-    ADD("--chdir");
-    ADD(adir);
-    ADD("--");
-    for (size_t i = 0; cmd[i]; i++)
-        ADD(cmd[i]);
-    free(adir);
-    return v;
-fail:
-    free(adir);
-    free_argv(v);
-    return NULL;
-}
-
 /* opts.argv (at stack index 3 once read) checked: its length; raises on a bad one */
 static lua_Integer read_argv(lua_State *L)
 {
@@ -293,15 +166,18 @@ static int policy_refuses(wd_run *r, lua_State *L, const wd_tool_policy *tp, con
 ** out of memory or without bubblewrap (*bw NULL then) */
 static char **bwrap_argv(wd_run *r, lua_State *L, lua_Integer argc, const wd_tool_policy *tp, const char **bw)
 {
-    *bw = bwrap_path();
+    *bw = wd_jail_bwrap();
     char **cmd = calloc((size_t)argc + 1, sizeof *cmd);
     for (lua_Integer i = 1; cmd && i <= argc; i++) {
         lua_rawgeti(L, 3, i);
         cmd[i - 1] = wd_strdup(lua_tostring(L, -1));
         lua_pop(L, 1);
     }
-    char **argv = *bw && cmd ? sandbox_argv(*bw, tp, r->agent_dir, cmd) : NULL;
-    free_argv(cmd);
+    /* the agent's directory is the working directory (empty but for the bound resources) */
+    wd_jail j = {
+        &tp->allowed_resources, &tp->writable_resources, r->agent_dir, r->agent_dir ? r->agent_dir : ".", 0, 1};
+    char **argv = *bw && cmd ? wd_jail_argv(*bw, &j, cmd) : NULL;
+    wd_jail_free(cmd);
     return argv;
 }
 

@@ -8,7 +8,8 @@
 #include <string.h>
 
 static const char *const MCP_KEYS[] = {"servers", NULL};
-static const char *const SERVER_KEYS[] = {"command", "env", "cwd", "timeout_ms", "url", "headers", NULL};
+static const char *const SERVER_KEYS[] = {"command", "env", "cwd", "timeout_ms", "url", "headers", "sandbox", NULL};
+static const char *const SANDBOX_KEYS[] = {"allowed_resources", "writable_resources", "network", NULL};
 
 /* a server's name: lowercase letters, digits and single '-' or '_', at most 32, never
 ** "__" (the separator of NAME__TOOL) */
@@ -82,6 +83,30 @@ static void load_env(wd_yread *c, const wd_ynode *e, const char *sub, char ***na
     }
 }
 
+/* sandbox: true, or {allowed_resources, writable_resources, network}: the server runs
+** under bubblewrap (jail.h) */
+static void load_sandbox(wd_yread *c, const wd_ynode *v, const char *where, wd_mcp_server *m)
+{
+    const wd_ynode *sb = wd_ydoc_get(v, "sandbox");
+    char sub[220];
+    if (!sb)
+        return;
+    if (sb->kind == WD_Y_SCALAR) {
+        wd_yread_bool(c, v, "sandbox", where, &m->sandboxed);
+        return;
+    }
+    snprintf(sub, sizeof sub, "%s.sandbox", where);
+    if (wd_yread_map(c, sb, sub, SANDBOX_KEYS) < 0)
+        return;
+    m->sandboxed = 1;
+    snprintf(sub, sizeof sub, "%s.sandbox.allowed_resources", where);
+    wd_yread_strlist(c, wd_ydoc_get(sb, "allowed_resources"), sub, &m->sandbox_ro);
+    snprintf(sub, sizeof sub, "%s.sandbox.writable_resources", where);
+    wd_yread_strlist(c, wd_ydoc_get(sb, "writable_resources"), sub, &m->sandbox_rw);
+    snprintf(sub, sizeof sub, "%s.sandbox", where);
+    wd_yread_bool(c, sb, "network", sub, &m->sandbox_net);
+}
+
 void wd_policy_load_mcp(wd_yread *c, const wd_ynode *n)
 {
     wd_policy *p = c->p;
@@ -114,7 +139,8 @@ void wd_policy_load_mcp(wd_yread *c, const wd_ynode *n)
         if (m->url) {
             if (strncmp(m->url, "http://", 7) && strncmp(m->url, "https://", 8))
                 wd_yread_err(c, wd_ydoc_get(v, "url"), "%s.url must be an http or https URL", where);
-            if (wd_ydoc_get(v, "command") || wd_ydoc_get(v, "env") || wd_ydoc_get(v, "cwd"))
+            if (wd_ydoc_get(v, "command") || wd_ydoc_get(v, "env") || wd_ydoc_get(v, "cwd") ||
+                wd_ydoc_get(v, "sandbox"))
                 wd_yread_err(c, v, "%s: a server is a command (stdio) or a url (Streamable HTTP), not both", where);
             const wd_ynode *h = wd_ydoc_get(v, "headers");
             snprintf(sub, sizeof sub, "%s.headers", where);
@@ -128,6 +154,7 @@ void wd_policy_load_mcp(wd_yread *c, const wd_ynode *n)
             snprintf(sub, sizeof sub, "%s.env", where);
             if (e)
                 load_env(c, e, sub, &m->env_names, &m->env_values, &m->env_from, &m->n_env);
+            load_sandbox(c, v, where, m);
         }
         wd_yread_str(c, v, "cwd", where, &m->cwd);
         wd_yread_dur(c, v, "timeout_ms", where, &m->timeout_ms, 100, 600000);
@@ -166,6 +193,8 @@ void wd_policy_mcp_free(wd_policy *p)
         free_list(m->env_from, m->n_env);
         free(m->name);
         free(m->cwd);
+        wd_yread_strlist_free(&m->sandbox_ro);
+        wd_yread_strlist_free(&m->sandbox_rw);
     }
     free(p->mcp_servers);
     p->mcp_servers = NULL;

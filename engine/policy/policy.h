@@ -30,7 +30,7 @@ typedef struct wd_user {
     int role; /* index into roles */
     int tier; /* index into tiers, -1 none */
     char *api_key_sha256;
-    char *os_user; /* the login that proves this user at the command line, or NULL */
+    char *os_user;    /* the login that proves this user at the command line, or NULL */
     int metrics_only; /* scope: metrics: its key may read warden serve's /metrics and nothing else */
 } wd_user;
 
@@ -70,9 +70,12 @@ typedef struct wd_mcp_server {
     char **env_values; /* the value, or NULL when from_env */
     char **env_from;   /* the variable of warden's environment, or NULL */
     size_t n_env;
-    char *cwd;            /* NULL: warden's */
-    long long timeout_ms; /* its start, the handshake and the listing of its tools: default 10 s */
-    char *url;            /* over Streamable HTTP instead of a command */
+    char *cwd;                         /* NULL: warden's */
+    long long timeout_ms;              /* its start, the handshake and the listing of its tools: default 10 s */
+    int sandboxed;                     /* sandbox: run under bubblewrap (runtime/jail.h) */
+    wd_strlist sandbox_ro, sandbox_rw; /* bound read-only, read-write */
+    int sandbox_net;                   /* sandbox.network: the host's network */
+    char *url;                         /* over Streamable HTTP instead of a command */
     char **header_names, **header_values, **header_from; /* headers: like env */
     size_t n_headers;
 } wd_mcp_server;

@@ -1,6 +1,7 @@
 /* mcphost.c - an engine's MCP servers (mcphost.h) */
 #include "mcphost.h"
 #include "mcpsession.h"
+#include "jail.h"
 #include "util.h"
 
 #include <event2/event.h>
@@ -100,17 +101,39 @@ static char **pairs(char **names, char **values, char **from, size_t n, const ch
     return out;
 }
 
+/* the command a server runs as: bubblewrap's around its own (caller frees with
+** wd_jail_free; NULL with why in err) */
+static char **jailed_command(const wd_mcp_server *m, char *err, size_t n)
+{
+    const char *bw = wd_jail_bwrap();
+    if (!bw) {
+        snprintf(err, n, "mcp server %s: its sandbox needs bubblewrap (bwrap), which is not installed", m->name);
+        return NULL;
+    }
+    wd_jail j = {&m->sandbox_ro, &m->sandbox_rw, NULL, m->cwd, m->sandbox_net, 0};
+    char **argv = wd_jail_argv(bw, &j, m->argv);
+    if (!argv)
+        snprintf(err, n, "mcp server %s: a path of its sandbox does not resolve", m->name);
+    return argv;
+}
+
 static void start(wd_mcp_host *h, server *s, const wd_mcp_server *m)
 {
     char err[400];
+    char **jailed = m->argv && m->sandboxed ? jailed_command(m, err, sizeof err) : NULL;
+    if (m->argv && m->sandboxed && !jailed) {
+        snprintf(s->error, sizeof s->error, "%s", err);
+        s->ready = 1;
+        return;
+    }
     char **env = m->url ? pairs(m->header_names, m->header_values, m->header_from, m->n_headers, ": ")
                         : pairs(m->env_names, m->env_values, m->env_from, m->n_env, "=");
     char log[4200];
     snprintf(log, sizeof log, "%s/mcp-%s.stderr.log", h->log_dir ? h->log_dir : ".", m->name);
     wd_mcp_opts o = {.name = m->name,
-                     .argv = m->argv,
+                     .argv = jailed ? jailed : m->argv,
                      .env = env,
-                     .cwd = m->cwd,
+                     .cwd = jailed ? NULL : m->cwd, /* bwrap enters it inside */
                      .url = m->url,
                      .headers = env,
                      .stderr_log = h->log_dir ? log : NULL};
@@ -120,6 +143,7 @@ static void start(wd_mcp_host *h, server *s, const wd_mcp_server *m)
     for (size_t i = 0; env && env[i]; i++)
         free(env[i]);
     free(env);
+    wd_jail_free(jailed);
     if (!s->conn) {
         snprintf(s->error, sizeof s->error, "%s", m->argv || m->url ? err : "no command");
         s->ready = 1;
