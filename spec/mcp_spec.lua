@@ -50,6 +50,34 @@ describe("MCP servers as tool sources", function()
     assert.is_true(rec.success)
   end)
 
+  it("under policies/default.yaml plus an mcp section: reads inside, a write outside is refused", function()
+    local dir = space()
+    local outside = T.tmpdir() .. "/beside" .. T.key("")
+    os.execute("mkdir -p " .. outside)
+    local pol = T.policy({
+      mcp = { servers = { files = { command = { "node", FS, dir, outside }, timeout_ms = "20s" } } },
+      tools = { ["files__*"] = { permission = "read", risk = "low", category = "read", allowed_resources = { dir },
+                  path_arguments = { "path" } },
+                ["files__write*"] = { permission = "read", risk = "low", category = "write",
+                  allowed_resources = { dir }, path_arguments = { "path" } } } }, "policies/default.yaml")
+    local res, audit = T.run { agent = T.agent("fsd", { ["agent.lua"] = AGENT }), policy = pol, user = "bob",
+      query = "read, then write beside", scenario = T.script()
+        :call("files__read_text_file", { path = dir .. "/notes.txt" })
+        :call("files__write_file", { path = outside .. "/planted.txt", content = "pwned" }):say("done") }
+    assert.equal("completed", res.status, T.encode(res))
+    assert.is_true(res.tool_calls[1].success, res.tool_calls[1].result)
+    assert.matches("the notes say hello", res.tool_calls[1].result)
+    assert.is_false(res.tool_calls[2].success)
+    assert.matches("outside the allowed resources", res.tool_calls[2].result, 1, true)
+    assert.is_nil(T.read(outside .. "/planted.txt")) -- the file system unchanged
+    local refused
+    for _, r in ipairs(T.records(audit)) do
+      if r.tool_name == "files__write_file" and r.success == false then refused = r end
+    end
+    assert.truthy(refused, "the refusal audited")
+    assert.equal("bob", refused.user_id)
+  end)
+
   it("refuses a write the user's role does not allow, before the server sees it", function()
     local dir = space()
     local pol = policy(dir)
