@@ -379,3 +379,25 @@ describe("warden as an MCP server: clients that break the protocol", function()
     assert.truthy(list.agent__lab)
   end)
 end)
+
+describe("warden as an MCP server: an approval nobody gives", function()
+  local srv
+  setup(function()
+    srv = setup_server({ approvals = { routes = { high = { "lead" } },
+      expiry = { low = "2s", normal = "2s", high = "2s", critical = "2s" } } })
+  end)
+  teardown(function() if srv then srv.stop() end end)
+
+  it("tells the client it expired, and the call is refused", function()
+    local lines = client(srv, KEYS.reader, {
+      { op = "call", name = "approval_tool", arguments = {}, progress = true, timeout = 30000 } })
+    local told = {}
+    for _, l in ipairs(lines) do if l.op == "progress" then told[#told + 1] = l.message end end
+    assert.matches("waiting for a person to approve approval_tool", told[1], 1, true)
+    assert.matches(": expired$", told[#told])
+    local call = find(lines, "call", "approval_tool")
+    assert.is_true(call.result.isError, T.encode(call))
+    assert.matches("expired", text_of(call.result))
+    assert.equal("completed", call.result._meta["warden/status"])
+  end)
+end)
