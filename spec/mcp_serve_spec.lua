@@ -11,7 +11,7 @@ local KEYS = { reader = "reader-key-1", writer = "writer-key-2", admin = "admin-
 
 -- the served policy: the test users with keys, server-filesystem over a directory of
 -- its own, its reads for readers inside `root` and its writes for admins only
-local function setup_server(extra)
+local function setup_server(extra, workers)
   local root = T.tmpdir() .. "/served" .. T.key("")
   os.execute("mkdir -p " .. root)
   T.write(root .. "/notes.txt", "the notes say hello\n")
@@ -31,7 +31,7 @@ local function setup_server(extra)
   local agents = T.tmpfile("-agents")
   os.execute(("mkdir -p %s && ln -s %s/spec/fixtures/lab %s/lab && ln -s %s/spec/fixtures/tools %s/tools"):format(
     agents, ROOT, agents, ROOT, agents))
-  local srv = T.serve({ policy = pol, agents = agents })
+  local srv = T.serve({ policy = pol, agents = agents, workers = workers })
   srv.root, srv.policy, srv.audit = root, pol, audit
   return srv
 end
@@ -399,5 +399,33 @@ describe("warden as an MCP server: an approval nobody gives", function()
     assert.is_true(call.result.isError, T.encode(call))
     assert.matches("expired", text_of(call.result))
     assert.equal("completed", call.result._meta["warden/status"])
+  end)
+end)
+
+describe("warden as an MCP server: a governed server whose tools change", function()
+  local FLAKY = ROOT .. "/spec/fixtures/mcp/flaky.js"
+  local srv
+  setup(function()
+    -- one worker: each worker starts its own process of a stdio server
+    srv = setup_server({ mcp = { servers = { flaky = { command = { "node", FLAKY }, timeout_ms = "20s" } } },
+      tools = { ["flaky__*"] = { permission = "read", risk = "low", timeout_ms = 2000 } } }, 1)
+  end)
+  teardown(function() if srv then srv.stop() end end)
+
+  it("follows its list_changed: a tool it adds is listed and called", function()
+    local before = names(find(client(srv, KEYS.reader, { { op = "list" } }), "list"))
+    assert.truthy(before.flaky__t9) -- every page of its list
+    assert.is_nil(before.flaky__late)
+    local lines = client(srv, KEYS.reader, { { op = "call", name = "flaky__grow", arguments = {} } })
+    assert.equal("grown", text_of(find(lines, "call", "flaky__grow").result))
+    local after = T.wait_for(function()
+      local l = names(find(client(srv, KEYS.reader, { { op = "list" } }), "list"))
+      return l.flaky__late and l
+    end, "the new tool listed", 100)
+    assert.truthy(after.flaky__t9)
+    lines = client(srv, KEYS.reader, { { op = "call", name = "flaky__late", arguments = { text = "hi" } } })
+    local late = find(lines, "call", "flaky__late")
+    assert.is_nil(late.result.isError, T.encode(late))
+    assert.equal("echo hi", text_of(late.result))
   end)
 end)
