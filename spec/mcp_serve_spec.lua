@@ -402,15 +402,49 @@ describe("warden as an MCP server: an approval nobody gives", function()
   end)
 end)
 
-describe("warden as an MCP server: a governed server whose tools change", function()
+describe("warden as an MCP server: governed servers whose tools change or take long", function()
   local FLAKY = ROOT .. "/spec/fixtures/mcp/flaky.js"
+  local EVERYTHING = ROOT .. "/tools/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
   local srv
   setup(function()
     -- one worker: each worker starts its own process of a stdio server
-    srv = setup_server({ mcp = { servers = { flaky = { command = { "node", FLAKY }, timeout_ms = "20s" } } },
-      tools = { ["flaky__*"] = { permission = "read", risk = "low", timeout_ms = 2000 } } }, 1)
+    srv = setup_server({ mcp = { servers = {
+        flaky = { command = { "node", FLAKY }, timeout_ms = "20s" },
+        every = { command = { "node", EVERYTHING, "stdio" }, timeout_ms = "20s" } } },
+      tools = { ["flaky__*"] = { permission = "read", risk = "low", timeout_ms = 2000 },
+        ["every__*"] = { permission = "read", risk = "low", timeout_ms = 10000 } } }, 1)
+  end)
+
+  it("passes a long operation's progress on to the client, then its result", function()
+    local lines = client(srv, KEYS.reader, { { op = "call", name = "every__trigger-long-running-operation",
+      arguments = { duration = 1, steps = 4 }, progress = true } })
+    local told = {}
+    for _, l in ipairs(lines) do if l.op == "progress" then told[#told + 1] = l end end
+    assert.equal(4, #told, T.encode(lines))
+    for i, p in ipairs(told) do
+      assert.equal(("every__trigger-long-running-operation: %d of 4"):format(i), p.message)
+      assert.equal(i, p.progress) -- warden's own count: it only grows
+    end
+    local call = find(lines, "call", "every__trigger-long-running-operation")
+    assert.is_nil(call.result.isError, T.encode(call))
+    assert.matches("[Cc]ompleted", text_of(call.result))
+    -- a client that asked for none gets none
+    lines = client(srv, KEYS.reader, { { op = "call", name = "every__trigger-long-running-operation",
+      arguments = { duration = 0.2, steps = 2 } } })
+    assert.is_nil(find(lines, "progress"))
+    assert.truthy(find(lines, "call"))
   end)
   teardown(function() if srv then srv.stop() end end)
+
+  it("passes on at most ten progress notifications a second, messages cut, others' tokens dropped", function()
+    local lines = client(srv, KEYS.reader, { { op = "call", name = "flaky__chatty", arguments = {}, progress = true } })
+    local told = {}
+    for _, l in ipairs(lines) do if l.op == "progress" then told[#told + 1] = l end end
+    assert.is_true(#told >= 1 and #told <= 20, #told .. " told")
+    assert.matches("^flaky__chatty: 5000 of 5000: m+$", told[#told].message) -- the last always goes on
+    for _, p in ipairs(told) do assert.is_true(#p.message < 400, #p.message) end
+    assert.equal("chatted", text_of(find(lines, "call", "flaky__chatty").result))
+  end)
 
   it("follows its list_changed: a tool it adds is listed and called", function()
     local before = names(find(client(srv, KEYS.reader, { { op = "list" } }), "list"))

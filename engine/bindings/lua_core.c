@@ -72,7 +72,8 @@ static int run_list(lua_State *L, int eng_idx, int list_idx, int single)
                           NULL,
                           NULL,
                           0,
-                          opt_field(L, t, "tool")};
+                          opt_field(L, t, "tool"),
+                          NULL};
         slots[i].c = &c;
         slots[i].i = i;
         wd_engine_submit(e, &ro, on_done, &slots[i]);

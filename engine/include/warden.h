@@ -35,6 +35,10 @@ typedef struct wd_run_opts {
     ** succeeded; agent is then the directory its script is under, query its arguments (a JSON
     ** object), and the run's agent is named WD_DIRECT_AGENT */
     const char *tool;
+    /* set: told, with the done callback's ud, of the progress an MCP server reports on a
+    ** tool call of the run: {tool, progress, total?, message?} (borrowed), at most ten a
+    ** second; warden serve's /mcp passes it to its client */
+    void (*progress)(const json_t *p, void *ud);
 } wd_run_opts;
 
 #define WD_DIRECT_AGENT "mcp"

@@ -20,7 +20,41 @@ struct wd_mcpcall_state {
     long long id;     /* the request in flight; 0 none */
     char breaker[64]; /* "mcp:SERVER": the server's own breaker, beside the tool's */
     int admitted, probe;
+    int64_t told_ns; /* the last progress passed on */
 };
+
+#define PROGRESS_EVERY_NS  100000000LL /* at most ten a second go on; the rest are dropped */
+#define PROGRESS_MSG_BYTES 300
+
+/* ** The server's progress on the call, passed to whoever submitted the run (an MCP client
+** of warden serve: wd_run_opts.progress) as {tool, progress, total?, message?}: at most
+** ten a second, the message cut, so a chatty or hostile server cannot flood the client. */
+static void on_progress(void *ud, json_t *params)
+{
+    wd_run *r = ud;
+    wd_mcpcall_state *s = r->mcpcall;
+    if (!s || !s->id)
+        return;
+    double progress = json_number_value(json_object_get(params, "progress"));
+    json_t *total = json_object_get(params, "total");
+    int last = json_is_number(total) && progress >= json_number_value(total);
+    int64_t now = wd_now_ns();
+    if (!last && s->told_ns && now - s->told_ns < PROGRESS_EVERY_NS)
+        return;
+    s->told_ns = now;
+    char msg[PROGRESS_MSG_BYTES + 1] = "";
+    const char *m = json_string_value(json_object_get(params, "message"));
+    if (m)
+        wd_strlcpy(msg, m, sizeof msg);
+    json_t *p = json_pack("{s:s,s:f}", "tool", r->tool.name, "progress", progress);
+    if (p && json_is_number(total))
+        json_object_set_new(p, "total", json_real(json_number_value(total)));
+    if (p && *msg)
+        json_object_set_new(p, "message", json_string(msg));
+    if (p)
+        wd_run_progress(r, p);
+    json_decref(p);
+}
 
 /* the server's breaker told the call's outcome: a failure of the server (it ended, did
 ** not answer, answered a JSON-RPC error) counts, a tool's isError does not */
@@ -183,7 +217,8 @@ static void mcp_start(wd_run *r)
     s->conn = conn;
     /* the tool's own deadline ends the call first (toolcall.c); this one only frees the slot */
     json_t *params = json_pack("{s:s,s:O}", "name", s->tool, "arguments", s->args);
-    s->id = wd_mcp_request(conn, "tools/call", params, s->timeout_ms + 1000, on_answer, r);
+    s->id = wd_mcp_request_progress(conn, "tools/call", params, s->timeout_ms + 1000, on_answer,
+                                    r->progress ? on_progress : NULL, r);
     if (s->id < 0) {
         s->id = 0;
         server_outcome(r, 0);

@@ -140,8 +140,9 @@ struct wd_run {
     wd_policy *pol; /* pinned at start: run-level limits */
     char run_id[37];
     char *session_id, *user_id, *agent_name, *agent_path, *agent_dir, *query;
-    char *agent_key;  /* the agent as its file or directory names it: whose state is whose */
-    char *direct_tool; /* a direct call of this tool (wd_run_opts.tool), not an agent's run */
+    char *agent_key;                             /* the agent as its file or directory names it: whose state is whose */
+    char *direct_tool;                           /* a direct call of this tool (wd_run_opts.tool), not an agent's run */
+    void (*progress)(const json_t *p, void *ud); /* wd_run_opts.progress, with done_ud */
     json_t *j_ids[4]; /* run_id, session_id, user_id, agent as JSON, shared by every record */
     wd_mock *mock;    /* borrowed from the engine while the run lives */
     char *llm;
@@ -262,6 +263,8 @@ wd_retry_cfg wd_run_retry_cfg(const wd_run *r);
 ** -1 when max_retries are used up. */
 long long wd_run_retry_arm(wd_run *r, int retries, long long retry_after_ms, event_callback_fn cb, char *reason,
                            size_t n);
+/* a tool's progress to the run's submitter (wd_run_opts.progress), if it listens */
+void wd_run_progress(wd_run *r, const json_t *p);
 /* an event for the run's detectors (a no-op without any); takes ev */
 void wd_run_observe(wd_run *r, json_t *ev);
 /* pushes the run's ctx on L (for_tool: a tool handler's) */

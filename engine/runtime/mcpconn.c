@@ -25,6 +25,7 @@ typedef struct pending {
     wd_mcp *m;
     wd_http_req *hreq; /* over HTTP: its POST in flight */
     struct pending *next;
+    wd_mcp_progress_fn progress; /* asked with a progressToken: its notifications */
 } pending;
 
 struct wd_mcp {
@@ -187,6 +188,18 @@ static void answer(wd_mcp *m, json_t *id, const char *method)
     send_msg(m, r);
 }
 
+/* a request's progress, to whoever asked with that token; others' are ignored */
+static void progressed(wd_mcp *m, json_t *params)
+{
+    json_t *token = json_object_get(params, "progressToken");
+    for (pending *p = m->pend; p && json_is_integer(token); p = p->next)
+        if (p->id == json_integer_value(token)) {
+            if (p->progress && json_is_number(json_object_get(params, "progress")))
+                p->progress(p->ud, params);
+            return;
+        }
+}
+
 static void on_line(void *ud, int kind, json_t *msg, const char *why)
 {
     wd_mcp *m = ud;
@@ -200,6 +213,8 @@ static void on_line(void *ud, int kind, json_t *msg, const char *why)
     if (method) {
         if (id && !json_is_null(id))
             answer(m, id, method);
+        else if (!strcmp(method, "notifications/progress"))
+            progressed(m, json_object_get(msg, "params"));
         else if (m->notify)
             m->notify(m->ud, method, json_object_get(msg, "params"));
         return;
@@ -386,13 +401,25 @@ void wd_mcp_on(wd_mcp *m, wd_mcp_notify_fn notify, wd_mcp_exit_fn on_exit, void 
 
 long long wd_mcp_request(wd_mcp *m, const char *method, json_t *params, long long timeout_ms, wd_mcp_cb cb, void *ud)
 {
+    return wd_mcp_request_progress(m, method, params, timeout_ms, cb, NULL, ud);
+}
+
+long long wd_mcp_request_progress(wd_mcp *m, const char *method, json_t *params, long long timeout_ms, wd_mcp_cb cb,
+                                  wd_mcp_progress_fn progress, void *ud)
+{
     pending *p = m->running ? calloc(1, sizeof *p) : NULL;
     if (!p) {
         json_decref(params);
         return -1;
     }
-    *p = (pending){m->next_id++, cb, ud, timeout_ms, NULL, m, NULL, m->pend};
+    *p = (pending){m->next_id++, cb, ud, timeout_ms, NULL, m, NULL, m->pend, progress};
     json_t *msg = json_pack("{s:s,s:I,s:s}", "jsonrpc", "2.0", "id", (json_int_t)p->id, "method", method);
+    if (progress && json_is_object(params)) { /* its token is its id */
+        json_t *meta = json_object_get(params, "_meta");
+        if (!json_is_object(meta))
+            json_object_set_new(params, "_meta", meta = json_object());
+        json_object_set_new(meta, "progressToken", json_integer((json_int_t)p->id));
+    }
     if (params)
         json_object_set_new(msg, "params", params);
     if ((m->url ? post(m, msg, p) : send_msg(m, msg)) < 0) {

@@ -42,6 +42,12 @@ void wd_mcp_on(wd_mcp *m, wd_mcp_notify_fn notify, wd_mcp_exit_fn on_exit, void 
 ** ms" or the server's end. Returns the request's id, or -1 (cb not called) when the server
 ** has ended. A callback may make new requests but must not free m. */
 long long wd_mcp_request(wd_mcp *m, const char *method, json_t *params, long long timeout_ms, wd_mcp_cb cb, void *ud);
+/* the same, asking for progress (params, an object, gets _meta.progressToken, the id):
+** each notifications/progress for it goes to progress (params borrowed, its progress a
+** number) until the answer comes */
+typedef void (*wd_mcp_progress_fn)(void *ud, json_t *params);
+long long wd_mcp_request_progress(wd_mcp *m, const char *method, json_t *params, long long timeout_ms, wd_mcp_cb cb,
+                                  wd_mcp_progress_fn progress, void *ud);
 int wd_mcp_notify(wd_mcp *m, const char *method, json_t *params); /* params taken; 0 or -1 */
 /* gives up a request: notifications/cancelled goes to the server, cb gets why */
 void wd_mcp_cancel(wd_mcp *m, long long id, const char *why);

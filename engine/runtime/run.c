@@ -198,3 +198,9 @@ long long wd_run_retry_arm(wd_run *r, int retries, long long retry_after_ms, eve
 void wd_run_observe(wd_run *r, json_t *ev) { r->eng->hooks->observe(r, ev); }
 
 void wd_run_push_ctx(wd_run *r, lua_State *L, int for_tool) { r->eng->hooks->push_ctx(L, r, for_tool); }
+
+void wd_run_progress(wd_run *r, const json_t *p)
+{
+    if (r->progress && !r->finishing)
+        r->progress(p, r->done_ud);
+}

@@ -30,6 +30,7 @@ typedef struct wd_waiter {
     /* set: called when the run ends, in place of answering req with the result (req is
     ** the caller's to answer, and to clear when its client goes) */
     void (*on_end)(struct wd_waiter *w, const json_t *res);
+    void (*on_progress)(struct wd_waiter *w, const json_t *p); /* set: a tool's progress (wd_run_opts.progress) */
     void *ud;
 } wd_waiter;
 

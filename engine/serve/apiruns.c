@@ -162,6 +162,14 @@ static void on_run_done(const json_t *res, void *ud)
     waiter_free(w);
 }
 
+/* a tool's progress in the run, to whoever waits for it (on this worker) */
+static void on_run_progress(const json_t *p, void *ud)
+{
+    wd_waiter *w = ud;
+    if (w->on_progress)
+        w->on_progress(w, p);
+}
+
 /* on w's worker: the run starts (or ends refused, having waited too long) */
 static void start_waiter(void *arg, int index, wd_engine *e)
 {
@@ -176,7 +184,8 @@ static void start_waiter(void *arg, int index, wd_engine *e)
                       w->run_id,
                       w->refuse,
                       0,
-                      w->tool};
+                      w->tool,
+                      w->on_progress ? on_run_progress : NULL};
     if (w->refuse)
         ro.refuse_retry_ms = 1000;
     wd_engine_submit(e, &ro, on_run_done, w);

@@ -218,6 +218,20 @@ static void on_record(wd_mcp_call *mc, const json_t *rec)
     }
 }
 
+/* an MCP server's progress on the tool the run calls, to the client (when it asked) */
+static void on_tool_progress(wd_waiter *w, const json_t *p)
+{
+    wd_mcp_call *mc = w->ud;
+    char msg[600], n[64] = "";
+    json_t *total = json_object_get(p, "total");
+    const char *m = json_string_value(json_object_get(p, "message"));
+    if (json_is_number(total))
+        snprintf(n, sizeof n, " of %g", json_number_value(total));
+    snprintf(msg, sizeof msg, "%s: %g%s%s%s", json_string_value(json_object_get(p, "tool")),
+             json_number_value(json_object_get(p, "progress")), n, m ? ": " : "", m ? m : "");
+    progress(mc, msg);
+}
+
 /* the run's records not yet read, each told to on_record */
 static void read_records(wd_mcp_call *mc)
 {
@@ -356,6 +370,7 @@ static wd_mcp_call *start_call(wd_call *c, json_t *id, const char *name, json_t 
     mc->agent = agent != NULL;
     mc->id = json_incref(id);
     mc->w = w;
+    w->on_progress = on_tool_progress;
     memcpy(mc->run_id, w->run_id, sizeof mc->run_id);
     wd_strlcpy(mc->session, session, sizeof mc->session);
     mc->next = c->f->mcp_calls;
