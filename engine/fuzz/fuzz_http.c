@@ -6,6 +6,7 @@
 ** reach the routes. Whatever comes in: no crash, no leak, the loop goes on. */
 #include "fuzz.h"
 #include "admit.h"
+#include "mcpsess.h"
 #include "serve.h"
 
 #include <arpa/inet.h>
@@ -77,6 +78,7 @@ static void setup(void)
     srv.reg = wd_registry_new(200, 200);
     srv.met = wd_metrics_new();
     srv.admit = wd_admit_new();
+    srv.mcp_sessions = wd_mcpsess_new();
     pthread_mutex_init(&srv.mu, NULL);
     srv.policy = wd_engine_policy(e);
     atomic_store(&srv.generation, 1);

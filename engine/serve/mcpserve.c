@@ -296,6 +296,8 @@ static void on_call_gone(struct evhttp_connection *conn, void *arg)
     (void)conn;
     wd_mcp_call *mc = arg;
     mc->req = NULL; /* the run goes on, audited; its result has no one to go to */
+    if (mc->timer)
+        event_del(mc->timer);
 }
 
 /* the run ended (apiruns.c, on this worker): its result to the client, if it is there */
@@ -470,7 +472,9 @@ static void cancel(wd_call *c, json_t *params, const char *session)
         cr->request_id = json_incref(rid);
         snprintf(cr->why, sizeof cr->why, "the MCP client cancelled the call%s%.200s", reason ? ": " : "",
                  reason ? reason : "");
-        if (wd_pool_post(s->pool, i, cancel_on, cr) < 0) {
+        if (!s->pool) /* a server of one front, without workers (the fuzzer's) */
+            cancel_on(cr, i, s->fronts[i].e);
+        else if (wd_pool_post(s->pool, i, cancel_on, cr) < 0) {
             json_decref(cr->request_id);
             free(cr);
         }
