@@ -19,7 +19,8 @@ local function setup_server(extra, workers)
     users = {},
     mcp = { servers = { files = { command = { "node", FS, root }, timeout_ms = "20s" } } },
     tools = {
-      ["files__*"] = { permission = "read", risk = "low", allowed_resources = { root }, path_arguments = { "path" } },
+      ["files__*"] = { permission = "read", risk = "low", allowed_resources = { root }, path_arguments = { "path" },
+        schema = { properties = { path = { maxLength = 4096 } } } },
       ["files__write*"] = { permission = "admin", risk = "high", category = "write", allowed_resources = { root },
         path_arguments = { "path" } },
     },
@@ -92,7 +93,10 @@ describe("warden as an MCP server: the official SDK client", function()
     assert.truthy(admin.files__write_file)
     assert.truthy(admin.admin_tool)
     -- their schemas: the script's parameters, the server's inputSchema
-    assert.same({ "path" }, admin.files__read_text_file.inputSchema.required)
+    -- a server tool's: its own, and the policy's narrowing beside it
+    local both = admin.files__read_text_file.inputSchema.allOf
+    assert.same({ "path" }, both[1].required)
+    assert.equal(4096, both[2].properties.path.maxLength)
     assert.equal("object", reader.echo.inputSchema.type)
     -- a tool the policy does not declare is listed for no one (undeclared_tool has no rule)
     for n in pairs(admin) do assert.truthy(n:match("^files__") or n:match("^agent__") or n ~= "") end

@@ -99,6 +99,24 @@ describe("MCP servers as tool sources", function()
     assert.matches("path", res.tool_calls[1].result)
   end)
 
+  it("checks arguments against the policy's schema too: the policy narrows the server's", function()
+    local dir = space()
+    T.write(dir .. "/notes.md", "markdown\n")
+    local pol = policy(dir, { tools = { ["files__*"] = { permission = "read", risk = "low",
+      schema = { properties = { path = { type = "string", pattern = "\\.txt$", maxLength = 4096 } } } } } })
+    local function read(path)
+      local res = T.run { agent = T.agent("fsn" .. T.key(""), { ["agent.lua"] = AGENT }), policy = pol,
+        user = "reader", query = "read", scenario = T.script():call("files__read_text_file", { path = path }):say("ok") }
+      return res.tool_calls[1]
+    end
+    assert.is_true(read(dir .. "/notes.txt").success)
+    local md = read(dir .. "/notes.md")
+    assert.is_false(md.success)
+    assert.matches("invalid arguments for tool 'files__read_text_file' (the policy's schema): /path:", md.result, 1,
+      true)
+    assert.is_false(read(dir .. "/" .. ("x"):rep(5000) .. ".txt").success)
+  end)
+
   it("turns the server's isError into a failed call with its text", function()
     local dir = space()
     local pol = policy(dir)

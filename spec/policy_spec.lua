@@ -198,4 +198,19 @@ mcp:
     assert.is_true(has(errs, "mcp%.servers%.e%.sandbox"))
     assert.is_false(has(errs, "servers%.[ab]"))
   end)
+
+  it("compiles a rule's schema, and names a keyword it does not know", function()
+    local ok, errs = check([[
+version: 1
+roles: [read]
+tools:
+  a: {permission: read, schema: {properties: {path: {pattern: "^/srv/"}}}}
+  b: {permission: read, schema: {properties: {path: {minLenght: 3}}}}
+  c: {permission: read, schema: [1, 2]}
+]])
+    assert.is_false(ok)
+    assert.is_true(has(errs, "tools%.b%.schema: .*minLenght"))
+    assert.is_true(has(errs, "tools%.c%.schema must be a JSON Schema object"))
+    assert.is_false(has(errs, "tools%.a"))
+  end)
 end)

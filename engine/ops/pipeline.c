@@ -102,6 +102,8 @@ static int check_schema(tool_call *c)
         snprintf(c->msg, sizeof c->msg, "invalid arguments for tool '%s': expected an object", c->name);
     else if (wd_schema_validate(c->r->tools[c->idx].schema, c->args, err, sizeof err) < 0)
         snprintf(c->msg, sizeof c->msg, "invalid arguments for tool '%s': %.500s", c->name, err);
+    else if (c->tp->schema && wd_schema_validate(c->tp->schema, c->args, err, sizeof err) < 0)
+        snprintf(c->msg, sizeof c->msg, "invalid arguments for tool '%s' (the policy's schema): %.460s", c->name, err);
     else
         return GO;
     return wd_tool_refuse(c->r, c->L, WD_AE_VALIDATION_FAILED, c->name, c->args, c->msg);

@@ -2,6 +2,7 @@
 ** Every key is checked: type, range, unknown keys (with a suggestion), and references
 ** (a user's role and tier, a tool's permission). All problems are reported at once. */
 #include "policy.h"
+#include "schema.h"
 #include "util.h"
 #include "ydoc.h"
 #include "yread.h"
@@ -383,6 +384,8 @@ void wd_policy_unref(wd_policy *p)
         wd_yread_strlist_free(&t->path_arguments);
         wd_yread_strlist_free(&t->allowed_hosts);
         wd_yread_rxlist_free(&t->forbidden);
+        wd_schema_free(t->schema);
+        json_decref(t->schema_json);
     }
     free(p->tools);
     json_decref(p->routes);

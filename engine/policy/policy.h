@@ -58,6 +58,8 @@ typedef struct wd_tool_policy {
     wd_strlist path_arguments;     /* an MCP tool's arguments that are paths (format: path in its schema) */
     wd_strlist allowed_hosts;
     wd_rxlist forbidden;
+    struct wd_schema *schema; /* schema: what the policy adds to the tool's own schema; NULL none */
+    json_t *schema_json;      /* its source, which the compiled schema reads */
 } wd_tool_policy;
 
 enum { WD_FSYNC_NONE, WD_FSYNC_BATCH, WD_FSYNC_ALWAYS };

@@ -1,5 +1,6 @@
 /* sections.c - each section of a policy (defaults, serve, tiers, users, models, tools,
 ** approvals, autonomy, detectors, audit, ...) read and checked into the snapshot */
+#include "schema.h"
 #include "yread.h"
 #include "util.h"
 
@@ -21,8 +22,7 @@ static int role_index(const wd_policy *p, const char *name)
 
 static const char *const TOP_KEYS[] = {"version",  "defaults",  "roles",     "users",       "tiers", "budget", "models",
                                        "tools",    "approvals", "detectors", "kill_switch", "audit", "store",  "cache",
-                                       "autonomy", "hitl",      "serve",     "notify",      "mcp",
-                                       NULL};
+                                       "autonomy", "hitl",      "serve",     "notify",      "mcp",   NULL};
 static const char *const DEFAULT_KEYS[] = {"max_iterations",
                                            "max_tool_calls_per_answer",
                                            "max_tool_calls",
@@ -50,12 +50,20 @@ static const char *const TIER_KEYS[] = {"per_run_usd", "daily_usd", "monthly_usd
 static const char *const BUDGET_KEYS[] = {"global_monthly_usd", "warn_ratio", NULL};
 static const char *const MODEL_KEYS[] = {
     "provider", "name", "base_url", "api_key_env", "input_usd_per_1k", "output_usd_per_1k", "max_output_tokens", NULL};
-static const char *const TOOL_KEYS[] = {"permission",         "risk",
-                                        "category",           "timeout_ms",
-                                        "cost_usd",           "rate_limit_per_hour",
-                                        "requires_approval",  "allowed_resources",
-                                        "writable_resources", "forbidden_patterns", "path_arguments",
-                                        "allowed_hosts",      NULL};
+static const char *const TOOL_KEYS[] = {"permission",
+                                        "risk",
+                                        "category",
+                                        "timeout_ms",
+                                        "cost_usd",
+                                        "rate_limit_per_hour",
+                                        "requires_approval",
+                                        "allowed_resources",
+                                        "writable_resources",
+                                        "forbidden_patterns",
+                                        "path_arguments",
+                                        "allowed_hosts",
+                                        "schema",
+                                        NULL};
 static const char *const APPROVAL_KEYS[] = {"expiry", "escalate_at", "routes", "min_risk", "trust_cli_identity", NULL};
 static const char *const EXPIRY_KEYS[] = {"low", "normal", "high", "critical", NULL};
 static const char *const KILL_KEYS[] = {"consecutive_errors", NULL};
@@ -277,6 +285,27 @@ static void load_models(wd_yread *c, const wd_ynode *m)
     }
 }
 
+/* a rule's schema: a JSON Schema every call's arguments must also fit, beside the tool's
+** own (an MCP server's inputSchema, a script's parameters): the policy narrows it */
+static void load_narrowing(wd_yread *c, const wd_ynode *sn, const char *where, wd_tool_policy *tp)
+{
+    if (!sn)
+        return;
+    if (sn->kind != WD_Y_MAP) {
+        wd_yread_err(c, sn, "%s.schema must be a JSON Schema object, e.g. {properties: {path: {pattern: ...}}}", where);
+        return;
+    }
+    char err[400];
+    json_t *j = wd_ydoc_to_json(sn);
+    tp->schema = j ? wd_schema_compile(j, err, sizeof err) : NULL;
+    if (tp->schema)
+        tp->schema_json = j;
+    else {
+        wd_yread_err(c, sn, "%s.schema: %s", where, j ? err : "out of memory");
+        json_decref(j);
+    }
+}
+
 static void load_tools(wd_yread *c, const wd_ynode *t)
 {
     wd_policy *p = c->p;
@@ -329,6 +358,7 @@ static void load_tools(wd_yread *c, const wd_ynode *t)
         wd_yread_strlist(c, wd_ydoc_get(v, "allowed_hosts"), sub, &tp->allowed_hosts);
         snprintf(sub, sizeof sub, "%s.forbidden_patterns", where);
         wd_yread_rxlist(c, wd_ydoc_get(v, "forbidden_patterns"), sub, &tp->forbidden);
+        load_narrowing(c, wd_ydoc_get(v, "schema"), where, tp);
     }
 }
 

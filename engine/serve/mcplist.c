@@ -65,6 +65,16 @@ static json_t *script_spec(wd_front *f, const char *path, const struct stat *st)
     return spec;
 }
 
+/* the input schema a client sees: the tool's own, with the rule's narrowing beside it
+** (allOf) when the rule has one; a new reference */
+static json_t *input_schema(const json_t *own, const wd_tool_policy *tp)
+{
+    json_t *base = json_is_object(own) ? json_incref((json_t *)own) : json_object();
+    if (!tp->schema_json)
+        return base;
+    return json_pack("{s:s,s:[o,O]}", "type", "object", "allOf", base, tp->schema_json);
+}
+
 typedef struct {
     const wd_policy *p;
     const wd_user *u;
@@ -84,8 +94,8 @@ static void add_server_tool(void *ud, const char *server, const json_t *tool)
     if (!tp || tp->permission > w->u->role)
         return;
     json_t *d = json_object_get(tool, "description"), *schema = json_object_get(tool, "inputSchema");
-    json_array_append_new(w->out, json_pack("{s:s,s:O?,s:O}", "name", name, "description", d, "inputSchema",
-                                            json_is_object(schema) ? schema : json_object()));
+    json_array_append_new(
+        w->out, json_pack("{s:s,s:O?,s:o}", "name", name, "description", d, "inputSchema", input_schema(schema, tp)));
 }
 
 static void add_script_tools(wd_front *f, const wd_policy *p, const wd_user *u, json_t *out)
@@ -100,8 +110,11 @@ static void add_script_tools(wd_front *f, const wd_policy *p, const wd_user *u, 
         struct stat st;
         json_t *spec =
             script_of(f->srv->agents_dir, tp->name, path, sizeof path, &st) == 0 ? script_spec(f, path, &st) : NULL;
-        if (spec)
-            json_array_append(out, spec);
+        json_t *shown = spec ? json_copy(spec) : NULL; /* the kept definition stays as it is */
+        if (shown)
+            json_object_set_new(shown, "inputSchema", input_schema(json_object_get(spec, "inputSchema"), tp));
+        if (shown)
+            json_array_append_new(out, shown);
     }
 }
 
