@@ -185,10 +185,11 @@ describe("warden as an MCP server: the official SDK client", function()
     local call = T.wait_for(function() return find(c.lines(), "call") end, "the call's result", 1500)
     assert.is_nil(call.result.isError, T.encode(call))
     assert.same({ done = "approval_tool" }, call.result.structuredContent)
-    local all = c.lines()
-    local last = all[#all - 2] -- the decision told before the result
+    local all, at = c.lines(), nil
+    for i, l in ipairs(all) do if l.op == "call" then at = i end end
+    local last = all[at - 1] -- the decision told before the result
     assert.equal("progress", last.op)
-    assert.matches("granted", last.message)
+    assert.matches("^approval [%x%-]+: granted$", last.message)
   end)
 
   it("runs an agent as agent__NAME, and refuses arguments it does not take", function()
