@@ -410,14 +410,37 @@ end)
 describe("warden as an MCP server: governed servers whose tools change or take long", function()
   local FLAKY = ROOT .. "/spec/fixtures/mcp/flaky.js"
   local EVERYTHING = ROOT .. "/tools/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
-  local srv
+  local GROW = ROOT .. "/spec/fixtures/mcp/httpgrow.mjs"
+  local srv, remote
   setup(function()
+    -- a server over Streamable HTTP (the SDK's own server side) on a free loopback port
+    local f = T.tmpfile(".port")
+    local h = io.popen(("env -u LD_PRELOAD node %s >%s 2>&1 & echo $!"):format(GROW, f))
+    remote = h:read("l")
+    h:close()
+    local port = T.wait_for(function() return (T.read(f) or ""):match("^(%d+)") end, "httpgrow's port")
     -- one worker: each worker starts its own process of a stdio server
     srv = setup_server({ mcp = { servers = {
         flaky = { command = { "node", FLAKY }, timeout_ms = "20s" },
-        every = { command = { "node", EVERYTHING, "stdio" }, timeout_ms = "20s" } } },
+        every = { command = { "node", EVERYTHING, "stdio" }, timeout_ms = "20s" },
+        grow = { url = ("http://127.0.0.1:%s/mcp"):format(port), timeout_ms = "20s" } } },
       tools = { ["flaky__*"] = { permission = "read", risk = "low", timeout_ms = 2000 },
-        ["every__*"] = { permission = "read", risk = "low", timeout_ms = 10000 } } }, 1)
+        ["every__*"] = { permission = "read", risk = "low", timeout_ms = 10000 },
+        ["grow__*"] = { permission = "read", risk = "low", timeout_ms = 5000 } } }, 1)
+  end)
+  teardown(function() if remote then os.execute("kill " .. remote .. " 2>/dev/null") end end)
+
+  it("follows the list_changed a server over HTTP sends on its own stream", function()
+    local before = names(find(client(srv, KEYS.reader, { { op = "list" } }), "list"))
+    assert.truthy(before.grow__echo)
+    assert.is_nil(before.grow__late)
+    local lines = client(srv, KEYS.reader, { { op = "call", name = "grow__grow", arguments = {} } })
+    assert.equal("grown", text_of(find(lines, "call", "grow__grow").result))
+    T.wait_for(function()
+      return names(find(client(srv, KEYS.reader, { { op = "list" } }), "list")).grow__late
+    end, "the new tool listed", 50)
+    lines = client(srv, KEYS.reader, { { op = "call", name = "grow__late", arguments = { text = "hi" } } })
+    assert.equal("late hi", text_of(find(lines, "call", "grow__late").result))
   end)
 
   it("passes a long operation's progress on to the client, then its result", function()

@@ -71,6 +71,7 @@ struct wd_http_req {
     long long read_ms;
     int connected, too_large;
     int64_t t0;
+    void (*on_data)(void *ud, const char *p, size_t len); /* a stream's (wd_http_opts) */
     wd_http_done_fn cb;
     void *ud;
     wd_http_req *prev, *next;
@@ -377,7 +378,7 @@ static int prereq_cb(void *clientp, char *ip, char *local_ip, int port, int loca
     (void)port;
     (void)local_port;
     wd_http_req *q = clientp;
-    if (!q->connected) {
+    if (!q->connected && !q->on_data) { /* a stream has no deadline */
         q->connected = 1;
         struct timeval tv = {(time_t)(q->read_ms / 1000), (suseconds_t)(q->read_ms % 1000) * 1000};
         evtimer_add(q->read_timer, &tv);
@@ -389,6 +390,12 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud)
 {
     wd_http_req *q = ud;
     size_t len = size * n;
+    long status = 0;
+    if (q->on_data && curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status >= 200 &&
+        status < 300) {
+        q->on_data(q->ud, p, len);
+        return len;
+    }
     if (q->body.len + len > q->max_body) {
         q->too_large = 1;
         return 0; /* curl aborts the transfer */
@@ -522,6 +529,11 @@ static void set_options(wd_http_req *q, const wd_http_opts *o)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(connect_ms + q->read_ms + 1000));
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(q->read_ms / 1000 + 1));
+    if (o->on_data) { /* a stream lasts: no deadline, and dead peers found by keepalive */
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 0L);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 0L);
+        curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    }
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, q);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
@@ -546,6 +558,7 @@ wd_http_req *wd_http_start(wd_http *h, const wd_http_opts *o, wd_http_done_fn cb
     q->ud = ud;
     q->max_body = o->max_body ? o->max_body : (8u << 20);
     q->read_ms = o->read_ms > 0 ? o->read_ms : 30000;
+    q->on_data = o->on_data;
     q->t0 = wd_now_ns();
     q->next = h->head;
     if (h->head)

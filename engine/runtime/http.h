@@ -53,6 +53,10 @@ typedef struct wd_http_opts {
     long long connect_ms; /* DNS + TCP (+TLS) */
     long long read_ms;    /* from the connection ready to the last byte */
     size_t max_body;
+    /* set: a stream (an event stream a server keeps open): each piece of a 2xx body goes
+    ** to on_data (with cb's ud) as it arrives and is not kept; no read deadline, TCP
+    ** keepalive on; cb still gets its end */
+    void (*on_data)(void *ud, const char *p, size_t len);
 } wd_http_opts;
 
 /* caller frees with wd_http_free; NULL when libcurl cannot start */

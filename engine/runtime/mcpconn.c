@@ -55,6 +55,11 @@ struct wd_mcp {
     size_t nheaders;
     char *session; /* Mcp-Session-Id, once the server gave one */
     wd_http *client;
+    wd_http_req *listen;        /* the server's own event stream (GET), while open */
+    struct event *listen_timer; /* its reopening, armed after it ended */
+    wd_buf ev_line, ev_data;    /* the stream's line not yet whole, its event's data so far */
+    int listen_tries;           /* reopenings in a row without an event */
+    int no_stream;              /* the server has none (405): not asked again */
 };
 
 /* ---- the child ------------------------------------------------------------- */
@@ -481,6 +486,10 @@ void wd_mcp_free(wd_mcp *m)
         if (fds[i] >= 0)
             close(fds[i]);
     wd_http_free(m->client); /* after fail_all: each POST cancelled with its request */
+    if (m->listen_timer)
+        event_free(m->listen_timer);
+    wd_buf_free(&m->ev_line);
+    wd_buf_free(&m->ev_data);
     if (m->log_fd >= 0)
         close(m->log_fd);
     free(m->log_path);
@@ -502,7 +511,9 @@ void wd_mcp_free(wd_mcp *m)
 ** application/json (one message) or text/event-stream (events whose data are messages,
 ** the response among them); a notification gets 202. The session the server names in
 ** Mcp-Session-Id at initialize goes with every later POST, with the protocol version.
-** The server's own stream (GET) is not opened: its notifications are not followed. */
+** Once initialized, the server's own stream (GET) is opened for what it says unasked
+** (wd_mcp_listen): reopened after it ends, 0.5 s, 1 s ... up to 30 s later, unless the
+** server has none (405). */
 
 /* the data of each SSE event in body, as messages */
 static void sse_messages(wd_mcp *m, const char *body, size_t len)
@@ -576,6 +587,111 @@ static void on_noted(const wd_http_resp *resp, void *ud)
 {
     if (resp->fail == WD_HTTP_OK && resp->status >= 200 && resp->status < 300)
         read_answer(ud, resp);
+}
+
+/* one line of the server's stream: data lines gather, a blank line hands the event's
+** data to the reader (a line or data longer than its cap is dropped, counted) */
+static void stream_line(wd_mcp *m, const char *line, size_t n)
+{
+    if (n && line[n - 1] == '\r')
+        n--;
+    if (n == 0) {
+        if (m->ev_data.len) {
+            wd_rpc_feed(&m->rd, m->ev_data.p, m->ev_data.len, on_line, m);
+            wd_rpc_feed(&m->rd, "\n", 1, on_line, m);
+            m->listen_tries = 0;
+        }
+        m->ev_data.len = 0;
+    } else if (n >= 5 && !strncmp(line, "data:", 5)) {
+        const char *v = line + 5 + (n > 5 && line[5] == ' ');
+        if (m->ev_data.len + n > m->rd.max_line) {
+            m->garbage++;
+            m->ev_data.len = 0;
+        } else
+            wd_buf_add(&m->ev_data, v, (size_t)(line + n - v));
+    }
+}
+
+static void on_stream_data(void *ud, const char *p, size_t len)
+{
+    wd_mcp *m = ud;
+    const char *end = p + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (m->ev_line.len + n > m->rd.max_line) { /* a line without end: dropped */
+            m->garbage++;
+            m->ev_line.len = 0;
+        } else
+            wd_buf_add(&m->ev_line, p, n);
+        if (!nl)
+            return;
+        stream_line(m, m->ev_line.p ? m->ev_line.p : "", m->ev_line.len);
+        m->ev_line.len = 0;
+        p = nl + 1;
+    }
+}
+
+static void open_stream(wd_mcp *m);
+
+static void on_reopen(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    open_stream(arg);
+}
+
+/* the stream ended: reopened later, unless the server has none */
+static void on_stream_end(const wd_http_resp *resp, void *ud)
+{
+    wd_mcp *m = ud;
+    m->listen = NULL;
+    m->ev_line.len = m->ev_data.len = 0;
+    if (resp->fail == WD_HTTP_OK && (resp->status == 405 || resp->status == 404 || resp->status == 400)) {
+        m->no_stream = 1; /* none, or not for this session */
+        return;
+    }
+    long long delay = 500LL << (m->listen_tries < 6 ? m->listen_tries : 6);
+    if (delay > 30000)
+        delay = 30000;
+    m->listen_tries++;
+    if (!m->listen_timer)
+        m->listen_timer = evtimer_new(m->base, on_reopen, m);
+    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
+    if (m->listen_timer)
+        evtimer_add(m->listen_timer, &tv);
+}
+
+static void open_stream(wd_mcp *m)
+{
+    if (!m->url || m->listen || m->no_stream || !m->running)
+        return;
+    const char *hs[64];
+    char sid[300];
+    size_t n = 0;
+    hs[n++] = "Accept: text/event-stream";
+    if (m->session) {
+        snprintf(sid, sizeof sid, "Mcp-Session-Id: %.250s", m->session);
+        hs[n++] = sid;
+        hs[n++] = "MCP-Protocol-Version: 2025-06-18";
+    }
+    for (size_t i = 0; i < m->nheaders && n < 64; i++)
+        hs[n++] = m->headers[i];
+    wd_http_opts o = {.method = "GET",
+                      .url = m->url,
+                      .headers = hs,
+                      .nheaders = n,
+                      .connect_ms = 5000,
+                      .max_body = 65536,
+                      .on_data = on_stream_data};
+    char err[300];
+    m->listen = wd_http_start(m->client, &o, on_stream_end, m, err, sizeof err);
+}
+
+void wd_mcp_listen(wd_mcp *m)
+{
+    if (m)
+        open_stream(m);
 }
 
 static int post(wd_mcp *m, json_t *msg, pending *p)

@@ -98,16 +98,17 @@ static void on_init(void *ud, json_t *result, const char *error)
     if (!known) {
         snprintf(why, sizeof why, "initialize: the server speaks protocol %.60s, warden %s, %s or %s",
                  v ? v : "(none given)", wd_mcp_versions[0], wd_mcp_versions[1], wd_mcp_versions[2]);
-        {
-            done(s, why);
-            return;
-        }
+        done(s, why);
+        return;
     }
     s->init = json_incref(result);
-    if (wd_mcp_notify(s->m, "notifications/initialized", NULL) < 0 || ask_page(s, NULL) < 0) {
+    if (wd_mcp_notify(s->m, "notifications/initialized", NULL) < 0) {
         done(s, "initialize: the server has ended");
         return;
     }
+    wd_mcp_listen(s->m); /* over HTTP, what it says unasked comes on its own stream */
+    if (ask_page(s, NULL) < 0)
+        done(s, "initialize: the server has ended");
 }
 
 static session *new_session(wd_mcp *m, long long timeout_ms, wd_mcp_ready_fn fn, void *ud)
