@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -19,6 +20,7 @@
 
 static int listen_fd, port;
 static atomic_int accepted, close_each; /* close_each: drop the connection after each answer */
+static atomic_int streaming;            /* answer as a stream: three pieces 300 ms apart, 96 KiB in all */
 
 /* reads one request (head and Content-Length body); 0 on EOF or error */
 static int read_request(int fd)
@@ -49,6 +51,19 @@ static void *server(void *arg)
         if (c < 0)
             return NULL;
         accepted++;
+        if (streaming && read_request(c)) {
+            static const char head[] =
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+            static char piece[32768];
+            memset(piece, 'x', sizeof piece);
+            int ok = send(c, head, sizeof head - 1, MSG_NOSIGNAL) > 0;
+            for (int i = 0; ok && i < 3; i++) {
+                ok = send(c, piece, sizeof piece, MSG_NOSIGNAL) > 0;
+                usleep(300000);
+            }
+            close(c);
+            continue;
+        }
         while (read_request(c)) {
             static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
             if (send(c, resp, sizeof resp - 1, MSG_NOSIGNAL) < 0 || close_each)
@@ -159,6 +174,53 @@ TEST(connections_are_closed_on_exec)
 
 TEST(a_connection_dropped_while_idle_costs_only_a_reconnect) { CHECK(series(1, 6) == 6); }
 
+typedef struct {
+    size_t bytes, pieces, body;
+    long status;
+    int fail;
+    struct event_base *base;
+} streamed;
+
+static void on_piece(void *ud, const char *p, size_t len)
+{
+    streamed *st = ud;
+    (void)p;
+    st->bytes += len;
+    st->pieces++;
+}
+
+static void stream_done(const wd_http_resp *r, void *ud)
+{
+    streamed *st = ud;
+    st->status = r->status;
+    st->fail = (int)r->fail;
+    st->body = r->len;
+    event_base_loopbreak(st->base);
+}
+
+/* a stream: its pieces go on as they come, past the body cap and the read deadline a
+** plain request would have, and none of it is kept */
+TEST(a_stream_is_handed_on_as_it_comes_without_a_deadline)
+{
+    struct event_base *base = event_base_new();
+    wd_http *h = wd_http_new(base);
+    char url[64], err[200];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/events", port);
+    wd_http_opts o = {.url = url, .read_ms = 100, .connect_ms = 1000, .max_body = 1024, .on_data = on_piece};
+    streamed st = {0, 0, 0, 0, -1, base};
+    streaming = 1;
+    CHECK(wd_http_start(h, &o, stream_done, &st, err, sizeof err) != NULL);
+    event_base_dispatch(base);
+    streaming = 0;
+    CHECK(st.fail == WD_HTTP_OK);
+    CHECK(st.status == 200);
+    CHECK(st.bytes == 3 * 32768);
+    CHECK(st.pieces >= 3);
+    CHECK(st.body == 0);
+    wd_http_free(h);
+    event_base_free(base);
+}
+
 int main(void)
 {
     struct sockaddr_in a = {0};
@@ -178,5 +240,6 @@ int main(void)
     RUN(a_kept_alive_connection_is_reused);
     RUN(a_connection_dropped_while_idle_costs_only_a_reconnect);
     RUN(connections_are_closed_on_exec);
+    RUN(a_stream_is_handed_on_as_it_comes_without_a_deadline);
     DONE();
 }
