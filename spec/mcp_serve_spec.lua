@@ -411,24 +411,36 @@ describe("warden as an MCP server: governed servers whose tools change or take l
   local FLAKY = ROOT .. "/spec/fixtures/mcp/flaky.js"
   local EVERYTHING = ROOT .. "/tools/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
   local GROW = ROOT .. "/spec/fixtures/mcp/httpgrow.mjs"
-  local srv, remote
-  setup(function()
-    -- a server over Streamable HTTP (the SDK's own server side) on a free loopback port
+  local srv, remotes = nil, {}
+  -- a server over Streamable HTTP (the SDK's own server side) on a free loopback port
+  local function start_remote(version)
     local f = T.tmpfile(".port")
-    local h = io.popen(("env -u LD_PRELOAD node %s >%s 2>&1 & echo $!"):format(GROW, f))
-    remote = h:read("l")
+    local h = io.popen(("env -u LD_PRELOAD node %s %s >%s 2>&1 & echo $!"):format(GROW, version or "", f))
+    remotes[#remotes + 1] = h:read("l")
     h:close()
-    local port = T.wait_for(function() return (T.read(f) or ""):match("^(%d+)") end, "httpgrow's port")
+    return T.wait_for(function() return (T.read(f) or ""):match("^(%d+)") end, "httpgrow's port")
+  end
+  setup(function()
+    local port, old = start_remote(), start_remote("2025-03-26")
     -- one worker: each worker starts its own process of a stdio server
     srv = setup_server({ mcp = { servers = {
         flaky = { command = { "node", FLAKY }, timeout_ms = "20s" },
         every = { command = { "node", EVERYTHING, "stdio" }, timeout_ms = "20s" },
-        grow = { url = ("http://127.0.0.1:%s/mcp"):format(port), timeout_ms = "20s" } } },
+        grow = { url = ("http://127.0.0.1:%s/mcp"):format(port), timeout_ms = "20s" },
+        old = { url = ("http://127.0.0.1:%s/mcp"):format(old), timeout_ms = "20s" } } },
       tools = { ["flaky__*"] = { permission = "read", risk = "low", timeout_ms = 2000 },
         ["every__*"] = { permission = "read", risk = "low", timeout_ms = 10000 },
-        ["grow__*"] = { permission = "read", risk = "low", timeout_ms = 5000 } } }, 1)
+        ["grow__*"] = { permission = "read", risk = "low", timeout_ms = 5000 },
+        ["old__*"] = { permission = "read", risk = "low", timeout_ms = 5000 } } }, 1)
   end)
-  teardown(function() if remote then os.execute("kill " .. remote .. " 2>/dev/null") end end)
+  teardown(function() for _, pid in ipairs(remotes) do os.execute("kill " .. pid .. " 2>/dev/null") end end)
+
+  it("speaks to a server over HTTP in the version it agreed to, in every request's header", function()
+    local lines = client(srv, KEYS.reader, { { op = "call", name = "old__echo", arguments = { text = "then" } } })
+    local call = find(lines, "call", "old__echo")
+    assert.is_nil(call.result.isError, T.encode(call))
+    assert.equal("echo then", text_of(call.result))
+  end)
 
   it("follows the list_changed a server over HTTP sends on its own stream", function()
     local before = names(find(client(srv, KEYS.reader, { { op = "list" } }), "list"))

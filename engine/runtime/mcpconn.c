@@ -60,6 +60,7 @@ struct wd_mcp {
     wd_buf ev_line, ev_data;    /* the stream's line not yet whole, its event's data so far */
     int listen_tries;           /* reopenings in a row without an event */
     int no_stream;              /* the server has none (405): not asked again */
+    char version[16];           /* the protocol version agreed at initialize */
 };
 
 /* ---- the child ------------------------------------------------------------- */
@@ -667,13 +668,14 @@ static void open_stream(wd_mcp *m)
     if (!m->url || m->listen || m->no_stream || !m->running)
         return;
     const char *hs[64];
-    char sid[300];
+    char sid[300], pv[64];
     size_t n = 0;
+    snprintf(pv, sizeof pv, "MCP-Protocol-Version: %s", m->version[0] ? m->version : "2025-06-18");
     hs[n++] = "Accept: text/event-stream";
     if (m->session) {
         snprintf(sid, sizeof sid, "Mcp-Session-Id: %.250s", m->session);
         hs[n++] = sid;
-        hs[n++] = "MCP-Protocol-Version: 2025-06-18";
+        hs[n++] = pv;
     }
     for (size_t i = 0; i < m->nheaders && n < 64; i++)
         hs[n++] = m->headers[i];
@@ -686,6 +688,12 @@ static void open_stream(wd_mcp *m)
                       .on_data = on_stream_data};
     char err[300];
     m->listen = wd_http_start(m->client, &o, on_stream_end, m, err, sizeof err);
+}
+
+void wd_mcp_agreed(wd_mcp *m, const char *version)
+{
+    if (m && version)
+        wd_strlcpy(m->version, version, sizeof m->version);
 }
 
 void wd_mcp_listen(wd_mcp *m)
@@ -704,14 +712,15 @@ static int post(wd_mcp *m, json_t *msg, pending *p)
         return -1;
     }
     const char *hs[64];
-    char sid[300];
+    char sid[300], pv[64];
     size_t n = 0;
+    snprintf(pv, sizeof pv, "MCP-Protocol-Version: %s", m->version[0] ? m->version : "2025-06-18");
     hs[n++] = "Content-Type: application/json";
     hs[n++] = "Accept: application/json, text/event-stream";
     if (m->session) {
         snprintf(sid, sizeof sid, "Mcp-Session-Id: %.250s", m->session);
         hs[n++] = sid;
-        hs[n++] = "MCP-Protocol-Version: 2025-06-18";
+        hs[n++] = pv;
     }
     for (size_t i = 0; i < m->nheaders && n < 64; i++)
         hs[n++] = m->headers[i];

@@ -54,6 +54,8 @@ void wd_mcp_cancel(wd_mcp *m, long long id, const char *why);
 /* over Streamable HTTP, once initialized: the server's own event stream opened (and kept
 ** open) for its notifications; a no-op over stdio */
 void wd_mcp_listen(wd_mcp *m);
+/* the protocol version initialize agreed: over HTTP, sent with every later request */
+void wd_mcp_agreed(wd_mcp *m, const char *version);
 int wd_mcp_running(const wd_mcp *m);        /* 1 until its process ended */
 const char *wd_mcp_stderr(const wd_mcp *m); /* the tail of what it wrote there; borrowed */
 long wd_mcp_garbage(const wd_mcp *m);       /* lines that were not JSON-RPC messages */

@@ -86,10 +86,8 @@ static void on_init(void *ud, json_t *result, const char *error)
     char why[700];
     if (error) {
         snprintf(why, sizeof why, "initialize: %s", error);
-        {
-            done(s, why);
-            return;
-        }
+        done(s, why);
+        return;
     }
     const char *v = json_string_value(json_object_get(result, "protocolVersion"));
     int known = 0;
@@ -102,6 +100,7 @@ static void on_init(void *ud, json_t *result, const char *error)
         return;
     }
     s->init = json_incref(result);
+    wd_mcp_agreed(s->m, v);
     if (wd_mcp_notify(s->m, "notifications/initialized", NULL) < 0) {
         done(s, "initialize: the server has ended");
         return;
