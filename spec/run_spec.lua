@@ -177,12 +177,21 @@ describe("result object", function()
   it("has every field of the result object (README.md, The result of a run)", function()
     local res = T.lab({ { "tool", "echo", { a = 1 } } })
     for _, k in ipairs { "run_id", "session_id", "agent", "user_id", "status", "success", "result", "cost_usd",
-                         "steps_taken", "tool_calls", "errors", "execution_time_ms" } do
+                         "steps_taken", "usage", "tool_calls", "errors", "execution_time_ms" } do
       assert.is_not_nil(res[k], k)
     end
     assert.equal("lab", res.agent)
     assert.equal("reader", res.user_id)
     assert.matches("^%x+%-%x+%-4%x+%-%x+%-%x+$", res.run_id)
+  end)
+
+  it("counts the tokens of every answer the run was given in usage", function()
+    local res = T.run { agent = "spec/fixtures/lab", query = '[["llm"], ["llm"]]',
+      scenario = T.script():say("a"):usage(120, 7):say("b"):usage(30, 5) }
+    assert.equal("completed", res.status, T.encode(res))
+    assert.same({ input_tokens = 150, output_tokens = 12 }, res.usage)
+    local none = T.lab({ { "tool", "echo", { a = 1 } } })
+    assert.same({ input_tokens = 0, output_tokens = 0 }, none.usage)
   end)
 
   it("never shows a script error to the user, but keeps it in errors and the audit log", function()

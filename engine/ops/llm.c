@@ -332,6 +332,8 @@ static void deliver(wd_run *r, json_t *a)
     answer an = {a, json_object_get(a, "tool_calls"), json_integer_value(json_object_get(usage, "input_tokens")),
                  json_integer_value(json_object_get(usage, "output_tokens")), 0};
     an.cost = r->call->cached ? 0 : wd_model_cost(m, (double)an.in, (double)an.out);
+    r->tokens_in += an.in;
+    r->tokens_out += an.out;
     if (!r->call->cached && r->call->cache_key[0]) {
         char *text = wd_json_compact_text(a);
         if (!text || wd_store_cache_put(r->eng->store, r->call->cache_key, text, wd_budget_nusd(an.cost),

@@ -192,6 +192,7 @@ struct wd_run {
 
     wd_llm_state *call;        /* the LLM call in flight (llm.c), made on first use */
     int last_fail_timeout;     /* the last LLM call failed by a timeout */
+    long long tokens_in, tokens_out; /* of every LLM answer the run was given: its result's usage */
     wd_fetch_state *fetch;     /* ctx:http in flight (fetch.c) */
     wd_mcpcall_state *mcpcall; /* an MCP tool's call in flight (mcpcall.c) */
     wd_exec_state *exec;       /* ctx:exec in flight (exec.c) */
