@@ -73,7 +73,8 @@ static int run_list(lua_State *L, int eng_idx, int list_idx, int single)
                           NULL,
                           0,
                           opt_field(L, t, "tool"),
-                          NULL};
+                          NULL,
+                          opt_field(L, t, "history")};
         slots[i].c = &c;
         slots[i].i = i;
         wd_engine_submit(e, &ro, on_done, &slots[i]);

@@ -324,6 +324,19 @@ static int c_json(lua_State *L)
     return 1;
 }
 
+/* ctx:history(): the conversation before the query (wd_run_opts.history), a new list of
+** {role, content} each call; empty when the run was given none */
+static int c_history(lua_State *L)
+{
+    wd_run *r = run_of(L);
+    if (!r->history) {
+        lua_newtable(L);
+        return 1;
+    }
+    wd_json_push(L, r->history);
+    return 1;
+}
+
 /* the tools loaded for this run, as the LLM should see them */
 static int c_tool_specs(lua_State *L)
 {
@@ -436,6 +449,7 @@ static const luaL_Reg ctx_methods[] = {
     {"budget", c_budget},
     {"read_file", c_read_file},
     {"tool_specs", c_tool_specs},
+    {"history", c_history},
     {"_configure", c_configure},
     {"_json", c_json},
     {NULL, NULL},

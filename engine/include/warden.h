@@ -39,6 +39,11 @@ typedef struct wd_run_opts {
     ** tool call of the run: {tool, progress, total?, message?} (borrowed), at most ten a
     ** second; warden serve's /mcp passes it to its client */
     void (*progress)(const json_t *p, void *ud);
+    /* JSON text: the conversation before query, [{role, content}] (roles system, user,
+    ** assistant; at most 1,000), as an OpenAI client of warden serve sent it; ctx:history()
+    ** gives it to the agent, and the ReAct loop puts it between its prompt and the query.
+    ** NULL: none */
+    const char *history;
 } wd_run_opts;
 
 #define WD_DIRECT_AGENT "mcp"

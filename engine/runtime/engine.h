@@ -143,6 +143,7 @@ struct wd_run {
     char *agent_key;                             /* the agent as its file or directory names it: whose state is whose */
     char *direct_tool;                           /* a direct call of this tool (wd_run_opts.tool), not an agent's run */
     void (*progress)(const json_t *p, void *ud); /* wd_run_opts.progress, with done_ud */
+    json_t *history;                             /* wd_run_opts.history, checked: an array of {role, content} */
     json_t *j_ids[4]; /* run_id, session_id, user_id, agent as JSON, shared by every record */
     wd_mock *mock;    /* borrowed from the engine while the run lives */
     char *llm;
@@ -190,12 +191,12 @@ struct wd_run {
     } tool;
     wd_tool_state *tool_st; /* ops/toolcall.c, made when a call is first admitted */
 
-    wd_llm_state *call;        /* the LLM call in flight (llm.c), made on first use */
-    int last_fail_timeout;     /* the last LLM call failed by a timeout */
+    wd_llm_state *call;              /* the LLM call in flight (llm.c), made on first use */
+    int last_fail_timeout;           /* the last LLM call failed by a timeout */
     long long tokens_in, tokens_out; /* of every LLM answer the run was given: its result's usage */
-    wd_fetch_state *fetch;     /* ctx:http in flight (fetch.c) */
-    wd_mcpcall_state *mcpcall; /* an MCP tool's call in flight (mcpcall.c) */
-    wd_exec_state *exec;       /* ctx:exec in flight (exec.c) */
+    wd_fetch_state *fetch;           /* ctx:http in flight (fetch.c) */
+    wd_mcpcall_state *mcpcall;       /* an MCP tool's call in flight (mcpcall.c) */
+    wd_exec_state *exec;             /* ctx:exec in flight (exec.c) */
 
     struct event *op_timer, *run_timer;
     json_t *pending_llm; /* the mock answer delivered when op_timer fires */

@@ -50,6 +50,7 @@ static void run_free(wd_run *r)
     free(r->start_error);
     free(r->agent_key);
     free(r->direct_tool);
+    json_decref(r->history);
     free(r->refuse);
     wd_policy_unref(r->pol);
     free(r);

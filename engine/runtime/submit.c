@@ -39,6 +39,35 @@ static int resolve_direct(wd_run *r, const char *dir, char *err, size_t n)
     return r->agent_dir && r->agent_name && r->agent_key ? 0 : -1;
 }
 
+#define HISTORY_MAX 1000
+
+/* wd_run_opts.history read: an array of at most HISTORY_MAX {role, content} whose role is
+** system, user or assistant and content text; 0, or -1 with why in err */
+static int read_history(wd_run *r, const char *text, char *err, size_t n)
+{
+    json_error_t je;
+    json_t *h = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    size_t i;
+    json_t *m;
+    if (!json_is_array(h) || json_array_size(h) > HISTORY_MAX) {
+        wd_errf(err, n, "history: %s", h ? "an array of at most 1000 messages" : je.text);
+        json_decref(h);
+        return -1;
+    }
+    json_array_foreach(h, i, m)
+    {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (!role || (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant")) ||
+            !json_is_string(json_object_get(m, "content"))) {
+            wd_errf(err, n, "history[%zu]: {role: system, user or assistant, content: text}", i);
+            json_decref(h);
+            return -1;
+        }
+    }
+    r->history = h;
+    return 0;
+}
+
 /* resolves agent path: a directory with agent.lua, or a .lua file */
 static int resolve_agent(wd_run *r, const char *agent, char *err, size_t n)
 {
@@ -127,7 +156,8 @@ int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, vo
         wd_run_end(r, WD_ST_FAILED, "out of memory");
         return -1;
     }
-    if (!o->agent || resolve_agent(r, o->agent, err, sizeof err) < 0) {
+    if (!o->agent || resolve_agent(r, o->agent, err, sizeof err) < 0 ||
+        (o->history && read_history(r, o->history, err, sizeof err) < 0)) {
         if (!r->agent_name)
             r->agent_name = wd_strdup(o->agent ? o->agent : "?");
         r->start_error = wd_strdup(o->agent ? err : "no agent given"); /* ended by start() */

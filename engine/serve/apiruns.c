@@ -74,6 +74,7 @@ static void waiter_free(wd_waiter *w)
     free(w->session);
     free(w->refuse);
     free(w->tool);
+    free(w->history);
     free(w);
 }
 
@@ -185,7 +186,8 @@ static void start_waiter(void *arg, int index, wd_engine *e)
                       w->refuse,
                       0,
                       w->tool,
-                      w->on_progress ? on_run_progress : NULL};
+                      w->on_progress ? on_run_progress : NULL,
+                      w->history};
     if (w->refuse)
         ro.refuse_retry_ms = 1000;
     wd_engine_submit(e, &ro, on_run_done, w);

@@ -10,10 +10,11 @@ local function encode(ctx, v)
 end
 
 function M.run(agent, query, ctx)
-  local messages = {
-    { role = "system", content = agent.system_prompt or DEFAULT_PROMPT },
-    { role = "user", content = query },
-  }
+  -- the agent's prompt first, whatever the conversation before the query holds (a
+  -- client's own system messages come after it)
+  local messages = { { role = "system", content = agent.system_prompt or DEFAULT_PROMPT } }
+  for _, m in ipairs(ctx:history()) do messages[#messages + 1] = m end
+  messages[#messages + 1] = { role = "user", content = query }
   while true do
     -- _loaded_tools: the run's tools, as ctx:tool_specs() lists them, sent by the engine
     -- straight from what it holds
