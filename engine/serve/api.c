@@ -18,6 +18,7 @@
 #include "tls.h"
 #include "apicall.h"
 #include "mcpserve.h"
+#include "oaichat.h"
 
 #include <ctype.h>
 #include <event2/buffer.h>
@@ -162,6 +163,20 @@ static void r_mcp(wd_call *c, const char *id, struct evkeyvalq *q)
         wd_mcp_get(c);
 }
 
+static void r_chat(wd_call *c, const char *id, struct evkeyvalq *q)
+{
+    (void)id;
+    (void)q;
+    wd_oai_chat(c);
+}
+
+static void r_models(wd_call *c, const char *id, struct evkeyvalq *q)
+{
+    (void)id;
+    (void)q;
+    wd_oai_models(c);
+}
+
 static void r_none(wd_call *c, const char *id, struct evkeyvalq *q)
 {
     (void)id;
@@ -205,6 +220,8 @@ static const route ROUTES[] = {
     {"POST", "/v1/breakers/{}/reset", "/v1/breakers/{name}/reset", ADMIN, 200, r_reset},
     {"GET", "/v1/report/cost", "/v1/report/cost", ADMIN, 0, r_cost},
     {"GET", "/v1/dashboard", "/v1/dashboard", ADMIN, 0, r_dashboard},
+    {"POST", "/v1/chat/completions", "/v1/chat/completions", USER, 0, r_chat},
+    {"GET", "/v1/models", "/v1/models", USER, 0, r_models},
     {"POST", "/mcp", "/mcp", USER, 0, r_mcp},
     {"GET", "/mcp", "/mcp", USER, 0, r_mcp},
     {"DELETE", "/mcp", "/mcp", USER, 0, r_mcp},
@@ -267,6 +284,7 @@ static void handle(struct evhttp_request *req, void *arg)
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     c.path = path && *path ? path : "/";
+    c.oai = !strcmp(c.path, "/v1/chat/completions") || !strcmp(c.path, "/v1/models");
     char id[200] = "";
     const route *rt = find_route(&c, m, id);
     if (!rt)

@@ -73,6 +73,20 @@ void wd_call_error(wd_call *c, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (c->oai) { /* as OpenAI's API says it: {error: {message, type, param, code}} */
+        const char *type = status == 401   ? "invalid_request_error"
+                           : status == 403 ? "permission_error"
+                           : status == 429 ? "rate_limit_error"
+                           : status >= 500 ? "server_error"
+                                           : "invalid_request_error";
+        const char *code = status == 401   ? "invalid_api_key"
+                           : status == 404 ? "not_found"
+                           : status == 429 ? "rate_limit_exceeded"
+                                           : NULL;
+        wd_call_json(c, status,
+                     json_pack("{s:{s:s,s:s,s:n,s:s?}}", "error", "message", msg, "type", type, "param", "code", code));
+        return;
+    }
     wd_call_json(c, status, json_pack("{s:s}", "error", msg));
 }
 

@@ -54,6 +54,7 @@ typedef struct wd_call {
     int admin;
     const char *path;
     char method[8];
+    int oai; /* an OpenAI-compatible route: errors in OpenAI's shape (oaichat.c) */
 } wd_call;
 
 /* apicall.c */

@@ -162,6 +162,29 @@ static void add_agents(wd_front *f, const json_t *killed, json_t *out)
     }
 }
 
+json_t *wd_mcplist_agents(wd_front *f, char *err, size_t n)
+{
+    json_t *killed = NULL, *failing = NULL;
+    if (wd_store_kill_read(wd_engine_store(f->e), &killed, &failing) < 0) {
+        snprintf(err, n, "state store: %s", wd_store_error(wd_engine_store(f->e)));
+        return NULL;
+    }
+    json_decref(failing);
+    json_t *tools = json_array(), *out = json_array();
+    if (tools && out && !json_object_get(killed, WD_KILL_ALL))
+        add_agents(f, killed, tools);
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t) json_array_append(out, json_object_get(t, "name"));
+    json_decref(tools);
+    json_decref(killed);
+    for (i = 0; i < json_array_size(out); i++) /* agent__NAME: the NAME */
+        json_array_set_new(out, i, json_string(json_string_value(json_array_get(out, i)) + strlen(MCP_AGENT_PREFIX)));
+    if (!out)
+        snprintf(err, n, "out of memory");
+    return out;
+}
+
 json_t *wd_mcplist_tools(wd_front *f, const wd_policy *p, const wd_user *u, char *err, size_t n)
 {
     json_t *killed = NULL, *failing = NULL;

@@ -15,6 +15,9 @@
 /* the tools/list result's tools for user u of policy p, on worker f: an array of
 ** {name, description, inputSchema} (caller frees); NULL with why in err (the state store) */
 json_t *wd_mcplist_tools(wd_front *f, const wd_policy *p, const wd_user *u, char *err, size_t n);
+/* the agents of the agents directory the kill switch does not stop, by name (an array of
+** strings: what an OpenAI client may name as its model); NULL with why in err */
+json_t *wd_mcplist_agents(wd_front *f, char *err, size_t n);
 /* the agent a tool name runs (NAME of agent__NAME), or NULL: a tool */
 const char *wd_mcplist_agent(const char *name);
 /* 1 when name may name a tool (letters, digits, '_' and '-', at most 64) */

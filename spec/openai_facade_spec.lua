@@ -1,0 +1,114 @@
+-- warden serve as OpenAI's API (docs/openai.md): the official `openai` client (installed by
+-- make deps in tools/npm), pointed at warden by base URL and key only, runs governed agents
+-- through /v1/chat/completions and lists them through /v1/models.
+local T = require("warden.testing")
+local json = require("cjson")
+
+local ROOT = os.getenv("PWD")
+local CLIENT = ROOT .. "/spec/fixtures/openai/client.mjs"
+local KEYS = { reader = "reader-key-1", admin = "admin-key-3", poor = "poor-key-4" }
+
+local function client(srv, key, ops)
+  local out = T.sh(("env -u LD_PRELOAD node %s %s/v1 '%s' '%s'"):format(CLIENT, srv.url, key or "",
+    json.encode(ops)))
+  local lines = {}
+  for line in out:gmatch("[^\n]+") do
+    local ok, v = pcall(json.decode, line)
+    if ok then lines[#lines + 1] = v end
+  end
+  return lines
+end
+
+describe("warden serve as OpenAI's chat completions", function()
+  local srv, audit
+  setup(function()
+    local o = { users = { poor = { role = "read", tier = "tiny" } },
+      tiers = { tiny = { per_run_usd = 0.0000001 } } }
+    for user, key in pairs(KEYS) do
+      o.users[user] = o.users[user] or {}
+      o.users[user].api_key_sha256 = T.sha256(key)
+    end
+    local pol
+    pol, audit = T.policy(o)
+    local agents = T.tmpfile("-agents")
+    os.execute(("mkdir -p %s/helper && ln -s %s/spec/fixtures/lab %s/lab"):format(agents, ROOT, agents))
+    T.write(agents .. "/helper/agent.lua",
+      'return warden.agent { name = "helper", model = "default", system_prompt = "You are the helper." }\n')
+    srv = T.serve({ policy = pol, agents = agents,
+      llm = "mock:" .. T.scenario({ { content = "4", usage = { input_tokens = 12, output_tokens = 3 } } }) })
+  end)
+  teardown(function() if srv then srv.stop() end end)
+
+  it("answers chat.completions.create with the agent's answer, its usage, run id and cost", function()
+    local lines = client(srv, KEYS.reader, { { op = "chat", body = { model = "helper", messages = {
+      { role = "system", content = "Answer briefly." },
+      { role = "user", content = "what is 2 + 2?" },
+      { role = "assistant", content = "Let me think." },
+      { role = "user", content = { { type = "text", text = "so, what is it?" } } },
+    } } } })
+    local r = lines[1]
+    assert.truthy(r.result, T.encode(lines))
+    assert.equal("chat.completion", r.result.object)
+    assert.equal("helper", r.result.model)
+    assert.equal("4", r.result.choices[1].message.content)
+    assert.equal("assistant", r.result.choices[1].message.role)
+    assert.equal("stop", r.result.choices[1].finish_reason)
+    assert.same({ prompt_tokens = 12, completion_tokens = 3, total_tokens = 15 }, {
+      prompt_tokens = r.result.usage.prompt_tokens, completion_tokens = r.result.usage.completion_tokens,
+      total_tokens = r.result.usage.total_tokens })
+    assert.equal("chatcmpl-" .. r.run_id, r.result.id)
+    assert.is_true(tonumber(r.cost) > 0)
+    -- the run, as the log has it: the user's, the agent's prompt first, the client's
+    -- three earlier messages, then its question
+    local got = T.wait_for(function()
+      local s, c
+      for _, rec in ipairs(T.records(audit)) do
+        if rec.run_id == r.run_id and rec.event == "run_started" then s = rec end
+        if rec.run_id == r.run_id and rec.event == "llm_call" then c = rec end
+      end
+      return s and c and { s, c }
+    end, "the run's records")
+    local started, call = got[1], got[2]
+    assert.equal("reader", started.user_id)
+    assert.equal("so, what is it?", started.query)
+    assert.equal(5, call.message_count)
+  end)
+
+  it("lists the agents as models", function()
+    local lines = client(srv, KEYS.reader, { { op = "models" } })
+    local ids = {}
+    for _, m in ipairs(lines[1].result or {}) do ids[m.id] = m.object end
+    assert.equal("model", ids.helper, T.encode(lines))
+    assert.equal("model", ids.lab)
+  end)
+
+  it("refuses as OpenAI does: the client's own error classes", function()
+    local lines = client(srv, "not-a-key", { { op = "chat", body = { model = "helper",
+      messages = { { role = "user", content = "hi" } } } } })
+    assert.equal("AuthenticationError", lines[1].error.class, T.encode(lines))
+    assert.equal(401, lines[1].error.status)
+    lines = client(srv, KEYS.reader, {
+      { op = "chat", body = { model = "nobody", messages = { { role = "user", content = "hi" } } } },
+      { op = "chat", body = { model = "helper", messages = { { role = "user", content = "hi" },
+        { role = "tool", content = "x", tool_call_id = "1" } } } },
+      { op = "chat", body = { model = "helper", messages = { { role = "user", content = "hi" } },
+        tools = { { type = "function", ["function"] = { name = "f", parameters = { type = "object" } } } } } },
+      { op = "chat", body = { model = "helper", messages = { { role = "user", content = "hi" } }, bogus = 1 } },
+    })
+    assert.equal("NotFoundError", lines[1].error.class)
+    assert.matches("The model 'nobody' does not exist", lines[1].error.message, 1, true)
+    assert.equal("BadRequestError", lines[2].error.class)
+    assert.matches("messages[1] has a role warden does not take", lines[2].error.message, 1, true)
+    assert.equal("invalid_request_error", lines[2].error.type)
+    assert.equal("BadRequestError", lines[3].error.class)
+    assert.matches("tools: the agent's tools are warden's own", lines[3].error.message, 1, true)
+    assert.matches("unknown field 'bogus'", lines[4].error.message, 1, true)
+    -- a user out of budget: 429, with when to come back
+    lines = client(srv, KEYS.poor, { { op = "chat", body = { model = "helper",
+      messages = { { role = "user", content = "hi" } } } } })
+    assert.equal("RateLimitError", lines[1].error.class, T.encode(lines))
+    assert.equal(429, lines[1].error.status)
+    assert.matches("budget_exceeded", lines[1].error.message)
+    assert.truthy(tonumber(lines[1].error.retry))
+  end)
+end)
