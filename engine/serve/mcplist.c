@@ -158,8 +158,9 @@ static void add_agents(wd_front *f, const json_t *killed, json_t *out)
                                                  "input", "type", "string", "description", "what the agent is asked",
                                                  "required", "input", "additionalProperties", 0));
         }
-        free(names[i]);
     }
+    for (size_t i = 0; i < n; i++) /* after: each name is compared with the one before it */
+        free(names[i]);
 }
 
 json_t *wd_mcplist_agents(wd_front *f, char *err, size_t n)

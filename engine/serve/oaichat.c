@@ -114,6 +114,7 @@ static int read_messages(wd_call *c, json_t *msgs, json_t **history, char **quer
             free(text);
             wd_call_error(c, 400, "messages[%zu] %s", i, why);
             json_decref(*history);
+            *history = NULL; /* the caller frees what it was given, and this is gone */
             return -1;
         }
         if (last)
