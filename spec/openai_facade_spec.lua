@@ -74,6 +74,37 @@ describe("warden serve as OpenAI's chat completions", function()
     assert.equal(5, call.message_count)
   end)
 
+  it("answers responses.create, from text or from messages with instructions", function()
+    local lines = client(srv, KEYS.reader, {
+      { op = "responses", body = { model = "helper", input = "what is 2 + 2?" } },
+      { op = "responses", body = { model = "helper", instructions = "Answer briefly.", input = {
+        { role = "user", content = "what is 2 + 2?" },
+        { type = "message", role = "assistant", content = { { type = "output_text", text = "Let me think." } } },
+        { role = "user", content = { { type = "input_text", text = "so?" } } } } } },
+      { op = "responses", body = { model = "helper", input = { { type = "function_call_output", call_id = "1",
+        output = "x" } } } },
+      { op = "responses", body = { model = "helper", input = "x", previous_response_id = "resp_1" } },
+    })
+    local a = lines[1]
+    assert.truthy(a.result, T.encode(lines))
+    assert.equal("response", a.result.object)
+    assert.equal("completed", a.result.status)
+    assert.equal("4", a.output_text) -- the client's own convenience, from output
+    assert.equal("resp_" .. a.run_id, a.result.id)
+    assert.equal(15, a.result.usage.total_tokens)
+    local b = lines[2]
+    assert.equal("4", b.output_text, T.encode(b))
+    local call = T.wait_for(function()
+      for _, rec in ipairs(T.records(audit)) do
+        if rec.run_id == b.run_id and rec.event == "llm_call" then return rec end
+      end
+    end, "the second run's llm_call")
+    assert.equal(5, call.message_count) -- the agent's prompt, instructions, two earlier, the question
+    assert.equal("BadRequestError", lines[3].error.class)
+    assert.matches("input[0] is a function_call_output", lines[3].error.message, 1, true)
+    assert.matches("previous_response_id", lines[4].error.message, 1, true)
+  end)
+
   it("lists the agents as models", function()
     local lines = client(srv, KEYS.reader, { { op = "models" } })
     local ids = {}

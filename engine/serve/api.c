@@ -170,6 +170,13 @@ static void r_chat(wd_call *c, const char *id, struct evkeyvalq *q)
     wd_oai_chat(c);
 }
 
+static void r_responses(wd_call *c, const char *id, struct evkeyvalq *q)
+{
+    (void)id;
+    (void)q;
+    wd_oai_responses(c);
+}
+
 static void r_models(wd_call *c, const char *id, struct evkeyvalq *q)
 {
     (void)id;
@@ -221,6 +228,7 @@ static const route ROUTES[] = {
     {"GET", "/v1/report/cost", "/v1/report/cost", ADMIN, 0, r_cost},
     {"GET", "/v1/dashboard", "/v1/dashboard", ADMIN, 0, r_dashboard},
     {"POST", "/v1/chat/completions", "/v1/chat/completions", USER, 0, r_chat},
+    {"POST", "/v1/responses", "/v1/responses", USER, 0, r_responses},
     {"GET", "/v1/models", "/v1/models", USER, 0, r_models},
     {"POST", "/mcp", "/mcp", USER, 0, r_mcp},
     {"GET", "/mcp", "/mcp", USER, 0, r_mcp},
@@ -284,7 +292,8 @@ static void handle(struct evhttp_request *req, void *arg)
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     c.path = path && *path ? path : "/";
-    c.oai = !strcmp(c.path, "/v1/chat/completions") || !strcmp(c.path, "/v1/models");
+    c.oai =
+        !strcmp(c.path, "/v1/chat/completions") || !strcmp(c.path, "/v1/responses") || !strcmp(c.path, "/v1/models");
     char id[200] = "";
     const route *rt = find_route(&c, m, id);
     if (!rt)

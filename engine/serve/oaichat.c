@@ -72,7 +72,7 @@ static char *text_of(json_t *content)
     {
         const char *type = json_string_value(json_object_get(part, "type"));
         const char *t = json_string_value(json_object_get(part, "text"));
-        if (!type || strcmp(type, "text") || !t) {
+        if (!type || (strcmp(type, "text") && strcmp(type, "input_text") && strcmp(type, "output_text")) || !t) {
             wd_buf_free(&b);
             return NULL;
         }
@@ -85,11 +85,11 @@ static char *text_of(json_t *content)
 
 /* the messages as the run's history and query (the last one, a user's); 0, or -1 after
 ** answering 400 naming the message */
-static int read_messages(wd_call *c, json_t *msgs, json_t **history, char **query)
+static int read_messages(wd_call *c, const char *field, json_t *msgs, json_t **history, char **query)
 {
     size_t n = json_array_size(msgs);
     if (!json_is_array(msgs) || !n || n > MAX_MESSAGES) {
-        wd_call_error(c, 400, "messages: a list of 1 to %d messages is required", MAX_MESSAGES);
+        wd_call_error(c, 400, "%s: a list of 1 to %d messages is required", field, MAX_MESSAGES);
         return -1;
     }
     *history = json_array();
@@ -112,7 +112,7 @@ static int read_messages(wd_call *c, json_t *msgs, json_t **history, char **quer
                                                              : NULL;
         if (why) {
             free(text);
-            wd_call_error(c, 400, "messages[%zu] %s", i, why);
+            wd_call_error(c, 400, "%s[%zu] %s", field, i, why);
             json_decref(*history);
             *history = NULL; /* the caller frees what it was given, and this is gone */
             return -1;
@@ -147,12 +147,26 @@ static int read_options(wd_call *c, json_t *o)
 typedef struct {
     struct evhttp_request *req; /* NULL: the client went away */
     char model[160];
+    int responses; /* answered as a Responses API response, not a chat.completion */
 } chat;
 
 static void on_chat_gone(struct evhttp_connection *conn, void *arg)
 {
     (void)conn;
     ((chat *)arg)->req = NULL;
+}
+
+/* a completed run as the Responses API gives it: one assistant message of output_text */
+static json_t *response_object(const char *run_id, const char *model, const char *text, json_int_t in, json_int_t out)
+{
+    char id[64], mid[64];
+    snprintf(id, sizeof id, "resp_%s", run_id);
+    snprintf(mid, sizeof mid, "msg_%s", run_id);
+    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:[{s:s,s:s,s:s,s:s,s:[{s:s,s:s,s:[]}]}],s:{s:I,s:I,s:I},s:n,s:n}", "id", id,
+                     "object", "response", "created_at", (json_int_t)time(NULL), "status", "completed", "model", model,
+                     "output", "type", "message", "id", mid, "status", "completed", "role", "assistant", "content",
+                     "type", "output_text", "text", text, "annotations", "usage", "input_tokens", in, "output_tokens",
+                     out, "total_tokens", in + out, "error", "incomplete_details");
 }
 
 /* the run's end, as OpenAI's answer: a chat.completion, or the error its status means */
@@ -174,7 +188,10 @@ static void on_chat_end(wd_waiter *w, const json_t *res)
         json_int_t in = json_integer_value(json_object_get(usage, "input_tokens"));
         json_int_t out = json_integer_value(json_object_get(usage, "output_tokens"));
         long long retry = json_integer_value(json_object_get(res, "retry_after_ms"));
-        if (st && !strcmp(st, "completed")) {
+        if (st && !strcmp(st, "completed") && ch->responses) {
+            c.route = "/v1/responses";
+            wd_call_json(&c, 200, response_object(w->run_id, ch->model, text ? text : "", in, out));
+        } else if (st && !strcmp(st, "completed")) {
             char id[64];
             snprintf(id, sizeof id, "chatcmpl-%s", w->run_id);
             wd_call_json(&c, 200,
@@ -205,35 +222,15 @@ static void on_chat_end(wd_waiter *w, const json_t *res)
     free(ch);
 }
 
-void wd_oai_chat(wd_call *c)
+/* the agent's run for c, answered when it ends (responses: in the Responses API's shape);
+** takes path */
+static void start_run(wd_call *c, char *path, const char *model, json_t *history, const char *query, int responses)
 {
-    json_t *o = wd_call_body(c), *history = NULL;
-    char *query = NULL;
-    if (!o)
-        return;
-    const char *model;
-    if (!wd_call_keys(c, o, KEYS, "model, messages and OpenAI's optional fields") ||
-        wd_call_opt_string(c, o, "model", &model) < 0 || read_options(c, o) < 0)
-        goto done;
-    if (!model) {
-        wd_call_error(c, 400, "model: the name of an agent is required (GET /v1/models lists them)");
-        goto done;
-    }
-    char *path = wd_api_agent_path(c->f->srv, model);
-    if (!path) {
-        wd_call_error(c, 404, "The model '%s' does not exist: no agent of that name (GET /v1/models lists them)",
-                      model);
-        goto done;
-    }
-    if (read_messages(c, json_object_get(o, "messages"), &history, &query) < 0) {
-        free(path);
-        goto done;
-    }
     const char *session = evhttp_find_header(evhttp_request_get_input_headers(c->req), "x-warden-session");
     if (session && (!*session || strlen(session) > 128)) {
         free(path);
         wd_call_error(c, 400, "x-warden-session: 1 to 128 characters");
-        goto done;
+        return;
     }
     chat *ch = calloc(1, sizeof *ch);
     char *htext = json_array_size(history) ? json_dumps(history, JSON_COMPACT) : NULL;
@@ -245,15 +242,142 @@ void wd_oai_chat(wd_call *c)
         }
         free(ch);
         free(htext);
-        goto done;
+        return;
     }
     w->history = htext;
     ch->req = c->req;
+    ch->responses = responses;
     wd_strlcpy(ch->model, model, sizeof ch->model);
     evhttp_connection_set_closecb(evhttp_request_get_connection(c->req), on_chat_gone, ch);
     wd_api_go(c, w); /* may end at once: on_chat_end answers */
+}
+
+/* the agent the request names as its model: its path (caller frees), or NULL answered */
+static char *model_path(wd_call *c, const char *model)
+{
+    if (!model) {
+        wd_call_error(c, 400, "model: the name of an agent is required (GET /v1/models lists them)");
+        return NULL;
+    }
+    char *path = wd_api_agent_path(c->f->srv, model);
+    if (!path)
+        wd_call_error(c, 404, "The model '%s' does not exist: no agent of that name (GET /v1/models lists them)",
+                      model);
+    return path;
+}
+
+void wd_oai_chat(wd_call *c)
+{
+    json_t *o = wd_call_body(c), *history = NULL;
+    char *query = NULL, *path = NULL;
+    if (!o)
+        return;
+    const char *model;
+    if (!wd_call_keys(c, o, KEYS, "model, messages and OpenAI's optional fields") ||
+        wd_call_opt_string(c, o, "model", &model) < 0 || read_options(c, o) < 0 || !(path = model_path(c, model)))
+        goto done;
+    if (read_messages(c, "messages", json_object_get(o, "messages"), &history, &query) < 0) {
+        free(path);
+        goto done;
+    }
+    start_run(c, path, model, history, query, 0);
 done:
     free(query);
     json_decref(history);
+    json_decref(o);
+}
+
+static const char *const RESPONSE_KEYS[] = {"model",
+                                            "input",
+                                            "instructions",
+                                            "stream",
+                                            "temperature",
+                                            "top_p",
+                                            "max_output_tokens",
+                                            "metadata",
+                                            "store",
+                                            "user",
+                                            "tools",
+                                            "tool_choice",
+                                            "parallel_tool_calls",
+                                            "text",
+                                            "reasoning",
+                                            "truncation",
+                                            "include",
+                                            "service_tier",
+                                            "previous_response_id",
+                                            NULL};
+
+/* the Responses API's input (text, or a list of messages) as chat messages (a new
+** array), or NULL answered 400 naming the item */
+static json_t *input_messages(wd_call *c, json_t *o)
+{
+    json_t *input = json_object_get(o, "input");
+    json_t *msgs = json_array();
+    if (json_is_string(input)) {
+        json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", input));
+        return msgs;
+    }
+    if (!json_is_array(input)) {
+        wd_call_error(c, 400, "input: text, or a list of messages, is required");
+        goto fail;
+    }
+    size_t i;
+    json_t *m;
+    json_array_foreach(input, i, m)
+    {
+        const char *type = json_string_value(json_object_get(m, "type"));
+        if (type && strcmp(type, "message")) {
+            wd_call_error(c, 400, "input[%zu] is a %.40s: warden takes messages (the agent's tools are warden's own)",
+                          i, type);
+            goto fail;
+        }
+        json_array_append_new(msgs, json_pack("{s:O?,s:O?}", "role", json_object_get(m, "role"), "content",
+                                              json_object_get(m, "content")));
+    }
+    return msgs;
+fail:
+    json_decref(msgs);
+    return NULL;
+}
+
+void wd_oai_responses(wd_call *c)
+{
+    json_t *o = wd_call_body(c), *history = NULL, *msgs = NULL;
+    char *query = NULL, *path = NULL;
+    if (!o)
+        return;
+    const char *model;
+    json_t *fmt = json_object_get(json_object_get(o, "text"), "format");
+    const char *ft = json_string_value(json_object_get(fmt, "type"));
+    json_t *instr = json_object_get(o, "instructions");
+    const char *bad = instr && !json_is_string(instr)              ? "instructions must be text"
+                      : json_is_true(json_object_get(o, "stream")) ? "stream: streaming is not served yet"
+                      : json_array_size(json_object_get(o, "tools"))
+                          ? "tools: the agent's tools are warden's own, set by its script and the policy"
+                      : fmt && (!ft || strcmp(ft, "text")) ? "text.format: only {\"type\": \"text\"} is served yet"
+                      : json_object_get(o, "previous_response_id")
+                          ? "previous_response_id: warden keeps no responses; send the conversation as input"
+                          : NULL;
+    if (!wd_call_keys(c, o, RESPONSE_KEYS, "model, input and the Responses API's optional fields") ||
+        wd_call_opt_string(c, o, "model", &model) < 0)
+        goto done;
+    if (bad) {
+        wd_call_error(c, 400, "%s", bad);
+        goto done;
+    }
+    if (!(path = model_path(c, model)))
+        goto done;
+    if (!(msgs = input_messages(c, o)) || read_messages(c, "input", msgs, &history, &query) < 0) {
+        free(path);
+        goto done;
+    }
+    if (json_is_string(instr)) /* the client's instructions, after the agent's prompt */
+        json_array_insert_new(history, 0, json_pack("{s:s,s:O}", "role", "system", "content", instr));
+    start_run(c, path, model, history, query, 1);
+done:
+    free(query);
+    json_decref(history);
+    json_decref(msgs);
     json_decref(o);
 }
