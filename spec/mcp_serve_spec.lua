@@ -428,7 +428,7 @@ describe("warden as an MCP server: governed servers whose tools change or take l
         every = { command = { "node", EVERYTHING, "stdio" }, timeout_ms = "20s" },
         grow = { url = ("http://127.0.0.1:%s/mcp"):format(port), timeout_ms = "20s" },
         old = { url = ("http://127.0.0.1:%s/mcp"):format(old), timeout_ms = "20s" } } },
-      tools = { ["flaky__*"] = { permission = "read", risk = "low", timeout_ms = 2000 },
+      tools = { ["flaky__*"] = { permission = "read", risk = "low", timeout_ms = 20000 },
         ["every__*"] = { permission = "read", risk = "low", timeout_ms = 10000 },
         ["grow__*"] = { permission = "read", risk = "low", timeout_ms = 5000 },
         ["old__*"] = { permission = "read", risk = "low", timeout_ms = 5000 } } }, 1)
