@@ -32,7 +32,10 @@ describe("LLM read timeout", function()
     assert.equal(5, #lats)
     table.sort(lats)
     assert.is_true(lats[1] >= 50, lats[1] .. " ms")
-    assert.is_true(lats[3] <= 51, "median " .. lats[3] .. " ms") -- the kernel's coarse clock made it 52-55
+    -- the kernel's coarse clock made it 52-55; under AddressSanitizer warden's own side of
+    -- the call takes a millisecond or two more (52 ms seen in CI)
+    local slack = (os.getenv("WARDEN_BUILD") or ""):match("asan") and 3 or 1
+    assert.is_true(lats[3] <= 50 + slack, "median " .. lats[3] .. " ms")
   end)
 
   it("cuts off a server that accepts and never answers, at llm_read_ms", function()
