@@ -300,22 +300,6 @@ static void on_call_gone(struct evhttp_connection *conn, void *arg)
         event_del(mc->timer);
 }
 
-/* the decision on the approval the call waited for, as the run's result shows it: the
-** call ran (granted), or its refusal's reason */
-static void told_decision(wd_mcp_call *mc, const json_t *res)
-{
-    json_t *calls = json_object_get(res, "tool_calls");
-    json_t *tc = json_array_get(calls, json_array_size(calls) - 1);
-    const char *why = json_string_value(json_object_get(tc, "result"));
-    char msg[600];
-    if (json_is_true(json_object_get(tc, "success")))
-        snprintf(msg, sizeof msg, "approval %s: granted", mc->approval);
-    else
-        snprintf(msg, sizeof msg, "approval %s: %.500s", mc->approval, why ? why : "not granted");
-    mc->approval[0] = '\0';
-    progress(mc, msg);
-}
-
 /* the run ended (apiruns.c, on this worker): its result to the client, if it is there */
 static void on_end(wd_waiter *w, const json_t *res)
 {
@@ -325,9 +309,9 @@ static void on_end(wd_waiter *w, const json_t *res)
         evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
         json_t *msg = mc->cancelled ? NULL : rpc_ok(mc->id, call_result(mc, res));
         if (mc->sse) {
-            read_records(mc);    /* a decision is told before the result */
-            if (mc->approval[0]) /* its record not seen yet (another worker flushed it): the result says */
-                told_decision(mc, res);
+            /* the run's records reach the table of runs before its result (the
+             ** flush that delivers it feeds the table): its decision is told first */
+            read_records(mc);
             if (msg)
                 sse_msg(mc, msg);
             evhttp_send_reply_end(req);
@@ -437,7 +421,7 @@ static void tools_call(wd_call *c, json_t *id, json_t *params, const char *sessi
         rpc_error(c, 200, id, -32602, "tools/call: params._meta.progressToken must be a string or an integer");
         return;
     }
-    if (!wd_mcplist_valid(name)) {
+    if (!wd_name_ok(name)) {
         rpc_error(c, 200, id, -32602, "unknown tool: a tool's name is 1 to 64 letters, digits, '_' or '-'");
         return;
     }
