@@ -471,3 +471,15 @@ char *wd_fmt_duration(long long ms, char *out, size_t n)
         snprintf(out, n, "%lld d %lld h", s / 86400, s % 86400 / 3600);
     return out;
 }
+
+int wd_name_ok(const char *s)
+{
+    size_t l = strlen(s);
+    if (!l || l > 64)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+              *s == '-'))
+            return 0;
+    return 1;
+}

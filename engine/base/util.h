@@ -88,6 +88,9 @@ void wd_uuid(char out[37]);
 
 /* copy with truncation, always NUL-terminated */
 void wd_strlcpy(char *dst, const char *src, size_t n);
+/* 1 when s is a name a tool, a detector or an MCP tool may have: 1 to 64 letters, digits,
+** '_' or '-' (what every LLM provider accepts as a function's name) */
+int wd_name_ok(const char *s);
 void wd_errf(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* caller frees: the first max_chars characters of s (len bytes of UTF-8), cut on a

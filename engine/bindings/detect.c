@@ -52,18 +52,6 @@ struct wd_detect {
     int finished;  /* run_finished was queued */
 };
 
-static int valid_name(const char *s)
-{
-    size_t l = strlen(s);
-    if (!l || l > 64)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
-              *s == '-'))
-            return 0;
-    return 1;
-}
-
 static int add_name(wd_detect *D, const char *name, char *msg, size_t n)
 {
     for (size_t i = 0; i < D->nnames; i++)
@@ -89,7 +77,7 @@ int wd_detect_configure(wd_run *r, lua_State *L, int idx, char *msg, size_t n)
         for (lua_Integer i = 1; i <= len; i++) {
             lua_rawgeti(L, idx, i);
             const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-            if (!name || !valid_name(name)) {
+            if (!name || !wd_name_ok(name)) {
                 lua_pop(L, 1);
                 wd_errf(msg, n, "detectors[%d] must be a detector name (letters, digits, _ and -)", (int)i);
                 goto fail;

@@ -131,6 +131,11 @@ static const char *const SUBKEYS[] = {"max_iterations",
                                       "writable_resources",
                                       "forbidden_patterns",
                                       "allowed_hosts",
+                                      "path_arguments",
+                                      "schema",
+                                      "servers",
+                                      "command",
+                                      "network",
                                       "expiry",
                                       "escalate_at",
                                       "routes",
@@ -175,9 +180,9 @@ static void value(gen *g, int depth, int indent)
     }
 }
 
-static const char *const TOP[] = {"version", "defaults", "roles",     "users",     "tiers",       "budget",
-                                  "models",  "tools",    "approvals", "detectors", "kill_switch", "audit",
-                                  "store",   "cache",    "autonomy",  "hitl",      "unknown_key", NULL};
+static const char *const TOP[] = {"version",  "defaults",  "roles",     "users",       "tiers", "budget", "models",
+                                  "tools",    "approvals", "detectors", "kill_switch", "audit", "store",  "cache",
+                                  "autonomy", "hitl",      "mcp",       "unknown_key", NULL};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -104,17 +104,6 @@ int wd_tool_refuse_undeclared(wd_run *r, lua_State *L, const char *name, json_t 
     return wd_tool_refuse(r, L, WD_AE_NONE, name, args, msg);
 }
 
-static int valid_tool_name(const char *s)
-{
-    if (!*s || strlen(s) > 64)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
-              *s == '-'))
-            return 0;
-    return 1;
-}
-
 int wd_tool_allows(const wd_run *r, const char *name)
 {
     for (size_t i = 0; i < r->nallowed; i++)
@@ -289,7 +278,7 @@ int wd_tool_load(wd_run *r, lua_State *L, const char *name)
     int i = find_impl(r, name);
     if (i >= 0)
         return i;
-    if (!valid_tool_name(name)) {
+    if (!wd_name_ok(name)) {
         lua_pushfstring(L, "'%s' is not a valid tool name", name);
         return -1;
     }

@@ -633,6 +633,27 @@ static void on_stream_data(void *ud, const char *p, size_t len)
     }
 }
 
+/* the headers of a request to the server into hs (64): accept (and type), then its
+** session and the version agreed once it has one, then the policy's; sid and pv hold the
+** text of two. The count. */
+static size_t request_headers(wd_mcp *m, const char **hs, const char *accept, const char *type, char sid[300],
+                              char pv[64])
+{
+    size_t n = 0;
+    if (type)
+        hs[n++] = type;
+    hs[n++] = accept;
+    if (m->session) {
+        snprintf(sid, 300, "Mcp-Session-Id: %.250s", m->session);
+        snprintf(pv, 64, "MCP-Protocol-Version: %s", m->version[0] ? m->version : "2025-06-18");
+        hs[n++] = sid;
+        hs[n++] = pv;
+    }
+    for (size_t i = 0; i < m->nheaders && n < 64; i++)
+        hs[n++] = m->headers[i];
+    return n;
+}
+
 static void open_stream(wd_mcp *m);
 
 static void on_reopen(evutil_socket_t fd, short what, void *arg)
@@ -669,16 +690,7 @@ static void open_stream(wd_mcp *m)
         return;
     const char *hs[64];
     char sid[300], pv[64];
-    size_t n = 0;
-    snprintf(pv, sizeof pv, "MCP-Protocol-Version: %s", m->version[0] ? m->version : "2025-06-18");
-    hs[n++] = "Accept: text/event-stream";
-    if (m->session) {
-        snprintf(sid, sizeof sid, "Mcp-Session-Id: %.250s", m->session);
-        hs[n++] = sid;
-        hs[n++] = pv;
-    }
-    for (size_t i = 0; i < m->nheaders && n < 64; i++)
-        hs[n++] = m->headers[i];
+    size_t n = request_headers(m, hs, "Accept: text/event-stream", NULL, sid, pv);
     wd_http_opts o = {.method = "GET",
                       .url = m->url,
                       .headers = hs,
@@ -713,17 +725,8 @@ static int post(wd_mcp *m, json_t *msg, pending *p)
     }
     const char *hs[64];
     char sid[300], pv[64];
-    size_t n = 0;
-    snprintf(pv, sizeof pv, "MCP-Protocol-Version: %s", m->version[0] ? m->version : "2025-06-18");
-    hs[n++] = "Content-Type: application/json";
-    hs[n++] = "Accept: application/json, text/event-stream";
-    if (m->session) {
-        snprintf(sid, sizeof sid, "Mcp-Session-Id: %.250s", m->session);
-        hs[n++] = sid;
-        hs[n++] = pv;
-    }
-    for (size_t i = 0; i < m->nheaders && n < 64; i++)
-        hs[n++] = m->headers[i];
+    size_t n = request_headers(m, hs, "Accept: application/json, text/event-stream", "Content-Type: application/json",
+                               sid, pv);
     wd_http_opts o = {.method = "POST",
                       .url = m->url,
                       .headers = hs,

@@ -14,18 +14,6 @@
 
 #define MAX_AGENTS 1000 /* listed from the agents directory */
 
-int wd_mcplist_valid(const char *s)
-{
-    size_t len = strlen(s);
-    if (!len || len > 64)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
-              *s == '-'))
-            return 0;
-    return 1;
-}
-
 const char *wd_mcplist_agent(const char *name)
 {
     size_t l = strlen(MCP_AGENT_PREFIX);
@@ -88,7 +76,7 @@ static void add_server_tool(void *ud, const char *server, const json_t *tool)
     mcp_walk *w = ud;
     char name[200];
     const char *t = json_string_value(json_object_get(tool, "name"));
-    if (!t || snprintf(name, sizeof name, "%s__%s", server, t) >= (int)sizeof name || !wd_mcplist_valid(name))
+    if (!t || snprintf(name, sizeof name, "%s__%s", server, t) >= (int)sizeof name || !wd_name_ok(name))
         return;
     const wd_tool_policy *tp = wd_policy_tool(w->p, name);
     if (!tp || tp->permission > w->u->role)
@@ -103,7 +91,7 @@ static void add_script_tools(wd_front *f, const wd_policy *p, const wd_user *u, 
     for (size_t i = 0; i < p->n_tools; i++) {
         const wd_tool_policy *tp = &p->tools[i];
         const char *sep = strstr(tp->name, "__");
-        if (tp->pattern || tp->permission > u->role || !wd_mcplist_valid(tp->name) ||
+        if (tp->pattern || tp->permission > u->role || !wd_name_ok(tp->name) ||
             (sep && sep > tp->name && wd_policy_mcp_server(p, tp->name, (size_t)(sep - tp->name))))
             continue; /* a server's tools come from its list */
         char path[4200];
@@ -138,7 +126,7 @@ static void add_agents(wd_front *f, const json_t *killed, json_t *out)
             name[l - 4] = '\0';
         char full[300];
         snprintf(full, sizeof full, MCP_AGENT_PREFIX "%s", name);
-        if (name[0] == '.' || !wd_mcplist_valid(full) || json_object_get(killed, name))
+        if (name[0] == '.' || !wd_name_ok(full) || json_object_get(killed, name))
             continue;
         char *path = wd_api_agent_path(f->srv, name);
         if (path && (names[n] = wd_strdup(name)))

@@ -20,8 +20,6 @@ json_t *wd_mcplist_tools(wd_front *f, const wd_policy *p, const wd_user *u, char
 json_t *wd_mcplist_agents(wd_front *f, char *err, size_t n);
 /* the agent a tool name runs (NAME of agent__NAME), or NULL: a tool */
 const char *wd_mcplist_agent(const char *name);
-/* 1 when name may name a tool (letters, digits, '_' and '-', at most 64) */
-int wd_mcplist_valid(const char *name);
 void wd_mcplist_free(wd_front *f); /* the worker's cache of definitions */
 
 #endif
