@@ -349,6 +349,14 @@ return warden.agent { name = "jail", tools = { "SRV__peek", "SRV__plant", "SRV__
     assert.matches("^error E", jailed[5]) -- its own loopback, not the host's
     assert.equal("error ENOENT", jailed[6])
     assert.is_true(tonumber(jailed[7]) <= 3, jailed[7]) -- bwrap and node: no other process of the host
+    -- a symlink planted in its writable directory, pointing at the host's secret: followed
+    -- inside the sandbox, where that path does not exist
+    os.execute(("ln -sf %s/key.txt %s/link.txt"):format(secret, work))
+    local via = run({ jailed = { command = { "node", FLAKY },
+      sandbox = { allowed_resources = { FLAKY }, writable_resources = { work } } } }, "jailed",
+      { { "peek", work .. "/link.txt" }, { "plant", work .. "/link.txt" } })
+    assert.equal("error ENOENT", via[1])
+    assert.equal("host secret\n", T.read(secret .. "/key.txt")) -- the write through it did not reach it
   end)
 
   it("reads only what allowed_resources binds, and says when bubblewrap cannot start it", function()
