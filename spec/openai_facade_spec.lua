@@ -134,6 +134,21 @@ describe("warden serve as OpenAI's chat completions", function()
     assert.equal("BadRequestError", lines[3].error.class)
     assert.matches("tools: the agent's tools are warden's own", lines[3].error.message, 1, true)
     assert.matches("unknown field 'bogus'", lines[4].error.message, 1, true)
+    -- conversations that are not ones warden takes, each refused naming the message
+    local many = {}
+    for i = 1, 1001 do many[i] = { role = "user", content = "x" } end
+    lines = client(srv, KEYS.reader, {
+      { op = "chat", body = { model = "helper", messages = many } },
+      { op = "chat", body = { model = "helper", messages = { { role = "user", content = {
+        { type = "image_url", image_url = { url = "http://127.0.0.1:1/x.png" } } } } } } },
+      { op = "chat", body = { model = "helper", messages = { { role = "user", content = "hi" },
+        { role = "assistant", content = "hello" } } } },
+      { op = "chat", body = { model = "helper", messages = {} } },
+    })
+    assert.matches("messages: a list of 1 to 1000 messages", lines[1].error.message, 1, true)
+    assert.matches("messages[0] content must be text", lines[2].error.message, 1, true)
+    assert.matches("messages[1] is the last, and must be the user's", lines[3].error.message, 1, true)
+    assert.matches("messages: a list of 1 to 1000", lines[4].error.message, 1, true)
     -- a user out of budget: 429, with when to come back
     lines = client(srv, KEYS.poor, { { op = "chat", body = { model = "helper",
       messages = { { role = "user", content = "hi" } } } } })
