@@ -69,9 +69,10 @@ struct wd_http_req {
     char *retry_after;
     struct event *read_timer;
     long long read_ms;
-    int connected, too_large;
+    int connected, too_large, stopped;
+    long long idle_ms; /* a stream's: the longest silence (0: none) */
     int64_t t0;
-    void (*on_data)(void *ud, const char *p, size_t len); /* a stream's (wd_http_opts) */
+    int (*on_data)(void *ud, const char *p, size_t len); /* a stream's (wd_http_opts) */
     wd_http_done_fn cb;
     void *ud;
     wd_http_req *prev, *next;
@@ -191,6 +192,10 @@ static void finish_curl(wd_http_req *q, CURLcode code)
         }
         return;
     case CURLE_WRITE_ERROR:
+        if (q->stopped) {
+            finish(q, WD_HTTP_NETWORK, "the stream was stopped by its reader");
+            return;
+        }
         if (q->too_large) {
             snprintf(msg, sizeof msg, "response body larger than %zu bytes: cut off", q->max_body);
             finish(q, WD_HTTP_TOO_LARGE, msg);
@@ -366,7 +371,10 @@ static void on_read_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     wd_http_req *q = arg;
     char msg[80];
-    snprintf(msg, sizeof msg, "read timed out after %lld ms", q->read_ms);
+    if (q->on_data)
+        snprintf(msg, sizeof msg, "read timed out: no data for %lld ms", q->idle_ms);
+    else
+        snprintf(msg, sizeof msg, "read timed out after %lld ms", q->read_ms);
     finish(q, WD_HTTP_READ_TIMEOUT, msg);
 }
 
@@ -378,12 +386,22 @@ static int prereq_cb(void *clientp, char *ip, char *local_ip, int port, int loca
     (void)port;
     (void)local_port;
     wd_http_req *q = clientp;
-    if (!q->connected && !q->on_data) { /* a stream has no deadline */
+    if (!q->connected && (!q->on_data || q->idle_ms > 0)) { /* a stream: its idle limit, if any */
         q->connected = 1;
-        struct timeval tv = {(time_t)(q->read_ms / 1000), (suseconds_t)(q->read_ms % 1000) * 1000};
+        long long ms = q->on_data ? q->idle_ms : q->read_ms;
+        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
         evtimer_add(q->read_timer, &tv);
     }
     return CURL_PREREQFUNC_OK;
+}
+
+/* a stream heard from: its idle limit starts again */
+static void rearm_idle(wd_http_req *q)
+{
+    if (q->idle_ms <= 0 || !q->connected)
+        return;
+    struct timeval tv = {(time_t)(q->idle_ms / 1000), (suseconds_t)(q->idle_ms % 1000) * 1000};
+    evtimer_add(q->read_timer, &tv);
 }
 
 static size_t write_cb(char *p, size_t size, size_t n, void *ud)
@@ -391,9 +409,13 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud)
     wd_http_req *q = ud;
     size_t len = size * n;
     long status = 0;
+    rearm_idle(q);
     if (q->on_data && curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status >= 200 &&
         status < 300) {
-        q->on_data(q->ud, p, len);
+        if (q->on_data(q->ud, p, len) != 0) {
+            q->stopped = 1;
+            return 0; /* curl aborts the transfer */
+        }
         return len;
     }
     if (q->body.len + len > q->max_body) {
@@ -559,6 +581,7 @@ wd_http_req *wd_http_start(wd_http *h, const wd_http_opts *o, wd_http_done_fn cb
     q->max_body = o->max_body ? o->max_body : (8u << 20);
     q->read_ms = o->read_ms > 0 ? o->read_ms : 30000;
     q->on_data = o->on_data;
+    q->idle_ms = o->on_data ? o->idle_ms : 0;
     q->t0 = wd_now_ns();
     q->next = h->head;
     if (h->head)

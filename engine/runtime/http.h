@@ -53,10 +53,12 @@ typedef struct wd_http_opts {
     long long connect_ms; /* DNS + TCP (+TLS) */
     long long read_ms;    /* from the connection ready to the last byte */
     size_t max_body;
-    /* set: a stream (an event stream a server keeps open): each piece of a 2xx body goes
-    ** to on_data (with cb's ud) as it arrives and is not kept; no read deadline, TCP
-    ** keepalive on; cb still gets its end */
-    void (*on_data)(void *ud, const char *p, size_t len);
+    /* set: a stream (an event stream a server keeps open, an answer streamed): each piece
+    ** of a 2xx body goes to on_data (with cb's ud) as it arrives and is not kept, and a
+    ** nonzero return stops the transfer (cb gets WD_HTTP_NETWORK); no read deadline but
+    ** idle_ms, TCP keepalive on; cb still gets its end */
+    int (*on_data)(void *ud, const char *p, size_t len);
+    long long idle_ms; /* with on_data: the longest wait for the next piece (0: none) */
 } wd_http_opts;
 
 /* caller frees with wd_http_free; NULL when libcurl cannot start */

@@ -613,7 +613,7 @@ static void stream_line(wd_mcp *m, const char *line, size_t n)
     }
 }
 
-static void on_stream_data(void *ud, const char *p, size_t len)
+static int on_stream_data(void *ud, const char *p, size_t len)
 {
     wd_mcp *m = ud;
     const char *end = p + len;
@@ -626,11 +626,12 @@ static void on_stream_data(void *ud, const char *p, size_t len)
         } else
             wd_buf_add(&m->ev_line, p, n);
         if (!nl)
-            return;
+            return 0;
         stream_line(m, m->ev_line.p ? m->ev_line.p : "", m->ev_line.len);
         m->ev_line.len = 0;
         p = nl + 1;
     }
+    return 0;
 }
 
 /* the headers of a request to the server into hs (64): accept (and type), then its

@@ -179,14 +179,17 @@ typedef struct {
     long status;
     int fail;
     struct event_base *base;
+    size_t stop_at; /* on_piece stops the stream once this many bytes came (0: never) */
+    char error[200];
 } streamed;
 
-static void on_piece(void *ud, const char *p, size_t len)
+static int on_piece(void *ud, const char *p, size_t len)
 {
     streamed *st = ud;
     (void)p;
     st->bytes += len;
     st->pieces++;
+    return st->stop_at && st->bytes >= st->stop_at ? -1 : 0;
 }
 
 static void stream_done(const wd_http_resp *r, void *ud)
@@ -195,6 +198,7 @@ static void stream_done(const wd_http_resp *r, void *ud)
     st->status = r->status;
     st->fail = (int)r->fail;
     st->body = r->len;
+    snprintf(st->error, sizeof st->error, "%s", r->error ? r->error : "");
     event_base_loopbreak(st->base);
 }
 
@@ -207,7 +211,7 @@ TEST(a_stream_is_handed_on_as_it_comes_without_a_deadline)
     char url[64], err[200];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/events", port);
     wd_http_opts o = {.url = url, .read_ms = 100, .connect_ms = 1000, .max_body = 1024, .on_data = on_piece};
-    streamed st = {0, 0, 0, 0, -1, base};
+    streamed st = {0, 0, 0, 0, -1, base, 0, ""};
     streaming = 1;
     CHECK(wd_http_start(h, &o, stream_done, &st, err, sizeof err) != NULL);
     event_base_dispatch(base);
@@ -217,6 +221,54 @@ TEST(a_stream_is_handed_on_as_it_comes_without_a_deadline)
     CHECK(st.bytes == 3 * 32768);
     CHECK(st.pieces >= 3);
     CHECK(st.body == 0);
+    wd_http_free(h);
+    event_base_free(base);
+}
+
+/* the reader stops a stream (an answer cut at its budget): the transfer ends there, told */
+TEST(a_stream_its_reader_stops_ends_at_once)
+{
+    struct event_base *base = event_base_new();
+    wd_http *h = wd_http_new(base);
+    char url[64], err[200];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/events", port);
+    wd_http_opts o = {.url = url, .connect_ms = 1000, .on_data = on_piece};
+    streamed st = {0, 0, 0, 0, -1, base, 1, ""};
+    streaming = 1;
+    CHECK(wd_http_start(h, &o, stream_done, &st, err, sizeof err) != NULL);
+    event_base_dispatch(base);
+    streaming = 0;
+    CHECK(st.fail == WD_HTTP_NETWORK);
+    CHECK(strstr(st.error, "stopped by its reader") != NULL);
+    CHECK(st.bytes < 3 * 32768);
+    wd_http_free(h);
+    event_base_free(base);
+}
+
+/* idle_ms bounds the silence between pieces, not the whole stream: pieces 300 ms apart
+** pass a 1 s limit (the stream lasts longer than that) and fail a 100 ms one */
+TEST(a_stream_silent_past_its_idle_limit_times_out)
+{
+    struct event_base *base = event_base_new();
+    wd_http *h = wd_http_new(base);
+    char url[64], err[200];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/events", port);
+    for (int i = 0; i < 2; i++) {
+        wd_http_opts o = {.url = url, .connect_ms = 1000, .on_data = on_piece, .idle_ms = i ? 100 : 1000};
+        streamed st = {0, 0, 0, 0, -1, base, 0, ""};
+        streaming = 1;
+        CHECK(wd_http_start(h, &o, stream_done, &st, err, sizeof err) != NULL);
+        event_base_dispatch(base);
+        streaming = 0;
+        if (!i) {
+            CHECK(st.fail == WD_HTTP_OK);
+            CHECK(st.bytes == 3 * 32768);
+        } else {
+            CHECK(st.fail == WD_HTTP_READ_TIMEOUT);
+            CHECK(strstr(st.error, "no data for 100 ms") != NULL);
+            CHECK(st.bytes < 3 * 32768);
+        }
+    }
     wd_http_free(h);
     event_base_free(base);
 }
@@ -238,6 +290,8 @@ int main(void)
     pthread_create(&t, NULL, server, NULL);
     pthread_detach(t);
     RUN(a_kept_alive_connection_is_reused);
+    RUN(a_stream_its_reader_stops_ends_at_once);
+    RUN(a_stream_silent_past_its_idle_limit_times_out);
     RUN(a_connection_dropped_while_idle_costs_only_a_reconnect);
     RUN(connections_are_closed_on_exec);
     RUN(a_stream_is_handed_on_as_it_comes_without_a_deadline);
