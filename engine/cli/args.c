@@ -18,6 +18,10 @@ int wd_cli_parse(int argc, char **argv, int from, args_t *a)
             *(s[2] == 'j' ? &a->json : &a->all) = 1;
             continue;
         }
+        if (!strcmp(s, "--stream")) {
+            a->stream = 1;
+            continue;
+        }
         if (!strcmp(s, "--user"))
             dst = &a->user;
         else if (!strcmp(s, "--session"))

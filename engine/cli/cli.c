@@ -27,6 +27,8 @@
 
 typedef struct {
     json_t *res;
+    FILE *stream_to; /* --stream: where the text goes */
+    int streamed;    /* some did */
 } one_t;
 
 static void on_done(const json_t *res, void *ud) { ((one_t *)ud)->res = json_incref((json_t *)res); }
@@ -105,6 +107,16 @@ static const char *run_user(args_t *a, const wd_policy *p)
     return NULL;
 }
 
+/* --stream: the model's text as it comes, to stdout (stderr with --json) */
+static void print_text(const char *text, size_t len, void *ud)
+{
+    one_t *one = ud;
+    FILE *f = one->stream_to;
+    fwrite(text, 1, len, f);
+    fflush(f);
+    one->streamed = 1;
+}
+
 /* warden run: the configuration is checked first, so a mistake in it exits 2 with one
 ** line and writes no run record; only a run that started and did not succeed exits 1 */
 static int cmd_run(args_t *a)
@@ -128,8 +140,9 @@ static int cmd_run(args_t *a)
         free(user_copy);
         return 2;
     }
-    one_t one = {NULL};
-    wd_run_opts ro = {a->pos[0], a->npos > 1 ? a->pos[1] : "", user_copy, a->session, NULL, NULL, NULL, 0, NULL, NULL, NULL};
+    one_t one = {NULL, a->json ? stderr : stdout, 0};
+    wd_run_opts ro = {a->pos[0], a->npos > 1 ? a->pos[1] : "", user_copy, a->session, NULL, NULL, NULL, 0, NULL, NULL,
+                      NULL,      a->stream ? print_text : NULL};
     wd_engine_on_notice(e, to_stderr, NULL);
     wd_engine_submit(e, &ro, on_done, &one);
     wd_engine_wait(e);
@@ -143,11 +156,16 @@ static int cmd_run(args_t *a)
     }
     int ok = json_is_true(json_object_get(one.res, "success"));
     if (a->json) {
+        if (one.streamed)
+            fputc('\n', stderr);
         char *s = json_dumps(one.res, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
         puts(s ? s : "{}");
         free(s);
     } else {
-        printf("%s\n\n", json_string_value(json_object_get(one.res, "result")));
+        if (one.streamed) /* the text is out already */
+            printf("\n\n");
+        else
+            printf("%s\n\n", json_string_value(json_object_get(one.res, "result")));
         printf("status: %s   steps: %lld   cost: $%.4f   time: %lld ms\n",
                json_string_value(json_object_get(one.res, "status")),
                json_integer_value(json_object_get(one.res, "steps_taken")),

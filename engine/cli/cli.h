@@ -11,7 +11,7 @@ typedef struct {
     const char *pos[4];
     int npos;
     const char *user, *session, *policy, *llm, *run, *event, *since, *until, *by, *reason, *key_file, *store;
-    int json, all;
+    int json, all, stream;
 } args_t;
 
 enum { REPORT_COST, REPORT_COMPLIANCE, REPORT_FAILURES };     /* warden report KIND */

@@ -30,7 +30,8 @@ static const cmd_help CMDS[] = {
      "--user ID\twho runs it (default: WARDEN_USER, the policy user whose os_user is your login, the user named "
      "as your login)\n--session ID\tgroup runs into one session\n" POLICY_OPT STORE_OPT
      "--llm mock:FILE|URL\tplay a mock scenario, or call this OpenAI-compatible URL, instead of the policy's "
-     "models\n" JSON_OPT,
+     "models\n--stream\tprint the model's text as it comes (its calls streamed from the provider); with --json, to "
+     "stderr\n" JSON_OPT,
      "warden run hello \"hi\" --llm mock:hello/scenarios/hello.yaml"},
     {"init", "init DIR",
      "Make a new agent in DIR: agent.lua, a tool, a prompt, a policy fragment, a mock scenario and "

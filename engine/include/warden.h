@@ -44,6 +44,11 @@ typedef struct wd_run_opts {
     ** gives it to the agent, and the ReAct loop puts it between its prompt and the query.
     ** NULL: none */
     const char *history;
+    /* set: told, with the done callback's ud, each piece of the text of the model's
+    ** answers as it arrives (the run's LLM calls are then streamed from the provider,
+    ** unless a call says stream = false); an answer not streamed (the mock's, a cached
+    ** one) is told whole when it comes. warden serve's OpenAI facade streams it on */
+    void (*on_text)(const char *text, size_t len, void *ud);
 } wd_run_opts;
 
 #define WD_DIRECT_AGENT "mcp"

@@ -3,15 +3,15 @@
 ** retries transient failures after a loop timer and, at the end, updates the breaker,
 ** audits the call and resumes the agent. */
 #include "llm.h"
+#include "llmanswer.h"
+#include "llmstream.h"
+#include "budget.h"
 #include "settle.h"
 #include "mock.h"
 #include "provider.h"
 #include "canon.h"
-#include "jsonlua.h"
-#include "redact.h"
 #include "util.h"
 
-#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,11 +34,21 @@ struct wd_llm_state {
     char cache_key[65]; /* hex SHA-256 of what the answer depends on; "" not cacheable */
     int cached;         /* the answer came from the cache */
     double saved_usd;   /* what that answer cost when it was bought */
+    /* a streamed call (docs/lua-api.md, ctx:llm stream) */
+    int stream;
+    wd_llm_stream *ls;    /* this attempt's parser */
+    char stream_err[300]; /* why this attempt's stream was unusable */
+    long long counted;    /* output tokens counted from this attempt's pieces */
+    double in_est;        /* the input, estimated in tokens */
+    int limited, cut;     /* the reservation is all that was left; the stream passed it */
+    double room;          /* with limited: the most the call may cost */
+    int limit_which;      /* the budget that set room (wd_budget_reserve_upto) */
+    char limit_msg[300];
+    size_t texted; /* bytes of the call's text given to the run's listener */
+    double spent;  /* what a stream that failed after sending tokens cost */
 };
 
-#define LLM_MAX_BODY     (8u << 20)
-#define MODEL_TEXT_CHARS 4000        /* of an answer's text in its llm_call record; its length is kept whole */
-#define MAX_TOKENS       100000000LL /* more in one call is no model's answer: a malformed one */
+#define LLM_MAX_BODY (8u << 20)
 
 typedef struct outcome {
     int ok;
@@ -78,6 +88,13 @@ static void call_clear(wd_run *r)
     r->call->cache_key[0] = '\0';
     r->call->cached = 0;
     r->call->saved_usd = 0;
+    wd_llm_stream_free(r->call->ls);
+    r->call->ls = NULL;
+    r->call->stream = r->call->limited = r->call->cut = 0;
+    r->call->counted = 0;
+    r->call->texted = 0;
+    r->call->spent = 0;
+    r->call->stream_err[0] = r->call->limit_msg[0] = '\0';
 }
 
 /* abandons the call in flight (the run ends): no resume, the probe slot freed */
@@ -117,8 +134,14 @@ static void fail(wd_run *r, const char *msg, int timeout, const char *reason, in
         json_object_set_new(ev, "reason", json_string(reason));
     json_array_append_new(r->errors, json_string(msg));
     r->last_fail_timeout = timeout;
+    if (r->call->spent > 0) { /* a stream that broke off: what it sent is paid for */
+        json_object_set_new(ev, "output_tokens", json_integer(r->call->counted));
+        json_object_set_new(ev, "cost_usd", json_real(r->call->spent));
+        r->tokens_out += r->call->counted;
+    }
     wd_settle st = {.record = ev,
-                    .hold = &r->llm_hold, /* no answer, nothing spent */
+                    .cost = r->call->spent,
+                    .hold = &r->llm_hold, /* no answer: nothing spent but what a stream sent */
                     .breaker = r->call->breaker,
                     .admitted = &r->call->admitted,
                     .probe = r->call->probe,
@@ -135,127 +158,6 @@ static void fail(wd_run *r, const char *msg, int timeout, const char *reason, in
     wd_run_settle(r, &st);
 }
 
-/* Range-checks the numbers of a normalized answer (any provider's, or the mock's) before
-** they become money: token counts are whole numbers from 0 to MAX_TOKENS, made
-** integers. 0, or -1 with msg naming the field and what it held. */
-static int check_answer(json_t *a, char *msg, size_t n)
-{
-    static const char *const keys[] = {"input_tokens", "output_tokens"};
-    json_t *usage = json_object_get(a, "usage");
-    for (int i = 0; i < 2; i++) {
-        json_t *v = json_object_get(usage, keys[i]);
-        if (!v)
-            continue;
-        double d = json_is_integer(v) ? (double)json_integer_value(v) : json_is_real(v) ? json_real_value(v) : -1;
-        if (d >= 0 && d <= (double)MAX_TOKENS && d == floor(d)) {
-            json_object_set_new(usage, keys[i], json_integer((json_int_t)d));
-            continue;
-        }
-        char *text = json_dumps(v, JSON_ENCODE_ANY);
-        snprintf(msg, n, "malformed answer from the model: usage.%s is %.40s, not a token count from 0 to %lld",
-                 keys[i], text ? text : "?", MAX_TOKENS);
-        free(text);
-        return -1;
-    }
-    json_t *calls = json_object_get(a, "tool_calls");
-    if (calls && !json_is_array(calls)) {
-        snprintf(msg, n, "malformed answer from the model: tool_calls is not a list");
-        return -1;
-    }
-    return 0;
-}
-
-/* an answer asking for more tool calls than defaults.max_tool_calls_per_answer: the
-** agent is given the first ones, the rest are refused and audited. The calls it keeps. */
-static json_t *cap_calls(wd_run *r, json_t *calls)
-{
-    size_t want = json_array_size(calls), max = (size_t)r->pol->max_tool_calls_per_answer;
-    if (want <= max)
-        return json_incref(calls);
-    json_t *kept = json_array();
-    for (size_t i = 0; i < max; i++)
-        json_array_append(kept, json_array_get(calls, i));
-    json_t *ev = wd_run_event(r, WD_AE_TOOL_CALLS_REFUSED, 0);
-    json_object_set_new(ev, "agent_step", json_integer(r->steps));
-    json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)want));
-    json_object_set_new(ev, "tool_calls_refused", json_integer((json_int_t)(want - max)));
-    char why[200];
-    snprintf(why, sizeof why,
-             "the answer asked for %zu tool calls; defaults.max_tool_calls_per_answer is %zu: "
-             "the rest were refused",
-             want, max);
-    json_object_set_new(ev, "reason", json_string(why));
-    wd_run_audit(r, ev);
-    json_array_append_new(r->errors, json_string(why));
-    return kept;
-}
-
-/* the answer (normalized) to the agent, with its cost */
-/* the answer as the agent reads it, pushed on co: {content, tool_calls (calls: at most
-** the turn's cap, with ids and decoded arguments), usage, refused_tool_calls, cost_usd,
-** model}; all: every call the model asked for */
-static void push_answer(wd_run *r, lua_State *co, json_t *a, json_t *all, json_t *calls, long long in, long long out,
-                        double cost)
-{
-    lua_createtable(co, 0, 5);
-    json_t *content = json_object_get(a, "content");
-    if (json_is_string(content)) {
-        lua_pushlstring(co, json_string_value(content), json_string_length(content));
-        lua_setfield(co, -2, "content");
-    }
-    lua_createtable(co, (int)json_array_size(calls), 0);
-    size_t i;
-    json_t *c;
-    json_array_foreach(calls, i, c)
-    {
-        lua_createtable(co, 0, 3);
-        json_t *id = json_object_get(c, "id");
-        if (json_is_string(id))
-            lua_pushlstring(co, json_string_value(id), json_string_length(id));
-        else
-            lua_pushfstring(co, "call_%d_%d", r->steps, (int)i + 1);
-        lua_setfield(co, -2, "id");
-        json_t *nm = json_object_get(c, "name");
-        if (json_is_string(nm))
-            lua_pushlstring(co, json_string_value(nm), json_string_length(nm));
-        else
-            lua_pushliteral(co, "");
-        lua_setfield(co, -2, "name");
-        json_t *args = json_object_get(c, "arguments");
-        if (json_is_string(args)) {
-            /* providers send arguments as JSON text; junk stays a string and fails validation */
-            json_t *parsed = json_loadb(json_string_value(args), json_string_length(args), JSON_ALLOW_NUL, NULL);
-            if (parsed) {
-                wd_json_push(co, parsed);
-                json_decref(parsed);
-            } else {
-                lua_pushlstring(co, json_string_value(args), json_string_length(args));
-            }
-        } else if (args) {
-            wd_json_push(co, args);
-        } else {
-            lua_newtable(co);
-        }
-        lua_setfield(co, -2, "arguments");
-        lua_rawseti(co, -2, (lua_Integer)i + 1);
-    }
-    lua_setfield(co, -2, "tool_calls");
-    lua_createtable(co, 0, 2);
-    lua_pushinteger(co, in);
-    lua_setfield(co, -2, "input_tokens");
-    lua_pushinteger(co, out);
-    lua_setfield(co, -2, "output_tokens");
-    lua_setfield(co, -2, "usage");
-    if (json_array_size(all) > json_array_size(calls)) {
-        lua_pushinteger(co, (lua_Integer)(json_array_size(all) - json_array_size(calls)));
-        lua_setfield(co, -2, "refused_tool_calls");
-    }
-    lua_pushnumber(co, cost);
-    lua_setfield(co, -2, "cost_usd");
-    lua_pushstring(co, model_name(r));
-    lua_setfield(co, -2, "model");
-}
-
 /* what the settle pushes for an answer: the tool calls capped (their refusal audited
 ** after the call), the detectors told, the answer as the agent reads it */
 typedef struct answer {
@@ -267,7 +169,7 @@ typedef struct answer {
 static int push_delivered(wd_run *r, lua_State *co, void *ud)
 {
     answer *an = ud;
-    json_t *calls = cap_calls(r, an->all);
+    json_t *calls = wd_llm_answer_cap(r, an->all);
     if (r->det) {
         json_t *de =
             json_pack("{s:s,s:s,s:b,s:I,s:I,s:f}", "type", "llm_call", "model", model_name(r), "success", 1,
@@ -279,49 +181,9 @@ static int push_delivered(wd_run *r, lua_State *co, void *ud)
             json_object_set(de, "tool_calls", calls);
         wd_run_observe(r, de);
     }
-    push_answer(r, co, an->a, an->all, calls, an->in, an->out, an->cost);
+    wd_llm_answer_push(r, co, an->a, an->all, calls, an->in, an->out, an->cost, model_name(r));
     json_decref(calls);
     return 1;
-}
-
-/* ** The reasoning trace (docs/safety.md, Audit schema): what the model said, redacted
-** before it is cut (a secret across the cut is still found whole) and cut at
-** MODEL_TEXT_CHARS characters with its full length kept, and the tool calls it asked
-** for, as it asked (the record's redaction and bounds apply to them). */
-static void trace_answer(wd_run *r, json_t *ev, json_t *a, json_t *all)
-{
-    json_t *content = json_object_get(a, "content");
-    if (json_is_string(content)) {
-        int hits = 0, cut = 0;
-        size_t len = json_string_length(content);
-        char *red = wd_redact_string(r->pol, json_string_value(content), len, &hits);
-        const char *text = red ? red : json_string_value(content);
-        char *head = wd_utf8_head(text, red ? strlen(red) : len, MODEL_TEXT_CHARS, &cut);
-        json_t *t = head ? json_stringn(head, strlen(head)) : NULL;
-        json_object_set_new(ev, "model_text", t ? t : json_string("(not valid UTF-8)"));
-        json_object_set_new(ev, "model_text_bytes", json_integer((json_int_t)len));
-        if (hits)
-            json_object_set_new(ev, "sensitive_data", json_integer(hits));
-        free(head);
-        free(red);
-    }
-    if (!json_array_size(all))
-        return;
-    json_t *calls = json_array();
-    size_t i;
-    json_t *c;
-    json_array_foreach(all, i, c)
-    {
-        json_t *args = json_object_get(c, "arguments"), *parsed = NULL;
-        if (json_is_string(args))
-            parsed = json_loadb(json_string_value(args), json_string_length(args), JSON_ALLOW_NUL, NULL);
-        json_t *nm = json_object_get(c, "name");
-        json_array_append_new(calls, json_pack("{s:O?,s:o?}", "name", json_is_string(nm) ? nm : NULL, "arguments",
-                                               parsed ? parsed
-                                               : args ? json_deep_copy(args)
-                                                      : NULL));
-    }
-    json_object_set_new(ev, "tool_calls", calls);
 }
 
 static void deliver(wd_run *r, json_t *a)
@@ -342,13 +204,16 @@ static void deliver(wd_run *r, json_t *a)
         free(text);
     }
     r->last_fail_timeout = 0;
+    json_t *content = json_object_get(a, "content");
+    if (!r->call->texted && json_string_length(content)) /* not streamed: its text whole */
+        wd_run_text(r, json_string_value(content), json_string_length(content));
     json_t *ev = llm_event(r, 1, latency);
     json_object_set_new(ev, "input_tokens", json_integer(an.in));
     json_object_set_new(ev, "output_tokens", json_integer(an.out));
     json_object_set_new(ev, "cost_usd", json_real(an.cost));
     json_object_set_new(ev, "message_count", json_integer(r->req.nmessages));
     json_object_set_new(ev, "tool_calls_requested", json_integer((json_int_t)json_array_size(an.all)));
-    trace_answer(r, ev, a, an.all);
+    wd_llm_answer_trace(r, ev, a, an.all);
     if (r->call->cached) {
         json_object_set_new(ev, "cache_hit", json_true());
         json_object_set_new(ev, "saved_usd", json_real(r->call->saved_usd));
@@ -381,7 +246,7 @@ static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
 static void settle(wd_run *r, outcome *o)
 {
     char reason[80];
-    if (o->ok && check_answer(o->answer, o->msg, sizeof o->msg) < 0) {
+    if (o->ok && wd_llm_answer_check(o->answer, o->msg, sizeof o->msg) < 0) {
         /* a broken endpoint, and the provider may still bill: the reservation is spent */
         o->ok = 0;
         o->transient = 0;
@@ -467,25 +332,36 @@ static void mock_attempt(wd_run *r)
 
 /* ---- HTTP ---------------------------------------------------------------------- */
 
+/* an HTTP failure, or an answer that is not 2xx, into o: 1 when it is neither (a 2xx body to read) */
+static int http_outcome(wd_run *r, const wd_http_resp *resp, outcome *o)
+{
+    const wd_model *m = r->call->model;
+    o->retry_after_ms = resp->retry_after_ms;
+    if (resp->fail != WD_HTTP_OK) {
+        snprintf(o->msg, sizeof o->msg, "LLM %s: %s", m->name, resp->error ? resp->error : "request failed");
+        o->transient = wd_retry_transient(resp);
+        o->timeout = resp->fail == WD_HTTP_CONNECT_TIMEOUT || resp->fail == WD_HTTP_READ_TIMEOUT;
+        o->breaker_failure = resp->fail != WD_HTTP_INVALID;
+        return 0;
+    }
+    if (resp->status < 200 || resp->status > 299) {
+        char why[240];
+        wd_provider_error_text(resp->body, resp->len, why, sizeof why);
+        snprintf(o->msg, sizeof o->msg, "LLM %s: HTTP %ld from %s%s%s", m->name, resp->status, m->provider,
+                 why[0] ? ": " : "", why);
+        o->transient = o->breaker_failure = wd_retry_transient(resp);
+        return 0;
+    }
+    return 1;
+}
+
 static void on_http(const wd_http_resp *resp, void *ud)
 {
     wd_run *r = ud;
     r->call->http = NULL;
     const wd_model *m = r->call->model;
     outcome o = {0};
-    o.retry_after_ms = resp->retry_after_ms;
-    if (resp->fail != WD_HTTP_OK) {
-        snprintf(o.msg, sizeof o.msg, "LLM %s: %s", m->name, resp->error ? resp->error : "request failed");
-        o.transient = wd_retry_transient(resp);
-        o.timeout = resp->fail == WD_HTTP_CONNECT_TIMEOUT || resp->fail == WD_HTTP_READ_TIMEOUT;
-        o.breaker_failure = resp->fail != WD_HTTP_INVALID;
-    } else if (resp->status < 200 || resp->status > 299) {
-        char why[240];
-        wd_provider_error_text(resp->body, resp->len, why, sizeof why);
-        snprintf(o.msg, sizeof o.msg, "LLM %s: HTTP %ld from %s%s%s", m->name, resp->status, m->provider,
-                 why[0] ? ": " : "", why);
-        o.transient = o.breaker_failure = wd_retry_transient(resp);
-    } else {
+    if (http_outcome(r, resp, &o)) {
         char err[300];
         o.answer = wd_provider_parse(m->provider, resp->body, resp->len, err, sizeof err);
         if (o.answer)
@@ -494,6 +370,125 @@ static void on_http(const wd_http_resp *resp, void *ud)
             snprintf(o.msg, sizeof o.msg, "LLM %s: unusable answer from %s: %s", m->name, m->provider, err);
             o.breaker_failure = 1;
         }
+    }
+    wd_provider_scrub(m, o.msg);
+    settle(r, &o);
+}
+
+/* ---- streams ---------------------------------------------------------------------- */
+
+/* ** A piece of a streamed answer. Output is counted as it arrives: a piece is one token,
+** or one per four bytes when longer (a provider's own count comes only at the end, if
+** at all). A call whose reservation is all its budget had left is cut before the piece
+** that would cost more: the piece is not given, the stream stops, the run ends. */
+static int on_delta(void *ud, wd_delta_kind kind, const char *p, size_t len)
+{
+    wd_run *r = ud;
+    wd_llm_state *c = r->call;
+    long long t = len > 4 ? (long long)(len + 3) / 4 : 1;
+    if (c->limited) {
+        long long in, out;
+        wd_llm_stream_usage(c->ls, &in, &out, NULL);
+        if (wd_model_cost(c->model, in >= 0 ? (double)in : c->in_est, (double)(c->counted + t)) > c->room) {
+            c->cut = 1;
+            return 1;
+        }
+    }
+    c->counted += t;
+    if (kind == WD_DELTA_TEXT) {
+        c->texted += len;
+        wd_run_text(r, p, len);
+    }
+    return 0;
+}
+
+static int on_stream_data(void *ud, const char *p, size_t len)
+{
+    wd_run *r = ud;
+    return wd_llm_stream_feed(r->call->ls, p, len, r->call->stream_err, sizeof r->call->stream_err);
+}
+
+/* the stream passed what the budget had left: what was sent is paid for, audited with
+** the cut, and the run ends budget_exceeded */
+static void budget_cut(wd_run *r, double in)
+{
+    wd_llm_state *c = r->call;
+    double cost = wd_model_cost(c->model, in, (double)c->counted);
+    char msg[700];
+    snprintf(msg, sizeof msg, "budget: the streamed answer was cut at %lld output tokens: %s", c->counted,
+             c->limit_msg);
+    json_t *ev = llm_event(r, 0, (wd_now_ns() - r->req.t0) / 1000000);
+    json_object_set_new(ev, "error", json_string(msg));
+    json_object_set_new(ev, "reason", json_string("budget"));
+    json_object_set_new(ev, "input_tokens", json_integer((json_int_t)in));
+    json_object_set_new(ev, "output_tokens", json_integer(c->counted));
+    json_object_set_new(ev, "cost_usd", json_real(cost));
+    json_object_set_new(ev, "message_count", json_integer(r->req.nmessages));
+    size_t tl;
+    const char *text = wd_llm_stream_text(c->ls, &tl);
+    json_t *partial = text ? json_pack("{s:s%}", "content", text, tl) : NULL;
+    if (partial)
+        wd_llm_answer_trace(r, ev, partial, NULL);
+    json_decref(partial);
+    r->tokens_in += (long long)in;
+    r->tokens_out += c->counted;
+    int which = c->limit_which;
+    wd_settle st = {.record = ev,
+                    .cost = cost,
+                    .hold = &r->llm_hold,
+                    .breaker = c->breaker,
+                    .admitted = &c->admitted,
+                    .probe = c->probe,
+                    .ok = 1, /* the endpoint answered well */
+                    .state_in_record = 1,
+                    .breaker_first = 1,
+                    .model = model_name(r),
+                    .clear = call_clear};
+    wd_run_settle(r, &st);
+    wd_budget_audit_exceeded(r, "llm", which, cost, msg);
+    wd_run_end(r, WD_ST_BUDGET_EXCEEDED, msg);
+}
+
+static void on_stream_end(const wd_http_resp *resp, void *ud)
+{
+    wd_run *r = ud;
+    wd_llm_state *c = r->call;
+    c->http = NULL;
+    const wd_model *m = c->model;
+    long long in, out;
+    int raw;
+    wd_llm_stream_usage(c->ls, &in, &out, &raw);
+    double in_tokens = in >= 0 ? (double)in : c->in_est;
+    if (c->cut) {
+        budget_cut(r, in_tokens);
+        return;
+    }
+    outcome o = {0};
+    char err[300];
+    if (c->stream_err[0]) {
+        snprintf(o.msg, sizeof o.msg, "LLM %s: unusable stream from %s: %s", m->name, m->provider, c->stream_err);
+        o.breaker_failure = 1;
+        o.retry_after_ms = -1;
+    } else if (http_outcome(r, resp, &o)) {
+        if (!(o.answer = wd_llm_stream_finish(c->ls, err, sizeof err))) {
+            snprintf(o.msg, sizeof o.msg, "LLM %s: unusable answer from %s: %s", m->name, m->provider, err);
+            o.breaker_failure = 1;
+        } else { /* the provider's counts when it gave them; else warden's */
+            o.ok = 1;
+            json_object_set_new(o.answer, "usage",
+                                json_pack("{s:I,s:I}", "input_tokens",
+                                          (json_int_t)(in >= 0 ? in
+                                                       : raw   ? 0
+                                                               : (long long)in_tokens),
+                                          "output_tokens",
+                                          (json_int_t)(out >= 0 ? out
+                                                       : raw    ? 0
+                                                                : c->counted)));
+        }
+    }
+    if (!o.ok && c->counted) { /* tokens came: no retry (the client has them), and they are paid for */
+        o.transient = 0;
+        c->spent = wd_model_cost(m, in_tokens, (double)c->counted);
     }
     wd_provider_scrub(m, o.msg);
     settle(r, &o);
@@ -527,7 +522,22 @@ static void http_attempt(wd_run *r)
     ho.connect_ms = r->pol->llm_connect_ms;
     ho.read_ms = r->pol->llm_read_ms;
     ho.max_body = LLM_MAX_BODY;
-    r->call->http = wd_http_start(r->eng->http, &ho, on_http, r, err, sizeof err);
+    wd_http_done_fn done = on_http;
+    if (r->call->stream) { /* a parser per attempt; llm_read_ms is the wait for each piece */
+        wd_llm_stream_free(r->call->ls);
+        r->call->counted = 0;
+        r->call->stream_err[0] = '\0';
+        if (!(r->call->ls = wd_llm_stream_new(m->provider, LLM_MAX_BODY, on_delta, r))) {
+            outcome o = {.retry_after_ms = -1};
+            snprintf(o.msg, sizeof o.msg, "LLM %s: out of memory", m->name);
+            settle(r, &o);
+            return;
+        }
+        ho.on_data = on_stream_data;
+        ho.idle_ms = r->pol->llm_read_ms;
+        done = on_stream_end;
+    }
+    r->call->http = wd_http_start(r->eng->http, &ho, done, r, err, sizeof err);
     if (!r->call->http) {
         outcome o = {0};
         snprintf(o.msg, sizeof o.msg, "LLM %s: %s", m->name, err);
@@ -560,10 +570,33 @@ static long long bound_output(wd_run *r)
 /* The most this call can cost: its input, estimated from the size of its text at three
 ** bytes a token (English runs near four; code and other scripts fewer) and four tokens
 ** a message, at the input price; and out tokens at the output price. */
+static double input_estimate(const wd_run *r)
+{
+    return (double)((r->req.input_bytes + 2) / 3) + 4.0 * r->req.nmessages;
+}
+
 static double worst_case(const wd_run *r, long long out)
 {
-    double in = (double)((r->req.input_bytes + 2) / 3) + 4.0 * r->req.nmessages;
-    return wd_model_cost(r->call->model, in, (double)out);
+    return wd_model_cost(r->call->model, input_estimate(r), (double)out);
+}
+
+/* the call's worst case reserved; a streamed call that does not fit takes what is left,
+** to be cut where it runs out (llmstream). 1 held, 0 refused (msg) */
+static int reserve(wd_run *r, char *msg, size_t n)
+{
+    wd_llm_state *c = r->call;
+    double want = worst_case(r, bound_output(r)), got;
+    c->in_est = input_estimate(r);
+    if (!c->stream)
+        return wd_budget_reserve(r, want, "llm", NULL, &r->llm_hold, msg, n);
+    if (!wd_budget_reserve_upto(r, want, worst_case(r, 1), "llm", &r->llm_hold, &got, &c->limit_which, msg, n))
+        return 0;
+    if (got < want) {
+        c->limited = 1;
+        c->room = got;
+        wd_strlcpy(c->limit_msg, msg, sizeof c->limit_msg);
+    }
+    return 1;
 }
 
 /* Answers from the response cache when the policy enables it and the call is
@@ -671,8 +704,10 @@ void wd_llm_start(wd_run *r)
     }
     /* the worst case this call can cost, reserved against the run's limit and every
     ** budget: a call that does not fit ends the run */
-    long long out = bound_output(r);
-    if (!wd_budget_reserve(r, worst_case(r, out), "llm", NULL, &r->llm_hold, msg, sizeof msg)) {
+    r->call->stream = !r->call->mock && (r->req.stream > 0 || (r->req.stream < 0 && r->on_text));
+    if (r->call->stream && r->call->call)
+        json_object_set_new(r->call->call, "stream", json_true());
+    if (!reserve(r, msg, sizeof msg)) {
         call_clear(r);
         wd_run_end(r, WD_ST_BUDGET_EXCEEDED, msg);
         return;

@@ -365,6 +365,12 @@ json_t *wd_llm_stream_finish(wd_llm_stream *s, char *err, size_t errlen)
     return assembled(s, err, errlen);
 }
 
+const char *wd_llm_stream_text(const wd_llm_stream *s, size_t *len)
+{
+    *len = s->text.len;
+    return s->has_text ? s->text.p : NULL;
+}
+
 void wd_llm_stream_usage(const wd_llm_stream *s, long long *in, long long *out, int *raw)
 {
     *in = s->in;

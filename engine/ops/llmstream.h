@@ -33,4 +33,7 @@ json_t *wd_llm_stream_finish(wd_llm_stream *s, char *err, size_t errlen);
 ** none; *raw 1 when the server answered with one document instead of a stream */
 void wd_llm_stream_usage(const wd_llm_stream *s, long long *in, long long *out, int *raw);
 
+/* the text taken so far (NULL none), borrowed until the next feed */
+const char *wd_llm_stream_text(const wd_llm_stream *s, size_t *len);
+
 #endif

@@ -411,7 +411,11 @@ static void read_call(wd_run *r, lua_State *L)
     ** as JSON already, and a table converted at every call cost a third of the call's
     ** conversion */
     int loaded = lua_getfield(L, 2, "_loaded_tools") == LUA_TBOOLEAN && lua_toboolean(L, -1);
-    lua_pop(L, 4);
+    int st = lua_getfield(L, 2, "stream");
+    if (st != LUA_TNIL && st != LUA_TBOOLEAN)
+        luaL_error(L, "ctx:llm: stream must be true or false");
+    r->req.stream = st == LUA_TNIL ? -1 : lua_toboolean(L, -1);
+    lua_pop(L, 5);
     json_decref(r->req.call);
     r->req.call = NULL;
     if (loaded && given)

@@ -155,6 +155,8 @@ static int openai_text(const wd_model *m, const json_t *call, wd_buf *b)
         rc |= LIT(b, ",\"max_tokens\":");
         rc |= wd_json_compact(mt, b);
     }
+    if (json_is_true(json_object_get(call, "stream"))) /* with its usage at the end */
+        rc |= LIT(b, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
     rc |= LIT(b, "}");
     return rc ? -1 : 0;
 }
@@ -236,6 +238,8 @@ static json_t *anthropic_body(const wd_model *m, const json_t *call)
     json_t *temp = json_object_get(call, "temperature");
     if (json_is_number(temp))
         json_object_set(body, "temperature", temp);
+    if (json_is_true(json_object_get(call, "stream")))
+        json_object_set_new(body, "stream", json_true());
     return body;
 }
 

@@ -332,8 +332,9 @@ static int ledger_reserve(wd_run *r, const wd_ledger_key *keys, int n, int64_t a
     return 1;
 }
 
-int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *args, wd_budget_hold *h, char *msg,
-                      size_t n)
+/* wd_budget_reserve; quiet: a refusal is not audited (the caller tries a smaller amount) */
+static int reserve(wd_run *r, double cost, const char *what, const json_t *args, wd_budget_hold *h, char *msg, size_t n,
+                   int quiet)
 {
     memset(h, 0, sizeof *h);
     wd_policy *p = wd_engine_policy(r->eng);
@@ -345,7 +346,8 @@ int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *ar
         snprintf(msg, n, "cost limit: this call may cost up to %s and the run has %s of its %s left",
                  wd_fmt_usd(cost, c1, sizeof c1), wd_fmt_usd(left > 0 ? left : 0, c2, sizeof c2),
                  wd_fmt_usd(limit, c3, sizeof c3));
-        audit_budget(r, WD_AE_BUDGET_EXCEEDED, what, args, "run", NULL, cost, msg);
+        if (!quiet)
+            audit_budget(r, WD_AE_BUDGET_EXCEEDED, what, args, "run", NULL, cost, msg);
         goto out;
     }
     if (cost <= 0) { /* a free call cannot overspend */
@@ -363,7 +365,8 @@ int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *ar
         got = ledger_reserve(r, keys, nk, amount, h, &which, &row);
     if (got < 0) {
         snprintf(msg, n, "state store %s: %s: refusing to spend", wd_store_path(s), wd_store_error(s));
-        audit_budget(r, WD_AE_BUDGET_EXCEEDED, what, args, "store", NULL, cost, msg);
+        if (!quiet)
+            audit_budget(r, WD_AE_BUDGET_EXCEEDED, what, args, "store", NULL, cost, msg);
         goto out;
     }
     if (got == 0) {
@@ -378,7 +381,8 @@ int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *ar
                  name, wd_fmt_usd(usd(k->limit), c1, sizeof c1), k->period,
                  wd_fmt_usd(usd(left > 0 ? left : 0), c2, sizeof c2), wd_fmt_usd(usd(row.spent), c3, sizeof c3),
                  wd_fmt_usd(usd(row.reserved), c4, sizeof c4), wd_fmt_usd(cost, c5, sizeof c5));
-        audit_budget(r, WD_AE_BUDGET_EXCEEDED, what, args, k->scope, k->period, cost, msg);
+        if (!quiet)
+            audit_budget(r, WD_AE_BUDGET_EXCEEDED, what, args, k->scope, k->period, cost, msg);
         goto out;
     }
     r->held_nusd = wd_add_sat(r->held_nusd, amount);
@@ -388,6 +392,55 @@ out:
         memset(h, 0, sizeof *h);
     wd_policy_unref(p);
     return rc;
+}
+
+int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *args, wd_budget_hold *h, char *msg,
+                      size_t n)
+{
+    return reserve(r, cost, what, args, h, msg, n, 0);
+}
+
+int wd_budget_reserve_upto(wd_run *r, double cost, double least, const char *what, wd_budget_hold *h, double *got,
+                           int *which, char *msg, size_t n)
+{
+    *got = cost;
+    *which = -1;
+    if (reserve(r, cost, what, NULL, h, msg, n, 1)) {
+        msg[0] = '\0';
+        return 1;
+    }
+    wd_policy *p = wd_engine_policy(r->eng);
+    double room = wd_budget_per_run(p, r->user_id) - r->cost - usd(r->held_nusd), left[WD_BUDGET_KEYS];
+    char name[200] = "the run's cost limit";
+    const wd_ledger_key *keys = run_keys(r, p);
+    int known = wd_budget_left(r, left, msg, n) == 0;
+    for (int i = 0; known && i < WD_BUDGET_KEYS; i++)
+        if (left[i] >= 0 && left[i] < room) {
+            room = left[i];
+            *which = i;
+            wd_budget_name(&keys[i], name, sizeof name);
+        }
+    wd_policy_unref(p);
+    char c1[40], c2[40], said[400];
+    snprintf(said, sizeof said, "%s had %s left for a call that may cost up to %s", name,
+             wd_fmt_usd(room, c1, sizeof c1), wd_fmt_usd(cost, c2, sizeof c2));
+    room -= 1e-9; /* a nano-dollar short of the edge: rounding never tips it over */
+    if (!known || room < least || !reserve(r, room, what, NULL, h, msg, n, 1))
+        return reserve(r, cost, what, NULL, h, msg, n, 0); /* refused, and audited as one */
+    wd_strlcpy(msg, said, n);
+    *got = room;
+    return 1;
+}
+
+void wd_budget_audit_exceeded(wd_run *r, const char *what, int which, double cost, const char *msg)
+{
+    const wd_ledger_key *k = NULL;
+    if (which >= 0 && which < WD_BUDGET_KEYS) {
+        wd_policy *p = wd_engine_policy(r->eng);
+        k = &run_keys(r, p)[which];
+        wd_policy_unref(p);
+    }
+    audit_budget(r, WD_AE_BUDGET_EXCEEDED, what, NULL, k ? k->scope : "run", k ? k->period : NULL, cost, msg);
 }
 
 void wd_budget_settle(wd_run *r, wd_budget_hold *h, double actual)

@@ -66,6 +66,16 @@ int64_t wd_budget_nusd(double usd);
 ** for the audit record, or NULL. */
 int wd_budget_reserve(wd_run *r, double usd, const char *what, const json_t *args, wd_budget_hold *h, char *msg,
                       size_t n);
+/* A streamed call's reservation: its whole worst case cost when that fits, else all that
+** is left (the least of the run's limit and every budget) when at least least fits; *got
+** is what is held, and msg then names the budget that set it (*which: its index in the
+** run's keys, -1 the run's limit). 1 held, 0 refused as
+** wd_budget_reserve refuses (audited). The caller cuts the stream where it would cost
+** more than *got. */
+int wd_budget_reserve_upto(wd_run *r, double cost, double least, const char *what, wd_budget_hold *h, double *got,
+                           int *which, char *msg, size_t n);
+/* a budget_exceeded record for a call cut short at the budget which (msg says where) */
+void wd_budget_audit_exceeded(wd_run *r, const char *what, int which, double cost, const char *msg);
 /* the call ended: its real cost replaces the reservation (0 releases it), to be written
 ** at the next flush; audits the per-run budget_warning when the run's spend reaches
 ** warn_ratio of its limit. Accepts an empty hold. */

@@ -144,6 +144,7 @@ struct wd_run {
     char *direct_tool;                           /* a direct call of this tool (wd_run_opts.tool), not an agent's run */
     void (*progress)(const json_t *p, void *ud); /* wd_run_opts.progress, with done_ud */
     json_t *history;                             /* wd_run_opts.history, checked: an array of {role, content} */
+    void (*on_text)(const char *text, size_t len, void *ud); /* wd_run_opts.on_text, with done_ud */
     json_t *j_ids[4]; /* run_id, session_id, user_id, agent as JSON, shared by every record */
     wd_mock *mock;    /* borrowed from the engine while the run lives */
     char *llm;
@@ -177,6 +178,7 @@ struct wd_run {
         long long max_tokens; /* the call's, 0 when it gave none */
         double temperature;   /* -1 when not given */
         json_t *call;         /* {messages, tools, temperature, max_tokens} for HTTP providers */
+        int stream;           /* ctx:llm's stream: 1 true, 0 false, -1 not given */
     } req;
     lua_State *waiting; /* the top-level thread an operation will resume */
 
@@ -267,6 +269,8 @@ long long wd_run_retry_arm(wd_run *r, int retries, long long retry_after_ms, eve
                            size_t n);
 /* a tool's progress to the run's submitter (wd_run_opts.progress), if it listens */
 void wd_run_progress(wd_run *r, const json_t *p);
+/* a piece of a model's answer text to the run's listener (wd_run_opts.on_text), if any */
+void wd_run_text(wd_run *r, const char *text, size_t len);
 /* an event for the run's detectors (a no-op without any); takes ev */
 void wd_run_observe(wd_run *r, json_t *ev);
 /* pushes the run's ctx on L (for_tool: a tool handler's) */

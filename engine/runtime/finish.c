@@ -164,8 +164,9 @@ static json_t *result_object(const wd_run *r, wd_status st, const char *text, in
     json_object_set_new(res, "result", json_string(text));
     json_object_set_new(res, "cost_usd", json_real(round6(r->cost)));
     json_object_set_new(res, "steps_taken", json_integer(r->steps));
-    json_object_set_new(res, "usage", json_pack("{s:I,s:I}", "input_tokens", (json_int_t)r->tokens_in, "output_tokens",
-                                                (json_int_t)r->tokens_out));
+    json_object_set_new(
+        res, "usage",
+        json_pack("{s:I,s:I}", "input_tokens", (json_int_t)r->tokens_in, "output_tokens", (json_int_t)r->tokens_out));
     json_object_set_new(res, "tool_calls", json_incref(r->tool_calls));
     if (r->tool_calls_omitted)
         json_object_set_new(res, "tool_calls_omitted", json_integer(r->tool_calls_omitted));

@@ -192,7 +192,8 @@ static void start(wd_notifier *n, json_t *row)
     snprintf(tsh, sizeof tsh, "X-Warden-Timestamp: %s", ts);
     const char *headers[] = {"Content-Type: application/json", "User-Agent: warden/" WARDEN_VERSION, ev, id, tsh, sig};
     long long t = json_integer_value(json_object_get(row, "timeout_ms"));
-    wd_http_opts o = {"POST", row_str(row, "url"), headers, sig[0] ? 6 : 5, body, strlen(body), t, t, MAX_ANSWER, NULL, 0};
+    wd_http_opts o = {"POST", row_str(row, "url"), headers, sig[0] ? 6 : 5, body, strlen(body), t, t, MAX_ANSWER, NULL,
+                      0};
     delivery *d = calloc(1, sizeof *d);
     if (!d) {
         json_decref(row);

@@ -199,6 +199,12 @@ void wd_run_observe(wd_run *r, json_t *ev) { r->eng->hooks->observe(r, ev); }
 
 void wd_run_push_ctx(wd_run *r, lua_State *L, int for_tool) { r->eng->hooks->push_ctx(L, r, for_tool); }
 
+void wd_run_text(wd_run *r, const char *text, size_t len)
+{
+    if (r->on_text && !r->finishing && len)
+        r->on_text(text, len, r->done_ud);
+}
+
 void wd_run_progress(wd_run *r, const json_t *p)
 {
     if (r->progress && !r->finishing)

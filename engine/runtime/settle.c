@@ -26,6 +26,11 @@ void wd_run_settle(wd_run *r, const wd_settle *s)
     if (s->observe)
         wd_run_observe(r, s->observe);
     lua_State *co = s->co;
+    if (!co) { /* the run ends instead (a stream cut at its budget) */
+        if (s->clear)
+            s->clear(r);
+        return;
+    }
     int nres = 0;
     r->sb->in_engine++; /* the engine's own pushes take the slack, not the script's cap */
     if (s->fail) {

@@ -22,7 +22,7 @@ typedef struct wd_settle {
     int breaker_first;        /* the breaker's change audited before the record */
     const char *tool, *model; /* named by the breaker's record */
     json_t *observe;          /* the detectors' event (NULL none); taken */
-    lua_State *co;            /* resumed */
+    lua_State *co;            /* resumed; NULL: nothing pushed, nothing resumed (the caller ends the run) */
     const char *fail;         /* push nil, fail; else push() */
     int (*push)(wd_run *r, lua_State *co, void *ud); /* pushes the results, returns how many */
     void *ud;

@@ -133,6 +133,7 @@ int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, vo
     if (o->tool)
         r->direct_tool = wd_strdup(o->tool);
     r->progress = o->progress;
+    r->on_text = o->on_text;
     if (o->refuse) {
         r->refuse = wd_strdup(o->refuse);
         r->retry_after_ms = o->refuse_retry_ms;

@@ -32,6 +32,8 @@ typedef struct wd_waiter {
     ** the caller's to answer, and to clear when its client goes) */
     void (*on_end)(struct wd_waiter *w, const json_t *res);
     void (*on_progress)(struct wd_waiter *w, const json_t *p); /* set: a tool's progress (wd_run_opts.progress) */
+    void (*on_text)(struct wd_waiter *w, const char *text,
+                    size_t len); /* set: the answer as it comes (wd_run_opts.on_text) */
     void *ud;
 } wd_waiter;
 

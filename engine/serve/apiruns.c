@@ -171,6 +171,14 @@ static void on_run_progress(const json_t *p, void *ud)
         w->on_progress(w, p);
 }
 
+/* a piece of the model's answer, to whoever waits for it (on this worker) */
+static void on_run_text(const char *text, size_t len, void *ud)
+{
+    wd_waiter *w = ud;
+    if (w->on_text)
+        w->on_text(w, text, len);
+}
+
 /* on w's worker: the run starts (or ends refused, having waited too long) */
 static void start_waiter(void *arg, int index, wd_engine *e)
 {
@@ -187,7 +195,8 @@ static void start_waiter(void *arg, int index, wd_engine *e)
                       0,
                       w->tool,
                       w->on_progress ? on_run_progress : NULL,
-                      w->history};
+                      w->history,
+                      w->on_text ? on_run_text : NULL};
     if (w->refuse)
         ro.refuse_retry_ms = 1000;
     wd_engine_submit(e, &ro, on_run_done, w);

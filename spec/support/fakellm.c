@@ -18,6 +18,15 @@
 **                    holds N assistant messages, then answer "done"
 **   expect_key=K     401 (quoting the key received) unless the request carries key K
 **   tokens=T         the answer's input token count is the JSON text T (9e18, -5, "x")
+**   words=N          the answer's text is N words "001 002 ..." (default: "done")
+**
+** A request with "stream": true is answered as a stream of server-sent events (OpenAI
+** chunks, or Anthropic's events): one word of the text a chunk, a tool call's arguments
+** in two pieces, usage at the end (prompt 100, completion: the words, or 20), then
+** [DONE]; and the connection closed. Options for streams:
+**   gap=MS           between events (default none)
+**   stall=K          after K events, send nothing more and keep the connection open
+**   nousage=1        no usage in the stream
 **
 ** /v1/chat/completions answers as OpenAI, /v1/messages as Anthropic, any other path
 ** echoes the request as JSON (for ctx:http). A path ending in /hook is a webhook
@@ -51,6 +60,7 @@
 typedef struct opts {
     char key[64], mode[32], tool[64], args[512], expect_key[256], tokens[64];
     long delay, fail, status, retry_after, retry_date, calls;
+    long words, gap, stall, nousage;
 } opts;
 
 typedef struct conn {
@@ -66,6 +76,9 @@ typedef struct conn {
     int pending_reset;
     long long due_ns; /* the delay's end on the precise clock */
     int slot;         /* where it waits in the delay heap; -1 when it does not */
+    char **ev;        /* a stream's events still to send, one per gap */
+    size_t nev, evpos;
+    long gap;
 } conn;
 
 static struct event_base *base;
@@ -83,6 +96,9 @@ static void conn_free(conn *c)
     bufferevent_free(c->bev);
     free(c->trickle);
     free(c->pending);
+    for (size_t i = 0; i < c->nev; i++)
+        free(c->ev[i]);
+    free(c->ev);
     free(c);
 }
 
@@ -163,6 +179,14 @@ static void parse_opts(const char *path, opts *o)
                 o->retry_date = atol(v);
             else if (!strcmp(k, "calls"))
                 o->calls = atol(v);
+            else if (!strcmp(k, "words"))
+                o->words = atol(v);
+            else if (!strcmp(k, "gap"))
+                o->gap = atol(v);
+            else if (!strcmp(k, "stall"))
+                o->stall = atol(v);
+            else if (!strcmp(k, "nousage"))
+                o->nousage = atol(v);
         }
     }
 }
@@ -437,7 +461,16 @@ static void arm(conn *c, long ms)
         set_alarm();
 }
 
-/* the end of a delay (or a trickle's next byte) */
+/* a stream's next event, and the timer for the one after (a stall sends no more) */
+static void send_next_event(conn *c)
+{
+    char *e = c->ev[c->evpos++];
+    send_bytes(c, e, strlen(e));
+    if (c->evpos < c->nev)
+        arm(c, c->gap > 0 ? c->gap : 0);
+}
+
+/* the end of a delay (or a trickle's or a stream's next piece) */
 static void fire(conn *c)
 {
     if (c->pending_reset) {
@@ -449,6 +482,10 @@ static void fire(conn *c)
         c->pending = NULL;
         send_response(c, p, c->pending_len);
         free(p);
+        return;
+    }
+    if (c->ev && c->evpos < c->nev) {
+        send_next_event(c);
         return;
     }
     if (c->trickle && c->trickle_pos < c->trickle_len) {
@@ -554,6 +591,135 @@ static void keep_hook(const char *head, const char *body, size_t body_len, const
     json_decref(rec);
 }
 
+/* ---- streams ---------------------------------------------------------------------- */
+
+typedef struct evlist {
+    char **ev;
+    size_t n;
+} evlist;
+
+/* the event j (taken) as a line of the stream; Anthropic's are named by their type */
+static void ev_add(evlist *l, json_t *j, int anthropic)
+{
+    char *d = j ? json_dumps(j, JSON_COMPACT) : NULL, *e = NULL;
+    const char *type = json_string_value(json_object_get(j, "type"));
+    if (d && anthropic && asprintf(&e, "event: %s\ndata: %s\n\n", type ? type : "x", d) < 0)
+        e = NULL;
+    if (d && !anthropic && asprintf(&e, "data: %s\n\n", d) < 0)
+        e = NULL;
+    free(d);
+    json_decref(j);
+    if (!e)
+        return;
+    l->ev = realloc(l->ev, (l->n + 1) * sizeof *l->ev);
+    l->ev[l->n++] = e;
+}
+
+static json_t *chunk(json_t *delta, const char *finish)
+{
+    return json_pack("{s:s,s:s,s:i,s:s,s:[{s:i,s:o,s:s?}]}", "id", "chatcmpl-fake", "object", "chat.completion.chunk",
+                     "created", 0, "model", "fake", "choices", "index", 0, "delta", delta, "finish_reason", finish);
+}
+
+/* the answer as OpenAI's chunks or Anthropic's events, into l */
+static void stream_events(evlist *l, const opts *o, int call, int anthropic)
+{
+    static long seq;
+    char id[32], word[16];
+    snprintf(id, sizeof id, "call_s%ld", ++seq);
+    size_t half = strlen(o->args) / 2;
+    long out = o->words > 0 ? o->words : 20;
+    if (anthropic)
+        ev_add(l,
+               json_pack("{s:s,s:{s:s,s:s,s:s,s:[],s:s,s:{s:i,s:i}}}", "type", "message_start", "message", "id",
+                         "msg_fake", "type", "message", "role", "assistant", "content", "model", "fake", "usage",
+                         "input_tokens", 100, "output_tokens", 1),
+               1);
+    else
+        ev_add(l, chunk(json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL), 0);
+    if (call && anthropic) {
+        ev_add(l,
+               json_pack("{s:s,s:i,s:{s:s,s:s,s:s,s:{}}}", "type", "content_block_start", "index", 0, "content_block",
+                         "type", "tool_use", "id", id, "name", o->tool, "input"),
+               1);
+        for (int i = 0; i < 2; i++)
+            ev_add(l,
+                   json_pack("{s:s,s:i,s:{s:s,s:s%}}", "type", "content_block_delta", "index", 0, "delta", "type",
+                             "input_json_delta", "partial_json", o->args + (i ? half : 0),
+                             i ? strlen(o->args) - half : half),
+                   1);
+    } else if (call) {
+        ev_add(l,
+               chunk(json_pack("{s:[{s:i,s:s,s:s,s:{s:s,s:s}}]}", "tool_calls", "index", 0, "id", id, "type",
+                               "function", "function", "name", o->tool, "arguments", ""),
+                     NULL),
+               0);
+        for (int i = 0; i < 2; i++)
+            ev_add(l,
+                   chunk(json_pack("{s:[{s:i,s:{s:s%}}]}", "tool_calls", "index", 0, "function", "arguments",
+                                   o->args + (i ? half : 0), i ? strlen(o->args) - half : half),
+                         NULL),
+                   0);
+    } else {
+        if (anthropic)
+            ev_add(l,
+                   json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_start", "index", 0, "content_block",
+                             "type", "text", "text", ""),
+                   1);
+        for (long w = 1; w <= (o->words > 0 ? o->words : 1); w++) {
+            snprintf(word, sizeof word, o->words > 0 ? "%03ld " : "done", w);
+            ev_add(l,
+                   anthropic ? json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_delta", "index", 0, "delta",
+                                         "type", "text_delta", "text", word)
+                             : chunk(json_pack("{s:s}", "content", word), NULL),
+                   anthropic);
+        }
+    }
+    const char *stop = anthropic ? (call ? "tool_use" : "end_turn") : (call ? "tool_calls" : "stop");
+    if (anthropic) {
+        ev_add(l, json_pack("{s:s,s:i}", "type", "content_block_stop", "index", 0), 1);
+        json_t *md = json_pack("{s:s,s:{s:s}}", "type", "message_delta", "delta", "stop_reason", stop);
+        if (!o->nousage)
+            json_object_set_new(md, "usage", json_pack("{s:i}", "output_tokens", (int)out));
+        ev_add(l, md, 1);
+        ev_add(l, json_pack("{s:s}", "type", "message_stop"), 1);
+        return;
+    }
+    ev_add(l, chunk(json_object(), stop), 0);
+    if (!o->nousage)
+        ev_add(l,
+               json_pack("{s:s,s:s,s:[],s:{s:i,s:i,s:i}}", "id", "chatcmpl-fake", "object", "chat.completion.chunk",
+                         "choices", "usage", "prompt_tokens", 100, "completion_tokens", (int)out, "total_tokens",
+                         100 + (int)out),
+               0);
+    l->ev = realloc(l->ev, (l->n + 1) * sizeof *l->ev);
+    l->ev[l->n++] = strdup("data: [DONE]\n\n");
+}
+
+/* answers c as a stream: the head now, the events one per gap, then the close (or,
+** with stall=K, nothing after the K-th event) */
+static void stream_answer(conn *c, const opts *o, const char *body, int anthropic)
+{
+    evlist l = {0};
+    stream_events(&l, o, o->tool[0] && count_assistant(body) < o->calls, anthropic);
+    if (o->stall > 0 && (size_t)o->stall < l.n) {
+        for (size_t i = (size_t)o->stall; i < l.n; i++)
+            free(l.ev[i]);
+        l.n = (size_t)o->stall;
+    } else {
+        c->close_after = 1;
+    }
+    const char *h = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                    "Connection: close\r\n\r\n";
+    send_bytes(c, h, strlen(h));
+    c->ev = l.ev;
+    c->nev = l.n;
+    c->evpos = 0;
+    c->gap = o->gap;
+    if (c->nev)
+        send_next_event(c);
+}
+
 static void handle(conn *c, const char *head, const char *body, size_t body_len)
 {
     char method[16] = "", path[2048] = "";
@@ -635,6 +801,10 @@ static void handle(conn *c, const char *head, const char *body, size_t body_len)
         }
         return;
     }
+    if (llm && body_len && strstr(body, "\"stream\":true")) {
+        stream_answer(c, &o, body, anthropic);
+        return;
+    }
     if (!strcmp(o.mode, "big")) {
         const char *h = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
         send_bytes(c, h, strlen(h));
@@ -700,7 +870,7 @@ static void on_write_done(struct bufferevent *bev, void *arg)
             send_bytes(c, "0\r\n\r\n", 5);
         return;
     }
-    if (!c->busy || c->pending || c->trickle_pos < c->trickle_len)
+    if (!c->busy || c->pending || c->trickle_pos < c->trickle_len || c->evpos < c->nev)
         return;
     if (c->close_after) {
         conn_free(c);
