@@ -3,6 +3,7 @@
 -- through /v1/chat/completions and lists them through /v1/models.
 local T = require("warden.testing")
 local json = require("cjson")
+local core = require("warden.core")
 
 local ROOT = os.getenv("PWD")
 local CLIENT = ROOT .. "/spec/fixtures/openai/client.mjs"
@@ -156,5 +157,98 @@ describe("warden serve as OpenAI's chat completions", function()
     assert.equal(429, lines[1].error.status)
     assert.matches("budget_exceeded", lines[1].error.message)
     assert.truthy(tonumber(lines[1].error.retry))
+  end)
+end)
+
+describe("warden serve's OpenAI facade, streaming", function()
+  local srv, pol, audit, fake
+  -- a word of output costs $0.001 and input is free; tom's day has $0.0105
+  setup(function()
+    fake = T.fakellm()
+    local o = { models = { default = { provider = "openai", name = "gpt-test", api_key_env = T.NONE,
+                                       base_url = fake.url("key=facade-stream,words=8,gap=30"),
+                                       input_usd_per_1k = 0, output_usd_per_1k = 1 } },
+                tiers = { tight = { per_run_usd = 1, daily_usd = 0.0105 } },
+                users = { reader = { role = "read", api_key_sha256 = T.sha256(KEYS.reader) },
+                          tom = { role = "read", tier = "tight", api_key_sha256 = T.sha256("tom-key-5") } } }
+    pol, audit = T.policy(o)
+    local agents = T.tmpfile("-agents")
+    os.execute(("mkdir -p %s/helper"):format(agents))
+    T.write(agents .. "/helper/agent.lua",
+      'return warden.agent { name = "helper", model = "default", system_prompt = "You are the helper." }\n')
+    srv = T.serve({ policy = pol, agents = agents, llm = false })
+  end)
+  teardown(function() if srv then srv.stop() end end)
+
+  local HI = { { role = "user", content = "count to eight" } }
+
+  it("streams chat.completion.chunk events as the model produces them, then the usage", function()
+    local lines = client(srv, KEYS.reader, { { op = "chat_stream", body = { model = "helper", messages = HI,
+      stream_options = { include_usage = true } } } })
+    local r = lines[1]
+    assert.truthy(r.content, T.encode(lines))
+    assert.equal("001 002 003 004 005 006 007 008 ", r.content)
+    assert.equal(8, r.pieces) -- a chunk a word, as the provider sent them
+    assert.is_true(r.spread_ms >= 120, "the words came together: " .. r.spread_ms .. " ms") -- 30 ms apart
+    assert.equal("stop", r.finish_reason)
+    assert.same({ 100, 8, 108 }, { r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens })
+    assert.equal(r.run_id, r.warden.run_id)
+    assert.near(0.008, r.warden.cost_usd, 1e-9)
+  end)
+
+  it("streams the Responses API's events, ending with the whole response", function()
+    local lines = client(srv, KEYS.reader, { { op = "responses_stream", body = { model = "helper",
+      input = "count to eight" } } })
+    local r = lines[1]
+    assert.truthy(r.types, T.encode(lines))
+    assert.equal("response.created", r.types[1])
+    assert.equal("response.completed", r.types[#r.types])
+    local deltas = 0
+    for _, t in ipairs(r.types) do if t == "response.output_text.delta" then deltas = deltas + 1 end end
+    assert.equal(8, deltas)
+    assert.equal("001 002 003 004 005 006 007 008 ", r.text)
+    assert.equal("completed", r.final.status)
+    assert.equal("001 002 003 004 005 006 007 008 ", r.final.output[1].content[1].text)
+    assert.equal(8, r.final.usage.output_tokens)
+  end)
+
+  it("cuts a stream at the user's budget: finish_reason length, the ledger holds what was delivered", function()
+    local lines = client(srv, "tom-key-5", { { op = "chat_stream", body = { model = "helper",
+      messages = HI, stream_options = { include_usage = true } } } })
+    local r = lines[1]
+    assert.truthy(r.content, T.encode(lines))
+    -- 8 words cost $0.008: the first run fits, and the second is cut where the day runs out
+    assert.equal("stop", r.finish_reason)
+    lines = client(srv, "tom-key-5", { { op = "chat_stream", body = { model = "helper",
+      messages = HI, stream_options = { include_usage = true } } } })
+    r = lines[1]
+    assert.equal("001 002 ", r.content, T.encode(lines))
+    assert.equal("length", r.finish_reason)
+    assert.equal(2, r.usage.completion_tokens)
+    assert.equal("budget_exceeded", r.warden.status)
+    local store = T.load_yaml(pol).store.path
+    local spent = T.wait_for(function()
+      for _, row in ipairs(assert(core.ledger(store))) do
+        if row.scope == "user:tom" and row.period:sub(1, 4) == "day:" and row.spent_usd > 0.0095 then
+          return row.spent_usd
+        end
+      end
+    end, "tom's spend in the ledger")
+    assert.near(0.010, spent, 1e-12) -- 8 + 2 words, each delivered, each paid
+    local cut = T.wait_for(function()
+      for _, rec in ipairs(T.records(audit)) do
+        if rec.run_id == r.run_id and rec.event == "run_finished" then return rec end
+      end
+    end, "the cut run's end")
+    assert.equal("budget_exceeded", cut.reason)
+    local out, rc = T.sh(("%s audit verify %s --policy %s"):format(T.bin, audit, pol))
+    assert.equal(0, rc, out)
+  end)
+
+  it("refuses a stream flag that is not a boolean", function()
+    local code, body = srv.http("POST", "/v1/chat/completions", KEYS.reader,
+      { model = "helper", messages = HI, stream = "yes" })
+    assert.equal(400, code)
+    assert.matches("stream must be true or false", body.error.message, 1, true)
   end)
 end)

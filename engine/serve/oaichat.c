@@ -5,6 +5,7 @@
 ** ends; GET /v1/models lists the agents. Errors take OpenAI's shape (apicall.c, c->oai). */
 #include "oaichat.h"
 #include "mcplist.h"
+#include "oaistream.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -131,9 +132,12 @@ static int read_messages(wd_call *c, const char *field, json_t *msgs, json_t **h
 static int read_options(wd_call *c, json_t *o)
 {
     json_t *stream = json_object_get(o, "stream"), *n = json_object_get(o, "n"), *tools = json_object_get(o, "tools");
-    json_t *rf = json_object_get(o, "response_format");
+    json_t *rf = json_object_get(o, "response_format"), *so = json_object_get(o, "stream_options");
+    json_t *iu = json_object_get(so, "include_usage");
     const char *rft = json_string_value(json_object_get(rf, "type"));
-    const char *bad = json_is_true(stream)              ? "stream: streaming is not served yet; ask without stream"
+    const char *bad = stream && !json_is_boolean(stream) ? "stream must be true or false"
+                      : so && (!json_is_object(so) || (iu && !json_is_boolean(iu)))
+                          ? "stream_options must be {\"include_usage\": true or false}"
                       : n && json_integer_value(n) != 1 ? "n: warden answers with one choice"
                       : json_array_size(tools) ? "tools: the agent's tools are warden's own, set by its script and "
                                                  "the policy"
@@ -148,33 +152,38 @@ typedef struct {
     struct evhttp_request *req; /* NULL: the client went away */
     char model[160];
     int responses; /* answered as a Responses API response, not a chat.completion */
+    int stream;    /* answered as events while the run goes (oaistream.h) */
+    wd_oai_stream st;
+    wd_engine *e; /* the worker's, which runs it */
+    char run_id[37];
 } chat;
 
+/* The client went away. A stream's run is ended (killed): nobody reads what it would
+** spend. The run's end may come at once and free ch. */
 static void on_chat_gone(struct evhttp_connection *conn, void *arg)
 {
     (void)conn;
-    ((chat *)arg)->req = NULL;
+    chat *ch = arg;
+    ch->req = ch->st.req = NULL;
+    if (ch->stream)
+        wd_engine_cancel(ch->e, ch->run_id, "the client closed the stream");
 }
 
-/* a completed run as the Responses API gives it: one assistant message of output_text */
-static json_t *response_object(const char *run_id, const char *model, const char *text, json_int_t in, json_int_t out)
+/* a piece of the model's answer, to a streaming client */
+static void on_chat_text(wd_waiter *w, const char *text, size_t len)
 {
-    char id[64], mid[64];
-    snprintf(id, sizeof id, "resp_%s", run_id);
-    snprintf(mid, sizeof mid, "msg_%s", run_id);
-    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:[{s:s,s:s,s:s,s:s,s:[{s:s,s:s,s:[]}]}],s:{s:I,s:I,s:I},s:n,s:n}", "id", id,
-                     "object", "response", "created_at", (json_int_t)time(NULL), "status", "completed", "model", model,
-                     "output", "type", "message", "id", mid, "status", "completed", "role", "assistant", "content",
-                     "type", "output_text", "text", text, "annotations", "usage", "input_tokens", in, "output_tokens",
-                     out, "total_tokens", in + out, "error", "incomplete_details");
+    chat *ch = w->ud;
+    if (ch->req)
+        wd_oai_stream_text(&ch->st, text, len);
 }
 
 /* the run's end, as OpenAI's answer: a chat.completion, or the error its status means */
 static void on_chat_end(wd_waiter *w, const json_t *res)
 {
     chat *ch = w->ud;
-    if (ch->req) {
+    if (ch->req)
         evhttp_connection_set_closecb(evhttp_request_get_connection(ch->req), NULL, NULL);
+    if (ch->req && !(ch->stream && wd_oai_stream_end(&ch->st, res))) {
         wd_call c = {.f = w->f, .req = ch->req, .route = "/v1/chat/completions", .oai = 1};
         struct evkeyvalq *h = evhttp_request_get_output_headers(ch->req);
         char cost[64];
@@ -190,7 +199,7 @@ static void on_chat_end(wd_waiter *w, const json_t *res)
         long long retry = json_integer_value(json_object_get(res, "retry_after_ms"));
         if (st && !strcmp(st, "completed") && ch->responses) {
             c.route = "/v1/responses";
-            wd_call_json(&c, 200, response_object(w->run_id, ch->model, text ? text : "", in, out));
+            wd_call_json(&c, 200, wd_oai_response_object(w->run_id, ch->model, "completed", text ? text : "", in, out));
         } else if (st && !strcmp(st, "completed")) {
             char id[64];
             snprintf(id, sizeof id, "chatcmpl-%s", w->run_id);
@@ -219,12 +228,14 @@ static void on_chat_end(wd_waiter *w, const json_t *res)
                                  : "");
         }
     }
+    wd_oai_stream_clear(&ch->st);
     free(ch);
 }
 
 /* the agent's run for c, answered when it ends (responses: in the Responses API's shape);
 ** takes path */
-static void start_run(wd_call *c, char *path, const char *model, json_t *history, const char *query, int responses)
+static void start_run(wd_call *c, char *path, const char *model, json_t *history, const char *query, int responses,
+                      json_t *o)
 {
     const char *session = evhttp_find_header(evhttp_request_get_input_headers(c->req), "x-warden-session");
     if (session && (!*session || strlen(session) > 128)) {
@@ -248,6 +259,15 @@ static void start_run(wd_call *c, char *path, const char *model, json_t *history
     ch->req = c->req;
     ch->responses = responses;
     wd_strlcpy(ch->model, model, sizeof ch->model);
+    ch->e = c->f->e;
+    wd_strlcpy(ch->run_id, w->run_id, sizeof ch->run_id);
+    if ((ch->stream = json_is_true(json_object_get(o, "stream")))) {
+        w->on_text = on_chat_text;
+        ch->st = (wd_oai_stream){.f = c->f, .req = c->req, .responses = responses, .created = (long long)time(NULL)};
+        ch->st.include_usage = json_is_true(json_object_get(json_object_get(o, "stream_options"), "include_usage"));
+        wd_strlcpy(ch->st.run_id, w->run_id, sizeof ch->st.run_id);
+        wd_strlcpy(ch->st.model, model, sizeof ch->st.model);
+    }
     evhttp_connection_set_closecb(evhttp_request_get_connection(c->req), on_chat_gone, ch);
     wd_api_go(c, w); /* may end at once: on_chat_end answers */
 }
@@ -280,7 +300,7 @@ void wd_oai_chat(wd_call *c)
         free(path);
         goto done;
     }
-    start_run(c, path, model, history, query, 0);
+    start_run(c, path, model, history, query, 0, o);
 done:
     free(query);
     json_decref(history);
@@ -351,8 +371,9 @@ void wd_oai_responses(wd_call *c)
     json_t *fmt = json_object_get(json_object_get(o, "text"), "format");
     const char *ft = json_string_value(json_object_get(fmt, "type"));
     json_t *instr = json_object_get(o, "instructions");
-    const char *bad = instr && !json_is_string(instr)              ? "instructions must be text"
-                      : json_is_true(json_object_get(o, "stream")) ? "stream: streaming is not served yet"
+    const char *bad = instr && !json_is_string(instr) ? "instructions must be text"
+                      : json_object_get(o, "stream") && !json_is_boolean(json_object_get(o, "stream"))
+                          ? "stream must be true or false"
                       : json_array_size(json_object_get(o, "tools"))
                           ? "tools: the agent's tools are warden's own, set by its script and the policy"
                       : fmt && (!ft || strcmp(ft, "text")) ? "text.format: only {\"type\": \"text\"} is served yet"
@@ -374,7 +395,7 @@ void wd_oai_responses(wd_call *c)
     }
     if (json_is_string(instr)) /* the client's instructions, after the agent's prompt */
         json_array_insert_new(history, 0, json_pack("{s:s,s:O}", "role", "system", "content", instr));
-    start_run(c, path, model, history, query, 1);
+    start_run(c, path, model, history, query, 1, o);
 done:
     free(query);
     json_decref(history);
