@@ -167,7 +167,10 @@ describe("warden serve's OpenAI facade, streaming", function()
     fake = T.fakellm()
     local o = { models = { default = { provider = "openai", name = "gpt-test", api_key_env = T.NONE,
                                        base_url = fake.url("key=facade-stream,words=8,gap=30"),
-                                       input_usd_per_1k = 0, output_usd_per_1k = 1 } },
+                                       input_usd_per_1k = 0, output_usd_per_1k = 1 },
+                           slow = { provider = "openai", name = "gpt-test",
+                                    base_url = fake.url("key=facade-slow,words=20,gap=200"),
+                                    input_usd_per_1k = 0, output_usd_per_1k = 1 } },
                 tiers = { tight = { per_run_usd = 1, daily_usd = 0.0105 } },
                 users = { reader = { role = "read", api_key_sha256 = T.sha256(KEYS.reader) },
                           tom = { role = "read", tier = "tight", api_key_sha256 = T.sha256("tom-key-5") } } }
@@ -176,6 +179,7 @@ describe("warden serve's OpenAI facade, streaming", function()
     os.execute(("mkdir -p %s/helper"):format(agents))
     T.write(agents .. "/helper/agent.lua",
       'return warden.agent { name = "helper", model = "default", system_prompt = "You are the helper." }\n')
+    T.write(agents .. "/slow.lua", 'return warden.agent { name = "slow", model = "slow" }\n')
     srv = T.serve({ policy = pol, agents = agents, llm = false })
   end)
   teardown(function() if srv then srv.stop() end end)
@@ -243,6 +247,26 @@ describe("warden serve's OpenAI facade, streaming", function()
     assert.equal("budget_exceeded", cut.reason)
     local out, rc = T.sh(("%s audit verify %s --policy %s"):format(T.bin, audit, pol))
     assert.equal(0, rc, out)
+  end)
+
+  it("ends the run of a client that closes its stream; what came is paid for", function()
+    local out = T.sh(("%s -s -i -N -m 1 -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '%s' "
+      .. "%s/v1/chat/completions"):format(T.curl, KEYS.reader,
+      json.encode({ model = "slow", messages = HI, stream = true }), srv.url))
+    local run_id = out:match("x%-warden%-run%-id: ([%x%-]+)")
+    assert.truthy(run_id, out)
+    local fin, call = table.unpack(T.wait_for(function()
+      local f, c
+      for _, rec in ipairs(T.records(audit)) do
+        if rec.run_id == run_id and rec.event == "run_finished" then f = rec end
+        if rec.run_id == run_id and rec.event == "llm_call" then c = rec end
+      end
+      return f and { f, c }
+    end, "the run's end"))
+    assert.equal("killed", fin.reason)
+    assert.matches("the client closed the stream", fin.error, 1, true)
+    assert.is_true(call.output_tokens >= 1 and call.output_tokens < 20, T.encode(call))
+    assert.near(call.output_tokens * 0.001, fin.cost_usd, 1e-9)
   end)
 
   it("refuses a stream flag that is not a boolean", function()

@@ -97,17 +97,36 @@ static void call_clear(wd_run *r)
     r->call->stream_err[0] = r->call->limit_msg[0] = '\0';
 }
 
-/* abandons the call in flight (the run ends): no resume, the probe slot freed */
+static json_t *llm_event(wd_run *r, int success, long long latency);
+
+/* abandons the call in flight (the run ends): no resume, the probe slot freed. A stream
+** cut short this way still paid for what it sent: that is spent and audited. */
 static void llm_cancel(wd_run *r, const char *why)
 {
-    (void)why;
-    if (!r->call || !r->call->active)
+    wd_llm_state *c = r->call;
+    if (!c || !c->active)
         return;
-    wd_http_cancel(r->call->http);
-    r->call->http = NULL;
-    if (r->call->admitted && r->call->probe)
-        wd_breakers_release(r->eng->breakers, r->call->breaker);
-    wd_budget_settle(r, &r->llm_hold, 0);
+    wd_http_cancel(c->http);
+    c->http = NULL;
+    if (c->admitted && c->probe)
+        wd_breakers_release(r->eng->breakers, c->breaker);
+    double cost = 0;
+    if (c->stream && c->ls && c->counted) {
+        long long in, out;
+        wd_llm_stream_usage(c->ls, &in, &out, NULL);
+        double in_tokens = in >= 0 ? (double)in : c->in_est;
+        cost = wd_model_cost(c->model, in_tokens, (double)c->counted);
+        json_t *ev = llm_event(r, 0, (wd_now_ns() - r->req.t0) / 1000000);
+        json_object_set_new(ev, "error", json_string(why ? why : "the run ended"));
+        json_object_set_new(ev, "input_tokens", json_integer((json_int_t)in_tokens));
+        json_object_set_new(ev, "output_tokens", json_integer(c->counted));
+        json_object_set_new(ev, "cost_usd", json_real(cost));
+        r->tokens_in += (long long)in_tokens;
+        r->tokens_out += c->counted;
+        r->cost += cost;
+        wd_run_audit(r, ev);
+    }
+    wd_budget_settle(r, &r->llm_hold, cost);
     call_clear(r);
 }
 
