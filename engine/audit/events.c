@@ -74,7 +74,7 @@ static const char *const *const FIELDS[WD_AE_COUNT] = {
         FIELDS_OF("agent_step", "error", "reason", "severity", "tool_args", "tool_name", "violation_type"),
     [WD_AE_RATE_LIMITED] = FIELDS_OF("agent_step", "error", "http_method", "http_path", "reason", "retry_after_ms",
                                      "tool_args", "tool_name", "unaudited_before"),
-    [WD_AE_BUDGET_WARNING] = FIELDS_OF("budget_period", "budget_scope", "cost_usd", "reason"),
+    [WD_AE_BUDGET_WARNING] = FIELDS_OF("agent_step", "budget_period", "budget_scope", "cost_usd", "reason"),
     [WD_AE_BUDGET_EXCEEDED] =
         FIELDS_OF("agent_step", "budget_period", "budget_scope", "cost_usd", "reason", "tool_args", "tool_name"),
     [WD_AE_APPROVAL_REQUESTED] =
