@@ -85,6 +85,7 @@ static void block(gen *g, const char *const *keys, int depth, int indent)
 
 static const char *const SUBKEYS[] = {"max_iterations",
                                       "max_tool_calls_per_answer",
+                                      "structured_retries",
                                       "timeouts",
                                       "retry",
                                       "breaker",

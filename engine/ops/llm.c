@@ -3,6 +3,7 @@
 ** retries transient failures after a loop timer and, at the end, updates the breaker,
 ** audits the call and resumes the agent. */
 #include "llm.h"
+#include "llmpriv.h"
 #include "llmanswer.h"
 #include "llmstream.h"
 #include "budget.h"
@@ -16,37 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* the LLM call in flight: a run makes it on its first call (r->call) */
-struct wd_llm_state {
-    int active;
-    int mock;              /* played from the scenario, not over HTTP */
-    const wd_model *model; /* in r->pol, or model_copy */
-    wd_model model_copy;   /* a mock model sent to a --llm URL speaks openai */
-    char *alias;
-    json_t *call;
-    wd_llm_request hreq;
-    wd_http_req *http;
-    char breaker[200];
-    int admitted, probe;
-    int retries;
-    int mock_pos;       /* next scenario entry: every attempt plays one */
-    char cache_key[65]; /* hex SHA-256 of what the answer depends on; "" not cacheable */
-    int cached;         /* the answer came from the cache */
-    double saved_usd;   /* what that answer cost when it was bought */
-    /* a streamed call (docs/lua-api.md, ctx:llm stream) */
-    int stream;
-    wd_llm_stream *ls;    /* this attempt's parser */
-    char stream_err[300]; /* why this attempt's stream was unusable */
-    long long counted;    /* output tokens counted from this attempt's pieces */
-    double in_est;        /* the input, estimated in tokens */
-    int limited, cut;     /* the reservation is all that was left; the stream passed it */
-    double room;          /* with limited: the most the call may cost */
-    int limit_which;      /* the budget that set room (wd_budget_reserve_upto) */
-    char limit_msg[300];
-    size_t texted; /* bytes of the call's text given to the run's listener */
-    double spent;  /* what a stream that failed after sending tokens cost */
-};
 
 #define LLM_MAX_BODY (8u << 20)
 
@@ -396,37 +366,6 @@ static void on_http(const wd_http_resp *resp, void *ud)
 
 /* ---- streams ---------------------------------------------------------------------- */
 
-/* ** A piece of a streamed answer. Output is counted as it arrives: a piece is one token,
-** or one per four bytes when longer (a provider's own count comes only at the end, if
-** at all). A call whose reservation is all its budget had left is cut before the piece
-** that would cost more: the piece is not given, the stream stops, the run ends. */
-static int on_delta(void *ud, wd_delta_kind kind, const char *p, size_t len)
-{
-    wd_run *r = ud;
-    wd_llm_state *c = r->call;
-    long long t = len > 4 ? (long long)(len + 3) / 4 : 1;
-    if (c->limited) {
-        long long in, out;
-        wd_llm_stream_usage(c->ls, &in, &out, NULL);
-        if (wd_model_cost(c->model, in >= 0 ? (double)in : c->in_est, (double)(c->counted + t)) > c->room) {
-            c->cut = 1;
-            return 1;
-        }
-    }
-    c->counted += t;
-    if (kind == WD_DELTA_TEXT) {
-        c->texted += len;
-        wd_run_text(r, p, len);
-    }
-    return 0;
-}
-
-static int on_stream_data(void *ud, const char *p, size_t len)
-{
-    wd_run *r = ud;
-    return wd_llm_stream_feed(r->call->ls, p, len, r->call->stream_err, sizeof r->call->stream_err);
-}
-
 /* the stream passed what the budget had left: what was sent is paid for, audited with
 ** the cut, and the run ends budget_exceeded */
 static void budget_cut(wd_run *r, double in)
@@ -546,13 +485,13 @@ static void http_attempt(wd_run *r)
         wd_llm_stream_free(r->call->ls);
         r->call->counted = 0;
         r->call->stream_err[0] = '\0';
-        if (!(r->call->ls = wd_llm_stream_new(m->provider, LLM_MAX_BODY, on_delta, r))) {
+        if (!(r->call->ls = wd_llm_stream_new(m->provider, LLM_MAX_BODY, wd_llm_feed_delta, r))) {
             outcome o = {.retry_after_ms = -1};
             snprintf(o.msg, sizeof o.msg, "LLM %s: out of memory", m->name);
             settle(r, &o);
             return;
         }
-        ho.on_data = on_stream_data;
+        ho.on_data = wd_llm_feed_data;
         ho.idle_ms = r->pol->llm_read_ms;
         done = on_stream_end;
     }
@@ -575,40 +514,16 @@ static void attempt(wd_run *r)
 
 /* ---- budget and cache ------------------------------------------------------------- */
 
-/* The most output this call may produce: its max_tokens, or the model's
-** max_output_tokens, which an HTTP call is then sent as max_tokens so the bound holds. */
-static long long bound_output(wd_run *r)
-{
-    const wd_model *m = r->call->model;
-    long long out = r->req.max_tokens > 0 ? r->req.max_tokens : m ? m->max_output_tokens : 0;
-    if (out > 0 && r->call->call && !r->call->mock && !json_object_get(r->call->call, "max_tokens"))
-        json_object_set_new(r->call->call, "max_tokens", json_integer(out));
-    return out;
-}
-
-/* The most this call can cost: its input, estimated from the size of its text at three
-** bytes a token (English runs near four; code and other scripts fewer) and four tokens
-** a message, at the input price; and out tokens at the output price. */
-static double input_estimate(const wd_run *r)
-{
-    return (double)((r->req.input_bytes + 2) / 3) + 4.0 * r->req.nmessages;
-}
-
-static double worst_case(const wd_run *r, long long out)
-{
-    return wd_model_cost(r->call->model, input_estimate(r), (double)out);
-}
-
 /* the call's worst case reserved; a streamed call that does not fit takes what is left,
 ** to be cut where it runs out (llmstream). 1 held, 0 refused (msg) */
 static int reserve(wd_run *r, char *msg, size_t n)
 {
     wd_llm_state *c = r->call;
-    double want = worst_case(r, bound_output(r)), got;
-    c->in_est = input_estimate(r);
+    double want = wd_llm_worst_case(r, wd_llm_bound_output(r)), got;
+    c->in_est = wd_llm_input_estimate(r);
     if (!c->stream)
         return wd_budget_reserve(r, want, "llm", NULL, &r->llm_hold, msg, n);
-    if (!wd_budget_reserve_upto(r, want, worst_case(r, 1), "llm", &r->llm_hold, &got, &c->limit_which, msg, n))
+    if (!wd_budget_reserve_upto(r, want, wd_llm_worst_case(r, 1), "llm", &r->llm_hold, &got, &c->limit_which, msg, n))
         return 0;
     if (got < want) {
         c->limited = 1;
@@ -629,7 +544,7 @@ static int cache_lookup(wd_run *r)
         return 0;
     wd_buf b = {0};
     int rc = wd_buf_addf(&b, "%s\n%s\n", model_name(r), r->call->breaker);
-    static const char *const PARTS[] = {"messages", "tools", "temperature", "max_tokens", NULL};
+    static const char *const PARTS[] = {"messages", "tools", "temperature", "max_tokens", "response_format", NULL};
     for (int i = 0; PARTS[i] && rc == 0; i++) {
         json_t *v = json_object_get(r->call->call, PARTS[i]);
         rc = wd_buf_addf(&b, "%s=", PARTS[i]);

@@ -382,6 +382,56 @@ static void build_call(wd_run *r, lua_State *L, int loaded)
     r->req.call = call;
 }
 
+/* ** ctx:llm's response_format into r->req.format (compiled) and r->req.format_json
+** ({name, schema, strict?}): {type = "json_schema", schema = S, name =, strict =}, or
+** OpenAI's own {type = "json_schema", json_schema = {name, schema, strict}}, or
+** {type = "json_object"} (any object); {type = "text"} or none is no format. Raises on
+** a malformed one, the schema's own error named. */
+static void read_format(wd_run *r, lua_State *L)
+{
+    wd_schema_free(r->req.format);
+    r->req.format = NULL;
+    json_decref(r->req.format_json);
+    r->req.format_json = NULL;
+    if (lua_getfield(L, 2, "response_format") == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    char err[300];
+    json_t *f = wd_lua_to_json(L, -1, err, sizeof err);
+    lua_pop(L, 1);
+    if (!json_is_object(f)) {
+        json_decref(f);
+        luaL_error(L, "ctx:llm: response_format must be a table {type = \"json_schema\", schema = {...}}");
+        return;
+    }
+    r->req.format_json = f; /* owned by the run from here: a raise loses nothing */
+    const char *type = json_string_value(json_object_get(f, "type"));
+    json_t *inner = json_object_get(f, "json_schema"), *from = json_is_object(inner) ? inner : f;
+    json_t *schema = json_object_get(from, "schema");
+    if (type && !strcmp(type, "text")) {
+        json_decref(f);
+        r->req.format_json = NULL;
+        return;
+    }
+    if (type && !strcmp(type, "json_object") && !schema)
+        schema = json_pack("{s:s}", "type", "object");
+    else if (!type || strcmp(type, "json_schema") || !json_is_object(schema))
+        luaL_error(L, "ctx:llm: response_format: type must be \"json_schema\" with a schema table (or \"json_object\", "
+                      "\"text\")");
+    else
+        json_incref(schema);
+    json_t *name = json_object_get(from, "name"), *strict = json_object_get(from, "strict");
+    json_t *out =
+        json_pack("{s:s,s:o}", "name", json_is_string(name) ? json_string_value(name) : "output", "schema", schema);
+    if (json_is_boolean(strict))
+        json_object_set(out, "strict", strict);
+    json_decref(f);
+    r->req.format_json = out;
+    if (!(r->req.format = wd_schema_compile(json_object_get(out, "schema"), err, sizeof err)))
+        luaL_error(L, "ctx:llm: response_format.schema: %s", err);
+}
+
 /* the call's model, size and settings into r->req; raises on a malformed call */
 static void read_call(wd_run *r, lua_State *L)
 {
@@ -391,8 +441,10 @@ static void read_call(wd_run *r, lua_State *L)
     free(r->req.model);
     r->req.model = wd_strdup(model);
     lua_pop(L, 1);
-    /* a mock call without a cache only measures its input; the others are converted */
-    int as_json = !r->llm || strncmp(r->llm, "mock:", 5) || r->pol->cache_enabled;
+    read_format(r, L);
+    /* a mock call without a cache or a format only measures its input; the others are
+    ** converted (a format's corrective ask resends the conversation) */
+    int as_json = !r->llm || strncmp(r->llm, "mock:", 5) || r->pol->cache_enabled || r->req.format;
     lua_getfield(L, 2, "messages");
     r->req.nmessages = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
     r->req.input_bytes = lua_istable(L, -1) && !as_json ? text_bytes(L, -1, 0) : 0;
@@ -424,6 +476,9 @@ static void read_call(wd_run *r, lua_State *L)
         r->req.input_bytes += r->tool_specs_bytes;
     if (as_json)
         build_call(r, L, loaded);
+    if (r->req.call && r->req.format_json)
+        json_object_set_new(r->req.call, "response_format",
+                            json_pack("{s:s,s:O}", "type", "json_schema", "json_schema", r->req.format_json));
 }
 
 int wd_pipeline_llm(wd_run *r, lua_State *L)

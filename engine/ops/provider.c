@@ -155,6 +155,11 @@ static int openai_text(const wd_model *m, const json_t *call, wd_buf *b)
         rc |= LIT(b, ",\"max_tokens\":");
         rc |= wd_json_compact(mt, b);
     }
+    json_t *rf = json_object_get(call, "response_format");
+    if (rf) {
+        rc |= LIT(b, ",\"response_format\":");
+        rc |= wd_json_compact(rf, b);
+    }
     if (json_is_true(json_object_get(call, "stream"))) /* with its usage at the end */
         rc |= LIT(b, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
     rc |= LIT(b, "}");
@@ -216,6 +221,13 @@ static json_t *anthropic_body(const wd_model *m, const json_t *call)
         if (!json_array_size(blocks))
             json_array_append_new(blocks, json_pack("{s:s,s:s}", "type", "text", "text", "(empty)"));
         anth_add(msgs, assistant ? "assistant" : "user", blocks);
+    }
+    json_t *schema = json_object_get(json_object_get(json_object_get(call, "response_format"), "json_schema"), "schema");
+    if (schema) { /* the Messages API has no response_format: the model is told */
+        char *st = json_dumps(schema, JSON_COMPACT);
+        wd_buf_addf(&system, "%sAnswer with JSON only, no other text, fitting this JSON Schema: %s",
+                    system.len ? "\n\n" : "", st ? st : "{}");
+        free(st);
     }
     json_t *mt = json_object_get(call, "max_tokens");
     json_t *body = json_pack("{s:s,s:o,s:I}", "model", m->name, "messages", msgs, "max_tokens",

@@ -52,6 +52,7 @@ static wd_policy *policy_new(void)
     p->generation = 1;
     p->max_iterations = 5;
     p->max_tool_calls_per_answer = 32;
+    p->structured_retries = 1;
     p->max_tool_calls = 1000;
     p->max_audit_bytes = 16LL << 20;
     p->max_audit_records = 10000;

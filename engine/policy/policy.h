@@ -100,6 +100,7 @@ typedef struct wd_policy {
     char *path;
     int max_iterations;
     long long max_tool_calls_per_answer;          /* an answer asking for more: the rest are refused */
+    long long structured_retries;                 /* corrective asks of an answer that does not fit its schema */
     long long max_tool_calls;                     /* per run: the next one ends it (max_iterations) */
     long long max_audit_bytes, max_audit_records; /* per run: what it may write to the log */
     long long max_audit_field_bytes;              /* one field of one record; longer is cut, its length kept */

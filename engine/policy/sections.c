@@ -25,6 +25,7 @@ static const char *const TOP_KEYS[] = {"version",  "defaults",  "roles",     "us
                                        "autonomy", "hitl",      "serve",     "notify",      "mcp",   NULL};
 static const char *const DEFAULT_KEYS[] = {"max_iterations",
                                            "max_tool_calls_per_answer",
+                                           "structured_retries",
                                            "max_tool_calls",
                                            "max_audit_bytes",
                                            "max_audit_records",
@@ -82,6 +83,7 @@ static void load_defaults(wd_yread *c, const wd_ynode *d)
     wd_yread_int(c, d, "max_iterations", "defaults", &mi, 1, 1000);
     p->max_iterations = (int)mi;
     wd_yread_int(c, d, "max_tool_calls_per_answer", "defaults", &p->max_tool_calls_per_answer, 1, 10000);
+    wd_yread_int(c, d, "structured_retries", "defaults", &p->structured_retries, 0, 5);
     wd_yread_int(c, d, "max_tool_calls", "defaults", &p->max_tool_calls, 1, 1000000);
     wd_yread_int(c, d, "max_audit_bytes", "defaults", &p->max_audit_bytes, 65536, 1LL << 34);
     wd_yread_int(c, d, "max_audit_records", "defaults", &p->max_audit_records, 100, 100000000);

@@ -174,11 +174,13 @@ struct wd_run {
         long long sleep_ms;
         char *model; /* alias */
         int nmessages;
-        size_t input_bytes;   /* of the messages and tools: the input estimate */
-        long long max_tokens; /* the call's, 0 when it gave none */
-        double temperature;   /* -1 when not given */
-        json_t *call;         /* {messages, tools, temperature, max_tokens} for HTTP providers */
-        int stream;           /* ctx:llm's stream: 1 true, 0 false, -1 not given */
+        size_t input_bytes;       /* of the messages and tools: the input estimate */
+        long long max_tokens;     /* the call's, 0 when it gave none */
+        double temperature;       /* -1 when not given */
+        json_t *call;             /* {messages, tools, temperature, max_tokens} for HTTP providers */
+        int stream;               /* ctx:llm's stream: 1 true, 0 false, -1 not given */
+        struct wd_schema *format; /* ctx:llm's response_format, compiled (NULL none) */
+        json_t *format_json;      /* and as sent: {name, schema, strict?} */
     } req;
     lua_State *waiting; /* the top-level thread an operation will resume */
 

@@ -2,6 +2,7 @@
 ** engine's hooks), its reservations settled, run_finished audited, and its result handed
 ** out once its records are in the file. */
 #include "engine.h"
+#include "schema.h"
 #include "util.h"
 
 #include <sodium.h>
@@ -30,6 +31,8 @@ static void run_free(wd_run *r)
         h->free_detect(r->det);
     json_decref(r->req.args);
     json_decref(r->req.call);
+    wd_schema_free(r->req.format);
+    json_decref(r->req.format_json);
     free(r->req.end_error);
     free(r->req.model);
     free(r->tool.name);
