@@ -75,7 +75,7 @@ int main(int argc, char **argv)
     wd_engine_on_record(e, on_record, &s);
     snprintf(q, sizeof q, "%ld", n);
     json_t *res = NULL;
-    wd_run_opts ro = {"bench/agents/mcp_loop", q, "bench", NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL};
+    wd_run_opts ro = {"bench/agents/mcp_loop", q, "bench", NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL};
     wd_engine_submit(e, &ro, on_done, &res);
     wd_engine_wait(e);
     const char *status = json_string_value(json_object_get(res, "status"));

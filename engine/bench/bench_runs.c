@@ -109,7 +109,7 @@ static int burst(wd_pool *p, int n, int workers, const char *label)
     one *runs = calloc((size_t)n, sizeof *runs);
     double c0 = cpu_s(), t0 = now_s();
     for (int i = 0; i < n; i++) {
-        wd_run_opts ro = {agent, "go", "bench", NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL};
+        wd_run_opts ro = {agent, "go", "bench", NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL};
         runs[i].s = &s;
         runs[i].t_submit = now_s();
         wd_pool_submit(p, &ro, on_done, &runs[i]);

@@ -33,7 +33,7 @@ int main(int argc, char **argv)
     }
     wd_engine_record_tool_overhead(e, 1);
     json_t *res = NULL;
-    wd_run_opts ro = {"bench/agents/noop_loop", q, "bench", NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL};
+    wd_run_opts ro = {"bench/agents/noop_loop", q, "bench", NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL};
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     wd_engine_submit(e, &ro, on_done, &res);

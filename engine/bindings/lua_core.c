@@ -75,7 +75,8 @@ static int run_list(lua_State *L, int eng_idx, int list_idx, int single)
                           opt_field(L, t, "tool"),
                           NULL,
                           opt_field(L, t, "history"),
-                          NULL};
+                          NULL,
+                          opt_field(L, t, "output_schema")};
         slots[i].c = &c;
         slots[i].i = i;
         wd_engine_submit(e, &ro, on_done, &slots[i]);

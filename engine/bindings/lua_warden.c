@@ -1,5 +1,6 @@
 /* lua_warden.c - what scripts see: the `warden` table and the per-run `ctx`. */
 #include "lua_warden.h"
+#include "schema.h"
 #include "detect.h"
 #include "exec.h"
 #include "fetch.h"
@@ -387,6 +388,44 @@ static int configure_tools(lua_State *L)
     return 0;
 }
 
+/* the agent's output_schema (a JSON Schema its final answer must fit) compiled into the
+** run's, in place of a client's; raises naming what is wrong with it */
+static void configure_output(lua_State *L, wd_run *r)
+{
+    if (lua_getfield(L, 2, "output_schema") == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    char err[300];
+    json_t *s = lua_istable(L, -1) ? wd_lua_to_json(L, -1, err, sizeof err) : NULL;
+    lua_pop(L, 1);
+    if (!json_is_object(s)) {
+        json_decref(s);
+        luaL_error(L, "output_schema must be a JSON Schema table ({type = \"object\", properties = {...}})");
+        return;
+    }
+    wd_schema *c = wd_schema_compile(s, err, sizeof err);
+    if (!c) {
+        json_decref(s);
+        luaL_error(L, "output_schema: %s", err);
+        return;
+    }
+    json_decref(r->output_schema);
+    wd_schema_free(r->output_check);
+    r->output_schema = s;
+    r->output_check = c;
+}
+
+/* ctx:output_schema(): the run's (the agent's, or the one its client asked for), or nil */
+static int c_output_schema(lua_State *L)
+{
+    wd_run *r = run_of(L);
+    if (!r->output_schema)
+        return 0;
+    wd_json_push(L, r->output_schema);
+    return 1;
+}
+
 /* ctx:_configure(spec): the runner hands the agent's spec to the engine */
 static int c_configure(lua_State *L)
 {
@@ -413,6 +452,7 @@ static int c_configure(lua_State *L)
             r->max_iterations = (int)mi;
     }
     lua_pop(L, 1);
+    configure_output(L, r);
     wd_policy *p = wd_engine_policy(r->eng);
     r->sb->in_engine++; /* the policy's reference must not be lost to a raise */
     lua_pushcfunction(L, configure_tools);
@@ -451,6 +491,7 @@ static const luaL_Reg ctx_methods[] = {
     {"tool_specs", c_tool_specs},
     {"history", c_history},
     {"_configure", c_configure},
+    {"output_schema", c_output_schema},
     {"_json", c_json},
     {NULL, NULL},
 };

@@ -141,8 +141,8 @@ static int cmd_run(args_t *a)
         return 2;
     }
     one_t one = {NULL, a->json ? stderr : stdout, 0};
-    wd_run_opts ro = {a->pos[0], a->npos > 1 ? a->pos[1] : "", user_copy, a->session, NULL, NULL, NULL, 0, NULL, NULL,
-                      NULL,      a->stream ? print_text : NULL};
+    wd_run_opts ro = {a->pos[0], a->npos > 1 ? a->pos[1] : "",  user_copy, a->session, NULL, NULL, NULL, 0, NULL, NULL,
+                      NULL,      a->stream ? print_text : NULL, NULL};
     wd_engine_on_notice(e, to_stderr, NULL);
     wd_engine_submit(e, &ro, on_done, &one);
     wd_engine_wait(e);

@@ -49,6 +49,10 @@ typedef struct wd_run_opts {
     ** unless a call says stream = false); an answer not streamed (the mock's, a cached
     ** one) is told whole when it comes. warden serve's OpenAI facade streams it on */
     void (*on_text)(const char *text, size_t len, void *ud);
+    /* JSON text: a JSON Schema the run's final answer must fit (docs/lua-api.md,
+    ** output_schema), for an agent that declares none; the result then has `output`.
+    ** warden serve's OpenAI facade sets it from a client's response_format. NULL: none */
+    const char *output_schema;
 } wd_run_opts;
 
 #define WD_DIRECT_AGENT "mcp"

@@ -4,6 +4,7 @@
 ** audits the call and resumes the agent. */
 #include "llm.h"
 #include "llmpriv.h"
+#include "jsonlua.h"
 #include "llmanswer.h"
 #include "llmstream.h"
 #include "budget.h"
@@ -65,6 +66,13 @@ static void call_clear(wd_run *r)
     r->call->texted = 0;
     r->call->spent = 0;
     r->call->stream_err[0] = r->call->limit_msg[0] = '\0';
+    wd_schema_free(r->call->format);
+    r->call->format = NULL;
+    json_decref(r->call->convo);
+    r->call->convo = NULL;
+    json_decref(r->call->output);
+    r->call->output = NULL;
+    r->call->fixes_left = 0;
 }
 
 static json_t *llm_event(wd_run *r, int success, long long latency);
@@ -171,8 +179,54 @@ static int push_delivered(wd_run *r, lua_State *co, void *ud)
         wd_run_observe(r, de);
     }
     wd_llm_answer_push(r, co, an->a, an->all, calls, an->in, an->out, an->cost, model_name(r));
+    if (r->call->output) { /* a structured answer, parsed */
+        wd_json_push(co, r->call->output);
+        lua_setfield(co, -2, "output");
+    }
     json_decref(calls);
     return 1;
+}
+
+static void send_call(wd_run *r);
+
+/* ** An answer that does not fit its schema, with corrective asks left: it is paid and
+** audited like any (llm_call, reason "schema", its error), then the model is shown it
+** and what is wrong and asked again, the same step of the run. */
+static void correct(wd_run *r, json_t *a, const answer *an, const char *err)
+{
+    wd_llm_state *c = r->call;
+    char msg[600];
+    snprintf(msg, sizeof msg, "structured output: the answer does not fit its JSON Schema: %s; asked again", err);
+    json_t *ev = llm_event(r, 0, (wd_now_ns() - r->req.t0) / 1000000);
+    json_object_set_new(ev, "error", json_string(msg));
+    json_object_set_new(ev, "reason", json_string("schema"));
+    json_object_set_new(ev, "input_tokens", json_integer(an->in));
+    json_object_set_new(ev, "output_tokens", json_integer(an->out));
+    json_object_set_new(ev, "cost_usd", json_real(an->cost));
+    json_object_set_new(ev, "message_count", json_integer(r->req.nmessages));
+    wd_llm_answer_trace(r, ev, a, NULL);
+    wd_settle st = {.record = ev,
+                    .cost = an->cost,
+                    .hold = &r->llm_hold,
+                    .breaker = c->breaker,
+                    .admitted = &c->admitted,
+                    .probe = c->probe,
+                    .ok = 1,
+                    .state_in_record = 1,
+                    .breaker_first = 1,
+                    .model = model_name(r)};
+    wd_run_settle(r, &st); /* no coroutine: nothing resumed */
+    c->fixes_left--;
+    r->req.input_bytes += wd_llm_answer_correction(c->convo, a, err);
+    r->req.nmessages += 2;
+    wd_provider_request_free(&c->hreq);
+    json_decref(c->call);
+    c->call = json_incref(c->convo);
+    c->retries = 0;
+    c->cached = 0;
+    c->cache_key[0] = '\0';
+    r->req.t0 = wd_now_ns();
+    send_call(r);
 }
 
 static void deliver(wd_run *r, json_t *a)
@@ -185,7 +239,17 @@ static void deliver(wd_run *r, json_t *a)
     an.cost = r->call->cached ? 0 : wd_model_cost(m, (double)an.in, (double)an.out);
     r->tokens_in += an.in;
     r->tokens_out += an.out;
-    if (!r->call->cached && r->call->cache_key[0]) {
+    char bad[400] = "", why[600] = ""; /* an answer that does not fit its schema */
+    if (r->call->format && !json_array_size(an.all) &&
+        wd_llm_answer_fits(r->call->format, a, &r->call->output, bad, sizeof bad) < 0) {
+        if (r->call->fixes_left > 0) {
+            correct(r, a, &an, bad);
+            return;
+        }
+        snprintf(why, sizeof why, "structured output: the answer does not fit its JSON Schema: %s", bad);
+        json_array_append_new(r->errors, json_string(why));
+    }
+    if (!why[0] && !r->call->cached && r->call->cache_key[0]) {
         char *text = wd_json_compact_text(a);
         if (!text || wd_store_cache_put(r->eng->store, r->call->cache_key, text, wd_budget_nusd(an.cost),
                                         wd_store_now(r->eng->store), r->pol->cache_ttl_ms) < 0)
@@ -194,9 +258,13 @@ static void deliver(wd_run *r, json_t *a)
     }
     r->last_fail_timeout = 0;
     json_t *content = json_object_get(a, "content");
-    if (!r->call->texted && json_string_length(content)) /* not streamed: its text whole */
+    if (!why[0] && !r->call->texted && json_string_length(content)) /* not streamed: its text whole */
         wd_run_text(r, json_string_value(content), json_string_length(content));
-    json_t *ev = llm_event(r, 1, latency);
+    json_t *ev = llm_event(r, !why[0], latency);
+    if (why[0]) {
+        json_object_set_new(ev, "error", json_string(why));
+        json_object_set_new(ev, "reason", json_string("schema"));
+    }
     json_object_set_new(ev, "input_tokens", json_integer(an.in));
     json_object_set_new(ev, "output_tokens", json_integer(an.out));
     json_object_set_new(ev, "cost_usd", json_real(an.cost));
@@ -218,6 +286,7 @@ static void deliver(wd_run *r, json_t *a)
                     .breaker_first = 1,
                     .model = model_name(r),
                     .co = r->waiting,
+                    .fail = why[0] ? why : NULL,
                     .push = push_delivered,
                     .ud = &an,
                     .clear = call_clear};
@@ -641,6 +710,20 @@ void wd_llm_start(wd_run *r)
     r->call->stream = !r->call->mock && (r->req.stream > 0 || (r->req.stream < 0 && r->on_text));
     if (r->call->stream && r->call->call)
         json_object_set_new(r->call->call, "stream", json_true());
+    if ((r->call->format = r->req.format)) { /* the conversation kept for a corrective ask */
+        r->req.format = NULL;
+        r->call->convo = json_incref(r->call->call);
+        r->call->fixes_left = (int)r->pol->structured_retries;
+    }
+    send_call(r);
+}
+
+/* the call admitted (its worst case reserved, its breaker asked) and sent, or answered
+** from the cache */
+static void send_call(wd_run *r)
+{
+    wd_engine *e = r->eng;
+    char msg[400];
     if (!reserve(r, msg, sizeof msg)) {
         call_clear(r);
         wd_run_end(r, WD_ST_BUDGET_EXCEEDED, msg);

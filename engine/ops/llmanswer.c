@@ -171,3 +171,57 @@ void wd_llm_answer_trace(wd_run *r, json_t *ev, json_t *a, json_t *all)
     }
     json_object_set_new(ev, "tool_calls", calls);
 }
+
+int wd_llm_answer_fits(const wd_schema *s, json_t *a, json_t **out, char *err, size_t n)
+{
+    *out = NULL;
+    json_t *content = json_object_get(a, "content");
+    if (!json_is_string(content)) {
+        snprintf(err, n, "the answer has no text");
+        return -1;
+    }
+    const char *t = json_string_value(content);
+    size_t len = json_string_length(content);
+    while (len && (*t == ' ' || *t == '\n' || *t == '\r' || *t == '\t'))
+        t++, len--;
+    while (len && (t[len - 1] == ' ' || t[len - 1] == '\n' || t[len - 1] == '\r' || t[len - 1] == '\t'))
+        len--;
+    if (len >= 6 && !strncmp(t, "```", 3) && !strncmp(t + len - 3, "```", 3)) { /* a fenced block */
+        const char *nl = memchr(t, '\n', len - 3);
+        if (nl) {
+            len -= (size_t)(nl + 1 - t) + 3;
+            t = nl + 1;
+            while (len && (t[len - 1] == ' ' || t[len - 1] == '\n' || t[len - 1] == '\r' || t[len - 1] == '\t'))
+                len--;
+        }
+    }
+    json_error_t je;
+    json_t *v = json_loadb(t, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+    if (!v) {
+        snprintf(err, n, "the answer is not JSON (%s, at character %d)", je.text, je.position);
+        return -1;
+    }
+    if (wd_schema_validate(s, v, err, n) < 0) {
+        json_decref(v);
+        return -1;
+    }
+    if (len != json_string_length(content)) /* the agent reads the JSON alone */
+        json_object_set_new(a, "content", json_stringn(t, len));
+    *out = v;
+    return 0;
+}
+
+size_t wd_llm_answer_correction(json_t *call, json_t *a, const char *err)
+{
+    json_t *msgs = json_object_get(call, "messages");
+    json_t *content = json_object_get(a, "content");
+    char fix[700];
+    snprintf(fix, sizeof fix,
+             "Your answer does not fit the JSON Schema it must: %s. Answer again with JSON only, fitting the "
+             "schema.",
+             err);
+    json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "assistant", "content",
+                                          json_is_string(content) ? json_string_value(content) : ""));
+    json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", fix));
+    return json_string_length(content) + strlen(fix);
+}

@@ -46,7 +46,7 @@ int wd_llm_feed_delta(void *ud, wd_delta_kind kind, const char *p, size_t len)
         }
     }
     c->counted += t;
-    if (kind == WD_DELTA_TEXT) {
+    if (kind == WD_DELTA_TEXT && !c->format) { /* a structured answer is told once it fits */
         c->texted += len;
         wd_run_text(r, p, len);
     }

@@ -37,6 +37,11 @@ struct wd_llm_state {
     char limit_msg[300];
     size_t texted; /* bytes of the call's text given to the run's listener */
     double spent;  /* what a stream that failed after sending tokens cost */
+    /* structured output (ctx:llm response_format) */
+    wd_schema *format; /* the answer must fit it (taken from r->req) */
+    json_t *convo;     /* the call as first sent, for a corrective ask */
+    int fixes_left;    /* corrective asks left (defaults.structured_retries) */
+    json_t *output;    /* the answer's text parsed, once it fits */
 };
 
 /* The most output this call may produce: its max_tokens, or the model's

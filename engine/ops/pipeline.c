@@ -393,11 +393,19 @@ static void read_format(wd_run *r, lua_State *L)
     r->req.format = NULL;
     json_decref(r->req.format_json);
     r->req.format_json = NULL;
+    char err[300];
+    int own = lua_getfield(L, 2, "_output_schema") == LUA_TBOOLEAN && lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (own && r->output_schema) { /* the run's own schema, as the engine holds it */
+        r->req.format_json = json_pack("{s:s,s:O}", "name", "output", "schema", r->output_schema);
+        if (!(r->req.format = wd_schema_compile(r->output_schema, err, sizeof err)))
+            luaL_error(L, "output_schema: %s", err);
+        return;
+    }
     if (lua_getfield(L, 2, "response_format") == LUA_TNIL) {
         lua_pop(L, 1);
         return;
     }
-    char err[300];
     json_t *f = wd_lua_to_json(L, -1, err, sizeof err);
     lua_pop(L, 1);
     if (!json_is_object(f)) {

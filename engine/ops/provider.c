@@ -222,7 +222,8 @@ static json_t *anthropic_body(const wd_model *m, const json_t *call)
             json_array_append_new(blocks, json_pack("{s:s,s:s}", "type", "text", "text", "(empty)"));
         anth_add(msgs, assistant ? "assistant" : "user", blocks);
     }
-    json_t *schema = json_object_get(json_object_get(json_object_get(call, "response_format"), "json_schema"), "schema");
+    json_t *schema =
+        json_object_get(json_object_get(json_object_get(call, "response_format"), "json_schema"), "schema");
     if (schema) { /* the Messages API has no response_format: the model is told */
         char *st = json_dumps(schema, JSON_COMPACT);
         wd_buf_addf(&system, "%sAnswer with JSON only, no other text, fitting this JSON Schema: %s",

@@ -54,6 +54,9 @@ static void run_free(wd_run *r)
     free(r->agent_key);
     free(r->direct_tool);
     json_decref(r->history);
+    json_decref(r->output_schema);
+    wd_schema_free(r->output_check);
+    json_decref(r->output);
     free(r->refuse);
     wd_policy_unref(r->pol);
     free(r);
@@ -170,6 +173,8 @@ static json_t *result_object(const wd_run *r, wd_status st, const char *text, in
     json_object_set_new(
         res, "usage",
         json_pack("{s:I,s:I}", "input_tokens", (json_int_t)r->tokens_in, "output_tokens", (json_int_t)r->tokens_out));
+    if (r->output && st == WD_ST_COMPLETED)
+        json_object_set(res, "output", r->output);
     json_object_set_new(res, "tool_calls", json_incref(r->tool_calls));
     if (r->tool_calls_omitted)
         json_object_set_new(res, "tool_calls_omitted", json_integer(r->tool_calls_omitted));
@@ -202,12 +207,38 @@ static void hand_out(wd_engine *e, wd_run *r, json_t *res)
     }
 }
 
+/* A completed run's answer held to its output_schema: parsed (white space around it
+** allowed) and validated into r->output; 0, or -1 with the validator's error */
+static int output_fits(wd_run *r, char *why, size_t n)
+{
+    json_error_t je;
+    const char *t = r->result_text ? r->result_text : "";
+    json_t *v = json_loads(t, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+    char err[300];
+    if (!v) {
+        snprintf(why, n, "output_schema: the final answer is not JSON (%s, at character %d)", je.text, je.position);
+        return -1;
+    }
+    if (wd_schema_validate(r->output_check, v, err, sizeof err) < 0) {
+        snprintf(why, n, "output_schema: the final answer does not fit: %s", err);
+        json_decref(v);
+        return -1;
+    }
+    r->output = v;
+    return 0;
+}
+
 void wd_run_end(wd_run *r, wd_status st, const char *error)
 {
     if (r->finishing)
         return;
     r->finishing = 1;
     wd_engine *e = r->eng;
+    char unfit[400];
+    if (st == WD_ST_COMPLETED && r->output_check && output_fits(r, unfit, sizeof unfit) < 0) {
+        st = WD_ST_FAILED;
+        error = unfit;
+    }
     if (!r->pol) /* ended before its first turn (a kill, the engine stopping) */
         e->unstarted--;
     wd_ready_remove(r);

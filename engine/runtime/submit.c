@@ -1,6 +1,7 @@
 /* submit.c - a run submitted to an engine (warden.h): its agent found, its timers made,
 ** queued for its first turn (engine.c starts it) */
 #include "engine.h"
+#include "schema.h"
 #include "killswitch.h"
 #include "sandbox.h"
 #include "util.h"
@@ -65,6 +66,21 @@ static int read_history(wd_run *r, const char *text, char *err, size_t n)
         }
     }
     r->history = h;
+    return 0;
+}
+
+/* wd_run_opts.output_schema compiled into the run's; 0, or -1 with why in err */
+static int read_output_schema(wd_run *r, const char *text, char *err, size_t n)
+{
+    json_error_t je;
+    json_t *s = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    char why[300];
+    if (!json_is_object(s) || !(r->output_check = wd_schema_compile(s, why, sizeof why))) {
+        wd_errf(err, n, "output_schema: %s", !s ? je.text : !json_is_object(s) ? "not a JSON object" : why);
+        json_decref(s);
+        return -1;
+    }
+    r->output_schema = s;
     return 0;
 }
 
@@ -158,7 +174,8 @@ int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, vo
         return -1;
     }
     if (!o->agent || resolve_agent(r, o->agent, err, sizeof err) < 0 ||
-        (o->history && read_history(r, o->history, err, sizeof err) < 0)) {
+        (o->history && read_history(r, o->history, err, sizeof err) < 0) ||
+        (o->output_schema && read_output_schema(r, o->output_schema, err, sizeof err) < 0)) {
         if (!r->agent_name)
             r->agent_name = wd_strdup(o->agent ? o->agent : "?");
         r->start_error = wd_strdup(o->agent ? err : "no agent given"); /* ended by start() */

@@ -25,9 +25,10 @@ typedef struct wd_waiter {
     wd_admit_item item;           /* its user and memory, its place in the queue */
     int admitted;                 /* counted running: wd_admit_done at its end */
     int64_t started_ns;
-    char *refuse;  /* it waited too long: it starts refused */
-    char *tool;    /* a direct call of this tool (wd_run_opts.tool) */
-    char *history; /* the conversation before input (wd_run_opts.history), set before wd_api_go */
+    char *refuse;        /* it waited too long: it starts refused */
+    char *tool;          /* a direct call of this tool (wd_run_opts.tool) */
+    char *history;       /* the conversation before input (wd_run_opts.history), set before wd_api_go */
+    char *output_schema; /* the final answer's schema (wd_run_opts.output_schema), set before wd_api_go */
     /* set: called when the run ends, in place of answering req with the result (req is
     ** the caller's to answer, and to clear when its client goes) */
     void (*on_end)(struct wd_waiter *w, const json_t *res);

@@ -75,6 +75,7 @@ static void waiter_free(wd_waiter *w)
     free(w->refuse);
     free(w->tool);
     free(w->history);
+    free(w->output_schema);
     free(w);
 }
 
@@ -196,7 +197,8 @@ static void start_waiter(void *arg, int index, wd_engine *e)
                       w->tool,
                       w->on_progress ? on_run_progress : NULL,
                       w->history,
-                      w->on_text ? on_run_text : NULL};
+                      w->on_text ? on_run_text : NULL,
+                      w->output_schema};
     if (w->refuse)
         ro.refuse_retry_ms = 1000;
     wd_engine_submit(e, &ro, on_run_done, w);

@@ -6,6 +6,7 @@
 #include "oaichat.h"
 #include "mcplist.h"
 #include "oaistream.h"
+#include "schema.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -135,14 +136,16 @@ static int read_options(wd_call *c, json_t *o)
     json_t *rf = json_object_get(o, "response_format"), *so = json_object_get(o, "stream_options");
     json_t *iu = json_object_get(so, "include_usage");
     const char *rft = json_string_value(json_object_get(rf, "type"));
-    const char *bad = stream && !json_is_boolean(stream) ? "stream must be true or false"
-                      : so && (!json_is_object(so) || (iu && !json_is_boolean(iu)))
-                          ? "stream_options must be {\"include_usage\": true or false}"
-                      : n && json_integer_value(n) != 1 ? "n: warden answers with one choice"
-                      : json_array_size(tools) ? "tools: the agent's tools are warden's own, set by its script and "
-                                                 "the policy"
-                      : rf && (!rft || strcmp(rft, "text")) ? "response_format: only {\"type\": \"text\"} is served yet"
-                                                            : NULL;
+    const char *bad =
+        stream && !json_is_boolean(stream) ? "stream must be true or false"
+        : so && (!json_is_object(so) || (iu && !json_is_boolean(iu)))
+            ? "stream_options must be {\"include_usage\": true or false}"
+        : n && json_integer_value(n) != 1 ? "n: warden answers with one choice"
+        : json_array_size(tools)          ? "tools: the agent's tools are warden's own, set by its script and "
+                                            "the policy"
+        : rf && (!rft || (strcmp(rft, "text") && strcmp(rft, "json_schema") && strcmp(rft, "json_object")))
+            ? "response_format: type must be text, json_schema or json_object"
+            : NULL;
     if (bad)
         wd_call_error(c, 400, "%s", bad);
     return bad ? -1 : 0;
@@ -235,11 +238,12 @@ static void on_chat_end(wd_waiter *w, const json_t *res)
 /* the agent's run for c, answered when it ends (responses: in the Responses API's shape);
 ** takes path */
 static void start_run(wd_call *c, char *path, const char *model, json_t *history, const char *query, int responses,
-                      json_t *o)
+                      json_t *o, char *schema)
 {
     const char *session = evhttp_find_header(evhttp_request_get_input_headers(c->req), "x-warden-session");
     if (session && (!*session || strlen(session) > 128)) {
         free(path);
+        free(schema);
         wd_call_error(c, 400, "x-warden-session: 1 to 128 characters");
         return;
     }
@@ -253,9 +257,11 @@ static void start_run(wd_call *c, char *path, const char *model, json_t *history
         }
         free(ch);
         free(htext);
+        free(schema);
         return;
     }
     w->history = htext;
+    w->output_schema = schema; /* taken */
     ch->req = c->req;
     ch->responses = responses;
     wd_strlcpy(ch->model, model, sizeof ch->model);
@@ -270,6 +276,32 @@ static void start_run(wd_call *c, char *path, const char *model, json_t *history
     }
     evhttp_connection_set_closecb(evhttp_request_get_connection(c->req), on_chat_gone, ch);
     wd_api_go(c, w); /* may end at once: on_chat_end answers */
+}
+
+/* ** A client's structured output: response_format {type: json_schema, json_schema:
+** {schema}} (the Responses API's text.format {type: json_schema, schema}), or
+** json_object; the schema, checked by warden's validator, becomes the run's
+** output_schema (text into *out, caller frees; NULL for none). 0, or -1 answered 400 */
+static int output_schema(wd_call *c, json_t *f, const char *field, char **out)
+{
+    *out = NULL;
+    const char *type = json_string_value(json_object_get(f, "type"));
+    if (!f || !type || !strcmp(type, "text"))
+        return 0;
+    json_t *inner = json_object_get(f, "json_schema"), *schema = json_object_get(inner ? inner : f, "schema");
+    json_t *own = !strcmp(type, "json_object") ? json_pack("{s:s}", "type", "object") : json_incref(schema);
+    char err[300];
+    wd_schema *check = json_is_object(own) ? wd_schema_compile(own, err, sizeof err) : NULL;
+    if (!check) {
+        wd_call_error(c, 400, "%s%s: %s", field, inner ? ".json_schema.schema" : ".schema",
+                      json_is_object(own) ? err : "a JSON Schema object is required");
+        json_decref(own);
+        return -1;
+    }
+    wd_schema_free(check);
+    *out = json_dumps(own, JSON_COMPACT);
+    json_decref(own);
+    return 0;
 }
 
 /* the agent the request names as its model: its path (caller frees), or NULL answered */
@@ -296,11 +328,14 @@ void wd_oai_chat(wd_call *c)
     if (!wd_call_keys(c, o, KEYS, "model, messages and OpenAI's optional fields") ||
         wd_call_opt_string(c, o, "model", &model) < 0 || read_options(c, o) < 0 || !(path = model_path(c, model)))
         goto done;
-    if (read_messages(c, "messages", json_object_get(o, "messages"), &history, &query) < 0) {
+    char *schema = NULL;
+    if (output_schema(c, json_object_get(o, "response_format"), "response_format", &schema) < 0 ||
+        read_messages(c, "messages", json_object_get(o, "messages"), &history, &query) < 0) {
         free(path);
+        free(schema);
         goto done;
     }
-    start_run(c, path, model, history, query, 0, o);
+    start_run(c, path, model, history, query, 0, o, schema);
 done:
     free(query);
     json_decref(history);
@@ -376,7 +411,8 @@ void wd_oai_responses(wd_call *c)
                           ? "stream must be true or false"
                       : json_array_size(json_object_get(o, "tools"))
                           ? "tools: the agent's tools are warden's own, set by its script and the policy"
-                      : fmt && (!ft || strcmp(ft, "text")) ? "text.format: only {\"type\": \"text\"} is served yet"
+                      : fmt && (!ft || (strcmp(ft, "text") && strcmp(ft, "json_schema") && strcmp(ft, "json_object")))
+                          ? "text.format: type must be text, json_schema or json_object"
                       : json_object_get(o, "previous_response_id")
                           ? "previous_response_id: warden keeps no responses; send the conversation as input"
                           : NULL;
@@ -389,13 +425,16 @@ void wd_oai_responses(wd_call *c)
     }
     if (!(path = model_path(c, model)))
         goto done;
-    if (!(msgs = input_messages(c, o)) || read_messages(c, "input", msgs, &history, &query) < 0) {
+    char *schema = NULL;
+    if (output_schema(c, fmt, "text.format", &schema) < 0 || !(msgs = input_messages(c, o)) ||
+        read_messages(c, "input", msgs, &history, &query) < 0) {
         free(path);
+        free(schema);
         goto done;
     }
     if (json_is_string(instr)) /* the client's instructions, after the agent's prompt */
         json_array_insert_new(history, 0, json_pack("{s:s,s:O}", "role", "system", "content", instr));
-    start_run(c, path, model, history, query, 1, o);
+    start_run(c, path, model, history, query, 1, o, schema);
 done:
     free(query);
     json_decref(history);

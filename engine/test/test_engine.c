@@ -46,12 +46,12 @@ TEST(freeing_an_engine_ends_every_run_with_a_result)
     if (!e)
         return;
     seen asleep = {0}, queued = {0};
-    wd_run_opts a = {"spec/fixtures/lab", "[[\"sleep\", 60000]]", "reader", NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL};
+    wd_run_opts a = {"spec/fixtures/lab", "[[\"sleep\", 60000]]", "reader", NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL};
     CHECK(wd_engine_submit(e, &a, on_done, &asleep) == 0);
     for (int i = 0; i < 5; i++) /* it starts and waits on its timer */
         event_base_loop(e->base, EVLOOP_NONBLOCK);
     CHECK(asleep.done == 0);
-    wd_run_opts b = {"spec/fixtures/lab", "[]", "reader", NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL};
+    wd_run_opts b = {"spec/fixtures/lab", "[]", "reader", NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL};
     CHECK(wd_engine_submit(e, &b, on_done, &queued) == 0);
     wd_engine_free(e);
     CHECK(asleep.done == 1);
@@ -69,7 +69,7 @@ TEST(a_tool_returning_nothing_gives_null)
     seen s = {0};
     char agent[400];
     snprintf(agent, sizeof agent, "%s/quiet", dir);
-    wd_run_opts o = {agent, "q", "reader", NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL};
+    wd_run_opts o = {agent, "q", "reader", NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL};
     for (int i = 0; i < 20; i++) {
         CHECK(wd_engine_submit(e, &o, on_done, &s) == 0);
         wd_engine_wait(e);

@@ -18,8 +18,10 @@ function M.run(agent, query, ctx)
   while true do
     -- _loaded_tools: the run's tools, as ctx:tool_specs() lists them, sent by the engine
     -- straight from what it holds
+    -- _output_schema: the run's output_schema (the agent's, or its client's), if any, holds
+    -- the answer
     local resp, err = ctx:llm { messages = messages, _loaded_tools = true, model = agent.model,
-                                temperature = agent.temperature }
+                                temperature = agent.temperature, _output_schema = true }
     if not resp then
       return nil, err
     end

@@ -315,6 +315,8 @@ function M.fakellm()
   end
   -- the tools each request offered the model: { "a,b", "-", ... }
   function server.tools(key) return field(key, " tools=(%S+)") end
+  -- the response_format schema name each request sent ("-": none)
+  function server.formats(key) return field(key, " rf=(%S+)") end
   -- the max_tokens each request asked for (-1: none)
   function server.max_tokens(key)
     local out = field(key, " max_tokens=(%-?%d+)")

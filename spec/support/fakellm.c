@@ -1,6 +1,7 @@
 /* fakellm - a fault-injecting OpenAI- and Anthropic-compatible server for the specs and
 ** the benchmarks. It listens on a free loopback port (written to --port-file), logs
-** one line per request to --log (with the names of the tools it offers the model), and
+** one line per request to --log (with the names of the tools it offers the model, its
+** max_tokens and its response_format's schema name), and
 ** exits when --watch-pid is gone.
 **
 ** The faults are chosen by the URL: every path segment holding '=' is a list of
@@ -746,8 +747,13 @@ static void handle(conn *c, const char *head, const char *body, size_t body_len)
         }
         json_t *mt = json_object_get(req, "max_tokens");
         long long max_tokens = json_is_integer(mt) ? (long long)json_integer_value(mt) : -1;
+        char rf[80]; /* the response_format's schema name, "-" none */
+        const char *rfn = json_string_value(
+            json_object_get(json_object_get(json_object_get(req, "response_format"), "json_schema"), "name"));
+        snprintf(rf, sizeof rf, "%s", rfn ? rfn : "-");
         json_decref(req);
-        fprintf(log_file, "%s %s %s tools=%s max_tokens=%lld\n", o.key, method, path, at ? tools : "-", max_tokens);
+        fprintf(log_file, "%s %s %s tools=%s max_tokens=%lld rf=%s\n", o.key, method, path, at ? tools : "-",
+                max_tokens, rf);
         fflush(log_file);
     }
     c->busy = 1;
