@@ -106,6 +106,27 @@ describe("warden serve as OpenAI's chat completions", function()
     assert.matches("previous_response_id", lines[4].error.message, 1, true)
   end)
 
+  it("holds the answer to the client's response_format", function()
+    local lines = client(srv, KEYS.reader, {
+      { op = "chat", body = { model = "helper", messages = { { role = "user", content = "2 + 2?" } },
+        response_format = { type = "json_schema", json_schema = { name = "n", schema = { type = "integer" } } } } },
+      { op = "chat", body = { model = "helper", messages = { { role = "user", content = "2 + 2?" } },
+        response_format = { type = "json_schema", json_schema = { name = "s", schema = { type = "string" } } } } },
+      { op = "chat", body = { model = "helper", messages = { { role = "user", content = "2 + 2?" } },
+        response_format = { type = "json_schema", json_schema = { name = "x",
+          schema = { type = "object", oneOf = { { type = "object" } } } } } } },
+      { op = "responses", body = { model = "helper", input = "2 + 2?",
+        text = { format = { type = "json_schema", name = "n", schema = { type = "integer" } } } } },
+    })
+    assert.equal("4", lines[1].result and lines[1].result.choices[1].message.content, T.encode(lines[1]))
+    assert.equal("InternalServerError", lines[2].error.class, T.encode(lines[2]))
+    assert.matches("structured output: the answer does not fit its JSON Schema", lines[2].error.message, 1, true)
+    assert.equal("BadRequestError", lines[3].error.class)
+    assert.matches("response_format.json_schema.schema: ", lines[3].error.message, 1, true)
+    assert.matches("oneOf", lines[3].error.message, 1, true)
+    assert.equal("4", lines[4].output_text, T.encode(lines[4]))
+  end)
+
   it("lists the agents as models", function()
     local lines = client(srv, KEYS.reader, { { op = "models" } })
     local ids = {}

@@ -76,6 +76,31 @@ static int put_as_text(wd_buf *b, const json_t *v, const char *absent)
 /* v, or null when absent */
 static int put_or_null(wd_buf *b, const json_t *v) { return v ? wd_json_compact(v, b) : LIT(b, "null"); }
 
+/* the call's settings after its messages and tools: temperature, max_tokens,
+** response_format, stream (with its usage at the end) */
+static int openai_options(const json_t *call, wd_buf *b)
+{
+    int rc = 0;
+    json_t *temp = json_object_get(call, "temperature");
+    if (json_is_number(temp)) {
+        rc |= LIT(b, ",\"temperature\":");
+        rc |= wd_json_compact(temp, b);
+    }
+    json_t *mt = json_object_get(call, "max_tokens");
+    if (json_is_integer(mt)) {
+        rc |= LIT(b, ",\"max_tokens\":");
+        rc |= wd_json_compact(mt, b);
+    }
+    json_t *rf = json_object_get(call, "response_format");
+    if (rf) {
+        rc |= LIT(b, ",\"response_format\":");
+        rc |= wd_json_compact(rf, b);
+    }
+    if (json_is_true(json_object_get(call, "stream"))) /* with its usage at the end */
+        rc |= LIT(b, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+    return rc;
+}
+
 /* The OpenAI body, written straight from the call (no second tree): model, messages
 ** (an assistant turn with tool calls gets them as {id, type, function{name,
 ** arguments as text}}; other turns' content as text; a tool turn its tool_call_id),
@@ -145,23 +170,7 @@ static int openai_text(const wd_model *m, const json_t *call, wd_buf *b)
         }
         rc |= LIT(b, "]");
     }
-    json_t *temp = json_object_get(call, "temperature");
-    if (json_is_number(temp)) {
-        rc |= LIT(b, ",\"temperature\":");
-        rc |= wd_json_compact(temp, b);
-    }
-    json_t *mt = json_object_get(call, "max_tokens");
-    if (json_is_integer(mt)) {
-        rc |= LIT(b, ",\"max_tokens\":");
-        rc |= wd_json_compact(mt, b);
-    }
-    json_t *rf = json_object_get(call, "response_format");
-    if (rf) {
-        rc |= LIT(b, ",\"response_format\":");
-        rc |= wd_json_compact(rf, b);
-    }
-    if (json_is_true(json_object_get(call, "stream"))) /* with its usage at the end */
-        rc |= LIT(b, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+    rc |= openai_options(call, b);
     rc |= LIT(b, "}");
     return rc ? -1 : 0;
 }
