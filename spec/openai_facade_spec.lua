@@ -127,6 +127,27 @@ describe("warden serve as OpenAI's chat completions", function()
     assert.equal("4", lines[4].output_text, T.encode(lines[4]))
   end)
 
+  it("carries a session's turns with x-warden-session, and refuses it to another user's key", function()
+    local H = { ["x-warden-session"] = "conv-1" }
+    local lines = client(srv, KEYS.reader, {
+      { op = "chat", body = { model = "helper", messages = { { role = "user", content = "first" } } }, headers = H },
+      { op = "chat", body = { model = "helper", messages = { { role = "user", content = "second" } } }, headers = H },
+    })
+    local second = lines[2]
+    assert.truthy(second.run_id, T.encode(lines))
+    local call = T.wait_for(function()
+      for _, rec in ipairs(T.records(audit)) do
+        if rec.run_id == second.run_id and rec.event == "llm_call" then return rec end
+      end
+    end, "the second run's llm_call")
+    assert.equal(4, call.message_count) -- the agent's prompt, the first turn's two, the new question
+    lines = client(srv, KEYS.admin, { { op = "chat", headers = H,
+      body = { model = "helper", messages = { { role = "user", content = "mine now?" } } } } })
+    assert.equal("PermissionDeniedError", lines[1].error.class, T.encode(lines))
+    assert.equal(403, lines[1].error.status)
+    assert.matches("belongs to another user", lines[1].error.message, 1, true)
+  end)
+
   it("lists the agents as models", function()
     local lines = client(srv, KEYS.reader, { { op = "models" } })
     local ids = {}

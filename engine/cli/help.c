@@ -28,7 +28,7 @@ static const cmd_help CMDS[] = {
      "Run an agent once under the policy and print its result. Exit 0 when the run succeeded, 1 when it ran and "
      "did not, 2 when the configuration is wrong (nothing is run or recorded then).",
      "--user ID\twho runs it (default: WARDEN_USER, the policy user whose os_user is your login, the user named "
-     "as your login)\n--session ID\tgroup runs into one session\n" POLICY_OPT STORE_OPT
+     "as your login)\n--session ID\truns with the same ID share their conversation (yours alone)\n" POLICY_OPT STORE_OPT
      "--llm mock:FILE|URL\tplay a mock scenario, or call this OpenAI-compatible URL, instead of the policy's "
      "models\n--stream\tprint the model's text as it comes (its calls streamed from the provider); with --json, to "
      "stderr\n" JSON_OPT,

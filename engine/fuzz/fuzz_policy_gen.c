@@ -153,6 +153,8 @@ static const char *const SUBKEYS[] = {"max_iterations",
                                       "redact_patterns",
                                       "enabled",
                                       "ttl",
+                                      "max_messages",
+                                      "max_tokens",
                                       "verdict",
                                       "enforce",
                                       NULL};
@@ -183,7 +185,7 @@ static void value(gen *g, int depth, int indent)
 
 static const char *const TOP[] = {"version",  "defaults",  "roles",     "users",       "tiers", "budget", "models",
                                   "tools",    "approvals", "detectors", "kill_switch", "audit", "store",  "cache",
-                                  "autonomy", "hitl",      "mcp",       "unknown_key", NULL};
+                                  "autonomy", "hitl",      "mcp",       "sessions",    "unknown_key", NULL};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

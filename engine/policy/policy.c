@@ -53,6 +53,9 @@ static wd_policy *policy_new(void)
     p->max_iterations = 5;
     p->max_tool_calls_per_answer = 32;
     p->structured_retries = 1;
+    p->session_max_messages = 50;
+    p->session_max_tokens = 8000;
+    p->session_ttl_ms = 86400000;
     p->max_tool_calls = 1000;
     p->max_audit_bytes = 16LL << 20;
     p->max_audit_records = 10000;

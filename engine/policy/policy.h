@@ -151,6 +151,8 @@ typedef struct wd_policy {
     char *store_path;
     int cache_enabled, cache_any_temperature; /* the response cache (temperature 0 only unless any) */
     long long cache_ttl_ms;
+    /* sessions: a conversation kept between runs, its oldest turns dropped past these */
+    long long session_max_messages, session_max_tokens, session_ttl_ms;
 } wd_policy;
 
 typedef struct wd_perrors {

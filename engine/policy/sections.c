@@ -20,9 +20,10 @@ static int role_index(const wd_policy *p, const char *name)
     return -1;
 }
 
-static const char *const TOP_KEYS[] = {"version",  "defaults",  "roles",     "users",       "tiers", "budget", "models",
-                                       "tools",    "approvals", "detectors", "kill_switch", "audit", "store",  "cache",
-                                       "autonomy", "hitl",      "serve",     "notify",      "mcp",   NULL};
+static const char *const TOP_KEYS[] = {"version", "defaults", "roles",     "users",     "tiers",       "budget",
+                                       "models",  "tools",    "approvals", "detectors", "kill_switch", "audit",
+                                       "store",   "cache",    "autonomy",  "hitl",      "serve",       "notify",
+                                       "mcp",     "sessions", NULL};
 static const char *const DEFAULT_KEYS[] = {"max_iterations",
                                            "max_tool_calls_per_answer",
                                            "structured_retries",
@@ -70,6 +71,7 @@ static const char *const EXPIRY_KEYS[] = {"low", "normal", "high", "critical", N
 static const char *const KILL_KEYS[] = {"consecutive_errors", NULL};
 static const char *const STORE_KEYS[] = {"path", NULL};
 static const char *const CACHE_KEYS[] = {"enabled", "ttl", "any_temperature", NULL};
+static const char *const SESSION_KEYS[] = {"max_messages", "max_tokens", "ttl", NULL};
 const char *const WD_RISKS[] = {"safe", "low", "medium", "high", "critical", NULL};
 #define RISKS WD_RISKS
 static const char *const PROVIDERS[] = {"openai", "anthropic", "mock", NULL};
@@ -540,6 +542,11 @@ wd_policy *wd_policy_build(wd_yread *c, const wd_ynode *root)
         wd_yread_bool(c, n, "enabled", "cache", &p->cache_enabled);
         wd_yread_dur(c, n, "ttl", "cache", &p->cache_ttl_ms, 1000, 366LL * 86400000);
         wd_yread_bool(c, n, "any_temperature", "cache", &p->cache_any_temperature);
+    }
+    if ((n = wd_ydoc_get(root, "sessions")) && wd_yread_map(c, n, "sessions", SESSION_KEYS) == 0) {
+        wd_yread_int(c, n, "max_messages", "sessions", &p->session_max_messages, 2, 10000);
+        wd_yread_int(c, n, "max_tokens", "sessions", &p->session_max_tokens, 100, 10000000);
+        wd_yread_dur(c, n, "ttl", "sessions", &p->session_ttl_ms, 1000, 366LL * 86400000);
     }
     if ((n = wd_ydoc_get(root, "serve")))
         load_serve(c, n);

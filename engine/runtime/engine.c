@@ -7,6 +7,7 @@
 #include "bound.h"
 #include "mcphost.h"
 #include "engine.h"
+#include "session.h"
 #include "jsonlua.h"
 #include "mock.h"
 #include "notify.h"
@@ -295,6 +296,14 @@ static int may_start(wd_run *r)
     }
     if (wd_audit_failed(e->audit)) {
         wd_run_end(r, WD_ST_FAILED, "audit log unavailable: refusing to run");
+        return -1;
+    }
+    int theirs = wd_session_load(r, err, sizeof err);
+    if (theirs) {
+        json_t *ev = wd_run_event(r, WD_AE_AUTHORIZATION_DENIED, 0);
+        json_object_set_new(ev, "reason", json_string(err));
+        wd_run_audit(r, ev);
+        wd_run_end(r, theirs == 1 ? WD_ST_UNAUTHORIZED : WD_ST_FAILED, err);
         return -1;
     }
     if (wd_kills_refuse(r, err, sizeof err)) {

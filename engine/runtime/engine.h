@@ -145,11 +145,12 @@ struct wd_run {
     void (*progress)(const json_t *p, void *ud); /* wd_run_opts.progress, with done_ud */
     json_t *history;                             /* wd_run_opts.history, checked: an array of {role, content} */
     void (*on_text)(const char *text, size_t len, void *ud); /* wd_run_opts.on_text, with done_ud */
-    json_t *output_schema;            /* the final answer's: the agent's output_schema, or wd_run_opts' */
-    struct wd_schema *output_check;   /* it compiled */
-    json_t *output;                   /* a completed run's answer, parsed, when it has one */
-    json_t *j_ids[4]; /* run_id, session_id, user_id, agent as JSON, shared by every record */
-    wd_mock *mock;    /* borrowed from the engine while the run lives */
+    int session_explicit;           /* its session id was given (shared history), not made up */
+    json_t *output_schema;          /* the final answer's: the agent's output_schema, or wd_run_opts' */
+    struct wd_schema *output_check; /* it compiled */
+    json_t *output;                 /* a completed run's answer, parsed, when it has one */
+    json_t *j_ids[4];               /* run_id, session_id, user_id, agent as JSON, shared by every record */
+    wd_mock *mock;                  /* borrowed from the engine while the run lives */
     char *llm;
     wd_sandbox *sb;
     lua_State *L;

@@ -3,6 +3,7 @@
 ** out once its records are in the file. */
 #include "engine.h"
 #include "schema.h"
+#include "session.h"
 #include "util.h"
 
 #include <sodium.h>
@@ -239,6 +240,8 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
         st = WD_ST_FAILED;
         error = unfit;
     }
+    if (st == WD_ST_COMPLETED)
+        wd_session_save(r);
     if (!r->pol) /* ended before its first turn (a kill, the engine stopping) */
         e->unstarted--;
     wd_ready_remove(r);

@@ -137,9 +137,10 @@ int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, vo
         memcpy(r->run_id, o->run_id, strlen(o->run_id) + 1);
     else
         wd_uuid(r->run_id);
-    if (o->session_id)
+    if (o->session_id) {
         r->session_id = wd_strdup(o->session_id);
-    else {
+        r->session_explicit = 1;
+    } else {
         char s[37];
         wd_uuid(s);
         r->session_id = wd_strdup(s);

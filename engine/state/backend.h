@@ -24,6 +24,9 @@ typedef struct wd_store_backend {
     int (*sweep)(wd_store *s);
     int (*rate_take)(wd_store *s, const char *key, long long limit, int64_t window_ms, int64_t now_ms, long long *count,
                      int64_t *retry_ms);
+    int (*session_get)(wd_store *s, const char *id, int64_t now_ms, char **owner, char **messages);
+    int (*session_put)(wd_store *s, const char *id, const char *owner, const char *messages, int64_t now_ms,
+                       int64_t expires_ms);
     int (*cache_get)(wd_store *s, const char *key, int64_t now_ms, char **answer, int64_t *cost_nusd);
     int (*cache_put)(wd_store *s, const char *key, const char *answer, int64_t cost_nusd, int64_t now_ms,
                      int64_t ttl_ms);

@@ -63,7 +63,9 @@ static const char SCHEMA[] =
     " attempts INTEGER NOT NULL, next_ms INTEGER NOT NULL, claim_ms INTEGER NOT NULL, last_error TEXT,"
     " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS notify_due ON notify(status, next_ms);"
-    "CREATE TABLE IF NOT EXISTS blocks (key TEXT PRIMARY KEY, until_ms INTEGER NOT NULL, reason TEXT);";
+    "CREATE TABLE IF NOT EXISTS blocks (key TEXT PRIMARY KEY, until_ms INTEGER NOT NULL, reason TEXT);"
+    "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, owner TEXT NOT NULL, messages TEXT NOT NULL,"
+    " updated_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL);";
 
 /* another process holds the write lock for microseconds: yield, then short sleeps,
 ** for about two seconds in all (SQLite's own handler sleeps whole milliseconds) */

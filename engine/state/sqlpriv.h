@@ -34,6 +34,8 @@ enum {
     Q_AKEY_USER,
     Q_BLOCK_GET,
     Q_NOTIFY_DUE,
+    Q_SESSION_GET,
+    Q_SESSION_PUT,
     Q_COUNT
 };
 
@@ -75,6 +77,9 @@ int wd_sq_ledger_list(wd_store *s, wd_ledger_row **rows, size_t *n);
 int wd_sq_sweep(wd_store *s);
 int wd_sq_rate_take(wd_store *s, const char *key, long long limit, int64_t window_ms, int64_t now_ms, long long *count,
                     int64_t *retry_ms);
+int wd_sq_session_get(wd_store *s, const char *id, int64_t now_ms, char **owner, char **messages);
+int wd_sq_session_put(wd_store *s, const char *id, const char *owner, const char *messages, int64_t now_ms,
+                      int64_t expires_ms);
 int wd_sq_cache_get(wd_store *s, const char *key, int64_t now_ms, char **answer, int64_t *cost_nusd);
 int wd_sq_cache_put(wd_store *s, const char *key, const char *answer, int64_t cost_nusd, int64_t now_ms,
                     int64_t ttl_ms);

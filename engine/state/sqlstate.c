@@ -347,6 +347,48 @@ fail:
     return -1;
 }
 
+/* ---- sessions ---------------------------------------------------------------------- */
+
+int wd_sq_session_get(wd_store *st_, const char *id, int64_t now_ms, char **owner, char **messages)
+{
+    wd_sqlite *s = SQ(st_);
+    *owner = *messages = NULL;
+    sqlite3_stmt *st = wd_sq_cached(s, Q_SESSION_GET,
+                                    "SELECT owner, messages FROM sessions WHERE id = ?1 AND expires_ms > ?2");
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ms);
+    int rc = sqlite3_step(st), out = rc == SQLITE_DONE ? 0 : -1;
+    if (rc == SQLITE_ROW) {
+        *owner = wd_strdup((const char *)sqlite3_column_text(st, 0));
+        *messages = wd_strdup((const char *)sqlite3_column_text(st, 1));
+        out = *owner && *messages ? 1 : -1;
+    }
+    wd_sq_done(st);
+    if (out < 0) {
+        free(*owner);
+        free(*messages);
+        *owner = *messages = NULL;
+    }
+    return out;
+}
+
+int wd_sq_session_put(wd_store *st_, const char *id, const char *owner, const char *messages, int64_t now_ms,
+                      int64_t expires_ms)
+{
+    wd_sqlite *s = SQ(st_);
+    sqlite3_stmt *st = wd_sq_cached(s, Q_SESSION_PUT,
+                                    "INSERT OR REPLACE INTO sessions(id, owner, messages, updated_ms, expires_ms) "
+                                    "VALUES(?1, ?2, ?3, ?4, ?5)");
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, messages, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now_ms);
+    sqlite3_bind_int64(st, 5, expires_ms);
+    int rc = sqlite3_step(st);
+    wd_sq_done(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 /* ---- the response cache ------------------------------------------------------------ */
 
 int wd_sq_cache_get(wd_store *st_, const char *key, int64_t now_ms, char **answer, int64_t *cost_nusd)

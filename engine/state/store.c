@@ -61,6 +61,17 @@ int wd_store_rate_take(wd_store *s, const char *key, long long limit, int64_t wi
     return s->be->rate_take(s, key, limit, window_ms, now_ms, count, retry_ms);
 }
 
+int wd_store_session_get(wd_store *s, const char *id, int64_t now_ms, char **owner, char **messages)
+{
+    return s->be->session_get(s, id, now_ms, owner, messages);
+}
+
+int wd_store_session_put(wd_store *s, const char *id, const char *owner, const char *messages, int64_t now_ms,
+                         int64_t expires_ms)
+{
+    return s->be->session_put(s, id, owner, messages, now_ms, expires_ms);
+}
+
 int wd_store_cache_get(wd_store *s, const char *key, int64_t now_ms, char **answer, int64_t *cost_nusd)
 {
     return s->be->cache_get(s, key, now_ms, answer, cost_nusd);

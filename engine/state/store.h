@@ -104,6 +104,13 @@ int wd_store_rate_take(wd_store *s, const char *key, long long limit, int64_t wi
 
 /* 1 hit (*answer: caller frees, *cost_nusd what the answer cost when it was bought),
 ** 0 miss, -1 error */
+/* ---- sessions (docs/lua-api.md, Sessions): a conversation kept between runs ----
+** get: 1 found and not expired (*owner, *messages: JSON text; caller frees both), 0 none,
+** -1 error. put: the session's conversation replaced (made when new; an expired one is
+** anyone's again), expiring at expires_ms; 0, or -1 error. */
+int wd_store_session_get(wd_store *s, const char *id, int64_t now_ms, char **owner, char **messages);
+int wd_store_session_put(wd_store *s, const char *id, const char *owner, const char *messages, int64_t now_ms,
+                         int64_t expires_ms);
 int wd_store_cache_get(wd_store *s, const char *key, int64_t now_ms, char **answer, int64_t *cost_nusd);
 int wd_store_cache_put(wd_store *s, const char *key, const char *answer, int64_t cost_nusd, int64_t now_ms,
                        int64_t ttl_ms);

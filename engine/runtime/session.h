@@ -1,0 +1,19 @@
+/* session.h - sessions (docs/lua-api.md, Sessions): runs given the same session id share
+** their conversation, kept in the state store, owned by the user who started it, capped by
+** the policy's sessions.max_messages and max_tokens (the oldest turns dropped first) and
+** expiring sessions.ttl after its last turn. */
+#ifndef WD_SESSION_H
+#define WD_SESSION_H
+
+#include "engine.h"
+
+/* At the run's start: the session's turns go before the run's own history (ctx:history).
+** 0 (a new session, or its turns loaded); 1 refused: the session is another user's (msg);
+** -1 the store failed (msg). */
+int wd_session_load(wd_run *r, char *msg, size_t n);
+/* At a completed run's end: its query and final answer appended to the session, the
+** oldest turns dropped past the caps, its expiry pushed on. A failure goes to the run's
+** errors. */
+void wd_session_save(wd_run *r);
+
+#endif
