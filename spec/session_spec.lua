@@ -5,7 +5,8 @@ local T = require("warden.testing")
 
 -- an agent that answers with the conversation it was given, then the query
 local function echo_agent()
-  local dir = T.tmpdir()
+  local dir = T.tmpfile("-agent")
+  os.execute("mkdir -p " .. dir)
   T.write(dir .. "/agent.lua", [[
 return warden.agent { name = "echo", run = function(q, ctx)
   local parts = {}

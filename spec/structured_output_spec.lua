@@ -89,7 +89,8 @@ end)
 
 describe("an agent's output_schema", function()
   local function agent(schema_lua)
-    local dir = T.tmpdir()
+    local dir = T.tmpfile("-agent")
+  os.execute("mkdir -p " .. dir)
     T.write(dir .. "/agent.lua", ("return warden.agent { name = \"typed\", output_schema = %s }\n"):format(schema_lua))
     return dir
   end
@@ -114,7 +115,8 @@ describe("an agent's output_schema", function()
   end)
 
   it("holds a script's own final answer to it", function()
-    local dir = T.tmpdir()
+    local dir = T.tmpfile("-agent")
+  os.execute("mkdir -p " .. dir)
     T.write(dir .. "/agent.lua", "return warden.agent { name = \"own\", output_schema = " .. TYPED ..
       ", run = function(q, ctx) return q end }\n")
     local ok = T.run { agent = dir, query = '{"n": 7}' }

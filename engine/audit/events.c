@@ -54,7 +54,8 @@ static const char *const COMMON[] = {"event",          "seq",       "timestamp",
 
 /* each event's own fields (docs/safety.md, Audit schema, lists them) */
 static const char *const *const FIELDS[WD_AE_COUNT] = {
-    [WD_AE_RUN_STARTED] = FIELDS_OF("agent_version", "error", "policy_generation", "policy_sha256", "query", "reason"),
+    [WD_AE_RUN_STARTED] =
+        FIELDS_OF("agent_version", "error", "parent_run_id", "policy_generation", "policy_sha256", "query", "reason"),
     [WD_AE_LLM_CALL] =
         FIELDS_OF("agent_step", "cache_hit", "circuit_breaker_state", "cost_usd", "error", "input_tokens", "latency_ms",
                   "message_count", "model", "model_text", "model_text_bytes", "output_tokens", "reason", "retry_count",

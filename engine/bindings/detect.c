@@ -205,7 +205,7 @@ static void push_ctx(wd_run *r, lua_State *L, const char *name, int bx, int per_
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, r->max_iterations);
     lua_setfield(L, -2, "max_iterations");
-    lua_pushnumber(L, wd_budget_per_run(r->pol, r->user_id));
+    lua_pushnumber(L, wd_budget_run_limit(r, r->pol));
     lua_setfield(L, -2, "cost_usd");
     lua_pushinteger(L, r->pol->run_ms);
     lua_setfield(L, -2, "run_ms");

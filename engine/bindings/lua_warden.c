@@ -202,7 +202,7 @@ static int c_budget(lua_State *L)
 {
     wd_run *r = run_of(L);
     wd_policy *p = wd_engine_policy(r->eng);
-    double limit = wd_budget_per_run(p, r->user_id);
+    double limit = wd_budget_run_limit(r, p);
     wd_policy_unref(p);
     lua_createtable(L, 0, 5);
     lua_pushnumber(L, r->cost);
@@ -368,6 +368,11 @@ static void load_listed(lua_State *L, wd_run *r, const wd_policy *p, int spec, c
         const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
         if (!name || strlen(name) != len)
             luaL_error(L, "%s[%d] must be a tool name", field, (int)i);
+        if (!strncmp(name, "agent:", 6)) { /* another agent, as the tool agent__NAME (agentcall.h) */
+            lua_pushfstring(L, "agent__%s", name + 6);
+            lua_replace(L, -2);
+            name = lua_tostring(L, -1);
+        }
         if (wd_tool_allow(r, name) < 0)
             luaL_error(L, "out of memory");
         if (wd_policy_tool(p, name) && wd_tool_load(r, L, name) < 0)

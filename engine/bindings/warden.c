@@ -4,6 +4,7 @@
 #include "detect.h"
 #include "exec.h"
 #include "mcpcall.h"
+#include "agentcall.h"
 #include "fetch.h"
 #include "llm.h"
 #include "lua_warden.h"
@@ -17,6 +18,7 @@ static const wd_engine_hooks HOOKS = {
             [OP_HTTP] = &wd_op_http,
             [OP_EXEC] = &wd_op_exec,
             [OP_MCP] = &wd_op_mcp,
+            [OP_AGENT] = &wd_op_agent,
             [OP_LLM] = &wd_op_llm,
             [OP_SLEEP] = &wd_op_sleep,
             [OP_END] = &wd_op_end,

@@ -328,7 +328,7 @@ static int llm_iterations(wd_run *r, char *msg, size_t n, wd_status *st)
 static int llm_cost(wd_run *r, char *msg, size_t n, wd_status *st)
 {
     wd_policy *p = wd_engine_policy(r->eng);
-    double limit = wd_budget_per_run(p, r->user_id);
+    double limit = wd_budget_run_limit(r, p);
     wd_policy_unref(p);
     if (r->cost < limit)
         return 0;

@@ -4,6 +4,7 @@
 #include "toolpriv.h"
 #include "settle.h"
 #include "mcpcall.h"
+#include "agentcall.h"
 #include "approval.h"
 #include "canon.h"
 #include "checkdef.h"
@@ -180,6 +181,7 @@ static void drop_handler(wd_run *r)
     wd_fetch_cancel(r, NULL);
     wd_exec_cancel(r, NULL);
     wd_mcpcall_cancel(r, "the tool call ended");
+    wd_agentcall_cancel(r, "the tool call that ran it ended");
     if (r->L && r->tool.co) {
         r->sb->in_engine++;
         luaL_unref(r->L, LUA_REGISTRYINDEX, r->tool_st->co_ref);

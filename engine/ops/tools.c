@@ -10,6 +10,7 @@
 #include "jsonlua.h"
 #include "llm.h"
 #include "mcpcall.h"
+#include "agentcall.h"
 #include "mcphost.h"
 #include "redact.h"
 #include "util.h"
@@ -231,6 +232,28 @@ static int register_mcp(wd_run *r, lua_State *L, const char *name, size_t server
     return (int)r->ntools++;
 }
 
+/* another agent as a tool (agentcall.h); -1 with the message pushed */
+static int register_agent(wd_run *r, lua_State *L, const char *name)
+{
+    json_t *params = NULL;
+    char *desc = NULL, err[300];
+    if (wd_agentcall_prepare(r, L, name, &params, &desc) < 0)
+        return -1;
+    wd_schema *schema = params ? wd_schema_compile(params, err, sizeof err) : NULL;
+    wd_tool_impl *t = schema && desc ? add_impl(r, name, params, schema) : NULL;
+    if (!t) {
+        wd_schema_free(schema);
+        json_decref(params);
+        free(desc);
+        lua_pop(L, 1);
+        lua_pushfstring(L, "tool '%s': out of memory", name);
+        return -1;
+    }
+    t->description = desc;
+    t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return (int)r->ntools++;
+}
+
 /* a JSON value's size as prompt text, counted as wd_lua_to_json_sized does */
 static size_t json_text_bytes(const json_t *v, int depth)
 {
@@ -285,6 +308,8 @@ int wd_tool_load(wd_run *r, lua_State *L, const char *name)
     const char *sep = strstr(name, "__");
     if (sep && sep > name && wd_policy_mcp_server(r->pol, name, (size_t)(sep - name)))
         return register_mcp(r, L, name, (size_t)(sep - name));
+    if (!strncmp(name, WD_AGENT_TOOL_PREFIX, strlen(WD_AGENT_TOOL_PREFIX)) && name[strlen(WD_AGENT_TOOL_PREFIX)])
+        return register_agent(r, L, name);
     char path[2048], rel[256];
     snprintf(path, sizeof path, "%s/tools/%s.lua", r->agent_dir, name);
     snprintf(rel, sizeof rel, "tools/%s.lua", name);

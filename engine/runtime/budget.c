@@ -61,6 +61,12 @@ void wd_budget_name(const wd_ledger_key *k, char *out, size_t n)
         snprintf(out, n, "the %s %s budget", k->scope, span);
 }
 
+double wd_budget_run_limit(const wd_run *r, const wd_policy *p)
+{
+    double l = wd_budget_per_run(p, r->user_id);
+    return r->cap_usd >= 0 && r->cap_usd < l ? r->cap_usd : l;
+}
+
 double wd_budget_per_run(const wd_policy *p, const char *user)
 {
     const wd_tier *t = wd_policy_tier_of(p, wd_policy_user(p, user));
@@ -339,13 +345,14 @@ static int reserve(wd_run *r, double cost, const char *what, const json_t *args,
     memset(h, 0, sizeof *h);
     wd_policy *p = wd_engine_policy(r->eng);
     int rc = 0;
-    double limit = wd_budget_per_run(p, r->user_id), held = usd(r->held_nusd);
+    double limit = wd_budget_run_limit(r, p), held = usd(r->held_nusd);
     if (r->cost + held + cost > limit + 1e-12) {
         double left = limit - r->cost - held;
         char c1[40], c2[40], c3[40];
-        snprintf(msg, n, "cost limit: this call may cost up to %s and the run has %s of its %s left",
+        snprintf(msg, n, "cost limit: this call may cost up to %s and the run has %s of its %s left%s",
                  wd_fmt_usd(cost, c1, sizeof c1), wd_fmt_usd(left > 0 ? left : 0, c2, sizeof c2),
-                 wd_fmt_usd(limit, c3, sizeof c3));
+                 wd_fmt_usd(limit, c3, sizeof c3),
+                 r->cap_usd >= 0 && limit <= r->cap_usd ? " (a sub-run: what its parent's run had left)" : "");
         if (!quiet)
             audit_budget(r, WD_AE_BUDGET_EXCEEDED, what, args, "run", NULL, cost, msg);
         goto out;
@@ -410,7 +417,7 @@ int wd_budget_reserve_upto(wd_run *r, double cost, double least, const char *wha
         return 1;
     }
     wd_policy *p = wd_engine_policy(r->eng);
-    double room = wd_budget_per_run(p, r->user_id) - r->cost - usd(r->held_nusd), left[WD_BUDGET_KEYS];
+    double room = wd_budget_run_limit(r, p) - r->cost - usd(r->held_nusd), left[WD_BUDGET_KEYS];
     char name[200] = "the run's cost limit";
     const wd_ledger_key *keys = run_keys(r, p);
     int known = wd_budget_left(r, left, msg, n) == 0;
@@ -472,7 +479,7 @@ void wd_budget_settle(wd_run *r, wd_budget_hold *h, double actual)
     memset(h, 0, sizeof *h);
     if (!r->run_warned && actual > 0) {
         wd_policy *p = wd_engine_policy(r->eng);
-        double limit = wd_budget_per_run(p, r->user_id), ratio = p->warn_ratio;
+        double limit = wd_budget_run_limit(r, p), ratio = p->warn_ratio;
         wd_policy_unref(p);
         if (limit > 0 && ratio > 0 && r->cost >= limit * ratio) {
             r->run_warned = 1;

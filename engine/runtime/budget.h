@@ -52,6 +52,9 @@ int64_t wd_ledger_unflushed(wd_ledger *l, const wd_ledger_key *k);
 /* the ledger keys of a user at now_ms: its day and month (limits from its tier) and
 ** the global month; returns how many */
 int wd_budget_keys(const wd_policy *p, const char *user, int64_t now_ms, wd_ledger_key *keys);
+/* a run's cost limit: its user's per_run_usd, or less for a sub-run (what its parent had
+** left) */
+double wd_budget_run_limit(const wd_run *r, const wd_policy *p);
 /* the run limit of a user: its tier's per_run_usd, 1.00 without a tier */
 double wd_budget_per_run(const wd_policy *p, const char *user);
 /* "user bob's daily budget" / "the global monthly budget", into out */

@@ -396,6 +396,8 @@ static void start(wd_run *r)
     if (may_start(r) < 0)
         return;
     r->max_iterations = p->max_iterations;
+    if (r->cap_iterations > 0 && r->cap_iterations < r->max_iterations) /* a sub-run: what its parent had left */
+        r->max_iterations = r->cap_iterations;
     r->sb = wd_sandbox_new((size_t)p->memory_mb << 20, p->instructions_per_call, r->agent_dir, err, sizeof err);
     if (!r->sb) {
         wd_run_end(r, WD_ST_FAILED, err);
@@ -427,7 +429,12 @@ static void start(wd_run *r)
         r->sealing = 1;
     }
     r->deadline_ns = r->t0_ns + p->run_ms * 1000000LL;
-    struct timeval tv = {(time_t)(p->run_ms / 1000), (suseconds_t)(p->run_ms % 1000) * 1000};
+    if (r->cap_deadline_ns && r->cap_deadline_ns < r->deadline_ns) /* a sub-run ends by its parent's deadline */
+        r->deadline_ns = r->cap_deadline_ns;
+    long long ms = (r->deadline_ns - wd_now_ns()) / 1000000;
+    if (ms < 0)
+        ms = 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
     evtimer_add(r->run_timer, &tv);
     json_t *ev = wd_run_event(r, WD_AE_RUN_STARTED, 1);
     if (ev) {
@@ -437,6 +444,8 @@ static void start(wd_run *r)
                             json_string(wd_agent_version(&e->versions, r->agent_dir, r->agent_path)));
         json_object_set_new(ev, "policy_generation", json_integer((json_int_t)p->generation));
         json_object_set_new(ev, "policy_sha256", json_string(p->sha256));
+        if (r->parent_run_id[0]) /* another agent's run called it as a tool */
+            json_object_set_new(ev, "parent_run_id", json_string(r->parent_run_id));
         wd_run_audit(r, ev);
     }
     r->start_mark = wd_audit_appended(e->audit);

@@ -41,7 +41,19 @@ typedef struct wd_tool_state wd_tool_state;       /* ops/toolcall.c */
 /* The kinds of operation a run waits on. An engine call records its request in r->req and
 ** yields; the driver starts it by its kind (wd_run_start_op); a run that ends while it
 ** waits has every kind cancel what it holds, in this order (wd_run_end). */
-typedef enum { OP_NONE, OP_TOOL, OP_APPROVAL, OP_HTTP, OP_EXEC, OP_MCP, OP_LLM, OP_SLEEP, OP_END, OP_COUNT } wd_opkind;
+typedef enum {
+    OP_NONE,
+    OP_TOOL,
+    OP_APPROVAL,
+    OP_HTTP,
+    OP_EXEC,
+    OP_MCP,
+    OP_AGENT,
+    OP_LLM,
+    OP_SLEEP,
+    OP_END,
+    OP_COUNT
+} wd_opkind;
 
 /* one kind of operation: its file defines it, bindings/warden.c puts it in the hooks */
 typedef struct wd_op_kind {
@@ -145,12 +157,20 @@ struct wd_run {
     void (*progress)(const json_t *p, void *ud); /* wd_run_opts.progress, with done_ud */
     json_t *history;                             /* wd_run_opts.history, checked: an array of {role, content} */
     void (*on_text)(const char *text, size_t len, void *ud); /* wd_run_opts.on_text, with done_ud */
-    int session_explicit;           /* its session id was given (shared history), not made up */
-    json_t *output_schema;          /* the final answer's: the agent's output_schema, or wd_run_opts' */
-    struct wd_schema *output_check; /* it compiled */
-    json_t *output;                 /* a completed run's answer, parsed, when it has one */
-    json_t *j_ids[4];               /* run_id, session_id, user_id, agent as JSON, shared by every record */
-    wd_mock *mock;                  /* borrowed from the engine while the run lives */
+    int session_explicit; /* its session id was given (shared history), not made up */
+    /* a sub-run: another agent's run called as a tool (agentcall.c), inside its parent's
+    ** limits */
+    char parent_run_id[37];               /* "" none */
+    int depth;                            /* 0 a run of its own, 1 its sub-run, ... */
+    double cap_usd;                       /* the run's cost limit: what its parent had left; -1 none */
+    int64_t cap_deadline_ns;              /* its parent's deadline; 0 none */
+    int cap_iterations;                   /* the LLM calls its parent had left; 0 none */
+    struct wd_agentcall_state *agentcall; /* a sub-run in flight (agentcall.c) */
+    json_t *output_schema;                /* the final answer's: the agent's output_schema, or wd_run_opts' */
+    struct wd_schema *output_check;       /* it compiled */
+    json_t *output;                       /* a completed run's answer, parsed, when it has one */
+    json_t *j_ids[4];                     /* run_id, session_id, user_id, agent as JSON, shared by every record */
+    wd_mock *mock;                        /* borrowed from the engine while the run lives */
     char *llm;
     wd_sandbox *sb;
     lua_State *L;
@@ -277,6 +297,9 @@ long long wd_run_retry_arm(wd_run *r, int retries, long long retry_after_ms, eve
 void wd_run_progress(wd_run *r, const json_t *p);
 /* a piece of a model's answer text to the run's listener (wd_run_opts.on_text), if any */
 void wd_run_text(wd_run *r, const char *text, size_t len);
+/* wd_engine_submit, giving the run (NULL out of memory): its caller may set the fields of
+** a sub-run before it starts on the loop */
+wd_run *wd_run_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, void *ud);
 /* an event for the run's detectors (a no-op without any); takes ev */
 void wd_run_observe(wd_run *r, json_t *ev);
 /* pushes the run's ctx on L (for_tool: a tool handler's) */

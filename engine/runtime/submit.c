@@ -124,9 +124,15 @@ static int resolve_agent(wd_run *r, const char *agent, char *err, size_t n)
 
 int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, void *ud)
 {
+    return wd_run_submit(e, o, done, ud) ? 0 : -1;
+}
+
+wd_run *wd_run_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, void *ud)
+{
     wd_run *r = calloc(1, sizeof *r);
     if (!r)
-        return -1;
+        return NULL;
+    r->cap_usd = -1;
     r->eng = e;
     r->done = done;
     r->done_ud = ud;
@@ -172,7 +178,7 @@ int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, vo
         !r->run_timer) {
         r->agent_name = wd_strdup("?");
         wd_run_end(r, WD_ST_FAILED, "out of memory");
-        return -1;
+        return NULL; /* ended: its callback has run */
     }
     if (!o->agent || resolve_agent(r, o->agent, err, sizeof err) < 0 ||
         (o->history && read_history(r, o->history, err, sizeof err) < 0) ||
@@ -182,5 +188,5 @@ int wd_engine_submit(wd_engine *e, const wd_run_opts *o, wd_run_done_fn done, vo
         r->start_error = wd_strdup(o->agent ? err : "no agent given"); /* ended by start() */
     }
     wd_run_schedule(r, NULL, 0);
-    return 0;
+    return r;
 }
