@@ -78,6 +78,22 @@ describe("agents as tools", function()
     assert.equal(1, srv.requests(key .. "-billing")) -- the second call was never sent
   end)
 
+  it("ends a sub-run by its parent's deadline", function()
+    local key = T.key("slow")
+    local dir = agents({ front = FRONT, billing = BILLING })
+    local pol = policy(key, 1, 1, { defaults = { timeouts = { run_ms = 600 } } })
+    local doc = T.load_yaml(pol)
+    doc.models.cheap.base_url = srv.url("key=" .. key .. "-billing,delay=5000")
+    T.write(pol, T.encode(doc))
+    local t0 = os.time()
+    local res, audit = T.run { agent = dir .. "/front", query = "q", llm = false, policy = pol }
+    assert.equal("timeout", res.status)
+    assert.is_true(os.time() - t0 <= 3)
+    local ends = T.events(audit, "run_finished")
+    assert.equal(2, #ends)
+    for _, e in ipairs(ends) do assert.matches("^timeout", e.reason) end
+  end)
+
   it("is a tool like any: without a rule of the policy the model cannot call it", function()
     local key = T.key("norule")
     local dir = agents({ front = FRONT, billing = BILLING })
