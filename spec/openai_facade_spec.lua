@@ -9,6 +9,19 @@ local ROOT = os.getenv("PWD")
 local CLIENT = ROOT .. "/spec/fixtures/openai/client.mjs"
 local KEYS = { reader = "reader-key-1", admin = "admin-key-3", poor = "poor-key-4" }
 
+local FRAMEWORKS = ROOT .. "/spec/fixtures/openai/frameworks.mjs"
+
+-- LangChain and the OpenAI Agents SDK, given the base URL and the key only
+local function frameworks(srv, key, ops)
+  local out = T.sh(("env -u LD_PRELOAD node %s %s/v1 '%s' '%s'"):format(FRAMEWORKS, srv.url, key, json.encode(ops)))
+  local lines = {}
+  for line in out:gmatch("[^\n]+") do
+    local ok, v = pcall(json.decode, line)
+    if ok and type(v) == "table" then lines[#lines + 1] = v end
+  end
+  return lines, out
+end
+
 local function client(srv, key, ops)
   local out = T.sh(("env -u LD_PRELOAD node %s %s/v1 '%s' '%s'"):format(CLIENT, srv.url, key or "",
     json.encode(ops)))
@@ -148,6 +161,21 @@ describe("warden serve as OpenAI's chat completions", function()
     assert.matches("belongs to another user", lines[1].error.message, 1, true)
   end)
 
+  it("serves LangChain's ChatOpenAI and the OpenAI Agents SDK as their model", function()
+    local lines, out = frameworks(srv, KEYS.reader, {
+      { op = "lc_invoke", model = "helper", input = "what is 2 + 2?" },
+      { op = "lc_stream", model = "helper", input = "what is 2 + 2?" },
+      { op = "agents_run", model = "helper", input = "what is 2 + 2?" },
+      { op = "agents_stream", model = "helper", input = "what is 2 + 2?" },
+    })
+    assert.equal(4, #lines, out)
+    assert.equal("4", lines[1].text, out)
+    assert.equal(15, lines[1].usage.total_tokens)
+    assert.equal("4", lines[2].text, out)
+    assert.equal("4", lines[3].text, out)
+    assert.equal("4", lines[4].final, out)
+  end)
+
   it("lists the agents as models", function()
     local lines = client(srv, KEYS.reader, { { op = "models" } })
     local ids = {}
@@ -240,6 +268,17 @@ describe("warden serve's OpenAI facade, streaming", function()
     assert.same({ 100, 8, 108 }, { r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens })
     assert.equal(r.run_id, r.warden.run_id)
     assert.near(0.008, r.warden.cost_usd, 1e-9)
+  end)
+
+  it("streams to LangChain's ChatOpenAI and the Agents SDK a piece at a time", function()
+    local lines, out = frameworks(srv, KEYS.reader, {
+      { op = "lc_stream", model = "helper", input = "count to eight" },
+      { op = "agents_stream", model = "helper", input = "count to eight" },
+    })
+    assert.equal("001 002 003 004 005 006 007 008 ", lines[1] and lines[1].text, out)
+    assert.equal(8, lines[1].pieces)
+    assert.equal("001 002 003 004 005 006 007 008 ", lines[2] and lines[2].text, out)
+    assert.equal(8, lines[2].pieces)
   end)
 
   it("streams the Responses API's events, ending with the whole response", function()
