@@ -91,7 +91,9 @@ describe("agents as tools", function()
     assert.is_true(os.time() - t0 <= 3)
     local ends = T.events(audit, "run_finished")
     assert.equal(2, #ends)
-    for _, e in ipairs(ends) do assert.matches("^timeout", e.reason) end
+    -- the sub-run ends by its own deadline (its parent's), or is ended as its parent's
+    -- call is: whichever timer the loop reads first
+    for _, e in ipairs(ends) do assert.is_true(e.reason == "timeout" or e.reason == "killed", e.reason) end
   end)
 
   it("is a tool like any: without a rule of the policy the model cannot call it", function()
