@@ -259,6 +259,7 @@ bench: deps
 	./$(BUILD)/bench/bench_runs --workers 1 1000
 	./$(BUILD)/bench/bench_runs --workers 1 --agent bench/agents/react_watched 1000
 	WARDEN_BUILD=$(BUILD) $(LUA) bench/serve_load.lua 100,200,1000 10
+	bash bench/facade_bench.sh $(BUILD) 500
 
 # libFuzzer harnesses (engine/fuzz/), built with Debian's clang under ASan and UBSan:
 # `make fuzz FUZZ_SECONDS=N` runs each for N seconds over its committed seeds; `make test`

@@ -20,13 +20,28 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <sodium.h>
+#include <event2/bufferevent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- replies ---------------------------------------------------------------- */
+
+void wd_call_stream_start(struct evhttp_request *req)
+{
+    /* each event goes out as it comes: Nagle would hold a small one back until the one
+    ** before is acknowledged, which a client's delayed ACK puts off up to 40 ms */
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evhttp_request_get_connection(req));
+    int one = 1, fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    evhttp_send_reply_start(req, 200, "OK");
+}
 
 void wd_call_text(wd_call *c, int status, const char *type, const char *body, size_t len)
 {

@@ -62,6 +62,8 @@ typedef struct wd_call {
 
 /* apicall.c */
 void wd_call_text(wd_call *c, int status, const char *type, const char *body, size_t len);
+/* a streamed reply's 200 (its headers set before), its socket sending each piece at once */
+void wd_call_stream_start(struct evhttp_request *req);
 void wd_call_json(wd_call *c, int status, json_t *v); /* takes v */
 void wd_call_error(wd_call *c, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void wd_call_audit(wd_front *f, const wd_policy *p, json_t *rec);     /* takes rec */

@@ -419,7 +419,7 @@ void wd_api_get_events(wd_call *c, const char *id)
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-store");
     evhttp_connection_set_closecb(evhttp_request_get_connection(c->req), on_stream_gone, st);
-    evhttp_send_reply_start(c->req, 200, "OK");
+    wd_call_stream_start(c->req);
     wd_metrics_http(c->f->srv->met, c->route, 200);
     struct timeval tv = {0, STREAM_POLL_MS * 1000};
     event_add(st->timer, &tv);

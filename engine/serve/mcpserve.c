@@ -396,7 +396,7 @@ static void answer_later(wd_call *c, wd_mcp_call *mc, json_t *token)
         struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
         evhttp_add_header(h, "Content-Type", "text/event-stream");
         evhttp_add_header(h, "Cache-Control", "no-store");
-        evhttp_send_reply_start(c->req, 200, "OK");
+        wd_call_stream_start(c->req);
         wd_metrics_http(c->f->srv->met, c->route, 200);
         mc->quiet_since_ms = wd_wall_ms();
     }

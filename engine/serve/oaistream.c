@@ -84,7 +84,7 @@ static void start(wd_oai_stream *s)
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-store");
     evhttp_add_header(h, "x-warden-run-id", s->run_id);
-    evhttp_send_reply_start(s->req, 200, "OK");
+    wd_call_stream_start(s->req);
     wd_metrics_http(s->f->srv->met, s->responses ? "/v1/responses" : "/v1/chat/completions", 200);
     if (!s->responses) {
         send_event(s, chunk(s, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL));

@@ -150,7 +150,8 @@ static void take(worker *w)
         list = x->next;
         x->w = w;
         atomic_fetch_add(&w->inflight, 1);
-        wd_run_opts o = {x->agent, x->query, x->user_id, x->session_id, x->llm, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL};
+        wd_run_opts o = {x->agent, x->query, x->user_id, x->session_id, x->llm, NULL, NULL,
+                         0,        NULL,     NULL,       NULL,          NULL,   NULL};
         if (wd_engine_submit(w->e, &o, on_done, x) < 0 && !x->called) {
             fail_now(x->done, x->ud, "out of memory");
             atomic_fetch_sub(&w->inflight, 1);

@@ -45,7 +45,7 @@ typedef struct wd_front {
     int64_t deny_window_ms;    /* audited refusals: at most DENY_AUDIT_PER_S a second */
     int deny_count;
     long deny_unaudited;
-    struct json_t *tool_specs; /* /mcp: script tools' definitions by path, while unchanged (mcplist.c) */
+    struct json_t *tool_specs;     /* /mcp: script tools' definitions by path, while unchanged (mcplist.c) */
     struct wd_mcp_call *mcp_calls; /* /mcp: tool calls answering on this worker (mcpserve.c) */
 } wd_front;
 
@@ -60,11 +60,11 @@ struct wd_server {
     wd_metrics *met;
     atomic_long generation; /* policy loads, 1 the first */
     atomic_int draining;
-    pthread_mutex_t mu;     /* guards policy */
-    wd_policy *policy;      /* the current snapshot (the one workers were last given) */
-    struct wd_admit *admit; /* runs in flight and waiting (admit.h) */
-    struct wd_tls *tls;     /* --tls-cert/--tls-key: every worker speaks HTTPS (tls.h) */
-    int freed;              /* a run ended since the main thread last gave memory back */
+    pthread_mutex_t mu;                   /* guards policy */
+    wd_policy *policy;                    /* the current snapshot (the one workers were last given) */
+    struct wd_admit *admit;               /* runs in flight and waiting (admit.h) */
+    struct wd_tls *tls;                   /* --tls-cert/--tls-key: every worker speaks HTTPS (tls.h) */
+    int freed;                            /* a run ended since the main thread last gave memory back */
     struct wd_mcp_sessions *mcp_sessions; /* /mcp's sessions (mcpsess.h) */
 };
 
