@@ -134,6 +134,14 @@ describe("agents as tools", function()
     assert.matches("agent handoffs nest deeper than 3: a -> b -> c -> d -> e", res.errors[#res.errors], 1, true)
   end)
 
+  it("takes no path for an agent's name", function()
+    local dir = agents({ front = 'return warden.agent { name = "front", tools = { "agent:../../etc/x" } }\n' })
+    local pol = policy(T.key("path"), 1, 1, { tools = { ["agent__*"] = { permission = "read", risk = "low" } } })
+    local res = T.run { agent = dir .. "/front", query = "q", llm = false, policy = pol }
+    assert.equal("failed", res.status)
+    assert.matches("'agent__../../etc/x' is not a valid tool name", res.errors[#res.errors], 1, true)
+  end)
+
   it("says which agent it cannot find", function()
     local dir = agents({ front = FRONT })
     local res = T.run { agent = dir .. "/front", query = "q", llm = false, policy = policy(T.key("none"), 1, 1) }
