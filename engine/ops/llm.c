@@ -590,6 +590,7 @@ static int reserve(wd_run *r, char *msg, size_t n)
     wd_llm_state *c = r->call;
     double want = wd_llm_worst_case(r, wd_llm_bound_output(r)), got;
     c->in_est = wd_llm_input_estimate(r);
+    c->limited = 0; /* a corrective ask reserves anew */
     if (!c->stream)
         return wd_budget_reserve(r, want, "llm", NULL, &r->llm_hold, msg, n);
     if (!wd_budget_reserve_upto(r, want, wd_llm_worst_case(r, 1), "llm", &r->llm_hold, &got, &c->limit_which, msg, n))
