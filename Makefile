@@ -64,7 +64,8 @@ deps:
 	fi
 	@$(MAKE) --no-print-directory -q npm-deps || $(MAKE) --no-print-directory npm-deps
 
-# the MCP servers and the official SDK the specs run against: pinned exactly in
+# the MCP servers, the official MCP SDK, and the OpenAI clients (the official `openai`,
+# LangChain's, the Agents SDK) the specs run against: pinned exactly in
 # tools/npm/package.json and its lock (engines accept Node 18 and 20: the overrides pin
 # the dependencies that would not), installed into tools/npm/node_modules (git-ignored)
 NPM_STAMP := tools/npm/node_modules/.package-lock.json
@@ -106,8 +107,11 @@ $(BUILD)/bench/%: engine/bench/%.c $(BUILD)/libwarden.a
 	@mkdir -p $(dir $@)
 	$(CC) $(WD_CFLAGS) -o $@ $(MALLOC) $< $(BUILD)/libwarden.a $(LDLIBS)
 
+# the builds of test, asan, tsan and fuzz use every core (JOBS); the tests run in order
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
 test: deps
-	@$(MAKE) --no-print-directory all $(TEST_BIN) $(BUILD)/fakellm $(BUILD)/wdload
+	@$(MAKE) --no-print-directory -j$(JOBS) all $(TEST_BIN) $(BUILD)/fakellm $(BUILD)/wdload
 	@set -o pipefail; $(MAKE) --no-print-directory test-c | tee $(BUILD)/test-c.out
 	@set -o pipefail; $(MAKE) --no-print-directory test-lua | tee $(BUILD)/test-lua.out
 	@$(MAKE) --no-print-directory lint
@@ -232,7 +236,7 @@ demo: deps
 # loaded into lua5.4 with libasan preloaded; the interpreter's own leaks are not ours)
 SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" MALLOC= all build-asan/fakellm build-asan/wdload \
+	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build-asan OPT="$(SAN)" MALLOC= all build-asan/fakellm build-asan/wdload \
 	  $(TEST_SRC:engine/test/%.c=build-asan/test/%)
 	@set -o pipefail; $(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" MALLOC= test-c | tee build-asan/test-c.out
 	@set -o pipefail; LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
@@ -246,7 +250,7 @@ asan: deps
 # loop is never preempted under it.
 TSAN_TESTS := test_pool test_chunks test_audit
 tsan: deps
-	@$(MAKE) --no-print-directory BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" MALLOC= \
+	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" MALLOC= \
 	  $(TSAN_TESTS:%=build-tsan/test/%)
 	@set -e; for t in $(TSAN_TESTS); do TSAN_OPTIONS=halt_on_error=1 build-tsan/test/$$t; done
 
@@ -269,7 +273,7 @@ TEST_FUZZ_SECONDS ?= 20
 FUZZERS := policy policy_gen schema provider jsonlua audit lmatch http
 FUZZ_SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 fuzz-build: deps
-	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" MALLOC= \
+	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build-fuzz CC=clang OPT="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" MALLOC= \
 	  $(FUZZERS:%=build-fuzz/fuzz_%)
 
 build-fuzz/fuzz_%: engine/fuzz/fuzz_%.c engine/fuzz/fuzz.h build-fuzz/libwarden.a
