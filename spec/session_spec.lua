@@ -83,6 +83,44 @@ describe("sessions", function()
     assert.equal("now:c", res.result)
   end)
 
+  it("lets an agent's summarize hook shorten a session past the caps instead of dropping turns", function()
+    local dir = T.tmpfile("-agent")
+    os.execute("mkdir -p " .. dir)
+    T.write(dir .. "/agent.lua", [[
+return warden.agent { name = "echo",
+  summarize = function(turns, ctx)
+    return { { role = "system", content = "summary of " .. #turns .. " messages for " .. ctx.user_id } }
+  end,
+  run = function(q, ctx)
+    local parts = {}
+    for _, m in ipairs(ctx:history()) do parts[#parts + 1] = m.role .. ":" .. m.content:sub(1, 40) end
+    parts[#parts + 1] = "now:" .. q
+    return table.concat(parts, "|")
+  end }
+]])
+    agent = dir
+    for _, q in ipairs({ "a", "b", "c" }) do run(q, "s6") end
+    -- six messages kept (the hook will shorten them), past max_messages 4: shortened now
+    assert.equal("system:summary of 6 messages for reader|now:d", run("d", "s6").result)
+    -- and kept so: the summary and the new turn
+    assert.equal("system:summary of 6 messages for reader|user:d|assistant:system:summary of 6 messages for " ..
+                 "reader||now:e", run("e", "s6").result)
+  end)
+
+  it("fails the run whose summarize hook returns no turns", function()
+    local dir = T.tmpfile("-agent")
+    os.execute("mkdir -p " .. dir)
+    T.write(dir .. "/agent.lua", [[
+return warden.agent { name = "echo", summarize = function() return { { role = "wizard", content = 1 } } end,
+  run = function(q) return q end }
+]])
+    agent = dir
+    for _, q in ipairs({ "a", "b", "c" }) do run(q, "s7") end
+    local res = run("d", "s7")
+    assert.equal("failed", res.status)
+    assert.matches("summarize must return the turns to keep: [1] must be {role", res.errors[#res.errors], 1, true)
+  end)
+
   it("refuses a sessions section it does not know", function()
     local path = T.write(T.tmpfile(".yaml"), "version: 1\nsessions:\n  max_mesages: 3\n")
     local out, rc = T.sh(("%s policy check %s"):format(T.bin, path))

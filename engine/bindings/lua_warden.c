@@ -1,6 +1,7 @@
 /* lua_warden.c - what scripts see: the `warden` table and the per-run `ctx`. */
 #include "lua_warden.h"
 #include "schema.h"
+#include "session.h"
 #include "detect.h"
 #include "exec.h"
 #include "fetch.h"
@@ -68,6 +69,8 @@ static int w_agent(lua_State *L)
     check_opt(L, "system_prompt", LUA_TSTRING, "warden.agent");
     check_opt(L, "run", LUA_TFUNCTION, "warden.agent");
     check_opt(L, "detectors", LUA_TTABLE, "warden.agent");
+    check_opt(L, "output_schema", LUA_TTABLE, "warden.agent");
+    check_opt(L, "summarize", LUA_TFUNCTION, "warden.agent");
     int t = lua_getfield(L, 1, "max_iterations");
     if (t != LUA_TNIL && (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1))
         return luaL_error(L, "warden.agent: 'max_iterations' must be a whole number >= 1");
@@ -421,6 +424,37 @@ static void configure_output(lua_State *L, wd_run *r)
     r->output_check = c;
 }
 
+/* ctx:_session(): the session's turns as the run was given them and whether they pass
+** the policy's caps; nothing outside a session. For the runner's summarize hook. */
+static int c_session(lua_State *L)
+{
+    wd_run *r = run_of(L);
+    if (!r->session_turns)
+        return 0;
+    wd_json_push(L, r->session_turns);
+    lua_pushboolean(L, wd_session_over(r));
+    return 2;
+}
+
+/* ctx:_session_replace(turns): what the agent's summarize hook made of them */
+static int c_session_replace(lua_State *L)
+{
+    wd_run *r = run_of(L);
+    char err[300];
+    if (!r->session_turns)
+        return luaL_error(L, "the run is in no session");
+    json_t *t = wd_lua_to_json(L, 2, err, sizeof err);
+    if (!t)
+        return luaL_error(L, "summarize: %s", err);
+    if (json_is_object(t) && !json_object_size(t)) { /* an empty table: no turns */
+        json_decref(t);
+        t = json_array();
+    }
+    if (wd_session_replace(r, t, err, sizeof err) < 0)
+        return luaL_error(L, "summarize must return the turns to keep: %s", err);
+    return 0;
+}
+
 /* ctx:output_schema(): the run's (the agent's, or the one its client asked for), or nil */
 static int c_output_schema(lua_State *L)
 {
@@ -456,6 +490,8 @@ static int c_configure(lua_State *L)
         if (mi >= 1 && mi < r->max_iterations) /* the policy may only be lowered */
             r->max_iterations = (int)mi;
     }
+    lua_pop(L, 1);
+    r->session_hook = lua_getfield(L, 2, "summarize") == LUA_TFUNCTION;
     lua_pop(L, 1);
     configure_output(L, r);
     wd_policy *p = wd_engine_policy(r->eng);
@@ -497,6 +533,8 @@ static const luaL_Reg ctx_methods[] = {
     {"history", c_history},
     {"_configure", c_configure},
     {"output_schema", c_output_schema},
+    {"_session", c_session},
+    {"_session_replace", c_session_replace},
     {"_json", c_json},
     {NULL, NULL},
 };

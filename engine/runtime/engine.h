@@ -157,7 +157,10 @@ struct wd_run {
     void (*progress)(const json_t *p, void *ud); /* wd_run_opts.progress, with done_ud */
     json_t *history;                             /* wd_run_opts.history, checked: an array of {role, content} */
     void (*on_text)(const char *text, size_t len, void *ud); /* wd_run_opts.on_text, with done_ud */
-    int session_explicit; /* its session id was given (shared history), not made up */
+    int session_explicit;  /* its session id was given (shared history), not made up */
+    json_t *session_turns; /* the session's, as the run was given them (session.c) */
+    int session_replaced;  /* the agent's summarize hook replaced them */
+    int session_hook;      /* the agent has a summarize hook */
     /* a sub-run: another agent's run called as a tool (agentcall.c), inside its parent's
     ** limits */
     char parent_run_id[37];               /* "" none */

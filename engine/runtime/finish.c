@@ -55,6 +55,7 @@ static void run_free(wd_run *r)
     free(r->agent_key);
     free(r->direct_tool);
     json_decref(r->history);
+    json_decref(r->session_turns);
     json_decref(r->output_schema);
     wd_schema_free(r->output_check);
     json_decref(r->output);

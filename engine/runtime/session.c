@@ -36,6 +36,7 @@ int wd_session_load(wd_run *r, char *msg, size_t n)
     json_t *turns = stored(r, &theirs, msg, n);
     if (!turns)
         return theirs ? 1 : -1;
+    r->session_turns = json_copy(turns);
     if (r->history)
         json_array_extend(turns, r->history);
     json_decref(r->history);
@@ -48,6 +49,52 @@ int wd_session_load(wd_run *r, char *msg, size_t n)
 static long long weight(json_t *m)
 {
     return (long long)(json_string_length(json_object_get(m, "content")) + 2) / 3 + 4;
+}
+
+static long long tokens_of(json_t *turns)
+{
+    long long t = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(turns, i, m) t += weight(m);
+    return t;
+}
+
+int wd_session_over(const wd_run *r)
+{
+    json_t *t = r->session_turns;
+    return t &&
+           ((long long)json_array_size(t) > r->pol->session_max_messages || tokens_of(t) > r->pol->session_max_tokens);
+}
+
+int wd_session_replace(wd_run *r, json_t *turns, char *err, size_t n)
+{
+    size_t i, had = json_array_size(r->session_turns);
+    json_t *m;
+    if (!json_is_array(turns) || json_array_size(turns) > 1000) {
+        snprintf(err, n, "a list of at most 1000 {role, content} is needed");
+        json_decref(turns);
+        return -1;
+    }
+    json_array_foreach(turns, i, m)
+    {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (!role || (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant")) ||
+            !json_is_string(json_object_get(m, "content"))) {
+            snprintf(err, n, "[%zu] must be {role = system, user or assistant, content = text}", i + 1);
+            json_decref(turns);
+            return -1;
+        }
+    }
+    json_t *h = json_copy(turns); /* the new turns, then the run's own history after the old ones */
+    for (i = had; i < json_array_size(r->history); i++)
+        json_array_append(h, json_array_get(r->history, i));
+    json_decref(r->history);
+    r->history = h;
+    json_decref(r->session_turns);
+    r->session_turns = turns;
+    r->session_replaced = 1;
+    return 0;
 }
 
 void wd_session_save(wd_run *r)
@@ -64,6 +111,10 @@ void wd_session_save(wd_run *r)
         return;
     }
     json_t *turns = stored(r, &theirs, msg, sizeof msg);
+    if (turns && r->session_replaced) { /* what the agent's hook made of it */
+        json_decref(turns);
+        turns = json_copy(r->session_turns);
+    }
     if (!turns) { /* taken by another user meanwhile, or unreadable */
         wd_store_rollback(s);
         json_array_append_new(r->errors, json_string(msg));
@@ -72,13 +123,13 @@ void wd_session_save(wd_run *r)
     json_array_append_new(turns, json_pack("{s:s,s:s}", "role", "user", "content", r->query ? r->query : ""));
     json_array_append_new(turns,
                           json_pack("{s:s,s:s}", "role", "assistant", "content", r->result_text ? r->result_text : ""));
-    long long tokens = 0;
-    size_t i;
-    json_t *m;
-    json_array_foreach(turns, i, m) tokens += weight(m);
-    /* the oldest turn (its user's message and the answer) first, the newest kept whole */
+    long long tokens = tokens_of(turns);
+    /* the oldest turn (its user's message and the answer) first, the newest kept whole; an
+    ** agent with a summarize hook shortens them itself at its next run, so they are kept
+    ** up to four times the caps */
+    long long x = r->session_hook ? 4 : 1;
     while (json_array_size(turns) > 2 &&
-           ((long long)json_array_size(turns) > p->session_max_messages || tokens > p->session_max_tokens)) {
+           ((long long)json_array_size(turns) > x * p->session_max_messages || tokens > x * p->session_max_tokens)) {
         for (int k = 0; k < 2; k++) {
             tokens -= weight(json_array_get(turns, 0));
             json_array_remove(turns, 0);

@@ -11,6 +11,12 @@
 ** 0 (a new session, or its turns loaded); 1 refused: the session is another user's (msg);
 ** -1 the store failed (msg). */
 int wd_session_load(wd_run *r, char *msg, size_t n);
+/* 1 when the session's turns the run was given pass the policy's caps (an agent's
+** summarize hook is then asked to shorten them) */
+int wd_session_over(const wd_run *r);
+/* The session's turns replaced by what the agent's summarize hook returned (takes turns):
+** the run's history and, at its end, the session. 0, or -1 with what is wrong in err. */
+int wd_session_replace(wd_run *r, json_t *turns, char *err, size_t n);
 /* At a completed run's end: its query and final answer appended to the session, the
 ** oldest turns dropped past the caps, its expiry pushed on. A failure goes to the run's
 ** errors. */

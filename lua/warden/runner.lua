@@ -8,6 +8,13 @@ if type(spec) ~= "table" or (spec.kind ~= "agent" and spec.kind ~= "workflow") t
 end
 ctx:_configure(spec)
 
+-- a session past the policy's caps: the agent's summarize hook may shorten it (it may ask
+-- the model, as any of its calls would), before the agent sees it
+if spec.summarize then
+  local turns, over = ctx:_session()
+  if over then ctx:_session_replace(spec.summarize(turns, ctx)) end
+end
+
 if spec.kind == "workflow" then
   return require("warden.workflow").run(spec, query, ctx)
 end
