@@ -429,11 +429,13 @@ static void start(wd_run *r)
         r->sealing = 1;
     }
     r->deadline_ns = r->t0_ns + p->run_ms * 1000000LL;
-    if (r->cap_deadline_ns && r->cap_deadline_ns < r->deadline_ns) /* a sub-run ends by its parent's deadline */
+    long long ms = p->run_ms;
+    if (r->cap_deadline_ns && r->cap_deadline_ns < r->deadline_ns) { /* a sub-run ends by its parent's deadline */
         r->deadline_ns = r->cap_deadline_ns;
-    long long ms = (r->deadline_ns - wd_now_ns()) / 1000000;
-    if (ms < 0)
-        ms = 0;
+        ms = (r->deadline_ns - wd_now_ns() + 999999) / 1000000; /* never before it */
+        if (ms < 0)
+            ms = 0;
+    }
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
     evtimer_add(r->run_timer, &tv);
     json_t *ev = wd_run_event(r, WD_AE_RUN_STARTED, 1);
