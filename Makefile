@@ -12,7 +12,7 @@ DEB_PACKAGES := build-essential pkg-config liblua$(LUA_VERSION)-dev lua$(LUA_VER
                 libcurl4-openssl-dev libssl-dev libyaml-dev lua-cjson lua-busted lua-check lua-yaml \
                 libjansson-dev libevent-dev libpcre2-dev libsqlite3-dev libsodium-dev libmimalloc-dev bubblewrap curl chromium chromium-driver \
                 clang libclang-rt-14-dev clang-tools cppcheck faketime sqlite3 zlib1g-dev prometheus \
-                dpkg-dev adduser openssl man-db systemd
+                dpkg-dev adduser openssl man-db systemd redis-server libhiredis-dev
 
 PKGS    := $(LUA_PC) yaml-0.1 jansson libevent libevent_openssl openssl libpcre2-8 libsodium libcurl libcrypto sqlite3 zlib
 BUILD   ?= build

@@ -65,6 +65,18 @@ describe("warden.testing", function()
     assert.matches("no pending approval request", err)
   end)
 
+  it("starts a redis-server of the spec's own and stops it", function()
+    local r = T.redis()
+    assert.equal("OK", r.cli("SET", "warden:spec", "it's here"))
+    assert.equal("it's here", r.cli("GET", "warden:spec"))
+    local r2 = T.redis()
+    assert.are_not.equal(r.port, r2.port)
+    assert.equal("", r2.cli("GET", "warden:spec")) -- its own data
+    r.stop()
+    r2.stop()
+    assert.is_not.equal("PONG", r.cli("ping"))
+  end)
+
   it("runs on a fake clock", function()
     local when = 1893456000000 -- 2030-01-01
     assert.is_true(T.clock(when) - when < 1000) -- it runs on from when it was set

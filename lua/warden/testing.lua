@@ -326,6 +326,50 @@ function M.fakellm()
   return server
 end
 
+-- A redis-server of the spec's own (Debian's, installed by make deps) on a free loopback
+-- port, in a directory of its own, without persistence unless opts.aof: { port, dir,
+-- cli(args...) -> its reply as text, stop() }. It is stopped by stop(), and by a watcher
+-- when the spec process ends without calling it.
+function M.redis(opts)
+  opts = opts or {}
+  local stat = assert(io.open("/proc/self/stat")):read("l")
+  local mypid = stat:match("^(%d+)")
+  for _ = 1, 20 do
+    local port = math.random(20000, 60000)
+    local dir = M.tmpfile("-redis")
+    os.execute("mkdir -p " .. dir)
+    local args = ("--port %d --bind 127.0.0.1 --dir %s --save '' --appendonly %s --daemonize no --logfile %s/log")
+      :format(port, dir, opts.aof and "yes --appendfsync everysec" or "no", dir)
+    local h = assert(io.popen(("redis-server %s >/dev/null 2>&1 & p=$!; echo $p; "
+      .. "(while kill -0 %s 2>/dev/null && kill -0 $p 2>/dev/null; do sleep 1; done; kill $p 2>/dev/null) "
+      .. ">/dev/null 2>&1 &"):format(args, mypid)))
+    local pid = h:read("l")
+    h:close()
+    local srv = { port = port, dir = dir, pid = pid }
+    function srv.cli(...)
+      local words = {}
+      for i, w in ipairs({ ... }) do words[i] = "'" .. tostring(w):gsub("'", "'\\''") .. "'" end
+      local out = M.sh(("redis-cli -p %d %s"):format(port, table.concat(words, " ")))
+      return (out:gsub("%s+$", ""))
+    end
+    -- gone once it no longer answers (its process may linger as a zombie nobody reaps)
+    function srv.stop()
+      os.execute("kill " .. pid .. " 2>/dev/null")
+      for _ = 1, 500 do
+        if srv.cli("ping") ~= "PONG" then return end
+        os.execute("sleep 0.01")
+      end
+    end
+    for _ = 1, 300 do
+      if srv.cli("ping") == "PONG" then return srv end
+      if M.sh("ps -o stat= -p " .. pid):match("^%s*[ZX]?%s*$") then break end -- it ended: the port was taken
+      os.execute("sleep 0.01")
+    end
+    srv.stop()
+  end
+  error("redis-server did not start (is it installed? make deps installs it)")
+end
+
 -- a fresh key for the fake server's counters
 local keys = 0
 function M.key(prefix)
