@@ -26,14 +26,7 @@ local function scenario(delay_ms)
   return "mock:" .. T.scenario({ e })
 end
 
--- the latest period's row of a scope ("day:" or "month:")
-local function ledger_row(store, scope, prefix)
-  local found
-  for _, row in ipairs(assert(core.ledger(store))) do
-    if row.scope == scope and row.period:sub(1, #prefix) == prefix then found = row end
-  end
-  return found
-end
+local ledger_row = T.ledger_row
 
 local function sum_costs(audit)
   local total = 0

@@ -2,7 +2,6 @@
 -- Anthropic events read as they arrive from spec/support/fakellm.c over real HTTP,
 -- llm_read_ms as the wait for each piece, and the budget held mid-stream.
 local T = require("warden.testing")
-local core = require("warden.core")
 
 local srv = T.fakellm()
 
@@ -24,13 +23,7 @@ local function ask(opts, provider, extra, run)
   return T.lab({ { "llm", { messages = HI, stream = true } } }, o)
 end
 
-local function ledger_row(store, scope, prefix)
-  local found
-  for _, row in ipairs(assert(core.ledger(store))) do
-    if row.scope == scope and row.period:sub(1, #prefix) == prefix then found = row end
-  end
-  return found
-end
+local ledger_row = T.ledger_row
 
 describe("streamed answers from providers", function()
   for _, provider in ipairs({ "openai", "anthropic" }) do

@@ -64,7 +64,7 @@ static void call_clear(wd_run *r)
     r->call->stream = r->call->limited = r->call->cut = 0;
     r->call->counted = 0;
     r->call->texted = 0;
-    r->call->spent = 0;
+    r->call->broke = 0;
     r->call->stream_err[0] = r->call->limit_msg[0] = '\0';
     wd_schema_free(r->call->format);
     r->call->format = NULL;
@@ -76,6 +76,31 @@ static void call_clear(wd_run *r)
 }
 
 static json_t *llm_event(wd_run *r, int success, long long latency);
+
+/* ** What a stream that ended short sent is paid for: its input (the provider's count, or
+** the estimate) and the output counted so far go into its call's record ev, with their
+** cost and the text so far, and into the run's tokens. The cost. */
+static double stream_paid(wd_run *r, json_t *ev)
+{
+    wd_llm_state *c = r->call;
+    long long in, out;
+    wd_llm_stream_usage(c->ls, &in, &out, NULL);
+    double in_tokens = in >= 0 ? (double)in : c->in_est;
+    double cost = wd_model_cost(c->model, in_tokens, (double)c->counted);
+    json_object_set_new(ev, "input_tokens", json_integer((json_int_t)in_tokens));
+    json_object_set_new(ev, "output_tokens", json_integer(c->counted));
+    json_object_set_new(ev, "cost_usd", json_real(cost));
+    json_object_set_new(ev, "message_count", json_integer(r->req.nmessages));
+    size_t tl;
+    const char *text = wd_llm_stream_text(c->ls, &tl);
+    json_t *partial = text ? json_pack("{s:s%}", "content", text, tl) : NULL;
+    if (partial)
+        wd_llm_answer_trace(r, ev, partial, NULL);
+    json_decref(partial);
+    r->tokens_in += (long long)in_tokens;
+    r->tokens_out += c->counted;
+    return cost;
+}
 
 /* abandons the call in flight (the run ends): no resume, the probe slot freed. A stream
 ** cut short this way still paid for what it sent: that is spent and audited. */
@@ -90,17 +115,9 @@ static void llm_cancel(wd_run *r, const char *why)
         wd_breakers_release(r->eng->breakers, c->breaker);
     double cost = 0;
     if (c->stream && c->ls && c->counted) {
-        long long in, out;
-        wd_llm_stream_usage(c->ls, &in, &out, NULL);
-        double in_tokens = in >= 0 ? (double)in : c->in_est;
-        cost = wd_model_cost(c->model, in_tokens, (double)c->counted);
         json_t *ev = llm_event(r, 0, (wd_now_ns() - r->req.t0) / 1000000);
         json_object_set_new(ev, "error", json_string(why ? why : "the run ended"));
-        json_object_set_new(ev, "input_tokens", json_integer((json_int_t)in_tokens));
-        json_object_set_new(ev, "output_tokens", json_integer(c->counted));
-        json_object_set_new(ev, "cost_usd", json_real(cost));
-        r->tokens_in += (long long)in_tokens;
-        r->tokens_out += c->counted;
+        cost = stream_paid(r, ev);
         r->cost += cost;
         wd_run_audit(r, ev);
     }
@@ -131,13 +148,9 @@ static void fail(wd_run *r, const char *msg, int timeout, const char *reason, in
         json_object_set_new(ev, "reason", json_string(reason));
     json_array_append_new(r->errors, json_string(msg));
     r->last_fail_timeout = timeout;
-    if (r->call->spent > 0) { /* a stream that broke off: what it sent is paid for */
-        json_object_set_new(ev, "output_tokens", json_integer(r->call->counted));
-        json_object_set_new(ev, "cost_usd", json_real(r->call->spent));
-        r->tokens_out += r->call->counted;
-    }
+    double cost = r->call->broke ? stream_paid(r, ev) : 0; /* a stream that broke off: what it sent */
     wd_settle st = {.record = ev,
-                    .cost = r->call->spent,
+                    .cost = cost,
                     .hold = &r->llm_hold, /* no answer: nothing spent but what a stream sent */
                     .breaker = r->call->breaker,
                     .admitted = &r->call->admitted,
@@ -437,28 +450,16 @@ static void on_http(const wd_http_resp *resp, void *ud)
 
 /* the stream passed what the budget had left: what was sent is paid for, audited with
 ** the cut, and the run ends budget_exceeded */
-static void budget_cut(wd_run *r, double in)
+static void budget_cut(wd_run *r)
 {
     wd_llm_state *c = r->call;
-    double cost = wd_model_cost(c->model, in, (double)c->counted);
     char msg[700];
     snprintf(msg, sizeof msg, "budget: the streamed answer was cut at %lld output tokens: %s", c->counted,
              c->limit_msg);
     json_t *ev = llm_event(r, 0, (wd_now_ns() - r->req.t0) / 1000000);
     json_object_set_new(ev, "error", json_string(msg));
     json_object_set_new(ev, "reason", json_string("budget"));
-    json_object_set_new(ev, "input_tokens", json_integer((json_int_t)in));
-    json_object_set_new(ev, "output_tokens", json_integer(c->counted));
-    json_object_set_new(ev, "cost_usd", json_real(cost));
-    json_object_set_new(ev, "message_count", json_integer(r->req.nmessages));
-    size_t tl;
-    const char *text = wd_llm_stream_text(c->ls, &tl);
-    json_t *partial = text ? json_pack("{s:s%}", "content", text, tl) : NULL;
-    if (partial)
-        wd_llm_answer_trace(r, ev, partial, NULL);
-    json_decref(partial);
-    r->tokens_in += (long long)in;
-    r->tokens_out += c->counted;
+    double cost = stream_paid(r, ev);
     int which = c->limit_which;
     wd_settle st = {.record = ev,
                     .cost = cost,
@@ -487,7 +488,7 @@ static void on_stream_end(const wd_http_resp *resp, void *ud)
     wd_llm_stream_usage(c->ls, &in, &out, &raw);
     double in_tokens = in >= 0 ? (double)in : c->in_est;
     if (c->cut) {
-        budget_cut(r, in_tokens);
+        budget_cut(r);
         return;
     }
     outcome o = {0};
@@ -515,7 +516,7 @@ static void on_stream_end(const wd_http_resp *resp, void *ud)
     }
     if (!o.ok && c->counted) { /* tokens came: no retry (the client has them), and they are paid for */
         o.transient = 0;
-        c->spent = wd_model_cost(m, in_tokens, (double)c->counted);
+        c->broke = 1;
     }
     wd_provider_scrub(m, o.msg);
     settle(r, &o);

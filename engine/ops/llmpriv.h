@@ -36,7 +36,7 @@ struct wd_llm_state {
     int limit_which;      /* the budget that set room (wd_budget_reserve_upto) */
     char limit_msg[300];
     size_t texted; /* bytes of the call's text given to the run's listener */
-    double spent;  /* what a stream that failed after sending tokens cost */
+    int broke;     /* the stream failed after sending tokens: they are paid for (stream_paid) */
     /* structured output (ctx:llm response_format) */
     wd_schema *format; /* the answer must fit it (taken from r->req) */
     json_t *convo;     /* the call as first sent, for a corrective ask */

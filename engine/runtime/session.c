@@ -67,24 +67,33 @@ int wd_session_over(const wd_run *r)
            ((long long)json_array_size(t) > r->pol->session_max_messages || tokens_of(t) > r->pol->session_max_tokens);
 }
 
-int wd_session_replace(wd_run *r, json_t *turns, char *err, size_t n)
+long wd_session_turns_check(const json_t *turns)
 {
-    size_t i, had = json_array_size(r->session_turns);
+    size_t i;
     json_t *m;
-    if (!json_is_array(turns) || json_array_size(turns) > 1000) {
-        snprintf(err, n, "a list of at most 1000 {role, content} is needed");
-        json_decref(turns);
+    if (!json_is_array(turns) || json_array_size(turns) > WD_TURNS_MAX)
         return -1;
-    }
-    json_array_foreach(turns, i, m)
+    json_array_foreach((json_t *)turns, i, m)
     {
         const char *role = json_string_value(json_object_get(m, "role"));
         if (!role || (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant")) ||
-            !json_is_string(json_object_get(m, "content"))) {
-            snprintf(err, n, "[%zu] must be {role = system, user or assistant, content = text}", i + 1);
-            json_decref(turns);
-            return -1;
-        }
+            !json_is_string(json_object_get(m, "content")))
+            return (long)i + 1;
+    }
+    return 0;
+}
+
+int wd_session_replace(wd_run *r, json_t *turns, char *err, size_t n)
+{
+    size_t i, had = json_array_size(r->session_turns);
+    long bad = wd_session_turns_check(turns);
+    if (bad) {
+        if (bad < 0)
+            snprintf(err, n, "a list of at most %d {role, content} is needed", WD_TURNS_MAX);
+        else
+            snprintf(err, n, "[%ld] must be {role = system, user or assistant, content = text}", bad);
+        json_decref(turns);
+        return -1;
     }
     json_t *h = json_copy(turns); /* the new turns, then the run's own history after the old ones */
     for (i = had; i < json_array_size(r->history); i++)

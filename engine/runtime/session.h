@@ -11,6 +11,12 @@
 ** 0 (a new session, or its turns loaded); 1 refused: the session is another user's (msg);
 ** -1 the store failed (msg). */
 int wd_session_load(wd_run *r, char *msg, size_t n);
+#define WD_TURNS_MAX 1000 /* messages a conversation given to a run may hold */
+
+/* A conversation as runs take it (wd_run_opts.history, a session's turns): a list of at
+** most WD_TURNS_MAX {role: system, user or assistant, content: text}. 0 when it is one;
+** -1 not a list, or too long; else the 1-based place of the first message that is not. */
+long wd_session_turns_check(const json_t *turns);
 /* 1 when the session's turns the run was given pass the policy's caps (an agent's
 ** summarize hook is then asked to shorten them) */
 int wd_session_over(const wd_run *r);

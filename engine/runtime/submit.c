@@ -2,6 +2,7 @@
 ** queued for its first turn (engine.c starts it) */
 #include "engine.h"
 #include "schema.h"
+#include "session.h"
 #include "killswitch.h"
 #include "sandbox.h"
 #include "util.h"
@@ -40,30 +41,20 @@ static int resolve_direct(wd_run *r, const char *dir, char *err, size_t n)
     return r->agent_dir && r->agent_name && r->agent_key ? 0 : -1;
 }
 
-#define HISTORY_MAX 1000
-
-/* wd_run_opts.history read: an array of at most HISTORY_MAX {role, content} whose role is
-** system, user or assistant and content text; 0, or -1 with why in err */
+/* wd_run_opts.history read: a conversation as wd_session_turns_check takes it; 0, or -1
+** with why in err */
 static int read_history(wd_run *r, const char *text, char *err, size_t n)
 {
     json_error_t je;
     json_t *h = json_loads(text, JSON_REJECT_DUPLICATES, &je);
-    size_t i;
-    json_t *m;
-    if (!json_is_array(h) || json_array_size(h) > HISTORY_MAX) {
+    long bad = h ? wd_session_turns_check(h) : -1;
+    if (bad < 0)
         wd_errf(err, n, "history: %s", h ? "an array of at most 1000 messages" : je.text);
+    else if (bad)
+        wd_errf(err, n, "history[%ld]: {role: system, user or assistant, content: text}", bad - 1);
+    if (bad) {
         json_decref(h);
         return -1;
-    }
-    json_array_foreach(h, i, m)
-    {
-        const char *role = json_string_value(json_object_get(m, "role"));
-        if (!role || (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant")) ||
-            !json_is_string(json_object_get(m, "content"))) {
-            wd_errf(err, n, "history[%zu]: {role: system, user or assistant, content: text}", i);
-            json_decref(h);
-            return -1;
-        }
     }
     r->history = h;
     return 0;

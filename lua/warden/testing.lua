@@ -372,6 +372,16 @@ function M.redis(opts)
   error("redis-server did not start (is it installed? make deps installs it)")
 end
 
+-- the ledger row of scope ("user:dave", "global") whose period begins with prefix ("day:",
+-- "month:"): the latest, or nil
+function M.ledger_row(store, scope, prefix)
+  local found
+  for _, row in ipairs(assert(core.ledger(store))) do
+    if row.scope == scope and row.period:sub(1, #prefix) == prefix then found = row end
+  end
+  return found
+end
+
 -- a fresh key for the fake server's counters
 local keys = 0
 function M.key(prefix)
