@@ -14,7 +14,7 @@ DEB_PACKAGES := build-essential pkg-config liblua$(LUA_VERSION)-dev lua$(LUA_VER
                 clang libclang-rt-14-dev clang-tools cppcheck faketime sqlite3 zlib1g-dev prometheus \
                 dpkg-dev adduser openssl man-db systemd redis-server libhiredis-dev
 
-PKGS    := $(LUA_PC) yaml-0.1 jansson libevent libevent_openssl openssl libpcre2-8 libsodium libcurl libcrypto sqlite3 zlib
+PKGS    := $(LUA_PC) yaml-0.1 jansson libevent libevent_openssl openssl libpcre2-8 libsodium libcurl libcrypto sqlite3 zlib hiredis
 BUILD   ?= build
 CC      ?= cc
 CJSON_SO = $(shell $(LUA) -e 'print(package.searchpath("cjson", package.cpath) or "")' 2>/dev/null)

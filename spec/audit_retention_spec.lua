@@ -187,6 +187,7 @@ describe("erasure of personal data", function()
     end)
 
   it("leaves nothing of the key in the store's files after the erasure", function()
+    if T.redis_mode() then return end -- a SQLite file's pages; Redis: docs/scale-out.md, Erasure
     local pol = demo_policy()
     demo_run(pol, "bob", "the secret question of bob")
     local store = T.store_of(pol)

@@ -15,7 +15,7 @@ local function daily3_policy(extra)
               users = { dave = { role = "read", tier = "daily3" } } }
   for k, v in pairs(extra or {}) do o[k] = v end
   local path, audit = T.policy(o)
-  return path, audit, T.load_yaml(path).store.path
+  return path, audit, T.store_of(path), T.load_yaml(path).store
 end
 
 local CALL = { content = "x", usage = { input_tokens = 10, output_tokens = 1000 } }
@@ -108,7 +108,7 @@ describe("user budgets", function()
   end)
 
   it("refuses a run at its start once the budget is spent, and opens again the next day", function()
-    local policy, audit, store = daily3_policy({ tiers = { daily3 = { daily_usd = 0.05 } } })
+    local policy, audit, store, section = daily3_policy({ tiers = { daily3 = { daily_usd = 0.05 } } })
     core.clock(os.time() * 1000)
     local one = { agent = "spec/fixtures/lab", query = { { "llm" } }, user = "dave" }
     assert.equal("completed", T.run_many({ policy = policy, llm = scenario(0), audit = audit }, { one })[1].status)
@@ -117,7 +117,7 @@ describe("user budgets", function()
     assert.equal("budget_exceeded", res.status)
     assert.equal(1, res.steps_taken)
     -- spent in full: refused before the agent runs at all
-    local p2 = daily3_policy({ tiers = { daily3 = { daily_usd = 0.03 } }, store = { path = store } })
+    local p2 = daily3_policy({ tiers = { daily3 = { daily_usd = 0.03 } }, store = section })
     res = T.run_many({ policy = p2, llm = scenario(0), audit = audit }, { one })[1]
     assert.equal("budget_exceeded", res.status)
     assert.equal(0, res.steps_taken)
@@ -186,7 +186,8 @@ describe("user budgets", function()
 
   it("keeps committed spend across a kill -9 and releases the killed call's reservation at the next start",
     function()
-    local policy, audit, store = daily3_policy()
+    -- on Redis a dead host's leases come back when its liveness key expires (store.lease)
+    local policy, audit, store = daily3_policy(T.redis_mode() and { store = T.fresh_store({ lease = "1s" }) } or nil)
     local scen = "mock:" .. T.scenario({ CALL, { content = "y", delay_ms = 30000, usage = CALL.usage } })
     local h = io.popen(("%s run spec/fixtures/lab '[[\"llm\"],[\"llm\"]]' --user dave --policy %s --llm %s"
       .. " >/dev/null 2>&1 & echo $!"):format(T.bin, policy, scen))
@@ -200,7 +201,7 @@ describe("user budgets", function()
     end
     assert.is_true(row.spent_usd > 0 and row.reserved_usd > 0, "the run never reached its second call")
     os.execute("kill -9 " .. pid)
-    os.execute("sleep 0.1")
+    os.execute(T.redis_mode() and "sleep 1.1" or "sleep 0.1")
     -- the next start (any engine or command opening the store) releases the dead
     -- process's reservation; what it spent stays
     local res = T.run_many({ policy = policy, llm = scenario(0), audit = T.tmpfile(".jsonl") },

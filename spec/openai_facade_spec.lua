@@ -311,7 +311,7 @@ describe("warden serve's OpenAI facade, streaming", function()
     assert.equal("length", r.finish_reason)
     assert.equal(2, r.usage.completion_tokens)
     assert.equal("budget_exceeded", r.warden.status)
-    local store = T.load_yaml(pol).store.path
+    local store = T.store_of(pol)
     local spent = T.wait_for(function()
       for _, row in ipairs(assert(core.ledger(store))) do
         if row.scope == "user:tom" and row.period:sub(1, 4) == "day:" and row.spent_usd > 0.0095 then

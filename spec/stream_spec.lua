@@ -131,7 +131,7 @@ describe("the budget mid-stream", function()
                    res.errors[#res.errors])
     assert.near(0.010, res.cost_usd, 1e-9)
     assert.equal(10, res.usage.output_tokens)
-    local store = T.load_yaml(pol).store.path
+    local store = T.store_of(pol)
     assert.near(0.010, ledger_row(store, "user:tom", "day:").spent_usd, 1e-12)
     assert.near(0, ledger_row(store, "user:tom", "day:").reserved_usd or 0, 1e-12)
     local call = T.events(audit, "llm_call")[1]

@@ -38,6 +38,7 @@ static const char *const NAMES[WD_AE_COUNT] = {
     [WD_AE_PERSONAL_DATA_ERASED] = "personal_data_erased",
     [WD_AE_AUDIT_ROTATED] = "audit_rotated",
     [WD_AE_AUDIT_RETENTION] = "audit_retention",
+    [WD_AE_STORE_UNAVAILABLE] = "store_unavailable",
     [WD_AE_NOTIFICATION] = "notification",
     [WD_AE_AUTH_BLOCKED] = "auth_blocked",
 };
@@ -113,6 +114,7 @@ static const char *const *const FIELDS[WD_AE_COUNT] = {
                                      "notify_event", "reason", "status", "url"),
     [WD_AE_AUTH_BLOCKED] =
         FIELDS_OF("blocked", "blocked_until", "failures", "http_method", "http_path", "reason", "remote_addr"),
+    [WD_AE_STORE_UNAVAILABLE] = FIELDS_OF("agent_step", "operation", "reason", "store", "tool_name"),
 };
 
 const char *const *wd_event_fields(wd_audit_event e)

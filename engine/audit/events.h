@@ -44,6 +44,7 @@ typedef enum {
     WD_AE_AUDIT_RETENTION,
     WD_AE_NOTIFICATION,
     WD_AE_AUTH_BLOCKED,
+    WD_AE_STORE_UNAVAILABLE,
     WD_AE_COUNT
 } wd_audit_event;
 

@@ -728,7 +728,7 @@ static void send_call(wd_run *r)
     char msg[400];
     if (!reserve(r, msg, sizeof msg)) {
         call_clear(r);
-        wd_run_end(r, WD_ST_BUDGET_EXCEEDED, msg);
+        wd_run_end(r, r->store_down ? WD_ST_STORE_UNAVAILABLE : WD_ST_BUDGET_EXCEEDED, msg);
         return;
     }
     if (cache_lookup(r))
@@ -736,7 +736,13 @@ static void send_call(wd_run *r)
     wd_breaker_cfg bc = wd_run_breaker_cfg(r);
     wd_breaker_change ch;
     int probe;
-    if (!wd_breakers_admit(e->breakers, r->call->breaker, &bc, &probe, msg, sizeof msg, &ch)) {
+    int admit = wd_breakers_admit(e->breakers, r->call->breaker, &bc, &probe, msg, sizeof msg, &ch);
+    if (admit < 0) {
+        wd_run_store_down(r, "breaker", NULL, msg);
+        fail(r, msg, 0, "store_unavailable", 0);
+        return;
+    }
+    if (!admit) {
         wd_run_audit_breaker(r, r->call->breaker, &ch, NULL, model_name(r));
         fail(r, msg, 0, "circuit_open", 0);
         return;

@@ -203,7 +203,10 @@ static void mcp_start(wd_run *r)
     snprintf(s->breaker, sizeof s->breaker, "mcp:%s", s->server);
     wd_breaker_cfg cfg = wd_run_breaker_cfg(r);
     wd_breaker_change ch = {0};
-    s->admitted = wd_breakers_admit(r->eng->breakers, s->breaker, &cfg, &s->probe, why, sizeof why, &ch);
+    int admit = wd_breakers_admit(r->eng->breakers, s->breaker, &cfg, &s->probe, why, sizeof why, &ch);
+    if (admit < 0)
+        wd_run_store_down(r, "breaker", NULL, why);
+    s->admitted = admit > 0;
     wd_run_audit_breaker(r, s->breaker, &ch, r->tool.name, NULL);
     if (!s->admitted) { /* the server failed often enough: its tools fail at once */
         wd_run_settle(r, &(wd_settle){.co = r->waiting, .push = push_answer, .ud = &a, .clear = mcp_clear});

@@ -63,7 +63,10 @@ int wd_toolcall_admit(wd_run *r, int idx, const char *name, json_t *args, char *
         wd_tool_record(r, name, args, msg, 0, NULL, 0);
         return 0;
     }
-    if (!wd_breakers_admit(r->eng->breakers, bname, &bc, &probe, msg, msgn, &ch)) {
+    int admit = wd_breakers_admit(r->eng->breakers, bname, &bc, &probe, msg, msgn, &ch);
+    if (admit < 0)
+        wd_run_store_down(r, "breaker", name, msg);
+    if (admit <= 0) {
         wd_budget_settle(r, &r->tool_hold, 0);
         wd_run_audit_breaker(r, bname, &ch, name, NULL);
         json_t *ev = wd_run_event(r, WD_AE_TOOL_CALL, 0);
@@ -71,7 +74,7 @@ int wd_toolcall_admit(wd_run *r, int idx, const char *name, json_t *args, char *
         json_object_set_new(ev, "tool_args", json_deep_copy(args));
         json_object_set_new(ev, "agent_step", json_integer(r->steps));
         json_object_set_new(ev, "error", json_string(msg));
-        json_object_set_new(ev, "reason", json_string("circuit_open"));
+        json_object_set_new(ev, "reason", json_string(admit < 0 ? "store_unavailable" : "circuit_open"));
         json_object_set_new(ev, "circuit_breaker_state",
                             json_string(wd_breaker_state_name(wd_breakers_state(r->eng->breakers, bname))));
         wd_run_audit(r, ev);

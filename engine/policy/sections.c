@@ -69,7 +69,8 @@ static const char *const TOOL_KEYS[] = {"permission",
 static const char *const APPROVAL_KEYS[] = {"expiry", "escalate_at", "routes", "min_risk", "trust_cli_identity", NULL};
 static const char *const EXPIRY_KEYS[] = {"low", "normal", "high", "critical", NULL};
 static const char *const KILL_KEYS[] = {"consecutive_errors", NULL};
-static const char *const STORE_KEYS[] = {"path", NULL};
+static const char *const STORE_KEYS[] = {"backend",      "path",       "url",   "prefix",
+                                         "password_env", "timeout_ms", "lease", NULL};
 static const char *const CACHE_KEYS[] = {"enabled", "ttl", "any_temperature", NULL};
 static const char *const SESSION_KEYS[] = {"max_messages", "max_tokens", "ttl", NULL};
 const char *const WD_RISKS[] = {"safe", "low", "medium", "high", "critical", NULL};
@@ -125,6 +126,67 @@ static void load_defaults(wd_yread *c, const wd_ynode *d)
         wd_yread_int(c, n, "file_mb", "defaults.exec", &p->exec_file_mb, 0, 1048576);
         wd_yread_int(c, n, "output_kb", "defaults.exec", &p->exec_output_kb, 1, 65536);
     }
+}
+
+/* ** store: SQLite (path) or Redis (url, prefix, password_env, timeout_ms, lease). A
+** Redis store becomes one locator string, redis://host:port/db?prefix=..&..., which is
+** what --store takes too: the store opens from one string either way. */
+static int plain_chars(const char *v, const char *extra)
+{
+    for (; *v; v++)
+        if (!(*v >= 'a' && *v <= 'z') && !(*v >= 'A' && *v <= 'Z') && !(*v >= '0' && *v <= '9') && !strchr(extra, *v))
+            return 0;
+    return 1;
+}
+
+static void load_store(wd_yread *c, const wd_ynode *n, wd_policy *p)
+{
+    char *backend = NULL, *url = NULL, *prefix = NULL, *penv = NULL;
+    long long timeout = 250, lease = 15000;
+    wd_yread_str(c, n, "backend", "store", &backend);
+    wd_yread_str(c, n, "url", "store", &url);
+    wd_yread_str(c, n, "prefix", "store", &prefix);
+    wd_yread_str(c, n, "password_env", "store", &penv);
+    wd_yread_int(c, n, "timeout_ms", "store", &timeout, 1, 60000);
+    wd_yread_dur(c, n, "lease", "store", &lease, 1000, 86400000);
+    int redis = backend && !strcmp(backend, "redis");
+    if (backend && !redis && strcmp(backend, "sqlite"))
+        wd_yread_err(c, wd_ydoc_get(n, "backend"), "store.backend must be sqlite or redis, not '%s'", backend);
+    if (!redis) {
+        const char *only[] = {"url", "prefix", "password_env", "timeout_ms", "lease"};
+        for (size_t i = 0; i < sizeof only / sizeof *only; i++)
+            if (wd_ydoc_get(n, only[i]))
+                wd_yread_err(c, wd_ydoc_get(n, only[i]), "store.%s is for backend: redis", only[i]);
+        wd_yread_str(c, n, "path", "store", &p->store_path);
+        goto out;
+    }
+    if (wd_ydoc_get(n, "path"))
+        wd_yread_err(c, wd_ydoc_get(n, "path"), "store.path is for backend: sqlite; a Redis store takes url");
+    if (!url)
+        url = wd_strdup("redis://127.0.0.1:6379/0");
+    int tcp = !strncmp(url, "redis://", 8) && url[8] && url[8] != '/', unix_ = !strncmp(url, "redis+unix:///", 14);
+    if ((!tcp && !unix_) || strchr(url, '?') || strchr(url, '@') || strchr(url, '&'))
+        wd_yread_err(c, wd_ydoc_get(n, "url"),
+                     "store.url must be redis://HOST:PORT/DB or redis+unix:///PATH, without a password (name "
+                     "its variable in password_env) or a query");
+    if (prefix && (!*prefix || strlen(prefix) > 64 || !plain_chars(prefix, ":_.-")))
+        wd_yread_err(c, wd_ydoc_get(n, "prefix"), "store.prefix: 1 to 64 letters, digits and : _ . -");
+    if (penv && (!*penv || strlen(penv) > 100 || !plain_chars(penv, "_")))
+        wd_yread_err(c, wd_ydoc_get(n, "password_env"), "store.password_env: an environment variable's name");
+    wd_buf b = {0};
+    wd_buf_addf(&b, "%s%sprefix=%s&timeout_ms=%lld&lease_ms=%lld", url ? url : "", "?",
+                prefix ? prefix : "warden:", timeout, lease);
+    if (penv)
+        wd_buf_addf(&b, "&password_env=%s", penv);
+    if (b.p) {
+        free(p->store_path);
+        p->store_path = b.p;
+    }
+out:
+    free(backend);
+    free(url);
+    free(prefix);
+    free(penv);
 }
 
 static void load_serve(wd_yread *c, const wd_ynode *s)
@@ -537,7 +599,7 @@ wd_policy *wd_policy_build(wd_yread *c, const wd_ynode *root)
     if ((n = wd_ydoc_get(root, "mcp")))
         wd_policy_load_mcp(c, n);
     if ((n = wd_ydoc_get(root, "store")) && wd_yread_map(c, n, "store", STORE_KEYS) == 0)
-        wd_yread_str(c, n, "path", "store", &p->store_path);
+        load_store(c, n, p);
     if ((n = wd_ydoc_get(root, "cache")) && wd_yread_map(c, n, "cache", CACHE_KEYS) == 0) {
         wd_yread_bool(c, n, "enabled", "cache", &p->cache_enabled);
         wd_yread_dur(c, n, "ttl", "cache", &p->cache_ttl_ms, 1000, 366LL * 86400000);

@@ -371,9 +371,9 @@ static int reserve(wd_run *r, double cost, const char *what, const json_t *args,
     if (got == 0 && wd_store_sweep(s) > 0) /* a dead process's leases were in the way */
         got = ledger_reserve(r, keys, nk, amount, h, &which, &row);
     if (got < 0) {
-        snprintf(msg, n, "state store %s: %s: refusing to spend", wd_store_path(s), wd_store_error(s));
+        snprintf(msg, n, "state store unavailable (%s): refusing to spend", wd_store_error(s));
         if (!quiet)
-            audit_budget(r, WD_AE_BUDGET_EXCEEDED, what, args, "store", NULL, cost, msg);
+            wd_run_store_down(r, "budget", what, msg);
         goto out;
     }
     if (got == 0) {
@@ -505,8 +505,8 @@ int wd_budget_can_start(wd_run *r, char *msg, size_t n)
         return 1;
     wd_store *s = r->eng->store;
     if (wd_store_ledger_get(s, keys, nk, rows) < 0) {
-        snprintf(msg, n, "state store %s: %s: refusing to spend", wd_store_path(s), wd_store_error(s));
-        audit_budget(r, WD_AE_BUDGET_EXCEEDED, "run", NULL, "store", NULL, 0, msg);
+        snprintf(msg, n, "state store unavailable (%s): refusing to spend", wd_store_error(s));
+        wd_run_store_down(r, "budget", "run", msg);
         return 0;
     }
     for (int i = 0; i < nk; i++) {
@@ -559,8 +559,8 @@ int wd_rate_take(wd_run *r, const char *key, long long limit, const char *what, 
     wd_store *s = r->eng->store;
     int got = wd_store_rate_take(s, key, limit, 3600000, wd_store_now(s), &count, retry_ms);
     if (got < 0) {
-        snprintf(msg, n, "state store %s: %s: cannot check the rate limit of %s", wd_store_path(s), wd_store_error(s),
-                 what);
+        snprintf(msg, n, "state store unavailable (%s): cannot check the rate limit of %s", wd_store_error(s), what);
+        wd_run_store_down(r, "rate_limit", NULL, msg);
         return -1;
     }
     if (got == 0)

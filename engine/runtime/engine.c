@@ -318,19 +318,22 @@ static int may_start(wd_run *r)
         snprintf(what, sizeof what, "user %s (tier %s)", r->user_id, tier->name);
         int64_t retry;
         int got = wd_rate_take(r, key, tier->requests_per_hour, what, &retry, err, sizeof err);
-        if (got <= 0) {
+        if (got < 0) { /* audited as store_unavailable */
+            wd_run_end(r, WD_ST_STORE_UNAVAILABLE, err);
+            return -1;
+        }
+        if (got == 0) {
             json_t *ev = wd_run_event(r, WD_AE_RATE_LIMITED, 0);
             json_object_set_new(ev, "reason", json_string(err));
-            if (got == 0)
-                json_object_set_new(ev, "retry_after_ms", json_integer(retry));
+            json_object_set_new(ev, "retry_after_ms", json_integer(retry));
             wd_run_audit(r, ev);
             r->retry_after_ms = retry;
-            wd_run_end(r, got == 0 ? WD_ST_RATE_LIMITED : WD_ST_FAILED, err);
+            wd_run_end(r, WD_ST_RATE_LIMITED, err);
             return -1;
         }
     }
     if (!wd_budget_can_start(r, err, sizeof err)) {
-        wd_run_end(r, WD_ST_BUDGET_EXCEEDED, err);
+        wd_run_end(r, r->store_down ? WD_ST_STORE_UNAVAILABLE : WD_ST_BUDGET_EXCEEDED, err);
         return -1;
     }
     return 0;
@@ -527,6 +530,7 @@ void wd_engine_flush(wd_engine *e, int idle)
     if (wd_audit_pending(e->audit))
         wd_audit_flush(e->audit);
     wd_ledger_flush(e->ledger, idle);
+    wd_store_keepalive(e->store);
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)

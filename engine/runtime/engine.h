@@ -144,7 +144,8 @@ typedef enum {
     WD_ST_UNAUTHORIZED,
     WD_ST_HALTED,
     WD_ST_REJECTED,
-    WD_ST_KILLED
+    WD_ST_KILLED,
+    WD_ST_STORE_UNAVAILABLE
 } wd_status;
 
 struct wd_run {
@@ -243,6 +244,7 @@ struct wd_run {
     int run_warned;         /* the per-run budget_warning was audited */
     wd_appr_state *appr;    /* a wait for a person (approve.c), made at the first request */
     int64_t retry_after_ms; /* a rate-limited run: when to try again */
+    int store_down;         /* the state store failed a check this run needed (store_unavailable) */
     json_t *tool_calls, *errors;
     long tool_calls_omitted; /* past WD_MAX_TOOL_CALLS_IN_RESULT */
     long long ncalls;        /* ctx:call_tool so far (defaults.max_tool_calls) */
@@ -286,6 +288,9 @@ void wd_run_limit(wd_run *r, wd_status st, const char *msg);
 ** violation's type and severity (docs/safety.md: low, medium, high, critical) */
 void wd_run_audit_guardrail(wd_run *r, json_t *args, const char *reason, const char *type, const char *severity);
 /* audits a breaker's change of state, if any (tool or model names the subject) */
+/* the state store failed a check (operation: budget, rate_limit, breaker) the run needed:
+** audited as store_unavailable, and the run, if it ends for it, ends store_unavailable */
+void wd_run_store_down(wd_run *r, const char *operation, const char *tool, const char *msg);
 void wd_run_audit_breaker(wd_run *r, const char *breaker, const wd_breaker_change *ch, const char *tool,
                           const char *model);
 wd_breaker_cfg wd_run_breaker_cfg(const wd_run *r);

@@ -14,7 +14,7 @@
 
 static const char *const STATUS_NAMES[] = {"running", "completed",       "failed",       "max_iterations",
                                            "timeout", "budget_exceeded", "rate_limited", "unauthorized",
-                                           "halted",  "rejected",        "killed"};
+                                           "halted",  "rejected",        "killed",       "store_unavailable"};
 
 const char *wd_status_name(wd_status st) { return STATUS_NAMES[st]; }
 
@@ -32,11 +32,27 @@ const char *wd_status_message(wd_status st)
     case WD_ST_HALTED: return "I stopped because a safety check found a problem with what I was doing.";
     case WD_ST_REJECTED: return "The requested action was not approved.";
     case WD_ST_KILLED: return "This agent has been disabled by an operator.";
+    case WD_ST_STORE_UNAVAILABLE: return "A service this agent depends on is unavailable. Please try again shortly.";
     default: return "Encountered an issue while processing your request. Please try again later.";
     }
 }
 
 wd_policy *wd_engine_policy(wd_engine *e) { return wd_policy_ref(e->policy); }
+
+void wd_run_store_down(wd_run *r, const char *operation, const char *tool, const char *msg)
+{
+    r->store_down = 1;
+    json_t *ev = wd_run_event(r, WD_AE_STORE_UNAVAILABLE, 0);
+    if (!ev)
+        return;
+    json_object_set_new(ev, "agent_step", json_integer(r->steps));
+    json_object_set_new(ev, "operation", json_string(operation));
+    if (tool && strcmp(tool, "llm") && strcmp(tool, "run"))
+        json_object_set_new(ev, "tool_name", json_string(tool));
+    json_object_set_new(ev, "store", json_string(wd_store_backend_name(r->eng->store)));
+    json_object_set_new(ev, "reason", json_string(msg));
+    wd_run_audit(r, ev);
+}
 
 wd_store *wd_engine_store(wd_engine *e) { return e->store; }
 

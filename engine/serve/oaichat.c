@@ -213,13 +213,14 @@ static void on_chat_end(wd_waiter *w, const json_t *res)
                                    "refusal", "finish_reason", "stop", "logprobs", "usage", "prompt_tokens", in,
                                    "completion_tokens", out, "total_tokens", in + out));
         } else {
-            int code = !st                              ? 500
-                       : !strcmp(st, "budget_exceeded") ? 429
-                       : !strcmp(st, "rate_limited")    ? 429
-                       : !strcmp(st, "unauthorized")    ? 403
-                       : !strcmp(st, "killed")          ? 503
-                       : !strcmp(st, "timeout")         ? 504
-                                                        : 500;
+            int code = !st                                ? 500
+                       : !strcmp(st, "budget_exceeded")   ? 429
+                       : !strcmp(st, "rate_limited")      ? 429
+                       : !strcmp(st, "unauthorized")      ? 403
+                       : !strcmp(st, "killed")            ? 503
+                       : !strcmp(st, "store_unavailable") ? 503
+                       : !strcmp(st, "timeout")           ? 504
+                                                          : 500;
             if (code == 429) {
                 char ra[24];
                 snprintf(ra, sizeof ra, "%lld", retry > 0 ? (retry + 999) / 1000 : 60);

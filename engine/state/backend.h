@@ -1,7 +1,7 @@
 /* backend.h - for the state store's backends only: the table of functions a backend
 ** fills (one member per wd_store_* operation of store.h, same arguments) and the head
 ** every backend's handle begins with. store.c dispatches; a backend never calls store.c,
-** so a second backend (Redis) plugs in beside sqlite.c without touching a caller. */
+** so a second backend (redis.c) plugs in beside sqlite.c without touching a caller. */
 #ifndef WD_BACKEND_H
 #define WD_BACKEND_H
 
@@ -12,6 +12,7 @@ typedef struct wd_store_backend {
     void (*close)(wd_store *s);
     const char *(*error)(const wd_store *s);
     int64_t (*now)(const wd_store *s);
+    int (*keepalive)(wd_store *s);
     int (*begin)(wd_store *s);
     int (*commit)(wd_store *s);
     void (*rollback)(wd_store *s);
@@ -63,5 +64,10 @@ struct wd_store {
 
 /* sqlite.c: caller frees with wd_store_close; NULL with err */
 wd_store *wd_sqlite_open(const char *path, char *err, size_t errlen);
+/* redis.c: a locator redis://host:port/db?prefix=..&password_env=..&timeout_ms=..&lease_ms=..
+** or redis+unix:///path?db=..; caller frees with wd_store_close; NULL with err (a bad
+** locator: an unreachable server is not an error here, each operation fails until it
+** answers) */
+wd_store *wd_redis_open(const char *locator, char *err, size_t errlen);
 
 #endif

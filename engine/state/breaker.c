@@ -220,10 +220,16 @@ int wd_breakers_admit(wd_breakers *b, const char *name, const wd_breaker_cfg *c,
     long long retry_in;
     int changed, ok = 1;
     /* a fresh copy that is open and not yet due needs no transaction */
-    if (!(fresh && e->row.state == WD_BR_OPEN && now - e->row.opened_ms < c->open_ms))
+    if (!(fresh && e->row.state == WD_BR_OPEN && now - e->row.opened_ms < c->open_ms)) {
         ok = sync_begin(b, e) == 0;
-    else
+        if (!ok) { /* the breaker cannot be read: a call it guards is not let through */
+            snprintf(msg, msglen, "state store unavailable (%s): the breaker of %s cannot be checked",
+                     wd_store_error(b->store), name);
+            return -1;
+        }
+    } else {
         ok = 0;
+    }
     int from = e->row.state;
     int admitted = wd_breaker_admit(&e->row, c, now, probe, &retry_in, &changed);
     sync_end(b, e, ok, changed, now);

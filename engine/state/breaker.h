@@ -40,7 +40,8 @@ typedef struct wd_breaker_change {
 /* caller frees; the store is borrowed and may be NULL (state kept in this process) */
 wd_breakers *wd_breakers_new(wd_store *s);
 void wd_breakers_free(wd_breakers *b); /* accepts NULL */
-/* 1 admitted, 0 refused with msg ("circuit open for X, retry in N s") */
+/* 1 admitted, 0 refused with msg ("circuit open for X, retry in N s"), -1 refused because
+** the store could not be read (msg says so): a call is never let through unchecked */
 int wd_breakers_admit(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int *probe, char *msg, size_t msglen,
                       wd_breaker_change *ch);
 /* returns the state the breaker is left in */

@@ -353,8 +353,8 @@ int wd_sq_session_get(wd_store *st_, const char *id, int64_t now_ms, char **owne
 {
     wd_sqlite *s = SQ(st_);
     *owner = *messages = NULL;
-    sqlite3_stmt *st = wd_sq_cached(s, Q_SESSION_GET,
-                                    "SELECT owner, messages FROM sessions WHERE id = ?1 AND expires_ms > ?2");
+    sqlite3_stmt *st =
+        wd_sq_cached(s, Q_SESSION_GET, "SELECT owner, messages FROM sessions WHERE id = ?1 AND expires_ms > ?2");
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, now_ms);
     int rc = sqlite3_step(st), out = rc == SQLITE_DONE ? 0 : -1;

@@ -1,12 +1,25 @@
 /* store.c - the state store's one door: each operation dispatched to the store's
-** backend (backend.h). Only the path's kind picks a backend; today every path is a
-** SQLite file. */
+** backend (backend.h). Only the path's kind picks a backend: a redis:// or
+** redis+unix:// locator is a Redis server, anything else a SQLite file. */
 #include "backend.h"
 #include "util.h"
 
 #include <stdlib.h>
+#include <string.h>
 
-wd_store *wd_store_open(const char *path, char *err, size_t errlen) { return wd_sqlite_open(path, err, errlen); }
+int wd_store_is_redis(const char *path)
+{
+    return path && (!strncmp(path, "redis://", 8) || !strncmp(path, "redis+unix://", 13));
+}
+
+wd_store *wd_store_open(const char *path, char *err, size_t errlen)
+{
+    return wd_store_is_redis(path) ? wd_redis_open(path, err, errlen) : wd_sqlite_open(path, err, errlen);
+}
+
+const char *wd_store_backend_name(const wd_store *s) { return s->be->name; }
+
+int wd_store_keepalive(wd_store *s) { return s ? s->be->keepalive(s) : 0; }
 
 /* accepts NULL */
 void wd_store_close(wd_store *s)

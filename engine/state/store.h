@@ -30,6 +30,13 @@ typedef struct wd_breaker_row {
 /* caller frees with wd_store_close; creates the file and its directory. NULL with err. */
 wd_store *wd_store_open(const char *path, char *err, size_t errlen);
 void wd_store_close(wd_store *s); /* accepts NULL */
+/* 1 when path names a Redis server (redis://, redis+unix://) rather than a file */
+int wd_store_is_redis(const char *path);
+const char *wd_store_backend_name(const wd_store *s); /* "sqlite", "redis" */
+/* Says this process is alive (Redis: refreshes its liveness key, at most four times per
+** store.lease, and gives back the leases of hosts that fell silent); SQLite: nothing, a
+** process's liveness is its pid. Called by the engine's flush timer. 0 or -1 */
+int wd_store_keepalive(wd_store *s);
 const char *wd_store_path(const wd_store *s);
 /* The store's clock in ms (store.c): wall time at this boot's anchor, advanced by the
 ** boot-time clock, so durations kept in the store mean the same to every process and

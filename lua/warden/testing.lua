@@ -157,9 +157,9 @@ function M.policy(overrides, base)
     p.audit.path = M.tmpfile(".jsonl") -- every policy gets a log of its own
   end
   if not (overrides and overrides.store) then
-    p.store = { path = M.tmpfile(".db") } -- and a state store of its own
+    p.store = M.fresh_store() -- and a state store of its own
   end
-  M.stores[p.audit.path] = p.store.path -- where the log's sealed fields are opened
+  M.stores[p.audit.path] = M.locator(p.store) -- where the log's sealed fields are opened
   local text = json.encode(p):gsub('"\\u0000warden%-empty%-list\\u0000"', "[]")
   local path = M.write(M.tmpfile(".yaml"), text)
   return path, p.audit.path
@@ -220,10 +220,40 @@ end
 -- the state store of each log a policy made here: M.records opens sealed fields with it
 M.stores = {}
 
+-- The store section of a new policy: a SQLite file of its own or, with
+-- WARDEN_TEST_STORE=redis (make test-redis), keys of their own (a prefix) on one
+-- redis-server this spec process starts: every spec then runs against Redis.
+local shared_redis, prefixes = nil, 0
+function M.redis_mode() return os.getenv("WARDEN_TEST_STORE") == "redis" end
+-- redis_opts: more keys of a Redis store section (lease = "1s")
+function M.fresh_store(redis_opts)
+  if not M.redis_mode() then return { path = M.tmpfile(".db") } end
+  shared_redis = shared_redis or M.redis()
+  prefixes = prefixes + 1
+  local st = { backend = "redis", url = ("redis://127.0.0.1:%d/0"):format(shared_redis.port),
+               prefix = ("t%d_%d_%d:"):format(prefixes, os.time(), math.random(1e6)) }
+  for k, v in pairs(redis_opts or {}) do st[k] = v end
+  return st
+end
+
+-- the string a store section opens as (the policy builds the same): a file's path, or
+-- a Redis locator
+function M.locator(store)
+  if type(store) ~= "table" then return "var/warden.db" end
+  if store.backend ~= "redis" then return store.path or "var/warden.db" end
+  local lease = store.lease or "15s"
+  local n, unit = tostring(lease):match("^(%d+)(m?s?)$")
+  local ms = tonumber(n) * (unit == "ms" and 1 or 1000)
+  local loc = ("%s?prefix=%s&timeout_ms=%d&lease_ms=%d"):format(store.url or "redis://127.0.0.1:6379/0",
+    store.prefix or "warden:", store.timeout_ms or 250, ms)
+  if store.password_env then loc = loc .. "&password_env=" .. store.password_env end
+  return loc
+end
+
 -- the state store a policy file names (its default when it names none)
 function M.store_of(policy_path)
   local ok, p = pcall(M.load_yaml, policy_path)
-  return ok and type(p) == "table" and type(p.store) == "table" and p.store.path or "var/warden.db"
+  return ok and type(p) == "table" and M.locator(p.store) or "var/warden.db"
 end
 
 -- the records of a log, sealed fields opened (opts.sealed: as written)
@@ -340,11 +370,15 @@ function M.redis(opts)
     os.execute("mkdir -p " .. dir)
     local args = ("--port %d --bind 127.0.0.1 --dir %s --save '' --appendonly %s --daemonize no --logfile %s/log")
       :format(port, dir, opts.aof and "yes --appendfsync everysec" or "no", dir)
-    local h = assert(io.popen(("env -u LD_PRELOAD redis-server %s >/dev/null 2>&1 & p=$!; echo $p; "
-      .. "(while kill -0 %s 2>/dev/null && kill -0 $p 2>/dev/null; do sleep 1; done; kill $p 2>/dev/null) "
-      .. ">/dev/null 2>&1 &"):format(args, mypid)))
-    local pid = h:read("l")
-    h:close()
+    local function launch()
+      local h = assert(io.popen(("env -u LD_PRELOAD redis-server %s >/dev/null 2>&1 & p=$!; echo $p; "
+        .. "(while kill -0 %s 2>/dev/null && kill -0 $p 2>/dev/null; do sleep 1; done; kill $p 2>/dev/null) "
+        .. ">/dev/null 2>&1 &"):format(args, mypid)))
+      local p = h:read("l")
+      h:close()
+      return p
+    end
+    local pid = launch()
     local srv = { port = port, dir = dir, pid = pid }
     function srv.cli(...)
       local words = {}
@@ -359,6 +393,18 @@ function M.redis(opts)
         if srv.cli("ping") ~= "PONG" then return end
         os.execute("sleep 0.01")
       end
+    end
+    -- stopped (SIGTERM: with AOF, what was written is kept) and started again on the same
+    -- port and directory
+    function srv.restart()
+      srv.stop()
+      pid = launch()
+      srv.pid = pid
+      for _ = 1, 500 do
+        if srv.cli("ping") == "PONG" then return end
+        os.execute("sleep 0.01")
+      end
+      error("redis-server did not start again")
     end
     for _ = 1, 300 do
       if srv.cli("ping") == "PONG" then return srv end
@@ -542,9 +588,13 @@ function M.serve(opts)
   local errf, rcf, pidf = M.tmpfile(".err"), M.tmpfile(".rc"), M.tmpfile(".pid")
   local llm = opts.llm == false and "" or (" --llm " .. (opts.llm or ("mock:" .. M.scenario({ { content = "done" } }))))
   local tls = opts.tls and (" --tls-cert %s --tls-key %s"):format(opts.tls.cert, opts.tls.key) or ""
+  local bin = (opts.cwd and M.bin:sub(1, 1) ~= "/") and (os.getenv("PWD") .. "/" .. M.bin) or M.bin
   local cmd = ("%s serve --listen 127.0.0.1:0 --policy %s --agents %s --workers %d%s%s%s"):format(
-    M.bin, opts.policy, opts.agents, opts.workers or 2, llm, opts.grace and (" --grace " .. opts.grace) or "", tls)
-  os.execute(("sh -c '%s 2>%s & echo $! >%s; wait $!; echo $? >%s' >/dev/null 2>&1 &"):format(cmd, errf, pidf, rcf))
+    bin, opts.policy, opts.agents, opts.workers or 2, llm, opts.grace and (" --grace " .. opts.grace) or "", tls)
+  -- opts.cwd: the process's working directory (a host of its own)
+  local cd = opts.cwd and ("cd " .. opts.cwd .. " && ") or ""
+  os.execute(("sh -c '%s%s 2>%s & echo $! >%s; wait $!; echo $? >%s' >/dev/null 2>&1 &"):format(cd, cmd, errf, pidf,
+    rcf))
   local port
   for _ = 1, 1000 do
     port = (M.read(errf) or ""):match("serving https?://127%.0%.0%.1:(%d+)/")

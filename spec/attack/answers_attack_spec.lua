@@ -13,7 +13,7 @@ local function policy(extra)
               users = { dave = { role = "read", tier = "daily3" } } }
   for k, v in pairs(extra or {}) do o[k] = v end
   local path, audit = T.policy(o)
-  return path, audit, T.load_yaml(path).store.path
+  return path, audit, T.store_of(path)
 end
 
 local GOOD = { content = "x", usage = { input_tokens = 10, output_tokens = 1000 } }

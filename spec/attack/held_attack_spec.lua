@@ -288,7 +288,7 @@ describe("attack: budgets under 20 runs at once", function()
     end
     assert.is_true(spent <= 0.1 + 0.0302 + 1e-9, "spent " .. spent)
     assert.is_true(refused >= 15, refused .. " refused")
-    for _, row in ipairs(core.ledger(T.load_yaml(pol).store.path)) do
+    for _, row in ipairs(core.ledger(T.store_of(pol))) do
       if row.scope == "user:dana" then assert.is_true(row.spent_usd <= 0.1 + 0.0302 + 1e-9) end
     end
   end)

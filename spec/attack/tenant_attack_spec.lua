@@ -154,6 +154,7 @@ end)
 
 describe("state kept before detector scopes", function()
   it("is copied into each agent's scope the first time, so statistics go on", function()
+    if T.redis_mode() then return end -- state from before scopes was only ever kept in SQLite files
     local pol = policy()
     local store = T.decode(T.read(pol)).store.path
     local COUNT = [[

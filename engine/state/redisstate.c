@@ -1,0 +1,475 @@
+/* redisstate.c - the Redis backend's breakers, spend ledger and leases, rate windows,
+** sessions and response cache (store.h says what each operation promises). Each is one
+** script, run whole by Redis: no other host's command comes between its reads and its
+** writes. Amounts travel as decimal text; Redis's Lua compares them as doubles, exact
+** to the nano-dollar below 2^53 (9 million dollars). */
+#include "redispriv.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- breakers: hash br:NAME, the set breakers ---- */
+
+static const char BR_GET_LUA[] =
+    "local v = redis.call('HMGET', ARGV[1] .. 'br:' .. ARGV[2], 'state', 'failures', 'opened_ms', 'probes',\n"
+    "  'probe_ms', 'updated_ms')\n"
+    "if not v[1] then return {0} end\n"
+    "return {1, v[1], v[2] or '0', v[3] or '0', v[4] or '0', v[5] or '0', v[6] or '0'}\n";
+
+static void row_from(const redisReply *x, size_t at, wd_breaker_row *row)
+{
+    row->state = (int)wd_rd_int(x, at);
+    row->failures = wd_rd_int(x, at + 1);
+    row->opened_ms = wd_rd_int(x, at + 2);
+    row->probes = wd_rd_int(x, at + 3);
+    row->probe_ms = wd_rd_int(x, at + 4);
+    row->updated_ms = wd_rd_int(x, at + 5);
+}
+
+int wd_rd_breaker_get(wd_store *s, const char *name, wd_breaker_row *row)
+{
+    memset(row, 0, sizeof *row);
+    wd_strlcpy(row->name, name, sizeof row->name);
+    wd_rd_args a;
+    wd_rd_init(&a, RD(s));
+    wd_rd_s(&a, name);
+    redisReply *x = wd_rd_run(RD(s), RS_BR_GET, BR_GET_LUA, &a);
+    if (!x)
+        return -1;
+    int found = wd_rd_int(x, 0) == 1;
+    if (found)
+        row_from(x, 1, row);
+    freeReplyObject(x);
+    return found;
+}
+
+static const char BR_PUT_LUA[] =
+    "redis.call('HSET', ARGV[1] .. 'br:' .. ARGV[2], 'state', ARGV[3], 'failures', ARGV[4], 'opened_ms', ARGV[5],\n"
+    "  'probes', ARGV[6], 'probe_ms', ARGV[7], 'updated_ms', ARGV[8])\n"
+    "redis.call('SADD', ARGV[1] .. 'breakers', ARGV[2])\n"
+    "return 1\n";
+
+int wd_rd_breaker_put(wd_store *s, const wd_breaker_row *row)
+{
+    wd_rd_args a;
+    wd_rd_init(&a, RD(s));
+    wd_rd_s(&a, row->name);
+    wd_rd_i(&a, row->state);
+    wd_rd_i(&a, row->failures);
+    wd_rd_i(&a, row->opened_ms);
+    wd_rd_i(&a, row->probes);
+    wd_rd_i(&a, row->probe_ms);
+    wd_rd_i(&a, row->updated_ms);
+    redisReply *x = wd_rd_run(RD(s), RS_BR_PUT, BR_PUT_LUA, &a);
+    freeReplyObject(x);
+    return x ? 0 : -1;
+}
+
+static const char BR_LIST_LUA[] =
+    "local out = {}\n"
+    "for _, n in ipairs(redis.call('SORT', ARGV[1] .. 'breakers', 'ALPHA')) do\n"
+    "  local v = redis.call('HMGET', ARGV[1] .. 'br:' .. n, 'state', 'failures', 'opened_ms', 'probes', 'probe_ms',\n"
+    "    'updated_ms')\n"
+    "  if v[1] then\n"
+    "    out[#out + 1] = n\n"
+    "    for i = 1, 6 do out[#out + 1] = v[i] or '0' end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+int wd_rd_breaker_list(wd_store *s, wd_breaker_row **rows, size_t *n)
+{
+    *rows = NULL;
+    *n = 0;
+    wd_rd_args a;
+    wd_rd_init(&a, RD(s));
+    redisReply *x = wd_rd_run(RD(s), RS_BR_LIST, BR_LIST_LUA, &a);
+    if (!x)
+        return -1;
+    size_t k = x->type == REDIS_REPLY_ARRAY ? x->elements / 7 : 0;
+    *rows = k ? calloc(k, sizeof **rows) : NULL;
+    for (size_t i = 0; *rows && i < k; i++) {
+        wd_rd_copy(x, 7 * i, (*rows)[i].name, sizeof(*rows)[i].name);
+        row_from(x, 7 * i + 1, &(*rows)[i]);
+    }
+    *n = *rows ? k : 0;
+    freeReplyObject(x);
+    return k && !*rows ? -1 : 0;
+}
+
+/* ---- the ledger: hash spend:SCOPE\x1fPERIOD {scope, period, spent, reserved, warned,
+** updated_ms}, the set spends; a process's leases: hash lease:OWNER {row: "AMOUNT KEY"},
+** the set owners, and its liveness alive:OWNER (expiring after store.lease) ---- */
+
+static const char LEASE_LUA[] =
+    "local P, owner, now, check, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1', tonumber(ARGV[6])\n"
+    "local lk = P .. 'lease:' .. owner\n"
+    "local function S(x) return string.format('%.0f', x) end\n"
+    "local st = {}\n"
+    "for i = 1, n do\n"
+    "  local b = 6 + (i - 1) * 8\n"
+    "  local k = P .. 'spend:' .. ARGV[b + 1] .. '\\31' .. ARGV[b + 2]\n"
+    "  local v = redis.call('HMGET', k, 'spent', 'reserved', 'warned')\n"
+    "  local spent, reserved = tonumber(v[1] or '0'), tonumber(v[2] or '0')\n"
+    "  local limit, row = tonumber(ARGV[b + 3]), ARGV[b + 5]\n"
+    "  local old, new, pending = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]), tonumber(ARGV[b + 8])\n"
+    "  -- a lease a sweep gave back (its host was silent past store.lease) holds nothing now\n"
+    "  if row ~= '0' and redis.call('HEXISTS', lk, row) == 0 then old = 0 end\n"
+    "  st[i] = {k, reserved, v[3] == '1', old}\n"
+    "  if check and pending + new > old and limit > 0 and spent + pending + reserved + new - old > limit then\n"
+    "    return {0, i - 1, S(spent), S(reserved), v[3] == '1' and 1 or 0}\n"
+    "  end\n"
+    "end\n"
+    "redis.call('SET', P .. 'alive:' .. owner, now, 'PX', ARGV[5])\n"
+    "local out = {1, 0}\n"
+    "for i = 1, n do\n"
+    "  local b = 6 + (i - 1) * 8\n"
+    "  local k, old = st[i][1], st[i][4]\n"
+    "  local warn, row, new = tonumber(ARGV[b + 4]), ARGV[b + 5], tonumber(ARGV[b + 7])\n"
+    "  local spent = redis.call('HINCRBY', k, 'spent', ARGV[b + 8])\n"
+    "  local res = st[i][2] + new - old\n"
+    "  if res < 0 then res = 0 end\n"
+    "  redis.call('HSET', k, 'reserved', S(res), 'scope', ARGV[b + 1], 'period', ARGV[b + 2], 'updated_ms', now)\n"
+    "  redis.call('SADD', P .. 'spends', k)\n"
+    "  local crossed = 0\n"
+    "  if warn > 0 and spent >= warn and not st[i][3] then\n"
+    "    redis.call('HSET', k, 'warned', 1)\n"
+    "    crossed = 1\n"
+    "  end\n"
+    "  if new ~= old then\n"
+    "    if new > 0 then\n"
+    "      if row == '0' then row = tostring(redis.call('INCR', P .. 'seq')) end\n"
+    "      redis.call('HSET', lk, row, ARGV[b + 7] .. ' ' .. k)\n"
+    "      redis.call('SADD', P .. 'owners', owner)\n"
+    "    else\n"
+    "      if row ~= '0' then redis.call('HDEL', lk, row) end\n"
+    "      row = '0'\n"
+    "    end\n"
+    "  end\n"
+    "  out[#out + 1] = row\n"
+    "  out[#out + 1] = crossed\n"
+    "  out[#out + 1] = spent\n"
+    "end\n"
+    "return out\n";
+
+int wd_rd_lease_apply(wd_store *s, wd_lease_change *c, int n, int check, int64_t now_ms, int *which)
+{
+    wd_redis *r = RD(s);
+    *which = -1;
+    wd_rd_args a;
+    wd_rd_init(&a, r);
+    wd_rd_s(&a, r->owner);
+    wd_rd_i(&a, now_ms);
+    wd_rd_i(&a, check != 0);
+    wd_rd_i(&a, r->lease_ms);
+    wd_rd_i(&a, n);
+    for (int i = 0; i < n; i++) {
+        wd_rd_s(&a, c[i].key->scope);
+        wd_rd_s(&a, c[i].key->period);
+        wd_rd_i(&a, c[i].key->limit);
+        wd_rd_i(&a, c[i].key->warn_at);
+        wd_rd_i(&a, *c[i].row);
+        wd_rd_i(&a, c[i].old);
+        wd_rd_i(&a, c[i].new_amount);
+        wd_rd_i(&a, c[i].pending);
+    }
+    redisReply *x = wd_rd_run(r, RS_LEASE, LEASE_LUA, &a);
+    if (!x)
+        return -1;
+    int rc = 1;
+    if (wd_rd_int(x, 0) == 0) {
+        int w = (int)wd_rd_int(x, 1);
+        rc = w >= 0 && w < n ? 0 : -1;
+        if (rc == 0) {
+            *which = w;
+            wd_ledger_row *row = &c[w].state;
+            memset(row, 0, sizeof *row);
+            wd_strlcpy(row->scope, c[w].key->scope, sizeof row->scope);
+            wd_strlcpy(row->period, c[w].key->period, sizeof row->period);
+            row->spent = wd_rd_int(x, 2);
+            row->reserved = wd_rd_int(x, 3);
+            row->warned = (int)wd_rd_int(x, 4);
+        }
+    } else if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 + 3 * (size_t)n) {
+        snprintf(r->err, sizeof r->err, "redis: the lease script answered %zu values for %d changes",
+                 x->type == REDIS_REPLY_ARRAY ? x->elements : 0, n);
+        rc = -1;
+    } else {
+        for (int i = 0; i < n; i++) {
+            *c[i].row = wd_rd_int(x, 2 + 3 * i);
+            c[i].crossed = (int)wd_rd_int(x, 3 + 3 * i);
+            c[i].spent = wd_rd_int(x, 4 + 3 * i);
+        }
+    }
+    freeReplyObject(x);
+    return rc;
+}
+
+static const char LEDGER_GET_LUA[] = "local out = {}\n"
+                                     "for i = 3, 2 + 2 * tonumber(ARGV[2]), 2 do\n"
+                                     "  local v = redis.call('HMGET', ARGV[1] .. 'spend:' .. ARGV[i] .. '\\31' ..\n"
+                                     "    ARGV[i + 1], 'spent', 'reserved', 'warned')\n"
+                                     "  for j = 1, 3 do out[#out + 1] = v[j] or '0' end\n"
+                                     "end\n"
+                                     "return out\n";
+
+int wd_rd_ledger_get(wd_store *s, const wd_ledger_key *k, int n, wd_ledger_row *rows)
+{
+    wd_rd_args a;
+    wd_rd_init(&a, RD(s));
+    wd_rd_i(&a, n);
+    for (int i = 0; i < n; i++) {
+        wd_rd_s(&a, k[i].scope);
+        wd_rd_s(&a, k[i].period);
+    }
+    redisReply *x = wd_rd_run(RD(s), RS_LEDGER_GET, LEDGER_GET_LUA, &a);
+    if (!x)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        memset(&rows[i], 0, sizeof rows[i]);
+        wd_strlcpy(rows[i].scope, k[i].scope, sizeof rows[i].scope);
+        wd_strlcpy(rows[i].period, k[i].period, sizeof rows[i].period);
+        rows[i].spent = wd_rd_int(x, 3 * i);
+        rows[i].reserved = wd_rd_int(x, 3 * i + 1);
+        rows[i].warned = (int)wd_rd_int(x, 3 * i + 2);
+    }
+    freeReplyObject(x);
+    return 0;
+}
+
+static const char LEDGER_LIST_LUA[] =
+    "local rows = {}\n"
+    "for _, k in ipairs(redis.call('SMEMBERS', ARGV[1] .. 'spends')) do\n"
+    "  local v = redis.call('HMGET', k, 'scope', 'period', 'spent', 'reserved', 'warned')\n"
+    "  if v[1] and v[2] then rows[#rows + 1] = v end\n"
+    "end\n"
+    "table.sort(rows, function(x, y) return x[1] < y[1] or (x[1] == y[1] and x[2] < y[2]) end)\n"
+    "local out = {}\n"
+    "for _, v in ipairs(rows) do\n"
+    "  for j = 1, 5 do out[#out + 1] = v[j] or '0' end\n"
+    "end\n"
+    "return out\n";
+
+int wd_rd_ledger_list(wd_store *s, wd_ledger_row **rows, size_t *n)
+{
+    *rows = NULL;
+    *n = 0;
+    wd_rd_args a;
+    wd_rd_init(&a, RD(s));
+    redisReply *x = wd_rd_run(RD(s), RS_LEDGER_LIST, LEDGER_LIST_LUA, &a);
+    if (!x)
+        return -1;
+    size_t k = x->type == REDIS_REPLY_ARRAY ? x->elements / 5 : 0;
+    *rows = k ? calloc(k, sizeof **rows) : NULL;
+    for (size_t i = 0; *rows && i < k; i++) {
+        wd_ledger_row *w = &(*rows)[i];
+        wd_rd_copy(x, 5 * i, w->scope, sizeof w->scope);
+        wd_rd_copy(x, 5 * i + 1, w->period, sizeof w->period);
+        w->spent = wd_rd_int(x, 5 * i + 2);
+        w->reserved = wd_rd_int(x, 5 * i + 3);
+        w->warned = (int)wd_rd_int(x, 5 * i + 4);
+    }
+    *n = *rows ? k : 0;
+    freeReplyObject(x);
+    return k && !*rows ? -1 : 0;
+}
+
+/* the leases of every process whose liveness key expired go back to the keys they held */
+static const char SWEEP_LUA[] =
+    "local P, self, dead = ARGV[1], ARGV[2], 0\n"
+    "for _, o in ipairs(redis.call('SMEMBERS', P .. 'owners')) do\n"
+    "  if o ~= self and redis.call('EXISTS', P .. 'alive:' .. o) == 0 then\n"
+    "    local l = redis.call('HGETALL', P .. 'lease:' .. o)\n"
+    "    for j = 1, #l, 2 do\n"
+    "      local amt, k = string.match(l[j + 1], '^(%d+) (.*)$')\n"
+    "      if amt then\n"
+    "        local res = tonumber(redis.call('HGET', k, 'reserved') or '0') - tonumber(amt)\n"
+    "        if res < 0 then res = 0 end\n"
+    "        redis.call('HSET', k, 'reserved', string.format('%.0f', res))\n"
+    "      end\n"
+    "    end\n"
+    "    redis.call('DEL', P .. 'lease:' .. o)\n"
+    "    redis.call('SREM', P .. 'owners', o)\n"
+    "    dead = dead + 1\n"
+    "  end\n"
+    "end\n"
+    "return dead\n";
+
+int wd_rd_sweep(wd_store *s)
+{
+    wd_rd_args a;
+    wd_rd_init(&a, RD(s));
+    wd_rd_s(&a, RD(s)->owner);
+    redisReply *x = wd_rd_run(RD(s), RS_SWEEP, SWEEP_LUA, &a);
+    if (!x)
+        return -1;
+    int n = x->type == REDIS_REPLY_INTEGER ? (int)x->integer : 0;
+    freeReplyObject(x);
+    return n;
+}
+
+/* ---- rate windows: sorted set rate:KEY, one member per admitted request ---- */
+
+static const char RATE_LUA[] =
+    "local k = ARGV[1] .. 'rate:' .. ARGV[2]\n"
+    "local limit, window, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "redis.call('ZREMRANGEBYSCORE', k, '-inf', now - window)\n"
+    "local count = redis.call('ZCARD', k)\n"
+    "if count >= limit then\n"
+    "  local o = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')\n"
+    "  return {0, count, o[2] or ARGV[5]}\n"
+    "end\n"
+    "redis.call('ZADD', k, ARGV[5], ARGV[5] .. ':' .. redis.call('INCR', ARGV[1] .. 'seq'))\n"
+    "redis.call('PEXPIRE', k, ARGV[4])\n"
+    "return {1, count, 0}\n";
+
+int wd_rd_rate_take(wd_store *s, const char *key, long long limit, int64_t window_ms, int64_t now_ms, long long *count,
+                    int64_t *retry_ms)
+{
+    *count = 0;
+    *retry_ms = 0;
+    wd_rd_args a;
+    wd_rd_init(&a, RD(s));
+    wd_rd_s(&a, key);
+    wd_rd_i(&a, limit);
+    wd_rd_i(&a, window_ms);
+    wd_rd_i(&a, now_ms);
+    redisReply *x = wd_rd_run(RD(s), RS_RATE, RATE_LUA, &a);
+    if (!x)
+        return -1;
+    int admitted = wd_rd_int(x, 0) == 1;
+    *count = wd_rd_int(x, 1);
+    if (!admitted) {
+        *retry_ms = wd_rd_int(x, 2) + window_ms - now_ms;
+        if (*retry_ms < 1)
+            *retry_ms = 1;
+        if (*retry_ms > window_ms)
+            *retry_ms = window_ms;
+    }
+    freeReplyObject(x);
+    return admitted;
+}
+
+/* ---- sessions: hash session:ID {owner, messages, expires_ms}; the response cache:
+** hash cache:KEY {answer, cost, expires_ms}; both expire in Redis too ---- */
+
+static const char GET_LUA[] = "local v = redis.call('HMGET', ARGV[1] .. ARGV[2], ARGV[4], ARGV[5], 'expires_ms')\n"
+                              "if not v[1] or not v[2] or tonumber(v[3] or '0') <= tonumber(ARGV[3]) then\n"
+                              "  return {0}\n"
+                              "end\n"
+                              "return {1, v[1], v[2]}\n";
+
+static const char PUT_LUA[] = "local k = ARGV[1] .. ARGV[2]\n"
+                              "redis.call('HSET', k, ARGV[5], ARGV[6], ARGV[7], ARGV[8], 'expires_ms', ARGV[4])\n"
+                              "local ttl = tonumber(ARGV[4]) - tonumber(ARGV[3])\n"
+                              "redis.call('PEXPIRE', k, ttl > 0 and ttl or 1)\n"
+                              "return 1\n";
+
+/* the two fields f1, f2 of hash kind..id, while not expired: 1 (*v1, *v2: caller frees),
+** 0, -1 */
+static int pair_get(wd_store *s, int slot, const char *kind, const char *id, int64_t now_ms, const char *f1,
+                    const char *f2, char **v1, char **v2)
+{
+    *v1 = *v2 = NULL;
+    wd_buf k = {0};
+    wd_buf_addf(&k, "%s%s", kind, id);
+    wd_rd_args a;
+    wd_rd_init(&a, RD(s));
+    wd_rd_s(&a, k.p);
+    wd_rd_i(&a, now_ms);
+    wd_rd_s(&a, f1);
+    wd_rd_s(&a, f2);
+    redisReply *x = k.p ? wd_rd_run(RD(s), slot, GET_LUA, &a) : (wd_rd_done(&a), NULL);
+    wd_buf_free(&k);
+    if (!x)
+        return -1;
+    int found = wd_rd_int(x, 0) == 1 && x->elements == 3;
+    if (found) {
+        *v1 = wd_strndup(x->element[1]->str, x->element[1]->len);
+        *v2 = wd_strndup(x->element[2]->str, x->element[2]->len);
+    }
+    freeReplyObject(x);
+    if (found && (!*v1 || !*v2)) {
+        free(*v1);
+        free(*v2);
+        *v1 = *v2 = NULL;
+        return -1;
+    }
+    return found;
+}
+
+static int pair_put(wd_store *s, int slot, const char *kind, const char *id, int64_t now_ms, int64_t expires_ms,
+                    const char *f1, const char *v1, const char *f2, const char *v2)
+{
+    wd_buf k = {0};
+    wd_buf_addf(&k, "%s%s", kind, id);
+    wd_rd_args a;
+    wd_rd_init(&a, RD(s));
+    wd_rd_s(&a, k.p);
+    wd_rd_i(&a, now_ms);
+    wd_rd_i(&a, expires_ms);
+    wd_rd_s(&a, f1);
+    wd_rd_s(&a, v1);
+    wd_rd_s(&a, f2);
+    wd_rd_s(&a, v2);
+    redisReply *x = k.p ? wd_rd_run(RD(s), slot, PUT_LUA, &a) : (wd_rd_done(&a), NULL);
+    wd_buf_free(&k);
+    freeReplyObject(x);
+    return x ? 0 : -1;
+}
+
+int wd_rd_session_get(wd_store *s, const char *id, int64_t now_ms, char **owner, char **messages)
+{
+    return pair_get(s, RS_SESSION_GET, "session:", id, now_ms, "owner", "messages", owner, messages);
+}
+
+int wd_rd_session_put(wd_store *s, const char *id, const char *owner, const char *messages, int64_t now_ms,
+                      int64_t expires_ms)
+{
+    return pair_put(s, RS_SESSION_PUT, "session:", id, now_ms, expires_ms, "owner", owner, "messages", messages);
+}
+
+int wd_rd_cache_get(wd_store *s, const char *key, int64_t now_ms, char **answer, int64_t *cost_nusd)
+{
+    char *cost = NULL;
+    *cost_nusd = 0;
+    int rc = pair_get(s, RS_CACHE_GET, "cache:", key, now_ms, "answer", "cost", answer, &cost);
+    if (rc == 1)
+        *cost_nusd = atoll(cost);
+    free(cost);
+    return rc;
+}
+
+int wd_rd_cache_put(wd_store *s, const char *key, const char *answer, int64_t cost_nusd, int64_t now_ms, int64_t ttl_ms)
+{
+    char cost[24];
+    snprintf(cost, sizeof cost, "%lld", (long long)cost_nusd);
+    return pair_put(s, RS_CACHE_PUT, "cache:", key, now_ms, now_ms + ttl_ms, "answer", answer, "cost", cost);
+}
+
+/* ---- liveness: a host's leases and pending approvals are its while this key lives ---- */
+
+static const char ALIVE_LUA[] = "redis.call('SET', ARGV[1] .. 'alive:' .. ARGV[2], ARGV[3], 'PX', ARGV[4])\n"
+                                "return 1\n";
+
+int wd_rd_keepalive(wd_store *s)
+{
+    wd_redis *r = RD(s);
+    int64_t now = wd_now_ns();
+    if (r->alive_ns && now - r->alive_ns < r->lease_ms * 1000000 / 4)
+        return 0;
+    if (!r->c && now < r->retry_ns)
+        return -1;
+    r->alive_ns = now;
+    wd_rd_args a;
+    wd_rd_init(&a, r);
+    wd_rd_s(&a, r->owner);
+    wd_rd_i(&a, wd_rd_now(s));
+    wd_rd_i(&a, r->lease_ms);
+    redisReply *x = wd_rd_run(r, RS_ALIVE, ALIVE_LUA, &a);
+    if (!x)
+        return -1;
+    freeReplyObject(x);
+    return wd_rd_sweep(s) < 0 ? -1 : 0; /* the leases of hosts that fell silent come back */
+}

@@ -1,0 +1,244 @@
+-- Scale-out (docs/scale-out.md): three `warden serve` processes, each in a working
+-- directory of its own with its own log, share one real redis-server as their state
+-- store. Budgets are exact across them, a breaker opened through one refuses on the
+-- others, an approval opened on one is decided on another, a kill through one stops the
+-- runs of all, a host killed with its leases gives them back, and Redis going away
+-- refuses what it guards without letting anything through unaudited.
+local T = require("warden.testing")
+local json = require("cjson")
+
+local REPS = 20 -- the budget case, in a row
+local KEYS = { admin = "admin-key-1", director = "director-key-2", ops = "ops-key-3" }
+for i = 1, REPS + 2 do KEYS["dave" .. i] = "dave-key-" .. i end
+
+-- each call costs $0.0301 (10 input and 1,000 output tokens) and may cost ~$0.0302:
+-- a daily budget of $0.16 fits five
+local CALL = { content = "x", usage = { input_tokens = 10, output_tokens = 1000 }, delay_ms = 300 }
+local DAILY, ESTIMATE = 0.16, 0.0302
+
+local function now() return tonumber((T.sh("date +%s%N"))) / 1e9 end
+
+local function agents()
+  local dir = T.tmpfile("-agents")
+  os.execute(("mkdir -p %s && ln -s %s/spec/fixtures/lab %s/lab"):format(dir, os.getenv("PWD"), dir))
+  return dir
+end
+
+-- three hosts on one Redis: {redis, hosts = {srv, srv, srv}, store (the policy's section)}
+local function cluster(opts)
+  opts = opts or {}
+  local redis = opts.redis or T.redis({ aof = opts.aof })
+  local store = { backend = "redis", url = ("redis://127.0.0.1:%d/0"):format(redis.port),
+                  prefix = ("so%d:"):format(math.random(1e9)), lease = opts.lease or "15s", timeout_ms = 200 }
+  local users = {}
+  for user, key in pairs(KEYS) do
+    users[user] = { api_key_sha256 = T.sha256(key), role = user:match("^dave") and "read" or "admin",
+                    tier = user:match("^dave") and "five" or nil }
+  end
+  local c = { redis = redis, store = store, hosts = {}, locator = T.locator(store) }
+  local dir = agents()
+  local scen = "mock:" .. T.scenario({ CALL })
+  for i = 1, 3 do
+    local home = T.tmpfile("-host" .. i)
+    os.execute("mkdir -p " .. home)
+    local pol, audit = T.policy({
+      users = users, store = store, audit = { path = home .. "/audit.jsonl" },
+      tiers = { five = { per_run_usd = 1, daily_usd = DAILY, monthly_usd = 100, requests_per_hour = 100000 } },
+      defaults = { breaker = { failure_threshold = 2, open_ms = 60000, half_open_probes = 1 } },
+      approvals = { routes = { high = { "director" } } },
+    })
+    local srv = T.serve({ policy = pol, agents = dir, cwd = home, workers = 2, llm = opts.llm or scen })
+    srv.audit, srv.home, srv.policy = audit, home, pol
+    c.hosts[i] = srv
+  end
+  function c.stop()
+    for _, h in ipairs(c.hosts) do if not h.dead then h.stop() end end
+    if not opts.redis then redis.stop() end
+  end
+  return c
+end
+
+local function submit(host, user, plan)
+  local code, body = host.http("POST", "/v1/runs", KEYS[user], { agent = "lab", input = json.encode(plan) })
+  assert.equal(202, code, json.encode(body))
+  return body.run_id
+end
+
+-- the run's record on its host once it ended
+local function ended(host, user, id, tries)
+  return T.wait_for(function()
+    local code, b = host.http("GET", "/v1/runs/" .. id, KEYS[user])
+    return code == 200 and b.status ~= "running" and b.status ~= "queued" and b
+  end, "run " .. id .. " to end", tries)
+end
+
+local function spent_in_logs(c, user)
+  local total = 0
+  for _, h in ipairs(c.hosts) do
+    for _, r in ipairs(T.records(h.audit)) do
+      if r.event == "llm_call" and r.user_id == user and r.cost_usd then total = total + r.cost_usd end
+    end
+  end
+  return total
+end
+
+describe("scale-out: three hosts on one Redis", function()
+  local c
+  setup(function() c = cluster() end)
+  teardown(function() if c then c.stop() end end)
+
+  it("holds a user's daily budget across the three: 30 parallel runs, 20 times in a row", function()
+    local worst = 0
+    for rep = 1, REPS do
+      local user = "dave" .. rep
+      local ids = {}
+      for i = 1, 30 do
+        local h = c.hosts[i % 3 + 1]
+        ids[i] = { h, submit(h, user, { { "llm" } }) }
+      end
+      local done, refused = 0, 0
+      for _, x in ipairs(ids) do
+        local run = ended(x[1], user, x[2])
+        if run.status == "completed" then done = done + 1 end
+        if run.status == "budget_exceeded" then refused = refused + 1 end
+      end
+      local row = T.ledger_row(c.locator, "user:" .. user, "day:")
+      assert.is_true(row.spent_usd <= DAILY + ESTIMATE + 1e-9, ("rep %d: spent %.6f"):format(rep, row.spent_usd))
+      assert.equal(5, done, "rep " .. rep)
+      assert.equal(25, refused, "rep " .. rep)
+      -- the ledger is what the three logs say was spent, to the nano-dollar
+      T.wait_for(function()
+        return math.abs(T.ledger_row(c.locator, "user:" .. user, "day:").spent_usd - spent_in_logs(c, user)) < 1e-9
+      end, "the ledger to equal the logs")
+      assert.near(5 * 0.0301, spent_in_logs(c, user), 1e-9)
+      worst = math.max(worst, row.spent_usd)
+    end
+    print(("\n    %d repetitions of 30 runs over 3 hosts: 5 completed and 25 refused each time; most spent $%.4f"
+      .. " of a $%.2f budget"):format(REPS, worst, DAILY))
+  end)
+
+  it("refuses on the other hosts a breaker opened through one", function()
+    local a, b = c.hosts[1], c.hosts[2]
+    -- tool:flaky fails twice through host A: its breaker opens in the store
+    local run = ended(a, "dave21", submit(a, "dave21", { { "tool", "flaky", { fail = true } },
+                                                         { "tool", "flaky", { fail = true } } }))
+    assert.equal("completed", run.status)
+    local t0 = now()
+    run = ended(b, "dave21", submit(b, "dave21", { { "tool", "flaky", {} } }))
+    assert.matches("^circuit open for tool:flaky", run.result.tool_calls[1].result)
+    assert.is_true(now() - t0 < 1, "host B took " .. (now() - t0) .. " s")
+    local opened = T.events(a.audit, "breaker_opened")
+    assert.equal(1, #opened)
+    assert.equal(0, #T.events(b.audit, "breaker_opened")) -- B refused on A's word
+  end)
+
+  it("resumes on host A a run whose approval host C decided", function()
+    local a, cc = c.hosts[1], c.hosts[3]
+    local id = submit(a, "dave22", { { "tool", "approval_tool", { note = "x" } } })
+    local req = T.wait_for(function()
+      local code, l = cc.http("GET", "/v1/approvals", KEYS.director)
+      return code == 200 and l[1]
+    end, "the request to reach host C")
+    assert.equal("approval_tool", req.tool)
+    local code = cc.http("POST", "/v1/approvals/" .. req.id .. "/approve", KEYS.director, {})
+    assert.equal(200, code)
+    local t0 = now()
+    local run = ended(a, "dave22", id, 200)
+    local waited = now() - t0
+    assert.equal("completed", run.status)
+    assert.is_true(waited < 0.5, "host A went on after " .. waited .. " s")
+    print(("\n    approval decided on host C: the run on host A ended %.0f ms later (curl's polling included)")
+      :format(waited * 1000))
+    local granted = T.events(a.audit, "approval_granted")
+    assert.equal(1, #granted)
+    assert.same({ "director" }, granted[1].approved_by)
+  end)
+
+  it("stops the agent's runs on every host within a second of a kill through host B", function()
+    local ids = {}
+    for i, h in ipairs({ c.hosts[1], c.hosts[3] }) do ids[i] = { h, submit(h, "dave22", { { "sleep", 30000 } }) } end
+    os.execute("sleep 0.3")
+    local code = c.hosts[2].http("POST", "/v1/kill", KEYS.admin, { agent = "lab", reason = "spec" })
+    assert.equal(200, code)
+    local t0 = now()
+    for _, x in ipairs(ids) do
+      local run = ended(x[1], "dave22", x[2], 150)
+      assert.equal("killed", run.status)
+    end
+    local took = now() - t0
+    assert.is_true(took < 1, "the runs ended " .. took .. " s after the kill")
+    print(("\n    kill through host B: the runs on hosts A and C ended within %.0f ms"):format(took * 1000))
+    assert.equal(200, (c.hosts[2].http("POST", "/v1/revive", KEYS.admin, { agent = "lab" })))
+  end)
+end)
+
+describe("scale-out: faults", function()
+  it("gives back the leases of a host killed with -9 once its lease expires, with no phantom spend", function()
+    local c = cluster({ lease = "1s", llm = "mock:" .. T.scenario({ CALL, { content = "y", delay_ms = 30000,
+                                                                          usage = CALL.usage } }) })
+    local a = c.hosts[1]
+    submit(a, "dave1", { { "llm" }, { "llm" } })
+    local row = T.wait_for(function()
+      local r = T.ledger_row(c.locator, "user:dave1", "day:")
+      return r and r.spent_usd > 0 and r.reserved_usd > 0 and r
+    end, "the first call spent and the second reserved")
+    local spent = row.spent_usd
+    os.execute("kill -9 " .. a.pid)
+    a.dead = true
+    local t0 = now()
+    T.wait_for(function()
+      local r = T.ledger_row(c.locator, "user:dave1", "day:")
+      return r.reserved_usd == 0
+    end, "the reservation to come back", 400)
+    local took = now() - t0
+    assert.is_true(took < 2.5, "came back after " .. took .. " s")
+    print(("\n    kill -9 of a host holding a lease (store.lease 1s): its reservation came back %.0f ms later")
+      :format(took * 1000))
+    assert.near(spent, T.ledger_row(c.locator, "user:dave1", "day:").spent_usd, 1e-12)
+    -- the others still spend against it, exactly
+    local b = c.hosts[2]
+    assert.equal("completed", ended(b, "dave2", submit(b, "dave2", { { "llm" } })).status)
+    c.stop()
+  end)
+
+  it("never overspends when Redis restarts mid-load: every run ends with a result, the logs verify", function()
+    local c = cluster({ aof = true })
+    local ids = {}
+    for i = 1, 30 do
+      local h = c.hosts[i % 3 + 1]
+      ids[i] = { h, submit(h, "dave3", { { "llm" } }) }
+      if i == 10 then c.redis.restart() end
+    end
+    local statuses = {}
+    for _, x in ipairs(ids) do
+      local run = ended(x[1], "dave3", x[2])
+      statuses[run.status] = (statuses[run.status] or 0) + 1
+      assert.truthy(run.result, "a run without a result")
+    end
+    local row = T.ledger_row(c.locator, "user:dave3", "day:")
+    assert.is_true(row.spent_usd <= DAILY + ESTIMATE + 1e-9, "spent " .. row.spent_usd)
+    assert.is_true((statuses.completed or 0) <= 5, json.encode(statuses))
+    c.stop()
+    for _, h in ipairs(c.hosts) do
+      local out, rc = T.sh(("%s audit verify %s 2>&1"):format(T.bin, h.audit))
+      assert.equal(0, rc, out)
+    end
+  end)
+
+  it("refuses calls as store_unavailable while Redis is stopped, each audited, and serves again after", function()
+    local c = cluster()
+    local a = c.hosts[1]
+    assert.equal("completed", ended(a, "dave4", submit(a, "dave4", { { "llm" } })).status)
+    c.redis.stop()
+    local run = ended(a, "dave5", submit(a, "dave5", { { "llm" } }))
+    assert.equal("store_unavailable", run.status)
+    assert.equal("A service this agent depends on is unavailable. Please try again shortly.", run.result.result)
+    local down = T.events(a.audit, "store_unavailable")
+    assert.is_true(#down >= 1)
+    assert.equal("redis", down[1].store)
+    assert.matches("unreachable", down[1].reason)
+    -- nothing reached the model for it
+    for _, r in ipairs(T.events(a.audit, "llm_call")) do assert.not_equal("dave5", r.user_id) end
+    c.stop()
+  end)
+end)
