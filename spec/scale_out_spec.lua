@@ -47,7 +47,8 @@ local function cluster(opts)
       defaults = { breaker = { failure_threshold = 2, open_ms = 60000, half_open_probes = 1 } },
       approvals = { routes = { high = { "director" } } },
     })
-    local srv = T.serve({ policy = pol, agents = dir, cwd = home, workers = 2, llm = opts.llm or scen })
+    local srv = T.serve({ policy = pol, agents = dir, cwd = home, workers = 2, llm = opts.llm or scen,
+                          env = { WARDEN_HOST = "host" .. i } })
     srv.audit, srv.home, srv.policy = audit, home, pol
     c.hosts[i] = srv
   end
@@ -152,6 +153,76 @@ describe("scale-out: three hosts on one Redis", function()
     local granted = T.events(a.audit, "approval_granted")
     assert.equal(1, #granted)
     assert.same({ "director" }, granted[1].approved_by)
+  end)
+
+  it("keeps one chain per host, each file verifying, and merges them into one view that verifies", function()
+    local files = {}
+    for i, h in ipairs(c.hosts) do
+      ended(h, "dave21", submit(h, "dave21", { { "tool", "echo", { text = "x" } }, { "llm" } }))
+      files[i] = h.audit
+      local recs = T.records(h.audit)
+      assert.is_true(#recs >= 5)
+      for _, r in ipairs(recs) do assert.equal("host" .. i, r.host) end
+    end
+    local all = table.concat(files, " ")
+    local out, rc = T.sh(("%s audit verify %s 2>&1"):format(T.bin, all))
+    assert.equal(0, rc, out)
+    local _, n = out:gsub("intact", "")
+    assert.equal(3, n, out)
+    -- one report over the three logs: what was spent on all of them
+    out, rc = T.sh(("%s report cost %s --json --policy %s 2>&1"):format(T.bin, all, c.hosts[1].policy))
+    assert.equal(0, rc, out)
+    local total = 0
+    for _, f in ipairs(files) do
+      for _, r in ipairs(T.records(f)) do
+        if (r.event == "llm_call" or r.event == "tool_call") and r.cost_usd then total = total + r.cost_usd end
+      end
+    end
+    assert.near(total, T.decode(out).totals.cost_usd, 1e-6)
+    out, rc = T.sh(("%s report compliance %s --json --policy %s 2>&1"):format(T.bin, all, c.hosts[1].policy))
+    assert.equal(0, rc, out)
+    assert.is_true(T.decode(out).chain.intact)
+    -- the merged view: every line of the three, in time order, each host's chain intact
+    local merged = T.tmpfile(".jsonl")
+    out, rc = T.sh(("%s audit merge %s --out %s 2>&1"):format(T.bin, all, merged))
+    assert.equal(0, rc, out)
+    -- each host's lines in its file's order (its chain's); between hosts, by time (a host's
+    -- own records may be a few milliseconds out of time order: its workers write in turns)
+    local order, count = {}, 0
+    for i, f in ipairs(files) do
+      order["host" .. i] = {}
+      for l in io.lines(f) do table.insert(order["host" .. i], l); count = count + 1 end
+    end
+    local at, seen, last = { host1 = 0, host2 = 0, host3 = 0 }, 0, 0
+    for l in io.lines(merged) do
+      local r = T.decode(l)
+      at[r.host] = at[r.host] + 1
+      assert.equal(order[r.host][at[r.host]], l, "host " .. r.host .. "'s line " .. at[r.host])
+      local y, mo, d, h, mi, sec = r.timestamp:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):([%d.]+)Z$")
+      local t = os.time({ year = y, month = mo, day = d, hour = h, min = mi, sec = 0 }) + tonumber(sec)
+      assert.is_true(t > last - 1, "a second out of time order at " .. r.timestamp)
+      last, seen = math.max(last, t), seen + 1
+    end
+    assert.equal(count, seen)
+    out, rc = T.sh(("%s audit verify --merged %s 2>&1"):format(T.bin, merged))
+    assert.equal(0, rc, out)
+    assert.matches("of 3 hosts", out)
+    -- read as one host's chain, the view is broken; and a record taken out of it is caught
+    assert.equal(1, select(2, T.sh(("%s audit verify %s 2>&1"):format(T.bin, merged))))
+    local cut = T.tmpfile(".jsonl")
+    local f = assert(io.open(cut, "w"))
+    for l in io.lines(merged) do -- host2's second record taken out
+      local r = T.decode(l)
+      if not (r.host == "host2" and r.seq == 2) then f:write(l, "\n") end
+    end
+    f:close()
+    out, rc = T.sh(("%s audit verify --merged %s 2>&1"):format(T.bin, cut))
+    assert.equal(1, rc, out)
+    assert.matches("chain broken", out)
+    -- logs that share a host, or a broken one, are not merged
+    out, rc = T.sh(("%s audit merge %s %s 2>&1"):format(T.bin, files[1], files[1]))
+    assert.equal(1, rc, out)
+    assert.matches("both are host host1's", out)
   end)
 
   it("stops the agent's runs on every host within a second of a kill through host B", function()

@@ -66,12 +66,31 @@ struct wd_audit {
     pthread_cond_t synced_cv; /* the syncer caught up (a file is swapped only then) */
     wd_audit_rotation rot;
     int64_t file_t0_ms; /* when the current file's first record was written; 0 unknown */
+    json_t *host;       /* every record's host (docs/scale-out.md), or NULL */
 };
 
 void wd_audit_set_rotation(wd_audit *a, const wd_audit_rotation *r) { a->rot = *r; }
 
+void wd_audit_set_host(wd_audit *a, const char *host)
+{
+    json_decref(a->host);
+    a->host = host && *host ? json_string(host) : NULL;
+}
+
+/* ** A process whose state store is shared (Redis) writes its name in every record, so a
+** view merged from several hosts' logs still says whose chain each record is on:
+** WARDEN_HOST, else the machine's name. A process on a machine's own SQLite store
+** writes none, unless WARDEN_HOST asks. */
 void wd_audit_apply_policy(wd_audit *a, const wd_policy *p)
 {
+    const char *env = getenv("WARDEN_HOST");
+    char name[256] = "";
+    if (env && *env)
+        wd_strlcpy(name, env, sizeof name);
+    else if (p->store_path && !strncmp(p->store_path, "redis", 5) && gethostname(name, sizeof name - 1) < 0)
+        name[0] = '\0';
+    name[sizeof name - 1] = '\0';
+    wd_audit_set_host(a, name);
     wd_audit_rotation r = {p->audit_rotate_bytes, p->audit_rotate_ms, p->audit_keep_files, p->audit_keep_ms,
                            p->audit_archive};
     wd_audit_set_rotation(a, &r);
@@ -154,6 +173,7 @@ void wd_audit_close(wd_audit *a)
     for (size_t i = 0; i < a->nfresh; i++)
         json_decref(a->fresh[i]);
     json_decref(a->ts);
+    json_decref(a->host);
     wd_buf_free(&a->text);
     wd_buf_free(&a->out);
     free(a->pending);
@@ -287,6 +307,8 @@ int wd_audit_append(wd_audit *a, json_t *rec)
         a->ts_ms = ms;
     }
     json_object_set(rec, "timestamp", a->ts);
+    if (a->host)
+        json_object_set(rec, "host", a->host);
     a->fresh[a->nfresh++] = rec;
     a->appended++;
     if (a->nfresh == STAGE_GROUP && stage_fresh(a) < 0) {
@@ -603,6 +625,8 @@ static int own_record(wd_audit *a, json_t *rec, wd_buf *out)
     static const char *const IDS[] = {"run_id", "session_id", "user_id", "agent"};
     for (int i = 0; i < 4; i++)
         json_object_set_new(rec, IDS[i], json_null());
+    if (a->host)
+        json_object_set(rec, "host", a->host);
     size_t mark = a->text.len;
     int bad = stage(a, rec) < 0 || render(a, &a->pending[--a->npending], out) < 0;
     a->text.len = mark;

@@ -15,6 +15,8 @@
 #include <jansson.h>
 #include "util.h"
 
+#include <stdio.h>
+
 typedef struct wd_audit wd_audit;
 
 #define WD_AUDIT_JSON_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15))
@@ -47,6 +49,8 @@ void wd_audit_set_rotation(wd_audit *a, const wd_audit_rotation *r);
 /* the policy's audit.rotate and audit.retention (again at each reload) */
 struct wd_policy;
 void wd_audit_apply_policy(wd_audit *a, const struct wd_policy *p);
+/* every record from now on carries host (NULL or "": none); wd_audit_apply_policy sets it */
+void wd_audit_set_host(wd_audit *a, const char *host);
 
 /* fn sees each line this handle wrote (chained, without its newline), after the write,
 ** on the flushing thread, with the record's run_id and event ("" when none); the line
@@ -57,6 +61,13 @@ void wd_audit_observe(wd_audit *a, wd_audit_observer fn, void *ud);
 /* verify.c: the chain of the log at path, over every file it was rotated into (reader.h):
 ** 0 intact, 1 tampered (report names the first bad line), -1 unreadable */
 int wd_audit_verify(const char *path, wd_buf *report, long *records);
+/* a view warden audit merge wrote: each host's records (by their host field) checked as
+** that host's own chain; as wd_audit_verify otherwise */
+int wd_audit_verify_merged(const char *path, wd_buf *report, long *records);
+/* merge.c: the logs of paths (each with its rotated files; each intact and its records
+** naming a host of their own) written to out as one view in time order, each line as it
+** was. 0, 1 refused (report says why), -1 an I/O error; *records written */
+int wd_audit_merge(const char *const *paths, size_t n, FILE *out, wd_buf *report, long *records);
 
 /* the chain's hash of a record: SHA-256 of prev (64 hex digits) then canon, in hex;
 ** *ctx is made on first use (the caller frees it with EVP_MD_CTX_free) */

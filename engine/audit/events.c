@@ -49,7 +49,7 @@ const char *wd_event_name(wd_audit_event e) { return e >= 0 && e < WD_AE_COUNT ?
 ** the marks redaction (sensitive_data) and bounding (truncated) add */
 static const char *const COMMON[] = {"event",          "seq",       "timestamp",  "prev_hash", "hash",
                                      "success",        "run_id",    "session_id", "user_id",   "agent",
-                                     "sensitive_data", "truncated", "sealed",     NULL};
+                                     "sensitive_data", "truncated", "sealed",     "host",      NULL};
 
 #define FIELDS_OF(...) ((const char *const[]){__VA_ARGS__, NULL})
 

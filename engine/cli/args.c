@@ -18,8 +18,8 @@ int wd_cli_parse(int argc, char **argv, int from, args_t *a)
             *(s[2] == 'j' ? &a->json : &a->all) = 1;
             continue;
         }
-        if (!strcmp(s, "--stream")) {
-            a->stream = 1;
+        if (!strcmp(s, "--stream") || !strcmp(s, "--merged")) {
+            *(s[2] == 's' ? &a->stream : &a->merged) = 1;
             continue;
         }
         if (!strcmp(s, "--user"))
@@ -46,6 +46,8 @@ int wd_cli_parse(int argc, char **argv, int from, args_t *a)
             dst = &a->key_file;
         else if (!strcmp(s, "--store"))
             dst = &a->store;
+        else if (!strcmp(s, "--out"))
+            dst = &a->out;
         else if (s[0] == '-' && s[1] == '-') {
             fprintf(stderr, "warden: unknown option %s\n", s);
             return -1;
@@ -58,7 +60,7 @@ int wd_cli_parse(int argc, char **argv, int from, args_t *a)
             *dst = argv[++i];
             continue;
         }
-        if (a->npos >= 4) {
+        if (a->npos >= (int)(sizeof a->pos / sizeof a->pos[0])) {
             fprintf(stderr, "warden: too many arguments\n");
             return -1;
         }

@@ -7,6 +7,8 @@
 #include "store.h"
 #include "util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,25 +29,75 @@ static char *audit_path(args_t *a, int at)
     return s;
 }
 
-static int cmd_verify(args_t *a)
+/* one log (or, --merged, a view audit merge wrote): 0 intact, 1 broken, -1 unreadable */
+static int verify_one(args_t *a, const char *path, json_t *list)
 {
-    char *path = audit_path(a, 0);
-    if (!path)
-        return 2;
     wd_buf rep = {0};
     long n = 0;
-    int rc = wd_audit_verify(path, &rep, &n);
-    if (a->json) {
-        json_t *j = json_pack("{s:b,s:i,s:s,s:s}", "intact", rc == 0, "records", (json_int_t)n, "path", path, "report",
-                              rep.p ? rep.p : "");
-        char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
-        puts(out ? out : "{}");
-        free(out);
-        json_decref(j);
-    } else
+    int rc = a->merged ? wd_audit_verify_merged(path, &rep, &n) : wd_audit_verify(path, &rep, &n);
+    if (a->json)
+        json_array_append_new(list, json_pack("{s:b,s:i,s:s,s:s}", "intact", rc == 0, "records", (json_int_t)n, "path",
+                                              path, "report", rep.p ? rep.p : ""));
+    else
         printf("%s\n", rep.p ? rep.p : "");
     wd_buf_free(&rep);
-    free(path);
+    return rc;
+}
+
+/* ** warden audit verify [FILE...]: each log on its own chain (each host's file, in a
+** deployment sharing a Redis store); exit 0 only when every one is intact. --json
+** prints one object for one file, a list for several. */
+static int cmd_verify(args_t *a)
+{
+    json_t *list = json_array();
+    int worst = 0;
+    for (int i = 0; i < (a->npos ? a->npos : 1); i++) {
+        char *path = audit_path(a, i);
+        if (!path) {
+            json_decref(list);
+            return 2;
+        }
+        int rc = verify_one(a, path, list);
+        worst = rc < 0 || worst < 0 ? -1 : rc > worst ? rc : worst;
+        free(path);
+    }
+    if (a->json) {
+        json_t *show = json_array_size(list) == 1 ? json_array_get(list, 0) : list;
+        char *out = json_dumps(show, JSON_COMPACT);
+        puts(out ? out : "{}");
+        free(out);
+    }
+    json_decref(list);
+    return worst == 0 ? 0 : worst == 1 ? 1 : 2;
+}
+
+/* warden audit merge FILE... [--out FILE]: one time-ordered view of several hosts' logs */
+static int cmd_merge(args_t *a)
+{
+    if (a->npos < 1) {
+        fprintf(stderr, "warden: audit merge needs the logs to merge: warden audit merge A.jsonl B.jsonl\n");
+        return 2;
+    }
+    FILE *out = stdout;
+    if (a->out) {
+        int fd = open(a->out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        out = fd >= 0 ? fdopen(fd, "w") : NULL;
+        if (!out) {
+            fprintf(stderr, "warden: cannot create %s: %s\n", a->out, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return 2;
+        }
+    }
+    wd_buf rep = {0};
+    long n = 0;
+    int rc = wd_audit_merge(a->pos, (size_t)a->npos, out, &rep, &n);
+    if ((out != stdout && fclose(out) != 0) || (out == stdout && fflush(out) != 0))
+        rc = rc ? rc : -1;
+    fprintf(stderr, "%s%s\n", rc ? "warden: " : "", rep.p ? rep.p : "");
+    wd_buf_free(&rep);
+    if (rc && a->out)
+        unlink(a->out); /* no half view left behind */
     return rc == 0 ? 0 : rc == 1 ? 1 : 2;
 }
 
@@ -335,6 +387,7 @@ int wd_cli_audit(args_t *a, int what)
     case AUDIT_VERIFY: return cmd_verify(a);
     case AUDIT_QUERY: return cmd_query(a);
     case AUDIT_TRACE: return cmd_trace(a);
+    case AUDIT_MERGE: return cmd_merge(a);
     default: return cmd_erase(a);
     }
 }

@@ -389,6 +389,11 @@ int main(int argc, char **argv)
             return wd_cli_usage(NULL);
         return wd_cli_audit(&a, argv[2][0] == 't' ? AUDIT_TRACE : AUDIT_ERASE);
     }
+    if (!strcmp(cmd, "audit") && argc >= 3 && !strcmp(argv[2], "merge")) {
+        if (wd_cli_parse(argc, argv, 3, &a) < 0)
+            return wd_cli_usage(NULL);
+        return wd_cli_audit(&a, AUDIT_MERGE);
+    }
     if (!strcmp(cmd, "audit") && argc >= 3 && !strcmp(argv[2], "query")) {
         if (wd_cli_parse(argc, argv, 3, &a) < 0)
             return wd_cli_usage(NULL);

@@ -8,14 +8,14 @@
 #include "policy.h"
 
 typedef struct {
-    const char *pos[4];
+    const char *pos[64];
     int npos;
-    const char *user, *session, *policy, *llm, *run, *event, *since, *until, *by, *reason, *key_file, *store;
-    int json, all, stream;
+    const char *user, *session, *policy, *llm, *run, *event, *since, *until, *by, *reason, *key_file, *store, *out;
+    int json, all, stream, merged;
 } args_t;
 
-enum { REPORT_COST, REPORT_COMPLIANCE, REPORT_FAILURES };     /* warden report KIND */
-enum { AUDIT_VERIFY, AUDIT_QUERY, AUDIT_TRACE, AUDIT_ERASE }; /* warden audit WHAT */
+enum { REPORT_COST, REPORT_COMPLIANCE, REPORT_FAILURES };                  /* warden report KIND */
+enum { AUDIT_VERIFY, AUDIT_QUERY, AUDIT_TRACE, AUDIT_ERASE, AUDIT_MERGE }; /* warden audit WHAT */
 
 /* args.c */
 /* argv[from..] into a (positional arguments and --options); 0, or -1 (the caller gives

@@ -329,8 +329,6 @@ done:
 
 int wd_cli_report(args_t *a, int kind)
 {
-    if (a->npos > 1)
-        return wd_cli_usage("report takes at most one audit log");
     int64_t since, until;
     if (window(a, &since, &until) < 0)
         return 2;
@@ -338,18 +336,21 @@ int wd_cli_report(args_t *a, int kind)
     if (!p)
         return 2;
     char err[600];
-    const char *log = a->npos ? a->pos[0] : p->audit_path;
+    /* several logs (one per host sharing a Redis store) make one report */
+    const char *own[1] = {p->audit_path};
+    const char *const *logs = a->npos ? a->pos : own;
+    size_t nlogs = a->npos ? (size_t)a->npos : 1;
     json_t *rep;
     if (kind == REPORT_COST) {
         wd_store *st = wd_store_open(p->store_path, err, sizeof err);
         if (!st)
             fprintf(stderr, "warden: %s (the report goes on without budgets)\n", err);
-        rep = wd_report_cost(log, st, p, since, until, until >= 0 ? until : wd_wall_ms(), err, sizeof err);
+        rep = wd_report_cost(logs, nlogs, st, p, since, until, until >= 0 ? until : wd_wall_ms(), err, sizeof err);
         wd_store_close(st);
     } else if (kind == REPORT_COMPLIANCE) {
-        rep = wd_report_compliance(log, since, until, err, sizeof err);
+        rep = wd_report_compliance(logs, nlogs, since, until, err, sizeof err);
     } else {
-        rep = wd_report_failures(log, since, until, err, sizeof err);
+        rep = wd_report_failures(logs, nlogs, since, until, err, sizeof err);
     }
     wd_policy_unref(p);
     if (!rep) {

@@ -28,6 +28,12 @@ static void verify_bytes(const uint8_t *data, size_t size)
         FUZZ_ASSERT(rc >= -1 && rc <= 1, "verify returned %d", rc);
         FUZZ_ASSERT(rc == 0 || report.len, "a broken log without a report");
         wd_buf_free(&report);
+        /* the same bytes read as a merged view of several hosts' chains */
+        memset(&report, 0, sizeof report);
+        rc = wd_audit_verify_merged(path, &report, &n);
+        FUZZ_ASSERT(rc >= -1 && rc <= 1, "merged verify returned %d", rc);
+        FUZZ_ASSERT(rc == 0 || report.len, "a broken merged view without a report");
+        wd_buf_free(&report);
     }
     close(fd);
 }

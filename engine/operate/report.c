@@ -150,18 +150,51 @@ typedef struct log_reader {
     long bad;
 } log_reader;
 
-static int reader_open(log_reader *lr, const char *path, int64_t since, int64_t until, char *err, size_t n)
+/* the files of every log, one log after the other (a report adds up; order is not its
+** business): 0, or -1 with err when one cannot be opened */
+static int reader_open(log_reader *lr, const char *const *logs, size_t nlogs, int64_t since, int64_t until, char *err,
+                       size_t n)
 {
     memset(lr, 0, sizeof *lr);
     lr->since = since;
     lr->until = until;
-    if (wd_audit_files(path, &lr->files) > 0 && !strcmp(lr->files.v[lr->files.n - 1], path))
+    for (size_t i = 0; i < nlogs; i++) {
+        wd_strlist one = {0};
+        if (wd_audit_files(logs[i], &one) <= 0 || strcmp(one.v[one.n - 1], logs[i])) {
+            wd_errf(err, n, "cannot open the audit log %s: %s", logs[i], strerror(errno ? errno : ENOENT));
+            wd_audit_files_free(&one);
+            wd_audit_files_free(&lr->files);
+            return -1;
+        }
+        char **v = realloc(lr->files.v, (lr->files.n + one.n) * sizeof *v);
+        if (!v) {
+            wd_errf(err, n, "out of memory");
+            wd_audit_files_free(&one);
+            wd_audit_files_free(&lr->files);
+            return -1;
+        }
+        lr->files.v = v;
+        memcpy(v + lr->files.n, one.v, one.n * sizeof *v);
+        lr->files.n += one.n;
+        free(one.v); /* its strings now lr's */
+    }
+    while (!lr->f && lr->next < lr->files.n)
         lr->f = fopen(lr->files.v[lr->next++], "r");
     if (!lr->f) {
-        wd_errf(err, n, "cannot open the audit log %s: %s", path, strerror(errno ? errno : ENOENT));
+        wd_errf(err, n, "cannot open the audit log %s: %s", nlogs ? logs[0] : "(none)",
+                strerror(errno ? errno : ENOENT));
         wd_audit_files_free(&lr->files);
     }
     return lr->f ? 0 : -1;
+}
+
+/* the logs' names, as a report shows them: "a.jsonl" or "a.jsonl, b.jsonl"; caller frees */
+static char *log_names(const char *const *logs, size_t nlogs)
+{
+    wd_buf b = {0};
+    for (size_t i = 0; i < nlogs; i++)
+        wd_buf_addf(&b, "%s%s", i ? ", " : "", logs[i]);
+    return b.p ? b.p : wd_strdup("");
 }
 
 /* caller decrefs: the next record (its event name in *ev, its time in *t), NULL at the end */
@@ -276,7 +309,7 @@ static void count(cost_tally *c, json_t *r, const char *ev, int64_t t)
 }
 
 /* the report of what c added up (recommendations included); takes c's tables */
-static json_t *render_cost(cost_tally *c, const char *audit_path, wd_store *st, const wd_policy *p, int64_t since,
+static json_t *render_cost(cost_tally *c, const char *audit_names, wd_store *st, const wd_policy *p, int64_t since,
                            int64_t until, long bad_lines)
 {
     /* one success rate, of runs: the recommendations and the text speak of the same one */
@@ -290,7 +323,7 @@ static json_t *render_cost(cost_tally *c, const char *audit_path, wd_store *st, 
     }
     char a[40], b[40];
     json_t *rep = json_object();
-    json_object_set_new(rep, "audit_log", json_string(audit_path));
+    json_object_set_new(rep, "audit_log", json_string(audit_names));
     set_window(rep, since, until);
     if (c->first >= 0) {
         wd_rfc3339_ms(c->first, a, sizeof a);
@@ -322,11 +355,11 @@ static json_t *render_cost(cost_tally *c, const char *audit_path, wd_store *st, 
     return rep;
 }
 
-json_t *wd_report_cost(const char *audit_path, wd_store *st, const wd_policy *p, int64_t since, int64_t until,
-                       int64_t now, char *err, size_t n)
+json_t *wd_report_cost(const char *const *logs, size_t nlogs, wd_store *st, const wd_policy *p, int64_t since,
+                       int64_t until, int64_t now, char *err, size_t n)
 {
     log_reader lr;
-    if (reader_open(&lr, audit_path, since, until, err, n) < 0)
+    if (reader_open(&lr, logs, nlogs, since, until, err, n) < 0)
         return NULL;
     cost_tally c = {json_object(),
                     json_object(),
@@ -345,7 +378,10 @@ json_t *wd_report_cost(const char *audit_path, wd_store *st, const wd_policy *p,
     }
     long bad_lines = lr.bad;
     reader_close(&lr);
-    return render_cost(&c, audit_path, st, p, since, until, bad_lines);
+    char *names = log_names(logs, nlogs);
+    json_t *rep = render_cost(&c, names, st, p, since, until, bad_lines);
+    free(names);
+    return rep;
 }
 
 static void group_text(wd_buf *b, const char *title, const json_t *g)
@@ -454,10 +490,10 @@ static void decision_times(json_t *appr, json_t *times, json_t *triggers)
     json_object_set_new(appr, "by_trigger", triggers);
 }
 
-json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t until, char *err, size_t n)
+json_t *wd_report_compliance(const char *const *logs, size_t nlogs, int64_t since, int64_t until, char *err, size_t n)
 {
     log_reader lr;
-    if (reader_open(&lr, audit_path, since, until, err, n) < 0)
+    if (reader_open(&lr, logs, nlogs, since, until, err, n) < 0)
         return NULL;
     json_t *events = json_object(), *sev = json_object(), *vtype = json_object(), *appr = json_object(),
            *times = json_object(), *unauth = json_object(), *sens = json_object(), *kills = json_object(),
@@ -507,10 +543,19 @@ json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t unti
     decision_times(appr, times, triggers);
     wd_buf vr = {0};
     long chained = 0;
-    int v = wd_audit_verify(audit_path, &vr, &chained);
+    int v = 0; /* each log on its own chain: the worst of them */
+    for (size_t i = 0; i < nlogs; i++) {
+        long c = 0;
+        if (vr.len)
+            wd_buf_addf(&vr, "; ");
+        int one = wd_audit_verify(logs[i], &vr, &c);
+        chained += c;
+        v = one < 0 || v < 0 ? -1 : one > v ? one : v;
+    }
+    char *names = log_names(logs, nlogs);
     json_t *rep = json_pack(
         "{s:s,s:I,s:I,s:o,s:{s:I,s:s,s:o,s:o},s:o,s:{s:I,s:o},s:{s:I,s:I,s:o},s:o,s:{s:b,s:s,s:I,s:s}}", "audit_log",
-        audit_path, "records", (json_int_t)records, "unreadable_lines", (json_int_t)bad_lines, "events", events,
+        names, "records", (json_int_t)records, "unreadable_lines", (json_int_t)bad_lines, "events", events,
         "violations", "total", (json_int_t)violations, "counts",
         "guardrail_violation records; unauthorized attempts (authorization_denied) are counted apart, "
         "under unauthorized",
@@ -522,6 +567,7 @@ json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t unti
                  : "unreadable",
         "records_checked", (json_int_t)chained, "report", vr.p ? vr.p : "");
     wd_buf_free(&vr);
+    free(names);
     if (rep)
         set_window(rep, since, until);
     if (!rep)
@@ -634,10 +680,10 @@ static void tally(json_t *group, const char *key, int prevented)
     bump(g, prevented ? "prevented" : "occurred", 1);
 }
 
-json_t *wd_report_failures(const char *audit_path, int64_t since, int64_t until, char *err, size_t n)
+json_t *wd_report_failures(const char *const *logs, size_t nlogs, int64_t since, int64_t until, char *err, size_t n)
 {
     log_reader lr;
-    if (reader_open(&lr, audit_path, since, until, err, n) < 0)
+    if (reader_open(&lr, logs, nlogs, since, until, err, n) < 0)
         return NULL;
     json_t *modes = json_object(), *agents = json_object(), *sources = json_object(), *det_errors = json_object();
     long runs = 0, total = 0, prevented = 0;
@@ -675,12 +721,14 @@ json_t *wd_report_failures(const char *audit_path, int64_t since, int64_t until,
             top = k;
         }
     }
+    char *names = log_names(logs, nlogs);
     json_t *rep =
-        json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:s?,s:o,s:o,s:o,s:o}", "audit_log", audit_path, "runs",
-                  (json_int_t)runs, "unreadable_lines", (json_int_t)bad_lines, "total_incidents", (json_int_t)total,
-                  "prevented", (json_int_t)prevented, "occurred", (json_int_t)(total - prevented), "prevention_rate",
+        json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:s?,s:o,s:o,s:o,s:o}", "audit_log", names, "runs", (json_int_t)runs,
+                  "unreadable_lines", (json_int_t)bad_lines, "total_incidents", (json_int_t)total, "prevented",
+                  (json_int_t)prevented, "occurred", (json_int_t)(total - prevented), "prevention_rate",
                   total ? (double)prevented / (double)total : 0.0, "most_common_mode", top, "by_failure_mode", modes,
                   "by_agent", agents, "by_source", sources, "detector_errors", det_errors);
+    free(names);
     if (rep)
         set_window(rep, since, until);
     if (rep && !top)

@@ -11,7 +11,7 @@
 /* The report as JSON (caller frees) over the records with since <= timestamp < until
 ** (-1: unbounded); now places the burn rate's last 24 hours and the budgets' periods.
 ** st may be NULL (no budget section). NULL with err when the log cannot be read. */
-json_t *wd_report_cost(const char *audit_path, wd_store *st, const wd_policy *p, int64_t since, int64_t until,
+json_t *wd_report_cost(const char *const *logs, size_t nlogs, wd_store *st, const wd_policy *p, int64_t since, int64_t until,
                        int64_t now, char *err, size_t n);
 /* budget use of the current day and month from the store's ledger: [{scope, period,
 ** spent_usd, reserved_usd, limit_usd, used_pct}]; caller decrefs */
@@ -23,7 +23,7 @@ char *wd_report_cost_text(const json_t *rep);
 ** approvals with their time to decision, unauthorized attempts by user, records that
 ** held sensitive data, kill switch use (records with since <= timestamp < until; -1
 ** unbounded), and the whole chain's integrity. Caller frees; NULL with err. */
-json_t *wd_report_compliance(const char *audit_path, int64_t since, int64_t until, char *err, size_t n);
+json_t *wd_report_compliance(const char *const *logs, size_t nlogs, int64_t since, int64_t until, char *err, size_t n);
 /* the report as text for a terminal; caller frees */
 char *wd_report_compliance_text(const json_t *rep);
 
@@ -31,7 +31,7 @@ char *wd_report_compliance_text(const json_t *rep);
 ** stopped it: a halt or an escalation, a refusal, a cap) or occurred (a warning, a failed
 ** run), the prevention rate and the most common mode; detector errors apart. Records with
 ** since <= timestamp < until (-1 unbounded). Caller frees; NULL with err. */
-json_t *wd_report_failures(const char *audit_path, int64_t since, int64_t until, char *err, size_t n);
+json_t *wd_report_failures(const char *const *logs, size_t nlogs, int64_t since, int64_t until, char *err, size_t n);
 /* the report as text for a terminal; caller frees */
 char *wd_report_failures_text(const json_t *rep);
 

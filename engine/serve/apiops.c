@@ -179,7 +179,8 @@ void wd_api_get_cost(wd_call *c, struct evkeyvalq *q)
         return;
     }
     char err[600];
-    json_t *rep = wd_report_cost(wd_audit_path(wd_engine_audit(c->f->e)), wd_engine_store(c->f->e), c->p, since, until,
+    const char *log[1] = {wd_audit_path(wd_engine_audit(c->f->e))};
+    json_t *rep = wd_report_cost(log, 1, wd_engine_store(c->f->e), c->p, since, until,
                                  until >= 0 ? until : wd_wall_ms(), err, sizeof err);
     if (!rep)
         wd_call_error(c, 503, "%s", err);

@@ -591,8 +591,9 @@ function M.serve(opts)
   local bin = (opts.cwd and M.bin:sub(1, 1) ~= "/") and (os.getenv("PWD") .. "/" .. M.bin) or M.bin
   local cmd = ("%s serve --listen 127.0.0.1:0 --policy %s --agents %s --workers %d%s%s%s"):format(
     bin, opts.policy, opts.agents, opts.workers or 2, llm, opts.grace and (" --grace " .. opts.grace) or "", tls)
-  -- opts.cwd: the process's working directory (a host of its own)
+  -- opts.cwd: the process's working directory (a host of its own); opts.env: {NAME = value}
   local cd = opts.cwd and ("cd " .. opts.cwd .. " && ") or ""
+  for k, v in pairs(opts.env or {}) do cd = cd .. ("%s=%s "):format(k, v) end
   os.execute(("sh -c '%s%s 2>%s & echo $! >%s; wait $!; echo $? >%s' >/dev/null 2>&1 &"):format(cd, cmd, errf, pidf,
     rcf))
   local port
