@@ -47,7 +47,7 @@ l=$$(sed -n 's/^\([0-9]*\) successes \/ \([0-9]*\) failures \/ \([0-9]*\) errors
 set -- $$c $$l; echo "$(1): $$(($$1 + $$3)) passed, $$(($$2 + $$4 + $$5)) failed"
 endef
 
-.PHONY: all deps npm-deps test install man deb deb-check test-c test-lua spec ctest layers format lint demo asan tsan bench fuzz fuzz-build analyze clean
+.PHONY: all deps npm-deps test test-redis install man deb deb-check test-c test-lua spec ctest layers format lint demo asan tsan bench fuzz fuzz-build analyze clean
 
 all: $(BUILD)/warden $(BUILD)/lua/warden/core.so
 
@@ -114,6 +114,7 @@ test: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) all $(TEST_BIN) $(BUILD)/fakellm $(BUILD)/wdload
 	@set -o pipefail; $(MAKE) --no-print-directory test-c | tee $(BUILD)/test-c.out
 	@set -o pipefail; $(MAKE) --no-print-directory test-lua | tee $(BUILD)/test-lua.out
+	@$(MAKE) --no-print-directory test-redis
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory deb-check
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
@@ -131,6 +132,13 @@ test-c: $(TEST_BIN)
 # (engine/audit/events.c) aborts the engine that wrote it, so the spec fails
 test-lua: all $(BUILD)/fakellm $(BUILD)/wdload
 	@WARDEN_CHECK_RECORDS=1 $(BUSTED) --output=plainTerminal
+
+# the specs of the state store's users again, every policy they make on a Redis store
+# (WARDEN_TEST_STORE=redis: a redis-server of each spec process's own, docs/scale-out.md)
+REDIS_SPECS := budget breaker approval kill_switch rate_limit cache session detector compliance auth_block
+test-redis: all $(BUILD)/fakellm $(BUILD)/wdload
+	@echo "the same specs on Redis:"
+	@WARDEN_TEST_STORE=redis WARDEN_CHECK_RECORDS=1 $(BUSTED) --output=plainTerminal $(REDIS_SPECS:%=spec/%_spec.lua)
 
 # one spec file, optionally only the tests whose name matches FILTER (a Lua pattern):
 #   make spec SPEC=spec/run_spec.lua FILTER="ends with a result"
@@ -256,7 +264,7 @@ tsan: deps
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_tool $(BUILD)/bench/bench_runs $(BUILD)/bench/bench_mcp \
-	  $(BUILD)/fakellm $(BUILD)/wdload
+	  $(BUILD)/bench/bench_store $(BUILD)/fakellm $(BUILD)/wdload
 	./$(BUILD)/bench/bench_tool 200000
 	bash bench/mcp_bench.sh $(BUILD) 2000
 	./$(BUILD)/bench/bench_runs 100 1000
@@ -264,6 +272,7 @@ bench: deps
 	./$(BUILD)/bench/bench_runs --workers 1 --agent bench/agents/react_watched 1000
 	WARDEN_BUILD=$(BUILD) $(LUA) bench/serve_load.lua 100,200,1000 10
 	bash bench/facade_bench.sh $(BUILD) 500
+	WARDEN_BUILD=$(BUILD) $(LUA) bench/scale_bench.lua 5000 5
 
 # libFuzzer harnesses (engine/fuzz/), built with Debian's clang under ASan and UBSan:
 # `make fuzz FUZZ_SECONDS=N` runs each for N seconds over its committed seeds; `make test`
