@@ -18,7 +18,6 @@ local build = T.build
 local redis = T.redis()
 local url = ("redis://127.0.0.1:%d/0"):format(redis.port)
 
-local function pct(v, p) table.sort(v); return v[math.max(1, math.ceil(#v * p))] end
 
 -- procs bench_store processes at once on one store: reservations/s summed, the worst p99
 local function reserve(store, procs)

@@ -346,6 +346,20 @@ static int cmd_check(int argc, char **argv)
     return bad ? 2 : 0;
 }
 
+/* warden audit WHAT: its AUDIT_* constant, -1 for another word */
+static int audit_what(const char *w)
+{
+    static const char *const NAMES[] = {[AUDIT_VERIFY] = "verify",
+                                        [AUDIT_QUERY] = "query",
+                                        [AUDIT_TRACE] = "trace",
+                                        [AUDIT_ERASE] = "erase",
+                                        [AUDIT_MERGE] = "merge"};
+    for (int i = 0; i < (int)(sizeof NAMES / sizeof *NAMES); i++)
+        if (!strcmp(w, NAMES[i]))
+            return i;
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     args_t a;
@@ -379,25 +393,11 @@ int main(int argc, char **argv)
             return wd_cli_usage(NULL);
         return cmd_policy_check(&a);
     }
-    if (!strcmp(cmd, "audit") && argc >= 3 && !strcmp(argv[2], "verify")) {
+    int what = !strcmp(cmd, "audit") && argc >= 3 ? audit_what(argv[2]) : -1;
+    if (what >= 0) {
         if (wd_cli_parse(argc, argv, 3, &a) < 0)
             return wd_cli_usage(NULL);
-        return wd_cli_audit(&a, AUDIT_VERIFY);
-    }
-    if (!strcmp(cmd, "audit") && argc >= 3 && (!strcmp(argv[2], "trace") || !strcmp(argv[2], "erase"))) {
-        if (wd_cli_parse(argc, argv, 3, &a) < 0)
-            return wd_cli_usage(NULL);
-        return wd_cli_audit(&a, argv[2][0] == 't' ? AUDIT_TRACE : AUDIT_ERASE);
-    }
-    if (!strcmp(cmd, "audit") && argc >= 3 && !strcmp(argv[2], "merge")) {
-        if (wd_cli_parse(argc, argv, 3, &a) < 0)
-            return wd_cli_usage(NULL);
-        return wd_cli_audit(&a, AUDIT_MERGE);
-    }
-    if (!strcmp(cmd, "audit") && argc >= 3 && !strcmp(argv[2], "query")) {
-        if (wd_cli_parse(argc, argv, 3, &a) < 0)
-            return wd_cli_usage(NULL);
-        return wd_cli_audit(&a, AUDIT_QUERY);
+        return wd_cli_audit(&a, what);
     }
     if (!strcmp(cmd, "report") && argc >= 3 &&
         (!strcmp(argv[2], "cost") || !strcmp(argv[2], "compliance") || !strcmp(argv[2], "failures"))) {

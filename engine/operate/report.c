@@ -490,6 +490,22 @@ static void decision_times(json_t *appr, json_t *times, json_t *triggers)
     json_object_set_new(appr, "by_trigger", triggers);
 }
 
+/* each log on its own chain: 0 every one intact, 1 one broken, -1 one unreadable; the
+** reports one after the other in vr */
+static int verify_all(const char *const *logs, size_t nlogs, wd_buf *vr, long *chained)
+{
+    int v = 0;
+    for (size_t i = 0; i < nlogs; i++) {
+        long c = 0;
+        if (vr->len)
+            wd_buf_addf(vr, "; ");
+        int one = wd_audit_verify(logs[i], vr, &c);
+        *chained += c;
+        v = one < 0 || v < 0 ? -1 : one > v ? one : v;
+    }
+    return v;
+}
+
 json_t *wd_report_compliance(const char *const *logs, size_t nlogs, int64_t since, int64_t until, char *err, size_t n)
 {
     log_reader lr;
@@ -543,15 +559,7 @@ json_t *wd_report_compliance(const char *const *logs, size_t nlogs, int64_t sinc
     decision_times(appr, times, triggers);
     wd_buf vr = {0};
     long chained = 0;
-    int v = 0; /* each log on its own chain: the worst of them */
-    for (size_t i = 0; i < nlogs; i++) {
-        long c = 0;
-        if (vr.len)
-            wd_buf_addf(&vr, "; ");
-        int one = wd_audit_verify(logs[i], &vr, &c);
-        chained += c;
-        v = one < 0 || v < 0 ? -1 : one > v ? one : v;
-    }
+    int v = verify_all(logs, nlogs, &vr, &chained);
     char *names = log_names(logs, nlogs);
     json_t *rep = json_pack(
         "{s:s,s:I,s:I,s:o,s:{s:I,s:s,s:o,s:o},s:o,s:{s:I,s:o},s:{s:I,s:I,s:o},s:o,s:{s:b,s:s,s:I,s:s}}", "audit_log",

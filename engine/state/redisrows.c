@@ -1,6 +1,7 @@
 /* redisrows.c - the Redis backend's approval requests (hash ap:ID, sorted set aps by
 ** creation, set aps_pending), kill switch (hash kill:AGENT, set kills), agent health
-** (hash health) and detectors' own state (hash det:AGENT\x1fUSER\x1fORIGIN\x1fDETECTOR) */
+** (hash health) and detectors' own state (hash det:SCOPE, SCOPE the agent, user, origin
+** and detector, each led by its length) */
 #include "redispriv.h"
 #include "util.h"
 
@@ -406,9 +407,13 @@ static const char DETECT_PUT_LUA[] = "local k = ARGV[1] .. 'det:' .. ARGV[2]\n"
                                      "if ARGV[4] == '0' then return redis.call('HDEL', k, ARGV[3]) end\n"
                                      "return redis.call('HSET', k, ARGV[3], ARGV[5])\n";
 
+/* each part led by its length, so no name (a user's may hold any byte) can make two
+** scopes one key */
 static void scope_arg(wd_rd_args *a, wd_buf *b, const wd_store_scope *sc)
 {
-    wd_buf_addf(b, "%s\x1f%s\x1f%s\x1f%s", sc->agent, sc->user, sc->origin, sc->detector);
+    const char *part[4] = {sc->agent, sc->user, sc->origin, sc->detector};
+    for (int i = 0; i < 4; i++)
+        wd_buf_addf(b, "%zu:%s", strlen(part[i] ? part[i] : ""), part[i] ? part[i] : "");
     wd_rd_s(a, b->p);
 }
 
