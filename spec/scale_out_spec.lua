@@ -19,6 +19,13 @@ local DAILY, ESTIMATE = 0.16, 0.0302
 
 local function now() return tonumber((T.sh("date +%s%N"))) / 1e9 end
 
+-- a record's timestamp in seconds since the epoch
+local function when(rec)
+  local y, mo, d, h, mi, sec = rec.timestamp:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):([%d.]+)Z$")
+  return os.time({ year = y, month = mo, day = d, hour = h, min = mi, sec = 0, isdst = false }) + tonumber(sec)
+    - os.time({ year = 1970, month = 1, day = 1, hour = 0 })
+end
+
 local function agents()
   local dir = T.tmpfile("-agents")
   os.execute(("mkdir -p %s && ln -s %s/spec/fixtures/lab %s/lab"):format(dir, os.getenv("PWD"), dir))
@@ -84,10 +91,28 @@ local function spent_in_logs(c, user)
   return total
 end
 
+-- what the hosts publish on the notices' channel, as a redis-cli subscribed to it hears
+local function listen(c)
+  local out = T.tmpfile(".sub")
+  os.execute(("env -u LD_PRELOAD redis-cli -p %d --csv SUBSCRIBE '%sevents' > %s 2>&1 &"):format(c.redis.port,
+    c.store.prefix, out))
+  T.wait_for(function() return (T.read(out) or ""):find("subscribe", 1, true) end, "redis-cli to subscribe")
+  return function() return T.read(out) or "" end
+end
+
 describe("scale-out: three hosts on one Redis", function()
-  local c
-  setup(function() c = cluster() end)
+  local c, heard
+  setup(function()
+    c = cluster()
+    heard = listen(c)
+  end)
   teardown(function() if c then c.stop() end end)
+
+  it("has every engine of every host subscribed to the notices of the others", function()
+    -- three hosts of two workers: six engines, each on its own loop
+    local n = c.redis.cli("PUBSUB", "NUMSUB", c.store.prefix .. "events"):match("(%d+)%s*$")
+    assert.equal(7, tonumber(n)) -- and the spec's own redis-cli
+  end)
 
   it("holds a user's daily budget across the three: 30 parallel runs, 20 times in a row", function()
     local worst = 0
@@ -131,6 +156,7 @@ describe("scale-out: three hosts on one Redis", function()
     assert.is_true(now() - t0 < 1, "host B took " .. (now() - t0) .. " s")
     local opened = T.events(a.audit, "breaker_opened")
     assert.equal(1, #opened)
+    assert.truthy(heard():find('"breaker tool:flaky"', 1, true), heard())
     assert.equal(0, #T.events(b.audit, "breaker_opened")) -- B refused on A's word
   end)
 
@@ -142,6 +168,7 @@ describe("scale-out: three hosts on one Redis", function()
       return code == 200 and l[1]
     end, "the request to reach host C")
     assert.equal("approval_tool", req.tool)
+    local asked = now()
     local code = cc.http("POST", "/v1/approvals/" .. req.id .. "/approve", KEYS.director, {})
     assert.equal(200, code)
     local t0 = now()
@@ -153,6 +180,12 @@ describe("scale-out: three hosts on one Redis", function()
       :format(waited * 1000))
     local granted = T.events(a.audit, "approval_granted")
     assert.equal(1, #granted)
+    assert.truthy(heard():find('"approval ' .. req.id .. '"', 1, true), heard())
+    -- host A saw it (its approval_granted record) this long after host C was asked
+    local saw = when(granted[1]) - asked
+    assert.is_true(saw < 0.2, "host A saw the decision " .. saw .. " s after it was asked of host C")
+    print(("\n    host A saw the decision %.0f ms after host C was asked (its poll is every 100 ms; the notice"
+      .. " came first)"):format(saw * 1000))
     assert.same({ "director" }, granted[1].approved_by)
   end)
 
@@ -230,6 +263,7 @@ describe("scale-out: three hosts on one Redis", function()
     local ids = {}
     for i, h in ipairs({ c.hosts[1], c.hosts[3] }) do ids[i] = { h, submit(h, "dave22", { { "sleep", 30000 } }) } end
     os.execute("sleep 0.3")
+    local asked = now()
     local code = c.hosts[2].http("POST", "/v1/kill", KEYS.admin, { agent = "lab", reason = "spec" })
     assert.equal(200, code)
     local t0 = now()
@@ -239,6 +273,16 @@ describe("scale-out: three hosts on one Redis", function()
     end
     local took = now() - t0
     assert.is_true(took < 1, "the runs ended " .. took .. " s after the kill")
+    assert.truthy(heard():find('"kill lab"', 1, true), heard())
+    local worst = 0
+    for _, h in ipairs({ c.hosts[1], c.hosts[3] }) do
+      for _, r in ipairs(T.events(h.audit, "kill_switch")) do
+        if r.action == "cancel_run" then worst = math.max(worst, when(r) - asked) end
+      end
+    end
+    assert.is_true(worst > 0 and worst < 1, "cancelled " .. worst .. " s after the kill")
+    print(("\n    the runs on hosts A and C were cancelled (their records) %.0f ms after host B was asked"
+      .. " (the poll is every 200 ms; the notice came first)"):format(worst * 1000))
     print(("\n    kill through host B: the runs on hosts A and C ended within %.0f ms"):format(took * 1000))
     assert.equal(200, (c.hosts[2].http("POST", "/v1/revive", KEYS.admin, { agent = "lab" })))
   end)

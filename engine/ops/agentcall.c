@@ -322,4 +322,4 @@ static void agent_free(wd_run *r)
     r->agentcall = NULL;
 }
 
-const wd_op_kind wd_op_agent = {"agent", agent_start, wd_agentcall_cancel, NULL, agent_free};
+const wd_op_kind wd_op_agent = {"agent", agent_start, wd_agentcall_cancel, NULL, agent_free, NULL};

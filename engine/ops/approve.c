@@ -429,4 +429,14 @@ static void approval_free(wd_run *r)
     r->appr = NULL;
 }
 
-const wd_op_kind wd_op_approval = {"approval", approval_start, wd_pipeline_approval_cancel, NULL, approval_free};
+/* a decision made by another process: the waiting run polls now, not at its next tick */
+static void approval_notice(wd_run *r)
+{
+    if (r->appr && evtimer_pending(r->op_timer, NULL) && event_get_callback(r->op_timer) == on_approval_poll) {
+        event_del(r->op_timer);
+        event_active(r->op_timer, EV_TIMEOUT, 0);
+    }
+}
+
+const wd_op_kind wd_op_approval = {"approval", approval_start, wd_pipeline_approval_cancel,
+                                   NULL,       approval_free,  approval_notice};

@@ -545,4 +545,4 @@ static void exec_free(wd_run *r)
     r->exec = NULL;
 }
 
-const wd_op_kind wd_op_exec = {"exec", wd_exec_start, wd_exec_cancel, NULL, exec_free};
+const wd_op_kind wd_op_exec = {"exec", wd_exec_start, wd_exec_cancel, NULL, exec_free, NULL};

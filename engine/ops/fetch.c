@@ -342,4 +342,4 @@ static void fetch_free(wd_run *r)
     r->fetch = NULL;
 }
 
-const wd_op_kind wd_op_http = {"http", wd_fetch_start, wd_fetch_cancel, NULL, fetch_free};
+const wd_op_kind wd_op_http = {"http", wd_fetch_start, wd_fetch_cancel, NULL, fetch_free, NULL};

@@ -763,4 +763,4 @@ static void llm_free(wd_run *r)
     r->call = NULL;
 }
 
-const wd_op_kind wd_op_llm = {"llm", wd_llm_start, llm_cancel, NULL, llm_free};
+const wd_op_kind wd_op_llm = {"llm", wd_llm_start, llm_cancel, NULL, llm_free, NULL};

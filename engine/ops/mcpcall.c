@@ -237,4 +237,4 @@ static void mcp_free(wd_run *r)
     r->mcpcall = NULL;
 }
 
-const wd_op_kind wd_op_mcp = {"mcp", mcp_start, wd_mcpcall_cancel, NULL, mcp_free};
+const wd_op_kind wd_op_mcp = {"mcp", mcp_start, wd_mcpcall_cancel, NULL, mcp_free, NULL};

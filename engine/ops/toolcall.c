@@ -395,6 +395,6 @@ static void tool_free(wd_run *r)
     r->tool_st = NULL;
 }
 
-const wd_op_kind wd_op_tool = {"tool", wd_toolcall_start, tool_cancel, wd_pipeline_tool_done, tool_free};
-const wd_op_kind wd_op_sleep = {"sleep", sleep_start, NULL, NULL, NULL};
-const wd_op_kind wd_op_end = {"end", end_start, NULL, NULL, NULL};
+const wd_op_kind wd_op_tool = {"tool", wd_toolcall_start, tool_cancel, wd_pipeline_tool_done, tool_free, NULL};
+const wd_op_kind wd_op_sleep = {"sleep", sleep_start, NULL, NULL, NULL, NULL};
+const wd_op_kind wd_op_end = {"end", end_start, NULL, NULL, NULL, NULL};

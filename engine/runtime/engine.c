@@ -627,6 +627,7 @@ wd_engine *wd_engine_create(const wd_engine_opts *o, const wd_engine_hooks *h, c
     e->notifier = wd_notifier_new(e);
     if (!e->ready_ev || !e->flush_ev || !e->deliver_ev || !e->notifier)
         goto fail;
+    wd_store_watch(e->store, e->base, wd_notice_take, e); /* without it, the polls alone */
     struct timeval tv = {0, FLUSH_MS * 1000};
     event_add(e->flush_ev, &tv);
     /* without the watchdog a runaway script could not be preempted: no engine then */
@@ -661,6 +662,7 @@ void wd_engine_free(wd_engine *e)
         event_free(e->flush_ev);
     if (e->deliver_ev)
         event_free(e->deliver_ev);
+    wd_store_watch(e->store, NULL, NULL, NULL); /* its events are on the loop's base */
     if (e->base)
         event_base_free(e->base);
     wd_ledger_free(e->ledger);

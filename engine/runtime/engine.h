@@ -63,6 +63,8 @@ typedef struct wd_op_kind {
     /* the script it runs returned (ok, nres results on its thread) or failed (error) */
     void (*settle)(wd_run *r, int ok, int nres, const char *error, int transient);
     void (*free)(wd_run *r); /* the run is freed: the kind's state in it goes */
+    /* another process changed what it may wait for (notices.c): look now; NULL nothing */
+    void (*notice)(wd_run *r);
 } wd_op_kind;
 
 /* what detectors answer when shown a run's events (wd_engine_hooks.drain) */
@@ -290,6 +292,8 @@ void wd_run_audit_guardrail(wd_run *r, json_t *args, const char *reason, const c
 /* audits a breaker's change of state, if any (tool or model names the subject) */
 /* the state store failed a check (operation: budget, rate_limit, breaker) the run needed:
 ** audited as store_unavailable, and the run, if it ends for it, ends store_unavailable */
+/* notices.c: what another process changed, from the store's watch (wd_store_notice) */
+void wd_notice_take(void *ud, const char *kind, const char *name);
 void wd_run_store_down(wd_run *r, const char *operation, const char *tool, const char *msg);
 void wd_run_audit_breaker(wd_run *r, const char *breaker, const wd_breaker_change *ch, const char *tool,
                           const char *model);

@@ -24,6 +24,8 @@ int wd_kills_refuse(wd_run *r, char *msg, size_t n);
 void wd_kills_note_end(wd_run *r, int st);
 /* arms the poll that ends running runs of killed agents (while the engine has runs) */
 void wd_kills_arm(wd_engine *e);
+/* another process changed the kill table (notices.c): read it and enforce it now */
+void wd_kills_now(wd_engine *e);
 void wd_kills_free(wd_engine *e);
 /* the engine's copy of the tables is read again at its next use (a kill made in this process) */
 #define KILL_POLL_MS 200 /* how often a live engine reads the tables again */

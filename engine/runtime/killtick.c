@@ -33,6 +33,16 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
         wd_kills_arm(e);
 }
 
+void wd_kills_now(wd_engine *e)
+{
+    if (e->kills.ev && evtimer_pending(e->kills.ev, NULL)) { /* runs are live: the poll, now */
+        event_del(e->kills.ev);
+        event_active(e->kills.ev, EV_TIMEOUT, 0);
+    } else {
+        wd_kills_refresh(e, 1); /* the copy a new run is checked against */
+    }
+}
+
 void wd_kills_arm(wd_engine *e)
 {
     if (!e->kills.ev && !(e->kills.ev = evtimer_new(e->base, on_poll, e)))

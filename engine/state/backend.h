@@ -13,6 +13,7 @@ typedef struct wd_store_backend {
     const char *(*error)(const wd_store *s);
     int64_t (*now)(const wd_store *s);
     int (*keepalive)(wd_store *s);
+    int (*watch)(wd_store *s, struct event_base *base, wd_store_notice fn, void *ud);
     int (*begin)(wd_store *s);
     int (*commit)(wd_store *s);
     void (*rollback)(wd_store *s);

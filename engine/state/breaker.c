@@ -274,6 +274,14 @@ void wd_breakers_release(wd_breakers *b, const char *name)
     sync_end(b, e, ok, changed, now);
 }
 
+void wd_breakers_forget(wd_breakers *b, const char *name)
+{
+    for (int i = 0; b && i < NBUCKETS; i++)
+        for (entry *e = b->buckets[i]; e; e = e->next)
+            if (!name || !strcmp(e->row.name, name))
+                e->checked_ns = 0;
+}
+
 int wd_breakers_state(wd_breakers *b, const char *name)
 {
     entry *e = lookup(b, name);

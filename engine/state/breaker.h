@@ -49,6 +49,8 @@ int wd_breakers_outcome(wd_breakers *b, const char *name, const wd_breaker_cfg *
                         wd_breaker_change *ch);
 /* a probe abandoned without an outcome (its run ended): frees its slot */
 void wd_breakers_release(wd_breakers *b, const char *name);
+/* another process changed name's row (NULL: any): read it again at its next use */
+void wd_breakers_forget(wd_breakers *b, const char *name);
 /* the state this process last saw (WD_BR_CLOSED for one never used) */
 int wd_breakers_state(wd_breakers *b, const char *name);
 

@@ -12,6 +12,7 @@ static const wd_store_backend REDIS = {
     .error = wd_rd_error,
     .now = wd_rd_now,
     .keepalive = wd_rd_keepalive,
+    .watch = wd_rd_watch,
     .begin = wd_rd_begin,
     .commit = wd_rd_commit,
     .rollback = wd_rd_rollback,

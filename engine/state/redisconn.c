@@ -215,6 +215,7 @@ void wd_rd_close(wd_store *s)
     wd_redis *r = RD(s);
     if (r->in_txn)
         wd_rd_rollback(s);
+    wd_rd_unwatch(s);
     if (r->c)
         redisFree(r->c);
     free(r->base.path);

@@ -49,6 +49,8 @@ enum {
     RS_COUNT
 };
 
+typedef struct wd_rd_sub wd_rd_sub; /* redissub.c */
+
 typedef struct wd_redis {
     wd_store base;
     redisContext *c;
@@ -66,6 +68,7 @@ typedef struct wd_redis {
     char token[33];    /* the lock's value while held */
     char sha[RS_COUNT][41];
     char err[400];
+    wd_rd_sub *sub; /* the notices' subscription, while an engine watches */
 } wd_redis;
 
 #define RD(s) ((wd_redis *)(s))
@@ -107,6 +110,10 @@ void wd_rd_copy(const redisReply *x, size_t i, char *out, size_t n);
 /* a reply holding JSON text: parsed (caller decrefs), an empty object read as []; NULL
 ** when it is not JSON */
 json_t *wd_rd_json(const redisReply *x);
+
+/* ---- redissub.c: notices from other hosts, on the engine's loop ---- */
+int wd_rd_watch(wd_store *s, struct event_base *base, wd_store_notice fn, void *ud);
+void wd_rd_unwatch(wd_store *s);
 
 /* ---- redisstate.c ---- */
 int wd_rd_breaker_get(wd_store *s, const char *name, wd_breaker_row *row);

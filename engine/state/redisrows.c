@@ -125,6 +125,7 @@ static const char AP_UPDATE_LUA[] = "local P, id = ARGV[1], ARGV[2]\n"
                                     "if #ARGV > 3 then redis.call('HSET', k, unpack(ARGV, 4)) end\n"
                                     "local now = redis.call('HGET', k, 'status')\n"
                                     "if now ~= 'pending' then redis.call('SREM', P .. 'aps_pending', id) end\n"
+                                    "redis.call('PUBLISH', P .. 'events', 'approval ' .. id)\n"
                                     "return 1\n";
 
 int wd_rd_approval_update(wd_store *s, const char *id, const wd_approval_change *c)
@@ -168,10 +169,12 @@ static const char AP_SWEEP_LUA[] =
     "    redis.call('HSET', k, 'status', 'abandoned', 'reason', 'the process of its run ended before a decision',\n"
     "      'decided_ms', ARGV[2])\n"
     "    redis.call('SREM', P .. 'aps_pending', id)\n"
+    "    redis.call('PUBLISH', P .. 'events', 'approval ' .. id)\n"
     "    n = n + 1\n"
     "  elseif tonumber(v[3] or '0') <= now then\n"
     "    redis.call('HSET', k, 'status', 'expired', 'reason', 'no decision before it expired', 'decided_ms', ARGV[2])\n"
     "    redis.call('SREM', P .. 'aps_pending', id)\n"
+    "    redis.call('PUBLISH', P .. 'events', 'approval ' .. id)\n"
     "    n = n + 1\n"
     "  elseif v[5] ~= '1' and tonumber(v[4] or '0') <= now then\n"
     "    redis.call('HSET', k, 'escalated', '1')\n"
@@ -267,6 +270,7 @@ static const char KILL_SET_LUA[] = "local k = ARGV[1] .. 'kill:' .. ARGV[2]\n"
                                    "redis.call('HSET', k, 'by', ARGV[3], 'reason', ARGV[4], 'automatic', ARGV[5],\n"
                                    "  'created_ms', ARGV[6])\n"
                                    "redis.call('SADD', ARGV[1] .. 'kills', ARGV[2])\n"
+                                   "redis.call('PUBLISH', ARGV[1] .. 'events', 'kill ' .. ARGV[2])\n"
                                    "return 1\n";
 
 int wd_rd_kill_set(wd_store *s, const char *agent, const char *by, const char *reason, int automatic, int64_t now_ms)
@@ -295,6 +299,7 @@ static const char KILL_CLEAR_LUA[] = "local P, n = ARGV[1], 0\n"
                                      "  redis.call('HDEL', P .. 'health', a)\n"
                                      "end\n"
                                      "if ARGV[3] == '1' then redis.call('DEL', P .. 'health') end\n"
+                                     "if n > 0 then redis.call('PUBLISH', P .. 'events', 'kill ' .. ARGV[2]) end\n"
                                      "return n\n";
 
 int wd_rd_kill_clear(wd_store *s, const char *agent, int all)

@@ -44,10 +44,14 @@ int wd_rd_breaker_get(wd_store *s, const char *name, wd_breaker_row *row)
     return found;
 }
 
+/* a change of state is told to every host (redissub.c) */
 static const char BR_PUT_LUA[] =
-    "redis.call('HSET', ARGV[1] .. 'br:' .. ARGV[2], 'state', ARGV[3], 'failures', ARGV[4], 'opened_ms', ARGV[5],\n"
+    "local k = ARGV[1] .. 'br:' .. ARGV[2]\n"
+    "local was = redis.call('HGET', k, 'state') or '0'\n"
+    "redis.call('HSET', k, 'state', ARGV[3], 'failures', ARGV[4], 'opened_ms', ARGV[5],\n"
     "  'probes', ARGV[6], 'probe_ms', ARGV[7], 'updated_ms', ARGV[8])\n"
     "redis.call('SADD', ARGV[1] .. 'breakers', ARGV[2])\n"
+    "if was ~= ARGV[3] then redis.call('PUBLISH', ARGV[1] .. 'events', 'breaker ' .. ARGV[2]) end\n"
     "return 1\n";
 
 int wd_rd_breaker_put(wd_store *s, const wd_breaker_row *row)

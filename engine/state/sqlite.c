@@ -13,12 +13,23 @@ static int wd_sq_keepalive(wd_store *s)
     return 0;
 }
 
+/* every process polls the one file: no notices to give */
+static int wd_sq_watch(wd_store *s, struct event_base *base, wd_store_notice fn, void *ud)
+{
+    (void)s;
+    (void)base;
+    (void)fn;
+    (void)ud;
+    return 0;
+}
+
 static const wd_store_backend SQLITE = {
     .name = "sqlite",
     .close = wd_sq_close,
     .error = wd_sq_error,
     .now = wd_sq_now,
     .keepalive = wd_sq_keepalive,
+    .watch = wd_sq_watch,
     .begin = wd_sq_begin,
     .commit = wd_sq_commit,
     .rollback = wd_sq_rollback,

@@ -21,6 +21,11 @@ const char *wd_store_backend_name(const wd_store *s) { return s->be->name; }
 
 int wd_store_keepalive(wd_store *s) { return s ? s->be->keepalive(s) : 0; }
 
+int wd_store_watch(wd_store *s, struct event_base *base, wd_store_notice fn, void *ud)
+{
+    return s ? s->be->watch(s, base, fn, ud) : 0;
+}
+
 /* accepts NULL */
 void wd_store_close(wd_store *s)
 {

@@ -37,6 +37,15 @@ const char *wd_store_backend_name(const wd_store *s); /* "sqlite", "redis" */
 ** store.lease, and gives back the leases of hosts that fell silent); SQLite: nothing, a
 ** process's liveness is its pid. Called by the engine's flush timer. 0 or -1 */
 int wd_store_keepalive(wd_store *s);
+/* What another process changed, told at once: kind "kill" (name: the agent), "approval"
+** (the request's id), "breaker" (its name), or "resync" (notices may have been missed:
+** read everything again). Called on base's loop. */
+typedef void (*wd_store_notice)(void *ud, const char *kind, const char *name);
+/* Watches on base's loop (Redis: a subscription, docs/scale-out.md; SQLite: nothing, the
+** engine's polls see every change). base NULL stops watching; it must stop before base
+** is freed. 0 or -1 */
+struct event_base;
+int wd_store_watch(wd_store *s, struct event_base *base, wd_store_notice fn, void *ud);
 const char *wd_store_path(const wd_store *s);
 /* The store's clock in ms (store.c): wall time at this boot's anchor, advanced by the
 ** boot-time clock, so durations kept in the store mean the same to every process and
