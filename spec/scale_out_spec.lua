@@ -341,6 +341,28 @@ describe("scale-out: faults", function()
     end
   end)
 
+  it("does not hold a host's loop while Redis hangs: one slow answer per worker, then refusals at once", function()
+    local c = cluster()
+    local a = c.hosts[1]
+    assert.equal("completed", ended(a, "dave6", submit(a, "dave6", { { "llm" } })).status)
+    -- Redis takes connections but answers no command for 3 s (store.timeout_ms is 200)
+    c.redis.cli("CLIENT", "PAUSE", "3000", "ALL")
+    local slow, t0 = 0, now()
+    for _ = 1, 10 do
+      local run = ended(a, "dave6", submit(a, "dave6", { { "llm" } }))
+      assert.equal("store_unavailable", run.status)
+      if run.result.execution_time_ms > 150 then slow = slow + 1 end
+    end
+    -- each of the two workers waits once for its connection's timeout; after that it
+    -- refuses at once (test_redis.c measures the loop itself)
+    assert.is_true(slow <= 2, slow .. " runs waited for the hung server")
+    assert.is_true(now() - t0 < 2.5, "10 refusals took " .. (now() - t0) .. " s")
+    T.wait_for(function()
+      return ended(a, "dave6", submit(a, "dave6", { { "llm" } })).status == "completed"
+    end, "the host to serve again once Redis answers", 500)
+    c.stop()
+  end)
+
   it("refuses calls as store_unavailable while Redis is stopped, each audited, and serves again after", function()
     local c = cluster()
     local a = c.hosts[1]

@@ -31,14 +31,14 @@ static int parse_query(wd_redis *r, char *q, char *err, size_t errlen)
         *eq++ = '\0';
         if (!strcmp(kv, "prefix") && strlen(eq) < sizeof r->prefix)
             wd_strlcpy(r->prefix, eq, sizeof r->prefix);
-        else if (!strcmp(kv, "password_env") && strlen(eq) < sizeof r->password_env)
-            wd_strlcpy(r->password_env, eq, sizeof r->password_env);
+        else if (!strcmp(kv, "password_env") && strlen(eq) < sizeof r->t.password_env)
+            wd_strlcpy(r->t.password_env, eq, sizeof r->t.password_env);
         else if (!strcmp(kv, "timeout_ms") && atoi(eq) > 0)
-            r->timeout_ms = atoi(eq);
+            r->t.timeout_ms = atoi(eq);
         else if (!strcmp(kv, "lease_ms") && atoll(eq) > 0)
             r->lease_ms = atoll(eq);
         else if (!strcmp(kv, "db") && atoi(eq) >= 0)
-            r->db = atoi(eq);
+            r->t.db = atoi(eq);
         else {
             wd_errf(err, errlen, "store locator: bad %s=%s", kv, eq);
             return -1;
@@ -56,18 +56,18 @@ static int parse_locator(wd_redis *r, const char *loc, char *err, size_t errlen)
     }
     wd_strlcpy(buf, loc, sizeof buf);
     wd_strlcpy(r->prefix, "warden:", sizeof r->prefix);
-    r->timeout_ms = 250;
+    r->t.timeout_ms = 250;
     r->lease_ms = 15000;
-    r->port = 6379;
+    r->t.port = 6379;
     char *q = strchr(buf, '?');
     if (q)
         *q++ = '\0';
     if (!strncmp(buf, "redis+unix://", 13)) {
-        if (buf[13] != '/' || strlen(buf + 13) >= sizeof r->sock) {
+        if (buf[13] != '/' || strlen(buf + 13) >= sizeof r->t.sock) {
             wd_errf(err, errlen, "store %s: a Unix socket's absolute path expected", loc);
             return -1;
         }
-        wd_strlcpy(r->sock, buf + 13, sizeof r->sock);
+        wd_strlcpy(r->t.sock, buf + 13, sizeof r->t.sock);
     } else if (!strncmp(buf, "redis://", 8)) {
         char *h = buf + 8, *slash = strchr(h, '/');
         if (slash) {
@@ -78,7 +78,7 @@ static int parse_locator(wd_redis *r, const char *loc, char *err, size_t errlen)
                 wd_errf(err, errlen, "store %s: the database must be a number", loc);
                 return -1;
             }
-            r->db = (int)db;
+            r->t.db = (int)db;
         }
         if (strchr(h, '@')) {
             wd_errf(err, errlen, "store %s: no password in the URL: name an environment variable in password_env", loc);
@@ -87,13 +87,13 @@ static int parse_locator(wd_redis *r, const char *loc, char *err, size_t errlen)
         char *colon = strrchr(h, ':');
         if (colon && !strchr(h, ']')) {
             *colon = '\0';
-            r->port = atoi(colon + 1);
+            r->t.port = atoi(colon + 1);
         }
-        if (!*h || r->port <= 0 || r->port > 65535 || strlen(h) >= sizeof r->host) {
+        if (!*h || r->t.port <= 0 || r->t.port > 65535 || strlen(h) >= sizeof r->t.host) {
             wd_errf(err, errlen, "store %s: host:port expected", loc);
             return -1;
         }
-        wd_strlcpy(r->host, h, sizeof r->host);
+        wd_strlcpy(r->t.host, h, sizeof r->t.host);
     } else {
         wd_errf(err, errlen, "store %s: not a redis:// or redis+unix:// URL", loc);
         return -1;
@@ -105,10 +105,10 @@ static int parse_locator(wd_redis *r, const char *loc, char *err, size_t errlen)
 
 static const char *where(const wd_redis *r, char *out, size_t n)
 {
-    if (r->sock[0])
-        snprintf(out, n, "redis at %s", r->sock);
+    if (r->t.sock[0])
+        snprintf(out, n, "redis at %s", r->t.sock);
     else
-        snprintf(out, n, "redis at %s:%d", r->host, r->port);
+        snprintf(out, n, "redis at %s:%d", r->t.host, r->t.port);
     return out;
 }
 
@@ -125,64 +125,55 @@ static void drop(wd_redis *r, const char *why)
     r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
 }
 
-/* one setup command; 0 or -1 (dropped) */
-static int setup_cmd(wd_redis *r, int argc, const char **argv, redisReply **out)
+/* a connection redisdial.c made, the handle's now */
+static void install(wd_redis *r, redisContext *c, int64_t clock_off)
 {
-    redisReply *x = redisCommandArgv(r->c, argc, argv, NULL);
-    if (!x || x->type == REDIS_REPLY_ERROR) {
-        char why[300];
-        snprintf(why, sizeof why, "%s: %s", argv[0], x ? x->str : r->c->errstr);
-        freeReplyObject(x);
-        drop(r, why);
-        return -1;
-    }
-    if (out)
-        *out = x;
-    else
-        freeReplyObject(x);
-    return 0;
-}
-
-static int dial(wd_redis *r)
-{
-    struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
-    r->c = r->sock[0] ? redisConnectUnixWithTimeout(r->sock, tv) : redisConnectWithTimeout(r->host, r->port, tv);
-    if (!r->c || r->c->err) {
-        drop(r, r->c ? r->c->errstr : "out of memory");
-        return -1;
-    }
-    redisSetTimeout(r->c, tv);
-    if (r->password_env[0]) {
-        const char *pw = getenv(r->password_env);
-        if (!pw) {
-            char why[200];
-            snprintf(why, sizeof why, "the environment has no %s (store.password_env)", r->password_env);
-            drop(r, why);
-            return -1;
-        }
-        if (setup_cmd(r, 2, (const char *[]){"AUTH", pw}, NULL) < 0)
-            return -1;
-    }
-    char db[16];
-    snprintf(db, sizeof db, "%d", r->db);
-    redisReply *t = NULL;
-    if ((r->db && setup_cmd(r, 2, (const char *[]){"SELECT", db}, NULL) < 0) ||
-        setup_cmd(r, 1, (const char *[]){"TIME"}, &t) < 0)
-        return -1;
-    if (t->type == REDIS_REPLY_ARRAY && t->elements == 2)
-        r->clock_off = atoll(t->element[0]->str) * 1000 + atoll(t->element[1]->str) / 1000 - wd_boot_ms();
-    freeReplyObject(t);
+    r->c = c;
+    r->clock_off = clock_off;
     memset(r->sha, 0, sizeof r->sha); /* a new server may not know them */
     r->backoff_ms = BACKOFF_MIN_MS;
+}
+
+/* connects at once: 0, or -1 (dropped, tried again after the backoff) */
+static int dial(wd_redis *r)
+{
+    char err[300];
+    int64_t off = r->clock_off;
+    redisContext *c = wd_rd_dial(&r->t, &off, err, sizeof err);
+    if (!c) {
+        drop(r, err);
+        return -1;
+    }
+    install(r, c, off);
     return 0;
 }
 
+/* ** The connection, if there is one. Lost, it is made again after the backoff: at once
+** for a command, and on a thread of its own for an engine (it watches on a loop), whose
+** operations fail at once meanwhile instead of each waiting for a server that may not
+** answer. */
 static int ensure(wd_redis *r)
 {
     if (r->c)
         return 0;
+    if (r->dialer) {
+        redisContext *c = NULL;
+        int64_t off = r->clock_off;
+        char err[300];
+        if (!wd_rd_dial_take(r->dialer, &c, &off, err, sizeof err))
+            return -1; /* still connecting: r->err says what failed last */
+        r->dialer = NULL;
+        if (!c) {
+            drop(r, err);
+            return -1;
+        }
+        install(r, c, off);
+        return 0;
+    }
     if (wd_now_ns() < r->retry_ns)
         return -1; /* r->err still says why */
+    if (r->sub && (r->dialer = wd_rd_dial_start(&r->t)))
+        return -1;
     return dial(r);
 }
 
@@ -216,6 +207,7 @@ void wd_rd_close(wd_store *s)
     if (r->in_txn)
         wd_rd_rollback(s);
     wd_rd_unwatch(s);
+    wd_rd_dial_abandon(r->dialer);
     if (r->c)
         redisFree(r->c);
     free(r->base.path);
@@ -331,7 +323,7 @@ redisReply *wd_rd_run(wd_redis *r, int slot, const char *lua, wd_rd_args *a)
         x = redisCommandArgv(r->c, 3 + a->n, argv, lens);
         if (!x) { /* an I/O error or the timeout: the answer may still come, on a connection now closed */
             char why[200];
-            snprintf(why, sizeof why, "no answer within %d ms (store.timeout_ms): %s", r->timeout_ms, r->c->errstr);
+            snprintf(why, sizeof why, "no answer within %d ms (store.timeout_ms): %s", r->t.timeout_ms, r->c->errstr);
             drop(r, r->c->err == REDIS_ERR_IO ? why : r->c->errstr);
             goto out;
         }
@@ -401,7 +393,7 @@ int wd_rd_begin(wd_store *s)
     unsigned char rnd[16];
     randombytes_buf(rnd, sizeof rnd);
     sodium_bin2hex(r->token, sizeof r->token, rnd, sizeof rnd);
-    int64_t until = wd_now_ns() + (int64_t)r->timeout_ms * 1000000;
+    int64_t until = wd_now_ns() + (int64_t)r->t.timeout_ms * 1000000;
     for (;;) {
         wd_rd_args a;
         wd_rd_init(&a, r);
@@ -418,7 +410,7 @@ int wd_rd_begin(wd_store *s)
         }
         if (wd_now_ns() > until) {
             snprintf(r->err, sizeof r->err, "redis: the store's lock stayed taken for %d ms (store.timeout_ms)",
-                     r->timeout_ms);
+                     r->t.timeout_ms);
             return -1;
         }
         nanosleep(&(struct timespec){0, 200000}, NULL);

@@ -51,13 +51,21 @@ enum {
 
 typedef struct wd_rd_sub wd_rd_sub; /* redissub.c */
 
+/* where the server is and how to speak to it: fixed once the locator is read */
+typedef struct wd_rd_target {
+    char host[256], sock[256]; /* a TCP address, or a Unix socket's path */
+    int port, db;
+    char password_env[128];
+    int timeout_ms;
+} wd_rd_target;
+
+typedef struct wd_rd_dialer wd_rd_dialer; /* redisdial.c */
+
 typedef struct wd_redis {
     wd_store base;
     redisContext *c;
-    char host[256], sock[256]; /* a TCP address, or a Unix socket's path */
-    int port, db;
-    char prefix[72], password_env[128];
-    int timeout_ms;
+    wd_rd_target t;
+    char prefix[72];
     int64_t lease_ms;  /* how long a host's leases outlive its last word */
     char owner[200];   /* this process, as its leases name it: host, boot, pid */
     int64_t clock_off; /* Redis's TIME less wd_boot_ms, at the last connection */
@@ -68,7 +76,8 @@ typedef struct wd_redis {
     char token[33];    /* the lock's value while held */
     char sha[RS_COUNT][41];
     char err[400];
-    wd_rd_sub *sub; /* the notices' subscription, while an engine watches */
+    wd_rd_sub *sub;       /* the notices' subscription, while an engine watches */
+    wd_rd_dialer *dialer; /* a connection being made off the loop (redisdial.c) */
 } wd_redis;
 
 #define RD(s) ((wd_redis *)(s))
@@ -110,6 +119,18 @@ void wd_rd_copy(const redisReply *x, size_t i, char *out, size_t n);
 /* a reply holding JSON text: parsed (caller decrefs), an empty object read as []; NULL
 ** when it is not JSON */
 json_t *wd_rd_json(const redisReply *x);
+
+/* ---- redisdial.c: connecting, at once or on a thread of its own ---- */
+
+/* a connection to t, set up (AUTH, SELECT, the server's TIME for *clock_off): the
+** context (caller frees with redisFree), or NULL with err */
+redisContext *wd_rd_dial(const wd_rd_target *t, int64_t *clock_off, char *err, size_t n);
+/* the same on a thread of its own: NULL when no thread could start */
+wd_rd_dialer *wd_rd_dial_start(const wd_rd_target *t);
+/* 1 done (*c the context or NULL, err why; d freed), 0 still connecting */
+int wd_rd_dial_take(wd_rd_dialer *d, redisContext **c, int64_t *clock_off, char *err, size_t n);
+/* the handle goes: the thread frees what it makes. Accepts NULL */
+void wd_rd_dial_abandon(wd_rd_dialer *d);
 
 /* ---- redissub.c: notices from other hosts, on the engine's loop ---- */
 int wd_rd_watch(wd_store *s, struct event_base *base, wd_store_notice fn, void *ud);

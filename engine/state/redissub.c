@@ -99,7 +99,7 @@ static void on_message(redisAsyncContext *ac, void *reply, void *priv)
 static void dial(wd_rd_sub *s)
 {
     wd_redis *r = s->r;
-    s->ac = r->sock[0] ? redisAsyncConnectUnix(r->sock) : redisAsyncConnect(r->host, r->port);
+    s->ac = r->t.sock[0] ? redisAsyncConnectUnix(r->t.sock) : redisAsyncConnect(r->t.host, r->t.port);
     if (!s->ac || s->ac->err) {
         if (s->ac)
             redisAsyncFree(s->ac);
@@ -116,7 +116,7 @@ static void dial(wd_rd_sub *s)
     }
     redisAsyncSetConnectCallback(s->ac, on_connect);
     redisAsyncSetDisconnectCallback(s->ac, on_disconnect);
-    const char *pw = r->password_env[0] ? getenv(r->password_env) : NULL;
+    const char *pw = r->t.password_env[0] ? getenv(r->t.password_env) : NULL;
     if (pw)
         redisAsyncCommandArgv(s->ac, NULL, NULL, 2, (const char *[]){"AUTH", pw}, NULL);
     /* channels are the server's, not a database's: the prefix names ours */

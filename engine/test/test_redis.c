@@ -1,0 +1,175 @@
+/* test_redis.c - the Redis backend against a real redis-server of its own (started on
+** a free loopback port, stopped at the end): budgets exact between two processes' handles,
+** a silent owner's leases given back after store.lease, an unreachable server refused
+** in its timeout, and a hung one never holding a watching engine's loop past one timeout */
+#include "harness.h"
+#include "store.h"
+#include "util.h"
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static char dir[] = "/tmp/wd-redis-test.XXXXXX";
+static int port;
+
+static void sleep_ms(long ms) { nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000}, NULL); }
+
+static int start_redis(void)
+{
+    srand((unsigned)getpid() ^ (unsigned)time(NULL));
+    for (int tries = 0; tries < 10; tries++) {
+        port = 20000 + rand() % 40000;
+        char cmd[600];
+        snprintf(cmd, sizeof cmd,
+                 "env -u LD_PRELOAD redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --daemonize yes "
+                 "--dir %s --pidfile %s/pid --logfile %s/log >/dev/null 2>&1",
+                 port, dir, dir, dir);
+        if (system(cmd) != 0)
+            return -1;
+        for (int i = 0; i < 200; i++) {
+            redisContext *c = redisConnectWithTimeout("127.0.0.1", port, (struct timeval){0, 100000});
+            redisReply *x = c && !c->err ? redisCommand(c, "PING") : NULL;
+            int up = x && x->type == REDIS_REPLY_STATUS;
+            freeReplyObject(x);
+            redisFree(c);
+            if (up)
+                return 0;
+            sleep_ms(10);
+        }
+    }
+    return -1;
+}
+
+static void stop_redis(void)
+{
+    char path[200], buf[32] = "";
+    snprintf(path, sizeof path, "%s/pid", dir);
+    FILE *f = fopen(path, "r");
+    if (f && fgets(buf, sizeof buf, f))
+        kill((pid_t)atol(buf), SIGTERM);
+    if (f)
+        fclose(f);
+}
+
+static void redis_cmd(const char *cmd)
+{
+    redisContext *c = redisConnect("127.0.0.1", port);
+    redisReply *x = c && !c->err ? redisCommand(c, cmd) : NULL;
+    freeReplyObject(x);
+    redisFree(c);
+}
+
+static wd_store *open_store(const char *prefix, const char *extra)
+{
+    char loc[300], err[600];
+    snprintf(loc, sizeof loc, "redis://127.0.0.1:%d/0?prefix=%s&timeout_ms=100%s", port, prefix, extra);
+    wd_store *s = wd_store_open(loc, err, sizeof err);
+    if (!s)
+        fprintf(stderr, "  %s\n", err);
+    return s;
+}
+
+TEST(two_handles_share_one_budget_and_a_silent_ones_leases_come_back)
+{
+    wd_store *a = open_store("t1:", "&lease_ms=300"), *b = open_store("t1:", "&lease_ms=300");
+    REQUIRE(a && b);
+    wd_ledger_key k = {.scope = "user:x", .period = "day:1", .limit = 1000};
+    int64_t ra = 0, rb = 0;
+    int which;
+    wd_lease_change ca = {.key = &k, .row = &ra, .old = 0, .new_amount = 700};
+    CHECK(wd_store_lease_apply(a, &ca, 1, 1, wd_store_now(a), &which) == 1 && ra > 0);
+    wd_lease_change cb = {.key = &k, .row = &rb, .old = 0, .new_amount = 400};
+    CHECK(wd_store_lease_apply(b, &cb, 1, 1, wd_store_now(b), &which) == 0 && which == 0); /* 700 + 400 > 1000 */
+    CHECK(cb.state.reserved == 700);
+    /* a falls silent (its process died): after store.lease, b's sweep gives its 700 back */
+    wd_store_close(a);
+    CHECK(wd_store_sweep(b) == 0); /* still alive */
+    sleep_ms(400);
+    CHECK(wd_store_sweep(b) == 1);
+    wd_ledger_row row;
+    CHECK(wd_store_ledger_get(b, &k, 1, &row) == 0 && row.reserved == 0 && row.spent == 0);
+    CHECK(wd_store_lease_apply(b, &cb, 1, 1, wd_store_now(b), &which) == 1);
+    wd_store_close(b);
+}
+
+TEST(an_unreachable_server_fails_each_operation_within_its_timeout)
+{
+    char loc[200], err[600];
+    snprintf(loc, sizeof loc, "redis://127.0.0.1:%d/0?timeout_ms=100", port == 1 ? 2 : 1);
+    wd_store *s = wd_store_open(loc, err, sizeof err);
+    REQUIRE(s); /* opened: each operation fails until it answers */
+    long long count;
+    int64_t retry, t0 = wd_now_ns();
+    CHECK(wd_store_rate_take(s, "k", 10, 1000, wd_store_now(s), &count, &retry) == -1);
+    CHECK(wd_now_ns() - t0 < 500000000LL);
+    CHECK_HAS(wd_store_error(s), "unreachable");
+    wd_store_close(s);
+}
+
+static void ignore(void *ud, const char *kind, const char *name)
+{
+    (void)ud;
+    (void)kind;
+    (void)name;
+}
+
+TEST(a_hung_server_holds_a_watching_loop_for_one_timeout_only)
+{
+    struct event_base *base = event_base_new();
+    wd_store *s = open_store("t2:", "");
+    REQUIRE(base && s);
+    REQUIRE(wd_store_watch(s, base, ignore, NULL) == 0); /* an engine's: it has a loop to keep free */
+    long long count;
+    int64_t retry;
+    CHECK(wd_store_rate_take(s, "k", 1000, 1000, wd_store_now(s), &count, &retry) == 1);
+    redis_cmd("CLIENT PAUSE 1500 ALL"); /* connections taken, no command answered */
+    int64_t t0 = wd_now_ns();
+    CHECK(wd_store_rate_take(s, "k", 1000, 1000, wd_store_now(s), &count, &retry) == -1);
+    CHECK(wd_now_ns() - t0 >= 90000000LL); /* the connection's own timeout, once */
+    int64_t worst = 0;
+    for (int i = 0; i < 20; i++) { /* past several backoffs: each attempt is the dialer thread's */
+        sleep_ms(30);
+        t0 = wd_now_ns();
+        CHECK(wd_store_rate_take(s, "k", 1000, 1000, wd_store_now(s), &count, &retry) == -1);
+        int64_t took = wd_now_ns() - t0;
+        worst = took > worst ? took : worst;
+    }
+    CHECK(worst < 30000000LL);
+    if (worst >= 30000000LL)
+        fprintf(stderr, "  an operation waited %lld ms\n", (long long)(worst / 1000000));
+    int back = 0; /* the pause over, the dialer's connection serves again */
+    for (int i = 0; i < 300 && !back; i++) {
+        sleep_ms(20);
+        back = wd_store_rate_take(s, "k", 1000, 1000, wd_store_now(s), &count, &retry) == 1;
+    }
+    CHECK(back);
+    wd_store_watch(s, NULL, NULL, NULL);
+    wd_store_close(s);
+    event_base_free(base);
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir))
+        return 1;
+    if (system("command -v redis-server >/dev/null 2>&1") != 0 || start_redis() < 0) {
+        fprintf(stderr, "test_redis: redis-server would not start (make deps installs it)\n");
+        h_fail++;
+    } else {
+        RUN(two_handles_share_one_budget_and_a_silent_ones_leases_come_back);
+        RUN(an_unreachable_server_fails_each_operation_within_its_timeout);
+        RUN(a_hung_server_holds_a_watching_loop_for_one_timeout_only);
+        stop_redis();
+    }
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "sleep 0.2; rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    DONE();
+}
