@@ -387,17 +387,18 @@ function M.redis(opts)
       return (out:gsub("%s+$", ""))
     end
     -- gone once it no longer answers (its process may linger as a zombie nobody reaps)
-    function srv.stop()
-      os.execute("kill " .. pid .. " 2>/dev/null")
+    -- sig: "KILL" for a crash (no chance to write anything more)
+    function srv.stop(sig)
+      os.execute("kill " .. (sig and ("-" .. sig .. " ") or "") .. pid .. " 2>/dev/null")
       for _ = 1, 500 do
         if srv.cli("ping") ~= "PONG" then return end
         os.execute("sleep 0.01")
       end
     end
-    -- stopped (SIGTERM: with AOF, what was written is kept) and started again on the same
-    -- port and directory
-    function srv.restart()
-      srv.stop()
+    -- stopped (SIGTERM, or sig: "KILL" a crash) and started again on the same port and
+    -- directory, on what its AOF kept
+    function srv.restart(sig)
+      srv.stop(sig)
       pid = launch()
       srv.pid = pid
       for _ = 1, 500 do
