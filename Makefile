@@ -253,10 +253,11 @@ asan: deps
 	@$(call total,asan,build-asan)
 
 # ThreadSanitizer over the tests that run several threads at once (worker pool with the
-# watchdog, the process-wide chunk cache, the audit log's fsync thread). Not
+# watchdog, the process-wide chunk cache, the audit log's fsync thread, the Redis
+# backend's dialer thread). Not
 # test_sandbox: TSan holds a signal until the thread calls into libc, so a pure Lua
 # loop is never preempted under it.
-TSAN_TESTS := test_pool test_chunks test_audit
+TSAN_TESTS := test_pool test_chunks test_audit test_redis
 tsan: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" MALLOC= \
 	  $(TSAN_TESTS:%=build-tsan/test/%)

@@ -58,6 +58,29 @@ audit: {fsync: sometimes}
     assert.is_true(#errs >= 9)
   end)
 
+  it("checks the store: a backend it knows, each backend's own keys, a Redis URL without a password", function()
+    local ok, errs = check([[
+store: {backend: redis, url: "redis://127.0.0.1:6379/0", prefix: "prod:", password_env: REDIS_PW,
+        timeout_ms: 100, lease: 5s}
+]])
+    assert.is_true(ok, table.concat(errs, "\n"))
+    _, errs = check("store: {backend: postgres}\n")
+    assert.is_true(has(errs, "store.backend must be sqlite or redis, not 'postgres'"))
+    _, errs = check("store: {path: x.db, url: \"redis://h:1/0\"}\n")
+    assert.is_true(has(errs, "store.url is for backend: redis"))
+    _, errs = check("store: {backend: redis, path: x.db}\n")
+    assert.is_true(has(errs, "store.path is for backend: sqlite; a Redis store takes url"))
+    for _, url in ipairs({ "redis://:secret@h:6379/0", "http://h:6379", "redis:///0", "redis://h:1/0?prefix=x",
+                           "redis://h:1/0&lease_ms=1" }) do
+      _, errs = check(("store: {backend: redis, url: \"%s\"}\n"):format(url))
+      assert.is_true(has(errs, "store.url must be redis://HOST:PORT/DB or redis%+unix:///PATH"), url)
+    end
+    _, errs = check("store: {backend: redis, prefix: \"a b&c\", password_env: \"X=Y\", timeout_ms: 0}\n")
+    assert.is_true(has(errs, "store.prefix: 1 to 64 letters"))
+    assert.is_true(has(errs, "store.password_env: an environment variable's name"))
+    assert.is_true(has(errs, "store.timeout_ms"))
+  end)
+
   it("accepts durations as milliseconds or strings", function()
     local ok, errs = check("defaults: {timeouts: {run_ms: 2m, tool_ms: 1500, llm_read_ms: 30s}}\n" ..
       "approvals: {expiry: {critical: 15m, low: 1d}}\n")

@@ -381,8 +381,18 @@ describe("scale-out: faults", function()
     assert.is_true(#down >= 1)
     assert.equal("redis", down[1].store)
     assert.matches("unreachable", down[1].reason)
+    -- an OpenAI client is told 503: the service it depends on is away, try again
+    local code, body = a.http("POST", "/v1/chat/completions", KEYS.dave5,
+      { model = "lab", messages = { { role = "user", content = '[["llm"]]' } } })
+    assert.equal(503, code, json.encode(body))
+    assert.matches("store_unavailable", json.encode(body))
     -- nothing reached the model for it
     for _, r in ipairs(T.events(a.audit, "llm_call")) do assert.not_equal("dave5", r.user_id) end
+    -- Redis back: the host serves again without a restart of its own
+    c.redis.restart()
+    T.wait_for(function()
+      return ended(a, "dave5", submit(a, "dave5", { { "llm" } })).status == "completed"
+    end, "the host to serve again", 500)
     c.stop()
   end)
 end)
