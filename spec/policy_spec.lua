@@ -64,18 +64,23 @@ store: {backend: redis, url: "redis://127.0.0.1:6379/0", prefix: "prod:", passwo
         timeout_ms: 100, lease: 5s}
 ]])
     assert.is_true(ok, table.concat(errs, "\n"))
-    ok, errs = check("store: {backend: postgres}\n")
+    local function refused(text)
+      local good, e = check(text)
+      assert.is_false(good)
+      return e
+    end
+    errs = refused("store: {backend: postgres}\n")
     assert.is_true(has(errs, "store.backend must be sqlite or redis, not 'postgres'"))
-    ok, errs = check("store: {path: x.db, url: \"redis://h:1/0\"}\n")
+    errs = refused("store: {path: x.db, url: \"redis://h:1/0\"}\n")
     assert.is_true(has(errs, "store.url is for backend: redis"))
-    ok, errs = check("store: {backend: redis, path: x.db}\n")
+    errs = refused("store: {backend: redis, path: x.db}\n")
     assert.is_true(has(errs, "store.path is for backend: sqlite; a Redis store takes url"))
     for _, url in ipairs({ "redis://:secret@h:6379/0", "http://h:6379", "redis:///0", "redis://h:1/0?prefix=x",
                            "redis://h:1/0&lease_ms=1" }) do
-      _, errs = check(("store: {backend: redis, url: \"%s\"}\n"):format(url))
+      errs = refused(("store: {backend: redis, url: \"%s\"}\n"):format(url))
       assert.is_true(has(errs, "store.url must be redis://HOST:PORT/DB or redis%+unix:///PATH"), url)
     end
-    ok, errs = check("store: {backend: redis, prefix: \"a b&c\", password_env: \"X=Y\", timeout_ms: 0}\n")
+    errs = refused("store: {backend: redis, prefix: \"a b&c\", password_env: \"X=Y\", timeout_ms: 0}\n")
     assert.is_true(has(errs, "store.prefix: 1 to 64 letters"))
     assert.is_true(has(errs, "store.password_env: an environment variable's name"))
     assert.is_true(has(errs, "store.timeout_ms"))
