@@ -20,6 +20,7 @@ typedef struct wd_store_backend {
     int (*breaker_get)(wd_store *s, const char *name, wd_breaker_row *row);
     int (*breaker_put)(wd_store *s, const wd_breaker_row *row);
     int (*breaker_list)(wd_store *s, wd_breaker_row **rows, size_t *n);
+    int (*breaker_step)(wd_store *s, const char *name, wd_breaker_step *st);
     int (*lease_apply)(wd_store *s, wd_lease_change *c, int n, int check, int64_t now_ms, int *which);
     int (*ledger_get)(wd_store *s, const wd_ledger_key *k, int n, wd_ledger_row *rows);
     int (*ledger_list)(wd_store *s, wd_ledger_row **rows, size_t *n);

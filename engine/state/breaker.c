@@ -182,6 +182,24 @@ static void sync_end(wd_breakers *b, entry *e, int ok, int changed, int64_t now)
         e->checked_ns = wd_now_ns();
 }
 
+/* ** The move done by the store itself when it can (Redis: one script, no lock):
+** 1 done (e's row as the store holds it now), 0 not this store's (the caller runs the
+** rules in a transaction), -1 the store failed. */
+static int stepped(wd_breakers *b, entry *e, const wd_breaker_cfg *c, wd_breaker_step *st)
+{
+    if (!b->store)
+        return 0;
+    st->failure_threshold = c->failure_threshold;
+    st->open_ms = c->open_ms;
+    st->half_open_probes = c->half_open_probes;
+    int got = wd_store_breaker_step(b->store, e->row.name, st);
+    if (got == 1) {
+        e->row = st->row;
+        e->checked_ns = wd_now_ns();
+    }
+    return got;
+}
+
 static void describe(wd_breaker_change *ch, int from, const wd_breaker_row *row, const wd_breaker_cfg *c)
 {
     if (!ch)
@@ -203,6 +221,13 @@ static void describe(wd_breaker_change *ch, int from, const wd_breaker_row *row,
         snprintf(ch->reason, sizeof ch->reason, "the half-open probe succeeded");
 }
 
+static void refusal(char *msg, size_t msglen, const wd_breaker_row *row, const char *name, long long retry_in)
+{
+    snprintf(msg, msglen, "circuit %s for %s, retry in %lld s",
+             row->state == WD_BR_HALF_OPEN ? "half-open (a probe is in flight)" : "open", name,
+             (retry_in + 999) / 1000);
+}
+
 int wd_breakers_admit(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int *probe, char *msg, size_t msglen,
                       wd_breaker_change *ch)
 {
@@ -220,8 +245,18 @@ int wd_breakers_admit(wd_breakers *b, const char *name, const wd_breaker_cfg *c,
     long long retry_in;
     int changed, ok = 1;
     /* a fresh copy that is open and not yet due needs no transaction */
-    if (!(fresh && e->row.state == WD_BR_OPEN && now - e->row.opened_ms < c->open_ms)) {
-        ok = sync_begin(b, e) == 0;
+    int due = !(fresh && e->row.state == WD_BR_OPEN && now - e->row.opened_ms < c->open_ms);
+    wd_breaker_step st = {.kind = WD_BRS_ADMIT, .now_ms = now};
+    int got = due ? stepped(b, e, c, &st) : 0;
+    if (got == 1) {
+        *probe = st.probe_out;
+        describe(ch, st.from, &e->row, c);
+        if (!st.admitted)
+            refusal(msg, msglen, &e->row, name, st.retry_in_ms);
+        return st.admitted;
+    }
+    if (due) {
+        ok = got == 0 && sync_begin(b, e) == 0;
         if (!ok) { /* the breaker cannot be read: a call it guards is not let through */
             snprintf(msg, msglen, "state store unavailable (%s): the breaker of %s cannot be checked",
                      wd_store_error(b->store), name);
@@ -235,9 +270,7 @@ int wd_breakers_admit(wd_breakers *b, const char *name, const wd_breaker_cfg *c,
     sync_end(b, e, ok, changed, now);
     describe(ch, from, &e->row, c);
     if (!admitted)
-        snprintf(msg, msglen, "circuit %s for %s, retry in %lld s",
-                 e->row.state == WD_BR_HALF_OPEN ? "half-open (a probe is in flight)" : "open", name,
-                 (retry_in + 999) / 1000);
+        refusal(msg, msglen, &e->row, name, retry_in);
     return admitted;
 }
 
@@ -252,6 +285,11 @@ int wd_breakers_outcome(wd_breakers *b, const char *name, const wd_breaker_cfg *
     if (success && !probe && e->row.state == WD_BR_CLOSED && e->row.failures == 0)
         return WD_BR_CLOSED; /* the common case: nothing to record */
     int64_t now = wd_store_now(b->store);
+    wd_breaker_step st = {.kind = WD_BRS_OUTCOME, .success = success, .probe = probe, .now_ms = now};
+    if (stepped(b, e, c, &st) == 1) {
+        describe(ch, st.from, &e->row, c);
+        return e->row.state;
+    }
     int changed, ok = sync_begin(b, e) == 0;
     int from = e->row.state;
     wd_breaker_outcome(&e->row, c, success, probe, now, &changed);
@@ -266,6 +304,10 @@ void wd_breakers_release(wd_breakers *b, const char *name)
     if (!e)
         return;
     int64_t now = wd_store_now(b->store);
+    wd_breaker_step st = {.kind = WD_BRS_RELEASE, .now_ms = now};
+    wd_breaker_cfg none = {0, 0, 0};
+    if (stepped(b, e, &none, &st) == 1)
+        return;
     int ok = sync_begin(b, e) == 0, changed = 0;
     if (e->row.state == WD_BR_HALF_OPEN && e->row.probes > 0) {
         e->row.probes--;

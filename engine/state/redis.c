@@ -19,6 +19,7 @@ static const wd_store_backend REDIS = {
     .breaker_get = wd_rd_breaker_get,
     .breaker_put = wd_rd_breaker_put,
     .breaker_list = wd_rd_breaker_list,
+    .breaker_step = wd_rd_breaker_step,
     .lease_apply = wd_rd_lease_apply,
     .ledger_get = wd_rd_ledger_get,
     .ledger_list = wd_rd_ledger_list,

@@ -15,6 +15,7 @@ enum {
     RS_BR_GET,
     RS_BR_PUT,
     RS_BR_LIST,
+    RS_BR_STEP,
     RS_LEASE,
     RS_LEDGER_GET,
     RS_LEDGER_LIST,
@@ -140,6 +141,7 @@ void wd_rd_unwatch(wd_store *s);
 int wd_rd_breaker_get(wd_store *s, const char *name, wd_breaker_row *row);
 int wd_rd_breaker_put(wd_store *s, const wd_breaker_row *row);
 int wd_rd_breaker_list(wd_store *s, wd_breaker_row **rows, size_t *n);
+int wd_rd_breaker_step(wd_store *s, const char *name, wd_breaker_step *st);
 int wd_rd_lease_apply(wd_store *s, wd_lease_change *c, int n, int check, int64_t now_ms, int *which);
 int wd_rd_ledger_get(wd_store *s, const wd_ledger_key *k, int n, wd_ledger_row *rows);
 int wd_rd_ledger_list(wd_store *s, wd_ledger_row **rows, size_t *n);

@@ -23,6 +23,15 @@ static int wd_sq_watch(wd_store *s, struct event_base *base, wd_store_notice fn,
     return 0;
 }
 
+/* the rules run in breaker.c, on a row read and written in one transaction */
+static int wd_sq_breaker_step(wd_store *s, const char *name, wd_breaker_step *st)
+{
+    (void)s;
+    (void)name;
+    (void)st;
+    return 0;
+}
+
 static const wd_store_backend SQLITE = {
     .name = "sqlite",
     .close = wd_sq_close,
@@ -36,6 +45,7 @@ static const wd_store_backend SQLITE = {
     .breaker_get = wd_sq_breaker_get,
     .breaker_put = wd_sq_breaker_put,
     .breaker_list = wd_sq_breaker_list,
+    .breaker_step = wd_sq_breaker_step,
     .lease_apply = wd_sq_lease_apply,
     .ledger_get = wd_sq_ledger_get,
     .ledger_list = wd_sq_ledger_list,

@@ -59,6 +59,11 @@ int wd_store_breaker_put(wd_store *s, const wd_breaker_row *row) { return s->be-
 
 int wd_store_breaker_list(wd_store *s, wd_breaker_row **rows, size_t *n) { return s->be->breaker_list(s, rows, n); }
 
+int wd_store_breaker_step(wd_store *s, const char *name, wd_breaker_step *st)
+{
+    return s->be->breaker_step(s, name, st);
+}
+
 int wd_store_lease_apply(wd_store *s, wd_lease_change *c, int n, int check, int64_t now_ms, int *which)
 {
     return s->be->lease_apply(s, c, n, check, now_ms, which);

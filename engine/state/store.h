@@ -65,6 +65,24 @@ int wd_store_breaker_put(wd_store *s, const wd_breaker_row *row);
 /* every breaker, by name; caller frees *rows */
 int wd_store_breaker_list(wd_store *s, wd_breaker_row **rows, size_t *n);
 
+/* One move of a breaker's state machine (breaker.h) done by the store itself, whole: a
+** call admitted or refused, an outcome, a probe's slot given back. */
+enum { WD_BRS_ADMIT, WD_BRS_OUTCOME, WD_BRS_RELEASE };
+typedef struct wd_breaker_step {
+    int kind; /* WD_BRS_* */
+    long long failure_threshold, open_ms, half_open_probes;
+    int success, probe; /* an outcome's: how the call went, and whether it was a probe */
+    int64_t now_ms;
+    /* out */
+    int admitted, probe_out; /* admit: 1 admitted (probe_out: as a half-open probe) */
+    long long retry_in_ms;   /* admit refused: until when */
+    int from;                /* the state before */
+    wd_breaker_row row;      /* the row as the store holds it now */
+} wd_breaker_step;
+/* 1 done, 0 this backend has no such step (the caller runs the rules on a row read and
+** written in a transaction: SQLite), -1 store error. Redis: one script. */
+int wd_store_breaker_step(wd_store *s, const char *name, wd_breaker_step *st);
+
 /* ---- the spend ledger. Amounts are integer nano-dollars (1e-9 USD): sums stay exact.
 ** A scope is who spends ("user:bob", "global") and a period which budget ("day:2026-11-21",
 ** "month:2026-11"); limit 0 means no limit (spend is still counted). ---- */

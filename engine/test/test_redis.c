@@ -2,6 +2,7 @@
 ** a free loopback port, stopped at the end): budgets exact between two processes' handles,
 ** a silent owner's leases given back after store.lease, an unreachable server refused
 ** in its timeout, and a hung one never holding a watching engine's loop past one timeout */
+#include "breaker.h"
 #include "harness.h"
 #include "store.h"
 #include "util.h"
@@ -154,6 +155,69 @@ TEST(a_hung_server_holds_a_watching_loop_for_one_timeout_only)
     event_base_free(base);
 }
 
+/* ** The breaker's script is breaker.c's rules written again in Lua: the same random
+** moves, on a row kept here by the C functions and on the store's row by the script,
+** must leave the same rows and give the same answers, move after move. */
+TEST(the_breaker_script_moves_as_the_c_rules_do)
+{
+    wd_store *s = open_store("t3:", "");
+    REQUIRE(s);
+    srand(12345);
+    int mismatches = 0;
+    for (int round = 0; round < 40 && !mismatches; round++) {
+        char name[32];
+        snprintf(name, sizeof name, "tool:r%d", round);
+        wd_breaker_cfg c = {1 + rand() % 3, 50 + rand() % 200, 1 + rand() % 2};
+        wd_breaker_row row = {0};
+        wd_strlcpy(row.name, name, sizeof row.name);
+        int64_t now = 1000000 + rand() % 1000;
+        int probe = 0;
+        for (int i = 0; i < 60; i++) {
+            now += rand() % 4 == 0 ? -(rand() % 20) : rand() % 120; /* now and then a clock behind */
+            int kind = rand() % 3, success = rand() % 2;
+            wd_breaker_step st = {.kind = kind,
+                                  .failure_threshold = c.failure_threshold,
+                                  .open_ms = c.open_ms,
+                                  .half_open_probes = c.half_open_probes,
+                                  .success = success,
+                                  .probe = probe,
+                                  .now_ms = now};
+            int from = row.state, admitted = 1, changed = 0, p = 0;
+            long long retry = 0;
+            if (kind == WD_BRS_ADMIT)
+                admitted = wd_breaker_admit(&row, &c, now, &p, &retry, &changed);
+            else if (kind == WD_BRS_OUTCOME)
+                wd_breaker_outcome(&row, &c, success, probe, now, &changed);
+            else if (row.state == WD_BR_HALF_OPEN && row.probes > 0) {
+                row.probes--;
+                changed = 1;
+            }
+            if (changed)
+                row.updated_ms = now;
+            if (wd_store_breaker_step(s, name, &st) != 1) {
+                mismatches++;
+                break;
+            }
+            int same =
+                st.from == from && st.row.state == row.state && st.row.failures == row.failures &&
+                st.row.opened_ms == row.opened_ms && st.row.probes == row.probes && st.row.probe_ms == row.probe_ms &&
+                st.row.updated_ms == row.updated_ms &&
+                (kind != WD_BRS_ADMIT || (st.admitted == admitted && st.probe_out == p && st.retry_in_ms == retry));
+            if (!same) {
+                fprintf(
+                    stderr, "  round %d move %d (kind %d): C state %d failures %lld probes %lld, script %d %lld %lld\n",
+                    round, i, kind, row.state, row.failures, row.probes, st.row.state, st.row.failures, st.row.probes);
+                mismatches++;
+                break;
+            }
+            if (kind == WD_BRS_ADMIT)
+                probe = p;
+        }
+    }
+    CHECK(mismatches == 0);
+    wd_store_close(s);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
@@ -165,6 +229,7 @@ int main(void)
         RUN(two_handles_share_one_budget_and_a_silent_ones_leases_come_back);
         RUN(an_unreachable_server_fails_each_operation_within_its_timeout);
         RUN(a_hung_server_holds_a_watching_loop_for_one_timeout_only);
+        RUN(the_breaker_script_moves_as_the_c_rules_do);
         stop_redis();
     }
     char cmd[400];
