@@ -381,6 +381,15 @@ describe("scale-out: faults", function()
     assert.is_true(#down >= 1)
     assert.equal("redis", down[1].store)
     assert.matches("unreachable", down[1].reason)
+    -- a run that continues a session cannot read it: the same, not a refusal of the user
+    local code0, body0 = a.http("POST", "/v1/runs", KEYS.dave5,
+      { agent = "lab", input = json.encode({ { "llm" } }), session_id = "s-down" })
+    assert.equal(202, code0, json.encode(body0))
+    assert.equal("store_unavailable", ended(a, "dave5", body0.run_id).status)
+    local ops = {}
+    for _, r in ipairs(T.events(a.audit, "store_unavailable")) do ops[r.operation] = true end
+    assert.truthy(ops.session, json.encode(ops))
+    assert.equal(0, #T.events(a.audit, "authorization_denied"))
     -- an OpenAI client is told 503: the service it depends on is away, try again
     local code, body = a.http("POST", "/v1/chat/completions", KEYS.dave5,
       { model = "lab", messages = { { role = "user", content = '[["llm"]]' } } })

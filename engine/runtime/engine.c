@@ -299,11 +299,15 @@ static int may_start(wd_run *r)
         return -1;
     }
     int theirs = wd_session_load(r, err, sizeof err);
+    if (theirs < 0) { /* audited as store_unavailable */
+        wd_run_end(r, WD_ST_STORE_UNAVAILABLE, err);
+        return -1;
+    }
     if (theirs) {
         json_t *ev = wd_run_event(r, WD_AE_AUTHORIZATION_DENIED, 0);
         json_object_set_new(ev, "reason", json_string(err));
         wd_run_audit(r, ev);
-        wd_run_end(r, theirs == 1 ? WD_ST_UNAUTHORIZED : WD_ST_FAILED, err);
+        wd_run_end(r, WD_ST_UNAUTHORIZED, err);
         return -1;
     }
     if (wd_kills_refuse(r, err, sizeof err)) {

@@ -14,8 +14,11 @@ static json_t *stored(wd_run *r, int *theirs, char *msg, size_t n)
     *theirs = 0;
     int got = wd_store_session_get(s, r->session_id, wd_store_now(s), &owner, &text);
     json_t *turns = got == 0 ? json_array() : NULL;
-    if (got < 0)
-        snprintf(msg, n, "state store %s: %s: the session cannot be read", wd_store_path(s), wd_store_error(s));
+    if (got < 0) {
+        snprintf(msg, n, "state store unavailable (%s): session %.128s cannot be read", wd_store_error(s),
+                 r->session_id);
+        wd_run_store_down(r, "session", NULL, msg);
+    }
     if (got == 1 && strcmp(owner, r->user_id)) {
         *theirs = 1;
         snprintf(msg, n, "session %.128s belongs to another user", r->session_id);
