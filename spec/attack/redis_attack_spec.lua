@@ -1,0 +1,118 @@
+-- Attacks on the state store on Redis (docs/scale-out.md): deployments that share one
+-- server, names chosen to collide in keys, and a server whose keys someone changed by
+-- hand. Every argument reaches Redis as a script's argument (never spliced into a
+-- command or a script), each deployment's keys begin with its own prefix, and a key
+-- that holds junk makes its check fail closed, never pass.
+local T = require("warden.testing")
+
+local redis
+local function store(prefix, extra)
+  local s = { backend = "redis", url = ("redis://127.0.0.1:%d/0"):format(redis.port), prefix = prefix }
+  for k, v in pairs(extra or {}) do s[k] = v end
+  return s
+end
+
+-- a daily budget that fits three calls of the lab's model (as budget_spec's)
+local CALL = { content = "x", usage = { input_tokens = 10, output_tokens = 1000 } }
+local function policy(prefix, users)
+  local o = { tiers = { daily3 = { per_run_usd = 1, daily_usd = 0.1, monthly_usd = 10 } }, users = {},
+              store = store(prefix) }
+  for _, u in ipairs(users) do o.users[u] = { role = "read", tier = "daily3" } end
+  return T.policy(o)
+end
+
+local function spend(pol, user)
+  return T.run({ agent = "spec/fixtures/lab", query = { { "llm" } }, user = user, policy = pol,
+                 scenario = { CALL } })
+end
+
+describe("attack: Redis shared by several deployments", function()
+  setup(function() redis = T.redis() end)
+  teardown(function() redis.stop() end)
+
+  it("keeps each prefix's budgets and kill switch its own", function()
+    local a, b = policy("tenant-a:", { "dave" }), policy("tenant-b:", { "dave" })
+    for _ = 1, 3 do assert.equal("completed", spend(a, "dave").status) end
+    assert.equal("budget_exceeded", spend(a, "dave").status)
+    -- the same user in the other deployment has all of its budget
+    assert.equal("completed", spend(b, "dave").status)
+    local out, rc = T.sh(("%s kill lab --reason spec --by ops --policy %s 2>&1"):format(T.bin, b))
+    assert.equal(0, rc, out)
+    assert.equal("killed", spend(b, "dave").status)
+    -- a's budget refuses, b's kill does not reach it; nothing of either outside its prefix
+    assert.equal("budget_exceeded", spend(a, "dave").status)
+    for _, k in ipairs(T.decode(redis.cli("--json", "KEYS", "*"))) do
+      assert.truthy(k:match("^tenant%-a:") or k:match("^tenant%-b:"), k)
+    end
+  end)
+
+  it("keeps apart names made to collide in keys: separators, newlines, a prefix inside a name", function()
+    local names = { "eve\31day:2026-01-01", "eve", "eve\nx", "tenant-c:spend:user:eve", "ev e" }
+    local pol = policy("tenant-c:", names)
+    for _, n in ipairs(names) do assert.equal("completed", spend(pol, n).status, n) end
+    local loc = T.store_of(pol)
+    for _, n in ipairs(names) do
+      local row = T.ledger_row(loc, "user:" .. n, "day:")
+      assert.truthy(row, n)
+      assert.near(0.0301, row.spent_usd, 1e-9, n)
+    end
+  end)
+
+  it("fails closed on a spend row someone filled with junk: the call is refused, nothing crashes", function()
+    local pol = policy("tenant-d:", { "mallory" })
+    assert.equal("completed", spend(pol, "mallory").status)
+    local key
+    for _, k in ipairs(T.decode(redis.cli("--json", "KEYS", "tenant-d:spend:user:mallory*"))) do
+      if k:find("day:", 1, true) then key = k end
+    end
+    assert.truthy(key)
+    for _, junk in ipairs({ "lots", "1e999", "-inf", "-50000000", "nan" }) do
+      for _, field in ipairs({ "reserved", "spent" }) do
+        redis.cli("HSET", key, "reserved", "0", "spent", "30100000")
+        redis.cli("HSET", key, field, junk)
+        local res, audit = spend(pol, "mallory")
+        assert.equal("store_unavailable", res.status, field .. " " .. junk .. ": " .. res.status)
+        assert.equal(0, res.cost_usd)
+        assert.equal(0, #T.events(audit, "llm_call"))
+        assert.matches("not an amount", T.events(audit, "store_unavailable")[1].reason)
+      end
+    end
+    -- a key of the wrong type refuses the same way
+    redis.cli("DEL", key)
+    redis.cli("SET", key, "not a hash")
+    local res, audit = spend(pol, "mallory")
+    assert.equal("store_unavailable", res.status)
+    assert.matches("WRONGTYPE", T.events(audit, "store_unavailable")[1].reason)
+  end)
+
+  it("takes a script's arguments as data: Lua and commands in a detector's keys and values stay text", function()
+    local pol = T.policy({ store = store("tenant-e:"), detectors = { store_keys = { enforce = true } } })
+    local _, _, audit = T.lab({ { "tool", "echo", { x = 1 } } }, { policy = pol })
+    local v
+    for _, r in ipairs(T.events(audit, "detector_verdict")) do
+      if r.detector == "store_keys" then v = r.details end
+    end
+    assert.truthy(v, "no verdict of store_keys")
+    assert.equal(v.total, v.same)
+    assert.equal("plain", v.plain)
+    assert.equal("PONG", redis.cli("PING")) -- and the server is as it was
+    assert.equal("", redis.cli("GET", "x"))
+  end)
+
+  it("never lets a forged lease or a stale liveness key count another host's money twice", function()
+    local pol = policy("tenant-f:", { "trudy" })
+    assert.equal("completed", spend(pol, "trudy").status)
+    -- someone adds a lease for an owner that never lived: the next sweep gives it back
+    local key
+    for _, k in ipairs(T.decode(redis.cli("--json", "KEYS", "tenant-f:spend:user:trudy*"))) do
+      if k:find("day:", 1, true) then key = k end
+    end
+    redis.cli("HSET", "tenant-f:lease:ghost/1/x", "1", "50000000 " .. key)
+    redis.cli("HINCRBY", key, "reserved", "50000000")
+    redis.cli("SADD", "tenant-f:owners", "ghost/1/x")
+    assert.equal("completed", spend(pol, "trudy").status) -- the sweep before a refusal
+    local row = T.ledger_row(T.store_of(pol), "user:trudy", "day:")
+    assert.equal(0, row.reserved_usd)
+    assert.near(2 * 0.0301, row.spent_usd, 1e-9)
+  end)
+end)
