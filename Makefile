@@ -279,7 +279,7 @@ bench: deps
 # `make fuzz FUZZ_SECONDS=N` runs each for N seconds over its committed seeds; `make test`
 # runs each for TEST_FUZZ_SECONDS. A finding is kept in build-fuzz/findings/.
 FUZZ_SECONDS ?= 60
-TEST_FUZZ_SECONDS ?= 20
+TEST_FUZZ_SECONDS ?= 15
 FUZZERS := policy policy_gen schema provider jsonlua audit lmatch http
 FUZZ_SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 fuzz-build: deps
