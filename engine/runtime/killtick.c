@@ -6,12 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static void on_poll(evutil_socket_t fd, short what, void *arg)
+/* the runs of killed agents end killed; the poll goes on while runs are live */
+static void enforce(wd_engine *e)
 {
-    (void)fd;
-    (void)what;
-    wd_engine *e = arg;
-    wd_kills_refresh(e, 1);
     if (json_object_size(e->kills.killed)) {
         wd_run *next;
         for (wd_run *r = e->live; r; r = next) {
@@ -31,6 +28,36 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     }
     if (e->active > 0)
         wd_kills_arm(e);
+}
+
+/* the tables read without waiting (a Redis store): taken, then enforced */
+static void on_read(void *ud, int rc, json_t *killed, json_t *failing)
+{
+    wd_engine *e = ud;
+    if (!e->kills.ev) { /* the engine is stopping: its poll is gone */
+        json_decref(killed);
+        json_decref(failing);
+        return;
+    }
+    if (rc == 0) {
+        json_decref(e->kills.killed);
+        json_decref(e->kills.failing);
+        e->kills.killed = killed;
+        e->kills.failing = failing;
+        e->kills.read_ns = wd_now_ns();
+    }
+    enforce(e); /* a failed read keeps what was known, as the waiting read does */
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_engine *e = arg;
+    if (wd_store_kill_read_async(e->store, on_read, e) == 0)
+        return; /* on_read goes on */
+    wd_kills_refresh(e, 1);
+    enforce(e);
 }
 
 void wd_kills_now(wd_engine *e)

@@ -42,6 +42,7 @@ typedef struct wd_store_backend {
     int (*kill_clear)(wd_store *s, const char *agent, int all);
     int (*kill_list)(wd_store *s, json_t **out);
     int (*kill_read)(wd_store *s, json_t **killed, json_t **failing);
+    int (*kill_read_async)(wd_store *s, wd_store_kills_fn fn, void *ud);
     int (*health_note)(wd_store *s, const char *agent, int failed, long long *count);
     int (*detect_get)(wd_store *s, const wd_store_scope *sc, const char *key, char **text);
     int (*detect_put)(wd_store *s, const wd_store_scope *sc, const char *key, const char *text, int64_t now_ms);

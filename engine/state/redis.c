@@ -38,6 +38,7 @@ static const wd_store_backend REDIS = {
     .kill_clear = wd_rd_kill_clear,
     .kill_list = wd_rd_kill_list,
     .kill_read = wd_rd_kill_read,
+    .kill_read_async = wd_rd_kill_read_async,
     .health_note = wd_rd_health_note,
     .detect_get = wd_rd_detect_get,
     .detect_put = wd_rd_detect_put,

@@ -1,6 +1,6 @@
-/* redispriv.h - inside the Redis backend (redisconn.c, redisstate.c, redisrows.c,
-** redisaccount.c, redis.c): the handle, the scripts it runs and the operations the
-** backend's table (redis.c) lists. docs/scale-out.md names every key. */
+/* redispriv.h - inside the Redis backend (redis*.c; redis.c holds its table): the
+** handle, the scripts it runs and the operations the backend's table lists.
+** docs/scale-out.md names every key. */
 #ifndef WD_REDISPRIV_H
 #define WD_REDISPRIV_H
 
@@ -50,7 +50,8 @@ enum {
     RS_COUNT
 };
 
-typedef struct wd_rd_sub wd_rd_sub; /* redissub.c */
+typedef struct wd_rd_sub wd_rd_sub;   /* redissub.c */
+typedef struct wd_rd_cmdq wd_rd_cmdq; /* redisasync.c */
 
 /* where the server is and how to speak to it: fixed once the locator is read */
 typedef struct wd_rd_target {
@@ -79,11 +80,12 @@ typedef struct wd_redis {
     char err[400];
     wd_rd_sub *sub;       /* the notices' subscription, while an engine watches */
     wd_rd_dialer *dialer; /* a connection being made off the loop (redisdial.c) */
+    wd_rd_cmdq *cmdq;     /* the asynchronous commands' connection, while an engine watches */
 } wd_redis;
 
 #define RD(s) ((wd_redis *)(s))
 
-/* ---- redisconn.c: the connection, the scripts, the lock ---- */
+/* ---- redisconn.c: the connection, the scripts, the lock; redisargs.c: arguments ---- */
 
 /* the arguments of one script call: ARGV[1] is always the key prefix. Strings are
 ** borrowed; numbers are kept by the args until wd_rd_done. */
@@ -133,6 +135,18 @@ int wd_rd_dial_take(wd_rd_dialer *d, redisContext **c, int64_t *clock_off, char 
 /* the handle goes: the thread frees what it makes. Accepts NULL */
 void wd_rd_dial_abandon(wd_rd_dialer *d);
 
+/* ---- redisasync.c: operations answered on the engine's loop ---- */
+
+/* the answer (x: the reply, borrowed for the call; NULL: none, wd_rd_error says why) */
+typedef void (*wd_rd_reply_fn)(void *ud, redisReply *x);
+/* the command connection on base's loop: 0 or -1 */
+int wd_rd_cmdq_start(wd_redis *r, struct event_base *base);
+/* gone; each request in flight is answered NULL first. Accepts none */
+void wd_rd_cmdq_stop(wd_redis *r);
+/* script slot sent without waiting, a's arguments copied (and freed): 0 sent (fn is
+** called once, on the loop), -1 not now (no connection yet: the caller waits instead) */
+int wd_rd_async_run(wd_redis *r, int slot, const char *lua, wd_rd_args *a, wd_rd_reply_fn fn, void *ud);
+
 /* ---- redissub.c: notices from other hosts, on the engine's loop ---- */
 int wd_rd_watch(wd_store *s, struct event_base *base, wd_store_notice fn, void *ud);
 void wd_rd_unwatch(wd_store *s);
@@ -165,6 +179,7 @@ int wd_rd_kill_set(wd_store *s, const char *agent, const char *by, const char *r
 int wd_rd_kill_clear(wd_store *s, const char *agent, int all);
 int wd_rd_kill_list(wd_store *s, json_t **out);
 int wd_rd_kill_read(wd_store *s, json_t **killed, json_t **failing);
+int wd_rd_kill_read_async(wd_store *s, wd_store_kills_fn fn, void *ud);
 int wd_rd_health_note(wd_store *s, const char *agent, int failed, long long *count);
 int wd_rd_detect_get(wd_store *s, const wd_store_scope *sc, const char *key, char **text);
 int wd_rd_detect_put(wd_store *s, const wd_store_scope *sc, const char *key, const char *text, int64_t now_ms);

@@ -358,6 +358,27 @@ static const char KILL_READ_LUA[] = "local P, out = ARGV[1], {0}\n"
                                     "for i = 1, #h do out[#out + 1] = h[i] end\n"
                                     "return out\n";
 
+/* KILL_READ's answer as the two tables: 0, or -1 */
+static int kills_of(const redisReply *x, json_t **killed, json_t **failing)
+{
+    *killed = *failing = NULL;
+    json_t *k = json_object(), *f = json_object();
+    size_t nk = (size_t)wd_rd_int(x, 0), n = x->type == REDIS_REPLY_ARRAY ? x->elements : 0;
+    for (size_t i = 0; i < nk && 2 + 2 * i < n; i++)
+        json_object_set_new(k, col(x, 1 + 2 * i), json_string(col(x, 2 + 2 * i)));
+    for (size_t i = 1 + 2 * nk; i + 1 < n; i += 2)
+        if (atoll(col(x, i + 1)) > 0)
+            json_object_set_new(f, col(x, i), json_integer(atoll(col(x, i + 1))));
+    if (!k || !f) {
+        json_decref(k);
+        json_decref(f);
+        return -1;
+    }
+    *killed = k;
+    *failing = f;
+    return 0;
+}
+
 int wd_rd_kill_read(wd_store *s, json_t **killed, json_t **failing)
 {
     *killed = *failing = NULL;
@@ -366,21 +387,40 @@ int wd_rd_kill_read(wd_store *s, json_t **killed, json_t **failing)
     redisReply *x = wd_rd_run(RD(s), RS_KILL_READ, KILL_READ_LUA, &a);
     if (!x)
         return -1;
-    json_t *k = json_object(), *f = json_object();
-    size_t nk = (size_t)wd_rd_int(x, 0), n = x->type == REDIS_REPLY_ARRAY ? x->elements : 0;
-    for (size_t i = 0; i < nk && 2 + 2 * i < n; i++)
-        json_object_set_new(k, col(x, 1 + 2 * i), json_string(col(x, 2 + 2 * i)));
-    for (size_t i = 1 + 2 * nk; i + 1 < n; i += 2)
-        if (atoll(col(x, i + 1)) > 0)
-            json_object_set_new(f, col(x, i), json_integer(atoll(col(x, i + 1))));
+    int rc = kills_of(x, killed, failing);
     freeReplyObject(x);
-    if (!k || !f) {
-        json_decref(k);
-        json_decref(f);
-        return -1;
+    return rc;
+}
+
+typedef struct kills_ask {
+    wd_store_kills_fn fn;
+    void *ud;
+} kills_ask;
+
+static void kills_answer(void *ud, redisReply *x)
+{
+    kills_ask *k = ud;
+    json_t *killed = NULL, *failing = NULL;
+    int rc = x ? kills_of(x, &killed, &failing) : -1;
+    k->fn(k->ud, rc, killed, failing);
+    free(k);
+}
+
+int wd_rd_kill_read_async(wd_store *s, wd_store_kills_fn fn, void *ud)
+{
+    kills_ask *k = malloc(sizeof *k);
+    wd_rd_args a;
+    wd_rd_init(&a, RD(s));
+    if (!k) {
+        wd_rd_done(&a);
+        return 1;
     }
-    *killed = k;
-    *failing = f;
+    k->fn = fn;
+    k->ud = ud;
+    if (wd_rd_async_run(RD(s), RS_KILL_READ, KILL_READ_LUA, &a, kills_answer, k) < 0) {
+        free(k);
+        return 1;
+    }
     return 0;
 }
 

@@ -125,6 +125,7 @@ static void dial(wd_rd_sub *s)
 
 static void unwatch(wd_redis *r)
 {
+    wd_rd_cmdq_stop(r);
     wd_rd_sub *s = r->sub;
     if (!s)
         return;
@@ -158,7 +159,7 @@ int wd_rd_watch(wd_store *st, struct event_base *base, wd_store_notice fn, void 
     snprintf(s->channel, sizeof s->channel, "%sevents", r->prefix);
     r->sub = s;
     dial(s);
-    return 0;
+    return wd_rd_cmdq_start(r, base); /* and the commands answered on this loop */
 }
 
 void wd_rd_unwatch(wd_store *st) { unwatch(RD(st)); }

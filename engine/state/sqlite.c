@@ -32,6 +32,15 @@ static int wd_sq_breaker_step(wd_store *s, const char *name, wd_breaker_step *st
     return 0;
 }
 
+/* a read of the local file waits microseconds: the caller reads it at once */
+static int wd_sq_kill_read_async(wd_store *s, wd_store_kills_fn fn, void *ud)
+{
+    (void)s;
+    (void)fn;
+    (void)ud;
+    return 1;
+}
+
 static const wd_store_backend SQLITE = {
     .name = "sqlite",
     .close = wd_sq_close,
@@ -64,6 +73,7 @@ static const wd_store_backend SQLITE = {
     .kill_clear = wd_sq_kill_clear,
     .kill_list = wd_sq_kill_list,
     .kill_read = wd_sq_kill_read,
+    .kill_read_async = wd_sq_kill_read_async,
     .health_note = wd_sq_health_note,
     .detect_get = wd_sq_detect_get,
     .detect_put = wd_sq_detect_put,

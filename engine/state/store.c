@@ -133,6 +133,8 @@ int wd_store_kill_list(wd_store *s, json_t **out) { return s->be->kill_list(s, o
 
 int wd_store_kill_read(wd_store *s, json_t **killed, json_t **failing) { return s->be->kill_read(s, killed, failing); }
 
+int wd_store_kill_read_async(wd_store *s, wd_store_kills_fn fn, void *ud) { return s->be->kill_read_async(s, fn, ud); }
+
 int wd_store_health_note(wd_store *s, const char *agent, int failed, long long *count)
 {
     return s->be->health_note(s, agent, failed, count);

@@ -196,6 +196,12 @@ int wd_store_kill_clear(wd_store *s, const char *agent, int all);
 int wd_store_kill_list(wd_store *s, json_t **out);
 /* {agent: reason} killed, {agent: consecutive failures} failing; caller decrefs both. 0, -1 */
 int wd_store_kill_read(wd_store *s, json_t **killed, json_t **failing);
+/* the tables of wd_store_kill_read, read without waiting on the loop the store watches
+** (wd_store_watch): fn(ud, 0, killed, failing; fn owns both) or fn(ud, -1, NULL, NULL),
+** once, later. 0 asked; 1 this store cannot now (no such loop, not connected: read them
+** with wd_store_kill_read). */
+typedef void (*wd_store_kills_fn)(void *ud, int rc, json_t *killed, json_t *failing);
+int wd_store_kill_read_async(wd_store *s, wd_store_kills_fn fn, void *ud);
 /* one more consecutive failure of agent, or (!failed) none; *count: the count now. 0, -1 */
 int wd_store_health_note(wd_store *s, const char *agent, int failed, long long *count);
 

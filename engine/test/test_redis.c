@@ -155,6 +155,85 @@ TEST(a_hung_server_holds_a_watching_loop_for_one_timeout_only)
     event_base_free(base);
 }
 
+typedef struct kills_got {
+    int calls, rc;
+    json_t *killed;
+} kills_got;
+
+static void on_kills(void *ud, int rc, json_t *killed, json_t *failing)
+{
+    kills_got *g = ud;
+    g->calls++;
+    g->rc = rc;
+    json_decref(g->killed);
+    g->killed = killed;
+    json_decref(failing);
+}
+
+/* the loop turned until g has an answer, or ms pass; the longest turn in *worst_ns */
+static void turn_until(struct event_base *base, kills_got *g, int calls, long ms, int64_t *worst_ns)
+{
+    int64_t end = wd_now_ns() + ms * 1000000LL;
+    while (g->calls < calls && wd_now_ns() < end) {
+        int64_t t0 = wd_now_ns();
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        int64_t took = wd_now_ns() - t0;
+        if (worst_ns && took > *worst_ns)
+            *worst_ns = took;
+        sleep_ms(1);
+    }
+}
+
+/* ** The kill switch read on the engine's loop without waiting: answered later by a
+** callback, and a hung server makes it fail after store.timeout_ms, never holding a
+** turn of the loop. */
+TEST(the_kill_switch_is_read_without_holding_the_loop)
+{
+    struct event_base *base = event_base_new();
+    wd_store *s = open_store("t4:", "");
+    REQUIRE(base && s);
+    REQUIRE(wd_store_watch(s, base, ignore, NULL) == 0);
+    kills_got g = {0, 0, NULL};
+    int asked = 0;
+    for (int i = 0; i < 200 && !asked; i++) { /* the command connection, once connected */
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        asked = wd_store_kill_read_async(s, on_kills, &g) == 0;
+        sleep_ms(5);
+    }
+    REQUIRE(asked);
+    turn_until(base, &g, 1, 1000, NULL);
+    CHECK(g.calls == 1 && g.rc == 0 && json_object_size(g.killed) == 0);
+    CHECK(wd_store_kill_set(s, "agent-x", "ops", "spec", 0, wd_store_now(s)) == 1);
+    CHECK(wd_store_kill_read_async(s, on_kills, &g) == 0);
+    turn_until(base, &g, 2, 1000, NULL);
+    CHECK(g.calls == 2 && g.rc == 0 && json_object_get(g.killed, "agent-x"));
+    redis_cmd("CLIENT PAUSE 1500 ALL");
+    int64_t t0 = wd_now_ns(), worst = 0;
+    CHECK(wd_store_kill_read_async(s, on_kills, &g) == 0);
+    CHECK(wd_now_ns() - t0 < 20000000LL); /* asked, not waited for */
+    turn_until(base, &g, 3, 1000, &worst);
+    int64_t took = wd_now_ns() - t0;
+    CHECK(g.calls == 3 && g.rc == -1);
+    CHECK(took >= 90000000LL && took < 1000000000LL); /* store.timeout_ms, 100 */
+    CHECK(worst < 20000000LL);
+    int back = 0; /* the pause over, a new connection answers again */
+    for (int i = 0; i < 400 && !back; i++) {
+        int calls = g.calls;
+        if (wd_store_kill_read_async(s, on_kills, &g) == 0) {
+            turn_until(base, &g, calls + 1, 500, NULL);
+            back = g.rc == 0;
+        } else {
+            event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+            sleep_ms(10);
+        }
+    }
+    CHECK(back);
+    wd_store_watch(s, NULL, NULL, NULL);
+    json_decref(g.killed);
+    wd_store_close(s);
+    event_base_free(base);
+}
+
 /* ** The breaker's script is breaker.c's rules written again in Lua: the same random
 ** moves, on a row kept here by the C functions and on the store's row by the script,
 ** must leave the same rows and give the same answers, move after move. */
@@ -230,6 +309,7 @@ int main(void)
         RUN(an_unreachable_server_fails_each_operation_within_its_timeout);
         RUN(a_hung_server_holds_a_watching_loop_for_one_timeout_only);
         RUN(the_breaker_script_moves_as_the_c_rules_do);
+        RUN(the_kill_switch_is_read_without_holding_the_loop);
         stop_redis();
     }
     char cmd[400];
