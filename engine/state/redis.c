@@ -60,5 +60,6 @@ wd_store *wd_redis_open(const char *locator, char *err, size_t errlen)
     if (!r)
         return NULL;
     r->base.be = &REDIS;
+    wd_rd_sweep(&r->base); /* as SQLite's open: leases of hosts that fell silent since (an error: later) */
     return &r->base;
 }

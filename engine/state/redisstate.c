@@ -465,16 +465,36 @@ int wd_rd_cache_put(wd_store *s, const char *key, const char *answer, int64_t co
 static const char ALIVE_LUA[] = "redis.call('SET', ARGV[1] .. 'alive:' .. ARGV[2], ARGV[3], 'PX', ARGV[4])\n"
                                 "return 1\n";
 
+static void no_answer_needed(void *ud, redisReply *x)
+{
+    (void)ud;
+    (void)x;
+}
+
+/* ** An engine's word goes without waiting when its loop has the asynchronous connection
+** (the sweep after it too: both are the same whichever host's runs them); a command's
+** waits for its answer. */
 int wd_rd_keepalive(wd_store *s)
 {
     wd_redis *r = RD(s);
     int64_t now = wd_now_ns();
     if (r->alive_ns && now - r->alive_ns < r->lease_ms * 1000000 / 4)
         return 0;
+    wd_rd_args a;
+    wd_rd_init(&a, r);
+    wd_rd_s(&a, r->owner);
+    wd_rd_i(&a, wd_rd_now(s));
+    wd_rd_i(&a, r->lease_ms);
+    if (wd_rd_async_run(r, RS_ALIVE, ALIVE_LUA, &a, no_answer_needed, NULL) == 0) {
+        r->alive_ns = now;
+        wd_rd_init(&a, r);
+        wd_rd_s(&a, r->owner);
+        wd_rd_async_run(r, RS_SWEEP, SWEEP_LUA, &a, no_answer_needed, NULL);
+        return 0;
+    }
     if (!r->c && now < r->retry_ns)
         return -1;
     r->alive_ns = now;
-    wd_rd_args a;
     wd_rd_init(&a, r);
     wd_rd_s(&a, r->owner);
     wd_rd_i(&a, wd_rd_now(s));
