@@ -347,6 +347,30 @@ describe("scale-out: faults", function()
     end
   end)
 
+  it("keeps a run waiting for a person across a restart of Redis, and resumes it on the decision", function()
+    local c = cluster({ aof = true })
+    local a, cc = c.hosts[1], c.hosts[3]
+    local id = submit(a, "dave7", { { "tool", "approval_tool", { note = "x" } } })
+    local req = T.wait_for(function()
+      local code, l = cc.http("GET", "/v1/approvals", KEYS.director)
+      return code == 200 and l[1]
+    end, "the request to reach host C")
+    c.redis.stop() -- away for a second: the polls fail meanwhile, and the wait goes on
+    os.execute("sleep 1")
+    c.redis.restart()
+    local code = T.wait_for(function()
+      local k = cc.http("POST", "/v1/approvals/" .. req.id .. "/approve", KEYS.director, {})
+      return k == 200 and k
+    end, "host C to decide once Redis is back")
+    assert.equal(200, code)
+    local run = ended(a, "dave7", id, 300)
+    assert.equal("completed", run.status, json.encode(run.result))
+    assert.equal(0, #T.events(a.audit, "approval_expired"))
+    assert.equal(1, #T.events(a.audit, "approval_granted"))
+    assert.is_true(run.result.tool_calls[1].success, json.encode(run.result.tool_calls))
+    c.stop()
+  end)
+
   it("does not hold a host's loop while Redis hangs: one slow answer per worker, then refusals at once", function()
     local c = cluster()
     local a = c.hosts[1]

@@ -31,7 +31,12 @@ struct wd_appr_state {
     int64_t remaining_ns; /* of the run's deadline, which waits too */
     int gate;             /* a detector's escalation: 1 holds the next request, 2 the answer */
     char label[100];      /* what waits: a tool's name, "(run)" or "(final answer)" */
+    int64_t unread_ns;    /* since when the store has not answered its polls (0: it has) */
 };
+
+/* how long a wait for a person outlasts a store that does not answer (a Redis restarting)
+** before the request is given up as unreadable */
+#define APPROVAL_UNREAD_MS 10000
 
 /* 0, or -1 with msg saying what is wrong */
 int wd_approve_opts(lua_State *L, wd_call_opts *o, const char *name, char *msg, size_t n)
@@ -309,9 +314,19 @@ static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
     snprintf(subject, sizeof subject, "%s '%s'", r->appr->gate ? "the run at" : "tool", r->appr->label);
     const char *outcome = r->appr->gate ? "the run ends" : "the call was not made";
     int got = wd_store_approval_get(s, r->appr->id, &st);
+    if (got < 0) { /* the store is away: the request waits on, for a while */
+        int64_t now_ns = wd_now_ns();
+        if (!r->appr->unread_ns)
+            r->appr->unread_ns = now_ns;
+        if (now_ns - r->appr->unread_ns < APPROVAL_UNREAD_MS * 1000000LL) {
+            arm_poll(r);
+            return;
+        }
+    }
+    r->appr->unread_ns = got >= 0 ? 0 : r->appr->unread_ns;
     if (got <= 0) {
         snprintf(msg, sizeof msg, "approval request %s for %s %s: %s", r->appr->id, subject,
-                 got < 0 ? "cannot be read from the state store" : "is gone from the state store", outcome);
+                 got < 0 ? "could not be read from the state store for 10 s" : "is gone from the state store", outcome);
         approval_event(r, WD_AE_APPROVAL_EXPIRED, 0, NULL, msg);
         approval_refused(r, msg);
         return;
