@@ -292,6 +292,7 @@ describe("scale-out: faults", function()
   it("gives back the leases of a host killed with -9 once its lease expires, with no phantom spend", function()
     local c = cluster({ lease = "1s", llm = "mock:" .. T.scenario({ CALL, { content = "y", delay_ms = 30000,
                                                                           usage = CALL.usage } }) })
+    finally(function() c.stop() end) -- the servers go, however the case ends
     local a = c.hosts[1]
     submit(a, "dave1", { { "llm" }, { "llm" } })
     local row = T.wait_for(function()
@@ -314,12 +315,12 @@ describe("scale-out: faults", function()
     -- the others still spend against it, exactly
     local b = c.hosts[2]
     assert.equal("completed", ended(b, "dave2", submit(b, "dave2", { { "llm" } })).status)
-    c.stop()
   end)
 
   it("never overspends when Redis crashes mid-load (kill -9, AOF): every run ends with a result, logs verify",
     function()
     local c = cluster({ aof = true })
+    finally(function() c.stop() end) -- the servers go, however the case ends
     local ids = {}
     for i = 1, 30 do
       local h = c.hosts[i % 3 + 1]
@@ -340,7 +341,7 @@ describe("scale-out: faults", function()
     T.wait_for(function()
       return math.abs(T.ledger_row(c.locator, "user:dave3", "day:").spent_usd - spent_in_logs(c, "dave3")) < 1e-9
     end, "the ledger to equal the logs")
-    c.stop()
+    c.stop() -- the logs whole (each ends with its server_stopped record), then verified
     for _, h in ipairs(c.hosts) do
       local out, rc = T.sh(("%s audit verify %s 2>&1"):format(T.bin, h.audit))
       assert.equal(0, rc, out)
@@ -349,6 +350,7 @@ describe("scale-out: faults", function()
 
   it("keeps a run waiting for a person across a restart of Redis, and resumes it on the decision", function()
     local c = cluster({ aof = true })
+    finally(function() c.stop() end) -- the servers go, however the case ends
     local a, cc = c.hosts[1], c.hosts[3]
     local id = submit(a, "dave7", { { "tool", "approval_tool", { note = "x" } } })
     local req = T.wait_for(function()
@@ -368,11 +370,11 @@ describe("scale-out: faults", function()
     assert.equal(0, #T.events(a.audit, "approval_expired"))
     assert.equal(1, #T.events(a.audit, "approval_granted"))
     assert.is_true(run.result.tool_calls[1].success, json.encode(run.result.tool_calls))
-    c.stop()
   end)
 
   it("does not hold a host's loop while Redis hangs: one slow answer per worker, then refusals at once", function()
     local c = cluster()
+    finally(function() c.stop() end) -- the servers go, however the case ends
     local a = c.hosts[1]
     assert.equal("completed", ended(a, "dave6", submit(a, "dave6", { { "llm" } })).status)
     -- Redis takes connections but answers no command for 3 s (store.timeout_ms is 200)
@@ -390,11 +392,11 @@ describe("scale-out: faults", function()
     T.wait_for(function()
       return ended(a, "dave6", submit(a, "dave6", { { "llm" } })).status == "completed"
     end, "the host to serve again once Redis answers", 500)
-    c.stop()
   end)
 
   it("refuses calls as store_unavailable while Redis is stopped, each audited, and serves again after", function()
     local c = cluster()
+    finally(function() c.stop() end) -- the servers go, however the case ends
     local a = c.hosts[1]
     assert.equal("completed", ended(a, "dave4", submit(a, "dave4", { { "llm" } })).status)
     c.redis.stop()
@@ -426,6 +428,5 @@ describe("scale-out: faults", function()
     T.wait_for(function()
       return ended(a, "dave5", submit(a, "dave5", { { "llm" } })).status == "completed"
     end, "the host to serve again", 500)
-    c.stop()
   end)
 end)
