@@ -21,6 +21,7 @@ static const wd_engine_hooks HOOKS = {
             [OP_AGENT] = &wd_op_agent,
             [OP_LLM] = &wd_op_llm,
             [OP_SLEEP] = &wd_op_sleep,
+            [OP_STORE] = &wd_op_store,
             [OP_END] = &wd_op_end,
         },
     .open_warden = wd_lua_open_warden,

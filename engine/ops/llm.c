@@ -585,7 +585,8 @@ static void attempt(wd_run *r)
 /* ---- budget and cache ------------------------------------------------------------- */
 
 /* the call's worst case reserved; a streamed call that does not fit takes what is left,
-** to be cut where it runs out (llmstream). 1 held, 0 refused (msg) */
+** to be cut where it runs out (llmstream). 1 held, 0 refused (msg), WD_BUDGET_WAIT: the
+** store was asked, and send_call comes again with its answer */
 static int reserve(wd_run *r, char *msg, size_t n)
 {
     wd_llm_state *c = r->call;
@@ -593,9 +594,11 @@ static int reserve(wd_run *r, char *msg, size_t n)
     c->in_est = wd_llm_input_estimate(r);
     c->limited = 0; /* a corrective ask reserves anew */
     if (!c->stream)
-        return wd_budget_reserve(r, want, "llm", NULL, &r->llm_hold, msg, n);
-    if (!wd_budget_reserve_upto(r, want, wd_llm_worst_case(r, 1), "llm", &r->llm_hold, &got, &c->limit_which, msg, n))
-        return 0;
+        return wd_budget_reserve(r, want, "llm", NULL, &r->llm_hold, msg, n, send_call);
+    int rc = wd_budget_reserve_upto(r, want, wd_llm_worst_case(r, 1), "llm", &r->llm_hold, &got, &c->limit_which, msg,
+                                    n, send_call);
+    if (rc != 1)
+        return rc;
     if (got < want) {
         c->limited = 1;
         c->room = got;
@@ -726,7 +729,10 @@ static void send_call(wd_run *r)
 {
     wd_engine *e = r->eng;
     char msg[400];
-    if (!reserve(r, msg, sizeof msg)) {
+    int held = reserve(r, msg, sizeof msg);
+    if (held == WD_BUDGET_WAIT)
+        return;
+    if (!held) {
         call_clear(r);
         wd_run_end(r, r->store_down ? WD_ST_STORE_UNAVAILABLE : WD_ST_BUDGET_EXCEEDED, msg);
         return;

@@ -3,6 +3,7 @@
 ** and returned to the agent, an accepted call recorded for the loop to start. */
 #include "toolpriv.h"
 #include "approval.h"
+#include "ask.h"
 #include "canon.h"
 #include "checkdef.h"
 #include "exec.h"
@@ -33,12 +34,16 @@ typedef struct {
     int idx; /* the loaded tool */
     wd_call_opts opts;
     int64_t t0;
+    size_t at; /* the check it is at */
     char msg[700];
 } tool_call;
 
 /* what a check answers: GO on to the next; otherwise what ctx:call_tool returns (1: the
-** refusal is pushed) or YIELD (the run waits: for a person, or for the handler) */
-enum { GO = 0, YIELD = -1 };
+** refusal is pushed) or YIELD (the run waits: for a person, or for the handler), or WAIT
+** (the state store was asked: the checks go on from this one when it answered) */
+enum { GO = 0, YIELD = -1, WAIT = -2 };
+
+static void pipeline_again(wd_run *r);
 
 /* 0. the tool is one the agent lists: whatever the model asks for, an agent reaches only
 ** the tools it names (a workflow its steps) */
@@ -144,7 +149,9 @@ static int check_rate(tool_call *c)
     snprintf(key, sizeof key, "tool:%s:user:%s", c->name, r->user_id);
     snprintf(what, sizeof what, "tool '%s' for user %s", c->name, r->user_id);
     int64_t retry;
-    int got = wd_rate_take(r, key, c->tp->rate_limit_per_hour, what, &retry, c->msg, sizeof c->msg);
+    int got = wd_rate_take(r, key, c->tp->rate_limit_per_hour, what, &retry, c->msg, sizeof c->msg, pipeline_again);
+    if (got == WD_BUDGET_WAIT)
+        return WAIT;
     if (got > 0)
         return GO;
     int rc = wd_tool_refuse(r, c->L, got == 0 ? WD_AE_RATE_LIMITED : WD_AE_TOOL_CALL, c->name, c->args, c->msg);
@@ -158,8 +165,13 @@ static int check_rate(tool_call *c)
 /* 7. its cost, reserved against the run's limit and every budget until it ends */
 static int check_budget(tool_call *c)
 {
-    if (c->tp->cost_usd <= 0 ||
-        wd_budget_reserve(c->r, c->tp->cost_usd, c->name, c->args, &c->r->tool_hold, c->msg, sizeof c->msg))
+    if (c->tp->cost_usd <= 0)
+        return GO;
+    int got = wd_budget_reserve(c->r, c->tp->cost_usd, c->name, c->args, &c->r->tool_hold, c->msg, sizeof c->msg,
+                                pipeline_again);
+    if (got == WD_BUDGET_WAIT)
+        return WAIT;
+    if (got)
         return GO;
     return wd_tool_refuse(c->r, c->L, WD_AE_NONE, c->name, c->args, c->msg);
 }
@@ -223,7 +235,20 @@ static void read_args(tool_call *c)
     }
 }
 
-/* runs the checks on c; GO: accepted, the request recorded for the loop */
+/* the checks from c->at on: the request recorded for the loop (YIELD), a refusal pushed
+** (1), or WAIT */
+static int run_checks(tool_call *c)
+{
+    for (; c->at < sizeof TOOL_CHECKS / sizeof TOOL_CHECKS[0]; c->at++) {
+        int rc = TOOL_CHECKS[c->at](c);
+        if (rc != GO)
+            return rc;
+    }
+    wd_toolcall_request(c->r, OP_TOOL, c->tp, c->name, c->args, c->idx, c->t0); /* takes args */
+    return YIELD;
+}
+
+/* runs the checks on c; YIELD: accepted, the request recorded for the loop */
 static int check_call(tool_call *c)
 {
     wd_run *r = c->r;
@@ -239,34 +264,113 @@ static int check_call(tool_call *c)
     if (r->det) /* every request, refused or not: a loop of refusals is a loop */
         wd_run_observe(r, json_pack("{s:s,s:s,s:O}", "type", "tool_call", "tool", c->name, "args",
                                     c->args ? c->args : json_null()));
-    for (size_t i = 0; i < sizeof TOOL_CHECKS / sizeof TOOL_CHECKS[0]; i++) {
-        int rc = TOOL_CHECKS[i](c);
-        if (rc != GO)
-            return rc;
-    }
-    wd_toolcall_request(r, OP_TOOL, c->tp, c->name, c->args, c->idx, c->t0); /* takes args */
-    return YIELD;
+    return run_checks(c);
 }
+
+/* ** A call whose check waits for the store: the run yields with the call kept (OP_STORE)
+** and the checks go on in the continuation, on the same stack, once the store answered.
+** Which of the two comes first (the yield reaching the loop, or the answer) the other
+** finds in r->store_wait. */
+enum { SW_NONE, SW_ASKED, SW_STARTED, SW_ANSWERED };
+
+static void call_free(tool_call *c)
+{
+    if (!c)
+        return;
+    wd_policy_unref(c->p);
+    json_decref(c->args);
+    free(c);
+}
+
+static int finish_call(wd_run *r, lua_State *L, tool_call *c, int rc);
+
+static int pipeline_cont(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    tool_call *c = (tool_call *)ctx;
+    wd_run *r = c->r;
+    r->pcall = NULL;
+    r->sb->in_engine++;
+    int rc = run_checks(c);
+    r->sb->in_engine--;
+    return finish_call(r, L, c, rc);
+}
+
+static int finish_call(wd_run *r, lua_State *L, tool_call *c, int rc)
+{
+    if (rc == WAIT) {
+        r->pcall = c;
+        r->store_wait = SW_ASKED;
+        r->req.kind = OP_STORE;
+        return wd_sandbox_yieldk(L, (lua_KContext)c, pipeline_cont);
+    }
+    c->args = NULL; /* a refusal or the request took them */
+    call_free(c);
+    return rc == YIELD ? wd_sandbox_yield(L) : rc;
+}
+
+static void pipeline_again(wd_run *r)
+{
+    if (r->store_wait == SW_STARTED) {
+        r->store_wait = SW_NONE;
+        wd_run_schedule(r, r->waiting, 0);
+    } else {
+        r->store_wait = SW_ANSWERED;
+    }
+}
+
+static void store_start(wd_run *r)
+{
+    if (r->store_wait == SW_ANSWERED) {
+        r->store_wait = SW_NONE;
+        wd_run_schedule(r, r->waiting, 0);
+    } else {
+        r->store_wait = SW_STARTED;
+    }
+}
+
+/* the run ends while its call waits for the store: the call goes, its question dropped */
+static void store_cancel(wd_run *r, const char *why)
+{
+    (void)why;
+    wd_ledger_unwait(r->eng->ledger, &r->lwait);
+    wd_run_unask(r);
+    call_free(r->pcall);
+    r->pcall = NULL;
+    r->store_wait = SW_NONE;
+}
+
+static void store_free(wd_run *r) { store_cancel(r, NULL); }
+
+const wd_op_kind wd_op_store = {"store", store_start, store_cancel, NULL, store_free, NULL};
 
 int wd_pipeline_tool(wd_run *r, lua_State *L)
 {
-    tool_call c = {.r = r, .L = L, .t0 = wd_now_ns()};
-    const char *asked = luaL_checklstring(L, 2, &c.name_len);
-    wd_cstr_copy(c.name, sizeof c.name, asked, c.name_len);
+    size_t len;
+    const char *asked = luaL_checklstring(L, 2, &len);
+    tool_call *c = calloc(1, sizeof *c);
+    if (!c)
+        return luaL_error(L, "out of memory");
+    c->r = r;
+    c->L = L;
+    c->t0 = wd_now_ns();
+    c->name_len = len;
+    wd_cstr_copy(c->name, sizeof c->name, asked, c->name_len);
     if (++r->ncalls > r->pol->max_tool_calls) { /* a loop of calls ends here, whatever it catches */
-        snprintf(c.msg, sizeof c.msg,
+        snprintf(c->msg, sizeof c->msg,
                  "tool call limit: the run asked for more than %lld tool calls "
                  "(defaults.max_tool_calls); the last was %s",
-                 r->pol->max_tool_calls, c.name);
-        wd_run_limit(r, WD_ST_MAX_ITERATIONS, c.msg);
-        return luaL_error(L, "run stopped: %s", c.msg);
+                 r->pol->max_tool_calls, c->name);
+        wd_run_limit(r, WD_ST_MAX_ITERATIONS, c->msg);
+        lua_pushstring(L, c->msg);
+        free(c);
+        return luaL_error(L, "run stopped: %s", lua_tostring(L, -1));
     }
     r->sb->in_engine++;
-    c.p = wd_engine_policy(r->eng);
-    int rc = check_call(&c);
+    c->p = wd_engine_policy(r->eng);
+    int rc = check_call(c);
     r->sb->in_engine--;
-    wd_policy_unref(c.p);
-    return rc == YIELD ? wd_sandbox_yield(L) : rc;
+    return finish_call(r, L, c, rc);
 }
 
 /* bytes of the strings (and keys) in a table, 8 levels deep at most: what a call's input

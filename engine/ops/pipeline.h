@@ -24,6 +24,6 @@ int wd_tool_allow(wd_run *r, const char *name);              /* adds to the allo
 json_t *wd_run_tool_specs(wd_run *r);
 
 /* the kinds of operation (engine.h) */
-extern const wd_op_kind wd_op_tool, wd_op_approval, wd_op_sleep, wd_op_end;
+extern const wd_op_kind wd_op_tool, wd_op_approval, wd_op_sleep, wd_op_end, wd_op_store;
 
 #endif

@@ -1,5 +1,6 @@
 /* budget.c - budgets and rate limits of a run on the store's ledger (see budget.h) */
 #include "budget.h"
+#include "ask.h"
 #include "engine.h"
 #include "util.h"
 
@@ -105,229 +106,25 @@ static void audit_budget(wd_run *r, wd_audit_event event, const char *what, cons
     wd_run_audit(r, ev);
 }
 
-/* ---- leases ------------------------------------------------------------------------ */
-
-#define LEASE_BUCKETS 256
-#define LEASE_CALLS   256 /* a grown lease covers up to this many more such calls */
-
-struct wd_lease {
-    wd_ledger_key key;
-    int64_t row;     /* its row in the store's leases, 0 none */
-    int64_t granted; /* reserved in the store for this engine */
-    int64_t used;    /* held by calls in flight */
-    int64_t pending; /* settled, not yet written */
-    int active;      /* reserved on since the last flush: its room is kept */
-    wd_lease *next;
-};
-
-struct wd_ledger {
-    wd_store *store;
-    wd_ledger_warn_fn warn;
-    void *warn_ud;
-    wd_lease *buckets[LEASE_BUCKETS];
-    int dirty; /* a flush has something to do */
-};
-
-static unsigned key_hash(const wd_ledger_key *k)
-{
-    unsigned h = 2166136261u;
-    for (const char *p = k->scope; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    for (const char *p = k->period; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    return h % LEASE_BUCKETS;
-}
-
-/* NULL when the ledger has no lease on k */
-static wd_lease *lease_find(wd_ledger *l, const wd_ledger_key *k)
-{
-    for (wd_lease *e = l->buckets[key_hash(k)]; e; e = e->next)
-        if (!strcmp(e->key.scope, k->scope) && !strcmp(e->key.period, k->period))
-            return e;
-    return NULL;
-}
-
-/* NULL when out of memory; the key's limit and warning line follow the caller's */
-static wd_lease *lease_of(wd_ledger *l, const wd_ledger_key *k)
-{
-    wd_lease *e = lease_find(l, k);
-    if (e) {
-        e->key.limit = k->limit;
-        e->key.warn_at = k->warn_at;
-        return e;
-    }
-    if (!(e = calloc(1, sizeof *e)))
-        return NULL;
-    unsigned h = key_hash(k);
-    e->key = *k;
-    e->next = l->buckets[h];
-    l->buckets[h] = e;
-    return e;
-}
-
-wd_ledger *wd_ledger_new(wd_store *s, wd_ledger_warn_fn warn, void *ud)
-{
-    wd_ledger *l = calloc(1, sizeof *l);
-    if (l) {
-        l->store = s;
-        l->warn = warn;
-        l->warn_ud = ud;
-    }
-    return l;
-}
-
-/* the budgets an applied change crossed */
-static void report_crossed(wd_ledger *l, const wd_lease_change *c, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (c[i].crossed && l->warn)
-            l->warn(l->warn_ud, c[i].key, c[i].spent);
-}
-
-int wd_ledger_flush(wd_ledger *l, int idle)
-{
-    if (!l || !l->dirty)
-        return 0;
-    wd_lease_change stack[32], *c = stack;
-    size_t n = 0, cap = 32;
-    int rc = 0;
-    int keep = 0;
-    /* a lease in use keeps its room, less what was spent; one not reserved on since the
-    ** last flush goes back to the store but for what calls hold */
-    for (int b = 0; b < LEASE_BUCKETS; b++)
-        for (wd_lease *e = l->buckets[b]; e; e = e->next) {
-            int active = e->active && !idle;
-            e->active = 0;
-            keep |= active && e->key.limit > 0 && e->granted - e->pending > e->used;
-            if (!e->pending && (e->key.limit <= 0 || e->granted == e->used || active))
-                continue;
-            if (n == cap) {
-                wd_lease_change *m = malloc(2 * cap * sizeof *m);
-                if (!m) {
-                    rc = -1;
-                    goto out;
-                }
-                memcpy(m, c, n * sizeof *m);
-                if (c != stack)
-                    free(c);
-                c = m;
-                cap *= 2;
-            }
-            wd_lease_change *x = &c[n++];
-            memset(x, 0, sizeof *x);
-            x->key = &e->key;
-            x->row = &e->row;
-            x->old = e->granted;
-            if (e->key.limit <= 0)
-                x->new_amount = e->granted; /* unlimited: counted, never leased */
-            else
-                x->new_amount = active && e->granted - e->pending > e->used ? e->granted - e->pending : e->used;
-            x->pending = e->pending;
-        }
-    int which;
-    if (n && wd_store_lease_apply(l->store, c, (int)n, 0, wd_wall_ms(), &which) < 0) {
-        rc = -1;
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        wd_lease *e = (wd_lease *)((char *)c[i].key - offsetof(wd_lease, key));
-        e->granted = c[i].new_amount;
-        e->pending = 0;
-    }
-    report_crossed(l, c, n);
-    /* leases nobody holds are forgotten: a new period's keys replace the old ones */
-    for (int b = 0; b < LEASE_BUCKETS; b++)
-        for (wd_lease **pp = &l->buckets[b]; *pp;) {
-            wd_lease *e = *pp;
-            if (!e->used && !e->granted && !e->pending && !e->row) {
-                *pp = e->next;
-                free(e);
-            } else {
-                pp = &e->next;
-            }
-        }
-    l->dirty = keep; /* the next flush returns a lease kept now, if it is left idle */
-out:
-    if (c != stack)
-        free(c);
-    return rc;
-}
-
-void wd_ledger_free(wd_ledger *l)
-{
-    if (!l)
-        return;
-    for (int b = 0; b < LEASE_BUCKETS; b++)
-        for (wd_lease *e = l->buckets[b]; e; e = e->next)
-            e->used = 0; /* every run has ended: nothing is held */
-    l->dirty = 1;
-    wd_ledger_flush(l, 1);
-    for (int b = 0; b < LEASE_BUCKETS; b++)
-        for (wd_lease *e = l->buckets[b], *n; e; e = n) {
-            n = e->next;
-            free(e);
-        }
-    free(l);
-}
-
-int64_t wd_ledger_unflushed(wd_ledger *l, const wd_ledger_key *k)
-{
-    wd_lease *e = lease_find(l, k);
-    return e ? e->pending : 0;
-}
+/* ---- reservations on the engine's leases (ledger.c) -------------------------------- */
 
 static int lease_has_room(wd_ledger *l, const wd_ledger_key *k)
 {
-    wd_lease *e = lease_find(l, k);
+    wd_lease *e = wd_ledger_find(l, k);
     return e && e->granted - wd_add_sat(e->used, e->pending) > 0;
 }
 
-/* 1 held, 0 refused (*which, *row), -1 store error or out of memory */
+/* 1 held, 0 refused (*which, *row), -1 store error or out of memory, WD_BUDGET_WAIT */
 static int ledger_reserve(wd_run *r, const wd_ledger_key *keys, int n, int64_t amount, wd_budget_hold *h, int *which,
-                          wd_ledger_row *row)
+                          wd_ledger_row *row, void (*again)(wd_run *r))
 {
     wd_ledger *l = r->eng->ledger;
     wd_lease *ls[WD_BUDGET_KEYS];
-    wd_lease_change c[WD_BUDGET_KEYS];
-    int nc = 0, at[WD_BUDGET_KEYS];
-    for (int i = 0; i < n; i++) {
-        if (!(ls[i] = lease_of(l, &keys[i])))
-            return -1;
-        wd_lease *e = ls[i];
-        /* an unlimited key only counts; a limited one must fit what the lease has left */
-        if (e->key.limit <= 0 || e->granted - wd_add_sat(e->used, e->pending) >= amount)
-            continue;
-        int64_t cap = e->key.limit / 100, extra = amount < cap / LEASE_CALLS ? amount * LEASE_CALLS : cap;
-        memset(&c[nc], 0, sizeof c[nc]);
-        c[nc].key = &e->key;
-        c[nc].row = &e->row;
-        c[nc].old = e->granted;
-        /* the spend waiting in the lease stays in it, for the flush to write after the
-        ** records that show it: a call never waits for the audit log's disk */
-        c[nc].new_amount = wd_add_sat(wd_add_sat(wd_add_sat(e->used, e->pending), amount), extra);
-        at[nc++] = i;
-    }
-    if (nc) {
-        int w, got = wd_store_lease_apply(l->store, c, nc, 1, wd_wall_ms(), &w);
-        if (got == 0) { /* the slack did not fit: exactly this call, then */
-            for (int j = 0; j < nc; j++)
-                c[j].new_amount = wd_add_sat(wd_add_sat(ls[at[j]]->used, ls[at[j]]->pending), amount);
-            got = wd_store_lease_apply(l->store, c, nc, 1, wd_wall_ms(), &w);
-        }
-        if (got <= 0) {
-            if (got == 0) {
-                *which = at[w];
-                *row = c[w].state;
-                row->reserved -= c[w].old; /* what others hold, beside this engine's calls */
-                row->reserved += ls[at[w]]->used;
-                row->spent += ls[at[w]]->pending;
-            }
-            return got;
-        }
-        for (int j = 0; j < nc; j++)
-            ls[at[j]]->granted = c[j].new_amount;
-        l->dirty = 1;
-    }
+    r->lwait.r = r;
+    r->lwait.again = again;
+    int got = wd_ledger_room(l, keys, n, amount, ls, &r->lwait, which, row);
+    if (got != 1)
+        return got;
     h->n = n;
     h->amount = amount;
     for (int i = 0; i < n; i++) {
@@ -340,7 +137,7 @@ static int ledger_reserve(wd_run *r, const wd_ledger_key *keys, int n, int64_t a
 
 /* wd_budget_reserve; quiet: a refusal is not audited (the caller tries a smaller amount) */
 static int reserve(wd_run *r, double cost, const char *what, const json_t *args, wd_budget_hold *h, char *msg, size_t n,
-                   int quiet)
+                   int quiet, void (*again)(wd_run *r))
 {
     memset(h, 0, sizeof *h);
     wd_policy *p = wd_engine_policy(r->eng);
@@ -367,9 +164,11 @@ static int reserve(wd_run *r, double cost, const char *what, const json_t *args,
     int which = -1;
     wd_ledger_row row;
     wd_store *s = r->eng->store;
-    int got = ledger_reserve(r, keys, nk, amount, h, &which, &row);
-    if (got == 0 && wd_store_sweep(s) > 0) /* a dead process's leases were in the way */
-        got = ledger_reserve(r, keys, nk, amount, h, &which, &row);
+    int got = ledger_reserve(r, keys, nk, amount, h, &which, &row, again);
+    if (got == WD_BUDGET_WAIT) {
+        rc = WD_BUDGET_WAIT;
+        goto out;
+    }
     if (got < 0) {
         snprintf(msg, n, "state store unavailable (%s): refusing to spend", wd_store_error(s));
         if (!quiet)
@@ -395,48 +194,113 @@ static int reserve(wd_run *r, double cost, const char *what, const json_t *args,
     r->held_nusd = wd_add_sat(r->held_nusd, amount);
     rc = 1;
 out:
-    if (!rc)
+    if (rc != 1)
         memset(h, 0, sizeof *h);
     wd_policy_unref(p);
     return rc;
 }
 
 int wd_budget_reserve(wd_run *r, double cost, const char *what, const json_t *args, wd_budget_hold *h, char *msg,
-                      size_t n)
+                      size_t n, void (*again)(wd_run *r))
 {
-    return reserve(r, cost, what, args, h, msg, n, 0);
+    return reserve(r, cost, what, args, h, msg, n, 0, again);
 }
 
-int wd_budget_reserve_upto(wd_run *r, double cost, double least, const char *what, wd_budget_hold *h, double *got,
-                           int *which, char *msg, size_t n)
+/* what each budget has left in USD (-1 no limit), from the store's rows of the run's keys */
+static void left_of(wd_run *r, const wd_ledger_key *keys, const wd_ledger_row *rows, double left[WD_BUDGET_KEYS])
 {
-    *got = cost;
-    *which = -1;
-    if (reserve(r, cost, what, NULL, h, msg, n, 1)) {
-        msg[0] = '\0';
-        return 1;
+    for (int i = 0; i < WD_BUDGET_KEYS; i++) {
+        if (keys[i].limit <= 0) {
+            left[i] = -1;
+            continue;
+        }
+        /* this engine's lease counts in the row's reserved; only its calls hold money */
+        wd_lease *e = wd_ledger_find(r->eng->ledger, &keys[i]);
+        int64_t spent = wd_add_sat(rows[i].spent, e ? wd_add_sat(e->pending, e->inflight) : 0);
+        int64_t held = rows[i].reserved - (e ? e->granted - e->used : 0);
+        int64_t l = keys[i].limit - spent - (held > 0 ? held : 0);
+        left[i] = usd(l > 0 ? l : 0);
     }
+}
+
+/* ** The steps of a streamed call's reservation, each of which may wait for the store
+** (r->upto.stage says where it goes on): the whole worst case; else the rows of the
+** budgets, read to find what is left; that room; else the worst case once more, refused
+** and audited. */
+enum { UPTO_WHOLE, UPTO_READ, UPTO_ROOM, UPTO_REFUSE };
+
+/* the room a streamed call may take, from the budgets' rows (known: they were read) */
+static void upto_room(wd_run *r, double cost, int known, const wd_ledger_row *rows)
+{
     wd_policy *p = wd_engine_policy(r->eng);
     double room = wd_budget_run_limit(r, p) - r->cost - usd(r->held_nusd), left[WD_BUDGET_KEYS];
     char name[200] = "the run's cost limit";
     const wd_ledger_key *keys = run_keys(r, p);
-    int known = wd_budget_left(r, left, msg, n) == 0;
+    r->upto.which = -1;
+    if (known)
+        left_of(r, keys, rows, left);
     for (int i = 0; known && i < WD_BUDGET_KEYS; i++)
         if (left[i] >= 0 && left[i] < room) {
             room = left[i];
-            *which = i;
+            r->upto.which = i;
             wd_budget_name(&keys[i], name, sizeof name);
         }
     wd_policy_unref(p);
-    char c1[40], c2[40], said[400];
-    snprintf(said, sizeof said, "%s had %s left for a call that may cost up to %s", name,
+    char c1[40], c2[40];
+    snprintf(r->upto.said, sizeof r->upto.said, "%s had %s left for a call that may cost up to %s", name,
              wd_fmt_usd(room, c1, sizeof c1), wd_fmt_usd(cost, c2, sizeof c2));
-    room -= 1e-9; /* a nano-dollar short of the edge: rounding never tips it over */
-    if (!known || room < least || !reserve(r, room, what, NULL, h, msg, n, 1))
-        return reserve(r, cost, what, NULL, h, msg, n, 0); /* refused, and audited as one */
-    wd_strlcpy(msg, said, n);
-    *got = room;
-    return 1;
+    r->upto.room = room - 1e-9; /* a nano-dollar short of the edge: rounding never tips it over */
+    r->upto.known = known;
+}
+
+int wd_budget_reserve_upto(wd_run *r, double cost, double least, const char *what, wd_budget_hold *h, double *got,
+                           int *which, char *msg, size_t n, void (*again)(wd_run *r))
+{
+    wd_budget_upto *u = &r->upto;
+    int rc;
+    *got = cost;
+    *which = -1;
+    switch (u->stage) {
+    case UPTO_WHOLE:
+        if ((rc = reserve(r, cost, what, NULL, h, msg, n, 1, again)) == WD_BUDGET_WAIT)
+            return rc;
+        if (rc == 1) {
+            msg[0] = '\0';
+            return 1;
+        }
+        u->stage = UPTO_READ;
+        /* fall through */
+    case UPTO_READ: {
+        wd_ledger_row rows[WD_BUDGET_KEYS];
+        wd_policy *p = wd_engine_policy(r->eng);
+        wd_store_op op = {.kind = WD_SOP_LEDGER_GET, .keys = run_keys(r, p), .n = WD_BUDGET_KEYS, .rows = rows};
+        int read;
+        wd_policy_unref(p);
+        if (wd_run_ask(r, &op, again, &read) == 2)
+            return WD_BUDGET_WAIT;
+        upto_room(r, cost, read == 0, rows);
+        u->stage = UPTO_ROOM;
+    }
+        /* fall through */
+    case UPTO_ROOM:
+        rc = u->known && u->room >= least ? reserve(r, u->room, what, NULL, h, msg, n, 1, again) : 0;
+        if (rc == WD_BUDGET_WAIT)
+            return rc;
+        if (rc == 1) {
+            u->stage = UPTO_WHOLE;
+            wd_strlcpy(msg, u->said, n);
+            *got = u->room;
+            *which = u->which;
+            return 1;
+        }
+        u->stage = UPTO_REFUSE;
+        /* fall through */
+    default:
+        if ((rc = reserve(r, cost, what, NULL, h, msg, n, 0, again)) == WD_BUDGET_WAIT)
+            return rc; /* refused, and audited as one */
+        u->stage = UPTO_WHOLE;
+        return rc;
+    }
 }
 
 void wd_budget_audit_exceeded(wd_run *r, const char *what, int which, double cost, const char *msg)
@@ -459,17 +323,17 @@ void wd_budget_settle(wd_run *r, wd_budget_hold *h, double actual)
         const wd_ledger_key *keys = run_keys(r, p);
         wd_policy_unref(p);
         for (int i = 0; i < WD_BUDGET_KEYS; i++) {
-            wd_lease *e = lease_of(r->eng->ledger, &keys[i]);
+            wd_lease *e = wd_ledger_lease(r->eng->ledger, &keys[i]);
             if (e)
                 e->pending = wd_add_sat(e->pending, spent);
         }
-        r->eng->ledger->dirty = 1;
+        wd_ledger_touch(r->eng->ledger);
     }
     for (int i = 0; i < h->n; i++) {
         wd_lease *e = h->lease[i];
         e->used -= h->amount;
         e->pending = wd_add_sat(e->pending, spent);
-        r->eng->ledger->dirty = 1;
+        wd_ledger_touch(r->eng->ledger);
     }
     if (h->n) {
         r->held_nusd -= h->amount;
@@ -535,29 +399,29 @@ int wd_budget_left(wd_run *r, double left[WD_BUDGET_KEYS], char *msg, size_t n)
         snprintf(msg, n, "state store %s: %s", wd_store_path(s), wd_store_error(s));
         return -1;
     }
-    for (int i = 0; i < WD_BUDGET_KEYS; i++) {
-        if (keys[i].limit <= 0) {
-            left[i] = -1;
-            continue;
-        }
-        /* this engine's lease counts in the row's reserved; only its calls hold money */
-        wd_lease *e = lease_find(r->eng->ledger, &keys[i]);
-        int64_t spent = wd_add_sat(rows[i].spent, e ? e->pending : 0);
-        int64_t held = rows[i].reserved - (e ? e->granted - e->used : 0);
-        int64_t l = keys[i].limit - spent - (held > 0 ? held : 0);
-        left[i] = usd(l > 0 ? l : 0);
-    }
+    left_of(r, keys, rows, left);
     return 0;
 }
 
-int wd_rate_take(wd_run *r, const char *key, long long limit, const char *what, int64_t *retry_ms, char *msg, size_t n)
+int wd_rate_take(wd_run *r, const char *key, long long limit, const char *what, int64_t *retry_ms, char *msg, size_t n,
+                 void (*again)(wd_run *r))
 {
     *retry_ms = 0;
     if (limit <= 0)
         return 1;
     long long count;
     wd_store *s = r->eng->store;
-    int got = wd_store_rate_take(s, key, limit, 3600000, wd_store_now(s), &count, retry_ms);
+    int got;
+    if (again) {
+        wd_store_op op = {
+            .kind = WD_SOP_RATE_TAKE, .key = key, .limit = limit, .window_ms = 3600000, .now_ms = wd_store_now(s)};
+        if (wd_run_ask(r, &op, again, &got) == 2)
+            return WD_BUDGET_WAIT;
+        count = op.count;
+        *retry_ms = op.retry_ms;
+    } else {
+        got = wd_store_rate_take(s, key, limit, 3600000, wd_store_now(s), &count, retry_ms);
+    }
     if (got < 0) {
         snprintf(msg, n, "state store unavailable (%s): cannot check the rate limit of %s", wd_store_error(s), what);
         wd_run_store_down(r, "rate_limit", NULL, msg);

@@ -7,26 +7,17 @@
 
 #include "store.h"
 #include "policy.h"
+#include "ledger.h"
 #include <jansson.h>
 
 typedef struct wd_run wd_run;
 
 #define WD_BUDGET_KEYS 3
+/* a reservation's answer when the store was asked: the caller's again(r) is called on the
+** loop when it answered, and the caller asks again then */
+#define WD_BUDGET_WAIT 2
 
-/* ---- an engine's leases on the ledger ----
-** A call's worst case is reserved in memory, against a lease this engine holds in the
-** store for each key (a row of table `leases`, counted in the key's `reserved`). Only a call
-** that does not fit the lease goes to the store, in one transaction that grows every
-** short lease at once (by up to 256 more such calls, at most 1% of the limit) or refuses.
-** A settled call's real cost waits in memory for the next flush (every audit flush,
-** 20 ms, and when the engine stops or waits), which writes the spend, returns the room
-** of leases not reserved on since the flush before (the room of all when no run is
-** left), and reports the budgets whose warning line was crossed. So the store's
-** spent + reserved never counts less than what calls may cost, except by what answers
-** cost beyond their estimate until the next flush. */
-typedef struct wd_ledger wd_ledger;
-typedef struct wd_lease wd_lease;
-
+/* an engine's leases on the ledger: ledger.h */
 /* a reservation held by a run until its call ends */
 typedef struct wd_budget_hold {
     int n;          /* 0: nothing held */
@@ -34,20 +25,12 @@ typedef struct wd_budget_hold {
     wd_lease *lease[WD_BUDGET_KEYS];
 } wd_budget_hold;
 
-typedef void (*wd_ledger_warn_fn)(void *ud, const wd_ledger_key *k, int64_t spent);
-
-/* caller frees; the store is borrowed. warn (may be NULL) is called for each budget
-** whose warning line a flush's write of spend crossed (only flushes write spend: a
-** lease grown for a call keeps the spend waiting in it, so no call waits for the
-** audit log, whose records of that spend must reach the disk first) */
-wd_ledger *wd_ledger_new(wd_store *s, wd_ledger_warn_fn warn, void *ud);
-/* flushes, returns every lease, frees; accepts NULL */
-void wd_ledger_free(wd_ledger *l);
-/* writes pending spend and returns the room of leases not reserved on since the last
-** flush (idle: of every lease), keeping what calls hold. 0, or -1 (kept for the next) */
-int wd_ledger_flush(wd_ledger *l, int idle);
-/* spend not yet in the store, in nano-dollars, of the key (for ctx:budget and checks) */
-int64_t wd_ledger_unflushed(wd_ledger *l, const wd_ledger_key *k);
+/* where a streamed call's reservation goes on after a wait (budget.c) */
+typedef struct wd_budget_upto {
+    int stage, known, which;
+    double room;
+    char said[400];
+} wd_budget_upto;
 
 /* the ledger keys of a user at now_ms: its day and month (limits from its tier) and
 ** the global month; returns how many */
@@ -66,9 +49,11 @@ int64_t wd_budget_nusd(double usd);
 ** holds it), 0 refused: msg says which budget and what is left, and the refusal is
 ** audited as budget_exceeded (what names the call: "llm" or the tool). A store that
 ** cannot be reached refuses too (money is never spent unaccounted). args: a tool's,
-** for the audit record, or NULL. */
+** for the audit record, or NULL. WD_BUDGET_WAIT: the call's leases must grow and the
+** store was asked; again(r) is called on the loop, which reserves again (the run's end
+** drops the wait). */
 int wd_budget_reserve(wd_run *r, double usd, const char *what, const json_t *args, wd_budget_hold *h, char *msg,
-                      size_t n);
+                      size_t n, void (*again)(wd_run *r));
 /* A streamed call's reservation: its whole worst case cost when that fits, else all that
 ** is left (the least of the run's limit and every budget) when at least least fits; *got
 ** is what is held, and msg then names the budget that set it (*which: its index in the
@@ -76,7 +61,7 @@ int wd_budget_reserve(wd_run *r, double usd, const char *what, const json_t *arg
 ** wd_budget_reserve refuses (audited). The caller cuts the stream where it would cost
 ** more than *got. */
 int wd_budget_reserve_upto(wd_run *r, double cost, double least, const char *what, wd_budget_hold *h, double *got,
-                           int *which, char *msg, size_t n);
+                           int *which, char *msg, size_t n, void (*again)(wd_run *r));
 /* a budget_exceeded record for a call cut short at the budget which (msg says where) */
 void wd_budget_audit_exceeded(wd_run *r, const char *what, int which, double cost, const char *msg);
 /* the call ended: its real cost replaces the reservation (0 releases it), to be written
@@ -91,7 +76,10 @@ int wd_budget_left(wd_run *r, double left[WD_BUDGET_KEYS], char *msg, size_t n);
 int wd_budget_can_start(wd_run *r, char *msg, size_t n);
 
 /* Sliding-window limit of limit per hour on key: 1 admitted, 0 refused (msg names the
-** limit and when to retry, *retry_ms), -1 store error (msg). limit <= 0: no limit. */
-int wd_rate_take(wd_run *r, const char *key, long long limit, const char *what, int64_t *retry_ms, char *msg, size_t n);
+** limit and when to retry, *retry_ms), -1 store error (msg). limit <= 0: no limit.
+** With again, the store is asked without waiting: WD_BUDGET_WAIT, and again(r) is
+** called on the loop, which takes again (the same call gets the answer). */
+int wd_rate_take(wd_run *r, const char *key, long long limit, const char *what, int64_t *retry_ms, char *msg, size_t n,
+                 void (*again)(wd_run *r));
 
 #endif

@@ -321,7 +321,7 @@ static int may_start(wd_run *r)
         snprintf(key, sizeof key, "runs:user:%s", r->user_id);
         snprintf(what, sizeof what, "user %s (tier %s)", r->user_id, tier->name);
         int64_t retry;
-        int got = wd_rate_take(r, key, tier->requests_per_hour, what, &retry, err, sizeof err);
+        int got = wd_rate_take(r, key, tier->requests_per_hour, what, &retry, err, sizeof err, NULL);
         if (got < 0) { /* audited as store_unavailable */
             wd_run_end(r, WD_ST_STORE_UNAVAILABLE, err);
             return -1;

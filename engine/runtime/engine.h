@@ -51,6 +51,7 @@ typedef enum {
     OP_AGENT,
     OP_LLM,
     OP_SLEEP,
+    OP_STORE, /* a check waiting for the state store's answer (pipeline.c) */
     OP_END,
     OP_COUNT
 } wd_opkind;
@@ -239,6 +240,11 @@ struct wd_run {
     double cost;
     int64_t held_nusd; /* reserved by this run's calls in flight */
     wd_budget_hold llm_hold, tool_hold;
+    wd_ledger_wait lwait;                                 /* a call's reservation waiting for the store (ledger.h) */
+    wd_budget_upto upto;                                  /* a streamed call's reservation, between its waits */
+    struct wd_question *ask;                              /* the run's question out to the store (ask.h) */
+    void *pcall;                                          /* a tool call whose checks wait for the store (pipeline.c) */
+    int store_wait; /* where that wait is (pipeline.c) */ /* the run's question out to the store (ask.h) */
     /* the run's ledger keys, made again for another policy or another UTC day */
     wd_ledger_key bkeys[WD_BUDGET_KEYS];
     unsigned long long bkeys_gen;

@@ -4,6 +4,7 @@
 #include "engine.h"
 #include "schema.h"
 #include "session.h"
+#include "ask.h"
 #include "util.h"
 
 #include <sodium.h>
@@ -26,6 +27,8 @@ static void run_free(wd_run *r)
     for (int k = OP_NONE + 1; k < OP_COUNT; k++)
         if (h->ops[k] && h->ops[k]->free)
             h->ops[k]->free(r);
+    wd_ledger_unwait(r->eng->ledger, &r->lwait);
+    wd_run_unask(r);
     json_decref(r->tool_specs);
     wd_sandbox_free(r->sb);
     if (r->det)
@@ -252,6 +255,9 @@ void wd_run_end(wd_run *r, wd_status st, const char *error)
         event_del(r->run_timer);
     const wd_engine_hooks *h = e->hooks;
     const char *why = error && *error ? error : wd_status_message(st);
+    wd_ledger_unwait(e->ledger, &r->lwait); /* a question of its own to the store: dropped */
+    wd_run_unask(r);
+    r->upto.stage = 0;
     for (int k = OP_NONE + 1; k < OP_COUNT; k++)
         if (h->ops[k] && h->ops[k]->cancel)
             h->ops[k]->cancel(r, why);

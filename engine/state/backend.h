@@ -43,6 +43,9 @@ typedef struct wd_store_backend {
     int (*kill_list)(wd_store *s, json_t **out);
     int (*kill_read)(wd_store *s, json_t **killed, json_t **failing);
     int (*kill_read_async)(wd_store *s, wd_store_kills_fn fn, void *ud);
+    /* wd_store_ask: 0 asked (fn later), 1 answer at once with the plain function, -1 cannot
+    ** ask now (error set); NULL: always at once */
+    int (*ask)(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
     int (*health_note)(wd_store *s, const char *agent, int failed, long long *count);
     int (*detect_get)(wd_store *s, const wd_store_scope *sc, const char *key, char **text);
     int (*detect_put)(wd_store *s, const wd_store_scope *sc, const char *key, const char *text, int64_t now_ms);

@@ -6,6 +6,20 @@
 #include "redispriv.h"
 #include "util.h"
 
+/* wd_store_ask on Redis: each operation's asking form, by kind */
+static int ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
+{
+    static int (*const ASK[])(wd_store *, wd_store_op *, wd_store_done, void *) = {
+        [WD_SOP_LEASE_APPLY] = wd_rd_lease_ask,    [WD_SOP_SWEEP] = wd_rd_sweep_ask,
+        [WD_SOP_RATE_TAKE] = wd_rd_rate_ask,       [WD_SOP_LEDGER_GET] = wd_rd_ledger_ask,
+        [WD_SOP_BREAKER_STEP] = wd_rd_breaker_ask, [WD_SOP_CACHE_GET] = wd_rd_cache_ask,
+        [WD_SOP_SESSION_GET] = wd_rd_session_ask,  [WD_SOP_APPROVAL_GET] = wd_rd_approval_ask,
+    };
+    if (op->kind < 0 || op->kind >= (int)(sizeof ASK / sizeof ASK[0]) || !ASK[op->kind])
+        return 1;
+    return ASK[op->kind](s, op, fn, ud);
+}
+
 static const wd_store_backend REDIS = {
     .name = "redis",
     .close = wd_rd_close,
@@ -39,6 +53,7 @@ static const wd_store_backend REDIS = {
     .kill_list = wd_rd_kill_list,
     .kill_read = wd_rd_kill_read,
     .kill_read_async = wd_rd_kill_read_async,
+    .ask = ask,
     .health_note = wd_rd_health_note,
     .detect_get = wd_rd_detect_get,
     .detect_put = wd_rd_detect_put,

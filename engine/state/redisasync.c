@@ -189,7 +189,7 @@ static int send_req(request *rq)
 int wd_rd_async_run(wd_redis *r, int slot, const char *lua, wd_rd_args *a, wd_rd_reply_fn fn, void *ud)
 {
     wd_rd_cmdq *q = r->cmdq;
-    request *rq = q && q->ready && q->ac && !a->oom ? calloc(1, sizeof *rq) : NULL;
+    request *rq = q && q->ac && !a->oom ? calloc(1, sizeof *rq) : NULL; /* sent once connected */
     int rc = -1;
     if (!rq)
         goto out;
@@ -228,6 +228,47 @@ fail:
 out:
     wd_rd_done(a);
     return rc;
+}
+
+typedef struct asked {
+    wd_redis *r;
+    wd_rd_read_fn read;
+    wd_store_op *op;
+    wd_store_done fn;
+    void *ud;
+} asked;
+
+static void on_asked(void *ud, redisReply *x)
+{
+    asked k = *(asked *)ud;
+    free(ud);
+    k.fn(k.ud, x ? k.read(k.r, x, k.op) : -1);
+}
+
+int wd_rd_ask(wd_redis *r, int slot, const char *lua, wd_rd_args *a, wd_rd_read_fn read, wd_store_op *op,
+              wd_store_done fn, void *ud)
+{
+    if (!r->cmdq) {
+        wd_rd_done(a);
+        return 1;
+    }
+    asked *k = malloc(sizeof *k);
+    if (!k) {
+        wd_rd_done(a);
+        snprintf(r->err, sizeof r->err, "out of memory");
+        return -1;
+    }
+    *k = (asked){r, read, op, fn, ud};
+    if (wd_rd_async_run(r, slot, lua, a, on_asked, k) < 0) {
+        free(k);
+        if (!r->cmdq->ac) {
+            char why[sizeof r->err];
+            wd_strlcpy(why, r->err[0] ? r->err : "connecting again", sizeof why);
+            snprintf(r->err, sizeof r->err, "redis: not connected (%.300s)", why);
+        }
+        return -1;
+    }
+    return 0;
 }
 
 static void dial(wd_rd_cmdq *q)

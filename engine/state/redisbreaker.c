@@ -73,42 +73,61 @@ static const char BR_STEP_LUA[] =
     "end\n"
     "return {admitted, probe_out, retry, from, state, failures, opened, probes, probe_ms, updated}\n";
 
+static const char *const STEP_KIND[] = {
+    [WD_BRS_ADMIT] = "admit", [WD_BRS_OUTCOME] = "outcome", [WD_BRS_RELEASE] = "release"};
+
+static void step_args(wd_redis *r, wd_rd_args *a, const char *name, const wd_breaker_step *st)
+{
+    wd_rd_init(a, r);
+    wd_rd_s(a, name);
+    wd_rd_s(a, STEP_KIND[st->kind]);
+    wd_rd_i(a, st->now_ms);
+    wd_rd_i(a, st->failure_threshold);
+    wd_rd_i(a, st->open_ms);
+    wd_rd_i(a, st->half_open_probes);
+    wd_rd_i(a, st->success != 0);
+    wd_rd_i(a, st->probe != 0);
+}
+
+static int step_read(wd_redis *r, const redisReply *x, wd_store_op *op)
+{
+    wd_breaker_step *st = op->step;
+    if (x->type != REDIS_REPLY_ARRAY || x->elements != 10) {
+        snprintf(r->err, sizeof r->err, "redis: the breaker script answered something else");
+        return -1;
+    }
+    st->admitted = (int)wd_rd_int(x, 0);
+    st->probe_out = (int)wd_rd_int(x, 1);
+    st->retry_in_ms = wd_rd_int(x, 2);
+    st->from = (int)wd_rd_int(x, 3);
+    memset(&st->row, 0, sizeof st->row);
+    wd_strlcpy(st->row.name, op->name, sizeof st->row.name);
+    st->row.state = (int)wd_rd_int(x, 4);
+    st->row.failures = wd_rd_int(x, 5);
+    st->row.opened_ms = wd_rd_int(x, 6);
+    st->row.probes = wd_rd_int(x, 7);
+    st->row.probe_ms = wd_rd_int(x, 8);
+    st->row.updated_ms = wd_rd_int(x, 9);
+    return 1;
+}
+
 int wd_rd_breaker_step(wd_store *s, const char *name, wd_breaker_step *st)
 {
-    static const char *const KIND[] = {
-        [WD_BRS_ADMIT] = "admit", [WD_BRS_OUTCOME] = "outcome", [WD_BRS_RELEASE] = "release"};
     if (st->kind < WD_BRS_ADMIT || st->kind > WD_BRS_RELEASE)
         return -1;
+    wd_store_op op = {.kind = WD_SOP_BREAKER_STEP, .name = name, .step = st};
     wd_rd_args a;
-    wd_rd_init(&a, RD(s));
-    wd_rd_s(&a, name);
-    wd_rd_s(&a, KIND[st->kind]);
-    wd_rd_i(&a, st->now_ms);
-    wd_rd_i(&a, st->failure_threshold);
-    wd_rd_i(&a, st->open_ms);
-    wd_rd_i(&a, st->half_open_probes);
-    wd_rd_i(&a, st->success != 0);
-    wd_rd_i(&a, st->probe != 0);
-    redisReply *x = wd_rd_run(RD(s), RS_BR_STEP, BR_STEP_LUA, &a);
-    if (!x)
+    step_args(RD(s), &a, name, st);
+    return wd_rd_call(RD(s), RS_BR_STEP, BR_STEP_LUA, &a, step_read, &op);
+}
+
+int wd_rd_breaker_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
+{
+    if (op->step->kind < WD_BRS_ADMIT || op->step->kind > WD_BRS_RELEASE) {
+        snprintf(RD(s)->err, sizeof RD(s)->err, "no such breaker step");
         return -1;
-    int ok = x->type == REDIS_REPLY_ARRAY && x->elements == 10;
-    if (ok) {
-        st->admitted = (int)wd_rd_int(x, 0);
-        st->probe_out = (int)wd_rd_int(x, 1);
-        st->retry_in_ms = wd_rd_int(x, 2);
-        st->from = (int)wd_rd_int(x, 3);
-        memset(&st->row, 0, sizeof st->row);
-        wd_strlcpy(st->row.name, name, sizeof st->row.name);
-        st->row.state = (int)wd_rd_int(x, 4);
-        st->row.failures = wd_rd_int(x, 5);
-        st->row.opened_ms = wd_rd_int(x, 6);
-        st->row.probes = wd_rd_int(x, 7);
-        st->row.probe_ms = wd_rd_int(x, 8);
-        st->row.updated_ms = wd_rd_int(x, 9);
-    } else {
-        snprintf(RD(s)->err, sizeof RD(s)->err, "redis: the breaker script answered something else");
     }
-    freeReplyObject(x);
-    return ok ? 1 : -1;
+    wd_rd_args a;
+    step_args(RD(s), &a, op->name, op->step);
+    return wd_rd_ask(RD(s), RS_BR_STEP, BR_STEP_LUA, &a, step_read, op, fn, ud);
 }

@@ -369,5 +369,15 @@ int wd_rd_commit(wd_store *s)
     return x ? 0 : -1;
 }
 
+int wd_rd_call(wd_redis *r, int slot, const char *lua, wd_rd_args *a, wd_rd_read_fn read, wd_store_op *op)
+{
+    redisReply *x = wd_rd_run(r, slot, lua, a);
+    if (!x)
+        return -1;
+    int rc = read(r, x, op);
+    freeReplyObject(x);
+    return rc;
+}
+
 /* nothing to undo: each operation inside was whole; the lock is given back */
 void wd_rd_rollback(wd_store *s) { wd_rd_commit(s); }

@@ -115,6 +115,11 @@ void wd_rd_done(wd_rd_args *a); /* frees what the args own */
 ** timed out, the script failed). Reconnects with backoff; loads the script again when
 ** Redis lost it. */
 redisReply *wd_rd_run(wd_redis *r, int slot, const char *lua, wd_rd_args *a);
+/* reads a script's reply into op: what the operation returns (-1: error set) */
+typedef int (*wd_rd_read_fn)(wd_redis *r, const redisReply *x, wd_store_op *op);
+/* the plain form of an operation: script slot run with a's arguments (freed), its reply
+** read by read; read's answer, or -1 */
+int wd_rd_call(wd_redis *r, int slot, const char *lua, wd_rd_args *a, wd_rd_read_fn read, wd_store_op *op);
 /* reply element i as an integer (0 when absent or not a number) */
 long long wd_rd_int(const redisReply *x, size_t i);
 /* element i's text copied into out ("" when absent) */
@@ -146,6 +151,11 @@ void wd_rd_cmdq_stop(wd_redis *r);
 /* script slot sent without waiting, a's arguments copied (and freed): 0 sent (fn is
 ** called once, on the loop), -1 not now (no connection yet: the caller waits instead) */
 int wd_rd_async_run(wd_redis *r, int slot, const char *lua, wd_rd_args *a, wd_rd_reply_fn fn, void *ud);
+/* the asking form (wd_store_ask): the same script asked on the loop, its reply read by
+** read, then fn(ud, read's answer or -1). 0 asked, 1 no loop watches (ask the plain
+** form), -1 not connected now (error set; a's arguments are freed in every case) */
+int wd_rd_ask(wd_redis *r, int slot, const char *lua, wd_rd_args *a, wd_rd_read_fn read, wd_store_op *op,
+              wd_store_done fn, void *ud);
 
 /* ---- redissub.c: notices from other hosts, on the engine's loop ---- */
 int wd_rd_watch(wd_store *s, struct event_base *base, wd_store_notice fn, void *ud);
@@ -168,6 +178,16 @@ int wd_rd_session_put(wd_store *s, const char *id, const char *owner, const char
 int wd_rd_cache_get(wd_store *s, const char *key, int64_t now_ms, char **answer, int64_t *cost_nusd);
 int wd_rd_cache_put(wd_store *s, const char *key, const char *answer, int64_t cost_nusd, int64_t now_ms,
                     int64_t ttl_ms);
+
+/* the asking forms (wd_store_ask) of the operations that have one: as wd_rd_ask answers */
+int wd_rd_lease_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
+int wd_rd_sweep_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
+int wd_rd_rate_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
+int wd_rd_ledger_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
+int wd_rd_session_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
+int wd_rd_cache_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
+int wd_rd_breaker_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);  /* redisbreaker.c */
+int wd_rd_approval_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud); /* redisrows.c */
 
 /* ---- redisrows.c: approvals, the kill switch, agent health, detectors' state ---- */
 int wd_rd_approval_insert(wd_store *s, const char *id, const json_t *req);

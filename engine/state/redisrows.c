@@ -89,15 +89,11 @@ static json_t *list_of(const redisReply *x, size_t i)
     return v;
 }
 
-int wd_rd_approval_get(wd_store *s, const char *id, wd_approval_state *st)
+static int approval_read(wd_redis *r, const redisReply *x, wd_store_op *op)
 {
+    (void)r;
+    wd_approval_state *st = op->approval;
     memset(st, 0, sizeof *st);
-    wd_rd_args a;
-    wd_rd_init(&a, RD(s));
-    wd_rd_s(&a, id);
-    redisReply *x = wd_rd_run(RD(s), RS_AP_GET, AP_GET_LUA, &a);
-    if (!x)
-        return -1;
     int found = wd_rd_int(x, 0) == 1 && x->elements == 13;
     if (found) {
         wd_rd_copy(x, 1, st->status, sizeof st->status);
@@ -114,8 +110,26 @@ int wd_rd_approval_get(wd_store *s, const char *id, wd_approval_state *st)
         st->approvers = list_of(x, 11);
         wd_rd_copy(x, 12, st->decided_via, sizeof st->decided_via);
     }
-    freeReplyObject(x);
     return found;
+}
+
+int wd_rd_approval_get(wd_store *s, const char *id, wd_approval_state *st)
+{
+    memset(st, 0, sizeof *st);
+    wd_store_op op = {.kind = WD_SOP_APPROVAL_GET, .key = id, .approval = st};
+    wd_rd_args a;
+    wd_rd_init(&a, RD(s));
+    wd_rd_s(&a, id);
+    return wd_rd_call(RD(s), RS_AP_GET, AP_GET_LUA, &a, approval_read, &op);
+}
+
+int wd_rd_approval_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
+{
+    memset(op->approval, 0, sizeof *op->approval);
+    wd_rd_args a;
+    wd_rd_init(&a, RD(s));
+    wd_rd_s(&a, op->key);
+    return wd_rd_ask(RD(s), RS_AP_GET, AP_GET_LUA, &a, approval_read, op, fn, ud);
 }
 
 static const char AP_UPDATE_LUA[] = "local P, id = ARGV[1], ARGV[2]\n"

@@ -165,57 +165,74 @@ static const char LEASE_LUA[] =
     "end\n"
     "return out\n";
 
-int wd_rd_lease_apply(wd_store *s, wd_lease_change *c, int n, int check, int64_t now_ms, int *which)
+static void lease_args(wd_redis *r, wd_rd_args *a, const wd_store_op *op)
 {
-    wd_redis *r = RD(s);
-    *which = -1;
-    wd_rd_args a;
-    wd_rd_init(&a, r);
-    wd_rd_s(&a, r->owner);
-    wd_rd_i(&a, now_ms);
-    wd_rd_i(&a, check != 0);
-    wd_rd_i(&a, r->lease_ms);
-    wd_rd_i(&a, n);
-    for (int i = 0; i < n; i++) {
-        wd_rd_s(&a, c[i].key->scope);
-        wd_rd_s(&a, c[i].key->period);
-        wd_rd_i(&a, c[i].key->limit);
-        wd_rd_i(&a, c[i].key->warn_at);
-        wd_rd_i(&a, *c[i].row);
-        wd_rd_i(&a, c[i].old);
-        wd_rd_i(&a, c[i].new_amount);
-        wd_rd_i(&a, c[i].pending);
+    wd_rd_init(a, r);
+    wd_rd_s(a, r->owner);
+    wd_rd_i(a, op->now_ms);
+    wd_rd_i(a, op->check != 0);
+    wd_rd_i(a, r->lease_ms);
+    wd_rd_i(a, op->n);
+    for (int i = 0; i < op->n; i++) {
+        const wd_lease_change *c = &op->c[i];
+        wd_rd_s(a, c->key->scope);
+        wd_rd_s(a, c->key->period);
+        wd_rd_i(a, c->key->limit);
+        wd_rd_i(a, c->key->warn_at);
+        wd_rd_i(a, *c->row);
+        wd_rd_i(a, c->old);
+        wd_rd_i(a, c->new_amount);
+        wd_rd_i(a, c->pending);
     }
-    redisReply *x = wd_rd_run(r, RS_LEASE, LEASE_LUA, &a);
-    if (!x)
-        return -1;
-    int rc = 1;
+}
+
+static int lease_read(wd_redis *r, const redisReply *x, wd_store_op *op)
+{
+    wd_lease_change *c = op->c;
+    int n = op->n;
+    op->which = -1;
     if (wd_rd_int(x, 0) == 0) {
         int w = (int)wd_rd_int(x, 1);
-        rc = w >= 0 && w < n ? 0 : -1;
-        if (rc == 0) {
-            *which = w;
-            wd_ledger_row *row = &c[w].state;
-            memset(row, 0, sizeof *row);
-            wd_strlcpy(row->scope, c[w].key->scope, sizeof row->scope);
-            wd_strlcpy(row->period, c[w].key->period, sizeof row->period);
-            row->spent = wd_rd_int(x, 2);
-            row->reserved = wd_rd_int(x, 3);
-            row->warned = (int)wd_rd_int(x, 4);
-        }
-    } else if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 + 3 * (size_t)n) {
+        if (w < 0 || w >= n)
+            return -1;
+        op->which = w;
+        wd_ledger_row *row = &c[w].state;
+        memset(row, 0, sizeof *row);
+        wd_strlcpy(row->scope, c[w].key->scope, sizeof row->scope);
+        wd_strlcpy(row->period, c[w].key->period, sizeof row->period);
+        row->spent = wd_rd_int(x, 2);
+        row->reserved = wd_rd_int(x, 3);
+        row->warned = (int)wd_rd_int(x, 4);
+        return 0;
+    }
+    if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 + 3 * (size_t)n) {
         snprintf(r->err, sizeof r->err, "redis: the lease script answered %zu values for %d changes",
                  x->type == REDIS_REPLY_ARRAY ? x->elements : 0, n);
-        rc = -1;
-    } else {
-        for (int i = 0; i < n; i++) {
-            *c[i].row = wd_rd_int(x, 2 + 3 * i);
-            c[i].crossed = (int)wd_rd_int(x, 3 + 3 * i);
-            c[i].spent = wd_rd_int(x, 4 + 3 * i);
-        }
+        return -1;
     }
-    freeReplyObject(x);
+    for (int i = 0; i < n; i++) {
+        *c[i].row = wd_rd_int(x, 2 + 3 * i);
+        c[i].crossed = (int)wd_rd_int(x, 3 + 3 * i);
+        c[i].spent = wd_rd_int(x, 4 + 3 * i);
+    }
+    return 1;
+}
+
+int wd_rd_lease_apply(wd_store *s, wd_lease_change *c, int n, int check, int64_t now_ms, int *which)
+{
+    wd_store_op op = {.kind = WD_SOP_LEASE_APPLY, .c = c, .n = n, .check = check, .now_ms = now_ms, .which = -1};
+    wd_rd_args a;
+    lease_args(RD(s), &a, &op);
+    int rc = wd_rd_call(RD(s), RS_LEASE, LEASE_LUA, &a, lease_read, &op);
+    *which = op.which;
     return rc;
+}
+
+int wd_rd_lease_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
+{
+    wd_rd_args a;
+    lease_args(RD(s), &a, op);
+    return wd_rd_ask(RD(s), RS_LEASE, LEASE_LUA, &a, lease_read, op, fn, ud);
 }
 
 static const char LEDGER_GET_LUA[] = "local out = {}\n"
@@ -226,28 +243,44 @@ static const char LEDGER_GET_LUA[] = "local out = {}\n"
                                      "end\n"
                                      "return out\n";
 
+static void ledger_args(wd_redis *r, wd_rd_args *a, const wd_store_op *op)
+{
+    wd_rd_init(a, r);
+    wd_rd_i(a, op->n);
+    for (int i = 0; i < op->n; i++) {
+        wd_rd_s(a, op->keys[i].scope);
+        wd_rd_s(a, op->keys[i].period);
+    }
+}
+
+static int ledger_read(wd_redis *r, const redisReply *x, wd_store_op *op)
+{
+    (void)r;
+    for (int i = 0; i < op->n; i++) {
+        wd_ledger_row *w = &op->rows[i];
+        memset(w, 0, sizeof *w);
+        wd_strlcpy(w->scope, op->keys[i].scope, sizeof w->scope);
+        wd_strlcpy(w->period, op->keys[i].period, sizeof w->period);
+        w->spent = wd_rd_int(x, 3 * (size_t)i);
+        w->reserved = wd_rd_int(x, 3 * (size_t)i + 1);
+        w->warned = (int)wd_rd_int(x, 3 * (size_t)i + 2);
+    }
+    return 0;
+}
+
 int wd_rd_ledger_get(wd_store *s, const wd_ledger_key *k, int n, wd_ledger_row *rows)
 {
+    wd_store_op op = {.kind = WD_SOP_LEDGER_GET, .keys = k, .n = n, .rows = rows};
     wd_rd_args a;
-    wd_rd_init(&a, RD(s));
-    wd_rd_i(&a, n);
-    for (int i = 0; i < n; i++) {
-        wd_rd_s(&a, k[i].scope);
-        wd_rd_s(&a, k[i].period);
-    }
-    redisReply *x = wd_rd_run(RD(s), RS_LEDGER_GET, LEDGER_GET_LUA, &a);
-    if (!x)
-        return -1;
-    for (int i = 0; i < n; i++) {
-        memset(&rows[i], 0, sizeof rows[i]);
-        wd_strlcpy(rows[i].scope, k[i].scope, sizeof rows[i].scope);
-        wd_strlcpy(rows[i].period, k[i].period, sizeof rows[i].period);
-        rows[i].spent = wd_rd_int(x, 3 * i);
-        rows[i].reserved = wd_rd_int(x, 3 * i + 1);
-        rows[i].warned = (int)wd_rd_int(x, 3 * i + 2);
-    }
-    freeReplyObject(x);
-    return 0;
+    ledger_args(RD(s), &a, &op);
+    return wd_rd_call(RD(s), RS_LEDGER_GET, LEDGER_GET_LUA, &a, ledger_read, &op);
+}
+
+int wd_rd_ledger_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
+{
+    wd_rd_args a;
+    ledger_args(RD(s), &a, op);
+    return wd_rd_ask(RD(s), RS_LEDGER_GET, LEDGER_GET_LUA, &a, ledger_read, op, fn, ud);
 }
 
 static const char LEDGER_LIST_LUA[] =
@@ -308,17 +341,27 @@ static const char SWEEP_LUA[] =
     "end\n"
     "return dead\n";
 
+static int sweep_read(wd_redis *r, const redisReply *x, wd_store_op *op)
+{
+    (void)r;
+    (void)op;
+    return x->type == REDIS_REPLY_INTEGER ? (int)x->integer : 0;
+}
+
 int wd_rd_sweep(wd_store *s)
 {
     wd_rd_args a;
     wd_rd_init(&a, RD(s));
     wd_rd_s(&a, RD(s)->owner);
-    redisReply *x = wd_rd_run(RD(s), RS_SWEEP, SWEEP_LUA, &a);
-    if (!x)
-        return -1;
-    int n = x->type == REDIS_REPLY_INTEGER ? (int)x->integer : 0;
-    freeReplyObject(x);
-    return n;
+    return wd_rd_call(RD(s), RS_SWEEP, SWEEP_LUA, &a, sweep_read, NULL);
+}
+
+int wd_rd_sweep_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
+{
+    wd_rd_args a;
+    wd_rd_init(&a, RD(s));
+    wd_rd_s(&a, RD(s)->owner);
+    return wd_rd_ask(RD(s), RS_SWEEP, SWEEP_LUA, &a, sweep_read, op, fn, ud);
 }
 
 /* ---- rate windows: sorted set rate:KEY, one member per admitted request ---- */
@@ -336,31 +379,48 @@ static const char RATE_LUA[] =
     "redis.call('PEXPIRE', k, ARGV[4])\n"
     "return {1, count, 0}\n";
 
+static void rate_args(wd_redis *r, wd_rd_args *a, const wd_store_op *op)
+{
+    wd_rd_init(a, r);
+    wd_rd_s(a, op->key);
+    wd_rd_i(a, op->limit);
+    wd_rd_i(a, op->window_ms);
+    wd_rd_i(a, op->now_ms);
+}
+
+static int rate_read(wd_redis *r, const redisReply *x, wd_store_op *op)
+{
+    (void)r;
+    int admitted = wd_rd_int(x, 0) == 1;
+    op->count = wd_rd_int(x, 1);
+    op->retry_ms = 0;
+    if (!admitted) {
+        op->retry_ms = wd_rd_int(x, 2) + op->window_ms - op->now_ms;
+        if (op->retry_ms < 1)
+            op->retry_ms = 1;
+        if (op->retry_ms > op->window_ms)
+            op->retry_ms = op->window_ms;
+    }
+    return admitted;
+}
+
 int wd_rd_rate_take(wd_store *s, const char *key, long long limit, int64_t window_ms, int64_t now_ms, long long *count,
                     int64_t *retry_ms)
 {
-    *count = 0;
-    *retry_ms = 0;
+    wd_store_op op = {.kind = WD_SOP_RATE_TAKE, .key = key, .limit = limit, .window_ms = window_ms, .now_ms = now_ms};
     wd_rd_args a;
-    wd_rd_init(&a, RD(s));
-    wd_rd_s(&a, key);
-    wd_rd_i(&a, limit);
-    wd_rd_i(&a, window_ms);
-    wd_rd_i(&a, now_ms);
-    redisReply *x = wd_rd_run(RD(s), RS_RATE, RATE_LUA, &a);
-    if (!x)
-        return -1;
-    int admitted = wd_rd_int(x, 0) == 1;
-    *count = wd_rd_int(x, 1);
-    if (!admitted) {
-        *retry_ms = wd_rd_int(x, 2) + window_ms - now_ms;
-        if (*retry_ms < 1)
-            *retry_ms = 1;
-        if (*retry_ms > window_ms)
-            *retry_ms = window_ms;
-    }
-    freeReplyObject(x);
-    return admitted;
+    rate_args(RD(s), &a, &op);
+    int rc = wd_rd_call(RD(s), RS_RATE, RATE_LUA, &a, rate_read, &op);
+    *count = rc < 0 ? 0 : op.count;
+    *retry_ms = rc < 0 ? 0 : op.retry_ms;
+    return rc;
+}
+
+int wd_rd_rate_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
+{
+    wd_rd_args a;
+    rate_args(RD(s), &a, op);
+    return wd_rd_ask(RD(s), RS_RATE, RATE_LUA, &a, rate_read, op, fn, ud);
 }
 
 /* ---- sessions: hash session:ID {owner, messages, expires_ms}; the response cache:
@@ -378,37 +438,71 @@ static const char PUT_LUA[] = "local k = ARGV[1] .. ARGV[2]\n"
                               "redis.call('PEXPIRE', k, ttl > 0 and ttl or 1)\n"
                               "return 1\n";
 
-/* the two fields f1, f2 of hash kind..id, while not expired: 1 (*v1, *v2: caller frees),
-** 0, -1 */
-static int pair_get(wd_store *s, int slot, const char *kind, const char *id, int64_t now_ms, const char *f1,
-                    const char *f2, char **v1, char **v2)
+/* the arguments of a read of the two fields f1, f2 of hash kind..id, while not expired;
+** k holds the key (caller frees) */
+static void pair_args(wd_redis *r, wd_rd_args *a, wd_buf *k, const char *kind, const wd_store_op *op, const char *f1,
+                      const char *f2)
+{
+    wd_buf_addf(k, "%s%s", kind, op->key);
+    wd_rd_init(a, r);
+    wd_rd_s(a, k->p);
+    wd_rd_i(a, op->now_ms);
+    wd_rd_s(a, f1);
+    wd_rd_s(a, f2);
+    if (!k->p)
+        a->oom = 1;
+}
+
+/* 1 found (*v1, *v2: caller frees), 0 not, -1 out of memory */
+static int pair_read(const redisReply *x, char **v1, char **v2)
 {
     *v1 = *v2 = NULL;
+    if (wd_rd_int(x, 0) != 1 || x->elements != 3)
+        return 0;
+    *v1 = wd_strndup(x->element[1]->str, x->element[1]->len);
+    *v2 = wd_strndup(x->element[2]->str, x->element[2]->len);
+    if (*v1 && *v2)
+        return 1;
+    free(*v1);
+    free(*v2);
+    *v1 = *v2 = NULL;
+    return -1;
+}
+
+static int session_read(wd_redis *r, const redisReply *x, wd_store_op *op)
+{
+    (void)r;
+    return pair_read(x, &op->owner, &op->text);
+}
+
+static int cache_read(wd_redis *r, const redisReply *x, wd_store_op *op)
+{
+    (void)r;
+    char *cost = NULL;
+    int rc = pair_read(x, &op->text, &cost);
+    op->cost_nusd = rc == 1 ? atoll(cost) : 0;
+    free(cost);
+    return rc;
+}
+
+int wd_rd_session_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
+{
     wd_buf k = {0};
-    wd_buf_addf(&k, "%s%s", kind, id);
     wd_rd_args a;
-    wd_rd_init(&a, RD(s));
-    wd_rd_s(&a, k.p);
-    wd_rd_i(&a, now_ms);
-    wd_rd_s(&a, f1);
-    wd_rd_s(&a, f2);
-    redisReply *x = k.p ? wd_rd_run(RD(s), slot, GET_LUA, &a) : (wd_rd_done(&a), NULL);
+    pair_args(RD(s), &a, &k, "session:", op, "owner", "messages");
+    int rc = wd_rd_ask(RD(s), RS_SESSION_GET, GET_LUA, &a, session_read, op, fn, ud);
     wd_buf_free(&k);
-    if (!x)
-        return -1;
-    int found = wd_rd_int(x, 0) == 1 && x->elements == 3;
-    if (found) {
-        *v1 = wd_strndup(x->element[1]->str, x->element[1]->len);
-        *v2 = wd_strndup(x->element[2]->str, x->element[2]->len);
-    }
-    freeReplyObject(x);
-    if (found && (!*v1 || !*v2)) {
-        free(*v1);
-        free(*v2);
-        *v1 = *v2 = NULL;
-        return -1;
-    }
-    return found;
+    return rc;
+}
+
+int wd_rd_cache_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
+{
+    wd_buf k = {0};
+    wd_rd_args a;
+    pair_args(RD(s), &a, &k, "cache:", op, "answer", "cost");
+    int rc = wd_rd_ask(RD(s), RS_CACHE_GET, GET_LUA, &a, cache_read, op, fn, ud);
+    wd_buf_free(&k);
+    return rc;
 }
 
 static int pair_put(wd_store *s, int slot, const char *kind, const char *id, int64_t now_ms, int64_t expires_ms,
@@ -433,7 +527,15 @@ static int pair_put(wd_store *s, int slot, const char *kind, const char *id, int
 
 int wd_rd_session_get(wd_store *s, const char *id, int64_t now_ms, char **owner, char **messages)
 {
-    return pair_get(s, RS_SESSION_GET, "session:", id, now_ms, "owner", "messages", owner, messages);
+    wd_store_op op = {.kind = WD_SOP_SESSION_GET, .key = id, .now_ms = now_ms};
+    wd_buf k = {0};
+    wd_rd_args a;
+    pair_args(RD(s), &a, &k, "session:", &op, "owner", "messages");
+    int rc = wd_rd_call(RD(s), RS_SESSION_GET, GET_LUA, &a, session_read, &op);
+    wd_buf_free(&k);
+    *owner = op.owner;
+    *messages = op.text;
+    return rc;
 }
 
 int wd_rd_session_put(wd_store *s, const char *id, const char *owner, const char *messages, int64_t now_ms,
@@ -444,12 +546,14 @@ int wd_rd_session_put(wd_store *s, const char *id, const char *owner, const char
 
 int wd_rd_cache_get(wd_store *s, const char *key, int64_t now_ms, char **answer, int64_t *cost_nusd)
 {
-    char *cost = NULL;
-    *cost_nusd = 0;
-    int rc = pair_get(s, RS_CACHE_GET, "cache:", key, now_ms, "answer", "cost", answer, &cost);
-    if (rc == 1)
-        *cost_nusd = atoll(cost);
-    free(cost);
+    wd_store_op op = {.kind = WD_SOP_CACHE_GET, .key = key, .now_ms = now_ms};
+    wd_buf k = {0};
+    wd_rd_args a;
+    pair_args(RD(s), &a, &k, "cache:", &op, "answer", "cost");
+    int rc = wd_rd_call(RD(s), RS_CACHE_GET, GET_LUA, &a, cache_read, &op);
+    wd_buf_free(&k);
+    *answer = op.text;
+    *cost_nusd = op.cost_nusd;
     return rc;
 }
 

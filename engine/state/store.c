@@ -188,3 +188,27 @@ int wd_store_block_get(wd_store *s, const char *key, int64_t now_ms, int64_t *un
 {
     return s->be->block_get(s, key, now_ms, until_ms);
 }
+
+int wd_store_do(wd_store *s, wd_store_op *op)
+{
+    switch (op->kind) {
+    case WD_SOP_LEASE_APPLY: return s->be->lease_apply(s, op->c, op->n, op->check, op->now_ms, &op->which);
+    case WD_SOP_SWEEP: return s->be->sweep(s);
+    case WD_SOP_RATE_TAKE:
+        return s->be->rate_take(s, op->key, op->limit, op->window_ms, op->now_ms, &op->count, &op->retry_ms);
+    case WD_SOP_LEDGER_GET: return s->be->ledger_get(s, op->keys, op->n, op->rows);
+    case WD_SOP_BREAKER_STEP: return s->be->breaker_step(s, op->name, op->step);
+    case WD_SOP_CACHE_GET: return s->be->cache_get(s, op->key, op->now_ms, &op->text, &op->cost_nusd);
+    case WD_SOP_SESSION_GET: return s->be->session_get(s, op->key, op->now_ms, &op->owner, &op->text);
+    case WD_SOP_APPROVAL_GET: return s->be->approval_get(s, op->key, op->approval);
+    default: return -1;
+    }
+}
+
+void wd_store_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
+{
+    int rc = s->be->ask ? s->be->ask(s, op, fn, ud) : 1;
+    if (rc == 0)
+        return;
+    fn(ud, rc < 0 ? -1 : wd_store_do(s, op));
+}

@@ -254,4 +254,40 @@ int wd_store_block_set(wd_store *s, const char *key, int64_t until_ms, const cha
 /* 1 blocked (*until_ms: until when), 0 not, -1 store error */
 int wd_store_block_get(wd_store *s, const char *key, int64_t now_ms, int64_t *until_ms);
 
+/* ---- asking without waiting ----
+** An operation asked on the loop the store watches (wd_store_watch). fn is called once
+** with what the operation's plain function returns (-1: a store error, wd_store_error
+** says which). Redis answers later, on the loop, through its asynchronous connection;
+** SQLite, and a store no loop watches, answer at once, before wd_store_ask returns, so
+** a caller asks last and does nothing after. The op, with what its pointers name, must
+** live until fn; fn finds the outputs in it. */
+enum {
+    WD_SOP_LEASE_APPLY, /* c, n, check, now_ms -> which */
+    WD_SOP_SWEEP,
+    WD_SOP_RATE_TAKE,    /* key, limit, window_ms, now_ms -> count, retry_ms */
+    WD_SOP_LEDGER_GET,   /* keys, n -> rows */
+    WD_SOP_BREAKER_STEP, /* name, step */
+    WD_SOP_CACHE_GET,    /* key, now_ms -> text (the answer), cost_nusd */
+    WD_SOP_SESSION_GET,  /* key (the id), now_ms -> owner, text (the messages) */
+    WD_SOP_APPROVAL_GET, /* key (the id) -> approval */
+};
+typedef struct wd_store_op {
+    int kind; /* WD_SOP_* */
+    wd_lease_change *c;
+    int n, check, which;
+    int64_t now_ms, window_ms, retry_ms, cost_nusd;
+    long long limit, count;
+    const char *key, *name;
+    const wd_ledger_key *keys;
+    wd_ledger_row *rows;
+    wd_breaker_step *step;
+    char *text, *owner; /* out: caller frees both */
+    struct wd_approval_state *approval;
+} wd_store_op;
+typedef void (*wd_store_done)(void *ud, int rc);
+void wd_store_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
+/* what the operation's plain function returns, op's outputs filled (wd_store_ask's
+** answer when it answers at once) */
+int wd_store_do(wd_store *s, wd_store_op *op);
+
 #endif
