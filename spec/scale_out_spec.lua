@@ -37,7 +37,8 @@ local function cluster(opts)
   opts = opts or {}
   local redis = opts.redis or T.redis({ aof = opts.aof })
   local store = { backend = "redis", url = ("redis://127.0.0.1:%d/0"):format(redis.port),
-                  prefix = ("so%d:"):format(math.random(1e9)), lease = opts.lease or "15s", timeout_ms = 200 }
+                  prefix = ("so%d:"):format(math.random(1e9)), lease = opts.lease or "15s",
+                  timeout_ms = opts.timeout_ms or 200 }
   local users = {}
   for user, key in pairs(KEYS) do
     users[user] = { api_key_sha256 = T.sha256(key), role = user:match("^dave") and "read" or "admin",
@@ -55,7 +56,7 @@ local function cluster(opts)
       defaults = { breaker = { failure_threshold = 2, open_ms = 60000, half_open_probes = 1 } },
       approvals = { routes = { high = { "director" } } },
     })
-    local srv = T.serve({ policy = pol, agents = dir, cwd = home, workers = 2, llm = opts.llm or scen,
+    local srv = T.serve({ policy = pol, agents = dir, cwd = home, workers = opts.workers or 2, llm = opts.llm or scen,
                           env = { WARDEN_HOST = "host" .. i } })
     srv.audit, srv.home, srv.policy = audit, home, pol
     c.hosts[i] = srv
@@ -428,5 +429,42 @@ describe("scale-out: faults", function()
     T.wait_for(function()
       return ended(a, "dave5", submit(a, "dave5", { { "llm" } })).status == "completed"
     end, "the host to serve again", 500)
+  end)
+end)
+
+describe("scale-out: a worker's loop never waits for Redis", function()
+  it("finishes a run in flight on time while the runs beside it wait for a hung Redis", function()
+    -- one worker: every run below shares its loop. Redis hangs (SIGSTOP) for 2.5 s with
+    -- store.timeout_ms 2000; three runs reach their model call's reservation (a lease to
+    -- grow: the store is asked) while it hangs. Were that a waiting call, each would hold
+    -- the loop for 2 s and the run already in its model call (300 ms) would end after them.
+    local c = cluster({ timeout_ms = 2000, workers = 1 })
+    finally(function()
+      os.execute("kill -CONT " .. c.redis.pid .. " 2>/dev/null")
+      c.stop()
+    end)
+    local a = c.hosts[1]
+    assert.equal("completed", ended(a, "dave21", submit(a, "dave21", { { "llm" } })).status)
+    local x = submit(a, "dave21", { { "llm" } })
+    local ys = {}
+    for i = 1, 3 do ys[i] = submit(a, "dave22", { { "sleep", 150 }, { "llm" } }) end
+    os.execute("sleep 0.08; kill -STOP " .. c.redis.pid .. "; sleep 2.5; kill -CONT " .. c.redis.pid)
+    local run = ended(a, "dave21", x)
+    local started, finished
+    for _, r in ipairs(T.records(a.audit)) do
+      if r.run_id == x and r.event == "run_started" then started = when(r) end
+      if r.run_id == x and r.event == "run_finished" then finished = when(r) end
+    end
+    assert.equal("completed", run.status)
+    local ms = (finished - started) * 1000
+    print(("\n    a run in its model call ended %.0f ms after it started, while three runs beside it "
+      .. "waited for a hung Redis"):format(ms))
+    assert.is_true(ms < 1200, ("%.0f ms"):format(ms))
+    -- the runs that waited end with a result: their reservation failed past timeout_ms,
+    -- or the store came back in time
+    for _, y in ipairs(ys) do
+      local st = ended(a, "dave22", y).status
+      assert.is_true(st == "completed" or st == "store_unavailable", st)
+    end
   end)
 end)

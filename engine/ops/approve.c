@@ -293,7 +293,7 @@ static void granted(wd_run *r)
         return;
     }
     int idx = (int)r->req.tool;
-    if (!wd_toolcall_admit(r, idx, r->tool.name, r->req.args, msg, sizeof msg)) {
+    if (!wd_toolcall_admit(r, idx, r->tool.name, r->req.args, msg, sizeof msg, NULL)) {
         json_decref(r->req.args);
         r->req.args = NULL;
         lua_State *co = r->waiting;

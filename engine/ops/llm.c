@@ -3,6 +3,7 @@
 ** retries transient failures after a loop timer and, at the end, updates the breaker,
 ** audits the call and resumes the agent. */
 #include "llm.h"
+#include "ask.h"
 #include "llmpriv.h"
 #include "jsonlua.h"
 #include "llmanswer.h"
@@ -201,6 +202,8 @@ static int push_delivered(wd_run *r, lua_State *co, void *ud)
 }
 
 static void send_call(wd_run *r);
+static void looked_up(wd_run *r);
+static void admit_call(wd_run *r);
 
 /* ** An answer that does not fit its schema, with corrective asks left: it is paid and
 ** audited like any (llm_call, reason "schema", its error), then the model is shown it
@@ -610,7 +613,8 @@ static int reserve(wd_run *r, char *msg, size_t n)
 /* Answers from the response cache when the policy enables it and the call is
 ** deterministic (temperature 0, unless cache.any_temperature): 1 answered (the agent
 ** resumes with it, nothing spent), 0 go on (r->call->cache_key set when the answer is to
-** be kept). The key covers the model, its endpoint and what the call sends. */
+** be kept), 2 the store was asked (looked_up comes with its answer). The key covers the
+** model, its endpoint and what the call sends. */
 static int cache_lookup(wd_run *r)
 {
     const wd_policy *p = r->pol;
@@ -635,10 +639,16 @@ static int cache_lookup(wd_run *r)
     crypto_hash_sha256(h, (const unsigned char *)b.p, b.len);
     wd_buf_free(&b);
     sodium_bin2hex(r->call->cache_key, sizeof r->call->cache_key, h, sizeof h);
-    char *text = NULL;
-    int64_t cost = 0;
-    if (wd_store_cache_get(r->eng->store, r->call->cache_key, wd_store_now(r->eng->store), &text, &cost) != 1)
+    wd_store_op op = {.kind = WD_SOP_CACHE_GET, .key = r->call->cache_key, .now_ms = wd_store_now(r->eng->store)};
+    int got;
+    if (wd_run_ask(r, &op, looked_up, &got) == 2)
+        return 2;
+    char *text = op.text;
+    int64_t cost = op.cost_nusd;
+    if (got != 1) { /* a miss, or a store that failed: the cache fails open */
+        free(text);
         return 0;
+    }
     json_t *a = json_loads(text, JSON_ALLOW_NUL, NULL);
     free(text);
     if (!json_is_object(a)) { /* unreadable: asked again, and kept anew */
@@ -727,7 +737,6 @@ void wd_llm_start(wd_run *r)
 ** from the cache */
 static void send_call(wd_run *r)
 {
-    wd_engine *e = r->eng;
     char msg[400];
     int held = reserve(r, msg, sizeof msg);
     if (held == WD_BUDGET_WAIT)
@@ -737,12 +746,26 @@ static void send_call(wd_run *r)
         wd_run_end(r, r->store_down ? WD_ST_STORE_UNAVAILABLE : WD_ST_BUDGET_EXCEEDED, msg);
         return;
     }
-    if (cache_lookup(r))
-        return;
+    looked_up(r);
+}
+
+/* the call's worst case held: answered from the cache, or on to its breaker */
+static void looked_up(wd_run *r)
+{
+    if (!cache_lookup(r))
+        admit_call(r);
+}
+
+/* the call's breaker admits it (a probe, maybe), and it is sent */
+static void admit_call(wd_run *r)
+{
+    char msg[400];
     wd_breaker_cfg bc = wd_run_breaker_cfg(r);
     wd_breaker_change ch;
     int probe;
-    int admit = wd_breakers_admit(e->breakers, r->call->breaker, &bc, &probe, msg, sizeof msg, &ch);
+    int admit = wd_run_breaker_admit(r, r->call->breaker, &bc, &probe, msg, sizeof msg, &ch, admit_call);
+    if (admit == 2)
+        return;
     if (admit < 0) {
         wd_run_store_down(r, "breaker", NULL, msg);
         fail(r, msg, 0, "store_unavailable", 0);

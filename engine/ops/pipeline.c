@@ -202,7 +202,10 @@ static int check_oversight(tool_call *c)
 /* 9. the tool's breaker admits it */
 static int check_breaker(tool_call *c)
 {
-    if (wd_toolcall_admit(c->r, c->idx, c->name, c->args, c->msg, sizeof c->msg))
+    int admit = wd_toolcall_admit(c->r, c->idx, c->name, c->args, c->msg, sizeof c->msg, pipeline_again);
+    if (admit == 2)
+        return WAIT;
+    if (admit)
         return GO;
     wd_push_error_table(c->L, c->msg); /* audited and recorded by the breaker's refusal */
     return 1;

@@ -2,6 +2,7 @@
 ** coroutine of its own under its timeout, transient failures are retried, and the
 ** outcome is settled (cost, breaker, audit, the agent resumed) */
 #include "toolpriv.h"
+#include "ask.h"
 #include "settle.h"
 #include "mcpcall.h"
 #include "agentcall.h"
@@ -51,7 +52,8 @@ static wd_tool_state *tool_state(wd_run *r)
 
 /* the tool's breaker: 1 admitted (admitted, probe set in the call's state), 0 refused at once
 ** while open, without running the handler: audited and listed, msg says why */
-int wd_toolcall_admit(wd_run *r, int idx, const char *name, json_t *args, char *msg, size_t msgn)
+int wd_toolcall_admit(wd_run *r, int idx, const char *name, json_t *args, char *msg, size_t msgn,
+                      void (*again)(wd_run *r))
 {
     const char *bname = r->tools[idx].breaker ? r->tools[idx].breaker : "tool:?";
     wd_breaker_cfg bc = wd_run_breaker_cfg(r);
@@ -63,7 +65,9 @@ int wd_toolcall_admit(wd_run *r, int idx, const char *name, json_t *args, char *
         wd_tool_record(r, name, args, msg, 0, NULL, 0);
         return 0;
     }
-    int admit = wd_breakers_admit(r->eng->breakers, bname, &bc, &probe, msg, msgn, &ch);
+    int admit = wd_run_breaker_admit(r, bname, &bc, &probe, msg, msgn, &ch, again);
+    if (admit == 2)
+        return 2;
     if (admit < 0)
         wd_run_store_down(r, "breaker", name, msg);
     if (admit <= 0) {

@@ -60,8 +60,11 @@ int wd_approve_ask(wd_run *r, lua_State *L, const wd_tool_policy *tp, const char
                    int64_t t0, const wd_call_opts *o, const wd_oversight *ov, char *msg, size_t n);
 
 /* toolcall.c */
-/* the tool's breaker: 1 admitted, 0 refused at once while open (audited, recorded; msg) */
-int wd_toolcall_admit(wd_run *r, int idx, const char *name, json_t *args, char *msg, size_t msgn);
+/* the tool's breaker: 1 admitted, 0 refused at once while open (audited, recorded; msg);
+** with again, 2: the store was asked, again(r) is called on the loop, and the same call
+** then answers */
+int wd_toolcall_admit(wd_run *r, int idx, const char *name, json_t *args, char *msg, size_t msgn,
+                      void (*again)(wd_run *r));
 /* the call the loop starts after the yield; takes args */
 void wd_toolcall_request(wd_run *r, wd_opkind kind, const wd_tool_policy *tp, const char *name, json_t *args, int idx,
                          int64_t t0);

@@ -75,6 +75,10 @@ int wd_run_ask(wd_run *r, wd_store_op *op, void (*again)(wd_run *r), int *rc)
 {
     if (r->ask && r->ask->answered && r->ask->op.kind == op->kind)
         return take(r, op, rc);
+    if (!again) {
+        *rc = wd_store_do(r->eng->store, op);
+        return 1;
+    }
     wd_run_unask(r); /* another question, left unanswered: dropped */
     wd_question *a = calloc(1, sizeof *a);
     if (!a || op->n > ASK_KEYS || (op->c && op->kind == WD_SOP_LEASE_APPLY)) {
@@ -121,4 +125,18 @@ void wd_run_unask(wd_run *r)
         ask_free(a);
     else
         a->r = NULL; /* freed by its answer */
+}
+
+int wd_run_breaker_admit(wd_run *r, const char *name, const wd_breaker_cfg *c, int *probe, char *msg, size_t n,
+                         wd_breaker_change *ch, void (*again)(wd_run *r))
+{
+    wd_breakers *b = r->eng->breakers;
+    wd_breaker_step st;
+    if (!again || !wd_breakers_admit_ask(b, name, c, &st))
+        return wd_breakers_admit(b, name, c, probe, msg, n, ch);
+    wd_store_op op = {.kind = WD_SOP_BREAKER_STEP, .name = name, .step = &st};
+    int rc;
+    if (wd_run_ask(r, &op, again, &rc) == 2)
+        return 2;
+    return wd_breakers_admit_answer(b, name, c, rc, &st, probe, msg, n, ch);
 }

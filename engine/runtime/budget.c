@@ -356,7 +356,7 @@ void wd_budget_settle(wd_run *r, wd_budget_hold *h, double actual)
     }
 }
 
-int wd_budget_can_start(wd_run *r, char *msg, size_t n)
+int wd_budget_can_start(wd_run *r, char *msg, size_t n, void (*again)(wd_run *r))
 {
     wd_ledger_row rows[WD_BUDGET_KEYS];
     const wd_ledger_key *keys = run_keys(r, r->pol);
@@ -368,7 +368,11 @@ int wd_budget_can_start(wd_run *r, char *msg, size_t n)
     if (!unknown)
         return 1;
     wd_store *s = r->eng->store;
-    if (wd_store_ledger_get(s, keys, nk, rows) < 0) {
+    wd_store_op op = {.kind = WD_SOP_LEDGER_GET, .keys = keys, .n = nk, .rows = rows};
+    int got;
+    if (wd_run_ask(r, &op, again, &got) == 2)
+        return WD_BUDGET_WAIT;
+    if (got < 0) {
         snprintf(msg, n, "state store unavailable (%s): refusing to spend", wd_store_error(s));
         wd_run_store_down(r, "budget", "run", msg);
         return 0;

@@ -72,8 +72,9 @@ void wd_budget_settle(wd_run *r, wd_budget_hold *h, double actual_usd);
 ** left in USD, less what calls in flight hold; -1 for no limit. 0, or -1 when the store
 ** cannot be read (msg). For ctx:budget(), not the hot path: it reads the store. */
 int wd_budget_left(wd_run *r, double left[WD_BUDGET_KEYS], char *msg, size_t n);
-/* Run start: refuses a user whose budget is already spent (msg). 1 may start, 0 not. */
-int wd_budget_can_start(wd_run *r, char *msg, size_t n);
+/* Run start: refuses a user whose budget is already spent (msg). 1 may start, 0 not,
+** WD_BUDGET_WAIT: the store was asked, again(r) comes with its answer. */
+int wd_budget_can_start(wd_run *r, char *msg, size_t n, void (*again)(wd_run *r));
 
 /* Sliding-window limit of limit per hour on key: 1 admitted, 0 refused (msg names the
 ** limit and when to retry, *retry_ms), -1 store error (msg). limit <= 0: no limit.

@@ -226,8 +226,8 @@ static void step(wd_run *r, lua_State *co, int nargs)
             /* what happened since the agent's last request, shown to the detectors
             ** before the next one is carried out (a tool's own requests wait: the
             ** call's outcome comes first) */
-            if (r->det && co == r->agent_co && r->eng->hooks->drain(r, 0) != WD_DET_GO)
-                return;
+            if (r->det && co == r->agent_co && r->req.kind != OP_STORE && r->eng->hooks->drain(r, 0) != WD_DET_GO)
+                return; /* a call waiting for the store is shown with its request, once its checks are done */
             wd_run_start_op(r);
             return;
         }
@@ -268,8 +268,40 @@ static void end_refused(wd_run *r)
     wd_run_end(r, WD_ST_RATE_LIMITED, r->refuse);
 }
 
+static void start_checked(wd_run *r);
+
+/* the user's requests per hour (its tier's): 0 admitted, -1 the run ended refused, 2 the
+** store was asked */
+static int start_rate(wd_run *r, const wd_tier *tier)
+{
+    if (!tier || tier->requests_per_hour <= 0)
+        return 0;
+    char key[200], what[200], err[400];
+    snprintf(key, sizeof key, "runs:user:%s", r->user_id);
+    snprintf(what, sizeof what, "user %s (tier %s)", r->user_id, tier->name);
+    int64_t retry;
+    int got = wd_rate_take(r, key, tier->requests_per_hour, what, &retry, err, sizeof err, start_checked);
+    if (got == WD_BUDGET_WAIT)
+        return 2;
+    if (got < 0) { /* audited as store_unavailable */
+        wd_run_end(r, WD_ST_STORE_UNAVAILABLE, err);
+        return -1;
+    }
+    if (got == 0) {
+        json_t *ev = wd_run_event(r, WD_AE_RATE_LIMITED, 0);
+        json_object_set_new(ev, "reason", json_string(err));
+        json_object_set_new(ev, "retry_after_ms", json_integer(retry));
+        wd_run_audit(r, ev);
+        r->retry_after_ms = retry;
+        wd_run_end(r, WD_ST_RATE_LIMITED, err);
+        return -1;
+    }
+    return 0;
+}
+
 /* the run-start checks (docs/safety.md): a run that may not start is ended here with the
-** record that says why; 0 when it may */
+** record that says why; 0 when it may, 2 when the store was asked (start_checked comes
+** again with its answer) */
 static int may_start(wd_run *r)
 {
     char err[400];
@@ -298,7 +330,12 @@ static int may_start(wd_run *r)
         wd_run_end(r, WD_ST_FAILED, "audit log unavailable: refusing to run");
         return -1;
     }
-    int theirs = wd_session_load(r, err, sizeof err);
+    /* the checks that ask the store go on from where the last answer left them */
+    int theirs = r->start_stage > 0 ? 0 : wd_session_load(r, err, sizeof err, start_checked);
+    if (theirs == 2)
+        return 2;
+    if (!theirs && r->start_stage < 1)
+        r->start_stage = 1;
     if (theirs < 0) { /* audited as store_unavailable */
         wd_run_end(r, WD_ST_STORE_UNAVAILABLE, err);
         return -1;
@@ -315,28 +352,14 @@ static int may_start(wd_run *r)
         return -1;
     }
     /* the user's request rate, then its budgets (docs/safety.md) */
-    const wd_tier *tier = wd_policy_tier_of(p, u);
-    if (tier && tier->requests_per_hour > 0) {
-        char key[200], what[200];
-        snprintf(key, sizeof key, "runs:user:%s", r->user_id);
-        snprintf(what, sizeof what, "user %s (tier %s)", r->user_id, tier->name);
-        int64_t retry;
-        int got = wd_rate_take(r, key, tier->requests_per_hour, what, &retry, err, sizeof err, NULL);
-        if (got < 0) { /* audited as store_unavailable */
-            wd_run_end(r, WD_ST_STORE_UNAVAILABLE, err);
-            return -1;
-        }
-        if (got == 0) {
-            json_t *ev = wd_run_event(r, WD_AE_RATE_LIMITED, 0);
-            json_object_set_new(ev, "reason", json_string(err));
-            json_object_set_new(ev, "retry_after_ms", json_integer(retry));
-            wd_run_audit(r, ev);
-            r->retry_after_ms = retry;
-            wd_run_end(r, WD_ST_RATE_LIMITED, err);
-            return -1;
-        }
-    }
-    if (!wd_budget_can_start(r, err, sizeof err)) {
+    int rated = r->start_stage < 2 ? start_rate(r, wd_policy_tier_of(p, u)) : 0;
+    if (rated)
+        return rated;
+    r->start_stage = 2;
+    int may = wd_budget_can_start(r, err, sizeof err, start_checked);
+    if (may == WD_BUDGET_WAIT)
+        return 2;
+    if (!may) {
         wd_run_end(r, r->store_down ? WD_ST_STORE_UNAVAILABLE : WD_ST_BUDGET_EXCEEDED, err);
         return -1;
     }
@@ -395,12 +418,19 @@ static int load_body(wd_run *r, char *err, size_t n)
 /* the start of a run, from the loop: run-start checks, sandbox, agent coroutine */
 static void start(wd_run *r)
 {
-    char err[400];
     wd_engine *e = r->eng;
     e->unstarted--;
     r->pol = wd_engine_policy(e);
+    start_checked(r);
+}
+
+/* the run-start checks, then its sandbox and its agent's coroutine */
+static void start_checked(wd_run *r)
+{
+    char err[400];
+    wd_engine *e = r->eng;
     wd_policy *p = r->pol;
-    if (may_start(r) < 0)
+    if (may_start(r) != 0)
         return;
     r->max_iterations = p->max_iterations;
     if (r->cap_iterations > 0 && r->cap_iterations < r->max_iterations) /* a sub-run: what its parent had left */

@@ -240,11 +240,12 @@ struct wd_run {
     double cost;
     int64_t held_nusd; /* reserved by this run's calls in flight */
     wd_budget_hold llm_hold, tool_hold;
-    wd_ledger_wait lwait;                                 /* a call's reservation waiting for the store (ledger.h) */
-    wd_budget_upto upto;                                  /* a streamed call's reservation, between its waits */
-    struct wd_question *ask;                              /* the run's question out to the store (ask.h) */
-    void *pcall;                                          /* a tool call whose checks wait for the store (pipeline.c) */
-    int store_wait; /* where that wait is (pipeline.c) */ /* the run's question out to the store (ask.h) */
+    wd_ledger_wait lwait;    /* a call's reservation waiting for the store (ledger.h) */
+    wd_budget_upto upto;     /* a streamed call's reservation, between its waits */
+    struct wd_question *ask; /* the run's question out to the store (ask.h) */
+    void *pcall;             /* a tool call whose checks wait for the store (pipeline.c) */
+    int store_wait;          /* where that wait is (pipeline.c) */
+    int start_stage;         /* the run-start checks done before a wait for the store (engine.c) */
     /* the run's ledger keys, made again for another policy or another UTC day */
     wd_ledger_key bkeys[WD_BUDGET_KEYS];
     unsigned long long bkeys_gen;

@@ -54,8 +54,11 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     wd_engine *e = arg;
+    int64_t asked = e->kills.read_ns;
+    e->kills.read_ns = wd_now_ns(); /* as a waiting read counts: a run's check reads no more meanwhile */
     if (wd_store_kill_read_async(e->store, on_read, e) == 0)
         return; /* on_read goes on */
+    e->kills.read_ns = asked;
     wd_kills_refresh(e, 1);
     enforce(e);
 }

@@ -1,18 +1,25 @@
 /* session.c - a conversation kept between runs (see session.h) */
 #include "session.h"
+#include "ask.h"
 #include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* the session's stored turns (a new array; [] when it has none), or NULL with msg */
-static json_t *stored(wd_run *r, int *theirs, char *msg, size_t n)
+/* the session's stored turns (a new array; [] when it has none), or NULL with msg, or
+** NULL with *theirs 2: the store was asked (again comes with its answer) */
+static json_t *stored(wd_run *r, int *theirs, char *msg, size_t n, void (*again)(wd_run *r))
 {
     wd_store *s = r->eng->store;
-    char *owner = NULL, *text = NULL;
+    wd_store_op op = {.kind = WD_SOP_SESSION_GET, .key = r->session_id, .now_ms = wd_store_now(s)};
+    int got;
     *theirs = 0;
-    int got = wd_store_session_get(s, r->session_id, wd_store_now(s), &owner, &text);
+    if (wd_run_ask(r, &op, again, &got) == 2) {
+        *theirs = 2;
+        return NULL;
+    }
+    char *owner = op.owner, *text = op.text;
     json_t *turns = got == 0 ? json_array() : NULL;
     if (got < 0) {
         snprintf(msg, n, "state store unavailable (%s): session %.128s cannot be read", wd_store_error(s),
@@ -31,14 +38,14 @@ static json_t *stored(wd_run *r, int *theirs, char *msg, size_t n)
     return turns;
 }
 
-int wd_session_load(wd_run *r, char *msg, size_t n)
+int wd_session_load(wd_run *r, char *msg, size_t n, void (*again)(wd_run *r))
 {
     if (!r->session_explicit || r->direct_tool)
         return 0;
     int theirs;
-    json_t *turns = stored(r, &theirs, msg, n);
+    json_t *turns = stored(r, &theirs, msg, n, again);
     if (!turns)
-        return theirs ? 1 : -1;
+        return theirs ? theirs : -1;
     r->session_turns = json_copy(turns);
     if (r->history)
         json_array_extend(turns, r->history);
@@ -122,8 +129,8 @@ void wd_session_save(wd_run *r)
         json_array_append_new(r->errors, json_string(msg));
         return;
     }
-    json_t *turns = stored(r, &theirs, msg, sizeof msg);
-    if (turns && r->session_replaced) { /* what the agent's hook made of it */
+    json_t *turns = stored(r, &theirs, msg, sizeof msg, NULL); /* inside its transaction */
+    if (turns && r->session_replaced) {                        /* what the agent's hook made of it */
         json_decref(turns);
         turns = json_copy(r->session_turns);
     }

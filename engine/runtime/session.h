@@ -9,8 +9,9 @@
 
 /* At the run's start: the session's turns go before the run's own history (ctx:history).
 ** 0 (a new session, or its turns loaded); 1 refused: the session is another user's (msg);
-** -1 the store failed (msg). */
-int wd_session_load(wd_run *r, char *msg, size_t n);
+** -1 the store failed (msg); 2 the store was asked without waiting, and again(r) is
+** called on the loop (the same call then answers). */
+int wd_session_load(wd_run *r, char *msg, size_t n, void (*again)(wd_run *r));
 #define WD_TURNS_MAX 1000 /* messages a conversation given to a run may hold */
 
 /* A conversation as runs take it (wd_run_opts.history, a session's turns): a list of at

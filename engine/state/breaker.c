@@ -228,6 +228,74 @@ static void refusal(char *msg, size_t msglen, const wd_breaker_row *row, const c
              (retry_in + 999) / 1000);
 }
 
+/* the moment of a breaker's admission: 1 the store must take a step (st filled), 0 the
+** copy here decides (*now: the store's clock, or 0 for the fresh closed case) */
+static int admit_due(wd_breakers *b, entry *e, const wd_breaker_cfg *c, wd_breaker_step *st, int64_t *now)
+{
+    *now = 0;
+    /* the common case, a closed breaker read lately, costs no clock but the vDSO's */
+    int fresh = b->store && wd_now_ns() - e->checked_ns < WD_BREAKER_REFRESH_MS * 1000000LL;
+    if (fresh && e->row.state == WD_BR_CLOSED)
+        return 0;
+    *now = wd_store_now(b->store);
+    /* a fresh copy that is open and not yet due needs no transaction */
+    if ((fresh && e->row.state == WD_BR_OPEN && *now - e->row.opened_ms < c->open_ms) || !b->store)
+        return 0;
+    *st = (wd_breaker_step){.kind = WD_BRS_ADMIT,
+                            .now_ms = *now,
+                            .failure_threshold = c->failure_threshold,
+                            .open_ms = c->open_ms,
+                            .half_open_probes = c->half_open_probes};
+    return 1;
+}
+
+/* the rules run on the copy here; ok: inside the store's transaction, written back */
+static int admit_here(wd_breakers *b, entry *e, const wd_breaker_cfg *c, int64_t now, int ok, int *probe, char *msg,
+                      size_t msglen, wd_breaker_change *ch)
+{
+    long long retry_in;
+    int changed, from = e->row.state;
+    int admitted = wd_breaker_admit(&e->row, c, now, probe, &retry_in, &changed);
+    sync_end(b, e, ok, changed, now);
+    describe(ch, from, &e->row, c);
+    if (!admitted)
+        refusal(msg, msglen, &e->row, e->row.name, retry_in);
+    return admitted;
+}
+
+int wd_breakers_admit_ask(wd_breakers *b, const char *name, const wd_breaker_cfg *c, wd_breaker_step *st)
+{
+    entry *e = lookup(b, name);
+    int64_t now;
+    return e && admit_due(b, e, c, st, &now);
+}
+
+int wd_breakers_admit_answer(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int rc,
+                             const wd_breaker_step *st, int *probe, char *msg, size_t msglen, wd_breaker_change *ch)
+{
+    if (ch)
+        ch->happened = 0;
+    *probe = 0;
+    entry *e = lookup(b, name);
+    if (!e)
+        return 1;
+    if (rc == 1) { /* the store took the step, whole */
+        e->row = st->row;
+        e->checked_ns = wd_now_ns();
+        *probe = st->probe_out;
+        describe(ch, st->from, &e->row, c);
+        if (!st->admitted)
+            refusal(msg, msglen, &e->row, name, st->retry_in_ms);
+        return st->admitted;
+    }
+    if (rc < 0 || sync_begin(b, e) < 0) { /* the breaker cannot be read: a call it guards is not let through */
+        snprintf(msg, msglen, "state store unavailable (%s): the breaker of %s cannot be checked",
+                 wd_store_error(b->store), name);
+        return -1;
+    }
+    return admit_here(b, e, c, st->now_ms, 1, probe, msg, msglen, ch);
+}
+
 int wd_breakers_admit(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int *probe, char *msg, size_t msglen,
                       wd_breaker_change *ch)
 {
@@ -237,41 +305,12 @@ int wd_breakers_admit(wd_breakers *b, const char *name, const wd_breaker_cfg *c,
     entry *e = lookup(b, name);
     if (!e)
         return 1; /* out of memory: the breaker cannot judge, the timeouts still apply */
-    /* the common case, a closed breaker read lately, costs no clock but the vDSO's */
-    int fresh = b->store && wd_now_ns() - e->checked_ns < WD_BREAKER_REFRESH_MS * 1000000LL;
-    if (fresh && e->row.state == WD_BR_CLOSED)
-        return 1;
-    int64_t now = wd_store_now(b->store);
-    long long retry_in;
-    int changed, ok = 1;
-    /* a fresh copy that is open and not yet due needs no transaction */
-    int due = !(fresh && e->row.state == WD_BR_OPEN && now - e->row.opened_ms < c->open_ms);
-    wd_breaker_step st = {.kind = WD_BRS_ADMIT, .now_ms = now};
-    int got = due ? stepped(b, e, c, &st) : 0;
-    if (got == 1) {
-        *probe = st.probe_out;
-        describe(ch, st.from, &e->row, c);
-        if (!st.admitted)
-            refusal(msg, msglen, &e->row, name, st.retry_in_ms);
-        return st.admitted;
-    }
-    if (due) {
-        ok = got == 0 && sync_begin(b, e) == 0;
-        if (!ok) { /* the breaker cannot be read: a call it guards is not let through */
-            snprintf(msg, msglen, "state store unavailable (%s): the breaker of %s cannot be checked",
-                     wd_store_error(b->store), name);
-            return -1;
-        }
-    } else {
-        ok = 0;
-    }
-    int from = e->row.state;
-    int admitted = wd_breaker_admit(&e->row, c, now, probe, &retry_in, &changed);
-    sync_end(b, e, ok, changed, now);
-    describe(ch, from, &e->row, c);
-    if (!admitted)
-        refusal(msg, msglen, &e->row, name, retry_in);
-    return admitted;
+    wd_breaker_step st;
+    int64_t now;
+    if (!admit_due(b, e, c, &st, &now))
+        return now ? admit_here(b, e, c, now, 0, probe, msg, msglen, ch) : 1;
+    int rc = wd_store_breaker_step(b->store, name, &st);
+    return wd_breakers_admit_answer(b, name, c, rc, &st, probe, msg, msglen, ch);
 }
 
 int wd_breakers_outcome(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int success, int probe,

@@ -44,6 +44,14 @@ void wd_breakers_free(wd_breakers *b); /* accepts NULL */
 ** the store could not be read (msg says so): a call is never let through unchecked */
 int wd_breakers_admit(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int *probe, char *msg, size_t msglen,
                       wd_breaker_change *ch);
+/* wd_breakers_admit in two halves, for a caller that asks the store without waiting
+** (wd_store_ask, WD_SOP_BREAKER_STEP): 1 the store must take st (filled: ask it, then
+** give its answer to wd_breakers_admit_answer), 0 wd_breakers_admit decides at once */
+int wd_breakers_admit_ask(wd_breakers *b, const char *name, const wd_breaker_cfg *c, wd_breaker_step *st);
+/* rc: the step's answer (1 taken, 0 not this store's: the rules run here in a
+** transaction, -1 store error); as wd_breakers_admit answers */
+int wd_breakers_admit_answer(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int rc,
+                             const wd_breaker_step *st, int *probe, char *msg, size_t msglen, wd_breaker_change *ch);
 /* returns the state the breaker is left in */
 int wd_breakers_outcome(wd_breakers *b, const char *name, const wd_breaker_cfg *c, int success, int probe,
                         wd_breaker_change *ch);

@@ -7,7 +7,7 @@
 #include "util.h"
 
 /* wd_store_ask on Redis: each operation's asking form, by kind */
-static int ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
+static int wd_rd_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
 {
     static int (*const ASK[])(wd_store *, wd_store_op *, wd_store_done, void *) = {
         [WD_SOP_LEASE_APPLY] = wd_rd_lease_ask,    [WD_SOP_SWEEP] = wd_rd_sweep_ask,
@@ -53,7 +53,7 @@ static const wd_store_backend REDIS = {
     .kill_list = wd_rd_kill_list,
     .kill_read = wd_rd_kill_read,
     .kill_read_async = wd_rd_kill_read_async,
-    .ask = ask,
+    .ask = wd_rd_ask,
     .health_note = wd_rd_health_note,
     .detect_get = wd_rd_detect_get,
     .detect_put = wd_rd_detect_put,

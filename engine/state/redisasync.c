@@ -23,8 +23,9 @@ struct wd_rd_cmdq {
     wd_redis *r;
     struct event_base *base;
     redisAsyncContext *ac;
-    struct event *retry;
+    struct event *retry, *probe;
     int backoff_ms, closing, ready;
+    int suspect;       /* the server failed to answer: nothing is sent until a PING is answered */
     request *inflight; /* sent, not yet answered */
 };
 
@@ -81,6 +82,8 @@ static void finish(request *rq, redisReply *x)
 static void schedule(wd_rd_cmdq *q)
 {
     q->ready = 0;
+    q->suspect = 1;
+    evtimer_del(q->probe);
     if (q->closing)
         return;
     struct timeval tv = {q->backoff_ms / 1000, (q->backoff_ms % 1000) * 1000};
@@ -106,6 +109,36 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     schedule(q);
 }
 
+/* the server answers again: requests are sent from now on */
+static void on_ping(redisAsyncContext *ac, void *reply, void *priv)
+{
+    wd_rd_cmdq *q = priv;
+    if (!reply || q->ac != ac)
+        return; /* the connection is being freed */
+    evtimer_del(q->probe);
+    q->ready = 1;
+    q->suspect = 0;
+    q->backoff_ms = Q_BACKOFF_MIN_MS;
+}
+
+/* the PING went unanswered past store.timeout_ms: the connection is made again later */
+static void on_probe_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wd_rd_cmdq *q = arg;
+    redisAsyncContext *ac = q->ac;
+    q->ac = NULL;
+    if (ac) {
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+    schedule(q);
+}
+
+/* ** Connected. After a failure the server must first answer a PING within
+** store.timeout_ms: a server that takes connections but answers nothing (paused, hung)
+** then fails each request at once instead of after its timeout. */
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     wd_rd_cmdq *q = ac->data;
@@ -116,8 +149,14 @@ static void on_connect(const redisAsyncContext *ac, int status)
         schedule(q);
         return;
     }
-    q->ready = 1;
-    q->backoff_ms = Q_BACKOFF_MIN_MS;
+    if (!q->suspect) {
+        q->ready = 1;
+        q->backoff_ms = Q_BACKOFF_MIN_MS;
+        return;
+    }
+    struct timeval tv = {q->r->t.timeout_ms / 1000, (q->r->t.timeout_ms % 1000) * 1000};
+    if (redisAsyncCommand(q->ac, on_ping, q, "PING") == REDIS_OK)
+        evtimer_add(q->probe, &tv);
 }
 
 static int send_req(request *rq);
@@ -189,7 +228,8 @@ static int send_req(request *rq)
 int wd_rd_async_run(wd_redis *r, int slot, const char *lua, wd_rd_args *a, wd_rd_reply_fn fn, void *ud)
 {
     wd_rd_cmdq *q = r->cmdq;
-    request *rq = q && q->ac && !a->oom ? calloc(1, sizeof *rq) : NULL; /* sent once connected */
+    /* sent once connected, unless the server is suspect and not yet answering again */
+    request *rq = q && q->ac && (q->ready || !q->suspect) && !a->oom ? calloc(1, sizeof *rq) : NULL;
     int rc = -1;
     if (!rq)
         goto out;
@@ -245,8 +285,8 @@ static void on_asked(void *ud, redisReply *x)
     k.fn(k.ud, x ? k.read(k.r, x, k.op) : -1);
 }
 
-int wd_rd_ask(wd_redis *r, int slot, const char *lua, wd_rd_args *a, wd_rd_read_fn read, wd_store_op *op,
-              wd_store_done fn, void *ud)
+int wd_rd_ask_script(wd_redis *r, int slot, const char *lua, wd_rd_args *a, wd_rd_read_fn read, wd_store_op *op,
+                     wd_store_done fn, void *ud)
 {
     if (!r->cmdq) {
         wd_rd_done(a);
@@ -297,7 +337,9 @@ static void dial(wd_rd_cmdq *q)
 int wd_rd_cmdq_start(wd_redis *r, struct event_base *base)
 {
     wd_rd_cmdq *q = calloc(1, sizeof *q);
-    if (!q || !(q->retry = evtimer_new(base, on_retry, q))) {
+    if (!q || !(q->retry = evtimer_new(base, on_retry, q)) || !(q->probe = evtimer_new(base, on_probe_timeout, q))) {
+        if (q && q->retry)
+            event_free(q->retry);
         free(q);
         return -1;
     }
@@ -322,6 +364,7 @@ void wd_rd_cmdq_stop(wd_redis *r)
     while (q->inflight)
         finish(q->inflight, NULL); /* any hiredis did not hold */
     event_free(q->retry);
+    event_free(q->probe);
     free(q);
     r->cmdq = NULL;
 }

@@ -129,5 +129,5 @@ int wd_rd_breaker_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
     }
     wd_rd_args a;
     step_args(RD(s), &a, op->name, op->step);
-    return wd_rd_ask(RD(s), RS_BR_STEP, BR_STEP_LUA, &a, step_read, op, fn, ud);
+    return wd_rd_ask_script(RD(s), RS_BR_STEP, BR_STEP_LUA, &a, step_read, op, fn, ud);
 }

@@ -154,8 +154,8 @@ int wd_rd_async_run(wd_redis *r, int slot, const char *lua, wd_rd_args *a, wd_rd
 /* the asking form (wd_store_ask): the same script asked on the loop, its reply read by
 ** read, then fn(ud, read's answer or -1). 0 asked, 1 no loop watches (ask the plain
 ** form), -1 not connected now (error set; a's arguments are freed in every case) */
-int wd_rd_ask(wd_redis *r, int slot, const char *lua, wd_rd_args *a, wd_rd_read_fn read, wd_store_op *op,
-              wd_store_done fn, void *ud);
+int wd_rd_ask_script(wd_redis *r, int slot, const char *lua, wd_rd_args *a, wd_rd_read_fn read, wd_store_op *op,
+                     wd_store_done fn, void *ud);
 
 /* ---- redissub.c: notices from other hosts, on the engine's loop ---- */
 int wd_rd_watch(wd_store *s, struct event_base *base, wd_store_notice fn, void *ud);
@@ -179,7 +179,7 @@ int wd_rd_cache_get(wd_store *s, const char *key, int64_t now_ms, char **answer,
 int wd_rd_cache_put(wd_store *s, const char *key, const char *answer, int64_t cost_nusd, int64_t now_ms,
                     int64_t ttl_ms);
 
-/* the asking forms (wd_store_ask) of the operations that have one: as wd_rd_ask answers */
+/* the asking forms (wd_store_ask) of the operations that have one: as wd_rd_ask_script answers */
 int wd_rd_lease_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
 int wd_rd_sweep_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
 int wd_rd_rate_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);

@@ -129,7 +129,7 @@ int wd_rd_approval_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
     wd_rd_args a;
     wd_rd_init(&a, RD(s));
     wd_rd_s(&a, op->key);
-    return wd_rd_ask(RD(s), RS_AP_GET, AP_GET_LUA, &a, approval_read, op, fn, ud);
+    return wd_rd_ask_script(RD(s), RS_AP_GET, AP_GET_LUA, &a, approval_read, op, fn, ud);
 }
 
 static const char AP_UPDATE_LUA[] = "local P, id = ARGV[1], ARGV[2]\n"

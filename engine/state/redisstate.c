@@ -232,7 +232,7 @@ int wd_rd_lease_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
 {
     wd_rd_args a;
     lease_args(RD(s), &a, op);
-    return wd_rd_ask(RD(s), RS_LEASE, LEASE_LUA, &a, lease_read, op, fn, ud);
+    return wd_rd_ask_script(RD(s), RS_LEASE, LEASE_LUA, &a, lease_read, op, fn, ud);
 }
 
 static const char LEDGER_GET_LUA[] = "local out = {}\n"
@@ -280,7 +280,7 @@ int wd_rd_ledger_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
 {
     wd_rd_args a;
     ledger_args(RD(s), &a, op);
-    return wd_rd_ask(RD(s), RS_LEDGER_GET, LEDGER_GET_LUA, &a, ledger_read, op, fn, ud);
+    return wd_rd_ask_script(RD(s), RS_LEDGER_GET, LEDGER_GET_LUA, &a, ledger_read, op, fn, ud);
 }
 
 static const char LEDGER_LIST_LUA[] =
@@ -361,7 +361,7 @@ int wd_rd_sweep_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
     wd_rd_args a;
     wd_rd_init(&a, RD(s));
     wd_rd_s(&a, RD(s)->owner);
-    return wd_rd_ask(RD(s), RS_SWEEP, SWEEP_LUA, &a, sweep_read, op, fn, ud);
+    return wd_rd_ask_script(RD(s), RS_SWEEP, SWEEP_LUA, &a, sweep_read, op, fn, ud);
 }
 
 /* ---- rate windows: sorted set rate:KEY, one member per admitted request ---- */
@@ -420,7 +420,7 @@ int wd_rd_rate_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
 {
     wd_rd_args a;
     rate_args(RD(s), &a, op);
-    return wd_rd_ask(RD(s), RS_RATE, RATE_LUA, &a, rate_read, op, fn, ud);
+    return wd_rd_ask_script(RD(s), RS_RATE, RATE_LUA, &a, rate_read, op, fn, ud);
 }
 
 /* ---- sessions: hash session:ID {owner, messages, expires_ms}; the response cache:
@@ -490,7 +490,7 @@ int wd_rd_session_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
     wd_buf k = {0};
     wd_rd_args a;
     pair_args(RD(s), &a, &k, "session:", op, "owner", "messages");
-    int rc = wd_rd_ask(RD(s), RS_SESSION_GET, GET_LUA, &a, session_read, op, fn, ud);
+    int rc = wd_rd_ask_script(RD(s), RS_SESSION_GET, GET_LUA, &a, session_read, op, fn, ud);
     wd_buf_free(&k);
     return rc;
 }
@@ -500,7 +500,7 @@ int wd_rd_cache_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
     wd_buf k = {0};
     wd_rd_args a;
     pair_args(RD(s), &a, &k, "cache:", op, "answer", "cost");
-    int rc = wd_rd_ask(RD(s), RS_CACHE_GET, GET_LUA, &a, cache_read, op, fn, ud);
+    int rc = wd_rd_ask_script(RD(s), RS_CACHE_GET, GET_LUA, &a, cache_read, op, fn, ud);
     wd_buf_free(&k);
     return rc;
 }

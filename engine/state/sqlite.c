@@ -33,6 +33,16 @@ static int wd_sq_breaker_step(wd_store *s, const char *name, wd_breaker_step *st
 }
 
 /* a read of the local file waits microseconds: the caller reads it at once */
+/* every operation is answered at once, waiting (wd_store_ask calls the plain form) */
+static int wd_sq_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
+{
+    (void)s;
+    (void)op;
+    (void)fn;
+    (void)ud;
+    return 1;
+}
+
 static int wd_sq_kill_read_async(wd_store *s, wd_store_kills_fn fn, void *ud)
 {
     (void)s;
@@ -74,6 +84,7 @@ static const wd_store_backend SQLITE = {
     .kill_list = wd_sq_kill_list,
     .kill_read = wd_sq_kill_read,
     .kill_read_async = wd_sq_kill_read_async,
+    .ask = wd_sq_ask,
     .health_note = wd_sq_health_note,
     .detect_get = wd_sq_detect_get,
     .detect_put = wd_sq_detect_put,
