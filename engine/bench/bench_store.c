@@ -42,7 +42,13 @@ int main(int argc, char **argv)
         int64_t a = wd_now_ns();
         int got = wd_store_lease_apply(s, &c, 1, 1, wd_store_now(s), &which);
         lat[i] = (wd_now_ns() - a) / 1000;
-        wd_lease_change d = {.key = &k, .row = &row, .old = 1000, .new_amount = 0, .pending = 1000};
+        wd_lease_change d = {.key = &k,
+                             .row = &row,
+                             .old = 1000,
+                             .new_amount = 0,
+                             .pending = 1000,
+                             .lease_id = 1,
+                             .total = (i + 1) * 1000};
         if (got != 1 || wd_store_lease_apply(s, &d, 1, 0, wd_store_now(s), &which) != 1)
             failed++;
     }

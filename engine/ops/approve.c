@@ -3,6 +3,7 @@
 ** is decided, expires or escalates; the run's deadline waits with it */
 #include "notify.h"
 #include "toolpriv.h"
+#include "ask.h"
 #include "approval.h"
 #include "canon.h"
 #include "checkdef.h"
@@ -303,17 +304,28 @@ static void granted(wd_run *r)
     wd_toolcall_start(r);
 }
 
+static void poll(wd_run *r);
+
 static void on_approval_poll(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    wd_run *r = arg;
+    poll(arg);
+}
+
+/* the request read (asked without waiting: poll comes again with the answer) and what it
+** says done: wait on, go on, or refuse */
+static void poll(wd_run *r)
+{
     wd_store *s = r->eng->store;
     wd_approval_state st;
     char msg[1000], subject[160];
+    wd_store_op op = {.kind = WD_SOP_APPROVAL_GET, .key = r->appr->id, .approval = &st};
+    int got;
+    if (wd_run_ask(r, &op, poll, &got) == 2)
+        return;
     snprintf(subject, sizeof subject, "%s '%s'", r->appr->gate ? "the run at" : "tool", r->appr->label);
     const char *outcome = r->appr->gate ? "the run ends" : "the call was not made";
-    int got = wd_store_approval_get(s, r->appr->id, &st);
     if (got < 0) { /* the store is away: the request waits on, for a while */
         int64_t now_ns = wd_now_ns();
         if (!r->appr->unread_ns)

@@ -26,7 +26,7 @@ typedef struct grow {
 
 typedef struct flushing {
     wd_lease_change *c;
-    int n, keep;
+    int n, keep, nretired; /* nretired: of the ledger's retired ids, sent with it */
     wd_store_op op;
 } flushing;
 
@@ -42,6 +42,9 @@ struct wd_ledger {
     grow g;
     flushing f;
     wd_ledger_wait *head, *tail; /* runs waiting for the question out to be answered */
+    int64_t next_id;
+    int64_t *retired; /* ids of leases forgotten, whose totals the store may drop */
+    int nretired, capretired;
 };
 
 static unsigned key_hash(const wd_ledger_key *k)
@@ -75,6 +78,7 @@ wd_lease *wd_ledger_lease(wd_ledger *l, const wd_ledger_key *k)
         return NULL;
     unsigned h = key_hash(k);
     e->key = *k;
+    e->id = ++l->next_id;
     e->next = l->buckets[h];
     l->buckets[h] = e;
     return e;
@@ -243,6 +247,8 @@ static int shortfall(wd_ledger *l, const wd_ledger_key *keys, int n, int64_t amo
         c->key = &e->key;
         c->row = &e->row;
         c->old = e->granted;
+        c->lease_id = e->id;
+        c->total = e->flushed; /* no spend: what the store has already */
         /* the spend waiting in the lease stays in it, for the flush to write after the
         ** records that show it: a call never waits for the audit log's disk */
         c->new_amount = wd_add_sat(wd_add_sat(wd_add_sat(e->used, e->pending), amount), extra);
@@ -296,6 +302,23 @@ int wd_ledger_room(wd_ledger *l, const wd_ledger_key *keys, int n, int64_t amoun
 
 /* ---- flushing ---------------------------------------------------------------------- */
 
+/* a lease forgotten: its total is kept in the store until a flush says it may go (a
+** full list keeps it there: the process's own sweep drops it) */
+static void retire(wd_ledger *l, const wd_lease *e)
+{
+    if (!e->flushed)
+        return;
+    if (l->nretired == l->capretired) {
+        int cap = l->capretired ? 2 * l->capretired : 64;
+        int64_t *m = cap <= 4096 ? realloc(l->retired, (size_t)cap * sizeof *m) : NULL;
+        if (!m)
+            return;
+        l->retired = m;
+        l->capretired = cap;
+    }
+    l->retired[l->nretired++] = e->id;
+}
+
 /* the leases nobody holds are forgotten: a new period's keys replace the old ones */
 static void forget_idle(wd_ledger *l)
 {
@@ -304,6 +327,7 @@ static void forget_idle(wd_ledger *l)
             wd_lease *e = *pp;
             if (!e->used && !e->granted && !e->pending && !e->inflight && !e->row) {
                 *pp = e->next;
+                retire(l, e);
                 free(e);
             } else {
                 pp = &e->next;
@@ -321,6 +345,7 @@ static void flush_answer(void *ud, int rc)
         wd_lease *e = LEASE_OF(f->c[i].key);
         if (rc >= 0) {
             e->granted = f->c[i].new_amount;
+            e->flushed = wd_add_sat(e->flushed, e->inflight);
         } else { /* not written: the spend waits for the next flush, the lease as it was */
             e->granted = e->sent_old;
             e->pending = wd_add_sat(e->pending, e->inflight);
@@ -331,6 +356,8 @@ static void flush_answer(void *ud, int rc)
         for (int i = 0; i < f->n; i++)
             if (f->c[i].crossed && l->warn)
                 l->warn(l->warn_ud, f->c[i].key, f->c[i].spent);
+        l->nretired -= f->nretired; /* the store dropped their totals */
+        memmove(l->retired, l->retired + f->nretired, (size_t)l->nretired * sizeof *l->retired);
         forget_idle(l);
         l->dirty |= f->keep; /* the next flush returns a lease kept now, if it is left idle */
     } else {
@@ -371,6 +398,8 @@ static int flush_changes(wd_ledger *l, int idle)
             x->key = &e->key;
             x->row = &e->row;
             x->old = e->granted;
+            x->lease_id = e->id;
+            x->total = wd_add_sat(e->flushed, e->pending);
             if (e->key.limit <= 0)
                 x->new_amount = e->granted; /* unlimited: counted, never leased */
             else
@@ -412,7 +441,14 @@ int wd_ledger_flush(wd_ledger *l, int idle)
         if (f->c[i].new_amount < e->granted)
             e->granted = f->c[i].new_amount;
     }
-    f->op = (wd_store_op){.kind = WD_SOP_LEASE_APPLY, .c = f->c, .n = f->n, .now_ms = wd_wall_ms(), .which = -1};
+    f->nretired = l->nretired < 256 ? l->nretired : 256;
+    f->op = (wd_store_op){.kind = WD_SOP_LEASE_APPLY,
+                          .c = f->c,
+                          .n = f->n,
+                          .now_ms = wd_wall_ms(),
+                          .which = -1,
+                          .retire = l->retired,
+                          .nretire = f->nretired};
     l->busy = 1;
     l->flush_rc = 0;
     l->asking++;
@@ -438,5 +474,6 @@ void wd_ledger_free(wd_ledger *l)
             free(e);
         }
     free(l->f.c);
+    free(l->retired);
     free(l);
 }

@@ -29,6 +29,8 @@ typedef struct wd_lease {
     int64_t pending;  /* settled, not yet written */
     int64_t inflight; /* settled, written by the flush that is out */
     int64_t sent_old; /* the flush out: the size the store held before it */
+    int64_t id;       /* unique in the process: the store counts its total by it */
+    int64_t flushed;  /* spend the store has acknowledged, in all (store.h: totals) */
     int active;       /* reserved on since the last flush: its room is kept */
     struct wd_lease *next;
 } wd_lease;

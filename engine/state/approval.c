@@ -48,8 +48,10 @@ static int listed(const json_t *l, const char *name)
 /* this person's decision written (approve: one more approver, the request approved
 ** once it has enough; else rejected): 1, 0 refused (msg says why: they approved it
 ** already), -1 the store failed */
+/* one write, the decision whole: a reader that does not take the store's lock (a run
+** polling on Redis) never sees it half made */
 static int write_decision(wd_store *s, wd_approval_state *st, const char *id, int approve, const char *by,
-                          const char *reason, int64_t now_ms, char *msg, size_t n)
+                          const char *via, const char *reason, int64_t now_ms, char *msg, size_t n)
 {
     int c;
     if (approve) {
@@ -61,6 +63,7 @@ static int write_decision(wd_store *s, wd_approval_state *st, const char *id, in
         int done = (int)json_array_size(st->approved_by) >= st->needed;
         wd_approval_change ch = {.approved_by = st->approved_by,
                                  .decided_by = by,
+                                 .decided_via = via ? via : "",
                                  .status = done ? "approved" : NULL,
                                  .decided_ms = done ? now_ms : -1};
         c = wd_store_approval_update(s, id, &ch);
@@ -71,7 +74,11 @@ static int write_decision(wd_store *s, wd_approval_state *st, const char *id, in
                      json_array_size(st->approved_by), st->needed, id,
                      st->needed - (int)json_array_size(st->approved_by));
     } else {
-        wd_approval_change ch = {.status = "rejected", .decided_by = by, .reason = reason, .decided_ms = now_ms};
+        wd_approval_change ch = {.status = "rejected",
+                                 .decided_by = by,
+                                 .decided_via = via ? via : "",
+                                 .reason = reason,
+                                 .decided_ms = now_ms};
         c = wd_store_approval_update(s, id, &ch);
         snprintf(msg, n, "rejected request %s", id);
     }
@@ -114,11 +121,9 @@ int wd_approval_decide(wd_store *s, const char *id, int approve, const char *by,
         free(names);
         goto out;
     }
-    int c = write_decision(s, &st, id, approve, by, reason, now_ms, msg, n);
+    int c = write_decision(s, &st, id, approve, by, via, reason, now_ms, msg, n);
     if (c == 0)
         goto out;
-    if (c >= 0)
-        c = wd_store_approval_update(s, id, &(wd_approval_change){.decided_via = via ? via : "", .decided_ms = -1});
     if (c < 0 || wd_store_commit(s) < 0) {
         rc = -1;
         goto out;

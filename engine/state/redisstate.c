@@ -103,12 +103,16 @@ int wd_rd_breaker_list(wd_store *s, wd_breaker_row **rows, size_t *n)
 }
 
 /* ---- the ledger: hash spend:SCOPE\x1fPERIOD {scope, period, spent, reserved, warned,
-** updated_ms}, the set spends; a process's leases: hash lease:OWNER {row: "AMOUNT KEY"},
-** the set owners, and its liveness alive:OWNER (expiring after store.lease) ---- */
+** updated_ms}, the set spends; a process's leases: hash lease:OWNER {spend key: "AMOUNT
+** KEY"}, what each of its leases has paid: hash paid:OWNER {lease id: total}, the set
+** owners, and its liveness alive:OWNER (expiring after store.lease) ----
+** Every change is idempotent: a lease is set to its new size from the size Redis holds,
+** and spend is added as what a lease's total has that Redis has not yet counted, so a
+** change sent again after its answer was lost counts nothing twice (store.h). */
 
 static const char LEASE_LUA[] =
     "local P, owner, now, check, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1', tonumber(ARGV[6])\n"
-    "local lk = P .. 'lease:' .. owner\n"
+    "local lk, pk = P .. 'lease:' .. owner, P .. 'paid:' .. owner\n"
     "local function S(x) return string.format('%.0f', x) end\n"
     "-- an amount that is none (a key someone filled by hand) fails the check closed\n"
     "local function amount(x, k)\n"
@@ -120,26 +124,28 @@ static const char LEASE_LUA[] =
     "end\n"
     "local st = {}\n"
     "for i = 1, n do\n"
-    "  local b = 6 + (i - 1) * 8\n"
+    "  local b = 6 + (i - 1) * 7\n"
     "  local k = P .. 'spend:' .. ARGV[b + 1] .. '\\31' .. ARGV[b + 2]\n"
     "  local v = redis.call('HMGET', k, 'spent', 'reserved', 'warned')\n"
     "  local spent, reserved = amount(v[1], k), amount(v[2], k)\n"
-    "  local limit, row = tonumber(ARGV[b + 3]), ARGV[b + 5]\n"
-    "  local old, new, pending = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]), tonumber(ARGV[b + 8])\n"
-    "  -- a lease a sweep gave back (its host was silent past store.lease) holds nothing now\n"
-    "  if row ~= '0' and redis.call('HEXISTS', lk, row) == 0 then old = 0 end\n"
-    "  st[i] = {k, reserved, v[3] == '1', old}\n"
-    "  if check and pending + new > old and limit > 0 and spent + pending + reserved + new - old > limit then\n"
-    "    return {0, i - 1, S(spent), S(reserved), v[3] == '1' and 1 or 0}\n"
+    "  local limit, new, total = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7])\n"
+    "  -- the lease's size as Redis holds it (none: a sweep gave it back, or it never was)\n"
+    "  local old = tonumber(string.match(redis.call('HGET', lk, k) or '', '^(%d+) ') or '0')\n"
+    "  local add = total - tonumber(redis.call('HGET', pk, ARGV[b + 5]) or '0')\n"
+    "  if add < 0 then add = 0 end\n"
+    "  st[i] = {k, reserved, v[3] == '1', old, add}\n"
+    "  if check and add + new > old and limit > 0 and spent + add + reserved + new - old > limit then\n"
+    "    return {0, i - 1, S(spent), S(reserved), v[3] == '1' and 1 or 0, S(old)}\n"
     "  end\n"
     "end\n"
     "redis.call('SET', P .. 'alive:' .. owner, now, 'PX', ARGV[5])\n"
     "local out = {1, 0}\n"
     "for i = 1, n do\n"
-    "  local b = 6 + (i - 1) * 8\n"
-    "  local k, old = st[i][1], st[i][4]\n"
-    "  local warn, row, new = tonumber(ARGV[b + 4]), ARGV[b + 5], tonumber(ARGV[b + 7])\n"
-    "  local spent = redis.call('HINCRBY', k, 'spent', ARGV[b + 8])\n"
+    "  local b = 6 + (i - 1) * 7\n"
+    "  local k, old, add = st[i][1], st[i][4], st[i][5]\n"
+    "  local warn, new = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 6])\n"
+    "  local spent = redis.call('HINCRBY', k, 'spent', S(add))\n"
+    "  if add > 0 then redis.call('HSET', pk, ARGV[b + 5], ARGV[b + 7]) end\n"
     "  local res = st[i][2] + new - old\n"
     "  if res < 0 then res = 0 end\n"
     "  redis.call('HSET', k, 'reserved', S(res), 'scope', ARGV[b + 1], 'period', ARGV[b + 2], 'updated_ms', now)\n"
@@ -149,20 +155,19 @@ static const char LEASE_LUA[] =
     "    redis.call('HSET', k, 'warned', 1)\n"
     "    crossed = 1\n"
     "  end\n"
-    "  if new ~= old then\n"
-    "    if new > 0 then\n"
-    "      if row == '0' then row = tostring(redis.call('INCR', P .. 'seq')) end\n"
-    "      redis.call('HSET', lk, row, ARGV[b + 7] .. ' ' .. k)\n"
-    "      redis.call('SADD', P .. 'owners', owner)\n"
-    "    else\n"
-    "      if row ~= '0' then redis.call('HDEL', lk, row) end\n"
-    "      row = '0'\n"
-    "    end\n"
+    "  if new > 0 then\n"
+    "    redis.call('HSET', lk, k, ARGV[b + 6] .. ' ' .. k)\n"
+    "  else\n"
+    "    redis.call('HDEL', lk, k)\n"
     "  end\n"
-    "  out[#out + 1] = row\n"
+    "  redis.call('SADD', P .. 'owners', owner)\n"
+    "  out[#out + 1] = new > 0 and 1 or 0\n"
     "  out[#out + 1] = crossed\n"
     "  out[#out + 1] = spent\n"
     "end\n"
+    "-- the totals of leases this process forgot, all counted\n"
+    "local r = 7 + n * 7\n"
+    "for j = r + 1, r + tonumber(ARGV[r] or '0') do redis.call('HDEL', pk, ARGV[j]) end\n"
     "return out\n";
 
 static void lease_args(wd_redis *r, wd_rd_args *a, const wd_store_op *op)
@@ -179,11 +184,13 @@ static void lease_args(wd_redis *r, wd_rd_args *a, const wd_store_op *op)
         wd_rd_s(a, c->key->period);
         wd_rd_i(a, c->key->limit);
         wd_rd_i(a, c->key->warn_at);
-        wd_rd_i(a, *c->row);
-        wd_rd_i(a, c->old);
+        wd_rd_i(a, c->lease_id);
         wd_rd_i(a, c->new_amount);
-        wd_rd_i(a, c->pending);
+        wd_rd_i(a, c->total);
     }
+    wd_rd_i(a, op->nretire);
+    for (int i = 0; i < op->nretire; i++)
+        wd_rd_i(a, op->retire[i]);
 }
 
 static int lease_read(wd_redis *r, const redisReply *x, wd_store_op *op)
@@ -203,6 +210,7 @@ static int lease_read(wd_redis *r, const redisReply *x, wd_store_op *op)
         row->spent = wd_rd_int(x, 2);
         row->reserved = wd_rd_int(x, 3);
         row->warned = (int)wd_rd_int(x, 4);
+        c[w].old = wd_rd_int(x, 5); /* the lease's size as Redis holds it */
         return 0;
     }
     if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 + 3 * (size_t)n) {
@@ -335,6 +343,9 @@ static const char SWEEP_LUA[] =
     "      end\n"
     "    end\n"
     "    redis.call('DEL', P .. 'lease:' .. o)\n"
+    "    -- what its leases paid stays a week: a host taken for dead that comes back counts\n"
+    "    -- nothing twice\n"
+    "    redis.call('PEXPIRE', P .. 'paid:' .. o, 604800000)\n"
     "    redis.call('SREM', P .. 'owners', o)\n"
     "    dead = dead + 1\n"
     "  end\n"

@@ -106,10 +106,17 @@ typedef struct wd_ledger_row {
 /* One change to an engine's lease on a key: its pending spend joins `spent`, and the
 ** lease (a row of table `leases` owned by this process, released by a sweep if the
 ** process dies) goes from old to new, the difference joining `reserved`. */
+/* ** An answer lost to a timeout leaves a change done or not, unknown. So that sending it
+** again never counts it twice, a store that can lose answers (Redis) takes spend as
+** totals: `total` is all the spend the lease `lease_id` (unique in its process) has
+** ever sent, and the store adds what it has not yet seen of it; the lease's size is
+** taken as the store holds it, not as `old` says. SQLite, whose answers are never
+** lost, adds `pending` and moves the lease from `old`. */
 typedef struct wd_lease_change {
     const wd_ledger_key *key;
     int64_t *row; /* in/out: the lease's row, 0 none */
     int64_t old, new_amount, pending;
+    int64_t lease_id, total;
     int crossed;         /* out: spend reached warn_at for the first time in its period */
     int64_t spent;       /* out: the key's spend afterwards */
     wd_ledger_row state; /* out: for a refusal, the key's row before */
@@ -275,6 +282,8 @@ typedef struct wd_store_op {
     int kind; /* WD_SOP_* */
     wd_lease_change *c;
     int n, check, which;
+    const int64_t *retire; /* lease_apply: ids of leases this process forgot (their totals go) */
+    int nretire;
     int64_t now_ms, window_ms, retry_ms, cost_nusd;
     long long limit, count;
     const char *key, *name;

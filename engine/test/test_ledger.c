@@ -85,11 +85,11 @@ TEST(a_lease_grows_only_within_the_limit_counting_pending_spend)
     wd_ledger_key k = {"user:b", "day:x", 1000, 500};
     int64_t row_id = 0;
     int which;
-    wd_lease_change c = {&k, &row_id, 0, 600, 0, 0, 0, {{0}, {0}, 0, 0, 0}};
+    wd_lease_change c = {.key = &k, .row = &row_id, .old = 0, .new_amount = 600, .pending = 0};
     CHECK(wd_store_lease_apply(s, &c, 1, 1, 1, &which) == 1);
     CHECK(row_id > 0);
     /* 500 spent waiting, lease kept at 600: 1,100 would pass the limit */
-    wd_lease_change d = {&k, &row_id, 600, 600, 500, 0, 0, {{0}, {0}, 0, 0, 0}};
+    wd_lease_change d = {.key = &k, .row = &row_id, .old = 600, .new_amount = 600, .pending = 500};
     CHECK(wd_store_lease_apply(s, &d, 1, 1, 2, &which) == 0 && which == 0);
     /* shrunk to 400 with the spend: 900 fits, and the spend reaches the warning line at 500 */
     d.new_amount = 400;
@@ -98,7 +98,7 @@ TEST(a_lease_grows_only_within_the_limit_counting_pending_spend)
     wd_ledger_row r;
     CHECK(wd_store_ledger_get(s, &k, 1, &r) == 0 && r.spent == 500 && r.reserved == 400 && r.warned);
     /* back to nothing: the lease row goes */
-    wd_lease_change e = {&k, &row_id, 400, 0, 0, 0, 0, {{0}, {0}, 0, 0, 0}};
+    wd_lease_change e = {.key = &k, .row = &row_id, .old = 400, .new_amount = 0, .pending = 0};
     CHECK(wd_store_lease_apply(s, &e, 1, 0, 4, &which) == 1 && row_id == 0);
     CHECK(wd_store_ledger_get(s, &k, 1, &r) == 0 && r.reserved == 0);
     wd_store_close(s);
@@ -130,9 +130,9 @@ TEST(a_spent_row_at_the_top_still_refuses)
     wd_ledger_key k = {"user:x", "day:1", 1000, 0};
     int64_t row_id = 0;
     int which;
-    wd_lease_change c = {&k, &row_id, 0, 0, INT64_MAX - 10, 0, 0, {{0}, {0}, 0, 0, 0}};
+    wd_lease_change c = {.key = &k, .row = &row_id, .old = 0, .new_amount = 0, .pending = INT64_MAX - 10};
     CHECK(wd_store_lease_apply(s, &c, 1, 0, 1, &which) == 1); /* unchecked: spent near the top */
-    wd_lease_change d = {&k, &row_id, 0, 100, 0, 0, 0, {{0}, {0}, 0, 0, 0}};
+    wd_lease_change d = {.key = &k, .row = &row_id, .old = 0, .new_amount = 100, .pending = 0};
     CHECK(wd_store_lease_apply(s, &d, 1, 1, 2, &which) == 0 && which == 0);
     wd_store_close(s);
 }

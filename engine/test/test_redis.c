@@ -99,6 +99,32 @@ TEST(two_handles_share_one_budget_and_a_silent_ones_leases_come_back)
     wd_store_close(b);
 }
 
+/* a change sent again after its answer was lost counts nothing twice: spend goes as the
+** lease's total, and a lease moves from the size Redis holds, whatever `old` says */
+TEST(a_change_sent_twice_counts_once)
+{
+    wd_store *a = open_store("t9:", "");
+    REQUIRE(a);
+    wd_ledger_key k = {.scope = "user:z", .period = "day:1", .limit = 100000};
+    int64_t row = 0;
+    int which;
+    wd_lease_change c = {.key = &k, .row = &row, .old = 0, .new_amount = 5000, .lease_id = 7, .total = 0};
+    CHECK(wd_store_lease_apply(a, &c, 1, 1, wd_store_now(a), &which) == 1);
+    /* 300 spent, the lease down to 1000: sent twice (the first answer "lost") */
+    wd_lease_change d = {
+        .key = &k, .row = &row, .old = 5000, .new_amount = 1000, .pending = 300, .lease_id = 7, .total = 300};
+    CHECK(wd_store_lease_apply(a, &d, 1, 0, wd_store_now(a), &which) == 1);
+    CHECK(wd_store_lease_apply(a, &d, 1, 0, wd_store_now(a), &which) == 1);
+    wd_ledger_row r;
+    CHECK(wd_store_ledger_get(a, &k, 1, &r) == 0 && r.spent == 300 && r.reserved == 1000);
+    /* then 200 more, the engine thinking the lease still 5000: total 500, nothing held */
+    wd_lease_change e = {
+        .key = &k, .row = &row, .old = 5000, .new_amount = 0, .pending = 500, .lease_id = 7, .total = 500};
+    CHECK(wd_store_lease_apply(a, &e, 1, 0, wd_store_now(a), &which) == 1);
+    CHECK(wd_store_ledger_get(a, &k, 1, &r) == 0 && r.spent == 500 && r.reserved == 0);
+    wd_store_close(a);
+}
+
 TEST(an_unreachable_server_fails_each_operation_within_its_timeout)
 {
     char loc[200], err[600];
@@ -306,6 +332,7 @@ int main(void)
         h_fail++;
     } else {
         RUN(two_handles_share_one_budget_and_a_silent_ones_leases_come_back);
+        RUN(a_change_sent_twice_counts_once);
         RUN(an_unreachable_server_fails_each_operation_within_its_timeout);
         RUN(a_hung_server_holds_a_watching_loop_for_one_timeout_only);
         RUN(the_breaker_script_moves_as_the_c_rules_do);
