@@ -3,6 +3,7 @@
 #include "engine.h"
 #include "util.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,7 @@ struct wd_question {
 
 static void ask_free(wd_question *a)
 {
+    sodium_memzero(a->op.secret, sizeof a->op.secret);
     free(a->op.text);
     free(a->op.owner);
     free(a->key);
@@ -67,6 +69,8 @@ static int take(wd_run *r, wd_store_op *op, int *rc)
         *op->approval = a->approval;
         memset(&a->approval, 0, sizeof a->approval);
     }
+    memcpy(op->id, a->op.id, sizeof op->id);
+    memcpy(op->secret, a->op.secret, sizeof op->secret);
     ask_free(a);
     return 1;
 }

@@ -8,6 +8,7 @@
 #include "mcphost.h"
 #include "engine.h"
 #include "session.h"
+#include "ask.h"
 #include "jsonlua.h"
 #include "mock.h"
 #include "notify.h"
@@ -19,6 +20,7 @@
 #include <fcntl.h>
 #include <lauxlib.h>
 #include <libgen.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,114 +260,6 @@ static void step(wd_run *r, lua_State *co, int nargs)
         wd_run_end(r, WD_ST_FAILED, msg);
 }
 
-/* warden serve had no room for the run in time (wd_run_opts.refuse): it ends so */
-static void end_refused(wd_run *r)
-{
-    json_t *ev = wd_run_event(r, WD_AE_RATE_LIMITED, 0);
-    json_object_set_new(ev, "reason", json_string(r->refuse));
-    json_object_set_new(ev, "retry_after_ms", json_integer(r->retry_after_ms));
-    wd_run_audit(r, ev);
-    wd_run_end(r, WD_ST_RATE_LIMITED, r->refuse);
-}
-
-static void start_checked(wd_run *r);
-
-/* the user's requests per hour (its tier's): 0 admitted, -1 the run ended refused, 2 the
-** store was asked */
-static int start_rate(wd_run *r, const wd_tier *tier)
-{
-    if (!tier || tier->requests_per_hour <= 0)
-        return 0;
-    char key[200], what[200], err[400];
-    snprintf(key, sizeof key, "runs:user:%s", r->user_id);
-    snprintf(what, sizeof what, "user %s (tier %s)", r->user_id, tier->name);
-    int64_t retry;
-    int got = wd_rate_take(r, key, tier->requests_per_hour, what, &retry, err, sizeof err, start_checked);
-    if (got == WD_BUDGET_WAIT)
-        return 2;
-    if (got < 0) { /* audited as store_unavailable */
-        wd_run_end(r, WD_ST_STORE_UNAVAILABLE, err);
-        return -1;
-    }
-    if (got == 0) {
-        json_t *ev = wd_run_event(r, WD_AE_RATE_LIMITED, 0);
-        json_object_set_new(ev, "reason", json_string(err));
-        json_object_set_new(ev, "retry_after_ms", json_integer(retry));
-        wd_run_audit(r, ev);
-        r->retry_after_ms = retry;
-        wd_run_end(r, WD_ST_RATE_LIMITED, err);
-        return -1;
-    }
-    return 0;
-}
-
-/* the run-start checks (docs/safety.md): a run that may not start is ended here with the
-** record that says why; 0 when it may, 2 when the store was asked (start_checked comes
-** again with its answer) */
-static int may_start(wd_run *r)
-{
-    char err[400];
-    wd_engine *e = r->eng;
-    wd_policy *p = r->pol;
-    if (r->start_error) {
-        json_t *ev = wd_run_event(r, WD_AE_RUN_STARTED, 0);
-        json_object_set_new(ev, "error", json_string(r->start_error));
-        wd_run_audit(r, ev);
-        wd_run_end(r, WD_ST_FAILED, r->start_error);
-        return -1;
-    }
-    if (r->refuse) {
-        end_refused(r);
-        return -1;
-    }
-    const wd_user *u = wd_policy_user(p, r->user_id);
-    if (!u) {
-        json_t *ev = wd_run_event(r, WD_AE_AUTHORIZATION_DENIED, 0);
-        json_object_set_new(ev, "reason", json_string("unknown user"));
-        wd_run_audit(r, ev);
-        wd_run_end(r, WD_ST_UNAUTHORIZED, "unknown user");
-        return -1;
-    }
-    if (wd_audit_failed(e->audit)) {
-        wd_run_end(r, WD_ST_FAILED, "audit log unavailable: refusing to run");
-        return -1;
-    }
-    /* the checks that ask the store go on from where the last answer left them */
-    int theirs = r->start_stage > 0 ? 0 : wd_session_load(r, err, sizeof err, start_checked);
-    if (theirs == 2)
-        return 2;
-    if (!theirs && r->start_stage < 1)
-        r->start_stage = 1;
-    if (theirs < 0) { /* audited as store_unavailable */
-        wd_run_end(r, WD_ST_STORE_UNAVAILABLE, err);
-        return -1;
-    }
-    if (theirs) {
-        json_t *ev = wd_run_event(r, WD_AE_AUTHORIZATION_DENIED, 0);
-        json_object_set_new(ev, "reason", json_string(err));
-        wd_run_audit(r, ev);
-        wd_run_end(r, WD_ST_UNAUTHORIZED, err);
-        return -1;
-    }
-    if (wd_kills_refuse(r, err, sizeof err)) {
-        wd_run_end(r, WD_ST_KILLED, err);
-        return -1;
-    }
-    /* the user's request rate, then its budgets (docs/safety.md) */
-    int rated = r->start_stage < 2 ? start_rate(r, wd_policy_tier_of(p, u)) : 0;
-    if (rated)
-        return rated;
-    r->start_stage = 2;
-    int may = wd_budget_can_start(r, err, sizeof err, start_checked);
-    if (may == WD_BUDGET_WAIT)
-        return 2;
-    if (!may) {
-        wd_run_end(r, r->store_down ? WD_ST_STORE_UNAVAILABLE : WD_ST_BUDGET_EXCEEDED, err);
-        return -1;
-    }
-    return 0;
-}
-
 static int push_args(lua_State *L)
 {
     wd_json_push(L, lua_touserdata(L, 1));
@@ -415,6 +309,8 @@ static int load_body(wd_run *r, char *err, size_t n)
     return 0;
 }
 
+static void start_checked(wd_run *r);
+
 /* the start of a run, from the loop: run-start checks, sandbox, agent coroutine */
 static void start(wd_run *r)
 {
@@ -430,7 +326,7 @@ static void start_checked(wd_run *r)
     char err[400];
     wd_engine *e = r->eng;
     wd_policy *p = r->pol;
-    if (may_start(r) != 0)
+    if (wd_run_may_start(r, start_checked) != 0)
         return;
     r->max_iterations = p->max_iterations;
     if (r->cap_iterations > 0 && r->cap_iterations < r->max_iterations) /* a sub-run: what its parent had left */
@@ -456,15 +352,6 @@ static void start_checked(wd_run *r)
         return;
     }
 
-    if (wd_seal_wanted(p) && r->user_id) { /* the user's key, for the personal fields of its records */
-        if (wd_store_audit_key(e->store, r->user_id, wd_store_now(e->store), r->seal.id, r->seal.key) < 0) {
-            snprintf(err, sizeof err, "audit keys unavailable (state store: %s): refusing to run",
-                     wd_store_error(e->store));
-            wd_run_end(r, WD_ST_FAILED, err);
-            return;
-        }
-        r->sealing = 1;
-    }
     r->deadline_ns = r->t0_ns + p->run_ms * 1000000LL;
     long long ms = p->run_ms;
     if (r->cap_deadline_ns && r->cap_deadline_ns < r->deadline_ns) { /* a sub-run ends by its parent's deadline */

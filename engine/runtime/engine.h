@@ -332,6 +332,11 @@ void wd_run_reply_fail(wd_run *r, lua_State *co, const char *msg);
 void wd_run_reply_error(wd_run *r, lua_State *co, const char *msg);
 void wd_push_error_table(lua_State *L, const char *msg); /* pushes {error = msg} */
 
+/* startcheck.c: the run-start checks. A run that may not start is ended here with the
+** record that says why; 0 when it may, 2 when the store was asked (again(r) is called
+** on the loop with its answer, and calls this again) */
+int wd_run_may_start(wd_run *r, void (*again)(wd_run *r));
+
 /* finish.c: the end of a run */
 void wd_run_end(wd_run *r, wd_status st, const char *error); /* from the loop only */
 /* the run's run_started record is in the file (written now if it was not): 0, or -1 with

@@ -31,33 +31,56 @@ static int key_from(const char *hex, unsigned char key[32])
     return hex && strlen(hex) == 64 && sodium_hex2bin(key, 32, hex, 64, NULL, &got, NULL) == 0 && got == 32 ? 0 : -1;
 }
 
-int wd_rd_audit_key(wd_store *s, const char *user, int64_t now_ms, char id[17], unsigned char key[32])
+/* the script's arguments: a candidate id and key, made here, kept if the user has none
+** (hex: the key's text, wiped by the caller) */
+static void akey_args(wd_redis *r, wd_rd_args *a, const wd_store_op *op, char cand[17], char hex[65])
 {
     unsigned char rid[8], fresh[32];
-    char hex[65], cand[17];
     randombytes_buf(rid, sizeof rid);
     randombytes_buf(fresh, sizeof fresh);
-    sodium_bin2hex(cand, sizeof cand, rid, sizeof rid);
-    sodium_bin2hex(hex, sizeof hex, fresh, sizeof fresh);
-    wd_rd_args a;
-    wd_rd_init(&a, RD(s));
-    wd_rd_s(&a, user);
-    wd_rd_i(&a, now_ms);
-    wd_rd_s(&a, cand);
-    wd_rd_s(&a, hex);
-    redisReply *x = wd_rd_run(RD(s), RS_AKEY, AKEY_LUA, &a);
-    sodium_memzero(hex, sizeof hex);
+    sodium_bin2hex(cand, 17, rid, sizeof rid);
+    sodium_bin2hex(hex, 65, fresh, sizeof fresh);
     sodium_memzero(fresh, sizeof fresh);
-    if (!x)
-        return -1;
+    wd_rd_init(a, r);
+    wd_rd_s(a, op->key);
+    wd_rd_i(a, op->now_ms);
+    wd_rd_s(a, cand);
+    wd_rd_s(a, hex);
+}
+
+static int akey_read(wd_redis *r, const redisReply *x, wd_store_op *op)
+{
     char got[65];
-    wd_rd_copy(x, 0, id, 17);
+    wd_rd_copy(x, 0, op->id, sizeof op->id);
     wd_rd_copy(x, 1, got, sizeof got);
-    freeReplyObject(x);
-    int rc = strlen(id) == 16 && key_from(got, key) == 0 ? 0 : -1;
+    int rc = strlen(op->id) == 16 && key_from(got, op->secret) == 0 ? 0 : -1;
     sodium_memzero(got, sizeof got);
     if (rc < 0)
-        snprintf(RD(s)->err, sizeof RD(s)->err, "redis: the audit key of %s is damaged", user);
+        snprintf(r->err, sizeof r->err, "redis: the audit key of %s is damaged", op->key);
+    return rc;
+}
+
+int wd_rd_audit_key(wd_store *s, const char *user, int64_t now_ms, char id[17], unsigned char key[32])
+{
+    wd_store_op op = {.kind = WD_SOP_AUDIT_KEY, .key = user, .now_ms = now_ms};
+    char cand[17], hex[65];
+    wd_rd_args a;
+    akey_args(RD(s), &a, &op, cand, hex);
+    int rc = wd_rd_call(RD(s), RS_AKEY, AKEY_LUA, &a, akey_read, &op);
+    sodium_memzero(hex, sizeof hex);
+    memcpy(id, op.id, 17);
+    memcpy(key, op.secret, 32);
+    sodium_memzero(op.secret, sizeof op.secret);
+    return rc;
+}
+
+int wd_rd_audit_key_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
+{
+    char cand[17], hex[65];
+    wd_rd_args a;
+    akey_args(RD(s), &a, op, cand, hex);
+    int rc = wd_rd_ask_script(RD(s), RS_AKEY, AKEY_LUA, &a, akey_read, op, fn, ud);
+    sodium_memzero(hex, sizeof hex);
     return rc;
 }
 

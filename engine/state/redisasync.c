@@ -10,6 +10,7 @@
 
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,8 +61,11 @@ static void free_req(request *rq)
 {
     if (rq->timer)
         event_free(rq->timer);
-    for (int i = 0; i < rq->argc; i++)
+    for (int i = 0; i < rq->argc; i++) {
+        if (rq->argv[i]) /* an audit key's text may be among them */
+            sodium_memzero(rq->argv[i], rq->lens[i]);
         free(rq->argv[i]);
+    }
     free(rq->argv);
     free(rq->lens);
     free(rq);

@@ -186,8 +186,9 @@ int wd_rd_rate_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
 int wd_rd_ledger_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
 int wd_rd_session_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
 int wd_rd_cache_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
-int wd_rd_breaker_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);  /* redisbreaker.c */
-int wd_rd_approval_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud); /* redisrows.c */
+int wd_rd_breaker_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);   /* redisbreaker.c */
+int wd_rd_approval_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);  /* redisrows.c */
+int wd_rd_audit_key_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud); /* redisaccount.c */
 
 /* ---- redisrows.c: approvals, the kill switch, agent health, detectors' state ---- */
 int wd_rd_approval_insert(wd_store *s, const char *id, const json_t *req);

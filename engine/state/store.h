@@ -277,6 +277,7 @@ enum {
     WD_SOP_CACHE_GET,    /* key, now_ms -> text (the answer), cost_nusd */
     WD_SOP_SESSION_GET,  /* key (the id), now_ms -> owner, text (the messages) */
     WD_SOP_APPROVAL_GET, /* key (the id) -> approval */
+    WD_SOP_AUDIT_KEY,    /* key (the user), now_ms -> id, secret */
 };
 typedef struct wd_store_op {
     int kind; /* WD_SOP_* */
@@ -292,6 +293,8 @@ typedef struct wd_store_op {
     wd_breaker_step *step;
     char *text, *owner; /* out: caller frees both */
     struct wd_approval_state *approval;
+    char id[17];
+    unsigned char secret[32]; /* out: an audit key (the caller wipes it) */
 } wd_store_op;
 typedef void (*wd_store_done)(void *ud, int rc);
 void wd_store_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
