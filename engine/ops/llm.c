@@ -267,9 +267,14 @@ static void deliver(wd_run *r, json_t *a)
     }
     if (!why[0] && !r->call->cached && r->call->cache_key[0]) {
         char *text = wd_json_compact_text(a);
-        if (!text || wd_store_cache_put(r->eng->store, r->call->cache_key, text, wd_budget_nusd(an.cost),
-                                        wd_store_now(r->eng->store), r->pol->cache_ttl_ms) < 0)
-            json_array_append_new(r->errors, json_string("response cache: the answer could not be kept"));
+        wd_store_op op = {.kind = WD_SOP_CACHE_PUT,
+                          .key = r->call->cache_key,
+                          .value = text,
+                          .cost_nusd = wd_budget_nusd(an.cost),
+                          .now_ms = wd_store_now(r->eng->store),
+                          .window_ms = r->pol->cache_ttl_ms};
+        if (text) /* kept without waiting; one that fails is a miss later */
+            wd_store_tell(r->eng->store, &op);
         free(text);
     }
     r->last_fail_timeout = 0;

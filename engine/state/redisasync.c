@@ -10,6 +10,8 @@
 
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
+#include <hiredis/sds.h>
+#include <poll.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -355,12 +357,34 @@ int wd_rd_cmdq_start(wd_redis *r, struct event_base *base)
     return 0;
 }
 
+/* ** The engine stops: what was asked and not yet answered (an answer kept in the cache,
+** a flush) is written and its answer read here, on this connection alone, for up to
+** store.timeout_ms, as the loop that would have done it is ending. */
+static void drain(wd_rd_cmdq *q)
+{
+    int64_t until = wd_now_ns() + (int64_t)q->r->t.timeout_ms * 1000000;
+    while (q->ac && q->inflight) {
+        int64_t left = (until - wd_now_ns()) / 1000000;
+        if (left <= 0)
+            break;
+        int out = q->ac->c.obuf && sdslen(q->ac->c.obuf) > 0;
+        struct pollfd p = {q->ac->c.fd, (short)(POLLIN | (out ? POLLOUT : 0)), 0};
+        if (poll(&p, 1, (int)left) <= 0)
+            break;
+        if (p.revents & POLLOUT)
+            redisAsyncHandleWrite(q->ac);
+        if (q->ac && (p.revents & (POLLIN | POLLHUP | POLLERR)))
+            redisAsyncHandleRead(q->ac); /* may end the connection: q->ac NULL */
+    }
+}
+
 void wd_rd_cmdq_stop(wd_redis *r)
 {
     wd_rd_cmdq *q = r->cmdq;
     if (!q)
         return;
     q->closing = 1;
+    drain(q);
     if (q->ac) {
         q->ac->data = NULL;
         redisAsyncFree(q->ac); /* each request in flight: on_reply with NULL */

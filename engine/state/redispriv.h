@@ -186,6 +186,7 @@ int wd_rd_rate_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
 int wd_rd_ledger_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
 int wd_rd_session_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
 int wd_rd_cache_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
+int wd_rd_cache_put_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
 int wd_rd_breaker_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);   /* redisbreaker.c */
 int wd_rd_approval_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);  /* redisrows.c */
 int wd_rd_audit_key_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud); /* redisaccount.c */

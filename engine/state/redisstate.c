@@ -575,6 +575,36 @@ int wd_rd_cache_put(wd_store *s, const char *key, const char *answer, int64_t co
     return pair_put(s, RS_CACHE_PUT, "cache:", key, now_ms, now_ms + ttl_ms, "answer", answer, "cost", cost);
 }
 
+static int put_read(wd_redis *r, const redisReply *x, wd_store_op *op)
+{
+    (void)r;
+    (void)x;
+    (void)op;
+    return 0;
+}
+
+int wd_rd_cache_put_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
+{
+    char cost[24];
+    snprintf(cost, sizeof cost, "%lld", (long long)op->cost_nusd);
+    wd_buf k = {0};
+    wd_buf_addf(&k, "cache:%s", op->key);
+    wd_rd_args a;
+    wd_rd_init(&a, RD(s));
+    wd_rd_s(&a, k.p);
+    wd_rd_i(&a, op->now_ms);
+    wd_rd_i(&a, op->now_ms + op->window_ms);
+    wd_rd_s(&a, "answer");
+    wd_rd_s(&a, op->value);
+    wd_rd_s(&a, "cost");
+    wd_rd_s(&a, cost);
+    if (!k.p)
+        a.oom = 1;
+    int rc = wd_rd_ask_script(RD(s), RS_CACHE_PUT, PUT_LUA, &a, put_read, op, fn, ud);
+    wd_buf_free(&k);
+    return rc;
+}
+
 /* ---- liveness: a host's leases and pending approvals are its while this key lives ---- */
 
 static const char ALIVE_LUA[] = "redis.call('SET', ARGV[1] .. 'alive:' .. ARGV[2], ARGV[3], 'PX', ARGV[4])\n"

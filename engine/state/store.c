@@ -202,6 +202,7 @@ int wd_store_do(wd_store *s, wd_store_op *op)
     case WD_SOP_SESSION_GET: return s->be->session_get(s, op->key, op->now_ms, &op->owner, &op->text);
     case WD_SOP_APPROVAL_GET: return s->be->approval_get(s, op->key, op->approval);
     case WD_SOP_AUDIT_KEY: return s->be->audit_key(s, op->key, op->now_ms, op->id, op->secret);
+    case WD_SOP_CACHE_PUT: return s->be->cache_put(s, op->key, op->value, op->cost_nusd, op->now_ms, op->window_ms);
     default: return -1;
     }
 }
@@ -212,4 +213,35 @@ void wd_store_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
     if (rc == 0)
         return;
     fn(ud, rc < 0 ? -1 : wd_store_do(s, op));
+}
+
+/* the copy a told operation is asked with: what it names is copied too, and freed with
+** it when the answer comes */
+typedef struct told {
+    wd_store_op op;
+    char *key, *value;
+} told;
+
+static void told_done(void *ud, int rc)
+{
+    (void)rc;
+    told *t = ud;
+    free(t->key);
+    free(t->value);
+    free(t);
+}
+
+void wd_store_tell(wd_store *s, const wd_store_op *op)
+{
+    told *t = calloc(1, sizeof *t);
+    if (!t)
+        return;
+    t->op = *op;
+    t->op.key = t->key = op->key ? wd_strdup(op->key) : NULL;
+    t->op.value = t->value = op->value ? wd_strdup(op->value) : NULL;
+    if ((op->key && !t->key) || (op->value && !t->value) || op->keys || op->c || op->step || op->approval) {
+        told_done(t, -1); /* only flat operations are told */
+        return;
+    }
+    wd_store_ask(s, &t->op, told_done, t);
 }

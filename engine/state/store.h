@@ -278,6 +278,7 @@ enum {
     WD_SOP_SESSION_GET,  /* key (the id), now_ms -> owner, text (the messages) */
     WD_SOP_APPROVAL_GET, /* key (the id) -> approval */
     WD_SOP_AUDIT_KEY,    /* key (the user), now_ms -> id, secret */
+    WD_SOP_CACHE_PUT,    /* key, value (the answer), cost_nusd, now_ms, window_ms (the ttl) */
 };
 typedef struct wd_store_op {
     int kind; /* WD_SOP_* */
@@ -287,7 +288,7 @@ typedef struct wd_store_op {
     int nretire;
     int64_t now_ms, window_ms, retry_ms, cost_nusd;
     long long limit, count;
-    const char *key, *name;
+    const char *key, *name, *value;
     const wd_ledger_key *keys;
     wd_ledger_row *rows;
     wd_breaker_step *step;
@@ -298,6 +299,9 @@ typedef struct wd_store_op {
 } wd_store_op;
 typedef void (*wd_store_done)(void *ud, int rc);
 void wd_store_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);
+/* op asked, its answer not awaited (a write whose failure changes nothing for the caller:
+** the cache's); op and what it names may go once this returns */
+void wd_store_tell(wd_store *s, const wd_store_op *op);
 /* what the operation's plain function returns, op's outputs filled (wd_store_ask's
 ** answer when it answers at once) */
 int wd_store_do(wd_store *s, wd_store_op *op);
