@@ -277,10 +277,11 @@ static void approval_refused(wd_run *r, const char *msg)
     wd_run_reply_error(r, co, msg);
 }
 
+static void admit_held(wd_run *r);
+
 /* a person approved: what waited goes on (the held call, still through its breaker) */
 static void granted(wd_run *r)
 {
-    char msg[700];
     r->consecutive_errors = 0; /* a person has looked at the run */
     r->appr->id[0] = '\0';
     resume_deadline(r);
@@ -293,8 +294,19 @@ static void granted(wd_run *r)
             wd_run_start_op(r);
         return;
     }
+    admit_held(r);
+}
+
+/* the approved call through its breaker (asked without waiting: again with the answer),
+** then started */
+static void admit_held(wd_run *r)
+{
+    char msg[700];
     int idx = (int)r->req.tool;
-    if (!wd_toolcall_admit(r, idx, r->tool.name, r->req.args, msg, sizeof msg, NULL)) {
+    int admit = wd_toolcall_admit(r, idx, r->tool.name, r->req.args, msg, sizeof msg, admit_held);
+    if (admit == 2)
+        return;
+    if (!admit) {
         json_decref(r->req.args);
         r->req.args = NULL;
         lua_State *co = r->waiting;

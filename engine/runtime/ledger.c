@@ -356,8 +356,10 @@ static void flush_answer(void *ud, int rc)
         for (int i = 0; i < f->n; i++)
             if (f->c[i].crossed && l->warn)
                 l->warn(l->warn_ud, f->c[i].key, f->c[i].spent);
-        l->nretired -= f->nretired; /* the store dropped their totals */
-        memmove(l->retired, l->retired + f->nretired, (size_t)l->nretired * sizeof *l->retired);
+        if (f->nretired) { /* the store dropped their totals */
+            l->nretired -= f->nretired;
+            memmove(l->retired, l->retired + f->nretired, (size_t)l->nretired * sizeof *l->retired);
+        }
         forget_idle(l);
         l->dirty |= f->keep; /* the next flush returns a lease kept now, if it is left idle */
     } else {

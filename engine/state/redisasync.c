@@ -307,7 +307,7 @@ int wd_rd_ask_script(wd_redis *r, int slot, const char *lua, wd_rd_args *a, wd_r
     *k = (asked){r, read, op, fn, ud};
     if (wd_rd_async_run(r, slot, lua, a, on_asked, k) < 0) {
         free(k);
-        if (!r->cmdq->ac) {
+        if ((!r->cmdq->ac || !r->cmdq->ready) && strncmp(r->err, "redis: not connected", 20)) {
             char why[sizeof r->err];
             wd_strlcpy(why, r->err[0] ? r->err : "connecting again", sizeof why);
             snprintf(r->err, sizeof r->err, "redis: not connected (%.300s)", why);
