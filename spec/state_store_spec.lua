@@ -65,6 +65,16 @@ describe("state store interface", function()
     end
   end)
 
+  it("asks every operation of wd_store_ask on Redis without waiting: none falls back to a waiting call", function()
+    local kinds, text = {}, T.read("engine/state/redis.c")
+    local enum = T.read("engine/state/store.h"):match("enum {\n    WD_SOP_LEASE_APPLY.-};")
+    for k in enum:gmatch("(WD_SOP_[%u_]+)") do kinds[#kinds + 1] = k end
+    assert.is_true(#kinds >= 10, #kinds .. " kinds")
+    for _, k in ipairs(kinds) do
+      assert.truthy(text:find("%[" .. k .. "%] = wd_rd_[%w_]+_ask"), "redis.c asks " .. k .. " waiting")
+    end
+  end)
+
   it("has the Redis backend fill every member of the table", function()
     local text = T.read("engine/state/redis.c")
     for _, name in ipairs(members()) do

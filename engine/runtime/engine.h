@@ -122,6 +122,7 @@ struct wd_engine {
     struct {                      /* the kill switch's tables as last read (killswitch.c) */
         json_t *killed, *failing;
         int64_t read_ns;
+        int asking; /* a read without waiting is out (killtick.c): the copy stands until it answers */
         struct event *ev;
     } kills;
 };

@@ -18,7 +18,7 @@ void wd_kills_invalidate(wd_engine *e) { e->kills.read_ns = 0; }
 int wd_kills_refresh(wd_engine *e, int force)
 {
     int64_t now = wd_now_ns();
-    if (!force && e->kills.read_ns && now - e->kills.read_ns < KILL_POLL_MS * 1000000LL)
+    if (!force && e->kills.read_ns && (e->kills.asking || now - e->kills.read_ns < KILL_POLL_MS * 1000000LL))
         return 0;
     e->kills.read_ns = now;
     json_t *killed, *failing;

@@ -34,6 +34,7 @@ static void enforce(wd_engine *e)
 static void on_read(void *ud, int rc, json_t *killed, json_t *failing)
 {
     wd_engine *e = ud;
+    e->kills.asking = 0;
     if (!e->kills.ev) { /* the engine is stopping: its poll is gone */
         json_decref(killed);
         json_decref(failing);
@@ -56,8 +57,10 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     wd_engine *e = arg;
     int64_t asked = e->kills.read_ns;
     e->kills.read_ns = wd_now_ns(); /* as a waiting read counts: a run's check reads no more meanwhile */
-    if (wd_store_kill_read_async(e->store, on_read, e) == 0)
+    if (wd_store_kill_read_async(e->store, on_read, e) == 0) {
+        e->kills.asking = 1;
         return; /* on_read goes on */
+    }
     e->kills.read_ns = asked;
     wd_kills_refresh(e, 1);
     enforce(e);

@@ -279,37 +279,38 @@ static const route *find_route(wd_call *c, enum evhttp_cmd_type m, char *id)
     return NULL;
 }
 
-static void handle(struct evhttp_request *req, void *arg)
+/* the request's method, path and kind into c */
+static void call_init(wd_call *c, wd_front *f, struct evhttp_request *req)
 {
-    wd_front *f = arg;
-    wd_call c = {.f = f, .req = req, .route = "other"};
+    *c = (wd_call){.f = f, .req = req, .route = "other"};
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
-    snprintf(c.method, sizeof c.method, "%s",
+    snprintf(c->method, sizeof c->method, "%s",
              m == EVHTTP_REQ_GET      ? "GET"
              : m == EVHTTP_REQ_POST   ? "POST"
              : m == EVHTTP_REQ_DELETE ? "DELETE"
                                       : "OTHER");
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-    c.path = path && *path ? path : "/";
-    c.oai =
-        !strcmp(c.path, "/v1/chat/completions") || !strcmp(c.path, "/v1/responses") || !strcmp(c.path, "/v1/models");
-    char id[200] = "";
-    const route *rt = find_route(&c, m, id);
-    if (!rt)
-        return;
+    c->path = path && *path ? path : "/";
+    c->oai =
+        !strcmp(c->path, "/v1/chat/completions") || !strcmp(c->path, "/v1/responses") || !strcmp(c->path, "/v1/models");
+}
+
+/* the caller known (blocked: the address or key found blocked), the route runs */
+static void dispatch(wd_front *f, struct evhttp_request *req, const route *rt, const char *id, const char *blocked,
+                     int64_t until)
+{
+    wd_call c;
+    call_init(&c, f, req);
     c.route = rt->label;
-    if (rt->who == OPEN) {
-        rt->fn(&c, id, NULL);
-        return;
-    }
     c.p = wd_engine_policy(f->e);
     struct evkeyvalq q = {0};
     TAILQ_INIT(&q);
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
     if (query)
         evhttp_parse_query_str(query, &q);
-    if ((c.user = wd_call_auth(&c))) {
+    if ((c.user = wd_call_auth(&c, blocked, until))) {
         c.admin = c.user->role == (int)c.p->roles.n - 1;
         if (c.user->metrics_only && rt->who != METRICS)
             wd_call_deny(&c, 403, c.user->name, "this key may read /metrics only (its user has scope: metrics)");
@@ -318,6 +319,84 @@ static void handle(struct evhttp_request *req, void *arg)
     }
     evhttp_clear_headers(&q);
     wd_policy_unref(c.p);
+}
+
+/* ** A request's blocks (docs/serve.md, Blocking abuse) are read before its key is looked
+** at, asked without waiting: the request waits, its client watched (one that leaves
+** drops it), and goes on when the store answered. A store that cannot say counts as no
+** block, as the key is still checked. */
+typedef struct authwait {
+    wd_front *f;
+    struct evhttp_request *req; /* NULL: its client left */
+    const route *rt;
+    char id[200];
+    char who[2][80]; /* its address, its key's hash */
+    int step;
+    wd_store_op op;
+} authwait;
+
+static void ask_blocks(authwait *w);
+
+static void on_auth_gone(struct evhttp_connection *conn, void *arg)
+{
+    (void)conn;
+    ((authwait *)arg)->req = NULL;
+}
+
+static void blocks_answered(void *ud, int rc)
+{
+    authwait *w = ud;
+    if (w->req && rc != 1) {
+        w->step++;
+        ask_blocks(w);
+        return;
+    }
+    if (w->req) {
+        evhttp_connection_set_closecb(evhttp_request_get_connection(w->req), NULL, NULL);
+        dispatch(w->f, w->req, w->rt, w->id, w->who[w->step], w->op.until_ms);
+    }
+    free(w);
+}
+
+static void ask_blocks(authwait *w)
+{
+    while (w->step < 2 && !w->who[w->step][0])
+        w->step++;
+    if (w->step == 2) { /* none blocked */
+        evhttp_connection_set_closecb(evhttp_request_get_connection(w->req), NULL, NULL);
+        dispatch(w->f, w->req, w->rt, w->id, NULL, 0);
+        free(w);
+        return;
+    }
+    wd_store *s = wd_engine_store(w->f->e);
+    w->op = (wd_store_op){.kind = WD_SOP_BLOCK_GET, .key = w->who[w->step], .now_ms = wd_store_now(s)};
+    wd_store_ask(s, &w->op, blocks_answered, w);
+}
+
+static void handle(struct evhttp_request *req, void *arg)
+{
+    wd_front *f = arg;
+    wd_call c;
+    call_init(&c, f, req);
+    char id[200] = "";
+    const route *rt = find_route(&c, evhttp_request_get_command(req), id);
+    if (!rt)
+        return;
+    c.route = rt->label;
+    if (rt->who == OPEN) {
+        rt->fn(&c, id, NULL);
+        return;
+    }
+    authwait *w = calloc(1, sizeof *w);
+    if (!w) {
+        wd_call_error(&c, 503, "out of memory");
+        return;
+    }
+    *w = (authwait){.f = f, .req = req, .rt = rt};
+    snprintf(w->id, sizeof w->id, "%s", id);
+    wd_call_who(req, w->who[0], w->who[1]);
+    evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_auth_gone, w);
+    ask_blocks(w);
 }
 
 /* ---- lifecycle ------------------------------------------------------------- */

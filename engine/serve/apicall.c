@@ -214,19 +214,6 @@ static void answer_blocked(wd_call *c, const char *who, int64_t until, int64_t n
     wd_call_error(c, 429, "%s", why);
 }
 
-/* 1 when one of who (NULL ends it) is blocked: answered 429 */
-static int blocked(wd_call *c, const char *const *who)
-{
-    wd_store *s = wd_engine_store(c->f->e);
-    int64_t now = wd_store_now(s), until;
-    for (int i = 0; who[i]; i++)
-        if (who[i][0] && wd_store_block_get(s, who[i], now, &until) == 1) {
-            answer_blocked(c, who[i], until, now);
-            return 1;
-        }
-    return 0;
-}
-
 /* a failed authentication counted; 1 when it began a block (answered 429), else 0 */
 static int count_failure(wd_call *c, const char *const *who)
 {
@@ -264,18 +251,31 @@ static int count_failure(wd_call *c, const char *const *who)
     return 0;
 }
 
+void wd_call_who(struct evhttp_request *req, char addr[80], char kid[80])
+{
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    const char *key = h && !strncasecmp(h, "Bearer ", 7) && h[7] ? h + 7 : NULL;
+    char *peer = NULL;
+    ev_uint16_t port = 0;
+    evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer, &port);
+    snprintf(addr, 80, "addr:%s", peer ? peer : "?");
+    kid[0] = '\0';
+    if (key)
+        key_id(key, kid, 80);
+}
+
 /* the user the request's key belongs to; NULL after a 401 (or a 429 while blocked) */
-const wd_user *wd_call_auth(wd_call *c)
+const wd_user *wd_call_auth(wd_call *c, const char *blocked, int64_t until)
 {
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
     const char *key = h && !strncasecmp(h, "Bearer ", 7) && h[7] ? h + 7 : NULL;
-    char addr[80], kid[80] = "";
-    peer_of(c, addr, sizeof addr);
-    if (key)
-        key_id(key, kid, sizeof kid);
+    char addr[80], kid[80];
+    wd_call_who(c->req, addr, kid);
     const char *who[] = {addr, kid, NULL};
-    if (blocked(c, who))
+    if (blocked) {
+        answer_blocked(c, blocked, until, wd_store_now(wd_engine_store(c->f->e)));
         return NULL;
+    }
     const char *why = !h     ? "no API key: send Authorization: Bearer KEY"
                       : !key ? "the Authorization header must be 'Bearer KEY'"
                              : NULL;

@@ -71,9 +71,13 @@ void wd_call_audit_now(wd_front *f, const wd_policy *p, json_t *rec); /* takes r
 void wd_call_refusal(wd_call *c, json_t *rec);                        /* rate-bounded (DENY_AUDIT_PER_S); takes rec */
 void wd_call_deny(wd_call *c, int status, const char *user, const char *why);
 void wd_call_busy(wd_call *c, const char *why, int retry_s); /* 429 with Retry-After */
-const wd_user *wd_call_auth(wd_call *c);                     /* the caller, or NULL (answered 401) */
-int wd_call_admin(wd_call *c);                               /* 1 when the caller is an admin, else answered 403 */
-json_t *wd_call_body(wd_call *c);                            /* the JSON object body, or NULL (answered 400) */
+/* the names a request's blocks are kept under: its address, and its key's hash ("" none) */
+void wd_call_who(struct evhttp_request *req, char addr[80], char kid[80]);
+/* the caller, or NULL (answered 401, or 429 when blocked names the address or key found
+** blocked until until) */
+const wd_user *wd_call_auth(wd_call *c, const char *blocked, int64_t until);
+int wd_call_admin(wd_call *c);    /* 1 when the caller is an admin, else answered 403 */
+json_t *wd_call_body(wd_call *c); /* the JSON object body, or NULL (answered 400) */
 int wd_call_keys(wd_call *c, json_t *o, const char *const *allowed, const char *list);
 int wd_call_opt_string(wd_call *c, json_t *o, const char *key, const char **out);
 const char *wd_call_param(struct evkeyvalq *q, const char *k);

@@ -15,6 +15,7 @@ static int wd_rd_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
         [WD_SOP_BREAKER_STEP] = wd_rd_breaker_ask, [WD_SOP_CACHE_GET] = wd_rd_cache_ask,
         [WD_SOP_SESSION_GET] = wd_rd_session_ask,  [WD_SOP_APPROVAL_GET] = wd_rd_approval_ask,
         [WD_SOP_AUDIT_KEY] = wd_rd_audit_key_ask,  [WD_SOP_CACHE_PUT] = wd_rd_cache_put_ask,
+        [WD_SOP_BLOCK_GET] = wd_rd_block_ask,
     };
     if (op->kind < 0 || op->kind >= (int)(sizeof ASK / sizeof ASK[0]) || !ASK[op->kind])
         return 1;

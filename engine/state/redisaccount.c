@@ -320,17 +320,30 @@ static const char BLOCK_GET_LUA[] = "local u = tonumber(redis.call('HGET', ARGV[
                                     "if u > tonumber(ARGV[3]) then return u end\n"
                                     "return 0\n";
 
+static int block_read(wd_redis *r, const redisReply *x, wd_store_op *op)
+{
+    (void)r;
+    op->until_ms = x->type == REDIS_REPLY_INTEGER ? x->integer : 0;
+    return op->until_ms > 0;
+}
+
 int wd_rd_block_get(wd_store *s, const char *key, int64_t now_ms, int64_t *until_ms)
 {
-    *until_ms = 0;
+    wd_store_op op = {.kind = WD_SOP_BLOCK_GET, .key = key, .now_ms = now_ms};
     wd_rd_args a;
     wd_rd_init(&a, RD(s));
     wd_rd_s(&a, key);
     wd_rd_i(&a, now_ms);
-    redisReply *x = wd_rd_run(RD(s), RS_BLOCK_GET, BLOCK_GET_LUA, &a);
-    if (!x)
-        return -1;
-    *until_ms = x->type == REDIS_REPLY_INTEGER ? x->integer : 0;
-    freeReplyObject(x);
-    return *until_ms > 0;
+    int rc = wd_rd_call(RD(s), RS_BLOCK_GET, BLOCK_GET_LUA, &a, block_read, &op);
+    *until_ms = rc < 0 ? 0 : op.until_ms;
+    return rc;
+}
+
+int wd_rd_block_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud)
+{
+    wd_rd_args a;
+    wd_rd_init(&a, RD(s));
+    wd_rd_s(&a, op->key);
+    wd_rd_i(&a, op->now_ms);
+    return wd_rd_ask_script(RD(s), RS_BLOCK_GET, BLOCK_GET_LUA, &a, block_read, op, fn, ud);
 }

@@ -190,6 +190,7 @@ int wd_rd_cache_put_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud
 int wd_rd_breaker_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);   /* redisbreaker.c */
 int wd_rd_approval_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);  /* redisrows.c */
 int wd_rd_audit_key_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud); /* redisaccount.c */
+int wd_rd_block_ask(wd_store *s, wd_store_op *op, wd_store_done fn, void *ud);     /* redisaccount.c */
 
 /* ---- redisrows.c: approvals, the kill switch, agent health, detectors' state ---- */
 int wd_rd_approval_insert(wd_store *s, const char *id, const json_t *req);

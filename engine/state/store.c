@@ -202,6 +202,7 @@ int wd_store_do(wd_store *s, wd_store_op *op)
     case WD_SOP_SESSION_GET: return s->be->session_get(s, op->key, op->now_ms, &op->owner, &op->text);
     case WD_SOP_APPROVAL_GET: return s->be->approval_get(s, op->key, op->approval);
     case WD_SOP_AUDIT_KEY: return s->be->audit_key(s, op->key, op->now_ms, op->id, op->secret);
+    case WD_SOP_BLOCK_GET: return s->be->block_get(s, op->key, op->now_ms, &op->until_ms);
     case WD_SOP_CACHE_PUT: return s->be->cache_put(s, op->key, op->value, op->cost_nusd, op->now_ms, op->window_ms);
     default: return -1;
     }

@@ -279,6 +279,7 @@ enum {
     WD_SOP_APPROVAL_GET, /* key (the id) -> approval */
     WD_SOP_AUDIT_KEY,    /* key (the user), now_ms -> id, secret */
     WD_SOP_CACHE_PUT,    /* key, value (the answer), cost_nusd, now_ms, window_ms (the ttl) */
+    WD_SOP_BLOCK_GET,    /* key, now_ms -> until_ms */
 };
 typedef struct wd_store_op {
     int kind; /* WD_SOP_* */
@@ -286,7 +287,7 @@ typedef struct wd_store_op {
     int n, check, which;
     const int64_t *retire; /* lease_apply: ids of leases this process forgot (their totals go) */
     int nretire;
-    int64_t now_ms, window_ms, retry_ms, cost_nusd;
+    int64_t now_ms, window_ms, retry_ms, cost_nusd, until_ms;
     long long limit, count;
     const char *key, *name, *value;
     const wd_ledger_key *keys;
