@@ -85,6 +85,18 @@ static void finish(request *rq, redisReply *x)
         fn(ud, x);
 }
 
+/* why the connection is not there, for what fails meanwhile (wd_rd_error) */
+static void unreachable(wd_rd_cmdq *q, const char *why)
+{
+    const wd_rd_target *t = &q->r->t;
+    char w[300];
+    if (t->sock[0])
+        snprintf(w, sizeof w, "redis at %s", t->sock);
+    else
+        snprintf(w, sizeof w, "redis at %s:%d", t->host, t->port);
+    snprintf(q->r->err, sizeof q->r->err, "%s unreachable: %s", w, why && *why ? why : "no answer");
+}
+
 static void schedule(wd_rd_cmdq *q)
 {
     q->ready = 0;
@@ -107,10 +119,11 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 /* every request in flight fails: hiredis calls on_reply with NULL for each, as it frees */
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
-    (void)status;
     wd_rd_cmdq *q = ac->data;
     if (!q)
         return;
+    if (status != REDIS_OK)
+        unreachable(q, ac->errstr);
     q->ac = NULL;
     schedule(q);
 }
@@ -135,6 +148,9 @@ static void on_probe_timeout(evutil_socket_t fd, short what, void *arg)
     wd_rd_cmdq *q = arg;
     redisAsyncContext *ac = q->ac;
     q->ac = NULL;
+    char why[80];
+    snprintf(why, sizeof why, "no answer to PING within %d ms (store.timeout_ms)", q->r->t.timeout_ms);
+    unreachable(q, why);
     if (ac) {
         ac->data = NULL;
         redisAsyncFree(ac);
@@ -151,6 +167,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     if (!q)
         return;
     if (status != REDIS_OK) {
+        unreachable(q, ac->errstr);
         q->ac = NULL;
         schedule(q);
         return;
@@ -322,6 +339,7 @@ static void dial(wd_rd_cmdq *q)
     wd_redis *r = q->r;
     q->ac = r->t.sock[0] ? redisAsyncConnectUnix(r->t.sock) : redisAsyncConnect(r->t.host, r->t.port);
     if (!q->ac || q->ac->err || redisLibeventAttach(q->ac, q->base) != REDIS_OK) {
+        unreachable(q, q->ac ? q->ac->errstr : "out of memory");
         if (q->ac)
             redisAsyncFree(q->ac);
         q->ac = NULL;
