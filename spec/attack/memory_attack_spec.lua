@@ -93,11 +93,12 @@ return warden.agent { name = "big",
     return "held " .. #t .. " MB"
   end }
 ]], { defaults = { sandbox = { memory_mb = 32 } },
-      serve = { memory_mb = 640, max_queued = 150, max_queued_per_user = 200, queue_wait_ms = 1500 } })
+      serve = { memory_mb = 640, max_queued = 60, max_queued_per_user = 200, queue_wait_ms = 1500 } })
     local ok, err = pcall(function()
       local ids, refused, peak = {}, 0, 0
       local out = T.tmpfile(".codes")
-      -- 200 requests at once, as a client would send them
+      -- 200 requests at once, as a client would send them: more than serve.max_queued wait
+      -- within any 1.5 s a machine takes to take them in, so some are refused
       local sh = {}
       for i = 1, 200 do
         sh[#sh + 1] = ("(%s -s -m 60 -D %s.h%d -o %s.b%d -w '%%{http_code}\\n' -H 'Authorization: Bearer %s'"
@@ -117,7 +118,7 @@ return warden.agent { name = "big",
           ids[#ids + 1] = v.run_id
         else
           refused = refused + 1
-          assert.matches("too many runs: %d+ running and %d+ waiting in all %(serve.max_queued 150%)", v.error)
+          assert.matches("too many runs: %d+ running and %d+ waiting in all %(serve.max_queued 60%)", v.error)
           assert.matches("Retry%-After: %d+", T.read(out .. ".h" .. i))
         end
         peak = math.max(peak, rss_mb(srv.pid))
@@ -141,7 +142,9 @@ return warden.agent { name = "big",
       local code, health = srv.http("GET", "/healthz")
       assert.equal(200, code)
       assert.equal("ok", health.status)
-      assert.is_true(#T.events(audit, "rate_limited") >= refused)
+      -- each 429 is audited, up to 50 a second a worker (DENY_AUDIT_PER_S: a flood cannot
+      -- flood the log; the next record counts the rest in unaudited_before)
+      assert.is_true(#T.events(audit, "rate_limited") >= math.min(refused, 50), #T.events(audit, "rate_limited"))
     end)
     srv.stop()
     assert(ok, err)
