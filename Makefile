@@ -131,7 +131,7 @@ test-c: $(TEST_BIN)
 # WARDEN_CHECK_RECORDS=1: an audit record with a member its event does not declare
 # (engine/audit/events.c) aborts the engine that wrote it, so the spec fails
 test-lua: all $(BUILD)/fakellm $(BUILD)/wdload
-	@WARDEN_CHECK_RECORDS=1 $(BUSTED) --output=plainTerminal
+	@WARDEN_CHECK_RECORDS=1 tools/busted_shards.sh $(BUSTED) --output=plainTerminal
 
 # the specs of the state store's users again, every policy they make on a Redis store
 # (WARDEN_TEST_STORE=redis: a redis-server of each spec process's own, docs/scale-out.md)
@@ -247,9 +247,10 @@ asan: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build-asan OPT="$(SAN)" MALLOC= all build-asan/fakellm build-asan/wdload \
 	  $(TEST_SRC:engine/test/%.c=build-asan/test/%)
 	@set -o pipefail; $(MAKE) --no-print-directory BUILD=build-asan OPT="$(SAN)" MALLOC= test-c | tee build-asan/test-c.out
-	@set -o pipefail; LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	@set -o pipefail; WARDEN_CHECK_RECORDS=1 WARDEN_BUILD=build-asan tools/busted_shards.sh \
+	  env LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  WARDEN_CHECK_RECORDS=1 WARDEN_BUILD=build-asan $(BUSTED) --output=plainTerminal --cpath='build-asan/lua/?.so' | tee build-asan/test-lua.out
+	  $(BUSTED) --output=plainTerminal --cpath='build-asan/lua/?.so' | tee build-asan/test-lua.out
 	@$(call total,asan,build-asan)
 
 # ThreadSanitizer over the tests that run several threads at once (worker pool with the
