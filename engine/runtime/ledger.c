@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define LEASE_BUCKETS 256
 #define LEASE_CALLS   256 /* a grown lease covers up to this many more such calls */
@@ -459,6 +460,16 @@ int wd_ledger_flush(wd_ledger *l, int idle)
     return l->busy ? 0 : l->flush_rc;
 }
 
+/* some lease holds spend the store has not counted */
+static int unwritten(const wd_ledger *l)
+{
+    for (int b = 0; b < LEASE_BUCKETS; b++)
+        for (const wd_lease *e = l->buckets[b]; e; e = e->next)
+            if (e->pending || e->inflight)
+                return 1;
+    return 0;
+}
+
 void wd_ledger_free(wd_ledger *l)
 {
     if (!l)
@@ -469,7 +480,13 @@ void wd_ledger_free(wd_ledger *l)
     l->head = l->tail = NULL;
     l->g.w = NULL;
     l->dirty = 1;
-    wd_ledger_flush(l, 1);
+    /* spend not yet written would be lost with the process: a store that does not answer
+    ** now (Redis in a hang, restarting) is asked again for up to 2 s. Leases alone can
+    ** wait for the sweep that gives a silent host's back. */
+    for (int tries = 0; wd_ledger_flush(l, 1) < 0 && unwritten(l) && tries < 20; tries++) {
+        nanosleep(&(struct timespec){0, 100000000}, NULL);
+        l->dirty = 1;
+    }
     for (int b = 0; b < LEASE_BUCKETS; b++)
         for (wd_lease *e = l->buckets[b], *n; e; e = n) {
             n = e->next;

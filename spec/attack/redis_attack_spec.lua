@@ -125,7 +125,7 @@ describe("attack: a Redis that hangs and comes back, again and again", function(
       r.stop()
     end)
     local s = { backend = "redis", url = ("redis://127.0.0.1:%d/0"):format(r.port), prefix = "flap:",
-                timeout_ms = 60 }
+                timeout_ms = 60, lease = "1s" }
     local pol, audit = T.policy({ tiers = { big = { per_run_usd = 5, daily_usd = 100, monthly_usd = 1000 } },
                                   users = { fran = { role = "read", tier = "big" } }, store = s,
                                   audit = { personal_fields = T.EMPTY } }) -- no per-user key to fetch
@@ -137,24 +137,37 @@ describe("attack: a Redis that hangs and comes back, again and again", function(
     for i = 1, 24 do runs[i] = { agent = "spec/fixtures/lab", query = plan, user = "fran" } end
     -- Redis stops answering for longer than store.timeout_ms, then answers again, while the
     -- runs go: what was asked before a hang is done when Redis wakes, after warden gave it up
+    -- rounds of 24 runs go for as long as the hangs do, so some spend between them and
+    -- some meet them on any machine (a sanitizer build starts slower)
     local over = T.tmpfile(".over")
     os.execute(("(sleep 0.05; for i in $(seq 1 25); do kill -STOP %s; sleep 0.09; kill -CONT %s; sleep 0.05; "
       .. "done; touch %s) >/dev/null 2>&1 &"):format(r.pid, r.pid, over))
-    local results = T.run_many({ policy = pol, audit = audit, llm = "mock:" .. T.scenario(scen) }, runs)
+    local statuses, n, hung = {}, 0, 0
+    repeat
+      for _, res in ipairs(T.run_many({ policy = pol, audit = audit, llm = "mock:" .. T.scenario(scen) }, runs)) do
+        statuses[res.status] = (statuses[res.status] or 0) + 1
+        n = n + 1
+        -- met a hang: ended store_unavailable, or a call refused so (an agent may go on)
+        if res.status == "store_unavailable" or (res.errors[1] or ""):find("state store unavailable", 1, true) then
+          hung = hung + 1
+        end
+      end
+    until T.read(over) or n >= 24 * 8
     T.wait_for(function() return T.read(over) end, "the hangs to be over", 1000)
-    local statuses = {}
-    for _, res in ipairs(results) do statuses[res.status] = (statuses[res.status] or 0) + 1 end
+    -- an engine that stopped in a hang could not give its leases back: they come back one
+    -- store.lease after its last word, at the next sweep (opening the store sweeps)
+    os.execute("sleep 1.3")
     local paid = 0
     for _, rec in ipairs(T.records(audit)) do
       if rec.event == "llm_call" and rec.cost_usd then paid = paid + rec.cost_usd end
     end
     local row = T.ledger_row(T.store_of(pol), "user:fran", "day:")
-    print(("\n    %d runs under a flapping Redis: %s; the log says $%.4f was spent, the ledger $%.4f")
-      :format(#results, require("cjson").encode(statuses), paid, row and row.spent_usd or 0))
+    print(("\n    %d runs under a flapping Redis (%d met a hang): %s; the log says $%.4f was spent, the ledger $%.4f")
+      :format(n, hung, require("cjson").encode(statuses), paid, row and row.spent_usd or 0))
     assert.is_true(paid > 0)
-    assert.is_true((statuses.store_unavailable or 0) > 0, "no run saw Redis hang: " .. require("cjson").encode(statuses))
+    assert.is_true(hung > 0, "no run met a hang: " .. require("cjson").encode(statuses))
     assert.near(paid, row.spent_usd, 1e-9)
-    assert.near(0, row.reserved_usd, 1e-9) -- the engine is gone: nothing held
+    assert.near(0, row.reserved_usd, 1e-9) -- the engines are gone: nothing held
     local out, rc = T.sh(T.bin .. " audit verify " .. audit)
     assert.equal(0, rc, out)
   end)
